@@ -1,0 +1,39 @@
+# The two front-door commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+# One cargo target dir outside the clone: builds are cached across clones and CI runs.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/maas-target
+export MAAS_SITE_ROOT ?= $(CARGO_TARGET_DIR)/site
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+.PHONY: setup site build run test test-rust test-e2e bench-list clean-data
+
+setup:
+	@scripts/setup.sh
+
+site: setup
+	@scripts/build-site.sh
+
+build: site
+	cargo build --release -p server
+
+## Start the console (and gateway) on http://127.0.0.1:3000 with SQLite in data/maas.db.
+run: build
+	$(CARGO_TARGET_DIR)/release/maas serve
+
+## Every test: Rust unit/service/HTTP tests, then the browser tests against the built server.
+test: setup test-rust test-e2e
+
+test-rust:
+	cargo test --workspace --exclude frontend
+
+test-e2e: site
+	cargo build -p server
+	cd end2end && MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas npx playwright test
+
+## Server time to render the management list with 10,000 models (figures for the notes).
+bench-list:
+	cargo build --release -p server
+	scripts/bench-list.sh
+
+clean-data:
+	rm -rf data

@@ -1,0 +1,53 @@
+use crate::error::AppError;
+use crate::types::CurrentUser;
+use leptos::prelude::*;
+
+/// The caller, or `None` when not logged in (never an error: pages use it to choose a view).
+#[server(endpoint = "me")]
+pub async fn me() -> Result<Option<CurrentUser>, AppError> {
+    use crate::ssr::auth;
+    let st = super::edge::state()?;
+    let Some(token) = auth::token_from_headers(&super::edge::headers()) else { return Ok(None) };
+    match auth::user_for_token(&st.db, &token).await {
+        Ok(u) => Ok(u),
+        Err(e) => super::edge::fail(e.into_app()),
+    }
+}
+
+#[server(endpoint = "login")]
+pub async fn login(username: String, password: String, next: Option<String>) -> Result<CurrentUser, AppError> {
+    use crate::ssr::auth;
+    let st = super::edge::state()?;
+    match auth::login(&st.db, &username, &password).await {
+        Ok((token, user)) => {
+            let opts = expect_context::<leptos_axum::ResponseOptions>();
+            opts.insert_header(
+                http::header::SET_COOKIE,
+                http::HeaderValue::from_str(&auth::session_cookie(&token, st.secure_cookies)).expect("cookie is ascii"),
+            );
+            // Only same-site paths: `next` comes from the URL and must not become an open redirect.
+            let target = next.filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
+            leptos_axum::redirect(&target);
+            Ok(user)
+        }
+        Err(e) => super::edge::fail(e.into_app()),
+    }
+}
+
+#[server(endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    use crate::ssr::auth;
+    let st = super::edge::state()?;
+    if let Some(token) = auth::token_from_headers(&super::edge::headers()) {
+        if let Err(e) = auth::logout(&st.db, &token).await {
+            return super::edge::fail(e.into_app());
+        }
+    }
+    let opts = expect_context::<leptos_axum::ResponseOptions>();
+    opts.insert_header(
+        http::header::SET_COOKIE,
+        http::HeaderValue::from_str(&auth::clear_cookie(st.secure_cookies)).expect("cookie is ascii"),
+    );
+    leptos_axum::redirect("/login");
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Marketplace models and clusters (operators only, except reading the user view).
+use crate::error::AppError;
+use crate::types::*;
+use leptos::prelude::*;
+
+#[server(endpoint = "marketplace/list")]
+pub async fn list_marketplace() -> Result<Vec<MarketplaceModel>, AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    super::edge::run(Need::Operator, |st, _| async move { catalog::list_marketplace(&st.db).await }).await
+}
+
+#[server(endpoint = "marketplace/create")]
+pub async fn create_marketplace(name: String, provider: String, description: String, tags: String) -> Result<i64, AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    let input = MarketplaceInput { name, provider, description, tags };
+    super::edge::run(Need::Operator, |st, _| async move { catalog::create_marketplace(&st.db, &input).await }).await
+}
+
+#[server(endpoint = "marketplace/publish")]
+pub async fn set_published(id: i64, published: bool) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    super::edge::run(Need::Operator, |st, _| async move {
+        let rev = catalog::set_published(&st.db, id, published).await?;
+        st.config_changed(rev);
+        Ok(())
+    })
+    .await
+}
+
+#[server(endpoint = "clusters/list")]
+pub async fn list_clusters() -> Result<Vec<Cluster>, AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    super::edge::run(Need::Operator, |st, _| async move { catalog::list_clusters(&st.db).await }).await
+}
+
+#[server(endpoint = "clusters/create")]
+pub async fn create_cluster(name: String, entry_address: String) -> Result<i64, AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    super::edge::run(Need::Operator, |st, _| async move { catalog::create_cluster(&st.db, &name, &entry_address).await }).await
+}
+
+/// The marketplace user view: any logged-in account.
+#[server(endpoint = "offerings")]
+pub async fn offerings() -> Result<Vec<Offering>, AppError> {
+    use crate::ssr::{auth::Need, services::models};
+    super::edge::run(Need::Login, |st, _| async move { models::offerings(&st.db).await }).await
+}

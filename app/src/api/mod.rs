@@ -1,0 +1,52 @@
+//! Server functions, one file per domain. Each one goes through `edge::run`, which finds the
+//! caller, applies the role guard, and maps the service result to `AppError` + HTTP status.
+pub mod account;
+pub mod catalog;
+pub mod keys;
+pub mod models;
+pub mod workspaces;
+
+#[cfg(feature = "ssr")]
+pub mod edge {
+    use crate::error::AppError;
+    use crate::ssr::auth::{guard, Need};
+    use crate::ssr::{AppState, SResult};
+    use crate::types::CurrentUser;
+    use leptos::prelude::*;
+    use std::future::Future;
+
+    pub fn state() -> Result<AppState, AppError> {
+        use_context::<AppState>().ok_or_else(|| {
+            tracing::error!("AppState missing from server-function context");
+            AppError::Internal
+        })
+    }
+
+    pub fn headers() -> http::HeaderMap {
+        use_context::<http::request::Parts>().map(|p| p.headers).unwrap_or_default()
+    }
+
+    /// Sets the response status for an error; the one place statuses are chosen.
+    pub fn fail<T>(e: AppError) -> Result<T, AppError> {
+        if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
+            opts.set_status(http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR));
+        }
+        Err(e)
+    }
+
+    pub async fn run<T, F, Fut>(need: Need, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(AppState, CurrentUser) -> Fut,
+        Fut: Future<Output = SResult<T>>,
+    {
+        let st = state()?;
+        let who = match guard(&st, &headers(), need).await {
+            Ok(u) => u,
+            Err(e) => return fail(e.into_app()),
+        };
+        match f(st, who).await {
+            Ok(v) => Ok(v),
+            Err(e) => fail(e.into_app()),
+        }
+    }
+}

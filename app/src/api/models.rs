@@ -1,0 +1,59 @@
+use crate::error::AppError;
+use crate::types::*;
+use leptos::prelude::*;
+use server_fn::codec::Json;
+
+#[server(endpoint = "models/list")]
+pub async fn list_models(search: String, page: u64) -> Result<ModelPage, AppError> {
+    use crate::ssr::{auth::Need, services::models};
+    super::edge::run(Need::Operator, |st, _| async move { models::list(&st.db, &search, page, 20).await }).await
+}
+
+#[server(endpoint = "models/get")]
+pub async fn get_model(id: i64) -> Result<ModelDetail, AppError> {
+    use crate::ssr::{auth::Need, services::models};
+    super::edge::run(Need::Operator, |st, _| async move { models::get(&st.db, id).await }).await
+}
+
+#[server(endpoint = "models/form-options")]
+pub async fn form_options() -> Result<FormOptions, AppError> {
+    use crate::ssr::{auth::Need, services::models};
+    super::edge::run(Need::Operator, |st, who| async move { models::form_options(&st.db, &who).await }).await
+}
+
+/// Creates (`id == None`) or updates a model; returns its id.
+#[server(endpoint = "models/save", input = Json)]
+pub async fn save_model(id: Option<i64>, input: ModelInput) -> Result<i64, AppError> {
+    use crate::ssr::{auth::Need, services::models};
+    super::edge::run(Need::Operator, |st, _| async move {
+        let (id, rev) = match id {
+            None => models::create(&st.db, &st.secrets, &input).await?,
+            Some(id) => (id, models::update(&st.db, &st.secrets, id, &input).await?),
+        };
+        st.config_changed(rev);
+        Ok(id)
+    })
+    .await
+}
+
+#[server(endpoint = "models/enable")]
+pub async fn set_enabled(id: i64, enabled: bool) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::models};
+    super::edge::run(Need::Operator, |st, _| async move {
+        let rev = models::set_enabled(&st.db, id, enabled).await?;
+        st.config_changed(rev);
+        Ok(())
+    })
+    .await
+}
+
+#[server(endpoint = "models/delete")]
+pub async fn delete_model(id: i64) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::models};
+    super::edge::run(Need::Operator, |st, _| async move {
+        let rev = models::delete(&st.db, id).await?;
+        st.config_changed(rev);
+        Ok(())
+    })
+    .await
+}

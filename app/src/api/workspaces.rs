@@ -1,0 +1,38 @@
+use crate::error::AppError;
+use crate::types::*;
+use leptos::prelude::*;
+
+/// Operators see every workspace, users only their own.
+#[server(endpoint = "workspaces/list")]
+pub async fn list_workspaces() -> Result<Vec<Workspace>, AppError> {
+    use crate::ssr::{auth::Need, services::workspaces};
+    super::edge::run(Need::Login, |st, who| async move { workspaces::list(&st.db, &who).await }).await
+}
+
+#[server(endpoint = "workspaces/create")]
+pub async fn create_workspace(name: String) -> Result<i64, AppError> {
+    use crate::ssr::{auth::Need, services::workspaces};
+    super::edge::run(Need::Operator, |st, _| async move { workspaces::create(&st.db, &name).await }).await
+}
+
+#[server(endpoint = "workspaces/add-member")]
+pub async fn add_member(workspace_id: i64, username: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::workspaces};
+    super::edge::run(Need::Operator, |st, _| async move { workspaces::add_member(&st.db, workspace_id, &username).await }).await
+}
+
+#[server(endpoint = "users/list")]
+pub async fn list_users() -> Result<Vec<UserSummary>, AppError> {
+    use crate::ssr::{auth::Need, services::workspaces};
+    super::edge::run(Need::Operator, |st, _| async move { workspaces::list_users(&st.db).await }).await
+}
+
+#[server(endpoint = "users/create")]
+pub async fn create_user(username: String, password: String, role: String) -> Result<i64, AppError> {
+    use crate::ssr::{auth, auth::Need};
+    super::edge::run(Need::Operator, |st, _| async move {
+        let role = Role::parse(&role).ok_or_else(|| AppError::field("role", "choose operator or user"))?;
+        auth::create_user(&st.db, &username, &password, role).await
+    })
+    .await
+}

@@ -1,0 +1,107 @@
+//! Small pieces every page uses: the caller, the role gate, field messages, the nav bar.
+use crate::api::account::Logout;
+use crate::error::AppError;
+use crate::types::{CurrentUser, FieldErrors, Role};
+use leptos::prelude::*;
+use leptos_router::components::{Redirect, A};
+use leptos_router::hooks::use_location;
+
+#[derive(Clone, Copy)]
+pub struct Me(pub Resource<Result<Option<CurrentUser>, AppError>>);
+
+/// Shows `children` only to a logged-in caller with the role; others go to the login page.
+#[component]
+pub fn RequireRole(#[prop(optional)] operator: bool, children: ChildrenFn) -> impl IntoView {
+    let Me(me) = expect_context::<Me>();
+    let loc = use_location();
+    let children = StoredValue::new(children);
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match me.await {
+                    Ok(Some(u)) if !operator || u.role == Role::Operator => children.read_value()().into_any(),
+                    Ok(Some(_)) => view! { <p class="error-box">"This page is for operators."</p> }.into_any(),
+                    Ok(None) => {
+                        let next = loc.pathname.get_untracked();
+                        view! { <Redirect path=format!("/login?next={next}")/> }.into_any()
+                    }
+                    Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// The message for `field` from the latest failed submission, shown under the field.
+#[component]
+pub fn FieldMsg(errors: Signal<Option<FieldErrors>>, #[prop(into)] field: Signal<String>) -> impl IntoView {
+    let msg = move || errors.with(|e| e.as_ref().and_then(|e| field.with(|f| e.get(f).map(str::to_owned))));
+    view! {
+        <Show when=move || msg().is_some()>
+            <span class="field-error" role="alert" data-field=move || field.get()>{msg}</span>
+        </Show>
+    }
+}
+
+/// Field errors out of a server-function result signal.
+pub fn field_errors<T: Clone + Send + Sync + 'static>(
+    value: impl Fn() -> Option<Result<T, AppError>> + Send + Sync + 'static,
+) -> Signal<Option<FieldErrors>> {
+    Signal::derive(move || match value() {
+        Some(Err(AppError::Invalid(f))) => Some(f),
+        _ => None,
+    })
+}
+
+/// A failure that is not about one field (not allowed, server down…), or nothing.
+#[component]
+pub fn ErrorBox<T: Clone + Send + Sync + 'static>(value: Signal<Option<Result<T, AppError>>>) -> impl IntoView {
+    move || match value.get() {
+        Some(Err(AppError::Invalid(_))) => None,
+        Some(Err(e)) => Some(view! { <p class="error-box" role="alert">{e.to_string()}</p> }),
+        _ => None,
+    }
+}
+
+#[component]
+pub fn Nav() -> impl IntoView {
+    let Me(me) = expect_context::<Me>();
+    let logout = ServerAction::<Logout>::new();
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"MaaS"</a>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match me.await {
+                        Ok(Some(u)) => {
+                            let links = if u.role == Role::Operator {
+                                view! {
+                                    <A href="/models">"Models"</A>
+                                    <A href="/marketplace/manage">"Marketplace"</A>
+                                    <A href="/clusters">"Clusters"</A>
+                                    <A href="/workspaces">"Workspaces"</A>
+                                    <A href="/keys">"API keys"</A>
+                                    <A href="/marketplace">"User view"</A>
+                                }.into_any()
+                            } else {
+                                view! {
+                                    <A href="/marketplace">"Marketplace"</A>
+                                    <A href="/keys">"API keys"</A>
+                                }.into_any()
+                            };
+                            view! {
+                                <nav>{links}</nav>
+                                <span class="who">{u.username.clone()} " (" {u.role.as_str()} ")"</span>
+                                <ActionForm action=logout attr:class="inline">
+                                    <button type="submit" class="link">"Log out"</button>
+                                </ActionForm>
+                            }.into_any()
+                        }
+                        _ => view! { <span></span> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </header>
+    }
+}
+

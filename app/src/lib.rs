@@ -1,0 +1,64 @@
+//! MaaS console: shared types, server functions, and the Leptos app (SSR + hydration).
+pub mod api;
+pub mod components;
+pub mod error;
+pub mod pages;
+pub mod types;
+pub mod validate;
+
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The HTML document around the app (server side only renders it).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="stylesheet" href="/pkg/maas.css"/>
+                <link rel="icon" href="data:,"/>
+                <HydrationScripts options/>
+                <leptos_meta::MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let me = Resource::new(|| (), |_| api::account::me());
+    provide_context(components::Me(me));
+    view! {
+        <Title text="MaaS console"/>
+        <Router>
+            <components::Nav/>
+            <main>
+                <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
+                    <Route path=path!("/") view=pages::home::Home/>
+                    <Route path=path!("/login") view=pages::login::LoginPage/>
+                    <Route path=path!("/models") view=pages::models::ModelsPage/>
+                    <Route path=path!("/models/new") view=pages::model_form::NewModelPage/>
+                    <Route path=path!("/models/:id/edit") view=pages::model_form::EditModelPage/>
+                    <Route path=path!("/marketplace/manage") view=pages::catalog::MarketplaceAdminPage/>
+                    <Route path=path!("/clusters") view=pages::catalog::ClustersPage/>
+                    <Route path=path!("/workspaces") view=pages::workspaces::WorkspacesPage/>
+                    <Route path=path!("/keys") view=pages::keys::KeysPage/>
+                    <Route path=path!("/marketplace") view=pages::marketplace::MarketplacePage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

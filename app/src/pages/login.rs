@@ -1,0 +1,28 @@
+use crate::api::account::Login;
+use crate::components::{field_errors, ErrorBox, FieldMsg};
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let login = ServerAction::<Login>::new();
+    let value = login.value();
+    let errors = field_errors(move || value.get());
+    let next = move || use_query_map().read().get("next").unwrap_or_else(|| "/".into());
+    view! {
+        <section class="card narrow">
+            <h1>"Log in"</h1>
+            <ActionForm action=login>
+                <input type="hidden" name="next" value=next/>
+                <label>"Username" <input name="username" autocomplete="username" required/></label>
+                <FieldMsg errors field="username"/>
+                <label>"Password" <input name="password" type="password" autocomplete="current-password" required/></label>
+                <FieldMsg errors field="password"/>
+                <ErrorBox value=value.into()/>
+                <button type="submit" disabled=move || login.pending().get()>
+                    {move || if login.pending().get() { "Logging in…" } else { "Log in" }}
+                </button>
+            </ActionForm>
+        </section>
+    }
+}

@@ -1,0 +1,371 @@
+//! Create / edit a MaaS model: dropdowns, endpoint rows, policy with weight sliders, rule editor.
+//! The same `validate::model` the server runs gives live feedback here; the server re-checks all.
+use crate::api::models::{form_options, get_model, SaveModel};
+use crate::components::{ErrorBox, FieldMsg, RequireRole};
+use crate::error::AppError;
+use crate::types::*;
+use crate::validate;
+use leptos::prelude::*;
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+#[component]
+pub fn NewModelPage() -> impl IntoView {
+    let opts = Resource::new(|| (), |_| form_options());
+    view! {
+        <RequireRole operator=true>
+            <h1>"Create MaaS model"</h1>
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match opts.await {
+                        Ok(o) => view! { <ModelForm options=o initial=None/> }.into_any(),
+                        Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </RequireRole>
+    }
+}
+
+#[component]
+pub fn EditModelPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
+    let data = Resource::new(id, |id| async move {
+        let Some(id) = id else { return Err(AppError::NotFound("MaaS model".into())) };
+        Ok((form_options().await?, get_model(id).await?))
+    });
+    view! {
+        <RequireRole operator=true>
+            <h1>"Edit MaaS model"</h1>
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match data.await {
+                        Ok((o, m)) => view! { <ModelForm options=o initial=Some(m)/> }.into_any(),
+                        Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </RequireRole>
+    }
+}
+
+#[derive(Clone, Copy)]
+struct EpRow {
+    key: u64,
+    id: Option<i64>,
+    has_key: bool,
+    model_id: RwSignal<String>,
+    url: RwSignal<String>,
+    api_key: RwSignal<String>,
+    clear_key: RwSignal<bool>,
+    weight: RwSignal<String>,
+}
+
+impl EpRow {
+    fn new(key: u64, weight: &str) -> Self {
+        EpRow {
+            key,
+            id: None,
+            has_key: false,
+            model_id: RwSignal::new(String::new()),
+            url: RwSignal::new(String::new()),
+            api_key: RwSignal::new(String::new()),
+            clear_key: RwSignal::new(false),
+            weight: RwSignal::new(weight.into()),
+        }
+    }
+    fn input(&self) -> EndpointInput {
+        let k = self.api_key.get();
+        EndpointInput {
+            id: self.id,
+            model_id: self.model_id.get(),
+            url: self.url.get(),
+            api_key: if !k.is_empty() {
+                KeyChange::Set(k)
+            } else if self.clear_key.get() {
+                KeyChange::Clear
+            } else {
+                KeyChange::Keep
+            },
+            weight: self.weight.get(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct RuleRow {
+    key: u64,
+    target: RwSignal<RuleTarget>,
+    workspace: RwSignal<Option<i64>>,
+    api_key: RwSignal<Option<i64>>,
+    limit: RwSignal<String>,
+    duration: RwSignal<String>,
+}
+
+impl RuleRow {
+    fn input(&self) -> RuleInput {
+        RuleInput {
+            target: self.target.get(),
+            workspace_id: self.workspace.get(),
+            api_key_id: self.api_key.get(),
+            limit: self.limit.get(),
+            duration: self.duration.get(),
+        }
+    }
+}
+
+#[component]
+fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoView {
+    let options = StoredValue::new(options);
+    let edit_id = initial.as_ref().map(|m| m.id);
+    let next_key = StoredValue::new(0u64);
+    let fresh = move || {
+        let k = next_key.get_value();
+        next_key.set_value(k + 1);
+        k
+    };
+
+    let mm = RwSignal::new(initial.as_ref().map(|m| m.marketplace_model_id));
+    let cluster = RwSignal::new(initial.as_ref().map(|m| m.cluster_id));
+    let policy = RwSignal::new(initial.as_ref().map(|m| m.policy).unwrap_or_default());
+    let eps = RwSignal::new(match &initial {
+        Some(m) => m
+            .endpoints
+            .iter()
+            .map(|e| {
+                let r = EpRow::new(fresh(), &e.weight.to_string());
+                r.model_id.set(e.model_id.clone());
+                r.url.set(e.url.clone());
+                EpRow { id: Some(e.id), has_key: e.has_key, ..r }
+            })
+            .collect(),
+        None => vec![EpRow::new(fresh(), "100")],
+    });
+    let rules = RwSignal::new(
+        initial
+            .as_ref()
+            .map(|m| {
+                m.rules
+                    .iter()
+                    .map(|r| RuleRow {
+                        key: fresh(),
+                        target: RwSignal::new(r.target),
+                        workspace: RwSignal::new(Some(r.workspace_id)),
+                        api_key: RwSignal::new(r.api_key_id),
+                        limit: RwSignal::new(r.limit.to_string()),
+                        duration: RwSignal::new(r.duration.to_string()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    );
+
+    let to_input = move || ModelInput {
+        marketplace_model_id: mm.get(),
+        cluster_id: cluster.get(),
+        policy: policy.get(),
+        endpoints: eps.get().iter().map(EpRow::input).collect(),
+        rules: rules.get().iter().map(RuleRow::input).collect(),
+    };
+    let total = Memo::new(move |_| validate::weight_total(&eps.get().iter().map(EpRow::input).collect::<Vec<_>>()));
+    let weights_ok = move || policy.get() != Policy::Weighted || total.get() == 100;
+
+    let save = ServerAction::<SaveModel>::new();
+    let errors = RwSignal::new(None::<FieldErrors>);
+    let submitted = RwSignal::new(false);
+    // Live re-validation once the operator has tried to save, so fixed fields clear at once.
+    Effect::new(move |_| {
+        if submitted.get() {
+            let e = validate::model(&to_input());
+            errors.set((!e.is_empty()).then_some(e));
+        }
+    });
+    let navigate = use_navigate();
+    Effect::new(move |_| match save.value().get() {
+        Some(Ok(_)) => navigate("/models", Default::default()),
+        Some(Err(AppError::Invalid(f))) => errors.set(Some(f)),
+        _ => {}
+    });
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        submitted.set(true);
+        let input = to_input();
+        let e = validate::model(&input);
+        if e.is_empty() {
+            save.dispatch(SaveModel { id: edit_id, input });
+        } else {
+            errors.set(Some(e));
+        }
+    };
+    let errs: Signal<Option<FieldErrors>> = errors.into();
+
+    let access = move || {
+        let o = options.read_value();
+        let name = mm.get().and_then(|id| o.marketplace.iter().find(|m| m.id == id)).map(|m| m.name.clone());
+        let base = cluster.get().and_then(|id| o.clusters.iter().find(|c| c.id == id)).map(|c| access_path(&c.entry_address));
+        match (base, name) {
+            (Some(b), Some(n)) => format!("{b}  ·  model = \"{n}\""),
+            (Some(b), None) => format!("{b}  ·  choose a marketplace model"),
+            _ => "choose a cluster and a marketplace model".to_string(),
+        }
+    };
+
+    view! {
+        <form class="model-form card" id="model-form" on:submit=on_submit novalidate>
+            <div class="columns">
+                <label>"Marketplace model"
+                    <select id="marketplace-select" on:change:target=move |ev| mm.set(ev.target().value().parse().ok())>
+                        <option value="" selected=move || mm.get().is_none()>"Choose…"</option>
+                        {move || options.with_value(|o| o.marketplace.iter()
+                            .filter(|m| m.published || Some(m.id) == mm.get_untracked())
+                            .map(|m| { let id = m.id; view! {
+                                <option value=id.to_string() selected=move || mm.get() == Some(id)>{m.name.clone()}</option>
+                            }}).collect_view())}
+                    </select>
+                    <FieldMsg errors=errs field="marketplace_model"/>
+                </label>
+                <label>"Cluster"
+                    <select id="cluster-select" on:change:target=move |ev| cluster.set(ev.target().value().parse().ok())>
+                        <option value="" selected=move || cluster.get().is_none()>"Choose…"</option>
+                        {move || options.with_value(|o| o.clusters.iter().map(|c| { let id = c.id; view! {
+                            <option value=id.to_string() selected=move || cluster.get() == Some(id)>{c.name.clone()}</option>
+                        }}).collect_view())}
+                    </select>
+                    <FieldMsg errors=errs field="cluster"/>
+                </label>
+            </div>
+            <p class="access">"Access path: " <code id="access-preview">{access}</code></p>
+
+            <h2>"Load balancing"</h2>
+            <div class="policy" role="radiogroup">
+                {Policy::ALL.into_iter().map(|p| view! {
+                    <label class="radio">
+                        <input type="radio" name="policy" value=p.as_str() prop:checked=move || policy.get() == p
+                            on:change=move |_| policy.set(p)/>
+                        {p.label()}
+                    </label>
+                }).collect_view()}
+            </div>
+
+            <h2>"Endpoints"</h2>
+            <FieldMsg errors=errs field="endpoints"/>
+            <div class="rows" id="endpoint-rows">
+                <For each=move || eps.get() key=|r| r.key let:row>
+                    <EndpointRowView row eps policy errors=errs/>
+                </For>
+            </div>
+            <button type="button" class="small" id="add-endpoint"
+                on:click=move |_| eps.update(|v| v.push(EpRow::new(fresh(), if v.is_empty() { "100" } else { "0" })))>"+ Add endpoint"</button>
+            <Show when=move || policy.get() == Policy::Weighted>
+                <p id="weight-total" class=move || if total.get() == 100 { "total ok" } else { "total bad" }>
+                    {move || format!("Total weight: {} / 100", total.get())}
+                </p>
+                <FieldMsg errors=errs field="weights"/>
+            </Show>
+
+            <h2>"Rate-limit rules"</h2>
+            <FieldMsg errors=errs field="rules"/>
+            <div class="rows" id="rule-rows">
+                <For each=move || rules.get() key=|r| r.key let:row>
+                    <RuleRowView row rules options errors=errs/>
+                </For>
+            </div>
+            <button type="button" class="small" id="add-rule" on:click=move |_| rules.update(|v| v.push(RuleRow {
+                key: fresh(),
+                target: RwSignal::new(RuleTarget::ApiKey),
+                workspace: RwSignal::new(None),
+                api_key: RwSignal::new(None),
+                limit: RwSignal::new("60".into()),
+                duration: RwSignal::new("60".into()),
+            }))>"+ Add rule"</button>
+
+            <ErrorBox value=save.value().into()/>
+            <div class="form-actions">
+                <a href="/models" class="button secondary">"Cancel"</a>
+                <button type="submit" id="save-model" disabled=move || save.pending().get() || !weights_ok()>
+                    {move || if save.pending().get() { "Saving…" } else if edit_id.is_some() { "Save changes" } else { "Create model" }}
+                </button>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Policy>, errors: Signal<Option<FieldErrors>>) -> impl IntoView {
+    let key = row.key;
+    let idx = move || eps.with(|v| v.iter().position(|r| r.key == key).unwrap_or(0));
+    let f = move |name: &'static str| Signal::derive(move || format!("endpoints.{}.{name}", idx()));
+    let key_hint = if row.has_key { "set (leave blank to keep)" } else { "not set" };
+    view! {
+        <div class="row endpoint-row">
+            <label>"Model ID" <input class="ep-model-id" placeholder="deepseek-chat" prop:value=move || row.model_id.get()
+                on:input:target=move |ev| row.model_id.set(ev.target().value())/>
+                <FieldMsg errors field=f("model_id")/></label>
+            <label class="wide">"Endpoint URL" <input class="ep-url" placeholder="https://api.deepseek.com" prop:value=move || row.url.get()
+                on:input:target=move |ev| row.url.set(ev.target().value())/>
+                <FieldMsg errors field=f("url")/></label>
+            <label>"API key " <small class="key-state">{key_hint}</small>
+                <input class="ep-key" type="password" autocomplete="off" placeholder="sk-…" prop:value=move || row.api_key.get()
+                    on:input:target=move |ev| row.api_key.set(ev.target().value())/>
+                {row.has_key.then(|| view! {
+                    <span class="inline"><input type="checkbox" class="ep-clear-key" prop:checked=move || row.clear_key.get()
+                        on:change:target=move |ev| row.clear_key.set(ev.target().checked())/>" clear saved key"</span>
+                })}
+                <FieldMsg errors field=f("api_key")/></label>
+            <Show when=move || policy.get() == Policy::Weighted>
+                <label>"Weight"
+                    <span class="slider">
+                        <input type="range" class="ep-weight" min="0" max="100" step="1" prop:value=move || row.weight.get()
+                            on:input:target=move |ev| row.weight.set(ev.target().value())/>
+                        <output class="ep-weight-value">{move || row.weight.get()}</output>
+                    </span>
+                    <FieldMsg errors field=f("weight")/></label>
+            </Show>
+            <button type="button" class="small danger remove-endpoint" on:click=move |_| eps.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
+        </div>
+    }
+}
+
+#[component]
+fn RuleRowView(row: RuleRow, rules: RwSignal<Vec<RuleRow>>, options: StoredValue<FormOptions>, errors: Signal<Option<FieldErrors>>) -> impl IntoView {
+    let key = row.key;
+    let idx = move || rules.with(|v| v.iter().position(|r| r.key == key).unwrap_or(0));
+    let f = move |name: &'static str| Signal::derive(move || format!("rules.{}.{name}", idx()));
+    view! {
+        <div class="row rule-row">
+            <label>"Target"
+                <select class="rule-target" on:change:target=move |ev| row.target.set(RuleTarget::parse(&ev.target().value()).unwrap_or_default())>
+                    <option value="api_key" selected=move || row.target.get() == RuleTarget::ApiKey>"API key"</option>
+                    <option value="workspace" selected=move || row.target.get() == RuleTarget::Workspace>"Workspace (all keys)"</option>
+                </select></label>
+            <label>"Workspace"
+                <select class="rule-workspace" on:change:target=move |ev| { row.workspace.set(ev.target().value().parse().ok()); row.api_key.set(None); }>
+                    <option value="" selected=move || row.workspace.get().is_none()>"Choose…"</option>
+                    {options.with_value(|o| o.workspaces.iter().map(|w| { let id = w.id; view! {
+                        <option value=id.to_string() selected=move || row.workspace.get() == Some(id)>{w.name.clone()}</option>
+                    }}).collect_view())}
+                </select>
+                <FieldMsg errors field=f("workspace")/></label>
+            <Show when=move || row.target.get() == RuleTarget::ApiKey>
+                <label>"API key"
+                    <select class="rule-key" on:change:target=move |ev| row.api_key.set(ev.target().value().parse().ok())>
+                        <option value="" selected=move || row.api_key.get().is_none()>"Choose…"</option>
+                        {move || {
+                            let ws = row.workspace.get();
+                            options.with_value(|o| o.keys.iter().filter(|k| Some(k.workspace_id) == ws).map(|k| { let id = k.id; view! {
+                                <option value=id.to_string() selected=move || row.api_key.get() == Some(id)>{format!("{} ({})", k.name, k.public_id)}</option>
+                            }}).collect_view())
+                        }}
+                    </select>
+                    <FieldMsg errors field=f("api_key")/></label>
+            </Show>
+            <label>"Limit (requests)" <input class="rule-limit" inputmode="numeric" prop:value=move || row.limit.get()
+                on:input:target=move |ev| row.limit.set(ev.target().value())/>
+                <FieldMsg errors field=f("limit")/></label>
+            <label>"Duration (seconds)" <input class="rule-duration" inputmode="numeric" prop:value=move || row.duration.get()
+                on:input:target=move |ev| row.duration.set(ev.target().value())/>
+                <FieldMsg errors field=f("duration")/></label>
+            <button type="button" class="small danger remove-rule" on:click=move |_| rules.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
+        </div>
+    }
+}

@@ -1,0 +1,102 @@
+//! The management list: server-side search and pagination, Enable toggles, edit and delete.
+use crate::api::models::*;
+use crate::components::{ErrorBox, RequireRole};
+use crate::types::{GatewayState, ModelRow};
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+#[component]
+pub fn ModelsPage() -> impl IntoView {
+    view! { <RequireRole operator=true><Models/></RequireRole> }
+}
+
+#[component]
+fn Models() -> impl IntoView {
+    let search = RwSignal::new(String::new());
+    let page = RwSignal::new(0u64);
+    let toggle = ServerAction::<SetEnabled>::new();
+    let delete = ServerAction::<DeleteModel>::new();
+    let list = Resource::new(
+        move || (search.get(), page.get(), toggle.version().get(), delete.version().get()),
+        |(s, p, _, _)| list_models(s, p),
+    );
+    view! {
+        <div class="page-head">
+            <h1>"MaaS models"</h1>
+            <A href="/models/new" attr:class="button">"Create model"</A>
+        </div>
+        <input type="search" id="model-search" placeholder="Search name, Model ID, tag or cluster"
+            prop:value=move || search.get()
+            on:input:target=move |ev| { search.set(ev.target().value()); page.set(0); }/>
+        <ErrorBox value=toggle.value().into()/>
+        <ErrorBox value=delete.value().into()/>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match list.await {
+                    Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
+                    Ok(p) if p.rows.is_empty() => view! { <p class="empty">"No models match."</p> }.into_any(),
+                    Ok(p) => {
+                        let pages = p.total.div_ceil(p.per_page).max(1);
+                        let cur = p.page;
+                        view! {
+                            <table class="list" id="model-table">
+                                <thead><tr>
+                                    <th>"Model name"</th><th>"Model ID(s)"</th><th>"Tags"</th><th>"Status"</th>
+                                    <th>"Cluster / access path"</th><th>"Gateway"</th><th>"Enabled"</th><th></th>
+                                </tr></thead>
+                                <tbody>{p.rows.into_iter().map(|r| row(r, toggle, delete)).collect_view()}</tbody>
+                            </table>
+                            <div class="pager">
+                                <button class="small" disabled=cur == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"‹ Prev"</button>
+                                <span>{format!("Page {} of {} · {} models", cur + 1, pages, p.total)}</span>
+                                <button class="small" disabled=cur + 1 >= pages on:click=move |_| page.update(|p| *p += 1)>"Next ›"</button>
+                            </div>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<DeleteModel>) -> impl IntoView {
+    let id = r.id;
+    let enabled = r.enabled;
+    let name = r.name.clone();
+    let (gw_class, gw_text) = match &r.gateway {
+        GatewayState::Synced => ("ok", "Synced".to_string()),
+        GatewayState::Pending { reason, .. } => ("pending", format!("Pending: {reason}")),
+        GatewayState::Error(e) => ("bad", format!("Error: {e}")),
+    };
+    let status = match (r.enabled, r.published) {
+        (true, true) => "Serving",
+        (true, false) => "Enabled (marketplace entry unpublished)",
+        (false, _) => "Disabled",
+    };
+    view! {
+        <tr data-name=r.name.clone() data-cluster=r.cluster.clone()>
+            <td>{r.name.clone()}</td>
+            <td>{r.model_ids.join(", ")}</td>
+            <td>{r.tags.iter().map(|t| view! { <span class="tag">{t.clone()}</span> }).collect_view()}</td>
+            <td class="status">{status}</td>
+            <td>{r.cluster.clone()} <br/><code class="access-path">{r.access_path.clone()}</code></td>
+            <td class=format!("gateway {gw_class}")>{gw_text}</td>
+            <td>
+                <label class="switch">
+                    <input type="checkbox" class="enable-toggle" aria-label=format!("Enable {name}")
+                        prop:checked=enabled disabled=move || toggle.pending().get()
+                        on:change:target=move |ev| { toggle.dispatch(SetEnabled { id, enabled: ev.target().checked() }); }/>
+                    <span></span>
+                </label>
+            </td>
+            <td class="actions">
+                <A href=format!("/models/{id}/edit") attr:class="small button">"Edit"</A>
+                <button class="small danger" disabled=move || delete.pending().get() on:click=move |_| {
+                    if window().confirm_with_message(&format!("Delete the MaaS model {name}? This cannot be undone.")).unwrap_or(false) {
+                        delete.dispatch(DeleteModel { id });
+                    }
+                }>"Delete"</button>
+            </td>
+        </tr>
+    }
+}

@@ -1,0 +1,194 @@
+//! SeaORM entities, one module per table. The schema itself is owned by `migrations/`.
+#![allow(clippy::upper_case_acronyms)]
+
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
+pub mod user {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub username: String,
+        pub password_hash: String,
+        pub role: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod session {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub user_id: i64,
+        pub expires_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod workspace {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workspaces")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub name: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod workspace_member {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workspace_members")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workspace_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: i64,
+    }
+    no_relations!();
+}
+
+pub mod api_key {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub workspace_id: i64,
+        pub public_id: String,
+        pub name: String,
+        pub secret_hash: String,
+        pub created_by: Option<i64>,
+        pub created_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+    no_relations!();
+}
+
+pub mod marketplace_model {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "marketplace_models")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub name: String,
+        pub provider: String,
+        pub description: String,
+        pub tags: String,
+        pub published: bool,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod cluster {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "clusters")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub name: String,
+        pub entry_address: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod maas_model {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "maas_models")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub marketplace_model_id: i64,
+        pub cluster_id: i64,
+        pub policy: String,
+        pub enabled: bool,
+        pub revision: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(belongs_to = "super::marketplace_model::Entity", from = "Column::MarketplaceModelId", to = "super::marketplace_model::Column::Id")]
+        Marketplace,
+        #[sea_orm(belongs_to = "super::cluster::Entity", from = "Column::ClusterId", to = "super::cluster::Column::Id")]
+        Cluster,
+    }
+    impl Related<super::marketplace_model::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Marketplace.def()
+        }
+    }
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod endpoint {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "endpoints")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub maas_model_id: i64,
+        pub position: i32,
+        pub model_id: String,
+        pub url: String,
+        pub api_key_enc: Option<String>,
+        pub weight: i32,
+    }
+    no_relations!();
+}
+
+pub mod rule {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "rate_limit_rules")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub maas_model_id: i64,
+        pub position: i32,
+        pub target: String,
+        pub workspace_id: i64,
+        pub api_key_id: Option<i64>,
+        pub limit_requests: i64,
+        pub duration_secs: i64,
+    }
+    no_relations!();
+}
+
+pub mod gateway_status {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "gateway_status")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub gateway_id: String,
+        pub cluster: Option<String>,
+        pub applied_revision: i64,
+        pub error: Option<String>,
+        pub detail: Option<String>,
+        pub heartbeat_at: i64,
+    }
+    no_relations!();
+}

@@ -1,0 +1,122 @@
+//! Server-only code: state, persistence, authentication and the domain services that server
+//! functions (and the gateway) call.
+pub mod auth;
+pub mod crypto;
+pub mod entities;
+pub mod services;
+
+use crate::error::AppError;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use std::sync::Arc;
+
+/// Everything a request handler needs, cloned cheaply into each request's context.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub secrets: Arc<crypto::SecretBox>,
+    /// Latest committed configuration revision; the gateway subscribes to rebuild its snapshot.
+    pub config_rev: tokio::sync::watch::Sender<i64>,
+    /// `Secure` on the session cookie (set when served over https).
+    pub secure_cookies: bool,
+}
+
+impl AppState {
+    /// Called after a configuration-changing transaction commits.
+    pub fn config_changed(&self, revision: i64) {
+        self.config_rev.send_if_modified(|cur| {
+            if revision > *cur {
+                *cur = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// Errors of the service layer. Mapped to [`AppError`] once, at the server-function edge,
+/// which is also where database errors are logged (the browser gets no internals).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<crate::types::FieldErrors> for ServiceError {
+    fn from(f: crate::types::FieldErrors) -> Self {
+        ServiceError::App(AppError::Invalid(f))
+    }
+}
+
+impl ServiceError {
+    pub fn into_app(self) -> AppError {
+        match self {
+            ServiceError::App(e) => e,
+            ServiceError::Db(e) => {
+                tracing::error!(error = %e, "database error");
+                AppError::Internal
+            }
+            ServiceError::Other(e) => {
+                tracing::error!(error = %e, "internal error");
+                AppError::Internal
+            }
+        }
+    }
+}
+
+pub type SResult<T> = Result<T, ServiceError>;
+
+/// Maps a unique-constraint violation to a field error; anything else stays a database error.
+pub fn on_unique(e: DbErr, field: &str, msg: &str) -> ServiceError {
+    match e.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => AppError::field(field, msg).into(),
+        _ => ServiceError::Db(e),
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Bumps the configuration revision inside the caller's transaction and returns the new one,
+/// so a change and its revision commit (or roll back) together.
+pub async fn bump_revision(db: &impl ConnectionTrait) -> SResult<i64> {
+    let backend = db.get_database_backend();
+    db.execute(Statement::from_string(backend, "UPDATE config_revision SET revision = revision + 1 WHERE id = 1"))
+        .await?;
+    current_revision(db).await
+}
+
+pub async fn current_revision(db: &impl ConnectionTrait) -> SResult<i64> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one(Statement::from_string(backend, "SELECT revision FROM config_revision WHERE id = 1"))
+        .await?
+        .ok_or_else(|| ServiceError::Other("config_revision row missing".into()))?;
+    Ok(row.try_get::<i64>("", "revision")?)
+}
+
+/// Opens the database and applies the migrations. SQLite gets WAL and a busy timeout so the
+/// console and the gateway's readers never trip over each other.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut opt = sea_orm::ConnectOptions::new(url.to_owned());
+    opt.sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        // One writer at a time anyway; a small pool keeps readers concurrent.
+        opt.max_connections(8).min_connections(1);
+    }
+    let db = sea_orm::Database::connect(opt).await?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL"] {
+            db.execute_unprepared(pragma).await?;
+        }
+    }
+    Ok(db)
+}

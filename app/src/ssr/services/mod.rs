@@ -1,0 +1,6 @@
+//! Domain services: plain async functions over a connection, one module per domain.
+//! Multi-step writes run in one transaction that also bumps the configuration revision.
+pub mod catalog;
+pub mod keys;
+pub mod models;
+pub mod workspaces;

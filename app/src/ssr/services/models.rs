@@ -1,0 +1,393 @@
+//! MaaS models: create, edit, enable, delete, and the paginated management list.
+use crate::error::AppError;
+use crate::ssr::crypto::SecretBox;
+use crate::ssr::entities::{api_key, cluster, endpoint, gateway_status, maas_model, marketplace_model, rule, workspace};
+use crate::ssr::{bump_revision, now, on_unique, SResult};
+use crate::types::*;
+use crate::validate;
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionTrait,
+};
+use std::collections::HashMap;
+
+pub const MAX_PER_PAGE: u64 = 100;
+/// A gateway that has not reported for this long is not counted as serving.
+const GATEWAY_STALE_SECS: i64 = 30;
+
+pub async fn form_options(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<FormOptions> {
+    Ok(FormOptions {
+        marketplace: super::catalog::list_marketplace(db).await?,
+        clusters: super::catalog::list_clusters(db).await?,
+        workspaces: super::workspaces::list(db, who).await?,
+        keys: super::keys::list(db, who).await?.into_iter().filter(|k| !k.revoked).collect(),
+    })
+}
+
+/// The checks that need the database, run after the pure ones pass.
+async fn check_references(
+    db: &impl ConnectionTrait,
+    input: &ModelInput,
+    existing: Option<&maas_model::Model>,
+    saved_endpoints: &[endpoint::Model],
+) -> SResult<(i64, i64)> {
+    let mut e = FieldErrors::default();
+    let mm_id = input.marketplace_model_id.unwrap_or_default();
+    let cl_id = input.cluster_id.unwrap_or_default();
+    match marketplace_model::Entity::find_by_id(mm_id).one(db).await? {
+        None => e.add("marketplace_model", "no such marketplace model"),
+        // An existing model may stay on a since-unpublished entry; a new one must pick a published one.
+        Some(m) if !m.published && existing.map(|x| x.marketplace_model_id) != Some(mm_id) => {
+            e.add("marketplace_model", "this marketplace model is not published")
+        }
+        Some(_) => {}
+    }
+    if cluster::Entity::find_by_id(cl_id).one(db).await?.is_none() {
+        e.add("cluster", "no such cluster");
+    }
+    for (i, ep) in input.endpoints.iter().enumerate() {
+        if let (Some(id), KeyChange::Keep) = (ep.id, &ep.api_key) {
+            if !saved_endpoints.iter().any(|s| s.id == id) {
+                e.add(format!("endpoints.{i}.api_key"), "this endpoint is not part of the model");
+            }
+        }
+    }
+    let ws_ids: Vec<i64> = input.rules.iter().filter_map(|r| r.workspace_id).collect();
+    let key_ids: Vec<i64> = input.rules.iter().filter_map(|r| r.api_key_id).collect();
+    let workspaces: Vec<i64> = workspace::Entity::find()
+        .filter(workspace::Column::Id.is_in(ws_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    let keys: HashMap<i64, api_key::Model> = api_key::Entity::find()
+        .filter(api_key::Column::Id.is_in(key_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|k| (k.id, k))
+        .collect();
+    for (i, r) in input.rules.iter().enumerate() {
+        let Some(ws) = r.workspace_id else { continue };
+        if !workspaces.contains(&ws) {
+            e.add(format!("rules.{i}.workspace"), "no such workspace");
+            continue;
+        }
+        if r.target == RuleTarget::ApiKey {
+            match r.api_key_id.and_then(|id| keys.get(&id)) {
+                None => e.add(format!("rules.{i}.api_key"), "no such API key"),
+                Some(k) if k.workspace_id != ws => e.add(format!("rules.{i}.api_key"), "this API key belongs to another workspace"),
+                Some(k) if k.revoked_at.is_some() => e.add(format!("rules.{i}.api_key"), "this API key is revoked"),
+                Some(_) => {}
+            }
+        }
+    }
+    e.into_result()?;
+    Ok((mm_id, cl_id))
+}
+
+/// Replaces the endpoints and rules of `model_id` with the input's, inside `txn`.
+async fn write_children(
+    txn: &impl ConnectionTrait,
+    secrets: &SecretBox,
+    model_id: i64,
+    input: &ModelInput,
+    saved_endpoints: &[endpoint::Model],
+) -> SResult<()> {
+    endpoint::Entity::delete_many().filter(endpoint::Column::MaasModelId.eq(model_id)).exec(txn).await?;
+    rule::Entity::delete_many().filter(rule::Column::MaasModelId.eq(model_id)).exec(txn).await?;
+    for (i, ep) in input.endpoints.iter().enumerate() {
+        let key = match &ep.api_key {
+            KeyChange::Set(k) => Some(secrets.encrypt(k.trim())),
+            KeyChange::Clear => None,
+            KeyChange::Keep => ep
+                .id
+                .and_then(|id| saved_endpoints.iter().find(|s| s.id == id))
+                .and_then(|s| s.api_key_enc.clone()),
+        };
+        endpoint::ActiveModel {
+            maas_model_id: Set(model_id),
+            position: Set(i as i32),
+            model_id: Set(ep.model_id.trim().to_owned()),
+            url: Set(ep.url.trim().trim_end_matches('/').to_owned()),
+            api_key_enc: Set(key),
+            weight: Set(validate::parse_int(&ep.weight, 0, 100).unwrap_or(0) as i32),
+            ..Default::default()
+        }
+        .insert(txn)
+        .await?;
+    }
+    for (i, r) in input.rules.iter().enumerate() {
+        rule::ActiveModel {
+            maas_model_id: Set(model_id),
+            position: Set(i as i32),
+            target: Set(r.target.as_str().to_owned()),
+            workspace_id: Set(r.workspace_id.unwrap_or_default()),
+            api_key_id: Set(if r.target == RuleTarget::ApiKey { r.api_key_id } else { None }),
+            limit_requests: Set(validate::parse_int(&r.limit, 1, validate::MAX_LIMIT).unwrap_or(1)),
+            duration_secs: Set(validate::parse_int(&r.duration, 1, validate::MAX_DURATION_SECS).unwrap_or(1)),
+            ..Default::default()
+        }
+        .insert(txn)
+        .await?;
+    }
+    Ok(())
+}
+
+const DUPLICATE: &str = "this marketplace model already has a MaaS model on this cluster";
+
+/// Creates a MaaS model (disabled: an operator enables it once it looks right).
+pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &SecretBox, input: &ModelInput) -> SResult<(i64, i64)> {
+    validate::model(input).into_result()?;
+    if input.endpoints.iter().any(|e| e.id.is_some() && e.api_key == KeyChange::Keep) {
+        return Err(AppError::field("endpoints", "a new model has no saved endpoints").into());
+    }
+    let (mm_id, cl_id) = check_references(db, input, None, &[]).await?;
+    let txn = db.begin().await?;
+    let rev = bump_revision(&txn).await?;
+    let t = now();
+    let m = maas_model::ActiveModel {
+        marketplace_model_id: Set(mm_id),
+        cluster_id: Set(cl_id),
+        policy: Set(input.policy.as_str().to_owned()),
+        enabled: Set(false),
+        revision: Set(rev),
+        created_at: Set(t),
+        updated_at: Set(t),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| on_unique(e, "cluster", DUPLICATE))?;
+    write_children(&txn, secrets, m.id, input, &[]).await?;
+    txn.commit().await?;
+    Ok((m.id, rev))
+}
+
+pub async fn update<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &SecretBox, id: i64, input: &ModelInput) -> SResult<i64> {
+    validate::model(input).into_result()?;
+    let Some(existing) = maas_model::Entity::find_by_id(id).one(db).await? else {
+        return Err(AppError::NotFound("MaaS model".into()).into());
+    };
+    let saved = endpoint::Entity::find().filter(endpoint::Column::MaasModelId.eq(id)).all(db).await?;
+    let (mm_id, cl_id) = check_references(db, input, Some(&existing), &saved).await?;
+    let txn = db.begin().await?;
+    let rev = bump_revision(&txn).await?;
+    let mut am: maas_model::ActiveModel = existing.into();
+    am.marketplace_model_id = Set(mm_id);
+    am.cluster_id = Set(cl_id);
+    am.policy = Set(input.policy.as_str().to_owned());
+    am.revision = Set(rev);
+    am.updated_at = Set(now());
+    am.update(&txn).await.map_err(|e| on_unique(e, "cluster", DUPLICATE))?;
+    write_children(&txn, secrets, id, input, &saved).await?;
+    txn.commit().await?;
+    Ok(rev)
+}
+
+pub async fn set_enabled<C: TransactionTrait + ConnectionTrait>(db: &C, id: i64, enabled: bool) -> SResult<i64> {
+    let txn = db.begin().await?;
+    let rev = bump_revision(&txn).await?;
+    let res = maas_model::Entity::update_many()
+        .col_expr(maas_model::Column::Enabled, Expr::value(enabled))
+        .col_expr(maas_model::Column::Revision, Expr::value(rev))
+        .col_expr(maas_model::Column::UpdatedAt, Expr::value(now()))
+        .filter(maas_model::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(AppError::NotFound("MaaS model".into()).into());
+    }
+    txn.commit().await?;
+    Ok(rev)
+}
+
+pub async fn delete<C: TransactionTrait + ConnectionTrait>(db: &C, id: i64) -> SResult<i64> {
+    let txn = db.begin().await?;
+    let rev = bump_revision(&txn).await?;
+    let res = maas_model::Entity::delete_by_id(id).exec(&txn).await?;
+    if res.rows_affected == 0 {
+        return Err(AppError::NotFound("MaaS model".into()).into());
+    }
+    txn.commit().await?;
+    Ok(rev)
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
+    let Some(m) = maas_model::Entity::find_by_id(id).one(db).await? else {
+        return Err(AppError::NotFound("MaaS model".into()).into());
+    };
+    let endpoints = endpoint::Entity::find()
+        .filter(endpoint::Column::MaasModelId.eq(id))
+        .order_by_asc(endpoint::Column::Position)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|e| EndpointView { id: e.id, model_id: e.model_id, url: e.url, has_key: e.api_key_enc.is_some(), weight: e.weight })
+        .collect();
+    let rules = rule::Entity::find()
+        .filter(rule::Column::MaasModelId.eq(id))
+        .order_by_asc(rule::Column::Position)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| RuleView {
+            target: RuleTarget::parse(&r.target).unwrap_or_default(),
+            workspace_id: r.workspace_id,
+            api_key_id: r.api_key_id,
+            limit: r.limit_requests,
+            duration: r.duration_secs,
+        })
+        .collect();
+    Ok(ModelDetail {
+        id: m.id,
+        marketplace_model_id: m.marketplace_model_id,
+        cluster_id: m.cluster_id,
+        policy: Policy::parse(&m.policy).unwrap_or_default(),
+        enabled: m.enabled,
+        endpoints,
+        rules,
+    })
+}
+
+#[derive(Debug, FromQueryResult)]
+struct ListRow {
+    id: i64,
+    enabled: bool,
+    policy: String,
+    revision: i64,
+    name: String,
+    tags: String,
+    published: bool,
+    cluster: String,
+    entry_address: String,
+}
+
+/// One page of the management list, filtered on the server (model name, tag, cluster or an
+/// endpoint's Model ID), newest first. Two indexed queries per page, whatever the total.
+pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: u64) -> SResult<ModelPage> {
+    let per_page = per_page.clamp(1, MAX_PER_PAGE);
+    let mut q = maas_model::Entity::find()
+        .select_only()
+        .column(maas_model::Column::Id)
+        .column(maas_model::Column::Enabled)
+        .column(maas_model::Column::Policy)
+        .column(maas_model::Column::Revision)
+        .column_as(marketplace_model::Column::Name, "name")
+        .column_as(marketplace_model::Column::Tags, "tags")
+        .column_as(marketplace_model::Column::Published, "published")
+        .column_as(cluster::Column::Name, "cluster")
+        .column_as(cluster::Column::EntryAddress, "entry_address")
+        .join(JoinType::InnerJoin, maas_model::Relation::Marketplace.def())
+        .join(JoinType::InnerJoin, maas_model::Relation::Cluster.def());
+    let s = search.trim();
+    if !s.is_empty() {
+        let pat = format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let like = |col: sea_orm::sea_query::SimpleExpr| col.like(sea_orm::sea_query::LikeExpr::new(pat.clone()).escape('\\'));
+        q = q.filter(
+            Condition::any()
+                .add(like(Expr::col((marketplace_model::Entity, marketplace_model::Column::Name)).into()))
+                .add(like(Expr::col((marketplace_model::Entity, marketplace_model::Column::Tags)).into()))
+                .add(like(Expr::col((cluster::Entity, cluster::Column::Name)).into()))
+                .add(
+                    maas_model::Column::Id.in_subquery(
+                        Query::select()
+                            .column(endpoint::Column::MaasModelId)
+                            .from(endpoint::Entity)
+                            .and_where(like(Expr::col(endpoint::Column::ModelId).into()))
+                            .to_owned(),
+                    ),
+                ),
+        );
+    }
+    let total = q.clone().count(db).await?;
+    let rows: Vec<ListRow> = q
+        .order_by_desc(maas_model::Column::Id)
+        .offset(page.saturating_mul(per_page))
+        .limit(per_page)
+        .into_model::<ListRow>()
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut model_ids: HashMap<i64, Vec<String>> = HashMap::new();
+    for e in endpoint::Entity::find()
+        .filter(endpoint::Column::MaasModelId.is_in(ids))
+        .order_by_asc(endpoint::Column::Position)
+        .all(db)
+        .await?
+    {
+        let v = model_ids.entry(e.maas_model_id).or_default();
+        if !v.contains(&e.model_id) {
+            v.push(e.model_id);
+        }
+    }
+    let gateways = gateway_status::Entity::find().all(db).await?;
+    let t = now();
+    let rows = rows
+        .into_iter()
+        .map(|r| ModelRow {
+            gateway: gateway_state(&gateways, &r.cluster, r.revision, t),
+            id: r.id,
+            model_ids: model_ids.remove(&r.id).unwrap_or_default(),
+            tags: serde_json::from_str(&r.tags).unwrap_or_default(),
+            enabled: r.enabled,
+            published: r.published,
+            access_path: access_path(&r.entry_address),
+            cluster: r.cluster,
+            policy: Policy::parse(&r.policy).unwrap_or_default(),
+            name: r.name,
+        })
+        .collect();
+    Ok(ModelPage { rows, total, page, per_page })
+}
+
+/// Whether the gateways serving `cluster` have applied `revision`. Honest by construction: with
+/// no live gateway reporting, a model is Pending, never Synced.
+pub fn gateway_state(gateways: &[gateway_status::Model], cluster: &str, revision: i64, now: i64) -> GatewayState {
+    let serving: Vec<&gateway_status::Model> = gateways
+        .iter()
+        .filter(|g| g.cluster.as_deref().is_none_or(|c| c == cluster) && now - g.heartbeat_at <= GATEWAY_STALE_SECS)
+        .collect();
+    if serving.is_empty() {
+        return GatewayState::Pending { revision, reason: format!("no gateway has applied revision {revision}") };
+    }
+    if let Some(err) = serving.iter().find_map(|g| g.error.clone()) {
+        return GatewayState::Error(err);
+    }
+    match serving.iter().map(|g| g.applied_revision).min() {
+        Some(applied) if applied >= revision => GatewayState::Synced,
+        Some(applied) => GatewayState::Pending { revision, reason: format!("gateway at revision {applied}, model at {revision}") },
+        None => unreachable!("serving is not empty"),
+    }
+}
+
+/// The marketplace user view: published models that have an enabled MaaS model, one entry per
+/// cluster that serves them.
+pub async fn offerings(db: &impl ConnectionTrait) -> SResult<Vec<Offering>> {
+    let rows: Vec<(maas_model::Model, Option<marketplace_model::Model>)> = maas_model::Entity::find()
+        .find_also_related(marketplace_model::Entity)
+        .filter(maas_model::Column::Enabled.eq(true))
+        .filter(marketplace_model::Column::Published.eq(true))
+        .all(db)
+        .await?;
+    let clusters: HashMap<i64, cluster::Model> =
+        cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
+    let mut out: Vec<Offering> = rows
+        .into_iter()
+        .filter_map(|(m, mm)| {
+            let mm = mm?;
+            let c = clusters.get(&m.cluster_id)?;
+            Some(Offering {
+                name: mm.name,
+                provider: mm.provider,
+                description: mm.description,
+                tags: serde_json::from_str(&mm.tags).unwrap_or_default(),
+                base_url: access_path(&c.entry_address),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.base_url.cmp(&b.base_url)));
+    Ok(out)
+}

@@ -1,0 +1,316 @@
+//! Types shared by the browser and the server: what server functions take and return.
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Operator,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::User => "user",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentUser {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+}
+
+/// Load-balancing policy of a MaaS model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    #[default]
+    RoundRobin,
+    Random,
+    Weighted,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 3] = [Policy::RoundRobin, Policy::Random, Policy::Weighted];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::Random => "random",
+            Policy::Weighted => "weighted",
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "Round-robin",
+            Policy::Random => "Random",
+            Policy::Weighted => "Weighted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleTarget {
+    #[default]
+    ApiKey,
+    Workspace,
+}
+
+impl RuleTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleTarget::ApiKey => "api_key",
+            RuleTarget::Workspace => "workspace",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api_key" => Some(RuleTarget::ApiKey),
+            "workspace" => Some(RuleTarget::Workspace),
+            _ => None,
+        }
+    }
+}
+
+/// Field path → message, e.g. `endpoints.1.url` → "must start with http:// or https://".
+/// Paths are stable so the form can show each message next to its field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldErrors(pub BTreeMap<String, String>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: impl Into<String>, msg: impl Into<String>) {
+        self.0.entry(field.into()).or_insert_with(|| msg.into());
+    }
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn single(field: &str, msg: &str) -> Self {
+        let mut e = Self::default();
+        e.add(field, msg);
+        e
+    }
+    pub fn into_result(self) -> Result<(), FieldErrors> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+// ---- marketplace, clusters, workspaces, keys ----
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketplaceModel {
+    pub id: i64,
+    pub name: String,
+    pub provider: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub published: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketplaceInput {
+    pub name: String,
+    pub provider: String,
+    pub description: String,
+    /// Comma-separated, as typed.
+    pub tags: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: i64,
+    pub name: String,
+    pub entry_address: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: i64,
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub public_id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub revoked: bool,
+}
+
+/// Returned once, at creation: the only time the secret exists outside the caller's hands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedApiKey {
+    pub info: ApiKeyInfo,
+    pub secret: String,
+}
+
+// ---- MaaS models ----
+
+/// What the form says about an endpoint's upstream key. The saved key is never sent back, so
+/// an edit either keeps it, replaces it, or clears it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyChange {
+    #[default]
+    Keep,
+    Set(String),
+    Clear,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInput {
+    /// The saved endpoint this row edits (to keep its key); `None` for a new row.
+    pub id: Option<i64>,
+    pub model_id: String,
+    pub url: String,
+    pub api_key: KeyChange,
+    /// As typed; validated to an integer 0–100.
+    pub weight: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleInput {
+    pub target: RuleTarget,
+    pub workspace_id: Option<i64>,
+    pub api_key_id: Option<i64>,
+    pub limit: String,
+    pub duration: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInput {
+    pub marketplace_model_id: Option<i64>,
+    pub cluster_id: Option<i64>,
+    pub policy: Policy,
+    pub endpoints: Vec<EndpointInput>,
+    pub rules: Vec<RuleInput>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointView {
+    pub id: i64,
+    pub model_id: String,
+    pub url: String,
+    pub has_key: bool,
+    pub weight: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleView {
+    pub target: RuleTarget,
+    pub workspace_id: i64,
+    pub api_key_id: Option<i64>,
+    pub limit: i64,
+    pub duration: i64,
+}
+
+/// A saved model as the edit form loads it (no upstream secrets).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDetail {
+    pub id: i64,
+    pub marketplace_model_id: i64,
+    pub cluster_id: i64,
+    pub policy: Policy,
+    pub enabled: bool,
+    pub endpoints: Vec<EndpointView>,
+    pub rules: Vec<RuleView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GatewayState {
+    /// Every gateway serving the cluster applied this model's latest revision.
+    Synced,
+    /// No gateway has applied it yet (or none is running for the cluster).
+    Pending { revision: i64, reason: String },
+    Error(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRow {
+    pub id: i64,
+    pub name: String,
+    pub model_ids: Vec<String>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub published: bool,
+    pub cluster: String,
+    pub access_path: String,
+    pub policy: Policy,
+    pub gateway: GatewayState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelPage {
+    pub rows: Vec<ModelRow>,
+    pub total: u64,
+    pub page: u64,
+    pub per_page: u64,
+}
+
+/// Everything the create/edit form needs for its dropdowns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormOptions {
+    pub marketplace: Vec<MarketplaceModel>,
+    pub clusters: Vec<Cluster>,
+    pub workspaces: Vec<Workspace>,
+    pub keys: Vec<ApiKeyInfo>,
+}
+
+/// One entry of the marketplace user view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offering {
+    pub name: String,
+    pub provider: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub base_url: String,
+}
+
+/// `{entry}/v1`, whatever trailing slash the operator typed.
+pub fn access_path(entry_address: &str) -> String {
+    format!("{}/v1", entry_address.trim_end_matches('/'))
+}
+
+pub fn parse_tags(s: &str) -> Vec<String> {
+    let mut tags: Vec<String> = s
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    tags.dedup();
+    tags
+}

@@ -1,0 +1,14 @@
+//! The schema of MaaS, owned here and nowhere else: the server runs these migrations at start
+//! (and `maas migrate` runs them alone), and every test builds its database with them.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_init;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_init::Migration)]
+    }
+}

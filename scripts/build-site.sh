@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the browser half of the console into $MAAS_SITE_ROOT (default target/site):
+#   pkg/maas.js + pkg/maas_bg.wasm  (frontend crate → wasm-bindgen → wasm-opt)
+#   pkg/maas.css                     (style/main.css, plain CSS)
+# This is what cargo-leptos would do; see the README for why we do it with these few lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+SITE="${MAAS_SITE_ROOT:-target/site}"
+mkdir -p "$SITE/pkg"
+
+cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
+wasm-bindgen --target web --no-typescript --out-name maas --out-dir "$SITE/pkg" \
+  "$TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
+# binaryen from npm (end2end/node_modules): Debian's wasm-opt 108 breaks hydration.
+end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types \
+  -o "$SITE/pkg/maas_bg.wasm" "$SITE/pkg/maas_bg.wasm"
+cp style/main.css "$SITE/pkg/maas.css"
+printf '[site] %s: wasm %s bytes (%s gzipped)\n' "$SITE/pkg" \
+  "$(stat -c %s "$SITE/pkg/maas_bg.wasm")" "$(gzip -9c "$SITE/pkg/maas_bg.wasm" | wc -c)"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks to build and test MaaS. Idempotent: every step
+# checks first and skips what is present, so `make run` / `make test` can call it each time.
+#
+# Why no cargo-leptos: building it from source costs ~20 minutes on this 2-core machine, while
+# what it does for us (build the WASM, run wasm-bindgen and wasm-opt, copy CSS) is a dozen lines
+# of scripts/build-site.sh. wasm-bindgen-cli (~5 min, once) and npm's binaryen are all we need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_BINDGEN_VERSION=0.2.130   # must equal the `wasm-bindgen = "=…"` pin in Cargo.toml
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding rust target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 5 minutes, once per machine)"
+  # Not --locked: its lockfile names a yanked webpki-roots (see shared/TOOLCHAIN.md).
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# Node tooling lives in end2end/: Playwright for the browser tests and binaryen for wasm-opt
+# (Debian's binaryen 108 produces a release WASM that fails at hydration).
+if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -d end2end/node_modules/@playwright/test ] \
+   || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+  log "installing end2end node modules (playwright, binaryen)"
+  (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+
+need_apt=()
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+if [ "${MAAS_SETUP_TEST:-0}" = 1 ]; then
+  :
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # apt sometimes fails once mid-way on this machine; a second pass with -f finishes it.
+  $SUDO apt-get install -y -qq "${need_apt[@]}" || $SUDO apt-get install -y -qq -f "${need_apt[@]}"
+fi
+log "toolchain ready"
