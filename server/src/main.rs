@@ -20,7 +20,7 @@ enum Cmd {
     },
 }
 
-#[derive(clap::Args, Clone)]
+#[derive(clap::Parser, Clone)]
 struct ServeArgs {
     #[arg(long, env = "MAAS_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,

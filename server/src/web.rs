@@ -57,7 +57,7 @@ pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
             let leptos = leptos.clone();
             move || shell(leptos.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context(ctx, shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<WebState, _>(ctx, shell))
         .layer(middleware)
         .with_state(state)
 }

@@ -1,5 +1,5 @@
 use crate::error::AppError;
-use crate::types::*;
+use crate::types::{ModelDetail, ModelInput, ModelPage};
 use leptos::prelude::*;
 use server_fn::codec::Json;
 
@@ -16,7 +16,7 @@ pub async fn get_model(id: i64) -> Result<ModelDetail, AppError> {
 }
 
 #[server(endpoint = "models/form-options")]
-pub async fn form_options() -> Result<FormOptions, AppError> {
+pub async fn form_options() -> Result<crate::types::FormOptions, AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, who| async move { models::form_options(&st.db, &who).await }).await
 }

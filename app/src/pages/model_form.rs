@@ -141,7 +141,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             .collect(),
         None => vec![EpRow::new(fresh(), "100")],
     });
-    let rules = RwSignal::new(
+    let rules: RwSignal<Vec<RuleRow>> = RwSignal::new(
         initial
             .as_ref()
             .map(|m| {
@@ -155,7 +155,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                         limit: RwSignal::new(r.limit.to_string()),
                         duration: RwSignal::new(r.duration.to_string()),
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             })
             .unwrap_or_default(),
     );

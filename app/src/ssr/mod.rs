@@ -89,7 +89,7 @@ pub fn now() -> i64 {
 /// so a change and its revision commit (or roll back) together.
 pub async fn bump_revision(db: &impl ConnectionTrait) -> SResult<i64> {
     let backend = db.get_database_backend();
-    db.execute(Statement::from_string(backend, "UPDATE config_revision SET revision = revision + 1 WHERE id = 1"))
+    db.execute_raw(Statement::from_string(backend, "UPDATE config_revision SET revision = revision + 1 WHERE id = 1"))
         .await?;
     current_revision(db).await
 }
@@ -97,7 +97,7 @@ pub async fn bump_revision(db: &impl ConnectionTrait) -> SResult<i64> {
 pub async fn current_revision(db: &impl ConnectionTrait) -> SResult<i64> {
     let backend = db.get_database_backend();
     let row = db
-        .query_one(Statement::from_string(backend, "SELECT revision FROM config_revision WHERE id = 1"))
+        .query_one_raw(Statement::from_string(backend, "SELECT revision FROM config_revision WHERE id = 1"))
         .await?
         .ok_or_else(|| ServiceError::Other("config_revision row missing".into()))?;
     Ok(row.try_get::<i64>("", "revision")?)

@@ -5,7 +5,7 @@ use crate::ssr::{bump_revision, now, on_unique, SResult};
 use crate::types::*;
 use crate::validate;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait};
 
 pub fn to_view(m: marketplace_model::Model) -> MarketplaceModel {
     MarketplaceModel {

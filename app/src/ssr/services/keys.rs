@@ -6,7 +6,7 @@ use crate::ssr::crypto::{random_hex, sha256_hex};
 use crate::ssr::entities::{api_key, workspace};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::*;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait};
 
 /// Prefix that makes a leaked key recognisable to secret scanners.
 pub const SECRET_PREFIX: &str = "sk-maas-";

@@ -5,10 +5,10 @@ use crate::ssr::entities::{api_key, cluster, endpoint, gateway_status, maas_mode
 use crate::ssr::{bump_revision, now, on_unique, SResult};
 use crate::types::*;
 use crate::validate;
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionSession, TransactionTrait,
 };
 use std::collections::HashMap;
 
@@ -285,18 +285,18 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
     let s = search.trim();
     if !s.is_empty() {
         let pat = format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        let like = |col: sea_orm::sea_query::SimpleExpr| col.like(sea_orm::sea_query::LikeExpr::new(pat.clone()).escape('\\'));
+        let like = |col: Expr| col.like(sea_orm::sea_query::LikeExpr::new(pat.clone()).escape('\\'));
         q = q.filter(
             Condition::any()
-                .add(like(Expr::col((marketplace_model::Entity, marketplace_model::Column::Name)).into()))
-                .add(like(Expr::col((marketplace_model::Entity, marketplace_model::Column::Tags)).into()))
-                .add(like(Expr::col((cluster::Entity, cluster::Column::Name)).into()))
+                .add(like(Expr::col((marketplace_model::Entity, marketplace_model::Column::Name))))
+                .add(like(Expr::col((marketplace_model::Entity, marketplace_model::Column::Tags))))
+                .add(like(Expr::col((cluster::Entity, cluster::Column::Name))))
                 .add(
                     maas_model::Column::Id.in_subquery(
                         Query::select()
                             .column(endpoint::Column::MaasModelId)
                             .from(endpoint::Entity)
-                            .and_where(like(Expr::col(endpoint::Column::ModelId).into()))
+                            .and_where(like(Expr::col(endpoint::Column::ModelId)))
                             .to_owned(),
                     ),
                 ),
