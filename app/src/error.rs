@@ -58,6 +58,14 @@ impl From<FieldErrors> for AppError {
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        // On the server this runs when a request cannot even be decoded: that is the caller's
+        // fault (400), not a server failure (the framework's default 500).
+        #[cfg(feature = "ssr")]
+        if matches!(value, ServerFnErrorErr::Args(_) | ServerFnErrorErr::Deserialization(_)) {
+            if let Some(opts) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+                opts.set_status(http::StatusCode::BAD_REQUEST);
+            }
+        }
         AppError::Transport(value.to_string())
     }
 }

@@ -1,3 +1,4 @@
+#![recursion_limit = "512"]
 //! MaaS console: shared types, server functions, and the Leptos app (SSR + hydration).
 pub mod api;
 pub mod components;
@@ -13,8 +14,11 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
+
+// Pages render once their data is loaded (`SsrMode::Async`): the console's pages are small,
+// and it lets a page answer with a real 302 to the login page instead of a streamed 200.
 
 /// The HTML document around the app (server side only renders it).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -47,16 +51,16 @@ pub fn App() -> impl IntoView {
             <components::Nav/>
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
-                    <Route path=path!("/") view=pages::home::Home/>
-                    <Route path=path!("/login") view=pages::login::LoginPage/>
-                    <Route path=path!("/models") view=pages::models::ModelsPage/>
-                    <Route path=path!("/models/new") view=pages::model_form::NewModelPage/>
-                    <Route path=path!("/models/:id/edit") view=pages::model_form::EditModelPage/>
-                    <Route path=path!("/marketplace/manage") view=pages::catalog::MarketplaceAdminPage/>
-                    <Route path=path!("/clusters") view=pages::catalog::ClustersPage/>
-                    <Route path=path!("/workspaces") view=pages::workspaces::WorkspacesPage/>
-                    <Route path=path!("/keys") view=pages::keys::KeysPage/>
-                    <Route path=path!("/marketplace") view=pages::marketplace::MarketplacePage/>
+                    <Route path=path!("/") view=pages::home::Home ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=pages::login::LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/models") view=pages::models::ModelsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/models/new") view=pages::model_form::NewModelPage ssr=SsrMode::Async/>
+                    <Route path=path!("/models/:id/edit") view=pages::model_form::EditModelPage ssr=SsrMode::Async/>
+                    <Route path=path!("/marketplace/manage") view=pages::catalog::MarketplaceAdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/clusters") view=pages::catalog::ClustersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/workspaces") view=pages::workspaces::WorkspacesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async/>
+                    <Route path=path!("/marketplace") view=pages::marketplace::MarketplacePage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -1,0 +1,111 @@
+//! Test helpers: a fresh SQLite file per test, built by the real migrations.
+#![allow(dead_code)]
+use app::ssr::{auth, AppState};
+use app::types::*;
+use axum::body::Body;
+use axum::Router;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+}
+
+pub async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/maas.db?mode=rwc", dir.path().display());
+    let db = server::bootstrap::open_db(&url).await.unwrap();
+    let state = server::bootstrap::state(db, "test-secret", false, 1);
+    Env { dir, state }
+}
+
+impl Env {
+    pub fn db(&self) -> &sea_orm::DatabaseConnection {
+        &self.state.db
+    }
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}/maas.db?mode=rwc", self.dir.path().display())
+    }
+    pub fn router(&self) -> Router {
+        server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), self.state.clone())
+    }
+    pub async fn user(&self, name: &str, role: Role) -> CurrentUser {
+        let id = auth::create_user(self.db(), name, "password123", role).await.unwrap();
+        CurrentUser { id, username: name.into(), role }
+    }
+}
+
+/// Marketplace model (published), cluster, workspace with one key: ids.
+pub struct Fixture {
+    pub mm: i64,
+    pub cluster: i64,
+    pub ws: i64,
+    pub key: i64,
+    pub secret: String,
+}
+
+pub async fn fixture(env: &Env, op: &CurrentUser) -> Fixture {
+    use app::ssr::services::{catalog, keys, workspaces};
+    let db = env.db();
+    let mm = catalog::create_marketplace(db, &MarketplaceInput { name: "deepseek-chat".into(), provider: "DeepSeek".into(), description: "".into(), tags: "chat, 64k".into() }).await.unwrap();
+    catalog::set_published(db, mm, true).await.unwrap();
+    let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:3000/").await.unwrap();
+    let ws = workspaces::create(db, "team-a").await.unwrap();
+    let (k, _) = keys::create(db, op, ws, "ci").await.unwrap();
+    Fixture { mm, cluster, ws, key: k.info.id, secret: k.secret }
+}
+
+pub fn endpoint(model_id: &str, url: &str, weight: &str) -> EndpointInput {
+    EndpointInput { id: None, model_id: model_id.into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into() }
+}
+
+pub fn weighted_input(f: &Fixture) -> ModelInput {
+    ModelInput {
+        marketplace_model_id: Some(f.mm),
+        cluster_id: Some(f.cluster),
+        policy: Policy::Weighted,
+        endpoints: vec![
+            EndpointInput { api_key: KeyChange::Set("sk-upstream-a".into()), ..endpoint("ds-a", "https://a.example/v1", "50") },
+            endpoint("ds-b", "https://b.example", "30"),
+            endpoint("ds-c", "http://127.0.0.1:9000", "20"),
+        ],
+        rules: vec![
+            RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(f.ws), api_key_id: Some(f.key), limit: "100".into(), duration: "60".into() },
+            RuleInput { target: RuleTarget::Workspace, workspace_id: Some(f.ws), api_key_id: None, limit: "1000".into(), duration: "3600".into() },
+        ],
+    }
+}
+
+pub async fn send(router: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub fn form(path: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::post(path).header("content-type", "application/x-www-form-urlencoded").header("accept", "application/json");
+    if let Some(c) = cookie {
+        b = b.header("cookie", c);
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+pub fn json(path: &str, cookie: Option<&str>, body: &serde_json::Value) -> Request<Body> {
+    let mut b = Request::post(path).header("content-type", "application/json").header("accept", "application/json");
+    if let Some(c) = cookie {
+        b = b.header("cookie", c);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+/// Logs in through the real endpoint and returns the `Cookie` header value.
+pub async fn login(router: &Router, user: &str) -> String {
+    let (status, headers, body) = send(router, form("/api/login", None, &format!("username={user}&password=password123"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let set = headers.get("set-cookie").unwrap().to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}

@@ -1,0 +1,274 @@
+//! Service-layer tests: each on a fresh SQLite file built by the real migrations.
+mod common;
+use app::error::AppError;
+use app::ssr::services::{catalog, keys, models, workspaces};
+use app::ssr::{current_revision, entities, ServiceError};
+use app::types::*;
+use common::*;
+use sea_orm::{ConnectionTrait, EntityTrait};
+
+fn field_err<T: std::fmt::Debug>(r: Result<T, ServiceError>) -> FieldErrors {
+    match r {
+        Err(ServiceError::App(AppError::Invalid(f))) => f,
+        other => panic!("expected field errors, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_model_persists_everything_and_bumps_revision() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let before = current_revision(env.db()).await.unwrap();
+    let (id, rev) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    assert_eq!(rev, before + 1, "one change, one revision");
+    assert_eq!(current_revision(env.db()).await.unwrap(), rev);
+
+    let d = models::get(env.db(), id).await.unwrap();
+    assert_eq!(d.policy, Policy::Weighted);
+    assert!(!d.enabled, "new models start disabled");
+    let ids: Vec<_> = d.endpoints.iter().map(|e| (e.model_id.as_str(), e.weight, e.has_key)).collect();
+    assert_eq!(ids, [("ds-a", 50, true), ("ds-b", 30, false), ("ds-c", 20, false)]);
+    assert_eq!(d.endpoints[1].url, "https://b.example");
+    assert_eq!(d.rules.len(), 2);
+    assert_eq!((d.rules[0].target, d.rules[0].api_key_id, d.rules[0].limit, d.rules[0].duration), (RuleTarget::ApiKey, Some(f.key), 100, 60));
+    assert_eq!((d.rules[1].target, d.rules[1].api_key_id), (RuleTarget::Workspace, None));
+
+    // The upstream key is encrypted at rest and decrypts with the server's key.
+    let row = entities::endpoint::Entity::find_by_id(d.endpoints[0].id).one(env.db()).await.unwrap().unwrap();
+    let stored = row.api_key_enc.unwrap();
+    assert!(!stored.contains("sk-upstream-a"));
+    assert_eq!(env.state.secrets.decrypt(&stored).as_deref(), Some("sk-upstream-a"));
+}
+
+#[tokio::test]
+async fn duplicate_model_and_cluster_is_a_field_error_not_a_500() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let e = field_err(models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await);
+    assert_eq!(e.get("cluster"), Some("this marketplace model already has a MaaS model on this cluster"));
+}
+
+#[tokio::test]
+async fn references_are_checked_against_the_database() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let other_ws = workspaces::create(env.db(), "team-b").await.unwrap();
+    let unpublished = catalog::create_marketplace(env.db(), &MarketplaceInput { name: "draft".into(), provider: "x".into(), ..Default::default() }).await.unwrap();
+
+    let mut input = weighted_input(&f);
+    input.marketplace_model_id = Some(unpublished);
+    input.rules[0].workspace_id = Some(other_ws); // key belongs to team-a
+    input.rules[1].workspace_id = Some(999);
+    let e = field_err(models::create(env.db(), &env.state.secrets, &input).await);
+    assert_eq!(e.get("marketplace_model"), Some("this marketplace model is not published"));
+    assert_eq!(e.get("rules.0.api_key"), Some("this API key belongs to another workspace"));
+    assert_eq!(e.get("rules.1.workspace"), Some("no such workspace"));
+
+    // A revoked key cannot be the subject of a new rule.
+    keys::revoke(env.db(), &op, f.key).await.unwrap();
+    let e = field_err(models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await);
+    assert_eq!(e.get("rules.0.api_key"), Some("this API key is revoked"));
+}
+
+#[tokio::test]
+async fn server_revalidates_what_the_browser_checks() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let mut input = weighted_input(&f);
+    input.endpoints[2].weight = "10".into();
+    input.endpoints[1].url = "ftp://b.example".into();
+    input.rules[0].limit = "0".into();
+    let e = field_err(models::create(env.db(), &env.state.secrets, &input).await);
+    assert_eq!(e.get("weights"), Some("weights must total 100 (now 90)"));
+    assert_eq!(e.get("endpoints.1.url"), Some("must start with http:// or https://"));
+    assert_eq!(e.get("rules.0.limit"), Some("must be at least 1"));
+    // Nothing was written.
+    assert_eq!(models::list(env.db(), "", 0, 20).await.unwrap().total, 0);
+}
+
+#[tokio::test]
+async fn edit_keeps_replaces_or_clears_upstream_keys() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let d = models::get(env.db(), id).await.unwrap();
+    let row = |i: usize, key: KeyChange| EndpointInput {
+        id: Some(d.endpoints[i].id),
+        model_id: d.endpoints[i].model_id.clone(),
+        url: d.endpoints[i].url.clone(),
+        api_key: key,
+        weight: d.endpoints[i].weight.to_string(),
+    };
+    let mut input = weighted_input(&f);
+    input.policy = Policy::RoundRobin;
+    input.endpoints = vec![row(0, KeyChange::Keep), row(1, KeyChange::Set("sk-new".into()))];
+    input.rules.truncate(1);
+    models::update(env.db(), &env.state.secrets, id, &input).await.unwrap();
+    let d2 = models::get(env.db(), id).await.unwrap();
+    assert_eq!(d2.policy, Policy::RoundRobin);
+    assert_eq!(d2.endpoints.iter().map(|e| e.has_key).collect::<Vec<_>>(), [true, true]);
+    assert_eq!(d2.rules.len(), 1);
+    let stored = entities::endpoint::Entity::find_by_id(d2.endpoints[0].id).one(env.db()).await.unwrap().unwrap();
+    assert_eq!(env.state.secrets.decrypt(&stored.api_key_enc.unwrap()).as_deref(), Some("sk-upstream-a"), "kept");
+
+    input.endpoints = vec![EndpointInput { id: Some(d2.endpoints[0].id), api_key: KeyChange::Clear, ..input.endpoints[0].clone() }];
+    models::update(env.db(), &env.state.secrets, id, &input).await.unwrap();
+    assert!(!models::get(env.db(), id).await.unwrap().endpoints[0].has_key, "cleared");
+
+    // Another model's endpoint id cannot be used to copy its key.
+    let mm2 = catalog::create_marketplace(env.db(), &MarketplaceInput { name: "other".into(), provider: "x".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(env.db(), mm2, true).await.unwrap();
+    let (id2, _) = models::create(env.db(), &env.state.secrets, &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) }).await.unwrap();
+    let foreign = models::get(env.db(), id2).await.unwrap().endpoints[0].id;
+    input.endpoints = vec![EndpointInput { id: Some(foreign), api_key: KeyChange::Keep, ..input.endpoints[0].clone() }];
+    let e = field_err(models::update(env.db(), &env.state.secrets, id, &input).await);
+    assert_eq!(e.get("endpoints.0.api_key"), Some("this endpoint is not part of the model"));
+}
+
+#[tokio::test]
+async fn delete_cascades_to_endpoints_and_rules_and_restricts_parents() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    // A cluster in use cannot be deleted from under its model (FK RESTRICT in the schema).
+    let err = env.db().execute_unprepared(&format!("DELETE FROM clusters WHERE id = {}", f.cluster)).await;
+    assert!(err.is_err(), "cluster delete must be refused while a model uses it");
+    models::delete(env.db(), id).await.unwrap();
+    assert_eq!(entities::endpoint::Entity::find().all(env.db()).await.unwrap().len(), 0);
+    assert_eq!(entities::rule::Entity::find().all(env.db()).await.unwrap().len(), 0);
+    assert!(matches!(models::delete(env.db(), id).await, Err(ServiceError::App(AppError::NotFound(_)))));
+}
+
+#[tokio::test]
+async fn list_is_paginated_and_searched_on_the_server() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    for i in 0..45 {
+        let mm = catalog::create_marketplace(env.db(), &MarketplaceInput { name: format!("model-{i:02}"), provider: "p".into(), tags: if i % 10 == 0 { "special".into() } else { "".into() }, ..Default::default() }).await.unwrap();
+        catalog::set_published(env.db(), mm, true).await.unwrap();
+        let input = ModelInput {
+            marketplace_model_id: Some(mm),
+            cluster_id: Some(f.cluster),
+            policy: Policy::RoundRobin,
+            endpoints: vec![endpoint(&format!("upstream-{i}"), "https://u.example", "")],
+            rules: vec![],
+        };
+        models::create(env.db(), &env.state.secrets, &input).await.unwrap();
+    }
+    let p0 = models::list(env.db(), "", 0, 20).await.unwrap();
+    assert_eq!((p0.total, p0.rows.len()), (45, 20));
+    assert_eq!(p0.rows[0].name, "model-44", "newest first");
+    let p2 = models::list(env.db(), "", 2, 20).await.unwrap();
+    assert_eq!(p2.rows.len(), 5);
+    assert_eq!(models::list(env.db(), "model-1", 0, 20).await.unwrap().total, 10);
+    assert_eq!(models::list(env.db(), "special", 0, 20).await.unwrap().total, 5, "by tag");
+    let by_upstream = models::list(env.db(), "upstream-7", 0, 20).await.unwrap();
+    assert_eq!(by_upstream.rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["model-07"], "by Model ID");
+    assert_eq!(models::list(env.db(), "%", 0, 20).await.unwrap().total, 0, "LIKE wildcards are literal");
+    assert_eq!(p0.rows[0].access_path, "http://127.0.0.1:3000/v1");
+}
+
+#[tokio::test]
+async fn gateway_status_is_pending_until_a_gateway_reports() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let (_, rev) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let row = &models::list(env.db(), "", 0, 20).await.unwrap().rows[0];
+    assert_eq!(row.gateway, GatewayState::Pending { revision: rev, reason: format!("no gateway has applied revision {rev}") });
+
+    let now = app::ssr::now();
+    let gw = |applied: i64, heartbeat: i64, error: Option<&str>| entities::gateway_status::Model {
+        gateway_id: "g1".into(), cluster: Some("local".into()), applied_revision: applied, error: error.map(Into::into), detail: None, heartbeat_at: heartbeat,
+    };
+    assert_eq!(models::gateway_state(&[gw(rev, now, None)], "local", rev, now), GatewayState::Synced);
+    assert!(matches!(models::gateway_state(&[gw(rev - 1, now, None)], "local", rev, now), GatewayState::Pending { .. }));
+    assert!(matches!(models::gateway_state(&[gw(rev, now - 120, None)], "local", rev, now), GatewayState::Pending { .. }), "stale gateways do not count");
+    assert!(matches!(models::gateway_state(&[gw(rev, now, None)], "other", rev, now), GatewayState::Pending { .. }), "other cluster");
+    assert_eq!(models::gateway_state(&[gw(rev, now, Some("bad url"))], "local", rev, now), GatewayState::Error("bad url".into()));
+}
+
+#[tokio::test]
+async fn offerings_list_only_published_and_enabled_models() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    assert!(models::offerings(env.db()).await.unwrap().is_empty(), "disabled");
+    models::set_enabled(env.db(), id, true).await.unwrap();
+    let o = models::offerings(env.db()).await.unwrap();
+    assert_eq!((o[0].name.as_str(), o[0].base_url.as_str()), ("deepseek-chat", "http://127.0.0.1:3000/v1"));
+    catalog::set_published(env.db(), f.mm, false).await.unwrap();
+    assert!(models::offerings(env.db()).await.unwrap().is_empty(), "unpublished");
+    catalog::set_published(env.db(), f.mm, true).await.unwrap();
+    models::set_enabled(env.db(), id, false).await.unwrap();
+    assert!(models::offerings(env.db()).await.unwrap().is_empty(), "disabled again");
+}
+
+#[tokio::test]
+async fn api_keys_are_hashed_scoped_to_members_and_revocable() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let alice = env.user("alice", Role::User).await;
+    let bob = env.user("bob", Role::User).await;
+    let a = workspaces::create(env.db(), "a").await.unwrap();
+    let b = workspaces::create(env.db(), "b").await.unwrap();
+    workspaces::add_member(env.db(), a, "alice").await.unwrap();
+    workspaces::add_member(env.db(), b, "bob").await.unwrap();
+    assert!(field_err(workspaces::add_member(env.db(), a, "alice").await).get("username").is_some());
+
+    let (k, _) = keys::create(env.db(), &alice, a, "laptop").await.unwrap();
+    assert!(k.secret.starts_with("sk-maas-") && k.secret.len() > 40);
+    let row = entities::api_key::Entity::find_by_id(k.info.id).one(env.db()).await.unwrap().unwrap();
+    assert_ne!(row.secret_hash, k.secret);
+    assert_eq!(row.secret_hash, app::ssr::crypto::sha256_hex(&k.secret));
+
+    // Alice cannot create keys in Bob's workspace, nor see or revoke his keys.
+    assert_eq!(field_err(keys::create(env.db(), &alice, b, "x").await).get("workspace"), Some("choose one of your workspaces"));
+    let (bk, _) = keys::create(env.db(), &bob, b, "bobs").await.unwrap();
+    assert_eq!(keys::list(env.db(), &alice).await.unwrap().iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["laptop"]);
+    assert!(keys::revoke(env.db(), &alice, bk.info.id).await.is_err());
+    assert_eq!(workspaces::list(env.db(), &alice).await.unwrap().iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(keys::list(env.db(), &op).await.unwrap().len(), 2, "operators see all");
+
+    let before = current_revision(env.db()).await.unwrap();
+    let rev = keys::revoke(env.db(), &alice, k.info.id).await.unwrap();
+    assert_eq!(rev, before + 1, "revocation is a configuration change");
+    assert!(keys::list(env.db(), &alice).await.unwrap()[0].revoked);
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_database_file() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    models::set_enabled(env.db(), id, true).await.unwrap();
+    let url = env.db_url();
+    env.state.db.clone().close().await.unwrap();
+    let db = server::bootstrap::open_db(&url).await.unwrap();
+    let d = models::get(&db, id).await.unwrap();
+    assert!(d.enabled);
+    assert_eq!(d.endpoints.len(), 3);
+    assert_eq!(app::ssr::auth::login(&db, "op", "password123").await.unwrap().1.username, "op");
+}
+
+#[tokio::test]
+async fn names_are_unique_in_the_schema() {
+    let env = env().await;
+    catalog::create_cluster(env.db(), "c", "http://x").await.unwrap();
+    assert_eq!(field_err(catalog::create_cluster(env.db(), "c", "http://y").await).get("name"), Some("a cluster with this name exists"));
+    let m = MarketplaceInput { name: "m".into(), provider: "p".into(), ..Default::default() };
+    catalog::create_marketplace(env.db(), &m).await.unwrap();
+    assert_eq!(field_err(catalog::create_marketplace(env.db(), &m).await).get("name"), Some("a marketplace model with this name exists"));
+    workspaces::create(env.db(), "w").await.unwrap();
+    assert!(field_err(workspaces::create(env.db(), "w").await).get("name").is_some());
+}
