@@ -67,6 +67,11 @@ pub fn ErrorBox<T: Clone + Send + Sync + 'static>(value: Signal<Option<Result<T,
 pub fn Nav() -> impl IntoView {
     let Me(me) = expect_context::<Me>();
     let logout = ServerAction::<Logout>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = logout.value().get() {
+            let _ = window().location().set_href("/login");
+        }
+    });
     view! {
         <header class="topbar">
             <a class="brand" href="/">"MaaS"</a>

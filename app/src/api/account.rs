@@ -27,7 +27,7 @@ pub async fn login(username: String, password: String, next: Option<String>) -> 
             );
             // Only same-site paths: `next` comes from the URL and must not become an open redirect.
             let target = next.filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
-            leptos_axum::redirect(&target);
+            redirect_plain_form(&target);
             Ok(user)
         }
         Err(e) => super::edge::fail(e.into_app()),
@@ -48,6 +48,19 @@ pub async fn logout() -> Result<(), AppError> {
         http::header::SET_COOKIE,
         http::HeaderValue::from_str(&auth::clear_cookie(st.secure_cookies)).expect("cookie is ascii"),
     );
-    leptos_axum::redirect("/login");
+    redirect_plain_form("/login");
     Ok(())
+}
+
+/// A form posted without JavaScript gets a 302. With JavaScript the page itself reloads at the
+/// target (see `pages::login`), so the whole app, the nav included, sees the new session.
+#[cfg(feature = "ssr")]
+fn redirect_plain_form(target: &str) {
+    let html = super::edge::headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if html {
+        leptos_axum::redirect(target);
+    }
 }

@@ -8,7 +8,13 @@ pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
     let value = login.value();
     let errors = field_errors(move || value.get());
-    let next = move || use_query_map().read().get("next").unwrap_or_else(|| "/".into());
+    let query = use_query_map();
+    let next = move || query.read().get("next").filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = value.get() {
+            let _ = window().location().set_href(&next());
+        }
+    });
     view! {
         <section class="card narrow">
             <h1>"Log in"</h1>

@@ -1,0 +1,10 @@
+import { chromium } from 'playwright';
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox','--disable-gpu','--disable-background-networking'] });
+const p = await b.newPage();
+p.on('console', m => console.log('console:', m.type(), m.text().slice(0, 500)));
+p.on('pageerror', e => console.log('pageerror:', e.message.slice(0, 500)));
+p.on('requestfailed', r => console.log('reqfail:', r.url()));
+await p.goto(process.argv[2]);
+await p.waitForTimeout(3000);
+console.log('hydrated attr:', await p.evaluate(() => document.body.getAttribute('data-hydrated')));
+await b.close();
