@@ -27,13 +27,13 @@ test-rust:
 	cargo test --workspace --exclude frontend
 
 test-e2e: site
-	cargo build -p server
+	cargo build -p server --tests  # same feature set as `cargo test`: no rebuild after it
 	cd end2end && MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas npx playwright test
 
 ## Server time to render the management list with 10,000 models (figures for the notes).
 bench-list:
 	cargo build --release -p server
-	scripts/bench-list.sh
+	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-list.py
 
 clean-data:
 	rm -rf data

@@ -139,6 +139,20 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await expect(page.locator('.endpoint-row').nth(0).locator('.key-state')).toHaveText('set (leave blank to keep)');
     expect(await page.content()).not.toContain('sk-upstream-secret');
     await expect(page.locator('.rule-row')).toHaveCount(2);
+    // Edit: drop the third endpoint and the second rule, rebalance to 50/50, keep the key.
+    await page.locator('.endpoint-row').nth(2).getByRole('button', { name: 'Remove' }).click();
+    await expect(page.locator('#weight-total')).toHaveText('Total weight: 80 / 100');
+    await expect(page.locator('#save-model')).toBeDisabled();
+    await slide(page, '.ep-weight', 1, 50);
+    await page.locator('.rule-row').nth(1).getByRole('button', { name: 'Remove' }).click();
+    await page.locator('#save-model').click();
+    await expect(page).toHaveURL(/\/models$/);
+    await expect(row).toContainText('ds-a, ds-b');
+    await expect(row).not.toContainText('ds-c');
+    await row.getByRole('link', { name: 'Edit' }).click();
+    await expect(page.locator('.rule-row')).toHaveCount(1);
+    await expect(page.locator('.ep-weight-value')).toHaveText(['50', '50']);
+    await expect(page.locator('.endpoint-row').nth(0).locator('.key-state')).toHaveText('set (leave blank to keep)');
     await logout(page);
 
     // The user sees the model with its access path and snippets.
@@ -159,6 +173,12 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await login(page, base, 'alice', 'alice-pass-1');
     await expect(page.locator('p.empty')).toHaveText('No models are available yet.');
     await expect(page.locator('article.offering')).toHaveCount(0);
+    await logout(page);
+
+    // Delete, after confirming.
+    await login(page, base, 'admin', ADMIN_PASSWORD);
+    await row.getByRole('button', { name: 'Delete' }).click();
+    await expect(page.locator('p.empty')).toHaveText('No models match.');
   } finally {
     await server.stop();
   }

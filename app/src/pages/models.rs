@@ -47,9 +47,9 @@ fn Models() -> impl IntoView {
                                 <tbody>{p.rows.into_iter().map(|r| row(r, toggle, delete)).collect_view()}</tbody>
                             </table>
                             <div class="pager">
-                                <button class="small" disabled=cur == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"‹ Prev"</button>
+                                <button class="small" disabled={cur == 0} on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"‹ Prev"</button>
                                 <span>{format!("Page {} of {} · {} models", cur + 1, pages, p.total)}</span>
-                                <button class="small" disabled=cur + 1 >= pages on:click=move |_| page.update(|p| *p += 1)>"Next ›"</button>
+                                <button class="small" disabled={cur + 1 >= pages} on:click=move |_| page.update(|p| *p += 1)>"Next ›"</button>
                             </div>
                         }.into_any()
                     }

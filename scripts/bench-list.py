@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Server time to render the management list with 10,000 MaaS models.
+
+Migrates a fresh SQLite file, seeds N models (each with 2 endpoints and a rule) straight into
+the schema, starts `maas serve` on 127.0.0.1 (port 0), logs in, then times bounded series of
+requests: the list server function (first page, a deep page, a search) and the SSR page.
+Prints median and p95 in milliseconds. Loopback only; every loop is bounded.
+"""
+import http.client, json, os, re, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.parse
+
+N = int(os.environ.get("MODELS", "10000"))
+RUNS = int(os.environ.get("RUNS", "50"))
+BIN = os.environ.get("MAAS_BIN") or os.path.expanduser("~/.cache/maas-target/release/maas")
+
+tmp = tempfile.mkdtemp(prefix="maas-bench-")
+db_path = os.path.join(tmp, "maas.db")
+env = dict(os.environ, DATABASE_URL=f"sqlite://{db_path}?mode=rwc", MAAS_DATA_DIR=tmp,
+           MAAS_ADMIN_PASSWORD="bench-pass-1", MAAS_LISTEN="127.0.0.1:0", RUST_LOG="warn")
+subprocess.run([BIN, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+db = sqlite3.connect(db_path)
+now = int(time.time())
+db.execute("INSERT INTO clusters (name, entry_address, created_at) VALUES ('bench', 'http://127.0.0.1:3000', ?)", (now,))
+db.execute("INSERT INTO workspaces (name, created_at) VALUES ('bench-ws', ?)", (now,))
+db.executemany("INSERT INTO marketplace_models (name, provider, description, tags, published, created_at) VALUES (?, 'bench', '', ?, 1, ?)",
+               [(f"model-{i:05}", json.dumps(["chat", f"t{i % 50}"]), now) for i in range(N)])
+db.executemany("INSERT INTO maas_models (marketplace_model_id, cluster_id, policy, enabled, revision, created_at, updated_at) VALUES (?, 1, 'round_robin', ?, 1, ?, ?)",
+               [(i + 1, i % 2, now, now) for i in range(N)])
+db.executemany("INSERT INTO endpoints (maas_model_id, position, model_id, url, api_key_enc, weight) VALUES (?, ?, ?, 'https://u.example', NULL, 50)",
+               [(i + 1, p, f"upstream-{i}-{p}") for i in range(N) for p in range(2)])
+db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, workspace_id, api_key_id, limit_requests, duration_secs) VALUES (?, 0, 'workspace', 1, NULL, 100, 60)",
+               [(i + 1,) for i in range(N)])
+db.commit(); db.close()
+
+proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.PIPE, text=True)
+try:
+    port = None
+    deadline = time.time() + 30
+    while time.time() < deadline and port is None:
+        line = proc.stdout.readline()
+        m = re.search(r"MaaS console: http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+    assert port, "server did not start"
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+
+    def post(path, body, cookie=None):
+        h = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
+        if cookie: h["cookie"] = cookie
+        conn.request("POST", path, urllib.parse.urlencode(body), h)
+        r = conn.getresponse(); data = r.read(); return r, data
+
+    r, _ = post("/api/login", {"username": "admin", "password": "bench-pass-1"})
+    cookie = r.getheader("set-cookie").split(";")[0]
+
+    def timed(label, fn):
+        fn()  # warm-up
+        xs = []
+        for _ in range(RUNS):
+            t = time.perf_counter(); fn(); xs.append((time.perf_counter() - t) * 1000)
+        xs.sort()
+        print(f"{label:<44} median {statistics.median(xs):7.2f} ms   p95 {xs[int(len(xs) * 0.95) - 1]:7.2f} ms")
+
+    def list_fn(search, page):
+        def f():
+            r, data = post("/api/models/list", {"search": search, "page": page}, cookie)
+            assert r.status == 200, data
+        return f
+
+    def page_fn():
+        conn.request("GET", "/models", headers={"cookie": cookie, "accept": "text/html"})
+        r = conn.getresponse(); body = r.read()
+        assert r.status == 200 and b"model-" in body
+
+    print(f"{N} models, {RUNS} requests each, one connection, loopback")
+    timed("list server fn, page 1", list_fn("", 0))
+    timed("list server fn, page 400 (offset 7980)", list_fn("", 399))
+    timed("list server fn, search 'model-0999'", list_fn("model-0999", 0))
+    timed("list server fn, search by Model ID", list_fn("upstream-4242-1", 0))
+    timed("SSR GET /models (full HTML page)", page_fn)
+finally:
+    proc.terminate(); proc.wait(timeout=10)
