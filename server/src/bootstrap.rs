@@ -40,11 +40,13 @@ pub fn secret_key(explicit: Option<String>, data_dir: &Path) -> anyhow::Result<S
     Ok(k)
 }
 
-pub fn state(db: DatabaseConnection, secret: &str, secure_cookies: bool, revision: i64) -> AppState {
+pub fn state(db: DatabaseConnection, secret: &str, secure_cookies: bool, revision: i64, embedded_gateway: bool) -> AppState {
     AppState {
         db,
         secrets: Arc::new(crypto::SecretBox::from_passphrase(secret)),
         config_rev: tokio::sync::watch::channel(revision).0,
+        config_applied: tokio::sync::watch::channel(0).0,
+        embedded_gateway,
         secure_cookies,
     }
 }
@@ -58,4 +60,47 @@ pub async fn first_operator(db: &DatabaseConnection, username: &str, password: O
     let pw = password.filter(|p| !p.is_empty()).unwrap_or_else(|| crypto::random_hex(8));
     auth::create_user(db, username, &pw, Role::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Some(pw))
+}
+
+/// Demo data for `make run`: a published, enabled model served by `upstream`, a demo user in a
+/// demo workspace, and an API key. Only on a database with no marketplace model. Returns what to
+/// print. The key is also kept in `data/demo.key` (it cannot be shown again otherwise).
+pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    use app::ssr::entities::marketplace_model;
+    use app::ssr::services::{catalog, keys, models, workspaces};
+    use app::types::*;
+    let db = &state.db;
+    if marketplace_model::Entity::find().count(db).await? > 0 {
+        return Ok(std::fs::read_to_string(data_dir.join("demo.key")).ok().map(|k| format!("demo API key (from data/demo.key): {}", k.trim())));
+    }
+    let e = |e: app::ssr::ServiceError| anyhow::anyhow!("demo data: {e}");
+    let mm = catalog::create_marketplace(db, &MarketplaceInput {
+        name: "demo-chat".into(),
+        provider: "MaaS demo".into(),
+        description: "A demo model answered by `maas mock-upstream`.".into(),
+        tags: "demo, chat".into(),
+    }).await.map_err(e)?;
+    catalog::set_published(db, mm, true).await.map_err(e)?;
+    let cluster = catalog::create_cluster(db, "local", console_url).await.map_err(e)?;
+    let ws = workspaces::create(db, "demo").await.map_err(e)?;
+    let pw = crypto::random_hex(6);
+    let user_id = auth::create_user(db, "demo", &pw, Role::User).await.map_err(e)?;
+    workspaces::add_member(db, ws, "demo").await.map_err(e)?;
+    let demo_user = app::types::CurrentUser { id: user_id, username: "demo".into(), role: Role::User };
+    let (key, _) = keys::create(db, &demo_user, ws, "demo-key").await.map_err(e)?;
+    let input = ModelInput {
+        marketplace_model_id: Some(mm),
+        cluster_id: Some(cluster),
+        policy: Policy::RoundRobin,
+        endpoints: vec![EndpointInput { id: None, model_id: "mock-model".into(), url: upstream.into(), api_key: KeyChange::Set("sk-mock-upstream".into()), weight: "100".into() }],
+        rules: vec![RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(ws), api_key_id: Some(key.info.id), limit: "600".into(), duration: "60".into() }],
+    };
+    let (id, _) = models::create(db, &state.secrets, &input).await.map_err(e)?;
+    let rev = models::set_enabled(db, id, true).await.map_err(e)?;
+    state.config_rev.send_replace(rev);
+    std::fs::write(data_dir.join("demo.key"), &key.secret)?;
+    Ok(Some(format!(
+        "demo user `demo`, password `{pw}` (shown once)\ndemo API key: {secret}\ntry it:\n  curl {console_url}/v1/chat/completions -H \"Authorization: Bearer {secret}\" -H \"Content-Type: application/json\" -d '{{\"model\": \"demo-chat\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+        secret = key.secret
+    )))
 }

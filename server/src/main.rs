@@ -13,6 +13,22 @@ struct Cli {
 enum Cmd {
     /// Console + server functions (+ embedded gateway) on one listener. The default.
     Serve(ServeArgs),
+    /// A small OpenAI-compatible upstream for tests, benchmarks and the demo.
+    MockUpstream {
+        #[arg(long, default_value = "127.0.0.1:9099")]
+        listen: SocketAddr,
+        /// Latency before each answer, ms.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Stream chunks per streamed completion, and their spacing in ms.
+        #[arg(long, default_value_t = 3)]
+        chunks: u32,
+        #[arg(long, default_value_t = 0)]
+        chunk_delay_ms: u64,
+        /// Do not record requests (for benchmarks).
+        #[arg(long)]
+        no_record: bool,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL", default_value = server::bootstrap::DEFAULT_DB)]
@@ -39,6 +55,13 @@ struct ServeArgs {
     /// Mark session cookies `Secure` (serve over https).
     #[arg(long, env = "MAAS_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// Serve only this entry cluster's models on /v1 (default: every cluster).
+    #[arg(long, env = "MAAS_CLUSTER")]
+    cluster: Option<String>,
+    /// Seed demo data (a published, enabled model on this OpenAI-compatible upstream, a demo
+    /// user and API key) when the database has no marketplace model yet.
+    #[arg(long, env = "MAAS_DEMO_UPSTREAM")]
+    demo_upstream: Option<String>,
 }
 
 #[tokio::main]
@@ -54,6 +77,13 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Cmd::Serve(a)) => serve(a).await,
+        Some(Cmd::MockUpstream { listen, latency_ms, chunks, chunk_delay_ms, no_record }) => {
+            let cfg = server::mock_upstream::MockConfig { latency_ms, chunks, chunk_delay_ms };
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            println!("mock upstream: http://{}/v1", listener.local_addr()?);
+            axum::serve(listener, server::mock_upstream::router(cfg, !no_record)).with_graceful_shutdown(shutdown()).await?;
+            Ok(())
+        }
         None => serve(ServeArgs::parse_from(["maas"])).await,
     }
 }
@@ -64,13 +94,23 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let secret = bootstrap::secret_key(a.secret_key.clone(), &a.data_dir)?;
     let generated = bootstrap::first_operator(&db, &a.admin_user, a.admin_password.clone()).await?;
     let rev = app::ssr::current_revision(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let state = bootstrap::state(db, &secret, a.secure_cookies, rev);
-    let router = server::web::router(server::web::leptos_options(a.listen), state);
+    let state = bootstrap::state(db, &secret, a.secure_cookies, rev, true);
     let listener = tokio::net::TcpListener::bind(a.listen).await?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    let url = format!("http://{local}");
+    let demo = match &a.demo_upstream {
+        Some(up) => bootstrap::seed_demo(&state, &url, up, &a.data_dir).await?,
+        None => None,
+    };
+    let gateway = server::gateway::Gateway::new(Default::default());
+    server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), "embedded".into());
+    let router = server::web::router(server::web::leptos_options(local), state).merge(gateway.router());
     println!("MaaS console: {url}");
     if let Some(pw) = generated {
         println!("first operator created: username `{}`, password `{pw}` (shown once)", a.admin_user);
+    }
+    if let Some(d) = demo {
+        println!("{d}");
     }
     axum::serve(listener, router).with_graceful_shutdown(shutdown()).await?;
     Ok(())

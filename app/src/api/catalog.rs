@@ -21,7 +21,7 @@ pub async fn set_published(id: i64, published: bool) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::catalog};
     super::edge::run(Need::Operator, |st, _| async move {
         let rev = catalog::set_published(&st.db, id, published).await?;
-        st.config_changed(rev);
+        st.config_changed(rev).await;
         Ok(())
     })
     .await

@@ -13,7 +13,7 @@ pub async fn create_key(workspace_id: i64, name: String) -> Result<CreatedApiKey
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move {
         let (k, rev) = keys::create(&st.db, &who, workspace_id, &name).await?;
-        st.config_changed(rev);
+        st.config_changed(rev).await;
         Ok(k)
     })
     .await
@@ -24,7 +24,7 @@ pub async fn revoke_key(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move {
         let rev = keys::revoke(&st.db, &who, id).await?;
-        st.config_changed(rev);
+        st.config_changed(rev).await;
         Ok(())
     })
     .await

@@ -30,7 +30,7 @@ pub async fn save_model(id: Option<i64>, input: ModelInput) -> Result<i64, AppEr
             None => models::create(&st.db, &st.secrets, &input).await?,
             Some(id) => (id, models::update(&st.db, &st.secrets, id, &input).await?),
         };
-        st.config_changed(rev);
+        st.config_changed(rev).await;
         Ok(id)
     })
     .await
@@ -41,7 +41,7 @@ pub async fn set_enabled(id: i64, enabled: bool) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, _| async move {
         let rev = models::set_enabled(&st.db, id, enabled).await?;
-        st.config_changed(rev);
+        st.config_changed(rev).await;
         Ok(())
     })
     .await
@@ -52,7 +52,7 @@ pub async fn delete_model(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, _| async move {
         let rev = models::delete(&st.db, id).await?;
-        st.config_changed(rev);
+        st.config_changed(rev).await;
         Ok(())
     })
     .await

@@ -16,13 +16,19 @@ pub struct AppState {
     pub secrets: Arc<crypto::SecretBox>,
     /// Latest committed configuration revision; the gateway subscribes to rebuild its snapshot.
     pub config_rev: tokio::sync::watch::Sender<i64>,
+    /// Revision the embedded gateway has applied (its reloader publishes here).
+    pub config_applied: tokio::sync::watch::Sender<i64>,
+    /// Whether a gateway runs in this process, so writes wait for it to apply them.
+    pub embedded_gateway: bool,
     /// `Secure` on the session cookie (set when served over https).
     pub secure_cookies: bool,
 }
 
 impl AppState {
-    /// Called after a configuration-changing transaction commits.
-    pub fn config_changed(&self, revision: i64) {
+    /// Called after a configuration-changing transaction commits. With an embedded gateway it
+    /// returns once the gateway serves that revision (bounded wait), so a revoked key or a
+    /// disabled model is refused on the very next request.
+    pub async fn config_changed(&self, revision: i64) {
         self.config_rev.send_if_modified(|cur| {
             if revision > *cur {
                 *cur = revision;
@@ -31,6 +37,13 @@ impl AppState {
                 false
             }
         });
+        if self.embedded_gateway {
+            let mut applied = self.config_applied.subscribe();
+            let wait = applied.wait_for(|a| *a >= revision);
+            if tokio::time::timeout(std::time::Duration::from_secs(5), wait).await.is_err() {
+                tracing::warn!(revision, "gateway did not apply the change within 5 s");
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ pub async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/maas.db?mode=rwc", dir.path().display());
     let db = server::bootstrap::open_db(&url).await.unwrap();
-    let state = server::bootstrap::state(db, "test-secret", false, 1);
+    let state = server::bootstrap::state(db, "test-secret", false, 1, false);
     Env { dir, state }
 }
 

@@ -1,0 +1,67 @@
+//! OpenAI-shaped errors, the gateway's one error type, mapped to a response once.
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum GatewayError {
+    InvalidApiKey,
+    ModelNotFound(String),
+    BadRequest(String),
+    BodyTooLarge(usize),
+    RateLimited(super::limiter::Rejection),
+    /// No upstream could be reached (connection refused, DNS…).
+    UpstreamUnavailable,
+    /// Upstreams were reached but did not answer in time.
+    UpstreamTimeout,
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let (status, kind, code, message, headers) = match self {
+            GatewayError::InvalidApiKey => (
+                StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key",
+                "Incorrect API key provided. Pass a platform key as `Authorization: Bearer <key>`.".to_string(), HeaderMap::new(),
+            ),
+            GatewayError::ModelNotFound(m) => (
+                StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found",
+                format!("The model `{m}` does not exist or you do not have access to it."), HeaderMap::new(),
+            ),
+            GatewayError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m, HeaderMap::new()),
+            GatewayError::BodyTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large",
+                format!("Request body is larger than the limit of {limit} bytes."), HeaderMap::new(),
+            ),
+            GatewayError::RateLimited(r) => {
+                let mut h = HeaderMap::new();
+                let set = |h: &mut HeaderMap, k: &'static str, v: String| {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        h.insert(k, v);
+                    }
+                };
+                set(&mut h, "retry-after", r.retry_after_secs.to_string());
+                set(&mut h, "x-ratelimit-limit-requests", r.limit.to_string());
+                set(&mut h, "x-ratelimit-remaining-requests", "0".into());
+                set(&mut h, "x-ratelimit-reset-requests", format!("{}s", r.retry_after_secs));
+                set(&mut h, "x-maas-ratelimit-rule", r.rule.clone());
+                (
+                    StatusCode::TOO_MANY_REQUESTS, "requests", "rate_limit_exceeded",
+                    format!("Rate limit reached ({}): {} requests per {} s. Retry after {} s.", r.rule, r.limit, r.duration_secs, r.retry_after_secs),
+                    h,
+                )
+            }
+            GatewayError::UpstreamUnavailable => (
+                StatusCode::BAD_GATEWAY, "api_error", "upstream_unavailable",
+                "No upstream endpoint of this model could be reached.".to_string(), HeaderMap::new(),
+            ),
+            GatewayError::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT, "api_error", "upstream_timeout",
+                "The upstream endpoints did not answer in time.".to_string(), HeaderMap::new(),
+            ),
+        };
+        let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+        let mut res = (status, axum::Json(body)).into_response();
+        res.headers_mut().extend(headers);
+        res
+    }
+}

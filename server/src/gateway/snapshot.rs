@@ -1,0 +1,192 @@
+//! The immutable configuration the gateway serves from, built whole from the database and
+//! swapped in atomically: readers never see half a change.
+use super::balancer::Balancer;
+use super::limiter::{CounterKey, RuleCheck};
+use app::ssr::crypto::SecretBox;
+use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
+use app::types::{Policy, RuleTarget};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub struct Endpoint {
+    pub model_id: String,
+    /// The endpoint URL with `/v1` added when it had no path; operations append to it.
+    pub base: String,
+    pub api_key: Option<String>,
+    pub health: Health,
+}
+
+/// Consecutive failures and a cool-down deadline (ms on the gateway's clock).
+#[derive(Default)]
+pub struct Health {
+    fails: AtomicU32,
+    cooled_until: AtomicU64,
+}
+
+impl Health {
+    pub fn usable(&self, now_ms: u64) -> bool {
+        self.cooled_until.load(Ordering::Relaxed) <= now_ms
+    }
+    pub fn success(&self) {
+        self.fails.store(0, Ordering::Relaxed);
+        self.cooled_until.store(0, Ordering::Relaxed);
+    }
+    /// Counts a failure; the `threshold`-th in a row cools the endpoint down.
+    pub fn failure(&self, now_ms: u64, threshold: u32, cooldown_ms: u64) {
+        if self.fails.fetch_add(1, Ordering::Relaxed) + 1 >= threshold {
+            self.cooled_until.store(now_ms + cooldown_ms, Ordering::Relaxed);
+        }
+    }
+}
+
+pub struct RuleSpec {
+    pub target: RuleTarget,
+    pub workspace_id: i64,
+    pub api_key_id: Option<i64>,
+    pub check: RuleCheck,
+}
+
+pub struct Route {
+    pub id: i64,
+    pub name: String,
+    pub owned_by: String,
+    pub created: i64,
+    pub endpoints: Vec<Endpoint>,
+    pub balancer: Balancer,
+    pub rules: Vec<RuleSpec>,
+}
+
+impl Route {
+    /// The rules that apply to this caller: its key's and its workspace's.
+    pub fn checks_for(&self, caller: &Caller) -> Vec<RuleCheck> {
+        self.rules
+            .iter()
+            .filter(|r| match r.target {
+                RuleTarget::ApiKey => r.api_key_id == Some(caller.key_id),
+                RuleTarget::Workspace => r.workspace_id == caller.workspace_id,
+            })
+            .map(|r| r.check.clone())
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub key_id: i64,
+    pub workspace_id: i64,
+}
+
+#[derive(Default)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub models: HashMap<String, Arc<Route>>,
+    /// SHA-256 (hex) of a platform key's secret → its owner. Revoked keys are absent.
+    pub keys: HashMap<String, Caller>,
+}
+
+/// `https://api.deepseek.com` → `https://api.deepseek.com/v1`; URLs with a path stay as typed.
+pub fn compose_base(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    if after_scheme.contains('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/v1")
+    }
+}
+
+/// Builds the snapshot of `revision`: enabled MaaS models whose marketplace entry is published,
+/// on `cluster` (every cluster when `None`; a name on several clusters resolves to the oldest).
+pub async fn build(db: &impl ConnectionTrait, secrets: &SecretBox, cluster_name: Option<&str>, revision: i64) -> Result<Snapshot, DbErr> {
+    let clusters: HashMap<i64, cluster::Model> = cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
+    let models = maas_model::Entity::find()
+        .find_also_related(marketplace_model::Entity)
+        .filter(maas_model::Column::Enabled.eq(true))
+        .filter(marketplace_model::Column::Published.eq(true))
+        .order_by_asc(maas_model::Column::Id)
+        .all(db)
+        .await?;
+    let models: Vec<(maas_model::Model, marketplace_model::Model)> = models
+        .into_iter()
+        .filter_map(|(m, mm)| Some((m, mm?)))
+        .filter(|(m, _)| cluster_name.is_none_or(|c| clusters.get(&m.cluster_id).is_some_and(|x| x.name == c)))
+        .collect();
+    let ids: Vec<i64> = models.iter().map(|(m, _)| m.id).collect();
+    let mut eps: HashMap<i64, Vec<endpoint::Model>> = HashMap::new();
+    for e in endpoint::Entity::find().filter(endpoint::Column::MaasModelId.is_in(ids.clone())).order_by_asc(endpoint::Column::Position).all(db).await? {
+        eps.entry(e.maas_model_id).or_default().push(e);
+    }
+    let mut rules: HashMap<i64, Vec<rule::Model>> = HashMap::new();
+    for r in rule::Entity::find().filter(rule::Column::MaasModelId.is_in(ids)).order_by_asc(rule::Column::Position).all(db).await? {
+        rules.entry(r.maas_model_id).or_default().push(r);
+    }
+    let mut snap = Snapshot { revision, ..Default::default() };
+    for (m, mm) in models {
+        if snap.models.contains_key(&mm.name) {
+            continue;
+        }
+        let endpoints: Vec<endpoint::Model> = eps.remove(&m.id).unwrap_or_default();
+        let policy = Policy::parse(&m.policy).unwrap_or_default();
+        let balancer = match policy {
+            Policy::RoundRobin => Balancer::round_robin(),
+            Policy::Random => Balancer::random(m.id as u64 ^ revision as u64),
+            Policy::Weighted => Balancer::weighted(endpoints.iter().map(|e| e.weight as i64).collect()),
+        };
+        let rules = rules
+            .remove(&m.id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| {
+                let target = RuleTarget::parse(&r.target)?;
+                let (t, subject) = match target {
+                    RuleTarget::ApiKey => ("api_key", r.api_key_id?),
+                    RuleTarget::Workspace => ("workspace", r.workspace_id),
+                };
+                Some(RuleSpec {
+                    target,
+                    workspace_id: r.workspace_id,
+                    api_key_id: r.api_key_id,
+                    check: RuleCheck {
+                        key: CounterKey { model_id: m.id, target: t, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 },
+                        limit: r.limit_requests as u64,
+                        label: format!("{t}:{subject}:{}/{}s", r.limit_requests, r.duration_secs),
+                    },
+                })
+            })
+            .collect();
+        let route = Route {
+            id: m.id,
+            name: mm.name.clone(),
+            owned_by: mm.provider.clone(),
+            created: m.created_at,
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| Endpoint {
+                    model_id: e.model_id,
+                    base: compose_base(&e.url),
+                    api_key: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)),
+                    health: Health::default(),
+                })
+                .collect(),
+            balancer,
+            rules,
+        };
+        snap.models.insert(mm.name, Arc::new(route));
+    }
+    for k in api_key::Entity::find().filter(api_key::Column::RevokedAt.is_null()).all(db).await? {
+        snap.keys.insert(k.secret_hash, Caller { key_id: k.id, workspace_id: k.workspace_id });
+    }
+    Ok(snap)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base_gets_v1_only_without_a_path() {
+        assert_eq!(super::compose_base("https://api.deepseek.com"), "https://api.deepseek.com/v1");
+        assert_eq!(super::compose_base("https://api.deepseek.com/"), "https://api.deepseek.com/v1");
+        assert_eq!(super::compose_base("http://h:1/openai/v1/"), "http://h:1/openai/v1");
+    }
+}

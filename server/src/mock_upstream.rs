@@ -1,0 +1,190 @@
+//! `maas mock-upstream`: a small OpenAI-compatible upstream for tests, benchmarks and the demo.
+//!
+//! Behaviour is chosen per endpoint by path segments before the operation, so one mock serves
+//! many differently-behaving "endpoints":
+//!   `/v1/chat/completions`                          normal
+//!   `/status/503/v1/chat/completions`               answers 503 (OpenAI-shaped error body)
+//!   `/delay/200/...`                                waits 200 ms before answering
+//!   `/chunks/5/chunk-delay/100/...`                 streams 5 chunks, 100 ms apart
+//!   `/drop/...`                                     sends headers, then drops the connection
+//!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
+//! It records what it received (`GET /_mock/requests`: path, model, Authorization) and counts
+//! streams the client cancelled (`GET /_mock/stats`).
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Default)]
+pub struct MockConfig {
+    /// Default latency before answering, ms.
+    pub latency_ms: u64,
+    /// Default number of stream chunks and their spacing.
+    pub chunks: u32,
+    pub chunk_delay_ms: u64,
+}
+
+#[derive(Default)]
+pub struct MockState {
+    pub config: MockConfig,
+    received: Mutex<Vec<Value>>,
+    cancelled: AtomicU64,
+    completed: AtomicU64,
+    /// Recording costs a lock per request; benchmarks turn it off.
+    pub record: bool,
+}
+
+pub fn router(config: MockConfig, record: bool) -> Router {
+    let state = Arc::new(MockState { config, record, ..Default::default() });
+    Router::new().fallback(handle).with_state(state)
+}
+
+#[derive(Default, Debug)]
+struct Directives {
+    status: Option<u16>,
+    delay_ms: Option<u64>,
+    chunks: Option<u32>,
+    chunk_delay_ms: Option<u64>,
+    drop: bool,
+    name: Option<String>,
+}
+
+fn parse(path: &str) -> (Directives, String) {
+    let mut d = Directives::default();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut i = 0;
+    while i < segs.len() {
+        let next = segs.get(i + 1).copied();
+        match (segs[i], next) {
+            ("status", Some(v)) => { d.status = v.parse().ok(); i += 2 }
+            ("delay", Some(v)) => { d.delay_ms = v.parse().ok(); i += 2 }
+            ("chunks", Some(v)) => { d.chunks = v.parse().ok(); i += 2 }
+            ("chunk-delay", Some(v)) => { d.chunk_delay_ms = v.parse().ok(); i += 2 }
+            ("name", Some(v)) => { d.name = Some(v.to_owned()); i += 2 }
+            ("drop", _) => { d.drop = true; i += 1 }
+            _ => break,
+        }
+    }
+    (d, format!("/{}", segs[i..].join("/")))
+}
+
+async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_owned();
+    if method == Method::GET && path == "/_mock/requests" {
+        return axum::Json(Value::Array(st.received.lock().clone())).into_response();
+    }
+    if method == Method::GET && path == "/_mock/stats" {
+        let n = st.received.lock().len();
+        return axum::Json(json!({"requests": n, "cancelled": st.cancelled.load(Ordering::SeqCst), "completed": st.completed.load(Ordering::SeqCst)})).into_response();
+    }
+    let (d, op) = parse(&path);
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("").to_owned();
+    if st.record {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        st.received.lock().push(json!({"path": path, "model": model, "authorization": auth, "name": d.name}));
+    }
+    let delay = d.delay_ms.unwrap_or(st.config.latency_ms);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if let Some(code) = d.status {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, axum::Json(json!({"error": {"message": format!("mock error {code}"), "type": "server_error", "param": null, "code": null}}))).into_response();
+    }
+    if d.drop {
+        let s = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("mock drop")) });
+        return Response::new(Body::from_stream(s));
+    }
+    let from = d.name.clone().map(|n| format!(" from {n}")).unwrap_or_default();
+    let created = app::ssr::now();
+    match op.as_str() {
+        "/v1/models" | "/models" => axum::Json(json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": created, "owned_by": "mock"}]})).into_response(),
+        p if p.ends_with("/chat/completions") => {
+            if req.get("stream").and_then(Value::as_bool) == Some(true) {
+                let chunks = d.chunks.unwrap_or(if st.config.chunks > 0 { st.config.chunks } else { 3 });
+                let gap = Duration::from_millis(d.chunk_delay_ms.unwrap_or(st.config.chunk_delay_ms));
+                let usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+                return sse(st.clone(), model, from, chunks, gap, usage);
+            }
+            axum::Json(json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("Hello{from}!")}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+            })).into_response()
+        }
+        p if p.ends_with("/completions") => axum::Json(json!({
+            "id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": 0, "text": format!("Hello{from}!"), "finish_reason": "stop", "logprobs": null}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+        })).into_response(),
+        p if p.ends_with("/embeddings") => {
+            let n = match req.get("input") { Some(Value::Array(a)) => a.len(), _ => 1 };
+            let data: Vec<Value> = (0..n).map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]})).collect();
+            axum::Json(json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 3, "total_tokens": 3}})).into_response()
+        }
+        _ => (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"message": format!("mock has no route {path}"), "type": "invalid_request_error", "param": null, "code": null}}))).into_response(),
+    }
+}
+
+/// Counts a stream as cancelled unless it ran to the end.
+struct StreamGuard {
+    st: Arc<MockState>,
+    done: bool,
+}
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.done {
+            self.st.completed.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.st.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn sse(st: Arc<MockState>, model: String, from: String, chunks: u32, gap: Duration, usage: bool) -> Response {
+    let s = async_stream::stream! {
+        let mut guard = StreamGuard { st, done: false };
+        let created = app::ssr::now();
+        for i in 0..chunks {
+            if i > 0 && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            let delta = if i == 0 { json!({"role": "assistant", "content": format!("chunk {i}{from}")}) } else { json!({"content": format!(" chunk {i}")}) };
+            let c = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+            yield Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {c}\n\n")));
+        }
+        let end = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        yield Ok(Bytes::from(format!("data: {end}\n\n")));
+        if usage {
+            let u = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+                "usage": {"prompt_tokens": 5, "completion_tokens": chunks, "total_tokens": 5 + chunks}});
+            yield Ok(Bytes::from(format!("data: {u}\n\n")));
+        }
+        yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
+        guard.done = true;
+    };
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(s))
+        .expect("static headers")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn directives_come_before_the_operation() {
+        let (d, op) = super::parse("/name/a/status/503/chunks/4/chunk-delay/50/v1/chat/completions");
+        assert_eq!((d.name.as_deref(), d.status, d.chunks, d.chunk_delay_ms, op.as_str()), (Some("a"), Some(503), Some(4), Some(50), "/v1/chat/completions"));
+        assert!(super::parse("/drop/chat/completions").0.drop);
+    }
+}
