@@ -195,7 +195,8 @@ mod tests {
             let in_window = admitted[i..].iter().take_while(|&&u| u < t + 10_000).count();
             assert!(in_window <= 5, "window starting at {t} admitted {in_window}");
         }
-        assert!(admitted.len() > 50);
+        // ~26 s of simulated time at 5 per 10 s: at least 10 admitted (the limiter is not just refusing).
+        assert!(admitted.len() >= 10, "{}", admitted.len());
     }
 
     #[test]

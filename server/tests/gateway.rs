@@ -1,0 +1,306 @@
+//! The gateway contract of DESIGN.md, end to end over loopback: a real SQLite file, the real
+//! server router on port 0, and `maas mock-upstream` on port 0 as the only simulated part.
+mod common;
+use app::ssr::services::{catalog, keys, models, workspaces};
+use app::ssr::AppState;
+use app::types::*;
+use serde_json::{json, Value};
+use server::gateway::{spawn_reloader, Gateway, GatewayConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Harness {
+    _env: common::Env,
+    state: AppState,
+    base: String,
+    mock: String,
+    http: reqwest::Client,
+    key: String,
+    key_id: i64,
+    ws: i64,
+    mm: i64,
+    cluster: i64,
+    op: CurrentUser,
+}
+
+async fn serve(router: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn harness() -> Harness {
+    let env = common::env().await;
+    let state = server::bootstrap::state(env.db().clone(), "test-secret", false, 1, true);
+    let op = env.user("op", Role::Operator).await;
+    let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
+    let db = &state.db;
+    let mm = catalog::create_marketplace(db, &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(db, mm, true).await.unwrap();
+    let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:1").await.unwrap();
+    let ws = workspaces::create(db, "team").await.unwrap();
+    let (k, rev) = keys::create(db, &op, ws, "k").await.unwrap();
+    let gw = Gateway::new(GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, ..Default::default() });
+    spawn_reloader(gw.clone(), state.clone(), None, "test".into());
+    state.config_changed(rev).await;
+    let router = server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), state.clone()).merge(gw.router());
+    let base = serve(router).await;
+    Harness { _env: env, state, base, mock, http: reqwest::Client::new(), key: k.secret, key_id: k.info.id, ws, mm, cluster, op }
+}
+
+fn ep(url: String, model_id: &str, weight: &str, key: Option<&str>) -> EndpointInput {
+    EndpointInput { id: None, model_id: model_id.into(), url, api_key: key.map(|k| KeyChange::Set(k.into())).unwrap_or_default(), weight: weight.into() }
+}
+
+impl Harness {
+    /// Creates and enables the model `chat`; returns once the gateway serves it.
+    async fn model(&self, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
+        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules };
+        let (id, _) = models::create(&self.state.db, &self.state.secrets, &input).await.unwrap();
+        let rev = models::set_enabled(&self.state.db, id, true).await.unwrap();
+        self.state.config_changed(rev).await;
+        id
+    }
+    fn up(&self, directives: &str) -> String {
+        format!("{}{directives}", self.mock)
+    }
+    async fn chat(&self, body: Value) -> reqwest::Response {
+        self.http.post(format!("{}/v1/chat/completions", self.base)).bearer_auth(&self.key).json(&body).send().await.unwrap()
+    }
+    async fn received(&self) -> Vec<Value> {
+        self.http.get(format!("{}/_mock/requests", self.mock)).send().await.unwrap().json().await.unwrap()
+    }
+    async fn stats(&self) -> Value {
+        self.http.get(format!("{}/_mock/stats", self.mock)).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+fn hello() -> Value {
+    json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn error_of(r: reqwest::Response) -> (u16, Value) {
+    let s = r.status().as_u16();
+    (s, r.json::<Value>().await.unwrap()["error"].clone())
+}
+
+#[tokio::test]
+async fn forwards_with_model_rewrite_endpoint_key_and_path_composition() {
+    let h = harness().await;
+    // No path → /v1 appended; a path is kept as typed.
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "up-a", "", Some("sk-endpoint-a")), ep(h.up("/name/b"), "up-b", "", None)], vec![]).await;
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    h.chat(hello()).await;
+    let rx = h.received().await;
+    assert_eq!(rx[0]["path"], "/v1/chat/completions");
+    assert_eq!(rx[0]["model"], "up-a");
+    assert_eq!(rx[0]["authorization"], "Bearer sk-endpoint-a", "the endpoint's key");
+    assert_eq!(rx[1]["path"], "/name/b/chat/completions");
+    assert_eq!(rx[1]["model"], "up-b");
+    assert_eq!(rx[1]["authorization"], Value::Null, "no key configured: none sent, never the caller's");
+    assert!(rx.iter().all(|r| !r.to_string().contains(&h.key)));
+    // Completions and embeddings go to their own paths.
+    let r = h.http.post(format!("{}/v1/embeddings", h.base)).bearer_auth(&h.key).json(&json!({"model": "chat", "input": ["a", "b"]})).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["data"].as_array().unwrap().len(), 2);
+    let r = h.http.post(format!("{}/v1/completions", h.base)).bearer_auth(&h.key).json(&json!({"model": "chat", "prompt": "x"})).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["object"], "text_completion");
+    let rx = h.received().await;
+    assert!(rx[2]["path"].as_str().unwrap().ends_with("/embeddings") && rx[3]["path"].as_str().unwrap().ends_with("/completions"));
+}
+
+#[tokio::test]
+async fn errors_are_openai_shaped_with_the_documented_statuses() {
+    let h = harness().await;
+    let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let url = format!("{}/v1/chat/completions", h.base);
+    let (s, e) = error_of(h.http.post(&url).json(&hello()).send().await.unwrap()).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("invalid_api_key")), "missing key");
+    let (s, e) = error_of(h.http.post(&url).bearer_auth("sk-maas-nope").json(&hello()).send().await.unwrap()).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("invalid_api_key")), "unknown key");
+    let (s, e) = error_of(h.chat(json!({"model": "nope", "messages": []})).await).await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("model_not_found")));
+    let (s, e) = error_of(h.chat(json!({"messages": []})).await).await;
+    assert_eq!(s, 400);
+    assert_eq!(e["message"], "You must provide a model parameter.");
+    let r = h.http.post(&url).bearer_auth(&h.key).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(error_of(r).await.0, 400);
+    let big = json!({"model": "chat", "messages": [{"role": "user", "content": "x".repeat(100 * 1024)}]});
+    let (s, e) = error_of(h.chat(big).await).await;
+    assert_eq!((s, e["code"].as_str()), (413, Some("request_too_large")));
+
+    // Disabled → 404 on the very next request after the change commits.
+    let rev = models::set_enabled(&h.state.db, id, false).await.unwrap();
+    h.state.config_changed(rev).await;
+    assert_eq!(error_of(h.chat(hello()).await).await.0, 404);
+    let rev = models::set_enabled(&h.state.db, id, true).await.unwrap();
+    h.state.config_changed(rev).await;
+    assert_eq!(h.chat(hello()).await.status(), 200);
+    // Unpublished → 404.
+    let rev = catalog::set_published(&h.state.db, h.mm, false).await.unwrap();
+    h.state.config_changed(rev).await;
+    assert_eq!(error_of(h.chat(hello()).await).await.0, 404);
+    let rev = catalog::set_published(&h.state.db, h.mm, true).await.unwrap();
+    h.state.config_changed(rev).await;
+    // Revoked → 401 on the next request.
+    let rev = keys::revoke(&h.state.db, &h.op, h.key_id).await.unwrap();
+    h.state.config_changed(rev).await;
+    assert_eq!(error_of(h.chat(hello()).await).await.0, 401);
+}
+
+#[tokio::test]
+async fn upstream_statuses_pass_through_and_no_upstream_is_502() {
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up("/status/429"), "m", "", None)], vec![]).await;
+    let (s, e) = error_of(h.chat(hello()).await).await;
+    assert_eq!((s, e["message"].as_str()), (429, Some("mock error 429")), "upstream 4xx passes through as is");
+
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep("http://127.0.0.1:1".into(), "m", "", None)], vec![]).await;
+    let (s, e) = error_of(h.chat(hello()).await).await;
+    assert_eq!((s, e["code"].as_str()), (502, Some("upstream_unavailable")));
+
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up("/delay/5000"), "m", "", None)], vec![]).await;
+    let (s, e) = error_of(h.chat(hello()).await).await;
+    assert_eq!((s, e["code"].as_str()), (504, Some("upstream_timeout")), "first-byte timeout is 2 s here");
+}
+
+#[tokio::test]
+async fn round_robin_rotates_and_weighted_splits_each_100_exactly() {
+    let h = harness().await;
+    let eps = |ws: [&str; 3]| vec![ep(h.up("/name/a"), "a", ws[0], None), ep(h.up("/name/b"), "b", ws[1], None), ep(h.up("/name/c"), "c", ws[2], None)];
+    let id = h.model(Policy::RoundRobin, eps(["", "", ""]), vec![]).await;
+    for _ in 0..6 {
+        assert_eq!(h.chat(hello()).await.status(), 200);
+    }
+    let names: Vec<String> = h.received().await.iter().map(|r| r["model"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["a", "b", "c", "a", "b", "c"]);
+
+    let input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::Weighted, endpoints: eps(["50", "30", "20"]), rules: vec![] };
+    let rev = models::update(&h.state.db, &h.state.secrets, id, &input).await.unwrap();
+    h.state.config_changed(rev).await;
+    for _ in 0..200 {
+        assert_eq!(h.chat(hello()).await.status(), 200);
+    }
+    let names: Vec<String> = h.received().await[6..].iter().map(|r| r["model"].as_str().unwrap().to_owned()).collect();
+    for w in names.chunks(100) {
+        let count = |n: &str| w.iter().filter(|x| *x == n).count();
+        assert_eq!((count("a"), count("b"), count("c")), (50, 30, 20));
+    }
+    assert!(!names[..10].iter().all(|n| n == "a"), "interleaved, not in runs: {:?}", &names[..10]);
+}
+
+#[tokio::test]
+async fn failover_skips_refused_and_5xx_endpoints_and_cools_them_down() {
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep("http://127.0.0.1:1".into(), "dead", "", None), ep(h.up("/status/503"), "broken", "", None), ep(h.up("/name/ok"), "ok", "", None)], vec![]).await;
+    for _ in 0..6 {
+        let r = h.chat(hello()).await;
+        assert_eq!(r.status(), 200, "every request is answered by the healthy endpoint");
+    }
+    let rx = h.received().await;
+    let broken = rx.iter().filter(|r| r["model"] == "broken").count();
+    let ok = rx.iter().filter(|r| r["model"] == "ok").count();
+    assert_eq!(ok, 6);
+    // The 503 endpoint is tried at most once per request, and after 3 failures in a row it is
+    // cooled down and no longer tried first.
+    assert!((3..6).contains(&broken), "broken tried {broken} times");
+}
+
+#[tokio::test]
+async fn rate_limits_refuse_with_headers_and_consume_nothing_on_rejection() {
+    let h = harness().await;
+    h.model(
+        Policy::RoundRobin,
+        vec![ep(h.up(""), "m", "", None)],
+        vec![
+            RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "3".into(), duration: "60".into() },
+            RuleInput { target: RuleTarget::Workspace, workspace_id: Some(h.ws), api_key_id: None, limit: "100".into(), duration: "60".into() },
+        ],
+    )
+    .await;
+    for i in 0..3 {
+        let r = h.chat(hello()).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-ratelimit-remaining-requests"], (2 - i).to_string().as_str());
+    }
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 429);
+    let hd = r.headers().clone();
+    assert_eq!(hd["x-ratelimit-limit-requests"], "3");
+    assert_eq!(hd["x-ratelimit-remaining-requests"], "0");
+    let retry: u64 = hd["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((59..=60).contains(&retry), "{retry}");
+    assert_eq!(hd["x-ratelimit-reset-requests"], format!("{retry}s").as_str());
+    assert_eq!(hd["x-maas-ratelimit-rule"], format!("api_key:{}:3/60s", h.key_id).as_str());
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(h.received().await.len(), 3, "refused requests never reach the upstream");
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_requests_against_limit_100_admit_exactly_100() {
+    let h = Arc::new(harness().await);
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![RuleInput { target: RuleTarget::Workspace, workspace_id: Some(h.ws), api_key_id: None, limit: "100".into(), duration: "3600".into() }]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move { h.chat(hello()).await.status().as_u16() }));
+    }
+    let mut ok = 0;
+    let mut limited = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 => limited += 1,
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert_eq!((ok, limited), (100, 900));
+}
+
+#[tokio::test]
+async fn streams_arrive_as_they_are_produced_and_client_disconnect_cancels_upstream() {
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up("/chunks/20/chunk-delay/150"), "m", "", None)], vec![]).await;
+    let mut r = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let first = tokio::time::timeout(Duration::from_secs(2), r.chunk()).await.expect("first chunk in time").unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    // The upstream needs ~3 s for the whole stream; we already hold its first chunk.
+    let s = h.stats().await;
+    assert_eq!((s["completed"].as_u64(), s["cancelled"].as_u64()), (Some(0), Some(0)), "first chunk before the upstream finished");
+    drop(r);
+    let mut cancelled = 0;
+    for _ in 0..50 {
+        cancelled = h.stats().await["cancelled"].as_u64().unwrap();
+        if cancelled == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cancelled, 1, "the upstream saw the client go away");
+
+    // A full stream ends with [DONE], and include_usage yields the usage chunk.
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up("/chunks/2"), "m", "", None)], vec![]).await;
+    let text = h.chat(json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": []})).await.text().await.unwrap();
+    assert!(text.contains("\"usage\"") && text.trim_end().ends_with("data: [DONE]"), "{text}");
+}
+
+#[tokio::test]
+async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
+    let h = harness().await;
+    let r = h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"object": "list", "data": []}));
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let v: Value = h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["data"][0]["id"], "chat");
+    assert_eq!(v["data"][0]["object"], "model");
+    let page = models::list(&h.state.db, "", 0, 20).await.unwrap();
+    assert_eq!(page.rows[0].gateway, GatewayState::Synced, "the embedded gateway reported the model's revision");
+}
