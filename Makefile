@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/maas-target
 export MAAS_SITE_ROOT ?= $(CARGO_TARGET_DIR)/site
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup site build run test test-rust test-e2e bench-list clean-data
+.PHONY: setup site build run test test-rust test-sdk test-e2e bench-list clean-data
 
 setup:
 	@scripts/setup.sh
@@ -16,15 +16,23 @@ site: setup
 build: site
 	cargo build --release -p server
 
-## Start the console (and gateway) on http://127.0.0.1:3000 with SQLite in data/maas.db.
+## Start the console + gateway on http://127.0.0.1:3000 (SQLite in data/maas.db), with
+## `maas mock-upstream` on 127.0.0.1:9099 behind a demo model, so the gateway answers at once.
 run: build
-	$(CARGO_TARGET_DIR)/release/maas serve
+	@$(CARGO_TARGET_DIR)/release/maas mock-upstream --listen 127.0.0.1:9099 --chunks 8 --chunk-delay-ms 50 & \
+	  mock=$$!; trap 'kill $$mock 2>/dev/null' EXIT INT TERM; \
+	  $(CARGO_TARGET_DIR)/release/maas serve --demo-upstream http://127.0.0.1:9099
 
-## Every test: Rust unit/service/HTTP tests, then the browser tests against the built server.
-test: setup test-rust test-e2e
+## Every test: Rust unit/service/HTTP/gateway tests, the official OpenAI Python SDK against the
+## gateway, then the browser tests against the built server.
+test: setup test-rust test-sdk test-e2e
 
 test-rust:
 	cargo test --workspace --exclude frontend
+
+test-sdk:
+	cargo build -p server --tests
+	MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas scripts/test-openai-sdk.sh
 
 test-e2e: site
 	cargo build -p server --tests  # same feature set as `cargo test`: no rebuild after it

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Drives the gateway with the official `openai` Python package (from PyPI, in a venv made here):
+# non-streamed and streamed chat, embeddings, and a 429 surfacing as openai.RateLimitError.
+# Starts `maas mock-upstream` and `maas serve` on free loopback ports with a throwaway database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${MAAS_BIN:?MAAS_BIN must point at the maas binary}"
+VENV="${MAAS_SDK_VENV:-$HOME/.cache/maas-sdk-venv}"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q 'openai>=1.40,<3'
+fi
+exec "$VENV/bin/python" tests/sdk/test_openai_sdk.py

@@ -1,0 +1,91 @@
+"""The official OpenAI Python SDK against the gateway (loopback only, bounded)."""
+import os, re, subprocess, sys, tempfile, time, unittest
+
+import openai
+from openai import OpenAI
+
+BIN = os.environ["MAAS_BIN"]
+
+
+def start(args, env, pattern):
+    p = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        m = re.search(pattern, line)
+        if m:
+            return p, m.group(1)
+    p.kill()
+    raise RuntimeError(f"{args[0]} did not start")
+
+
+class OpenAISdk(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="maas-sdk-")
+        env = dict(os.environ, RUST_LOG="warn")
+        cls.mock, mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--chunks", "4"], env, r"mock upstream: (http://\S+)/v1")
+        env.update(DATABASE_URL=f"sqlite://{cls.tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=cls.tmp, MAAS_LISTEN="127.0.0.1:0")
+        cls.server, cls.base = start(["serve", "--demo-upstream", mock_url], env, r"MaaS console: (http://\S+)")
+        key = open(os.path.join(cls.tmp, "demo.key")).read().strip()
+        cls.client = OpenAI(base_url=cls.base + "/v1", api_key=key, max_retries=0, timeout=10)
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in (cls.server, cls.mock):
+            p.terminate()
+            p.wait(timeout=10)
+            p.stdout.close()
+
+    def test_chat_non_streamed(self):
+        r = self.client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "Hello"}])
+        self.assertEqual(r.choices[0].message.role, "assistant")
+        self.assertEqual(r.choices[0].message.content, "Hello!")
+        self.assertEqual(r.usage.total_tokens, 7)
+
+    def test_chat_streamed_with_usage(self):
+        stream = self.client.chat.completions.create(
+            model="demo-chat", messages=[{"role": "user", "content": "Hello"}], stream=True,
+            stream_options={"include_usage": True})
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        self.assertEqual(text, "chunk 0 chunk 1 chunk 2 chunk 3")
+        self.assertEqual(chunks[-1].usage.completion_tokens, 4)
+
+    def test_embeddings(self):
+        r = self.client.embeddings.create(model="demo-chat", input=["a", "b", "c"])
+        self.assertEqual([d.index for d in r.data], [0, 1, 2])
+        self.assertEqual(len(r.data[0].embedding), 8)
+
+    def test_models_and_unknown_model(self):
+        self.assertIn("demo-chat", [m.id for m in self.client.models.list()])
+        with self.assertRaises(openai.NotFoundError) as e:
+            self.client.chat.completions.create(model="no-such-model", messages=[])
+        self.assertEqual(e.exception.code, "model_not_found")
+
+    def test_wrong_key_is_authentication_error(self):
+        bad = OpenAI(base_url=self.base + "/v1", api_key="sk-maas-wrong", max_retries=0, timeout=10)
+        with self.assertRaises(openai.AuthenticationError):
+            bad.chat.completions.create(model="demo-chat", messages=[])
+
+    def test_zz_rate_limit_is_rate_limit_error(self):
+        # The demo key's rule allows 600 requests per 60 s; exhaust it (bounded) and expect 429.
+        last = None
+        for _ in range(700):
+            try:
+                self.client.embeddings.create(model="demo-chat", input="x")
+            except openai.RateLimitError as e:
+                last = e
+                break
+        self.assertIsNotNone(last, "no 429 within 700 requests")
+        self.assertEqual(last.status_code, 429)
+        self.assertEqual(last.code, "rate_limit_exceeded")
+        self.assertEqual(last.response.headers["x-ratelimit-limit-requests"], "600")
+        self.assertTrue(int(last.response.headers["retry-after"]) >= 1)
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    n, f = result.testsRun, len(result.failures) + len(result.errors)
+    print(f"{n - f} passed, {f} failed")
+    sys.exit(1 if f else 0)
