@@ -271,6 +271,8 @@ pub struct ModelRow {
     pub access_path: String,
     pub policy: Policy,
     pub gateway: GatewayState,
+    /// Endpoint URLs the serving gateway(s) report as cooling down after repeated failures.
+    pub cooling: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -113,7 +113,8 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     const row = page.locator('#model-table tr[data-name="deepseek-chat"]');
     await expect(row).toContainText('ds-a, ds-b, ds-c');
     await expect(row).toContainText(`${base}/v1`);
-    await expect(row.locator('td.gateway')).toContainText('Pending: no gateway has applied revision');
+    // The embedded gateway applied the change before the save returned.
+    await expect(row.locator('td.gateway')).toHaveText('Synced');
     await expect(row.locator('td.status')).toHaveText('Disabled');
     await row.locator('.enable-toggle').check();
     await expect(row.locator('td.status')).toHaveText('Serving');

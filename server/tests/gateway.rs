@@ -18,6 +18,7 @@ struct Harness {
     key: String,
     key_id: i64,
     ws: i64,
+    gw: Arc<Gateway>,
     mm: i64,
     cluster: i64,
     op: CurrentUser,
@@ -46,7 +47,7 @@ async fn harness() -> Harness {
     state.config_changed(rev).await;
     let router = server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), state.clone()).merge(gw.router());
     let base = serve(router).await;
-    Harness { _env: env, state, base, mock, http: reqwest::Client::new(), key: k.secret, key_id: k.info.id, ws, mm, cluster, op }
+    Harness { _env: env, state, base, mock, http: reqwest::Client::new(), key: k.secret, key_id: k.info.id, ws, gw, mm, cluster, op }
 }
 
 fn ep(url: String, model_id: &str, weight: &str, key: Option<&str>) -> EndpointInput {
@@ -209,6 +210,16 @@ async fn failover_skips_refused_and_5xx_endpoints_and_cools_them_down() {
     // The 503 endpoint is tried at most once per request, and after 3 failures in a row it is
     // cooled down and no longer tried first.
     assert!((3..6).contains(&broken), "broken tried {broken} times");
+    // Both failing endpoints are cooling down, and the management list says so once the
+    // gateway reports (it does on every reload and heartbeat).
+    let cold: Vec<String> = h.gw.cooling().into_values().flatten().collect();
+    assert_eq!(cold, ["http://127.0.0.1:1".to_string(), h.up("/status/503")]);
+    let (_, rev) = keys::create(&h.state.db, &h.op, h.ws, "bump").await.unwrap();
+    h.state.config_changed(rev).await;
+    let row = models::list(&h.state.db, "", 0, 20).await.unwrap().rows.remove(0);
+    let mut want = vec![h.up("/status/503"), "http://127.0.0.1:1".to_string()];
+    want.sort();
+    assert_eq!(row.cooling, want);
 }
 
 #[tokio::test]

@@ -80,7 +80,11 @@ fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<Delet
             <td>{r.tags.iter().map(|t| view! { <span class="tag">{t.clone()}</span> }).collect_view()}</td>
             <td class="status">{status}</td>
             <td>{r.cluster.clone()} <br/><code class="access-path">{r.access_path.clone()}</code></td>
-            <td class=format!("gateway {gw_class}")>{gw_text}</td>
+            <td class=format!("gateway {gw_class}")>{gw_text}
+                {(!r.cooling.is_empty()).then(|| view! {
+                    <br/><span class="cooling">"Cooling down: " {r.cooling.join(", ")}</span>
+                })}
+            </td>
             <td>
                 <label class="switch">
                     <input type="checkbox" class="enable-toggle" aria-label=format!("Enable {name}")

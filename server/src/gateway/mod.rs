@@ -93,6 +93,19 @@ impl Gateway {
         self.snapshot.load().revision
     }
 
+    /// MaaS model id → URLs of its endpoints that are cooling down now.
+    pub fn cooling(&self) -> std::collections::BTreeMap<i64, Vec<String>> {
+        let now = self.clock.now_ms();
+        let snap = self.snapshot.load();
+        snap.models
+            .values()
+            .filter_map(|r| {
+                let cold: Vec<String> = r.endpoints.iter().filter(|e| !e.health.usable(now)).map(|e| e.url.clone()).collect();
+                (!cold.is_empty()).then_some((r.id, cold))
+            })
+            .collect()
+    }
+
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v1/models", get(list_models))
@@ -226,7 +239,8 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Opti
         let mut changes = state.config_rev.subscribe();
         loop {
             let rev = *changes.borrow_and_update();
-            let built = snapshot::build(&state.db, &state.secrets, cluster.as_deref(), rev).await;
+            let previous = gw.snapshot.load_full();
+            let built = snapshot::build(&state.db, &state.secrets, cluster.as_deref(), rev, Some(&previous)).await;
             let error = match built {
                 Ok(snap) => {
                     gw.publish(snap);
@@ -237,19 +251,21 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Opti
                     Some(format!("snapshot build failed: {e}"))
                 }
             };
-            if let Err(e) = report(&state.db, &gateway_id, cluster.as_deref(), gw.revision(), error).await {
+            let cooling = serde_json::to_string(&gw.cooling()).ok();
+            if let Err(e) = report(&state.db, &gateway_id, cluster.as_deref(), gw.revision(), error, cooling).await {
                 tracing::warn!(error = %e, "could not report gateway status");
             }
             state.config_applied.send_replace(gw.revision());
             tokio::select! {
                 r = changes.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                // Heartbeat: keeps the status column's "cooling down" fresh.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
     });
 }
 
-async fn report(db: &sea_orm::DatabaseConnection, id: &str, cluster: Option<&str>, applied: i64, error: Option<String>) -> Result<(), sea_orm::DbErr> {
+async fn report(db: &sea_orm::DatabaseConnection, id: &str, cluster: Option<&str>, applied: i64, error: Option<String>, cooling: Option<String>) -> Result<(), sea_orm::DbErr> {
     use app::ssr::entities::gateway_status;
     use sea_orm::sea_query::OnConflict;
     use sea_orm::{EntityTrait, Set};
@@ -258,13 +274,13 @@ async fn report(db: &sea_orm::DatabaseConnection, id: &str, cluster: Option<&str
         cluster: Set(cluster.map(str::to_owned)),
         applied_revision: Set(applied),
         error: Set(error),
-        detail: Set(None),
+        detail: Set(cooling),
         heartbeat_at: Set(app::ssr::now()),
     };
     gateway_status::Entity::insert(row)
         .on_conflict(
             OnConflict::column(gateway_status::Column::GatewayId)
-                .update_columns([gateway_status::Column::Cluster, gateway_status::Column::AppliedRevision, gateway_status::Column::Error, gateway_status::Column::HeartbeatAt])
+                .update_columns([gateway_status::Column::Cluster, gateway_status::Column::AppliedRevision, gateway_status::Column::Error, gateway_status::Column::Detail, gateway_status::Column::HeartbeatAt])
                 .to_owned(),
         )
         .exec(db)

@@ -12,10 +12,13 @@ use std::sync::Arc;
 
 pub struct Endpoint {
     pub model_id: String,
+    /// As the operator typed it, for the status column.
+    pub url: String,
     /// The endpoint URL with `/v1` added when it had no path; operations append to it.
     pub base: String,
     pub api_key: Option<String>,
-    pub health: Health,
+    /// Shared with the previous snapshot's same endpoint, so a reload does not forget failures.
+    pub health: Arc<Health>,
 }
 
 /// Consecutive failures and a cool-down deadline (ms on the gateway's clock).
@@ -99,7 +102,17 @@ pub fn compose_base(url: &str) -> String {
 
 /// Builds the snapshot of `revision`: enabled MaaS models whose marketplace entry is published,
 /// on `cluster` (every cluster when `None`; a name on several clusters resolves to the oldest).
-pub async fn build(db: &impl ConnectionTrait, secrets: &SecretBox, cluster_name: Option<&str>, revision: i64) -> Result<Snapshot, DbErr> {
+pub async fn build(
+    db: &impl ConnectionTrait,
+    secrets: &SecretBox,
+    cluster_name: Option<&str>,
+    revision: i64,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, DbErr> {
+    // Health of endpoints that survive the change (same model, URL and Model ID) carries over.
+    let old_health = |model: i64, url: &str, model_id: &str| -> Option<Arc<Health>> {
+        previous?.models.values().find(|r| r.id == model)?.endpoints.iter().find(|e| e.url == url && e.model_id == model_id).map(|e| e.health.clone())
+    };
     let clusters: HashMap<i64, cluster::Model> = cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
     let models = maas_model::Entity::find()
         .find_also_related(marketplace_model::Entity)
@@ -164,10 +177,11 @@ pub async fn build(db: &impl ConnectionTrait, secrets: &SecretBox, cluster_name:
             endpoints: endpoints
                 .into_iter()
                 .map(|e| Endpoint {
+                    health: old_health(m.id, &e.url, &e.model_id).unwrap_or_default(),
+                    url: e.url.clone(),
                     model_id: e.model_id,
                     base: compose_base(&e.url),
                     api_key: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)),
-                    health: Health::default(),
                 })
                 .collect(),
             balancer,

@@ -329,6 +329,7 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
         .into_iter()
         .map(|r| ModelRow {
             gateway: gateway_state(&gateways, &r.cluster, r.revision, t),
+            cooling: cooling(&gateways, &r.cluster, r.id, t),
             id: r.id,
             model_ids: model_ids.remove(&r.id).unwrap_or_default(),
             tags: serde_json::from_str(&r.tags).unwrap_or_default(),
@@ -361,6 +362,20 @@ pub fn gateway_state(gateways: &[gateway_status::Model], cluster: &str, revision
         Some(applied) => GatewayState::Pending { revision, reason: format!("gateway at revision {applied}, model at {revision}") },
         None => unreachable!("serving is not empty"),
     }
+}
+
+/// Endpoints of model `id` that a live gateway of `cluster` reports as cooling down.
+fn cooling(gateways: &[gateway_status::Model], cluster: &str, id: i64, now: i64) -> Vec<String> {
+    let mut out: Vec<String> = gateways
+        .iter()
+        .filter(|g| g.cluster.as_deref().is_none_or(|c| c == cluster) && now - g.heartbeat_at <= GATEWAY_STALE_SECS)
+        .filter_map(|g| g.detail.as_deref())
+        .filter_map(|d| serde_json::from_str::<HashMap<String, Vec<String>>>(d).ok())
+        .flat_map(|mut m| m.remove(&id.to_string()).unwrap_or_default())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The marketplace user view: published models that have an enabled MaaS model, one entry per
