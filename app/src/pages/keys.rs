@@ -20,8 +20,11 @@ fn Keys() -> impl IntoView {
     view! {
         <h1>"API keys"</h1>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            // Both resources are awaited in this one Suspend: a Suspend nested in another without
+            // its own Suspense boundary is not always awaited by SSR, which breaks hydration.
             {move || Suspend::new(async move {
-                let spaces = match spaces.await {
+                let (spaces, keys) = (spaces.await, keys.await);
+                let spaces = match spaces {
                     Ok(s) => s,
                     Err(e) => return view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                 };
@@ -53,8 +56,8 @@ fn Keys() -> impl IntoView {
                         })}
                     </section>
                     <ErrorBox value=revoke.value().into()/>
-                    {move || Suspend::new(async move {
-                        match keys.await {
+                    {
+                        match keys {
                             Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                             Ok(list) if list.is_empty() => view! { <p class="empty">"No keys yet."</p> }.into_any(),
                             Ok(list) => view! {
@@ -81,7 +84,7 @@ fn Keys() -> impl IntoView {
                                 </table>
                             }.into_any(),
                         }
-                    })}
+                    }
                 }.into_any()
             })}
         </Transition>
