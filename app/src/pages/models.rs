@@ -16,9 +16,17 @@ fn Models() -> impl IntoView {
     let page = RwSignal::new(0u64);
     let toggle = ServerAction::<SetEnabled>::new();
     let delete = ServerAction::<DeleteModel>::new();
+    // Gateway status is live: refetch every 5 s (in the browser only; the Transition keeps the
+    // current rows on screen while it reloads).
+    let tick = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if let Ok(h) = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(5)) {
+            on_cleanup(move || h.clear());
+        }
+    });
     let list = Resource::new(
-        move || (search.get(), page.get(), toggle.version().get(), delete.version().get()),
-        |(s, p, _, _)| list_models(s, p),
+        move || (search.get(), page.get(), toggle.version().get(), delete.version().get(), tick.get()),
+        |(s, p, _, _, _)| list_models(s, p),
     );
     view! {
         <div class="page-head">
