@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/maas-target
 export MAAS_SITE_ROOT ?= $(CARGO_TARGET_DIR)/site
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup site build run test test-rust test-sdk test-e2e bench-list clean-data
+.PHONY: setup site build run test test-rust test-sdk test-e2e bench-list bench-gateway clean-data
 
 setup:
 	@scripts/setup.sh
@@ -42,6 +42,12 @@ test-e2e: site
 bench-list:
 	cargo build --release -p server
 	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-list.py
+
+## Gateway throughput/latency/CPU/RSS against the mock, direct vs through the gateway.
+bench-gateway:
+	command -v oha >/dev/null || cargo install oha --locked
+	cargo build --release -p server
+	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-gateway.py
 
 clean-data:
 	rm -rf data

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Gateway load benchmark, loopback only, every run bounded in time.
+
+Starts `maas mock-upstream` and `maas serve` (release build, throwaway SQLite, demo model on the
+mock with a rate-limit rule that never fires), then measures with `oha` in the same run:
+  - req/s at 16 and 64 connections, direct to the mock and through the gateway;
+  - p50/p99 latency at a fixed 1,000 req/s, direct and through the gateway (added latency);
+  - gateway CPU ms per request (from /proc utime+stime) and peak RSS (VmHWM).
+Figures go in the session notes; nothing here asserts a wall-clock number.
+"""
+import json, os, re, shutil, sqlite3, subprocess, sys, tempfile, time
+
+BIN = os.environ.get("MAAS_BIN") or os.path.expanduser("~/.cache/maas-target/release/maas")
+OHA = shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
+DURATION = os.environ.get("BENCH_SECONDS", "8")
+BODY = json.dumps({"model": "demo-chat", "messages": [{"role": "user", "content": "Hello"}]})
+
+
+def start(args, env, pattern):
+    p = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = re.search(pattern, p.stdout.readline())
+        if m:
+            return p, m.group(1)
+    p.kill()
+    sys.exit(f"{args[0]} did not start")
+
+
+def cpu_ms(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def hwm_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+
+def oha(url, key, conns, rate=None):
+    cmd = [OHA, "-z", f"{DURATION}s", "-c", str(conns), "-m", "POST", "-H", "content-type: application/json",
+           "-H", f"authorization: Bearer {key}", "-d", BODY, "--no-tui", "--output-format", "json", url]
+    if rate:
+        cmd[1:1] = ["-q", str(rate)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=int(DURATION) + 60)
+    r = json.loads(out.stdout)
+    codes = r.get("statusCodeDistribution", {})
+    return r["summary"]["requestsPerSec"], r["latencyPercentiles"]["p50"] * 1e6, r["latencyPercentiles"]["p99"] * 1e6, codes
+
+
+tmp = tempfile.mkdtemp(prefix="maas-gw-bench-")
+env = dict(os.environ, RUST_LOG="error")
+mock, mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--no-record"], env, r"mock upstream: (http://\S+)/v1")
+senv = dict(env, DATABASE_URL=f"sqlite://{tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=tmp, MAAS_LISTEN="127.0.0.1:0")
+server, base = start(["serve", "--demo-upstream", mock_url], senv, r"MaaS console: (http://\S+)")
+# A rule that is checked on every request but never fires: 10^9 per 1 s.
+server.terminate(); server.wait()
+db = sqlite3.connect(f"{tmp}/maas.db")
+db.execute("UPDATE rate_limit_rules SET limit_requests = 1000000000, duration_secs = 1")
+db.commit(); db.close()
+server, base = start(["serve"], senv, r"MaaS console: (http://\S+)")
+key = open(f"{tmp}/demo.key").read().strip()
+direct = f"{mock_url}/v1/chat/completions"
+via = f"{base}/v1/chat/completions"
+try:
+    print(f"oha {DURATION}s per run; mock, gateway and oha share 2 cores")
+    for c in (16, 64):
+        d = oha(direct, key, c)
+        c0 = cpu_ms(server.pid)
+        g = oha(via, key, c)
+        used = cpu_ms(server.pid) - c0
+        n = g[0] * int(DURATION)
+        print(f"c={c:<3} direct {d[0]:9.0f} req/s   gateway {g[0]:9.0f} req/s ({100 * g[0] / d[0]:.0f}% of direct)   "
+              f"gateway CPU {1000 * used / n:6.1f} us/req   statuses {g[3]}")
+    d = oha(direct, key, 16, rate=1000)
+    g = oha(via, key, 16, rate=1000)
+    print(f"1000 req/s: direct p50 {d[1]:7.0f} us p99 {d[2]:7.0f} us | gateway p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | "
+          f"added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
+    print(f"gateway peak RSS {hwm_mib(server.pid):.1f} MiB")
+finally:
+    for p in (server, mock):
+        p.terminate(); p.wait(timeout=10)
