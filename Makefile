@@ -31,11 +31,11 @@ test-rust:
 	cargo test --workspace --exclude frontend
 
 test-sdk:
-	cargo build -p server --tests
+	cargo build --workspace --exclude frontend --tests
 	MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas scripts/test-openai-sdk.sh
 
 test-e2e: site
-	cargo build -p server --tests  # same feature set as `cargo test`: no rebuild after it
+	cargo build --workspace --exclude frontend --tests  # same selection as `cargo test`: no rebuild
 	cd end2end && MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas npx playwright test
 
 ## Server time to render the management list with 10,000 models (figures for the notes).
