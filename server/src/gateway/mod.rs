@@ -58,12 +58,9 @@ enum Op {
 }
 
 impl Op {
-    fn path(self) -> &'static str {
-        match self {
-            Op::Chat => "/chat/completions",
-            Op::Completions => "/completions",
-            Op::Embeddings => "/embeddings",
-        }
+    /// Position in `Endpoint::urls`.
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -168,7 +165,12 @@ async fn proxy(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body, o
         let last = attempt + 1 == order.len();
         req.insert("model".into(), Value::String(ep.model_id.clone()));
         let body = serde_json::to_vec(&req).expect("a JSON map serializes");
-        let mut up = gw.client.post(format!("{}{}", ep.base, op.path())).header(header::CONTENT_TYPE, "application/json").body(body);
+        let Some(urls) = &ep.urls else {
+            // Validated at save time, so only a hand-edited database gets here.
+            tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
+            continue;
+        };
+        let mut up = gw.client.post(urls[op.index()].clone()).header(header::CONTENT_TYPE, "application/json").body(body);
         if let Some(accept) = headers.get(header::ACCEPT) {
             up = up.header(header::ACCEPT, accept);
         }

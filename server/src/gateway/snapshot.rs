@@ -16,6 +16,9 @@ pub struct Endpoint {
     pub url: String,
     /// The endpoint URL with `/v1` added when it had no path; operations append to it.
     pub base: String,
+    /// `base` + `/chat/completions`, `/completions`, `/embeddings`, parsed once per snapshot
+    /// (parsing with IDNA on every request showed up in profiles).
+    pub urls: Option<[reqwest::Url; 3]>,
     pub api_key: Option<String>,
     /// Shared with the previous snapshot's same endpoint, so a reload does not forget failures.
     pub health: Arc<Health>,
@@ -180,6 +183,7 @@ pub async fn build(
                     health: old_health(m.id, &e.url, &e.model_id).unwrap_or_default(),
                     url: e.url.clone(),
                     model_id: e.model_id,
+                    urls: parse_urls(&compose_base(&e.url)),
                     base: compose_base(&e.url),
                     api_key: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)),
                 })
@@ -193,6 +197,11 @@ pub async fn build(
         snap.keys.insert(k.secret_hash, Caller { key_id: k.id, workspace_id: k.workspace_id });
     }
     Ok(snap)
+}
+
+fn parse_urls(base: &str) -> Option<[reqwest::Url; 3]> {
+    let p = |op: &str| reqwest::Url::parse(&format!("{base}{op}")).ok();
+    Some([p("/chat/completions")?, p("/completions")?, p("/embeddings")?])
 }
 
 #[cfg(test)]
