@@ -58,6 +58,23 @@ server, base = start(["serve", "--demo-upstream", mock_url], senv, r"MaaS consol
 server.terminate(); server.wait()
 db = sqlite3.connect(f"{tmp}/maas.db")
 db.execute("UPDATE rate_limit_rules SET limit_requests = 1000000000, duration_secs = 1")
+# Scale for the RSS figure: SEED_KEYS platform keys and SEED_MODELS enabled models (2 endpoints
+# and a workspace rule each) in the snapshot besides the demo model.
+SEED_KEYS = int(os.environ.get("SEED_KEYS", "10000"))
+SEED_MODELS = int(os.environ.get("SEED_MODELS", "1000"))
+now = int(time.time())
+db.executemany("INSERT INTO api_keys (workspace_id, public_id, name, secret_hash, created_at) VALUES (1, ?, 'bench', ?, ?)",
+               [(f"key_bench{i}", f"{i:064x}", now) for i in range(SEED_KEYS)])
+mm0 = db.execute("SELECT COALESCE(MAX(id), 0) FROM marketplace_models").fetchone()[0]
+db.executemany("INSERT INTO marketplace_models (name, provider, description, tags, published, created_at) VALUES (?, 'bench', '', '[]', 1, ?)",
+               [(f"bench-{i}", now) for i in range(SEED_MODELS)])
+db.executemany("INSERT INTO maas_models (marketplace_model_id, cluster_id, policy, enabled, revision, created_at, updated_at) VALUES (?, 1, 'weighted', 1, 1, ?, ?)",
+               [(mm0 + 1 + i, now, now) for i in range(SEED_MODELS)])
+m0 = db.execute("SELECT MIN(id) FROM maas_models WHERE marketplace_model_id > ?", (mm0,)).fetchone()[0]
+db.executemany("INSERT INTO endpoints (maas_model_id, position, model_id, url, api_key_enc, weight) VALUES (?, ?, 'up', ?, NULL, 50)",
+               [(m0 + i, p, f"{mock_url}/name/e{p}") for i in range(SEED_MODELS) for p in range(2)])
+db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, workspace_id, api_key_id, limit_requests, duration_secs) VALUES (?, 0, 'workspace', 1, NULL, 1000, 60)",
+               [(m0 + i,) for i in range(SEED_MODELS)])
 db.commit(); db.close()
 server, base = start(["serve"], senv, r"MaaS console: (http://\S+)")
 key = open(f"{tmp}/demo.key").read().strip()
@@ -77,7 +94,7 @@ try:
     g = oha(via, key, 16, rate=1000)
     print(f"1000 req/s: direct p50 {d[1]:7.0f} us p99 {d[2]:7.0f} us | gateway p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | "
           f"added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
-    print(f"gateway peak RSS {hwm_mib(server.pid):.1f} MiB")
+    print(f"gateway peak RSS {hwm_mib(server.pid):.1f} MiB with {SEED_KEYS} extra keys and {SEED_MODELS} extra models loaded")
 finally:
     for p in (server, mock):
         p.terminate(); p.wait(timeout=10)
