@@ -124,11 +124,8 @@ pub fn model(input: &ModelInput) -> FieldErrors {
                 e.add(format!("endpoints.{i}.api_key"), "not a valid API key");
             }
         }
-        if input.policy == Policy::Weighted {
-            if let Err(m) = parse_int(&ep.weight, 0, 100) {
-                e.add(format!("endpoints.{i}.weight"), m);
-            }
-        } else if !ep.weight.trim().is_empty() {
+        // Required for weighted; for other policies checked only when given.
+        if input.policy == Policy::Weighted || !ep.weight.trim().is_empty() {
             if let Err(m) = parse_int(&ep.weight, 0, 100) {
                 e.add(format!("endpoints.{i}.weight"), m);
             }

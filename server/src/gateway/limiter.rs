@@ -120,10 +120,7 @@ impl<C: Clock> Limiter<C> {
     fn maybe_sweep(&self, logs: &mut FxHashMap<CounterKey, VecDeque<u64>>, now: u64) {
         if now.saturating_sub(self.last_sweep_ms.load(Ordering::Relaxed)) >= SWEEP_INTERVAL_MS {
             self.last_sweep_ms.store(now, Ordering::Relaxed);
-            logs.retain(|k, log| {
-                expire(log, now, k.duration_ms);
-                !log.is_empty()
-            });
+            retain_live(logs, now);
         }
     }
 
@@ -138,11 +135,16 @@ impl<C: Clock> Limiter<C> {
     /// Drops every counter whose window holds nothing.
     pub fn sweep(&self) {
         let now = self.clock.now_ms();
-        self.logs.lock().retain(|k, log| {
-            expire(log, now, k.duration_ms);
-            !log.is_empty()
-        });
+        retain_live(&mut self.logs.lock(), now);
     }
+}
+
+/// Keeps only counters with an admission still inside their window.
+fn retain_live(logs: &mut FxHashMap<CounterKey, VecDeque<u64>>, now: u64) {
+    logs.retain(|k, log| {
+        expire(log, now, k.duration_ms);
+        !log.is_empty()
+    });
 }
 
 fn reject(r: &RuleCheck, oldest: u64, now: u64) -> Rejection {

@@ -112,6 +112,11 @@ impl Gateway {
             .with_state(self.clone())
     }
 
+    /// Counts a failure of `ep` against the configured threshold and cool-down.
+    fn failed(&self, ep: &snapshot::Endpoint) {
+        ep.health.failure(self.clock.now_ms(), self.config.fail_threshold, self.config.cooldown.as_millis() as u64);
+    }
+
     fn authenticate(&self, snap: &Snapshot, headers: &HeaderMap) -> Result<Caller, GatewayError> {
         let token = headers
             .get(header::AUTHORIZATION)
@@ -180,24 +185,24 @@ async fn proxy(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body, o
         }
         match tokio::time::timeout(gw.config.first_byte_timeout, up.send()).await {
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
-                ep.health.failure(gw.clock.now_ms(), gw.config.fail_threshold, gw.config.cooldown.as_millis() as u64);
+                gw.failed(ep);
                 tracing::warn!(model = %route.name, endpoint = i, status = %resp.status(), "upstream 5xx, failing over");
             }
             Ok(Ok(resp)) => {
                 if resp.status().is_server_error() {
-                    ep.health.failure(gw.clock.now_ms(), gw.config.fail_threshold, gw.config.cooldown.as_millis() as u64);
+                    gw.failed(ep);
                 } else {
                     ep.health.success();
                 }
                 return Ok(stream_back(resp, admission.as_ref()));
             }
             Ok(Err(e)) => {
-                ep.health.failure(gw.clock.now_ms(), gw.config.fail_threshold, gw.config.cooldown.as_millis() as u64);
+                gw.failed(ep);
                 tracing::warn!(model = %route.name, endpoint = i, error = %e, "upstream unreachable");
                 failure = if e.is_timeout() { GatewayError::UpstreamTimeout } else { GatewayError::UpstreamUnavailable };
             }
             Err(_) => {
-                ep.health.failure(gw.clock.now_ms(), gw.config.fail_threshold, gw.config.cooldown.as_millis() as u64);
+                gw.failed(ep);
                 tracing::warn!(model = %route.name, endpoint = i, "upstream first-byte timeout");
                 failure = GatewayError::UpstreamTimeout;
             }

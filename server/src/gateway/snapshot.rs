@@ -14,10 +14,8 @@ pub struct Endpoint {
     pub model_id: String,
     /// As the operator typed it, for the status column.
     pub url: String,
-    /// The endpoint URL with `/v1` added when it had no path; operations append to it.
-    pub base: String,
-    /// `base` + `/chat/completions`, `/completions`, `/embeddings`, parsed once per snapshot
-    /// (parsing with IDNA on every request showed up in profiles).
+    /// `compose_base(url)` + `/chat/completions`, `/completions`, `/embeddings`, parsed once per
+    /// snapshot (parsing with IDNA on every request showed up in profiles).
     pub urls: Option<[reqwest::Url; 3]>,
     pub api_key: Option<String>,
     /// Shared with the previous snapshot's same endpoint, so a reload does not forget failures.
@@ -184,7 +182,6 @@ pub async fn build(
                     url: e.url.clone(),
                     model_id: e.model_id,
                     urls: parse_urls(&compose_base(&e.url)),
-                    base: compose_base(&e.url),
                     api_key: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)),
                 })
                 .collect(),

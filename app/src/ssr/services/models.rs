@@ -344,13 +344,15 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
     Ok(ModelPage { rows, total, page, per_page })
 }
 
+/// Gateways that serve `cluster` (or every cluster) and reported recently enough to count.
+fn serving<'a>(gateways: &'a [gateway_status::Model], cluster: &'a str, now: i64) -> impl Iterator<Item = &'a gateway_status::Model> {
+    gateways.iter().filter(move |g| g.cluster.as_deref().is_none_or(|c| c == cluster) && now - g.heartbeat_at <= GATEWAY_STALE_SECS)
+}
+
 /// Whether the gateways serving `cluster` have applied `revision`. Honest by construction: with
 /// no live gateway reporting, a model is Pending, never Synced.
 pub fn gateway_state(gateways: &[gateway_status::Model], cluster: &str, revision: i64, now: i64) -> GatewayState {
-    let serving: Vec<&gateway_status::Model> = gateways
-        .iter()
-        .filter(|g| g.cluster.as_deref().is_none_or(|c| c == cluster) && now - g.heartbeat_at <= GATEWAY_STALE_SECS)
-        .collect();
+    let serving: Vec<&gateway_status::Model> = serving(gateways, cluster, now).collect();
     if serving.is_empty() {
         return GatewayState::Pending { revision, reason: format!("no gateway has applied revision {revision}") };
     }
@@ -366,9 +368,7 @@ pub fn gateway_state(gateways: &[gateway_status::Model], cluster: &str, revision
 
 /// Endpoints of model `id` that a live gateway of `cluster` reports as cooling down.
 fn cooling(gateways: &[gateway_status::Model], cluster: &str, id: i64, now: i64) -> Vec<String> {
-    let mut out: Vec<String> = gateways
-        .iter()
-        .filter(|g| g.cluster.as_deref().is_none_or(|c| c == cluster) && now - g.heartbeat_at <= GATEWAY_STALE_SECS)
+    let mut out: Vec<String> = serving(gateways, cluster, now)
         .filter_map(|g| g.detail.as_deref())
         .filter_map(|d| serde_json::from_str::<HashMap<String, Vec<String>>>(d).ok())
         .flat_map(|mut m| m.remove(&id.to_string()).unwrap_or_default())
