@@ -52,7 +52,7 @@ def oha(url, key, conns, rate=None):
 tmp = tempfile.mkdtemp(prefix="maas-gw-bench-")
 env = dict(os.environ, RUST_LOG="error")
 mock, mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--no-record"], env, r"mock upstream: (http://\S+)/v1")
-senv = dict(env, DATABASE_URL=f"sqlite://{tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=tmp, MAAS_LISTEN="127.0.0.1:0")
+senv = dict(env, MAAS_WORKER_THREADS=os.environ.get("GATEWAY_THREADS", "0"), DATABASE_URL=f"sqlite://{tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=tmp, MAAS_LISTEN="127.0.0.1:0")
 server, base = start(["serve", "--demo-upstream", mock_url], senv, r"MaaS console: (http://\S+)")
 # A rule that is checked on every request but never fires: 10^9 per 1 s.
 server.terminate(); server.wait()
@@ -83,13 +83,22 @@ via = f"{base}/v1/chat/completions"
 try:
     print(f"oha {DURATION}s per run; mock, gateway and oha share 2 cores")
     for c in (16, 64):
+        m0 = cpu_ms(mock.pid)
         d = oha(direct, key, c)
+        mock_us = 1000 * (cpu_ms(mock.pid) - m0) / (d[0] * int(DURATION))
         c0 = cpu_ms(server.pid)
+        prof = None
+        if os.environ.get("PERF_OUT") and c == 16:
+            # A CPU profile of the gateway during this run (perf from Debian's linux-perf).
+            prof = subprocess.Popen(["perf", "record", "-F", "2000", "-g", "-o", os.environ["PERF_OUT"], "-p", str(server.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         g = oha(via, key, c)
+        if prof:
+            prof.send_signal(2); prof.wait(timeout=30)
         used = cpu_ms(server.pid) - c0
         n = g[0] * int(DURATION)
         print(f"c={c:<3} direct {d[0]:9.0f} req/s   gateway {g[0]:9.0f} req/s ({100 * g[0] / d[0]:.0f}% of direct)   "
-              f"gateway CPU {1000 * used / n:6.1f} us/req   statuses {g[3]}")
+              f"gateway CPU {1000 * used / n:6.1f} us/req (mock alone {mock_us:.1f})   statuses {g[3]}")
     d = oha(direct, key, 16, rate=1000)
     g = oha(via, key, 16, rate=1000)
     print(f"1000 req/s: direct p50 {d[1]:7.0f} us p99 {d[2]:7.0f} us | gateway p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | "

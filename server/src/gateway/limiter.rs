@@ -74,7 +74,7 @@ impl<C: Clock> Limiter<C> {
         Limiter { clock, logs: Mutex::new(FxHashMap::default()), last_sweep_ms: AtomicU64::new(0) }
     }
 
-    pub fn check(&self, rules: &[RuleCheck]) -> Result<Option<Admission>, Rejection> {
+    pub fn check<R: std::borrow::Borrow<RuleCheck>>(&self, rules: &[R]) -> Result<Option<Admission>, Rejection> {
         if rules.is_empty() {
             return Ok(None);
         }
@@ -82,6 +82,7 @@ impl<C: Clock> Limiter<C> {
         let mut logs = self.logs.lock();
         self.maybe_sweep(&mut logs, now);
         if let [r] = rules {
+            let r = r.borrow();
             // The common case, one rule: a single lookup.
             let log = logs.entry(r.key.clone()).or_default();
             expire(log, now, r.key.duration_ms);
@@ -94,6 +95,7 @@ impl<C: Clock> Limiter<C> {
         }
         let mut tightest: Option<Admission> = None;
         for r in rules {
+            let r = r.borrow();
             let used = match logs.get_mut(&r.key) {
                 Some(log) => {
                     expire(log, now, r.key.duration_ms);
@@ -111,7 +113,7 @@ impl<C: Clock> Limiter<C> {
             }
         }
         for r in rules {
-            logs.entry(r.key.clone()).or_default().push_back(now);
+            logs.entry(r.borrow().key.clone()).or_default().push_back(now);
         }
         Ok(tightest)
     }

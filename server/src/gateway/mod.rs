@@ -2,21 +2,25 @@
 //! rate limits and load balancing, forwards to the chosen upstream with its own key, streams
 //! the answer back, and fails over to the next endpoint when one cannot answer.
 pub mod balancer;
+pub mod body;
 pub mod error;
 pub mod limiter;
 pub mod snapshot;
+pub mod upstream;
 
 use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::GatewayError;
 use limiter::{Clock, Limiter, SystemClock};
-use serde_json::{json, Map, Value};
+use body::{BodyError, RequestBody};
+use serde_json::{json, Value};
 use snapshot::{Caller, Snapshot};
+use upstream::{SendError, Upstream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +50,7 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     limiter: Limiter,
     clock: SystemClock,
-    client: reqwest::Client,
+    upstream: Upstream,
     pub config: GatewayConfig,
 }
 
@@ -66,17 +70,11 @@ impl Op {
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Arc<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .expect("HTTP client with static settings");
         Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             limiter: Limiter::new(SystemClock::default()),
             clock: SystemClock::default(),
-            client,
+            upstream: Upstream::new(config.connect_timeout),
             config,
         })
     }
@@ -153,13 +151,11 @@ async fn proxy(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body, o
     let snap = gw.snapshot.load_full();
     let caller = gw.authenticate(&snap, &headers)?;
     let bytes = read_body(body, &headers, gw.config.body_limit).await?;
-    let mut req: Map<String, Value> = serde_json::from_slice(&bytes)
-        .map_err(|e| GatewayError::BadRequest(format!("We could not parse the JSON body of your request: {e}")))?;
-    let model = match req.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        _ => return Err(GatewayError::BadRequest("You must provide a model parameter.".into())),
-    };
-    let route = snap.models.get(&model).cloned().ok_or(GatewayError::ModelNotFound(model))?;
+    let req = RequestBody::parse(&bytes).map_err(|e| match e {
+        BodyError::Malformed(e) => GatewayError::BadRequest(format!("We could not parse the JSON body of your request: {e}")),
+        BodyError::NoModel => GatewayError::BadRequest("You must provide a model parameter.".into()),
+    })?;
+    let route = snap.models.get(req.model()).ok_or_else(|| GatewayError::ModelNotFound(req.model().to_owned()))?;
     let admission = gw.limiter.check(&route.checks_for(&caller)).map_err(GatewayError::RateLimited)?;
 
     let now = gw.clock.now_ms();
@@ -168,22 +164,15 @@ async fn proxy(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body, o
     for (attempt, &i) in order.iter().enumerate() {
         let ep = &route.endpoints[i];
         let last = attempt + 1 == order.len();
-        req.insert("model".into(), Value::String(ep.model_id.clone()));
-        let body = serde_json::to_vec(&req).expect("a JSON map serializes");
         let Some(urls) = &ep.urls else {
             // Validated at save time, so only a hand-edited database gets here.
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             continue;
         };
-        let mut up = gw.client.post(urls[op.index()].clone()).header(header::CONTENT_TYPE, "application/json").body(body);
-        if let Some(accept) = headers.get(header::ACCEPT) {
-            up = up.header(header::ACCEPT, accept);
-        }
+        let body = Bytes::from(req.with_model(&ep.model_json));
         // The endpoint's own key, never the caller's.
-        if let Some(k) = &ep.api_key {
-            up = up.bearer_auth(k);
-        }
-        match tokio::time::timeout(gw.config.first_byte_timeout, up.send()).await {
+        let sent = gw.upstream.post(urls[op.index()].clone(), ep.auth.as_ref(), headers.get(header::ACCEPT), body);
+        match tokio::time::timeout(gw.config.first_byte_timeout, sent).await {
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
                 gw.failed(ep);
                 tracing::warn!(model = %route.name, endpoint = i, status = %resp.status(), "upstream 5xx, failing over");
@@ -199,7 +188,10 @@ async fn proxy(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body, o
             Ok(Err(e)) => {
                 gw.failed(ep);
                 tracing::warn!(model = %route.name, endpoint = i, error = %e, "upstream unreachable");
-                failure = if e.is_timeout() { GatewayError::UpstreamTimeout } else { GatewayError::UpstreamUnavailable };
+                failure = match e {
+                    SendError::ConnectTimeout => GatewayError::UpstreamTimeout,
+                    SendError::Unreachable(_) => GatewayError::UpstreamUnavailable,
+                };
             }
             Err(_) => {
                 gw.failed(ep);
@@ -211,30 +203,29 @@ async fn proxy(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body, o
     Err(failure)
 }
 
-/// Status, content type and body of the upstream, streamed as it arrives. Dropping the
+/// Headers of the upstream's answer that reach the caller (besides the body's framing).
+fn passes_through(name: &header::HeaderName) -> bool {
+    name == header::CONTENT_TYPE || name == header::CACHE_CONTROL || name.as_str().starts_with("x-request-id") || name.as_str().starts_with("openai-")
+}
+
+/// Status, selected headers and body of the upstream, streamed as it arrives. Dropping the
 /// returned body (the client went away) drops the upstream response, which closes its
 /// connection: the upstream sees the cancel.
-fn stream_back(resp: reqwest::Response, admission: Option<&limiter::Admission>) -> Response {
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut headers = HeaderMap::new();
-    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
-        if let Some(v) = resp.headers().get(name.as_str()).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
-            headers.insert(name, v);
-        }
-    }
-    for (k, v) in resp.headers() {
-        if k.as_str().starts_with("x-request-id") || k.as_str().starts_with("openai-") {
-            if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_str().as_bytes()), HeaderValue::from_bytes(v.as_bytes())) {
-                headers.insert(k, v);
-            }
+fn stream_back(resp: http::Response<hyper::body::Incoming>, admission: Option<&limiter::Admission>) -> Response {
+    let (parts, incoming) = resp.into_parts();
+    let mut headers = HeaderMap::with_capacity(8);
+    for (k, v) in &parts.headers {
+        if passes_through(k) {
+            headers.append(k.clone(), v.clone());
         }
     }
     if let Some(a) = admission {
         headers.insert("x-ratelimit-limit-requests", HeaderValue::from(a.limit));
         headers.insert("x-ratelimit-remaining-requests", HeaderValue::from(a.remaining));
     }
-    let mut res = Response::new(Body::from_stream(resp.bytes_stream()));
-    *res.status_mut() = status;
+    // The body's exact size hint (upstream Content-Length) becomes our Content-Length.
+    let mut res = Response::new(Body::new(incoming));
+    *res.status_mut() = parts.status;
     *res.headers_mut() = headers;
     res
 }

@@ -12,12 +12,15 @@ use std::sync::Arc;
 
 pub struct Endpoint {
     pub model_id: String,
+    /// `model_id` as a JSON string, ready to splice into the forwarded body.
+    pub model_json: String,
     /// As the operator typed it, for the status column.
     pub url: String,
     /// `compose_base(url)` + `/chat/completions`, `/completions`, `/embeddings`, parsed once per
-    /// snapshot (parsing with IDNA on every request showed up in profiles).
-    pub urls: Option<[reqwest::Url; 3]>,
-    pub api_key: Option<String>,
+    /// snapshot (parsing on every request showed up in profiles).
+    pub urls: Option<[http::Uri; 3]>,
+    /// `Bearer <the endpoint's own key>`, marked sensitive so it is never logged.
+    pub auth: Option<http::HeaderValue>,
     /// Shared with the previous snapshot's same endpoint, so a reload does not forget failures.
     pub health: Arc<Health>,
 }
@@ -64,14 +67,14 @@ pub struct Route {
 
 impl Route {
     /// The rules that apply to this caller: its key's and its workspace's.
-    pub fn checks_for(&self, caller: &Caller) -> Vec<RuleCheck> {
+    pub fn checks_for(&self, caller: &Caller) -> Vec<&RuleCheck> {
         self.rules
             .iter()
             .filter(|r| match r.target {
                 RuleTarget::ApiKey => r.api_key_id == Some(caller.key_id),
                 RuleTarget::Workspace => r.workspace_id == caller.workspace_id,
             })
-            .map(|r| r.check.clone())
+            .map(|r| &r.check)
             .collect()
     }
 }
@@ -180,9 +183,10 @@ pub async fn build(
                 .map(|e| Endpoint {
                     health: old_health(m.id, &e.url, &e.model_id).unwrap_or_default(),
                     url: e.url.clone(),
+                    model_json: serde_json::to_string(&e.model_id).expect("a string serializes"),
                     model_id: e.model_id,
                     urls: parse_urls(&compose_base(&e.url)),
-                    api_key: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)),
+                    auth: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)).and_then(|k| bearer(&k)),
                 })
                 .collect(),
             balancer,
@@ -196,9 +200,15 @@ pub async fn build(
     Ok(snap)
 }
 
-fn parse_urls(base: &str) -> Option<[reqwest::Url; 3]> {
-    let p = |op: &str| reqwest::Url::parse(&format!("{base}{op}")).ok();
+fn parse_urls(base: &str) -> Option<[http::Uri; 3]> {
+    let p = |op: &str| format!("{base}{op}").parse::<http::Uri>().ok().filter(|u| u.scheme().is_some() && u.host().is_some());
     Some([p("/chat/completions")?, p("/completions")?, p("/embeddings")?])
+}
+
+fn bearer(key: &str) -> Option<http::HeaderValue> {
+    let mut v = http::HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
 }
 
 #[cfg(test)]

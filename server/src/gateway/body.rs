@@ -1,0 +1,148 @@
+//! The caller's JSON body, split into its top-level members without building a DOM: the
+//! gateway only needs `model`, and forwards every other member byte for byte with `model`
+//! replaced by the endpoint's Model ID. (Parsing into a `serde_json::Map` and serializing it
+//! again allocated per key and value and showed in profiles.)
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+pub struct RequestBody<'a> {
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    model: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not JSON, or not an object.
+    Malformed(String),
+    /// No `model`, or not a non-empty string.
+    NoModel,
+}
+
+impl<'a> RequestBody<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, BodyError> {
+        let Members(members) = serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?;
+        // The last `model` wins, as with any JSON object parser.
+        let model = members.iter().rev().find(|(k, _)| k == "model").and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok());
+        match model {
+            Some(model) if !model.is_empty() => Ok(RequestBody { members, model }),
+            _ => Err(BodyError::NoModel),
+        }
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The body to send upstream; `model_json` is the endpoint's Model ID as a JSON string.
+    pub fn with_model(&self, model_json: &str) -> Vec<u8> {
+        let size: usize = self.members.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+        let mut out = Vec::with_capacity(size + model_json.len() + 2);
+        out.push(b'{');
+        for (i, (k, v)) in self.members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match k {
+                // Borrowed means the key had no escapes: its text is the key itself.
+                Cow::Borrowed(k) => {
+                    out.push(b'"');
+                    out.extend_from_slice(k.as_bytes());
+                    out.push(b'"');
+                }
+                Cow::Owned(k) => serde_json::to_writer(&mut out, k).expect("a string serializes"),
+            }
+            out.push(b':');
+            out.extend_from_slice(if k == "model" { model_json } else { v.get() }.as_bytes());
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(8);
+                while let Some(Key(k)) = map.next_key()? {
+                    members.push((k, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An object key, borrowed from the input unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn rewrite(input: &str, model_id: &str) -> Value {
+        let b = RequestBody::parse(input.as_bytes()).unwrap();
+        let out = b.with_model(&serde_json::to_string(model_id).unwrap());
+        serde_json::from_slice(&out).expect("the rewritten body is JSON")
+    }
+
+    #[test]
+    fn model_is_replaced_and_everything_else_kept() {
+        let input = r#"{"model":"public","messages":[{"role":"user","content":"hé \"quoted\" \u00e9"}],"stream":true,"stream_options":{"include_usage":true},"n":1.5e3}"#;
+        let mut want: Value = serde_json::from_str(input).unwrap();
+        want["model"] = json!("up/\"private\"");
+        assert_eq!(rewrite(input, "up/\"private\""), want);
+    }
+
+    #[test]
+    fn escaped_keys_and_whitespace_survive() {
+        let input = "{ \"mo\\u0064el\" : \"x\" ,\n \"a\\\"b\" : [ 1 , 2 ] }";
+        let b = RequestBody::parse(input.as_bytes()).unwrap();
+        assert_eq!(b.model(), "x", "an escaped key is still `model`");
+        let out: Value = serde_json::from_slice(&b.with_model("\"y\"")).unwrap();
+        assert_eq!(out, json!({"model": "y", "a\"b": [1, 2]}));
+    }
+
+    #[test]
+    fn bad_bodies_are_refused() {
+        for bad in ["", "[]", "{\"model\":\"x\"", "{\"model\":\"x\",}", "nonsense"] {
+            assert!(matches!(RequestBody::parse(bad.as_bytes()), Err(BodyError::Malformed(_))), "{bad:?}");
+        }
+        for no_model in ["{}", r#"{"model":""}"#, r#"{"model":5}"#, r#"{"model":null}"#, r#"{"messages":[]}"#] {
+            assert_eq!(RequestBody::parse(no_model.as_bytes()).err(), Some(BodyError::NoModel), "{no_model:?}");
+        }
+    }
+}
