@@ -50,9 +50,9 @@ def oha(url, key, conns, rate=None):
 
 
 tmp = tempfile.mkdtemp(prefix="maas-gw-bench-")
-env = dict(os.environ, RUST_LOG="error")
+env = dict(os.environ, RUST_LOG="error")  # MAAS_WORKERS=n passes through to the server
 mock, mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--no-record"], env, r"mock upstream: (http://\S+)/v1")
-senv = dict(env, MAAS_WORKER_THREADS=os.environ.get("GATEWAY_THREADS", "0"), DATABASE_URL=f"sqlite://{tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=tmp, MAAS_LISTEN="127.0.0.1:0")
+senv = dict(env, DATABASE_URL=f"sqlite://{tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=tmp, MAAS_LISTEN="127.0.0.1:0")
 server, base = start(["serve", "--demo-upstream", mock_url], senv, r"MaaS console: (http://\S+)")
 # A rule that is checked on every request but never fires: 10^9 per 1 s.
 server.terminate(); server.wait()

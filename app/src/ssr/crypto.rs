@@ -37,7 +37,11 @@ impl SecretBox {
 }
 
 pub fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
+    hex::encode(sha256(s))
+}
+
+pub fn sha256(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
 }
 
 /// `len` random bytes as lowercase hex.

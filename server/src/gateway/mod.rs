@@ -122,7 +122,7 @@ impl Gateway {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or(GatewayError::InvalidApiKey)?;
-        snap.keys.get(&app::ssr::crypto::sha256_hex(token)).copied().ok_or(GatewayError::InvalidApiKey)
+        snap.keys.get(&app::ssr::crypto::sha256(token)).copied().ok_or(GatewayError::InvalidApiKey)
     }
 }
 

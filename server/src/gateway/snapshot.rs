@@ -5,7 +5,8 @@ use super::limiter::{CounterKey, RuleCheck};
 use app::ssr::crypto::SecretBox;
 use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
 use app::types::{Policy, RuleTarget};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use futures_util::TryStreamExt;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, StreamTrait};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -89,8 +90,8 @@ pub struct Caller {
 pub struct Snapshot {
     pub revision: i64,
     pub models: HashMap<String, Arc<Route>>,
-    /// SHA-256 (hex) of a platform key's secret → its owner. Revoked keys are absent.
-    pub keys: HashMap<String, Caller>,
+    /// SHA-256 of a platform key's secret → its owner. Revoked keys are absent.
+    pub keys: HashMap<[u8; 32], Caller>,
 }
 
 /// `https://api.deepseek.com` → `https://api.deepseek.com/v1`; URLs with a path stay as typed.
@@ -107,7 +108,7 @@ pub fn compose_base(url: &str) -> String {
 /// Builds the snapshot of `revision`: enabled MaaS models whose marketplace entry is published,
 /// on `cluster` (every cluster when `None`; a name on several clusters resolves to the oldest).
 pub async fn build(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + StreamTrait),
     secrets: &SecretBox,
     cluster_name: Option<&str>,
     revision: i64,
@@ -194,8 +195,20 @@ pub async fn build(
         };
         snap.models.insert(mm.name, Arc::new(route));
     }
-    for k in api_key::Entity::find().filter(api_key::Column::RevokedAt.is_null()).all(db).await? {
-        snap.keys.insert(k.secret_hash, Caller { key_id: k.id, workspace_id: k.workspace_id });
+    // Streamed, three columns: with many keys, loading whole rows first was most of the
+    // gateway's peak memory.
+    let mut keys = api_key::Entity::find()
+        .select_only()
+        .columns([api_key::Column::SecretHash, api_key::Column::Id, api_key::Column::WorkspaceId])
+        .filter(api_key::Column::RevokedAt.is_null())
+        .into_tuple::<(String, i64, i64)>()
+        .stream(db)
+        .await?;
+    while let Some((hash, key_id, workspace_id)) = keys.try_next().await? {
+        let mut digest = [0u8; 32];
+        if hex::decode_to_slice(&hash, &mut digest).is_ok() {
+            snap.keys.insert(digest, Caller { key_id, workspace_id });
+        }
     }
     Ok(snap)
 }
