@@ -9,7 +9,7 @@
 //!   `/drop/...`                                     sends headers, then drops the connection
 //!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
 //! It records what it received (`GET /_mock/requests`: path, model, Authorization) and counts
-//! streams the client cancelled (`GET /_mock/stats`).
+//! requests and streams the client cancelled before they finished (`GET /_mock/stats`).
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -92,7 +92,10 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     }
     let delay = d.delay_ms.unwrap_or(st.config.latency_ms);
     if delay > 0 {
+        // Dropped mid-wait (the caller went away) counts as cancelled.
+        let mut waiting = CancelGuard { st: st.clone(), done: false, counts_completion: false };
         tokio::time::sleep(Duration::from_millis(delay)).await;
+        waiting.done = true;
     }
     if let Some(code) = d.status {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -133,24 +136,26 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     }
 }
 
-/// Counts a stream as cancelled unless it ran to the end.
-struct StreamGuard {
+/// Counts a wait or a stream as cancelled unless it ran to the end (and a finished stream as
+/// completed).
+struct CancelGuard {
     st: Arc<MockState>,
     done: bool,
+    counts_completion: bool,
 }
-impl Drop for StreamGuard {
+impl Drop for CancelGuard {
     fn drop(&mut self) {
-        if self.done {
-            self.st.completed.fetch_add(1, Ordering::SeqCst);
-        } else {
+        if !self.done {
             self.st.cancelled.fetch_add(1, Ordering::SeqCst);
+        } else if self.counts_completion {
+            self.st.completed.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
 
 fn sse(st: Arc<MockState>, model: String, from: String, chunks: u32, gap: Duration, usage: bool) -> Response {
     let s = async_stream::stream! {
-        let mut guard = StreamGuard { st, done: false };
+        let mut guard = CancelGuard { st, done: false, counts_completion: true };
         let created = app::ssr::now();
         for i in 0..chunks {
             if i > 0 && !gap.is_zero() {

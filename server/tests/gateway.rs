@@ -315,3 +315,59 @@ async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     let page = models::list(&h.state.db, "", 0, 20).await.unwrap();
     assert_eq!(page.rows[0].gateway, GatewayState::Synced, "the embedded gateway reported the model's revision");
 }
+
+/// Polls the mock until it has seen `want` cancelled requests (bounded: 5 s).
+async fn wait_cancelled(h: &Harness, want: u64) -> u64 {
+    let mut cancelled = 0;
+    for _ in 0..50 {
+        cancelled = h.stats().await["cancelled"].as_u64().unwrap();
+        if cancelled >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancelled
+}
+
+#[tokio::test]
+async fn a_client_that_gives_up_cancels_the_pending_upstream_request() {
+    let h = harness().await;
+    // A long non-streamed completion: the upstream is still thinking when the client leaves.
+    h.model(Policy::RoundRobin, vec![ep(h.up("/delay/10000"), "m", "", None)], vec![]).await;
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), h.chat(hello())).await;
+    assert!(gave_up.is_err(), "the upstream takes 10 s");
+    assert_eq!(wait_cancelled(&h, 1).await, 1, "the upstream saw the request cancelled, long before its 10 s");
+}
+
+/// A listener that never accepts, with its accept queue already full: the kernel drops further
+/// SYNs, so connecting to it hangs (on loopback, as a black-holed host would elsewhere).
+async fn black_hole() -> (String, tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = sock.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+            held.push(s);
+        }
+    }
+    (format!("http://{addr}"), listener, held)
+}
+
+#[tokio::test]
+async fn connect_timeout_fails_over_and_alone_is_a_504() {
+    let h = harness().await;
+    let (hole, _listener, _held) = black_hole().await;
+    let id = h.model(Policy::RoundRobin, vec![ep(hole.clone(), "hole", "", None), ep(h.up("/name/ok"), "ok", "", None)], vec![]).await;
+    // Round-robin starts at the black hole: its connect times out (1 s here), then failover.
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.received().await.iter().map(|r| r["model"].as_str().unwrap()).collect::<Vec<_>>(), ["ok"]);
+
+    let input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(hole, "hole", "", None)], rules: vec![] };
+    let rev = models::update(&h.state.db, &h.state.secrets, id, &input).await.unwrap();
+    h.state.config_changed(rev).await;
+    let (s, e) = error_of(h.chat(hello()).await).await;
+    assert_eq!((s, e["code"].as_str()), (504, Some("upstream_timeout")), "{e}");
+}

@@ -1,14 +1,22 @@
 //! Exact sliding-window rate limiting: no window of `duration` ever admits more than `limit`.
-//! Each counter keeps the admission times inside its window (a sliding log). A request is
-//! checked against every applicable rule under one lock and recorded in all of them only if
-//! all admit it, so a rejection consumes nothing anywhere.
-use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
+//! Each counter keeps the admission times inside its window (a sliding log, run-length encoded
+//! per millisecond so a busy counter holds at most one entry per ms of its window). A request is
+//! checked against every applicable rule with all their shards locked and is recorded in all of
+//! them only if all admit it, so a rejection consumes nothing anywhere.
+//!
+//! Counters live in 64 shards: the serving threads rarely meet on a lock, and the idle-counter
+//! sweep walks one shard at a time, so no request waits behind a walk over every key.
+use app::types::RuleTarget;
+use parking_lot::{Mutex, MutexGuard};
+use rustc_hash::{FxHashMap, FxHasher};
+use std::borrow::Borrow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// Milliseconds on a monotonic clock; injected so tests move time instead of sleeping.
+/// Milliseconds on a monotonic clock (below 2^44: half a millennium); injected so tests move
+/// time instead of sleeping.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> u64;
 }
@@ -26,12 +34,23 @@ impl Clock for SystemClock {
 }
 
 /// A counter's identity survives config reloads as long as the rule means the same thing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CounterKey {
     pub model_id: i64,
-    pub target: &'static str,
+    pub target: RuleTarget,
     pub subject_id: i64,
     pub duration_ms: u64,
+}
+
+impl CounterKey {
+    fn shard(&self) -> usize {
+        let mut h = FxHasher::default();
+        self.hash(&mut h);
+        // Middle bits: hashbrown takes its 7-bit tag from the top bits and the bucket from the
+        // low ones, and a shard chosen by either would leave the keys inside it sharing them
+        // (tried with the top bits: every probe compared several keys, 25% slower).
+        ((h.finish() >> 32) as usize) & (SHARDS - 1)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -57,108 +76,178 @@ pub struct Admission {
     pub remaining: u64,
 }
 
+/// Admissions inside one counter's window, oldest first, one entry per millisecond that had
+/// any: `ms << COUNT_BITS | count` (8 bytes an entry keeps busy counters cache- and TLB-friendly).
+#[derive(Default)]
+struct Log {
+    entries: VecDeque<u64>,
+    total: u64,
+}
+
+const COUNT_BITS: u32 = 20;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+fn at(e: u64) -> u64 {
+    e >> COUNT_BITS
+}
+fn count(e: u64) -> u64 {
+    e & COUNT_MASK
+}
+
+impl Log {
+    /// Drops admissions that left the window `(now - duration, now]`.
+    fn expire(&mut self, now: u64, duration_ms: u64) {
+        while let Some(&e) = self.entries.front() {
+            if at(e) + duration_ms > now {
+                break;
+            }
+            self.total -= count(e);
+            self.entries.pop_front();
+        }
+    }
+
+    fn record(&mut self, now: u64) {
+        match self.entries.back_mut() {
+            // A million in one ms fill an entry; the next starts another for the same ms.
+            Some(e) if at(*e) == now && count(*e) < COUNT_MASK => *e += 1,
+            _ => self.entries.push_back(now << COUNT_BITS | 1),
+        }
+        self.total += 1;
+    }
+
+    /// When the window will hold fewer than `limit` admissions again.
+    fn frees_at(&self, limit: u64, duration_ms: u64, now: u64) -> u64 {
+        let mut must_leave = (self.total + 1).saturating_sub(limit);
+        for &e in &self.entries {
+            if count(e) >= must_leave {
+                return at(e) + duration_ms;
+            }
+            must_leave -= count(e);
+        }
+        now
+    }
+}
+
+type Shard = FxHashMap<CounterKey, Log>;
+
+/// A shard on its own cache line, so two threads locking neighbours do not share one.
+#[repr(align(64))]
+#[derive(Default)]
+struct Padded(Mutex<Shard>);
+
+const SHARD_BITS: u32 = 3;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// Every counter is checked for idleness this often; one shard per SWEEP_INTERVAL_MS / SHARDS.
+const SWEEP_INTERVAL_MS: u64 = 5_000;
+
 pub struct Limiter<C: Clock = SystemClock> {
     clock: C,
     // FxHash: keys are small integers we build ourselves (not caller-chosen strings), so a
     // DoS-resistant hasher buys nothing and costs ~20 ns per lookup.
-    logs: Mutex<FxHashMap<CounterKey, VecDeque<u64>>>,
-    last_sweep_ms: AtomicU64,
+    shards: Box<[Padded]>,
+    next_sweep_ms: AtomicU64,
+    sweep_cursor: AtomicUsize,
 }
-
-/// Idle counters are dropped at most this often: a sweep walks every counter, so doing it per
-/// N checks would cost O(keys) again and again under load.
-const SWEEP_INTERVAL_MS: u64 = 5_000;
 
 impl<C: Clock> Limiter<C> {
     pub fn new(clock: C) -> Self {
-        Limiter { clock, logs: Mutex::new(FxHashMap::default()), last_sweep_ms: AtomicU64::new(0) }
+        Limiter { clock, shards: (0..SHARDS).map(|_| Padded::default()).collect(), next_sweep_ms: AtomicU64::new(0), sweep_cursor: AtomicUsize::new(0) }
     }
 
-    pub fn check<R: std::borrow::Borrow<RuleCheck>>(&self, rules: &[R]) -> Result<Option<Admission>, Rejection> {
+    pub fn check<R: Borrow<RuleCheck>>(&self, rules: &[R]) -> Result<Option<Admission>, Rejection> {
         if rules.is_empty() {
             return Ok(None);
         }
         let now = self.clock.now_ms();
-        let mut logs = self.logs.lock();
-        self.maybe_sweep(&mut logs, now);
+        self.maybe_sweep(now);
         if let [r] = rules {
+            // The common case, one rule: one lock, one lookup.
             let r = r.borrow();
-            // The common case, one rule: a single lookup.
-            let log = logs.entry(r.key.clone()).or_default();
-            expire(log, now, r.key.duration_ms);
-            let used = log.len() as u64;
-            if used >= r.limit {
-                return Err(reject(r, log.front().copied().unwrap_or(now), now));
+            let mut shard = self.shards[r.key.shard()].0.lock();
+            let log = shard.entry(r.key).or_default();
+            log.expire(now, r.key.duration_ms);
+            if log.total >= r.limit {
+                return Err(reject(r, log, now));
             }
-            log.push_back(now);
-            return Ok(Some(Admission { limit: r.limit, remaining: r.limit - used - 1 }));
+            log.record(now);
+            return Ok(Some(Admission { limit: r.limit, remaining: r.limit - log.total }));
         }
+        // Several rules: lock their shards in index order (no deadlock), check all, then record.
+        let mut ids: Vec<usize> = rules.iter().map(|r| r.borrow().key.shard()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> = ids.iter().map(|&i| (i, self.shards[i].0.lock())).collect();
         let mut tightest: Option<Admission> = None;
         for r in rules {
             let r = r.borrow();
-            let used = match logs.get_mut(&r.key) {
+            let shard = locked(&mut guards, &r.key);
+            let used = match shard.get_mut(&r.key) {
                 Some(log) => {
-                    expire(log, now, r.key.duration_ms);
-                    log.len() as u64
+                    log.expire(now, r.key.duration_ms);
+                    if log.total >= r.limit {
+                        return Err(reject(r, log, now));
+                    }
+                    log.total
                 }
+                None if r.limit == 0 => return Err(reject(r, &Log::default(), now)),
                 None => 0,
             };
-            if used >= r.limit {
-                let oldest = logs.get(&r.key).and_then(|l| l.front().copied()).unwrap_or(now);
-                return Err(reject(r, oldest, now));
-            }
             let remaining = r.limit - used - 1;
             if tightest.as_ref().is_none_or(|t| remaining < t.remaining) {
                 tightest = Some(Admission { limit: r.limit, remaining });
             }
         }
         for r in rules {
-            logs.entry(r.borrow().key.clone()).or_default().push_back(now);
+            let key = r.borrow().key;
+            locked(&mut guards, &key).entry(key).or_default().record(now);
         }
         Ok(tightest)
     }
 
-    /// Every SWEEP_INTERVAL_MS, drops counters whose window is empty (bounded memory).
-    fn maybe_sweep(&self, logs: &mut FxHashMap<CounterKey, VecDeque<u64>>, now: u64) {
-        if now.saturating_sub(self.last_sweep_ms.load(Ordering::Relaxed)) >= SWEEP_INTERVAL_MS {
-            self.last_sweep_ms.store(now, Ordering::Relaxed);
-            retain_live(logs, now);
+    /// Sweeps the next shard when its turn has come: each shard once per SWEEP_INTERVAL_MS.
+    fn maybe_sweep(&self, now: u64) {
+        let due = self.next_sweep_ms.load(Ordering::Relaxed);
+        if now < due || self.next_sweep_ms.compare_exchange(due, now + SWEEP_INTERVAL_MS / SHARDS as u64, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
         }
+        let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        retain_live(&mut self.shards[i].0.lock(), now);
     }
 
     /// Counters currently held (idle ones are evicted by the periodic sweep).
     pub fn len(&self) -> usize {
-        self.logs.lock().len()
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Drops every counter whose window holds nothing.
+    /// Drops every counter whose window holds nothing, in every shard.
     pub fn sweep(&self) {
         let now = self.clock.now_ms();
-        retain_live(&mut self.logs.lock(), now);
+        for s in self.shards.iter() {
+            retain_live(&mut s.0.lock(), now);
+        }
     }
 }
 
-/// Keeps only counters with an admission still inside their window.
-fn retain_live(logs: &mut FxHashMap<CounterKey, VecDeque<u64>>, now: u64) {
-    logs.retain(|k, log| {
-        expire(log, now, k.duration_ms);
-        !log.is_empty()
+/// The already-locked shard holding `key`.
+fn locked<'g>(guards: &'g mut [(usize, MutexGuard<'_, Shard>)], key: &CounterKey) -> &'g mut Shard {
+    let i = key.shard();
+    let at = guards.iter().position(|(g, _)| *g == i).expect("every rule's shard is locked");
+    &mut guards[at].1
+}
+
+fn retain_live(shard: &mut Shard, now: u64) {
+    shard.retain(|k, log| {
+        log.expire(now, k.duration_ms);
+        log.total > 0
     });
 }
 
-fn reject(r: &RuleCheck, oldest: u64, now: u64) -> Rejection {
-    let wait_ms = (oldest + r.key.duration_ms).saturating_sub(now);
+fn reject(r: &RuleCheck, log: &Log, now: u64) -> Rejection {
+    let wait_ms = log.frees_at(r.limit, r.key.duration_ms, now).saturating_sub(now);
     Rejection { rule: r.label.clone(), limit: r.limit, duration_secs: r.key.duration_ms / 1000, retry_after_secs: wait_ms.div_ceil(1000).max(1) }
-}
-
-/// Drops admissions that left the window `(now - duration, now]`.
-fn expire(log: &mut VecDeque<u64>, now: u64, duration_ms: u64) {
-    while log.front().is_some_and(|&t| t + duration_ms <= now) {
-        log.pop_front();
-    }
 }
 
 #[cfg(test)]
@@ -180,7 +269,8 @@ mod tests {
     }
 
     fn rule(subject: i64, limit: u64, secs: u64, target: &'static str) -> RuleCheck {
-        RuleCheck { key: CounterKey { model_id: 1, target, subject_id: subject, duration_ms: secs * 1000 }, limit, label: format!("{target}:{subject}:{limit}/{secs}s") }
+        let t = if target == "workspace" { RuleTarget::Workspace } else { RuleTarget::ApiKey };
+        RuleCheck { key: CounterKey { model_id: 1, target: t, subject_id: subject, duration_ms: secs * 1000 }, limit, label: format!("{target}:{subject}:{limit}/{secs}s") }
     }
 
     #[test]
@@ -202,6 +292,29 @@ mod tests {
         clock.advance(1);
         assert!(l.check(&r).is_ok(), "the oldest left: exactly one slot");
         assert!(l.check(&r).is_err());
+    }
+
+    #[test]
+    fn admissions_in_the_same_millisecond_leave_together() {
+        let clock = FakeClock::default();
+        clock.advance(10_000);
+        let l = Limiter::new(clock.clone());
+        let r = [rule(3, 5, 1, "api_key")];
+        for _ in 0..3 {
+            l.check(&r).unwrap();
+        }
+        clock.advance(10);
+        for _ in 0..2 {
+            l.check(&r).unwrap();
+        }
+        clock.advance(500);
+        assert_eq!(l.check(&r).unwrap_err().retry_after_secs, 1, "the first three leave 490 ms from now");
+        clock.advance(490);
+        for _ in 0..3 {
+            l.check(&r).expect("the first three left together");
+        }
+        let rej = l.check(&r).unwrap_err();
+        assert_eq!(rej.retry_after_secs, 1, "the next two leave 10 ms from now, rounded up to a second");
     }
 
     #[test]
@@ -276,12 +389,17 @@ mod tests {
         l.sweep();
         assert_eq!(l.len(), 0, "windows passed: nothing held");
 
-        // Without an explicit sweep: checks themselves evict idle counters every 5 s.
+        // Without an explicit sweep: checks themselves evict idle counters, one shard per
+        // SWEEP_INTERVAL_MS / SHARDS: an idle counter is gone at most a window plus
+        // SWEEP_INTERVAL_MS after its last admission.
         for k in 0..1_000 {
             l.check(&[rule(k, 10, 1, "api_key")]).unwrap();
         }
-        clock.advance(SWEEP_INTERVAL_MS);
-        l.check(&[rule(-1, 10, 1, "api_key")]).unwrap();
+        let step = SWEEP_INTERVAL_MS / SHARDS as u64;
+        for _ in 0..(1_000 + SWEEP_INTERVAL_MS) / step + 1 {
+            clock.advance(step);
+            l.check(&[rule(-1, 1_000, 1_000, "api_key")]).unwrap();
+        }
         assert_eq!(l.len(), 1, "only the counter just used remains");
     }
 }

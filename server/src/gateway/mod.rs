@@ -159,11 +159,13 @@ async fn proxy(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body, o
     let admission = gw.limiter.check(&route.checks_for(&caller)).map_err(GatewayError::RateLimited)?;
 
     let now = gw.clock.now_ms();
-    let order = route.balancer.order(route.endpoints.len(), &|i| route.endpoints[i].health.usable(now));
+    let n = route.endpoints.len();
+    let candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now));
     let mut failure = GatewayError::UpstreamUnavailable;
-    for (attempt, &i) in order.iter().enumerate() {
+    // Failover: each endpoint at most once, in the policy's order.
+    for (attempt, i) in candidates.enumerate() {
         let ep = &route.endpoints[i];
-        let last = attempt + 1 == order.len();
+        let last = attempt + 1 == n;
         let Some(urls) = &ep.urls else {
             // Validated at save time, so only a hand-edited database gets here.
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");

@@ -1,6 +1,6 @@
 //! The immutable configuration the gateway serves from, built whole from the database and
 //! swapped in atomically: readers never see half a change.
-use super::balancer::Balancer;
+use super::balancer::{self, Balancer};
 use super::limiter::{CounterKey, RuleCheck};
 use app::ssr::crypto::SecretBox;
 use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
@@ -62,7 +62,7 @@ pub struct Route {
     pub owned_by: String,
     pub created: i64,
     pub endpoints: Vec<Endpoint>,
-    pub balancer: Balancer,
+    pub balancer: Box<dyn Balancer>,
     pub rules: Vec<RuleSpec>,
 }
 
@@ -145,12 +145,17 @@ pub async fn build(
         if snap.models.contains_key(&mm.name) {
             continue;
         }
-        let endpoints: Vec<endpoint::Model> = eps.remove(&m.id).unwrap_or_default();
+        let mut endpoints: Vec<endpoint::Model> = eps.remove(&m.id).unwrap_or_default();
+        if endpoints.len() > balancer::MAX_ENDPOINTS {
+            // Validation refuses more; only a hand-edited database gets here.
+            tracing::warn!(model = %mm.name, count = endpoints.len(), "more endpoints than the gateway balances; serving the first {}", balancer::MAX_ENDPOINTS);
+            endpoints.truncate(balancer::MAX_ENDPOINTS);
+        }
         let policy = Policy::parse(&m.policy).unwrap_or_default();
-        let balancer = match policy {
-            Policy::RoundRobin => Balancer::round_robin(),
-            Policy::Random => Balancer::random(m.id as u64 ^ revision as u64),
-            Policy::Weighted => Balancer::weighted(endpoints.iter().map(|e| e.weight as i64).collect()),
+        let balancer: Box<dyn Balancer> = match policy {
+            Policy::RoundRobin => Box::new(balancer::RoundRobin::default()),
+            Policy::Random => Box::new(balancer::Random::new(m.id as u64 ^ revision as u64)),
+            Policy::Weighted => Box::new(balancer::Weighted::new(endpoints.iter().map(|e| e.weight as i64).collect())),
         };
         let rules = rules
             .remove(&m.id)
@@ -158,16 +163,17 @@ pub async fn build(
             .into_iter()
             .filter_map(|r| {
                 let target = RuleTarget::parse(&r.target)?;
-                let (t, subject) = match target {
-                    RuleTarget::ApiKey => ("api_key", r.api_key_id?),
-                    RuleTarget::Workspace => ("workspace", r.workspace_id),
+                let subject = match target {
+                    RuleTarget::ApiKey => r.api_key_id?,
+                    RuleTarget::Workspace => r.workspace_id,
                 };
+                let t = target.as_str();
                 Some(RuleSpec {
                     target,
                     workspace_id: r.workspace_id,
                     api_key_id: r.api_key_id,
                     check: RuleCheck {
-                        key: CounterKey { model_id: m.id, target: t, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 },
+                        key: CounterKey { model_id: m.id, target, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 },
                         limit: r.limit_requests as u64,
                         label: format!("{t}:{subject}:{}/{}s", r.limit_requests, r.duration_secs),
                     },
