@@ -32,6 +32,37 @@ def cpu_ms(pid):
     return (int(f[11]) + int(f[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_ms(pid):
+    """CPU of a process and its children (nginx's workers)."""
+    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return cpu_ms(pid) + sum(cpu_ms(int(k)) for k in kids)
+
+
+def start_nginx(upstream, tmp):
+    """nginx from Debian as a reference reverse proxy (same 2 workers, keep-alive upstream)."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not nginx:
+        return None, None
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = f"""worker_processes 2; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/nb; proxy_temp_path {tmp}/np; fastcgi_temp_path {tmp}/nf;
+  uwsgi_temp_path {tmp}/nu; scgi_temp_path {tmp}/ns;
+  upstream mock {{ server {upstream.split('//')[1]}; keepalive 128; }}
+  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://mock; proxy_http_version 1.1;
+    proxy_set_header Connection ""; proxy_buffering off; }} }}
+}}"""
+    open(f"{tmp}/nginx.conf", "w").write(conf)
+    p = subprocess.Popen([nginx, "-c", f"{tmp}/nginx.conf", "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return p, f"http://127.0.0.1:{port}"
+
+
 def hwm_mib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmHWM:"):
@@ -80,6 +111,7 @@ server, base = start(["serve"], senv, r"MaaS console: (http://\S+)")
 key = open(f"{tmp}/demo.key").read().strip()
 direct = f"{mock_url}/v1/chat/completions"
 via = f"{base}/v1/chat/completions"
+nginx, nginx_url = start_nginx(mock_url, tmp) if os.environ.get("BENCH_NGINX", "1") == "1" else (None, None)
 try:
     print(f"oha {DURATION}s per run; mock, gateway and oha share 2 cores")
     for c in (16, 64):
@@ -103,7 +135,19 @@ try:
     g = oha(via, key, 16, rate=1000)
     print(f"1000 req/s: direct p50 {d[1]:7.0f} us p99 {d[2]:7.0f} us | gateway p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | "
           f"added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
+    if nginx:
+        # The same measurements through nginx: what any proxy hop costs on this machine.
+        for c in (16, 64):
+            c0 = tree_cpu_ms(nginx.pid)
+            n_ = oha(f"{nginx_url}/v1/chat/completions", key, c)
+            used = tree_cpu_ms(nginx.pid) - c0
+            print(f"c={c:<3} nginx (reference, no auth/limits/rewrite) {n_[0]:9.0f} req/s   CPU {1000 * used / (n_[0] * int(DURATION)):6.1f} us/req")
+        d = oha(direct, key, 16, rate=1000)
+        n_ = oha(f"{nginx_url}/v1/chat/completions", key, 16, rate=1000)
+        print(f"1000 req/s: nginx p50 {n_[1]:7.0f} us p99 {n_[2]:7.0f} us | added p50 {n_[1] - d[1]:6.0f} us p99 {n_[2] - d[2]:6.0f} us")
     print(f"gateway peak RSS {hwm_mib(server.pid):.1f} MiB with {SEED_KEYS} extra keys and {SEED_MODELS} extra models loaded")
 finally:
-    for p in (server, mock):
+    for p in (server, mock, nginx):
+        if p is None:
+            continue
         p.terminate(); p.wait(timeout=10)

@@ -272,3 +272,20 @@ async fn names_are_unique_in_the_schema() {
     workspaces::create(env.db(), "w").await.unwrap();
     assert!(field_err(workspaces::create(env.db(), "w").await).get("name").is_some());
 }
+
+#[tokio::test]
+async fn every_pooled_sqlite_connection_enforces_foreign_keys() {
+    use sea_orm::{Statement, TransactionTrait};
+    let env = env().await;
+    // Hold one connection in a transaction so the next query runs on another one.
+    let tx = env.db().begin().await.unwrap();
+    let db = env.db();
+    for (pragma, want) in [("foreign_keys", 1), ("synchronous", 1 /* NORMAL, with WAL */), ("busy_timeout", 5000)] {
+        let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), format!("PRAGMA {pragma}"))).await.unwrap().unwrap();
+        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), want, "{pragma} on a second connection");
+    }
+    // And a dangling reference is refused on it.
+    let bad = env.db().execute_unprepared("INSERT INTO endpoints (maas_model_id, position, model_id, url, weight) VALUES (999999, 0, 'x', 'http://x', 0)").await;
+    assert!(bad.is_err(), "foreign key enforced");
+    tx.rollback().await.unwrap();
+}

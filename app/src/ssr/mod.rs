@@ -124,12 +124,16 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if url.starts_with("sqlite:") {
         // One writer at a time anyway; a small pool keeps readers concurrent.
         opt.max_connections(8).min_connections(1);
+        // Per-connection settings belong in the connect options: a PRAGMA run once through the
+        // pool reaches only the one connection that ran it.
+        opt.map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(5))
+                .foreign_keys(true)
+        });
     }
     let db = sea_orm::Database::connect(opt).await?;
-    if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL"] {
-            db.execute_unprepared(pragma).await?;
-        }
-    }
     Ok(db)
 }
