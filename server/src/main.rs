@@ -109,15 +109,30 @@ fn single_threaded() -> std::io::Result<tokio::runtime::Runtime> {
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     cap_malloc_arenas(workers);
+    // The serving threads start before anything else spawns a thread, and allocate (their
+    // runtime) at once: glibc gives a thread's first allocation a new arena while there are
+    // fewer than the cap, so each serving thread gets its own. Started after the database,
+    // SQLite's threads took the spare arena and two serving threads shared main_arena's lock
+    // (a futex on every other request, seen with strace and gdb).
+    type Handoff = (std::net::TcpListener, axum::Router, tokio::sync::watch::Receiver<bool>);
+    let mut handoffs = Vec::new();
+    let mut threads = Vec::new();
+    for i in 1..workers {
+        let (tx, rx) = std::sync::mpsc::channel::<Handoff>();
+        handoffs.push(tx);
+        threads.push(std::thread::Builder::new().name(format!("maas-worker-{i}")).spawn(move || -> anyhow::Result<()> {
+            let rt = single_threaded()?;
+            match rx.recv() {
+                Ok((listener, router, stop)) => rt.block_on(serve_on(listener, router, stop)),
+                Err(_) => Ok(()), // start-up failed; the main thread reports why
+            }
+        })?);
+    }
     single_threaded()?.block_on(async move {
         let (router, listener) = start(&a).await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut threads = Vec::new();
-        for i in 1..workers {
-            let (listener, router, stop) = (listener.try_clone()?, router.clone(), stop_rx.clone());
-            threads.push(std::thread::Builder::new().name(format!("maas-worker-{i}")).spawn(move || -> anyhow::Result<()> {
-                single_threaded()?.block_on(serve_on(listener, router, stop))
-            })?);
+        for tx in handoffs {
+            tx.send((listener.try_clone()?, router.clone(), stop_rx.clone())).map_err(|_| anyhow::anyhow!("a worker thread exited early"))?;
         }
         tokio::spawn(async move {
             shutdown().await;

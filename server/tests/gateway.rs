@@ -42,7 +42,7 @@ async fn harness() -> Harness {
     let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:1").await.unwrap();
     let ws = workspaces::create(db, "team").await.unwrap();
     let (k, rev) = keys::create(db, &op, ws, "k").await.unwrap();
-    let gw = Gateway::new(GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, ..Default::default() });
+    let gw = Gateway::new(GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), ..Default::default() });
     spawn_reloader(gw.clone(), state.clone(), None, "test".into());
     state.config_changed(rev).await;
     let router = server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), state.clone()).merge(gw.router());
@@ -370,4 +370,23 @@ async fn connect_timeout_fails_over_and_alone_is_a_504() {
     h.state.config_changed(rev).await;
     let (s, e) = error_of(h.chat(hello()).await).await;
     assert_eq!((s, e["code"].as_str()), (504, Some("upstream_timeout")), "{e}");
+}
+
+#[tokio::test]
+async fn a_change_committed_by_another_process_is_picked_up_from_the_database() {
+    let h = harness().await;
+    let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    assert_eq!(h.chat(hello()).await.status(), 200);
+    // Another console on the same database disables the model: nothing signals this process.
+    let other = server::bootstrap::open_db(&h._env.db_url()).await.unwrap();
+    models::set_enabled(&other, id, false).await.unwrap();
+    let mut status = 200;
+    for _ in 0..50 {
+        status = h.chat(hello()).await.status().as_u16();
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 404, "the heartbeat saw the new revision and rebuilt");
 }

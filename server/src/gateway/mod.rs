@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub first_byte_timeout: Duration,
     pub fail_threshold: u32,
     pub cooldown: Duration,
+    /// How often the reloader reports status and checks the database's revision.
+    pub heartbeat: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +44,7 @@ impl Default for GatewayConfig {
             first_byte_timeout: Duration::from_secs(120),
             fail_threshold: 3,
             cooldown: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
         }
     }
 }
@@ -104,9 +107,9 @@ impl Gateway {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v1/models", get(list_models))
-            .route("/v1/chat/completions", post(|s, h, b| proxy(s, h, b, Op::Chat)))
-            .route("/v1/completions", post(|s, h, b| proxy(s, h, b, Op::Completions)))
-            .route("/v1/embeddings", post(|s, h, b| proxy(s, h, b, Op::Embeddings)))
+            .route("/v1/chat/completions", post(|s, r| proxy(s, r, Op::Chat)))
+            .route("/v1/completions", post(|s, r| proxy(s, r, Op::Completions)))
+            .route("/v1/embeddings", post(|s, r| proxy(s, r, Op::Embeddings)))
             .with_state(self.clone())
     }
 
@@ -146,11 +149,14 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     axum::body::to_bytes(body, limit).await.map_err(|_| GatewayError::BodyTooLarge(limit))
 }
 
-async fn proxy(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body, op: Op) -> Result<Response, GatewayError> {
+async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: Op) -> Result<Response, GatewayError> {
+    // The whole request rather than the HeaderMap extractor, which clones every header.
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
     // One snapshot for the whole request, even if a new one is published meanwhile.
     let snap = gw.snapshot.load_full();
-    let caller = gw.authenticate(&snap, &headers)?;
-    let bytes = read_body(body, &headers, gw.config.body_limit).await?;
+    let caller = gw.authenticate(&snap, headers)?;
+    let bytes = read_body(body, headers, gw.config.body_limit).await?;
     let req = RequestBody::parse(&bytes).map_err(|e| match e {
         BodyError::Malformed(e) => GatewayError::BadRequest(format!("We could not parse the JSON body of your request: {e}")),
         BodyError::NoModel => GatewayError::BadRequest("You must provide a model parameter.".into()),
@@ -232,34 +238,51 @@ fn stream_back(resp: http::Response<hyper::body::Incoming>, admission: Option<&l
     res
 }
 
-/// Keeps the gateway on the latest configuration: rebuilds the snapshot at start and after
-/// every committed change, reports the applied revision, and heartbeats.
+/// Keeps the gateway on the latest configuration: builds the snapshot at start and whenever the
+/// configuration revision moves, reports the applied revision, and heartbeats. A snapshot is
+/// rebuilt only for a new revision (or after a failed build), never on a timer: with many keys
+/// and models a rebuild costs milliseconds and, while it runs, a second snapshot's memory.
 pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Option<String>, gateway_id: String) {
     tokio::spawn(async move {
         let mut changes = state.config_rev.subscribe();
+        let mut wanted = *changes.borrow_and_update();
+        let mut built: Option<i64> = None;
+        let mut error: Option<String> = None;
         loop {
-            let rev = *changes.borrow_and_update();
-            let previous = gw.snapshot.load_full();
-            let built = snapshot::build(&state.db, &state.secrets, cluster.as_deref(), rev, Some(&previous)).await;
-            let error = match built {
-                Ok(snap) => {
-                    gw.publish(snap);
-                    None
+            if built != Some(wanted) {
+                let previous = gw.snapshot.load_full();
+                match snapshot::build(&state.db, &state.secrets, cluster.as_deref(), wanted, Some(&previous)).await {
+                    Ok(snap) => {
+                        gw.publish(snap);
+                        built = Some(wanted);
+                        error = None;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not build gateway snapshot; keeping the previous one");
+                        error = Some(format!("snapshot build failed: {e}"));
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not build gateway snapshot; keeping the previous one");
-                    Some(format!("snapshot build failed: {e}"))
-                }
-            };
+            }
             let cooling = serde_json::to_string(&gw.cooling()).ok();
-            if let Err(e) = report(&state.db, &gateway_id, cluster.as_deref(), gw.revision(), error, cooling).await {
+            if let Err(e) = report(&state.db, &gateway_id, cluster.as_deref(), gw.revision(), error.clone(), cooling).await {
                 tracing::warn!(error = %e, "could not report gateway status");
             }
             state.config_applied.send_replace(gw.revision());
             tokio::select! {
-                r = changes.changed() => if r.is_err() { return },
-                // Heartbeat: keeps the status column's "cooling down" fresh.
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                r = changes.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    wanted = wanted.max(*changes.borrow_and_update());
+                }
+                // Heartbeat: keeps the status column's "cooling down" fresh, retries a failed
+                // build, and picks up a change committed by another process on the same database
+                // (which signals nobody here): the database's revision is the truth.
+                _ = tokio::time::sleep(gw.config.heartbeat) => {
+                    if let Ok(rev) = app::ssr::current_revision(&state.db).await {
+                        wanted = wanted.max(rev);
+                    }
+                }
             }
         }
     });
