@@ -70,7 +70,7 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Current
         return Err(AppError::NotFound("API key".into()).into());
     }
     if k.revoked_at.is_some() {
-        return Ok(crate::ssr::current_revision(db).await?);
+        return crate::ssr::current_revision(db).await;
     }
     let txn = db.begin().await?;
     let rev = bump_revision(&txn).await?;
