@@ -390,3 +390,31 @@ async fn a_change_committed_by_another_process_is_picked_up_from_the_database() 
     }
     assert_eq!(status, 404, "the heartbeat saw the new revision and rebuilt");
 }
+
+#[tokio::test]
+async fn the_last_endpoints_5xx_passes_through_with_its_body() {
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up("/status/503"), "a", "", None), ep(h.up("/status/500"), "b", "", None)], vec![]).await;
+    // Both fail: the first fails over, the second's answer is what the client gets.
+    let (s, e) = error_of(h.chat(hello()).await).await;
+    assert_eq!((s, e["message"].as_str()), (500, Some("mock error 500")));
+    assert_eq!(h.received().await.len(), 2, "each endpoint tried once");
+}
+
+#[tokio::test]
+async fn an_in_flight_stream_finishes_on_the_snapshot_it_started_with() {
+    let h = harness().await;
+    let id = h.model(Policy::RoundRobin, vec![ep(h.up("/chunks/6/chunk-delay/100"), "m", "", None)], vec![]).await;
+    let mut r = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
+    let mut text = String::from_utf8(r.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    // Disabled while the stream runs: new requests are refused at once...
+    let rev = models::set_enabled(&h.state.db, id, false).await.unwrap();
+    h.state.config_changed(rev).await;
+    assert_eq!(error_of(h.chat(hello()).await).await.0, 404);
+    // ...and the running one is not cut off.
+    while let Some(c) = r.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&c).unwrap());
+    }
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert_eq!(text.matches("chat.completion.chunk").count(), 7, "6 chunks and the finish chunk");
+}
