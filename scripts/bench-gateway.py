@@ -132,9 +132,11 @@ try:
         print(f"c={c:<3} direct {d[0]:9.0f} req/s   gateway {g[0]:9.0f} req/s ({100 * g[0] / d[0]:.0f}% of direct)   "
               f"gateway CPU {1000 * used / n:6.1f} us/req (mock alone {mock_us:.1f})   statuses {g[3]}")
     d = oha(direct, key, 16, rate=1000)
+    c0 = cpu_ms(server.pid)
     g = oha(via, key, 16, rate=1000)
+    low_cpu = 1000 * (cpu_ms(server.pid) - c0) / (g[0] * int(DURATION))
     print(f"1000 req/s: direct p50 {d[1]:7.0f} us p99 {d[2]:7.0f} us | gateway p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | "
-          f"added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
+          f"added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us | gateway CPU {low_cpu:5.1f} us/req at this rate")
     if nginx:
         # The same measurements through nginx: what any proxy hop costs on this machine.
         for c in (16, 64):
@@ -143,8 +145,11 @@ try:
             used = tree_cpu_ms(nginx.pid) - c0
             print(f"c={c:<3} nginx (reference, no auth/limits/rewrite) {n_[0]:9.0f} req/s   CPU {1000 * used / (n_[0] * int(DURATION)):6.1f} us/req")
         d = oha(direct, key, 16, rate=1000)
+        c0 = tree_cpu_ms(nginx.pid)
         n_ = oha(f"{nginx_url}/v1/chat/completions", key, 16, rate=1000)
-        print(f"1000 req/s: nginx p50 {n_[1]:7.0f} us p99 {n_[2]:7.0f} us | added p50 {n_[1] - d[1]:6.0f} us p99 {n_[2] - d[2]:6.0f} us")
+        low_cpu = 1000 * (tree_cpu_ms(nginx.pid) - c0) / (n_[0] * int(DURATION))
+        print(f"1000 req/s: nginx p50 {n_[1]:7.0f} us p99 {n_[2]:7.0f} us | added p50 {n_[1] - d[1]:6.0f} us p99 {n_[2] - d[2]:6.0f} us | "
+              f"nginx CPU {low_cpu:5.1f} us/req at this rate")
     print(f"gateway peak RSS {hwm_mib(server.pid):.1f} MiB with {SEED_KEYS} extra keys and {SEED_MODELS} extra models loaded")
 finally:
     for p in (server, mock, nginx):
