@@ -306,6 +306,8 @@ async fn streams_arrive_as_they_are_produced_and_client_disconnect_cancels_upstr
 #[tokio::test]
 async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     let h = harness().await;
+    let (s, e) = error_of(h.http.get(format!("{}/v1/models", h.base)).send().await.unwrap()).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("invalid_api_key")), "the list needs a key too");
     let r = h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"object": "list", "data": []}));
     h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
