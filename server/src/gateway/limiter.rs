@@ -1,8 +1,10 @@
-//! Exact sliding-window rate limiting: no window of `duration` ever admits more than `limit`.
-//! Each counter keeps the admission times inside its window (a sliding log, run-length encoded
-//! per millisecond so a busy counter holds at most one entry per ms of its window). A request is
-//! checked against every applicable rule with all their shards locked and is recorded in all of
-//! them only if all admit it, so a rejection consumes nothing anywhere.
+//! Sliding-window rate limiting: no window of `duration` ever admits more than `limit`, under
+//! any concurrency. Each counter keeps the admissions inside its window (a sliding log,
+//! run-length encoded per tick: 1 ms for windows up to 1 s, a thousandth of the window beyond,
+//! so a busy counter holds at most ~1,000 entries and capacity frees at most 0.1% of the window
+//! late, never early). A request is checked against every applicable rule with all their shards
+//! locked and is recorded in all of them only if all admit it, so a rejection consumes nothing
+//! anywhere.
 //!
 //! Counters live in 8 shards: the serving threads rarely meet on a lock, and the idle-counter
 //! sweep walks one shard at a time, so no request waits behind a walk over every key.
@@ -89,6 +91,19 @@ struct Log {
 }
 
 const INLINE: usize = 3;
+
+/// A counter holds at most about this many entries: admissions are stamped with the last
+/// millisecond of their tick, `duration / TICKS_PER_WINDOW` long (at least 1 ms). Stamping at
+/// the tick's end makes an admission leave the window up to one tick (0.1% of the window) late,
+/// never early, so no window ever admits more than the limit; one entry per millisecond would
+/// let a key busy every millisecond under a 7-day rule grow one counter to 600 million entries.
+const TICKS_PER_WINDOW: u64 = 1000;
+
+/// The stamp of an admission at `now` under a window of `duration_ms`.
+fn stamp(now: u64, duration_ms: u64) -> u64 {
+    let tick = (duration_ms / TICKS_PER_WINDOW).max(1);
+    now / tick * tick + tick - 1
+}
 const COUNT_BITS: u32 = 20;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 fn at(e: u64) -> u64 {
@@ -125,11 +140,12 @@ impl Log {
         self.head = head as u32;
     }
 
-    fn record(&mut self, now: u64) {
+    /// Records one admission stamped `stamp` (see [`stamp`]).
+    fn record(&mut self, stamp: u64) {
         let head = self.head as usize;
         match self.entries[head..].last_mut() {
-            // A million in one ms fill an entry; the next starts another for the same ms.
-            Some(e) if at(*e) == now && count(*e) < COUNT_MASK => *e += 1,
+            // A million in one tick fill an entry; the next starts another for the same tick.
+            Some(e) if at(*e) == stamp && count(*e) < COUNT_MASK => *e += 1,
             _ => {
                 if head > 0 && self.entries.len() == INLINE && !self.entries.spilled() {
                     // Inline and full, with dead entries at the front: reuse their room
@@ -137,7 +153,7 @@ impl Log {
                     self.entries.drain(..head);
                     self.head = 0;
                 }
-                self.entries.push(now << COUNT_BITS | 1)
+                self.entries.push(stamp << COUNT_BITS | 1)
             }
         }
         self.total += 1;
@@ -198,7 +214,7 @@ impl<C: Clock> Limiter<C> {
             if log.total >= r.limit {
                 return Err(reject(r, log, now));
             }
-            log.record(now);
+            log.record(stamp(now, r.key.duration_ms));
             return Ok(Some(Admission { limit: r.limit, remaining: r.limit - log.total }));
         }
         // Several rules: lock their shards in index order (no deadlock), check all, then record.
@@ -228,7 +244,7 @@ impl<C: Clock> Limiter<C> {
         }
         for r in rules {
             let key = r.borrow().key;
-            locked(&mut guards, &key).entry(key).or_default().record(now);
+            locked(&mut guards, &key).entry(key).or_default().record(stamp(now, key.duration_ms));
         }
         Ok(tightest)
     }
@@ -305,7 +321,7 @@ mod tests {
     #[test]
     fn limit_plus_one_is_refused_and_the_window_slides() {
         let clock = FakeClock::default();
-        clock.advance(1_000_000);
+        clock.advance(960_000); // t0, the start of a 60 ms tick (a 60 s window has 1,000 ticks)
         let l = Limiter::new(clock.clone());
         let r = [rule(7, 100, 60, "api_key")];
         for i in 0..100 {
@@ -313,10 +329,11 @@ mod tests {
             clock.advance(100); // 100 requests over 10 s
         }
         let rej = l.check(&r).unwrap_err();
-        // The first admission (at t0) leaves the window at t0+60 s; now is t0+10 s.
-        assert_eq!(rej.retry_after_secs, 50);
+        // The first admission is stamped t0+59 ms (its tick's end), so it leaves the window at
+        // t0+60.059 s; now is t0+10 s: 50.059 s to wait, rounded up.
+        assert_eq!(rej.retry_after_secs, 51);
         assert_eq!((rej.limit, rej.duration_secs), (100, 60));
-        clock.advance(49_999);
+        clock.advance(50_058);
         assert!(l.check(&r).is_err(), "still inside the window");
         clock.advance(1);
         assert!(l.check(&r).is_ok(), "the oldest left: exactly one slot");
@@ -346,9 +363,11 @@ mod tests {
         assert_eq!(rej.retry_after_secs, 1, "the next two leave 10 ms from now, rounded up to a second");
     }
 
-    /// The limiter against the definition, over random traffic: a naive log of every admission
-    /// time, where a request is admitted iff each rule's window `(now - d, now]` holds fewer
-    /// than its limit, and then recorded in every rule. Decisions and Retry-After must agree.
+    /// The limiter against the definition, over random traffic: a naive list of every
+    /// admission's stamp (its tick's last ms, see `stamp`), where a request is admitted iff each
+    /// rule's window `(now - d, now]` holds fewer stamps than its limit, and is then recorded in
+    /// every rule. Decisions and Retry-After must agree; and, on the raw admission times, no
+    /// window of any rule ever holds more than its limit.
     #[test]
     fn agrees_with_a_naive_sliding_log_on_random_traffic() {
         use rand::{Rng, SeedableRng};
@@ -358,35 +377,58 @@ mod tests {
             clock.advance(1_000_000);
             let l = Limiter::new(clock.clone());
             let (limit_a, limit_b) = (rng.gen_range(1..12), rng.gen_range(1..40));
+            // Windows of 1 s (1 ms ticks) up to 8 s (8 ms ticks).
             let rules = [rule(1, limit_a, rng.gen_range(1..4), "api_key"), rule(1, limit_b, rng.gen_range(2..9), "workspace")];
-            let mut naive: Vec<Vec<u64>> = vec![Vec::new(), Vec::new()];
+            let mut stamps: Vec<Vec<u64>> = vec![Vec::new(), Vec::new()];
+            let mut admitted: Vec<u64> = Vec::new();
             for step in 0..3_000 {
                 // Bursts in one millisecond, short gaps, and long idle stretches.
                 clock.advance(match rng.gen_range(0..10) { 0..=3 => 0, 4..=8 => rng.gen_range(1..300), _ => rng.gen_range(1_000..9_000) });
                 let now = clock.now_ms();
-                let free_at = |i: usize, log: &Vec<u64>| {
-                    let r = &rules[i];
-                    let inside: Vec<u64> = log.iter().copied().filter(|&t| t + r.key.duration_ms > now).collect();
-                    (inside.len() as u64) < r.limit
-                };
-                let admit = (0..2).all(|i| free_at(i, &naive[i]));
+                let inside = |i: usize| -> Vec<u64> { stamps[i].iter().copied().filter(|&t| t + rules[i].key.duration_ms > now).collect() };
+                let admit = (0..2).all(|i| (inside(i).len() as u64) < rules[i].limit);
                 match l.check(&rules) {
                     Ok(_) => {
                         assert!(admit, "round {round} step {step}: admitted, but the window is full");
-                        naive.iter_mut().for_each(|log| log.push(now));
+                        for (i, r) in rules.iter().enumerate() {
+                            stamps[i].push(stamp(now, r.key.duration_ms));
+                        }
+                        admitted.push(now);
                     }
                     Err(rej) => {
                         assert!(!admit, "round {round} step {step}: refused with room in every window");
-                        // Retry-After: the first rule that refused frees a slot then (rounded up).
+                        // Retry-After: the rule that refused frees a slot then (rounded up).
                         let i = rules.iter().position(|r| r.label == rej.rule).unwrap();
-                        let r = &rules[i];
-                        let inside: Vec<u64> = naive[i].iter().copied().filter(|&t| t + r.key.duration_ms > now).collect();
-                        let frees = inside[inside.len() - r.limit as usize] + r.key.duration_ms;
+                        let held = inside(i);
+                        let frees = held[held.len() - rules[i].limit as usize] + rules[i].key.duration_ms;
                         assert_eq!(rej.retry_after_secs, (frees - now).div_ceil(1000).max(1), "round {round} step {step}");
                     }
                 }
             }
+            for r in &rules {
+                for (k, &t) in admitted.iter().enumerate() {
+                    let in_window = admitted[k..].iter().take_while(|&&u| u < t + r.key.duration_ms).count() as u64;
+                    assert!(in_window <= r.limit, "round {round}: {in_window} admissions within {} ms of {t}", r.key.duration_ms);
+                }
+            }
         }
+    }
+
+    #[test]
+    fn a_busy_counter_under_a_long_window_stays_small() {
+        let clock = FakeClock::default();
+        let l = Limiter::new(clock.clone());
+        // A week-long rule, a request every millisecond for an hour: one entry per 604.8 s
+        // tick instead of one per millisecond.
+        let r = [rule(1, u64::MAX / 2, 7 * 24 * 3600, "api_key")];
+        for _ in 0..3_600_000 {
+            clock.advance(1);
+            l.check(&r).unwrap();
+        }
+        let shard = l.shards[r[0].key.shard()].0.lock();
+        let log = shard.get(&r[0].key).unwrap();
+        assert_eq!(log.total, 3_600_000);
+        assert!(log.live().len() <= 8, "{} entries", log.live().len());
     }
 
     #[test]
