@@ -6,7 +6,8 @@
 //!   `/status/503/v1/chat/completions`               answers 503 (OpenAI-shaped error body)
 //!   `/delay/200/...`                                waits 200 ms before answering
 //!   `/chunks/5/chunk-delay/100/...`                 streams 5 chunks, 100 ms apart
-//!   `/drop/...`                                     sends headers, then drops the connection
+//!   `/drop/...`                                     drops the connection before answering
+//!   `/drop-after/2/...`                             sends headers and 2 chunks, then drops it
 //!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
 //! It records what it received (`GET /_mock/requests`: path, model, Authorization) and counts
 //! requests and streams the client cancelled before they finished (`GET /_mock/stats`).
@@ -52,6 +53,7 @@ struct Directives {
     chunks: Option<u32>,
     chunk_delay_ms: Option<u64>,
     drop: bool,
+    drop_after: Option<u32>,
     name: Option<String>,
 }
 
@@ -67,6 +69,7 @@ fn parse(path: &str) -> (Directives, String) {
             ("chunks", Some(v)) => { d.chunks = v.parse().ok(); i += 2 }
             ("chunk-delay", Some(v)) => { d.chunk_delay_ms = v.parse().ok(); i += 2 }
             ("name", Some(v)) => { d.name = Some(v.to_owned()); i += 2 }
+            ("drop-after", Some(v)) => { d.drop_after = v.parse().ok(); i += 2 }
             ("drop", _) => { d.drop = true; i += 1 }
             _ => break,
         }
@@ -104,6 +107,17 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     if d.drop {
         let s = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("mock drop")) });
         return Response::new(Body::from_stream(s));
+    }
+    if let Some(n) = d.drop_after {
+        // Headers and `n` chunks reach the caller, then the connection dies mid-answer.
+        let s = async_stream::stream! {
+            for i in 0..n {
+                yield Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {{\"chunk\": {i}}}\n\n")));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            yield Err(std::io::Error::other("mock drop"));
+        };
+        return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(s)).expect("static headers");
     }
     let from = d.name.clone().map(|n| format!(" from {n}")).unwrap_or_default();
     let created = app::ssr::now();
@@ -191,5 +205,6 @@ mod tests {
         let (d, op) = super::parse("/name/a/status/503/chunks/4/chunk-delay/50/v1/chat/completions");
         assert_eq!((d.name.as_deref(), d.status, d.chunks, d.chunk_delay_ms, op.as_str()), (Some("a"), Some(503), Some(4), Some(50), "/v1/chat/completions"));
         assert!(super::parse("/drop/chat/completions").0.drop);
+        assert_eq!(super::parse("/drop-after/2/v1/chat/completions").0.drop_after, Some(2));
     }
 }

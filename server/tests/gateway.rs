@@ -421,3 +421,31 @@ async fn an_in_flight_stream_finishes_on_the_snapshot_it_started_with() {
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert_eq!(text.matches("chat.completion.chunk").count(), 7, "6 chunks and the finish chunk");
 }
+
+#[tokio::test]
+async fn an_upstream_that_drops_the_connection_fails_over_or_never_looks_complete() {
+    let h = harness().await;
+    // Dies before answering: nothing was sent to the client yet, so the next endpoint answers.
+    let id = h.model(Policy::RoundRobin, vec![ep(h.up("/drop"), "m", "", None), ep(h.up("/name/ok"), "ok", "", None)], vec![]).await;
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["choices"][0]["message"]["content"], "Hello from ok!");
+
+    // Dies mid-stream: the client already has the headers and the first chunks, so there is no
+    // failover; the stream must end in an error, never in what looks like a complete answer.
+    let input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up("/drop-after/2"), "m", "", None)], rules: vec![] };
+    let rev = models::update(&h.state.db, &h.state.secrets, id, &input).await.unwrap();
+    h.state.config_changed(rev).await;
+    let mut r = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
+    assert_eq!(r.status(), 200);
+    let mut got = String::new();
+    let end = loop {
+        match r.chunk().await {
+            Ok(Some(c)) => got.push_str(std::str::from_utf8(&c).unwrap()),
+            Ok(None) => break "clean end",
+            Err(_) => break "error",
+        }
+    };
+    assert!(got.contains("\"chunk\": 1"), "the chunks sent before the drop arrived: {got}");
+    assert_eq!(end, "error", "a cut-off stream is reported as such, not ended cleanly");
+}
