@@ -132,6 +132,13 @@ async fn errors_are_openai_shaped_with_the_documented_statuses() {
     let big = json!({"model": "chat", "messages": [{"role": "user", "content": "x".repeat(100 * 1024)}]});
     let (s, e) = error_of(h.chat(big).await).await;
     assert_eq!((s, e["code"].as_str()), (413, Some("request_too_large")));
+    // Chunked (no Content-Length): still 413 once the limit is passed.
+    let chunks = futures_util::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
+    let r = h.http.post(&url).bearer_auth(&h.key).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    assert_eq!(error_of(r).await, (413, json!({"message": "Request body is larger than the limit of 65536 bytes.", "type": "invalid_request_error", "param": null, "code": "request_too_large"})));
+    // The auth scheme is case-insensitive.
+    let r = h.http.post(&url).header("authorization", format!("BEARER {}", h.key)).json(&hello()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 
     // Disabled → 404 on the very next request after the change commits.
     let rev = models::set_enabled(&h.state.db, id, false).await.unwrap();
@@ -448,4 +455,20 @@ async fn an_upstream_that_drops_the_connection_fails_over_or_never_looks_complet
     };
     assert!(got.contains("\"chunk\": 1"), "the chunks sent before the drop arrived: {got}");
     assert_eq!(end, "error", "a cut-off stream is reported as such, not ended cleanly");
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_a_400_not_a_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let mut tcp = tokio::net::TcpStream::connect(h.base.trim_start_matches("http://")).await.unwrap();
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{{\"model\":", h.key);
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.shutdown().await.unwrap(); // 490 bytes short: the body ends early
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("could not read the body"), "{answer}");
+    assert_eq!(h.received().await.len(), 0);
 }

@@ -122,8 +122,9 @@ impl Gateway {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+            .map(|(_, token)| token.trim())
             .ok_or(GatewayError::InvalidApiKey)?;
         snap.keys.get(&app::ssr::crypto::sha256(token)).copied().ok_or(GatewayError::InvalidApiKey)
     }
@@ -146,7 +147,18 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| GatewayError::BodyTooLarge(limit))
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // Over the limit (a chunked body, or one longer than it declared) is 413; anything else
+        // is a body that could not be read (the client aborted or sent broken framing).
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return GatewayError::BodyTooLarge(limit);
+            }
+            cause = c.source();
+        }
+        GatewayError::BadRequest(format!("We could not read the body of your request: {e}"))
+    })
 }
 
 async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: Op) -> Result<Response, GatewayError> {
