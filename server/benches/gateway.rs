@@ -26,16 +26,20 @@ fn limiter(c: &mut Criterion) {
     let two = [rule(1, u64::MAX), RuleCheck { key: CounterKey { target: RuleTarget::Workspace, ..one[0].key }, ..rule(1, u64::MAX) }];
     c.bench_function("limiter/check/2 rules", |b| b.iter(|| black_box(l.check(&two).is_ok())));
 
-    let big = Limiter::new(SystemClock::default());
     let rules: Vec<[RuleCheck; 1]> = (0..100_000).map(|k| [rule(k, u64::MAX)]).collect();
-    for r in &rules {
-        big.check(r).unwrap();
+    many_keys(c, "limiter/check/100k active keys", Limiter::new(SystemClock::default()), &rules);
+}
+
+/// Checks `rules` (one key each) in a scattered order after admitting each once.
+fn many_keys<C: Clock>(c: &mut Criterion, name: &str, limiter: Limiter<C>, rules: &[[RuleCheck; 1]]) {
+    for r in rules {
+        limiter.check(r).unwrap();
     }
     let mut i = 0usize;
-    c.bench_function("limiter/check/100k active keys", |b| {
+    c.bench_function(name, |b| {
         b.iter(|| {
             i = (i + 7919) % rules.len();
-            black_box(big.check(&rules[i]).is_ok())
+            black_box(limiter.check(&rules[i]).is_ok())
         })
     });
 }
@@ -53,18 +57,8 @@ fn limiter_realistic(c: &mut Criterion) {
     // 100k keys, each checked in turn at 50k req/s overall: every key is active (admitted within
     // its window) and holds the few admissions a real key has, not the tens that a loop at
     // millions of checks per second piles up in the "100k active keys" case above.
-    let big = Limiter::new(AtFiftyThousandPerSecond(AtomicU64::new(1_000_000)));
     let rules: Vec<[RuleCheck; 1]> = (0..100_000).map(|k| [RuleCheck { key: CounterKey { duration_ms: 10_000, ..rule(k, 0).key }, ..rule(k, u64::MAX) }]).collect();
-    for r in &rules {
-        big.check(r).unwrap();
-    }
-    let mut i = 0usize;
-    c.bench_function("limiter/check/100k active keys at 50k req/s", |b| {
-        b.iter(|| {
-            i = (i + 7919) % rules.len();
-            black_box(big.check(&rules[i]).is_ok())
-        })
-    });
+    many_keys(c, "limiter/check/100k active keys at 50k req/s", Limiter::new(AtFiftyThousandPerSecond(AtomicU64::new(1_000_000))), &rules);
 }
 
 criterion_group!(benches, balancers, limiter, limiter_realistic);

@@ -63,6 +63,12 @@ impl Harness {
         self.state.config_changed(rev).await;
         id
     }
+    /// Replaces the model's policy and endpoints (no rules); returns once the gateway serves it.
+    async fn update(&self, id: i64, policy: Policy, endpoints: Vec<EndpointInput>) {
+        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules: vec![] };
+        let rev = models::update(&self.state.db, &self.state.secrets, id, &input).await.unwrap();
+        self.state.config_changed(rev).await;
+    }
     fn up(&self, directives: &str) -> String {
         format!("{}{directives}", self.mock)
     }
@@ -188,9 +194,7 @@ async fn round_robin_rotates_and_weighted_splits_each_100_exactly() {
     let names: Vec<String> = h.received().await.iter().map(|r| r["model"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["a", "b", "c", "a", "b", "c"]);
 
-    let input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::Weighted, endpoints: eps(["50", "30", "20"]), rules: vec![] };
-    let rev = models::update(&h.state.db, &h.state.secrets, id, &input).await.unwrap();
-    h.state.config_changed(rev).await;
+    h.update(id, Policy::Weighted, eps(["50", "30", "20"])).await;
     for _ in 0..200 {
         assert_eq!(h.chat(hello()).await.status(), 200);
     }
@@ -375,9 +379,7 @@ async fn connect_timeout_fails_over_and_alone_is_a_504() {
     assert_eq!(r.status(), 200);
     assert_eq!(h.received().await.iter().map(|r| r["model"].as_str().unwrap()).collect::<Vec<_>>(), ["ok"]);
 
-    let input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(hole, "hole", "", None)], rules: vec![] };
-    let rev = models::update(&h.state.db, &h.state.secrets, id, &input).await.unwrap();
-    h.state.config_changed(rev).await;
+    h.update(id, Policy::RoundRobin, vec![ep(hole, "hole", "", None)]).await;
     let (s, e) = error_of(h.chat(hello()).await).await;
     assert_eq!((s, e["code"].as_str()), (504, Some("upstream_timeout")), "{e}");
 }
@@ -440,9 +442,7 @@ async fn an_upstream_that_drops_the_connection_fails_over_or_never_looks_complet
 
     // Dies mid-stream: the client already has the headers and the first chunks, so there is no
     // failover; the stream must end in an error, never in what looks like a complete answer.
-    let input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up("/drop-after/2"), "m", "", None)], rules: vec![] };
-    let rev = models::update(&h.state.db, &h.state.secrets, id, &input).await.unwrap();
-    h.state.config_changed(rev).await;
+    h.update(id, Policy::RoundRobin, vec![ep(h.up("/drop-after/2"), "m", "", None)]).await;
     let mut r = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
     assert_eq!(r.status(), 200);
     let mut got = String::new();
