@@ -1,5 +1,4 @@
 use clap::{Parser, Subcommand};
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -78,8 +78,8 @@ pub struct Admission {
     pub remaining: u64,
 }
 
-/// Admissions inside one counter's window, oldest first, one entry per millisecond that had
-/// any: `ms << COUNT_BITS | count`. Live entries are `entries[head..]`: popping the oldest only
+/// Admissions inside one counter's window, oldest first, one entry per tick that had any (see
+/// [`stamp`]): `stamp << COUNT_BITS | count`. Live entries are `entries[head..]`: popping the oldest only
 /// moves `head`. Up to INLINE entries live inside the map's own slot, so a counter with few
 /// admissions in its window (most keys, most of the time) costs one cache miss, not two or
 /// three (slot, then the front and back of a separate buffer); busy counters spill to the heap.
@@ -104,6 +104,7 @@ fn stamp(now: u64, duration_ms: u64) -> u64 {
     let tick = (duration_ms / TICKS_PER_WINDOW).max(1);
     now / tick * tick + tick - 1
 }
+
 const COUNT_BITS: u32 = 20;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 fn at(e: u64) -> u64 {
