@@ -19,7 +19,7 @@ use error::GatewayError;
 use limiter::{Clock, Limiter, SystemClock};
 use body::{BodyError, RequestBody};
 use serde_json::{json, Value};
-use snapshot::{Caller, Snapshot};
+use snapshot::{Caller, Op, Snapshot};
 use upstream::{SendError, Upstream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,20 +55,6 @@ pub struct Gateway {
     clock: SystemClock,
     upstream: Upstream,
     pub config: GatewayConfig,
-}
-
-#[derive(Clone, Copy)]
-enum Op {
-    Chat,
-    Completions,
-    Embeddings,
-}
-
-impl Op {
-    /// Position in `Endpoint::urls`.
-    fn index(self) -> usize {
-        self as usize
-    }
 }
 
 impl Gateway {
@@ -184,14 +170,14 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
     for (attempt, i) in candidates.enumerate() {
         let ep = &route.endpoints[i];
         let last = attempt + 1 == n;
-        let Some(urls) = &ep.urls else {
+        let Some(url) = ep.url(op) else {
             // Validated at save time, so only a hand-edited database gets here.
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             continue;
         };
         let body = Bytes::from(req.with_model(&ep.model_json));
         // The endpoint's own key, never the caller's.
-        let sent = gw.upstream.post(urls[op.index()].clone(), ep.auth.as_ref(), headers.get(header::ACCEPT), body);
+        let sent = gw.upstream.post(url.clone(), ep.auth.as_ref(), headers.get(header::ACCEPT), body);
         match tokio::time::timeout(gw.config.first_byte_timeout, sent).await {
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
                 gw.failed(ep);

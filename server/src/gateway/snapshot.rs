@@ -11,19 +11,47 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The operations the gateway forwards, each to its own path under the endpoint's base.
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Op {
+    /// In declaration order, so `op as usize` is an operation's position here.
+    const ALL: [Op; 3] = [Op::Chat, Op::Completions, Op::Embeddings];
+
+    fn path(self) -> &'static str {
+        match self {
+            Op::Chat => "/chat/completions",
+            Op::Completions => "/completions",
+            Op::Embeddings => "/embeddings",
+        }
+    }
+}
+
 pub struct Endpoint {
     pub model_id: String,
     /// `model_id` as a JSON string, ready to splice into the forwarded body.
     pub model_json: String,
     /// As the operator typed it, for the status column.
     pub url: String,
-    /// `compose_base(url)` + `/chat/completions`, `/completions`, `/embeddings`, parsed once per
-    /// snapshot (parsing on every request showed up in profiles).
-    pub urls: Option<[http::Uri; 3]>,
+    /// `compose_base(url)` + each operation's path, in `Op::ALL` order, parsed once per
+    /// snapshot (parsing on every request showed up in profiles); `None` if the URL is invalid.
+    urls: Option<[http::Uri; 3]>,
     /// `Bearer <the endpoint's own key>`, marked sensitive so it is never logged.
     pub auth: Option<http::HeaderValue>,
     /// Shared with the previous snapshot's same endpoint, so a reload does not forget failures.
     pub health: Arc<Health>,
+}
+
+impl Endpoint {
+    /// Where to send `op`; `None` when the endpoint's URL does not parse.
+    pub fn url(&self, op: Op) -> Option<&http::Uri> {
+        self.urls.as_ref().map(|u| &u[op as usize])
+    }
 }
 
 /// Consecutive failures and a cool-down deadline (ms on the gateway's clock).
@@ -220,8 +248,9 @@ pub async fn build(
 }
 
 fn parse_urls(base: &str) -> Option<[http::Uri; 3]> {
-    let p = |op: &str| format!("{base}{op}").parse::<http::Uri>().ok().filter(|u| u.scheme().is_some() && u.host().is_some());
-    Some([p("/chat/completions")?, p("/completions")?, p("/embeddings")?])
+    let parse = |op: Op| format!("{base}{}", op.path()).parse::<http::Uri>().ok().filter(|u| u.scheme().is_some() && u.host().is_some());
+    let [chat, completions, embeddings] = Op::ALL.map(parse);
+    Some([chat?, completions?, embeddings?])
 }
 
 fn bearer(key: &str) -> Option<http::HeaderValue> {
