@@ -143,8 +143,10 @@ pub async fn build(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, DbErr> {
     // Health of endpoints that survive the change (same model, URL and Model ID) carries over.
+    // Previous routes by id, found once: a scan per endpoint was quadratic in the models.
+    let previous_routes: HashMap<i64, &Route> = previous.map(|p| p.models.values().map(|r| (r.id, &**r)).collect()).unwrap_or_default();
     let old_health = |model: i64, url: &str, model_id: &str| -> Option<Arc<Health>> {
-        previous?.models.values().find(|r| r.id == model)?.endpoints.iter().find(|e| e.url == url && e.model_id == model_id).map(|e| e.health.clone())
+        previous_routes.get(&model)?.endpoints.iter().find(|e| e.url == url && e.model_id == model_id).map(|e| e.health.clone())
     };
     let clusters: HashMap<i64, cluster::Model> = cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
     let models = maas_model::Entity::find()
