@@ -30,11 +30,12 @@ if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -d end2end/node_modules/@p
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
 
+# Chromium for the browser tests; Redis and PostgreSQL for the scale-out tests, which start
+# their own servers on 127.0.0.1 (nothing is left running, nothing is enabled as a service).
 need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
-if [ "${MAAS_SETUP_TEST:-0}" = 1 ]; then
-  :
-fi
+[ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -13,6 +13,10 @@ struct Cli {
 enum Cmd {
     /// Console + server functions (+ embedded gateway) on one listener. The default.
     Serve(ServeArgs),
+    /// Data plane only, for one entry cluster: serves `/v1` from the shared database's
+    /// configuration (following changes within a second), with rate-limit counters in Redis so
+    /// that every replica enforces one limit. Run as many replicas as the cluster needs.
+    Gateway(GatewayArgs),
     /// A small OpenAI-compatible upstream for tests, benchmarks and the demo.
     MockUpstream {
         #[arg(long, default_value = "127.0.0.1:9099")]
@@ -65,6 +69,34 @@ struct ServeArgs {
     /// Serving threads (one single-threaded runtime each); default: one per CPU core.
     #[arg(long, env = "MAAS_WORKERS")]
     workers: Option<usize>,
+    /// Keep rate-limit counters in this Redis, shared with other replicas (default: in-process).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+}
+
+#[derive(clap::Parser, Clone)]
+struct GatewayArgs {
+    /// The entry cluster whose models this gateway serves.
+    #[arg(long, env = "MAAS_CLUSTER")]
+    cluster: String,
+    #[arg(long, env = "MAAS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The control plane's database (PostgreSQL when replicas run on several hosts).
+    #[arg(long, env = "DATABASE_URL", default_value = server::bootstrap::DEFAULT_DB, hide_env_values = true)]
+    database_url: String,
+    /// Shared rate-limit counters. Without it each replica counts on its own.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// The control plane's key, to decrypt upstream API keys (or `secret.key` in --data-dir).
+    #[arg(long, env = "MAAS_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    #[arg(long, env = "MAAS_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// How this replica appears in the gateway status (default: cluster, host and pid).
+    #[arg(long, env = "MAAS_GATEWAY_ID")]
+    gateway_id: Option<String>,
+    #[arg(long, env = "MAAS_WORKERS")]
+    workers: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,7 +112,14 @@ fn main() -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }),
-        Some(Cmd::Serve(a)) => serve(a),
+        Some(Cmd::Serve(a)) => {
+            let workers = a.workers;
+            run_workers(workers, move || async move { start(&a).await })
+        }
+        Some(Cmd::Gateway(a)) => {
+            let workers = a.workers;
+            run_workers(workers, move || async move { start_gateway(&a).await })
+        }
         Some(Cmd::MockUpstream { listen, latency_ms, chunks, chunk_delay_ms, no_record }) => {
             // The benchmarks' "direct" baseline: a stock multi-threaded axum server.
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
@@ -91,7 +130,10 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        None => serve(ServeArgs::parse_from(["maas"])),
+        None => {
+            let a = ServeArgs::parse_from(["maas"]);
+            run_workers(a.workers, move || async move { start(&a).await })
+        }
     }
 }
 
@@ -105,8 +147,12 @@ fn single_threaded() -> std::io::Result<tokio::runtime::Runtime> {
 /// cross-core wake-ups. Measured against tokio's multi-threaded runtime on the gateway path:
 /// about a quarter less CPU per request. The first runtime also runs the start-up work and the
 /// config reloader; blocking work (argon2, SQLite) goes to each runtime's blocking pool.
-fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+fn run_workers<F, Fut>(workers: Option<usize>, start: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(axum::Router, std::net::TcpListener)>>,
+{
+    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     cap_malloc_arenas(workers);
     // The serving threads start before anything else spawns a thread, and allocate (their
     // runtime) at once: glibc gives a thread's first allocation a new arena while there are
@@ -128,7 +174,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         })?);
     }
     single_threaded()?.block_on(async move {
-        let (router, listener) = start(&a).await?;
+        let (router, listener) = start().await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         for tx in handoffs {
             tx.send((listener.try_clone()?, router.clone(), stop_rx.clone())).map_err(|_| anyhow::anyhow!("a worker thread exited early"))?;
@@ -189,7 +235,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(axum::Router, std::net::TcpList
         Some(up) => bootstrap::seed_demo(&state, &url, up, &a.data_dir).await?,
         None => None,
     };
-    let gateway = server::gateway::Gateway::new(Default::default());
+    let gateway = build_gateway(Default::default(), a.redis_url.as_deref()).await?;
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), "embedded".into());
     let router = server::web::router(server::web::leptos_options(local), state).merge(gateway.router());
     println!("MaaS console: {url}");
@@ -200,6 +246,53 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(axum::Router, std::net::TcpList
         println!("{d}");
     }
     Ok((router, listener))
+}
+
+/// The gateway alone, for one cluster, on the control plane's database (which it only reads,
+/// besides its own status row).
+async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(axum::Router, std::net::TcpListener)> {
+    use server::bootstrap;
+    let db = app::ssr::connect(&a.database_url).await?;
+    // The control plane owns the schema: a gateway never migrates, it refuses to start on a
+    // database that has none rather than serve nothing.
+    let rev = app::ssr::current_revision(&db).await.map_err(|e| anyhow::anyhow!("{e} (has `maas migrate` or `maas serve` run on this database?)"))?;
+    let secret = match a.secret_key.clone().filter(|k| !k.is_empty()) {
+        Some(k) => k,
+        None => std::fs::read_to_string(a.data_dir.join("secret.key"))
+            .map(|k| k.trim().to_owned())
+            .map_err(|e| anyhow::anyhow!("MAAS_SECRET_KEY is not set and {} cannot be read ({e}): the gateway needs the control plane's key to decrypt upstream API keys", a.data_dir.join("secret.key").display()))?,
+    };
+    let state = bootstrap::state(db, &secret, false, rev, true);
+    // The heartbeat also polls the database's revision: the only change signal a separate
+    // process gets. Twice a second keeps "follows changes within 1 s" with room to build.
+    let config = server::gateway::GatewayConfig { heartbeat: std::time::Duration::from_millis(500), ..Default::default() };
+    let gateway = build_gateway(config, a.redis_url.as_deref()).await?;
+    let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), std::process::id()));
+    server::gateway::spawn_reloader(gateway.clone(), state, Some(a.cluster.clone()), id.clone());
+    let listener = std::net::TcpListener::bind(a.listen)?;
+    listener.set_nonblocking(true)?;
+    println!("MaaS gateway {id} for cluster `{}`: http://{}/v1", a.cluster, listener.local_addr()?);
+    Ok((gateway.router(), listener))
+}
+
+/// With a Redis URL, rate limits shared with the other replicas; otherwise counted here.
+async fn build_gateway(config: server::gateway::GatewayConfig, redis_url: Option<&str>) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
+    use server::gateway::{redis_limiter::RedisLimiter, Gateway};
+    let Some(url) = redis_url.filter(|u| !u.is_empty()) else {
+        return Ok(Gateway::new(config));
+    };
+    let redis = RedisLimiter::new(url, std::time::Duration::from_millis(500))?;
+    // Unreachable at start is not fatal (each request falls back to local counters until it
+    // answers), but an operator should know at once.
+    match redis.ping().await {
+        Ok(()) => tracing::info!("rate limits shared through redis"),
+        Err(e) => tracing::error!(error = %e, "redis does not answer; rate limits count per replica until it does"),
+    }
+    Ok(Gateway::shared(config, redis))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into())
 }
 
 async fn shutdown() {

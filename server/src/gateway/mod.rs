@@ -5,6 +5,7 @@ pub mod balancer;
 pub mod body;
 pub mod error;
 pub mod limiter;
+pub mod redis_limiter;
 pub mod snapshot;
 pub mod upstream;
 
@@ -16,11 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::GatewayError;
-use limiter::{Clock, Limiter, SystemClock};
+use limiter::{Admission, Clock, Limiter, Rejection, RuleCheck, SystemClock};
+use redis_limiter::RedisLimiter;
 use body::{BodyError, RequestBody};
 use serde_json::{json, Value};
 use snapshot::{Caller, Op, Snapshot};
 use upstream::{SendError, Upstream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,19 +52,62 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Where rate-limit counters live: in this process (one replica), or in Redis, shared by every
+/// replica serving the cluster.
+enum RateLimits {
+    Local(Limiter),
+    /// When Redis cannot answer, each replica counts on its own (`fallback`): limits then hold
+    /// per replica, at most replicas × limit in all, rather than not at all; and a Redis outage
+    /// does not take the models down with it.
+    Shared { redis: RedisLimiter, fallback: Limiter, degraded: AtomicBool },
+}
+
+impl RateLimits {
+    async fn check(&self, caller: &Caller, rules: &[&RuleCheck]) -> Result<Option<Admission>, Rejection> {
+        match self {
+            RateLimits::Local(l) => l.check(rules),
+            RateLimits::Shared { redis, fallback, degraded } => match redis.check(caller.workspace_id, rules).await {
+                Ok(decision) => {
+                    if degraded.swap(false, Ordering::Relaxed) {
+                        tracing::info!("redis answers again: rate limits are shared across replicas");
+                    }
+                    decision
+                }
+                Err(e) => {
+                    // Logged once per outage, not once per request.
+                    if !degraded.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = %e, "redis unavailable: rate limits fall back to this replica's own counters");
+                    }
+                    fallback.check(rules)
+                }
+            },
+        }
+    }
+}
+
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    limiter: Limiter,
+    limits: RateLimits,
     clock: SystemClock,
     upstream: Upstream,
     pub config: GatewayConfig,
 }
 
 impl Gateway {
+    /// A gateway counting rate limits in this process (the embedded mode, one replica).
     pub fn new(config: GatewayConfig) -> Arc<Self> {
+        Self::with_limits(config, RateLimits::Local(Limiter::new(SystemClock::default())))
+    }
+
+    /// A gateway whose rate limits are shared, through `redis`, with every replica using it.
+    pub fn shared(config: GatewayConfig, redis: RedisLimiter) -> Arc<Self> {
+        Self::with_limits(config, RateLimits::Shared { redis, fallback: Limiter::new(SystemClock::default()), degraded: AtomicBool::new(false) })
+    }
+
+    fn with_limits(config: GatewayConfig, limits: RateLimits) -> Arc<Self> {
         Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
-            limiter: Limiter::new(SystemClock::default()),
+            limits,
             clock: SystemClock::default(),
             upstream: Upstream::new(config.connect_timeout),
             config,
@@ -160,7 +206,7 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
         BodyError::NoModel => GatewayError::BadRequest("You must provide a model parameter.".into()),
     })?;
     let route = snap.models.get(req.model()).ok_or_else(|| GatewayError::ModelNotFound(req.model().to_owned()))?;
-    let admission = gw.limiter.check(&route.checks_for(&caller)).map_err(GatewayError::RateLimited)?;
+    let admission = gw.limits.check(&caller, &route.checks_for(&caller)).await.map_err(GatewayError::RateLimited)?;
 
     let now = gw.clock.now_ms();
     let n = route.endpoints.len();
@@ -217,7 +263,7 @@ fn passes_through(name: &header::HeaderName) -> bool {
 /// Status, selected headers and body of the upstream, streamed as it arrives. Dropping the
 /// returned body (the client went away) drops the upstream response, which closes its
 /// connection: the upstream sees the cancel.
-fn stream_back(resp: http::Response<hyper::body::Incoming>, admission: Option<&limiter::Admission>) -> Response {
+fn stream_back(resp: http::Response<hyper::body::Incoming>, admission: Option<&Admission>) -> Response {
     let (parts, incoming) = resp.into_parts();
     let mut headers = HeaderMap::with_capacity(8);
     for (k, v) in &parts.headers {

@@ -1,5 +1,6 @@
 //! Test helpers: a fresh SQLite file per test, built by the real migrations.
 #![allow(dead_code)]
+pub mod daemons;
 use app::ssr::{auth, AppState};
 use app::types::*;
 use axum::body::Body;

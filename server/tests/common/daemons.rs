@@ -1,0 +1,128 @@
+//! Real Redis and PostgreSQL servers for the scale-out tests, started on 127.0.0.1 (a free
+//! port, a temporary directory) and stopped when dropped. They come from Debian's packages
+//! (`scripts/setup.sh` installs them); a missing binary fails the test with the package to
+//! install, never skips it.
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `ready` every 50 ms for up to 20 s.
+async fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if ready() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not become ready within 20 s");
+}
+
+fn require(bin: &str, package: &str) -> PathBuf {
+    let p = PathBuf::from(bin);
+    assert!(p.exists(), "{bin} is missing: install Debian's `{package}` (scripts/setup.sh does)");
+    p
+}
+
+pub struct Redis {
+    child: Child,
+    pub url: String,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        let port = free_port();
+        let mut child = Command::new(require("/usr/bin/redis-server", "redis-server"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("redis-server", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+        Redis { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+
+    /// Stops the server (an outage, for the fallback tests).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct Postgres {
+    child: Child,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+    pub url: String,
+}
+
+/// Debian installs PostgreSQL's server binaries under a versioned directory.
+fn pg_bin(name: &str) -> PathBuf {
+    let versions = std::fs::read_dir("/usr/lib/postgresql").map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()).unwrap_or_default();
+    let found = versions.iter().map(|v| v.join("bin").join(name)).find(|p| p.exists());
+    found.unwrap_or_else(|| require(&format!("/usr/lib/postgresql/<version>/bin/{name}"), "postgresql"))
+}
+
+/// PostgreSQL refuses to run as root: as root, run its programs as the `postgres` user.
+fn pg_command(bin: PathBuf) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+impl Postgres {
+    pub async fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        if unsafe { libc::geteuid() } == 0 {
+            let st = Command::new("chown").args(["postgres:postgres"]).arg(dir.path()).status().unwrap();
+            assert!(st.success(), "chown of the PostgreSQL directory");
+        }
+        let out = pg_command(pg_bin("initdb")).args(["-A", "trust", "-U", "maas", "-E", "UTF8", "--no-sync", "-D"]).arg(&data).output().unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let mut child = pg_command(pg_bin("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
+            .arg("-k")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ready = pg_bin("pg_isready");
+        wait_until("postgres", &mut child, || Command::new(&ready).args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"]).status().is_ok_and(|s| s.success())).await;
+        Postgres { child, data, _dir: dir, url: format!("postgres://maas@127.0.0.1:{port}/postgres") }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // The postmaster runs under runuser when we are root: pg_ctl reaches it either way.
+        let _ = pg_command(pg_bin("pg_ctl")).args(["-m", "immediate", "-D"]).arg(&self.data).arg("stop").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}

@@ -1,0 +1,287 @@
+//! Scale-out (DESIGN.md "Processes and modes"): several gateway replicas serving one cluster
+//! share one rate limit through a real Redis ("under concurrent load the limit is exact, in one
+//! process and across replicas"), follow the control plane's changes through a real PostgreSQL
+//! within a second, and keep limiting per replica when Redis goes away.
+mod common;
+use app::ssr::services::{catalog, keys, models, workspaces};
+use app::ssr::AppState;
+use app::types::*;
+use common::daemons::{Postgres, Redis};
+use sea_orm::EntityTrait;
+use serde_json::{json, Value};
+use server::gateway::redis_limiter::RedisLimiter;
+use server::gateway::{spawn_reloader, Gateway, GatewayConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn serve(router: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// What the tests create: a published marketplace model `chat` on cluster `local`, a workspace
+/// with one key, and the mock upstream.
+struct Fixture {
+    op: CurrentUser,
+    mm: i64,
+    cluster: i64,
+    ws: i64,
+    key: String,
+    key_id: i64,
+    mock: String,
+}
+
+async fn fixture(state: &AppState) -> Fixture {
+    let db = &state.db;
+    let id = app::ssr::auth::create_user(db, "op", "password123", Role::Operator).await.unwrap();
+    let op = CurrentUser { id, username: "op".into(), role: Role::Operator };
+    let mm = catalog::create_marketplace(db, &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(db, mm, true).await.unwrap();
+    let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:1").await.unwrap();
+    let ws = workspaces::create(db, "team").await.unwrap();
+    let (k, _) = keys::create(db, &op, ws, "k").await.unwrap();
+    let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
+    Fixture { op, mm, cluster, ws, key: k.secret, key_id: k.info.id, mock }
+}
+
+impl Fixture {
+    /// Creates and enables `chat` with these rules; returns the model id and the revision.
+    async fn model(&self, state: &AppState, rules: Vec<RuleInput>) -> (i64, i64) {
+        let endpoints = vec![EndpointInput { id: None, model_id: "up".into(), url: self.mock.clone(), api_key: KeyChange::default(), weight: "".into() }];
+        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy: Policy::RoundRobin, endpoints, rules };
+        let (id, _) = models::create(&state.db, &state.secrets, &input).await.unwrap();
+        let rev = models::set_enabled(&state.db, id, true).await.unwrap();
+        (id, rev)
+    }
+    fn workspace_rule(&self, limit: u64, secs: u64) -> RuleInput {
+        RuleInput { target: RuleTarget::Workspace, workspace_id: Some(self.ws), api_key_id: None, limit: limit.to_string(), duration: secs.to_string() }
+    }
+    fn key_rule(&self, limit: u64, secs: u64) -> RuleInput {
+        RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(self.ws), api_key_id: Some(self.key_id), limit: limit.to_string(), duration: secs.to_string() }
+    }
+}
+
+fn hello() -> Value {
+    json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Two in-process replicas on one database, each with its own Redis connections (as two
+/// processes would have), both serving on their own port.
+struct Replicas {
+    _env: common::Env,
+    state: AppState,
+    fx: Fixture,
+    gws: Vec<Arc<Gateway>>,
+    bases: Vec<String>,
+    http: reqwest::Client,
+}
+
+async fn replicas(redis_url: &str) -> Replicas {
+    let env = common::env().await;
+    let state = env.state.clone();
+    let fx = fixture(&state).await;
+    let mut gws = Vec::new();
+    let mut bases = Vec::new();
+    for i in 0..2 {
+        let redis = RedisLimiter::new(redis_url, Duration::from_millis(300)).unwrap();
+        let gw = Gateway::shared(GatewayConfig { heartbeat: Duration::from_millis(100), ..Default::default() }, redis);
+        spawn_reloader(gw.clone(), state.clone(), Some("local".into()), format!("replica-{i}"));
+        bases.push(serve(gw.router()).await);
+        gws.push(gw);
+    }
+    Replicas { _env: env, state, fx, gws, bases, http: reqwest::Client::new() }
+}
+
+impl Replicas {
+    /// Waits until every replica has applied `rev` (each polls the database's revision).
+    async fn applied(&self, rev: i64) {
+        for _ in 0..200 {
+            if self.gws.iter().all(|g| g.revision() >= rev) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("replicas did not apply revision {rev} within 5 s");
+    }
+    async fn chat(&self, replica: usize) -> reqwest::Response {
+        self.http.post(format!("{}/v1/chat/completions", self.bases[replica])).bearer_auth(&self.fx.key).json(&hello()).send().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_requests_over_two_replicas_admit_exactly_the_limit() {
+    let redis = Redis::start().await;
+    let r = Arc::new(replicas(&redis.url).await);
+    let (_, rev) = r.fx.model(&r.state, vec![r.fx.workspace_rule(100, 3600)]).await;
+    r.applied(rev).await;
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let r = r.clone();
+            tokio::spawn(async move { (i % 2, r.chat(i % 2).await.status().as_u16()) })
+        })
+        .collect();
+    let mut ok = [0; 2];
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (replica, 200) => ok[replica] += 1,
+            (_, 429) => refused += 1,
+            (_, s) => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!(ok[0] + ok[1], 100, "one limit for both replicas (admitted per replica: {ok:?})");
+    assert_eq!(refused, 900);
+    assert!(ok[0] > 0 && ok[1] > 0, "both replicas served: {ok:?}");
+}
+
+#[tokio::test]
+async fn a_rejection_on_one_replica_reports_the_rule_and_consumes_nothing_anywhere() {
+    let redis = Redis::start().await;
+    let r = replicas(&redis.url).await;
+    // Key: 3 per minute; workspace: 5 per minute.
+    let (_, rev) = r.fx.model(&r.state, vec![r.fx.key_rule(3, 60), r.fx.workspace_rule(5, 60)]).await;
+    r.applied(rev).await;
+    for (i, replica) in [0, 1, 0].into_iter().enumerate() {
+        let res = r.chat(replica).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-ratelimit-limit-requests"], "3", "the tightest rule");
+        assert_eq!(res.headers()["x-ratelimit-remaining-requests"], (2 - i).to_string().as_str());
+    }
+    // The fourth, on the other replica, is refused by the key rule: it saw the other's admissions.
+    let res = r.chat(1).await;
+    assert_eq!(res.status(), 429);
+    let h = res.headers().clone();
+    assert_eq!(h["x-maas-ratelimit-rule"], format!("api_key:{}:3/60s", r.fx.key_id).as_str());
+    assert_eq!(h["x-ratelimit-limit-requests"], "3");
+    assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((59..=60).contains(&retry), "the first admission leaves 60 s after it: {retry}");
+    assert_eq!(h["x-ratelimit-reset-requests"], format!("{retry}s").as_str());
+    assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "rate_limit_exceeded");
+
+    // Refusals by the key rule consumed nothing of the workspace's 5: another key of the same
+    // workspace still gets exactly 2 (5 - the 3 admitted).
+    let (other, rev) = keys::create(&r.state.db, &r.fx.op, r.fx.ws, "other").await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(r.chat(1).await.status(), 429);
+    }
+    r.applied(rev).await;
+    let call = |replica: usize| r.http.post(format!("{}/v1/chat/completions", r.bases[replica])).bearer_auth(&other.secret).json(&hello()).send();
+    assert_eq!(call(0).await.unwrap().status(), 200);
+    assert_eq!(call(1).await.unwrap().status(), 200);
+    let res = call(0).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["x-maas-ratelimit-rule"], format!("workspace:{}:5/60s", r.fx.ws).as_str());
+}
+
+#[tokio::test]
+async fn when_redis_goes_away_each_replica_keeps_limiting_on_its_own() {
+    let mut redis = Redis::start().await;
+    let r = replicas(&redis.url).await;
+    let (_, rev) = r.fx.model(&r.state, vec![r.fx.key_rule(2, 60)]).await;
+    r.applied(rev).await;
+    assert_eq!(r.chat(0).await.status(), 200);
+    assert_eq!(r.chat(1).await.status(), 200);
+    assert_eq!(r.chat(0).await.status(), 429, "shared: the two replicas' admissions fill one window");
+    redis.stop();
+    // Each replica now counts alone: 2 more each, then refusals; requests keep being served.
+    for replica in [0, 1] {
+        assert_eq!(r.chat(replica).await.status(), 200);
+        assert_eq!(r.chat(replica).await.status(), 200);
+        let res = r.chat(replica).await;
+        assert_eq!(res.status(), 429, "replica {replica} limits on its own counters");
+        assert_eq!(res.headers()["x-maas-ratelimit-rule"], format!("api_key:{}:2/60s", r.fx.key_id).as_str());
+    }
+}
+
+/// The whole deployment as operators run it: `maas migrate` on PostgreSQL, the control plane's
+/// services writing to it, and two `maas gateway --cluster local` processes reading it and
+/// sharing Redis.
+#[tokio::test]
+async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits() {
+    let (pg, redis) = tokio::join!(Postgres::start(), Redis::start());
+    let bin = env!("CARGO_BIN_EXE_maas");
+    let out = std::process::Command::new(bin).args(["migrate", "--database-url", &pg.url]).output().unwrap();
+    assert!(out.status.success(), "maas migrate on PostgreSQL: {}", String::from_utf8_lossy(&out.stderr));
+    let db = app::ssr::connect(&pg.url).await.unwrap();
+    let rev = app::ssr::current_revision(&db).await.unwrap();
+    let state = server::bootstrap::state(db, "pg-secret", false, rev, false);
+    let fx = fixture(&state).await;
+    let (id, _) = fx.model(&state, vec![fx.workspace_rule(50, 3600)]).await;
+
+    let mut procs = Vec::new();
+    let mut bases = Vec::new();
+    for i in 0..2 {
+        let port = common::daemons::free_port();
+        let child = std::process::Command::new(bin)
+            .args(["gateway", "--cluster", "local", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1", "--gateway-id", &format!("gw-{i}")])
+            .env("DATABASE_URL", &pg.url)
+            .env("REDIS_URL", &redis.url)
+            .env("MAAS_SECRET_KEY", "pg-secret")
+            .env("MAAS_DATA_DIR", "/nonexistent")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        procs.push(Killed(child));
+        bases.push(format!("http://127.0.0.1:{port}"));
+    }
+    let http = reqwest::Client::new();
+    let chat = |base: &str| http.post(format!("{base}/v1/chat/completions")).bearer_auth(&fx.key).json(&hello()).send();
+    // Both serve the model once started (they read the configuration at start).
+    for base in &bases {
+        let mut status = 0;
+        for _ in 0..200 {
+            status = chat(base).await.map(|r| r.status().as_u16()).unwrap_or(0);
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, 200, "{base} serves the model");
+    }
+    // 2 used; 200 concurrent requests over both replicas: exactly 48 more fit.
+    let results = futures_util::future::join_all((0..200).map(|i| chat(&bases[i % 2]))).await;
+    let ok = results.iter().filter(|r| r.as_ref().unwrap().status() == 200).count();
+    assert_eq!(ok, 48, "one shared limit of 50 across both processes");
+
+    // Disabling the model in the control plane reaches both replicas within a second (they poll
+    // the database's revision twice a second). Bounded at 3 s here: a slow CI box must not
+    // turn a working deployment red, while a replica that never follows still fails.
+    let changed = Instant::now();
+    models::set_enabled(&state.db, id, false).await.unwrap();
+    for base in &bases {
+        loop {
+            let s = chat(base).await.unwrap().status().as_u16();
+            if s == 404 {
+                break;
+            }
+            assert!(changed.elapsed() < Duration::from_secs(3), "{base} still serves a disabled model after 3 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    println!("both replicas followed the change in {:?}", changed.elapsed());
+    // Each replica reports its applied revision in the gateway status the console shows.
+    let want = app::ssr::current_revision(&state.db).await.unwrap();
+    for _ in 0..100 {
+        let rows = app::ssr::entities::gateway_status::Entity::find().all(&state.db).await.unwrap();
+        let mut synced: Vec<String> = rows.iter().filter(|r| r.applied_revision >= want && r.cluster.as_deref() == Some("local")).map(|r| r.gateway_id.clone()).collect();
+        synced.sort();
+        if synced == ["gw-0", "gw-1"] {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("both replicas should report revision {want} in gateway_status");
+}
+
+/// Kills the child process when the test ends, pass or fail.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
