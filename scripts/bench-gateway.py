@@ -5,7 +5,10 @@ Starts `maas mock-upstream` and `maas serve` (release build, throwaway SQLite, d
 mock with a rate-limit rule that never fires), then measures with `oha` in the same run:
   - req/s at 16 and 64 connections, direct to the mock and through the gateway;
   - p50/p99 latency at a fixed 1,000 req/s, direct and through the gateway (added latency);
-  - gateway CPU ms per request (from /proc utime+stime) and peak RSS (VmHWM).
+  - gateway CPU ms per request (from /proc utime+stime) and peak RSS (VmHWM);
+  - references in the same run, each when its Debian package is installed: nginx as a plain
+    reverse proxy, and socat as a bare TCP relay (no HTTP at all: the floor any extra hop costs
+    here in wake-ups); and the gateway again with its rate limits shared through redis-server.
 Figures go in the session notes; nothing here asserts a wall-clock number.
 """
 import json, os, re, shutil, sqlite3, subprocess, sys, tempfile, time
@@ -63,6 +66,38 @@ http {{
     return p, f"http://127.0.0.1:{port}"
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_socat(upstream):
+    """A bare TCP relay (socat, Debian): a connection per client connection, bytes copied both
+    ways, no parsing. What an extra hop costs on this machine before any proxy logic."""
+    socat = shutil.which("socat")
+    if not socat:
+        return None, None
+    port = free_port()
+    target = upstream.split("//")[1]
+    p = subprocess.Popen([socat, f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay", f"TCP:{target},nodelay"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return p, f"http://127.0.0.1:{port}"
+
+
+def start_redis():
+    redis = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+    if not redis:
+        return None, None
+    port = free_port()
+    p = subprocess.Popen([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return p, f"redis://127.0.0.1:{port}"
+
+
 def hwm_mib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmHWM:"):
@@ -112,6 +147,8 @@ key = open(f"{tmp}/demo.key").read().strip()
 direct = f"{mock_url}/v1/chat/completions"
 via = f"{base}/v1/chat/completions"
 nginx, nginx_url = start_nginx(mock_url, tmp) if os.environ.get("BENCH_NGINX", "1") == "1" else (None, None)
+socat, socat_url = start_socat(mock_url) if os.environ.get("BENCH_SOCAT", "1") == "1" else (None, None)
+redis = shared = None
 try:
     print(f"oha {DURATION}s per run; mock, gateway and oha share 2 cores")
     for c in (16, 64):
@@ -150,9 +187,32 @@ try:
         low_cpu = 1000 * (tree_cpu_ms(nginx.pid) - c0) / (n_[0] * int(DURATION))
         print(f"1000 req/s: nginx p50 {n_[1]:7.0f} us p99 {n_[2]:7.0f} us | added p50 {n_[1] - d[1]:6.0f} us p99 {n_[2] - d[2]:6.0f} us | "
               f"nginx CPU {low_cpu:5.1f} us/req at this rate")
+    if socat:
+        d = oha(direct, key, 16, rate=1000)
+        n_ = oha(f"{socat_url}/v1/chat/completions", key, 16, rate=1000)
+        print(f"1000 req/s: socat TCP relay (floor of any hop) p50 {n_[1]:7.0f} us p99 {n_[2]:7.0f} us | "
+              f"added p50 {n_[1] - d[1]:6.0f} us p99 {n_[2] - d[2]:6.0f} us")
     print(f"gateway peak RSS {hwm_mib(server.pid):.1f} MiB with {SEED_KEYS} extra keys and {SEED_MODELS} extra models loaded")
+    if os.environ.get("BENCH_REDIS", "1") == "1":
+        redis, redis_url = start_redis()
+    if redis:
+        # The same gateway with its counters in Redis (what replicas of a cluster do): one Lua
+        # script round trip per request. Redis's own CPU is reported beside the gateway's.
+        server.terminate(); server.wait()
+        shared, base = start(["serve"], dict(senv, REDIS_URL=redis_url), r"MaaS console: (http://\S+)")
+        via = f"{base}/v1/chat/completions"
+        for c in (16, 64):
+            d = oha(direct, key, c)
+            c0, r0 = cpu_ms(shared.pid), cpu_ms(redis.pid)
+            g = oha(via, key, c)
+            n = g[0] * int(DURATION)
+            print(f"c={c:<3} shared limits (redis): gateway {g[0]:9.0f} req/s ({100 * g[0] / d[0]:.0f}% of direct)   "
+                  f"gateway CPU {1000 * (cpu_ms(shared.pid) - c0) / n:6.1f} us/req, redis {1000 * (cpu_ms(redis.pid) - r0) / n:5.1f} us/req   statuses {g[3]}")
+        d = oha(direct, key, 16, rate=1000)
+        g = oha(via, key, 16, rate=1000)
+        print(f"1000 req/s, shared limits (redis): p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
 finally:
-    for p in (server, mock, nginx):
+    for p in (server, shared, mock, nginx, socat, redis):
         if p is None:
             continue
         p.terminate(); p.wait(timeout=10)

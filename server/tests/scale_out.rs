@@ -285,3 +285,22 @@ impl Drop for Killed {
     }
 }
 
+
+/// A Redis that accepts connections but never answers (a hung server, a black-holed route):
+/// the first request waits out the timeout, then the replica leaves Redis alone for a second
+/// and answers from its own counters at once.
+#[tokio::test]
+async fn a_hung_redis_costs_one_timeout_not_one_per_request() {
+    // Bound but never accepting: connects complete in the backlog, nothing is ever read.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let r = replicas(&format!("redis://{}", hole.local_addr().unwrap())).await;
+    let (_, rev) = r.fx.model(&r.state, vec![r.fx.key_rule(5, 60)]).await;
+    r.applied(rev).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(r.chat(0).await.status(), 200);
+    }
+    assert_eq!(r.chat(0).await.status(), 429, "limited by the replica's own counters meanwhile");
+    // Without the pause each of the 6 would wait the 300 ms timeout (1.8 s in all).
+    assert!(started.elapsed() < Duration::from_millis(1_200), "took {:?}", started.elapsed());
+}

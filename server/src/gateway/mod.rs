@@ -23,7 +23,7 @@ use body::{BodyError, RequestBody};
 use serde_json::{json, Value};
 use snapshot::{Caller, Op, Snapshot};
 use upstream::{SendError, Upstream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,29 +58,38 @@ enum RateLimits {
     Local(Limiter),
     /// When Redis cannot answer, each replica counts on its own (`fallback`): limits then hold
     /// per replica, at most replicas × limit in all, rather than not at all; and a Redis outage
-    /// does not take the models down with it.
-    Shared { redis: RedisLimiter, fallback: Limiter, degraded: AtomicBool },
+    /// does not take the models down with it. After a failure Redis is left alone for
+    /// REDIS_RETRY_MS, so a black-holed Redis costs one request a timeout, not every request.
+    Shared { redis: RedisLimiter, fallback: Limiter, retry_at_ms: AtomicU64, degraded: AtomicBool },
 }
 
+const REDIS_RETRY_MS: u64 = 1_000;
+
 impl RateLimits {
-    async fn check(&self, caller: &Caller, rules: &[&RuleCheck]) -> Result<Option<Admission>, Rejection> {
+    async fn check(&self, caller: &Caller, rules: &[&RuleCheck], now_ms: u64) -> Result<Option<Admission>, Rejection> {
         match self {
             RateLimits::Local(l) => l.check(rules),
-            RateLimits::Shared { redis, fallback, degraded } => match redis.check(caller.workspace_id, rules).await {
-                Ok(decision) => {
-                    if degraded.swap(false, Ordering::Relaxed) {
-                        tracing::info!("redis answers again: rate limits are shared across replicas");
-                    }
-                    decision
+            RateLimits::Shared { redis, fallback, retry_at_ms, degraded } => {
+                if now_ms < retry_at_ms.load(Ordering::Relaxed) {
+                    return fallback.check(rules);
                 }
-                Err(e) => {
-                    // Logged once per outage, not once per request.
-                    if !degraded.swap(true, Ordering::Relaxed) {
-                        tracing::error!(error = %e, "redis unavailable: rate limits fall back to this replica's own counters");
+                match redis.check(caller.workspace_id, rules).await {
+                    Ok(decision) => {
+                        if degraded.swap(false, Ordering::Relaxed) {
+                            tracing::info!("redis answers again: rate limits are shared across replicas");
+                        }
+                        decision
                     }
-                    fallback.check(rules)
+                    Err(e) => {
+                        retry_at_ms.store(now_ms + REDIS_RETRY_MS, Ordering::Relaxed);
+                        // Logged once per outage, not once per request.
+                        if !degraded.swap(true, Ordering::Relaxed) {
+                            tracing::error!(error = %e, "redis unavailable: rate limits fall back to this replica's own counters");
+                        }
+                        fallback.check(rules)
+                    }
                 }
-            },
+            }
         }
     }
 }
@@ -101,7 +110,7 @@ impl Gateway {
 
     /// A gateway whose rate limits are shared, through `redis`, with every replica using it.
     pub fn shared(config: GatewayConfig, redis: RedisLimiter) -> Arc<Self> {
-        Self::with_limits(config, RateLimits::Shared { redis, fallback: Limiter::new(SystemClock::default()), degraded: AtomicBool::new(false) })
+        Self::with_limits(config, RateLimits::Shared { redis, fallback: Limiter::new(SystemClock::default()), retry_at_ms: AtomicU64::new(0), degraded: AtomicBool::new(false) })
     }
 
     fn with_limits(config: GatewayConfig, limits: RateLimits) -> Arc<Self> {
@@ -206,9 +215,9 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
         BodyError::NoModel => GatewayError::BadRequest("You must provide a model parameter.".into()),
     })?;
     let route = snap.models.get(req.model()).ok_or_else(|| GatewayError::ModelNotFound(req.model().to_owned()))?;
-    let admission = gw.limits.check(&caller, &route.checks_for(&caller)).await.map_err(GatewayError::RateLimited)?;
-
     let now = gw.clock.now_ms();
+    let admission = gw.limits.check(&caller, &route.checks_for(&caller), now).await.map_err(GatewayError::RateLimited)?;
+
     let n = route.endpoints.len();
     let candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now));
     let mut failure = GatewayError::UpstreamUnavailable;
