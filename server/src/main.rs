@@ -236,7 +236,9 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(axum::Router, std::net::TcpList
         None => None,
     };
     let gateway = build_gateway(Default::default(), a.redis_url.as_deref()).await?;
-    server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), "embedded".into());
+    // Named by host and port: stable across restarts (one status row per process, not one per
+    // start), distinct for several `maas serve` processes on one database.
+    server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), format!("serve@{}:{}", hostname(), local.port()));
     let router = server::web::router(server::web::leptos_options(local), state).merge(gateway.router());
     println!("MaaS console: {url}");
     if let Some(pw) = generated {
@@ -267,10 +269,10 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(axum::Router, std::ne
     // process gets. Twice a second keeps "follows changes within 1 s" with room to build.
     let config = server::gateway::GatewayConfig { heartbeat: std::time::Duration::from_millis(500), ..Default::default() };
     let gateway = build_gateway(config, a.redis_url.as_deref()).await?;
-    let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), std::process::id()));
-    server::gateway::spawn_reloader(gateway.clone(), state, Some(a.cluster.clone()), id.clone());
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;
+    let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
+    server::gateway::spawn_reloader(gateway.clone(), state, Some(a.cluster.clone()), id.clone());
     println!("MaaS gateway {id} for cluster `{}`: http://{}/v1", a.cluster, listener.local_addr()?);
     Ok((gateway.router(), listener))
 }

@@ -296,6 +296,8 @@ fn stream_back(resp: http::Response<hyper::body::Incoming>, admission: Option<&A
 /// rebuilt only for a new revision (or after a failed build), never on a timer: with many keys
 /// and models a rebuild costs milliseconds and, while it runs, a second snapshot's memory.
 pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Option<String>, gateway_id: String) {
+    // The status table's key holds 128 characters (a long host name must not stop the reports).
+    let gateway_id: String = gateway_id.chars().take(128).collect();
     tokio::spawn(async move {
         let mut changes = state.config_rev.subscribe();
         let mut wanted = *changes.borrow_and_update();
