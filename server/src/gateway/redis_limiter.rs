@@ -4,10 +4,14 @@
 //! and a rejection consumes nothing), made atomic across replicas by running the whole
 //! check-then-record as one Lua script, which Redis executes with nothing interleaved.
 //!
-//! Each counter is a sorted set of admissions scored by the millisecond they were admitted, on
-//! the Redis server's clock (`TIME`), so replicas with skewed clocks still share one window. The
-//! cost is one member per admission inside the window (a 10,000-per-hour rule holds up to
-//! 10,000 members, ~0.6 MiB), and every key expires one window after its last admission.
+//! Each counter is stored as the in-process one is: admissions run-length encoded per tick (a
+//! thousandth of the window, at least 1 ms), each stamped with its tick's last millisecond, so
+//! an admission leaves the window at most 0.1% late, never early, and a counter holds at most
+//! ~1,000 entries whatever its limit (one member per admission would hold a million for a
+//! 1,000,000-per-day quota, ~100 MB). Two Redis keys per counter: a sorted set of the tick
+//! stamps, oldest first, and a hash of stamp → admissions plus `n`, the total. Time is the Redis
+//! server's (`TIME`), so replicas with skewed clocks still share one window. Both keys expire
+//! one window after the counter's last admission.
 //!
 //! All keys of one request carry the caller's workspace as a hash tag (`{ws:7}`): the rules that
 //! apply to a caller are its key's and its workspace's, so one script's keys share a Redis
@@ -16,28 +20,46 @@ use super::limiter::{Admission, Rejection, RuleCheck};
 use app::types::RuleTarget;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::borrow::Borrow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
-/// KEYS: one counter per rule. ARGV: a member unique to this request, then `limit, duration_ms`
-/// per rule. Returns `{1, limit, remaining}` for the tightest rule when admitted, or
-/// `{0, rule_index (1-based), wait_ms}` when refused.
+/// KEYS: two per rule (its ticks' sorted set, its counts' hash). ARGV: `limit, duration_ms` per
+/// rule. Returns `{1, limit, remaining}` for the tightest rule when admitted, or
+/// `{0, rule_index (1-based), wait_ms}` when refused. Runs atomically: nothing interleaves.
 const CHECK_AND_RECORD: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = #KEYS / 2
 local best_limit, best_left = -1, -1
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local dur = tonumber(ARGV[2 * i + 1])
-  -- The window is (now - dur, now]: an admission at now - dur has left it.
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - dur)
-  local used = redis.call('ZCARD', key)
+for i = 1, n do
+  local z, h = KEYS[2 * i - 1], KEYS[2 * i]
+  local limit, dur = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  -- The window is (now - dur, now]: a tick stamped at or before now - dur has left it.
+  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now - dur)
+  if #gone > 0 then
+    local counts = redis.call('HMGET', h, unpack(gone))
+    local sum = 0
+    for j = 1, #counts do sum = sum + (tonumber(counts[j]) or 0) end
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', now - dur)
+    redis.call('HDEL', h, unpack(gone))
+    redis.call('HINCRBY', h, 'n', -sum)
+  end
+  local used = tonumber(redis.call('HGET', h, 'n')) or 0
   if used >= limit then
-    -- The (used - limit + 1)-th oldest admission must leave before one more fits.
-    local e = redis.call('ZRANGE', key, used - limit, used - limit, 'WITHSCORES')
+    -- One more fits once the (used - limit + 1) oldest admissions have left.
+    local must = used - limit + 1
+    local ticks = redis.call('ZRANGE', z, 0, -1)
+    local counts = {}
+    if #ticks > 0 then counts = redis.call('HMGET', h, unpack(ticks)) end
     local frees = now
-    if e[2] then frees = tonumber(e[2]) + dur end
+    for j = 1, #ticks do
+      local c = tonumber(counts[j]) or 0
+      if c >= must then
+        frees = tonumber(ticks[j]) + dur
+        break
+      end
+      must = must - c
+    end
     return {0, i, frees - now}
   end
   local left = limit - used - 1
@@ -45,9 +67,16 @@ for i, key in ipairs(KEYS) do
     best_limit, best_left = limit, left
   end
 end
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, ARGV[1])
-  redis.call('PEXPIRE', key, tonumber(ARGV[2 * i + 1]))
+for i = 1, n do
+  local z, h = KEYS[2 * i - 1], KEYS[2 * i]
+  local dur = tonumber(ARGV[2 * i])
+  local tick = math.max(math.floor(dur / 1000), 1)
+  local stamp = string.format('%d', math.floor(now / tick) * tick + tick - 1)
+  redis.call('ZADD', z, stamp, stamp)
+  redis.call('HINCRBY', h, stamp, 1)
+  redis.call('HINCRBY', h, 'n', 1)
+  redis.call('PEXPIRE', z, dur + tick)
+  redis.call('PEXPIRE', h, dur + tick)
 end
 return {1, best_limit, best_left}
 "#;
@@ -58,9 +87,6 @@ pub struct RedisLimiter {
     /// One multiplexed connection per serving thread: each runtime drives its own, as with the
     /// upstream pools (see upstream.rs).
     conns: ThreadLocal<tokio::sync::OnceCell<ConnectionManager>>,
-    /// Makes each admission's member unique across replicas (random) and requests (counter).
-    replica: u64,
-    seq: AtomicU64,
     timeout: Duration,
 }
 
@@ -76,8 +102,6 @@ impl RedisLimiter {
             client: redis::Client::open(url)?,
             script: redis::Script::new(CHECK_AND_RECORD),
             conns: ThreadLocal::new(),
-            replica: rand::random(),
-            seq: AtomicU64::new(0),
             timeout,
         })
     }
@@ -102,10 +126,10 @@ impl RedisLimiter {
             return Ok(Ok(None));
         }
         let mut inv = self.script.prepare_invoke();
-        inv.arg(format!("{:016x}-{}", self.replica, self.seq.fetch_add(1, Ordering::Relaxed)));
         for r in rules {
             let r = r.borrow();
-            inv.key(counter_key(workspace_id, r)).arg(r.limit).arg(r.key.duration_ms);
+            let key = counter_key(workspace_id, r);
+            inv.key(format!("{key}:ticks")).key(format!("{key}:counts")).arg(r.limit).arg(r.key.duration_ms);
         }
         let mut conn = self.conn().await?;
         let (admitted, a, b): (i64, i64, i64) = inv.invoke_async(&mut conn).await?;
@@ -118,9 +142,10 @@ impl RedisLimiter {
     }
 }
 
-/// `maas:rl:{ws:W}:m<model>:<target>:<subject>:<duration ms>`: the same counter for the same
-/// rule meaning, across reloads and replicas (as [`CounterKey`](super::limiter::CounterKey)).
-fn counter_key(workspace_id: i64, r: &RuleCheck) -> String {
+/// `maas:rl:{ws:W}:m<model>:<target>:<subject>:<duration ms>` (then `:ticks` and `:counts`): the
+/// same counter for the same rule meaning, across reloads and replicas (as
+/// [`CounterKey`](super::limiter::CounterKey)).
+pub fn counter_key(workspace_id: i64, r: &RuleCheck) -> String {
     let target = match r.key.target {
         RuleTarget::ApiKey => "key",
         RuleTarget::Workspace => "ws",
