@@ -239,6 +239,10 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(axum::Router, std::net::TcpList
     // Named by host and port: stable across restarts (one status row per process, not one per
     // start), distinct for several `maas serve` processes on one database.
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), format!("serve@{}:{}", hostname(), local.port()));
+    // Serve /v1 only once the configuration is loaded: before that every model would be a 404.
+    if !initial_config(&state, rev).await {
+        tracing::warn!("the gateway has not loaded the configuration yet; /v1 answers 404 until it does");
+    }
     let router = server::web::router(server::web::leptos_options(local), state).merge(gateway.router());
     println!("MaaS console: {url}");
     if let Some(pw) = generated {
@@ -272,9 +276,23 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(axum::Router, std::ne
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;
     let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
-    server::gateway::spawn_reloader(gateway.clone(), state, Some(a.cluster.clone()), id.clone());
+    server::gateway::spawn_reloader(gateway.clone(), state.clone(), Some(a.cluster.clone()), id.clone());
+    // A replica joins its load balancer only with its configuration loaded: accepting before
+    // would answer 404 for every model. Not loadable at all is a failed start, not a silent one.
+    if !initial_config(&state, rev).await {
+        anyhow::bail!("could not load the configuration from the database within 30 s (see the errors above)");
+    }
+    let gw = gateway.clone();
+    // Readiness for load balancers and orchestrators: the applied configuration revision.
+    let router = gateway.router().route("/healthz", axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) }));
     println!("MaaS gateway {id} for cluster `{}`: http://{}/v1", a.cluster, listener.local_addr()?);
-    Ok((gateway.router(), listener))
+    Ok((router, listener))
+}
+
+/// Waits (at most 30 s) until the gateway has applied revision `rev`, the one read at start.
+async fn initial_config(state: &app::ssr::AppState, rev: i64) -> bool {
+    let mut applied = state.config_applied.subscribe();
+    tokio::time::timeout(std::time::Duration::from_secs(30), applied.wait_for(|a| *a >= rev)).await.is_ok_and(|r| r.is_ok())
 }
 
 /// With a Redis URL, rate limits shared with the other replicas; otherwise counted here.

@@ -210,7 +210,7 @@ async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits(
     let rev = app::ssr::current_revision(&db).await.unwrap();
     let state = server::bootstrap::state(db, "pg-secret", false, rev, false);
     let fx = fixture(&state).await;
-    let (id, _) = fx.model(&state, vec![fx.workspace_rule(50, 3600)]).await;
+    let (id, rev) = fx.model(&state, vec![fx.workspace_rule(50, 3600)]).await;
 
     let mut procs = Vec::new();
     let mut bases = Vec::new();
@@ -230,17 +230,22 @@ async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits(
     }
     let http = reqwest::Client::new();
     let chat = |base: &str| http.post(format!("{base}/v1/chat/completions")).bearer_auth(&fx.key).json(&hello()).send();
-    // Both serve the model once started (they read the configuration at start).
+    // A replica accepts connections only once its configuration is loaded: its very first
+    // answer is the model's, never a 404 from an empty snapshot.
     for base in &bases {
-        let mut status = 0;
-        for _ in 0..200 {
-            status = chat(base).await.map(|r| r.status().as_u16()).unwrap_or(0);
-            if status == 200 {
+        let addr = base.trim_start_matches("http://").to_owned();
+        let mut up = false;
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                up = true;
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        assert_eq!(status, 200, "{base} serves the model");
+        assert!(up, "{base} did not start within 10 s");
+        assert_eq!(chat(base).await.unwrap().status(), 200, "{base}: first answer");
+        let health: Value = http.get(format!("{base}/healthz")).send().await.unwrap().json().await.unwrap();
+        assert!(health["revision"].as_i64().unwrap() >= rev, "{health}");
     }
     // 2 used; 200 concurrent requests over both replicas: exactly 48 more fit.
     let results = futures_util::future::join_all((0..200).map(|i| chat(&bases[i % 2]))).await;
