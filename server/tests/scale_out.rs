@@ -292,6 +292,42 @@ impl Drop for Killed {
 }
 
 
+/// When Redis comes back, the replicas share its counters again (the connection reconnects by
+/// itself; the fallback counters are left behind).
+#[tokio::test]
+async fn sharing_resumes_when_redis_comes_back() {
+    let mut redis = Redis::start().await;
+    let r = replicas(&redis.url).await;
+    let (_, rev) = r.fx.model(&r.state, vec![r.fx.key_rule(2, 60)]).await;
+    r.applied(rev).await;
+    redis.stop();
+    // Fallback: replica 0 fills its own counter.
+    assert_eq!(r.chat(0).await.status(), 200);
+    assert_eq!(r.chat(0).await.status(), 200);
+    assert_eq!(r.chat(0).await.status(), 429);
+    redis.restart().await;
+    // Replica 0's own counter is full, so a 200 from it means it counts in Redis again (the
+    // new server is empty). It retries Redis once a second after a failure: allow 5 s.
+    let mut back = false;
+    for _ in 0..50 {
+        if r.chat(0).await.status() == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "replica 0 never used Redis again");
+    // Replica 1 reconnects too, and the two share the limit of 2 again.
+    for _ in 0..50 {
+        match r.chat(1).await.status().as_u16() {
+            200 => break,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(r.chat(0).await.status(), 429, "one admission each: the shared window is full");
+    assert_eq!(r.chat(1).await.status(), 429);
+}
+
 /// A Redis that accepts connections but never answers (a hung server, a black-holed route):
 /// the first request waits out the timeout, then the replica leaves Redis alone for a second
 /// and answers from its own counters at once.

@@ -32,19 +32,29 @@ fn require(bin: &str, package: &str) -> PathBuf {
 
 pub struct Redis {
     child: Child,
+    port: u16,
     pub url: String,
 }
 
 impl Redis {
     pub async fn start() -> Redis {
-        let port = free_port();
+        Redis::start_on(free_port()).await
+    }
+
+    /// A fresh, empty server on the port of a stopped one (Redis back after an outage).
+    pub async fn restart(&mut self) {
+        self.stop();
+        *self = Redis::start_on(self.port).await;
+    }
+
+    async fn start_on(port: u16) -> Redis {
         let mut child = Command::new(require("/usr/bin/redis-server", "redis-server"))
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         wait_until("redis-server", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
-        Redis { child, url: format!("redis://127.0.0.1:{port}") }
+        Redis { child, port, url: format!("redis://127.0.0.1:{port}") }
     }
 
     /// Stops the server (an outage, for the fallback tests).
