@@ -7,6 +7,7 @@ use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_mod
 use app::types::{Policy, RuleTarget};
 use futures_util::TryStreamExt;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, StreamTrait};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -96,7 +97,7 @@ pub struct Route {
 
 impl Route {
     /// The rules that apply to this caller: its key's and its workspace's.
-    pub fn checks_for(&self, caller: &Caller) -> Vec<&RuleCheck> {
+    pub fn checks_for(&self, caller: &Caller) -> smallvec::SmallVec<[&RuleCheck; 4]> {
         self.rules
             .iter()
             .filter(|r| match r.target {
@@ -117,9 +118,11 @@ pub struct Caller {
 #[derive(Default)]
 pub struct Snapshot {
     pub revision: i64,
-    pub models: HashMap<String, Arc<Route>>,
+    // FxHash: looked up on every request; the tables are built from operator data and a
+    // caller's string only probes them, so there is no collision attack to resist.
+    pub models: FxHashMap<String, Arc<Route>>,
     /// SHA-256 of a platform key's secret → its owner. Revoked keys are absent.
-    pub keys: HashMap<[u8; 32], Caller>,
+    pub keys: FxHashMap<[u8; 32], Caller>,
 }
 
 /// `https://api.deepseek.com` → `https://api.deepseek.com/v1`; URLs with a path stay as typed.
