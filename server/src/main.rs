@@ -150,7 +150,7 @@ fn single_threaded() -> std::io::Result<tokio::runtime::Runtime> {
 fn run_workers<F, Fut>(workers: Option<usize>, start: F) -> anyhow::Result<()>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(axum::Router, std::net::TcpListener)>>,
+    Fut: std::future::Future<Output = anyhow::Result<(server::gateway::Front, std::net::TcpListener)>>,
 {
     let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     cap_malloc_arenas(workers);
@@ -159,7 +159,7 @@ where
     // fewer than the cap, so each serving thread gets its own. Started after the database,
     // SQLite's threads took the spare arena and two serving threads shared main_arena's lock
     // (a futex on every other request, seen with strace and gdb).
-    type Handoff = (std::net::TcpListener, axum::Router, tokio::sync::watch::Receiver<bool>);
+    type Handoff = (std::net::TcpListener, server::gateway::Front, tokio::sync::watch::Receiver<bool>);
     let mut handoffs = Vec::new();
     let mut threads = Vec::new();
     for i in 1..workers {
@@ -205,13 +205,13 @@ fn cap_malloc_arenas(workers: usize) {
     let _ = workers;
 }
 
-async fn serve_on(listener: std::net::TcpListener, router: axum::Router, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn serve_on(listener: std::net::TcpListener, front: server::gateway::Front, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     use axum::serve::ListenerExt;
     let listener = tokio::net::TcpListener::from_std(listener)?.tap_io(|tcp| {
         // Stream chunks leave as they are written, not after the previous one is acked.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
+    axum::serve(listener, tower::make::Shared::new(front))
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
         })
@@ -220,7 +220,7 @@ async fn serve_on(listener: std::net::TcpListener, router: axum::Router, mut sto
 }
 
 /// Opens the database, prepares state and the gateway, binds: everything before serving.
-async fn start(a: &ServeArgs) -> anyhow::Result<(axum::Router, std::net::TcpListener)> {
+async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::net::TcpListener)> {
     use server::bootstrap;
     let db = bootstrap::open_db(&a.database_url).await?;
     let secret = bootstrap::secret_key(a.secret_key.clone(), &a.data_dir)?;
@@ -243,7 +243,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(axum::Router, std::net::TcpList
     if !initial_config(&state, rev).await {
         tracing::warn!("the gateway has not loaded the configuration yet; /v1 answers 404 until it does");
     }
-    let router = server::web::router(server::web::leptos_options(local), state).merge(gateway.router());
+    let router = gateway.front(server::web::router(server::web::leptos_options(local), state).merge(gateway.router()));
     println!("MaaS console: {url}");
     if let Some(pw) = generated {
         println!("first operator created: username `{}`, password `{pw}` (shown once)", a.admin_user);
@@ -256,7 +256,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(axum::Router, std::net::TcpList
 
 /// The gateway alone, for one cluster, on the control plane's database (which it only reads,
 /// besides its own status row).
-async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(axum::Router, std::net::TcpListener)> {
+async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Front, std::net::TcpListener)> {
     use server::bootstrap;
     let db = app::ssr::connect(&a.database_url).await?;
     // The control plane owns the schema: a gateway never migrates, it refuses to start on a
@@ -284,7 +284,7 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(axum::Router, std::ne
     }
     let gw = gateway.clone();
     // Readiness for load balancers and orchestrators: the applied configuration revision.
-    let router = gateway.router().route("/healthz", axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) }));
+    let router = gateway.front(gateway.router().route("/healthz", axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) })));
     println!("MaaS gateway {id} for cluster `{}`: http://{}/v1", a.cluster, listener.local_addr()?);
     Ok((router, listener))
 }

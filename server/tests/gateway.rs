@@ -45,8 +45,12 @@ async fn harness() -> Harness {
     let gw = Gateway::new(GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), ..Default::default() });
     spawn_reloader(gw.clone(), state.clone(), None, "test".into());
     state.config_changed(rev).await;
+    // As `maas serve` builds it: the gateway's front service before the console's router.
     let router = server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), state.clone()).merge(gw.router());
-    let base = serve(router).await;
+    let front = gw.front(router);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, tower::make::Shared::new(front)).await.unwrap() });
     Harness { _env: env, state, base, mock, http: reqwest::Client::new(), key: k.secret, key_id: k.info.id, ws, gw, mm, cluster, op }
 }
 

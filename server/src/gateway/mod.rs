@@ -154,6 +154,12 @@ impl Gateway {
             .with_state(self.clone())
     }
 
+    /// The process's front service: the gateway's own routes go straight to their handlers and
+    /// everything else to `rest` (the console's router, which also holds [`Self::router`]).
+    pub fn front(self: &Arc<Self>, rest: Router) -> Front {
+        Front { gw: self.clone(), rest }
+    }
+
     /// Counts a failure of `ep` against the configured threshold and cool-down.
     fn failed(&self, ep: &snapshot::Endpoint) {
         ep.health.failure(self.clock.now_ms(), self.config.fail_threshold, self.config.cooldown.as_millis() as u64);
@@ -168,6 +174,44 @@ impl Gateway {
             .map(|(_, token)| token.trim())
             .ok_or(GatewayError::InvalidApiKey)?;
         snap.keys.get(&app::ssr::crypto::sha256(token)).copied().ok_or(GatewayError::InvalidApiKey)
+    }
+}
+
+/// See [`Gateway::front`]. On the hot path this skips the router's path matching, its boxed
+/// handler clone and its extractors: fewer instructions and allocations per proxied request.
+#[derive(Clone)]
+pub struct Front {
+    gw: Arc<Gateway>,
+    rest: Router,
+}
+
+impl tower::Service<axum::extract::Request> for Front {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let op = match req.uri().path() {
+            "/v1/chat/completions" => Some(Op::Chat),
+            "/v1/completions" => Some(Op::Completions),
+            "/v1/embeddings" => Some(Op::Embeddings),
+            _ => None,
+        };
+        match op {
+            Some(op) if req.method() == axum::http::Method::POST => {
+                let gw = self.gw.clone();
+                Box::pin(async move { Ok(proxy(State(gw), req, op).await.into_response()) })
+            }
+            // Other methods, /v1/models and everything else: the router (405s included).
+            _ => {
+                let fut = tower::Service::call(&mut self.rest, req);
+                Box::pin(async move { fut.await })
+            }
+        }
     }
 }
 
