@@ -268,6 +268,13 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
             .map(|k| k.trim().to_owned())
             .map_err(|e| anyhow::anyhow!("MAAS_SECRET_KEY is not set and {} cannot be read ({e}): the gateway needs the control plane's key to decrypt upstream API keys", a.data_dir.join("secret.key").display()))?,
     };
+    {
+        use app::ssr::entities::cluster;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        if cluster::Entity::find().filter(cluster::Column::Name.eq(&a.cluster)).one(&db).await?.is_none() {
+            tracing::warn!(cluster = %a.cluster, "no such cluster (yet): this gateway serves no model until an operator creates it");
+        }
+    }
     let state = bootstrap::state(db, &secret, false, rev, true);
     // The heartbeat also polls the database's revision: the only change signal a separate
     // process gets. Twice a second keeps "follows changes within 1 s" with room to build.
