@@ -92,7 +92,7 @@ struct GatewayArgs {
     secret_key: Option<String>,
     #[arg(long, env = "MAAS_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
-    /// How this replica appears in the gateway status (default: cluster, host and pid).
+    /// How this replica appears in the gateway status (default: cluster@host:port).
     #[arg(long, env = "MAAS_GATEWAY_ID")]
     gateway_id: Option<String>,
     #[arg(long, env = "MAAS_WORKERS")]
@@ -168,22 +168,22 @@ where
         threads.push(std::thread::Builder::new().name(format!("maas-worker-{i}")).spawn(move || -> anyhow::Result<()> {
             let rt = single_threaded()?;
             match rx.recv() {
-                Ok((listener, router, stop)) => rt.block_on(serve_on(listener, router, stop)),
+                Ok((listener, front, stop)) => rt.block_on(serve_on(listener, front, stop)),
                 Err(_) => Ok(()), // start-up failed; the main thread reports why
             }
         })?);
     }
     single_threaded()?.block_on(async move {
-        let (router, listener) = start().await?;
+        let (front, listener) = start().await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         for tx in handoffs {
-            tx.send((listener.try_clone()?, router.clone(), stop_rx.clone())).map_err(|_| anyhow::anyhow!("a worker thread exited early"))?;
+            tx.send((listener.try_clone()?, front.clone(), stop_rx.clone())).map_err(|_| anyhow::anyhow!("a worker thread exited early"))?;
         }
         tokio::spawn(async move {
             shutdown().await;
             stop_tx.send_replace(true);
         });
-        serve_on(listener, router, stop_rx).await?;
+        serve_on(listener, front, stop_rx).await?;
         for t in threads {
             t.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         }
@@ -243,7 +243,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
     if !initial_config(&state, rev).await {
         tracing::warn!("the gateway has not loaded the configuration yet; /v1 answers 404 until it does");
     }
-    let router = gateway.front(server::web::router(server::web::leptos_options(local), state).merge(gateway.router()));
+    let front = gateway.front(server::web::router(server::web::leptos_options(local), state).merge(gateway.router()));
     println!("MaaS console: {url}");
     if let Some(pw) = generated {
         println!("first operator created: username `{}`, password `{pw}` (shown once)", a.admin_user);
@@ -251,7 +251,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
     if let Some(d) = demo {
         println!("{d}");
     }
-    Ok((router, listener))
+    Ok((front, listener))
 }
 
 /// The gateway alone, for one cluster, on the control plane's database (which it only reads,
@@ -291,9 +291,9 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     }
     let gw = gateway.clone();
     // Readiness for load balancers and orchestrators: the applied configuration revision.
-    let router = gateway.front(gateway.router().route("/healthz", axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) })));
+    let front = gateway.front(gateway.router().route("/healthz", axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) })));
     println!("MaaS gateway {id} for cluster `{}`: http://{}/v1", a.cluster, listener.local_addr()?);
-    Ok((router, listener))
+    Ok((front, listener))
 }
 
 /// Waits (at most 30 s) until the gateway has applied revision `rev`, the one read at start.
