@@ -146,11 +146,11 @@ impl Gateway {
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
-            .route("/v1/models", get(list_models))
-            .route("/v1/chat/completions", post(|s, r| proxy(s, r, Op::Chat)))
-            .route("/v1/completions", post(|s, r| proxy(s, r, Op::Completions)))
-            .route("/v1/embeddings", post(|s, r| proxy(s, r, Op::Embeddings)))
+        Op::ALL
+            .into_iter()
+            .fold(Router::new().route("/v1/models", get(list_models)), |router, op| {
+                router.route(&format!("/v1{}", op.path()), post(move |s, r| proxy(s, r, op)))
+            })
             .with_state(self.clone())
     }
 
@@ -195,22 +195,13 @@ impl tower::Service<axum::extract::Request> for Front {
     }
 
     fn call(&mut self, req: axum::extract::Request) -> Self::Future {
-        let op = match req.uri().path() {
-            "/v1/chat/completions" => Some(Op::Chat),
-            "/v1/completions" => Some(Op::Completions),
-            "/v1/embeddings" => Some(Op::Embeddings),
-            _ => None,
-        };
-        match op {
+        match Op::at(req.uri().path()) {
             Some(op) if req.method() == axum::http::Method::POST => {
                 let gw = self.gw.clone();
                 Box::pin(async move { Ok(proxy(State(gw), req, op).await.into_response()) })
             }
             // Other methods, /v1/models and everything else: the router (405s included).
-            _ => {
-                let fut = tower::Service::call(&mut self.rest, req);
-                Box::pin(async move { fut.await })
-            }
+            _ => Box::pin(tower::Service::call(&mut self.rest, req)),
         }
     }
 }

@@ -21,10 +21,17 @@ pub enum Op {
 }
 
 impl Op {
-    /// In declaration order, so `op as usize` is an operation's position here.
-    const ALL: [Op; 3] = [Op::Chat, Op::Completions, Op::Embeddings];
+    /// The operation the gateway serves at `path` (`/v1/chat/completions` → `Chat`).
+    pub fn at(path: &str) -> Option<Op> {
+        let op_path = path.strip_prefix("/v1")?;
+        Op::ALL.into_iter().find(|op| op.path() == op_path)
+    }
 
-    fn path(self) -> &'static str {
+    /// In declaration order, so `op as usize` is an operation's position here.
+    pub const ALL: [Op; 3] = [Op::Chat, Op::Completions, Op::Embeddings];
+
+    /// The operation's path: under an endpoint's base upstream, and under `/v1` at the gateway.
+    pub fn path(self) -> &'static str {
         match self {
             Op::Chat => "/chat/completions",
             Op::Completions => "/completions",
@@ -266,6 +273,17 @@ fn bearer(key: &str) -> Option<http::HeaderValue> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gateway_paths_name_their_operations() {
+        use super::Op;
+        assert!(matches!(Op::at("/v1/chat/completions"), Some(Op::Chat)));
+        assert!(matches!(Op::at("/v1/completions"), Some(Op::Completions)));
+        assert!(matches!(Op::at("/v1/embeddings"), Some(Op::Embeddings)));
+        for other in ["/v1/models", "/chat/completions", "/v1/chat/completions/", "/v2/completions", "/v1"] {
+            assert!(Op::at(other).is_none(), "{other}");
+        }
+    }
+
     #[test]
     fn base_gets_v1_only_without_a_path() {
         assert_eq!(super::compose_base("https://api.deepseek.com"), "https://api.deepseek.com/v1");
