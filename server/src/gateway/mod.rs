@@ -23,7 +23,7 @@ use body::{BodyError, RequestBody};
 use serde_json::{json, Value};
 use snapshot::{Caller, Op, Snapshot};
 use upstream::{SendError, Upstream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,9 +58,11 @@ enum RateLimits {
     Local(Limiter),
     /// When Redis cannot answer, each replica counts on its own (`fallback`): limits then hold
     /// per replica, at most replicas × limit in all, rather than not at all; and a Redis outage
-    /// does not take the models down with it. After a failure Redis is left alone for
-    /// REDIS_RETRY_MS, so a black-holed Redis costs one request a timeout, not every request.
-    Shared { redis: RedisLimiter, fallback: Limiter, retry_at_ms: AtomicU64, degraded: AtomicBool },
+    /// does not take the models down with it. After a failure Redis is left alone until
+    /// `retry_at_ms` (REDIS_RETRY_MS later), so a black-holed Redis costs one request a timeout,
+    /// not every request. 0 means Redis answered last (a deadline, now + REDIS_RETRY_MS, is
+    /// never 0), so this one atomic is both the pause and the "outage logged" flag.
+    Shared { redis: RedisLimiter, fallback: Limiter, retry_at_ms: AtomicU64 },
 }
 
 const REDIS_RETRY_MS: u64 = 1_000;
@@ -69,21 +71,23 @@ impl RateLimits {
     async fn check(&self, caller: &Caller, rules: &[&RuleCheck], now_ms: u64) -> Result<Option<Admission>, Rejection> {
         match self {
             RateLimits::Local(l) => l.check(rules),
-            RateLimits::Shared { redis, fallback, retry_at_ms, degraded } => {
-                if now_ms < retry_at_ms.load(Ordering::Relaxed) {
+            RateLimits::Shared { redis, fallback, retry_at_ms } => {
+                let outage = retry_at_ms.load(Ordering::Relaxed);
+                if now_ms < outage {
                     return fallback.check(rules);
                 }
                 match redis.check(caller.workspace_id, rules).await {
                     Ok(decision) => {
-                        if degraded.swap(false, Ordering::Relaxed) {
+                        // Written only when an outage ends: no shared cache line is written on
+                        // every request by every serving thread.
+                        if outage != 0 && retry_at_ms.swap(0, Ordering::Relaxed) != 0 {
                             tracing::info!("redis answers again: rate limits are shared across replicas");
                         }
                         decision
                     }
                     Err(e) => {
-                        retry_at_ms.store(now_ms + REDIS_RETRY_MS, Ordering::Relaxed);
                         // Logged once per outage, not once per request.
-                        if !degraded.swap(true, Ordering::Relaxed) {
+                        if retry_at_ms.swap(now_ms + REDIS_RETRY_MS, Ordering::Relaxed) == 0 {
                             tracing::error!(error = %e, "redis unavailable: rate limits fall back to this replica's own counters");
                         }
                         fallback.check(rules)
@@ -110,7 +114,7 @@ impl Gateway {
 
     /// A gateway whose rate limits are shared, through `redis`, with every replica using it.
     pub fn shared(config: GatewayConfig, redis: RedisLimiter) -> Arc<Self> {
-        Self::with_limits(config, RateLimits::Shared { redis, fallback: Limiter::new(SystemClock::default()), retry_at_ms: AtomicU64::new(0), degraded: AtomicBool::new(false) })
+        Self::with_limits(config, RateLimits::Shared { redis, fallback: Limiter::new(SystemClock::default()), retry_at_ms: AtomicU64::new(0) })
     }
 
     fn with_limits(config: GatewayConfig, limits: RateLimits) -> Arc<Self> {

@@ -107,9 +107,11 @@ impl RedisLimiter {
     }
 
     async fn conn(&self) -> Result<ConnectionManager, RedisError> {
-        let cell = self.conns.get_or_default();
-        let config = ConnectionManagerConfig::new().set_connection_timeout(Some(self.timeout)).set_response_timeout(Some(self.timeout)).set_number_of_retries(1);
-        Ok(cell.get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config)).await?.clone())
+        let open = || {
+            let config = ConnectionManagerConfig::new().set_connection_timeout(Some(self.timeout)).set_response_timeout(Some(self.timeout)).set_number_of_retries(1);
+            ConnectionManager::new_with_config(self.client.clone(), config)
+        };
+        Ok(self.conns.get_or_default().get_or_try_init(open).await?.clone())
     }
 
     /// Round trip to Redis, for start-up checks.
@@ -129,7 +131,7 @@ impl RedisLimiter {
         for r in rules {
             let r = r.borrow();
             let key = counter_key(workspace_id, r);
-            inv.key(format!("{key}:ticks")).key(format!("{key}:counts")).arg(r.limit).arg(r.key.duration_ms);
+            inv.key(format!("{key}:ticks")).key(key + ":counts").arg(r.limit).arg(r.key.duration_ms);
         }
         let mut conn = self.conn().await?;
         let (admitted, a, b): (i64, i64, i64) = inv.invoke_async(&mut conn).await?;
