@@ -20,15 +20,21 @@ pub async fn open_db(url: &str) -> anyhow::Result<DatabaseConnection> {
     Ok(db)
 }
 
+/// `MAAS_SECRET_KEY`, or the key kept in `data_dir/secret.key`; never creates one (a gateway
+/// must use the control plane's key, not a new one).
+pub fn existing_secret_key(explicit: Option<String>, data_dir: &Path) -> std::io::Result<String> {
+    match explicit.filter(|k| !k.is_empty()) {
+        Some(k) => Ok(k),
+        None => std::fs::read_to_string(data_dir.join("secret.key")).map(|k| k.trim().to_owned()),
+    }
+}
+
 /// `MAAS_SECRET_KEY`, or a random key kept next to the SQLite file for the embedded mode.
 pub fn secret_key(explicit: Option<String>, data_dir: &Path) -> anyhow::Result<String> {
-    if let Some(k) = explicit.filter(|k| !k.is_empty()) {
+    if let Ok(k) = existing_secret_key(explicit, data_dir) {
         return Ok(k);
     }
     let path = data_dir.join("secret.key");
-    if let Ok(k) = std::fs::read_to_string(&path) {
-        return Ok(k.trim().to_owned());
-    }
     std::fs::create_dir_all(data_dir)?;
     let k = crypto::random_hex(32);
     std::fs::write(&path, &k)?;

@@ -262,12 +262,9 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     // The control plane owns the schema: a gateway never migrates, it refuses to start on a
     // database that has none rather than serve nothing.
     let rev = app::ssr::current_revision(&db).await.map_err(|e| anyhow::anyhow!("{e} (has `maas migrate` or `maas serve` run on this database?)"))?;
-    let secret = match a.secret_key.clone().filter(|k| !k.is_empty()) {
-        Some(k) => k,
-        None => std::fs::read_to_string(a.data_dir.join("secret.key"))
-            .map(|k| k.trim().to_owned())
-            .map_err(|e| anyhow::anyhow!("MAAS_SECRET_KEY is not set and {} cannot be read ({e}): the gateway needs the control plane's key to decrypt upstream API keys", a.data_dir.join("secret.key").display()))?,
-    };
+    let secret = bootstrap::existing_secret_key(a.secret_key.clone(), &a.data_dir).map_err(|e| {
+        anyhow::anyhow!("MAAS_SECRET_KEY is not set and {} cannot be read ({e}): the gateway needs the control plane's key to decrypt upstream API keys", a.data_dir.join("secret.key").display())
+    })?;
     {
         use app::ssr::entities::cluster;
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
