@@ -95,6 +95,11 @@ async fn replicas(redis_url: &str) -> Replicas {
 }
 
 impl Replicas {
+    /// Creates and enables `chat` with `rules`; returns once every replica serves it.
+    async fn model(&self, rules: Vec<RuleInput>) {
+        let (_, rev) = self.fx.model(&self.state, rules).await;
+        self.applied(rev).await;
+    }
     /// Waits until every replica has applied `rev` (each polls the database's revision).
     async fn applied(&self, rev: i64) {
         for _ in 0..200 {
@@ -114,8 +119,7 @@ impl Replicas {
 async fn a_thousand_concurrent_requests_over_two_replicas_admit_exactly_the_limit() {
     let redis = Redis::start().await;
     let r = Arc::new(replicas(&redis.url).await);
-    let (_, rev) = r.fx.model(&r.state, vec![r.fx.workspace_rule(100, 3600)]).await;
-    r.applied(rev).await;
+    r.model(vec![r.fx.workspace_rule(100, 3600)]).await;
     let tasks: Vec<_> = (0..1000)
         .map(|i| {
             let r = r.clone();
@@ -141,8 +145,7 @@ async fn a_rejection_on_one_replica_reports_the_rule_and_consumes_nothing_anywhe
     let redis = Redis::start().await;
     let r = replicas(&redis.url).await;
     // Key: 3 per minute; workspace: 5 per minute.
-    let (_, rev) = r.fx.model(&r.state, vec![r.fx.key_rule(3, 60), r.fx.workspace_rule(5, 60)]).await;
-    r.applied(rev).await;
+    r.model(vec![r.fx.key_rule(3, 60), r.fx.workspace_rule(5, 60)]).await;
     for (i, replica) in [0, 1, 0].into_iter().enumerate() {
         let res = r.chat(replica).await;
         assert_eq!(res.status(), 200);
@@ -181,8 +184,7 @@ async fn a_rejection_on_one_replica_reports_the_rule_and_consumes_nothing_anywhe
 async fn when_redis_goes_away_each_replica_keeps_limiting_on_its_own() {
     let mut redis = Redis::start().await;
     let r = replicas(&redis.url).await;
-    let (_, rev) = r.fx.model(&r.state, vec![r.fx.key_rule(2, 60)]).await;
-    r.applied(rev).await;
+    r.model(vec![r.fx.key_rule(2, 60)]).await;
     assert_eq!(r.chat(0).await.status(), 200);
     assert_eq!(r.chat(1).await.status(), 200);
     assert_eq!(r.chat(0).await.status(), 429, "shared: the two replicas' admissions fill one window");
@@ -291,15 +293,13 @@ impl Drop for Killed {
     }
 }
 
-
 /// When Redis comes back, the replicas share its counters again (the connection reconnects by
 /// itself; the fallback counters are left behind).
 #[tokio::test]
 async fn sharing_resumes_when_redis_comes_back() {
     let mut redis = Redis::start().await;
     let r = replicas(&redis.url).await;
-    let (_, rev) = r.fx.model(&r.state, vec![r.fx.key_rule(2, 60)]).await;
-    r.applied(rev).await;
+    r.model(vec![r.fx.key_rule(2, 60)]).await;
     redis.stop();
     // Fallback: replica 0 fills its own counter.
     assert_eq!(r.chat(0).await.status(), 200);
@@ -336,8 +336,7 @@ async fn a_hung_redis_costs_one_timeout_not_one_per_request() {
     // Bound but never accepting: connects complete in the backlog, nothing is ever read.
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let r = replicas(&format!("redis://{}", hole.local_addr().unwrap())).await;
-    let (_, rev) = r.fx.model(&r.state, vec![r.fx.key_rule(5, 60)]).await;
-    r.applied(rev).await;
+    r.model(vec![r.fx.key_rule(5, 60)]).await;
     let started = Instant::now();
     for _ in 0..5 {
         assert_eq!(r.chat(0).await.status(), 200);
@@ -387,4 +386,43 @@ async fn redis_counters_slide_and_stay_small() {
     assert!(entries <= 5, "{entries} entries for 2,000 admissions within a few seconds");
     let ttl: i64 = redis::cmd("PTTL").arg(format!("{key}:counts")).query_async(&mut c).await.unwrap();
     assert!(ttl > 999_000 && ttl <= 1_001_000, "expires a window after the last admission: {ttl} ms");
+}
+
+/// A gateway pointed at the wrong place refuses to start and says why, touching nothing: a
+/// database without the schema (it never migrates: that is the control plane's job), and no
+/// secret key to decrypt the endpoints' keys with (it never makes one up).
+#[test]
+fn a_misconfigured_gateway_refuses_to_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = |db: &str, data_dir: &std::path::Path, key: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_maas"));
+        c.args(["gateway", "--cluster", "local", "--listen", "127.0.0.1:0", "--database-url", db]).arg("--data-dir").arg(data_dir).env_remove("MAAS_SECRET_KEY");
+        if let Some(k) = key {
+            c.args(["--secret-key", k]);
+        }
+        let out = c.output().unwrap();
+        assert!(!out.status.success(), "started anyway");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let empty = format!("sqlite://{}/empty.db?mode=rwc", dir.path().display());
+    let err = gateway(&empty, dir.path(), Some("k"));
+    assert!(err.contains("maas migrate"), "{err}");
+    let tables: Vec<String> = {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            use sea_orm::{ConnectionTrait, Statement};
+            let db = app::ssr::connect(&empty).await.unwrap();
+            let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT name FROM sqlite_master WHERE type = 'table'")).await.unwrap();
+            rows.iter().map(|r| r.try_get::<String>("", "name").unwrap()).collect()
+        })
+    };
+    assert!(tables.is_empty(), "the gateway created tables: {tables:?}");
+
+    // A migrated database, but no MAAS_SECRET_KEY and no secret.key in the data directory.
+    let migrated = format!("sqlite://{}/maas.db?mode=rwc", dir.path().display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_maas")).args(["migrate", "--database-url", &migrated]).output().unwrap();
+    assert!(out.status.success());
+    let err = gateway(&migrated, &dir.path().join("no-such-dir"), None);
+    assert!(err.contains("MAAS_SECRET_KEY is not set"), "{err}");
+    assert!(!dir.path().join("no-such-dir").exists(), "no key was invented");
 }
