@@ -476,3 +476,92 @@ async fn a_body_cut_short_is_a_400_not_a_413() {
     assert!(answer.contains("could not read the body"), "{answer}");
     assert_eq!(h.received().await.len(), 0);
 }
+
+/// A hand-written HTTP/1.1 upstream, to see the wire: it counts connections, records each
+/// request's head, answers a fixed chat completion, and with `close_idle_after` closes each
+/// connection that long after answering, without saying so (as a server whose keep-alive
+/// timeout is shorter than ours does).
+struct RawUpstream {
+    url: String,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    heads: Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+async fn raw_upstream(close_idle_after: Option<Duration>) -> RawUpstream {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/base", l.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let heads = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (count, log) = (connections.clone(), heads.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut tcp = BufReader::new(tcp);
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if tcp.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
+                    let mut body = vec![0; len];
+                    tcp.read_exact(&mut body).await.unwrap();
+                    log.lock().push(head);
+                    let answer = r#"{"id":"raw","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"raw"},"finish_reason":"stop"}]}"#;
+                    let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
+                    tcp.get_mut().write_all(resp.as_bytes()).await.unwrap();
+                    if let Some(idle) = close_idle_after {
+                        tokio::time::sleep(idle).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    RawUpstream { url, connections, heads }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_requests_are_origin_form_with_host() {
+    let h = harness().await;
+    let up = raw_upstream(None).await;
+    h.model(Policy::RoundRobin, vec![ep(up.url.clone(), "m", "", None)], vec![]).await;
+    for _ in 0..20 {
+        let r = h.chat(hello()).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["choices"][0]["message"]["content"], "raw");
+    }
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "20 requests in a row share one connection");
+    let heads = up.heads.lock().clone();
+    let authority = up.url.trim_start_matches("http://").trim_end_matches("/base");
+    for head in &heads {
+        let mut lines = head.lines();
+        assert_eq!(lines.next(), Some("POST /base/chat/completions HTTP/1.1"), "origin-form request line, on the endpoint's base path");
+        assert!(lines.any(|l| l.eq_ignore_ascii_case(&format!("host: {authority}"))), "Host names the upstream: {head}");
+    }
+    assert_eq!(heads.len(), 20);
+}
+
+#[tokio::test]
+async fn an_upstream_closing_idle_connections_costs_no_failure() {
+    let h = harness().await;
+    let up = raw_upstream(Some(Duration::from_millis(10))).await;
+    let id = h.model(Policy::RoundRobin, vec![ep(up.url.clone(), "m", "", None)], vec![]).await;
+    for i in 0..10 {
+        let r = h.chat(hello()).await;
+        assert_eq!(r.status(), 200, "request {i}");
+        // The connection went back to the pool open; the upstream closes it meanwhile.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 10, "one connection per answer");
+    assert!(!h.gw.cooling().contains_key(&id), "no failure was counted against the endpoint");
+}

@@ -264,14 +264,14 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
     for (attempt, i) in candidates.enumerate() {
         let ep = &route.endpoints[i];
         let last = attempt + 1 == n;
-        let Some(url) = ep.url(op) else {
+        let Some(target) = ep.target(op) else {
             // Validated at save time, so only a hand-edited database gets here.
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             continue;
         };
         let body = Bytes::from(req.with_model(&ep.model_json));
         // The endpoint's own key, never the caller's.
-        let sent = gw.upstream.post(url.clone(), ep.auth.as_ref(), headers.get(header::ACCEPT), body);
+        let sent = gw.upstream.post(target, ep.auth.as_ref(), headers.get(header::ACCEPT), body);
         match tokio::time::timeout(gw.config.first_byte_timeout, sent).await {
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
                 gw.failed(ep);
@@ -311,7 +311,7 @@ fn passes_through(name: &header::HeaderName) -> bool {
 /// Status, selected headers and body of the upstream, streamed as it arrives. Dropping the
 /// returned body (the client went away) drops the upstream response, which closes its
 /// connection: the upstream sees the cancel.
-fn stream_back(resp: http::Response<hyper::body::Incoming>, admission: Option<&Admission>) -> Response {
+fn stream_back(resp: http::Response<upstream::UpstreamBody>, admission: Option<&Admission>) -> Response {
     let (parts, incoming) = resp.into_parts();
     let mut headers = HeaderMap::with_capacity(8);
     for (k, v) in &parts.headers {

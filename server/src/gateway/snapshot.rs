@@ -2,6 +2,7 @@
 //! swapped in atomically: readers never see half a change.
 use super::balancer::{self, Balancer};
 use super::limiter::{CounterKey, RuleCheck};
+use super::upstream::Target;
 use app::ssr::crypto::SecretBox;
 use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
 use app::types::{Policy, RuleTarget};
@@ -46,9 +47,9 @@ pub struct Endpoint {
     pub model_json: String,
     /// As the operator typed it, for the status column.
     pub url: String,
-    /// `compose_base(url)` + each operation's path, in `Op::ALL` order, parsed once per
+    /// Where `compose_base(url)` + each operation's path points, in `Op::ALL` order, parsed once per
     /// snapshot (parsing on every request showed up in profiles); `None` if the URL is invalid.
-    urls: Option<[http::Uri; 3]>,
+    targets: Option<[Target; 3]>,
     /// `Bearer <the endpoint's own key>`, marked sensitive so it is never logged.
     pub auth: Option<http::HeaderValue>,
     /// Shared with the previous snapshot's same endpoint, so a reload does not forget failures.
@@ -57,8 +58,8 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Where to send `op`; `None` when the endpoint's URL does not parse.
-    pub fn url(&self, op: Op) -> Option<&http::Uri> {
-        self.urls.as_ref().map(|u| &u[op as usize])
+    pub fn target(&self, op: Op) -> Option<&Target> {
+        self.targets.as_ref().map(|t| &t[op as usize])
     }
 }
 
@@ -232,7 +233,7 @@ pub async fn build(
                     url: e.url.clone(),
                     model_json: serde_json::to_string(&e.model_id).expect("a string serializes"),
                     model_id: e.model_id,
-                    urls: parse_urls(&compose_base(&e.url)),
+                    targets: parse_targets(&compose_base(&e.url)),
                     auth: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)).and_then(|k| bearer(&k)),
                 })
                 .collect(),
@@ -259,9 +260,8 @@ pub async fn build(
     Ok(snap)
 }
 
-fn parse_urls(base: &str) -> Option<[http::Uri; 3]> {
-    let parse = |op: Op| format!("{base}{}", op.path()).parse::<http::Uri>().ok().filter(|u| u.scheme().is_some() && u.host().is_some());
-    let [chat, completions, embeddings] = Op::ALL.map(parse);
+fn parse_targets(base: &str) -> Option<[Target; 3]> {
+    let [chat, completions, embeddings] = Op::ALL.map(|op| Target::parse(&format!("{base}{}", op.path())));
     Some([chat?, completions?, embeddings?])
 }
 
