@@ -1,8 +1,10 @@
-//! Hot-path micro-benchmarks: balancer pick and limiter check (also with 100k active counters).
+//! Hot-path micro-benchmarks: balancer pick, finding a caller's rules, and limiter check (also
+//! with 100k active counters).
 use app::types::RuleTarget;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use server::gateway::balancer::{Balancer, Random, RoundRobin, Weighted};
 use server::gateway::limiter::{Clock, CounterKey, Limiter, RuleCheck, SystemClock};
+use server::gateway::snapshot::{Caller, Rules};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 fn rule(subject: i64, limit: u64) -> RuleCheck {
@@ -61,5 +63,22 @@ fn limiter_realistic(c: &mut Criterion) {
     many_keys(c, "limiter/check/100k active keys at 50k req/s", Limiter::new(AtFiftyThousandPerSecond(AtomicU64::new(1_000_000))), &rules);
 }
 
-criterion_group!(benches, balancers, limiter, limiter_realistic);
+/// A model with a per-key rule for each of 100k keys and one workspace rule: the rules of one
+/// caller are found without looking at the others.
+fn rules_of_a_caller(c: &mut Criterion) {
+    let mut rules = Rules::default();
+    for k in 0..100_000 {
+        rules.add(RuleTarget::ApiKey, k, rule(k, 10));
+    }
+    rules.add(RuleTarget::Workspace, 1, RuleCheck { key: CounterKey { target: RuleTarget::Workspace, ..rule(1, 0).key }, ..rule(1, 1_000) });
+    let mut k = 0;
+    c.bench_function("rules/for a caller among 100k per-key rules", |b| {
+        b.iter(|| {
+            k = (k + 7919) % 100_000;
+            black_box(rules.for_caller(&Caller { key_id: k, workspace_id: 1 }).len())
+        })
+    });
+}
+
+criterion_group!(benches, balancers, rules_of_a_caller, limiter, limiter_realistic);
 criterion_main!(benches);

@@ -255,7 +255,7 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
     })?;
     let route = snap.models.get(req.model()).ok_or_else(|| GatewayError::ModelNotFound(req.model().to_owned()))?;
     let now = gw.clock.now_ms();
-    let admission = gw.limits.check(&caller, &route.checks_for(&caller), now).await.map_err(GatewayError::RateLimited)?;
+    let admission = gw.limits.check(&caller, &route.rules.for_caller(&caller), now).await.map_err(GatewayError::RateLimited)?;
 
     let n = route.endpoints.len();
     let candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now));

@@ -9,6 +9,7 @@ use app::types::{Policy, RuleTarget};
 use futures_util::TryStreamExt;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, StreamTrait};
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,11 +87,29 @@ impl Health {
     }
 }
 
-pub struct RuleSpec {
-    pub target: RuleTarget,
-    pub workspace_id: i64,
-    pub api_key_id: Option<i64>,
-    pub check: RuleCheck,
+/// A model's rules, indexed by whom they apply to: a request looks up its key's and its
+/// workspace's, in constant time however many keys have rules (a scan of every rule cost a
+/// model with per-key rules for 10k keys 10k comparisons per request).
+#[derive(Default)]
+pub struct Rules {
+    by_key: FxHashMap<i64, SmallVec<[RuleCheck; 1]>>,
+    by_workspace: FxHashMap<i64, SmallVec<[RuleCheck; 1]>>,
+}
+
+impl Rules {
+    pub fn add(&mut self, target: RuleTarget, subject_id: i64, check: RuleCheck) {
+        let index = match target {
+            RuleTarget::ApiKey => &mut self.by_key,
+            RuleTarget::Workspace => &mut self.by_workspace,
+        };
+        index.entry(subject_id).or_default().push(check);
+    }
+
+    /// The rules that apply to this caller: its key's, then its workspace's.
+    pub fn for_caller(&self, caller: &Caller) -> SmallVec<[&RuleCheck; 4]> {
+        let key = self.by_key.get(&caller.key_id).into_iter().flatten();
+        key.chain(self.by_workspace.get(&caller.workspace_id).into_iter().flatten()).collect()
+    }
 }
 
 pub struct Route {
@@ -100,22 +119,9 @@ pub struct Route {
     pub created: i64,
     pub endpoints: Vec<Endpoint>,
     pub balancer: Box<dyn Balancer>,
-    pub rules: Vec<RuleSpec>,
+    pub rules: Rules,
 }
 
-impl Route {
-    /// The rules that apply to this caller: its key's and its workspace's.
-    pub fn checks_for(&self, caller: &Caller) -> smallvec::SmallVec<[&RuleCheck; 4]> {
-        self.rules
-            .iter()
-            .filter(|r| match r.target {
-                RuleTarget::ApiKey => r.api_key_id == Some(caller.key_id),
-                RuleTarget::Workspace => r.workspace_id == caller.workspace_id,
-            })
-            .map(|r| &r.check)
-            .collect()
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
@@ -198,29 +204,22 @@ pub async fn build(
             Policy::Random => Box::new(balancer::Random::new(m.id as u64 ^ revision as u64)),
             Policy::Weighted => Box::new(balancer::Weighted::new(endpoints.iter().map(|e| e.weight as i64).collect())),
         };
-        let rules = rules
-            .remove(&m.id)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|r| {
-                let target = RuleTarget::parse(&r.target)?;
-                let subject = match target {
-                    RuleTarget::ApiKey => r.api_key_id?,
-                    RuleTarget::Workspace => r.workspace_id,
-                };
-                let t = target.as_str();
-                Some(RuleSpec {
-                    target,
-                    workspace_id: r.workspace_id,
-                    api_key_id: r.api_key_id,
-                    check: RuleCheck {
-                        key: CounterKey { model_id: m.id, target, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 },
-                        limit: r.limit_requests as u64,
-                        label: format!("{t}:{subject}:{}/{}s", r.limit_requests, r.duration_secs),
-                    },
-                })
-            })
-            .collect();
+        let mut model_rules = Rules::default();
+        for r in rules.remove(&m.id).unwrap_or_default() {
+            let Some(target) = RuleTarget::parse(&r.target) else { continue };
+            let Some(subject) = (match target {
+                RuleTarget::ApiKey => r.api_key_id,
+                RuleTarget::Workspace => Some(r.workspace_id),
+            }) else {
+                continue;
+            };
+            let check = RuleCheck {
+                key: CounterKey { model_id: m.id, target, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 },
+                limit: r.limit_requests as u64,
+                label: format!("{}:{subject}:{}/{}s", target.as_str(), r.limit_requests, r.duration_secs),
+            };
+            model_rules.add(target, subject, check);
+        }
         let route = Route {
             id: m.id,
             name: mm.name.clone(),
@@ -238,7 +237,7 @@ pub async fn build(
                 })
                 .collect(),
             balancer,
-            rules,
+            rules: model_rules,
         };
         snap.models.insert(mm.name, Arc::new(route));
     }
