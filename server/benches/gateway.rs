@@ -7,8 +7,12 @@ use server::gateway::limiter::{Clock, CounterKey, Limiter, RuleCheck, SystemCloc
 use server::gateway::snapshot::{Caller, Rules};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+fn key(target: RuleTarget, subject: i64, duration_ms: u64) -> CounterKey {
+    CounterKey { model_id: 1, target, subject_id: subject, duration_ms }
+}
+
 fn rule(subject: i64, limit: u64) -> RuleCheck {
-    RuleCheck { key: CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, duration_ms: 1_000 }, limit, label: String::new() }
+    RuleCheck::new(key(RuleTarget::ApiKey, subject, 1_000), limit, String::new())
 }
 
 fn balancers(c: &mut Criterion) {
@@ -25,7 +29,7 @@ fn limiter(c: &mut Criterion) {
     let l = Limiter::new(SystemClock::default());
     let one = [rule(1, u64::MAX)];
     c.bench_function("limiter/check/1 rule", |b| b.iter(|| black_box(l.check(&one).is_ok())));
-    let two = [rule(1, u64::MAX), RuleCheck { key: CounterKey { target: RuleTarget::Workspace, ..one[0].key }, ..rule(1, u64::MAX) }];
+    let two = [rule(1, u64::MAX), RuleCheck::new(key(RuleTarget::Workspace, 1, 1_000), u64::MAX, String::new())];
     c.bench_function("limiter/check/2 rules", |b| b.iter(|| black_box(l.check(&two).is_ok())));
 
     let rules: Vec<[RuleCheck; 1]> = (0..100_000).map(|k| [rule(k, u64::MAX)]).collect();
@@ -59,7 +63,7 @@ fn limiter_realistic(c: &mut Criterion) {
     // 100k keys, each checked in turn at 50k req/s overall: every key is active (admitted within
     // its window) and holds the few admissions a real key has, not the tens that a loop at
     // millions of checks per second piles up in the "100k active keys" case above.
-    let rules: Vec<[RuleCheck; 1]> = (0..100_000).map(|k| [RuleCheck { key: CounterKey { duration_ms: 10_000, ..rule(k, 0).key }, ..rule(k, u64::MAX) }]).collect();
+    let rules: Vec<[RuleCheck; 1]> = (0..100_000).map(|k| [RuleCheck::new(key(RuleTarget::ApiKey, k, 10_000), u64::MAX, String::new())]).collect();
     many_keys(c, "limiter/check/100k active keys at 50k req/s", Limiter::new(AtFiftyThousandPerSecond(AtomicU64::new(1_000_000))), &rules);
 }
 
@@ -70,7 +74,7 @@ fn rules_of_a_caller(c: &mut Criterion) {
     for k in 0..100_000 {
         rules.add(RuleTarget::ApiKey, k, rule(k, 10));
     }
-    rules.add(RuleTarget::Workspace, 1, RuleCheck { key: CounterKey { target: RuleTarget::Workspace, ..rule(1, 0).key }, ..rule(1, 1_000) });
+    rules.add(RuleTarget::Workspace, 1, RuleCheck::new(key(RuleTarget::Workspace, 1, 1_000), 1_000, String::new()));
     let mut k = 0;
     c.bench_function("rules/for a caller among 100k per-key rules", |b| {
         b.iter(|| {

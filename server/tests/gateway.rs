@@ -565,3 +565,28 @@ async fn an_upstream_closing_idle_connections_costs_no_failure() {
     assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 10, "one connection per answer");
     assert!(!h.gw.cooling().contains_key(&id), "no failure was counted against the endpoint");
 }
+
+#[tokio::test]
+async fn what_a_rule_counted_survives_a_configuration_change() {
+    let h = harness().await;
+    let rule = RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "3".into(), duration: "60".into() };
+    let input = |endpoint: &str| ModelInput {
+        marketplace_model_id: Some(h.mm),
+        cluster_id: Some(h.cluster),
+        policy: Policy::RoundRobin,
+        endpoints: vec![ep(h.up(endpoint), "m", "", None)],
+        rules: vec![rule.clone()],
+    };
+    let id = h.model(Policy::RoundRobin, input("").endpoints, vec![rule.clone()]).await;
+    for _ in 0..2 {
+        assert_eq!(h.chat(hello()).await.status(), 200);
+    }
+    // An edit that keeps the rule (a new endpoint) rebuilds the snapshot: the two admissions
+    // still count, so one more fits, not three.
+    let rev = models::update(&h.state.db, &h.state.secrets, id, &input("/name/b")).await.unwrap();
+    h.state.config_changed(rev).await;
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["choices"][0]["message"]["content"], "Hello from b!", "served by the new snapshot");
+    assert_eq!(error_of(h.chat(hello()).await).await.0, 429);
+}

@@ -356,11 +356,7 @@ async fn redis_counters_slide_and_stay_small() {
     use server::gateway::redis_limiter::counter_key;
     let redis = Redis::start().await;
     let l = RedisLimiter::new(&redis.url, Duration::from_secs(2)).unwrap();
-    let rule = |subject: i64, limit: u64, ms: u64| RuleCheck {
-        key: CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, duration_ms: ms },
-        limit,
-        label: format!("r{subject}"),
-    };
+    let rule = |subject: i64, limit: u64, ms: u64| RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, duration_ms: ms }, limit, format!("r{subject}"));
     let short = [rule(1, 5, 1_000)];
     for i in 0..5 {
         assert_eq!(l.check(7, &short).await.unwrap().unwrap().unwrap().remaining, 4 - i);

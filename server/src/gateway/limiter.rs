@@ -2,19 +2,21 @@
 //! any concurrency. Each counter keeps the admissions inside its window (a sliding log,
 //! run-length encoded per tick: 1 ms for windows up to 1 s, a thousandth of the window beyond,
 //! so a busy counter holds at most ~1,000 entries and capacity frees at most 0.1% of the window
-//! late, never early). A request is checked against every applicable rule with all their shards
-//! locked and is recorded in all of them only if all admit it, so a rejection consumes nothing
-//! anywhere.
+//! late, never early). A request is checked against every applicable rule with all their
+//! counters locked and is recorded in all of them only if all admit it, so a rejection consumes
+//! nothing anywhere.
 //!
-//! Counters live in 8 shards: the serving threads rarely meet on a lock, and the idle-counter
-//! sweep walks one shard at a time, so no request waits behind a walk over every key.
+//! Counters belong to the configuration, not to a table looked up per request: the snapshot
+//! gives each rule its [`Counter`] (carried over from the previous snapshot for the same
+//! [`CounterKey`]), so a check is one lock on memory of its own, not a hash probe into a shared
+//! map of every active key; and memory is bounded by the rules configured, not by the keys that
+//! happen to be active. Counters that fall idle give back what they spilled to the heap
+//! ([`Counter::release_idle`], run by the gateway's heartbeat).
 use app::types::RuleTarget;
 use parking_lot::{Mutex, MutexGuard};
-use rustc_hash::{FxHashMap, FxHasher};
-use std::borrow::Borrow;
 use smallvec::SmallVec;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::borrow::Borrow;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Milliseconds on a monotonic clock (below 2^44: half a millennium); injected so tests move
@@ -44,23 +46,54 @@ pub struct CounterKey {
     pub duration_ms: u64,
 }
 
-impl CounterKey {
-    fn shard(&self) -> usize {
-        let mut h = FxHasher::default();
-        self.hash(&mut h);
-        // Middle bits: hashbrown takes its 7-bit tag from the top bits and the bucket from the
-        // low ones, and a shard chosen by either would leave the keys inside it sharing them
-        // (tried with the top bits: every probe compared several keys, 25% slower).
-        ((h.finish() >> 32) as usize) & (SHARDS - 1)
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct RuleCheck {
     pub key: CounterKey,
     pub limit: u64,
     /// Names the rule in the 429 (`x-maas-ratelimit-rule`).
     pub label: String,
+    /// Where this process counts the rule's admissions; rules with the same key share one, so
+    /// each request is counted once in it however many of them apply.
+    pub counter: Arc<Counter>,
+}
+
+impl RuleCheck {
+    /// A rule with a counter of its own.
+    pub fn new(key: CounterKey, limit: u64, label: String) -> Self {
+        RuleCheck { key, limit, label, counter: Arc::new(Counter::new(key.duration_ms)) }
+    }
+}
+
+/// One counter's admissions, behind its own lock.
+#[derive(Debug)]
+pub struct Counter {
+    duration_ms: u64,
+    log: Mutex<Log>,
+}
+
+impl Counter {
+    pub fn new(duration_ms: u64) -> Self {
+        Counter { duration_ms, log: Mutex::new(Log::default()) }
+    }
+
+    /// Drops the admissions that left the window and, if what remains fits inline, frees the
+    /// heap buffer a burst spilled it into: an idle counter is back to its inline size.
+    pub fn release_idle(&self, now_ms: u64) {
+        let mut log = self.log.lock();
+        log.expire(now_ms, self.duration_ms);
+        if log.entries.spilled() && log.live().len() <= INLINE {
+            let head = log.head as usize;
+            log.entries.drain(..head);
+            log.head = 0;
+            log.entries.shrink_to_fit();
+        }
+    }
+
+    /// Entries held on the heap (0 when inline).
+    pub fn heap_entries(&self) -> usize {
+        let log = self.log.lock();
+        if log.entries.spilled() { log.entries.capacity() } else { 0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +116,7 @@ pub struct Admission {
 /// moves `head`. Up to INLINE entries live inside the map's own slot, so a counter with few
 /// admissions in its window (most keys, most of the time) costs one cache miss, not two or
 /// three (slot, then the front and back of a separate buffer); busy counters spill to the heap.
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Log {
     entries: SmallVec<[u64; INLINE]>,
     head: u32,
@@ -176,31 +209,17 @@ impl Log {
     }
 }
 
-type Shard = FxHashMap<CounterKey, Log>;
-
-/// A shard on its own cache line, so two threads locking neighbours do not share one.
-#[repr(align(64))]
-#[derive(Default)]
-struct Padded(Mutex<Shard>);
-
-const SHARD_BITS: u32 = 3;
-const SHARDS: usize = 1 << SHARD_BITS;
-
-/// Every counter is checked for idleness this often; one shard per SWEEP_INTERVAL_MS / SHARDS.
-const SWEEP_INTERVAL_MS: u64 = 5_000;
-
 pub struct Limiter<C: Clock = SystemClock> {
     clock: C,
-    // FxHash: keys are small integers we build ourselves (not caller-chosen strings), so a
-    // DoS-resistant hasher buys nothing and costs ~20 ns per lookup.
-    shards: Box<[Padded]>,
-    next_sweep_ms: AtomicU64,
-    sweep_cursor: AtomicUsize,
 }
 
 impl<C: Clock> Limiter<C> {
     pub fn new(clock: C) -> Self {
-        Limiter { clock, shards: (0..SHARDS).map(|_| Padded::default()).collect(), next_sweep_ms: AtomicU64::new(0), sweep_cursor: AtomicUsize::new(0) }
+        Limiter { clock }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     pub fn check<R: Borrow<RuleCheck>>(&self, rules: &[R]) -> Result<Option<Admission>, Rejection> {
@@ -208,90 +227,44 @@ impl<C: Clock> Limiter<C> {
             return Ok(None);
         }
         let now = self.clock.now_ms();
-        self.maybe_sweep(now);
         if let [r] = rules {
-            // The common case, one rule: one lock, one lookup.
+            // The common case, one rule: one lock.
             let r = r.borrow();
-            let mut shard = self.shards[r.key.shard()].0.lock();
-            let log = shard.entry(r.key).or_default();
-            log.expire(now, r.key.duration_ms);
+            let mut log = r.counter.log.lock();
+            log.expire(now, r.counter.duration_ms);
             if log.total >= r.limit {
-                return Err(reject(r, log, now));
+                return Err(reject(r, &log, now));
             }
-            log.record(stamp(now, r.key.duration_ms));
+            log.record(stamp(now, r.counter.duration_ms));
             return Ok(Some(Admission { limit: r.limit, remaining: r.limit - log.total }));
         }
-        // Several rules: lock their shards in index order (no deadlock), check all, then record.
-        let mut ids: Vec<usize> = rules.iter().map(|r| r.borrow().key.shard()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> = ids.iter().map(|&i| (i, self.shards[i].0.lock())).collect();
+        // Several rules: lock each distinct counter once, in address order (no deadlock between
+        // two requests locking the same counters), check every rule, then record in each counter.
+        let mut counters: SmallVec<[&Counter; 4]> = rules.iter().map(|r| &*r.borrow().counter).collect();
+        counters.sort_unstable_by_key(|c| *c as *const Counter as usize);
+        counters.dedup_by(|a, b| std::ptr::eq(*a, *b));
+        let mut logs: SmallVec<[MutexGuard<'_, Log>; 4]> = counters.iter().map(|c| c.log.lock()).collect();
+        for (c, log) in counters.iter().zip(logs.iter_mut()) {
+            log.expire(now, c.duration_ms);
+        }
         let mut tightest: Option<Admission> = None;
         for r in rules {
             let r = r.borrow();
-            let shard = locked(&mut guards, &r.key);
-            let used = match shard.get_mut(&r.key) {
-                Some(log) => {
-                    log.expire(now, r.key.duration_ms);
-                    if log.total >= r.limit {
-                        return Err(reject(r, log, now));
-                    }
-                    log.total
-                }
-                None if r.limit == 0 => return Err(reject(r, &Log::default(), now)),
-                None => 0,
-            };
+            let i = counters.iter().position(|c| std::ptr::eq(*c, &*r.counter)).expect("every rule's counter is locked");
+            let used = logs[i].total;
+            if used >= r.limit {
+                return Err(reject(r, &logs[i], now));
+            }
             let remaining = r.limit - used - 1;
             if tightest.as_ref().is_none_or(|t| remaining < t.remaining) {
                 tightest = Some(Admission { limit: r.limit, remaining });
             }
         }
-        for r in rules {
-            let key = r.borrow().key;
-            locked(&mut guards, &key).entry(key).or_default().record(stamp(now, key.duration_ms));
+        for (c, log) in counters.iter().zip(logs.iter_mut()) {
+            log.record(stamp(now, c.duration_ms));
         }
         Ok(tightest)
     }
-
-    /// Sweeps the next shard when its turn has come: each shard once per SWEEP_INTERVAL_MS.
-    fn maybe_sweep(&self, now: u64) {
-        let due = self.next_sweep_ms.load(Ordering::Relaxed);
-        if now < due || self.next_sweep_ms.compare_exchange(due, now + SWEEP_INTERVAL_MS / SHARDS as u64, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-            return;
-        }
-        let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
-        retain_live(&mut self.shards[i].0.lock(), now);
-    }
-
-    /// Counters currently held (idle ones are evicted by the periodic sweep).
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().len()).sum()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Drops every counter whose window holds nothing, in every shard.
-    pub fn sweep(&self) {
-        let now = self.clock.now_ms();
-        for s in self.shards.iter() {
-            retain_live(&mut s.0.lock(), now);
-        }
-    }
-}
-
-/// The already-locked shard holding `key`.
-fn locked<'g>(guards: &'g mut [(usize, MutexGuard<'_, Shard>)], key: &CounterKey) -> &'g mut Shard {
-    let i = key.shard();
-    let at = guards.iter().position(|(g, _)| *g == i).expect("every rule's shard is locked");
-    &mut guards[at].1
-}
-
-fn retain_live(shard: &mut Shard, now: u64) {
-    shard.retain(|k, log| {
-        log.expire(now, k.duration_ms);
-        log.total > 0
-    });
 }
 
 fn reject(r: &RuleCheck, log: &Log, now: u64) -> Rejection {
@@ -302,7 +275,7 @@ fn reject(r: &RuleCheck, log: &Log, now: u64) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[derive(Clone, Default)]
     struct FakeClock(Arc<AtomicU64>);
@@ -319,7 +292,7 @@ mod tests {
 
     fn rule(subject: i64, limit: u64, secs: u64, target: &'static str) -> RuleCheck {
         let t = if target == "workspace" { RuleTarget::Workspace } else { RuleTarget::ApiKey };
-        RuleCheck { key: CounterKey { model_id: 1, target: t, subject_id: subject, duration_ms: secs * 1000 }, limit, label: format!("{target}:{subject}:{limit}/{secs}s") }
+        RuleCheck::new(CounterKey { model_id: 1, target: t, subject_id: subject, duration_ms: secs * 1000 }, limit, format!("{target}:{subject}:{limit}/{secs}s"))
     }
 
     #[test]
@@ -429,8 +402,7 @@ mod tests {
             clock.advance(1);
             l.check(&r).unwrap();
         }
-        let shard = l.shards[r[0].key.shard()].0.lock();
-        let log = shard.get(&r[0].key).unwrap();
+        let log = r[0].counter.log.lock();
         assert_eq!(log.total, 3_600_000);
         assert!(log.live().len() <= 8, "{} entries", log.live().len());
     }
@@ -496,28 +468,49 @@ mod tests {
     }
 
     #[test]
-    fn idle_counters_are_evicted() {
+    fn rules_sharing_a_counter_count_each_request_once() {
         let clock = FakeClock::default();
         let l = Limiter::new(clock.clone());
-        for k in 0..100_000 {
-            l.check(&[rule(k, 10, 1, "api_key")]).unwrap();
+        // The same key and window twice (say 10/min and 6/min): one counter, two limits.
+        let loose = rule(1, 10, 60, "api_key");
+        let tight = RuleCheck { limit: 6, label: "tight".into(), ..loose.clone() };
+        for i in 0..6 {
+            let a = l.check(&[loose.clone(), tight.clone()]).unwrap().unwrap();
+            assert_eq!((a.limit, a.remaining), (6, 5 - i), "the tighter rule is the one reported");
         }
-        assert_eq!(l.len(), 100_000);
-        clock.advance(1_000);
-        l.sweep();
-        assert_eq!(l.len(), 0, "windows passed: nothing held");
+        assert_eq!(l.check(&[loose.clone(), tight]).unwrap_err().rule, "tight", "6 requests, counted once each");
+        for _ in 0..4 {
+            l.check(std::slice::from_ref(&loose)).unwrap();
+        }
+        assert!(l.check(&[loose]).is_err(), "10 in all");
+    }
 
-        // Without an explicit sweep: checks themselves evict idle counters, one shard per
-        // SWEEP_INTERVAL_MS / SHARDS: an idle counter is gone at most a window plus
-        // SWEEP_INTERVAL_MS after its last admission.
-        for k in 0..1_000 {
-            l.check(&[rule(k, 10, 1, "api_key")]).unwrap();
+    #[test]
+    fn idle_counters_give_their_memory_back() {
+        let clock = FakeClock::default();
+        clock.advance(1_000_000);
+        let l = Limiter::new(clock.clone());
+        let rules: Vec<[RuleCheck; 1]> = (0..100_000).map(|k| [rule(k, 100, 1, "api_key")]).collect();
+        // A burst over 20 ms on every key: 20 ticks each, more than fit inline.
+        for _ in 0..20 {
+            for r in &rules {
+                l.check(r).unwrap();
+            }
+            clock.advance(1);
         }
-        let step = SWEEP_INTERVAL_MS / SHARDS as u64;
-        for _ in 0..(1_000 + SWEEP_INTERVAL_MS) / step + 1 {
-            clock.advance(step);
-            l.check(&[rule(-1, 1_000, 1_000, "api_key")]).unwrap();
+        let held = |rules: &[[RuleCheck; 1]]| rules.iter().map(|r| r[0].counter.heap_entries()).sum::<usize>();
+        assert!(held(&rules) >= 100_000 * 20, "the burst spilled every counter to the heap");
+        rules[0][0].counter.release_idle(clock.now_ms());
+        assert!(rules[0][0].counter.heap_entries() > 0, "still inside its window: kept");
+        clock.advance(1_000);
+        for r in &rules {
+            r[0].counter.release_idle(clock.now_ms());
         }
-        assert_eq!(l.len(), 1, "only the counter just used remains");
+        assert_eq!(held(&rules), 0, "windows passed: every counter is back to its inline size");
+        // And they still count: the window is empty, so the full limit is there again.
+        for _ in 0..100 {
+            l.check(&rules[7]).unwrap();
+        }
+        assert!(l.check(&rules[7]).is_err());
     }
 }

@@ -54,6 +54,8 @@ impl Default for GatewayConfig {
 
 /// Where rate-limit counters live: in this process (one replica), or in Redis, shared by every
 /// replica serving the cluster.
+// One per gateway: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum RateLimits {
     Local(Limiter),
     /// When Redis cannot answer, each replica counts on its own (`fallback`): limits then hold
@@ -162,6 +164,20 @@ impl Gateway {
     /// everything else to `rest` (the console's router, which also holds [`Self::router`]).
     pub fn front(self: &Arc<Self>, rest: Router) -> Front {
         Front { gw: self.clone(), rest }
+    }
+
+    /// Gives back the heap memory of rate-limit counters whose bursts have left their window
+    /// (a walk over every rule of the snapshot: run off the serving threads).
+    pub fn release_idle_counters(&self) {
+        // The counters' own clock: their stamps are on it.
+        let now = match &self.limits {
+            RateLimits::Local(l) | RateLimits::Shared { fallback: l, .. } => l.now_ms(),
+        };
+        for route in self.snapshot.load().models.values() {
+            for rule in route.rules.iter() {
+                rule.counter.release_idle(now);
+            }
+        }
     }
 
     /// Counts a failure of `ep` against the configured threshold and cool-down.
@@ -357,6 +373,8 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Opti
                     }
                 }
             }
+            let sweep = gw.clone();
+            tokio::task::spawn_blocking(move || sweep.release_idle_counters());
             let cooling = serde_json::to_string(&gw.cooling()).ok();
             if let Err(e) = report(&state.db, &gateway_id, cluster.as_deref(), gw.revision(), error.clone(), cooling).await {
                 tracing::warn!(error = %e, "could not report gateway status");

@@ -1,7 +1,7 @@
 //! The immutable configuration the gateway serves from, built whole from the database and
 //! swapped in atomically: readers never see half a change.
 use super::balancer::{self, Balancer};
-use super::limiter::{CounterKey, RuleCheck};
+use super::limiter::{Counter, CounterKey, RuleCheck};
 use super::upstream::Target;
 use app::ssr::crypto::SecretBox;
 use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
@@ -105,6 +105,10 @@ impl Rules {
         index.entry(subject_id).or_default().push(check);
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &RuleCheck> {
+        self.by_key.values().chain(self.by_workspace.values()).flatten()
+    }
+
     /// The rules that apply to this caller: its key's, then its workspace's.
     pub fn for_caller(&self, caller: &Caller) -> SmallVec<[&RuleCheck; 4]> {
         let key = self.by_key.get(&caller.key_id).into_iter().flatten();
@@ -187,6 +191,8 @@ pub async fn build(
     for r in rule::Entity::find().filter(rule::Column::MaasModelId.is_in(ids)).order_by_asc(rule::Column::Position).all(db).await? {
         rules.entry(r.maas_model_id).or_default().push(r);
     }
+    // Counters outlive snapshots: the same rule meaning keeps counting what it already admitted.
+    let mut counters: FxHashMap<CounterKey, Arc<Counter>> = previous_routes.values().flat_map(|r| r.rules.iter()).map(|c| (c.key, c.counter.clone())).collect();
     let mut snap = Snapshot { revision, ..Default::default() };
     for (m, mm) in models {
         if snap.models.contains_key(&mm.name) {
@@ -213,10 +219,12 @@ pub async fn build(
             }) else {
                 continue;
             };
+            let key = CounterKey { model_id: m.id, target, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 };
             let check = RuleCheck {
-                key: CounterKey { model_id: m.id, target, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 },
+                key,
                 limit: r.limit_requests as u64,
                 label: format!("{}:{subject}:{}/{}s", target.as_str(), r.limit_requests, r.duration_secs),
+                counter: counters.entry(key).or_insert_with(|| Arc::new(Counter::new(key.duration_ms))).clone(),
             };
             model_rules.add(target, subject, check);
         }
