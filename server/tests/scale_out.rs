@@ -369,6 +369,15 @@ async fn redis_counters_slide_and_stay_small() {
     tokio::time::sleep(Duration::from_millis(1_050).saturating_sub(started.elapsed())).await;
     assert!(l.check(7, &short).await.unwrap().is_ok(), "the window slid");
 
+    // Two rules on one key and window (10 and 6 per minute) share a counter: each request is
+    // counted once in it, so the tighter rule admits 6, not 3.
+    let loose = rule(3, 10, 60_000);
+    let tight = RuleCheck { limit: 6, label: "tight".into(), ..loose.clone() };
+    for _ in 0..6 {
+        l.check(7, &[loose.clone(), tight.clone()]).await.unwrap().unwrap();
+    }
+    assert_eq!(l.check(7, &[loose, tight]).await.unwrap().unwrap_err().rule, "tight");
+
     // 2,000 admissions under a 1,000 s window (1 s ticks): a handful of entries, exact total.
     let long = [rule(2, 1_000_000, 1_000_000)];
     for _ in 0..2_000 {

@@ -67,16 +67,22 @@ for i = 1, n do
     best_limit, best_left = limit, left
   end
 end
+-- Rules with the same key (10/min and 6/min on one API key) share its counter: record once.
+-- (Redis runs Lua 5.1: no goto.)
+local recorded = {}
 for i = 1, n do
   local z, h = KEYS[2 * i - 1], KEYS[2 * i]
-  local dur = tonumber(ARGV[2 * i])
-  local tick = math.max(math.floor(dur / 1000), 1)
-  local stamp = string.format('%d', math.floor(now / tick) * tick + tick - 1)
-  redis.call('ZADD', z, stamp, stamp)
-  redis.call('HINCRBY', h, stamp, 1)
-  redis.call('HINCRBY', h, 'n', 1)
-  redis.call('PEXPIRE', z, dur + tick)
-  redis.call('PEXPIRE', h, dur + tick)
+  if not recorded[z] then
+    recorded[z] = true
+    local dur = tonumber(ARGV[2 * i])
+    local tick = math.max(math.floor(dur / 1000), 1)
+    local stamp = string.format('%d', math.floor(now / tick) * tick + tick - 1)
+    redis.call('ZADD', z, stamp, stamp)
+    redis.call('HINCRBY', h, stamp, 1)
+    redis.call('HINCRBY', h, 'n', 1)
+    redis.call('PEXPIRE', z, dur + tick)
+    redis.call('PEXPIRE', h, dur + tick)
+  end
 end
 return {1, best_limit, best_left}
 "#;
