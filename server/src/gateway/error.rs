@@ -42,7 +42,7 @@ impl IntoResponse for GatewayError {
                 set(&mut h, "retry-after", r.retry_after_secs.to_string());
                 set(&mut h, "x-ratelimit-limit-requests", r.limit.to_string());
                 set(&mut h, "x-ratelimit-remaining-requests", "0".into());
-                set(&mut h, "x-ratelimit-reset-requests", format!("{}s", r.retry_after_secs));
+                h.insert("x-ratelimit-reset-requests", reset_header(r.wait_ms));
                 set(&mut h, "x-maas-ratelimit-rule", r.rule.clone());
                 (
                     StatusCode::TOO_MANY_REQUESTS, "requests", "rate_limit_exceeded",
@@ -63,5 +63,29 @@ impl IntoResponse for GatewayError {
         let mut res = (status, axum::Json(body)).into_response();
         res.headers_mut().extend(headers);
         res
+    }
+}
+
+/// `x-ratelimit-reset-requests` as OpenAI writes it (Go's duration format: `20ms`, `1.5s`,
+/// `6m0s`, `1h2m3s`), which client libraries parse to pace themselves.
+pub fn reset_header(ms: u64) -> HeaderValue {
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let secs = if frac == 0 { format!("{s}s") } else { format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0')) };
+    let text = match (h, m) {
+        (0, 0) if s == 0 => format!("{ms}ms"),
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    };
+    HeaderValue::from_str(&text).expect("digits and unit letters")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reset_is_written_as_openai_writes_durations() {
+        for (ms, want) in [(0, "0ms"), (20, "20ms"), (999, "999ms"), (1000, "1s"), (1500, "1.5s"), (59_001, "59.001s"), (60_000, "1m0s"), (360_000, "6m0s"), (3_723_000, "1h2m3s"), (86_400_000, "24h0m0s")] {
+            assert_eq!(super::reset_header(ms), want, "{ms} ms");
+        }
     }
 }

@@ -101,14 +101,26 @@ pub struct Rejection {
     pub rule: String,
     pub limit: u64,
     pub duration_secs: u64,
+    /// Until the refusing rule's window has room again.
+    pub wait_ms: u64,
+    /// `wait_ms` in whole seconds, rounded up (at least 1): `Retry-After`.
     pub retry_after_secs: u64,
 }
 
+impl Rejection {
+    pub fn new(r: &RuleCheck, wait_ms: u64) -> Self {
+        Rejection { rule: r.label.clone(), limit: r.limit, duration_secs: r.key.duration_ms / 1000, wait_ms, retry_after_secs: wait_ms.div_ceil(1000).max(1) }
+    }
+}
+
+/// The tightest applicable rule after an admission, for the `x-ratelimit-*` response headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
-    /// The tightest rule's limit and what remains of it, for the response headers.
     pub limit: u64,
     pub remaining: u64,
+    /// Until the rule's next slot frees (its oldest admission in the window leaves): with
+    /// `remaining` 0, when the next request can be admitted.
+    pub reset_ms: u64,
 }
 
 /// Admissions inside one counter's window, oldest first, one entry per tick that had any (see
@@ -196,6 +208,11 @@ impl Log {
         self.total += 1;
     }
 
+    /// How long until the window holds fewer admissions than now (the oldest leaves).
+    fn next_slot_ms(&self, duration_ms: u64, now: u64) -> u64 {
+        self.frees_at(self.total, duration_ms, now).saturating_sub(now)
+    }
+
     /// When the window will hold fewer than `limit` admissions again.
     fn frees_at(&self, limit: u64, duration_ms: u64, now: u64) -> u64 {
         let mut must_leave = (self.total + 1).saturating_sub(limit);
@@ -236,7 +253,7 @@ impl<C: Clock> Limiter<C> {
                 return Err(reject(r, &log, now));
             }
             log.record(stamp(now, r.counter.duration_ms));
-            return Ok(Some(Admission { limit: r.limit, remaining: r.limit - log.total }));
+            return Ok(Some(Admission { limit: r.limit, remaining: r.limit - log.total, reset_ms: log.next_slot_ms(r.counter.duration_ms, now) }));
         }
         // Several rules: lock each distinct counter once, in address order (no deadlock between
         // two requests locking the same counters), check every rule, then record in each counter.
@@ -247,7 +264,8 @@ impl<C: Clock> Limiter<C> {
         for (c, log) in counters.iter().zip(logs.iter_mut()) {
             log.expire(now, c.duration_ms);
         }
-        let mut tightest: Option<Admission> = None;
+        // (limit, remaining, counter) of the rule with the least room left.
+        let mut tightest: Option<(u64, u64, usize)> = None;
         for r in rules {
             let r = r.borrow();
             let i = counters.iter().position(|c| std::ptr::eq(*c, &*r.counter)).expect("every rule's counter is locked");
@@ -256,20 +274,19 @@ impl<C: Clock> Limiter<C> {
                 return Err(reject(r, &logs[i], now));
             }
             let remaining = r.limit - used - 1;
-            if tightest.as_ref().is_none_or(|t| remaining < t.remaining) {
-                tightest = Some(Admission { limit: r.limit, remaining });
+            if tightest.is_none_or(|(_, least, _)| remaining < least) {
+                tightest = Some((r.limit, remaining, i));
             }
         }
         for (c, log) in counters.iter().zip(logs.iter_mut()) {
             log.record(stamp(now, c.duration_ms));
         }
-        Ok(tightest)
+        Ok(tightest.map(|(limit, remaining, i)| Admission { limit, remaining, reset_ms: logs[i].next_slot_ms(counters[i].duration_ms, now) }))
     }
 }
 
 fn reject(r: &RuleCheck, log: &Log, now: u64) -> Rejection {
-    let wait_ms = log.frees_at(r.limit, r.key.duration_ms, now).saturating_sub(now);
-    Rejection { rule: r.label.clone(), limit: r.limit, duration_secs: r.key.duration_ms / 1000, retry_after_secs: wait_ms.div_ceil(1000).max(1) }
+    Rejection::new(r, log.frees_at(r.limit, r.key.duration_ms, now).saturating_sub(now))
 }
 
 #[cfg(test)]
@@ -302,7 +319,10 @@ mod tests {
         let l = Limiter::new(clock.clone());
         let r = [rule(7, 100, 60, "api_key")];
         for i in 0..100 {
-            assert_eq!(l.check(&r).unwrap().unwrap().remaining, 99 - i);
+            let a = l.check(&r).unwrap().unwrap();
+            assert_eq!(a.remaining, 99 - i);
+            // Until the first admission (stamped t0+59 ms) leaves the window.
+            assert_eq!(a.reset_ms, 60_059 - i * 100, "request {i}");
             clock.advance(100); // 100 requests over 10 s
         }
         let rej = l.check(&r).unwrap_err();

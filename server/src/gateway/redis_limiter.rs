@@ -24,13 +24,14 @@ use std::time::Duration;
 use thread_local::ThreadLocal;
 
 /// KEYS: two per rule (its ticks' sorted set, its counts' hash). ARGV: `limit, duration_ms` per
-/// rule. Returns `{1, limit, remaining}` for the tightest rule when admitted, or
+/// rule. Returns `{1, limit, remaining, ms until its oldest admission leaves}` for the tightest
+/// rule when admitted, or
 /// `{0, rule_index (1-based), wait_ms}` when refused. Runs atomically: nothing interleaves.
 const CHECK_AND_RECORD: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = #KEYS / 2
-local best_limit, best_left = -1, -1
+local best_limit, best_left, best = -1, -1, 1
 for i = 1, n do
   local z, h = KEYS[2 * i - 1], KEYS[2 * i]
   local limit, dur = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
@@ -64,7 +65,7 @@ for i = 1, n do
   end
   local left = limit - used - 1
   if best_left < 0 or left < best_left then
-    best_limit, best_left = limit, left
+    best_limit, best_left, best = limit, left, i
   end
 end
 -- Rules with the same key (10/min and 6/min on one API key) share its counter: record once.
@@ -84,7 +85,9 @@ for i = 1, n do
     redis.call('PEXPIRE', h, dur + tick)
   end
 end
-return {1, best_limit, best_left}
+local oldest = redis.call('ZRANGE', KEYS[2 * best - 1], 0, 0)
+local reset = tonumber(oldest[1]) + tonumber(ARGV[2 * best]) - now
+return {1, best_limit, best_left, reset}
 "#;
 
 pub struct RedisLimiter {
@@ -140,14 +143,20 @@ impl RedisLimiter {
             inv.key(format!("{key}:ticks")).key(key + ":counts").arg(r.limit).arg(r.key.duration_ms);
         }
         let mut conn = self.conn().await?;
-        let (admitted, a, b): (i64, i64, i64) = inv.invoke_async(&mut conn).await?;
-        if admitted == 1 {
-            return Ok(Ok(Some(Admission { limit: a as u64, remaining: b as u64 })));
+        let reply: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        match reply[..] {
+            [1, limit, remaining, reset] => Ok(Ok(Some(Admission { limit: limit as u64, remaining: remaining as u64, reset_ms: reset.max(0) as u64 }))),
+            [0, i, wait] => {
+                let r = rules.get((i - 1) as usize).map(Borrow::borrow).ok_or_else(|| unexpected("rule index out of range"))?;
+                Ok(Err(Rejection::new(r, wait.max(0) as u64)))
+            }
+            _ => Err(unexpected("unexpected reply from the rate-limit script")),
         }
-        let r = rules.get((a - 1) as usize).map(Borrow::borrow).ok_or_else(|| redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "rule index out of range")))?;
-        let wait_ms = b.max(0) as u64;
-        Ok(Err(Rejection { rule: r.label.clone(), limit: r.limit, duration_secs: r.key.duration_ms / 1000, retry_after_secs: wait_ms.div_ceil(1000).max(1) }))
     }
+}
+
+fn unexpected(what: &'static str) -> RedisError {
+    RedisError(redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, what)))
 }
 
 /// `maas:rl:{ws:W}:m<model>:<target>:<subject>:<duration ms>` (then `:ticks` and `:counts`): the
