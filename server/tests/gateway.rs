@@ -595,3 +595,32 @@ async fn what_a_rule_counted_survives_a_configuration_change() {
     assert_eq!(r.json::<Value>().await.unwrap()["choices"][0]["message"]["content"], "Hello from b!", "served by the new snapshot");
     assert_eq!(error_of(h.chat(hello()).await).await.0, 429);
 }
+
+#[tokio::test]
+async fn status_rows_of_gateways_gone_for_an_hour_are_deleted() {
+    use app::ssr::entities::gateway_status;
+    use sea_orm::{EntityTrait, Set};
+    let h = harness().await;
+    let now = app::ssr::now();
+    let row = |id: &str, heartbeat_at: i64| gateway_status::ActiveModel {
+        gateway_id: Set(id.into()),
+        cluster: Set(Some("local".into())),
+        applied_revision: Set(1),
+        error: Set(None),
+        detail: Set(None),
+        heartbeat_at: Set(heartbeat_at),
+    };
+    gateway_status::Entity::insert_many([row("gone@10.0.0.9:8080", now - 2 * 3600), row("quiet@10.0.0.9:8081", now - 600)]).exec(&h.state.db).await.unwrap();
+    // Another gateway process starts: its reloader cleans up on its first pass.
+    spawn_reloader(Gateway::new(GatewayConfig::default()), h.state.clone(), None, "second".into());
+    let ids = || async { gateway_status::Entity::find().all(&h.state.db).await.unwrap().into_iter().map(|g| g.gateway_id).collect::<Vec<String>>() };
+    for _ in 0..50 {
+        if !ids().await.iter().any(|id| id.starts_with("gone")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut left = ids().await;
+    left.sort();
+    assert_eq!(left, ["quiet@10.0.0.9:8081", "second", "test"], "gone for 2 h: deleted; silent for 10 min: kept (shown as stale); the live ones kept");
+}

@@ -15,6 +15,9 @@ use std::collections::HashMap;
 pub const MAX_PER_PAGE: u64 = 100;
 /// A gateway that has not reported for this long is not counted as serving.
 const GATEWAY_STALE_SECS: i64 = 30;
+/// A gateway silent this long is gone (scaled in, moved to another port): its row is deleted,
+/// so replicas coming and going do not pile up rows that every list page reads.
+pub const GATEWAY_FORGET_SECS: i64 = 3600;
 
 pub async fn form_options(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<FormOptions> {
     Ok(FormOptions {
@@ -342,6 +345,12 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
         })
         .collect();
     Ok(ModelPage { rows, total, page, per_page })
+}
+
+/// Deletes the status rows of gateways that have not reported for GATEWAY_FORGET_SECS.
+pub async fn forget_gone_gateways<C: ConnectionTrait>(db: &C, now: i64) -> SResult<u64> {
+    let gone = gateway_status::Entity::delete_many().filter(gateway_status::Column::HeartbeatAt.lt(now - GATEWAY_FORGET_SECS)).exec(db).await?;
+    Ok(gone.rows_affected)
 }
 
 /// Gateways that serve `cluster` (or every cluster) and reported recently enough to count.
