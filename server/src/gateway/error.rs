@@ -1,7 +1,13 @@
 //! OpenAI-shaped errors, the gateway's one error type, mapped to a response once.
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+// Parsed once, not on every response (a `&'static str` name is validated and hashed each time).
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const RATELIMIT_RULE: HeaderName = HeaderName::from_static("x-maas-ratelimit-rule");
 
 #[derive(Debug)]
 pub enum GatewayError {
@@ -34,16 +40,14 @@ impl IntoResponse for GatewayError {
             ),
             GatewayError::RateLimited(r) => {
                 let mut h = HeaderMap::new();
-                let set = |h: &mut HeaderMap, k: &'static str, v: String| {
-                    if let Ok(v) = HeaderValue::from_str(&v) {
-                        h.insert(k, v);
-                    }
-                };
-                set(&mut h, "retry-after", r.retry_after_secs.to_string());
-                set(&mut h, "x-ratelimit-limit-requests", r.limit.to_string());
-                set(&mut h, "x-ratelimit-remaining-requests", "0".into());
-                h.insert("x-ratelimit-reset-requests", reset_header(r.wait_ms));
-                set(&mut h, "x-maas-ratelimit-rule", r.rule.clone());
+                h.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(r.retry_after_secs));
+                h.insert(RATELIMIT_LIMIT, HeaderValue::from(r.limit));
+                h.insert(RATELIMIT_REMAINING, HeaderValue::from_static("0"));
+                h.insert(RATELIMIT_RESET, reset_header(r.wait_ms));
+                // Labels are built from ids and numbers; a value that cannot be a header is left out.
+                if let Ok(v) = HeaderValue::from_str(&r.rule) {
+                    h.insert(RATELIMIT_RULE, v);
+                }
                 (
                     StatusCode::TOO_MANY_REQUESTS, "requests", "rate_limit_exceeded",
                     format!("Rate limit reached ({}): {} requests per {} s. Retry after {} s.", r.rule, r.limit, r.duration_secs, r.retry_after_secs),
@@ -67,17 +71,39 @@ impl IntoResponse for GatewayError {
 }
 
 /// `x-ratelimit-reset-requests` as OpenAI writes it (Go's duration format: `20ms`, `1.5s`,
-/// `6m0s`, `1h2m3s`), which client libraries parse to pace themselves.
+/// `6m0s`, `1h2m3s`), which client libraries parse to pace themselves. Sent on every admitted
+/// response, so written into a stack buffer: `format!` took ~2k instructions per request.
 pub fn reset_header(ms: u64) -> HeaderValue {
-    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let secs = if frac == 0 { format!("{s}s") } else { format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0')) };
-    let text = match (h, m) {
-        (0, 0) if s == 0 => format!("{ms}ms"),
-        (0, 0) => secs,
-        (0, m) => format!("{m}m{secs}"),
-        (h, m) => format!("{h}h{m}m{secs}"),
+    let mut out = [0u8; 48];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        out[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
     };
-    HeaderValue::from_str(&text).expect("digits and unit letters")
+    let mut digits = itoa::Buffer::new();
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    if ms < 1000 {
+        put(digits.format(ms).as_bytes());
+        put(b"ms");
+    } else {
+        if h > 0 {
+            put(digits.format(h).as_bytes());
+            put(b"h");
+        }
+        if h > 0 || m > 0 {
+            put(digits.format(m).as_bytes());
+            put(b"m");
+        }
+        put(digits.format(s).as_bytes());
+        if frac > 0 {
+            // Three digits, trailing zeros dropped: 500 → ".5", 1 → ".001".
+            let f = [b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+            let keep = if frac % 100 == 0 { 2 } else if frac % 10 == 0 { 3 } else { 4 };
+            put(&f[..keep]);
+        }
+        put(b"s");
+    }
+    HeaderValue::from_bytes(&out[..len]).expect("digits and unit letters")
 }
 
 #[cfg(test)]

@@ -336,9 +336,9 @@ fn stream_back(resp: http::Response<upstream::UpstreamBody>, admission: Option<&
         }
     }
     if let Some(a) = admission {
-        headers.insert("x-ratelimit-limit-requests", HeaderValue::from(a.limit));
-        headers.insert("x-ratelimit-remaining-requests", HeaderValue::from(a.remaining));
-        headers.insert("x-ratelimit-reset-requests", error::reset_header(a.reset_ms));
+        headers.insert(error::RATELIMIT_LIMIT, HeaderValue::from(a.limit));
+        headers.insert(error::RATELIMIT_REMAINING, HeaderValue::from(a.remaining));
+        headers.insert(error::RATELIMIT_RESET, error::reset_header(a.reset_ms));
     }
     // The body's exact size hint (upstream Content-Length) becomes our Content-Length.
     let mut res = Response::new(Body::new(incoming));
