@@ -1,4 +1,6 @@
-//! Test helpers: a fresh SQLite file per test, built by the real migrations.
+//! Test helpers: a fresh database per test, built by the real migrations: a SQLite file, or
+//! with `MAAS_TEST_DB=postgres` a PostgreSQL server of its own (the scale-out control plane's
+//! database: `make test` runs the console's service and HTTP tests on both).
 #![allow(dead_code)]
 pub mod daemons;
 use app::ssr::{auth, AppState};
@@ -12,14 +14,22 @@ use tower::ServiceExt;
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub state: AppState,
+    url: String,
+    // Last: dropped (stopped) after the pool that uses it.
+    pg: Option<daemons::Postgres>,
 }
 
 pub async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/maas.db?mode=rwc", dir.path().display());
+    let pg = match std::env::var("MAAS_TEST_DB").as_deref() {
+        Ok("postgres") => Some(daemons::Postgres::start().await),
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("MAAS_TEST_DB={other}: sqlite or postgres"),
+    };
+    let url = pg.as_ref().map_or_else(|| format!("sqlite://{}/maas.db?mode=rwc", dir.path().display()), |pg| pg.url.clone());
     let db = server::bootstrap::open_db(&url).await.unwrap();
     let state = server::bootstrap::state(db, "test-secret", false, 1, false);
-    Env { dir, state }
+    Env { dir, state, url, pg }
 }
 
 impl Env {
@@ -27,7 +37,10 @@ impl Env {
         &self.state.db
     }
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}/maas.db?mode=rwc", self.dir.path().display())
+        self.url.clone()
+    }
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
     }
     pub fn router(&self) -> Router {
         server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), self.state.clone())
