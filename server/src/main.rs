@@ -69,9 +69,20 @@ struct ServeArgs {
     /// Serving threads (one single-threaded runtime each); default: one per CPU core.
     #[arg(long, env = "MAAS_WORKERS")]
     workers: Option<usize>,
-    /// Keep rate-limit counters in this Redis, shared with other replicas (default: in-process).
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct RedisArgs {
+    /// Keep rate-limit counters in this Redis, shared with other replicas (default: in-process;
+    /// `rediss://` for TLS).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// PEM file of the CA that signed a `rediss://` server's certificate, when it is not a
+    /// public one (default: the system's and Mozilla's roots).
+    #[arg(long, env = "REDIS_CA_CERT")]
+    redis_ca_cert: Option<PathBuf>,
 }
 
 #[derive(clap::Parser, Clone)]
@@ -84,9 +95,9 @@ struct GatewayArgs {
     /// The control plane's database (PostgreSQL when replicas run on several hosts).
     #[arg(long, env = "DATABASE_URL", default_value = server::bootstrap::DEFAULT_DB, hide_env_values = true)]
     database_url: String,
-    /// Shared rate-limit counters. Without it each replica counts on its own.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
+    /// Shared rate-limit counters. Without them each replica counts on its own.
+    #[command(flatten)]
+    redis: RedisArgs,
     /// The control plane's key, to decrypt upstream API keys (or `secret.key` in --data-dir).
     #[arg(long, env = "MAAS_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
@@ -235,7 +246,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
         Some(up) => bootstrap::seed_demo(&state, &url, up, &a.data_dir).await?,
         None => None,
     };
-    let gateway = build_gateway(Default::default(), a.redis_url.as_deref()).await?;
+    let gateway = build_gateway(Default::default(), &a.redis).await?;
     // Named by host and port: stable across restarts (one status row per process, not one per
     // start), distinct for several `maas serve` processes on one database.
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), format!("serve@{}:{}", hostname(), local.port()));
@@ -276,7 +287,7 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     // The heartbeat also polls the database's revision: the only change signal a separate
     // process gets. Twice a second keeps "follows changes within 1 s" with room to build.
     let config = server::gateway::GatewayConfig { heartbeat: std::time::Duration::from_millis(500), ..Default::default() };
-    let gateway = build_gateway(config, a.redis_url.as_deref()).await?;
+    let gateway = build_gateway(config, &a.redis).await?;
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;
     let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
@@ -300,12 +311,17 @@ async fn initial_config(state: &app::ssr::AppState, rev: i64) -> bool {
 }
 
 /// With a Redis URL, rate limits shared with the other replicas; otherwise counted here.
-async fn build_gateway(config: server::gateway::GatewayConfig, redis_url: Option<&str>) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
+async fn build_gateway(config: server::gateway::GatewayConfig, redis: &RedisArgs) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
+    use anyhow::Context;
     use server::gateway::{redis_limiter::RedisLimiter, Gateway};
-    let Some(url) = redis_url.filter(|u| !u.is_empty()) else {
+    let Some(url) = redis.redis_url.as_deref().filter(|u| !u.is_empty()) else {
         return Ok(Gateway::new(config));
     };
-    let redis = RedisLimiter::new(url, std::time::Duration::from_millis(500))?;
+    let ca = match &redis.redis_ca_cert {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("reading REDIS_CA_CERT {}", path.display()))?),
+        None => None,
+    };
+    let redis = RedisLimiter::new(url, ca, std::time::Duration::from_millis(500))?;
     // Unreachable at start is not fatal (each request falls back to local counters until it
     // answers), but an operator should know at once.
     match redis.ping().await {

@@ -85,7 +85,7 @@ async fn replicas(redis_url: &str) -> Replicas {
     let mut gws = Vec::new();
     let mut bases = Vec::new();
     for i in 0..2 {
-        let redis = RedisLimiter::new(redis_url, Duration::from_millis(300)).unwrap();
+        let redis = RedisLimiter::new(redis_url, None, Duration::from_millis(300)).unwrap();
         let gw = Gateway::shared(GatewayConfig { heartbeat: Duration::from_millis(100), ..Default::default() }, redis);
         spawn_reloader(gw.clone(), state.clone(), Some("local".into()), format!("replica-{i}"));
         bases.push(serve(gw.router()).await);
@@ -359,7 +359,7 @@ async fn redis_counters_slide_and_stay_small() {
     use server::gateway::limiter::{CounterKey, RuleCheck};
     use server::gateway::redis_limiter::counter_key;
     let redis = Redis::start().await;
-    let l = RedisLimiter::new(&redis.url, Duration::from_secs(2)).unwrap();
+    let l = RedisLimiter::new(&redis.url, None, Duration::from_secs(2)).unwrap();
     let rule = |subject: i64, limit: u64, ms: u64| RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, duration_ms: ms }, limit, format!("r{subject}"));
     let short = [rule(1, 5, 1_000)];
     for i in 0..5 {
@@ -434,4 +434,33 @@ fn a_misconfigured_gateway_refuses_to_start_and_says_why() {
     let err = gateway(&migrated, &dir.path().join("no-such-dir"), None);
     assert!(err.contains("MAAS_SECRET_KEY is not set"), "{err}");
     assert!(!dir.path().join("no-such-dir").exists(), "no key was invented");
+
+    // A CA file for a TLS Redis that is not there.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_maas"))
+        .args(["gateway", "--cluster", "local", "--listen", "127.0.0.1:0", "--database-url", &migrated, "--secret-key", "k"])
+        .args(["--redis-url", "rediss://127.0.0.1:1", "--redis-ca-cert", "/nonexistent/ca.pem"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started anyway");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("REDIS_CA_CERT /nonexistent/ca.pem"), "{err}");
+}
+
+/// Managed Redis speaks TLS: `rediss://` connects with it, trusts a private CA only when given
+/// it (REDIS_CA_CERT), and then shares limits as over plain TCP.
+#[tokio::test]
+async fn limits_are_shared_through_a_redis_that_speaks_only_tls() {
+    use server::gateway::limiter::{CounterKey, RuleCheck};
+    let (redis, ca) = Redis::start_tls().await;
+    let untrusted = RedisLimiter::new(&redis.url, None, Duration::from_secs(2)).unwrap();
+    let err = untrusted.ping().await.expect_err("a certificate from an unknown CA is refused").to_string();
+    assert!(err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"), "{err}");
+
+    let l = RedisLimiter::new(&redis.url, Some(ca), Duration::from_secs(2)).unwrap();
+    l.ping().await.unwrap();
+    let rule = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, duration_ms: 60_000 }, 3, "r".into())];
+    for i in 0..3 {
+        assert_eq!(l.check(1, &rule).await.unwrap().unwrap().unwrap().remaining, 2 - i);
+    }
+    assert_eq!(l.check(1, &rule).await.unwrap().unwrap_err().rule, "r");
 }

@@ -106,9 +106,15 @@ pub struct RedisError(#[from] redis::RedisError);
 impl RedisLimiter {
     /// Parses the URL only; connections open on first use, one per serving thread.
     /// `timeout` bounds connecting and each check, so a stalled Redis costs a request at most that.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+    /// A `rediss://` URL connects with TLS, checked against `ca_pem` (PEM certificates of a
+    /// private CA) when given, else against the system's and Mozilla's roots.
+    pub fn new(url: &str, ca_pem: Option<Vec<u8>>, timeout: Duration) -> Result<Self, RedisError> {
+        let client = match ca_pem {
+            Some(root_cert) => redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) })?,
+            None => redis::Client::open(url)?,
+        };
         Ok(RedisLimiter {
-            client: redis::Client::open(url)?,
+            client,
             script: redis::Script::new(CHECK_AND_RECORD),
             conns: ThreadLocal::new(),
             timeout,

@@ -34,6 +34,7 @@ pub struct Redis {
     child: Child,
     port: u16,
     pub url: String,
+    _tls_dir: Option<tempfile::TempDir>,
 }
 
 impl Redis {
@@ -54,7 +55,33 @@ impl Redis {
             .spawn()
             .unwrap();
         wait_until("redis-server", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
-        Redis { child, port, url: format!("redis://127.0.0.1:{port}") }
+        Redis { child, port, url: format!("redis://127.0.0.1:{port}"), _tls_dir: None }
+    }
+
+    /// A server speaking only TLS (`rediss://`), with a certificate for 127.0.0.1 signed by a
+    /// private CA made for it; returns the CA's PEM, which a client must be given to trust it.
+    pub async fn start_tls() -> (Redis, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new(require("/usr/bin/openssl", "openssl")).args(args).current_dir(dir.path()).output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        openssl(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=maas test CA"]].concat());
+        openssl(&[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
+        std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext"]);
+        let port = free_port();
+        let path = |f: &str| dir.path().join(f).display().to_string();
+        let mut child = Command::new(require("/usr/bin/redis-server", "redis-server"))
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--tls-cert-file", &path("server.pem"), "--tls-key-file", &path("server.key"), "--tls-ca-cert-file", &path("ca.pem"), "--tls-auth-clients", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("redis-server (TLS)", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+        let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        (Redis { child, port, url: format!("rediss://127.0.0.1:{port}"), _tls_dir: Some(dir) }, ca)
     }
 
     /// Stops the server (an outage, for the fallback tests).
