@@ -70,11 +70,16 @@ struct ServeArgs {
     #[arg(long, env = "MAAS_WORKERS")]
     workers: Option<usize>,
     #[command(flatten)]
-    redis: RedisArgs,
+    reach: ReachArgs,
 }
 
+/// What the gateway needs to reach beyond itself, the same for `serve` and `gateway`.
 #[derive(clap::Args, Clone)]
-struct RedisArgs {
+struct ReachArgs {
+    /// PEM file of CAs trusted for https endpoints besides Mozilla's roots (model servers behind
+    /// a private CA).
+    #[arg(long, env = "MAAS_UPSTREAM_CA_CERT")]
+    upstream_ca_cert: Option<PathBuf>,
     /// Keep rate-limit counters in this Redis, shared with other replicas (default: in-process;
     /// `rediss://` for TLS).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
@@ -97,7 +102,7 @@ struct GatewayArgs {
     database_url: String,
     /// Shared rate-limit counters. Without them each replica counts on its own.
     #[command(flatten)]
-    redis: RedisArgs,
+    reach: ReachArgs,
     /// The control plane's key, to decrypt upstream API keys (or `secret.key` in --data-dir).
     #[arg(long, env = "MAAS_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
@@ -246,7 +251,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
         Some(up) => bootstrap::seed_demo(&state, &url, up, &a.data_dir).await?,
         None => None,
     };
-    let gateway = build_gateway(Default::default(), &a.redis).await?;
+    let gateway = build_gateway(Default::default(), &a.reach).await?;
     // Named by host and port: stable across restarts (one status row per process, not one per
     // start), distinct for several `maas serve` processes on one database.
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), format!("serve@{}:{}", hostname(), local.port()));
@@ -287,7 +292,7 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     // The heartbeat also polls the database's revision: the only change signal a separate
     // process gets. Twice a second keeps "follows changes within 1 s" with room to build.
     let config = server::gateway::GatewayConfig { heartbeat: std::time::Duration::from_millis(500), ..Default::default() };
-    let gateway = build_gateway(config, &a.redis).await?;
+    let gateway = build_gateway(config, &a.reach).await?;
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;
     let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
@@ -310,14 +315,19 @@ async fn initial_config(state: &app::ssr::AppState, rev: i64) -> bool {
     tokio::time::timeout(std::time::Duration::from_secs(30), applied.wait_for(|a| *a >= rev)).await.is_ok_and(|r| r.is_ok())
 }
 
-/// With a Redis URL, rate limits shared with the other replicas; otherwise counted here.
-async fn build_gateway(config: server::gateway::GatewayConfig, redis: &RedisArgs) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
+/// The gateway: trusting the extra upstream CAs if any, and with a Redis URL, rate limits shared
+/// with the other replicas (otherwise counted here).
+async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &ReachArgs) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
     use anyhow::Context;
-    use server::gateway::{redis_limiter::RedisLimiter, Gateway};
-    let Some(url) = redis.redis_url.as_deref().filter(|u| !u.is_empty()) else {
+    use server::gateway::{redis_limiter::RedisLimiter, upstream, Gateway};
+    if let Some(path) = &reach.upstream_ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("reading MAAS_UPSTREAM_CA_CERT {}", path.display()))?;
+        config.upstream_roots = upstream::parse_ca_pem(&pem).map_err(|e| anyhow::anyhow!("MAAS_UPSTREAM_CA_CERT {}: {e}", path.display()))?;
+    }
+    let Some(url) = reach.redis_url.as_deref().filter(|u| !u.is_empty()) else {
         return Ok(Gateway::new(config));
     };
-    let ca = match &redis.redis_ca_cert {
+    let ca = match &reach.redis_ca_cert {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("reading REDIS_CA_CERT {}", path.display()))?),
         None => None,
     };

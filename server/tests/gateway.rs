@@ -32,17 +32,22 @@ async fn serve(router: axum::Router) -> String {
 }
 
 async fn harness() -> Harness {
+    harness_with(server::mock_upstream::router(Default::default(), true), vec![]).await
+}
+
+/// A harness whose upstream mock is `mock` and whose gateway also trusts `upstream_roots`.
+async fn harness_with(mock: axum::Router, upstream_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Harness {
     let env = common::env().await;
     let state = server::bootstrap::state(env.db().clone(), "test-secret", false, 1, true);
     let op = env.user("op", Role::Operator).await;
-    let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
+    let mock = serve(mock).await;
     let db = &state.db;
     let mm = catalog::create_marketplace(db, &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
     catalog::set_published(db, mm, true).await.unwrap();
     let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:1").await.unwrap();
     let ws = workspaces::create(db, "team").await.unwrap();
     let (k, rev) = keys::create(db, &op, ws, "k").await.unwrap();
-    let gw = Gateway::new(GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), ..Default::default() });
+    let gw = Gateway::new(GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), upstream_roots, ..Default::default() });
     spawn_reloader(gw.clone(), state.clone(), None, "test".into());
     state.config_changed(rev).await;
     // As `maas serve` builds it: the gateway's front service before the console's router.
@@ -623,4 +628,81 @@ async fn status_rows_of_gateways_gone_for_an_hour_are_deleted() {
     let mut left = ids().await;
     left.sort();
     assert_eq!(left, ["quiet@10.0.0.9:8081", "second", "test"], "gone for 2 h: deleted; silent for 10 min: kept (shown as stale); the live ones kept");
+}
+
+/// `router` served over TLS on 127.0.0.1 with a certificate from a private CA (files in
+/// `dir`), offering HTTP/2 and HTTP/1.1 by ALPN as hosted model APIs do; returns the https base
+/// URL and the HTTP version of every request it got.
+async fn serve_tls(router: axum::Router, dir: &std::path::Path) -> (String, Arc<parking_lot::Mutex<Vec<http::Version>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem")).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let mut tls = rustls::ServerConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let versions = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = versions.clone();
+    let router = router.layer(axum::middleware::map_request(move |req: axum::extract::Request| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().push(req.version());
+            req
+        }
+    }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                // A client that refuses our certificate ends the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new()).serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+            });
+        }
+    });
+    (url, versions)
+}
+
+#[tokio::test]
+async fn https_endpoints_behind_a_private_ca_are_trusted_only_when_configured_and_speak_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::private_ca(dir.path());
+    let roots = server::gateway::upstream::parse_ca_pem(&ca).unwrap();
+
+    // Not configured: the certificate is refused, as an impostor's would be.
+    let mock = server::mock_upstream::router(Default::default(), true);
+    let (https, _) = serve_tls(mock.clone(), dir.path()).await;
+    let h = harness_with(mock, vec![]).await;
+    h.model(Policy::RoundRobin, vec![ep(https, "m", "", None)], vec![]).await;
+    let (s, e) = error_of(h.chat(hello()).await).await;
+    assert_eq!((s, e["code"].as_str()), (502, Some("upstream_unavailable")), "{e}");
+    assert!(h.received().await.is_empty(), "nothing reached the upstream");
+
+    // Configured: forwarded over HTTP/2, streamed, and a client going away cancels the stream.
+    let mock = server::mock_upstream::router(Default::default(), true);
+    let (https, versions) = serve_tls(mock.clone(), dir.path()).await;
+    let h = harness_with(mock, roots).await;
+    let id = h.model(Policy::RoundRobin, vec![ep(https.clone(), "private-model", "", Some("sk-upstream"))], vec![]).await;
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["object"], "chat.completion");
+    let got = h.received().await;
+    assert_eq!((got[0]["model"].as_str(), got[0]["authorization"].as_str()), (Some("private-model"), Some("Bearer sk-upstream")), "{got:?}");
+
+    h.update(id, Policy::RoundRobin, vec![ep(format!("{https}/chunks/20/chunk-delay/150"), "m", "", None)]).await;
+    let mut r = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
+    let first = tokio::time::timeout(Duration::from_secs(2), r.chunk()).await.expect("first chunk in time").unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    drop(r);
+    assert_eq!(wait_cancelled(&h, 1).await, 1, "the upstream saw the stream cancelled");
+    let versions = versions.lock().clone();
+    assert!(!versions.is_empty() && versions.iter().all(|v| *v == http::Version::HTTP_2), "{versions:?}");
 }

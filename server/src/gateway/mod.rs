@@ -37,6 +37,9 @@ pub struct GatewayConfig {
     pub cooldown: Duration,
     /// How often the reloader reports status and checks the database's revision.
     pub heartbeat: Duration,
+    /// CAs trusted for https endpoints besides Mozilla's (private model servers behind an
+    /// internal CA); see [`upstream::parse_ca_pem`].
+    pub upstream_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for GatewayConfig {
@@ -48,6 +51,7 @@ impl Default for GatewayConfig {
             fail_threshold: 3,
             cooldown: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
+            upstream_roots: Vec::new(),
         }
     }
 }
@@ -124,7 +128,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             limits,
             clock: SystemClock::default(),
-            upstream: Upstream::new(config.connect_timeout),
+            upstream: Upstream::new(config.connect_timeout, &config.upstream_roots),
             config,
         })
     }

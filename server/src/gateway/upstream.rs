@@ -25,6 +25,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustc_hash::FxHashMap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -171,11 +173,15 @@ impl std::fmt::Display for SendError {
 }
 
 impl Upstream {
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// `extra_roots`: CAs trusted besides Mozilla's, for endpoints behind a private CA.
+    pub fn new(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>]) -> Self {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        // Checked when the configuration is read (`parse_ca_pem`): none is ignored here.
+        roots.add_parsable_certificates(extra_roots.iter().cloned());
         let tls = rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default TLS versions")
-            .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+            .with_root_certificates(roots)
             .with_no_client_auth();
         Upstream { connect_timeout, tls, tls_clients: ThreadLocal::new(), idle: Arc::default() }
     }
@@ -322,6 +328,18 @@ impl Drop for UpstreamBody {
     }
 }
 
+/// The certificates of a PEM file of CAs, each one usable as a trust anchor.
+pub fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| format!("not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    for (i, c) in certs.iter().enumerate() {
+        rustls::RootCertStore::empty().add(c.clone()).map_err(|e| format!("certificate {} is not a usable CA: {e}", i + 1))?;
+    }
+    Ok(certs)
+}
+
 fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
@@ -331,4 +349,33 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_ca_files_are_refused_with_the_reason() {
+        assert_eq!(parse_ca_pem(b"").unwrap_err(), "no certificate in it");
+        assert_eq!(parse_ca_pem(b"just some text\n").unwrap_err(), "no certificate in it");
+        let garbage = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        assert!(parse_ca_pem(garbage).unwrap_err().starts_with("certificate 1 is not a usable CA"), "{:?}", parse_ca_pem(garbage));
+    }
+
+    #[test]
+    fn targets_split_http_urls_into_pool_key_request_line_and_host() {
+        let t = Target::parse("http://user:pw@10.0.0.5:8000/openai/v1/chat/completions?x=1").unwrap();
+        let p = t.plain.as_ref().unwrap();
+        assert_eq!((&*p.addr, p.host.as_str(), p.port), ("10.0.0.5:8000", "10.0.0.5", 8000));
+        assert_eq!(p.origin, "/openai/v1/chat/completions?x=1");
+        assert_eq!(p.host_header, "10.0.0.5:8000", "no userinfo in Host");
+        let v6 = Target::parse("http://[::1]/v1/embeddings").unwrap();
+        let p = v6.plain.as_ref().unwrap();
+        assert_eq!((&*p.addr, p.host.as_str(), p.port), ("[::1]:80", "::1", 80));
+        assert!(Target::parse("https://api.example.com/v1/chat/completions").unwrap().plain.is_none(), "https goes to the TLS client");
+        for bad in ["ftp://x/y", "/relative", "http://"] {
+            assert!(Target::parse(bad).is_none(), "{bad}");
+        }
+    }
 }

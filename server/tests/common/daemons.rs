@@ -24,7 +24,7 @@ async fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bo
     panic!("{what} did not become ready within 20 s");
 }
 
-fn require(bin: &str, package: &str) -> PathBuf {
+pub(crate) fn require(bin: &str, package: &str) -> PathBuf {
     let p = PathBuf::from(bin);
     assert!(p.exists(), "{bin} is missing: install Debian's `{package}` (scripts/setup.sh does)");
     p
@@ -62,15 +62,7 @@ impl Redis {
     /// private CA made for it; returns the CA's PEM, which a client must be given to trust it.
     pub async fn start_tls() -> (Redis, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
-        let openssl = |args: &[&str]| {
-            let out = Command::new(require("/usr/bin/openssl", "openssl")).args(args).current_dir(dir.path()).output().unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        openssl(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=maas test CA"]].concat());
-        openssl(&[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
-        std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext"]);
+        let ca = super::tls::private_ca(dir.path());
         let port = free_port();
         let path = |f: &str| dir.path().join(f).display().to_string();
         let mut child = Command::new(require("/usr/bin/redis-server", "redis-server"))
@@ -80,7 +72,6 @@ impl Redis {
             .spawn()
             .unwrap();
         wait_until("redis-server (TLS)", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
-        let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
         (Redis { child, port, url: format!("rediss://127.0.0.1:{port}"), _tls_dir: Some(dir) }, ca)
     }
 

@@ -3,6 +3,7 @@
 //! database: `make test` runs the console's service and HTTP tests on both).
 #![allow(dead_code)]
 pub mod daemons;
+pub mod tls;
 use app::ssr::{auth, AppState};
 use app::types::*;
 use axum::body::Body;
