@@ -88,6 +88,10 @@ struct ReachArgs {
     /// public one (default: the system's and Mozilla's roots).
     #[arg(long, env = "REDIS_CA_CERT")]
     redis_ca_cert: Option<PathBuf>,
+    /// REDIS_URL is a Redis Cluster (one or more seed nodes, comma-separated): each check goes
+    /// to the node holding its workspace's slot.
+    #[arg(long, env = "REDIS_CLUSTER")]
+    redis_cluster: bool,
 }
 
 #[derive(clap::Parser, Clone)]
@@ -319,7 +323,7 @@ async fn initial_config(state: &app::ssr::AppState, rev: i64) -> bool {
 /// with the other replicas (otherwise counted here).
 async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &ReachArgs) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
     use anyhow::Context;
-    use server::gateway::{redis_limiter::RedisLimiter, upstream, Gateway};
+    use server::gateway::{redis_limiter::{RedisConfig, RedisLimiter}, upstream, Gateway};
     if let Some(path) = &reach.upstream_ca_cert {
         let pem = std::fs::read(path).with_context(|| format!("reading MAAS_UPSTREAM_CA_CERT {}", path.display()))?;
         config.upstream_roots = upstream::parse_ca_pem(&pem).map_err(|e| anyhow::anyhow!("MAAS_UPSTREAM_CA_CERT {}: {e}", path.display()))?;
@@ -327,11 +331,12 @@ async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &Reach
     let Some(url) = reach.redis_url.as_deref().filter(|u| !u.is_empty()) else {
         return Ok(Gateway::new(config));
     };
-    let ca = match &reach.redis_ca_cert {
+    let ca_pem = match &reach.redis_ca_cert {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("reading REDIS_CA_CERT {}", path.display()))?),
         None => None,
     };
-    let redis = RedisLimiter::new(url, ca, std::time::Duration::from_millis(500))?;
+    let redis_config = RedisConfig { url: url.to_owned(), cluster: reach.redis_cluster, ca_pem };
+    let redis = RedisLimiter::new(&redis_config, std::time::Duration::from_millis(500))?;
     // Unreachable at start is not fatal (each request falls back to local counters until it
     // answers), but an operator should know at once.
     match redis.ping().await {

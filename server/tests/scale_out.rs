@@ -6,10 +6,10 @@ mod common;
 use app::ssr::services::{catalog, keys, models, workspaces};
 use app::ssr::AppState;
 use app::types::*;
-use common::daemons::{Postgres, Redis};
+use common::daemons::{Postgres, Redis, RedisCluster};
 use sea_orm::EntityTrait;
 use serde_json::{json, Value};
-use server::gateway::redis_limiter::RedisLimiter;
+use server::gateway::redis_limiter::{RedisConfig, RedisLimiter};
 use server::gateway::{spawn_reloader, Gateway, GatewayConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ async fn replicas(redis_url: &str) -> Replicas {
     let mut gws = Vec::new();
     let mut bases = Vec::new();
     for i in 0..2 {
-        let redis = RedisLimiter::new(redis_url, None, Duration::from_millis(300)).unwrap();
+        let redis = RedisLimiter::new(&RedisConfig { url: redis_url.into(), ..Default::default() }, Duration::from_millis(300)).unwrap();
         let gw = Gateway::shared(GatewayConfig { heartbeat: Duration::from_millis(100), ..Default::default() }, redis);
         spawn_reloader(gw.clone(), state.clone(), Some("local".into()), format!("replica-{i}"));
         bases.push(serve(gw.router()).await);
@@ -359,7 +359,7 @@ async fn redis_counters_slide_and_stay_small() {
     use server::gateway::limiter::{CounterKey, RuleCheck};
     use server::gateway::redis_limiter::counter_key;
     let redis = Redis::start().await;
-    let l = RedisLimiter::new(&redis.url, None, Duration::from_secs(2)).unwrap();
+    let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
     let rule = |subject: i64, limit: u64, ms: u64| RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, duration_ms: ms }, limit, format!("r{subject}"));
     let short = [rule(1, 5, 1_000)];
     for i in 0..5 {
@@ -452,15 +452,47 @@ fn a_misconfigured_gateway_refuses_to_start_and_says_why() {
 async fn limits_are_shared_through_a_redis_that_speaks_only_tls() {
     use server::gateway::limiter::{CounterKey, RuleCheck};
     let (redis, ca) = Redis::start_tls().await;
-    let untrusted = RedisLimiter::new(&redis.url, None, Duration::from_secs(2)).unwrap();
+    let untrusted = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
     let err = untrusted.ping().await.expect_err("a certificate from an unknown CA is refused").to_string();
     assert!(err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"), "{err}");
 
-    let l = RedisLimiter::new(&redis.url, Some(ca), Duration::from_secs(2)).unwrap();
+    let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ca_pem: Some(ca), ..Default::default() }, Duration::from_secs(2)).unwrap();
     l.ping().await.unwrap();
     let rule = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, duration_ms: 60_000 }, 3, "r".into())];
     for i in 0..3 {
         assert_eq!(l.check(1, &rule).await.unwrap().unwrap().unwrap().remaining, 2 - i);
     }
     assert_eq!(l.check(1, &rule).await.unwrap().unwrap_err().rule, "r");
+}
+
+/// A Redis Cluster: each workspace's counters live on the node of its slot (hash tag
+/// `{ws:W}`), and two replicas still admit exactly each limit.
+#[tokio::test]
+async fn limits_are_exact_on_a_redis_cluster() {
+    use server::gateway::limiter::{CounterKey, RuleCheck};
+    let cluster = RedisCluster::start(3).await;
+    // A single seed is enough: the client learns the other nodes from it.
+    let seed = cluster.url.split(',').next().unwrap().to_owned();
+    let replica = |url: String| RedisLimiter::new(&RedisConfig { url, cluster: true, ca_pem: None }, Duration::from_secs(2)).unwrap();
+    let (a, b) = (replica(seed), replica(cluster.url.clone()));
+    a.ping().await.unwrap();
+    let workspaces: Vec<i64> = (1..=12).collect();
+    for &ws in &workspaces {
+        // A key rule and a workspace rule: one script, two counters, one slot.
+        let rules = [
+            RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: ws * 100, duration_ms: 60_000 }, 7, "key".into()),
+            RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::Workspace, subject_id: ws, duration_ms: 60_000 }, 5, "ws".into()),
+        ];
+        let mut admitted = 0;
+        for i in 0..10 {
+            let l = if i % 2 == 0 { &a } else { &b };
+            if l.check(ws, &rules).await.unwrap().is_ok() {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 5, "workspace {ws}: the workspace rule's 5, across both replicas");
+    }
+    let per_node = cluster.keys_per_node();
+    assert_eq!(per_node.iter().sum::<u64>(), 4 * workspaces.len() as u64, "two keys per counter: {per_node:?}");
+    assert!(per_node.iter().filter(|&&n| n > 0).count() >= 2, "workspaces spread over the nodes: {per_node:?}");
 }

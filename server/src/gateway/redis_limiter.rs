@@ -90,12 +90,34 @@ local reset = tonumber(oldest[1]) + tonumber(ARGV[2 * best]) - now
 return {1, best_limit, best_left, reset}
 "#;
 
+/// Where the shared counters live.
+#[derive(Clone, Debug, Default)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` (TLS); with `cluster`, one or more seed nodes, comma-separated.
+    pub url: String,
+    /// A Redis Cluster: each script goes to the node holding its workspace's slot.
+    pub cluster: bool,
+    /// PEM certificates of a private CA for `rediss://` (default: the system's and Mozilla's).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
 pub struct RedisLimiter {
-    client: redis::Client,
+    client: Client,
     script: redis::Script,
     /// One multiplexed connection per serving thread: each runtime drives its own, as with the
     /// upstream pools (see upstream.rs).
-    conns: ThreadLocal<tokio::sync::OnceCell<ConnectionManager>>,
+    conns: ThreadLocal<tokio::sync::OnceCell<Conn>>,
     timeout: Duration,
 }
 
@@ -104,35 +126,49 @@ pub struct RedisLimiter {
 pub struct RedisError(#[from] redis::RedisError);
 
 impl RedisLimiter {
-    /// Parses the URL only; connections open on first use, one per serving thread.
+    /// Parses the configuration only; connections open on first use, one per serving thread.
     /// `timeout` bounds connecting and each check, so a stalled Redis costs a request at most that.
-    /// A `rediss://` URL connects with TLS, checked against `ca_pem` (PEM certificates of a
-    /// private CA) when given, else against the system's and Mozilla's roots.
-    pub fn new(url: &str, ca_pem: Option<Vec<u8>>, timeout: Duration) -> Result<Self, RedisError> {
-        let client = match ca_pem {
-            Some(root_cert) => redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) })?,
-            None => redis::Client::open(url)?,
+    pub fn new(config: &RedisConfig, timeout: Duration) -> Result<Self, RedisError> {
+        let certs = |root_cert: &Vec<u8>| redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert.clone()) };
+        let client = if config.cluster {
+            let seeds: Vec<&str> = config.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+            let mut b = redis::cluster::ClusterClient::builder(seeds).connection_timeout(timeout).response_timeout(timeout).retries(1);
+            if let Some(ca) = &config.ca_pem {
+                b = b.certs(certs(ca));
+            }
+            Client::Cluster(b.build()?)
+        } else {
+            Client::Single(match &config.ca_pem {
+                Some(ca) => redis::Client::build_with_tls(config.url.as_str(), certs(ca))?,
+                None => redis::Client::open(config.url.as_str())?,
+            })
         };
-        Ok(RedisLimiter {
-            client,
-            script: redis::Script::new(CHECK_AND_RECORD),
-            conns: ThreadLocal::new(),
-            timeout,
-        })
+        Ok(RedisLimiter { client, script: redis::Script::new(CHECK_AND_RECORD), conns: ThreadLocal::new(), timeout })
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, RedisError> {
-        let open = || {
-            let config = ConnectionManagerConfig::new().set_connection_timeout(Some(self.timeout)).set_response_timeout(Some(self.timeout)).set_number_of_retries(1);
-            ConnectionManager::new_with_config(self.client.clone(), config)
+    async fn conn(&self) -> Result<Conn, RedisError> {
+        let open = || async {
+            Ok::<_, redis::RedisError>(match &self.client {
+                Client::Single(c) => {
+                    let config = ConnectionManagerConfig::new().set_connection_timeout(Some(self.timeout)).set_response_timeout(Some(self.timeout)).set_number_of_retries(1);
+                    Conn::Single(ConnectionManager::new_with_config(c.clone(), config).await?)
+                }
+                Client::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),
+            })
         };
         Ok(self.conns.get_or_default().get_or_try_init(open).await?.clone())
     }
 
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
+        Ok(match self.conn().await? {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await?,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await?,
+        })
+    }
+
     /// Round trip to Redis, for start-up checks.
     pub async fn ping(&self) -> Result<(), RedisError> {
-        let mut c = self.conn().await?;
-        redis::cmd("PING").query_async::<String>(&mut c).await?;
+        self.query::<String>(&redis::cmd("PING")).await?;
         Ok(())
     }
 
@@ -148,8 +184,10 @@ impl RedisLimiter {
             let key = counter_key(workspace_id, r);
             inv.key(format!("{key}:ticks")).key(key + ":counts").arg(r.limit).arg(r.key.duration_ms);
         }
-        let mut conn = self.conn().await?;
-        let reply: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        let reply: Vec<i64> = match self.conn().await? {
+            Conn::Single(mut c) => inv.invoke_async(&mut c).await?,
+            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await?,
+        };
         match reply[..] {
             [1, limit, remaining, reset] => Ok(Ok(Some(Admission { limit: limit as u64, remaining: remaining as u64, reset_ms: reset.max(0) as u64 }))),
             [0, i, wait] => {

@@ -82,6 +82,65 @@ impl Redis {
     }
 }
 
+/// A Redis Cluster of `n` primaries (no replicas) on free ports, its 16,384 slots spread
+/// over them by `redis-cli --cluster create`.
+pub struct RedisCluster {
+    nodes: Vec<Child>,
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+    /// The seed nodes, comma-separated, as REDIS_URL takes them with REDIS_CLUSTER.
+    pub url: String,
+}
+
+impl RedisCluster {
+    pub async fn start(n: usize) -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for &port in &ports {
+            let mut child = Command::new(require("/usr/bin/redis-server", "redis-server"))
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", &format!("nodes-{port}.conf")])
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            wait_until("redis-server (cluster node)", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+            nodes.push(child);
+        }
+        let cli = require("/usr/bin/redis-cli", "redis-tools");
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new(&cli).args(["--cluster", "create"]).args(&addrs).args(["--cluster-replicas", "0", "--cluster-yes"]).output().unwrap();
+        assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        // Every node must agree the cluster is up before clients can rely on its slot map.
+        let mut first = nodes.remove(0);
+        wait_until("redis cluster", &mut first, || {
+            ports.iter().all(|p| {
+                Command::new(&cli).args(["-p", &p.to_string(), "cluster", "info"]).output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            })
+        })
+        .await;
+        nodes.insert(0, first);
+        let url = addrs.iter().map(|a| format!("redis://{a}")).collect::<Vec<_>>().join(",");
+        RedisCluster { nodes, ports, _dir: dir, url }
+    }
+
+    /// Keys held by each node.
+    pub fn keys_per_node(&self) -> Vec<u64> {
+        let cli = require("/usr/bin/redis-cli", "redis-tools");
+        self.ports.iter().map(|p| String::from_utf8_lossy(&Command::new(&cli).args(["-p", &p.to_string(), "dbsize"]).output().unwrap().stdout).trim().parse().unwrap()).collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.nodes {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
