@@ -363,7 +363,7 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Opti
         let mut wanted = *changes.borrow_and_update();
         let mut built: Option<i64> = None;
         let mut error: Option<String> = None;
-        let mut forgot_at = 0;
+        let (mut forgot_at, mut swept_at) = (0, 0);
         loop {
             if built != Some(wanted) {
                 let previous = gw.snapshot.load_full();
@@ -379,15 +379,20 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Opti
                     }
                 }
             }
-            let sweep = gw.clone();
-            tokio::task::spawn_blocking(move || sweep.release_idle_counters());
+            // Every 5 s at most, whatever the heartbeat (a walk over every rule: 100k rules take
+            // a few ms, on a blocking thread).
+            let now = app::ssr::now();
+            if now - swept_at >= 5 {
+                swept_at = now;
+                let sweep = gw.clone();
+                tokio::task::spawn_blocking(move || sweep.release_idle_counters());
+            }
             let cooling = serde_json::to_string(&gw.cooling()).ok();
             if let Err(e) = report(&state.db, &gateway_id, cluster.as_deref(), gw.revision(), error.clone(), cooling).await {
                 tracing::warn!(error = %e, "could not report gateway status");
             }
             // Once a minute: other processes' rows from long ago (every replica does it; the
             // delete is idempotent and the table small).
-            let now = app::ssr::now();
             if now - forgot_at >= 60 {
                 forgot_at = now;
                 if let Err(e) = app::ssr::services::models::forget_gone_gateways(&state.db, now).await {
