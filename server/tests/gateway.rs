@@ -706,3 +706,19 @@ async fn https_endpoints_behind_a_private_ca_are_trusted_only_when_configured_an
     let versions = versions.lock().clone();
     assert!(!versions.is_empty() && versions.iter().all(|v| *v == http::Version::HTTP_2), "{versions:?}");
 }
+
+#[tokio::test]
+async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
+    let h = harness().await;
+    let rule = RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "100".into(), duration: "1".into() };
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
+    // A burst over more milliseconds (1 ms ticks for a 1 s window) than a counter holds inline.
+    for _ in 0..12 {
+        assert_eq!(h.chat(hello()).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    assert_eq!(h.gw.release_idle_counters(), 0, "inside its window: kept");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(h.gw.release_idle_counters(), 1, "the window passed: the rule's counter shrank");
+    assert_eq!(h.gw.release_idle_counters(), 0, "and stays inline");
+}

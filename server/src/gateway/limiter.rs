@@ -77,8 +77,9 @@ impl Counter {
     }
 
     /// Drops the admissions that left the window and, if what remains fits inline, frees the
-    /// heap buffer a burst spilled it into: an idle counter is back to its inline size.
-    pub fn release_idle(&self, now_ms: u64) {
+    /// heap buffer a burst spilled it into: an idle counter is back to its inline size. True
+    /// when it freed one.
+    pub fn release_idle(&self, now_ms: u64) -> bool {
         let mut log = self.log.lock();
         log.expire(now_ms, self.duration_ms);
         if log.entries.spilled() && log.live().len() <= INLINE {
@@ -86,7 +87,9 @@ impl Counter {
             log.entries.drain(..head);
             log.head = 0;
             log.entries.shrink_to_fit();
+            return true;
         }
+        false
     }
 
     /// Entries held on the heap (0 when inline).

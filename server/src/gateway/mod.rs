@@ -171,17 +171,15 @@ impl Gateway {
     }
 
     /// Gives back the heap memory of rate-limit counters whose bursts have left their window
-    /// (a walk over every rule of the snapshot: run off the serving threads).
-    pub fn release_idle_counters(&self) {
+    /// (a walk over every rule of the snapshot: run off the serving threads). Returns how many
+    /// counters gave some back.
+    pub fn release_idle_counters(&self) -> usize {
         // The counters' own clock: their stamps are on it.
         let now = match &self.limits {
             RateLimits::Local(l) | RateLimits::Shared { fallback: l, .. } => l.now_ms(),
         };
-        for route in self.snapshot.load().models.values() {
-            for rule in route.rules.iter() {
-                rule.counter.release_idle(now);
-            }
-        }
+        let snap = self.snapshot.load();
+        snap.models.values().flat_map(|route| route.rules.iter()).filter(|rule| rule.counter.release_idle(now)).count()
     }
 
     /// Counts a failure of `ep` against the configured threshold and cool-down.
