@@ -105,6 +105,8 @@ pub struct RedisConfig {
     pub ca_pem: Option<Vec<u8>>,
 }
 
+// One per gateway: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Client {
     Single(redis::Client),
     Cluster(redis::cluster::ClusterClient),
