@@ -289,7 +289,7 @@ impl<C: Clock> Limiter<C> {
 }
 
 fn reject(r: &RuleCheck, log: &Log, now: u64) -> Rejection {
-    Rejection::new(r, log.frees_at(r.limit, r.key.duration_ms, now).saturating_sub(now))
+    Rejection::new(r, log.frees_at(r.limit, r.counter.duration_ms, now).saturating_sub(now))
 }
 
 #[cfg(test)]

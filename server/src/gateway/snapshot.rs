@@ -126,7 +126,6 @@ pub struct Route {
     pub rules: Rules,
 }
 
-
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
     pub key_id: i64,
