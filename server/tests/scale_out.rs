@@ -376,7 +376,7 @@ async fn redis_counters_slide_and_stay_small() {
     // Two rules on one key and window (10 and 6 per minute) share a counter: each request is
     // counted once in it, so the tighter rule admits 6, not 3.
     let loose = rule(3, 10, 60_000);
-    let tight = RuleCheck { limit: 6, label: "tight".into(), ..loose.clone() };
+    let tight = loose.with_limit(6, "tight".into());
     for _ in 0..6 {
         l.check(7, &[loose.clone(), tight.clone()]).await.unwrap().unwrap();
     }

@@ -52,15 +52,31 @@ pub struct RuleCheck {
     pub limit: u64,
     /// Names the rule in the 429 (`x-maas-ratelimit-rule`).
     pub label: String,
-    /// Where this process counts the rule's admissions; rules with the same key share one, so
-    /// each request is counted once in it however many of them apply.
-    pub counter: Arc<Counter>,
+    /// Where this process counts the rule's admissions, always over the key's window; rules
+    /// with the same key share one, so each request is counted once however many apply.
+    counter: Arc<Counter>,
 }
 
 impl RuleCheck {
     /// A rule with a counter of its own.
     pub fn new(key: CounterKey, limit: u64, label: String) -> Self {
         RuleCheck { key, limit, label, counter: Arc::new(Counter::new(key.duration_ms)) }
+    }
+
+    /// A rule counting in `counters`' counter for its key (made there if it has none yet): how
+    /// a snapshot keeps counts across reloads and shares them between rules on one key.
+    pub fn counted_in(counters: &mut rustc_hash::FxHashMap<CounterKey, Arc<Counter>>, key: CounterKey, limit: u64, label: String) -> Self {
+        let counter = counters.entry(key).or_insert_with(|| Arc::new(Counter::new(key.duration_ms))).clone();
+        RuleCheck { key, limit, label, counter }
+    }
+
+    /// Another rule on the same key and window (say 6/min beside 10/min), sharing the counter.
+    pub fn with_limit(&self, limit: u64, label: String) -> Self {
+        RuleCheck { limit, label, ..self.clone() }
+    }
+
+    pub fn counter(&self) -> &Arc<Counter> {
+        &self.counter
     }
 }
 
@@ -496,7 +512,7 @@ mod tests {
         let l = Limiter::new(clock.clone());
         // The same key and window twice (say 10/min and 6/min): one counter, two limits.
         let loose = rule(1, 10, 60, "api_key");
-        let tight = RuleCheck { limit: 6, label: "tight".into(), ..loose.clone() };
+        let tight = loose.with_limit(6, "tight".into());
         for i in 0..6 {
             let a = l.check(&[loose.clone(), tight.clone()]).unwrap().unwrap();
             assert_eq!((a.limit, a.remaining), (6, 5 - i), "the tighter rule is the one reported");

@@ -179,7 +179,7 @@ impl Gateway {
             RateLimits::Local(l) | RateLimits::Shared { fallback: l, .. } => l.now_ms(),
         };
         let snap = self.snapshot.load();
-        snap.models.values().flat_map(|route| route.rules.iter()).filter(|rule| rule.counter.release_idle(now)).count()
+        snap.models.values().flat_map(|route| route.rules.iter()).filter(|rule| rule.counter().release_idle(now)).count()
     }
 
     /// Counts a failure of `ep` against the configured threshold and cool-down.

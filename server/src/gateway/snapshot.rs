@@ -191,7 +191,7 @@ pub async fn build(
         rules.entry(r.maas_model_id).or_default().push(r);
     }
     // Counters outlive snapshots: the same rule meaning keeps counting what it already admitted.
-    let mut counters: FxHashMap<CounterKey, Arc<Counter>> = previous_routes.values().flat_map(|r| r.rules.iter()).map(|c| (c.key, c.counter.clone())).collect();
+    let mut counters: FxHashMap<CounterKey, Arc<Counter>> = previous_routes.values().flat_map(|r| r.rules.iter()).map(|c| (c.key, c.counter().clone())).collect();
     let mut snap = Snapshot { revision, ..Default::default() };
     for (m, mm) in models {
         if snap.models.contains_key(&mm.name) {
@@ -219,12 +219,8 @@ pub async fn build(
                 continue;
             };
             let key = CounterKey { model_id: m.id, target, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 };
-            let check = RuleCheck {
-                key,
-                limit: r.limit_requests as u64,
-                label: format!("{}:{subject}:{}/{}s", target.as_str(), r.limit_requests, r.duration_secs),
-                counter: counters.entry(key).or_insert_with(|| Arc::new(Counter::new(key.duration_ms))).clone(),
-            };
+            let label = format!("{}:{subject}:{}/{}s", target.as_str(), r.limit_requests, r.duration_secs);
+            let check = RuleCheck::counted_in(&mut counters, key, r.limit_requests as u64, label);
             model_rules.add(target, subject, check);
         }
         let route = Route {
