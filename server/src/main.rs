@@ -324,6 +324,16 @@ async fn initial_config(state: &app::ssr::AppState, rev: i64) -> bool {
 async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &ReachArgs) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
     use anyhow::Context;
     use server::gateway::{redis_limiter::{RedisConfig, RedisLimiter}, upstream, Gateway};
+    // The conventional variables (HTTPS_PROXY, ALL_PROXY, NO_PROXY, and lowercase), as curl
+    // and most HTTP clients read them.
+    config.proxies = std::sync::Arc::new(upstream::Proxies::from_env());
+    // Said once at start rather than only in each failing request's reason (the URL is not
+    // logged: it may carry the proxy's credentials).
+    if let Some(p) = config.proxies.intercept(&http::Uri::from_static("https://proxy-check.invalid/")) {
+        if p.uri().scheme_str() != Some("http") {
+            tracing::warn!(scheme = p.uri().scheme_str().unwrap_or(""), "HTTPS_PROXY/ALL_PROXY names a proxy that is not http://: https endpoints it covers will fail (only http:// proxies, with CONNECT, are supported)");
+        }
+    }
     if let Some(path) = &reach.upstream_ca_cert {
         let pem = std::fs::read(path).with_context(|| format!("reading MAAS_UPSTREAM_CA_CERT {}", path.display()))?;
         config.upstream_roots = upstream::parse_ca_pem(&pem).map_err(|e| anyhow::anyhow!("MAAS_UPSTREAM_CA_CERT {}: {e}", path.display()))?;

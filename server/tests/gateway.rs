@@ -32,11 +32,11 @@ async fn serve(router: axum::Router) -> String {
 }
 
 async fn harness() -> Harness {
-    harness_with(server::mock_upstream::router(Default::default(), true), vec![]).await
+    harness_with(server::mock_upstream::router(Default::default(), true), |_| {}).await
 }
 
-/// A harness whose upstream mock is `mock` and whose gateway also trusts `upstream_roots`.
-async fn harness_with(mock: axum::Router, upstream_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Harness {
+/// A harness whose upstream mock is `mock` and whose gateway's configuration `adjust` changes.
+async fn harness_with(mock: axum::Router, adjust: impl FnOnce(&mut GatewayConfig)) -> Harness {
     let env = common::env().await;
     let state = server::bootstrap::state(env.db().clone(), "test-secret", false, 1, true);
     let op = env.user("op", Role::Operator).await;
@@ -47,7 +47,9 @@ async fn harness_with(mock: axum::Router, upstream_roots: Vec<rustls::pki_types:
     let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:1").await.unwrap();
     let ws = workspaces::create(db, "team").await.unwrap();
     let (k, rev) = keys::create(db, &op, ws, "k").await.unwrap();
-    let gw = Gateway::new(GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), upstream_roots, ..Default::default() });
+    let mut config = GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), ..Default::default() };
+    adjust(&mut config);
+    let gw = Gateway::new(config);
     spawn_reloader(gw.clone(), state.clone(), None, "test".into());
     state.config_changed(rev).await;
     // As `maas serve` builds it: the gateway's front service before the console's router.
@@ -680,7 +682,7 @@ async fn https_endpoints_behind_a_private_ca_are_trusted_only_when_configured_an
     // Not configured: the certificate is refused, as an impostor's would be.
     let mock = server::mock_upstream::router(Default::default(), true);
     let (https, _) = serve_tls(mock.clone(), dir.path()).await;
-    let h = harness_with(mock, vec![]).await;
+    let h = harness_with(mock, |_| {}).await;
     h.model(Policy::RoundRobin, vec![ep(https, "m", "", None)], vec![]).await;
     let (s, e) = error_of(h.chat(hello()).await).await;
     assert_eq!((s, e["code"].as_str()), (502, Some("upstream_unavailable")), "{e}");
@@ -689,7 +691,7 @@ async fn https_endpoints_behind_a_private_ca_are_trusted_only_when_configured_an
     // Configured: forwarded over HTTP/2, streamed, and a client going away cancels the stream.
     let mock = server::mock_upstream::router(Default::default(), true);
     let (https, versions) = serve_tls(mock.clone(), dir.path()).await;
-    let h = harness_with(mock, roots).await;
+    let h = harness_with(mock, |c| c.upstream_roots = roots).await;
     let id = h.model(Policy::RoundRobin, vec![ep(https.clone(), "private-model", "", Some("sk-upstream"))], vec![]).await;
     let r = h.chat(hello()).await;
     assert_eq!(r.status(), 200);
@@ -721,4 +723,99 @@ async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(h.gw.release_idle_counters(), 1, "the window passed: the rule's counter shrank");
     assert_eq!(h.gw.release_idle_counters(), 0, "and stays inline");
+}
+
+/// A forward proxy that only tunnels (CONNECT), as egress proxies do for https: it records the
+/// request line and Proxy-Authorization of each tunnel, then relays bytes both ways.
+async fn connect_proxy() -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut client = BufReader::new(tcp);
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if client.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push(line.trim_end().to_owned());
+                }
+                let auth = head.iter().find(|l| l.to_ascii_lowercase().starts_with("proxy-authorization:")).map_or("", |l| l["proxy-authorization:".len()..].trim()).to_owned();
+                log.lock().push(format!("{} | {auth}", head[0]));
+                let target = head[0].split(' ').nth(1).unwrap().to_owned();
+                let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+                // The client sends nothing more until it has our answer: the buffer is empty.
+                let mut client = client.into_inner();
+                client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn https_endpoints_go_through_the_egress_proxy_unless_no_proxy_names_them() {
+    use server::gateway::upstream::{parse_ca_pem, Proxies};
+    let dir = tempfile::tempdir().unwrap();
+    let roots = parse_ca_pem(&common::tls::private_ca(dir.path())).unwrap();
+    let (proxy, tunnels) = connect_proxy().await;
+
+    let mock = server::mock_upstream::router(Default::default(), true);
+    let (https, _) = serve_tls(mock.clone(), dir.path()).await;
+    let endpoint = https.trim_start_matches("https://").to_owned();
+    let (r, p) = (roots.clone(), proxy.clone());
+    let h = harness_with(mock, move |c| {
+        c.upstream_roots = r;
+        c.proxies = Arc::new(Proxies::builder().https(format!("http://maas:s3cret@{p}")).build());
+    })
+    .await;
+    h.model(Policy::RoundRobin, vec![ep(https.clone(), "m", "", None)], vec![]).await;
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["object"], "chat.completion");
+    // One tunnel to the endpoint, with the proxy URL's credentials (base64 of maas:s3cret); the
+    // proxy saw only host and port, TLS ran end to end through it.
+    assert_eq!(tunnels.lock().clone(), [format!("CONNECT {endpoint} HTTP/1.1 | Basic bWFhczpzM2NyZXQ=")]);
+
+    // NO_PROXY names the endpoint's host: connected to directly.
+    let mock = server::mock_upstream::router(Default::default(), true);
+    let (https, _) = serve_tls(mock.clone(), dir.path()).await;
+    let h = harness_with(mock, move |c| {
+        c.upstream_roots = roots;
+        c.proxies = Arc::new(Proxies::builder().https(format!("http://{proxy}")).no("127.0.0.1").build());
+    })
+    .await;
+    h.model(Policy::RoundRobin, vec![ep(https, "m", "", None)], vec![]).await;
+    assert_eq!(h.chat(hello()).await.status(), 200);
+    assert_eq!(tunnels.lock().len(), 1, "no tunnel for a NO_PROXY host");
+}
+
+#[tokio::test]
+async fn an_egress_proxy_of_an_unsupported_scheme_fails_the_request_without_going_around_it() {
+    use server::gateway::upstream::{parse_ca_pem, Proxies};
+    let dir = tempfile::tempdir().unwrap();
+    let roots = parse_ca_pem(&common::tls::private_ca(dir.path())).unwrap();
+    let mock = server::mock_upstream::router(Default::default(), true);
+    let (https, _) = serve_tls(mock.clone(), dir.path()).await;
+    let h = harness_with(mock, move |c| {
+        c.upstream_roots = roots;
+        c.proxies = Arc::new(Proxies::builder().https("socks5://127.0.0.1:1").build());
+    })
+    .await;
+    h.model(Policy::RoundRobin, vec![ep(https, "m", "", None)], vec![]).await;
+    // The operator asked for all https egress to go through the proxy: a direct connection
+    // would bypass it, so the request fails as an unreachable upstream.
+    let (s, e) = error_of(h.chat(hello()).await).await;
+    assert_eq!((s, e["code"].as_str()), (502, Some("upstream_unavailable")), "{e}");
+    assert_eq!(h.received().await.len(), 0, "nothing reached the endpoint");
 }

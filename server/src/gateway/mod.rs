@@ -40,6 +40,8 @@ pub struct GatewayConfig {
     /// CAs trusted for https endpoints besides Mozilla's (private model servers behind an
     /// internal CA); see [`upstream::parse_ca_pem`].
     pub upstream_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Egress proxies for https endpoints (default none; `maas` reads HTTPS_PROXY and NO_PROXY).
+    pub proxies: Arc<upstream::Proxies>,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +54,7 @@ impl Default for GatewayConfig {
             cooldown: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             upstream_roots: Vec::new(),
+            proxies: upstream::no_proxies(),
         }
     }
 }
@@ -128,7 +131,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             limits,
             clock: SystemClock::default(),
-            upstream: Upstream::new(config.connect_timeout, &config.upstream_roots),
+            upstream: Upstream::new(config.connect_timeout, &config.upstream_roots, config.proxies.clone()),
             config,
         })
     }

@@ -3,7 +3,8 @@
 //! Plain `http://` endpoints (self-hosted models: vLLM, TGI, Ollama… on the cluster's network,
 //! the bulk of a MaaS platform's traffic) use our own HTTP/1.1 pool over hyper's connection API;
 //! `https://` endpoints use hyper-util's pooled client with rustls and Mozilla's roots (HTTP/2
-//! where the upstream offers it).
+//! where the upstream offers it), through the egress proxy the environment names
+//! (`HTTPS_PROXY`, `NO_PROXY`) when there is one.
 //!
 //! Why our own pool for http: hyper-util's general-purpose pool cost ~6k instructions per
 //! request (hashing its pool key, boxing and moving its futures, a spawned task per response to
@@ -34,7 +35,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use thread_local::ThreadLocal;
 
-type TlsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type TlsClient = Client<HttpsConnector<Egress>, Full<Bytes>>;
 type Sender = http1::SendRequest<Full<Bytes>>;
 
 /// An idle connection is closed after this long unused (upstream servers usually close theirs
@@ -92,6 +93,7 @@ impl Target {
 pub struct Upstream {
     connect_timeout: Duration,
     tls: rustls::ClientConfig,
+    proxies: Arc<Proxies>,
     tls_clients: ThreadLocal<TlsClient>,
     /// Shared with the response bodies, which hand their connection back when they end.
     idle: Arc<ThreadLocal<RefCell<IdleConns>>>,
@@ -173,8 +175,9 @@ impl std::fmt::Display for SendError {
 }
 
 impl Upstream {
-    /// `extra_roots`: CAs trusted besides Mozilla's, for endpoints behind a private CA.
-    pub fn new(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>]) -> Self {
+    /// `extra_roots`: CAs trusted besides Mozilla's, for endpoints behind a private CA;
+    /// `proxies`: which https endpoints go through which egress proxy.
+    pub fn new(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>], proxies: Arc<Proxies>) -> Self {
         let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         // Checked when the configuration is read (`parse_ca_pem`): none is ignored here.
         roots.add_parsable_certificates(extra_roots.iter().cloned());
@@ -183,7 +186,7 @@ impl Upstream {
             .expect("ring supports the default TLS versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Upstream { connect_timeout, tls, tls_clients: ThreadLocal::new(), idle: Arc::default() }
+        Upstream { connect_timeout, tls, proxies, tls_clients: ThreadLocal::new(), idle: Arc::default() }
     }
 
     fn tls_client(&self) -> &TlsClient {
@@ -197,7 +200,7 @@ impl Upstream {
                 .https_only()
                 .enable_http1()
                 .enable_http2()
-                .wrap_connector(http);
+                .wrap_connector(Egress { direct: http, proxies: self.proxies.clone() });
             Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).pool_idle_timeout(IDLE_TIMEOUT).build(https)
         })
     }
@@ -270,6 +273,57 @@ impl Upstream {
             }
         });
         Ok(tx)
+    }
+}
+
+/// Egress proxies for https endpoints: `HTTPS_PROXY` / `ALL_PROXY` (an `http://` proxy, which
+/// gets a CONNECT per connection; credentials in its URL become Proxy-Authorization) except for
+/// the hosts of `NO_PROXY`. TLS runs end to end through the tunnel: the proxy sees only the
+/// endpoint's host and port.
+pub type Proxies = hyper_util::client::proxy::matcher::Matcher;
+
+/// No egress proxy: every endpoint is connected to directly.
+pub fn no_proxies() -> Arc<Proxies> {
+    Arc::new(Proxies::builder().build())
+}
+
+/// The TLS client's TCP connector: direct, or through a CONNECT tunnel when `proxies` says so.
+#[derive(Clone)]
+pub struct Egress {
+    direct: HttpConnector,
+    proxies: Arc<Proxies>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Uri> for Egress {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let direct = self.direct.clone();
+        match self.proxies.intercept(&dst) {
+            Some(proxy) if proxy.uri().scheme_str() == Some("http") => {
+                let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(proxy.uri().clone(), direct);
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move { tower::Service::call(&mut tunnel, dst).await.map_err(|e| format!("through the egress proxy: {e}").into()) })
+            }
+            Some(proxy) => {
+                let scheme = proxy.uri().scheme_str().unwrap_or("").to_owned();
+                Box::pin(async move { Err(format!("egress proxy scheme `{scheme}` is not supported (only http:// proxies, with CONNECT)").into()) })
+            }
+            None => {
+                let mut direct = direct;
+                Box::pin(async move { tower::Service::call(&mut direct, dst).await.map_err(Into::into) })
+            }
+        }
     }
 }
 
