@@ -143,7 +143,17 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
         })).into_response(),
         p if p.ends_with("/embeddings") => {
             let n = match req.get("input") { Some(Value::Array(a)) => a.len(), _ => 1 };
-            let data: Vec<Value> = (0..n).map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]})).collect();
+            // Input i gets [i + 1/8, i + 2/8, …, i + 1]: exact in float32, so a client can check
+            // order and decoding. The official SDKs ask for base64 (little-endian float32) unless
+            // told otherwise, as OpenAI and vLLM answer it.
+            let base64 = req.get("encoding_format").and_then(Value::as_str) == Some("base64");
+            let data: Vec<Value> = (0..n)
+                .map(|i| {
+                    let v: Vec<f32> = (1..=8).map(|k| i as f32 + k as f32 / 8.0).collect();
+                    let embedding = if base64 { json!(b64(&v)) } else { json!(v) };
+                    json!({"object": "embedding", "index": i, "embedding": embedding})
+                })
+                .collect();
             axum::Json(json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 3, "total_tokens": 3}})).into_response()
         }
         _ => (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"message": format!("mock has no route {path}"), "type": "invalid_request_error", "param": null, "code": null}}))).into_response(),
@@ -207,4 +217,12 @@ mod tests {
         assert!(super::parse("/drop/chat/completions").0.drop);
         assert_eq!(super::parse("/drop-after/2/v1/chat/completions").0.drop_after, Some(2));
     }
+}
+
+/// `v` as OpenAI's base64 embedding encoding: the little-endian float32 bytes, base64 (standard
+/// alphabet, padded).
+fn b64(v: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

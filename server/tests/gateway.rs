@@ -273,6 +273,10 @@ async fn rate_limits_refuse_with_headers_and_consume_nothing_on_rejection() {
     let retry: u64 = hd["retry-after"].to_str().unwrap().parse().unwrap();
     // The first admission leaves 60 s after it (plus at most one 60 ms tick), rounded up.
     assert!((59..=61).contains(&retry), "{retry}");
+    // The same wait to the millisecond, for the OpenAI SDKs' own retries.
+    let retry_ms: u64 = hd["retry-after-ms"].to_str().unwrap().parse().unwrap();
+    assert!((58_000..=60_060).contains(&retry_ms), "{retry_ms}");
+    assert_eq!(retry_ms.div_ceil(1000).max(1), retry, "Retry-After is retry-after-ms rounded up");
     let reset = hd["x-ratelimit-reset-requests"].to_str().unwrap();
     assert!(reset.starts_with("59.") || reset.starts_with("1m0") || reset.starts_with("1m1"), "as precise as Retry-After is rounded: {reset}");
     assert_eq!(hd["x-maas-ratelimit-rule"], format!("api_key:{}:3/60s", h.key_id).as_str());

@@ -55,7 +55,10 @@ class OpenAISdk(unittest.TestCase):
     def test_embeddings(self):
         r = self.client.embeddings.create(model="demo-chat", input=["a", "b", "c"])
         self.assertEqual([d.index for d in r.data], [0, 1, 2])
-        self.assertEqual(len(r.data[0].embedding), 8)
+        # The SDK asked for base64 (its default) and decoded it: the mock's exact float32 values.
+        self.assertEqual(r.data[2].embedding, [2 + k / 8 for k in range(1, 9)])
+        r = self.client.embeddings.create(model="demo-chat", input="a", encoding_format="float")
+        self.assertEqual(r.data[0].embedding, [k / 8 for k in range(1, 9)])
 
     def test_models_and_unknown_model(self):
         self.assertIn("demo-chat", [m.id for m in self.client.models.list()])
@@ -81,7 +84,12 @@ class OpenAISdk(unittest.TestCase):
         self.assertEqual(last.status_code, 429)
         self.assertEqual(last.code, "rate_limit_exceeded")
         self.assertEqual(last.response.headers["x-ratelimit-limit-requests"], "600")
-        self.assertTrue(int(last.response.headers["retry-after"]) >= 1)
+        secs, ms = int(last.response.headers["retry-after"]), int(last.response.headers["retry-after-ms"])
+        self.assertTrue(secs >= 1)
+        self.assertEqual(secs, max(1, -(-ms // 1000)), "Retry-After is retry-after-ms rounded up")
+        # What the SDK itself waits before retrying (max_retries > 0): the exact wait, not the
+        # rounded-up second (a private method, but the one its retry loop calls).
+        self.assertEqual(self.client._parse_retry_after_header(last.response.headers), ms / 1000)
 
 
 if __name__ == "__main__":

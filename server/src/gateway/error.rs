@@ -8,6 +8,10 @@ pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-lim
 pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
 pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
 const RATELIMIT_RULE: HeaderName = HeaderName::from_static("x-maas-ratelimit-rule");
+/// The wait in milliseconds, which the official OpenAI SDKs (Python and Node) prefer to
+/// `Retry-After`'s whole seconds when they retry a 429 themselves: a slot freeing in 80 ms is
+/// retried after 80 ms, not after a second.
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 
 #[derive(Debug)]
 pub enum GatewayError {
@@ -41,6 +45,7 @@ impl IntoResponse for GatewayError {
             GatewayError::RateLimited(r) => {
                 let mut h = HeaderMap::new();
                 h.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(r.retry_after_secs));
+                h.insert(RETRY_AFTER_MS, HeaderValue::from(r.wait_ms));
                 h.insert(RATELIMIT_LIMIT, HeaderValue::from(r.limit));
                 h.insert(RATELIMIT_REMAINING, HeaderValue::from_static("0"));
                 h.insert(RATELIMIT_RESET, reset_header(r.wait_ms));
