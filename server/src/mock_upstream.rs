@@ -208,6 +208,14 @@ fn sse(st: Arc<MockState>, model: String, from: String, chunks: u32, gap: Durati
         .expect("static headers")
 }
 
+/// `v` as OpenAI's base64 embedding encoding: the little-endian float32 bytes, base64 (standard
+/// alphabet, padded).
+fn b64(v: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -217,12 +225,4 @@ mod tests {
         assert!(super::parse("/drop/chat/completions").0.drop);
         assert_eq!(super::parse("/drop-after/2/v1/chat/completions").0.drop_after, Some(2));
     }
-}
-
-/// `v` as OpenAI's base64 embedding encoding: the little-endian float32 bytes, base64 (standard
-/// alphabet, padded).
-fn b64(v: &[f32]) -> String {
-    use base64::Engine;
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
