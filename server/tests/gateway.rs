@@ -348,6 +348,28 @@ async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     assert_eq!(v["data"][0]["object"], "model");
     let page = models::list(&h.state.db, "", 0, 20).await.unwrap();
     assert_eq!(page.rows[0].gateway, GatewayState::Synced, "the embedded gateway reported the model's revision");
+
+    // One model (the SDKs' `models.retrieve`), also when its name holds a slash, sent raw or
+    // percent-encoded.
+    let get = |path: &str| h.http.get(format!("{}/v1/models/{path}", h.base)).bearer_auth(&h.key).send();
+    let v: Value = get("chat").await.unwrap().json().await.unwrap();
+    assert_eq!((v["id"].as_str(), v["object"].as_str()), (Some("chat"), Some("model")));
+    let mm = catalog::create_marketplace(&h.state.db, &MarketplaceInput { name: "org/llama-3".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(&h.state.db, mm, true).await.unwrap();
+    let input = ModelInput { marketplace_model_id: Some(mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up(""), "m", "", None)], rules: vec![] };
+    let (id, _) = models::create(&h.state.db, &h.state.secrets, &input).await.unwrap();
+    h.state.config_changed(models::set_enabled(&h.state.db, id, true).await.unwrap()).await;
+    for path in ["org/llama-3", "org%2Fllama-3"] {
+        let v: Value = get(path).await.unwrap().json().await.unwrap();
+        assert_eq!(v["id"], "org/llama-3", "{path}");
+    }
+    let (s, e) = error_of(get("nope").await.unwrap()).await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("model_not_found")), "{e}");
+    let (s, e) = error_of(h.http.get(format!("{}/v1/models/chat", h.base)).send().await.unwrap()).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("invalid_api_key")), "{e}");
+    // Disabled: gone from the gateway at once.
+    h.state.config_changed(models::set_enabled(&h.state.db, id, false).await.unwrap()).await;
+    assert_eq!(get("org/llama-3").await.unwrap().status(), 404);
 }
 
 /// Polls the mock until it has seen `want` cancelled requests (bounded: 5 s).

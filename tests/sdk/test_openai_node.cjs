@@ -106,6 +106,8 @@ test('models list and an unknown model', async () => {
   const ids = [];
   for await (const m of client.models.list()) ids.push(m.id);
   assert.ok(ids.includes('demo-chat'), ids.join());
+  assert.equal((await client.models.retrieve('demo-chat')).id, 'demo-chat');
+  await assert.rejects(client.models.retrieve('no-such-model'), OpenAI.NotFoundError);
   await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages: [] }), (e) => {
     assert.ok(e instanceof OpenAI.NotFoundError, e.constructor.name);
     assert.equal(e.code, 'model_not_found');

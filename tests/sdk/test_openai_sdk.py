@@ -62,6 +62,9 @@ class OpenAISdk(unittest.TestCase):
 
     def test_models_and_unknown_model(self):
         self.assertIn("demo-chat", [m.id for m in self.client.models.list()])
+        self.assertEqual(self.client.models.retrieve("demo-chat").id, "demo-chat")
+        with self.assertRaises(openai.NotFoundError):
+            self.client.models.retrieve("no-such-model")
         with self.assertRaises(openai.NotFoundError) as e:
             self.client.chat.completions.create(model="no-such-model", messages=[])
         self.assertEqual(e.exception.code, "model_not_found")

@@ -11,7 +11,7 @@ pub mod upstream;
 
 use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{rejection::PathRejection, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -161,7 +161,9 @@ impl Gateway {
     pub fn router(self: &Arc<Self>) -> Router {
         Op::ALL
             .into_iter()
-            .fold(Router::new().route("/v1/models", get(list_models)), |router, op| {
+            // `{*model}`: model names may hold slashes (`org/model`), sent raw by some clients
+            // and percent-encoded (`org%2Fmodel`) by others; both arrive decoded.
+            .fold(Router::new().route("/v1/models", get(list_models)).route("/v1/models/{*model}", get(retrieve_model)), |router, op| {
                 router.route(&format!("/v1{}", op.path()), post(move |s, r| proxy(s, r, op)))
             })
             .with_state(self.clone())
@@ -237,10 +239,25 @@ async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Resu
     let mut data: Vec<Value> = snap
         .models
         .values()
-        .map(|r| json!({"id": r.name, "object": "model", "created": r.created, "owned_by": r.owned_by}))
+        .map(|r| model_object(r))
         .collect();
     data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+}
+
+/// One model, as OpenAI's `GET /v1/models/{model}` (the SDKs' `models.retrieve`): any model
+/// the list shows, else 404 `model_not_found`.
+async fn retrieve_model(State(gw): State<Arc<Gateway>>, name: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<Response, GatewayError> {
+    let snap = gw.snapshot.load_full();
+    gw.authenticate(&snap, &headers)?;
+    let Path(name) = name.map_err(|e| GatewayError::BadRequest(format!("We could not read the model name in the path: {e}")))?;
+    let r = snap.models.get(name.as_str()).ok_or(GatewayError::ModelNotFound(name))?;
+    Ok(axum::Json(model_object(r)).into_response())
+}
+
+/// A model as OpenAI lists it.
+fn model_object(r: &snapshot::Route) -> Value {
+    json!({"id": r.name, "object": "model", "created": r.created, "owned_by": r.owned_by})
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
