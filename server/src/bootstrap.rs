@@ -106,7 +106,7 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
     state.config_rev.send_replace(rev);
     std::fs::write(data_dir.join("demo.key"), &key.secret)?;
     Ok(Some(format!(
-        "demo user `demo`, password `{pw}` (shown once)\ndemo API key: {secret}\ntry it:\n  curl {console_url}/v1/chat/completions -H \"Authorization: Bearer {secret}\" -H \"Content-Type: application/json\" -d '{{\"model\": \"demo-chat\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+        "demo user `demo`, password `{pw}` (shown once)\ndemo API key: {secret} (limited to 600 requests per minute by a rule of demo-chat: remove or raise it under Models before a load test)\ntry it:\n  curl {console_url}/v1/chat/completions -H \"Authorization: Bearer {secret}\" -H \"Content-Type: application/json\" -d '{{\"model\": \"demo-chat\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
         secret = key.secret
     )))
 }
