@@ -751,6 +751,33 @@ async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
     assert_eq!(h.gw.release_idle_counters(), 0, "and stays inline");
 }
 
+#[tokio::test]
+async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
+    let h = harness().await;
+    let rule = |limit: &str| RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: limit.into(), duration: "60".into() };
+    let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule("3")]).await;
+    for _ in 0..3 {
+        assert_eq!(h.chat(hello()).await.status(), 200);
+    }
+    let hr = &h;
+    let toggle = |on: bool| async move { hr.state.config_changed(models::set_enabled(&hr.state.db, id, on).await.unwrap()).await };
+    toggle(false).await;
+    assert_eq!(h.chat(hello()).await.status(), 404);
+    toggle(true).await;
+    let (s, e) = error_of(h.chat(hello()).await).await;
+    assert_eq!((s, e["code"].as_str()), (429, Some("rate_limit_exceeded")), "the window still holds its 3 admissions: {e}");
+
+    // Likewise a rule removed and added back within its window (here with a higher limit).
+    let input = |rules| ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up(""), "m", "", None)], rules };
+    h.state.config_changed(models::update(&h.state.db, &h.state.secrets, id, &input(vec![])).await.unwrap()).await;
+    assert_eq!(h.chat(hello()).await.status(), 200, "no rule: admitted (and not counted anywhere)");
+    h.state.config_changed(models::update(&h.state.db, &h.state.secrets, id, &input(vec![rule("4")])).await.unwrap()).await;
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0", "3 earlier admissions + this one, of 4");
+    assert_eq!(h.chat(hello()).await.status(), 429);
+}
+
 /// A forward proxy that only tunnels (CONNECT), as egress proxies do for https: it records the
 /// request line and Proxy-Authorization of each tunnel, then relays bytes both ways.
 async fn connect_proxy() -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {

@@ -108,6 +108,12 @@ impl Counter {
         false
     }
 
+    /// Whether admissions are recorded that have not been seen to leave the window (expiry
+    /// happens on checks and [`Self::release_idle`]).
+    pub fn holds_admissions(&self) -> bool {
+        self.log.lock().total > 0
+    }
+
     /// Entries held on the heap (0 when inline).
     pub fn heap_entries(&self) -> usize {
         let log = self.log.lock();

@@ -184,7 +184,8 @@ impl Gateway {
             RateLimits::Local(l) | RateLimits::Shared { fallback: l, .. } => l.now_ms(),
         };
         let snap = self.snapshot.load();
-        snap.models.values().flat_map(|route| route.rules.iter()).filter(|rule| rule.counter().release_idle(now)).count()
+        let served = snap.models.values().flat_map(|route| route.rules.iter()).map(|rule| rule.counter());
+        served.chain(snap.retired.values()).filter(|counter| counter.release_idle(now)).count()
     }
 
     /// Counts a failure of `ep` against the configured threshold and cool-down.
