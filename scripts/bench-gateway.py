@@ -159,7 +159,7 @@ try:
         prof = None
         if os.environ.get("PERF_OUT") and c == 16:
             # A CPU profile of the gateway during this run (perf from Debian's linux-perf).
-            prof = subprocess.Popen(["perf", "record", "-F", "2000", "-g", "-o", os.environ["PERF_OUT"], "-p", str(server.pid)],
+            prof = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-o", os.environ["PERF_OUT"], "-p", str(server.pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         g = oha(via, key, c)
         if prof:
