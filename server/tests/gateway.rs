@@ -525,8 +525,25 @@ struct RawUpstream {
     heads: Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
+/// The lines of an HTTP/1 request head (without their CRLF), or None if the connection ends
+/// first.
+async fn read_head(r: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> Option<Vec<String>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            return Some(head);
+        }
+        head.push(line.trim_end().to_owned());
+    }
+}
+
 async fn raw_upstream(close_idle_after: Option<Duration>) -> RawUpstream {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/base", l.local_addr().unwrap());
     let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -539,17 +556,8 @@ async fn raw_upstream(close_idle_after: Option<Duration>) -> RawUpstream {
             tokio::spawn(async move {
                 let mut tcp = BufReader::new(tcp);
                 loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if tcp.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push_str(&line);
-                    }
+                    let Some(head) = read_head(&mut tcp).await else { return };
+                    let head: String = head.iter().map(|l| format!("{l}\r\n")).collect();
                     let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
                     let mut body = vec![0; len];
                     tcp.read_exact(&mut body).await.unwrap();
@@ -781,7 +789,7 @@ async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
 /// A forward proxy that only tunnels (CONNECT), as egress proxies do for https: it records the
 /// request line and Proxy-Authorization of each tunnel, then relays bytes both ways.
 async fn connect_proxy() -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncWriteExt, BufReader};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -791,17 +799,7 @@ async fn connect_proxy() -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {
             let log = log.clone();
             tokio::spawn(async move {
                 let mut client = BufReader::new(tcp);
-                let mut head = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if client.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    head.push(line.trim_end().to_owned());
-                }
+                let Some(head) = read_head(&mut client).await else { return };
                 let auth = head.iter().find(|l| l.to_ascii_lowercase().starts_with("proxy-authorization:")).map_or("", |l| l["proxy-authorization:".len()..].trim()).to_owned();
                 log.lock().push(format!("{} | {auth}", head[0]));
                 let target = head[0].split(' ').nth(1).unwrap().to_owned();
