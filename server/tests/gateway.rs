@@ -786,6 +786,20 @@ async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
     assert_eq!(h.chat(hello()).await.status(), 429);
 }
 
+#[tokio::test]
+async fn a_disabled_models_counters_are_dropped_once_their_window_has_passed() {
+    let h = harness().await;
+    let rule = RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "1".into() };
+    let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
+    assert_eq!(h.chat(hello()).await.status(), 200);
+    h.state.config_changed(models::set_enabled(&h.state.db, id, false).await.unwrap()).await;
+    h.gw.release_idle_counters();
+    assert_eq!(h.gw.retired_counters(), 1, "inside its window: kept for the model's return");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    h.gw.release_idle_counters();
+    assert_eq!(h.gw.retired_counters(), 0, "the window passed: nothing left to remember");
+}
+
 /// A forward proxy that only tunnels (CONNECT), as egress proxies do for https: it records the
 /// request line and Proxy-Authorization of each tunnel, then relays bytes both ways.
 async fn connect_proxy() -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {

@@ -175,17 +175,26 @@ impl Gateway {
         Front { gw: self.clone(), rest }
     }
 
-    /// Gives back the heap memory of rate-limit counters whose bursts have left their window
-    /// (a walk over every rule of the snapshot: run off the serving threads). Returns how many
-    /// counters gave some back.
+    /// Gives back the heap memory of rate-limit counters whose bursts have left their window,
+    /// and drops the counters of rules no longer served once their window is empty (a walk over
+    /// every rule of the snapshot: run off the serving threads). Returns how many served
+    /// counters gave memory back.
     pub fn release_idle_counters(&self) -> usize {
         // The counters' own clock: their stamps are on it.
         let now = match &self.limits {
             RateLimits::Local(l) | RateLimits::Shared { fallback: l, .. } => l.now_ms(),
         };
         let snap = self.snapshot.load();
-        let served = snap.models.values().flat_map(|route| route.rules.iter()).map(|rule| rule.counter());
-        served.chain(snap.retired.values()).filter(|counter| counter.release_idle(now)).count()
+        snap.retired.lock().retain(|_, counter| {
+            counter.release_idle(now);
+            counter.holds_admissions()
+        });
+        snap.models.values().flat_map(|route| route.rules.iter()).filter(|rule| rule.counter().release_idle(now)).count()
+    }
+
+    /// Counters kept for rules no longer served (see [`Snapshot::retired`]).
+    pub fn retired_counters(&self) -> usize {
+        self.snapshot.load().retired.lock().len()
     }
 
     /// Counts a failure of `ep` against the configured threshold and cool-down.

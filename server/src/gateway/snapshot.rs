@@ -8,6 +8,7 @@ use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_mod
 use app::types::{Policy, RuleTarget};
 use futures_util::TryStreamExt;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, StreamTrait};
+use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -142,9 +143,11 @@ pub struct Snapshot {
     pub keys: FxHashMap<[u8; 32], Caller>,
     /// Counters of rules no longer served (model disabled, rule removed) that still held
     /// admissions: if the rule comes back within its window it resumes counting them, so
-    /// toggling a model off and on never lets a window admit more than its limit. Dropped at a
-    /// later build once empty (the heartbeat expires them).
-    pub retired: FxHashMap<CounterKey, Arc<Counter>>,
+    /// toggling a model off and on never lets a window admit more than its limit. The
+    /// heartbeat drops each once its window is empty ([`super::Gateway::release_idle_counters`]),
+    /// so a disabled model's counters do not outlive their window. Behind a lock: the sweep
+    /// removes from it while the snapshot serves.
+    pub retired: Mutex<FxHashMap<CounterKey, Arc<Counter>>>,
 }
 
 /// `https://api.deepseek.com` → `https://api.deepseek.com/v1`; URLs with a path stay as typed.
@@ -198,7 +201,7 @@ pub async fn build(
     // Counters outlive snapshots: the same rule meaning keeps counting what it already admitted.
     let mut counters: FxHashMap<CounterKey, Arc<Counter>> = previous_routes.values().flat_map(|r| r.rules.iter()).map(|c| (c.key, c.counter().clone())).collect();
     if let Some(p) = previous {
-        counters.extend(p.retired.iter().map(|(k, c)| (*k, c.clone())));
+        counters.extend(p.retired.lock().iter().map(|(k, c)| (*k, c.clone())));
     }
     let mut snap = Snapshot { revision, ..Default::default() };
     for (m, mm) in models {
@@ -253,7 +256,7 @@ pub async fn build(
         snap.models.insert(mm.name, Arc::new(route));
     }
     let served: FxHashSet<CounterKey> = snap.models.values().flat_map(|r| r.rules.iter()).map(|c| c.key).collect();
-    snap.retired = counters.into_iter().filter(|(k, c)| !served.contains(k) && c.holds_admissions()).collect();
+    snap.retired = Mutex::new(counters.into_iter().filter(|(k, c)| !served.contains(k) && c.holds_admissions()).collect());
     // Streamed, three columns: with many keys, loading whole rows first was most of the
     // gateway's peak memory.
     let mut keys = api_key::Entity::find()
