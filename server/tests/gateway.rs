@@ -884,3 +884,70 @@ async fn an_egress_proxy_of_an_unsupported_scheme_fails_the_request_without_goin
     assert_eq!((s, e["code"].as_str()), (502, Some("upstream_unavailable")), "{e}");
     assert_eq!(h.received().await.len(), 0, "nothing reached the endpoint");
 }
+
+/// A rolling restart sends SIGTERM: the real `maas serve` stops accepting connections at once
+/// but lets a stream already under way run to its end, then exits cleanly.
+#[tokio::test]
+async fn on_sigterm_new_connections_are_refused_and_streams_under_way_finish() {
+    use std::io::BufRead;
+    let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::daemons::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maas"))
+        .args(["serve", "--demo-upstream", &format!("{mock}/chunks/10/chunk-delay/100")])
+        .env("DATABASE_URL", format!("sqlite://{}/maas.db?mode=rwc", dir.path().display()))
+        .env("MAAS_DATA_DIR", dir.path())
+        .env("MAAS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Up once it prints its URL. Its output is read to the end on a thread of its own: a pipe
+    // closed early would make its later prints fail.
+    let (up_tx, up_rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("MaaS console:") {
+                let _ = up_tx.send(());
+            }
+        }
+    });
+    up_rx.recv_timeout(Duration::from_secs(30)).expect("maas serve did not start within 30 s");
+    let key = std::fs::read_to_string(dir.path().join("demo.key")).unwrap().trim().to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let body = json!({"model": "demo-chat", "stream": true, "messages": []});
+    let mut stream = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let first = String::from_utf8(stream.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(first.contains("chunk 0"), "{first}");
+
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "still accepting connections 1 s after SIGTERM");
+
+    let mut rest = String::new();
+    while let Some(c) = stream.chunk().await.unwrap() {
+        rest.push_str(std::str::from_utf8(&c).unwrap());
+    }
+    assert!(rest.contains("chunk 9") && rest.trim_end().ends_with("data: [DONE]"), "the stream was cut: {rest}");
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    panic!("maas serve did not exit within 5 s of its last stream ending");
+}
