@@ -329,10 +329,8 @@ async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &Reach
     config.proxies = std::sync::Arc::new(upstream::Proxies::from_env());
     // Said once at start rather than only in each failing request's reason (the URL is not
     // logged: it may carry the proxy's credentials).
-    if let Some(p) = config.proxies.intercept(&http::Uri::from_static("https://proxy-check.invalid/")) {
-        if p.uri().scheme_str() != Some("http") {
-            tracing::warn!(scheme = p.uri().scheme_str().unwrap_or(""), "HTTPS_PROXY/ALL_PROXY names a proxy that is not http://: https endpoints it covers will fail (only http:// proxies, with CONNECT, are supported)");
-        }
+    if let Some(scheme) = upstream::unsupported_proxy_scheme(&config.proxies) {
+        tracing::warn!(scheme, "HTTPS_PROXY/ALL_PROXY names a proxy that is not http://: https endpoints it covers will fail (only http:// proxies, with CONNECT, are supported)");
     }
     if let Some(path) = &reach.upstream_ca_cert {
         let pem = std::fs::read(path).with_context(|| format!("reading MAAS_UPSTREAM_CA_CERT {}", path.display()))?;

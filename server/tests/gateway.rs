@@ -68,15 +68,27 @@ fn ep(url: String, model_id: &str, weight: &str, key: Option<&str>) -> EndpointI
 impl Harness {
     /// Creates and enables the model `chat`; returns once the gateway serves it.
     async fn model(&self, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
-        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules };
+        self.model_of(self.mm, policy, endpoints, rules).await
+    }
+    /// Creates and enables a model of the marketplace entry `mm`; returns once the gateway serves it.
+    async fn model_of(&self, mm: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
+        let input = ModelInput { marketplace_model_id: Some(mm), cluster_id: Some(self.cluster), policy, endpoints, rules };
         let (id, _) = models::create(&self.state.db, &self.state.secrets, &input).await.unwrap();
-        let rev = models::set_enabled(&self.state.db, id, true).await.unwrap();
-        self.state.config_changed(rev).await;
+        self.enable(id, true).await;
         id
+    }
+    /// Switches the model on or off; returns once the gateway applied it.
+    async fn enable(&self, id: i64, on: bool) {
+        let rev = models::set_enabled(&self.state.db, id, on).await.unwrap();
+        self.state.config_changed(rev).await;
     }
     /// Replaces the model's policy and endpoints (no rules); returns once the gateway serves it.
     async fn update(&self, id: i64, policy: Policy, endpoints: Vec<EndpointInput>) {
-        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules: vec![] };
+        self.replace(id, policy, endpoints, vec![]).await
+    }
+    /// Replaces the model's policy, endpoints and rules; returns once the gateway serves it.
+    async fn replace(&self, id: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) {
+        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules };
         let rev = models::update(&self.state.db, &self.state.secrets, id, &input).await.unwrap();
         self.state.config_changed(rev).await;
     }
@@ -158,11 +170,9 @@ async fn errors_are_openai_shaped_with_the_documented_statuses() {
     assert_eq!(r.status(), 200);
 
     // Disabled → 404 on the very next request after the change commits.
-    let rev = models::set_enabled(&h.state.db, id, false).await.unwrap();
-    h.state.config_changed(rev).await;
+    h.enable(id, false).await;
     assert_eq!(error_of(h.chat(hello()).await).await.0, 404);
-    let rev = models::set_enabled(&h.state.db, id, true).await.unwrap();
-    h.state.config_changed(rev).await;
+    h.enable(id, true).await;
     assert_eq!(h.chat(hello()).await.status(), 200);
     // Unpublished → 404.
     let rev = catalog::set_published(&h.state.db, h.mm, false).await.unwrap();
@@ -356,9 +366,7 @@ async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     assert_eq!((v["id"].as_str(), v["object"].as_str()), (Some("chat"), Some("model")));
     let mm = catalog::create_marketplace(&h.state.db, &MarketplaceInput { name: "org/llama-3".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
     catalog::set_published(&h.state.db, mm, true).await.unwrap();
-    let input = ModelInput { marketplace_model_id: Some(mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up(""), "m", "", None)], rules: vec![] };
-    let (id, _) = models::create(&h.state.db, &h.state.secrets, &input).await.unwrap();
-    h.state.config_changed(models::set_enabled(&h.state.db, id, true).await.unwrap()).await;
+    let id = h.model_of(mm, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
     for path in ["org/llama-3", "org%2Fllama-3"] {
         let v: Value = get(path).await.unwrap().json().await.unwrap();
         assert_eq!(v["id"], "org/llama-3", "{path}");
@@ -368,7 +376,7 @@ async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     let (s, e) = error_of(h.http.get(format!("{}/v1/models/chat", h.base)).send().await.unwrap()).await;
     assert_eq!((s, e["code"].as_str()), (401, Some("invalid_api_key")), "{e}");
     // Disabled: gone from the gateway at once.
-    h.state.config_changed(models::set_enabled(&h.state.db, id, false).await.unwrap()).await;
+    h.enable(id, false).await;
     assert_eq!(get("org/llama-3").await.unwrap().status(), 404);
 }
 
@@ -462,8 +470,7 @@ async fn an_in_flight_stream_finishes_on_the_snapshot_it_started_with() {
     let mut r = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
     let mut text = String::from_utf8(r.chunk().await.unwrap().unwrap().to_vec()).unwrap();
     // Disabled while the stream runs: new requests are refused at once...
-    let rev = models::set_enabled(&h.state.db, id, false).await.unwrap();
-    h.state.config_changed(rev).await;
+    h.enable(id, false).await;
     assert_eq!(error_of(h.chat(hello()).await).await.0, 404);
     // ...and the running one is not cut off.
     while let Some(c) = r.chunk().await.unwrap() {
@@ -767,19 +774,16 @@ async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
     for _ in 0..3 {
         assert_eq!(h.chat(hello()).await.status(), 200);
     }
-    let hr = &h;
-    let toggle = |on: bool| async move { hr.state.config_changed(models::set_enabled(&hr.state.db, id, on).await.unwrap()).await };
-    toggle(false).await;
+    h.enable(id, false).await;
     assert_eq!(h.chat(hello()).await.status(), 404);
-    toggle(true).await;
+    h.enable(id, true).await;
     let (s, e) = error_of(h.chat(hello()).await).await;
     assert_eq!((s, e["code"].as_str()), (429, Some("rate_limit_exceeded")), "the window still holds its 3 admissions: {e}");
 
     // Likewise a rule removed and added back within its window (here with a higher limit).
-    let input = |rules| ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up(""), "m", "", None)], rules };
-    h.state.config_changed(models::update(&h.state.db, &h.state.secrets, id, &input(vec![])).await.unwrap()).await;
+    h.update(id, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)]).await;
     assert_eq!(h.chat(hello()).await.status(), 200, "no rule: admitted (and not counted anywhere)");
-    h.state.config_changed(models::update(&h.state.db, &h.state.secrets, id, &input(vec![rule("4")])).await.unwrap()).await;
+    h.replace(id, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule("4")]).await;
     let r = h.chat(hello()).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0", "3 earlier admissions + this one, of 4");
@@ -792,7 +796,7 @@ async fn a_disabled_models_counters_are_dropped_once_their_window_has_passed() {
     let rule = RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "1".into() };
     let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
     assert_eq!(h.chat(hello()).await.status(), 200);
-    h.state.config_changed(models::set_enabled(&h.state.db, id, false).await.unwrap()).await;
+    h.enable(id, false).await;
     h.gw.release_idle_counters();
     assert_eq!(h.gw.retired_counters(), 1, "inside its window: kept for the model's return");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -842,6 +846,7 @@ async fn https_endpoints_go_through_the_egress_proxy_unless_no_proxy_names_them(
     let h = harness_with(mock, move |c| {
         c.upstream_roots = r;
         c.proxies = Arc::new(Proxies::builder().https(format!("http://maas:s3cret@{p}")).build());
+        assert_eq!(server::gateway::upstream::unsupported_proxy_scheme(&c.proxies), None);
     })
     .await;
     h.model(Policy::RoundRobin, vec![ep(https.clone(), "m", "", None)], vec![]).await;
@@ -875,6 +880,8 @@ async fn an_egress_proxy_of_an_unsupported_scheme_fails_the_request_without_goin
     let h = harness_with(mock, move |c| {
         c.upstream_roots = roots;
         c.proxies = Arc::new(Proxies::builder().https("socks5://127.0.0.1:1").build());
+        // What `maas` warns about at start.
+        assert_eq!(server::gateway::upstream::unsupported_proxy_scheme(&c.proxies).as_deref(), Some("socks5"));
     })
     .await;
     h.model(Policy::RoundRobin, vec![ep(https, "m", "", None)], vec![]).await;

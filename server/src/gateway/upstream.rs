@@ -287,6 +287,18 @@ pub fn no_proxies() -> Arc<Proxies> {
     Arc::new(Proxies::builder().build())
 }
 
+/// The scheme of the proxy `proxies` name for https endpoints when we cannot tunnel through it
+/// (anything but `http://`), so start-up can say so once; None when there is none or it is fine.
+pub fn unsupported_proxy_scheme(proxies: &Proxies) -> Option<String> {
+    let p = proxies.intercept(&Uri::from_static("https://proxy-check.invalid/"))?;
+    (!tunnels(&p)).then(|| p.uri().scheme_str().unwrap_or("").to_owned())
+}
+
+/// Whether we can reach endpoints through this proxy: an `http://` one, with CONNECT.
+fn tunnels(proxy: &hyper_util::client::proxy::matcher::Intercept) -> bool {
+    proxy.uri().scheme_str() == Some("http")
+}
+
 /// The TLS client's TCP connector: direct, or through a CONNECT tunnel when `proxies` says so.
 #[derive(Clone)]
 pub struct Egress {
@@ -308,7 +320,7 @@ impl tower::Service<Uri> for Egress {
     fn call(&mut self, dst: Uri) -> Self::Future {
         let direct = self.direct.clone();
         match self.proxies.intercept(&dst) {
-            Some(proxy) if proxy.uri().scheme_str() == Some("http") => {
+            Some(proxy) if tunnels(&proxy) => {
                 let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(proxy.uri().clone(), direct);
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
