@@ -18,6 +18,9 @@ pub enum AppError {
     Invalid(FieldErrors),
     #[error("{0}")]
     Conflict(String),
+    /// Too many attempts (logins): try again after the wait, which is also the `Retry-After`.
+    #[error("{message}; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64, message: String },
     /// Details are in the server log (with no secrets); the browser only learns that it failed.
     #[error("the server could not complete this request; please try again")]
     Internal,
@@ -43,6 +46,7 @@ impl AppError {
             AppError::NotFound(_) => 404,
             AppError::Invalid(_) => 422,
             AppError::Conflict(_) => 409,
+            AppError::RateLimited { .. } => 429,
             AppError::Internal => 500,
             AppError::Transport(_) => 400,
         }

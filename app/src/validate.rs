@@ -8,28 +8,96 @@ pub const MAX_LIMIT: i64 = 1_000_000_000;
 pub const MAX_DURATION_SECS: i64 = 7 * 24 * 3600;
 pub const MAX_ENDPOINTS: usize = 64;
 pub const MAX_RULES: usize = 64;
+/// Pages of a list: far more than any list holds (100 per page), small enough that the offset
+/// can never overflow the database's integer.
+pub const MAX_PAGE: u64 = 1_000_000;
+pub const MAX_SEARCH: usize = 256;
 
-/// `Ok(())` for an absolute http(s) URL with a host; the message otherwise.
+/// A list's page number and search text.
+pub fn list_query(search: &str, page: u64) -> FieldErrors {
+    let mut e = FieldErrors::default();
+    if page > MAX_PAGE {
+        e.add("page", format!("must be at most {MAX_PAGE}"));
+    }
+    if search.chars().count() > MAX_SEARCH {
+        e.add("search", format!("at most {MAX_SEARCH} characters"));
+    }
+    e
+}
+
+/// `Ok(())` for an absolute http(s) URL made of a scheme, a host, an optional port and an
+/// optional path, and nothing else (no user info, query or fragment); the message otherwise.
+/// Entry addresses and endpoint URLs are parsed this strictly because they end up in copy-ready
+/// snippets, shell lines among them, and in the gateway's request lines.
 pub fn http_url(s: &str) -> Result<(), &'static str> {
     let s = s.trim();
     if s.is_empty() {
         return Err("required");
     }
-    let rest = if let Some(r) = s.strip_prefix("https://") {
-        r
-    } else if let Some(r) = s.strip_prefix("http://") {
-        r
-    } else {
-        return Err("must start with http:// or https://");
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') || host.contains(char::is_whitespace) || host.contains('@') {
-        return Err("must name a host, e.g. https://api.example.com");
-    }
-    if s.contains(char::is_whitespace) {
+    if s.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err("must not contain spaces");
     }
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")).ok_or("must start with http:// or https://")?;
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    if path.contains(['?', '#']) || authority.contains(['?', '#']) {
+        return Err("no query or fragment: scheme, host, port and path only");
+    }
+    if authority.contains('@') {
+        return Err("must not contain a user name or password");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or("must name a host, e.g. https://api.example.com")?;
+            addr.parse::<std::net::Ipv6Addr>().map_err(|_| "not a valid IPv6 address")?;
+            (authority, after.strip_prefix(':').map(Some).unwrap_or_else(|| if after.is_empty() { None } else { Some("") }))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if !host.starts_with('[') && !valid_host_name(host) {
+        return Err("must name a host, e.g. https://api.example.com");
+    }
+    if let Some(p) = port {
+        if !p.bytes().all(|b| b.is_ascii_digit()) || !matches!(p.parse::<u32>(), Ok(1..=65535)) {
+            return Err("the port must be a number from 1 to 65535");
+        }
+    }
+    if !valid_path(path) {
+        return Err("the path may hold only letters, digits, / - . _ ~ % : @ + , = !");
+    }
     Ok(())
+}
+
+/// A DNS name or IPv4 address: labels of letters, digits, `-` and `_`, not starting or ending
+/// with `-`, at most 63 characters each and 253 in all.
+fn valid_host_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.trim_end_matches('.').split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn valid_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| match c {
+        b'%' => b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+        _ => c.is_ascii_alphanumeric() || b"/-._~:@+,=!".contains(&c),
+    })
+}
+
+/// `next` when it is a path on this origin, safe to send the browser to after login; else `/`.
+/// A leading `/` not followed by `/` or `\`, then only a conservative set of path and query
+/// characters: `//host`, `/\host` (browsers read `\` as `/`), `/<TAB>/host` (browsers drop
+/// tabs and newlines), schemes and fragments never leave the site.
+pub fn local_path(next: &str) -> &str {
+    let ok = next.len() <= 2048
+        && next.starts_with('/')
+        && !next[1..].starts_with(['/', '\\'])
+        && next.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~?=&%+,;:@!".contains(&b));
+    if ok { next } else { "/" }
 }
 
 fn required(errs: &mut FieldErrors, field: &str, value: &str, max: usize) {
@@ -182,6 +250,16 @@ mod tests {
     }
 
     #[test]
+    fn only_same_origin_paths_are_redirect_targets() {
+        for good in ["/", "/models", "/models/3/edit", "/login?next=/keys", "/keys?page=2&q=a%20b"] {
+            assert_eq!(local_path(good), good);
+        }
+        for bad in ["//evil.example", "/\\evil.example", "/\tevil", "/\t/evil.example", "\t//evil.example", "https://evil.example", "javascript:alert(1)", "evil.example", "", "/\n/evil", "/ /evil", "/\"/><script>", "/x#frag"] {
+            assert_eq!(local_path(bad), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
     fn weighted_must_total_exactly_100() {
         assert!(model(&base()).is_empty());
         let mut m = base();
@@ -194,7 +272,32 @@ mod tests {
         assert_eq!(http_url("ftp://x"), Err("must start with http:// or https://"));
         assert_eq!(http_url("https:///v1"), Err("must name a host, e.g. https://api.example.com"));
         assert_eq!(http_url(""), Err("required"));
-        assert!(http_url("http://127.0.0.1:9000").is_ok());
+        for good in ["http://127.0.0.1:9000", "https://api.deepseek.com", "https://api.example.com/v1", "http://vllm-0.vllm.svc.cluster.local:8000/v1/", "http://[::1]:8080/v1", "https://host.example/openai/deployments/gpt-4o", "http://h/a%2Fb"] {
+            assert_eq!(http_url(good), Ok(()), "{good}");
+        }
+        // The hostile entry address of issue 10, and its relatives: nothing but scheme, host,
+        // port and path.
+        for bad in [
+            "http://host/\"><svg/onload=alert(1)>$(id)",
+            "http://host/$(id)",
+            "http://host/`id`",
+            "http://host/a'b",
+            "http://host/a;b",
+            "http://host/?q=1",
+            "http://host/#x",
+            "http://user:pw@host/",
+            "http://host:0/",
+            "http://host:99999/",
+            "http://host:80x/",
+            "http://-host/",
+            "http://ho st/",
+            "http://host/a%zz",
+            "http://[::1/",
+            "http://[nothex]/",
+            "http://host\\evil/",
+        ] {
+            assert!(http_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

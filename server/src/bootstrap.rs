@@ -11,8 +11,9 @@ pub const DEFAULT_DB: &str = "sqlite://data/maas.db?mode=rwc";
 pub async fn open_db(url: &str) -> anyhow::Result<DatabaseConnection> {
     if let Some(path) = url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p)) {
         if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            private_dir(dir)?;
         }
+        private_file(Path::new(path))?;
     }
     let db = app::ssr::connect(url).await?;
     use migration::MigratorTrait;
@@ -35,7 +36,7 @@ pub fn secret_key(explicit: Option<String>, data_dir: &Path) -> anyhow::Result<S
         return Ok(k);
     }
     let path = data_dir.join("secret.key");
-    std::fs::create_dir_all(data_dir)?;
+    private_dir(data_dir)?;
     let k = crypto::random_hex(32);
     std::fs::write(&path, &k)?;
     #[cfg(unix)]
@@ -46,6 +47,42 @@ pub fn secret_key(explicit: Option<String>, data_dir: &Path) -> anyhow::Result<S
     Ok(k)
 }
 
+/// The data folder holds the database and the key that decrypts upstream keys: only its owner
+/// may list it (created 0700; an existing one is tightened).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !dir.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// The SQLite file, created 0600 before SQLite opens it (SQLite gives its -wal and -shm files
+/// the database's own mode), or tightened to 0600 if it exists.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 pub fn state(db: DatabaseConnection, secret: &str, secure_cookies: bool, revision: i64, embedded_gateway: bool) -> AppState {
     AppState {
         db,
@@ -54,18 +91,25 @@ pub fn state(db: DatabaseConnection, secret: &str, secure_cookies: bool, revisio
         config_applied: tokio::sync::watch::channel(0).0,
         embedded_gateway,
         secure_cookies,
+        allowed_origins: Arc::from(Vec::new()),
+        logins: Arc::new(app::ssr::login_throttle::LoginThrottle::default()),
+        client_ip_header: None,
     }
 }
 
-/// Creates the first operator when there is no account at all. Returns the password when one
-/// was generated, so the caller can print it once.
+/// Creates the first operator when there is no account at all. Returns the password only when
+/// it was generated here, for the caller to print once: a password the operator chose
+/// (`MAAS_ADMIN_PASSWORD`) is never printed, it would land in journald or container logs.
 pub async fn first_operator(db: &DatabaseConnection, username: &str, password: Option<String>) -> anyhow::Result<Option<String>> {
     if user::Entity::find().count(db).await? > 0 {
         return Ok(None);
     }
-    let pw = password.filter(|p| !p.is_empty()).unwrap_or_else(|| crypto::random_hex(8));
-    auth::create_user(db, username, &pw, Role::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Some(pw))
+    let (pw, generated) = match password.filter(|p| !p.is_empty()) {
+        Some(chosen) => (chosen, false),
+        None => (crypto::random_hex(8), true),
+    };
+    auth::create_user(db, username, &pw, Role::Operator).await.map_err(|e| anyhow::anyhow!("first operator: {e}"))?;
+    Ok(generated.then_some(pw))
 }
 
 /// Demo data for `make run`: a published, enabled model served by `upstream`, a demo user in a

@@ -1,6 +1,8 @@
-//! The `maas` server: console (SSR + server functions), persistence bootstrap, and (next) the
-//! gateway, all behind one axum router.
+//! The `maas` server: console (SSR + server functions), persistence bootstrap and the gateway,
+//! behind one axum router, served by `serving` (the HTTP layer that bounds what clients hold).
 pub mod bootstrap;
+pub mod csrf;
 pub mod gateway;
 pub mod mock_upstream;
+pub mod serving;
 pub mod web;

@@ -56,9 +56,18 @@ struct ServeArgs {
     admin_password: Option<String>,
     #[arg(long, env = "MAAS_ADMIN_USER", default_value = "admin")]
     admin_user: String,
-    /// Mark session cookies `Secure` (serve over https).
+    /// Mark session cookies `Secure` (serve over https); also sends HSTS.
     #[arg(long, env = "MAAS_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// Origins, besides the one each request was sent to, allowed to make state-changing
+    /// requests: the console's public origin when a proxy in front rewrites `Host`
+    /// (comma-separated, e.g. `https://console.example.com`).
+    #[arg(long, env = "MAAS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Behind a proxy: the header it appends the client's address to (`X-Forwarded-For`); its
+    /// last entry is the address the login throttle counts. Default: the socket's peer.
+    #[arg(long, env = "MAAS_CLIENT_IP_HEADER")]
+    client_ip_header: Option<http::HeaderName>,
     /// Serve only this entry cluster's models on /v1 (default: every cluster).
     #[arg(long, env = "MAAS_CLUSTER")]
     cluster: Option<String>,
@@ -71,6 +80,41 @@ struct ServeArgs {
     workers: Option<usize>,
     #[command(flatten)]
     reach: ReachArgs,
+    #[command(flatten)]
+    clients: ClientArgs,
+}
+
+/// What one client may hold of the server (serving.rs); the same for `serve` and `gateway`.
+#[derive(clap::Args, Clone)]
+struct ClientArgs {
+    /// From a request's first byte until its complete head (`10s`, `500ms`, `2m`).
+    #[arg(long, env = "MAAS_HEADER_TIMEOUT", default_value = "10s", value_parser = server::serving::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// A connection with no request under way that sends nothing for this long is closed.
+    #[arg(long, env = "MAAS_IDLE_TIMEOUT", default_value = "60s", value_parser = server::serving::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Grace for a request body, after which it must average MAAS_BODY_MIN_RATE.
+    #[arg(long, env = "MAAS_BODY_TIMEOUT", default_value = "10s", value_parser = server::serving::parse_duration)]
+    body_timeout: std::time::Duration,
+    /// Bytes per second a request body must average once its grace is over.
+    #[arg(long, env = "MAAS_BODY_MIN_RATE", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    body_min_rate: u64,
+    /// Open client connections at most (all serving threads), clipped to what the open-file
+    /// limit allows; past it the connection idle the longest is closed, or a newcomer gets 503.
+    #[arg(long, env = "MAAS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+impl ClientArgs {
+    fn limits(&self) -> server::serving::ClientLimits {
+        server::serving::ClientLimits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            body_timeout: self.body_timeout,
+            body_min_rate: self.body_min_rate,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// What the gateway needs to reach beyond itself, the same for `serve` and `gateway`.
@@ -117,6 +161,8 @@ struct GatewayArgs {
     gateway_id: Option<String>,
     #[arg(long, env = "MAAS_WORKERS")]
     workers: Option<usize>,
+    #[command(flatten)]
+    clients: ClientArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -133,12 +179,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Cmd::Serve(a)) => {
-            let workers = a.workers;
-            run_workers(workers, move || async move { start(&a).await })
+            let (workers, limits) = (a.workers, a.clients.limits());
+            run_workers(workers, limits, move || async move { start(&a).await })
         }
         Some(Cmd::Gateway(a)) => {
-            let workers = a.workers;
-            run_workers(workers, move || async move { start_gateway(&a).await })
+            let (workers, limits) = (a.workers, a.clients.limits());
+            run_workers(workers, limits, move || async move { start_gateway(&a).await })
         }
         Some(Cmd::MockUpstream { listen, latency_ms, chunks, chunk_delay_ms, no_record }) => {
             // The benchmarks' "direct" baseline: a stock multi-threaded axum server.
@@ -152,7 +198,8 @@ fn main() -> anyhow::Result<()> {
         }
         None => {
             let a = ServeArgs::parse_from(["maas"]);
-            run_workers(a.workers, move || async move { start(&a).await })
+            let (workers, limits) = (a.workers, a.clients.limits());
+            run_workers(workers, limits, move || async move { start(&a).await })
         }
     }
 }
@@ -167,19 +214,22 @@ fn single_threaded() -> std::io::Result<tokio::runtime::Runtime> {
 /// cross-core wake-ups. Measured against tokio's multi-threaded runtime on the gateway path:
 /// about a quarter less CPU per request. The first runtime also runs the start-up work and the
 /// config reloader; blocking work (argon2, SQLite) goes to each runtime's blocking pool.
-fn run_workers<F, Fut>(workers: Option<usize>, start: F) -> anyhow::Result<()>
+fn run_workers<F, Fut>(workers: Option<usize>, limits: server::serving::ClientLimits, start: F) -> anyhow::Result<()>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(server::gateway::Front, std::net::TcpListener)>>,
 {
     let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     cap_malloc_arenas(workers);
+    let open_files = server::serving::raise_open_file_limit();
+    let clients = server::serving::Server::new(limits, open_files);
+    tracing::info!(open_files, max_connections = clients.max_connections(), "client connection bound");
     // The serving threads start before anything else spawns a thread, and allocate (their
     // runtime) at once: glibc gives a thread's first allocation a new arena while there are
     // fewer than the cap, so each serving thread gets its own. Started after the database,
     // SQLite's threads took the spare arena and two serving threads shared main_arena's lock
     // (a futex on every other request, seen with strace and gdb).
-    type Handoff = (std::net::TcpListener, server::gateway::Front, tokio::sync::watch::Receiver<bool>);
+    type Handoff = (std::net::TcpListener, server::gateway::Front, std::sync::Arc<server::serving::Server>, tokio::sync::watch::Receiver<bool>);
     let mut handoffs = Vec::new();
     let mut threads = Vec::new();
     for i in 1..workers {
@@ -188,7 +238,7 @@ where
         threads.push(std::thread::Builder::new().name(format!("maas-worker-{i}")).spawn(move || -> anyhow::Result<()> {
             let rt = single_threaded()?;
             match rx.recv() {
-                Ok((listener, front, stop)) => rt.block_on(serve_on(listener, front, stop)),
+                Ok((listener, front, clients, stop)) => rt.block_on(serve_on(listener, front, clients, stop)),
                 Err(_) => Ok(()), // start-up failed; the main thread reports why
             }
         })?);
@@ -197,13 +247,13 @@ where
         let (front, listener) = start().await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         for tx in handoffs {
-            tx.send((listener.try_clone()?, front.clone(), stop_rx.clone())).map_err(|_| anyhow::anyhow!("a worker thread exited early"))?;
+            tx.send((listener.try_clone()?, front.clone(), clients.clone(), stop_rx.clone())).map_err(|_| anyhow::anyhow!("a worker thread exited early"))?;
         }
         tokio::spawn(async move {
             shutdown().await;
             stop_tx.send_replace(true);
         });
-        serve_on(listener, front, stop_rx).await?;
+        serve_on(listener, front, clients, stop_rx).await?;
         for t in threads {
             t.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         }
@@ -225,17 +275,9 @@ fn cap_malloc_arenas(workers: usize) {
     let _ = workers;
 }
 
-async fn serve_on(listener: std::net::TcpListener, front: server::gateway::Front, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = tokio::net::TcpListener::from_std(listener)?.tap_io(|tcp| {
-        // Stream chunks leave as they are written, not after the previous one is acked.
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, tower::make::Shared::new(front))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await?;
+async fn serve_on(listener: std::net::TcpListener, front: server::gateway::Front, clients: std::sync::Arc<server::serving::Server>, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    server::serving::serve(listener, front, clients, stop).await?;
     Ok(())
 }
 
@@ -246,7 +288,9 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
     let secret = bootstrap::secret_key(a.secret_key.clone(), &a.data_dir)?;
     let generated = bootstrap::first_operator(&db, &a.admin_user, a.admin_password.clone()).await?;
     let rev = app::ssr::current_revision(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let state = bootstrap::state(db, &secret, a.secure_cookies, rev, true);
+    let mut state = bootstrap::state(db, &secret, a.secure_cookies, rev, true);
+    state.allowed_origins = a.allowed_origins.iter().map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect();
+    state.client_ip_header = a.client_ip_header.clone();
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;

@@ -37,20 +37,60 @@ pub fn leptos_options(addr: std::net::SocketAddr) -> LeptosOptions {
         .build()
 }
 
+/// The pages' Content-Security-Policy: scripts only by this response's nonce (and what they
+/// import: the WASM bundle's JS), WASM compiled from our own origin, nothing framed or posted
+/// elsewhere.
+fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'nonce-{nonce}' 'strict-dynamic' 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// Pages and server-function answers are per user (a new key's secret among them): no cache
+/// keeps them. The built assets under /pkg are the same for everyone.
+async fn no_store_unless_asset(uri: http::Uri, mut res: axum::response::Response) -> axum::response::Response {
+    if !uri.path().starts_with("/pkg/") {
+        res.headers_mut().entry(http::header::CACHE_CONTROL).or_insert(http::HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
 pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
     let routes = generate_route_list(App);
     let state = WebState { leptos: leptos.clone(), app: app.clone() };
     let ctx = {
         let app = app.clone();
-        move || provide_context(app.clone())
+        move || {
+            provide_context(app.clone());
+            // Pages: the nonce leptos_axum generated for this response's inline scripts (the
+            // hydration script and the resources' data) is the only way a script runs.
+            if let (Some(nonce), Some(opts)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+                if let Ok(v) = http::HeaderValue::from_str(&page_csp(&nonce)) {
+                    opts.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
+                }
+            }
+        }
     };
     let pkg = ServeDir::new(PathBuf::from(leptos.site_root.as_ref()).join("pkg"));
+    use http::{header, HeaderValue};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let hsts = app.secure_cookies.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     let middleware = tower::ServiceBuilder::new()
         .catch_panic()
         // Session cookies and bearer keys never reach the trace log.
-        .sensitive_headers([http::header::COOKIE, http::header::SET_COOKIE, http::header::AUTHORIZATION])
+        .sensitive_headers([header::COOKIE, header::SET_COOKIE, header::AUTHORIZATION])
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .compression();
+        .compression()
+        .layer(axum::middleware::from_fn_with_state(app.allowed_origins.clone(), crate::csrf::layer))
+        // Every console response: not framed, not sniffed, no referrer to other origins; and
+        // (pages set their own, with their nonce) a CSP that runs nothing.
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::STRICT_TRANSPORT_SECURITY, move |_: &http::Response<_>| hsts.clone()))
+        .layer(axum::middleware::map_response(no_store_unless_asset));
     Router::new()
         .nest_service("/pkg", pkg)
         .leptos_routes_with_context(&state, routes, ctx.clone(), {

@@ -18,7 +18,7 @@ async fn login_sets_an_httponly_samesite_cookie_and_wrong_password_is_a_field_er
     assert_eq!(status, StatusCode::OK);
     let cookie = headers.get("set-cookie").unwrap().to_str().unwrap();
     assert!(cookie.starts_with("maas_session="));
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"), "{cookie}");
 }
 
 #[tokio::test]

@@ -258,7 +258,8 @@ async fn data_survives_reopening_the_database_file() {
     let d = models::get(&db, id).await.unwrap();
     assert!(d.enabled);
     assert_eq!(d.endpoints.len(), 3);
-    assert_eq!(app::ssr::auth::login(&db, "op", "password123").await.unwrap().1.username, "op");
+    let attempt = app::ssr::auth::LoginAttempt { username: "op", password: "password123", ip: None, previous_token: None };
+    assert_eq!(app::ssr::auth::login(&db, &Default::default(), attempt).await.unwrap().1.username, "op");
 }
 
 #[tokio::test]

@@ -18,16 +18,18 @@ pub async fn me() -> Result<Option<CurrentUser>, AppError> {
 pub async fn login(username: String, password: String, next: Option<String>) -> Result<CurrentUser, AppError> {
     use crate::ssr::auth;
     let st = super::edge::state()?;
-    match auth::login(&st.db, &username, &password).await {
+    let headers = super::edge::headers();
+    let previous = auth::token_from_headers(&headers);
+    let attempt = auth::LoginAttempt { username: &username, password: &password, ip: super::edge::client_ip(&st), previous_token: previous.as_deref() };
+    match auth::login(&st.db, &st.logins, attempt).await {
         Ok((token, user)) => {
             let opts = expect_context::<leptos_axum::ResponseOptions>();
             opts.insert_header(
                 http::header::SET_COOKIE,
                 http::HeaderValue::from_str(&auth::session_cookie(&token, st.secure_cookies)).expect("cookie is ascii"),
             );
-            // Only same-site paths: `next` comes from the URL and must not become an open redirect.
-            let target = next.filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
-            redirect_plain_form(&target);
+            // `next` comes from the URL: only a path on this origin (the page uses the same check).
+            redirect_plain_form(crate::validate::local_path(next.as_deref().unwrap_or("/")));
             Ok(user)
         }
         Err(e) => super::edge::fail(e.into_app()),

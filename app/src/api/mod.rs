@@ -26,10 +26,24 @@ pub mod edge {
         use_context::<http::request::Parts>().map(|p| p.headers).unwrap_or_default()
     }
 
-    /// Sets the response status for an error; the one place statuses are chosen.
+    /// The client's address: the socket's peer, or with `client_ip_header` set (a proxy in
+    /// front), the last entry of that header, which is what the proxy itself saw.
+    pub fn client_ip(st: &AppState) -> Option<std::net::IpAddr> {
+        let parts = use_context::<http::request::Parts>()?;
+        match &st.client_ip_header {
+            Some(h) => parts.headers.get_all(h).iter().last()?.to_str().ok()?.rsplit(',').next()?.trim().parse().ok(),
+            None => parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()),
+        }
+    }
+
+    /// Sets the response status for an error (and `Retry-After` for a 429); the one place
+    /// statuses are chosen.
     pub fn fail<T>(e: AppError) -> Result<T, AppError> {
         if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
             opts.set_status(http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR));
+            if let AppError::RateLimited { retry_after_secs, .. } = &e {
+                opts.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after_secs));
+            }
         }
         Err(e)
     }

@@ -9,7 +9,7 @@ pub fn LoginPage() -> impl IntoView {
     let value = login.value();
     let errors = field_errors(move || value.get());
     let query = use_query_map();
-    let next = move || query.read().get("next").filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
+    let next = move || crate::validate::local_path(&query.read().get("next").unwrap_or_default()).to_owned();
     Effect::new(move |_| {
         if let Some(Ok(_)) = value.get() {
             let _ = window().location().set_href(&next());

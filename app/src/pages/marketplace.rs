@@ -9,19 +9,30 @@ pub fn MarketplacePage() -> impl IntoView {
     view! { <RequireRole><Marketplace/></RequireRole> }
 }
 
-fn snippets(o: &Offering) -> [(&'static str, String); 3] {
-    let (url, model) = (&o.base_url, &o.name);
+/// Copy-ready snippets. Every value from the database is quoted for its language (a shell
+/// word, a Python or JavaScript string literal), so that an address an operator typed can never
+/// become code in a user's shell or program, whatever the validation let through in the past.
+pub(crate) fn snippets(o: &Offering) -> [(&'static str, String); 3] {
+    let body = serde_json::json!({"model": o.name, "messages": [{"role": "user", "content": "Hello"}]}).to_string();
+    let (url_sh, body_sh) = (shell_quote(&format!("{}/chat/completions", o.base_url)), shell_quote(&body));
+    // A JSON string is a valid Python and JavaScript string literal.
+    let (url, model) = (serde_json::Value::from(o.base_url.as_str()).to_string(), serde_json::Value::from(o.name.as_str()).to_string());
     [
         ("curl", format!(
-            "curl {url}/chat/completions \\\n  -H \"Authorization: Bearer $MAAS_API_KEY\" \\\n  -H \"Content-Type: application/json\" \\\n  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+            "curl {url_sh} \\\n  -H \"Authorization: Bearer $MAAS_API_KEY\" \\\n  -H \"Content-Type: application/json\" \\\n  -d {body_sh}"
         )),
         ("Python", format!(
-            "import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url=\"{url}\", api_key=os.environ[\"MAAS_API_KEY\"])\nresp = client.chat.completions.create(\n    model=\"{model}\",\n    messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}],\n)\nprint(resp.choices[0].message.content)"
+            "import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url={url}, api_key=os.environ[\"MAAS_API_KEY\"])\nresp = client.chat.completions.create(\n    model={model},\n    messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}],\n)\nprint(resp.choices[0].message.content)"
         )),
         ("JavaScript", format!(
-            "import OpenAI from \"openai\";\n\nconst client = new OpenAI({{ baseURL: \"{url}\", apiKey: process.env.MAAS_API_KEY }});\nconst resp = await client.chat.completions.create({{\n  model: \"{model}\",\n  messages: [{{ role: \"user\", content: \"Hello\" }}],\n}});\nconsole.log(resp.choices[0].message.content);"
+            "import OpenAI from \"openai\";\n\nconst client = new OpenAI({{ baseURL: {url}, apiKey: process.env.MAAS_API_KEY }});\nconst resp = await client.chat.completions.create({{\n  model: {model},\n  messages: [{{ role: \"user\", content: \"Hello\" }}],\n}});\nconsole.log(resp.choices[0].message.content);"
         )),
     ]
+}
+
+/// One shell word: single quotes, each `'` inside written as `'\''`. Nothing in it expands.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[component]
@@ -63,5 +74,46 @@ fn Marketplace() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "http://host/\"><svg/onload=alert(1)>$(touch /tmp/pwned)'`id`";
+
+    fn offering() -> Offering {
+        Offering { name: "m'\"x".into(), provider: String::new(), description: String::new(), tags: vec![], base_url: format!("{HOSTILE}/v1") }
+    }
+
+    /// The curl line, run by a real shell with `curl` replaced by a function that prints its
+    /// arguments: the address and the body come out as the literal words, nothing is executed.
+    #[test]
+    fn the_curl_line_is_one_word_per_value_in_a_real_shell() {
+        let [(_, curl), ..] = snippets(&offering());
+        let script = format!("curl() {{ printf '%s\\n' \"$@\"; }}\nMAAS_API_KEY=k\n{curl}\n");
+        let out = std::process::Command::new("bash").arg("-c").arg(&script).output().expect("bash");
+        let out = String::from_utf8(out.stdout).unwrap();
+        let args: Vec<&str> = out.lines().collect();
+        assert_eq!(args[0], format!("{HOSTILE}/v1/chat/completions"));
+        assert_eq!(args[2], "Authorization: Bearer k");
+        let body: serde_json::Value = serde_json::from_str(args[6]).unwrap();
+        assert_eq!(body["model"], "m'\"x");
+    }
+
+    #[test]
+    fn the_python_and_javascript_snippets_hold_the_values_as_string_literals() {
+        let [_, (_, py), (_, js)] = snippets(&offering());
+        // Python's own parser: base_url and model are string constants equal to the values.
+        let check = "import ast,json,sys\nkw=[n for n in ast.walk(ast.parse(sys.stdin.read())) if isinstance(n, ast.keyword) and n.arg in ('base_url','model')]\nprint(json.dumps(sorted([k.arg, ast.literal_eval(k.value)] for k in kw)))";
+        let mut child = std::process::Command::new("python3").arg("-c").arg(check).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("python3");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(py.as_bytes()).unwrap();
+        let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+        let found: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(found, serde_json::json!([["base_url", format!("{HOSTILE}/v1")], ["model", "m'\"x"]]));
+        // JavaScript: the same literals, as JSON strings, are what the snippet holds.
+        assert!(js.contains(&format!("baseURL: {}", serde_json::Value::from(format!("{HOSTILE}/v1")))), "{js}");
     }
 }

@@ -1,5 +1,6 @@
 //! Accounts and sessions, and the one guard every server function goes through.
 use super::entities::{session, user};
+use super::login_throttle::LoginThrottle;
 use super::{crypto, now, AppState, SResult, ServiceError};
 use crate::error::AppError;
 use crate::types::{CurrentUser, Role};
@@ -8,30 +9,49 @@ use argon2::Argon2;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 pub const SESSION_COOKIE: &str = "maas_session";
-const SESSION_TTL_SECS: i64 = 7 * 24 * 3600;
+/// A session ends 7 days after login, or after 8 hours without a request, whichever is first.
+pub const SESSION_TTL_SECS: i64 = 7 * 24 * 3600;
+pub const SESSION_IDLE_SECS: i64 = 8 * 3600;
+const SESSION_TOUCH_SECS: i64 = 60;
 
-/// Argon2id with the crate's defaults (19 MiB, t=2), off the async threads: it takes tens of
-/// milliseconds of CPU on purpose.
+/// Argon2 runs at most this many at once (one per core): each holds 19 MiB for tens of
+/// milliseconds of CPU, so unbounded, 64 concurrent logins took the server from 532 MiB to
+/// 1.7 GiB (issue 10). Excess waits up to [`HASH_QUEUE_WAIT`], then gets a 429.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+pub const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs one Argon2 computation off the async threads, within the [`HASHING`] bound.
+async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> SResult<T> {
+    let permit = tokio::time::timeout(HASH_QUEUE_WAIT, HASHING.acquire())
+        .await
+        .map_err(|_| AppError::RateLimited { retry_after_secs: 1, message: "the server is busy checking other logins".into() })?
+        .map_err(|e| ServiceError::Other(e.to_string()))?;
+    let r = tokio::task::spawn_blocking(work).await.map_err(|e| ServiceError::Other(e.to_string()));
+    drop(permit);
+    r
+}
+
+/// Argon2id with the crate's defaults (19 MiB, t=2): it takes tens of milliseconds of CPU on
+/// purpose.
 pub async fn hash_password(password: String) -> SResult<String> {
-    tokio::task::spawn_blocking(move || {
+    argon2(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| ServiceError::Other(format!("argon2: {e}")))
     })
-    .await
-    .map_err(|e| ServiceError::Other(e.to_string()))?
+    .await?
 }
 
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+pub async fn verify_password(password: String, hash: String) -> SResult<bool> {
+    argon2(move || {
         PasswordHash::new(&hash)
             .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
             .unwrap_or(false)
     })
     .await
-    .unwrap_or(false)
 }
 
 pub fn validate_password(pw: &str) -> Result<(), &'static str> {
@@ -63,26 +83,50 @@ pub async fn create_user(db: &impl ConnectionTrait, username: &str, password: &s
     Ok(m.id)
 }
 
+/// Who is logging in, as far as the throttle is concerned.
+pub struct LoginAttempt<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    /// The client's address, for the per-address throttle and known devices.
+    pub ip: Option<std::net::IpAddr>,
+    /// The session cookie the browser already holds, if any: replaced, never reused (a token
+    /// planted before login must not become the victim's session).
+    pub previous_token: Option<&'a str>,
+}
+
 /// Checks the credentials and opens a session; returns the cookie value (the raw token).
-/// Unknown user and wrong password get the same answer and take the same time.
-pub async fn login(db: &impl ConnectionTrait, username: &str, password: &str) -> SResult<(String, CurrentUser)> {
-    let found = user::Entity::find().filter(user::Column::Username.eq(username.trim())).one(db).await?;
+/// Unknown user and wrong password get the same answer and take the same time. Repeated
+/// failures are throttled (see `login_throttle`): a throttled attempt costs no hash.
+pub async fn login(db: &impl ConnectionTrait, throttle: &LoginThrottle, a: LoginAttempt<'_>) -> SResult<(String, CurrentUser)> {
+    let now_ms = super::now_ms();
+    if let Some(wait_ms) = throttle.check(a.username, a.ip, now_ms) {
+        let secs = wait_ms.div_ceil(1000);
+        return Err(AppError::RateLimited { retry_after_secs: secs, message: "too many failed logins".into() }.into());
+    }
+    let found = user::Entity::find().filter(user::Column::Username.eq(a.username.trim())).one(db).await?;
     // An unknown user still costs one Argon2 run, so timing does not tell which names exist.
     let ok = match &found {
-        Some(u) => verify_password(password.to_owned(), u.password_hash.clone()).await,
+        Some(u) => verify_password(a.password.to_owned(), u.password_hash.clone()).await?,
         None => {
-            let _ = hash_password(password.to_owned()).await;
+            hash_password(a.password.to_owned()).await?;
             false
         }
     };
     let Some(u) = found.filter(|_| ok) else {
+        throttle.failed(a.username, a.ip, now_ms);
         return Err(AppError::field("password", "wrong username or password").into());
     };
+    throttle.succeeded(a.username, a.ip, now_ms);
+    if let Some(old) = a.previous_token {
+        logout(db, old).await?;
+    }
     let token = crypto::random_hex(32);
+    let now = now();
     session::ActiveModel {
         id: Set(crypto::sha256_hex(&token)),
         user_id: Set(u.id),
-        expires_at: Set(now() + SESSION_TTL_SECS),
+        expires_at: Set(now + SESSION_TTL_SECS),
+        last_seen_at: Set(now),
     }
     .insert(db)
     .await?;
@@ -99,9 +143,18 @@ pub async fn user_for_token(db: &impl ConnectionTrait, token: &str) -> SResult<O
     let Some(s) = session::Entity::find_by_id(crypto::sha256_hex(token)).one(db).await? else {
         return Ok(None);
     };
-    if s.expires_at < now() {
+    let now = now();
+    if s.expires_at < now || now - s.last_seen_at > SESSION_IDLE_SECS {
         session::Entity::delete_by_id(s.id).exec(db).await?;
         return Ok(None);
+    }
+    // At most one write a minute per session, not one per request.
+    if now - s.last_seen_at >= SESSION_TOUCH_SECS {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastSeenAt, sea_orm::sea_query::Expr::value(now))
+            .filter(session::Column::Id.eq(s.id.clone()))
+            .exec(db)
+            .await?;
     }
     let Some(u) = user::Entity::find_by_id(s.user_id).one(db).await? else {
         return Ok(None);
@@ -111,13 +164,13 @@ pub async fn user_for_token(db: &impl ConnectionTrait, token: &str) -> SResult<O
 
 pub fn session_cookie(token: &str, secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECS}{}",
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_TTL_SECS}{}",
         if secure { "; Secure" } else { "" }
     )
 }
 
 pub fn clear_cookie(secure: bool) -> String {
-    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", if secure { "; Secure" } else { "" })
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", if secure { "; Secure" } else { "" })
 }
 
 pub fn token_from_headers(headers: &http::HeaderMap) -> Option<String> {

@@ -33,6 +33,8 @@ pub mod session {
         pub id: String,
         pub user_id: i64,
         pub expires_at: i64,
+        /// Unix seconds of the last request seen on the session (at most a minute stale).
+        pub last_seen_at: i64,
     }
     no_relations!();
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod entities;
+pub mod login_throttle;
 pub mod services;
 
 use crate::error::AppError;
@@ -22,6 +23,14 @@ pub struct AppState {
     pub embedded_gateway: bool,
     /// `Secure` on the session cookie (set when served over https).
     pub secure_cookies: bool,
+    /// Origins besides the request's own host allowed to make state-changing requests (the
+    /// public origin when a proxy in front rewrites `Host`), e.g. `https://console.example.com`.
+    pub allowed_origins: Arc<[String]>,
+    /// Failed logins, per account and per client address (see `login_throttle`).
+    pub logins: Arc<login_throttle::LoginThrottle>,
+    /// Where the client address comes from when a proxy sits in front: the header it appends
+    /// (`X-Forwarded-For`), its last entry being the address the proxy saw. None: the socket's peer.
+    pub client_ip_header: Option<http::HeaderName>,
 }
 
 impl AppState {
@@ -89,6 +98,10 @@ pub fn on_unique(e: DbErr, field: &str, msg: &str) -> ServiceError {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => AppError::field(field, msg).into(),
         _ => ServiceError::Db(e),
     }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn now() -> i64 {

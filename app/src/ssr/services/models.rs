@@ -271,6 +271,7 @@ struct ListRow {
 /// One page of the management list, filtered on the server (model name, tag, cluster or an
 /// endpoint's Model ID), newest first. Two indexed queries per page, whatever the total.
 pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: u64) -> SResult<ModelPage> {
+    crate::validate::list_query(search, page).into_result()?;
     let per_page = per_page.clamp(1, MAX_PER_PAGE);
     let mut q = maas_model::Entity::find()
         .select_only()
