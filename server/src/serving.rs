@@ -299,12 +299,27 @@ where
     Ok(())
 }
 
-/// At the bound with every connection busy: an immediate answer, then close.
-fn refuse(tcp: TcpStream) {
+/// At the bound with every connection busy: an immediate 503, then close. The request the
+/// client already sent is read and dropped (for a second at most) before closing: closing with
+/// it unread would reset the connection, and the client might lose the answer.
+fn refuse(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const BODY: &str = r#"{"error":{"message":"The server has reached its connection limit; retry shortly.","type":"server_error","param":null,"code":"too_many_connections"}}"#;
-    let resp = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{BODY}", BODY.len());
-    // A fresh socket's send buffer takes this whole; if not, the close alone still refuses.
-    let _ = tcp.try_write(resp.as_bytes());
+    tokio::spawn(async move {
+        let resp = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{BODY}", BODY.len());
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            tcp.write_all(resp.as_bytes()).await?;
+            tcp.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                if tcp.read(&mut sink).await? == 0 {
+                    break;
+                }
+            }
+            Ok::<_, io::Error>(())
+        })
+        .await;
+    });
 }
 
 async fn connection<S>(tcp: TcpStream, peer: SocketAddr, conn: &Arc<Conn>, service: S, builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>, server: &Arc<Server>, mut stop: watch::Receiver<bool>)

@@ -177,3 +177,200 @@ async fn pages_redirect_anonymous_callers_to_login() {
     assert_eq!(status, StatusCode::FOUND);
     assert_eq!(headers.get("location").unwrap(), "/login?next=/models");
 }
+
+fn with_headers(mut req: http::Request<axum::body::Body>, headers: &[(&'static str, &str)]) -> http::Request<axum::body::Body> {
+    for (k, v) in headers {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    req
+}
+
+const HOST: (&str, &str) = ("host", "127.0.0.1:3000");
+const SAME: (&str, &str) = ("origin", "http://127.0.0.1:3000");
+/// Another port of the console's host: the same site, another origin.
+const OTHER: (&str, &str) = ("origin", "http://127.0.0.1:8080");
+
+#[tokio::test]
+async fn cross_origin_and_text_plain_requests_are_refused_and_change_nothing() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    env.user("alice", Role::User).await;
+    let f = fixture(&env, &op).await;
+    let ws = app::ssr::services::workspaces::create(env.db(), "alices").await.unwrap();
+    app::ssr::services::workspaces::add_member(env.db(), ws, "alice").await.unwrap();
+    let r = env.router();
+    let alice = login(&r, "alice").await;
+    let opc = login(&r, "op").await;
+    let keys = || async { send(&r, form("/api/keys/list", Some(&alice), "")).await.2 };
+
+    // A form posted by a page on another port, with the victim's cookie: refused, no key made.
+    let create = format!("workspace_id={ws}&name=planted");
+    let (status, _, body) = send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, OTHER])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("cross-origin request refused"), "{body}");
+    let (status, _, _) = send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, ("sec-fetch-site", "same-site")])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(keys().await, "[]");
+    // The console's own page: served.
+    let (status, _, body) = send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, SAME, ("sec-fetch-site", "same-origin")])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(keys().await.contains("planted"));
+
+    // A JSON body sent as text/plain (no preflight cross-origin): refused even with no Origin.
+    let mut input = serde_json::to_value(weighted_input(&f)).unwrap();
+    input["endpoints"][0]["url"] = json!("http://attacker.example");
+    let save = json!({"id": null, "input": input}).to_string();
+    let plain = http::Request::post("/api/models/save").header("content-type", "text/plain").header("cookie", &opc).body(axum::body::Body::from(save.clone())).unwrap();
+    let (status, _, body) = send(&r, plain).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (status, _, body) = send(&r, with_headers(json("/api/models/save", Some(&opc), &serde_json::from_str(&save).unwrap()), &[HOST, OTHER])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, _, list) = send(&r, form("/api/models/list", Some(&opc), "search=&page=0")).await;
+    assert!(list.contains(r#""total":0"#), "{list}");
+
+    // Login and logout answer to the same check: no login CSRF, no forced logout.
+    let (status, headers, _) = send(&r, with_headers(form("/api/login", None, "username=alice&password=password123"), &[HOST, OTHER])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(headers.get("set-cookie").is_none());
+    let (status, _, _) = send(&r, with_headers(form("/api/logout", Some(&alice), ""), &[HOST, OTHER])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(keys().await.contains("planted"), "still logged in");
+    // Pages (GET) are not state-changing: any origin may link to them.
+    let page = with_headers(http::Request::get("/login").body(axum::body::Body::empty()).unwrap(), &[HOST, OTHER]);
+    assert_eq!(send(&r, page).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn after_login_the_browser_only_goes_to_a_path_of_this_origin() {
+    let env = env().await;
+    env.user("op", Role::Operator).await;
+    let r = env.router();
+    for (next, expected) in [("/models", "/models"), ("/keys?x=1", "/keys?x=1"), ("//evil.example", "/"), ("/\\evil.example", "/"), ("/\t/evil.example", "/"), ("https://evil.example", "/"), ("/%5Cevil.example", "/%5Cevil.example")] {
+        let body = format!("username=op&password=password123&next={}", urlencode(next));
+        let req = with_headers(form("/api/login", None, &body), &[("accept", "text/html")]);
+        let (status, headers, _) = send(&r, req).await;
+        assert_eq!(status, StatusCode::FOUND, "{next:?}");
+        assert_eq!(headers.get("location").unwrap(), expected, "{next:?}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_and_the_real_password_works_after_the_backoff() {
+    let env = env().await;
+    env.user("op", Role::Operator).await;
+    let r = env.router();
+    for i in 0..app::ssr::login_throttle::ACCOUNT_FREE {
+        let (status, _, body) = send(&r, form("/api/login", None, "username=op&password=wrong-wrong")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "attempt {i}: {body}");
+    }
+    // The next attempt waits, even with the right password, and says for how long.
+    let (status, headers, body) = send(&r, form("/api/login", None, "username=op&password=password123")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    let err: app::error::AppError = serde_json::from_str(&body).unwrap();
+    assert_eq!(err.to_string(), "too many failed logins; try again in 1 s");
+    assert!(headers.get("set-cookie").is_none());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, headers, body) = send(&r, form("/api/login", None, "username=op&password=password123")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(headers.get("set-cookie").is_some());
+}
+
+#[tokio::test]
+async fn concurrent_logins_hash_at_most_one_per_core_and_never_fail_with_500() {
+    let env = env().await;
+    let r = env.router();
+    let answers = futures_util::future::join_all((0..32).map(|i| {
+        let r = r.clone();
+        async move { send(&r, form("/api/login", None, &format!("username=nobody{i}&password=guess-guess"))).await.0 }
+    }))
+    .await;
+    for s in &answers {
+        assert!(*s == StatusCode::UNPROCESSABLE_ENTITY || *s == StatusCode::TOO_MANY_REQUESTS, "{s}");
+    }
+    let (peak, bound) = app::ssr::auth::hashing_peak();
+    assert!(peak >= 1 && peak <= bound, "{peak} Argon2 runs at once, bound {bound}");
+}
+
+#[tokio::test]
+async fn pages_and_answers_carry_the_security_headers_and_scripts_only_run_by_nonce() {
+    let env = env().await;
+    env.user("alice", Role::User).await;
+    let ws = app::ssr::services::workspaces::create(env.db(), "alices").await.unwrap();
+    app::ssr::services::workspaces::add_member(env.db(), ws, "alice").await.unwrap();
+    let r = env.router();
+    let (status, headers, html) = send(&r, http::Request::get("/login").body(axum::body::Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let csp = headers.get("content-security-policy").unwrap().to_str().unwrap().to_owned();
+    let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("a nonce in the CSP");
+    assert!(nonce.len() >= 16);
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'") && csp.contains("'wasm-unsafe-eval'") && !csp.contains("unsafe-inline"), "{csp}");
+    // Every inline script of the page carries this response's nonce.
+    let scripts = html.matches("<script").count();
+    assert!(scripts >= 1);
+    assert_eq!(html.matches(&format!("<script type=\"module\" nonce=\"{nonce}\"")).count() + html.matches(&format!("<script nonce=\"{nonce}\"")).count(), scripts, "{html}");
+    // Another response, another nonce.
+    let (_, again, _) = send(&r, http::Request::get("/login").body(axum::body::Body::empty()).unwrap()).await;
+    assert_ne!(again.get("content-security-policy").unwrap().to_str().unwrap(), csp);
+    for (k, v) in [("x-frame-options", "DENY"), ("x-content-type-options", "nosniff"), ("referrer-policy", "same-origin"), ("cache-control", "no-store")] {
+        assert_eq!(headers.get(k).map(|h| h.to_str().unwrap()), Some(v), "{k}");
+    }
+    assert!(headers.get("strict-transport-security").is_none(), "no HSTS over plain http");
+    // The built assets: not sniffed, cacheable.
+    let (_, pkg, _) = send(&r, http::Request::get("/pkg/maas.css").body(axum::body::Body::empty()).unwrap()).await;
+    assert_eq!(pkg.get("x-content-type-options").unwrap(), "nosniff");
+    assert!(pkg.get("cache-control").is_none());
+    // The answer that shows a new key's secret is never cached.
+    let alice = login(&r, "alice").await;
+    let (status, headers, body) = send(&r, form("/api/keys/create", Some(&alice), &format!("workspace_id={ws}&name=k"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("sk-maas-"));
+    assert_eq!(headers.get("cache-control").unwrap(), "no-store");
+
+    // Served over https (Secure cookies): HSTS too.
+    let mut state = env.state.clone();
+    state.secure_cookies = true;
+    let secure = server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), state);
+    let (_, headers, _) = send(&secure, http::Request::get("/login").body(axum::body::Body::empty()).unwrap()).await;
+    assert!(headers.get("strict-transport-security").unwrap().to_str().unwrap().starts_with("max-age="));
+}
+
+#[tokio::test]
+async fn a_huge_page_number_is_a_field_error() {
+    let env = env().await;
+    env.user("op", Role::Operator).await;
+    let r = env.router();
+    let c = login(&r, "op").await;
+    let (status, _, body) = send(&r, form("/api/models/list", Some(&c), &format!("search=&page={}", u64::MAX / 2))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body, r#"{"Invalid":{"page":"must be at most 1000000"}}"#);
+    let (status, _, body) = send(&r, form("/api/models/list", Some(&c), &format!("search={}&page=0", "x".repeat(300)))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _, _) = send(&r, form("/api/models/list", Some(&c), "search=&page=1000000")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_login_replaces_the_session_the_browser_had_and_idle_sessions_end() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let env = env().await;
+    env.user("op", Role::Operator).await;
+    let r = env.router();
+    let first = login(&r, "op").await;
+    // Logging in again from a browser that holds a session: that session ends (a token planted
+    // before login never becomes the victim's session).
+    let (status, headers, _) = send(&r, form("/api/login", Some(&first), "username=op&password=password123")).await;
+    assert_eq!(status, StatusCode::OK);
+    let second = headers.get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_ne!(first, second);
+    assert_eq!(send(&r, form("/api/users/list", Some(&first), "")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&r, form("/api/users/list", Some(&second), "")).await.0, StatusCode::OK);
+    // Eight hours without a request: the session is gone, though its 7 days are not over.
+    let idle = app::ssr::now() - app::ssr::auth::SESSION_IDLE_SECS - 1;
+    env.db().execute_raw(Statement::from_string(env.db().get_database_backend(), format!("UPDATE sessions SET last_seen_at = {idle}"))).await.unwrap();
+    assert_eq!(send(&r, form("/api/users/list", Some(&second), "")).await.0, StatusCode::UNAUTHORIZED);
+}

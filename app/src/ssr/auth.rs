@@ -21,13 +21,29 @@ static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
     std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
 pub const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+static HASHING_NOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HASHING_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The most Argon2 computations that ever ran at once in this process, and the bound.
+pub fn hashing_peak() -> (usize, usize) {
+    (HASHING_PEAK.load(std::sync::atomic::Ordering::Relaxed), std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
 /// Runs one Argon2 computation off the async threads, within the [`HASHING`] bound.
 async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> SResult<T> {
+    use std::sync::atomic::Ordering::Relaxed;
     let permit = tokio::time::timeout(HASH_QUEUE_WAIT, HASHING.acquire())
         .await
         .map_err(|_| AppError::RateLimited { retry_after_secs: 1, message: "the server is busy checking other logins".into() })?
         .map_err(|e| ServiceError::Other(e.to_string()))?;
-    let r = tokio::task::spawn_blocking(work).await.map_err(|e| ServiceError::Other(e.to_string()));
+    let r = tokio::task::spawn_blocking(move || {
+        HASHING_PEAK.fetch_max(HASHING_NOW.fetch_add(1, Relaxed) + 1, Relaxed);
+        let r = work();
+        HASHING_NOW.fetch_sub(1, Relaxed);
+        r
+    })
+    .await
+    .map_err(|e| ServiceError::Other(e.to_string()));
     drop(permit);
     r
 }
