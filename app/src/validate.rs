@@ -321,4 +321,99 @@ mod tests {
         assert_eq!(e.get("endpoints"), Some("add at least one endpoint"));
         assert_eq!(e.get("rules.0.api_key"), Some("choose an API key"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn host() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?){0,3}",
+                (0u8..=255, 0u8..=255, 0u8..=255, 0u8..=255).prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
+                any::<[u16; 8]>().prop_map(|s| format!("[{}]", std::net::Ipv6Addr::from(s))),
+            ]
+        }
+
+        proptest! {
+            /// Every address made of scheme, host, port and a path of the allowed characters
+            /// is accepted...
+            #[test]
+            fn real_urls_are_accepted(scheme in prop_oneof!["http", "https"], host in host(), port in proptest::option::of(1u32..=65535), path in "(/[A-Za-z0-9._~:@+,=!-]{0,12}){0,4}/?") {
+                let url = format!("{scheme}://{host}{}{path}", port.map(|p| format!(":{p}")).unwrap_or_default());
+                prop_assert_eq!(http_url(&url), Ok(()), "{}", url);
+            }
+
+            /// ...and whatever is accepted, from any input, can appear in a snippet or a
+            /// request line as it is: no character a shell, a string literal or HTML treats
+            /// specially, and nothing but scheme, host, port and path.
+            #[test]
+            fn accepted_urls_hold_nothing_dangerous(s in "(https?://)?[ -~\t\n\u{80}-\u{10ffff}]{0,40}") {
+                if http_url(&s).is_ok() {
+                    let t = s.trim();
+                    prop_assert!(t.starts_with("http://") || t.starts_with("https://"));
+                    prop_assert!(!t.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'`$<>;&|(){}\\?#^*".contains(c) || !c.is_ascii()), "{}", t);
+                    prop_assert!(!t.split("://").nth(1).unwrap().split('/').next().unwrap().contains('@'));
+                }
+            }
+
+            #[test]
+            fn redirect_targets_never_leave_the_origin(s in "[ -~\t\n\\\\]{0,30}") {
+                let p = local_path(&s);
+                prop_assert!(p.starts_with('/'));
+                prop_assert!(!p[1..].starts_with(['/', '\\']));
+                prop_assert!(!p.contains(|c: char| c.is_control() || c == '\\' || c == ' ' || c == '#'));
+                prop_assert!(p == "/" || p == s);
+            }
+
+            #[test]
+            fn names_hold_only_their_characters(s in "\\PC{0,80}") {
+                let mut e = FieldErrors::default();
+                name_like(&mut e, "name", &s, 64);
+                if e.is_empty() {
+                    let t = s.trim();
+                    prop_assert!(!t.is_empty() && t.chars().count() <= 64);
+                    prop_assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c)));
+                }
+            }
+
+            #[test]
+            fn integers_parse_exactly_within_their_bounds(v in any::<i64>(), lo in -1000i64..1000, span in 0i64..1_000_000) {
+                let hi = lo + span;
+                let r = parse_int(&v.to_string(), lo, hi);
+                prop_assert_eq!(r.is_ok(), v >= lo && v <= hi);
+                if let Ok(p) = r { prop_assert_eq!(p, v); }
+            }
+
+            #[test]
+            fn any_text_is_a_clear_integer_error_never_a_panic(s in "\\PC{0,30}") {
+                if let Ok(v) = parse_int(&s, 1, MAX_LIMIT) {
+                    prop_assert_eq!(s.trim().parse::<i64>().ok(), Some(v));
+                }
+            }
+
+            #[test]
+            fn page_numbers_are_bounded(page in any::<u64>()) {
+                prop_assert_eq!(list_query("", page).is_empty(), page <= MAX_PAGE);
+            }
+
+            /// Weighted: saved exactly when every weight is a whole number in 0..=100 and they
+            /// total 100.
+            #[test]
+            fn weighted_models_save_iff_the_weights_total_100(ws in proptest::collection::vec(-5i64..120, 1..6)) {
+                let mut m = base();
+                m.endpoints = ws.iter().map(|w| ep("https://a.example", &w.to_string())).collect();
+                let ok = ws.iter().all(|w| (0..=100).contains(w)) && ws.iter().sum::<i64>() == 100;
+                prop_assert_eq!(model(&m).is_empty(), ok, "{:?}", model(&m));
+            }
+
+            #[test]
+            fn limits_and_durations_are_bounded(limit in any::<i64>(), duration in any::<i64>()) {
+                let mut m = base();
+                m.rules = vec![RuleInput { target: RuleTarget::Workspace, workspace_id: Some(1), api_key_id: None, limit: limit.to_string(), duration: duration.to_string() }];
+                let e = model(&m);
+                prop_assert_eq!(e.get("rules.0.limit").is_none(), (1..=MAX_LIMIT).contains(&limit));
+                prop_assert_eq!(e.get("rules.0.duration").is_none(), (1..=MAX_DURATION_SECS).contains(&duration));
+            }
+        }
+    }
 }

@@ -1,5 +1,4 @@
-import { test, expect } from '@playwright/test';
-import { Server, ADMIN_PASSWORD, open, login, logout, slide } from './support';
+import { test, expect, Server, ADMIN_PASSWORD, open, login, logout, slide } from './support';
 
 // The whole operator → user journey of issue 2, in a real browser against the built server,
 // with a server restart in the middle. Validation errors are checked where they would appear.

@@ -1,5 +1,4 @@
-import { test, expect } from '@playwright/test';
-import { Server, ADMIN_PASSWORD, open, login, logout } from './support';
+import { test, expect, Server, ADMIN_PASSWORD, open, login, logout } from './support';
 
 test('a user creates and revokes keys in their own workspace; operator pages stay closed', async ({ page }) => {
   const server = new Server();

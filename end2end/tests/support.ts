@@ -2,7 +2,23 @@ import { spawn, ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect, Page } from '@playwright/test';
+import { test as base, expect, Page } from '@playwright/test';
+
+/**
+ * Every test runs under the console's Content-Security-Policy and fails on any violation: the
+ * WASM must load and hydrate with the nonce-based policy, and nothing inline may be blocked.
+ */
+export const test = base.extend<{ cspGuard: void }>({
+  cspGuard: [async ({ page }, use) => {
+    const violations: string[] = [];
+    page.on('console', (m) => { if (/Content Security Policy|CSP violation/i.test(m.text())) violations.push(m.text()); });
+    await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
+      (e) => console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`)));
+    await use();
+    expect(violations, 'CSP violations').toEqual([]);
+  }, { auto: true }],
+});
+export { expect };
 
 export const ADMIN_PASSWORD = 'admin-pass-123';
 
@@ -55,7 +71,9 @@ export class Server {
 
 /** Navigates and waits for hydration: clicks before it would be lost. */
 export async function open(page: Page, url: string) {
-  await page.goto(url);
+  const res = await page.goto(url);
+  // Pages only run scripts by their response's nonce.
+  expect(res?.headers()['content-security-policy'] ?? '').toContain("'nonce-");
   await page.waitForSelector('body[data-hydrated="true"]');
 }
 

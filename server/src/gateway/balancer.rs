@@ -221,4 +221,54 @@ mod tests {
         assert_eq!(counts[2], 0);
         assert!(counts.iter().enumerate().filter(|(i, _)| *i != 2).all(|(_, &c)| (900..1100).contains(&c)), "{counts:?}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// 1 to 8 endpoints whose weights (0 included: standbys) total exactly 100.
+        fn weights() -> impl Strategy<Value = Vec<i64>> {
+            proptest::collection::vec(0i64..=100, 0..8).prop_map(|mut cuts| {
+                cuts.push(0);
+                cuts.push(100);
+                cuts.sort_unstable();
+                cuts.windows(2).map(|w| w[1] - w[0]).collect()
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn weighted_splits_every_cycle_of_100_picks_exactly(w in weights()) {
+                let b = Weighted::new(w.clone());
+                for _cycle in 0..3 {
+                    let mut counts = vec![0i64; w.len()];
+                    for _ in 0..100 {
+                        counts[b.pick(w.len(), ALL).unwrap()] += 1;
+                    }
+                    prop_assert_eq!(&counts, &w);
+                }
+            }
+
+            #[test]
+            fn round_robin_serves_each_endpoint_once_per_cycle(n in 1usize..32, skip in 0usize..32) {
+                let b = RoundRobin::default();
+                let usable = move |i: usize| n == 1 || i != skip % n;
+                let eligible = if n == 1 { 1 } else { n - 1 };
+                for _cycle in 0..3 {
+                    let mut seen: Vec<usize> = (0..eligible).map(|_| b.pick(n, &usable).unwrap()).collect();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    prop_assert_eq!(seen.len(), eligible);
+                }
+            }
+
+            #[test]
+            fn failover_order_names_every_endpoint_once(w in weights()) {
+                let b = Weighted::new(w.clone());
+                let mut order: Vec<usize> = b.candidates(w.len(), ALL).collect();
+                order.sort_unstable();
+                prop_assert_eq!(order, (0..w.len()).collect::<Vec<_>>());
+            }
+        }
+    }
 }

@@ -145,4 +145,70 @@ mod tests {
             assert_eq!(RequestBody::parse(no_model.as_bytes()).err(), Some(BodyError::NoModel), "{no_model:?}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+                "\\PC{0,20}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(6, 200, 8, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    proptest::collection::btree_map("\\PC{0,10}", inner, 0..8).prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// Any JSON object with a `model`: forwarded with every other member as it was and
+            /// `model` replaced, however the caller spelled the rest (escapes, nesting, sizes).
+            #[test]
+            fn every_member_but_model_passes_through(
+                members in proptest::collection::btree_map("\\PC{0,12}", json_value(), 0..12),
+                model in "\\PC{1,40}",
+                upstream in "\\PC{1,40}",
+                pretty in any::<bool>(),
+            ) {
+                let mut obj: serde_json::Map<String, Value> = members.into_iter().filter(|(k, _)| k != "model").collect();
+                obj.insert("model".into(), Value::from(model.clone()));
+                let input = Value::Object(obj);
+                let text = if pretty { serde_json::to_string_pretty(&input).unwrap() } else { input.to_string() };
+                let b = RequestBody::parse(text.as_bytes()).unwrap();
+                prop_assert_eq!(b.model(), model.as_str());
+                // The members' bytes are forwarded as they came: compared as read back by the
+                // same parser (serde_json's float parsing is not exact both ways).
+                let mut want: Value = serde_json::from_str(&text).unwrap();
+                want["model"] = Value::from(upstream.clone());
+                let out: Value = serde_json::from_slice(&b.with_model(&serde_json::to_string(&upstream).unwrap())).unwrap();
+                prop_assert_eq!(out, want);
+            }
+
+            /// Whatever bytes arrive: a clear refusal or a body, never a panic; and a body only
+            /// for a JSON object with a non-empty string `model`.
+            #[test]
+            fn any_bytes_are_refused_or_parsed_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                if let Ok(b) = RequestBody::parse(&bytes) {
+                    let v: Value = serde_json::from_slice(&bytes).unwrap();
+                    prop_assert!(v.is_object());
+                    prop_assert!(!b.model().is_empty());
+                }
+            }
+
+            /// Deeply nested input (a 10 MiB body can nest five million arrays) never overflows the
+            /// stack: members are skipped, not recursed into, and forwarded as they came.
+            #[test]
+            fn deep_nesting_never_overflows_the_stack(depth in 100usize..500_000) {
+                let body = format!("{{\"model\":\"m\",\"x\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+                let b = RequestBody::parse(body.as_bytes()).unwrap();
+                prop_assert_eq!(b.with_model("\"u\"").len(), body.len());
+            }
+        }
+    }
 }

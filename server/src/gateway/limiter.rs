@@ -558,4 +558,46 @@ mod tests {
         }
         assert!(l.check(&rules[7]).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+            /// Real threads race on the same counters at each instant (a key's rule and its
+            /// workspace's rule): however they interleave, no window of either rule ever holds
+            /// more admissions than its limit, and a rejected request is recorded in neither.
+            #[test]
+            fn no_window_admits_more_than_its_limit_under_any_interleaving(
+                key_limit in 1u64..15,
+                ws_limit in 1u64..30,
+                key_secs in 1u64..4,
+                ws_secs in 1u64..6,
+                steps in proptest::collection::vec((0u64..900, 1usize..10), 1..50),
+            ) {
+                let clock = FakeClock::default();
+                clock.advance(1_000_000);
+                let l = Limiter::new(clock.clone());
+                let rules = [rule(1, key_limit, key_secs, "api_key"), rule(1, ws_limit, ws_secs, "workspace")];
+                let mut admitted: Vec<u64> = Vec::new();
+                for (advance, racers) in steps {
+                    clock.advance(advance);
+                    let now = clock.now_ms();
+                    let wins = std::thread::scope(|s| {
+                        let handles: Vec<_> = (0..racers).map(|_| s.spawn(|| l.check(&rules).is_ok())).collect();
+                        handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count()
+                    });
+                    admitted.extend(std::iter::repeat_n(now, wins));
+                }
+                for r in &rules {
+                    let d = r.key.duration_ms;
+                    for &t in &admitted {
+                        let inside = admitted.iter().filter(|&&a| a <= t && a + d > t).count() as u64;
+                        prop_assert!(inside <= r.limit, "{} admissions in the {} ms window ending at {}, limit {}", inside, d, t, r.limit);
+                    }
+                }
+            }
+        }
+    }
 }
