@@ -5,12 +5,16 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/maas-target
 export MAAS_SITE_ROOT ?= $(CARGO_TARGET_DIR)/site
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup site build run test test-rust test-sdk test-e2e bench-list bench-gateway clean-data
+.PHONY: setup setup-run site build run test test-rust test-sdk test-e2e bench-list bench-gateway bench-login clean-data
 
+## What `make test` needs (also Chromium, Redis, PostgreSQL); `make run` needs only setup-run.
 setup:
-	@scripts/setup.sh
+	@scripts/setup.sh test
 
-site: setup
+setup-run:
+	@scripts/setup.sh run
+
+site: setup-run
 	@scripts/build-site.sh
 
 build: site
@@ -51,6 +55,11 @@ bench-gateway:
 	command -v oha >/dev/null || cargo install oha --locked
 	cargo build --release -p server
 	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-gateway.py
+
+## RSS of `maas serve` under a flood of concurrent logins (figures for the notes).
+bench-login:
+	cargo build --release -p server
+	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-login.py
 
 clean-data:
 	rm -rf data

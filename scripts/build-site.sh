@@ -10,12 +10,20 @@ SITE="${MAAS_SITE_ROOT:-target/site}"
 mkdir -p "$SITE/pkg"
 
 cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
-wasm-bindgen --target web --no-typescript --out-name maas --out-dir "$SITE/pkg" \
-  "$TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
-# binaryen from npm (end2end/node_modules): Debian's wasm-opt 108 breaks hydration.
-end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-  --enable-sign-ext --enable-mutable-globals --enable-reference-types \
-  -o "$SITE/pkg/maas_bg.wasm" "$SITE/pkg/maas_bg.wasm"
+WASM="$TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
+STAMP="$SITE/pkg/.built-from"
+# cargo leaves the .wasm untouched when nothing changed: then so do we (wasm-bindgen and
+# wasm-opt took most of an unchanged `make run`'s start).
+if [ -f "$STAMP" ] && [ "$STAMP" -nt "$WASM" ] && [ -f "$SITE/pkg/maas_bg.wasm" ] && [ -f "$SITE/pkg/maas.js" ]; then
+  echo "[site] WASM unchanged: keeping $SITE/pkg"
+else
+  wasm-bindgen --target web --no-typescript --out-name maas --out-dir "$SITE/pkg" "$WASM"
+  # binaryen from npm (end2end/node_modules): Debian's wasm-opt 108 breaks hydration.
+  end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types \
+    -o "$SITE/pkg/maas_bg.wasm" "$SITE/pkg/maas_bg.wasm"
+  touch "$STAMP"
+fi
 cp style/main.css "$SITE/pkg/maas.css"
 printf '[site] %s: wasm %s bytes (%s gzipped)\n' "$SITE/pkg" \
   "$(stat -c %s "$SITE/pkg/maas_bg.wasm")" "$(gzip -9c "$SITE/pkg/maas_bg.wasm" | wc -c)"

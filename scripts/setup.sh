@@ -5,8 +5,13 @@
 # Why no cargo-leptos: building it from source costs ~20 minutes on this 2-core machine, while
 # what it does for us (build the WASM, run wasm-bindgen and wasm-opt, copy CSS) is a dozen lines
 # of scripts/build-site.sh. wasm-bindgen-cli (~5 min, once) and npm's binaryen are all we need.
+#
+#   scripts/setup.sh run    what `make run` needs: the WASM target, wasm-bindgen-cli, binaryen
+#   scripts/setup.sh test   also what `make test` needs: Chromium, Redis, PostgreSQL, openssl
 set -euo pipefail
 cd "$(dirname "$0")/.."
+what="${1:-test}"
+case "$what" in run|test) ;; *) echo "usage: $0 run|test" >&2; exit 2 ;; esac
 
 WASM_BINDGEN_VERSION=0.2.130   # must equal the `wasm-bindgen = "=…"` pin in Cargo.toml
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
@@ -28,6 +33,11 @@ if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -d end2end/node_modules/@p
    || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
   log "installing end2end node modules (playwright, binaryen)"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+
+if [ "$what" = run ]; then
+  log "toolchain ready to run"
+  exit 0
 fi
 
 # Chromium for the browser tests; Redis and PostgreSQL for the scale-out tests, which start
