@@ -9,6 +9,8 @@ mock with a rate-limit rule that never fires), then measures with `oha` in the s
   - references in the same run, each when its Debian package is installed: nginx as a plain
     reverse proxy, and socat as a bare TCP relay (no HTTP at all: the floor any extra hop costs
     here in wake-ups); and the gateway again with its rate limits shared through redis-server.
+With MAAS_BIN_BASELINE set (an earlier build), that binary's gateway is measured beside this
+one in the same run, alternating (feature on vs off for a change on the request path).
 Figures go in the session notes; nothing here asserts a wall-clock number.
 """
 import json, os, re, shutil, sqlite3, subprocess, sys, tempfile, time
@@ -19,8 +21,8 @@ DURATION = os.environ.get("BENCH_SECONDS", "8")
 BODY = json.dumps({"model": "demo-chat", "messages": [{"role": "user", "content": "Hello"}]})
 
 
-def start(args, env, pattern):
-    p = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def start(args, env, pattern, binary=None):
+    p = subprocess.Popen([binary or BIN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 30
     while time.time() < deadline:
         m = re.search(pattern, p.stdout.readline())
@@ -142,6 +144,20 @@ db.executemany("INSERT INTO endpoints (maas_model_id, position, model_id, url, a
 db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, workspace_id, api_key_id, limit_requests, duration_secs) VALUES (?, 0, 'workspace', 1, NULL, 1000, 60)",
                [(m0 + i,) for i in range(SEED_MODELS)])
 db.commit(); db.close()
+BASELINE = os.environ.get("MAAS_BIN_BASELINE")
+baseline = None
+if BASELINE:
+    # Its own copy of the database, without this build's newer migrations (an older binary
+    # refuses a database with migrations it does not know; the extra columns have defaults).
+    shutil.copy(f"{tmp}/maas.db", f"{tmp}/base.db")
+    bdb = sqlite3.connect(f"{tmp}/base.db")
+    known = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "show", f"{os.environ.get('BASELINE_REV', 'HEAD')}:migrations/src/lib.rs"], capture_output=True, text=True).stdout
+    for (v,) in bdb.execute("SELECT version FROM seaql_migrations").fetchall():
+        if known and v not in known:
+            bdb.execute("DELETE FROM seaql_migrations WHERE version = ?", (v,))
+    bdb.commit(); bdb.close()
+    baseline, base_url = start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{tmp}/base.db?mode=rwc"), r"MaaS console: (http://\S+)", BASELINE)
+    via_base = f"{base_url}/v1/chat/completions"
 server, base = start(["serve"], senv, r"MaaS console: (http://\S+)")
 key = open(f"{tmp}/demo.key").read().strip()
 direct = f"{mock_url}/v1/chat/completions"
@@ -168,12 +184,24 @@ try:
         n = g[0] * int(DURATION)
         print(f"c={c:<3} direct {d[0]:9.0f} req/s   gateway {g[0]:9.0f} req/s ({100 * g[0] / d[0]:.0f}% of direct)   "
               f"gateway CPU {1000 * used / n:6.1f} us/req (mock alone {mock_us:.1f})   statuses {g[3]}")
+        if baseline:
+            c0 = cpu_ms(baseline.pid)
+            b = oha(via_base, key, c)
+            used = cpu_ms(baseline.pid) - c0
+            print(f"c={c:<3} baseline gateway {b[0]:9.0f} req/s ({100 * b[0] / d[0]:.0f}% of direct)   "
+                  f"CPU {1000 * used / (b[0] * int(DURATION)):6.1f} us/req   statuses {b[3]}")
     d = oha(direct, key, 16, rate=1000)
     c0 = cpu_ms(server.pid)
     g = oha(via, key, 16, rate=1000)
     low_cpu = 1000 * (cpu_ms(server.pid) - c0) / (g[0] * int(DURATION))
     print(f"1000 req/s: direct p50 {d[1]:7.0f} us p99 {d[2]:7.0f} us | gateway p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | "
           f"added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us | gateway CPU {low_cpu:5.1f} us/req at this rate")
+    if baseline:
+        c0 = cpu_ms(baseline.pid)
+        b = oha(via_base, key, 16, rate=1000)
+        low_cpu = 1000 * (cpu_ms(baseline.pid) - c0) / (b[0] * int(DURATION))
+        print(f"1000 req/s: baseline gateway p50 {b[1]:7.0f} us p99 {b[2]:7.0f} us | added p50 {b[1] - d[1]:6.0f} us p99 {b[2] - d[2]:6.0f} us | "
+              f"CPU {low_cpu:5.1f} us/req at this rate")
     if nginx:
         # The same measurements through nginx: what any proxy hop costs on this machine.
         for c in (16, 64):
@@ -212,7 +240,7 @@ try:
         g = oha(via, key, 16, rate=1000)
         print(f"1000 req/s, shared limits (redis): p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
 finally:
-    for p in (server, shared, mock, nginx, socat, redis):
+    for p in (server, shared, mock, nginx, socat, redis, baseline):
         if p is None:
             continue
         p.terminate(); p.wait(timeout=10)

@@ -93,7 +93,7 @@ pub fn raise_open_file_limit() -> u64 {
                 }
             }
         }
-        lim.rlim_cur as u64
+        lim.rlim_cur
     }
     #[cfg(not(unix))]
     1024
@@ -146,18 +146,7 @@ impl Server {
             self.log_saturated("connection limit reached and every connection is busy: refusing new connections with 503");
             return None;
         }
-        let now = self.now_ms();
-        let conn = Arc::new(Conn {
-            id: self.next_id.fetch_add(1, Relaxed),
-            in_flight: AtomicU32::new(0),
-            idle_since: AtomicU64::new(now),
-            head_since: AtomicU64::new(0),
-            open_bodies: AtomicU32::new(0),
-            body_since: AtomicU64::new(0),
-            body_bytes: AtomicU64::new(0),
-            evicted: AtomicBool::new(false),
-            evict: Notify::new(),
-        });
+        let conn = Arc::new(Conn::new(self.next_id.fetch_add(1, Relaxed), self.now_ms()));
         self.conns.lock().insert(conn.id, conn.clone());
         self.open.fetch_add(1, Relaxed);
         Some(conn)
@@ -223,6 +212,21 @@ enum Expired {
 }
 
 impl Conn {
+    /// A connection accepted at `now`: idle, nothing received yet.
+    fn new(id: u64, now: u64) -> Self {
+        Conn {
+            id,
+            in_flight: AtomicU32::new(0),
+            idle_since: AtomicU64::new(now),
+            head_since: AtomicU64::new(0),
+            open_bodies: AtomicU32::new(0),
+            body_since: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+        }
+    }
+
     fn is_idle(&self) -> bool {
         self.in_flight.load(Relaxed) == 0 && self.open_bodies.load(Relaxed) == 0
     }
@@ -545,24 +549,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    fn conn(now: u64) -> Conn {
-        Conn {
-            id: 1,
-            in_flight: AtomicU32::new(0),
-            idle_since: AtomicU64::new(now),
-            head_since: AtomicU64::new(0),
-            open_bodies: AtomicU32::new(0),
-            body_since: AtomicU64::new(0),
-            body_bytes: AtomicU64::new(0),
-            evicted: AtomicBool::new(false),
-            evict: Notify::new(),
-        }
-    }
-
     #[test]
     fn deadlines_by_phase() {
         let l = ClientLimits { header_timeout: Duration::from_secs(2), idle_timeout: Duration::from_secs(5), body_timeout: Duration::from_secs(3), body_min_rate: 1000, max_connections: 10 };
-        let c = conn(1);
+        let c = Conn::new(1, 1);
         assert_eq!(c.expired(5_001, &l), None);
         assert_eq!(c.expired(5_002, &l), Some(Expired::Idle));
         c.head_since.store(4_000, Relaxed);
@@ -607,7 +597,7 @@ mod tests {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes the struct we pass.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        assert_eq!(soft, lim.rlim_cur as u64);
+        assert_eq!(soft, lim.rlim_cur);
         assert_eq!(lim.rlim_cur, lim.rlim_max);
     }
 }

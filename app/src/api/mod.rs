@@ -31,7 +31,7 @@ pub mod edge {
     pub fn client_ip(st: &AppState) -> Option<std::net::IpAddr> {
         let parts = use_context::<http::request::Parts>()?;
         match &st.client_ip_header {
-            Some(h) => parts.headers.get_all(h).iter().last()?.to_str().ok()?.rsplit(',').next()?.trim().parse().ok(),
+            Some(h) => parts.headers.get_all(h).iter().next_back()?.to_str().ok()?.rsplit(',').next()?.trim().parse().ok(),
             None => parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()),
         }
     }

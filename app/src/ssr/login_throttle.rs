@@ -22,7 +22,7 @@ pub const ADDRESS_FREE: u32 = 20;
 pub const ADDRESS_MAX_LOCK: u64 = 15 * 60_000;
 pub const FORGET_AFTER: u64 = 15 * 60_000;
 /// How long an address that logged in stays a known device of the account.
-pub const KNOWN_FOR: u64 = 30 * 24 * 3600_000;
+pub const KNOWN_FOR: u64 = 30 * 24 * 3_600_000;
 pub const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Clone, Copy, Debug, Default)]
