@@ -220,7 +220,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<(server::gateway::Front, std::net::TcpListener)>>,
 {
     let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    cap_malloc_arenas(workers);
+    tune_malloc(workers);
     let open_files = server::serving::raise_open_file_limit();
     let clients = server::serving::Server::new(limits, open_files);
     tracing::info!(open_files, max_connections = clients.max_connections(), "client connection bound");
@@ -265,11 +265,26 @@ where
 /// the serving threads plus SQLite's and the blocking pool's, that was ~20 MiB of RSS under load.
 /// One arena per serving thread keeps them uncontended. (mimalloc was tried: no CPU gain on the
 /// gateway path once its allocations were cut, and +25 MiB RSS.)
-fn cap_malloc_arenas(workers: usize) {
+///
+/// And allocations of 4 MiB and more always come from mmap, so they go back to the system when
+/// freed: with glibc's default (a threshold that rises to the largest block freed), every
+/// login's 19 MiB Argon2 block stayed in the heap, 19 MiB of RSS more per login, even one at a
+/// time (scripts/bench-login.py: 211 MiB after 12 sequential logins, 17 MiB with this).
+fn tune_malloc(workers: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, workers.max(2) as libc::c_int) };
+    {
+        // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, workers.max(2) as libc::c_int) };
+        }
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+                // Fixing the threshold also fixes the trim threshold (128 KiB by default): keep
+                // the serving threads' small-allocation churn from trimming the heap constantly.
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+            }
+        }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = workers;
