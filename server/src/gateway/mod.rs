@@ -8,6 +8,7 @@ pub mod limiter;
 pub mod redis_limiter;
 pub mod snapshot;
 pub mod upstream;
+pub mod usage;
 
 use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};

@@ -1,0 +1,301 @@
+//! Token usage of a call, read from the upstream's answer as it passes through to the client
+//! (issue 11's groundwork: the meter that records it is not built yet). Never buffered whole:
+//!
+//! - a JSON answer (chat, completions, embeddings): the `usage` object is the answer's last
+//!   member in every OpenAI-compatible server we know (OpenAI, vLLM, TGI, Ollama, DeepSeek), so
+//!   only the first and last [`KEEP`] bytes are kept and searched when the answer ends;
+//! - a stream: each SSE event with a `usage` object is parsed (the others are passed on
+//!   untouched, found by one SIMD substring search per frame). When the gateway asked for
+//!   `stream_options.include_usage` on the client's behalf, the usage-only event it added is
+//!   cut from what the client receives, so the client sees the stream it asked for.
+//!
+//! No usage (an upstream without it, a stream cut short) is `None`: unknown, never 0.
+use axum::body::Bytes;
+use memchr::memmem;
+use serde::Deserialize;
+
+/// Bytes kept of each end of a JSON answer.
+pub const KEEP: usize = 2048;
+
+/// Input, output and total tokens, as the upstream reported them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub total: u64,
+}
+
+/// OpenAI's `usage` (chat and completions: prompt/completion/total; embeddings: prompt and
+/// total), and the input/output names of newer APIs.
+#[derive(Deserialize)]
+struct UsageObject {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl UsageObject {
+    fn tokens(&self) -> Option<Tokens> {
+        let input = self.prompt_tokens.or(self.input_tokens);
+        let output = self.completion_tokens.or(self.output_tokens);
+        if input.is_none() && output.is_none() && self.total_tokens.is_none() {
+            return None;
+        }
+        let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
+        Some(Tokens { input, output, total: self.total_tokens.unwrap_or(input + output) })
+    }
+}
+
+fn skip_ws(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count();
+    &b[n..]
+}
+
+/// The object after the last `"usage":` key of `bytes` that holds one (`null` and cut-off
+/// objects are skipped). A `"usage"` with its quotes unescaped followed by `:` can only be an
+/// object key: inside a JSON string the quotes would be escaped.
+pub fn last_usage(bytes: &[u8]) -> Option<Tokens> {
+    memmem::rfind_iter(bytes, b"\"usage\"").find_map(|at| {
+        let rest = skip_ws(&bytes[at + 7..]);
+        let rest = skip_ws(rest.strip_prefix(b":")?);
+        if rest.first() != Some(&b'{') {
+            return None;
+        }
+        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<UsageObject>();
+        values.next()?.ok()?.tokens()
+    })
+}
+
+/// The two ends of a JSON answer, kept as it streams past.
+#[derive(Default)]
+pub struct JsonEnds {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl JsonEnds {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.head.len() < KEEP {
+            let n = (KEEP - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..n]);
+        }
+        if chunk.len() >= KEEP {
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[chunk.len() - KEEP..]);
+        } else {
+            let overflow = (self.tail.len() + chunk.len()).saturating_sub(KEEP);
+            self.tail.drain(..overflow);
+            self.tail.extend_from_slice(chunk);
+        }
+    }
+
+    /// The answer's usage: at its end, else at its start.
+    pub fn usage(&self) -> Option<Tokens> {
+        last_usage(&self.tail).or_else(|| last_usage(&self.head))
+    }
+}
+
+/// An SSE stream's usage, and the cut of the usage event the gateway injected.
+pub struct SseUsage {
+    /// Cut the usage-only event: the client did not ask for it, the gateway did.
+    strip: bool,
+    /// An event split across frames: its start, until its end arrives.
+    partial: Vec<u8>,
+    pub tokens: Option<Tokens>,
+}
+
+impl SseUsage {
+    pub fn new(strip: bool) -> Self {
+        SseUsage { strip, partial: Vec::new(), tokens: None }
+    }
+
+    /// What of `frame` goes on to the client: its whole events (an event split across frames
+    /// waits for its end, so a `usage` key split by the network is still found). A frame of
+    /// whole events without `"usage"` (nearly every one) is passed on as it is, uncopied.
+    pub fn frame(&mut self, frame: Bytes) -> Bytes {
+        let data = if self.partial.is_empty() {
+            frame
+        } else {
+            let mut joined = std::mem::take(&mut self.partial);
+            joined.extend_from_slice(&frame);
+            Bytes::from(joined)
+        };
+        let whole_end = last_event_end(&data);
+        if whole_end < data.len() {
+            self.partial = data[whole_end..].to_vec();
+        }
+        let whole = data.slice(..whole_end);
+        if memmem::find(&whole, b"\"usage\"").is_none() {
+            return whole;
+        }
+        let mut out = Vec::with_capacity(whole.len());
+        let mut rest = &whole[..];
+        while let Some(end) = event_end(rest) {
+            let (event, after) = rest.split_at(end);
+            if !self.event(event) {
+                out.extend_from_slice(event);
+            }
+            rest = after;
+        }
+        Bytes::from(out)
+    }
+
+    /// Reads one whole event (blank line included); true when it is to be cut.
+    fn event(&mut self, event: &[u8]) -> bool {
+        let Some(tokens) = last_usage(event) else { return false };
+        self.tokens = Some(tokens);
+        // The usage-only event: its `choices` is empty (OpenAI's and vLLM's shape).
+        self.strip && memmem::find(event, b"\"choices\":[]").is_some()
+    }
+
+    /// The stream ended: an event still held (no blank line after it) goes out as it came.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        let rest = std::mem::take(&mut self.partial);
+        if rest.is_empty() {
+            return None;
+        }
+        if last_usage(&rest).is_some() && self.event(&rest) {
+            return None;
+        }
+        Some(Bytes::from(rest))
+    }
+}
+
+/// The end of the last whole event of `b` (after its blank line), 0 when there is none.
+fn last_event_end(b: &[u8]) -> usize {
+    let lf = memmem::rfind(b, b"\n\n").map_or(0, |i| i + 2);
+    let crlf = memmem::rfind(b, b"\r\n\r\n").map_or(0, |i| i + 4);
+    lf.max(crlf)
+}
+
+/// The end of the first event of `b` (after its blank line: `\n\n` or `\r\n\r\n`).
+fn event_end(b: &[u8]) -> Option<usize> {
+    let lf = memmem::find(b, b"\n\n").map(|i| i + 2);
+    let crlf = memmem::find(b, b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A client's request body, asking the upstream for the usage chunk when the client did not:
+/// `Some(new members)` to forward instead, or `None` when it already asked (or does not
+/// stream). The caller's own `stream_options` members are kept.
+pub fn with_include_usage(stream: bool, stream_options: Option<&serde_json::value::RawValue>) -> Option<String> {
+    if !stream {
+        return None;
+    }
+    let mut opts: serde_json::Map<String, serde_json::Value> = match stream_options {
+        Some(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
+            Ok(serde_json::Value::Object(m)) => m,
+            // Not an object: the upstream will say what is wrong with it; leave it alone.
+            Ok(_) | Err(_) => return None,
+        },
+        None => serde_json::Map::new(),
+    };
+    if opts.get("include_usage").and_then(serde_json::Value::as_bool) == Some(true) {
+        return None;
+    }
+    opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+    Some(serde_json::Value::Object(opts).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHAT: &str = r#"{"id":"x","choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+
+    #[test]
+    fn the_answers_own_usage_object_not_a_quoted_one() {
+        assert_eq!(last_usage(CHAT.as_bytes()), Some(Tokens { input: 5, output: 2, total: 7 }));
+        // Embeddings: prompt and total only.
+        assert_eq!(last_usage(br#"{"data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}"#), Some(Tokens { input: 3, output: 0, total: 3 }));
+        // Unknown, never 0.
+        for none in [&br#"{"choices":[]}"#[..], br#"{"usage":null}"#, br#"{"usage":{}}"#, br#"{"usage":{"prompt_tokens":5,"#, b""] {
+            assert_eq!(last_usage(none), None, "{}", String::from_utf8_lossy(none));
+        }
+    }
+
+    #[test]
+    fn a_large_answer_keeps_only_its_ends() {
+        let big = format!(r#"{{"data":[{}],"usage":{{"prompt_tokens":11,"total_tokens":11}}}}"#, "1.0,".repeat(50_000) + "1.0");
+        let mut ends = JsonEnds::default();
+        for chunk in big.as_bytes().chunks(1000) {
+            ends.feed(chunk);
+        }
+        assert!(ends.head.len() <= KEEP && ends.tail.len() <= KEEP);
+        assert_eq!(ends.usage(), Some(Tokens { input: 11, output: 0, total: 11 }));
+        // Usage first (some servers), in one frame or byte by byte.
+        let first = format!(r#"{{"usage":{{"prompt_tokens":1,"completion_tokens":1}},"data":"{}"}}"#, "x".repeat(10_000));
+        let mut ends = JsonEnds::default();
+        for b in first.as_bytes().chunks(1) {
+            ends.feed(b);
+        }
+        assert_eq!(ends.usage(), Some(Tokens { input: 1, output: 1, total: 2 }));
+    }
+
+    fn stream(include_usage_event: bool) -> Vec<&'static str> {
+        let mut events = vec![
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        ];
+        if include_usage_event {
+            events.push("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,\"total_tokens\":8}}\n\n");
+        }
+        events.push("data: [DONE]\n\n");
+        events
+    }
+
+    fn run(sse: &mut SseUsage, frames: Vec<Vec<u8>>) -> String {
+        let mut out = Vec::new();
+        for f in frames {
+            out.extend_from_slice(&sse.frame(Bytes::from(f)));
+        }
+        if let Some(rest) = sse.finish() {
+            out.extend_from_slice(&rest);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_injected_usage_event_is_read_and_cut_however_frames_split_it() {
+        let upstream: String = stream(true).concat();
+        let client_asked_for: String = stream(false).concat();
+        for split in [1, 2, 7, 50, 1000] {
+            let frames: Vec<Vec<u8>> = upstream.as_bytes().chunks(split).map(<[u8]>::to_vec).collect();
+            let mut sse = SseUsage::new(true);
+            assert_eq!(run(&mut sse, frames.clone()), client_asked_for, "frames of {split}");
+            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8 }));
+            // The client asked for it itself: passed on, byte for byte, and read.
+            let mut sse = SseUsage::new(false);
+            assert_eq!(run(&mut sse, frames), upstream, "frames of {split}");
+            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8 }));
+        }
+    }
+
+    #[test]
+    fn a_stream_without_usage_or_cut_short_is_unknown_and_untouched() {
+        let upstream: String = stream(false).concat();
+        let mut sse = SseUsage::new(true);
+        assert_eq!(run(&mut sse, vec![upstream.clone().into_bytes()]), upstream);
+        assert_eq!(sse.tokens, None);
+        // Cut in the middle of the usage event: what came passes on, tokens unknown.
+        let cut = &stream(true).concat()[..upstream.len() - 14 + 30];
+        let mut sse = SseUsage::new(true);
+        assert_eq!(run(&mut sse, vec![cut.as_bytes().to_vec()]), cut);
+        assert_eq!(sse.tokens, None);
+    }
+
+    #[test]
+    fn include_usage_is_asked_for_only_when_the_client_did_not() {
+        let raw = |s: &str| serde_json::value::RawValue::from_string(s.to_owned()).unwrap();
+        assert_eq!(with_include_usage(true, None).as_deref(), Some(r#"{"include_usage":true}"#));
+        assert_eq!(with_include_usage(true, Some(&raw(r#"{"include_usage":false,"x":1}"#))).as_deref(), Some(r#"{"include_usage":true,"x":1}"#));
+        assert_eq!(with_include_usage(true, Some(&raw(r#"{"include_usage":true}"#))), None);
+        assert_eq!(with_include_usage(false, None), None);
+        assert_eq!(with_include_usage(true, Some(&raw("5"))), None);
+    }
+}
