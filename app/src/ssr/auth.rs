@@ -17,8 +17,8 @@ const SESSION_TOUCH_SECS: i64 = 60;
 /// Argon2 runs at most this many at once (one per core): each holds 19 MiB for tens of
 /// milliseconds of CPU, so unbounded, 64 concurrent logins took the server from 532 MiB to
 /// 1.7 GiB (issue 10). Excess waits up to [`HASH_QUEUE_WAIT`], then gets a 429.
-static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
-    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+static HASH_SLOTS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(*HASH_SLOTS));
 pub const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 static HASHING_NOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -26,7 +26,7 @@ static HASHING_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicU
 
 /// The most Argon2 computations that ever ran at once in this process, and the bound.
 pub fn hashing_peak() -> (usize, usize) {
-    (HASHING_PEAK.load(std::sync::atomic::Ordering::Relaxed), std::thread::available_parallelism().map_or(2, |n| n.get()))
+    (HASHING_PEAK.load(std::sync::atomic::Ordering::Relaxed), *HASH_SLOTS)
 }
 
 /// Runs one Argon2 computation off the async threads, within the [`HASHING`] bound.
