@@ -82,6 +82,20 @@ struct ServeArgs {
     reach: ReachArgs,
     #[command(flatten)]
     clients: ClientArgs,
+    #[command(flatten)]
+    usage: UsageArgs,
+}
+
+/// The usage meter (gateway/meter.rs); the same for `serve` and `gateway`.
+#[derive(clap::Args, Clone)]
+struct UsageArgs {
+    /// Record every call's usage (requests, tokens, latency) into the database. `false` only to
+    /// measure what metering costs.
+    #[arg(long, env = "MAAS_USAGE_METERING", default_value_t = true, action = clap::ArgAction::Set)]
+    usage_metering: bool,
+    /// How often the recorded usage is written to the database.
+    #[arg(long, env = "MAAS_USAGE_FLUSH", default_value = "5s", value_parser = server::serving::parse_duration)]
+    usage_flush: std::time::Duration,
 }
 
 /// What one client may hold of the server (serving.rs); the same for `serve` and `gateway`.
@@ -163,6 +177,8 @@ struct GatewayArgs {
     workers: Option<usize>,
     #[command(flatten)]
     clients: ClientArgs,
+    #[command(flatten)]
+    usage: UsageArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -253,10 +269,12 @@ where
             shutdown().await;
             stop_tx.send_replace(true);
         });
-        serve_on(listener, front, clients, stop_rx).await?;
+        serve_on(listener, front.clone(), clients, stop_rx).await?;
         for t in threads {
             t.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         }
+        // Every answer has ended (and been recorded): the usage since the last flush goes now.
+        front.gateway().final_usage_flush().await;
         Ok(())
     })
 }
@@ -314,10 +332,13 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
         Some(up) => bootstrap::seed_demo(&state, &url, up, &a.data_dir).await?,
         None => None,
     };
-    let gateway = build_gateway(Default::default(), &a.reach).await?;
+    let config = server::gateway::GatewayConfig { usage_metering: a.usage.usage_metering, ..Default::default() };
+    let gateway = build_gateway(config, &a.reach).await?;
     // Named by host and port: stable across restarts (one status row per process, not one per
     // start), distinct for several `maas serve` processes on one database.
-    server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), format!("serve@{}:{}", hostname(), local.port()));
+    let id = format!("serve@{}:{}", hostname(), local.port());
+    server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), id.clone());
+    server::gateway::spawn_usage_flusher(gateway.clone(), state.db.clone(), id, a.usage.usage_flush);
     // Serve /v1 only once the configuration is loaded: before that every model would be a 404.
     if !initial_config(&state, rev).await {
         tracing::warn!("the gateway has not loaded the configuration yet; /v1 answers 404 until it does");
@@ -354,12 +375,13 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     let state = bootstrap::state(db, &secret, false, rev, true);
     // The heartbeat also polls the database's revision: the only change signal a separate
     // process gets. Twice a second keeps "follows changes within 1 s" with room to build.
-    let config = server::gateway::GatewayConfig { heartbeat: std::time::Duration::from_millis(500), ..Default::default() };
+    let config = server::gateway::GatewayConfig { heartbeat: std::time::Duration::from_millis(500), usage_metering: a.usage.usage_metering, ..Default::default() };
     let gateway = build_gateway(config, &a.reach).await?;
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;
     let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), Some(a.cluster.clone()), id.clone());
+    server::gateway::spawn_usage_flusher(gateway.clone(), state.db.clone(), id.clone(), a.usage.usage_flush);
     // A replica joins its load balancer only with its configuration loaded: accepting before
     // would answer 404 for every model. Not loadable at all is a failed start, not a silent one.
     if !initial_config(&state, rev).await {

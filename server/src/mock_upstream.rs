@@ -9,7 +9,8 @@
 //!   `/drop/...`                                     drops the connection before answering
 //!   `/drop-after/2/...`                             sends headers and 2 chunks, then drops it
 //!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
-//! It records what it received (`GET /_mock/requests`: path, model, Authorization) and counts
+//! It records what it received (`GET /_mock/requests`: path, model, Authorization,
+//! stream_options) and counts
 //! requests and streams the client cancelled before they finished (`GET /_mock/stats`).
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -91,7 +92,7 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     let model = req.get("model").and_then(Value::as_str).unwrap_or("").to_owned();
     if st.record {
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        st.received.lock().push(json!({"path": path, "model": model, "authorization": auth, "name": d.name}));
+        st.received.lock().push(json!({"path": path, "model": model, "authorization": auth, "name": d.name, "stream_options": req.get("stream_options")}));
     }
     let delay = d.delay_ms.unwrap_or(st.config.latency_ms);
     if delay > 0 {

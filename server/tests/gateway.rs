@@ -958,3 +958,120 @@ async fn on_sigterm_new_connections_are_refused_and_streams_under_way_finish() {
     child.kill().unwrap();
     panic!("maas serve did not exit within 5 s of its last stream ending");
 }
+
+/// The stored usage rows, summed per outcome: (requests, usage_known, input, output, total).
+async fn usage_by_outcome(h: &Harness) -> std::collections::BTreeMap<String, [i64; 5]> {
+    use sea_orm::EntityTrait;
+    h.gw.flush_usage(&h.state.db, "test").await.unwrap();
+    let rows = app::ssr::entities::usage_minute::Entity::find().all(&h.state.db).await.unwrap();
+    let mut by = std::collections::BTreeMap::new();
+    for r in rows {
+        let t: &mut [i64; 5] = by.entry(r.outcome.clone()).or_default();
+        for (i, v) in [r.requests, r.usage_known, r.input_tokens, r.output_tokens, r.total_tokens].into_iter().enumerate() {
+            t[i] += v;
+        }
+    }
+    by
+}
+
+/// Replaces the `"created":N` stamps (seconds) of the mock's chunks, which two runs may differ in.
+fn without_created(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("\"created\":") {
+        out.push_str(&rest[..i + 10]);
+        rest = rest[i + 10..].trim_start_matches(|c: char| c.is_ascii_digit());
+        out.push('N');
+    }
+    out + rest
+}
+
+#[tokio::test]
+async fn every_call_is_metered_with_the_upstreams_exact_tokens_streamed_or_not() {
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "up", "", None)], vec![]).await;
+    let post = |path: &'static str, body: Value| {
+        let (http, base, key) = (h.http.clone(), h.base.clone(), h.key.clone());
+        async move { http.post(format!("{base}/v1{path}")).bearer_auth(key).json(&body).send().await.unwrap() }
+    };
+    // Non-streamed: chat and completions 5 + 2, embeddings 3 (input only).
+    assert_eq!(post("/chat/completions", hello()).await.status(), 200);
+    assert_eq!(post("/completions", json!({"model": "chat", "prompt": "hi"})).await.status(), 200);
+    assert_eq!(post("/embeddings", json!({"model": "chat", "input": ["a", "b"]})).await.status(), 200);
+    // A stream whose client did not ask for usage: the gateway asked, read it (5 + 3), and the
+    // client got exactly the stream the upstream sends without it.
+    let stream = json!({"model": "chat", "stream": true, "messages": []});
+    let got = post("/chat/completions", stream.clone()).await.text().await.unwrap();
+    let direct = h.http.post(format!("{}/v1/chat/completions", h.mock)).json(&json!({"model": "up", "stream": true, "messages": []})).send().await.unwrap().text().await.unwrap();
+    assert_eq!(without_created(&got), without_created(&direct));
+    assert!(!got.contains("usage"), "{got}");
+    let asked: Vec<Value> = h.received().await.into_iter().map(|r| r["stream_options"].clone()).collect();
+    // chat, completions, embeddings, the stream (through the gateway), the direct stream.
+    assert_eq!(asked, [Value::Null, Value::Null, Value::Null, json!({"include_usage": true}), Value::Null]);
+    // One that asked: it gets the usage chunk, as from the upstream.
+    let mut with = stream.clone();
+    with["stream_options"] = json!({"include_usage": true});
+    let got = post("/chat/completions", with).await.text().await.unwrap();
+    assert!(got.contains(r#""usage":{"completion_tokens":3,"prompt_tokens":5,"total_tokens":8}"#), "{got}");
+
+    let by = usage_by_outcome(&h).await;
+    // 5 ok calls: 3 non-streamed (5+2, 5+2, 3+0), 2 streams (5+3 each).
+    assert_eq!(by["ok"], [5, 5, 5 + 5 + 3 + 5 + 5, 2 + 2 + 0 + 3 + 3, 7 + 7 + 3 + 8 + 8], "{by:?}");
+}
+
+#[tokio::test]
+async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record() {
+    let h = harness().await;
+    // An upstream that reports no usage at all.
+    let bare = serve(axum::Router::new().route("/v1/chat/completions", axum::routing::post(|| async { axum::Json(json!({"choices": [{"message": {"content": "hi"}}]})) }))).await;
+    h.model(Policy::RoundRobin, vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up("/chunks/20/chunk-delay/100"), "slow", "", None)], vec![RuleInput {
+        target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "60".into(),
+    }]).await;
+    let mm2 = catalog::create_marketplace(&h.state.db, &MarketplaceInput { name: "bare".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(&h.state.db, mm2, true).await.unwrap();
+    h.model_of(mm2, Policy::RoundRobin, vec![ep(format!("{bare}/v1"), "bare", "", None)], vec![]).await;
+
+    // Round-robin starts on the 503: the call fails over and is one record of the endpoint that
+    // answered, with one failover.
+    assert_eq!(h.chat(hello()).await.status(), 200);
+    // A client that leaves a stream after its first chunk: cancelled.
+    let mut s = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
+    assert!(s.chunk().await.unwrap().is_some());
+    drop(s);
+    // No usage from the upstream: unknown, not 0.
+    let bare_call = h.http.post(format!("{}/v1/chat/completions", h.base)).bearer_auth(&h.key).json(&json!({"model": "bare", "messages": []})).send().await.unwrap();
+    assert_eq!(bare_call.status(), 200);
+    bare_call.text().await.unwrap();
+    // Refusals, counted under what the caller sent.
+    let bad_key = h.http.post(format!("{}/v1/chat/completions", h.base)).bearer_auth("sk-nope").json(&hello()).send().await.unwrap();
+    assert_eq!(bad_key.status(), 401);
+    assert_eq!(h.chat(json!({"model": "no-such-model", "messages": []})).await.status(), 404);
+    for _ in 0..3 {
+        h.chat(hello()).await.text().await.unwrap();
+    }
+    assert_eq!(h.chat(hello()).await.status(), 429);
+    // The cancelled stream's record is taken when the gateway notices the client left.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let by = usage_by_outcome(&h).await;
+    assert_eq!(by["cancelled"][0], 1, "{by:?}");
+    assert_eq!(by["unauthenticated"][0], 1, "{by:?}");
+    assert_eq!(by["not_found"][0], 1, "{by:?}");
+    assert_eq!(by["rate_limited"][0], 1, "{by:?}");
+    // Admitted by the rule (5 a minute): the failed-over call, the stream, three more; ok: those
+    // but the stream, and the usage-less call (another model, no rule): usage known for 4.
+    assert_eq!(by["ok"][0..2], [5, 4], "{by:?}");
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use app::ssr::entities::usage_minute::{Column, Entity};
+    let rows = Entity::find().all(&h.state.db).await.unwrap();
+    let nf = rows.iter().find(|r| r.outcome == "not_found").unwrap();
+    assert_eq!((nf.model.as_str(), nf.status, nf.workspace_id), ("no-such-model", 404, Some(h.ws)));
+    let unauth = rows.iter().find(|r| r.outcome == "unauthenticated").unwrap();
+    assert_eq!((unauth.status, unauth.workspace_id, unauth.api_key_id), (401, None, None));
+    let bare_rows = Entity::find().filter(Column::Model.eq("bare")).all(&h.state.db).await.unwrap();
+    assert_eq!((bare_rows[0].requests, bare_rows[0].usage_known, bare_rows[0].total_tokens), (1, 0, 0));
+    // The failed-over call: recorded once, on the endpoint that answered, with its failover.
+    let failovers: i64 = rows.iter().filter(|r| r.model == "chat" && r.outcome == "ok").map(|r| r.failovers).sum();
+    assert!(failovers >= 1, "{rows:?}");
+    assert!(rows.iter().filter(|r| r.outcome == "ok" && r.model == "chat").all(|r| r.endpoint_id.is_some()));
+}

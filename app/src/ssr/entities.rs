@@ -194,3 +194,35 @@ pub mod gateway_status {
     }
     no_relations!();
 }
+
+/// Usage rollups written by the gateway's meter (server/src/gateway/meter.rs).
+pub mod usage_minute {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_minutes")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub minute: i64,
+        pub gateway_id: String,
+        pub maas_model_id: Option<i64>,
+        pub model: String,
+        pub endpoint_id: Option<i64>,
+        pub workspace_id: Option<i64>,
+        pub api_key_id: Option<i64>,
+        pub operation: String,
+        pub outcome: String,
+        pub status: i32,
+        pub requests: i64,
+        pub failovers: i64,
+        pub usage_known: i64,
+        pub input_tokens: i64,
+        pub output_tokens: i64,
+        pub total_tokens: i64,
+        pub latency_ms_sum: i64,
+        pub ttfb_ms_sum: i64,
+        pub latency_hist: String,
+        pub ttfb_hist: String,
+    }
+    no_relations!();
+}

@@ -35,10 +35,26 @@ impl<'a> RequestBody<'a> {
         &self.model
     }
 
+    /// The last member named `name`, as the caller wrote it.
+    pub fn member(&self, name: &str) -> Option<&RawValue> {
+        self.members.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+
+    /// Whether the caller asked for a stream (`"stream": true`).
+    pub fn streams(&self) -> bool {
+        self.member("stream").is_some_and(|v| v.get() == "true")
+    }
+
     /// The body to send upstream; `model_json` is the endpoint's Model ID as a JSON string.
     pub fn with_model(&self, model_json: &str) -> Vec<u8> {
+        self.rewritten(model_json, None)
+    }
+
+    /// The body to send upstream with `model` replaced and, when given, `stream_options`
+    /// replaced (or added) too.
+    pub fn rewritten(&self, model_json: &str, stream_options: Option<&str>) -> Vec<u8> {
         let size: usize = self.members.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
-        let mut out = Vec::with_capacity(size + model_json.len() + 2);
+        let mut out = Vec::with_capacity(size + model_json.len() + stream_options.map_or(0, |o| o.len() + 20) + 2);
         out.push(b'{');
         for (i, (k, v)) in self.members.iter().enumerate() {
             if i > 0 {
@@ -54,7 +70,19 @@ impl<'a> RequestBody<'a> {
                 Cow::Owned(k) => serde_json::to_writer(&mut out, k).expect("a string serializes"),
             }
             out.push(b':');
-            out.extend_from_slice(if k == "model" { model_json } else { v.get() }.as_bytes());
+            let value = match (k.as_ref(), stream_options) {
+                ("model", _) => model_json,
+                ("stream_options", Some(o)) => o,
+                _ => v.get(),
+            };
+            out.extend_from_slice(value.as_bytes());
+        }
+        if let Some(o) = stream_options.filter(|_| self.member("stream_options").is_none()) {
+            if !self.members.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"stream_options\":");
+            out.extend_from_slice(o.as_bytes());
         }
         out.push(b'}');
         out
@@ -125,6 +153,18 @@ mod tests {
         let mut want: Value = serde_json::from_str(input).unwrap();
         want["model"] = json!("up/\"private\"");
         assert_eq!(rewrite(input, "up/\"private\""), want);
+    }
+
+    #[test]
+    fn stream_options_are_replaced_or_added() {
+        let b = RequestBody::parse(br#"{"model":"m","stream":true,"stream_options":{"x":1}}"#).unwrap();
+        assert!(b.streams());
+        let out: Value = serde_json::from_slice(&b.rewritten("\"u\"", Some(r#"{"x":1,"include_usage":true}"#))).unwrap();
+        assert_eq!(out, json!({"model": "u", "stream": true, "stream_options": {"x": 1, "include_usage": true}}));
+        let b = RequestBody::parse(br#"{"model":"m","stream":true}"#).unwrap();
+        let out: Value = serde_json::from_slice(&b.rewritten("\"u\"", Some(r#"{"include_usage":true}"#))).unwrap();
+        assert_eq!(out, json!({"model": "u", "stream": true, "stream_options": {"include_usage": true}}));
+        assert!(!RequestBody::parse(br#"{"model":"m","stream":false}"#).unwrap().streams());
     }
 
     #[test]

@@ -26,6 +26,20 @@ pub enum GatewayError {
     UpstreamTimeout,
 }
 
+impl GatewayError {
+    /// How the usage meter files this refusal.
+    pub fn outcome(&self) -> super::meter::Outcome {
+        use super::meter::Outcome;
+        match self {
+            GatewayError::InvalidApiKey => Outcome::Unauthenticated,
+            GatewayError::ModelNotFound(_) => Outcome::NotFound,
+            GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) => Outcome::BadRequest,
+            GatewayError::RateLimited(_) => Outcome::RateLimited,
+            GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => Outcome::UpstreamError,
+        }
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let (status, kind, code, message, headers) = match self {

@@ -5,6 +5,7 @@ pub mod balancer;
 pub mod body;
 pub mod error;
 pub mod limiter;
+pub mod meter;
 pub mod redis_limiter;
 pub mod snapshot;
 pub mod upstream;
@@ -43,6 +44,8 @@ pub struct GatewayConfig {
     pub upstream_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Egress proxies for https endpoints (default none; `maas` reads HTTPS_PROXY and NO_PROXY).
     pub proxies: Arc<upstream::Proxies>,
+    /// Record every call's usage (see `meter`); off only to measure what metering costs.
+    pub usage_metering: bool,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +59,7 @@ impl Default for GatewayConfig {
             heartbeat: Duration::from_secs(5),
             upstream_roots: Vec::new(),
             proxies: upstream::no_proxies(),
+            usage_metering: true,
         }
     }
 }
@@ -110,6 +114,10 @@ impl RateLimits {
 
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
+    /// Usage of every call, aggregated until the next flush (see [`Gateway::flush_usage`]).
+    pub meter: Arc<meter::Meter>,
+    /// Where [`spawn_usage_flusher`] writes the usage, for the last flush at exit.
+    usage_sink: std::sync::OnceLock<(sea_orm::DatabaseConnection, String)>,
     limits: RateLimits,
     clock: SystemClock,
     upstream: Upstream,
@@ -130,6 +138,8 @@ impl Gateway {
     fn with_limits(config: GatewayConfig, limits: RateLimits) -> Arc<Self> {
         Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            meter: Arc::default(),
+            usage_sink: std::sync::OnceLock::new(),
             limits,
             clock: SystemClock::default(),
             upstream: Upstream::new(config.connect_timeout, &config.upstream_roots, config.proxies.clone()),
@@ -198,6 +208,22 @@ impl Gateway {
         self.snapshot.load().retired.lock().len()
     }
 
+    /// Writes the usage recorded since the last flush as rows of `gateway_id` (one transaction).
+    pub async fn flush_usage(&self, db: &sea_orm::DatabaseConnection, gateway_id: &str) -> Result<usize, sea_orm::DbErr> {
+        self.meter.flush(db, gateway_id).await
+    }
+
+    /// The last flush, once the server stopped serving (every answer under way has ended and
+    /// been recorded): a rolling restart loses no usage.
+    pub async fn final_usage_flush(&self) {
+        if let Some((db, id)) = self.usage_sink.get() {
+            match self.flush_usage(db, id).await {
+                Ok(rows) => tracing::info!(rows, "usage flushed at exit"),
+                Err(e) => tracing::error!(error = %e, "could not flush usage at exit"),
+            }
+        }
+    }
+
     /// Counts a failure of `ep` against the configured threshold and cool-down.
     fn failed(&self, ep: &snapshot::Endpoint) {
         ep.health.failure(self.clock.now_ms(), self.config.fail_threshold, self.config.cooldown.as_millis() as u64);
@@ -223,6 +249,12 @@ pub struct Front {
     rest: Router,
 }
 
+impl Front {
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gw
+    }
+}
+
 impl tower::Service<axum::extract::Request> for Front {
     type Response = Response;
     type Error = std::convert::Infallible;
@@ -236,7 +268,7 @@ impl tower::Service<axum::extract::Request> for Front {
         match Op::at(req.uri().path()) {
             Some(op) if req.method() == axum::http::Method::POST => {
                 let gw = self.gw.clone();
-                Box::pin(async move { Ok(proxy(State(gw), req, op).await.into_response()) })
+                Box::pin(async move { Ok(proxy(State(gw), req, op).await) })
             }
             // Other methods, /v1/models and everything else: the router (405s included).
             _ => Box::pin(tower::Service::call(&mut self.rest, req)),
@@ -290,21 +322,79 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     })
 }
 
-async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: Op) -> Result<Response, GatewayError> {
+/// A call, as far as the gateway has got with it: what the usage meter records if it ends
+/// here (a refusal) or when its answer ends.
+struct CallSoFar {
+    op: Op,
+    started: std::time::Instant,
+    model: Option<Arc<str>>,
+    maas_model_id: Option<i64>,
+    caller: Option<Caller>,
+}
+
+impl CallSoFar {
+    fn call(&self, status: u16, outcome: meter::Outcome, endpoint_id: Option<i64>, failovers: u32) -> meter::Call {
+        meter::Call {
+            model: self.model.clone().unwrap_or_else(|| Arc::from("")),
+            maas_model_id: self.maas_model_id,
+            endpoint_id,
+            workspace_id: self.caller.map(|c| c.workspace_id),
+            api_key_id: self.caller.map(|c| c.key_id),
+            op: self.op,
+            status,
+            outcome,
+            failovers,
+            ttfb_ms: None,
+            total_ms: self.started.elapsed().as_millis() as u64,
+            tokens: None,
+            at_ms: app::ssr::now_ms(),
+        }
+    }
+}
+
+async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: Op) -> Response {
+    let mut so_far = CallSoFar { op, started: std::time::Instant::now(), model: None, maas_model_id: None, caller: None };
+    match forward(&gw, req, op, &mut so_far).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let outcome = e.outcome();
+            let resp = e.into_response();
+            if gw.config.usage_metering {
+                gw.meter.record(so_far.call(resp.status().as_u16(), outcome, None, 0));
+            }
+            resp
+        }
+    }
+}
+
+async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far: &mut CallSoFar) -> Result<Response, GatewayError> {
     // The whole request rather than the HeaderMap extractor, which clones every header.
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     // One snapshot for the whole request, even if a new one is published meanwhile.
     let snap = gw.snapshot.load_full();
     let caller = gw.authenticate(&snap, headers)?;
+    so_far.caller = Some(caller);
     let bytes = read_body(body, headers, gw.config.body_limit).await?;
     let req = RequestBody::parse(&bytes).map_err(|e| match e {
         BodyError::Malformed(e) => GatewayError::BadRequest(format!("We could not parse the JSON body of your request: {e}")),
         BodyError::NoModel => GatewayError::BadRequest("You must provide a model parameter.".into()),
     })?;
-    let route = snap.models.get(req.model()).ok_or_else(|| GatewayError::ModelNotFound(req.model().to_owned()))?;
+    let Some(route) = snap.models.get(req.model()) else {
+        // Counted under what the caller sent (bounded: a model name is at most 128 characters).
+        so_far.model = Some(Arc::from(req.model().chars().take(128).collect::<String>()));
+        return Err(GatewayError::ModelNotFound(req.model().to_owned()));
+    };
+    so_far.model = Some(route.name.clone());
+    so_far.maas_model_id = Some(route.id);
     let now = gw.clock.now_ms();
     let admission = gw.limits.check(&caller, &route.rules.for_caller(&caller), now).await.map_err(GatewayError::RateLimited)?;
+    // Streams: ask the upstream for its usage chunk when the client did not (cut again on the
+    // way back, so the client gets the stream it asked for).
+    let stream_options = match op {
+        Op::Chat | Op::Completions if gw.config.usage_metering && req.streams() => usage::with_include_usage(true, req.member("stream_options")),
+        _ => None,
+    };
 
     let n = route.endpoints.len();
     let candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now));
@@ -318,7 +408,7 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             continue;
         };
-        let body = Bytes::from(req.with_model(&ep.model_json));
+        let body = Bytes::from(req.rewritten(&ep.model_json, stream_options.as_deref()));
         // The endpoint's own key, never the caller's.
         let sent = gw.upstream.post(target, ep.auth.as_ref(), headers.get(header::ACCEPT), body);
         match tokio::time::timeout(gw.config.first_byte_timeout, sent).await {
@@ -332,7 +422,11 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
                 } else {
                     ep.health.success();
                 }
-                return Ok(stream_back(resp, admission.as_ref()));
+                let metered = gw.config.usage_metering.then(|| {
+                    let call = so_far.call(resp.status().as_u16(), meter::Outcome::Ok, Some(ep.id), attempt as u32);
+                    (gw.meter.clone(), call, so_far.started, stream_options.is_some())
+                });
+                return Ok(stream_back(resp, admission.as_ref(), metered));
             }
             Ok(Err(e)) => {
                 gw.failed(ep);
@@ -360,7 +454,9 @@ fn passes_through(name: &header::HeaderName) -> bool {
 /// Status, selected headers and body of the upstream, streamed as it arrives. Dropping the
 /// returned body (the client went away) drops the upstream response, which closes its
 /// connection: the upstream sees the cancel.
-fn stream_back(resp: http::Response<upstream::UpstreamBody>, admission: Option<&Admission>) -> Response {
+/// With `metered` (the meter, the call so far, when it started, whether the gateway asked for
+/// the stream's usage chunk), the body is read for usage on its way and recorded at its end.
+fn stream_back(resp: http::Response<upstream::UpstreamBody>, admission: Option<&Admission>, metered: Option<(Arc<meter::Meter>, meter::Call, std::time::Instant, bool)>) -> Response {
     let (parts, incoming) = resp.into_parts();
     let mut headers = HeaderMap::with_capacity(8);
     for (k, v) in &parts.headers {
@@ -374,10 +470,51 @@ fn stream_back(resp: http::Response<upstream::UpstreamBody>, admission: Option<&
         headers.insert(error::RATELIMIT_RESET, error::reset_header(a.reset_ms));
     }
     // The body's exact size hint (upstream Content-Length) becomes our Content-Length.
-    let mut res = Response::new(Body::new(incoming));
+    let body = match metered {
+        None => Body::new(incoming),
+        Some((m, call, started, injected)) => {
+            let ct = parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
+            let scan = if ct.starts_with(b"text/event-stream") {
+                meter::Scan::Sse(usage::SseUsage::new(injected))
+            } else if ct.starts_with(b"application/json") {
+                meter::Scan::Json(usage::JsonEnds::default())
+            } else {
+                meter::Scan::Off
+            };
+            Body::new(meter::MeteredBody::new(incoming, scan, m, call, started))
+        }
+    };
+    let mut res = Response::new(body);
     *res.status_mut() = parts.status;
     *res.headers_mut() = headers;
     res
+}
+
+/// Flushes the gateway's usage into `db` every `every`, as rows of `gateway_id`; a failed
+/// flush keeps its rows for the next one.
+pub fn spawn_usage_flusher(gw: Arc<Gateway>, db: sea_orm::DatabaseConnection, gateway_id: String, every: Duration) {
+    let gateway_id: String = gateway_id.chars().take(128).collect();
+    if gw.usage_sink.set((db.clone(), gateway_id.clone())).is_err() {
+        return; // one flusher per gateway
+    }
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(every).await;
+            match gw.flush_usage(&db, &gateway_id).await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("usage flushes again");
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "could not flush usage; keeping it in memory for the next try");
+                }
+                Err(_) => {}
+            }
+        }
+    });
 }
 
 /// Keeps the gateway on the latest configuration: builds the snapshot at start and whenever the

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The operations the gateway forwards, each to its own path under the endpoint's base.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     Chat,
     Completions,
@@ -33,6 +33,15 @@ impl Op {
     /// In declaration order, so `op as usize` is an operation's position here.
     pub const ALL: [Op; 3] = [Op::Chat, Op::Completions, Op::Embeddings];
 
+    /// How usage rows name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Chat => "chat",
+            Op::Completions => "completions",
+            Op::Embeddings => "embeddings",
+        }
+    }
+
     /// The operation's path: under an endpoint's base upstream, and under `/v1` at the gateway.
     pub fn path(self) -> &'static str {
         match self {
@@ -44,6 +53,8 @@ impl Op {
 }
 
 pub struct Endpoint {
+    /// The endpoint's row id (usage is recorded per endpoint).
+    pub id: i64,
     pub model_id: String,
     /// `model_id` as a JSON string, ready to splice into the forwarded body.
     pub model_json: String,
@@ -119,7 +130,8 @@ impl Rules {
 
 pub struct Route {
     pub id: i64,
-    pub name: String,
+    /// The marketplace name clients put in `model` (shared with every usage record of it).
+    pub name: Arc<str>,
     pub owned_by: String,
     pub created: i64,
     pub endpoints: Vec<Endpoint>,
@@ -236,12 +248,13 @@ pub async fn build(
         }
         let route = Route {
             id: m.id,
-            name: mm.name.clone(),
+            name: Arc::from(mm.name.as_str()),
             owned_by: mm.provider.clone(),
             created: m.created_at,
             endpoints: endpoints
                 .into_iter()
                 .map(|e| Endpoint {
+                    id: e.id,
                     health: old_health(m.id, &e.url, &e.model_id).unwrap_or_default(),
                     url: e.url.clone(),
                     model_json: serde_json::to_string(&e.model_id).expect("a string serializes"),

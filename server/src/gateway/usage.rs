@@ -1,5 +1,5 @@
 //! Token usage of a call, read from the upstream's answer as it passes through to the client
-//! (issue 11's groundwork: the meter that records it is not built yet). Never buffered whole:
+//! (the meter, `meter.rs`, records it). Never buffered whole:
 //!
 //! - a JSON answer (chat, completions, embeddings): the `usage` object is the answer's last
 //!   member in every OpenAI-compatible server we know (OpenAI, vLLM, TGI, Ollama, DeepSeek), so
@@ -148,6 +148,11 @@ impl SseUsage {
         self.tokens = Some(tokens);
         // The usage-only event: its `choices` is empty (OpenAI's and vLLM's shape).
         self.strip && memmem::find(event, b"\"choices\":[]").is_some()
+    }
+
+    /// An event split across frames is waiting for its end.
+    pub fn holds(&self) -> bool {
+        !self.partial.is_empty()
     }
 
     /// The stream ended: an event still held (no blank line after it) goes out as it came.

@@ -1,0 +1,431 @@
+//! The usage meter beside the gateway: one [`Meter::record`] per call, when its response ends
+//! (or the client leaves, or the gateway refuses it), aggregated in memory per serving thread
+//! into per-minute rollups, and [`Meter::flush`]ed into `usage_minutes` every few seconds in
+//! one transaction (and once more at shutdown: a rolling restart loses no usage).
+//!
+//! No lock is shared by all requests: each serving thread adds to its own shard (its mutex is
+//! only ever contended by the flush). Memory is bounded whatever the key count: past
+//! [`MAX_ROWS`] rollups in a shard until the next flush, further calls of new dimensions are
+//! added to one overflow row per minute, operation, outcome and status (model `(overflow)`,
+//! no endpoint, workspace or key), so totals stay exact while the breakdown is capped.
+use super::snapshot::Op;
+use hyper::body::Body as _;
+use super::usage::Tokens;
+use app::ssr::entities::usage_minute;
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Set, TransactionTrait};
+use std::sync::Arc;
+
+/// Upper bounds of the latency and time-to-first-byte histogram buckets, ms; one more bucket
+/// counts everything above the last. Fixed, so that percentiles over any range come from the
+/// stored counts.
+pub const BUCKETS_MS: [u64; 13] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000];
+const BUCKETS: usize = BUCKETS_MS.len() + 1;
+/// Rollups a serving thread holds between two flushes before it folds new ones into overflow.
+pub const MAX_ROWS: usize = 50_000;
+/// Rows per INSERT statement of a flush (SQLite's bound on variables).
+const INSERT_BATCH: usize = 256;
+
+/// How a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Ok,
+    /// The upstream answered with an error status, broke off, or none could be reached.
+    UpstreamError,
+    RateLimited,
+    Unauthenticated,
+    NotFound,
+    /// Malformed or oversized request.
+    BadRequest,
+    /// The client left before the answer ended.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::NotFound => "not_found",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One call, as the gateway saw it when it ended.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The MaaS model's name, or what the caller sent when it named none the gateway serves.
+    pub model: Arc<str>,
+    pub maas_model_id: Option<i64>,
+    pub endpoint_id: Option<i64>,
+    pub workspace_id: Option<i64>,
+    pub api_key_id: Option<i64>,
+    pub op: Op,
+    pub status: u16,
+    pub outcome: Outcome,
+    /// Endpoints tried before the one that answered.
+    pub failovers: u32,
+    /// Until the first byte of the answer's body went to the client (time to first token, for
+    /// a stream); `None` when no body byte was sent.
+    pub ttfb_ms: Option<u64>,
+    pub total_ms: u64,
+    /// `None`: the upstream reported no usage (or none was asked). Unknown, never 0.
+    pub tokens: Option<Tokens>,
+    /// When it ended, Unix ms.
+    pub at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    minute: i64,
+    model: Arc<str>,
+    maas_model_id: Option<i64>,
+    endpoint_id: Option<i64>,
+    workspace_id: Option<i64>,
+    api_key_id: Option<i64>,
+    op: Op,
+    outcome: Outcome,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Sums {
+    requests: i64,
+    failovers: i64,
+    usage_known: i64,
+    input: i64,
+    output: i64,
+    total: i64,
+    latency_ms: i64,
+    ttfb_ms: i64,
+    latency_hist: [u32; BUCKETS],
+    ttfb_hist: [u32; BUCKETS],
+}
+
+fn bucket(ms: u64) -> usize {
+    BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(BUCKETS_MS.len())
+}
+
+impl Sums {
+    fn add(&mut self, c: &Call) {
+        self.requests += 1;
+        self.failovers += i64::from(c.failovers);
+        if let Some(t) = c.tokens {
+            self.usage_known += 1;
+            self.input += t.input as i64;
+            self.output += t.output as i64;
+            self.total += t.total as i64;
+        }
+        self.latency_ms += c.total_ms as i64;
+        self.latency_hist[bucket(c.total_ms)] += 1;
+        if let Some(t) = c.ttfb_ms {
+            self.ttfb_ms += t as i64;
+            self.ttfb_hist[bucket(t)] += 1;
+        }
+    }
+}
+
+impl Sums {
+    fn merge(&mut self, v: &Sums) {
+        self.requests += v.requests;
+        self.failovers += v.failovers;
+        self.usage_known += v.usage_known;
+        self.input += v.input;
+        self.output += v.output;
+        self.total += v.total;
+        self.latency_ms += v.latency_ms;
+        self.ttfb_ms += v.ttfb_ms;
+        for i in 0..BUCKETS {
+            self.latency_hist[i] += v.latency_hist[i];
+            self.ttfb_hist[i] += v.ttfb_hist[i];
+        }
+    }
+}
+
+fn hist(h: &[u32; BUCKETS]) -> String {
+    h.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[derive(Default)]
+pub struct Meter {
+    shards: thread_local::ThreadLocal<Mutex<FxHashMap<Key, Sums>>>,
+}
+
+impl Meter {
+    /// Adds one call to this thread's rollups: a lock of this thread's own, a hash of the
+    /// call's dimensions, a few additions.
+    pub fn record(&self, c: Call) {
+        let mut key = Key {
+            minute: (c.at_ms / 60_000) as i64,
+            model: c.model.clone(),
+            maas_model_id: c.maas_model_id,
+            endpoint_id: c.endpoint_id,
+            workspace_id: c.workspace_id,
+            api_key_id: c.api_key_id,
+            op: c.op,
+            outcome: c.outcome,
+            status: c.status,
+        };
+        let mut shard = self.shards.get_or_default().lock();
+        if shard.len() >= MAX_ROWS && !shard.contains_key(&key) {
+            key = Key { model: Arc::from("(overflow)"), maas_model_id: None, endpoint_id: None, workspace_id: None, api_key_id: None, ..key };
+        }
+        shard.entry(key).or_default().add(&c);
+    }
+
+    /// Takes every thread's rollups, merged.
+    fn take(&self) -> FxHashMap<Key, Sums> {
+        let mut all: FxHashMap<Key, Sums> = FxHashMap::default();
+        for shard in self.shards.iter() {
+            let taken = std::mem::take(&mut *shard.lock());
+            for (k, v) in taken {
+                all.entry(k).or_default().merge(&v);
+            }
+        }
+        all
+    }
+
+    /// Writes what was recorded since the last flush as rows of `gateway_id`, in one
+    /// transaction. On failure the rollups are kept for the next flush (added to what comes
+    /// meanwhile), so a database outage delays usage, it does not lose it. Returns the rows.
+    pub async fn flush(&self, db: &DatabaseConnection, gateway_id: &str) -> Result<usize, DbErr> {
+        let rows = self.take();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let n = rows.len();
+        let models: Vec<usage_minute::ActiveModel> = rows
+            .iter()
+            .map(|(k, s)| usage_minute::ActiveModel {
+                minute: Set(k.minute),
+                gateway_id: Set(gateway_id.to_owned()),
+                maas_model_id: Set(k.maas_model_id),
+                model: Set(k.model.chars().take(128).collect()),
+                endpoint_id: Set(k.endpoint_id),
+                workspace_id: Set(k.workspace_id),
+                api_key_id: Set(k.api_key_id),
+                operation: Set(k.op.name().to_owned()),
+                outcome: Set(k.outcome.as_str().to_owned()),
+                status: Set(i32::from(k.status)),
+                requests: Set(s.requests),
+                failovers: Set(s.failovers),
+                usage_known: Set(s.usage_known),
+                input_tokens: Set(s.input),
+                output_tokens: Set(s.output),
+                total_tokens: Set(s.total),
+                latency_ms_sum: Set(s.latency_ms),
+                ttfb_ms_sum: Set(s.ttfb_ms),
+                latency_hist: Set(hist(&s.latency_hist)),
+                ttfb_hist: Set(hist(&s.ttfb_hist)),
+                ..Default::default()
+            })
+            .collect();
+        let written = async {
+            let txn = db.begin().await?;
+            for batch in models.chunks(INSERT_BATCH) {
+                usage_minute::Entity::insert_many(batch.to_vec()).exec(&txn).await?;
+            }
+            txn.commit().await
+        }
+        .await;
+        if let Err(e) = written {
+            // Back into this thread's shard, to go out with the next flush.
+            let mut shard = self.shards.get_or_default().lock();
+            for (k, v) in rows {
+                shard.entry(k).or_default().merge(&v);
+            }
+            return Err(e);
+        }
+        Ok(n)
+    }
+}
+
+/// What the meter reads of an answer as it passes through.
+pub enum Scan {
+    Json(super::usage::JsonEnds),
+    Sse(super::usage::SseUsage),
+    /// Neither JSON nor a stream (an upstream's HTML error page…): no usage to read.
+    Off,
+}
+
+/// The upstream's answer on its way to the client, read for usage, recorded when dropped:
+/// hyper drops it once the last byte is sent, or when the client leaves.
+pub struct MeteredBody {
+    inner: super::upstream::UpstreamBody,
+    scan: Scan,
+    meter: Arc<Meter>,
+    call: Call,
+    started: std::time::Instant,
+    /// What the SSE reader held back until the end (an event without its blank line).
+    held: Option<axum::body::Bytes>,
+    ended: bool,
+    broke: bool,
+}
+
+impl MeteredBody {
+    /// `call` is complete but for the outcome, times and tokens, which the body's end sets.
+    pub fn new(inner: super::upstream::UpstreamBody, scan: Scan, meter: Arc<Meter>, call: Call, started: std::time::Instant) -> Self {
+        MeteredBody { inner, scan, meter, call, started, held: None, ended: false, broke: false }
+    }
+
+    fn holds(&self) -> bool {
+        self.held.is_some() || matches!(&self.scan, Scan::Sse(s) if s.holds())
+    }
+
+    fn sent(&mut self, data: axum::body::Bytes) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
+        if self.call.ttfb_ms.is_none() {
+            self.call.ttfb_ms = Some(self.started.elapsed().as_millis() as u64);
+        }
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+    }
+}
+
+impl hyper::body::Body for MeteredBody {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
+        use std::task::Poll;
+        loop {
+            if let Some(b) = self.held.take() {
+                return self.sent(b);
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_frame(cx)) {
+                None => {
+                    self.ended = true;
+                    if let Scan::Sse(s) = &mut self.scan {
+                        self.held = s.finish();
+                    }
+                }
+                Some(Err(e)) => {
+                    self.broke = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let data = match &mut self.scan {
+                            Scan::Json(j) => {
+                                j.feed(&data);
+                                data
+                            }
+                            Scan::Sse(s) => s.frame(data),
+                            Scan::Off => data,
+                        };
+                        // A body with a length is over with its last byte: hyper may not poll again.
+                        if self.inner.is_end_stream() && !self.holds() {
+                            self.ended = true;
+                        }
+                        if !data.is_empty() {
+                            return self.sent(data);
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.held.is_none() || (self.inner.is_end_stream() && !self.holds())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        // An SSE body may lose an event (the injected usage): its length is no longer known.
+        match &self.scan {
+            Scan::Sse(_) => hyper::body::SizeHint::default(),
+            _ => self.inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for MeteredBody {
+    fn drop(&mut self) {
+        let ended = self.ended || (self.inner.is_end_stream() && !self.holds());
+        self.call.outcome = if self.broke {
+            Outcome::UpstreamError
+        } else if !ended {
+            Outcome::Cancelled
+        } else if self.call.status < 400 {
+            Outcome::Ok
+        } else {
+            Outcome::UpstreamError
+        };
+        self.call.tokens = match &self.scan {
+            Scan::Json(j) => j.usage(),
+            Scan::Sse(s) => s.tokens,
+            Scan::Off => None,
+        };
+        self.call.total_ms = self.started.elapsed().as_millis() as u64;
+        self.call.at_ms = app::ssr::now_ms();
+        self.meter.record(self.call.clone());
+    }
+}
+
+/// Sums of the stored rollups, for tests and the console: (requests, usage_known, input,
+/// output, total) of the rows matching `filter`.
+pub async fn totals(db: &impl ConnectionTrait, filter: sea_orm::Condition) -> Result<[i64; 5], DbErr> {
+    use sea_orm::QueryFilter;
+    let rows = usage_minute::Entity::find().filter(filter).all(db).await?;
+    Ok(rows.iter().fold([0; 5], |t, r| [t[0] + r.requests, t[1] + r.usage_known, t[2] + r.input_tokens, t[3] + r.output_tokens, t[4] + r.total_tokens]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(key: i64, tokens: Option<Tokens>, total_ms: u64) -> Call {
+        Call {
+            model: Arc::from("m"),
+            maas_model_id: Some(1),
+            endpoint_id: Some(2),
+            workspace_id: Some(3),
+            api_key_id: Some(key),
+            op: Op::Chat,
+            status: 200,
+            outcome: Outcome::Ok,
+            failovers: 0,
+            ttfb_ms: Some(total_ms / 2),
+            total_ms,
+            tokens,
+            at_ms: 120_000,
+        }
+    }
+
+    #[test]
+    fn calls_of_one_minute_and_dimensions_add_up_and_unknown_usage_counts_apart() {
+        let m = Meter::default();
+        m.record(call(7, Some(Tokens { input: 5, output: 2, total: 7 }), 40));
+        m.record(call(7, None, 3_000));
+        m.record(call(8, Some(Tokens { input: 1, output: 1, total: 2 }), 10));
+        let rows = m.take();
+        assert_eq!(rows.len(), 2);
+        let s = rows.iter().find(|(k, _)| k.api_key_id == Some(7)).unwrap().1;
+        assert_eq!((s.requests, s.usage_known, s.input, s.output, s.total), (2, 1, 5, 2, 7));
+        assert_eq!(s.latency_hist[bucket(40)] + s.latency_hist[bucket(3_000)], 2);
+        assert_eq!(bucket(40), 2, "40 ms is in the bucket up to 50 ms");
+        assert_eq!(bucket(1_000_000), BUCKETS - 1);
+        assert!(m.take().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn past_the_cap_new_dimensions_fold_into_one_overflow_row_and_totals_stay_exact() {
+        let m = Meter::default();
+        for k in 0..(MAX_ROWS as i64 + 1000) {
+            m.record(call(k, Some(Tokens { input: 1, output: 1, total: 2 }), 1));
+        }
+        let rows = m.take();
+        assert_eq!(rows.len(), MAX_ROWS + 1);
+        let requests: i64 = rows.values().map(|s| s.requests).sum();
+        assert_eq!(requests, MAX_ROWS as i64 + 1000);
+        let overflow = rows.iter().find(|(k, _)| &*k.model == "(overflow)").unwrap();
+        assert_eq!((overflow.1.requests, overflow.0.api_key_id), (1000, None));
+    }
+}
