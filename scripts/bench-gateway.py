@@ -9,6 +9,8 @@ mock with a rate-limit rule that never fires), then measures with `oha` in the s
   - references in the same run, each when its Debian package is installed: nginx as a plain
     reverse proxy, and socat as a bare TCP relay (no HTTP at all: the floor any extra hop costs
     here in wake-ups); and the gateway again with its rate limits shared through redis-server.
+The gateway also runs with its usage meter off (MAAS_USAGE_METERING=false, same database),
+measured beside the metered one, non-streamed and streamed: what metering costs.
 With MAAS_BIN_BASELINE set (an earlier build), that binary's gateway is measured beside this
 one in the same run, alternating (feature on vs off for a change on the request path).
 Figures go in the session notes; nothing here asserts a wall-clock number.
@@ -19,6 +21,7 @@ BIN = os.environ.get("MAAS_BIN") or os.path.expanduser("~/.cache/maas-target/rel
 OHA = shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
 DURATION = os.environ.get("BENCH_SECONDS", "8")
 BODY = json.dumps({"model": "demo-chat", "messages": [{"role": "user", "content": "Hello"}]})
+STREAM_BODY = json.dumps({"model": "demo-chat", "stream": True, "messages": [{"role": "user", "content": "Hello"}]})
 
 
 def start(args, env, pattern, binary=None):
@@ -106,9 +109,9 @@ def hwm_mib(pid):
             return int(line.split()[1]) / 1024
 
 
-def oha(url, key, conns, rate=None):
+def oha(url, key, conns, rate=None, body=BODY):
     cmd = [OHA, "-z", f"{DURATION}s", "-c", str(conns), "-m", "POST", "-H", "content-type: application/json",
-           "-H", f"authorization: Bearer {key}", "-d", BODY, "--no-tui", "--output-format", "json", url]
+           "-H", f"authorization: Bearer {key}", "-d", body, "--no-tui", "--output-format", "json", url]
     if rate:
         cmd[1:1] = ["-q", str(rate)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=int(DURATION) + 60)
@@ -159,6 +162,8 @@ if BASELINE:
     baseline, base_url = start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{tmp}/base.db?mode=rwc"), r"MaaS console: (http://\S+)", BASELINE)
     via_base = f"{base_url}/v1/chat/completions"
 server, base = start(["serve"], senv, r"MaaS console: (http://\S+)")
+unmetered, unmetered_base = start(["serve"], dict(senv, MAAS_USAGE_METERING="false"), r"MaaS console: (http://\S+)")
+via_off = f"{unmetered_base}/v1/chat/completions"
 key = open(f"{tmp}/demo.key").read().strip()
 direct = f"{mock_url}/v1/chat/completions"
 via = f"{base}/v1/chat/completions"
@@ -184,12 +189,22 @@ try:
         n = g[0] * int(DURATION)
         print(f"c={c:<3} direct {d[0]:9.0f} req/s   gateway {g[0]:9.0f} req/s ({100 * g[0] / d[0]:.0f}% of direct)   "
               f"gateway CPU {1000 * used / n:6.1f} us/req (mock alone {mock_us:.1f})   statuses {g[3]}")
+        c0 = cpu_ms(unmetered.pid)
+        o = oha(via_off, key, c)
+        used = cpu_ms(unmetered.pid) - c0
+        print(f"c={c:<3} metering off     {o[0]:9.0f} req/s ({100 * o[0] / d[0]:.0f}% of direct)   "
+              f"CPU {1000 * used / (o[0] * int(DURATION)):6.1f} us/req   statuses {o[3]}")
         if baseline:
             c0 = cpu_ms(baseline.pid)
             b = oha(via_base, key, c)
             used = cpu_ms(baseline.pid) - c0
             print(f"c={c:<3} baseline gateway {b[0]:9.0f} req/s ({100 * b[0] / d[0]:.0f}% of direct)   "
                   f"CPU {1000 * used / (b[0] * int(DURATION)):6.1f} us/req   statuses {b[3]}")
+    # Streams (3 chunks, the usage event injected and cut when metering): metered vs not.
+    for name, proc, url in (("metering on ", server, via), ("metering off", unmetered, via_off)):
+        c0 = cpu_ms(proc.pid)
+        st = oha(url, key, 16, body=STREAM_BODY)
+        print(f"c=16  streamed, {name} {st[0]:9.0f} req/s   CPU {1000 * (cpu_ms(proc.pid) - c0) / (st[0] * int(DURATION)):6.1f} us/req   statuses {st[3]}")
     d = oha(direct, key, 16, rate=1000)
     c0 = cpu_ms(server.pid)
     g = oha(via, key, 16, rate=1000)
@@ -240,7 +255,7 @@ try:
         g = oha(via, key, 16, rate=1000)
         print(f"1000 req/s, shared limits (redis): p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
 finally:
-    for p in (server, shared, mock, nginx, socat, redis, baseline):
+    for p in (server, unmetered, shared, mock, nginx, socat, redis, baseline):
         if p is None:
             continue
         p.terminate(); p.wait(timeout=10)
