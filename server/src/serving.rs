@@ -576,7 +576,7 @@ impl Drop for TimedBody {
     }
 }
 
-/// `10s`, `500ms`, `2m`, or a bare number of seconds: the timeouts' flag syntax.
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds: the durations' flag syntax.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
@@ -585,7 +585,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("`{s}`: the unit must be ms, s or m")),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("`{s}`: the unit must be ms, s, m or h")),
     };
     if d.is_zero() {
         return Err(format!("`{s}`: must be more than zero"));
@@ -636,7 +637,8 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5d").is_err());
     }
 
     #[test]

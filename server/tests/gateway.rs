@@ -1075,3 +1075,55 @@ async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record(
     assert!(failovers >= 1, "{rows:?}");
     assert!(rows.iter().filter(|r| r.outcome == "ok" && r.model == "chat").all(|r| r.endpoint_id.is_some()));
 }
+
+/// A rolling restart loses no usage: the real `maas serve` (flushing only every hour here) gets
+/// calls and a stream under way at SIGTERM; once it exited, the database holds every one.
+#[tokio::test]
+async fn on_sigterm_the_usage_of_every_call_is_flushed_before_exit() {
+    use std::io::BufRead;
+    let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::daemons::free_port();
+    let db_url = format!("sqlite://{}/maas.db?mode=rwc", dir.path().display());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maas"))
+        .args(["serve", "--demo-upstream", &format!("{mock}/chunks/10/chunk-delay/100")])
+        .env("DATABASE_URL", &db_url)
+        .env("MAAS_DATA_DIR", dir.path())
+        .env("MAAS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MAAS_USAGE_FLUSH", "1h")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (up_tx, up_rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("MaaS console:") {
+                let _ = up_tx.send(());
+            }
+        }
+    });
+    up_rx.recv_timeout(Duration::from_secs(30)).expect("maas serve did not start within 30 s");
+    let key = std::fs::read_to_string(dir.path().join("demo.key")).unwrap().trim().to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..20 {
+        let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&json!({"model": "demo-chat", "messages": []})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    let mut stream = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&json!({"model": "demo-chat", "stream": true, "messages": []})).send().await.unwrap();
+    assert!(stream.chunk().await.unwrap().is_some());
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    while stream.chunk().await.unwrap().is_some() {}
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{status}");
+
+    let db = app::ssr::connect(&db_url).await.unwrap();
+    let totals = server::gateway::meter::totals(&db, sea_orm::Condition::all()).await.unwrap();
+    // 21 calls, each with the mock's usage: 20 × (5 + 2) and the stream's 5 + 10.
+    assert_eq!(totals, [21, 21, 21 * 5, 20 * 2 + 10, 20 * 7 + 15]);
+}
