@@ -3,7 +3,9 @@
 //!
 //! - a JSON answer (chat, completions, embeddings): the `usage` object is the answer's last
 //!   member in every OpenAI-compatible server we know (OpenAI, vLLM, TGI, Ollama, DeepSeek), so
-//!   only the first and last [`KEEP`] bytes are kept and searched when the answer ends;
+//!   only its first and last frames are kept (shared, not copied: most answers are one frame)
+//!   and searched when the answer ends, the last [`KEEP`] bytes of the one before the last too
+//!   when the usage object straddles them;
 //! - a stream: each SSE event with a `usage` object is parsed (the others are passed on
 //!   untouched, found by one SIMD substring search per frame). When the gateway asked for
 //!   `stream_options.include_usage` on the client's behalf, the usage-only event it added is
@@ -14,8 +16,17 @@ use axum::body::Bytes;
 use memchr::memmem;
 use serde::Deserialize;
 
-/// Bytes kept of each end of a JSON answer.
+/// Bytes searched of a JSON answer's frame before its last, when the last alone holds no usage.
 pub const KEEP: usize = 2048;
+
+// The searchers, built once (building one per call was ~300 instructions per request).
+static USAGE_KEY: &[u8] = b"\"usage\"";
+static FIND_USAGE: std::sync::LazyLock<memmem::Finder<'static>> = std::sync::LazyLock::new(|| memmem::Finder::new(USAGE_KEY));
+static RFIND_USAGE: std::sync::LazyLock<memmem::FinderRev<'static>> = std::sync::LazyLock::new(|| memmem::FinderRev::new(USAGE_KEY));
+
+fn has_usage_key(b: &[u8]) -> bool {
+    FIND_USAGE.find(b).is_some()
+}
 
 /// Input, output and total tokens, as the upstream reported them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,7 +68,7 @@ fn skip_ws(b: &[u8]) -> &[u8] {
 /// objects are skipped). A `"usage"` with its quotes unescaped followed by `:` can only be an
 /// object key: inside a JSON string the quotes would be escaped.
 pub fn last_usage(bytes: &[u8]) -> Option<Tokens> {
-    memmem::rfind_iter(bytes, b"\"usage\"").find_map(|at| {
+    RFIND_USAGE.rfind_iter(bytes).find_map(|at| {
         let rest = skip_ws(&bytes[at + 7..]);
         let rest = skip_ws(rest.strip_prefix(b":")?);
         if rest.first() != Some(&b'{') {
@@ -68,32 +79,67 @@ pub fn last_usage(bytes: &[u8]) -> Option<Tokens> {
     })
 }
 
-/// The two ends of a JSON answer, kept as it streams past.
+/// The ends of a JSON answer, kept as it streams past: its last frame and the one before
+/// (refcounted slices of what was sent on, never copies), and its first [`KEEP`] bytes (the
+/// first frame itself; copied only when the answer starts with frames smaller than that).
 #[derive(Default)]
 pub struct JsonEnds {
-    head: Vec<u8>,
-    tail: Vec<u8>,
+    head: Head,
+    prev: Option<Bytes>,
+    last: Option<Bytes>,
+}
+
+#[derive(Default)]
+enum Head {
+    #[default]
+    Empty,
+    Frame(Bytes),
+    Joined(Vec<u8>),
 }
 
 impl JsonEnds {
-    pub fn feed(&mut self, chunk: &[u8]) {
-        if self.head.len() < KEEP {
-            let n = (KEEP - self.head.len()).min(chunk.len());
-            self.head.extend_from_slice(&chunk[..n]);
+    pub fn feed(&mut self, frame: &Bytes) {
+        match &mut self.head {
+            Head::Empty => {
+                self.head = Head::Frame(frame.clone());
+                return;
+            }
+            Head::Frame(f) if f.len() < KEEP => {
+                let mut joined = f.to_vec();
+                joined.extend_from_slice(&frame[..frame.len().min(KEEP - joined.len())]);
+                self.head = Head::Joined(joined);
+            }
+            Head::Joined(j) if j.len() < KEEP => {
+                let take = frame.len().min(KEEP - j.len());
+                j.extend_from_slice(&frame[..take]);
+            }
+            Head::Frame(_) | Head::Joined(_) => {}
         }
-        if chunk.len() >= KEEP {
-            self.tail.clear();
-            self.tail.extend_from_slice(&chunk[chunk.len() - KEEP..]);
-        } else {
-            let overflow = (self.tail.len() + chunk.len()).saturating_sub(KEEP);
-            self.tail.drain(..overflow);
-            self.tail.extend_from_slice(chunk);
+        self.prev = self.last.replace(frame.clone());
+    }
+
+    fn head(&self) -> Option<&[u8]> {
+        match &self.head {
+            Head::Empty => None,
+            Head::Frame(f) => Some(f),
+            Head::Joined(j) => Some(j),
         }
     }
 
-    /// The answer's usage: at its end, else at its start.
+    /// The answer's usage: at its end (the last frame, or across the last two), else at its
+    /// start.
     pub fn usage(&self) -> Option<Tokens> {
-        last_usage(&self.tail).or_else(|| last_usage(&self.head))
+        let Some(last) = self.last.as_ref() else {
+            // One frame: the whole answer.
+            return self.head().and_then(last_usage);
+        };
+        if let Some(t) = last_usage(last) {
+            return Some(t);
+        }
+        let before = self.prev.as_deref().or_else(|| self.head())?;
+        let mut joined = before[before.len().saturating_sub(KEEP)..].to_vec();
+        joined.extend_from_slice(last);
+        last_usage(&joined).or_else(|| self.head().and_then(|h| last_usage(&h[..h.len().min(KEEP)])))
     }
 }
 
@@ -127,7 +173,7 @@ impl SseUsage {
             self.partial = data[whole_end..].to_vec();
         }
         let whole = data.slice(..whole_end);
-        if memmem::find(&whole, b"\"usage\"").is_none() {
+        if !has_usage_key(&whole) {
             return whole;
         }
         let mut out = Vec::with_capacity(whole.len());
@@ -170,6 +216,10 @@ impl SseUsage {
 
 /// The end of the last whole event of `b` (after its blank line), 0 when there is none.
 fn last_event_end(b: &[u8]) -> usize {
+    // Nearly every frame of a stream is whole events: no search.
+    if b.ends_with(b"\n\n") || b.ends_with(b"\r\n\r\n") {
+        return b.len();
+    }
     let lf = memmem::rfind(b, b"\n\n").map_or(0, |i| i + 2);
     let crlf = memmem::rfind(b, b"\r\n\r\n").map_or(0, |i| i + 4);
     lf.max(crlf)
@@ -229,15 +279,14 @@ mod tests {
         let big = format!(r#"{{"data":[{}],"usage":{{"prompt_tokens":11,"total_tokens":11}}}}"#, "1.0,".repeat(50_000) + "1.0");
         let mut ends = JsonEnds::default();
         for chunk in big.as_bytes().chunks(1000) {
-            ends.feed(chunk);
+            ends.feed(&Bytes::copy_from_slice(chunk));
         }
-        assert!(ends.head.len() <= KEEP && ends.tail.len() <= KEEP);
         assert_eq!(ends.usage(), Some(Tokens { input: 11, output: 0, total: 11 }));
         // Usage first (some servers), in one frame or byte by byte.
         let first = format!(r#"{{"usage":{{"prompt_tokens":1,"completion_tokens":1}},"data":"{}"}}"#, "x".repeat(10_000));
         let mut ends = JsonEnds::default();
         for b in first.as_bytes().chunks(1) {
-            ends.feed(b);
+            ends.feed(&Bytes::copy_from_slice(b));
         }
         assert_eq!(ends.usage(), Some(Tokens { input: 1, output: 1, total: 2 }));
     }
