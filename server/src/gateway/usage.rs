@@ -22,7 +22,6 @@ pub const KEEP: usize = 2048;
 // The searchers, built once (building one per call was ~300 instructions per request).
 static USAGE_KEY: &[u8] = b"\"usage\"";
 static FIND_USAGE: std::sync::LazyLock<memmem::Finder<'static>> = std::sync::LazyLock::new(|| memmem::Finder::new(USAGE_KEY));
-static RFIND_USAGE: std::sync::LazyLock<memmem::FinderRev<'static>> = std::sync::LazyLock::new(|| memmem::FinderRev::new(USAGE_KEY));
 
 fn has_usage_key(b: &[u8]) -> bool {
     FIND_USAGE.find(b).is_some()
@@ -59,6 +58,11 @@ impl UsageObject {
     }
 }
 
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+fn ws_end(b: &[u8], i: usize) -> usize {
+    i + b[i.min(b.len())..].iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count()
+}
+
 fn skip_ws(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count();
     &b[n..]
@@ -68,15 +72,117 @@ fn skip_ws(b: &[u8]) -> &[u8] {
 /// objects are skipped). A `"usage"` with its quotes unescaped followed by `:` can only be an
 /// object key: inside a JSON string the quotes would be escaped.
 pub fn last_usage(bytes: &[u8]) -> Option<Tokens> {
-    RFIND_USAGE.rfind_iter(bytes).find_map(|at| {
+    // Forward, SIMD (the reverse searcher has none: ~800 instructions for a chat answer, this
+    // ~60), then the occurrences from the last: an answer holds one or two.
+    let found: smallvec::SmallVec<[usize; 4]> = FIND_USAGE.find_iter(bytes).collect();
+    found.into_iter().rev().find_map(|at| {
         let rest = skip_ws(&bytes[at + 7..]);
         let rest = skip_ws(rest.strip_prefix(b":")?);
         if rest.first() != Some(&b'{') {
             return None;
         }
-        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<UsageObject>();
-        values.next()?.ok()?.tokens()
+        quick_usage(rest).or_else(|| {
+            let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<UsageObject>();
+            values.next()?.ok()?.tokens()
+        })
     })
+}
+
+/// The usage object at the start of `b` read by hand (serde's general machinery was ~900
+/// instructions for it): its members' keys, the counts we know, the other values skipped.
+/// `None` for anything it does not expect (escapes in a key, a count that is not a plain
+/// integer, a cut-off object); the caller then asks serde, which is exact.
+fn quick_usage(b: &[u8]) -> Option<Tokens> {
+    let mut u = UsageObject { prompt_tokens: None, completion_tokens: None, total_tokens: None, input_tokens: None, output_tokens: None };
+    let mut i = 1; // after `{`
+    loop {
+        i = ws_end(b, i);
+        match b.get(i)? {
+            b'}' => return u.tokens(),
+            b'"' => {}
+            _ => return None,
+        }
+        let key_end = i + 1 + b[i + 1..].iter().position(|&c| c == b'"' || c == b'\\')?;
+        if b[key_end] == b'\\' {
+            return None;
+        }
+        let key = &b[i + 1..key_end];
+        i = key_end + 1;
+        i = ws_end(b, i);
+        if b.get(i)? != &b':' {
+            return None;
+        }
+        i += 1;
+        i = ws_end(b, i);
+        let slot = match key {
+            b"prompt_tokens" => Some(&mut u.prompt_tokens),
+            b"completion_tokens" => Some(&mut u.completion_tokens),
+            b"total_tokens" => Some(&mut u.total_tokens),
+            b"input_tokens" => Some(&mut u.input_tokens),
+            b"output_tokens" => Some(&mut u.output_tokens),
+            _ => None,
+        };
+        match slot {
+            Some(slot) if b.get(i)?.is_ascii_digit() => {
+                let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                // Not a plain integer (a fraction, an exponent): serde decides.
+                if matches!(b.get(i + digits)?, b'.' | b'e' | b'E') {
+                    return None;
+                }
+                *slot = Some(std::str::from_utf8(&b[i..i + digits]).ok()?.parse().ok()?);
+                i += digits;
+            }
+            Some(slot) if b[i..].starts_with(b"null") => {
+                *slot = None;
+                i += 4;
+            }
+            Some(_) => return None,
+            None => i = skip_value(b, i)?,
+        }
+        i = ws_end(b, i);
+        match b.get(i)? {
+            b',' => i += 1,
+            b'}' => return u.tokens(),
+            _ => return None,
+        }
+    }
+}
+
+/// The index just after the JSON value starting at `b[i]` (strings, nested objects and
+/// arrays, numbers and literals), or `None` if it is cut off.
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match *b.get(i)? {
+            b'"' => {
+                i += 1;
+                loop {
+                    match *b.get(i)? {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' if depth > 0 => {
+                depth -= 1;
+                i += 1;
+            }
+            b',' | b'}' | b']' if depth == 0 => return Some(i),
+            _ => i += 1,
+        }
+        if depth == 0 && matches!(b.get(i), Some(b',' | b'}' | b']') | None) {
+            return Some(i);
+        }
+        if depth == 0 && b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+            return Some(i);
+        }
+    }
 }
 
 /// The ends of a JSON answer, kept as it streams past: its last frame and the one before
@@ -341,6 +447,37 @@ mod tests {
         let mut sse = SseUsage::new(true);
         assert_eq!(run(&mut sse, vec![cut.as_bytes().to_vec()]), cut);
         assert_eq!(sse.tokens, None);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn count() -> impl Strategy<Value = serde_json::Value> {
+            prop_oneof![any::<u32>().prop_map(serde_json::Value::from), Just(serde_json::Value::Null), Just(serde_json::json!(1.5)), Just(serde_json::json!(2e3))]
+        }
+
+        proptest! {
+            /// The hand reader agrees with serde on any usage object: known counts in any
+            /// order, other members of any shape (OpenAI's `*_details` objects), escapes.
+            #[test]
+            fn the_quick_reader_agrees_with_serde(
+                counts in proptest::collection::btree_map(prop_oneof!["prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens"].prop_map(String::from), count(), 0..5),
+                others in proptest::collection::btree_map("[a-z_\\\\\"]{1,12}", prop_oneof![Just(serde_json::json!({"cached_tokens": 0, "x": [1, {"y": "}"}]})), Just(serde_json::json!("a,\"}b")), Just(serde_json::json!([]))], 0..3),
+                pretty in any::<bool>(),
+            ) {
+                let mut obj: serde_json::Map<String, serde_json::Value> = others.into_iter().collect();
+                obj.extend(counts);
+                let v = serde_json::Value::Object(obj);
+                let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
+                let serde_says = serde_json::from_str::<UsageObject>(&text).ok().and_then(|u| u.tokens());
+                let body = format!("{{\"id\":\"x\",\"usage\":{text}}}");
+                prop_assert_eq!(last_usage(body.as_bytes()), serde_says);
+                if let Some(q) = quick_usage(text.as_bytes()) {
+                    prop_assert_eq!(Some(q), serde_says);
+                }
+            }
+        }
     }
 
     #[test]
