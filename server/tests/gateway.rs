@@ -892,24 +892,32 @@ async fn an_egress_proxy_of_an_unsupported_scheme_fails_the_request_without_goin
     assert_eq!(h.received().await.len(), 0, "nothing reached the endpoint");
 }
 
-/// A rolling restart sends SIGTERM: the real `maas serve` stops accepting connections at once
-/// but lets a stream already under way run to its end, then exits cleanly.
-#[tokio::test]
-async fn on_sigterm_new_connections_are_refused_and_streams_under_way_finish() {
+/// The real `maas serve` on a fresh SQLite file with the demo model on `demo_upstream`, once it
+/// printed its URL: the process, its data folder, base URL and demo key.
+struct DemoServe {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    base: String,
+    port: u16,
+    key: String,
+}
+
+fn demo_serve(demo_upstream: &str, env: &[(&str, &str)]) -> DemoServe {
     use std::io::BufRead;
-    let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
     let dir = tempfile::tempdir().unwrap();
     let port = common::daemons::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maas"))
-        .args(["serve", "--demo-upstream", &format!("{mock}/chunks/10/chunk-delay/100")])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_maas"));
+    cmd.args(["serve", "--demo-upstream", demo_upstream])
         .env("DATABASE_URL", format!("sqlite://{}/maas.db?mode=rwc", dir.path().display()))
         .env("MAAS_DATA_DIR", dir.path())
         .env("MAAS_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     // Up once it prints its URL. Its output is read to the end on a thread of its own: a pipe
     // closed early would make its later prints fail.
     let (up_tx, up_rx) = std::sync::mpsc::channel();
@@ -923,7 +931,15 @@ async fn on_sigterm_new_connections_are_refused_and_streams_under_way_finish() {
     });
     up_rx.recv_timeout(Duration::from_secs(30)).expect("maas serve did not start within 30 s");
     let key = std::fs::read_to_string(dir.path().join("demo.key")).unwrap().trim().to_owned();
-    let base = format!("http://127.0.0.1:{port}");
+    DemoServe { child, dir, base: format!("http://127.0.0.1:{port}"), port, key }
+}
+
+/// A rolling restart sends SIGTERM: the real `maas serve` stops accepting connections at once
+/// but lets a stream already under way run to its end, then exits cleanly.
+#[tokio::test]
+async fn on_sigterm_new_connections_are_refused_and_streams_under_way_finish() {
+    let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
+    let DemoServe { mut child, base, port, key, dir: _dir } = demo_serve(&format!("{mock}/chunks/10/chunk-delay/100"), &[]);
 
     let body = json!({"model": "demo-chat", "stream": true, "messages": []});
     let mut stream = reqwest::Client::new().post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
@@ -1080,34 +1096,9 @@ async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record(
 /// calls and a stream under way at SIGTERM; once it exited, the database holds every one.
 #[tokio::test]
 async fn on_sigterm_the_usage_of_every_call_is_flushed_before_exit() {
-    use std::io::BufRead;
     let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::daemons::free_port();
+    let DemoServe { mut child, base, key, dir, .. } = demo_serve(&format!("{mock}/chunks/10/chunk-delay/100"), &[("MAAS_USAGE_FLUSH", "1h")]);
     let db_url = format!("sqlite://{}/maas.db?mode=rwc", dir.path().display());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maas"))
-        .args(["serve", "--demo-upstream", &format!("{mock}/chunks/10/chunk-delay/100")])
-        .env("DATABASE_URL", &db_url)
-        .env("MAAS_DATA_DIR", dir.path())
-        .env("MAAS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("MAAS_USAGE_FLUSH", "1h")
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (up_tx, up_rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with("MaaS console:") {
-                let _ = up_tx.send(());
-            }
-        }
-    });
-    up_rx.recv_timeout(Duration::from_secs(30)).expect("maas serve did not start within 30 s");
-    let key = std::fs::read_to_string(dir.path().join("demo.key")).unwrap().trim().to_owned();
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..20 {
         let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&json!({"model": "demo-chat", "messages": []})).send().await.unwrap();
