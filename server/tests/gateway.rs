@@ -1118,3 +1118,42 @@ async fn on_sigterm_the_usage_of_every_call_is_flushed_before_exit() {
     // 21 calls, each with the mock's usage: 20 × (5 + 2) and the stream's 5 + 10.
     assert_eq!(totals, [21, 21, 21 * 5, 20 * 2 + 10, 20 * 7 + 15]);
 }
+
+/// An upstream that refuses the `stream_options` the gateway adds (a 400, as servers that
+/// validate every field answer): the stream is sent again without, and from then on that
+/// endpoint's streams go without; the client never sees the refusal.
+#[tokio::test]
+async fn an_upstream_refusing_stream_options_gets_streams_without_them() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let h = harness().await;
+    let (with, without) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (w, wo) = (with.clone(), without.clone());
+    let strict = serve(axum::Router::new().route("/v1/chat/completions", axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+        let (w, wo) = (w.clone(), wo.clone());
+        async move {
+            use axum::response::IntoResponse;
+            if body.get("stream_options").is_some() {
+                w.fetch_add(1, Ordering::SeqCst);
+                return (http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"message": "unknown field stream_options"}}))).into_response();
+            }
+            wo.fetch_add(1, Ordering::SeqCst);
+            ([("content-type", "text/event-stream")], "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n").into_response()
+        }
+    }))).await;
+    h.model(Policy::RoundRobin, vec![ep(format!("{strict}/v1"), "strict", "", None)], vec![]).await;
+    let stream = json!({"model": "chat", "stream": true, "messages": []});
+    for round in 0..3 {
+        let r = h.chat(stream.clone()).await;
+        assert_eq!(r.status(), 200, "round {round}");
+        assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    }
+    // Refused once, then never offered again.
+    assert_eq!((with.load(Ordering::SeqCst), without.load(Ordering::SeqCst)), (1, 3));
+    let by = usage_by_outcome(&h).await;
+    assert_eq!(by["ok"][0..2], [3, 0], "three calls, usage unknown: {by:?}");
+    // A client's own bad request still gets the upstream's 400 (sent once: no injection now).
+    let mut bad = stream.clone();
+    bad["stream_options"] = json!({"include_usage": true});
+    assert_eq!(h.chat(bad).await.status(), 400);
+    assert_eq!(with.load(Ordering::SeqCst), 2);
+}

@@ -408,10 +408,21 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             continue;
         };
-        let body = Bytes::from(req.rewritten(&ep.model_json, stream_options.as_deref()));
+        let mut injected = stream_options.as_deref().filter(|_| !ep.health.refuses_stream_options());
+        let body = Bytes::from(req.rewritten(&ep.model_json, injected));
         // The endpoint's own key, never the caller's.
-        let sent = gw.upstream.post(target, ep.auth.as_ref(), headers.get(header::ACCEPT), body);
-        match tokio::time::timeout(gw.config.first_byte_timeout, sent).await {
+        let send = |body: Bytes| tokio::time::timeout(gw.config.first_byte_timeout, gw.upstream.post(target, ep.auth.as_ref(), headers.get(header::ACCEPT), body));
+        let mut answer = send(body).await;
+        // An upstream that refuses the `stream_options` we added (older servers validate every
+        // field): the same request without them, and that endpoint's streams go without from
+        // now on. A 400 it gives again is the caller's to see.
+        if injected.is_some() && matches!(&answer, Ok(Ok(r)) if r.status() == http::StatusCode::BAD_REQUEST) {
+            ep.health.set_refuses_stream_options();
+            tracing::warn!(model = %route.name, endpoint = i, "upstream refused stream_options.include_usage; its streams are sent without it (usage unknown)");
+            injected = None;
+            answer = send(Bytes::from(req.with_model(&ep.model_json))).await;
+        }
+        match answer {
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
                 gw.failed(ep);
                 tracing::warn!(model = %route.name, endpoint = i, status = %resp.status(), "upstream 5xx, failing over");
@@ -424,7 +435,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
                 }
                 let metered = gw.config.usage_metering.then(|| {
                     let call = so_far.call(resp.status().as_u16(), meter::Outcome::Ok, Some(ep.id), attempt as u32);
-                    (gw.meter.clone(), call, so_far.started, stream_options.is_some())
+                    (gw.meter.clone(), call, so_far.started, injected.is_some())
                 });
                 return Ok(stream_back(resp, admission.as_ref(), metered));
             }

@@ -76,14 +76,24 @@ impl Endpoint {
     }
 }
 
-/// Consecutive failures and a cool-down deadline (ms on the gateway's clock).
+/// Consecutive failures and a cool-down deadline (ms on the gateway's clock), and what the
+/// endpoint was seen to refuse.
 #[derive(Default)]
 pub struct Health {
     fails: AtomicU32,
     cooled_until: AtomicU64,
+    /// It answered 400 to a stream the gateway had added `stream_options.include_usage` to, and
+    /// took the same request without: its streams go without (their usage is unknown).
+    refuses_stream_options: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
+    pub fn refuses_stream_options(&self) -> bool {
+        self.refuses_stream_options.load(Ordering::Relaxed)
+    }
+    pub fn set_refuses_stream_options(&self) {
+        self.refuses_stream_options.store(true, Ordering::Relaxed);
+    }
     pub fn usable(&self, now_ms: u64) -> bool {
         self.cooled_until.load(Ordering::Relaxed) <= now_ms
     }
