@@ -392,7 +392,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     // Streams: ask the upstream for its usage chunk when the client did not (cut again on the
     // way back, so the client gets the stream it asked for).
     let stream_options = match op {
-        Op::Chat | Op::Completions if gw.config.usage_metering && req.streams() => usage::with_include_usage(true, req.member("stream_options")),
+        Op::Chat | Op::Completions if gw.config.usage_metering && req.streams() => usage::with_include_usage(req.member("stream_options")),
         _ => None,
     };
 

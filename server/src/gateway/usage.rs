@@ -341,13 +341,10 @@ fn event_end(b: &[u8]) -> Option<usize> {
     }
 }
 
-/// A client's request body, asking the upstream for the usage chunk when the client did not:
-/// `Some(new members)` to forward instead, or `None` when it already asked (or does not
-/// stream). The caller's own `stream_options` members are kept.
-pub fn with_include_usage(stream: bool, stream_options: Option<&serde_json::value::RawValue>) -> Option<String> {
-    if !stream {
-        return None;
-    }
+/// For a streaming request, the `stream_options` that ask the upstream for the usage chunk
+/// when the client did not: `Some(new value)` to forward instead, or `None` when it already
+/// asked. The caller's own `stream_options` members are kept.
+pub fn with_include_usage(stream_options: Option<&serde_json::value::RawValue>) -> Option<String> {
     let mut opts: serde_json::Map<String, serde_json::Value> = match stream_options {
         Some(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
             Ok(serde_json::Value::Object(m)) => m,
@@ -483,10 +480,9 @@ mod tests {
     #[test]
     fn include_usage_is_asked_for_only_when_the_client_did_not() {
         let raw = |s: &str| serde_json::value::RawValue::from_string(s.to_owned()).unwrap();
-        assert_eq!(with_include_usage(true, None).as_deref(), Some(r#"{"include_usage":true}"#));
-        assert_eq!(with_include_usage(true, Some(&raw(r#"{"include_usage":false,"x":1}"#))).as_deref(), Some(r#"{"include_usage":true,"x":1}"#));
-        assert_eq!(with_include_usage(true, Some(&raw(r#"{"include_usage":true}"#))), None);
-        assert_eq!(with_include_usage(false, None), None);
-        assert_eq!(with_include_usage(true, Some(&raw("5"))), None);
+        assert_eq!(with_include_usage(None).as_deref(), Some(r#"{"include_usage":true}"#));
+        assert_eq!(with_include_usage(Some(&raw(r#"{"include_usage":false,"x":1}"#))).as_deref(), Some(r#"{"include_usage":true,"x":1}"#));
+        assert_eq!(with_include_usage(Some(&raw(r#"{"include_usage":true}"#))), None);
+        assert_eq!(with_include_usage(Some(&raw("5"))), None);
     }
 }
