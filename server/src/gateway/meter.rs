@@ -80,6 +80,14 @@ pub struct Call {
     pub at_ms: u64,
 }
 
+impl Call {
+    /// Stamps the call's end: its total time since `started`, and when (Unix ms).
+    pub fn ended(&mut self, started: std::time::Instant) {
+        self.total_ms = started.elapsed().as_millis() as u64;
+        self.at_ms = app::ssr::now_ms();
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     minute: i64,
@@ -363,8 +371,7 @@ impl Drop for MeteredBody {
             Scan::Sse(s) => s.tokens,
             Scan::Off => None,
         };
-        self.call.total_ms = self.started.elapsed().as_millis() as u64;
-        self.call.at_ms = app::ssr::now_ms();
+        self.call.ended(self.started);
         self.meter.record(self.call.clone());
     }
 }

@@ -345,9 +345,10 @@ impl CallSoFar {
             outcome,
             failovers,
             ttfb_ms: None,
-            total_ms: self.started.elapsed().as_millis() as u64,
+            // Set when the call ends (`Call::ended`): for an answer, when its body is dropped.
+            total_ms: 0,
             tokens: None,
-            at_ms: app::ssr::now_ms(),
+            at_ms: 0,
         }
     }
 }
@@ -360,7 +361,9 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
             let outcome = e.outcome();
             let resp = e.into_response();
             if gw.config.usage_metering {
-                gw.meter.record(so_far.call(resp.status().as_u16(), outcome, None, 0));
+                let mut call = so_far.call(resp.status().as_u16(), outcome, None, 0);
+                call.ended(so_far.started);
+                gw.meter.record(call);
             }
             resp
         }
