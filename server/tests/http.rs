@@ -145,8 +145,7 @@ async fn users_see_only_their_workspaces_and_the_user_view() {
     let op = env.user("op", Role::Operator).await;
     env.user("alice", Role::User).await;
     let f = fixture(&env, &op).await;
-    let other = app::ssr::services::workspaces::create(env.db(), "alices").await.unwrap();
-    app::ssr::services::workspaces::add_member(env.db(), other, "alice").await.unwrap();
+    let other = workspace_of(&env, "alices", "alice").await;
     let r = env.router();
     let a = login(&r, "alice").await;
     let (_, _, body) = send(&r, form("/api/workspaces/list", Some(&a), "")).await;
@@ -196,8 +195,7 @@ async fn cross_origin_and_text_plain_requests_are_refused_and_change_nothing() {
     let op = env.user("op", Role::Operator).await;
     env.user("alice", Role::User).await;
     let f = fixture(&env, &op).await;
-    let ws = app::ssr::services::workspaces::create(env.db(), "alices").await.unwrap();
-    app::ssr::services::workspaces::add_member(env.db(), ws, "alice").await.unwrap();
+    let ws = workspace_of(&env, "alices", "alice").await;
     let r = env.router();
     let alice = login(&r, "alice").await;
     let opc = login(&r, "op").await;
@@ -300,8 +298,7 @@ async fn concurrent_logins_hash_at_most_one_per_core_and_never_fail_with_500() {
 async fn pages_and_answers_carry_the_security_headers_and_scripts_only_run_by_nonce() {
     let env = env().await;
     env.user("alice", Role::User).await;
-    let ws = app::ssr::services::workspaces::create(env.db(), "alices").await.unwrap();
-    app::ssr::services::workspaces::add_member(env.db(), ws, "alice").await.unwrap();
+    let ws = workspace_of(&env, "alices", "alice").await;
     let r = env.router();
     let (status, headers, html) = send(&r, http::Request::get("/login").body(axum::body::Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);

@@ -37,7 +37,7 @@ pub struct Tokens {
 
 /// OpenAI's `usage` (chat and completions: prompt/completion/total; embeddings: prompt and
 /// total), and the input/output names of newer APIs.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct UsageObject {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
@@ -63,11 +63,6 @@ fn ws_end(b: &[u8], i: usize) -> usize {
     i + b[i.min(b.len())..].iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count()
 }
 
-fn skip_ws(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count();
-    &b[n..]
-}
-
 /// The object after the last `"usage":` key of `bytes` that holds one (`null` and cut-off
 /// objects are skipped). A `"usage"` with its quotes unescaped followed by `:` can only be an
 /// object key: inside a JSON string the quotes would be escaped.
@@ -76,8 +71,11 @@ pub fn last_usage(bytes: &[u8]) -> Option<Tokens> {
     // ~60), then the occurrences from the last: an answer holds one or two.
     let found: smallvec::SmallVec<[usize; 4]> = FIND_USAGE.find_iter(bytes).collect();
     found.into_iter().rev().find_map(|at| {
-        let rest = skip_ws(&bytes[at + 7..]);
-        let rest = skip_ws(rest.strip_prefix(b":")?);
+        let colon = ws_end(bytes, at + USAGE_KEY.len());
+        if bytes.get(colon) != Some(&b':') {
+            return None;
+        }
+        let rest = &bytes[ws_end(bytes, colon + 1)..];
         if rest.first() != Some(&b'{') {
             return None;
         }
@@ -93,7 +91,7 @@ pub fn last_usage(bytes: &[u8]) -> Option<Tokens> {
 /// `None` for anything it does not expect (escapes in a key, a count that is not a plain
 /// integer, a cut-off object); the caller then asks serde, which is exact.
 fn quick_usage(b: &[u8]) -> Option<Tokens> {
-    let mut u = UsageObject { prompt_tokens: None, completion_tokens: None, total_tokens: None, input_tokens: None, output_tokens: None };
+    let mut u = UsageObject::default();
     let mut i = 1; // after `{`
     loop {
         i = ws_end(b, i);
@@ -107,13 +105,11 @@ fn quick_usage(b: &[u8]) -> Option<Tokens> {
             return None;
         }
         let key = &b[i + 1..key_end];
-        i = key_end + 1;
-        i = ws_end(b, i);
+        i = ws_end(b, key_end + 1);
         if b.get(i)? != &b':' {
             return None;
         }
-        i += 1;
-        i = ws_end(b, i);
+        i = ws_end(b, i + 1);
         let slot = match key {
             b"prompt_tokens" => Some(&mut u.prompt_tokens),
             b"completion_tokens" => Some(&mut u.completion_tokens),
@@ -176,10 +172,8 @@ fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
             b',' | b'}' | b']' if depth == 0 => return Some(i),
             _ => i += 1,
         }
-        if depth == 0 && matches!(b.get(i), Some(b',' | b'}' | b']') | None) {
-            return Some(i);
-        }
-        if depth == 0 && b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+        // A top-level value ends at its separator, whitespace, or the input's end.
+        if depth == 0 && b.get(i).is_none_or(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace()) {
             return Some(i);
         }
     }

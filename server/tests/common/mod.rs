@@ -52,6 +52,14 @@ impl Env {
     }
 }
 
+/// A workspace named `name` with `member` in it: its id.
+pub async fn workspace_of(env: &Env, name: &str, member: &str) -> i64 {
+    use app::ssr::services::workspaces;
+    let ws = workspaces::create(env.db(), name).await.unwrap();
+    workspaces::add_member(env.db(), ws, member).await.unwrap();
+    ws
+}
+
 /// Marketplace model (published), cluster, workspace with one key: ids.
 pub struct Fixture {
     pub mm: i64,
