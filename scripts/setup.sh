@@ -40,13 +40,15 @@ if [ "$what" = run ]; then
   exit 0
 fi
 
-# Chromium for the browser tests; Redis and PostgreSQL for the scale-out tests, which start
-# their own servers on 127.0.0.1 (nothing is left running, nothing is enabled as a service).
+# Chromium for the browser tests; Redis and PostgreSQL for the scale-out tests, Prometheus for
+# the metrics test, which start their own servers on 127.0.0.1 (nothing is left running, nothing is enabled as a service).
 need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
 [ -x /usr/bin/openssl ] || need_apt+=(openssl)  # certificates for the TLS Redis test
+# A real Prometheus scrapes /metrics in the metrics test; promtool checks the exposition.
+[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

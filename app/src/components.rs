@@ -82,6 +82,7 @@ pub fn Nav() -> impl IntoView {
                             let links = if u.role == Role::Operator {
                                 view! {
                                     <A href="/models">"Models"</A>
+                                    <A href="/usage">"Usage"</A>
                                     <A href="/marketplace/manage">"Marketplace"</A>
                                     <A href="/clusters">"Clusters"</A>
                                     <A href="/workspaces">"Workspaces"</A>

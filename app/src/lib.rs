@@ -61,6 +61,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/workspaces") view=pages::workspaces::WorkspacesPage ssr=SsrMode::Async/>
                     <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async/>
                     <Route path=path!("/marketplace") view=pages::marketplace::MarketplacePage ssr=SsrMode::Async/>
+                    <Route path=path!("/usage") view=pages::usage::UsagePage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -259,7 +259,7 @@ pub enum GatewayState {
     Error(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelRow {
     pub id: i64,
     pub name: String,
@@ -273,9 +273,11 @@ pub struct ModelRow {
     pub gateway: GatewayState,
     /// Endpoint URLs the serving gateway(s) report as cooling down after repeated failures.
     pub cooling: Vec<String>,
+    /// Calls and tokens of the last 24 hours (all endpoints, all callers).
+    pub usage_24h: UsageFigures,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelPage {
     pub rows: Vec<ModelRow>,
     pub total: u64,
@@ -315,4 +317,163 @@ pub fn parse_tags(s: &str) -> Vec<String> {
         .collect();
     tags.dedup();
     tags
+}
+
+// ---- Usage ----
+
+/// The periods the Usage page shows, each with the width of its chart buckets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UsageRange {
+    Hour,
+    #[default]
+    Day,
+    Week,
+    Month,
+}
+
+impl UsageRange {
+    pub const ALL: [UsageRange; 4] = [UsageRange::Hour, UsageRange::Day, UsageRange::Week, UsageRange::Month];
+
+    pub fn minutes(self) -> i64 {
+        match self {
+            UsageRange::Hour => 60,
+            UsageRange::Day => 1440,
+            UsageRange::Week => 7 * 1440,
+            UsageRange::Month => 30 * 1440,
+        }
+    }
+
+    /// Chart resolution: 60, 96, 168 and 120 points.
+    pub fn bucket_minutes(self) -> i64 {
+        match self {
+            UsageRange::Hour => 1,
+            UsageRange::Day => 15,
+            UsageRange::Week => 60,
+            UsageRange::Month => 360,
+        }
+    }
+
+    pub fn param(self) -> &'static str {
+        match self {
+            UsageRange::Hour => "1h",
+            UsageRange::Day => "24h",
+            UsageRange::Week => "7d",
+            UsageRange::Month => "30d",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.param() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UsageRange::Hour => "Last hour",
+            UsageRange::Day => "Last 24 hours",
+            UsageRange::Week => "Last 7 days",
+            UsageRange::Month => "Last 30 days",
+        }
+    }
+
+    /// The unit of a chart bucket, for axis titles ("requests / 15 min").
+    pub fn bucket_label(self) -> &'static str {
+        match self {
+            UsageRange::Hour => "min",
+            UsageRange::Day => "15 min",
+            UsageRange::Week => "hour",
+            UsageRange::Month => "6 h",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageFilter {
+    pub range: UsageRange,
+    pub model: Option<i64>,
+    pub workspace: Option<i64>,
+    pub key: Option<i64>,
+}
+
+/// What a set of calls adds up to. Tokens are the sums of the calls whose upstream reported
+/// usage; `usage_unknown` says how many did not (never counted as 0 tokens).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageFigures {
+    pub requests: i64,
+    /// Upstream errors and malformed requests (not 429s, not cancels).
+    pub errors: i64,
+    pub rate_limited: i64,
+    pub cancelled: i64,
+    pub usage_unknown: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub failovers: i64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p95_ms: Option<f64>,
+}
+
+/// One row of a usage table: what it is (`label`, `detail`) and its figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageLine {
+    pub label: String,
+    pub detail: String,
+    pub figures: UsageFigures,
+}
+
+/// A chart drawn on the server, as SVG markup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageChart {
+    pub title: String,
+    pub svg: String,
+}
+
+/// A choice of the Usage page's filters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub id: i64,
+    pub label: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub filter: UsageFilter,
+    pub totals: UsageFigures,
+    pub charts: Vec<UsageChart>,
+    pub top_workspaces: Vec<UsageLine>,
+    pub top_keys: Vec<UsageLine>,
+    pub models: Vec<UsageLine>,
+    pub endpoints: Vec<UsageLine>,
+    pub model_choices: Vec<Choice>,
+    pub workspace_choices: Vec<Choice>,
+    pub key_choices: Vec<Choice>,
+    /// The CSV export's default period (the last 30 UTC days), as YYYY-MM-DD.
+    pub export_from: String,
+    pub export_to: String,
+}
+
+/// A key's usage for its owner's keys page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    pub key_id: i64,
+    pub day: UsageFigures,
+    pub month: UsageFigures,
+}
+
+/// Formats a token or request count for people: 950, 12.3k, 4.5M.
+pub fn compact_count(n: i64) -> String {
+    let a = n.unsigned_abs() as f64;
+    let (v, unit) = if a >= 1e9 { (a / 1e9, "G") } else if a >= 1e6 { (a / 1e6, "M") } else if a >= 1e4 { (a / 1e3, "k") } else { return n.to_string() };
+    let sign = if n < 0 { "-" } else { "" };
+    if v >= 100.0 { format!("{sign}{v:.0}{unit}") } else { format!("{sign}{v:.1}{unit}") }
+}
+
+/// A latency for people: 840 ms, 2.4 s; "–" without calls.
+pub fn latency_label(ms: Option<f64>) -> String {
+    match ms {
+        None => "–".into(),
+        Some(ms) if ms < 1000.0 => format!("{ms:.0} ms"),
+        Some(ms) => format!("{:.1} s", ms / 1000.0),
+    }
 }

@@ -5,12 +5,13 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_init;
 mod m20261201_000001_session_idle;
 mod m20261201_000002_usage;
+mod m20261202_000001_usage_rollups;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_init::Migration), Box::new(m20261201_000001_session_idle::Migration), Box::new(m20261201_000002_usage::Migration)]
+        vec![Box::new(m20261124_000001_init::Migration), Box::new(m20261201_000001_session_idle::Migration), Box::new(m20261201_000002_usage::Migration), Box::new(m20261202_000001_usage_rollups::Migration)]
     }
 }

@@ -5,4 +5,5 @@ pub mod csrf;
 pub mod gateway;
 pub mod mock_upstream;
 pub mod serving;
+pub mod usage_upkeep;
 pub mod web;

@@ -84,6 +84,12 @@ struct ServeArgs {
     clients: ClientArgs,
     #[command(flatten)]
     usage: UsageArgs,
+    /// How long per-minute usage rows are kept (the hour and day charts); at least 2d.
+    #[arg(long, env = "MAAS_USAGE_KEEP_MINUTE_ROWS", default_value = "8d", value_parser = server::serving::parse_duration)]
+    usage_keep_minute_rows: std::time::Duration,
+    /// How long hourly usage rows are kept (longer charts, the CSV export).
+    #[arg(long, env = "MAAS_USAGE_KEEP_HOURLY_ROWS", default_value = "400d", value_parser = server::serving::parse_duration)]
+    usage_keep_hourly_rows: std::time::Duration,
 }
 
 /// The usage meter (gateway/meter.rs); the same for `serve` and `gateway`.
@@ -339,6 +345,8 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
     let id = format!("serve@{}:{}", hostname(), local.port());
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), id.clone());
     server::gateway::spawn_usage_flusher(gateway.clone(), state.db.clone(), id, a.usage.usage_flush);
+    let retention = server::usage_upkeep::Retention { minutes: a.usage_keep_minute_rows, hours: a.usage_keep_hourly_rows };
+    server::usage_upkeep::spawn(state.db.clone(), retention, std::time::Duration::from_secs(300));
     // Serve /v1 only once the configuration is loaded: before that every model would be a 404.
     if !initial_config(&state, rev).await {
         tracing::warn!("the gateway has not loaded the configuration yet; /v1 answers 404 until it does");

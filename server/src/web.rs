@@ -93,6 +93,7 @@ pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
         .layer(axum::middleware::map_response(no_store_unless_asset));
     Router::new()
         .nest_service("/pkg", pkg)
+        .route("/usage/export.csv", axum::routing::get(export_usage_csv))
         .leptos_routes_with_context(&state, routes, ctx.clone(), {
             let leptos = leptos.clone();
             move || shell(leptos.clone())
@@ -100,4 +101,36 @@ pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler_with_context::<WebState, _>(ctx, shell))
         .layer(middleware)
         .with_state(state)
+}
+
+#[derive(serde::Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// The billing export (`/usage/export.csv?from=YYYY-MM-DD&to=YYYY-MM-DD`, UTC days, inclusive):
+/// a file download for operators, behind the same guard as the server functions.
+async fn export_usage_csv(axum::extract::State(st): axum::extract::State<WebState>, headers: http::HeaderMap, q: axum::extract::Query<ExportQuery>) -> axum::response::Response {
+    use app::error::AppError;
+    use app::ssr::auth::{guard, Need};
+    use axum::response::IntoResponse;
+    let text = |status: u16, msg: String| (http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST), [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response();
+    if let Err(e) = guard(&st.app, &headers, Need::Operator).await {
+        let e = e.into_app();
+        return text(e.status(), format!("{e}\n"));
+    }
+    match app::ssr::services::usage::export_csv(&st.app.db, &q.from, &q.to).await {
+        Ok(csv) => {
+            let name = format!("attachment; filename=\"maas-usage-{}-{}.csv\"", q.from.trim(), q.to.trim());
+            let disposition = http::HeaderValue::from_str(&name).unwrap_or(http::HeaderValue::from_static("attachment; filename=\"maas-usage.csv\""));
+            ([(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/csv; charset=utf-8")), (http::header::CONTENT_DISPOSITION, disposition)], csv).into_response()
+        }
+        Err(e) => match e.into_app() {
+            AppError::Invalid(f) => text(400, f.0.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()),
+            e => text(e.status(), format!("{e}\n")),
+        },
+    }
 }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod catalog;
 pub mod keys;
 pub mod models;
+pub mod usage;
 pub mod workspaces;
 
 #[cfg(feature = "ssr")]

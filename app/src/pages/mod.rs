@@ -5,4 +5,5 @@ pub mod login;
 pub mod marketplace;
 pub mod model_form;
 pub mod models;
+pub mod usage;
 pub mod workspaces;

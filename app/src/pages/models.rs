@@ -1,7 +1,7 @@
 //! The management list: server-side search and pagination, Enable toggles, edit and delete.
 use crate::api::models::*;
 use crate::components::{ErrorBox, RequireRole};
-use crate::types::{GatewayState, ModelRow};
+use crate::types::{compact_count, GatewayState, ModelRow};
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -50,7 +50,7 @@ fn Models() -> impl IntoView {
                             <table class="list" id="model-table">
                                 <thead><tr>
                                     <th>"Model name"</th><th>"Model ID(s)"</th><th>"Tags"</th><th>"Status"</th>
-                                    <th>"Cluster / access path"</th><th>"Gateway"</th><th>"Enabled"</th><th></th>
+                                    <th>"Cluster / access path"</th><th>"Gateway"</th><th>"Last 24 h"</th><th>"Enabled"</th><th></th>
                                 </tr></thead>
                                 <tbody>{p.rows.into_iter().map(|r| row(r, toggle, delete)).collect_view()}</tbody>
                             </table>
@@ -71,6 +71,7 @@ fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<Delet
     let id = r.id;
     let enabled = r.enabled;
     let name = r.name.clone();
+    let u = r.usage_24h.clone();
     let (gw_class, gw_text) = match &r.gateway {
         GatewayState::Synced => ("ok", "Synced".to_string()),
         GatewayState::Pending { reason, .. } => ("pending", format!("Pending: {reason}")),
@@ -92,6 +93,12 @@ fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<Delet
                 {(!r.cooling.is_empty()).then(|| view! {
                     <br/><span class="cooling">"Cooling down: " {r.cooling.join(", ")}</span>
                 })}
+            </td>
+            <td class="usage-24h">
+                <A href=format!("/usage?model={id}")>{format!("{} calls", compact_count(u.requests))}</A>
+                <br/><span class="hint">{format!("{} tokens", compact_count(u.total_tokens))}
+                    {(u.usage_unknown > 0).then(|| format!(" (unknown for {})", u.usage_unknown))}
+                    {(u.errors > 0).then(|| format!(" · {} errors", u.errors))}</span>
             </td>
             <td>
                 <label class="switch">

@@ -195,7 +195,8 @@ pub mod gateway_status {
     no_relations!();
 }
 
-/// Usage rollups written by the gateway's meter (server/src/gateway/meter.rs).
+/// Usage rollups written by the gateway's meter (server/src/gateway/meter.rs); the tables'
+/// full shape, histograms included, is `ssr::usage_rollups`'s.
 pub mod usage_minute {
     use sea_orm::entity::prelude::*;
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -221,8 +222,9 @@ pub mod usage_minute {
         pub total_tokens: i64,
         pub latency_ms_sum: i64,
         pub ttfb_ms_sum: i64,
-        pub latency_hist: String,
-        pub ttfb_hist: String,
+        /// Folded into `usage_hours` (see `ssr::usage_rollups`); the histogram bucket columns
+        /// are read through that module only.
+        pub compacted: bool,
     }
     no_relations!();
 }

@@ -1,10 +1,12 @@
 //! Server-only code: state, persistence, authentication and the domain services that server
 //! functions (and the gateway) call.
 pub mod auth;
+pub mod charts;
 pub mod crypto;
 pub mod entities;
 pub mod login_throttle;
 pub mod services;
+pub mod usage_rollups;
 
 use crate::error::AppError;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};

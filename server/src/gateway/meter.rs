@@ -14,18 +14,13 @@ use super::usage::Tokens;
 use app::ssr::entities::usage_minute;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Set, TransactionTrait};
+use app::ssr::usage_rollups::{insert_minutes, MinuteRow};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, TransactionTrait};
 use std::sync::Arc;
 
-/// Upper bounds of the latency and time-to-first-byte histogram buckets, ms; one more bucket
-/// counts everything above the last. Fixed, so that percentiles over any range come from the
-/// stored counts.
-pub const BUCKETS_MS: [u64; 13] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000];
-const BUCKETS: usize = BUCKETS_MS.len() + 1;
+pub use app::ssr::usage_rollups::{bucket, Sums, BUCKETS, BUCKETS_MS};
 /// Rollups a serving thread holds between two flushes before it folds new ones into overflow.
 pub const MAX_ROWS: usize = 50_000;
-/// Rows per INSERT statement of a flush (SQLite's bound on variables).
-const INSERT_BATCH: usize = 256;
 
 /// How a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,62 +96,22 @@ struct Key {
     status: u16,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Sums {
-    requests: i64,
-    failovers: i64,
-    usage_known: i64,
-    input: i64,
-    output: i64,
-    total: i64,
-    latency_ms: i64,
-    ttfb_ms: i64,
-    latency_hist: [u32; BUCKETS],
-    ttfb_hist: [u32; BUCKETS],
-}
-
-fn bucket(ms: u64) -> usize {
-    BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(BUCKETS_MS.len())
-}
-
-impl Sums {
-    fn add(&mut self, c: &Call) {
-        self.requests += 1;
-        self.failovers += i64::from(c.failovers);
-        if let Some(t) = c.tokens {
-            self.usage_known += 1;
-            self.input += t.input as i64;
-            self.output += t.output as i64;
-            self.total += t.total as i64;
-        }
-        self.latency_ms += c.total_ms as i64;
-        self.latency_hist[bucket(c.total_ms)] += 1;
-        if let Some(t) = c.ttfb_ms {
-            self.ttfb_ms += t as i64;
-            self.ttfb_hist[bucket(t)] += 1;
-        }
+/// Adds one call to a rollup.
+fn add(s: &mut Sums, c: &Call) {
+    s.requests += 1;
+    s.failovers += i64::from(c.failovers);
+    if let Some(t) = c.tokens {
+        s.usage_known += 1;
+        s.input += t.input as i64;
+        s.output += t.output as i64;
+        s.total += t.total as i64;
     }
-}
-
-impl Sums {
-    fn merge(&mut self, v: &Sums) {
-        self.requests += v.requests;
-        self.failovers += v.failovers;
-        self.usage_known += v.usage_known;
-        self.input += v.input;
-        self.output += v.output;
-        self.total += v.total;
-        self.latency_ms += v.latency_ms;
-        self.ttfb_ms += v.ttfb_ms;
-        for i in 0..BUCKETS {
-            self.latency_hist[i] += v.latency_hist[i];
-            self.ttfb_hist[i] += v.ttfb_hist[i];
-        }
+    s.latency_ms += c.total_ms as i64;
+    s.latency_hist[bucket(c.total_ms)] += 1;
+    if let Some(t) = c.ttfb_ms {
+        s.ttfb_ms += t as i64;
+        s.ttfb_hist[bucket(t)] += 1;
     }
-}
-
-fn hist(h: &[u32; BUCKETS]) -> String {
-    h.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[derive(Default)]
@@ -183,7 +138,7 @@ impl Meter {
         if shard.len() >= MAX_ROWS && !shard.contains_key(&key) {
             key = Key { model: Arc::from("(overflow)"), maas_model_id: None, endpoint_id: None, workspace_id: None, api_key_id: None, ..key };
         }
-        shard.entry(key).or_default().add(&c);
+        add(shard.entry(key).or_default(), &c);
     }
 
     /// Takes every thread's rollups, merged.
@@ -207,40 +162,29 @@ impl Meter {
             return Ok(0);
         }
         let n = rows.len();
-        let models: Vec<usage_minute::ActiveModel> = rows
+        let models: Vec<MinuteRow> = rows
             .iter()
-            .map(|(k, s)| usage_minute::ActiveModel {
-                minute: Set(k.minute),
-                gateway_id: Set(gateway_id.to_owned()),
-                maas_model_id: Set(k.maas_model_id),
-                model: Set(k.model.chars().take(128).collect()),
-                endpoint_id: Set(k.endpoint_id),
-                workspace_id: Set(k.workspace_id),
-                api_key_id: Set(k.api_key_id),
-                operation: Set(k.op.name().to_owned()),
-                outcome: Set(k.outcome.as_str().to_owned()),
-                status: Set(i32::from(k.status)),
-                requests: Set(s.requests),
-                failovers: Set(s.failovers),
-                usage_known: Set(s.usage_known),
-                input_tokens: Set(s.input),
-                output_tokens: Set(s.output),
-                total_tokens: Set(s.total),
-                latency_ms_sum: Set(s.latency_ms),
-                ttfb_ms_sum: Set(s.ttfb_ms),
-                latency_hist: Set(hist(&s.latency_hist)),
-                ttfb_hist: Set(hist(&s.ttfb_hist)),
-                ..Default::default()
+            .map(|(k, s)| MinuteRow {
+                minute: k.minute,
+                gateway_id,
+                maas_model_id: k.maas_model_id,
+                model: &k.model,
+                endpoint_id: k.endpoint_id,
+                workspace_id: k.workspace_id,
+                api_key_id: k.api_key_id,
+                operation: k.op.name(),
+                outcome: k.outcome.as_str(),
+                status: i32::from(k.status),
+                sums: s,
             })
             .collect();
         let written = async {
             let txn = db.begin().await?;
-            for batch in models.chunks(INSERT_BATCH) {
-                usage_minute::Entity::insert_many(batch.to_vec()).exec(&txn).await?;
-            }
+            insert_minutes(&txn, &models).await?;
             txn.commit().await
         }
         .await;
+        drop(models);
         if let Err(e) = written {
             // Back into this thread's shard, to go out with the next flush.
             let mut shard = self.shards.get_or_default().lock();

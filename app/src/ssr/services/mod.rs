@@ -3,4 +3,5 @@
 pub mod catalog;
 pub mod keys;
 pub mod models;
+pub mod usage;
 pub mod workspaces;

@@ -328,10 +328,12 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
         }
     }
     let gateways = gateway_status::Entity::find().all(db).await?;
+    let mut usage = super::usage::models_last_day(db, &rows.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
     let t = now();
     let rows = rows
         .into_iter()
         .map(|r| ModelRow {
+            usage_24h: usage.remove(&r.id).unwrap_or_default(),
             gateway: gateway_state(&gateways, &r.cluster, r.revision, t),
             cooling: cooling(&gateways, &r.cluster, r.id, t),
             id: r.id,

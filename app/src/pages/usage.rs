@@ -1,0 +1,161 @@
+//! The operator's Usage page: a period and filters (query string, so a view can be linked),
+//! totals, charts drawn on the server, per-model and per-endpoint figures, the top workspaces
+//! and keys by tokens, and the billing export.
+use crate::api::usage::get_usage_report;
+use crate::components::RequireRole;
+use crate::types::*;
+use leptos::prelude::*;
+use leptos_router::components::Form;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub fn UsagePage() -> impl IntoView {
+    view! { <RequireRole operator=true><Usage/></RequireRole> }
+}
+
+#[component]
+fn Usage() -> impl IntoView {
+    let query = use_query_map();
+    let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
+    let report = Resource::new(
+        move || (param("range"), param("model"), param("workspace"), param("key")),
+        |(r, m, w, k)| get_usage_report(r, m, w, k),
+    );
+    view! {
+        <h1>"Usage"</h1>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match report.await {
+                    Err(e) => view! { <p class="error-box" role="alert">{e.to_string()}</p> }.into_any(),
+                    Ok(r) => page(r).into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn page(r: UsageReport) -> impl IntoView {
+    let f = r.filter.clone();
+    let choices = |name: &'static str, label: &'static str, all: &'static str, list: Vec<Choice>, cur: Option<i64>| {
+        view! {
+            <label>{label}
+                <select name=name aria-label=label>
+                    <option value="" selected=cur.is_none()>{all}</option>
+                    {list.into_iter().map(|c| view! { <option value=c.id.to_string() selected=cur == Some(c.id)>{c.label}</option> }).collect_view()}
+                </select>
+            </label>
+        }
+    };
+    let t = r.totals.clone();
+    view! {
+        <section class="card">
+            <Form method="GET" action="" attr:id="usage-filter" attr:class="row-form">
+                <label>"Period"
+                    <select name="range" aria-label="Period">
+                        {UsageRange::ALL.into_iter().map(|x| view! { <option value=x.param() selected=x == f.range>{x.label()}</option> }).collect_view()}
+                    </select>
+                </label>
+                {choices("model", "Model", "All models", r.model_choices, f.model)}
+                {choices("workspace", "Workspace", "All workspaces", r.workspace_choices, f.workspace)}
+                {choices("key", "API key", "All keys", r.key_choices, f.key)}
+                <button type="submit">"Show"</button>
+            </Form>
+            <p class="hint">"Times are UTC. Figures include every call the gateways recorded, refused ones too; usage reaches this page within seconds of a call's end."</p>
+        </section>
+        <section class="figures" id="usage-totals">
+            {figure("Requests", compact_count(t.requests), format!("{} errors · {} rate limited · {} cancelled", t.errors, t.rate_limited, t.cancelled))}
+            {figure("Tokens", compact_count(t.total_tokens), format!("{} in · {} out", compact_count(t.input_tokens), compact_count(t.output_tokens)))}
+            {figure("Latency", format!("{} p50", latency_label(t.p50_ms)), format!("{} p95", latency_label(t.p95_ms)))}
+            {figure("First token", format!("{} p50", latency_label(t.ttft_p50_ms)), format!("{} p95", latency_label(t.ttft_p95_ms)))}
+        </section>
+        {unknown_note(&t)}
+        <section class="charts">
+            {r.charts.into_iter().map(|c| view! { <figure class="chart" data-chart=c.title.clone() inner_html=c.svg></figure> }).collect_view()}
+        </section>
+        <section class="card">
+            <h2>"Models"</h2>
+            {table("usage-models", "Model", r.models, "No calls in this period.")}
+        </section>
+        <section class="card">
+            <h2>"Endpoints"</h2>
+            <p class="hint">"Each upstream's own calls: a slow or failing one shows here first."</p>
+            {table("usage-endpoints", "Endpoint", r.endpoints, "No upstream was called in this period.")}
+        </section>
+        <div class="two-col">
+            <section class="card">
+                <h2>"Top workspaces by tokens"</h2>
+                {table("usage-workspaces", "Workspace", r.top_workspaces, "No calls in this period.")}
+            </section>
+            <section class="card">
+                <h2>"Top API keys by tokens"</h2>
+                {table("usage-keys", "API key", r.top_keys, "No calls in this period.")}
+            </section>
+        </div>
+        <section class="card">
+            <h2>"Export for billing"</h2>
+            <p class="hint">"One line per UTC day, workspace, API key and model: requests and input, output and total tokens (CSV)."</p>
+            // A plain form, not the router's: the browser downloads the file.
+            <form method="get" action="/usage/export.csv" id="usage-export" class="row-form">
+                <label>"From" <input type="date" name="from" value=r.export_from required/></label>
+                <label>"To" <input type="date" name="to" value=r.export_to required/></label>
+                <button type="submit">"Download CSV"</button>
+            </form>
+        </section>
+    }
+}
+
+fn figure(title: &'static str, main: String, detail: String) -> impl IntoView {
+    view! {
+        <div class="figure" data-figure=title>
+            <span class="figure-title">{title}</span>
+            <span class="figure-main">{main}</span>
+            <span class="figure-detail">{detail}</span>
+        </div>
+    }
+}
+
+fn unknown_note(t: &UsageFigures) -> Option<impl IntoView> {
+    (t.usage_unknown > 0).then(|| {
+        view! {
+            <p class="hint" id="usage-unknown">
+                {format!("Token usage is unknown for {} of {} calls (refused calls, upstreams that report none, streams cut short): token figures count only the calls whose usage is known.", t.usage_unknown, t.requests)}
+            </p>
+        }
+    })
+}
+
+fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'static str) -> impl IntoView {
+    if rows.is_empty() {
+        return view! { <p class="empty">{empty}</p> }.into_any();
+    }
+    view! {
+        <div class="table-scroll">
+            <table class="list" id=id>
+                <thead><tr>
+                    <th>{what}</th><th class="num">"Requests"</th><th class="num">"Errors"</th><th class="num">"429"</th>
+                    <th class="num">"Input tokens"</th><th class="num">"Output tokens"</th><th class="num">"Total tokens"</th>
+                    <th class="num">"p50"</th><th class="num">"p95"</th>
+                </tr></thead>
+                <tbody>{rows.into_iter().map(|l| {
+                    let u = l.figures;
+                    let unknown = (u.usage_unknown > 0).then(|| format!("usage unknown for {}", u.usage_unknown));
+                    let label = l.label.clone();
+                    view! {
+                        <tr data-label=label>
+                            <td>{l.label}{(!l.detail.is_empty()).then(|| view! { <br/><span class="hint">{l.detail}</span> })}</td>
+                            <td class="num" data-col="requests">{u.requests}</td>
+                            <td class="num" data-col="errors">{u.errors}</td>
+                            <td class="num" data-col="rate_limited">{u.rate_limited}</td>
+                            <td class="num" data-col="input">{u.input_tokens}</td>
+                            <td class="num" data-col="output">{u.output_tokens}</td>
+                            <td class="num" data-col="total">{u.total_tokens}{unknown.map(|n| view! { <br/><span class="hint">{n}</span> })}</td>
+                            <td class="num">{latency_label(u.p50_ms)}</td>
+                            <td class="num">{latency_label(u.p95_ms)}</td>
+                        </tr>
+                    }
+                }).collect_view()}</tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}

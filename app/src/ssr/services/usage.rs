@@ -1,0 +1,413 @@
+//! Usage as the console shows it: the operator's Usage page (charts, top workspaces and keys,
+//! per-model and per-endpoint figures), each model's last 24 hours in the management list, a
+//! user's per-key usage, and the billing export. All of it sums the rollups through
+//! `ssr::usage_rollups`; nothing here reads the tables directly.
+use super::workspaces;
+use crate::error::AppError;
+use crate::ssr::entities::{api_key, endpoint, maas_model, marketplace_model, workspace};
+use crate::ssr::usage_rollups::{aggregate, quantile, By, Group, Scope, Sums};
+use crate::ssr::{charts, now, SResult};
+use crate::types::*;
+use sea_orm::{ConnectionTrait, EntityTrait, QuerySelect, RelationTrait};
+use std::collections::{BTreeMap, HashMap};
+
+/// Rows of the top-workspaces and top-keys tables.
+const TOP: usize = 10;
+/// Days a CSV export may span at most (a bounded answer, whatever is asked).
+pub const MAX_EXPORT_DAYS: i64 = 400;
+
+/// Adds the sums of groups (of one outcome each) into figures.
+#[derive(Default)]
+struct Tally {
+    all: Sums,
+    errors: i64,
+    rate_limited: i64,
+    cancelled: i64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Option<&str>, s: &Sums) {
+        self.all.merge(s);
+        match outcome {
+            Some("upstream_error" | "bad_request") => self.errors += s.requests,
+            Some("rate_limited") => self.rate_limited += s.requests,
+            Some("cancelled") => self.cancelled += s.requests,
+            _ => {}
+        }
+    }
+
+    fn figures(&self) -> UsageFigures {
+        let s = &self.all;
+        UsageFigures {
+            requests: s.requests,
+            errors: self.errors,
+            rate_limited: self.rate_limited,
+            cancelled: self.cancelled,
+            usage_unknown: s.requests - s.usage_known,
+            input_tokens: s.input,
+            output_tokens: s.output,
+            total_tokens: s.total,
+            failovers: s.failovers,
+            p50_ms: quantile(&s.latency_hist, 0.5),
+            p95_ms: quantile(&s.latency_hist, 0.95),
+            ttft_p50_ms: quantile(&s.ttfb_hist, 0.5),
+            ttft_p95_ms: quantile(&s.ttfb_hist, 0.95),
+        }
+    }
+}
+
+/// Tallies groups whose first dimensions are `key_dims` and whose last one is the outcome.
+fn tally_by<K: Ord>(groups: &[Group], key: impl Fn(&Group) -> K, outcome_at: usize) -> BTreeMap<K, Tally> {
+    let mut out: BTreeMap<K, Tally> = BTreeMap::new();
+    for g in groups {
+        out.entry(key(g)).or_default().add(g.text(outcome_at), &g.sums);
+    }
+    out
+}
+
+fn scope_of(f: &UsageFilter, now_minute: i64, visible: Option<Vec<i64>>) -> Scope {
+    let to = now_minute + 1;
+    let workspaces = match (f.workspace, visible) {
+        (Some(w), Some(v)) => Some(if v.contains(&w) { vec![w] } else { vec![] }),
+        (Some(w), None) => Some(vec![w]),
+        (None, v) => v,
+    };
+    Scope { from_minute: to - f.range.minutes(), to_minute: to, models: f.model.map(|m| vec![m]), workspaces, api_key_id: f.key }
+}
+
+/// Names of models, workspaces and keys by id, for labels (usage outlives what it names:
+/// a deleted one shows as "#id (deleted)").
+struct Names {
+    models: HashMap<i64, String>,
+    workspaces: HashMap<i64, String>,
+    keys: HashMap<i64, (String, String, i64)>,
+    endpoints: HashMap<i64, (i64, String, String)>,
+}
+
+async fn names(db: &impl ConnectionTrait) -> SResult<Names> {
+    let models = maas_model::Entity::find()
+        .select_only()
+        .column(maas_model::Column::Id)
+        .column(marketplace_model::Column::Name)
+        .join(sea_orm::JoinType::InnerJoin, maas_model::Relation::Marketplace.def())
+        .into_tuple::<(i64, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let workspaces = workspace::Entity::find().all(db).await?.into_iter().map(|w| (w.id, w.name)).collect();
+    let keys = api_key::Entity::find().all(db).await?.into_iter().map(|k| (k.id, (k.name, k.public_id, k.workspace_id))).collect();
+    let endpoints = endpoint::Entity::find().all(db).await?.into_iter().map(|e| (e.id, (e.maas_model_id, e.url, e.model_id))).collect();
+    Ok(Names { models, workspaces, keys, endpoints })
+}
+
+impl Names {
+    fn workspace(&self, id: Option<i64>) -> String {
+        match id {
+            None => "(no workspace: refused before authentication)".into(),
+            Some(id) => self.workspaces.get(&id).cloned().unwrap_or_else(|| format!("#{id} (deleted)")),
+        }
+    }
+
+    fn key(&self, id: Option<i64>) -> (String, String) {
+        match id.and_then(|id| self.keys.get(&id).map(|k| (id, k))) {
+            Some((_, (name, public_id, ws))) => (name.clone(), format!("{public_id} · {}", self.workspace(Some(*ws)))),
+            None => match id {
+                Some(id) => (format!("#{id} (deleted)"), String::new()),
+                None => ("(no key)".into(), "invalid or missing API key".into()),
+            },
+        }
+    }
+}
+
+fn sorted_top(mut lines: Vec<UsageLine>, n: usize) -> Vec<UsageLine> {
+    lines.sort_by(|a, b| b.figures.total_tokens.cmp(&a.figures.total_tokens).then(b.figures.requests.cmp(&a.figures.requests)).then(a.label.cmp(&b.label)));
+    lines.truncate(n);
+    lines
+}
+
+/// The operator's Usage page for `f`.
+pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<UsageReport> {
+    report_at(db, f, now() / 60).await
+}
+
+pub async fn report_at(db: &impl ConnectionTrait, f: &UsageFilter, now_minute: i64) -> SResult<UsageReport> {
+    let scope = scope_of(f, now_minute, None);
+    let bucket = f.range.bucket_minutes();
+    let names = names(db).await?;
+
+    // Charts: per time bucket and outcome.
+    let series = aggregate(db, &scope, By::Outcome, Some(bucket)).await?;
+    let per_bucket = tally_by(&series, |g| g.at_minute, 0);
+    let start = scope.from_minute - scope.from_minute.rem_euclid(bucket);
+    let points: Vec<(i64, UsageFigures)> = (0..)
+        .map(|i| start + i * bucket)
+        .take_while(|m| *m < scope.to_minute)
+        .map(|m| (m, per_bucket.get(&m).map(Tally::figures).unwrap_or_default()))
+        .collect();
+    let charts = charts::usage_charts(&points, f.range);
+
+    // Totals, from the whole range at once (percentiles over the range, not of buckets).
+    let totals = aggregate(db, &scope, By::Outcome, None).await?;
+    let mut all = Tally::default();
+    for g in &totals {
+        all.add(g.text(0), &g.sums);
+    }
+
+    let by_ws = aggregate(db, &scope, By::Workspace, None).await?;
+    let top_workspaces = sorted_top(
+        tally_by(&by_ws, |g| g.int(0), usize::MAX)
+            .into_iter()
+            .map(|(ws, t)| UsageLine { label: names.workspace(ws), detail: String::new(), figures: t.figures() })
+            .collect(),
+        TOP,
+    );
+    let by_key = aggregate(db, &scope, By::Key, None).await?;
+    let top_keys = sorted_top(
+        tally_by(&by_key, |g| g.int(1), usize::MAX)
+            .into_iter()
+            .map(|(k, t)| {
+                let (label, detail) = names.key(k);
+                UsageLine { label, detail, figures: t.figures() }
+            })
+            .collect(),
+        TOP,
+    );
+    // Per model and per endpoint: with outcomes, for their error counts.
+    let by_model = aggregate(db, &scope, By::ModelOutcome, None).await?;
+    let models = sorted_top(
+        tally_by(&by_model, |g| (g.int(0), g.text(1).unwrap_or_default().to_owned()), 2)
+            .into_iter()
+            .map(|((id, sent), t)| {
+                let label = match id {
+                    Some(id) => names.models.get(&id).cloned().unwrap_or_else(|| format!("{sent} (deleted)")),
+                    None => sent,
+                };
+                let detail = if id.is_none() { "not a served model (404)".into() } else { String::new() };
+                UsageLine { label, detail, figures: t.figures() }
+            })
+            .collect(),
+        usize::MAX,
+    );
+    let by_endpoint = aggregate(db, &scope, By::EndpointOutcome, None).await?;
+    let mut endpoints: Vec<UsageLine> = tally_by(&by_endpoint, |g| g.int(0), 1)
+        .into_iter()
+        .filter_map(|(id, t)| {
+            let id = id?;
+            let (label, detail) = match names.endpoints.get(&id) {
+                Some((m, url, upstream_model)) => (url.clone(), format!("{} → {upstream_model}", names.models.get(m).map_or("?", String::as_str))),
+                None => (format!("endpoint #{id} (removed)"), String::new()),
+            };
+            Some(UsageLine { label, detail, figures: t.figures() })
+        })
+        .collect();
+    endpoints.sort_by(|a, b| b.figures.requests.cmp(&a.figures.requests));
+
+    let mut model_choices: Vec<Choice> = names.models.iter().map(|(id, n)| Choice { id: *id, label: n.clone() }).collect();
+    model_choices.sort_by(|a, b| a.label.cmp(&b.label));
+    let mut workspace_choices: Vec<Choice> = names.workspaces.iter().map(|(id, n)| Choice { id: *id, label: n.clone() }).collect();
+    workspace_choices.sort_by(|a, b| a.label.cmp(&b.label));
+    let mut key_choices: Vec<Choice> = names
+        .keys
+        .iter()
+        .filter(|(_, (_, _, ws))| f.workspace.is_none_or(|w| w == *ws))
+        .map(|(id, (n, public_id, _))| Choice { id: *id, label: format!("{n} ({public_id})") })
+        .collect();
+    key_choices.sort_by(|a, b| a.label.cmp(&b.label));
+    let today = now_minute.div_euclid(1440);
+    Ok(UsageReport {
+        filter: f.clone(),
+        totals: all.figures(),
+        charts,
+        top_workspaces,
+        top_keys,
+        models,
+        endpoints,
+        model_choices,
+        workspace_choices,
+        key_choices,
+        export_from: format_day(today - 29),
+        export_to: format_day(today),
+    })
+}
+
+/// Each listed model's last 24 hours, for the management list.
+pub async fn models_last_day(db: &impl ConnectionTrait, ids: &[i64]) -> SResult<HashMap<i64, UsageFigures>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let to = now() / 60 + 1;
+    let scope = Scope { from_minute: to - 1440, to_minute: to, models: Some(ids.to_vec()), ..Default::default() };
+    let groups = aggregate(db, &scope, By::ModelOutcome, None).await?;
+    Ok(tally_by(&groups, |g| g.int(0), 2).into_iter().filter_map(|(id, t)| Some((id?, t.figures()))).collect())
+}
+
+/// The caller's keys' usage over the last 24 hours and 30 days (a user sees only their own
+/// workspaces' keys; an operator every key).
+pub async fn key_usage(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<KeyUsage>> {
+    let visible = workspaces::visible_ids(db, who).await?;
+    let to = now() / 60 + 1;
+    let mut out: BTreeMap<i64, KeyUsage> = BTreeMap::new();
+    for (days, month) in [(1, false), (30, true)] {
+        let scope = Scope { from_minute: to - days * 1440, to_minute: to, workspaces: visible.clone(), ..Default::default() };
+        let groups = aggregate(db, &scope, By::KeyOutcome, None).await?;
+        for (key, t) in tally_by(&groups, |g| g.int(1), 2) {
+            let Some(key) = key else { continue };
+            let u = out.entry(key).or_insert_with(|| KeyUsage { key_id: key, ..Default::default() });
+            if month {
+                u.month = t.figures();
+            } else {
+                u.day = t.figures();
+            }
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+/// A UTC calendar day as `YYYY-MM-DD` ↔ days since 1970-01-01.
+pub fn parse_day(s: &str) -> Option<i64> {
+    let mut it = s.trim().splitn(3, '-');
+    let (y, m, d): (i64, i64, i64) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    // 2026-02-31 is not a day: it must print back as itself.
+    (format_day(days) == format!("{y:04}-{m:02}-{d:02}")).then_some(days)
+}
+
+/// Howard Hinnant's days_from_civil.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub fn format_day(days: i64) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The billing export: one line per UTC day × workspace × key × model of `[from, to]` (days,
+/// inclusive), with requests and input, output and total tokens, and the calls whose usage is
+/// unknown. Days validated first: a clear error, never a partial or unbounded file.
+pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<String> {
+    let mut e = FieldErrors::default();
+    let (f, t) = (parse_day(from), parse_day(to));
+    if f.is_none() {
+        e.add("from", "a day as YYYY-MM-DD");
+    }
+    if t.is_none() {
+        e.add("to", "a day as YYYY-MM-DD");
+    }
+    if let (Some(f), Some(t)) = (f, t) {
+        if t < f {
+            e.add("to", "must not be before `from`");
+        } else if t - f + 1 > MAX_EXPORT_DAYS {
+            e.add("to", &format!("at most {MAX_EXPORT_DAYS} days per export"));
+        }
+    }
+    e.into_result()?;
+    let (f, t) = (f.unwrap_or_default(), t.unwrap_or_default());
+    let scope = Scope { from_minute: f * 1440, to_minute: (t + 1) * 1440, ..Default::default() };
+    let groups = aggregate(db, &scope, By::WorkspaceKeyModel, Some(1440)).await?;
+    let names = names(db).await?;
+    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown\n");
+    for g in &groups {
+        let (ws, key, model_id, model) = (g.int(0), g.int(1), g.int(2), g.text(3).unwrap_or_default());
+        let s = &g.sums;
+        let id = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let ws_name = ws.map(|w| names.workspace(Some(w))).unwrap_or_default();
+        let key_name = key.map(|k| names.key(Some(k)).0).unwrap_or_default();
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            format_day(g.at_minute / 1440),
+            id(ws),
+            csv_field(&ws_name),
+            id(key),
+            csv_field(&key_name),
+            id(model_id),
+            csv_field(model),
+            s.requests,
+            s.input,
+            s.output,
+            s.total,
+            s.requests - s.usage_known
+        ));
+    }
+    Ok(out)
+}
+
+/// A CSV field, quoted when needed; a leading `=`, `+`, `-` or `@` is prefixed with `'` so a
+/// spreadsheet never runs a name as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// A filter from the page's query string; unknown values are an error, not silently "all".
+pub fn filter_from_query(range: &str, model: &str, workspace: &str, key: &str) -> Result<UsageFilter, AppError> {
+    let mut e = FieldErrors::default();
+    let range = if range.is_empty() { Some(UsageRange::default()) } else { UsageRange::parse(range) };
+    if range.is_none() {
+        e.add("range", "one of 1h, 24h, 7d, 30d");
+    }
+    let mut id = |field: &str, v: &str| -> Option<i64> {
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.parse::<i64>().ok().filter(|n| *n > 0);
+        if n.is_none() {
+            e.add(field, "an id");
+        }
+        n
+    };
+    let (model, workspace, key) = (id("model", model), id("workspace", workspace), id("key", key));
+    if !e.is_empty() {
+        return Err(AppError::Invalid(e));
+    }
+    Ok(UsageFilter { range: range.unwrap_or_default(), model, workspace, key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_round_trip_and_impossible_days_are_refused() {
+        assert_eq!(parse_day("1970-01-01"), Some(0));
+        assert_eq!(parse_day("2026-12-01").map(format_day).as_deref(), Some("2026-12-01"));
+        assert_eq!(parse_day("2024-02-29").map(format_day).as_deref(), Some("2024-02-29"));
+        for bad in ["2026-02-31", "2026-13-01", "26-1-1x", "", "2026-12", "yesterday"] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+    }
+}

@@ -1,0 +1,358 @@
+//! The usage tables (`usage_minutes`, `usage_hours`): the one place that knows their columns.
+//! The gateway's meter appends minute rows ([`insert_minutes`]); the control plane compacts
+//! complete hours into hourly rows and drops old rows ([`compact`], [`retain`]); the console
+//! adds them up ([`aggregate`]).
+//!
+//! Rows are appended, never updated in place (several flushes and replicas write the same
+//! minute): readers sum. Each call is counted exactly once by "hourly rows + minute rows not yet
+//! compacted"; minute rows stay (flagged `compacted`) for minute-resolution charts until their
+//! retention ends.
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SimpleExpr};
+use sea_orm::{ConnectionTrait, DbErr, IsolationLevel, Statement, TransactionSession, TransactionTrait, Value};
+
+/// Upper bounds of the latency and time-to-first-byte histogram buckets, ms; one more bucket
+/// counts everything above the last. Fixed, so that percentiles over any range come from the
+/// stored counts.
+pub const BUCKETS_MS: [u64; 13] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000];
+pub const BUCKETS: usize = BUCKETS_MS.len() + 1;
+
+pub fn bucket(ms: u64) -> usize {
+    BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(BUCKETS_MS.len())
+}
+
+/// The additive part of a rollup: what a row holds and what a query sums.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sums {
+    pub requests: i64,
+    pub failovers: i64,
+    /// Calls whose upstream reported usage; the token sums are theirs alone.
+    pub usage_known: i64,
+    pub input: i64,
+    pub output: i64,
+    pub total: i64,
+    pub latency_ms: i64,
+    pub ttfb_ms: i64,
+    pub latency_hist: [i64; BUCKETS],
+    pub ttfb_hist: [i64; BUCKETS],
+}
+
+impl Sums {
+    pub fn merge(&mut self, v: &Sums) {
+        self.requests += v.requests;
+        self.failovers += v.failovers;
+        self.usage_known += v.usage_known;
+        self.input += v.input;
+        self.output += v.output;
+        self.total += v.total;
+        self.latency_ms += v.latency_ms;
+        self.ttfb_ms += v.ttfb_ms;
+        for i in 0..BUCKETS {
+            self.latency_hist[i] += v.latency_hist[i];
+            self.ttfb_hist[i] += v.ttfb_hist[i];
+        }
+    }
+}
+
+/// The `q` quantile (0..1) of a bucket histogram, ms, interpolated within its bucket as
+/// Prometheus's `histogram_quantile` does; `None` without observations. Above the last bound
+/// it answers the last bound (the histogram cannot say more).
+pub fn quantile(hist: &[i64; BUCKETS], q: f64) -> Option<f64> {
+    let count: i64 = hist.iter().sum();
+    if count == 0 {
+        return None;
+    }
+    let rank = q * count as f64;
+    let mut seen = 0i64;
+    for (i, &n) in hist.iter().enumerate() {
+        if n > 0 && (seen + n) as f64 >= rank {
+            let Some(&hi) = BUCKETS_MS.get(i) else { return Some(*BUCKETS_MS.last().unwrap() as f64) };
+            let lo = if i == 0 { 0 } else { BUCKETS_MS[i - 1] };
+            let within = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
+            return Some(lo as f64 + (hi - lo) as f64 * within);
+        }
+        seen += n;
+    }
+    Some(*BUCKETS_MS.last().unwrap() as f64)
+}
+
+/// One minute row as the meter writes it.
+#[derive(Clone, Debug)]
+pub struct MinuteRow<'a> {
+    pub minute: i64,
+    pub gateway_id: &'a str,
+    pub maas_model_id: Option<i64>,
+    pub model: &'a str,
+    pub endpoint_id: Option<i64>,
+    pub workspace_id: Option<i64>,
+    pub api_key_id: Option<i64>,
+    pub operation: &'static str,
+    pub outcome: &'static str,
+    pub status: i32,
+    pub sums: &'a Sums,
+}
+
+/// The summed columns, in [`Sums`] order, then the histogram buckets.
+fn sum_columns() -> Vec<String> {
+    ["requests", "failovers", "usage_known", "input_tokens", "output_tokens", "total_tokens", "latency_ms_sum", "ttfb_ms_sum"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain((0..BUCKETS).map(|i| format!("lat_b{i}")))
+        .chain((0..BUCKETS).map(|i| format!("ttfb_b{i}")))
+        .collect()
+}
+
+fn sum_values(s: &Sums) -> impl Iterator<Item = i64> + '_ {
+    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.latency_ms, s.ttfb_ms].into_iter().chain(s.latency_hist.iter().copied()).chain(s.ttfb_hist.iter().copied())
+}
+
+/// Dimension columns shared by both tables (besides the time column).
+const DIMENSIONS: &str = "maas_model_id, model, endpoint_id, workspace_id, api_key_id, operation, outcome, status";
+
+/// Rows per INSERT statement (SQLite's bound on variables: 40 columns × 256 rows < 32,766).
+const INSERT_BATCH: usize = 256;
+
+/// Appends minute rows (in the caller's transaction, if any).
+pub async fn insert_minutes(db: &impl ConnectionTrait, rows: &[MinuteRow<'_>]) -> Result<(), DbErr> {
+    let fixed = ["minute", "gateway_id", "maas_model_id", "model", "endpoint_id", "workspace_id", "api_key_id", "operation", "outcome", "status"];
+    let columns: Vec<Alias> = fixed.iter().map(|c| Alias::new(*c)).chain(sum_columns().into_iter().map(Alias::new)).collect();
+    for batch in rows.chunks(INSERT_BATCH) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("usage_minutes")).columns(columns.clone());
+        for r in batch {
+            let mut values: Vec<SimpleExpr> = vec![
+                r.minute.into(),
+                r.gateway_id.into(),
+                r.maas_model_id.into(),
+                r.model.into(),
+                r.endpoint_id.into(),
+                r.workspace_id.into(),
+                r.api_key_id.into(),
+                r.operation.into(),
+                r.outcome.into(),
+                r.status.into(),
+            ];
+            values.extend(sum_values(r.sums).map(SimpleExpr::from));
+            q.values(values).map_err(|e| DbErr::Custom(e.to_string()))?;
+        }
+        db.execute(&q).await?;
+    }
+    Ok(())
+}
+
+/// Folds every minute row of a complete hour before `before_minute` not yet compacted into
+/// hourly rows, and flags them compacted, in one transaction that sees one snapshot (repeatable
+/// read: a row committed meanwhile by a replica's flush is neither summed nor flagged, it goes
+/// with the next run). Returns the hourly rows written.
+pub async fn compact<C: TransactionTrait>(db: &C, before_minute: i64) -> Result<u64, DbErr> {
+    let before = before_minute - before_minute.rem_euclid(60);
+    let sums = sum_columns();
+    let selected = sums.iter().map(|c| format!("SUM({c})")).collect::<Vec<_>>().join(", ");
+    let txn = db.begin_with_config(Some(IsolationLevel::RepeatableRead), None).await?;
+    let backend = txn.get_database_backend();
+    let insert = format!(
+        "INSERT INTO usage_hours (hour, {DIMENSIONS}, {cols}) SELECT minute / 60, {DIMENSIONS}, {selected} FROM usage_minutes WHERE compacted = FALSE AND minute < {before} GROUP BY minute / 60, {DIMENSIONS}",
+        cols = sums.join(", ")
+    );
+    let written = txn.execute_raw(Statement::from_string(backend, insert)).await?.rows_affected();
+    txn.execute_raw(Statement::from_string(backend, format!("UPDATE usage_minutes SET compacted = TRUE WHERE compacted = FALSE AND minute < {before}"))).await?;
+    txn.commit().await?;
+    Ok(written)
+}
+
+/// Deletes compacted minute rows older than `keep_minutes` and hourly rows older than
+/// `keep_hours` (both from `now_minute`). Returns (minute rows, hourly rows) deleted.
+pub async fn retain(db: &impl ConnectionTrait, now_minute: i64, keep_minutes: i64, keep_hours: i64) -> Result<(u64, u64), DbErr> {
+    let backend = db.get_database_backend();
+    let minutes = db
+        .execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_minutes WHERE compacted = TRUE AND minute < {}", now_minute - keep_minutes)))
+        .await?
+        .rows_affected();
+    let hours = db.execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_hours WHERE hour < {}", now_minute / 60 - keep_hours))).await?.rows_affected();
+    Ok((minutes, hours))
+}
+
+/// What to add up: a time range in Unix minutes `[from, to)` and optional filters.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub from_minute: i64,
+    pub to_minute: i64,
+    /// Only these MaaS models; `None`: all.
+    pub models: Option<Vec<i64>>,
+    /// Only these workspaces (a user's own); `None`: all.
+    pub workspaces: Option<Vec<i64>>,
+    pub api_key_id: Option<i64>,
+}
+
+/// What the sums are grouped by, besides time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    Outcome,
+    Workspace,
+    Key,
+    KeyOutcome,
+    ModelOutcome,
+    EndpointOutcome,
+    /// Workspace, key and model (the billing export).
+    WorkspaceKeyModel,
+}
+
+impl By {
+    fn columns(self) -> &'static [&'static str] {
+        match self {
+            By::Outcome => &["outcome"],
+            By::Workspace => &["workspace_id"],
+            By::Key => &["workspace_id", "api_key_id"],
+            By::KeyOutcome => &["workspace_id", "api_key_id", "outcome"],
+            By::ModelOutcome => &["maas_model_id", "model", "outcome"],
+            By::EndpointOutcome => &["endpoint_id", "outcome"],
+            By::WorkspaceKeyModel => &["workspace_id", "api_key_id", "maas_model_id", "model"],
+        }
+    }
+}
+
+/// One group of an [`aggregate`]: its time bucket (Unix minute it starts at, with a bucket of
+/// `bucket_minutes`; 0 when not grouped by time), its dimension values (as [`By::columns`]:
+/// integers or text), and its sums.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub at_minute: i64,
+    pub dims: Vec<Value>,
+    pub sums: Sums,
+}
+
+impl Group {
+    pub fn int(&self, i: usize) -> Option<i64> {
+        match self.dims.get(i) {
+            Some(Value::BigInt(v)) => *v,
+            Some(Value::Int(v)) => v.map(i64::from),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self, i: usize) -> Option<&str> {
+        match self.dims.get(i) {
+            Some(Value::String(Some(s))) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// Sums the usage of `scope`, grouped by `by` and, with `bucket_minutes`, by time buckets of
+/// that many minutes. Buckets under an hour read the minute rows (all of them: they are kept
+/// past the longest minute-resolution range); an hour and more read the hourly rows plus the
+/// minute rows not compacted yet, so a call is never counted twice nor missed.
+pub async fn aggregate(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes: Option<i64>) -> Result<Vec<Group>, DbErr> {
+    let fine = bucket_minutes.is_some_and(|b| b < 60) || (scope.to_minute - scope.from_minute) < 60;
+    if fine {
+        return query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: false }).await;
+    }
+    let mut out = {
+        let mut hours = query(db, scope, by, bucket_minutes, Table::Hours).await?;
+        hours.extend(query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: true }).await?);
+        hours
+    };
+    // Groups from both tables with the same bucket and dimensions become one.
+    out.sort_by(|a, b| a.at_minute.cmp(&b.at_minute).then_with(|| format!("{:?}", a.dims).cmp(&format!("{:?}", b.dims))));
+    let mut merged: Vec<Group> = Vec::with_capacity(out.len());
+    for g in out {
+        match merged.last_mut() {
+            Some(last) if last.at_minute == g.at_minute && last.dims == g.dims => last.sums.merge(&g.sums),
+            _ => merged.push(g),
+        }
+    }
+    Ok(merged)
+}
+
+enum Table {
+    Minutes { only_uncompacted: bool },
+    Hours,
+}
+
+async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes: Option<i64>, table: Table) -> Result<Vec<Group>, DbErr> {
+    // Time in the table's unit: minutes, or hours (an hour row covers its whole hour, so the
+    // range's hours are those the range starts and ends in).
+    let (name, time, from, to, unit) = match table {
+        Table::Minutes { .. } => ("usage_minutes", "minute", scope.from_minute, scope.to_minute, 1),
+        Table::Hours => ("usage_hours", "hour", scope.from_minute.div_euclid(60), (scope.to_minute + 59).div_euclid(60), 60),
+    };
+    let mut q = Query::select();
+    q.from(Alias::new(name));
+    let time_col = || Expr::col(Alias::new(time));
+    match bucket_minutes {
+        // The bucket's start, in minutes: (time * unit) / bucket * bucket.
+        Some(b) => {
+            let b = std::cmp::max(b, unit);
+            q.expr_as(Expr::cust(format!("(({time} * {unit}) / {b}) * {b}")), Alias::new("at"));
+        }
+        None => {
+            q.expr_as(Expr::val(0i64), Alias::new("at"));
+        }
+    }
+    for c in by.columns() {
+        q.column(Alias::new(*c));
+    }
+    // Cast: SUM of a bigint is numeric on PostgreSQL.
+    for c in sum_columns() {
+        q.expr(Expr::cust(format!("CAST(SUM({c}) AS BIGINT)")));
+    }
+    q.and_where(time_col().gte(from)).and_where(time_col().lt(to));
+    if let Table::Minutes { only_uncompacted: true } = table {
+        q.and_where(Expr::col(Alias::new("compacted")).eq(false));
+    }
+    if let Some(m) = &scope.models {
+        q.and_where(Expr::col(Alias::new("maas_model_id")).is_in(m.clone()));
+    }
+    if let Some(ws) = &scope.workspaces {
+        q.and_where(Expr::col(Alias::new("workspace_id")).is_in(ws.clone()));
+    }
+    if let Some(k) = scope.api_key_id {
+        q.and_where(Expr::col(Alias::new("api_key_id")).eq(k));
+    }
+    if bucket_minutes.is_some() {
+        q.add_group_by([Expr::cust("at")]);
+    }
+    for c in by.columns() {
+        q.add_group_by([Expr::col(Alias::new(*c)).into()]);
+    }
+    let rows = db.query_all(&q).await?;
+    let n = by.columns().len();
+    rows.into_iter()
+        .map(|row| {
+            let at_minute: i64 = row.try_get_by_index(0)?;
+            let mut dims = Vec::with_capacity(n);
+            for (i, c) in by.columns().iter().enumerate() {
+                dims.push(if *c == "model" || *c == "outcome" {
+                    Value::String(row.try_get_by_index::<Option<String>>(1 + i)?)
+                } else {
+                    Value::BigInt(row.try_get_by_index::<Option<i64>>(1 + i)?)
+                });
+            }
+            let mut v = (0..8 + 2 * BUCKETS).map(|j| row.try_get_by_index::<Option<i64>>(1 + n + j).map(Option::unwrap_or_default));
+            let mut s = Sums::default();
+            for slot in [&mut s.requests, &mut s.failovers, &mut s.usage_known, &mut s.input, &mut s.output, &mut s.total, &mut s.latency_ms, &mut s.ttfb_ms] {
+                *slot = v.next().unwrap()?;
+            }
+            for slot in s.latency_hist.iter_mut().chain(s.ttfb_hist.iter_mut()) {
+                *slot = v.next().unwrap()?;
+            }
+            Ok(Group { at_minute, dims, sums: s })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_their_bucket() {
+        let mut h = [0i64; BUCKETS];
+        assert_eq!(quantile(&h, 0.5), None);
+        h[bucket(40)] = 10; // 25..50 ms
+        assert_eq!(quantile(&h, 0.5), Some(37.5));
+        assert_eq!(quantile(&h, 1.0), Some(50.0));
+        h[BUCKETS - 1] = 90; // above 120 s
+        assert_eq!(quantile(&h, 0.95), Some(120_000.0));
+        assert_eq!(quantile(&h, 0.05), Some(37.5));
+    }
+}
