@@ -84,12 +84,51 @@ struct ServeArgs {
     clients: ClientArgs,
     #[command(flatten)]
     usage: UsageArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// How long per-minute usage rows are kept (the hour and day charts); at least 2d.
     #[arg(long, env = "MAAS_USAGE_KEEP_MINUTE_ROWS", default_value = "8d", value_parser = server::serving::parse_duration)]
     usage_keep_minute_rows: std::time::Duration,
     /// How long hourly usage rows are kept (longer charts, the CSV export).
     #[arg(long, env = "MAAS_USAGE_KEEP_HOURLY_ROWS", default_value = "400d", value_parser = server::serving::parse_duration)]
     usage_keep_hourly_rows: std::time::Duration,
+}
+
+/// `/metrics` (gateway/metrics.rs); the same for `serve` and `gateway`.
+#[derive(clap::Args, Clone)]
+struct MetricsArgs {
+    /// Token a Prometheus scrape must send (`Authorization: Bearer …`, `bearer_token` in its
+    /// scrape config) for `/metrics` on the main listener. Without it, `/metrics` is not served
+    /// there.
+    #[arg(long, env = "MAAS_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Also serve `/metrics` on this address (an internal interface), without the token unless
+    /// one is set.
+    #[arg(long, env = "MAAS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+impl MetricsArgs {
+    fn auth(&self) -> server::gateway::metrics::ScrapeAuth {
+        server::gateway::metrics::ScrapeAuth { token: self.metrics_token.as_deref().filter(|t| !t.is_empty()).map(std::sync::Arc::from) }
+    }
+
+    /// The metrics router for the main listener, after starting the dedicated one if asked.
+    async fn serve(&self, gw: &std::sync::Arc<server::gateway::Gateway>) -> anyhow::Result<axum::Router> {
+        use server::gateway::metrics;
+        if let Some(addr) = self.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("--metrics-listen {addr}: {e}"))?;
+            let auth = self.auth();
+            let router = metrics::router(gw.clone(), auth.token.is_some().then_some(auth));
+            tracing::info!(%addr, "serving /metrics");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
+        Ok(metrics::router(gw.clone(), Some(self.auth())))
+    }
 }
 
 /// The usage meter (gateway/meter.rs); the same for `serve` and `gateway`.
@@ -185,6 +224,8 @@ struct GatewayArgs {
     clients: ClientArgs,
     #[command(flatten)]
     usage: UsageArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -351,7 +392,8 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
     if !initial_config(&state, rev).await {
         tracing::warn!("the gateway has not loaded the configuration yet; /v1 answers 404 until it does");
     }
-    let front = gateway.front(server::web::router(server::web::leptos_options(local), state).merge(gateway.router()));
+    let metrics = a.metrics.serve(&gateway).await?;
+    let front = gateway.front(server::web::router(server::web::leptos_options(local), state).merge(gateway.router()).merge(metrics));
     println!("MaaS console: {url}");
     if let Some(pw) = generated {
         println!("first operator created: username `{}`, password `{pw}` (shown once)", a.admin_user);
@@ -397,7 +439,8 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     }
     let gw = gateway.clone();
     // Readiness for load balancers and orchestrators: the applied configuration revision.
-    let front = gateway.front(gateway.router().route("/healthz", axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) })));
+    let metrics = a.metrics.serve(&gateway).await?;
+    let front = gateway.front(gateway.router().merge(metrics).route("/healthz", axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) })));
     println!("MaaS gateway {id} for cluster `{}`: http://{}/v1", a.cluster, listener.local_addr()?);
     Ok((front, listener))
 }

@@ -1,6 +1,7 @@
 //! The gateway contract of DESIGN.md, end to end over loopback: a real SQLite file, the real
 //! server router on port 0, and `maas mock-upstream` on port 0 as the only simulated part.
 mod common;
+use common::{demo_serve, DemoServe};
 use app::ssr::services::{catalog, keys, models, workspaces};
 use app::ssr::AppState;
 use app::types::*;
@@ -890,48 +891,6 @@ async fn an_egress_proxy_of_an_unsupported_scheme_fails_the_request_without_goin
     let (s, e) = error_of(h.chat(hello()).await).await;
     assert_eq!((s, e["code"].as_str()), (502, Some("upstream_unavailable")), "{e}");
     assert_eq!(h.received().await.len(), 0, "nothing reached the endpoint");
-}
-
-/// The real `maas serve` on a fresh SQLite file with the demo model on `demo_upstream`, once it
-/// printed its URL: the process, its data folder, base URL and demo key.
-struct DemoServe {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    base: String,
-    port: u16,
-    key: String,
-}
-
-fn demo_serve(demo_upstream: &str, env: &[(&str, &str)]) -> DemoServe {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::daemons::free_port();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_maas"));
-    cmd.args(["serve", "--demo-upstream", demo_upstream])
-        .env("DATABASE_URL", format!("sqlite://{}/maas.db?mode=rwc", dir.path().display()))
-        .env("MAAS_DATA_DIR", dir.path())
-        .env("MAAS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    // Up once it prints its URL. Its output is read to the end on a thread of its own: a pipe
-    // closed early would make its later prints fail.
-    let (up_tx, up_rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with("MaaS console:") {
-                let _ = up_tx.send(());
-            }
-        }
-    });
-    up_rx.recv_timeout(Duration::from_secs(30)).expect("maas serve did not start within 30 s");
-    let key = std::fs::read_to_string(dir.path().join("demo.key")).unwrap().trim().to_owned();
-    DemoServe { child, dir, base: format!("http://127.0.0.1:{port}"), port, key }
 }
 
 /// A rolling restart sends SIGTERM: the real `maas serve` stops accepting connections at once

@@ -114,9 +114,18 @@ fn add(s: &mut Sums, c: &Call) {
     }
 }
 
+/// One serving thread's part of the meter.
+#[derive(Default)]
+struct Shard {
+    /// Since the last flush: what goes into the usage tables.
+    rollups: FxHashMap<Key, Sums>,
+    /// Since start, never drained: what `/metrics` exposes (bounded labels only).
+    series: super::metrics::Series,
+}
+
 #[derive(Default)]
 pub struct Meter {
-    shards: thread_local::ThreadLocal<Mutex<FxHashMap<Key, Sums>>>,
+    shards: thread_local::ThreadLocal<Mutex<Shard>>,
 }
 
 impl Meter {
@@ -134,18 +143,39 @@ impl Meter {
             outcome: c.outcome,
             status: c.status,
         };
-        let mut shard = self.shards.get_or_default().lock();
-        if shard.len() >= MAX_ROWS && !shard.contains_key(&key) {
+        let mut guard = self.shards.get_or_default().lock();
+        let shard = &mut *guard;
+        shard.series.record(&c);
+        if shard.rollups.len() >= MAX_ROWS && !shard.rollups.contains_key(&key) {
             key = Key { model: Arc::from("(overflow)"), maas_model_id: None, endpoint_id: None, workspace_id: None, api_key_id: None, ..key };
         }
-        add(shard.entry(key).or_default(), &c);
+        add(shard.rollups.entry(key).or_default(), &c);
+    }
+
+    /// A call refused by `rule` (for `/metrics`; the call itself is recorded by [`Self::record`]).
+    pub fn rate_limited(&self, model: &Arc<str>, rule: &str) {
+        self.shards.get_or_default().lock().series.rate_limited(model, rule);
+    }
+
+    /// An upstream that failed a call (the call may still succeed on another endpoint).
+    pub fn upstream_failed(&self, endpoint_id: i64, reason: super::metrics::FailReason) {
+        self.shards.get_or_default().lock().series.upstream_failed(endpoint_id, reason);
+    }
+
+    /// Every thread's `/metrics` series, merged.
+    pub fn series(&self) -> super::metrics::Series {
+        let mut all = super::metrics::Series::default();
+        for shard in self.shards.iter() {
+            all.merge(&shard.lock().series);
+        }
+        all
     }
 
     /// Takes every thread's rollups, merged.
     fn take(&self) -> FxHashMap<Key, Sums> {
         let mut all: FxHashMap<Key, Sums> = FxHashMap::default();
         for shard in self.shards.iter() {
-            let taken = std::mem::take(&mut *shard.lock());
+            let taken = std::mem::take(&mut shard.lock().rollups);
             for (k, v) in taken {
                 all.entry(k).or_default().merge(&v);
             }
@@ -189,7 +219,7 @@ impl Meter {
             // Back into this thread's shard, to go out with the next flush.
             let mut shard = self.shards.get_or_default().lock();
             for (k, v) in rows {
-                shard.entry(k).or_default().merge(&v);
+                shard.rollups.entry(k).or_default().merge(&v);
             }
             return Err(e);
         }
@@ -316,6 +346,9 @@ impl Drop for MeteredBody {
             Scan::Off => None,
         };
         self.call.ended(self.started);
+        if let (true, Some(ep)) = (self.broke, self.call.endpoint_id) {
+            self.meter.upstream_failed(ep, super::metrics::FailReason::BrokenBody);
+        }
         self.meter.record(self.call.clone());
     }
 }

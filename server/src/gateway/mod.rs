@@ -6,6 +6,7 @@ pub mod body;
 pub mod error;
 pub mod limiter;
 pub mod meter;
+pub mod metrics;
 pub mod redis_limiter;
 pub mod snapshot;
 pub mod upstream;
@@ -224,9 +225,13 @@ impl Gateway {
         }
     }
 
-    /// Counts a failure of `ep` against the configured threshold and cool-down.
-    fn failed(&self, ep: &snapshot::Endpoint) {
+    /// Counts a failure of `ep` against the configured threshold and cool-down, and in
+    /// `/metrics` under its reason.
+    fn failed_with(&self, ep: &snapshot::Endpoint, reason: metrics::FailReason) {
         ep.health.failure(self.clock.now_ms(), self.config.fail_threshold, self.config.cooldown.as_millis() as u64);
+        if self.config.usage_metering {
+            self.meter.upstream_failed(ep.id, reason);
+        }
     }
 
     fn authenticate(&self, snap: &Snapshot, headers: &HeaderMap) -> Result<Caller, GatewayError> {
@@ -359,6 +364,9 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
         Ok(resp) => resp,
         Err(e) => {
             let outcome = e.outcome();
+            if let (GatewayError::RateLimited(rej), Some(model), true) = (&e, &so_far.model, gw.config.usage_metering) {
+                gw.meter.rate_limited(model, &rej.rule);
+            }
             let resp = e.into_response();
             if gw.config.usage_metering {
                 let mut call = so_far.call(resp.status().as_u16(), outcome, None, 0);
@@ -427,12 +435,12 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
         }
         match answer {
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
-                gw.failed(ep);
+                gw.failed_with(ep, metrics::FailReason::Status5xx);
                 tracing::warn!(model = %route.name, endpoint = i, status = %resp.status(), "upstream 5xx, failing over");
             }
             Ok(Ok(resp)) => {
                 if resp.status().is_server_error() {
-                    gw.failed(ep);
+                    gw.failed_with(ep, metrics::FailReason::Status5xx);
                 } else {
                     ep.health.success();
                 }
@@ -443,15 +451,20 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
                 return Ok(stream_back(resp, admission.as_ref(), metered));
             }
             Ok(Err(e)) => {
-                gw.failed(ep);
                 tracing::warn!(model = %route.name, endpoint = i, error = %e, "upstream unreachable");
                 failure = match e {
-                    SendError::ConnectTimeout => GatewayError::UpstreamTimeout,
-                    SendError::Unreachable(_) => GatewayError::UpstreamUnavailable,
+                    SendError::ConnectTimeout => {
+                        gw.failed_with(ep, metrics::FailReason::ConnectTimeout);
+                        GatewayError::UpstreamTimeout
+                    }
+                    SendError::Unreachable(_) => {
+                        gw.failed_with(ep, metrics::FailReason::Unreachable);
+                        GatewayError::UpstreamUnavailable
+                    }
                 };
             }
             Err(_) => {
-                gw.failed(ep);
+                gw.failed_with(ep, metrics::FailReason::FirstByteTimeout);
                 tracing::warn!(model = %route.name, endpoint = i, "upstream first-byte timeout");
                 failure = GatewayError::UpstreamTimeout;
             }

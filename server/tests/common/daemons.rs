@@ -213,3 +213,49 @@ impl Drop for Postgres {
         let _ = self.child.kill();
     }
 }
+
+/// A real Prometheus scraping one target every second (with a bearer token), on its own port
+/// and storage directory.
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub async fn start(target: &str, token: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: maas\n    metrics_path: /metrics\n    authorization:\n      credentials: {token}\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let mut child = Command::new(require("/usr/bin/prometheus", "prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("prometheus", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+        Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir }
+    }
+
+    /// The value of an instant query's first sample, if any.
+    pub async fn query(&self, q: &str) -> Option<f64> {
+        let v: serde_json::Value = reqwest::Client::new().get(format!("{}/api/v1/query", self.url)).query(&[("query", q)]).send().await.ok()?.json().await.ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -132,3 +132,46 @@ pub async fn login(router: &Router, user: &str) -> String {
     let set = headers.get("set-cookie").unwrap().to_str().unwrap();
     set.split(';').next().unwrap().to_owned()
 }
+
+/// The real `maas serve` on a fresh SQLite file with the demo model on `demo_upstream`, once it
+/// printed its URL: the process, its data folder, base URL and demo key.
+pub struct DemoServe {
+    pub child: std::process::Child,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub port: u16,
+    pub key: String,
+}
+
+pub fn demo_serve(demo_upstream: &str, env: &[(&str, &str)]) -> DemoServe {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = daemons::free_port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_maas"));
+    cmd.args(["serve", "--demo-upstream", demo_upstream])
+        .env("DATABASE_URL", format!("sqlite://{}/maas.db?mode=rwc", dir.path().display()))
+        .env("MAAS_DATA_DIR", dir.path())
+        .env("MAAS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Up once it prints its URL. Its output is read to the end on a thread of its own: a pipe
+    // closed early would make its later prints fail.
+    let (up_tx, up_rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("MaaS console:") {
+                let _ = up_tx.send(());
+            }
+        }
+    });
+    up_rx.recv_timeout(std::time::Duration::from_secs(30)).expect("maas serve did not start within 30 s");
+    let key = std::fs::read_to_string(dir.path().join("demo.key")).unwrap().trim().to_owned();
+    DemoServe { child, dir, base: format!("http://127.0.0.1:{port}"), port, key }
+}
+

@@ -1,0 +1,168 @@
+//! The usage tables as the console reads them, on a real SQLite file (and PostgreSQL with
+//! MAAS_TEST_DB=postgres): sums over any range, the hourly compaction counting every call
+//! exactly once (late rows of a compacted hour included), retention, the Usage page's report,
+//! a user's per-key usage, and the CSV export.
+mod common;
+use app::ssr::services::{keys, models, usage, workspaces};
+use app::ssr::usage_rollups::{self, aggregate, bucket, By, MinuteRow, Scope, Sums};
+use app::types::*;
+use common::*;
+
+/// A rollup of `n` calls of `tokens` (input, output) each, all of `ms` total and ttfb.
+fn sums(n: i64, input: i64, output: i64, ms: u64) -> Sums {
+    let mut s = Sums { requests: n, usage_known: n, input: n * input, output: n * output, total: n * (input + output), latency_ms: n * ms as i64, ttfb_ms: n * ms as i64, ..Default::default() };
+    s.latency_hist[bucket(ms)] = n;
+    s.ttfb_hist[bucket(ms)] = n;
+    s
+}
+
+struct Row {
+    minute: i64,
+    model: Option<i64>,
+    ws: Option<i64>,
+    key: Option<i64>,
+    outcome: &'static str,
+    sums: Sums,
+}
+
+async fn insert(env: &Env, rows: &[Row]) {
+    let rows: Vec<MinuteRow> = rows
+        .iter()
+        .map(|r| MinuteRow {
+            minute: r.minute,
+            gateway_id: "gw-test",
+            maas_model_id: r.model,
+            model: "chat",
+            endpoint_id: None,
+            workspace_id: r.ws,
+            api_key_id: r.key,
+            operation: "chat",
+            outcome: r.outcome,
+            status: if r.outcome == "ok" { 200 } else { 429 },
+            sums: &r.sums,
+        })
+        .collect();
+    usage_rollups::insert_minutes(env.db(), &rows).await.unwrap();
+}
+
+async fn requests_in(env: &Env, from: i64, to: i64, bucket: Option<i64>) -> (i64, i64) {
+    let g = aggregate(env.db(), &Scope { from_minute: from, to_minute: to, ..Default::default() }, By::Outcome, bucket).await.unwrap();
+    g.iter().fold((0, 0), |(r, t), g| (r + g.sums.requests, t + g.sums.total))
+}
+
+#[tokio::test]
+async fn compaction_keeps_every_call_counted_exactly_once_late_rows_included() {
+    let env = env().await;
+    // Two complete hours (10:00-11:59 of some day) and the current one.
+    let h0 = 500_000 * 60;
+    let ok = |minute, n| Row { minute, model: Some(1), ws: Some(1), key: Some(1), outcome: "ok", sums: sums(n, 5, 2, 40) };
+    insert(&env, &[ok(h0 + 1, 3), ok(h0 + 59, 4), ok(h0 + 60, 5), ok(h0 + 125, 6)]).await;
+    let now = h0 + 130;
+    assert_eq!(requests_in(&env, h0, now, Some(60)).await, (18, 18 * 7));
+
+    let written = usage_rollups::compact(env.db(), now).await.unwrap();
+    assert_eq!(written, 2, "one hourly row per complete hour and dimensions");
+    // Hour resolution now reads the hourly rows and the current hour's minute rows: the same.
+    assert_eq!(requests_in(&env, h0, now, Some(60)).await, (18, 18 * 7));
+    // Minute resolution reads the minute rows, compacted or not: the same.
+    assert_eq!(requests_in(&env, h0, now, Some(1)).await, (18, 18 * 7));
+    // A second compaction has nothing to do.
+    assert_eq!(usage_rollups::compact(env.db(), now).await.unwrap(), 0);
+
+    // A replica's late flush into an hour already compacted: counted once, compacted next run.
+    insert(&env, &[ok(h0 + 30, 2)]).await;
+    assert_eq!(requests_in(&env, h0, now, Some(60)).await.0, 20);
+    assert_eq!(usage_rollups::compact(env.db(), now).await.unwrap(), 1);
+    assert_eq!(requests_in(&env, h0, now, Some(60)).await.0, 20);
+    assert_eq!(requests_in(&env, h0, now, Some(360)).await.0, 20);
+
+    // Retention: compacted minute rows go after their time, hourly rows stay.
+    let (minutes, hours) = usage_rollups::retain(env.db(), now + 3 * 1440, 2 * 1440, 400 * 24).await.unwrap();
+    assert_eq!((minutes, hours), (4, 0), "the four compacted minute rows of the two old hours");
+    assert_eq!(requests_in(&env, h0, now, Some(60)).await.0, 20, "hourly rows still count them");
+    let (_, hours) = usage_rollups::retain(env.db(), now + 401 * 1440, 2 * 1440, 400 * 24).await.unwrap();
+    assert_eq!(hours, 3);
+}
+
+#[tokio::test]
+async fn the_report_sums_per_period_and_filter_and_draws_the_charts() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let other_ws = workspaces::create(env.db(), "team-b").await.unwrap();
+    let (other_key, _) = keys::create(env.db(), &op, other_ws, "batch").await.unwrap();
+    let now = app::ssr::now() / 60;
+    let row = |minute, ws, key, outcome, s| Row { minute, model: Some(id), ws: Some(ws), key: Some(key), outcome, sums: s };
+    insert(&env, &[
+        row(now - 5, f.ws, f.key, "ok", sums(10, 100, 20, 300)),
+        row(now - 5, f.ws, f.key, "rate_limited", Sums { requests: 3, ..Default::default() }),
+        row(now - 2, other_ws, other_key.info.id, "ok", sums(2, 1000, 500, 2000)),
+        // Three days ago: in 7 d and 30 d only.
+        row(now - 3 * 1440, f.ws, f.key, "ok", sums(7, 1, 1, 50)),
+    ])
+    .await;
+
+    let day = usage::report(env.db(), &UsageFilter { range: UsageRange::Day, ..Default::default() }).await.unwrap();
+    assert_eq!((day.totals.requests, day.totals.rate_limited, day.totals.total_tokens), (15, 3, 10 * 120 + 2 * 1500));
+    assert_eq!(day.totals.usage_unknown, 3, "the 429s: no usage");
+    // Top keys by tokens: batch (3,000) before ci (1,200).
+    let top: Vec<(&str, i64)> = day.top_keys.iter().map(|l| (l.label.as_str(), l.figures.total_tokens)).collect();
+    assert_eq!(top, [("batch", 3000), ("ci", 1200)]);
+    let top_ws: Vec<&str> = day.top_workspaces.iter().map(|l| l.label.as_str()).collect();
+    assert_eq!(top_ws, ["team-b", "team-a"]);
+    assert_eq!(day.models.len(), 1);
+    assert_eq!(day.models[0].label, "deepseek-chat");
+    // p50 of 10 calls at 300 ms and 2 at 2 s: within the 250-500 ms bucket.
+    assert!(day.totals.p50_ms.is_some_and(|p| (250.0..=500.0).contains(&p)), "{:?}", day.totals.p50_ms);
+    assert_eq!(day.charts.len(), 3);
+    for c in &day.charts {
+        assert!(c.svg.starts_with("<svg role=\"img\"") && c.svg.contains("viewBox") && c.svg.contains("<polyline") || c.svg.contains("<path"), "{}: {}", c.title, &c.svg[..200.min(c.svg.len())]);
+    }
+    assert!(day.charts[0].svg.contains("calls / 15 min"), "axis title with the bucket unit");
+
+    let week = usage::report(env.db(), &UsageFilter { range: UsageRange::Week, ..Default::default() }).await.unwrap();
+    assert_eq!(week.totals.requests, 22);
+    let hour_team_a = usage::report(env.db(), &UsageFilter { range: UsageRange::Hour, workspace: Some(f.ws), ..Default::default() }).await.unwrap();
+    assert_eq!(hour_team_a.totals.requests, 13);
+    let by_key = usage::report(env.db(), &UsageFilter { range: UsageRange::Month, key: Some(other_key.info.id), ..Default::default() }).await.unwrap();
+    assert_eq!((by_key.totals.requests, by_key.totals.input_tokens), (2, 2000));
+
+    // The management list: the model's last 24 h.
+    let list = models::list(env.db(), "", 0, 20).await.unwrap();
+    assert_eq!((list.rows[0].usage_24h.requests, list.rows[0].usage_24h.total_tokens), (15, 4200));
+
+    // A user sees their own workspace's keys only.
+    let user = env.user("alice", Role::User).await;
+    workspaces::add_member(env.db(), f.ws, "alice").await.unwrap();
+    let mine = usage::key_usage(env.db(), &user).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!((mine[0].key_id, mine[0].day.requests, mine[0].month.requests, mine[0].month.total_tokens), (f.key, 13, 20, 1200 + 14));
+}
+
+#[tokio::test]
+async fn the_csv_export_has_one_line_per_day_workspace_key_and_model_with_exact_sums() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let day0 = usage::parse_day("2026-11-02").unwrap();
+    let m = |d: i64, h: i64| (day0 + d) * 1440 + h * 60;
+    let row = |minute, n| Row { minute, model: Some(9), ws: Some(f.ws), key: Some(f.key), outcome: "ok", sums: sums(n, 10, 1, 20) };
+    insert(&env, &[row(m(0, 1), 2), row(m(0, 23), 3), row(m(1, 0), 4), row(m(5, 0), 100)]).await;
+    // Half of it compacted: the export adds hourly and minute rows alike.
+    usage_rollups::compact(env.db(), m(0, 12)).await.unwrap();
+
+    let csv = usage::export_csv(env.db(), "2026-11-02", "2026-11-03").await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown");
+    assert_eq!(lines[1], format!("2026-11-02,{},team-a,{},ci,9,chat,5,50,5,55,0", f.ws, f.key));
+    assert_eq!(lines[2], format!("2026-11-03,{},team-a,{},ci,9,chat,4,40,4,44,0", f.ws, f.key));
+    assert_eq!(lines.len(), 3, "the 7th is outside the period: {csv}");
+
+    for (from, to, field) in [("2026-11-03", "2026-11-02", "to"), ("2026-02-30", "2026-11-02", "from"), ("2025-01-01", "2026-12-31", "to"), ("", "x", "from")] {
+        match usage::export_csv(env.db(), from, to).await {
+            Err(app::ssr::ServiceError::App(app::error::AppError::Invalid(e))) => assert!(e.get(field).is_some(), "{from}..{to}: {e:?}"),
+            other => panic!("{from}..{to}: {other:?}"),
+        }
+    }
+}
