@@ -252,9 +252,10 @@ pub struct ModelDetail {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GatewayState {
-    /// Every gateway serving the cluster applied this model's latest revision.
-    Synced,
-    /// No gateway has applied it yet (or none is running for the cluster).
+    /// Every live gateway serving the cluster (`replicas` of them) applied this model's latest
+    /// revision.
+    Synced { replicas: u32 },
+    /// Some live gateway has not applied it yet, or none serves the cluster.
     Pending { revision: i64, reason: String },
     Error(String),
 }
@@ -273,6 +274,8 @@ pub struct ModelRow {
     pub gateway: GatewayState,
     /// Endpoint URLs the serving gateway(s) report as cooling down after repeated failures.
     pub cooling: Vec<String>,
+    /// Gateways of the cluster that stopped reporting: "gw-b gone, last seen 3 min ago".
+    pub gone: Vec<String>,
     /// Calls and tokens of the last 24 hours (all endpoints, all callers).
     pub usage_24h: UsageFigures,
 }

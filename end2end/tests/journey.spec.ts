@@ -113,7 +113,7 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await expect(row).toContainText('ds-a, ds-b, ds-c');
     await expect(row).toContainText(`${base}/v1`);
     // The embedded gateway applied the change before the save returned.
-    await expect(row.locator('td.gateway')).toHaveText('Synced');
+    await expect(row.locator('td.gateway')).toHaveText('Synced 1/1');
     await expect(row.locator('td.status')).toHaveText('Disabled');
     await row.locator('.enable-toggle').check();
     await expect(row.locator('td.status')).toHaveText('Serving');

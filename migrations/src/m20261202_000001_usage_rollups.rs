@@ -2,7 +2,7 @@
 //! integer column per bucket (`lat_b0..lat_b13`, `ttfb_b0..ttfb_b13`) instead of a text list,
 //! so percentiles over any range and the hourly compaction are plain `SUM`s; a `compacted` flag
 //! on minute rows; and `usage_hours`, the hourly rows the minute rows are compacted into (kept
-//! far longer). Every call is counted exactly once by "hourly rows + minute rows not compacted".
+//! far longer); and `gateway_status.serves`. Every call is counted exactly once by "hourly rows + minute rows not compacted".
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
 
@@ -15,6 +15,13 @@ const BUCKETS: usize = 14;
 #[derive(DeriveIden)]
 enum UsageMinutes {
     Table, Id, Minute, LatencyHist, TtfbHist, Compacted,
+}
+
+/// Which clusters a gateway serves (JSON list of names): a replica its one, `maas serve` those
+/// whose entry address is its own; the status column counts a gateway only for those.
+#[derive(DeriveIden)]
+enum GatewayStatus {
+    Table, Serves,
 }
 
 #[derive(DeriveIden)]
@@ -60,6 +67,8 @@ impl MigrationTrait for Migration {
         m.create_index(Index::create().name("idx_usage_compacted_minute").table(UsageMinutes::Table).col(UsageMinutes::Compacted).col(UsageMinutes::Minute).to_owned()).await?;
         let _ = UsageMinutes::Id;
 
+        m.alter_table(Table::alter().table(GatewayStatus::Table).add_column(ColumnDef::new(GatewayStatus::Serves).text().null()).to_owned()).await?;
+
         let int = |c: UsageHours| ColumnDef::new(c).big_integer().not_null().default(0).to_owned();
         let mut t = Table::create().table(UsageHours::Table)
             .col(ColumnDef::new(UsageHours::Id).big_integer().not_null().auto_increment().primary_key())
@@ -102,6 +111,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(UsageHours::Table).to_owned()).await?;
+        m.alter_table(Table::alter().table(GatewayStatus::Table).drop_column(GatewayStatus::Serves).to_owned()).await?;
         m.drop_index(Index::drop().name("idx_usage_compacted_minute").table(UsageMinutes::Table).to_owned()).await?;
         for c in [UsageMinutes::LatencyHist, UsageMinutes::TtfbHist] {
             m.alter_table(Table::alter().table(UsageMinutes::Table).add_column(ColumnDef::new(c).string_len(256).not_null().default("")).to_owned()).await?;

@@ -384,7 +384,11 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
     // Named by host and port: stable across restarts (one status row per process, not one per
     // start), distinct for several `maas serve` processes on one database.
     let id = format!("serve@{}:{}", hostname(), local.port());
-    server::gateway::spawn_reloader(gateway.clone(), state.clone(), a.cluster.clone(), id.clone());
+    let serves = match &a.cluster {
+        Some(c) => server::gateway::Serves::Cluster(c.clone()),
+        None => server::gateway::Serves::EntryAddresses(own_origins(local, &state.allowed_origins)),
+    };
+    server::gateway::spawn_reloader(gateway.clone(), state.clone(), serves, id.clone());
     server::gateway::spawn_usage_flusher(gateway.clone(), state.db.clone(), id, a.usage.usage_flush);
     let retention = server::usage_upkeep::Retention { minutes: a.usage_keep_minute_rows, hours: a.usage_keep_hourly_rows };
     server::usage_upkeep::spawn(state.db.clone(), retention, std::time::Duration::from_secs(300));
@@ -430,7 +434,7 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;
     let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
-    server::gateway::spawn_reloader(gateway.clone(), state.clone(), Some(a.cluster.clone()), id.clone());
+    server::gateway::spawn_reloader(gateway.clone(), state.clone(), server::gateway::Serves::Cluster(a.cluster.clone()), id.clone());
     server::gateway::spawn_usage_flusher(gateway.clone(), state.db.clone(), id.clone(), a.usage.usage_flush);
     // A replica joins its load balancer only with its configuration loaded: accepting before
     // would answer 404 for every model. Not loadable at all is a failed start, not a silent one.
@@ -484,6 +488,19 @@ async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &Reach
         Err(e) => tracing::error!(error = %e, "redis does not answer; rate limits count per replica until it does"),
     }
     Ok(Gateway::shared(config, redis))
+}
+
+/// The origins a cluster's entry address names when it points at this `maas serve`: its listen
+/// address (any host on its port when it listens on all interfaces; `localhost` too on
+/// loopback), and the public origins it was told of (MAAS_ALLOWED_ORIGINS).
+fn own_origins(local: SocketAddr, allowed: &[String]) -> Vec<String> {
+    let port = local.port();
+    let mut own = vec![format!("http://{local}")];
+    if local.ip().is_unspecified() {
+        own.push(format!("http://*:{port}"));
+    }
+    own.extend(allowed.iter().cloned());
+    own
 }
 
 fn hostname() -> String {

@@ -639,7 +639,8 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("8d"), Ok(Duration::from_secs(8 * 86_400)));
+        assert!(parse_duration("5w").is_err());
     }
 
     #[test]

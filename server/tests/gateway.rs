@@ -6,7 +6,7 @@ use app::ssr::services::{catalog, keys, models, workspaces};
 use app::ssr::AppState;
 use app::types::*;
 use serde_json::{json, Value};
-use server::gateway::{spawn_reloader, Gateway, GatewayConfig};
+use server::gateway::{spawn_reloader, Gateway, GatewayConfig, Serves};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +51,8 @@ async fn harness_with(mock: axum::Router, adjust: impl FnOnce(&mut GatewayConfig
     let mut config = GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), ..Default::default() };
     adjust(&mut config);
     let gw = Gateway::new(config);
-    spawn_reloader(gw.clone(), state.clone(), None, "test".into());
+    // Serves the harness's cluster, whose entry address is http://127.0.0.1:1.
+    spawn_reloader(gw.clone(), state.clone(), Serves::EntryAddresses(vec!["http://127.0.0.1:1".into()]), "test".into());
     state.config_changed(rev).await;
     // As `maas serve` builds it: the gateway's front service before the console's router.
     let router = server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), state.clone()).merge(gw.router());
@@ -358,7 +359,7 @@ async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     assert_eq!(v["data"][0]["id"], "chat");
     assert_eq!(v["data"][0]["object"], "model");
     let page = models::list(&h.state.db, "", 0, 20).await.unwrap();
-    assert_eq!(page.rows[0].gateway, GatewayState::Synced, "the embedded gateway reported the model's revision");
+    assert_eq!(page.rows[0].gateway, GatewayState::Synced { replicas: 1 }, "the embedded gateway reported the model's revision");
 
     // One model (the SDKs' `models.retrieve`), also when its name holds a slash, sent raw or
     // percent-encoded.
@@ -646,7 +647,7 @@ async fn what_a_rule_counted_survives_a_configuration_change() {
 }
 
 #[tokio::test]
-async fn status_rows_of_gateways_gone_for_an_hour_are_deleted() {
+async fn status_rows_of_gateways_gone_for_a_day_are_deleted() {
     use app::ssr::entities::gateway_status;
     use sea_orm::{EntityTrait, Set};
     let h = harness().await;
@@ -658,10 +659,11 @@ async fn status_rows_of_gateways_gone_for_an_hour_are_deleted() {
         error: Set(None),
         detail: Set(None),
         heartbeat_at: Set(heartbeat_at),
+        serves: Set(None),
     };
-    gateway_status::Entity::insert_many([row("gone@10.0.0.9:8080", now - 2 * 3600), row("quiet@10.0.0.9:8081", now - 600)]).exec(&h.state.db).await.unwrap();
+    gateway_status::Entity::insert_many([row("gone@10.0.0.9:8080", now - 25 * 3600), row("quiet@10.0.0.9:8081", now - 2 * 3600)]).exec(&h.state.db).await.unwrap();
     // Another gateway process starts: its reloader cleans up on its first pass.
-    spawn_reloader(Gateway::new(GatewayConfig::default()), h.state.clone(), None, "second".into());
+    spawn_reloader(Gateway::new(GatewayConfig::default()), h.state.clone(), Serves::EntryAddresses(vec!["http://127.0.0.1:1".into()]), "second".into());
     let ids = || async { gateway_status::Entity::find().all(&h.state.db).await.unwrap().into_iter().map(|g| g.gateway_id).collect::<Vec<String>>() };
     for _ in 0..50 {
         if !ids().await.iter().any(|id| id.starts_with("gone")) {
@@ -671,7 +673,7 @@ async fn status_rows_of_gateways_gone_for_an_hour_are_deleted() {
     }
     let mut left = ids().await;
     left.sort();
-    assert_eq!(left, ["quiet@10.0.0.9:8081", "second", "test"], "gone for 2 h: deleted; silent for 10 min: kept (shown as stale); the live ones kept");
+    assert_eq!(left, ["quiet@10.0.0.9:8081", "second", "test"], "gone for 25 h: deleted; silent for 2 h: kept (shown as gone); the live ones kept");
 }
 
 /// `router` served over TLS on 127.0.0.1 with a certificate from a private CA (files in

@@ -10,7 +10,7 @@ use common::daemons::{Postgres, Redis, RedisCluster};
 use sea_orm::EntityTrait;
 use serde_json::{json, Value};
 use server::gateway::redis_limiter::{RedisConfig, RedisLimiter};
-use server::gateway::{spawn_reloader, Gateway, GatewayConfig};
+use server::gateway::{spawn_reloader, Gateway, GatewayConfig, Serves};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,7 @@ async fn replicas(redis_url: &str) -> Replicas {
     for i in 0..2 {
         let redis = RedisLimiter::new(&RedisConfig { url: redis_url.into(), ..Default::default() }, Duration::from_millis(300)).unwrap();
         let gw = Gateway::shared(GatewayConfig { heartbeat: Duration::from_millis(100), ..Default::default() }, redis);
-        spawn_reloader(gw.clone(), state.clone(), Some("local".into()), format!("replica-{i}"));
+        spawn_reloader(gw.clone(), state.clone(), Serves::Cluster("local".into()), format!("replica-{i}"));
         bases.push(serve(gw.router()).await);
         gws.push(gw);
     }

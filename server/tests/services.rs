@@ -177,23 +177,52 @@ async fn list_is_paginated_and_searched_on_the_server() {
 }
 
 #[tokio::test]
-async fn gateway_status_is_pending_until_a_gateway_reports() {
+async fn gateway_status_counts_the_live_replicas_of_the_cluster_and_shows_gone_ones() {
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
     let (_, rev) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
     let row = &models::list(env.db(), "", 0, 20).await.unwrap().rows[0];
-    assert_eq!(row.gateway, GatewayState::Pending { revision: rev, reason: format!("no gateway has applied revision {rev}") });
+    assert_eq!(row.gateway, GatewayState::Pending { revision: rev, reason: "no live gateway serves cluster local".into() });
 
     let now = app::ssr::now();
-    let gw = |applied: i64, heartbeat: i64, error: Option<&str>| entities::gateway_status::Model {
-        gateway_id: "g1".into(), cluster: Some("local".into()), applied_revision: applied, error: error.map(Into::into), detail: None, heartbeat_at: heartbeat,
+    let gw = |id: &str, applied: i64, heartbeat: i64, error: Option<&str>| entities::gateway_status::Model {
+        gateway_id: id.into(), cluster: Some("local".into()), applied_revision: applied, error: error.map(Into::into), detail: None, heartbeat_at: heartbeat, serves: None,
     };
-    assert_eq!(models::gateway_state(&[gw(rev, now, None)], "local", rev, now), GatewayState::Synced);
-    assert!(matches!(models::gateway_state(&[gw(rev - 1, now, None)], "local", rev, now), GatewayState::Pending { .. }));
-    assert!(matches!(models::gateway_state(&[gw(rev, now - 120, None)], "local", rev, now), GatewayState::Pending { .. }), "stale gateways do not count");
-    assert!(matches!(models::gateway_state(&[gw(rev, now, None)], "other", rev, now), GatewayState::Pending { .. }), "other cluster");
-    assert_eq!(models::gateway_state(&[gw(rev, now, Some("bad url"))], "local", rev, now), GatewayState::Error("bad url".into()));
+    let state = |gws: &[entities::gateway_status::Model], cluster: &str| models::gateway_state(gws, cluster, rev, now);
+    assert_eq!(state(&[gw("gw-a", rev, now, None), gw("gw-b", rev, now, None)], "local"), GatewayState::Synced { replicas: 2 });
+    assert_eq!(
+        state(&[gw("gw-a", rev, now, None), gw("gw-b", rev - 1, now, None)], "local"),
+        GatewayState::Pending { revision: rev, reason: format!("1/2: gw-b at revision {}, model at {rev}", rev - 1) }
+    );
+    assert!(matches!(state(&[gw("gw-a", rev, now, None)], "other"), GatewayState::Pending { .. }), "another cluster's replica");
+    assert_eq!(state(&[gw("gw-a", rev, now, Some("bad url"))], "local"), GatewayState::Error("bad url".into()));
+    // A replica that stopped reporting no longer counts, and is shown as gone.
+    let gws = [gw("gw-a", rev, now, None), gw("gw-b", rev, now - 190, None)];
+    assert_eq!(state(&gws, "local"), GatewayState::Synced { replicas: 1 });
+    assert_eq!(models::gone_gateways(&gws, "local", now), ["gw-b gone, last seen 3 min ago"]);
+    // All replicas stopped: Pending, never Synced, whatever the embedded gateway of `maas
+    // serve` reports, as long as the cluster's entry address is not its own.
+    let embedded = |serves: &[&str]| entities::gateway_status::Model { gateway_id: "serve@host:3000".into(), cluster: None, serves: Some(serde_json::to_string(serves).unwrap()), ..gw("", rev, now, None) };
+    let gws = [gw("gw-a", rev, now - 60, None), embedded(&["demo"])];
+    assert!(matches!(state(&gws, "local"), GatewayState::Pending { .. }));
+    assert_eq!(models::gone_gateways(&gws, "local", now), ["gw-a gone, last seen 60 s ago"]);
+    assert_eq!(state(&[embedded(&["local"])], "local"), GatewayState::Synced { replicas: 1 });
+
+    // Which clusters `maas serve` serves: those whose entry address is its own origin.
+    let own = ["http://127.0.0.1:3000".to_owned(), "https://console.example.com".to_owned()];
+    for (entry, yes) in [
+        ("http://127.0.0.1:3000/", true),
+        ("http://localhost:3000/v1", true),
+        ("https://console.example.com", true),
+        ("https://console.example.com:443/", true),
+        ("http://127.0.0.1:8080", false),
+        ("https://gw.example.com", false),
+        ("http://console.example.com", false),
+    ] {
+        assert_eq!(models::entry_is_own(entry, &own), yes, "{entry}");
+    }
+    assert!(models::entry_is_own("http://10.1.2.3:3000", &["http://*:3000".into()]));
 }
 
 #[tokio::test]

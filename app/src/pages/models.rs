@@ -73,8 +73,8 @@ fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<Delet
     let name = r.name.clone();
     let u = r.usage_24h.clone();
     let (gw_class, gw_text) = match &r.gateway {
-        GatewayState::Synced => ("ok", "Synced".to_string()),
-        GatewayState::Pending { reason, .. } => ("pending", format!("Pending: {reason}")),
+        GatewayState::Synced { replicas } => ("ok", format!("Synced {replicas}/{replicas}")),
+        GatewayState::Pending { reason, .. } => ("pending", format!("Pending {reason}")),
         GatewayState::Error(e) => ("bad", format!("Error: {e}")),
     };
     let status = match (r.enabled, r.published) {
@@ -93,6 +93,7 @@ fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<Delet
                 {(!r.cooling.is_empty()).then(|| view! {
                     <br/><span class="cooling">"Cooling down: " {r.cooling.join(", ")}</span>
                 })}
+                {r.gone.iter().map(|g| view! { <br/><span class="gone">{g.clone()}</span> }).collect_view()}
             </td>
             <td class="usage-24h">
                 <A href=format!("/usage?model={id}")>{format!("{} calls", compact_count(u.requests))}</A>

@@ -191,6 +191,8 @@ pub mod gateway_status {
         pub error: Option<String>,
         pub detail: Option<String>,
         pub heartbeat_at: i64,
+        /// JSON list of the cluster names this gateway serves.
+        pub serves: Option<String>,
     }
     no_relations!();
 }

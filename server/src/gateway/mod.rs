@@ -544,13 +544,49 @@ pub fn spawn_usage_flusher(gw: Arc<Gateway>, db: sea_orm::DatabaseConnection, ga
     });
 }
 
+/// Which clusters a gateway serves, as its status reports them (the management list counts a
+/// gateway for a cluster only when it serves it).
+#[derive(Clone, Debug)]
+pub enum Serves {
+    /// A replica (`maas gateway --cluster`, or `maas serve --cluster`): that cluster's models only.
+    Cluster(String),
+    /// `maas serve`'s embedded gateway: every cluster's models are on its `/v1`, but it serves a
+    /// cluster only when the cluster's entry address is one of these origins (its own address,
+    /// its public origins): a cluster whose entry address points at replicas is theirs.
+    EntryAddresses(Vec<String>),
+}
+
+impl Serves {
+    /// The names to report, as JSON; on a database error, none (never "all").
+    async fn names(&self, db: &sea_orm::DatabaseConnection) -> Option<String> {
+        use app::ssr::entities::cluster;
+        use sea_orm::EntityTrait;
+        let names: Vec<String> = match self {
+            Serves::Cluster(c) => vec![c.clone()],
+            Serves::EntryAddresses(own) => cluster::Entity::find()
+                .all(db)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| app::ssr::services::models::entry_is_own(&c.entry_address, own))
+                .map(|c| c.name)
+                .collect(),
+        };
+        serde_json::to_string(&names).ok()
+    }
+}
+
 /// Keeps the gateway on the latest configuration: builds the snapshot at start and whenever the
 /// configuration revision moves, reports the applied revision, and heartbeats. A snapshot is
 /// rebuilt only for a new revision (or after a failed build), never on a timer: with many keys
 /// and models a rebuild costs milliseconds and, while it runs, a second snapshot's memory.
-pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Option<String>, gateway_id: String) {
+pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, serves: Serves, gateway_id: String) {
     // The status table's key holds 128 characters (a long host name must not stop the reports).
     let gateway_id: String = gateway_id.chars().take(128).collect();
+    let cluster = match &serves {
+        Serves::Cluster(c) => Some(c.clone()),
+        Serves::EntryAddresses(_) => None,
+    };
     tokio::spawn(async move {
         let mut changes = state.config_rev.subscribe();
         let mut wanted = *changes.borrow_and_update();
@@ -581,7 +617,8 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Opti
                 tokio::task::spawn_blocking(move || sweep.release_idle_counters());
             }
             let cooling = serde_json::to_string(&gw.cooling()).ok();
-            if let Err(e) = report(&state.db, &gateway_id, cluster.as_deref(), gw.revision(), error.clone(), cooling).await {
+            let served = serves.names(&state.db).await;
+            if let Err(e) = report(&state.db, &gateway_id, cluster.as_deref(), served, gw.revision(), error.clone(), cooling).await {
                 tracing::warn!(error = %e, "could not report gateway status");
             }
             // Once a minute: other processes' rows from long ago (every replica does it; the
@@ -613,7 +650,7 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, cluster: Opti
     });
 }
 
-async fn report(db: &sea_orm::DatabaseConnection, id: &str, cluster: Option<&str>, applied: i64, error: Option<String>, cooling: Option<String>) -> Result<(), sea_orm::DbErr> {
+async fn report(db: &sea_orm::DatabaseConnection, id: &str, cluster: Option<&str>, serves: Option<String>, applied: i64, error: Option<String>, cooling: Option<String>) -> Result<(), sea_orm::DbErr> {
     use app::ssr::entities::gateway_status;
     use sea_orm::sea_query::OnConflict;
     use sea_orm::{EntityTrait, Set};
@@ -624,11 +661,12 @@ async fn report(db: &sea_orm::DatabaseConnection, id: &str, cluster: Option<&str
         error: Set(error),
         detail: Set(cooling),
         heartbeat_at: Set(app::ssr::now()),
+        serves: Set(serves),
     };
     gateway_status::Entity::insert(row)
         .on_conflict(
             OnConflict::column(gateway_status::Column::GatewayId)
-                .update_columns([gateway_status::Column::Cluster, gateway_status::Column::AppliedRevision, gateway_status::Column::Error, gateway_status::Column::Detail, gateway_status::Column::HeartbeatAt])
+                .update_columns([gateway_status::Column::Cluster, gateway_status::Column::AppliedRevision, gateway_status::Column::Error, gateway_status::Column::Detail, gateway_status::Column::HeartbeatAt, gateway_status::Column::Serves])
                 .to_owned(),
         )
         .exec(db)

@@ -15,9 +15,10 @@ use std::collections::HashMap;
 pub const MAX_PER_PAGE: u64 = 100;
 /// A gateway that has not reported for this long is not counted as serving.
 const GATEWAY_STALE_SECS: i64 = 30;
-/// A gateway silent this long is gone (scaled in, moved to another port): its row is deleted,
-/// so replicas coming and going do not pile up rows that every list page reads.
-pub const GATEWAY_FORGET_SECS: i64 = 3600;
+/// A gateway silent this long is forgotten (scaled in, moved to another port): its row is
+/// deleted, so replicas coming and going do not pile up rows that every list page reads.
+/// Until then the list shows it as gone, with when it was last seen.
+pub const GATEWAY_FORGET_SECS: i64 = 24 * 3600;
 
 pub async fn form_options(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<FormOptions> {
     Ok(FormOptions {
@@ -336,6 +337,7 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
             usage_24h: usage.remove(&r.id).unwrap_or_default(),
             gateway: gateway_state(&gateways, &r.cluster, r.revision, t),
             cooling: cooling(&gateways, &r.cluster, r.id, t),
+            gone: gone_gateways(&gateways, &r.cluster, t),
             id: r.id,
             model_ids: model_ids.remove(&r.id).unwrap_or_default(),
             tags: serde_json::from_str(&r.tags).unwrap_or_default(),
@@ -356,26 +358,84 @@ pub async fn forget_gone_gateways<C: ConnectionTrait>(db: &C, now: i64) -> SResu
     Ok(gone.rows_affected)
 }
 
-/// Gateways that serve `cluster` (or every cluster) and reported recently enough to count.
-fn serving<'a>(gateways: &'a [gateway_status::Model], cluster: &'a str, now: i64) -> impl Iterator<Item = &'a gateway_status::Model> {
-    gateways.iter().filter(move |g| g.cluster.as_deref().is_none_or(|c| c == cluster) && now - g.heartbeat_at <= GATEWAY_STALE_SECS)
+/// Whether gateway `g` serves `cluster`: the clusters it reported (`serves`), or a replica's
+/// own cluster. `maas serve` reports only the clusters whose entry address is its own, so it
+/// never makes a cluster whose replicas are all gone look served.
+fn serves(g: &gateway_status::Model, cluster: &str) -> bool {
+    match &g.serves {
+        Some(list) => serde_json::from_str::<Vec<String>>(list).is_ok_and(|l| l.iter().any(|c| c == cluster)),
+        None => g.cluster.as_deref() == Some(cluster),
+    }
 }
 
-/// Whether the gateways serving `cluster` have applied `revision`. Honest by construction: with
-/// no live gateway reporting, a model is Pending, never Synced.
-pub fn gateway_state(gateways: &[gateway_status::Model], cluster: &str, revision: i64, now: i64) -> GatewayState {
-    let serving: Vec<&gateway_status::Model> = serving(gateways, cluster, now).collect();
-    if serving.is_empty() {
-        return GatewayState::Pending { revision, reason: format!("no gateway has applied revision {revision}") };
+/// Gateways that serve `cluster` and reported recently enough to count.
+fn serving<'a>(gateways: &'a [gateway_status::Model], cluster: &'a str, now: i64) -> impl Iterator<Item = &'a gateway_status::Model> {
+    gateways.iter().filter(move |g| serves(g, cluster) && now - g.heartbeat_at <= GATEWAY_STALE_SECS)
+}
+
+/// "45 s", "3 min", "2 h", "4 d".
+fn ago(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
     }
-    if let Some(err) = serving.iter().find_map(|g| g.error.clone()) {
+}
+
+/// Gateways of `cluster` that stopped reporting (until their row is forgotten): who, and when
+/// they were last seen.
+pub fn gone_gateways(gateways: &[gateway_status::Model], cluster: &str, now: i64) -> Vec<String> {
+    let mut gone: Vec<&gateway_status::Model> = gateways.iter().filter(|g| serves(g, cluster) && now - g.heartbeat_at > GATEWAY_STALE_SECS).collect();
+    gone.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
+    gone.into_iter().map(|g| format!("{} gone, last seen {} ago", g.gateway_id, ago(now - g.heartbeat_at))).collect()
+}
+
+/// Whether the live gateways serving `cluster` have applied `revision`, counted (`Synced 2/2`,
+/// `Pending 1/2: gw-b at revision 41`). Honest by construction: with no live gateway serving
+/// the cluster, a model is Pending, never Synced.
+pub fn gateway_state(gateways: &[gateway_status::Model], cluster: &str, revision: i64, now: i64) -> GatewayState {
+    let mut live: Vec<&gateway_status::Model> = serving(gateways, cluster, now).collect();
+    live.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
+    if live.is_empty() {
+        return GatewayState::Pending { revision, reason: format!("no live gateway serves cluster {cluster}") };
+    }
+    if let Some(err) = live.iter().find_map(|g| g.error.clone()) {
         return GatewayState::Error(err);
     }
-    match serving.iter().map(|g| g.applied_revision).min() {
-        Some(applied) if applied >= revision => GatewayState::Synced,
-        Some(applied) => GatewayState::Pending { revision, reason: format!("gateway at revision {applied}, model at {revision}") },
-        None => unreachable!("serving is not empty"),
+    let behind: Vec<String> = live.iter().filter(|g| g.applied_revision < revision).map(|g| format!("{} at revision {}", g.gateway_id, g.applied_revision)).collect();
+    let n = live.len() as u32;
+    if behind.is_empty() {
+        GatewayState::Synced { replicas: n }
+    } else {
+        GatewayState::Pending { revision, reason: format!("{}/{n}: {}, model at {revision}", n - behind.len() as u32, behind.join(", ")) }
     }
+}
+
+/// Whether a cluster's entry address is one of `own` (a gateway's own origins: `scheme://host:port`,
+/// host `*` for any host on that port, as a listener on 0.0.0.0 is).
+pub fn entry_is_own(entry: &str, own: &[String]) -> bool {
+    fn origin(u: &str) -> Option<(String, String, u16)> {
+        let (scheme, rest) = u.trim().split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let authority = authority.rsplit('@').next()?;
+        let default = if scheme == "https" { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']')?;
+            (h, match after.strip_prefix(':') { Some(p) => p.parse().ok()?, None => default })
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().ok()?),
+                None => (authority, default),
+            }
+        };
+        let host = host.to_ascii_lowercase();
+        let host = if host == "localhost" { "127.0.0.1".to_owned() } else { host };
+        Some((scheme, host, port))
+    }
+    let Some((scheme, host, port)) = origin(entry) else { return false };
+    own.iter().filter_map(|o| origin(o)).any(|(s, h, p)| s == scheme && p == port && (h == host || h == "*"))
 }
 
 /// Endpoints of model `id` that a live gateway of `cluster` reports as cooling down.
