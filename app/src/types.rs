@@ -200,6 +200,10 @@ pub struct EndpointInput {
     pub api_key: KeyChange,
     /// As typed; validated to an integer 0–100.
     pub weight: String,
+    /// Do not ask this upstream for a stream's usage (`stream_options.include_usage`): for
+    /// servers that refuse the option. Its streams' tokens are then unknown.
+    #[serde(default)]
+    pub skip_stream_usage: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +231,7 @@ pub struct EndpointView {
     pub url: String,
     pub has_key: bool,
     pub weight: i32,
+    pub skip_stream_usage: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -237,7 +237,7 @@ mod tests {
     use super::*;
 
     fn ep(url: &str, weight: &str) -> EndpointInput {
-        EndpointInput { id: None, model_id: "m".into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into() }
+        EndpointInput { id: None, model_id: "m".into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into(), skip_stream_usage: false }
     }
     fn base() -> ModelInput {
         ModelInput {

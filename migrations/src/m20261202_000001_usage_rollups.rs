@@ -2,7 +2,7 @@
 //! integer column per bucket (`lat_b0..lat_b13`, `ttfb_b0..ttfb_b13`) instead of a text list,
 //! so percentiles over any range and the hourly compaction are plain `SUM`s; a `compacted` flag
 //! on minute rows; and `usage_hours`, the hourly rows the minute rows are compacted into (kept
-//! far longer); and `gateway_status.serves`. Every call is counted exactly once by "hourly rows + minute rows not compacted".
+//! far longer); `gateway_status.serves` and `endpoints.skip_stream_usage`. Every call is counted exactly once by "hourly rows + minute rows not compacted".
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
 
@@ -22,6 +22,13 @@ enum UsageMinutes {
 #[derive(DeriveIden)]
 enum GatewayStatus {
     Table, Serves,
+}
+
+/// An operator's switch for upstreams that refuse `stream_options`: the gateway then does not
+/// ask them for a stream's usage chunk (their streams' usage is unknown).
+#[derive(DeriveIden)]
+enum Endpoints {
+    Table, SkipStreamUsage,
 }
 
 #[derive(DeriveIden)]
@@ -68,6 +75,7 @@ impl MigrationTrait for Migration {
         let _ = UsageMinutes::Id;
 
         m.alter_table(Table::alter().table(GatewayStatus::Table).add_column(ColumnDef::new(GatewayStatus::Serves).text().null()).to_owned()).await?;
+        m.alter_table(Table::alter().table(Endpoints::Table).add_column(ColumnDef::new(Endpoints::SkipStreamUsage).boolean().not_null().default(false)).to_owned()).await?;
 
         let int = |c: UsageHours| ColumnDef::new(c).big_integer().not_null().default(0).to_owned();
         let mut t = Table::create().table(UsageHours::Table)
@@ -112,6 +120,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(UsageHours::Table).to_owned()).await?;
         m.alter_table(Table::alter().table(GatewayStatus::Table).drop_column(GatewayStatus::Serves).to_owned()).await?;
+        m.alter_table(Table::alter().table(Endpoints::Table).drop_column(Endpoints::SkipStreamUsage).to_owned()).await?;
         m.drop_index(Index::drop().name("idx_usage_compacted_minute").table(UsageMinutes::Table).to_owned()).await?;
         for c in [UsageMinutes::LatencyHist, UsageMinutes::TtfbHist] {
             m.alter_table(Table::alter().table(UsageMinutes::Table).add_column(ColumnDef::new(c).string_len(256).not_null().default("")).to_owned()).await?;

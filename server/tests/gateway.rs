@@ -64,7 +64,7 @@ async fn harness_with(mock: axum::Router, adjust: impl FnOnce(&mut GatewayConfig
 }
 
 fn ep(url: String, model_id: &str, weight: &str, key: Option<&str>) -> EndpointInput {
-    EndpointInput { id: None, model_id: model_id.into(), url, api_key: key.map(|k| KeyChange::Set(k.into())).unwrap_or_default(), weight: weight.into() }
+    EndpointInput { id: None, model_id: model_id.into(), url, api_key: key.map(|k| KeyChange::Set(k.into())).unwrap_or_default(), weight: weight.into(), skip_stream_usage: false }
 }
 
 impl Harness {
@@ -1117,4 +1117,19 @@ async fn an_upstream_refusing_stream_options_gets_streams_without_them() {
     bad["stream_options"] = json!({"include_usage": true});
     assert_eq!(h.chat(bad).await.status(), 400);
     assert_eq!(with.load(Ordering::SeqCst), 2);
+}
+
+/// An operator turns off asking an endpoint for its streams' usage: its streams go as the client
+/// sent them, and their tokens are recorded as unknown (never 0).
+#[tokio::test]
+async fn an_endpoint_set_to_skip_stream_usage_is_never_sent_stream_options() {
+    let h = harness().await;
+    let e = EndpointInput { skip_stream_usage: true, ..ep(h.up(""), "up", "", None) };
+    h.model(Policy::RoundRobin, vec![e], vec![]).await;
+    let text = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]") && !text.contains("usage"), "{text}");
+    let asked: Vec<Value> = h.received().await.into_iter().map(|r| r["stream_options"].clone()).collect();
+    assert_eq!(asked, [Value::Null]);
+    let by = usage_by_outcome(&h).await;
+    assert_eq!(by["ok"][0..2], [1, 0], "one call, usage unknown: {by:?}");
 }

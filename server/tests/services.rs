@@ -104,6 +104,7 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
         url: d.endpoints[i].url.clone(),
         api_key: key,
         weight: d.endpoints[i].weight.to_string(),
+        skip_stream_usage: i == 1,
     };
     let mut input = weighted_input(&f);
     input.policy = Policy::RoundRobin;
@@ -113,6 +114,7 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
     let d2 = models::get(env.db(), id).await.unwrap();
     assert_eq!(d2.policy, Policy::RoundRobin);
     assert_eq!(d2.endpoints.iter().map(|e| e.has_key).collect::<Vec<_>>(), [true, true]);
+    assert_eq!(d2.endpoints.iter().map(|e| e.skip_stream_usage).collect::<Vec<_>>(), [false, true], "the stream-usage switch is saved");
     assert_eq!(d2.rules.len(), 1);
     let stored = entities::endpoint::Entity::find_by_id(d2.endpoints[0].id).one(env.db()).await.unwrap().unwrap();
     assert_eq!(env.state.secrets.decrypt(&stored.api_key_enc.unwrap()).as_deref(), Some("sk-upstream-a"), "kept");

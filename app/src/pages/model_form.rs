@@ -59,6 +59,7 @@ struct EpRow {
     api_key: RwSignal<String>,
     clear_key: RwSignal<bool>,
     weight: RwSignal<String>,
+    skip_stream_usage: RwSignal<bool>,
 }
 
 impl EpRow {
@@ -72,6 +73,7 @@ impl EpRow {
             api_key: RwSignal::new(String::new()),
             clear_key: RwSignal::new(false),
             weight: RwSignal::new(weight.into()),
+            skip_stream_usage: RwSignal::new(false),
         }
     }
     fn input(&self) -> EndpointInput {
@@ -88,6 +90,7 @@ impl EpRow {
                 KeyChange::Keep
             },
             weight: self.weight.get(),
+            skip_stream_usage: self.skip_stream_usage.get(),
         }
     }
 }
@@ -136,6 +139,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 let r = EpRow::new(fresh(), &e.weight.to_string());
                 r.model_id.set(e.model_id.clone());
                 r.url.set(e.url.clone());
+                r.skip_stream_usage.set(e.skip_stream_usage);
                 EpRow { id: Some(e.id), has_key: e.has_key, ..r }
             })
             .collect(),
@@ -321,6 +325,10 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
                     </span>
                     <FieldMsg errors field=f("weight")/></label>
             </Show>
+            <label class="inline" title="For upstreams that refuse stream_options: their streams' token usage is then unknown">
+                <input type="checkbox" class="ep-stream-usage" prop:checked=move || !row.skip_stream_usage.get()
+                    on:change:target=move |ev| row.skip_stream_usage.set(!ev.target().checked())/>
+                " Ask for stream usage"</label>
             <button type="button" class="small danger remove-endpoint" on:click=move |_| eps.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
         </div>
     }

@@ -157,6 +157,8 @@ pub mod endpoint {
         pub url: String,
         pub api_key_enc: Option<String>,
         pub weight: i32,
+        /// Do not add `stream_options.include_usage` to this upstream's streams.
+        pub skip_stream_usage: bool,
     }
     no_relations!();
 }

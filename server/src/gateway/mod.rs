@@ -419,7 +419,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             continue;
         };
-        let mut injected = stream_options.as_deref().filter(|_| !ep.health.refuses_stream_options());
+        let mut injected = stream_options.as_deref().filter(|_| !ep.skip_stream_usage && !ep.health.refuses_stream_options());
         let body = Bytes::from(req.rewritten(&ep.model_json, injected));
         // The endpoint's own key, never the caller's.
         let send = |body: Bytes| tokio::time::timeout(gw.config.first_byte_timeout, gw.upstream.post(target, ep.auth.as_ref(), headers.get(header::ACCEPT), body));

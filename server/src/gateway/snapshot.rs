@@ -60,6 +60,8 @@ pub struct Endpoint {
     pub model_json: String,
     /// As the operator typed it, for the status column.
     pub url: String,
+    /// The operator turned off asking this upstream for its streams' usage.
+    pub skip_stream_usage: bool,
     /// Where `compose_base(url)` + each operation's path points, in `Op::ALL` order, parsed once per
     /// snapshot (parsing on every request showed up in profiles); `None` if the URL is invalid.
     targets: Option<[Target; 3]>,
@@ -269,6 +271,7 @@ pub async fn build(
                     url: e.url.clone(),
                     model_json: serde_json::to_string(&e.model_id).expect("a string serializes"),
                     model_id: e.model_id,
+                    skip_stream_usage: e.skip_stream_usage,
                     targets: parse_targets(&compose_base(&e.url)),
                     auth: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)).and_then(|k| bearer(&k)),
                 })

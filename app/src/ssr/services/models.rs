@@ -118,6 +118,7 @@ async fn write_children(
             url: Set(ep.url.trim().trim_end_matches('/').to_owned()),
             api_key_enc: Set(key),
             weight: Set(validate::parse_int(&ep.weight, 0, 100).unwrap_or(0) as i32),
+            skip_stream_usage: Set(ep.skip_stream_usage),
             ..Default::default()
         }
         .insert(txn)
@@ -229,7 +230,7 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
         .all(db)
         .await?
         .into_iter()
-        .map(|e| EndpointView { id: e.id, model_id: e.model_id, url: e.url, has_key: e.api_key_enc.is_some(), weight: e.weight })
+        .map(|e| EndpointView { id: e.id, model_id: e.model_id, url: e.url, has_key: e.api_key_enc.is_some(), weight: e.weight, skip_stream_usage: e.skip_stream_usage })
         .collect();
     let rules = rule::Entity::find()
         .filter(rule::Column::MaasModelId.eq(id))
