@@ -496,3 +496,70 @@ async fn limits_are_exact_on_a_redis_cluster() {
     assert_eq!(per_node.iter().sum::<u64>(), 4 * workspaces.len() as u64, "two keys per counter: {per_node:?}");
     assert!(per_node.iter().filter(|&&n| n > 0).count() >= 2, "workspaces spread over the nodes: {per_node:?}");
 }
+
+/// Two `maas gateway` processes on PostgreSQL each flush their own usage rows; the console's
+/// Usage page sums both, and the management list counts both replicas (`Synced 2/2`).
+#[tokio::test]
+async fn two_replicas_usage_lands_in_postgres_and_the_console_shows_the_sum() {
+    let pg = Postgres::start().await;
+    let bin = env!("CARGO_BIN_EXE_maas");
+    let out = std::process::Command::new(bin).args(["migrate", "--database-url", &pg.url]).output().unwrap();
+    assert!(out.status.success(), "maas migrate: {}", String::from_utf8_lossy(&out.stderr));
+    let db = app::ssr::connect(&pg.url).await.unwrap();
+    let rev = app::ssr::current_revision(&db).await.unwrap();
+    let state = server::bootstrap::state(db, "pg-secret", false, rev, false);
+    let fx = fixture(&state).await;
+    fx.model(&state, vec![]).await;
+    let mut procs = Vec::new();
+    let mut bases = Vec::new();
+    for i in 0..2 {
+        let port = common::daemons::free_port();
+        let child = std::process::Command::new(bin)
+            .args(["gateway", "--cluster", "local", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1", "--gateway-id", &format!("gw-{i}")])
+            .env("DATABASE_URL", &pg.url)
+            .env("MAAS_SECRET_KEY", "pg-secret")
+            .env("MAAS_DATA_DIR", "/nonexistent")
+            .env("MAAS_USAGE_FLUSH", "200ms")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        procs.push(Killed(child));
+        bases.push(format!("http://127.0.0.1:{port}"));
+    }
+    let http = reqwest::Client::new();
+    for (i, base) in bases.iter().enumerate() {
+        let addr = base.trim_start_matches("http://").to_owned();
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        // 30 calls through gw-0, 20 through gw-1.
+        for _ in 0..(30 - 10 * i) {
+            let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&fx.key).json(&hello()).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap();
+        }
+    }
+    let filter = UsageFilter { range: UsageRange::Hour, ..Default::default() };
+    let mut report = None;
+    for _ in 0..100 {
+        let r = app::ssr::services::usage::report(&state.db, &filter).await.unwrap();
+        if r.totals.requests == 50 {
+            report = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = report.expect("the usage of both replicas within 10 s");
+    assert_eq!((report.totals.input_tokens, report.totals.total_tokens), (50 * 5, 50 * 7));
+    let mut by_gateway = std::collections::BTreeMap::new();
+    for r in app::ssr::entities::usage_minute::Entity::find().all(&state.db).await.unwrap() {
+        *by_gateway.entry(r.gateway_id).or_insert(0) += r.requests;
+    }
+    assert_eq!(by_gateway, [("gw-0".to_owned(), 30), ("gw-1".to_owned(), 20)].into(), "each replica flushed its own rows");
+    let row = models::list(&state.db, "", 0, 20).await.unwrap().rows.remove(0);
+    assert_eq!(row.gateway, GatewayState::Synced { replicas: 2 });
+    assert_eq!(row.usage_24h.requests, 50);
+}
