@@ -28,7 +28,10 @@ export class Server {
   url = '';
   readonly dataDir = mkdtempSync(join(tmpdir(), 'maas-e2e-'));
 
-  async start(port = 0): Promise<string> {
+  /** What the server printed on stdout (first login, demo user and key…). */
+  stdout = '';
+
+  async start(port = 0, env: Record<string, string> = {}): Promise<string> {
     const bin = process.env.MAAS_BIN;
     if (!bin) throw new Error('MAAS_BIN must point at the built maas binary');
     const proc = spawn(bin, ['serve'], {
@@ -39,6 +42,7 @@ export class Server {
         MAAS_DATA_DIR: this.dataDir,
         MAAS_ADMIN_PASSWORD: ADMIN_PASSWORD,
         RUST_LOG: 'warn',
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -48,6 +52,7 @@ export class Server {
       let out = '';
       proc.stdout!.on('data', (chunk) => {
         out += chunk.toString();
+        this.stdout = out;
         const m = out.match(/MaaS console: (http:\/\/\S+)/);
         if (m) { clearTimeout(timer); resolve(m[1]); }
       });
@@ -96,4 +101,20 @@ export async function slide(page: Page, selector: string, index: number, value: 
     el.value = String(v);
     el.dispatchEvent(new Event('input', { bubbles: true }));
   }, value);
+}
+
+/** `maas mock-upstream` on a free port; resolves to its base URL once it listens. */
+export async function mockUpstream(): Promise<{ url: string, proc: ChildProcess }> {
+  const bin = process.env.MAAS_BIN!;
+  const proc = spawn(bin, ['mock-upstream', '--listen', '127.0.0.1:0', '--no-record'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('mock upstream did not start in 10 s')), 10_000);
+    let out = '';
+    proc.stdout!.on('data', (chunk) => {
+      out += chunk.toString();
+      const m = out.match(/mock upstream: (http:\/\/\S+)\/v1/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+  });
+  return { url, proc };
 }

@@ -143,11 +143,13 @@ pub async fn insert_minutes(db: &impl ConnectionTrait, rows: &[MinuteRow<'_>]) -
 /// hourly rows, and flags them compacted, in one transaction that sees one snapshot (repeatable
 /// read: a row committed meanwhile by a replica's flush is neither summed nor flagged, it goes
 /// with the next run). Returns the hourly rows written.
-pub async fn compact<C: TransactionTrait>(db: &C, before_minute: i64) -> Result<u64, DbErr> {
+pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minute: i64) -> Result<u64, DbErr> {
     let before = before_minute - before_minute.rem_euclid(60);
     let sums = sum_columns();
     let selected = sums.iter().map(|c| format!("SUM({c})")).collect::<Vec<_>>().join(", ");
-    let txn = db.begin_with_config(Some(IsolationLevel::RepeatableRead), None).await?;
+    // SQLite transactions are serializable already (and it refuses the setting).
+    let isolation = (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres).then_some(IsolationLevel::RepeatableRead);
+    let txn = db.begin_with_config(isolation, None).await?;
     let backend = txn.get_database_backend();
     let insert = format!(
         "INSERT INTO usage_hours (hour, {DIMENSIONS}, {cols}) SELECT minute / 60, {DIMENSIONS}, {selected} FROM usage_minutes WHERE compacted = FALSE AND minute < {before} GROUP BY minute / 60, {DIMENSIONS}",
