@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/maas-target
 export MAAS_SITE_ROOT ?= $(CARGO_TARGET_DIR)/site
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup setup-run site build run test test-rust test-sdk test-e2e bench-list bench-gateway bench-login clean-data
+.PHONY: setup setup-run site build run test test-rust test-sdk test-e2e bench-list bench-gateway bench-login bench-usage clean-data
 
 ## What `make test` needs (also Chromium, Redis, PostgreSQL); `make run` needs only setup-run.
 setup:
@@ -55,6 +55,13 @@ bench-gateway:
 	command -v oha >/dev/null || cargo install oha --locked
 	cargo build --release -p server
 	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-gateway.py
+
+## Usage page server time with 30 days of rollups (1,000 models, 10,000 keys), and a flush of
+## 10,000 rollup rows into SQLite (figures for the notes).
+bench-usage:
+	cargo build --release -p server
+	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-usage.py
+	cargo bench -p server --bench usage_flush
 
 ## RSS of `maas serve` under a flood of concurrent logins (figures for the notes).
 bench-login:

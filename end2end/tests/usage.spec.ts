@@ -61,7 +61,7 @@ test('usage: charts, top keys, CSV export for the operator; own keys only for a 
     await expect(page.locator('#usage-workspaces tr[data-label="demo"] [data-col="total"]')).toContainText('86');
     await expect(page.locator('#usage-endpoints tbody tr')).toHaveCount(1);
 
-    // The filter form narrows by key (client-side navigation keeps the page).
+    // The filter form (a plain GET form: the URL says what is shown).
     await page.getByLabel('Period').selectOption('24h');
     await page.getByRole('button', { name: 'Show' }).click();
     await expect(page).toHaveURL(/range=24h/);

@@ -2,13 +2,16 @@ use crate::error::AppError;
 use crate::types::*;
 use leptos::prelude::*;
 
-/// The Usage page: the query string's values as they came (validated on the server).
-#[server(endpoint = "usage/report")]
-pub async fn get_usage_report(range: String, model: String, workspace: String, key: String) -> Result<UsageReport, AppError> {
+/// The Usage page's content, rendered on the server as HTML for the query string's values
+/// (validated on the server). The page is read-only: the browser needs its markup, not the code
+/// that builds it, which keeps tables and charts out of the WASM bundle.
+#[server(endpoint = "usage/page")]
+pub async fn get_usage_page(range: String, model: String, workspace: String, key: String) -> Result<String, AppError> {
     use crate::ssr::{auth::Need, services::usage};
     super::edge::run(Need::Operator, |st, _| async move {
         let f = usage::filter_from_query(&range, &model, &workspace, &key)?;
-        usage::report(&st.db, &f).await
+        let report = usage::report(&st.db, &f).await?;
+        Ok(crate::pages::usage::render(report))
     })
     .await
 }

@@ -1,11 +1,15 @@
 //! The operator's Usage page: a period and filters (query string, so a view can be linked),
 //! totals, charts drawn on the server, per-model and per-endpoint figures, the top workspaces
 //! and keys by tokens, and the billing export.
-use crate::api::usage::get_usage_report;
+//!
+//! Read-only, so rendered whole on the server ([`render`], called by the server function): the
+//! filter and the export are plain GET forms, and the browser's WASM holds only the component
+//! that places the markup (building the tables in the browser cost ~50 KB of gzipped WASM).
+use crate::api::usage::get_usage_page;
 use crate::components::RequireRole;
+#[cfg(feature = "ssr")]
 use crate::types::*;
 use leptos::prelude::*;
-use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
 #[component]
@@ -19,7 +23,7 @@ fn Usage() -> impl IntoView {
     let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
     let report = Resource::new(
         move || (param("range"), param("model"), param("workspace"), param("key")),
-        |(r, m, w, k)| get_usage_report(r, m, w, k),
+        |(r, m, w, k)| get_usage_page(r, m, w, k),
     );
     view! {
         <h1>"Usage"</h1>
@@ -27,13 +31,20 @@ fn Usage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match report.await {
                     Err(e) => view! { <p class="error-box" role="alert">{e.to_string()}</p> }.into_any(),
-                    Ok(r) => page(r).into_any(),
+                    Ok(html) => view! { <div class="usage" inner_html=html></div> }.into_any(),
                 }
             })}
         </Transition>
     }
 }
 
+/// The page's content as HTML.
+#[cfg(feature = "ssr")]
+pub fn render(r: UsageReport) -> String {
+    page(r).to_html()
+}
+
+#[cfg(feature = "ssr")]
 fn page(r: UsageReport) -> impl IntoView {
     let f = r.filter.clone();
     let choices = |name: &'static str, label: &'static str, all: &'static str, list: Vec<Choice>, cur: Option<i64>| {
@@ -49,7 +60,7 @@ fn page(r: UsageReport) -> impl IntoView {
     let t = r.totals.clone();
     view! {
         <section class="card">
-            <Form method="GET" action="" attr:id="usage-filter" attr:class="row-form">
+            <form method="get" action="/usage" id="usage-filter" class="row-form">
                 <label>"Period"
                     <select name="range" aria-label="Period">
                         {UsageRange::ALL.into_iter().map(|x| view! { <option value=x.param() selected=x == f.range>{x.label()}</option> }).collect_view()}
@@ -59,7 +70,7 @@ fn page(r: UsageReport) -> impl IntoView {
                 {choices("workspace", "Workspace", "All workspaces", r.workspace_choices, f.workspace)}
                 {choices("key", "API key", "All keys", r.key_choices, f.key)}
                 <button type="submit">"Show"</button>
-            </Form>
+            </form>
             <p class="hint">"Times are UTC. Figures include every call the gateways recorded, refused ones too; usage reaches this page within seconds of a call's end."</p>
         </section>
         <section class="figures" id="usage-totals">
@@ -81,16 +92,14 @@ fn page(r: UsageReport) -> impl IntoView {
             <p class="hint">"Each upstream's own calls: a slow or failing one shows here first."</p>
             {table("usage-endpoints", "Endpoint", r.endpoints, "No upstream was called in this period.")}
         </section>
-        <div class="two-col">
-            <section class="card">
+        <section class="card">
                 <h2>"Top workspaces by tokens"</h2>
                 {table("usage-workspaces", "Workspace", r.top_workspaces, "No calls in this period.")}
-            </section>
-            <section class="card">
+        </section>
+        <section class="card">
                 <h2>"Top API keys by tokens"</h2>
                 {table("usage-keys", "API key", r.top_keys, "No calls in this period.")}
-            </section>
-        </div>
+        </section>
         <section class="card">
             <h2>"Export for billing"</h2>
             <p class="hint">"One line per UTC day, workspace, API key and model: requests and input, output and total tokens (CSV)."</p>
@@ -104,6 +113,7 @@ fn page(r: UsageReport) -> impl IntoView {
     }
 }
 
+#[cfg(feature = "ssr")]
 fn figure(title: &'static str, main: String, detail: String) -> impl IntoView {
     view! {
         <div class="figure" data-figure=title>
@@ -114,6 +124,7 @@ fn figure(title: &'static str, main: String, detail: String) -> impl IntoView {
     }
 }
 
+#[cfg(feature = "ssr")]
 fn unknown_note(t: &UsageFigures) -> Option<impl IntoView> {
     (t.usage_unknown > 0).then(|| {
         view! {
@@ -124,6 +135,7 @@ fn unknown_note(t: &UsageFigures) -> Option<impl IntoView> {
     })
 }
 
+#[cfg(feature = "ssr")]
 fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'static str) -> impl IntoView {
     if rows.is_empty() {
         return view! { <p class="empty">{empty}</p> }.into_any();

@@ -106,9 +106,9 @@ fn draw(svg: &mut String, title: &str, unit: &str, xs: &[i64], range: UsageRange
     let y1 = if top <= 0.0 { 1.0 } else { top * 1.1 };
     let mut chart = ChartBuilder::on(&root)
         .margin(8)
-        .caption(title, ("sans-serif", 15))
-        .x_label_area_size(26)
-        .y_label_area_size(58)
+        .caption(title, ("sans-serif", 18))
+        .x_label_area_size(30)
+        .y_label_area_size(70)
         .build_cartesian_2d(x0..x1, 0f64..y1)?;
     chart
         .configure_mesh()
@@ -117,9 +117,10 @@ fn draw(svg: &mut String, title: &str, unit: &str, xs: &[i64], range: UsageRange
         .x_label_formatter(&|m| tick(*m, range))
         .y_label_formatter(&|v| if *v >= 10_000.0 { compact_count(*v as i64) } else if *v >= 10.0 || *v == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") })
         .y_desc(unit)
-        .light_line_style(RGBColor(235, 235, 235))
-        .bold_line_style(RGBColor(220, 220, 220))
-        .label_style(("sans-serif", 11))
+        // Only the labelled grid lines: the fine ones made the chart hard to read.
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 228, 232))
+        .label_style(("sans-serif", 14))
         .draw()?;
     for l in lines {
         let color = l.color;
@@ -153,7 +154,7 @@ fn draw(svg: &mut String, title: &str, unit: &str, xs: &[i64], range: UsageRange
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(200, 200, 200))
-        .label_font(("sans-serif", 11))
+        .label_font(("sans-serif", 13))
         .draw()?;
     root.present()?;
     Ok(())

@@ -1,0 +1,63 @@
+//! A flush of 10,000 usage rollup rows (10,000 keys active in one minute) into a SQLite file:
+//! one transaction of batched INSERTs, what the gateway does every few seconds. Also what
+//! recording a call costs the serving thread.
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use server::gateway::meter::{Call, Meter, Outcome};
+use server::gateway::snapshot::Op;
+use server::gateway::usage::Tokens;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn call(key: i64) -> Call {
+    Call {
+        model: Arc::from("bench-model"),
+        maas_model_id: Some(1 + key % 1000),
+        endpoint_id: Some(1 + key % 1000),
+        workspace_id: Some(1 + key / 100),
+        api_key_id: Some(key),
+        op: Op::Chat,
+        status: 200,
+        outcome: Outcome::Ok,
+        failovers: 0,
+        ttfb_ms: Some(120),
+        total_ms: 900,
+        tokens: Some(Tokens { input: 400, output: 120, total: 520 }),
+        at_ms: 1_800_000_000_000,
+    }
+}
+
+fn flush(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = rt.block_on(server::bootstrap::open_db(&format!("sqlite://{}/maas.db?mode=rwc", dir.path().display()))).unwrap();
+    let meter = Meter::default();
+    let mut g = c.benchmark_group("usage");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("flush/10k rows/sqlite", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                for k in 0..10_000 {
+                    meter.record(call(k));
+                }
+                let t = Instant::now();
+                let rows = rt.block_on(meter.flush(&db, "bench")).unwrap();
+                spent += t.elapsed();
+                assert_eq!(rows, 10_000);
+            }
+            spent
+        })
+    });
+    g.finish();
+    let m = Meter::default();
+    let mut k = 0;
+    c.bench_function("meter/record/one call (10k keys)", |b| {
+        b.iter(|| {
+            k = (k + 1) % 10_000;
+            m.record(black_box(call(k)));
+        })
+    });
+}
+
+criterion_group!(benches, flush);
+criterion_main!(benches);
