@@ -14,7 +14,7 @@ const BUCKETS: usize = 14;
 
 #[derive(DeriveIden)]
 enum UsageMinutes {
-    Table, Id, Minute, LatencyHist, TtfbHist, Compacted,
+    Table, Id, Minute, ApiKeyId, LatencyHist, TtfbHist, Compacted,
 }
 
 /// Which clusters a gateway serves (JSON list of names): a replica its one, `maas serve` those
@@ -72,6 +72,8 @@ impl MigrationTrait for Migration {
         }
         // The compactor's and the retention's scans.
         m.create_index(Index::create().name("idx_usage_compacted_minute").table(UsageMinutes::Table).col(UsageMinutes::Compacted).col(UsageMinutes::Minute).to_owned()).await?;
+        // A key's usage (the key filter, a user's keys page).
+        m.create_index(Index::create().name("idx_usage_key_minute").table(UsageMinutes::Table).col(UsageMinutes::ApiKeyId).col(UsageMinutes::Minute).to_owned()).await?;
         let _ = UsageMinutes::Id;
 
         m.alter_table(Table::alter().table(GatewayStatus::Table).add_column(ColumnDef::new(GatewayStatus::Serves).text().null()).to_owned()).await?;
@@ -107,6 +109,7 @@ impl MigrationTrait for Migration {
             ("idx_usage_hours_hour", vec![UsageHours::Hour]),
             ("idx_usage_hours_model_hour", vec![UsageHours::MaasModelId, UsageHours::Hour]),
             ("idx_usage_hours_workspace_hour", vec![UsageHours::WorkspaceId, UsageHours::Hour]),
+            ("idx_usage_hours_key_hour", vec![UsageHours::ApiKeyId, UsageHours::Hour]),
         ] {
             let mut idx = Index::create().name(name).table(UsageHours::Table).to_owned();
             for c in cols {
@@ -122,6 +125,7 @@ impl MigrationTrait for Migration {
         m.alter_table(Table::alter().table(GatewayStatus::Table).drop_column(GatewayStatus::Serves).to_owned()).await?;
         m.alter_table(Table::alter().table(Endpoints::Table).drop_column(Endpoints::SkipStreamUsage).to_owned()).await?;
         m.drop_index(Index::drop().name("idx_usage_compacted_minute").table(UsageMinutes::Table).to_owned()).await?;
+        m.drop_index(Index::drop().name("idx_usage_key_minute").table(UsageMinutes::Table).to_owned()).await?;
         for c in [UsageMinutes::LatencyHist, UsageMinutes::TtfbHist] {
             m.alter_table(Table::alter().table(UsageMinutes::Table).add_column(ColumnDef::new(c).string_len(256).not_null().default("")).to_owned()).await?;
         }

@@ -85,20 +85,20 @@ fn page(r: UsageReport) -> impl IntoView {
         </section>
         <section class="card">
             <h2>"Models"</h2>
-            {table("usage-models", "Model", r.models, "No calls in this period.")}
+            {table("usage-models", "Model", r.models, "No calls in this period.", true)}
         </section>
         <section class="card">
             <h2>"Endpoints"</h2>
             <p class="hint">"Each upstream's own calls: a slow or failing one shows here first."</p>
-            {table("usage-endpoints", "Endpoint", r.endpoints, "No upstream was called in this period.")}
+            {table("usage-endpoints", "Endpoint", r.endpoints, "No upstream was called in this period.", true)}
         </section>
         <section class="card">
                 <h2>"Top workspaces by tokens"</h2>
-                {table("usage-workspaces", "Workspace", r.top_workspaces, "No calls in this period.")}
+                {table("usage-workspaces", "Workspace", r.top_workspaces, "No calls in this period.", false)}
         </section>
         <section class="card">
                 <h2>"Top API keys by tokens"</h2>
-                {table("usage-keys", "API key", r.top_keys, "No calls in this period.")}
+                {table("usage-keys", "API key", r.top_keys, "No calls in this period.", false)}
         </section>
         <section class="card">
             <h2>"Export for billing"</h2>
@@ -136,7 +136,8 @@ fn unknown_note(t: &UsageFigures) -> Option<impl IntoView> {
 }
 
 #[cfg(feature = "ssr")]
-fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'static str) -> impl IntoView {
+/// `latency`: with p50 / p95 columns (the per-key tables sum counts only, see `usage_rollups`).
+fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'static str, latency: bool) -> impl IntoView {
     if rows.is_empty() {
         return view! { <p class="empty">{empty}</p> }.into_any();
     }
@@ -146,7 +147,7 @@ fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'st
                 <thead><tr>
                     <th>{what}</th><th class="num">"Requests"</th><th class="num">"Errors"</th><th class="num">"429"</th>
                     <th class="num">"Input tokens"</th><th class="num">"Output tokens"</th><th class="num">"Total tokens"</th>
-                    <th class="num">"p50"</th><th class="num">"p95"</th>
+                    {latency.then(|| view! { <th class="num">"p50"</th><th class="num">"p95"</th> })}
                 </tr></thead>
                 <tbody>{rows.into_iter().map(|l| {
                     let u = l.figures;
@@ -161,8 +162,7 @@ fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'st
                             <td class="num" data-col="input">{u.input_tokens}</td>
                             <td class="num" data-col="output">{u.output_tokens}</td>
                             <td class="num" data-col="total">{u.total_tokens}{unknown.map(|n| view! { <br/><span class="hint">{n}</span> })}</td>
-                            <td class="num">{latency_label(u.p50_ms)}</td>
-                            <td class="num">{latency_label(u.p95_ms)}</td>
+                            {latency.then(|| view! { <td class="num">{latency_label(u.p50_ms)}</td><td class="num">{latency_label(u.p95_ms)}</td> })}
                         </tr>
                     }
                 }).collect_view()}</tbody>

@@ -56,7 +56,7 @@ impl Tally {
     }
 }
 
-/// Tallies groups whose first dimensions are `key_dims` and whose last one is the outcome.
+/// Tallies groups by `key`, the outcome being dimension `outcome_at`.
 fn tally_by<K: Ord>(groups: &[Group], key: impl Fn(&Group) -> K, outcome_at: usize) -> BTreeMap<K, Tally> {
     let mut out: BTreeMap<K, Tally> = BTreeMap::new();
     for g in groups {
@@ -136,8 +136,14 @@ pub async fn report_at(db: &impl ConnectionTrait, f: &UsageFilter, now_minute: i
     let bucket = f.range.bucket_minutes();
     let names = names(db).await?;
 
-    // Charts: per time bucket and outcome.
-    let series = aggregate(db, &scope, By::Outcome, Some(bucket)).await?;
+    // Three scans, at once (the pool has connections for each): per time bucket and outcome
+    // (the charts, and the totals: the same sums added up, percentiles over the whole range);
+    // per model, endpoint and outcome (both tables); per key (the keys, and the workspaces).
+    let (series, by_endpoint, by_key) = tokio::try_join!(
+        aggregate(db, &scope, By::Outcome, Some(bucket)),
+        aggregate(db, &scope, By::ModelEndpointOutcome, None),
+        aggregate(db, &scope, By::KeyOutcome, None),
+    )?;
     let per_bucket = tally_by(&series, |g| g.at_minute, 0);
     let start = scope.from_minute - scope.from_minute.rem_euclid(bucket);
     let points: Vec<(i64, UsageFigures)> = (0..)
@@ -146,25 +152,20 @@ pub async fn report_at(db: &impl ConnectionTrait, f: &UsageFilter, now_minute: i
         .map(|m| (m, per_bucket.get(&m).map(Tally::figures).unwrap_or_default()))
         .collect();
     let charts = charts::usage_charts(&points, f.range);
-
-    // Totals, from the whole range at once (percentiles over the range, not of buckets).
-    let totals = aggregate(db, &scope, By::Outcome, None).await?;
     let mut all = Tally::default();
-    for g in &totals {
+    for g in &series {
         all.add(g.text(0), &g.sums);
     }
 
-    let by_ws = aggregate(db, &scope, By::Workspace, None).await?;
     let top_workspaces = sorted_top(
-        tally_by(&by_ws, |g| g.int(0), usize::MAX)
+        tally_by(&by_key, |g| g.int(0), 2)
             .into_iter()
             .map(|(ws, t)| UsageLine { label: names.workspace(ws), detail: String::new(), figures: t.figures() })
             .collect(),
         TOP,
     );
-    let by_key = aggregate(db, &scope, By::Key, None).await?;
     let top_keys = sorted_top(
-        tally_by(&by_key, |g| g.int(1), usize::MAX)
+        tally_by(&by_key, |g| g.int(1), 2)
             .into_iter()
             .map(|(k, t)| {
                 let (label, detail) = names.key(k);
@@ -173,10 +174,8 @@ pub async fn report_at(db: &impl ConnectionTrait, f: &UsageFilter, now_minute: i
             .collect(),
         TOP,
     );
-    // Per model and per endpoint: with outcomes, for their error counts.
-    let by_model = aggregate(db, &scope, By::ModelOutcome, None).await?;
     let models = sorted_top(
-        tally_by(&by_model, |g| (g.int(0), g.text(1).unwrap_or_default().to_owned()), 2)
+        tally_by(&by_endpoint, |g| (g.int(0), g.text(1).unwrap_or_default().to_owned()), 3)
             .into_iter()
             .map(|((id, sent), t)| {
                 let label = match id {
@@ -189,8 +188,7 @@ pub async fn report_at(db: &impl ConnectionTrait, f: &UsageFilter, now_minute: i
             .collect(),
         usize::MAX,
     );
-    let by_endpoint = aggregate(db, &scope, By::EndpointOutcome, None).await?;
-    let mut endpoints: Vec<UsageLine> = tally_by(&by_endpoint, |g| g.int(0), 1)
+    let mut endpoints: Vec<UsageLine> = tally_by(&by_endpoint, |g| g.int(2), 3)
         .into_iter()
         .filter_map(|(id, t)| {
             let id = id?;
