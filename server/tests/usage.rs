@@ -166,3 +166,17 @@ async fn the_csv_export_has_one_line_per_day_workspace_key_and_model_with_exact_
         }
     }
 }
+
+/// Model names come from callers (a 404 is counted under what was sent): written into the
+/// flush's statement, they are quoted, never run.
+#[tokio::test]
+async fn hostile_model_names_are_stored_as_sent() {
+    let env = env().await;
+    let s = sums(1, 1, 1, 10);
+    for name in ["x'); DROP TABLE usage_minutes; --", "back\\slash '' \"quote\"", "é漢字\u{1F600}"] {
+        let row = MinuteRow { minute: 1, gateway_id: "gw", maas_model_id: None, model: name, endpoint_id: None, workspace_id: None, api_key_id: None, operation: "chat", outcome: "not_found", status: 404, sums: &s };
+        usage_rollups::insert_minutes(env.db(), &[row]).await.unwrap();
+        let g = aggregate(env.db(), &Scope { from_minute: 0, to_minute: 10, ..Default::default() }, By::ModelOutcome, None).await.unwrap();
+        assert!(g.iter().any(|g| g.text(1) == Some(name)), "{name}: {g:?}");
+    }
+}
