@@ -218,22 +218,7 @@ async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits(
     let fx = fixture(&state).await;
     let (id, rev) = fx.model(&state, vec![fx.workspace_rule(50, 3600)]).await;
 
-    let mut procs = Vec::new();
-    let mut bases = Vec::new();
-    for i in 0..2 {
-        let port = common::daemons::free_port();
-        let child = std::process::Command::new(bin)
-            .args(["gateway", "--cluster", "local", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1", "--gateway-id", &format!("gw-{i}")])
-            .env("DATABASE_URL", &pg.url)
-            .env("REDIS_URL", &redis.url)
-            .env("MAAS_SECRET_KEY", "pg-secret")
-            .env("MAAS_DATA_DIR", "/nonexistent")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        procs.push(Killed(child));
-        bases.push(format!("http://127.0.0.1:{port}"));
-    }
+    let (_procs, bases) = gateway_processes(&pg.url, &[("REDIS_URL", &redis.url)]);
     let http = reqwest::Client::new();
     let chat = |base: &str| http.post(format!("{base}/v1/chat/completions")).bearer_auth(&fx.key).json(&hello()).send();
     // A replica accepts connections only once its configuration is loaded: its very first
@@ -286,6 +271,28 @@ async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("both replicas should report revision {want} in gateway_status");
+}
+
+/// Two `maas gateway --cluster local` processes (`gw-0`, `gw-1`) on the database at `db_url`,
+/// with `env` besides: the processes (killed when dropped) and their base URLs.
+fn gateway_processes(db_url: &str, env: &[(&str, &str)]) -> (Vec<Killed>, Vec<String>) {
+    let mut procs = Vec::new();
+    let mut bases = Vec::new();
+    for i in 0..2 {
+        let port = common::daemons::free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_maas"));
+        cmd.args(["gateway", "--cluster", "local", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1", "--gateway-id", &format!("gw-{i}")])
+            .env("DATABASE_URL", db_url)
+            .env("MAAS_SECRET_KEY", "pg-secret")
+            .env("MAAS_DATA_DIR", "/nonexistent")
+            .stdout(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        procs.push(Killed(cmd.spawn().unwrap()));
+        bases.push(format!("http://127.0.0.1:{port}"));
+    }
+    (procs, bases)
 }
 
 /// Kills the child process when the test ends, pass or fail.
@@ -510,22 +517,7 @@ async fn two_replicas_usage_lands_in_postgres_and_the_console_shows_the_sum() {
     let state = server::bootstrap::state(db, "pg-secret", false, rev, false);
     let fx = fixture(&state).await;
     fx.model(&state, vec![]).await;
-    let mut procs = Vec::new();
-    let mut bases = Vec::new();
-    for i in 0..2 {
-        let port = common::daemons::free_port();
-        let child = std::process::Command::new(bin)
-            .args(["gateway", "--cluster", "local", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1", "--gateway-id", &format!("gw-{i}")])
-            .env("DATABASE_URL", &pg.url)
-            .env("MAAS_SECRET_KEY", "pg-secret")
-            .env("MAAS_DATA_DIR", "/nonexistent")
-            .env("MAAS_USAGE_FLUSH", "200ms")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        procs.push(Killed(child));
-        bases.push(format!("http://127.0.0.1:{port}"));
-    }
+    let (_procs, bases) = gateway_processes(&pg.url, &[("MAAS_USAGE_FLUSH", "200ms")]);
     let http = reqwest::Client::new();
     for (i, base) in bases.iter().enumerate() {
         let addr = base.trim_start_matches("http://").to_owned();
