@@ -6,7 +6,8 @@ the schema, starts `maas serve` on 127.0.0.1 (port 0), logs in, then times bound
 requests: the list server function (first page, a deep page, a search) and the SSR page.
 Prints median and p95 in milliseconds. Loopback only; every loop is bounded.
 """
-import http.client, json, os, re, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.parse
+import json, os, sqlite3, subprocess, tempfile, time
+from console_bench import Console, serve, timed
 
 N = int(os.environ.get("MODELS", "10000"))
 RUNS = int(os.environ.get("RUNS", "50"))
@@ -32,51 +33,22 @@ db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, w
                [(i + 1,) for i in range(N)])
 db.commit(); db.close()
 
-proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.PIPE, text=True)
-try:
-    port = None
-    deadline = time.time() + 30
-    while time.time() < deadline and port is None:
-        line = proc.stdout.readline()
-        m = re.search(r"MaaS console: http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-    assert port, "server did not start"
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-
-    def post(path, body, cookie=None):
-        h = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
-        if cookie: h["cookie"] = cookie
-        conn.request("POST", path, urllib.parse.urlencode(body), h)
-        r = conn.getresponse(); data = r.read(); return r, data
-
-    r, _ = post("/api/login", {"username": "admin", "password": "bench-pass-1"})
-    cookie = r.getheader("set-cookie").split(";")[0]
-
-    def timed(label, fn):
-        fn()  # warm-up
-        xs = []
-        for _ in range(RUNS):
-            t = time.perf_counter(); fn(); xs.append((time.perf_counter() - t) * 1000)
-        xs.sort()
-        print(f"{label:<44} median {statistics.median(xs):7.2f} ms   p95 {xs[int(len(xs) * 0.95) - 1]:7.2f} ms")
+with serve(BIN, env, start_timeout=30) as port:
+    c = Console(port, "admin", "bench-pass-1")
 
     def list_fn(search, page):
         def f():
-            r, data = post("/api/models/list", {"search": search, "page": page}, cookie)
+            r, data = c.post("/api/models/list", {"search": search, "page": page})
             assert r.status == 200, data
         return f
 
     def page_fn():
-        conn.request("GET", "/models", headers={"cookie": cookie, "accept": "text/html"})
-        r = conn.getresponse(); body = r.read()
+        r, body = c.get("/models")
         assert r.status == 200 and b"model-" in body
 
     print(f"{N} models, {RUNS} requests each, one connection, loopback")
-    timed("list server fn, page 1", list_fn("", 0))
-    timed("list server fn, page 400 (offset 7980)", list_fn("", 399))
-    timed("list server fn, search 'model-0999'", list_fn("model-0999", 0))
-    timed("list server fn, search by Model ID", list_fn("upstream-4242-1", 0))
-    timed("SSR GET /models (full HTML page)", page_fn)
-finally:
-    proc.terminate(); proc.wait(timeout=10)
+    timed("list server fn, page 1", list_fn("", 0), RUNS)
+    timed("list server fn, page 400 (offset 7980)", list_fn("", 399), RUNS)
+    timed("list server fn, search 'model-0999'", list_fn("model-0999", 0), RUNS)
+    timed("list server fn, search by Model ID", list_fn("upstream-4242-1", 0), RUNS)
+    timed("SSR GET /models (full HTML page)", page_fn, RUNS)

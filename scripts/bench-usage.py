@@ -9,7 +9,8 @@ rows over the last 8 days (compacted but the current hour's). Starts `maas serve
 period, the SSR page, and the management list (its per-model 24 h figures). Prints median and
 p95 in milliseconds. Loopback only; every loop is bounded.
 """
-import http.client, os, re, sqlite3, statistics, subprocess, tempfile, time, urllib.parse
+import os, sqlite3, subprocess, tempfile, time
+from console_bench import Console, serve, timed
 
 MODELS, KEYS, WS = 1000, 10000, 100
 ACTIVE = int(os.environ.get("ACTIVE", "500"))            # keys active in an hour
@@ -56,53 +57,29 @@ db.close()
 print(f"seeded {HOURLY_ROWS} hourly + {MINUTE_ROWS} minute rows, {MODELS} models, {KEYS} keys in {time.time() - t0:.1f} s "
       f"({os.path.getsize(db_path) / 2**20:.0f} MiB)")
 
-proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.PIPE, text=True)
-try:
-    port = None
-    deadline = time.time() + 60
-    while time.time() < deadline and port is None:
-        m = re.search(r"MaaS console: http://127\.0\.0\.1:(\d+)", proc.stdout.readline())
-        if m:
-            port = int(m.group(1))
-    assert port, "server did not start"
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-    def post(path, body, cookie=None):
-        h = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
-        if cookie: h["cookie"] = cookie
-        conn.request("POST", path, urllib.parse.urlencode(body), h)
-        r = conn.getresponse(); data = r.read(); return r, data
-
-    r, _ = post("/api/login", {"username": "admin", "password": "bench-pass-1"})
-    cookie = r.getheader("set-cookie").split(";")[0]
-
-    def timed(label, fn):
-        fn()  # warm-up
-        xs = []
-        for _ in range(RUNS):
-            t = time.perf_counter(); fn(); xs.append((time.perf_counter() - t) * 1000)
-        xs.sort()
-        print(f"{label:<46} median {statistics.median(xs):8.1f} ms   p95 {xs[max(0, int(len(xs) * 0.95) - 1)]:8.1f} ms")
+with serve(BIN, env) as port:
+    c = Console(port, "admin", "bench-pass-1")
 
     def report(rng, **f):
         def go():
-            r, data = post("/api/usage/page", dict({"range": rng, "model": "", "workspace": "", "key": ""}, **f), cookie)
+            r, data = c.post("/api/usage/page", dict({"range": rng, "model": "", "workspace": "", "key": ""}, **f))
             assert r.status == 200, data[:300]
         return go
 
     def page(path, must):
         def go():
-            conn.request("GET", path, headers={"cookie": cookie, "accept": "text/html"})
-            r = conn.getresponse(); body = r.read()
+            r, body = c.get(path)
             assert r.status == 200 and must in body, body[:300]
         return go
 
+    def models_list():
+        r, data = c.post("/api/models/list", {"search": "", "page": 0})
+        assert r.status == 200, data[:300]
+
     print(f"{RUNS} requests each, one connection, loopback")
     for rng in ["1h", "24h", "7d", "30d"]:
-        timed(f"report server fn, {rng}", report(rng))
-    timed("report server fn, 30d, one model", report("30d", model="7"))
-    timed("report server fn, 30d, one workspace", report("30d", workspace="3"))
-    timed("SSR GET /usage?range=30d (full page)", page("/usage?range=30d", b"figure"))
-    timed("list server fn, page 1 (24 h figures)", lambda: post("/api/models/list", {"search": "", "page": 0}, cookie))
-finally:
-    proc.terminate(); proc.wait(timeout=10)
+        timed(f"report server fn, {rng}", report(rng), RUNS)
+    timed("report server fn, 30d, one model", report("30d", model="7"), RUNS)
+    timed("report server fn, 30d, one workspace", report("30d", workspace="3"), RUNS)
+    timed("SSR GET /usage?range=30d (full page)", page("/usage?range=30d", b"figure"), RUNS)
+    timed("list server fn, page 1 (24 h figures)", models_list, RUNS)

@@ -209,12 +209,7 @@ async fn when_redis_goes_away_each_replica_keeps_limiting_on_its_own() {
 #[tokio::test]
 async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits() {
     let (pg, redis) = tokio::join!(Postgres::start(), Redis::start());
-    let bin = env!("CARGO_BIN_EXE_maas");
-    let out = std::process::Command::new(bin).args(["migrate", "--database-url", &pg.url]).output().unwrap();
-    assert!(out.status.success(), "maas migrate on PostgreSQL: {}", String::from_utf8_lossy(&out.stderr));
-    let db = app::ssr::connect(&pg.url).await.unwrap();
-    let rev = app::ssr::current_revision(&db).await.unwrap();
-    let state = server::bootstrap::state(db, "pg-secret", false, rev, false);
+    let state = control_plane_on(&pg).await;
     let fx = fixture(&state).await;
     let (id, rev) = fx.model(&state, vec![fx.workspace_rule(50, 3600)]).await;
 
@@ -271,6 +266,16 @@ async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("both replicas should report revision {want} in gateway_status");
+}
+
+/// `maas migrate` on `pg`, then the control plane's state on it (secret key `pg-secret`, as
+/// [`gateway_processes`] are given).
+async fn control_plane_on(pg: &Postgres) -> AppState {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_maas")).args(["migrate", "--database-url", &pg.url]).output().unwrap();
+    assert!(out.status.success(), "maas migrate on PostgreSQL: {}", String::from_utf8_lossy(&out.stderr));
+    let db = app::ssr::connect(&pg.url).await.unwrap();
+    let rev = app::ssr::current_revision(&db).await.unwrap();
+    server::bootstrap::state(db, "pg-secret", false, rev, false)
 }
 
 /// Two `maas gateway --cluster local` processes (`gw-0`, `gw-1`) on the database at `db_url`,
@@ -509,12 +514,7 @@ async fn limits_are_exact_on_a_redis_cluster() {
 #[tokio::test]
 async fn two_replicas_usage_lands_in_postgres_and_the_console_shows_the_sum() {
     let pg = Postgres::start().await;
-    let bin = env!("CARGO_BIN_EXE_maas");
-    let out = std::process::Command::new(bin).args(["migrate", "--database-url", &pg.url]).output().unwrap();
-    assert!(out.status.success(), "maas migrate: {}", String::from_utf8_lossy(&out.stderr));
-    let db = app::ssr::connect(&pg.url).await.unwrap();
-    let rev = app::ssr::current_revision(&db).await.unwrap();
-    let state = server::bootstrap::state(db, "pg-secret", false, rev, false);
+    let state = control_plane_on(&pg).await;
     let fx = fixture(&state).await;
     fx.model(&state, vec![]).await;
     let (_procs, bases) = gateway_processes(&pg.url, &[("MAAS_USAGE_FLUSH", "200ms")]);

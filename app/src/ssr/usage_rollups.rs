@@ -323,7 +323,7 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
         q.add_group_by([Expr::cust("at")]);
     }
     for c in by.columns() {
-        q.add_group_by([Expr::col(Alias::new(*c)).into()]);
+        q.add_group_by([Expr::col(Alias::new(*c))]);
     }
     let rows = db.query_all(&q).await?;
     let n = by.columns().len();

@@ -161,12 +161,7 @@ impl Series {
     }
 
     pub fn rate_limited(&mut self, model: &Arc<str>, rule: &str) {
-        match self.rate_limited.get_mut(&(model.clone(), Box::from(rule))) {
-            Some(n) => *n += 1,
-            None => {
-                self.rate_limited.insert((model.clone(), Box::from(rule)), 1);
-            }
-        }
+        *self.rate_limited.entry((model.clone(), Box::from(rule))).or_default() += 1;
     }
 
     pub fn upstream_failed(&mut self, endpoint_id: i64, reason: FailReason) {

@@ -363,16 +363,17 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: axum::extract::Request, op: 
     match forward(&gw, req, op, &mut so_far).await {
         Ok(resp) => resp,
         Err(e) => {
+            if !gw.config.usage_metering {
+                return e.into_response();
+            }
             let outcome = e.outcome();
-            if let (GatewayError::RateLimited(rej), Some(model), true) = (&e, &so_far.model, gw.config.usage_metering) {
+            if let (GatewayError::RateLimited(rej), Some(model)) = (&e, &so_far.model) {
                 gw.meter.rate_limited(model, &rej.rule);
             }
             let resp = e.into_response();
-            if gw.config.usage_metering {
-                let mut call = so_far.call(resp.status().as_u16(), outcome, None, 0);
-                call.ended(so_far.started);
-                gw.meter.record(call);
-            }
+            let mut call = so_far.call(resp.status().as_u16(), outcome, None, 0);
+            call.ended(so_far.started);
+            gw.meter.record(call);
             resp
         }
     }

@@ -65,14 +65,10 @@ fn tally_by<K: Ord>(groups: &[Group], key: impl Fn(&Group) -> K, outcome_at: usi
     out
 }
 
-fn scope_of(f: &UsageFilter, now_minute: i64, visible: Option<Vec<i64>>) -> Scope {
+/// The operator's filter as a scope ending with the current minute.
+fn scope_of(f: &UsageFilter, now_minute: i64) -> Scope {
     let to = now_minute + 1;
-    let workspaces = match (f.workspace, visible) {
-        (Some(w), Some(v)) => Some(if v.contains(&w) { vec![w] } else { vec![] }),
-        (Some(w), None) => Some(vec![w]),
-        (None, v) => v,
-    };
-    Scope { from_minute: to - f.range.minutes(), to_minute: to, models: f.model.map(|m| vec![m]), workspaces, api_key_id: f.key }
+    Scope { from_minute: to - f.range.minutes(), to_minute: to, models: f.model.map(|m| vec![m]), workspaces: f.workspace.map(|w| vec![w]), api_key_id: f.key }
 }
 
 /// Names of models, workspaces and keys by id, for labels (usage outlives what it names:
@@ -128,11 +124,8 @@ fn sorted_top(mut lines: Vec<UsageLine>, n: usize) -> Vec<UsageLine> {
 
 /// The operator's Usage page for `f`.
 pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<UsageReport> {
-    report_at(db, f, now() / 60).await
-}
-
-pub async fn report_at(db: &impl ConnectionTrait, f: &UsageFilter, now_minute: i64) -> SResult<UsageReport> {
-    let scope = scope_of(f, now_minute, None);
+    let now_minute = now() / 60;
+    let scope = scope_of(f, now_minute);
     let bucket = f.range.bucket_minutes();
     let names = names(db).await?;
 
@@ -199,7 +192,7 @@ pub async fn report_at(db: &impl ConnectionTrait, f: &UsageFilter, now_minute: i
             Some(UsageLine { label, detail, figures: t.figures() })
         })
         .collect();
-    endpoints.sort_by(|a, b| b.figures.requests.cmp(&a.figures.requests));
+    endpoints.sort_by_key(|l| std::cmp::Reverse(l.figures.requests));
 
     let mut model_choices: Vec<Choice> = names.models.iter().map(|(id, n)| Choice { id: *id, label: n.clone() }).collect();
     model_choices.sort_by(|a, b| a.label.cmp(&b.label));
@@ -318,7 +311,7 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
         if t < f {
             e.add("to", "must not be before `from`");
         } else if t - f + 1 > MAX_EXPORT_DAYS {
-            e.add("to", &format!("at most {MAX_EXPORT_DAYS} days per export"));
+            e.add("to", format!("at most {MAX_EXPORT_DAYS} days per export"));
         }
     }
     e.into_result()?;
