@@ -45,6 +45,7 @@ async fn every_server_function_checks_the_caller() {
         ("/api/models/form-options", ""),
         ("/api/models/enable", "id=1&enabled=true"),
         ("/api/models/delete", "id=1"),
+        ("/api/usage/page", "range=24h&model=&workspace=&key="),
     ];
     for (path, body) in operator_only {
         let (status, _, text) = send(&r, form(path, None, body)).await;
@@ -58,7 +59,7 @@ async fn every_server_function_checks_the_caller() {
     let (status, _, _) = send(&r, json("/api/models/save", Some(&alice), &save)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Login-level functions refuse anonymous callers too.
-    for path in ["/api/keys/list", "/api/keys/create", "/api/keys/revoke", "/api/workspaces/list", "/api/offerings"] {
+    for path in ["/api/keys/list", "/api/keys/create", "/api/keys/revoke", "/api/workspaces/list", "/api/offerings", "/api/usage/keys"] {
         let (status, _, _) = send(&r, form(path, None, "workspace_id=1&name=x&id=1")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
     }
@@ -370,4 +371,41 @@ async fn a_login_replaces_the_session_the_browser_had_and_idle_sessions_end() {
     let idle = app::ssr::now() - app::ssr::auth::SESSION_IDLE_SECS - 1;
     env.db().execute_raw(Statement::from_string(env.db().get_database_backend(), format!("UPDATE sessions SET last_seen_at = {idle}"))).await.unwrap();
     assert_eq!(send(&r, form("/api/users/list", Some(&second), "")).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// The Usage page's server function and the CSV export: operators only, and bad query values
+/// are field errors, never "everything" nor a 500.
+#[tokio::test]
+async fn usage_page_and_export_refuse_other_roles_and_bad_input() {
+    let env = env().await;
+    env.user("op", Role::Operator).await;
+    env.user("alice", Role::User).await;
+    let r = env.router();
+    let (op, alice) = (login(&r, "op").await, login(&r, "alice").await);
+    let get = |cookie: Option<&str>, q: &str| {
+        let mut b = http::Request::get(format!("/usage/export.csv?{q}"));
+        if let Some(c) = cookie {
+            b = b.header("cookie", c);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    };
+    let ok = "from=2026-11-01&to=2026-11-30";
+    assert_eq!(send(&r, get(None, ok)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&r, get(Some(&alice), ok)).await.0, StatusCode::FORBIDDEN);
+    let (status, headers, body) = send(&r, get(Some(&op), ok)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(headers["content-disposition"], "attachment; filename=\"maas-usage-2026-11-01-2026-11-30.csv\"");
+    assert!(body.starts_with("day,workspace_id,"), "{body}");
+    for (q, field) in [("from=2026-11-31&to=2026-12-01", "from"), ("from=2026-12-01&to=2026-11-01", "to"), (&*format!("from={}&to=2026-12-01", "9".repeat(5000)), "from"), ("", "from")] {
+        let (status, _, body) = send(&r, get(Some(&op), q)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
+        assert!(body.starts_with(&format!("{field}: ")) || body.contains(&format!("\n{field}: ")), "{q}: {body}");
+    }
+    let (status, _, body) = send(&r, form("/api/usage/page", Some(&op), "range=1y&model=x&workspace=&key=-1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body, r#"{"Invalid":{"key":"an id","model":"an id","range":"one of 1h, 24h, 7d, 30d"}}"#);
+    let (status, _, body) = send(&r, form("/api/usage/page", Some(&op), "range=24h&model=&workspace=&key=")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("usage-totals") && body.contains("<svg"), "the page's HTML: {}", &body[..200.min(body.len())]);
 }
