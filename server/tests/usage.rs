@@ -180,3 +180,129 @@ async fn hostile_model_names_are_stored_as_sent() {
         assert!(g.iter().any(|g| g.text(1) == Some(name)), "{name}: {g:?}");
     }
 }
+
+/// The unfiltered views of a day and longer read the quarters and day blocks the compaction
+/// keeps: 40 days of calls from many keys and models (refused ones without key or model among
+/// them), compacted in passes with late rows between them, must add up there exactly as the
+/// calls themselves do, for every range and every grouping the Usage page asks for.
+#[tokio::test]
+async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
+    use std::collections::BTreeMap;
+    let env = env().await;
+    // 40 days ending some minutes into an hour of day 20,040 (not a multiple of 16).
+    let now = 20_040 * 1440 + 17 * 60 + 23;
+    let start = now - 40 * 1440;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n) as i64
+    };
+    struct Call {
+        minute: i64,
+        model: Option<i64>,
+        ws: Option<i64>,
+        key: Option<i64>,
+        outcome: &'static str,
+        sums: Sums,
+    }
+    let mut calls: Vec<Call> = (0..900)
+        .map(|_| {
+            let refused = next(10) == 0;
+            let model = if next(12) == 0 { None } else { Some(1 + next(5)) };
+            let key = if refused { None } else { Some(1 + next(8)) };
+            Call {
+                minute: start + next(40 * 1440) as i64,
+                model,
+                ws: key.map(|k| 1 + k % 3),
+                key,
+                outcome: if refused { "unauthenticated" } else if next(7) == 0 { "rate_limited" } else { "ok" },
+                sums: sums(1 + next(4), 1 + next(500), next(300), next(3000) as u64),
+            }
+        })
+        .collect();
+    calls.sort_by_key(|c| c.minute);
+    async fn store(env: &Env, cs: &[Call]) {
+        let names: Vec<String> = cs.iter().map(|c| format!("m{}", c.model.unwrap_or(99))).collect();
+        let rows: Vec<MinuteRow> = cs
+            .iter()
+            .zip(&names)
+            .map(|(c, name)| MinuteRow {
+                minute: c.minute,
+                gateway_id: "gw-test",
+                maas_model_id: c.model,
+                model: name,
+                endpoint_id: c.model.map(|m| 100 + m),
+                workspace_id: c.ws,
+                api_key_id: c.key,
+                operation: "chat",
+                outcome: c.outcome,
+                status: 200,
+                sums: &c.sums,
+            })
+            .collect();
+        usage_rollups::insert_minutes(env.db(), &rows).await.unwrap();
+    }
+    // The first 30 days, compacted; late rows into those days (a replica's delayed flush) with
+    // the rest; compacted again up to the current hour, whose rows stay minute rows.
+    let (early, rest) = calls.split_at(calls.iter().position(|c| c.minute >= start + 30 * 1440).unwrap());
+    store(&env, early).await;
+    usage_rollups::compact(env.db(), start + 30 * 1440).await.unwrap();
+    let late: Vec<Call> = (0..40)
+        .map(|i| Call { minute: start + next(30 * 1440) as i64, model: Some(1 + i % 5), ws: Some(1), key: Some(3), outcome: "ok", sums: sums(2, 7, 3, 90) })
+        .collect();
+    store(&env, &late).await;
+    store(&env, rest).await;
+    usage_rollups::compact(env.db(), now).await.unwrap();
+    calls.extend(late);
+
+    for hours in [24, 7 * 24, 30 * 24, 30 * 24 + 5, 37] {
+        let from = (now / 60 - hours) * 60;
+        let scope = Scope { from_minute: from, to_minute: now + 1, ..Default::default() };
+        let inside: Vec<&Call> = calls.iter().filter(|c| c.minute >= from && c.minute <= now).collect();
+        let fold = |groups: &[usage_rollups::Group], key: &dyn Fn(&usage_rollups::Group) -> String| {
+            let mut got: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
+            for g in groups {
+                let e = got.entry(key(g)).or_default();
+                *e = (e.0 + g.sums.requests, e.1 + g.sums.input, e.2 + g.sums.total, e.3 + g.sums.latency_hist.iter().sum::<i64>());
+            }
+            got
+        };
+        let expect = |key: &dyn Fn(&Call) -> String, hist: bool| {
+            let mut want: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
+            for c in &inside {
+                let e = want.entry(key(c)).or_default();
+                *e = (e.0 + c.sums.requests, e.1 + c.sums.input, e.2 + c.sums.total, e.3 + if hist { c.sums.requests } else { 0 });
+            }
+            want
+        };
+        let keys = aggregate(env.db(), &scope, By::KeyOutcome, None).await.unwrap();
+        assert_eq!(
+            fold(&keys, &|g| format!("{:?}/{:?}/{}", g.int(0), g.int(1), g.text(2).unwrap())),
+            expect(&|c| format!("{:?}/{:?}/{}", c.ws, c.key, c.outcome), false),
+            "keys over {hours} h"
+        );
+        let models = aggregate(env.db(), &scope, By::ModelEndpointOutcome, None).await.unwrap();
+        assert_eq!(
+            fold(&models, &|g| format!("{:?}/{}/{:?}/{}", g.int(0), g.text(1).unwrap(), g.int(2), g.text(3).unwrap())),
+            expect(&|c| format!("{:?}/m{}/{:?}/{}", c.model, c.model.unwrap_or(99), c.model.map(|m| 100 + m), c.outcome), true),
+            "models and endpoints over {hours} h"
+        );
+        for bucket in [15, 60, 360] {
+            let series = aggregate(env.db(), &scope, By::Outcome, Some(bucket)).await.unwrap();
+            assert_eq!(
+                fold(&series, &|g| format!("{}/{}", g.at_minute, g.text(0).unwrap())),
+                expect(&|c| format!("{}/{}", c.minute / bucket * bucket, c.outcome), true),
+                "series in buckets of {bucket} min over {hours} h"
+            );
+        }
+    }
+    // Retention takes the blocks with the hourly rows (a block once it has wholly passed).
+    usage_rollups::retain(env.db(), now + 420 * 1440, 2 * 1440, 400 * 24).await.unwrap();
+    let scope = Scope { from_minute: now - 30 * 1440, to_minute: now + 1, ..Default::default() };
+    let keys = aggregate(env.db(), &scope, By::KeyOutcome, None).await.unwrap();
+    let left: i64 = keys.iter().map(|g| g.sums.requests).sum();
+    let current_hour: i64 = calls.iter().filter(|c| c.minute >= now / 60 * 60).map(|c| c.sums.requests).sum();
+    assert_eq!(left, current_hour, "only the current hour's minute rows, never compacted");
+}

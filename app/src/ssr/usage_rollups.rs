@@ -144,9 +144,10 @@ pub async fn insert_minutes(db: &impl ConnectionTrait, rows: &[MinuteRow<'_>]) -
 }
 
 /// Folds every minute row of a complete hour before `before_minute` not yet compacted into
-/// hourly rows, and flags them compacted, in one transaction that sees one snapshot (repeatable
-/// read: a row committed meanwhile by a replica's flush is neither summed nor flagged, it goes
-/// with the next run). Returns the hourly rows written.
+/// hourly rows, adds them into the quarters and blocks (the unfiltered views' pre-added sums),
+/// and flags them compacted, in one transaction that sees one snapshot (repeatable read: a row
+/// committed meanwhile by a replica's flush is neither summed nor flagged, it goes with the next
+/// run). Returns the hourly rows written.
 pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minute: i64) -> Result<u64, DbErr> {
     let before = before_minute - before_minute.rem_euclid(60);
     let sums = sum_columns();
@@ -155,12 +156,31 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
     let isolation = (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres).then_some(IsolationLevel::RepeatableRead);
     let txn = db.begin_with_config(isolation, None).await?;
     let backend = txn.get_database_backend();
-    let insert = format!(
-        "INSERT INTO usage_hours (hour, {DIMENSIONS}, {cols}) SELECT minute / 60, {DIMENSIONS}, {selected} FROM usage_minutes WHERE compacted = FALSE AND minute < {before} GROUP BY minute / 60, {DIMENSIONS}",
+    let run = |sql: String| txn.execute_raw(Statement::from_string(backend, sql));
+    // The hourly rows this pass writes are those above the highest id it sees now (a row of a
+    // concurrent pass is invisible to this snapshot whatever its id).
+    let last_id: i64 = match txn.query_all_raw(Statement::from_string(backend, "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM usage_hours")).await?.first() {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    let pending = format!("compacted = FALSE AND minute < {before}");
+    let written = run(format!(
+        "INSERT INTO usage_hours (hour, {DIMENSIONS}, {cols}) SELECT minute / 60, {DIMENSIONS}, {selected} FROM usage_minutes WHERE {pending} GROUP BY minute / 60, {DIMENSIONS}",
         cols = sums.join(", ")
-    );
-    let written = txn.execute_raw(Statement::from_string(backend, insert)).await?.rows_affected();
-    txn.execute_raw(Statement::from_string(backend, format!("UPDATE usage_minutes SET compacted = TRUE WHERE compacted = FALSE AND minute < {before}"))).await?;
+    ))
+    .await?
+    .rows_affected();
+    run(blocks::upsert("usage_quarters", &[], &[("quarter", "minute / 15"), ("outcome", "outcome")], &sums, "usage_minutes", &pending)).await?;
+    let new_hours = format!("id > {last_id}");
+    for level in 0..blocks::LEVELS {
+        let level_sql = level.to_string();
+        let block = format!("hour / {}", 24i64 << level);
+        let fixed = [("level", level_sql.as_str())];
+        run(blocks::upsert("usage_model_blocks", &fixed, &blocks::model_keys(&block), &sums, "usage_hours", &new_hours)).await?;
+        let counts: Vec<String> = COUNTS.iter().map(|c| c.to_string()).collect();
+        run(blocks::upsert("usage_key_blocks", &fixed, &blocks::key_keys(&block), &counts, "usage_hours", &new_hours)).await?;
+    }
+    run(format!("UPDATE usage_minutes SET compacted = TRUE WHERE {pending}")).await?;
     txn.commit().await?;
     Ok(written)
 }
@@ -173,7 +193,17 @@ pub async fn retain(db: &impl ConnectionTrait, now_minute: i64, keep_minutes: i6
         .execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_minutes WHERE compacted = TRUE AND minute < {}", now_minute - keep_minutes)))
         .await?
         .rows_affected();
-    let hours = db.execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_hours WHERE hour < {}", now_minute / 60 - keep_hours))).await?.rows_affected();
+    let cutoff_hour = now_minute / 60 - keep_hours;
+    let hours = db.execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_hours WHERE hour < {cutoff_hour}"))).await?.rows_affected();
+    // Quarters as long as hours; a block once it ends before the first day kept.
+    let mut old = vec![format!("DELETE FROM usage_quarters WHERE quarter < {}", cutoff_hour * 4)];
+    for level in 0..blocks::LEVELS {
+        let first = cutoff_hour.div_euclid(24) >> level;
+        old.extend(["usage_model_blocks", "usage_key_blocks"].map(|t| format!("DELETE FROM {t} WHERE level = {level} AND block < {first}")));
+    }
+    for sql in old {
+        db.execute_raw(Statement::from_string(backend, sql)).await?;
+    }
     Ok((minutes, hours))
 }
 
@@ -217,6 +247,15 @@ impl By {
     fn latencies(self) -> bool {
         matches!(self, By::Outcome | By::ModelEndpointOutcome)
     }
+
+    /// The columns summed for this grouping, in [`Sums`] order.
+    fn summed(self) -> Vec<String> {
+        if self.latencies() {
+            sum_columns()
+        } else {
+            COUNTS.iter().map(|c| c.to_string()).collect()
+        }
+    }
 }
 
 /// One group of an [`aggregate`]: its time bucket (Unix minute it starts at, with a bucket of
@@ -249,20 +288,45 @@ impl Group {
 /// Sums the usage of `scope`, grouped by `by` and, with `bucket_minutes`, by time buckets of
 /// that many minutes. Buckets under an hour read the minute rows (all of them: they are kept
 /// past the longest minute-resolution range); an hour and more read the hourly rows plus the
-/// minute rows not compacted yet, so a call is never counted twice nor missed.
+/// minute rows not compacted yet, so a call is never counted twice nor missed. Unfiltered
+/// views of an hour and more read the quarters and blocks instead of the hourly rows (see
+/// [`blocks`]): the same sums from a few rows per key instead of one per key and hour.
 pub async fn aggregate(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes: Option<i64>) -> Result<Vec<Group>, DbErr> {
     let fine = bucket_minutes.is_some_and(|b| b < 60) || (scope.to_minute - scope.from_minute) < 60;
-    if fine {
-        return query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: false }).await;
-    }
-    let out = {
-        let mut hours = query(db, scope, by, bucket_minutes, Table::Hours).await?;
-        hours.extend(query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: true }).await?);
-        hours
+    let unfiltered = scope.models.is_none() && scope.workspaces.is_none() && scope.api_key_id.is_none();
+    let pending = Table::Minutes { only_uncompacted: true };
+    let parts = match (by, bucket_minutes) {
+        // The last hour: minute rows only.
+        _ if (scope.to_minute - scope.from_minute) < 60 => vec![query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: false }).await?],
+        (By::Outcome, Some(b)) if unfiltered && b % 15 == 0 => vec![blocks::quarters(db, scope, b).await?, query(db, scope, by, bucket_minutes, pending).await?],
+        (By::ModelEndpointOutcome | By::KeyOutcome, None) if unfiltered => {
+            // Hours of the range's first, partial day; then whole days as blocks (to the end
+            // of the day the range ends in: nothing is recorded after now).
+            let first_hour = scope.from_minute.div_euclid(60);
+            let first_day = (first_hour + 23).div_euclid(24);
+            let head = Scope { to_minute: first_day * 1440, ..scope.clone() };
+            let (head, days, tail) = tokio::try_join!(
+                async {
+                    if first_day * 24 > first_hour {
+                        query(db, &head, by, None, Table::Hours).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                },
+                blocks::days(db, by, first_day, (scope.to_minute - 1).div_euclid(1440)),
+                query(db, scope, by, None, pending),
+            )?;
+            vec![head, days, tail]
+        }
+        _ if fine => vec![query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: false }).await?],
+        _ => vec![query(db, scope, by, bucket_minutes, Table::Hours).await?, query(db, scope, by, bucket_minutes, pending).await?],
     };
-    // Groups from both tables with the same bucket and dimensions become one.
+    if parts.len() == 1 {
+        return Ok(parts.into_iter().next().unwrap_or_default());
+    }
+    // Groups from several tables with the same bucket and dimensions become one.
     let mut merged: std::collections::BTreeMap<(i64, String), Group> = std::collections::BTreeMap::new();
-    for g in out {
+    for g in parts.into_iter().flatten() {
         match merged.entry((g.at_minute, format!("{:?}", g.dims))) {
             std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().sums.merge(&g.sums),
             std::collections::btree_map::Entry::Vacant(e) => {
@@ -271,6 +335,94 @@ pub async fn aggregate(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_
         }
     }
     Ok(merged.into_values().collect())
+}
+
+/// The quarters and day blocks: what they hold, how compaction adds into them, how a range is
+/// read from them. Their tables are made by migration `m20261202_000002_usage_blocks`.
+mod blocks {
+    use super::*;
+
+    /// Block levels: a block of level L covers 2^L days, aligned on multiples of 2^L days.
+    pub const LEVELS: u32 = 5;
+
+    /// Dimension columns of the model blocks and the expressions that fill them from hourly
+    /// rows; `block` is the block number's expression. Absent ids are 0 (see the migration).
+    pub fn model_keys(block: &str) -> Vec<(&'static str, String)> {
+        vec![("block", block.to_owned()), ("maas_model_id", "COALESCE(maas_model_id, 0)".into()), ("model", "model".into()), ("endpoint_id", "COALESCE(endpoint_id, 0)".into()), ("outcome", "outcome".into())]
+    }
+
+    pub fn key_keys(block: &str) -> Vec<(&'static str, String)> {
+        vec![("block", block.to_owned()), ("api_key_id", "COALESCE(api_key_id, 0)".into()), ("workspace_id", "COALESCE(workspace_id, 0)".into()), ("outcome", "outcome".into())]
+    }
+
+    /// Adds the sums of `from` rows matching `filter`, grouped by `keys` (column, expression),
+    /// into `table`: a new row per new key, added to the existing row otherwise. `fixed` are
+    /// constant key columns (not grouped by: PostgreSQL reads `GROUP BY 2` as a position).
+    pub fn upsert<K: AsRef<str>>(table: &str, fixed: &[(&str, &str)], keys: &[(&str, K)], values: &[String], from: &str, filter: &str) -> String {
+        let join = |v: Vec<String>| v.join(", ");
+        let targets = join(fixed.iter().map(|(c, _)| c.to_string()).chain(keys.iter().map(|(c, _)| c.to_string())).collect());
+        let grouped = join(keys.iter().map(|(_, e)| e.as_ref().to_owned()).collect());
+        let selected = join(fixed.iter().map(|(_, v)| v.to_string()).chain(keys.iter().map(|(_, e)| e.as_ref().to_owned())).chain(values.iter().map(|c| format!("SUM({c})"))).collect());
+        let set = join(values.iter().map(|c| format!("{c} = {table}.{c} + excluded.{c}")).collect());
+        format!(
+            "INSERT INTO {table} ({targets}, {vals}) SELECT {selected} FROM {from} WHERE {filter} GROUP BY {grouped} ON CONFLICT ({targets}) DO UPDATE SET {set}",
+            vals = values.join(", ")
+        )
+    }
+
+    /// Aligned blocks covering the days `first..=last` exactly, as few as alignment allows
+    /// (30 days: at most 9).
+    pub fn cover(first: i64, last: i64) -> Vec<(u32, i64)> {
+        let mut out = Vec::new();
+        let mut day = first;
+        while day <= last {
+            let mut level = LEVELS - 1;
+            while level > 0 && (day.rem_euclid(1 << level) != 0 || day + (1 << level) - 1 > last) {
+                level -= 1;
+            }
+            out.push((level, day >> level));
+            day += 1 << level;
+        }
+        out
+    }
+
+    /// The sums over the days `first..=last` grouped by `by` (model × endpoint × outcome or
+    /// workspace × key × outcome), from their blocks.
+    pub async fn days(db: &impl ConnectionTrait, by: By, first: i64, last: i64) -> Result<Vec<Group>, DbErr> {
+        let cover = cover(first, last);
+        if cover.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (table, dims) = match by {
+            By::ModelEndpointOutcome => ("usage_model_blocks", "NULLIF(maas_model_id, 0), model, NULLIF(endpoint_id, 0), outcome"),
+            By::KeyOutcome => ("usage_key_blocks", "NULLIF(workspace_id, 0), NULLIF(api_key_id, 0), outcome"),
+            _ => return Err(DbErr::Custom(format!("no blocks for {by:?}"))),
+        };
+        let which = cover.iter().map(|(l, b)| format!("(level = {l} AND block = {b})")).collect::<Vec<_>>().join(" OR ");
+        let sql = format!(
+            "SELECT CAST(0 AS BIGINT), {dims}, {sums} FROM {table} WHERE {which} GROUP BY {keys}",
+            sums = summed(by),
+            keys = by.columns().iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        decode(db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await?, by)
+    }
+
+    /// The compacted part of `scope`'s time series per outcome in buckets of `bucket` minutes
+    /// (a multiple of 15).
+    pub async fn quarters(db: &impl ConnectionTrait, scope: &Scope, bucket: i64) -> Result<Vec<Group>, DbErr> {
+        let at = format!("((quarter * 15) / {bucket}) * {bucket}");
+        let sql = format!(
+            "SELECT CAST({at} AS BIGINT), outcome, {sums} FROM usage_quarters WHERE quarter >= {from} AND quarter < {to} GROUP BY {at}, outcome",
+            sums = summed(By::Outcome),
+            from = scope.from_minute.div_euclid(15),
+            to = (scope.to_minute + 14).div_euclid(15)
+        );
+        decode(db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await?, By::Outcome)
+    }
+
+    fn summed(by: By) -> String {
+        by.summed().iter().map(|c| format!("CAST(SUM({c}) AS BIGINT)")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 enum Table {
@@ -302,8 +454,7 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
         q.column(Alias::new(*c));
     }
     // Cast: SUM of a bigint is numeric on PostgreSQL.
-    let columns: Vec<String> = if by.latencies() { sum_columns() } else { COUNTS.iter().map(|c| c.to_string()).collect() };
-    for c in &columns {
+    for c in &by.summed() {
         q.expr(Expr::cust(format!("CAST(SUM({c}) AS BIGINT)")));
     }
     q.and_where(time_col().gte(from)).and_where(time_col().lt(to));
@@ -325,8 +476,13 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
     for c in by.columns() {
         q.add_group_by([Expr::col(Alias::new(*c))]);
     }
-    let rows = db.query_all(&q).await?;
+    decode(db.query_all(&q).await?, by)
+}
+
+/// Rows of (bucket start, `by`'s dimensions, `by`'s sums) as groups.
+fn decode(rows: Vec<sea_orm::QueryResult>, by: By) -> Result<Vec<Group>, DbErr> {
     let n = by.columns().len();
+    let summed = by.summed().len();
     rows.into_iter()
         .map(|row| {
             let at_minute: i64 = row.try_get_by_index(0)?;
@@ -338,7 +494,7 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
                     Value::BigInt(row.try_get_by_index::<Option<i64>>(1 + i)?)
                 });
             }
-            let mut v = (0..columns.len()).map(|j| row.try_get_by_index::<Option<i64>>(1 + n + j).map(Option::unwrap_or_default));
+            let mut v = (0..summed).map(|j| row.try_get_by_index::<Option<i64>>(1 + n + j).map(Option::unwrap_or_default));
             let mut s = Sums::default();
             let counts = [&mut s.requests, &mut s.failovers, &mut s.usage_known, &mut s.input, &mut s.output, &mut s.total];
             for slot in counts {
@@ -357,6 +513,24 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn day_blocks_cover_a_range_exactly_and_few() {
+        for first in 20_000..20_040 {
+            for len in 1..=40 {
+                let last = first + len - 1;
+                let cover = blocks::cover(first, last);
+                let mut days = Vec::new();
+                for (level, block) in &cover {
+                    let start = block << level;
+                    assert_eq!(start.rem_euclid(1 << level), 0);
+                    days.extend(start..start + (1 << level));
+                }
+                assert_eq!(days, (first..=last).collect::<Vec<_>>(), "{first}+{len}: {cover:?}");
+                assert!(cover.len() <= 9, "{first}+{len}: {} blocks", cover.len());
+            }
+        }
+    }
 
     #[test]
     fn quantiles_interpolate_within_their_bucket() {
