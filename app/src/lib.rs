@@ -2,6 +2,7 @@
 //! MaaS console: shared types, server functions, and the Leptos app (SSR + hydration).
 pub mod api;
 pub mod components;
+pub mod days;
 pub mod error;
 pub mod pages;
 pub mod types;

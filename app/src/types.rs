@@ -170,6 +170,54 @@ pub struct ApiKeyInfo {
     pub name: String,
     pub created_at: i64,
     pub revoked: bool,
+    /// What the key's holders chose, and the operator's limit: the key works within both.
+    pub own: KeyScope,
+    pub limit: KeyScope,
+    /// Past its last day (of either layer).
+    pub expired: bool,
+}
+
+/// Until when and for which models an API key works, as one layer sets it (its holder's
+/// choice, or the operator's limit).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyScope {
+    /// The last day (UTC, `YYYY-MM-DD`) the key works; `None`: no end.
+    pub last_day: Option<String>,
+    /// MaaS model ids the key may call; `None`: every model.
+    pub models: Option<Vec<i64>>,
+}
+
+impl KeyScope {
+    /// The Unix second a layer's key stops working, stored as such (the day after its last).
+    pub fn expires_at(&self) -> Option<i64> {
+        self.last_day.as_deref().and_then(crate::days::parse_day).map(|d| (d + 1) * 86_400)
+    }
+
+    pub fn from_stored(expires_at: Option<i64>, models: Option<&str>) -> KeyScope {
+        KeyScope { last_day: expires_at.map(|t| crate::days::format_day(t.div_euclid(86_400) - 1)), models: models.map(parse_ids) }
+    }
+
+    /// What the gateway applies from both stored layers: the earlier expiry, the models in
+    /// both lists (sorted). A list that does not parse allows nothing: closed, not open.
+    pub fn effective_stored(own_expires: Option<i64>, limit_expires: Option<i64>, own_models: Option<&str>, limit_models: Option<&str>) -> (Option<i64>, Option<Vec<i64>>) {
+        let expires = match (own_expires, limit_expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let models = match (own_models.map(parse_ids), limit_models.map(parse_ids)) {
+            (Some(a), Some(b)) => Some(a.into_iter().filter(|m| b.binary_search(m).is_ok()).collect()),
+            (a, b) => a.or(b),
+        };
+        (expires, models)
+    }
+}
+
+/// A stored JSON list of ids, sorted and without repeats; anything else: none.
+fn parse_ids(s: &str) -> Vec<i64> {
+    let mut ids: Vec<i64> = serde_json::from_str(s).unwrap_or_default();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Returned once, at creation: the only time the secret exists outside the caller's hands.
@@ -451,8 +499,11 @@ pub struct UsageReport {
     pub charts: Vec<UsageChart>,
     pub top_workspaces: Vec<UsageLine>,
     pub top_keys: Vec<UsageLine>,
+    /// The first rows (by tokens; endpoints by errors, then requests), and how many more.
     pub models: Vec<UsageLine>,
     pub endpoints: Vec<UsageLine>,
+    pub models_hidden: usize,
+    pub endpoints_hidden: usize,
     pub model_choices: Vec<Choice>,
     pub workspace_choices: Vec<Choice>,
     pub key_choices: Vec<Choice>,

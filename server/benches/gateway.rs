@@ -79,7 +79,7 @@ fn rules_of_a_caller(c: &mut Criterion) {
     c.bench_function("rules/for a caller among 100k per-key rules", |b| {
         b.iter(|| {
             k = (k + 7919) % 100_000;
-            black_box(rules.for_caller(&Caller { key_id: k, workspace_id: 1 }).len())
+            black_box(rules.for_caller(&Caller { key_id: k, workspace_id: 1, expires_at: None, models: None }).len())
         })
     });
 }

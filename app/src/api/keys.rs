@@ -29,3 +29,34 @@ pub async fn revoke_key(id: i64) -> Result<(), AppError> {
     })
     .await
 }
+
+/// The models a key can be scoped to.
+#[server(endpoint = "keys/models")]
+pub async fn list_key_models() -> Result<Vec<Choice>, AppError> {
+    use crate::ssr::{auth::Need, services::keys};
+    super::edge::run(Need::Login, |st, _| async move { keys::scope_choices(&st.db).await }).await
+}
+
+/// Sets a key's last day (`YYYY-MM-DD`, empty: none) and models (comma-separated MaaS model
+/// ids; `all_models`: every model): an operator's call sets the operator's limit, a member's
+/// the holder's own narrowing.
+#[server(endpoint = "keys/scope")]
+pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::keys};
+    super::edge::run(Need::Login, |st, who| async move {
+        let models = if all_models {
+            None
+        } else {
+            let mut ids = Vec::new();
+            for part in models.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                ids.push(part.parse::<i64>().map_err(|_| AppError::field("models", "model ids, separated by commas"))?);
+            }
+            Some(ids)
+        };
+        let scope = KeyScope { last_day: Some(last_day).filter(|d| !d.trim().is_empty()), models };
+        let rev = keys::set_scope(&st.db, &who, id, &scope).await?;
+        st.config_changed(rev).await;
+        Ok(())
+    })
+    .await
+}

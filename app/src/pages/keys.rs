@@ -1,9 +1,10 @@
-//! A caller's workspace API keys: create (secret shown once) and revoke.
+//! A caller's workspace API keys: create (secret shown once), scope (last day, models) and
+//! revoke.
 use crate::api::keys::*;
 use crate::api::usage::list_key_usage;
-use crate::types::{compact_count, KeyUsage, UsageFigures};
+use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
 use crate::api::workspaces::list_workspaces;
-use crate::components::{field_errors, ErrorBox, FieldMsg, RequireRole};
+use crate::components::{field_errors, ErrorBox, FieldMsg, Me, RequireRole};
 use leptos::prelude::*;
 
 #[component]
@@ -15,8 +16,13 @@ pub fn KeysPage() -> impl IntoView {
 fn Keys() -> impl IntoView {
     let create = ServerAction::<CreateKey>::new();
     let revoke = ServerAction::<RevokeKey>::new();
+    let scope = ServerAction::<SetKeyScope>::new();
+    let Me(me) = expect_context::<Me>();
     let spaces = Resource::new(|| (), |_| list_workspaces());
-    let keys = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_keys());
+    let models = Resource::new(|| (), |_| list_key_models());
+    let keys = Resource::new(move || (create.version().get(), revoke.version().get(), scope.version().get()), |_| list_keys());
+    // The key whose scope is being edited.
+    let editing = RwSignal::new(None::<i64>);
     let usage = Resource::new(|| (), |_| list_key_usage());
     let value = create.value();
     let errors = field_errors(move || value.get());
@@ -26,7 +32,9 @@ fn Keys() -> impl IntoView {
             // Both resources are awaited in this one Suspend: a Suspend nested in another without
             // its own Suspense boundary is not always awaited by SSR, which breaks hydration.
             {move || Suspend::new(async move {
-                let (spaces, keys, usage) = (spaces.await, keys.await, usage.await);
+                let (spaces, keys, usage, models, me) = (spaces.await, keys.await, usage.await, models.await, me.await);
+                let operator = matches!(me, Ok(Some(u)) if u.role == Role::Operator);
+                let models = StoredValue::new(models.unwrap_or_default());
                 // Usage is a side panel: when it cannot load, the keys still show.
                 let usage: Vec<KeyUsage> = usage.unwrap_or_default();
                 let spaces = match spaces {
@@ -67,19 +75,26 @@ fn Keys() -> impl IntoView {
                             Ok(list) if list.is_empty() => view! { <p class="empty">"No keys yet."</p> }.into_any(),
                             Ok(list) => view! {
                                 <table class="list" id="key-table">
-                                    <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Workspace"</th><th>"Status"</th><th class="num">"Last 24 h"</th><th class="num">"Last 30 days"</th><th></th></tr></thead>
+                                    <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Workspace"</th><th>"Status"</th><th>"Works until"</th><th>"Models"</th><th class="num">"Last 24 h"</th><th class="num">"Last 30 days"</th><th></th></tr></thead>
                                     <tbody>{list.into_iter().map(|k| {
                                         let ws = names.with_value(|n| n.iter().find(|(id, _)| *id == k.workspace_id).map(|(_, n)| n.clone()).unwrap_or_default());
                                         let id = k.id;
                                         let revoked = k.revoked;
                                         let u = usage.iter().find(|u| u.key_id == id).cloned().unwrap_or_default();
+                                        let (until, scoped) = models.with_value(|m| describe(&k, m));
+                                        let status = if revoked { "revoked" } else if k.expired { "expired" } else { "active" };
+                                        let key = StoredValue::new(k.clone());
                                         view! {
                                             <tr data-name=k.name.clone()>
                                                 <td>{k.name.clone()}</td><td><code>{k.public_id.clone()}</code></td><td>{ws}</td>
-                                                <td>{if revoked { "revoked" } else { "active" }}</td>
+                                                <td>{status}</td>
+                                                <td data-col="until">{until}</td>
+                                                <td data-col="models">{scoped}</td>
                                                 <td class="num" data-col="day">{spent(&u.day)}</td>
                                                 <td class="num" data-col="month">{spent(&u.month)}</td>
                                                 <td>{(!revoked).then(|| view! {
+                                                    <button class="small" on:click=move |_| editing.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Scope…"</button>
+                                                    " "
                                                     <button class="small danger" disabled=move || revoke.pending().get() on:click=move |_| {
                                                         if window().confirm_with_message("Revoke this key? Clients using it stop working at once.").unwrap_or(false) {
                                                             revoke.dispatch(RevokeKey { id });
@@ -87,6 +102,11 @@ fn Keys() -> impl IntoView {
                                                     }>"Revoke"</button>
                                                 })}</td>
                                             </tr>
+                                            <Show when=move || editing.get() == Some(id)>
+                                                <tr class="editor-row"><td colspan="9">
+                                                    <ScopeEditor key=key.get_value() models=models.get_value() operator action=scope/>
+                                                </td></tr>
+                                            </Show>
                                         }
                                     }).collect_view()}</tbody>
                                 </table>
@@ -103,4 +123,82 @@ fn Keys() -> impl IntoView {
 fn spent(u: &UsageFigures) -> String {
     let unknown = if u.usage_unknown > 0 { format!(" ({} unknown)", u.usage_unknown) } else { String::new() };
     format!("{} requests · {} tokens{unknown}", compact_count(u.requests), compact_count(u.total_tokens))
+}
+
+/// "Works until" and "Models" of a key as the gateway applies them (both layers).
+fn describe(k: &ApiKeyInfo, models: &[Choice]) -> (String, String) {
+    let until = match (&k.own.last_day, &k.limit.last_day) {
+        (Some(a), Some(b)) => a.min(b).clone(),
+        (Some(a), None) | (None, Some(a)) => a.clone(),
+        (None, None) => "no end".into(),
+    };
+    let ids: Option<Vec<i64>> = match (&k.own.models, &k.limit.models) {
+        (Some(a), Some(b)) => Some(a.iter().copied().filter(|m| b.contains(m)).collect()),
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    let scoped = match ids {
+        None => "all models".into(),
+        Some(ids) if ids.is_empty() => "none".into(),
+        Some(ids) => ids.iter().map(|id| models.iter().find(|c| c.id == *id).map_or_else(|| format!("#{id}"), |c| c.label.clone())).collect::<Vec<_>>().join(", "),
+    };
+    (until, scoped)
+}
+
+/// The editor of one layer of a key's scope: the operator's limit for operators, the holder's
+/// own narrowing for members (who see the limit they work within).
+#[component]
+fn ScopeEditor(key: ApiKeyInfo, models: Vec<Choice>, operator: bool, action: ServerAction<SetKeyScope>) -> impl IntoView {
+    let layer: KeyScope = if operator { key.limit.clone() } else { key.own.clone() };
+    let last_day = RwSignal::new(layer.last_day.clone().unwrap_or_default());
+    let all = RwSignal::new(layer.models.is_none());
+    let chosen = RwSignal::new(layer.models.clone().unwrap_or_default());
+    let value = action.value();
+    let errors = field_errors(move || value.get());
+    let id = key.id;
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let models = chosen.get_untracked().iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        action.dispatch(SetKeyScope { id, last_day: last_day.get_untracked(), all_models: all.get_untracked(), models });
+    };
+    let limit_note = (!operator).then(|| {
+        let day = key.limit.last_day.clone().unwrap_or_else(|| "no end".into());
+        let names = match &key.limit.models {
+            None => "all models".to_string(),
+            Some(ids) => ids.iter().filter_map(|id| models.iter().find(|c| c.id == *id).map(|c| c.label.clone())).collect::<Vec<_>>().join(", "),
+        };
+        view! { <p class="hint">{format!("Operator's limit: until {day}, {names}. You can narrow it, not widen it.")}</p> }
+    });
+    view! {
+        <form class="scope-form" on:submit=save data-key=key.public_id.clone()>
+            <h3>{if operator { "Operator's limit" } else { "Your restriction" }}</h3>
+            {limit_note}
+            <label>"Last day it works (UTC) "
+                <input type="date" name="last_day" prop:value=move || last_day.get() on:input=move |ev| last_day.set(event_target_value(&ev))/>
+            </label>
+            <span class="hint">" empty: no end"</span>
+            <FieldMsg errors field="last_day"/>
+            <fieldset>
+                <legend>"Models"</legend>
+                <label><input type="checkbox" name="all_models" prop:checked=move || all.get() on:change=move |ev| all.set(event_target_checked(&ev))/>" All models"</label>
+                {models.into_iter().map(|c| {
+                    let mid = c.id;
+                    view! {
+                        <label class="choice">
+                            <input type="checkbox" name="model" value=mid.to_string() disabled=move || all.get()
+                                prop:checked=move || chosen.with(|v| v.contains(&mid))
+                                on:change=move |ev| {
+                                    let on = event_target_checked(&ev);
+                                    chosen.update(|v| { v.retain(|m| *m != mid); if on { v.push(mid); } });
+                                }/>
+                            {format!(" {}", c.label)}
+                        </label>
+                    }
+                }).collect_view()}
+            </fieldset>
+            <FieldMsg errors field="models"/>
+            <FieldMsg errors field="key"/>
+            <ErrorBox value=value.into()/>
+            <button type="submit" disabled=move || action.pending().get()>{move || if action.pending().get() { "Saving…" } else { "Save scope" }}</button>
+        </form>
+    }
 }

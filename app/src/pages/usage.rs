@@ -68,7 +68,7 @@ fn page(r: UsageReport) -> impl IntoView {
                 </label>
                 {choices("model", "Model", "All models", r.model_choices, f.model)}
                 {choices("workspace", "Workspace", "All workspaces", r.workspace_choices, f.workspace)}
-                {choices("key", "API key", "All keys", r.key_choices, f.key)}
+                {choices("key", "API key", if f.workspace.is_some() { "All keys" } else { "All keys (choose a workspace to pick one)" }, r.key_choices, f.key)}
                 <button type="submit">"Show"</button>
             </form>
             <p class="hint">"Times are UTC. Figures include every call the gateways recorded, refused ones too; usage reaches this page within seconds of a call's end."</p>
@@ -86,11 +86,13 @@ fn page(r: UsageReport) -> impl IntoView {
         <section class="card">
             <h2>"Models"</h2>
             {table("usage-models", "Model", r.models, "No calls in this period.", true)}
+            {more(r.models_hidden, "models", "choose one in the filter to see it")}
         </section>
         <section class="card">
             <h2>"Endpoints"</h2>
             <p class="hint">"Each upstream's own calls: a slow or failing one shows here first."</p>
             {table("usage-endpoints", "Endpoint", r.endpoints, "No upstream was called in this period.", true)}
+            {more(r.endpoints_hidden, "endpoints", "choose a model in the filter to see its own")}
         </section>
         <section class="card">
                 <h2>"Top workspaces by tokens"</h2>
@@ -111,6 +113,11 @@ fn page(r: UsageReport) -> impl IntoView {
             </form>
         </section>
     }
+}
+
+#[cfg(feature = "ssr")]
+fn more(hidden: usize, what: &'static str, how: &'static str) -> Option<impl IntoView> {
+    (hidden > 0).then(|| view! { <p class="hint" data-more=what>{format!("{hidden} more {what} with fewer calls: {how}.")}</p> })
 }
 
 #[cfg(feature = "ssr")]

@@ -79,6 +79,12 @@ pub mod api_key {
         pub created_by: Option<i64>,
         pub created_at: i64,
         pub revoked_at: Option<i64>,
+        /// The holder's own expiry and model list (JSON ids); `limit_*`: the operator's. The
+        /// gateway applies both (migration `m20261202_000003_key_scope`).
+        pub expires_at: Option<i64>,
+        pub models: Option<String>,
+        pub limit_expires_at: Option<i64>,
+        pub limit_models: Option<String>,
     }
     no_relations!();
 }

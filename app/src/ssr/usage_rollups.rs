@@ -459,7 +459,9 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
     }
     q.and_where(time_col().gte(from)).and_where(time_col().lt(to));
     if let Table::Minutes { only_uncompacted: true } = table {
-        q.and_where(Expr::col(Alias::new("compacted")).eq(false));
+        // Written out, not bound: the planner picks the partial index of pending rows only
+        // when it sees the index's own condition.
+        q.and_where(Expr::cust("compacted = FALSE"));
     }
     if let Some(m) = &scope.models {
         q.and_where(Expr::col(Alias::new("maas_model_id")).is_in(m.clone()));

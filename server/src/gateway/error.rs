@@ -16,6 +16,10 @@ const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 #[derive(Debug)]
 pub enum GatewayError {
     InvalidApiKey,
+    /// The key's expiry (Unix second) has passed.
+    KeyExpired(i64),
+    /// The key is scoped to other models than this one.
+    ModelNotAllowed(String),
     ModelNotFound(String),
     BadRequest(String),
     BodyTooLarge(usize),
@@ -31,7 +35,8 @@ impl GatewayError {
     pub fn outcome(&self) -> super::meter::Outcome {
         use super::meter::Outcome;
         match self {
-            GatewayError::InvalidApiKey => Outcome::Unauthenticated,
+            GatewayError::InvalidApiKey | GatewayError::KeyExpired(_) => Outcome::Unauthenticated,
+            GatewayError::ModelNotAllowed(_) => Outcome::Forbidden,
             GatewayError::ModelNotFound(_) => Outcome::NotFound,
             GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) => Outcome::BadRequest,
             GatewayError::RateLimited(_) => Outcome::RateLimited,
@@ -46,6 +51,14 @@ impl IntoResponse for GatewayError {
             GatewayError::InvalidApiKey => (
                 StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key",
                 "Incorrect API key provided. Pass a platform key as `Authorization: Bearer <key>`.".to_string(), HeaderMap::new(),
+            ),
+            GatewayError::KeyExpired(at) => (
+                StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_expired",
+                format!("This API key expired at {} UTC. Ask for a new key, or for this one to be extended, on the console's keys page.", app::days::format_utc(at)), HeaderMap::new(),
+            ),
+            GatewayError::ModelNotAllowed(m) => (
+                StatusCode::FORBIDDEN, "invalid_request_error", "model_not_allowed",
+                format!("This API key may not call the model `{m}`: it is scoped to other models. Its models are on the console's keys page."), HeaderMap::new(),
             ),
             GatewayError::ModelNotFound(m) => (
                 StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found",

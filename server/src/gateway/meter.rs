@@ -30,6 +30,8 @@ pub enum Outcome {
     UpstreamError,
     RateLimited,
     Unauthenticated,
+    /// A key calling a model outside its scope (403).
+    Forbidden,
     NotFound,
     /// Malformed or oversized request.
     BadRequest,
@@ -44,6 +46,7 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
             Outcome::RateLimited => "rate_limited",
             Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Forbidden => "forbidden",
             Outcome::NotFound => "not_found",
             Outcome::BadRequest => "bad_request",
             Outcome::Cancelled => "cancelled",

@@ -242,7 +242,11 @@ impl Gateway {
             .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
             .map(|(_, token)| token.trim())
             .ok_or(GatewayError::InvalidApiKey)?;
-        snap.keys.get(&app::ssr::crypto::sha256(token)).copied().ok_or(GatewayError::InvalidApiKey)
+        let caller = snap.keys.get(&app::ssr::crypto::sha256(token)).ok_or(GatewayError::InvalidApiKey)?;
+        match caller.expires_at {
+            Some(at) if (self.clock.now_ms() / 1000) as i64 >= at => Err(GatewayError::KeyExpired(at)),
+            _ => Ok(caller.clone()),
+        }
     }
 }
 
@@ -283,10 +287,11 @@ impl tower::Service<axum::extract::Request> for Front {
 
 async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Response, GatewayError> {
     let snap = gw.snapshot.load_full();
-    gw.authenticate(&snap, &headers)?;
+    let caller = gw.authenticate(&snap, &headers)?;
     let mut data: Vec<Value> = snap
         .models
         .values()
+        .filter(|r| caller.may_call(r.id))
         .map(|r| model_object(r))
         .collect();
     data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
@@ -297,9 +302,10 @@ async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Resu
 /// the list shows, else 404 `model_not_found`.
 async fn retrieve_model(State(gw): State<Arc<Gateway>>, name: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<Response, GatewayError> {
     let snap = gw.snapshot.load_full();
-    gw.authenticate(&snap, &headers)?;
+    let caller = gw.authenticate(&snap, &headers)?;
     let Path(name) = name.map_err(|e| GatewayError::BadRequest(format!("We could not read the model name in the path: {e}")))?;
-    let r = snap.models.get(name.as_str()).ok_or(GatewayError::ModelNotFound(name))?;
+    // A model outside the key's list is not shown to it: the same 404 as no model at all.
+    let r = snap.models.get(name.as_str()).filter(|r| caller.may_call(r.id)).ok_or(GatewayError::ModelNotFound(name))?;
     Ok(axum::Json(model_object(r)).into_response())
 }
 
@@ -343,8 +349,8 @@ impl CallSoFar {
             model: self.model.clone().unwrap_or_else(|| Arc::from("")),
             maas_model_id: self.maas_model_id,
             endpoint_id,
-            workspace_id: self.caller.map(|c| c.workspace_id),
-            api_key_id: self.caller.map(|c| c.key_id),
+            workspace_id: self.caller.as_ref().map(|c| c.workspace_id),
+            api_key_id: self.caller.as_ref().map(|c| c.key_id),
             op: self.op,
             status,
             outcome,
@@ -386,7 +392,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     // One snapshot for the whole request, even if a new one is published meanwhile.
     let snap = gw.snapshot.load_full();
     let caller = gw.authenticate(&snap, headers)?;
-    so_far.caller = Some(caller);
+    so_far.caller = Some(caller.clone());
     let bytes = read_body(body, headers, gw.config.body_limit).await?;
     let req = RequestBody::parse(&bytes).map_err(|e| match e {
         BodyError::Malformed(e) => GatewayError::BadRequest(format!("We could not parse the JSON body of your request: {e}")),
@@ -399,6 +405,9 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     };
     so_far.model = Some(route.name.clone());
     so_far.maas_model_id = Some(route.id);
+    if !caller.may_call(route.id) {
+        return Err(GatewayError::ModelNotAllowed(route.name.to_string()));
+    }
     let now = gw.clock.now_ms();
     let admission = gw.limits.check(&caller, &route.rules.for_caller(&caller), now).await.map_err(GatewayError::RateLimited)?;
     // Streams: ask the upstream for its usage chunk when the client did not (cut again on the

@@ -151,10 +151,22 @@ pub struct Route {
     pub rules: Rules,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Caller {
     pub key_id: i64,
     pub workspace_id: i64,
+    /// Unix second from which the key no longer works (the earlier of its holder's and the
+    /// operator's expiry); `None`: never. Checked per request: time passes between snapshots.
+    pub expires_at: Option<i64>,
+    /// MaaS models the key may call (in both its holder's and the operator's lists), sorted;
+    /// `None`: every model.
+    pub models: Option<Arc<[i64]>>,
+}
+
+impl Caller {
+    pub fn may_call(&self, model_id: i64) -> bool {
+        self.models.as_ref().is_none_or(|m| m.binary_search(&model_id).is_ok())
+    }
 }
 
 #[derive(Default)]
@@ -288,14 +300,17 @@ pub async fn build(
     let mut keys = api_key::Entity::find()
         .select_only()
         .columns([api_key::Column::SecretHash, api_key::Column::Id, api_key::Column::WorkspaceId])
+        .columns([api_key::Column::ExpiresAt, api_key::Column::LimitExpiresAt, api_key::Column::Models, api_key::Column::LimitModels])
         .filter(api_key::Column::RevokedAt.is_null())
-        .into_tuple::<(String, i64, i64)>()
+        .into_tuple::<(String, i64, i64, Option<i64>, Option<i64>, Option<String>, Option<String>)>()
         .stream(db)
         .await?;
-    while let Some((hash, key_id, workspace_id)) = keys.try_next().await? {
+    while let Some((hash, key_id, workspace_id, own_expiry, limit_expiry, own_models, limit_models)) = keys.try_next().await? {
         let mut digest = [0u8; 32];
         if hex::decode_to_slice(&hash, &mut digest).is_ok() {
-            snap.keys.insert(digest, Caller { key_id, workspace_id });
+            let scope = app::types::KeyScope::effective_stored(own_expiry, limit_expiry, own_models.as_deref(), limit_models.as_deref());
+            let models = scope.1.map(|m| Arc::from(m.into_boxed_slice()));
+            snap.keys.insert(digest, Caller { key_id, workspace_id, expires_at: scope.0, models });
         }
     }
     Ok(snap)

@@ -3,15 +3,16 @@
 use super::workspaces;
 use crate::error::AppError;
 use crate::ssr::crypto::{random_hex, sha256_hex};
-use crate::ssr::entities::{api_key, workspace};
+use crate::ssr::entities::{api_key, maas_model, marketplace_model, workspace};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::*;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionSession, TransactionTrait};
 
 /// Prefix that makes a leaked key recognisable to secret scanners.
 pub const SECRET_PREFIX: &str = "sk-maas-";
 
 fn view(k: api_key::Model) -> ApiKeyInfo {
+    let (expires, _) = KeyScope::effective_stored(k.expires_at, k.limit_expires_at, None, None);
     ApiKeyInfo {
         id: k.id,
         workspace_id: k.workspace_id,
@@ -19,6 +20,9 @@ fn view(k: api_key::Model) -> ApiKeyInfo {
         name: k.name,
         created_at: k.created_at,
         revoked: k.revoked_at.is_some(),
+        own: KeyScope::from_stored(k.expires_at, k.models.as_deref()),
+        limit: KeyScope::from_stored(k.limit_expires_at, k.limit_models.as_deref()),
+        expired: expires.is_some_and(|t| now() >= t),
     }
 }
 
@@ -54,6 +58,10 @@ pub async fn create<C: TransactionTrait + ConnectionTrait>(
         created_by: Set(Some(who.id)),
         created_at: Set(now()),
         revoked_at: Set(None),
+        expires_at: Set(None),
+        models: Set(None),
+        limit_expires_at: Set(None),
+        limit_models: Set(None),
         ..Default::default()
     }
     .insert(&txn)
@@ -76,6 +84,100 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Current
     let rev = bump_revision(&txn).await?;
     let mut am: api_key::ActiveModel = k.into();
     am.revoked_at = Set(Some(now()));
+    am.update(&txn).await?;
+    txn.commit().await?;
+    Ok(rev)
+}
+
+/// The models a key can be scoped to: every MaaS model, by its marketplace name.
+pub async fn scope_choices(db: &impl ConnectionTrait) -> SResult<Vec<Choice>> {
+    let mut out: Vec<Choice> = maas_model::Entity::find()
+        .select_only()
+        .column(maas_model::Column::Id)
+        .column(marketplace_model::Column::Name)
+        .join(sea_orm::JoinType::InnerJoin, maas_model::Relation::Marketplace.def())
+        .into_tuple::<(i64, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|(id, label)| Choice { id, label })
+        .collect();
+    out.sort_by(|a, b| a.label.cmp(&b.label));
+    Ok(out)
+}
+
+/// Sets a key's expiry and models: an operator sets the operator's limit, a member of the
+/// key's workspace the holder's own layer, which can only narrow the limit (the gateway
+/// applies both; what would widen it is refused here with the reason, next to the field).
+pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, key_id: i64, scope: &KeyScope) -> SResult<i64> {
+    let Some(k) = api_key::Entity::find_by_id(key_id).one(db).await? else {
+        return Err(AppError::NotFound("API key".into()).into());
+    };
+    if !workspaces::can_see(db, who, k.workspace_id).await? {
+        return Err(AppError::NotFound("API key".into()).into());
+    }
+    if k.revoked_at.is_some() {
+        return Err(AppError::field("key", "this key is revoked: create a new one").into());
+    }
+    let as_limit = who.role == Role::Operator;
+    let limit = KeyScope::from_stored(k.limit_expires_at, k.limit_models.as_deref());
+    let mut e = FieldErrors::default();
+    let expires_at = match scope.last_day.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        None => None,
+        Some(day) => match crate::days::parse_day(day) {
+            None => {
+                e.add("last_day", "a day as YYYY-MM-DD");
+                None
+            }
+            Some(d) if (d + 1) * 86_400 <= now() => {
+                e.add("last_day", "choose today or a later day");
+                None
+            }
+            Some(d) => Some((d + 1) * 86_400),
+        },
+    };
+    if !as_limit {
+        if let (Some(cap), want) = (limit.expires_at(), expires_at) {
+            if want.is_none_or(|t| t > cap) {
+                e.add("last_day", &format!("the operator's limit ends on {}: choose that day or earlier", limit.last_day.clone().unwrap_or_default()));
+            }
+        }
+    }
+    let models = match &scope.models {
+        None => None,
+        Some(ids) if ids.is_empty() => {
+            e.add("models", "choose at least one model, or all models");
+            None
+        }
+        Some(ids) => {
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            let known = scope_choices(db).await?;
+            let name = |id: i64| known.iter().find(|c| c.id == id).map(|c| c.label.clone());
+            if let Some(bad) = ids.iter().find(|id| name(**id).is_none()) {
+                e.add("models", &format!("no MaaS model #{bad}"));
+            } else if let (false, Some(allowed)) = (as_limit, &limit.models) {
+                let outside: Vec<String> = ids.iter().filter(|id| !allowed.contains(id)).filter_map(|id| name(*id)).collect();
+                if !outside.is_empty() {
+                    e.add("models", &format!("outside what the operator allowed: {}", outside.join(", ")));
+                }
+            }
+            Some(ids)
+        }
+    };
+    e.into_result()?;
+    let models = models.map(|m| serde_json::to_string(&m).unwrap_or_else(|_| "[]".into()));
+    let txn = db.begin().await?;
+    let rev = bump_revision(&txn).await?;
+    let mut am: api_key::ActiveModel = k.into();
+    if as_limit {
+        am.limit_expires_at = Set(expires_at);
+        am.limit_models = Set(models);
+    } else {
+        am.expires_at = Set(expires_at);
+        am.models = Set(models);
+    }
     am.update(&txn).await?;
     txn.commit().await?;
     Ok(rev)

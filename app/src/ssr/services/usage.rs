@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Rows of the top-workspaces and top-keys tables.
 const TOP: usize = 10;
+/// Rows of the models and endpoints tables at most.
+const TABLE_ROWS: usize = 50;
 /// Days a CSV export may span at most (a bounded answer, whatever is asked).
 pub const MAX_EXPORT_DAYS: i64 = 400;
 
@@ -192,7 +194,15 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
             Some(UsageLine { label, detail, figures: t.figures() })
         })
         .collect();
-    endpoints.sort_by_key(|l| std::cmp::Reverse(l.figures.requests));
+    // Failing upstreams first, then the busiest.
+    endpoints.sort_by_key(|l| (std::cmp::Reverse(l.figures.errors), std::cmp::Reverse(l.figures.requests)));
+    // A page, not a dump: the rest is one filter away (a platform with 1,000 models drew
+    // 2,000 table rows and 10,000 key options, 1.6 MB of HTML, most of the page's time).
+    let models_hidden = models.len().saturating_sub(TABLE_ROWS);
+    let endpoints_hidden = endpoints.len().saturating_sub(TABLE_ROWS);
+    let mut models = models;
+    models.truncate(TABLE_ROWS);
+    endpoints.truncate(TABLE_ROWS);
 
     let mut model_choices: Vec<Choice> = names.models.iter().map(|(id, n)| Choice { id: *id, label: n.clone() }).collect();
     model_choices.sort_by(|a, b| a.label.cmp(&b.label));
@@ -201,7 +211,9 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
     let mut key_choices: Vec<Choice> = names
         .keys
         .iter()
-        .filter(|(_, (_, _, ws))| f.workspace.is_none_or(|w| w == *ws))
+        // A workspace's keys once one is chosen (all of them would be thousands of options);
+        // the chosen key always.
+        .filter(|(id, (_, _, ws))| f.workspace == Some(*ws) || f.key == Some(**id))
         .map(|(id, (n, public_id, _))| Choice { id: *id, label: format!("{n} ({public_id})") })
         .collect();
     key_choices.sort_by(|a, b| a.label.cmp(&b.label));
@@ -214,6 +226,8 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         top_keys,
         models,
         endpoints,
+        models_hidden,
+        endpoints_hidden,
         model_choices,
         workspace_choices,
         key_choices,
@@ -255,45 +269,7 @@ pub async fn key_usage(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<
     Ok(out.into_values().collect())
 }
 
-/// A UTC calendar day as `YYYY-MM-DD` ↔ days since 1970-01-01.
-pub fn parse_day(s: &str) -> Option<i64> {
-    let mut it = s.trim().splitn(3, '-');
-    let (y, m, d): (i64, i64, i64) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let days = days_from_civil(y, m, d);
-    // 2026-02-31 is not a day: it must print back as itself.
-    (format_day(days) == format!("{y:04}-{m:02}-{d:02}")).then_some(days)
-}
-
-/// Howard Hinnant's days_from_civil.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-pub fn format_day(days: i64) -> String {
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use crate::days::{civil_from_days, format_day, parse_day};
 
 /// The billing export: one line per UTC day × workspace × key × model of `[from, to]` (days,
 /// inclusive), with requests and input, output and total tokens, and the calls whose usage is
