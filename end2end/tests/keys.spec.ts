@@ -49,3 +49,58 @@ test('a user creates and revokes keys in their own workspace; operator pages sta
     await server.stop();
   }
 });
+
+// The operator limits the demo key to demo-chat until a day; its holder narrows the day, is
+// told why a later one is refused, and the gateway keeps serving the key within the scope.
+test('key scope: the operator sets a limit, the key holder narrows it and cannot widen it', async ({ page }) => {
+  const { mockUpstream } = await import('./support');
+  const mock = await mockUpstream();
+  const server = new Server();
+  const base = await server.start(0, { MAAS_DEMO_UPSTREAM: mock.url });
+  const day = (d: number) => new Date(Date.now() + d * 86_400_000).toISOString().slice(0, 10);
+  try {
+    await expect.poll(() => server.stdout).toMatch(/demo user `demo`, password `\w+`/);
+    const demoPassword = server.stdout.match(/demo user `demo`, password `(\w+)`/)![1];
+    const key = server.stdout.match(/demo API key: (sk-maas-[0-9a-f]+)/)![1];
+    const call = () => fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'demo-chat', messages: [{ role: 'user', content: 'hi' }] }),
+    }).then(async (r) => { await r.text(); return r.status; });
+
+    await login(page, base, 'admin', ADMIN_PASSWORD);
+    await open(page, `${base}/keys`);
+    const row = page.locator('#key-table tr[data-name="demo-key"]');
+    await expect(row.locator('[data-col="until"]')).toHaveText('no end');
+    await expect(row.locator('[data-col="models"]')).toHaveText('all models');
+    await row.getByRole('button', { name: 'Scope…' }).click();
+    const form = page.locator('form.scope-form');
+    await expect(form.getByRole('heading')).toHaveText("Operator's limit");
+    await form.locator('input[name="last_day"]').fill(day(10));
+    await form.getByLabel('All models').uncheck();
+    await form.getByLabel('demo-chat').check();
+    await form.getByRole('button', { name: 'Save scope' }).click();
+    await expect(row.locator('[data-col="until"]')).toHaveText(day(10));
+    await expect(row.locator('[data-col="models"]')).toHaveText('demo-chat');
+    expect(await call()).toBe(200);
+    await logout(page);
+
+    await login(page, base, 'demo', demoPassword);
+    await open(page, `${base}/keys`);
+    await expect(row.locator('[data-col="until"]')).toHaveText(day(10));
+    await row.getByRole('button', { name: 'Scope…' }).click();
+    await expect(form.getByRole('heading')).toHaveText('Your restriction');
+    await expect(form.locator('.hint').first()).toHaveText(`Operator's limit: until ${day(10)}, demo-chat. You can narrow it, not widen it.`);
+    await form.locator('input[name="last_day"]').fill(day(20));
+    await form.getByRole('button', { name: 'Save scope' }).click();
+    await expect(form.locator('.field-error[data-field="last_day"]')).toHaveText(`the operator's limit ends on ${day(10)}: choose that day or earlier`);
+    await expect(row.locator('[data-col="until"]')).toHaveText(day(10));
+    await form.locator('input[name="last_day"]').fill(day(3));
+    await form.getByRole('button', { name: 'Save scope' }).click();
+    await expect(row.locator('[data-col="until"]')).toHaveText(day(3));
+    expect(await call()).toBe(200);
+  } finally {
+    await server.stop();
+    mock.proc.kill();
+  }
+});

@@ -1234,3 +1234,52 @@ async fn a_sigterm_in_the_middle_of_traffic_loses_no_call_and_invents_none() {
     let [requests, known, ..] = server::gateway::meter::totals(&db, sea_orm::Condition::all()).await.unwrap();
     assert_eq!((requests, known), (answered, answered), "every answered call recorded, once");
 }
+
+/// A key scoped to one model calls that one (and lists only it); another model is a 403
+/// `model_not_allowed`, recorded as forbidden under the key. A key past its last day is a 401
+/// that says it expired; one whose last day is today still works.
+#[tokio::test]
+async fn keys_scoped_to_models_and_keys_that_expired_are_refused_as_openai_would() {
+    use app::ssr::entities::api_key;
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let h = harness().await;
+    let chat = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let mm = catalog::create_marketplace(&h.state.db, &MarketplaceInput { name: "embed".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(&h.state.db, mm, true).await.unwrap();
+    h.model_of(mm, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let listed = || async {
+        let v: Value = h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap().json().await.unwrap();
+        v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(listed().await, ["chat", "embed"]);
+
+    // The operator scopes the key to `chat`, through until today.
+    let today = app::days::format_day(app::ssr::now().div_euclid(86_400));
+    let rev = keys::set_scope(&h.state.db, &h.op, h.key_id, &KeyScope { last_day: Some(today), models: Some(vec![chat]) }).await.unwrap();
+    h.state.config_changed(rev).await;
+    assert_eq!(h.chat(hello()).await.status(), 200);
+    assert_eq!(listed().await, ["chat"], "the other model is absent from the key's list");
+    let other = h.http.post(format!("{}/v1/chat/completions", h.base)).bearer_auth(&h.key).json(&json!({"model": "embed", "messages": []})).send().await.unwrap();
+    let (s, e) = error_of(other).await;
+    assert_eq!((s, e["code"].as_str(), e["type"].as_str()), (403, Some("model_not_allowed"), Some("invalid_request_error")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("`embed`"), "{e}");
+    let r = h.http.get(format!("{}/v1/models/embed", h.base)).bearer_auth(&h.key).send().await.unwrap();
+    assert_eq!(r.status(), 404, "nor can it be retrieved");
+
+    // Time passes: the stored expiry is now behind us (set in the database, as a day later).
+    let k = api_key::Entity::find_by_id(h.key_id).one(&h.state.db).await.unwrap().unwrap();
+    let mut am: api_key::ActiveModel = k.into();
+    am.limit_expires_at = Set(Some(app::ssr::now() - 1));
+    am.update(&h.state.db).await.unwrap();
+    let rev = app::ssr::bump_revision(&h.state.db).await.unwrap();
+    h.state.config_changed(rev).await;
+    for r in [h.chat(hello()).await, h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap()] {
+        let (s, e) = error_of(r).await;
+        assert_eq!((s, e["code"].as_str()), (401, Some("api_key_expired")), "{e}");
+        assert!(e["message"].as_str().unwrap().contains("expired at"), "{e}");
+    }
+    // Both refusals are in the usage.
+    let by = usage_by_outcome(&h).await;
+    assert_eq!(by.get("forbidden").map(|v| v[0]), Some(1), "{by:?}");
+    assert!(by.get("unauthenticated").is_some_and(|v| v[0] >= 1), "{by:?}");
+}

@@ -59,8 +59,8 @@ async fn every_server_function_checks_the_caller() {
     let (status, _, _) = send(&r, json("/api/models/save", Some(&alice), &save)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Login-level functions refuse anonymous callers too.
-    for path in ["/api/keys/list", "/api/keys/create", "/api/keys/revoke", "/api/workspaces/list", "/api/offerings", "/api/usage/keys"] {
-        let (status, _, _) = send(&r, form(path, None, "workspace_id=1&name=x&id=1")).await;
+    for path in ["/api/keys/list", "/api/keys/create", "/api/keys/revoke", "/api/keys/models", "/api/keys/scope", "/api/workspaces/list", "/api/offerings", "/api/usage/keys"] {
+        let (status, _, _) = send(&r, form(path, None, "workspace_id=1&name=x&id=1&last_day=&all_models=true&models=")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
     }
     // A forged or stale cookie is no session.
@@ -408,4 +408,43 @@ async fn usage_page_and_export_refuse_other_roles_and_bad_input() {
     let (status, _, body) = send(&r, form("/api/usage/page", Some(&op), "range=24h&model=&workspace=&key=")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("usage-totals") && body.contains("<svg"), "the page's HTML: {}", &body[..200.min(body.len())]);
+}
+
+/// Setting a key's scope over HTTP: field errors as 422 per field, a malformed form as 400, a
+/// cross-origin post refused, a user's widening refused, an operator's limit stored.
+#[tokio::test]
+async fn key_scope_server_function_checks_origin_fields_and_who_sets_what() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    env.user("alice", Role::User).await;
+    let f = fixture(&env, &op).await;
+    app::ssr::services::workspaces::add_member(env.db(), f.ws, "alice").await.unwrap();
+    let (m, _) = app::ssr::services::models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let r = env.router();
+    let alice = login(&r, "alice").await;
+    let opc = login(&r, "op").await;
+    let (status, _, body) = send(&r, form("/api/keys/models", Some(&alice), "")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(&format!(r#"{{"id":{m},"label":"deepseek-chat"}}"#)), "{body}");
+
+    let body = |last_day: &str, all: bool, models: &str| format!("id={}&last_day={last_day}&all_models={all}&models={models}", f.key);
+    let (status, _, text) = send(&r, form("/api/keys/scope", Some(&opc), &body("", false, &format!("{m},x")))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("model ids, separated by commas"), "{text}");
+    let (status, _, text) = send(&r, form("/api/keys/scope", Some(&opc), &format!("id={}&last_day=", f.key))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "missing fields: {text}");
+    let (status, _, text) = send(&r, with_headers(form("/api/keys/scope", Some(&opc), &body("", false, &m.to_string())), &[HOST, OTHER])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    let limit = || async { app::ssr::services::keys::list(env.db(), &op).await.unwrap()[0].limit.clone() };
+    assert_eq!(limit().await, KeyScope::default(), "nothing stored by refused calls");
+
+    let (status, _, text) = send(&r, form("/api/keys/scope", Some(&opc), &body("", false, &m.to_string()))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(limit().await.models, Some(vec![m]));
+    // Alice's "all models" stays within the operator's one model; a model outside it cannot be asked.
+    let (status, _, text) = send(&r, form("/api/keys/scope", Some(&alice), &body("", true, ""))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, _, text) = send(&r, form("/api/keys/scope", Some(&alice), &body("", false, "987654"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert_eq!(limit().await.models, Some(vec![m]), "the user's calls never touch the operator's limit");
 }

@@ -276,6 +276,69 @@ async fn api_keys_are_hashed_scoped_to_members_and_revocable() {
     assert!(keys::list(env.db(), &alice).await.unwrap()[0].revoked);
 }
 
+/// A key's scope: the operator sets a limit, the key's holder narrows it and never widens it;
+/// bad days and unknown models are field errors; other workspaces' keys are not found.
+#[tokio::test]
+async fn key_scopes_narrow_within_the_operators_limit_and_never_widen_it() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let alice = env.user("alice", Role::User).await;
+    let _bob = env.user("bob", Role::User).await;
+    let f = fixture(&env, &op).await;
+    workspaces::add_member(env.db(), f.ws, "alice").await.unwrap();
+    let (m1, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let mm2 = catalog::create_marketplace(env.db(), &MarketplaceInput { name: "qwen".into(), provider: "Q".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(env.db(), mm2, true).await.unwrap();
+    let (m2, _) = models::create(env.db(), &env.state.secrets, &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) }).await.unwrap();
+    let today = app::ssr::now().div_euclid(86_400);
+    let day = |d: i64| Some(app::days::format_day(today + d));
+    let scope = |last_day: Option<String>, models: Option<Vec<i64>>| KeyScope { last_day, models };
+
+    // The operator's limit: through day +30, both models.
+    let before = current_revision(env.db()).await.unwrap();
+    let rev = keys::set_scope(env.db(), &op, f.key, &scope(day(30), Some(vec![m2, m1, m1]))).await.unwrap();
+    assert_eq!(rev, before + 1, "a scope is a configuration change");
+    let k = keys::list(env.db(), &alice).await.unwrap().remove(0);
+    let mut both = vec![m1, m2];
+    both.sort();
+    assert_eq!(k.limit, scope(day(30), Some(both.clone())), "sorted, without repeats");
+    assert_eq!(k.own, KeyScope::default());
+    assert!(!k.expired);
+
+    // Alice narrows: an earlier day, one model. Widening either is refused, saying why.
+    keys::set_scope(env.db(), &alice, f.key, &scope(day(7), Some(vec![m1]))).await.unwrap();
+    let e = field_err(keys::set_scope(env.db(), &alice, f.key, &scope(day(31), None)).await);
+    assert_eq!(e.get("last_day"), Some(format!("the operator's limit ends on {}: choose that day or earlier", day(30).unwrap()).as_str()));
+    let e = field_err(keys::set_scope(env.db(), &alice, f.key, &scope(None, None)).await);
+    assert!(e.get("last_day").is_some(), "no end is later than the limit's: {e:?}");
+    // Her stored layer is unchanged by the refusals.
+    assert_eq!(keys::list(env.db(), &alice).await.unwrap()[0].own, scope(day(7), Some(vec![m1])));
+    // Narrower models of a narrower limit: what she asks outside it is named.
+    keys::set_scope(env.db(), &op, f.key, &scope(day(30), Some(vec![m1]))).await.unwrap();
+    let e = field_err(keys::set_scope(env.db(), &alice, f.key, &scope(day(7), Some(vec![m1, m2]))).await);
+    assert_eq!(e.get("models"), Some("outside what the operator allowed: qwen"));
+
+    // Bad input, next to its field; nothing stored.
+    for (s, field, msg) in [
+        (scope(Some("2026-02-31".into()), None), "last_day", "a day as YYYY-MM-DD"),
+        (scope(Some("tomorrow".into()), None), "last_day", "a day as YYYY-MM-DD"),
+        (scope(day(-1), None), "last_day", "choose today or a later day"),
+        (scope(None, Some(vec![])), "models", "choose at least one model, or all models"),
+        (scope(None, Some(vec![m1, 999_999])), "models", "no MaaS model #999999"),
+    ] {
+        assert_eq!(field_err(keys::set_scope(env.db(), &op, f.key, &s).await).get(field), Some(msg), "{s:?}");
+    }
+    assert_eq!(keys::list(env.db(), &op).await.unwrap()[0].limit, scope(day(30), Some(vec![m1])));
+
+    // Not Bob's key: the same answer as no key at all.
+    let bob = env.user("bob2", Role::User).await;
+    assert!(matches!(keys::set_scope(env.db(), &bob, f.key, &KeyScope::default()).await, Err(ServiceError::App(AppError::NotFound(_)))));
+    assert!(matches!(keys::set_scope(env.db(), &op, 424_242, &KeyScope::default()).await, Err(ServiceError::App(AppError::NotFound(_)))));
+    // A revoked key keeps its scope.
+    keys::revoke(env.db(), &op, f.key).await.unwrap();
+    assert!(field_err(keys::set_scope(env.db(), &op, f.key, &KeyScope::default()).await).get("key").is_some());
+}
+
 #[tokio::test]
 async fn data_survives_reopening_the_database_file() {
     let env = env().await;

@@ -244,7 +244,9 @@ impl Gateway {
             .ok_or(GatewayError::InvalidApiKey)?;
         let caller = snap.keys.get(&app::ssr::crypto::sha256(token)).ok_or(GatewayError::InvalidApiKey)?;
         match caller.expires_at {
-            Some(at) if (self.clock.now_ms() / 1000) as i64 >= at => Err(GatewayError::KeyExpired(at)),
+            // Wall-clock time (the limiter's clock counts from the start), read only for keys
+            // that have an expiry.
+            Some(at) if app::ssr::now() >= at => Err(GatewayError::KeyExpired(at)),
             _ => Ok(caller.clone()),
         }
     }

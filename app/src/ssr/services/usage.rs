@@ -82,7 +82,18 @@ struct Names {
     endpoints: HashMap<i64, (i64, String, String)>,
 }
 
-async fn names(db: &impl ConnectionTrait) -> SResult<Names> {
+/// Which keys and endpoints to name (`None`: all of them). Loading all 10,000 keys of a
+/// platform for ten labels cost the Usage page ~60 ms (rows come one by one from SQLite).
+#[derive(Default)]
+struct Wanted {
+    keys: Option<Vec<i64>>,
+    /// Also every key of this workspace (the key filter's options).
+    keys_of: Option<i64>,
+    endpoints: Option<Vec<i64>>,
+}
+
+async fn names(db: &impl ConnectionTrait, wanted: Wanted) -> SResult<Names> {
+    use sea_orm::{ColumnTrait, Condition, QueryFilter};
     let models = maas_model::Entity::find()
         .select_only()
         .column(maas_model::Column::Id)
@@ -94,8 +105,20 @@ async fn names(db: &impl ConnectionTrait) -> SResult<Names> {
         .into_iter()
         .collect();
     let workspaces = workspace::Entity::find().all(db).await?.into_iter().map(|w| (w.id, w.name)).collect();
-    let keys = api_key::Entity::find().all(db).await?.into_iter().map(|k| (k.id, (k.name, k.public_id, k.workspace_id))).collect();
-    let endpoints = endpoint::Entity::find().all(db).await?.into_iter().map(|e| (e.id, (e.maas_model_id, e.url, e.model_id))).collect();
+    let mut keys = api_key::Entity::find();
+    if let Some(ids) = wanted.keys {
+        let mut which = Condition::any().add(api_key::Column::Id.is_in(ids));
+        if let Some(ws) = wanted.keys_of {
+            which = which.add(api_key::Column::WorkspaceId.eq(ws));
+        }
+        keys = keys.filter(which);
+    }
+    let keys = keys.all(db).await?.into_iter().map(|k| (k.id, (k.name, k.public_id, k.workspace_id))).collect();
+    let mut endpoints = endpoint::Entity::find();
+    if let Some(ids) = wanted.endpoints {
+        endpoints = endpoints.filter(endpoint::Column::Id.is_in(ids));
+    }
+    let endpoints = endpoints.all(db).await?.into_iter().map(|e| (e.id, (e.maas_model_id, e.url, e.model_id))).collect();
     Ok(Names { models, workspaces, keys, endpoints })
 }
 
@@ -129,8 +152,6 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
     let now_minute = now() / 60;
     let scope = scope_of(f, now_minute);
     let bucket = f.range.bucket_minutes();
-    let names = names(db).await?;
-
     // Three scans, at once (the pool has connections for each): per time bucket and outcome
     // (the charts, and the totals: the same sums added up, percentiles over the whole range);
     // per model, endpoint and outcome (both tables); per key (the keys, and the workspaces).
@@ -152,6 +173,20 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         all.add(g.text(0), &g.sums);
     }
 
+    // Only the keys and endpoints the page shows are named: the top keys by tokens (the
+    // same order as `sorted_top`, ids for labels), the endpoints failing or busiest first.
+    let key_tallies = tally_by(&by_key, |g| g.int(1), 2);
+    let mut ranked: Vec<(&Option<i64>, &Tally)> = key_tallies.iter().collect();
+    ranked.sort_by_key(|(id, t)| (std::cmp::Reverse(t.all.total), std::cmp::Reverse(t.all.requests), **id));
+    let endpoint_tallies = tally_by(&by_endpoint, |g| g.int(2), 3);
+    let mut busiest: Vec<(&Option<i64>, &Tally)> = endpoint_tallies.iter().collect();
+    busiest.sort_by_key(|(id, t)| (std::cmp::Reverse(t.errors), std::cmp::Reverse(t.all.requests), **id));
+    let wanted = Wanted {
+        keys: Some(ranked.iter().take(TOP).filter_map(|(id, _)| **id).chain(f.key).collect()),
+        keys_of: f.workspace,
+        endpoints: Some(busiest.iter().take(TABLE_ROWS).filter_map(|(id, _)| **id).collect()),
+    };
+    let names = names(db, wanted).await?;
     let top_workspaces = sorted_top(
         tally_by(&by_key, |g| g.int(0), 2)
             .into_iter()
@@ -160,9 +195,11 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         TOP,
     );
     let top_keys = sorted_top(
-        tally_by(&by_key, |g| g.int(1), 2)
-            .into_iter()
+        ranked
+            .iter()
+            .take(TOP)
             .map(|(k, t)| {
+                let k = **k;
                 let (label, detail) = names.key(k);
                 UsageLine { label, detail, figures: t.figures() }
             })
@@ -183,10 +220,13 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
             .collect(),
         usize::MAX,
     );
-    let mut endpoints: Vec<UsageLine> = tally_by(&by_endpoint, |g| g.int(2), 3)
-        .into_iter()
+    let endpoints_hidden = busiest.iter().filter(|(id, _)| id.is_some()).count().saturating_sub(TABLE_ROWS);
+    let endpoints: Vec<UsageLine> = busiest
+        .iter()
+        .filter(|(id, _)| id.is_some())
+        .take(TABLE_ROWS)
         .filter_map(|(id, t)| {
-            let id = id?;
+            let id = (**id)?;
             let (label, detail) = match names.endpoints.get(&id) {
                 Some((m, url, upstream_model)) => (url.clone(), format!("{} → {upstream_model}", names.models.get(m).map_or("?", String::as_str))),
                 None => (format!("endpoint #{id} (removed)"), String::new()),
@@ -194,15 +234,11 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
             Some(UsageLine { label, detail, figures: t.figures() })
         })
         .collect();
-    // Failing upstreams first, then the busiest.
-    endpoints.sort_by_key(|l| (std::cmp::Reverse(l.figures.errors), std::cmp::Reverse(l.figures.requests)));
     // A page, not a dump: the rest is one filter away (a platform with 1,000 models drew
     // 2,000 table rows and 10,000 key options, 1.6 MB of HTML, most of the page's time).
     let models_hidden = models.len().saturating_sub(TABLE_ROWS);
-    let endpoints_hidden = endpoints.len().saturating_sub(TABLE_ROWS);
     let mut models = models;
     models.truncate(TABLE_ROWS);
-    endpoints.truncate(TABLE_ROWS);
 
     let mut model_choices: Vec<Choice> = names.models.iter().map(|(id, n)| Choice { id: *id, label: n.clone() }).collect();
     model_choices.sort_by(|a, b| a.label.cmp(&b.label));
@@ -294,7 +330,7 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
     let (f, t) = (f.unwrap_or_default(), t.unwrap_or_default());
     let scope = Scope { from_minute: f * 1440, to_minute: (t + 1) * 1440, ..Default::default() };
     let groups = aggregate(db, &scope, By::WorkspaceKeyModel, Some(1440)).await?;
-    let names = names(db).await?;
+    let names = names(db, Wanted::default()).await?;
     let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown\n");
     for g in &groups {
         let (ws, key, model_id, model) = (g.int(0), g.int(1), g.int(2), g.text(3).unwrap_or_default());
