@@ -283,6 +283,22 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
             expect(&|c| format!("{:?}/{:?}/{}", c.ws, c.key, c.outcome), false),
             "keys over {hours} h"
         );
+        let spaces = aggregate(env.db(), &scope, By::WorkspaceOutcome, None).await.unwrap();
+        assert_eq!(
+            fold(&spaces, &|g| format!("{:?}/{}", g.int(0), g.text(1).unwrap())),
+            expect(&|c| format!("{:?}/{}", c.ws, c.outcome), false),
+            "workspaces over {hours} h"
+        );
+        // The database's ranking of keys: most tokens, then requests, then id.
+        let mut per_key: BTreeMap<Option<i64>, (i64, i64)> = BTreeMap::new();
+        for c in &inside {
+            let e = per_key.entry(c.key).or_default();
+            *e = (e.0 + c.sums.total, e.1 + c.sums.requests);
+        }
+        let mut want: Vec<(Option<i64>, (i64, i64))> = per_key.into_iter().collect();
+        want.sort_by_key(|(k, (t, r))| (std::cmp::Reverse(*t), std::cmp::Reverse(*r), *k));
+        let want: Vec<Option<i64>> = want.into_iter().take(4).map(|(k, _)| k).collect();
+        assert_eq!(usage_rollups::rank_keys(env.db(), &scope, 4).await.unwrap(), want, "top keys over {hours} h");
         let models = aggregate(env.db(), &scope, By::ModelEndpointOutcome, None).await.unwrap();
         assert_eq!(
             fold(&models, &|g| format!("{:?}/{}/{:?}/{}", g.int(0), g.text(1).unwrap(), g.int(2), g.text(3).unwrap())),

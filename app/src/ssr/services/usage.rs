@@ -5,7 +5,7 @@
 use super::workspaces;
 use crate::error::AppError;
 use crate::ssr::entities::{api_key, endpoint, maas_model, marketplace_model, workspace};
-use crate::ssr::usage_rollups::{aggregate, quantile, By, Group, Scope, Sums};
+use crate::ssr::usage_rollups::{aggregate, quantile, rank_keys, By, Group, Scope, Sums};
 use crate::ssr::{charts, now, SResult};
 use crate::types::*;
 use sea_orm::{ConnectionTrait, EntityTrait, QuerySelect, RelationTrait};
@@ -70,7 +70,7 @@ fn tally_by<K: Ord>(groups: &[Group], key: impl Fn(&Group) -> K, outcome_at: usi
 /// The operator's filter as a scope ending with the current minute.
 fn scope_of(f: &UsageFilter, now_minute: i64) -> Scope {
     let to = now_minute + 1;
-    Scope { from_minute: to - f.range.minutes(), to_minute: to, models: f.model.map(|m| vec![m]), workspaces: f.workspace.map(|w| vec![w]), api_key_id: f.key }
+    Scope { from_minute: to - f.range.minutes(), to_minute: to, models: f.model.map(|m| vec![m]), workspaces: f.workspace.map(|w| vec![w]), keys: f.key.map(|k| vec![k]) }
 }
 
 /// Names of models, workspaces and keys by id, for labels (usage outlives what it names:
@@ -152,14 +152,18 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
     let now_minute = now() / 60;
     let scope = scope_of(f, now_minute);
     let bucket = f.range.bucket_minutes();
-    // Three scans, at once (the pool has connections for each): per time bucket and outcome
+    // Four scans, at once (the pool has connections for each): per time bucket and outcome
     // (the charts, and the totals: the same sums added up, percentiles over the whole range);
-    // per model, endpoint and outcome (both tables); per key (the keys, and the workspaces).
-    let (series, by_endpoint, by_key) = tokio::try_join!(
+    // per model, endpoint and outcome; per workspace; and the top keys, ranked by the database.
+    let (series, by_endpoint, by_workspace, ranked) = tokio::try_join!(
         aggregate(db, &scope, By::Outcome, Some(bucket)),
         aggregate(db, &scope, By::ModelEndpointOutcome, None),
-        aggregate(db, &scope, By::KeyOutcome, None),
+        aggregate(db, &scope, By::WorkspaceOutcome, None),
+        rank_keys(db, &scope, TOP),
     )?;
+    // The top keys' own figures (a handful of rows, through the key index).
+    let ranked_ids: Vec<i64> = ranked.iter().flatten().copied().collect();
+    let by_key = if ranked_ids.is_empty() { Vec::new() } else { aggregate(db, &Scope { keys: Some(ranked_ids.clone()), ..scope.clone() }, By::KeyOutcome, None).await? };
     let per_bucket = tally_by(&series, |g| g.at_minute, 0);
     let start = scope.from_minute - scope.from_minute.rem_euclid(bucket);
     let points: Vec<(i64, UsageFigures)> = (0..)
@@ -173,35 +177,35 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         all.add(g.text(0), &g.sums);
     }
 
-    // Only the keys and endpoints the page shows are named: the top keys by tokens (the
-    // same order as `sorted_top`, ids for labels), the endpoints failing or busiest first.
+    // Only the keys and endpoints the page shows are named: the top keys, the endpoints
+    // failing or busiest first.
     let key_tallies = tally_by(&by_key, |g| g.int(1), 2);
-    let mut ranked: Vec<(&Option<i64>, &Tally)> = key_tallies.iter().collect();
-    ranked.sort_by_key(|(id, t)| (std::cmp::Reverse(t.all.total), std::cmp::Reverse(t.all.requests), **id));
+    let workspace_tallies = tally_by(&by_workspace, |g| g.int(0), 1);
     let endpoint_tallies = tally_by(&by_endpoint, |g| g.int(2), 3);
     let mut busiest: Vec<(&Option<i64>, &Tally)> = endpoint_tallies.iter().collect();
     busiest.sort_by_key(|(id, t)| (std::cmp::Reverse(t.errors), std::cmp::Reverse(t.all.requests), **id));
     let wanted = Wanted {
-        keys: Some(ranked.iter().take(TOP).filter_map(|(id, _)| **id).chain(f.key).collect()),
+        keys: Some(ranked_ids.iter().copied().chain(f.key).collect()),
         keys_of: f.workspace,
         endpoints: Some(busiest.iter().take(TABLE_ROWS).filter_map(|(id, _)| **id).collect()),
     };
     let names = names(db, wanted).await?;
     let top_workspaces = sorted_top(
-        tally_by(&by_key, |g| g.int(0), 2)
-            .into_iter()
-            .map(|(ws, t)| UsageLine { label: names.workspace(ws), detail: String::new(), figures: t.figures() })
-            .collect(),
+        workspace_tallies.iter().map(|(ws, t)| UsageLine { label: names.workspace(*ws), detail: String::new(), figures: t.figures() }).collect(),
         TOP,
     );
     let top_keys = sorted_top(
         ranked
             .iter()
-            .take(TOP)
-            .map(|(k, t)| {
-                let k = **k;
-                let (label, detail) = names.key(k);
-                UsageLine { label, detail, figures: t.figures() }
+            .filter_map(|k| {
+                // Calls without a key are those without a workspace (refused before
+                // authentication): the same tally.
+                let t = match k {
+                    Some(_) => key_tallies.get(k)?,
+                    None => workspace_tallies.get(&None)?,
+                };
+                let (label, detail) = names.key(*k);
+                Some(UsageLine { label, detail, figures: t.figures() })
             })
             .collect(),
         TOP,
