@@ -3,7 +3,8 @@
 # where wall-clock runs on this 2-core VM vary by ±10 %, so it can tell a 2 % change apart.
 # Runs the release server (one worker) under callgrind twice, with 0 and with N chat requests
 # (oha, 4 connections, loopback, against `maas mock-upstream`), and prints the difference / N.
-# Usage: scripts/callgrind-gateway.sh [N]   (env: MAAS_BIN, REDIS_URL to count the shared path)
+# Usage: scripts/callgrind-gateway.sh [N]   (env: MAAS_BIN, REDIS_URL to count the shared path,
+# KEY_SCOPE=1 to give the key an expiry and a model list, the gateway's scope checks on)
 # The profile of the N-request run stays in $OUT/cg.N for `callgrind_annotate`.
 set -euo pipefail
 N=${1:-2000}
@@ -23,6 +24,9 @@ for _ in $(seq 1 100); do grep -q "demo API key" "$OUT/seed.log" && break; sleep
 kill -INT $seed; wait $seed 2>/dev/null || true
 KEY=$(grep -o 'sk-maas-[0-9a-f]*' "$OUT/seed.log" | head -1)
 python3 -c "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute('UPDATE rate_limit_rules SET limit_requests=1000000000, duration_secs=1'); d.execute('UPDATE config_revision SET revision=revision+1'); d.commit()" "$OUT/data/maas.db"
+if [ "${KEY_SCOPE:-0}" = 1 ]; then
+  python3 -c "import sqlite3,sys,time; d=sqlite3.connect(sys.argv[1]); ids=[r[0] for r in d.execute('SELECT id FROM maas_models')]; d.execute('UPDATE api_keys SET limit_expires_at=?, limit_models=?', (int(time.time()) + 86400, str(ids + [999]))); d.execute('UPDATE config_revision SET revision=revision+1'); d.commit()" "$OUT/data/maas.db"
+fi
 
 run() {  # run <requests> → total instructions
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$1" "$BIN" serve >/dev/null 2>"$OUT/vg.$1.log" &

@@ -1,14 +1,15 @@
 //! Pre-added usage for the console's unfiltered views, kept by the compaction in the same
 //! transaction as the hourly rows (so they always hold exactly the compacted calls):
 //! - `usage_quarters`: quarter-hour × outcome, every sum and histogram (the charts);
-//! - `usage_model_blocks`: day block × model × endpoint × outcome, every sum (the per-model and
+//! - `usage_model_blocks`: block × model × endpoint × outcome, every sum (the per-model and
 //!   per-endpoint tables);
-//! - `usage_key_blocks`: day block × workspace × key × outcome, the counts (top keys and
+//! - `usage_key_blocks`: block × workspace × key × outcome, the counts (top keys and
 //!   workspaces).
 //!
-//! A block of level L covers 2^L days (L = 0..4) aligned on multiples of 2^L days since
-//! 1970-01-01: any run of whole days is a handful of blocks, so 30 days of 10,000 keys is read
-//! as a few block rows per key instead of one row per key and hour. Ids that may be absent
+//! A block of level L covers 2^L units of 6 hours (L = 0..6: 6 h to 16 days) aligned on
+//! multiples of its size since 1970-01-01: any run of whole units is a handful of blocks, so 30
+//! days of 10,000 keys is read as a few block rows per key instead of one row per key and hour.
+//! Ids that may be absent
 //! (refused calls) are 0 here, not NULL: NULLs are distinct in a unique index, and the upsert
 //! that merges a compaction pass into its blocks needs them to conflict.
 //!
@@ -26,8 +27,9 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
 pub struct Migration;
 
 const BUCKETS: usize = 14;
-/// Block levels: 1, 2, 4, 8 and 16 days.
-const LEVELS: u32 = 5;
+/// Block levels: 6 h × 1, 2, 4 … 64.
+const LEVELS: u32 = 7;
+const UNIT_HOURS: i64 = 6;
 
 fn counts() -> Vec<String> {
     ["requests", "failovers", "usage_known", "input_tokens", "output_tokens", "total_tokens"].into_iter().map(str::to_owned).collect()
@@ -85,14 +87,14 @@ impl MigrationTrait for Migration {
         let summed = |cols: &[String]| cols.iter().map(|c| format!("SUM({c})")).collect::<Vec<_>>().join(", ");
         let mut fill = vec![format!("INSERT INTO usage_quarters (quarter, outcome, {}) SELECT hour * 4, outcome, {} FROM usage_hours GROUP BY hour, outcome", sums().join(", "), summed(&sums()))];
         for level in 0..LEVELS {
-            let days = 24i64 << level;
+            let hours = UNIT_HOURS << level;
             fill.push(format!(
-                "INSERT INTO usage_model_blocks (level, block, maas_model_id, model, endpoint_id, outcome, {}) SELECT {level}, hour / {days}, COALESCE(maas_model_id, 0), model, COALESCE(endpoint_id, 0), outcome, {} FROM usage_hours GROUP BY hour / {days}, COALESCE(maas_model_id, 0), model, COALESCE(endpoint_id, 0), outcome",
+                "INSERT INTO usage_model_blocks (level, block, maas_model_id, model, endpoint_id, outcome, {}) SELECT {level}, hour / {hours}, COALESCE(maas_model_id, 0), model, COALESCE(endpoint_id, 0), outcome, {} FROM usage_hours GROUP BY hour / {hours}, COALESCE(maas_model_id, 0), model, COALESCE(endpoint_id, 0), outcome",
                 sums().join(", "),
                 summed(&sums())
             ));
             fill.push(format!(
-                "INSERT INTO usage_key_blocks (level, block, api_key_id, workspace_id, outcome, {}) SELECT {level}, hour / {days}, COALESCE(api_key_id, 0), COALESCE(workspace_id, 0), outcome, {} FROM usage_hours GROUP BY hour / {days}, COALESCE(api_key_id, 0), COALESCE(workspace_id, 0), outcome",
+                "INSERT INTO usage_key_blocks (level, block, api_key_id, workspace_id, outcome, {}) SELECT {level}, hour / {hours}, COALESCE(api_key_id, 0), COALESCE(workspace_id, 0), outcome, {} FROM usage_hours GROUP BY hour / {hours}, COALESCE(api_key_id, 0), COALESCE(workspace_id, 0), outcome",
                 counts().join(", "),
                 summed(&counts())
             ));

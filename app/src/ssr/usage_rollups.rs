@@ -174,7 +174,7 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
     let new_hours = format!("id > {last_id}");
     for level in 0..blocks::LEVELS {
         let level_sql = level.to_string();
-        let block = format!("hour / {}", 24i64 << level);
+        let block = format!("hour / {}", blocks::UNIT_HOURS << level);
         let fixed = [("level", level_sql.as_str())];
         run(blocks::upsert("usage_model_blocks", &fixed, &blocks::model_keys(&block), &sums, "usage_hours", &new_hours)).await?;
         let counts: Vec<String> = COUNTS.iter().map(|c| c.to_string()).collect();
@@ -198,7 +198,7 @@ pub async fn retain(db: &impl ConnectionTrait, now_minute: i64, keep_minutes: i6
     // Quarters as long as hours; a block once it ends before the first day kept.
     let mut old = vec![format!("DELETE FROM usage_quarters WHERE quarter < {}", cutoff_hour * 4)];
     for level in 0..blocks::LEVELS {
-        let first = cutoff_hour.div_euclid(24) >> level;
+        let first = cutoff_hour.div_euclid(blocks::UNIT_HOURS) >> level;
         old.extend(["usage_model_blocks", "usage_key_blocks"].map(|t| format!("DELETE FROM {t} WHERE level = {level} AND block < {first}")));
     }
     for sql in old {
@@ -322,20 +322,20 @@ pub async fn aggregate(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_
         _ if (scope.to_minute - scope.from_minute) < 60 => vec![query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: false }).await?],
         (By::Outcome, Some(b)) if unfiltered && b % 15 == 0 => vec![blocks::quarters(db, scope, b).await?, query(db, scope, by, bucket_minutes, pending).await?],
         (By::ModelEndpointOutcome | By::KeyOutcome | By::WorkspaceOutcome, None) if unfiltered => {
-            // Hours of the range's first, partial day; then whole days as blocks (to the end
-            // of the day the range ends in: nothing is recorded after now).
+            // Hours of the range's first, partial block unit; then whole units as blocks (to
+            // the end of the unit the range ends in: nothing is recorded after now).
             let first_hour = scope.from_minute.div_euclid(60);
-            let first_day = (first_hour + 23).div_euclid(24);
-            let head = Scope { to_minute: first_day * 1440, ..scope.clone() };
+            let first_unit = (first_hour + blocks::UNIT_HOURS - 1).div_euclid(blocks::UNIT_HOURS);
+            let head = Scope { to_minute: first_unit * blocks::UNIT_HOURS * 60, ..scope.clone() };
             let (head, days, tail) = tokio::try_join!(
                 async {
-                    if first_day * 24 > first_hour {
+                    if first_unit * blocks::UNIT_HOURS > first_hour {
                         query(db, &head, by, None, Table::Hours).await
                     } else {
                         Ok(Vec::new())
                     }
                 },
-                blocks::days(db, by, first_day, (scope.to_minute - 1).div_euclid(1440)),
+                blocks::units(db, by, first_unit, (scope.to_minute - 1).div_euclid(blocks::UNIT_HOURS * 60)),
                 query(db, scope, by, None, pending),
             )?;
             vec![head, days, tail]
@@ -364,8 +364,11 @@ pub async fn aggregate(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_
 mod blocks {
     use super::*;
 
-    /// Block levels: a block of level L covers 2^L days, aligned on multiples of 2^L days.
-    pub const LEVELS: u32 = 5;
+    /// A block of level L covers 2^L units of this many hours, aligned on multiples of its
+    /// size: 6 h to 16 days. Sub-day units keep the first partial unit of a range short (at
+    /// most 5 hourly partitions: with day units, a 24-hour view read up to 23).
+    pub const UNIT_HOURS: i64 = 6;
+    pub const LEVELS: u32 = 7;
 
     /// Dimension columns of the model blocks and the expressions that fill them from hourly
     /// rows; `block` is the block number's expression. Absent ids are 0 (see the migration).
@@ -392,8 +395,8 @@ mod blocks {
         )
     }
 
-    /// Aligned blocks covering the days `first..=last` exactly, as few as alignment allows
-    /// (30 days: at most 9).
+    /// Aligned blocks covering the units `first..=last` exactly, as few as alignment allows
+    /// (30 days: at most 12).
     pub fn cover(first: i64, last: i64) -> Vec<(u32, i64)> {
         let mut out = Vec::new();
         let mut day = first;
@@ -408,9 +411,9 @@ mod blocks {
         out
     }
 
-    /// The sums over the days `first..=last` grouped by `by` (model × endpoint × outcome or
-    /// workspace × key × outcome), from their blocks.
-    pub async fn days(db: &impl ConnectionTrait, by: By, first: i64, last: i64) -> Result<Vec<Group>, DbErr> {
+    /// The sums over the units `first..=last` grouped by `by` (model × endpoint × outcome,
+    /// workspace × key × outcome, workspace × outcome), from their blocks.
+    pub async fn units(db: &impl ConnectionTrait, by: By, first: i64, last: i64) -> Result<Vec<Group>, DbErr> {
         let cover = cover(first, last);
         if cover.is_empty() {
             return Ok(Vec::new());
@@ -461,11 +464,11 @@ pub async fn rank_keys(db: &impl ConnectionTrait, scope: &Scope, n: usize) -> Re
     let parts = if to - from < 60 {
         vec![minutes(false)]
     } else if scope.unfiltered() {
-        // As `aggregate` reads them: the first day's hours, whole days as blocks, pending rows.
+        // As `aggregate` reads them: the first unit's hours, whole units as blocks, pending rows.
         let first_hour = from.div_euclid(60);
-        let first_day = (first_hour + 23).div_euclid(24);
-        let mut parts = vec![minutes(true), hours(first_hour, first_day * 24)];
-        let cover = blocks::cover(first_day, (to - 1).div_euclid(1440));
+        let first_unit = (first_hour + blocks::UNIT_HOURS - 1).div_euclid(blocks::UNIT_HOURS);
+        let mut parts = vec![minutes(true), hours(first_hour, first_unit * blocks::UNIT_HOURS)];
+        let cover = blocks::cover(first_unit, (to - 1).div_euclid(blocks::UNIT_HOURS * 60));
         if !cover.is_empty() {
             let which = cover.iter().map(|(l, b)| format!("(level = {l} AND block = {b})")).collect::<Vec<_>>().join(" OR ");
             parts.push(format!("SELECT NULLIF(api_key_id, 0), total_tokens, requests FROM usage_key_blocks WHERE {which}"));
@@ -571,9 +574,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn day_blocks_cover_a_range_exactly_and_few() {
-        for first in 20_000..20_040 {
-            for len in 1..=40 {
+    fn blocks_cover_a_range_exactly_and_few() {
+        for first in 80_000..80_070 {
+            for len in 1..=130 {
                 let last = first + len - 1;
                 let cover = blocks::cover(first, last);
                 let mut days = Vec::new();
@@ -583,7 +586,7 @@ mod tests {
                     days.extend(start..start + (1 << level));
                 }
                 assert_eq!(days, (first..=last).collect::<Vec<_>>(), "{first}+{len}: {cover:?}");
-                assert!(cover.len() <= 9, "{first}+{len}: {} blocks", cover.len());
+                assert!(cover.len() <= 12, "{first}+{len}: {} blocks", cover.len());
             }
         }
     }
