@@ -213,7 +213,7 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
             let model = if next(12) == 0 { None } else { Some(1 + next(5)) };
             let key = if refused { None } else { Some(1 + next(8)) };
             Call {
-                minute: start + next(40 * 1440) as i64,
+                minute: start + next(40 * 1440),
                 model,
                 ws: key.map(|k| 1 + k % 3),
                 key,
@@ -250,7 +250,7 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
     store(&env, early).await;
     usage_rollups::compact(env.db(), start + 30 * 1440).await.unwrap();
     let late: Vec<Call> = (0..40)
-        .map(|i| Call { minute: start + next(30 * 1440) as i64, model: Some(1 + i % 5), ws: Some(1), key: Some(3), outcome: "ok", sums: sums(2, 7, 3, 90) })
+        .map(|i| Call { minute: start + next(30 * 1440), model: Some(1 + i % 5), ws: Some(1), key: Some(3), outcome: "ok", sums: sums(2, 7, 3, 90) })
         .collect();
     store(&env, &late).await;
     store(&env, rest).await;

@@ -3,10 +3,10 @@
 use super::workspaces;
 use crate::error::AppError;
 use crate::ssr::crypto::{random_hex, sha256_hex};
-use crate::ssr::entities::{api_key, maas_model, marketplace_model, workspace};
+use crate::ssr::entities::{api_key, workspace};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::*;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionSession, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait};
 
 /// Prefix that makes a leaked key recognisable to secret scanners.
 pub const SECRET_PREFIX: &str = "sk-maas-";
@@ -91,17 +91,7 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Current
 
 /// The models a key can be scoped to: every MaaS model, by its marketplace name.
 pub async fn scope_choices(db: &impl ConnectionTrait) -> SResult<Vec<Choice>> {
-    let mut out: Vec<Choice> = maas_model::Entity::find()
-        .select_only()
-        .column(maas_model::Column::Id)
-        .column(marketplace_model::Column::Name)
-        .join(sea_orm::JoinType::InnerJoin, maas_model::Relation::Marketplace.def())
-        .into_tuple::<(i64, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|(id, label)| Choice { id, label })
-        .collect();
+    let mut out: Vec<Choice> = super::models::names(db).await?.into_iter().map(|(id, label)| Choice { id, label }).collect();
     out.sort_by(|a, b| a.label.cmp(&b.label));
     Ok(out)
 }
@@ -139,7 +129,7 @@ pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Curr
     if !as_limit {
         if let (Some(cap), want) = (limit.expires_at(), expires_at) {
             if want.is_none_or(|t| t > cap) {
-                e.add("last_day", &format!("the operator's limit ends on {}: choose that day or earlier", limit.last_day.clone().unwrap_or_default()));
+                e.add("last_day", format!("the operator's limit ends on {}: choose that day or earlier", limit.last_day.clone().unwrap_or_default()));
             }
         }
     }
@@ -156,11 +146,11 @@ pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Curr
             let known = scope_choices(db).await?;
             let name = |id: i64| known.iter().find(|c| c.id == id).map(|c| c.label.clone());
             if let Some(bad) = ids.iter().find(|id| name(**id).is_none()) {
-                e.add("models", &format!("no MaaS model #{bad}"));
+                e.add("models", format!("no MaaS model #{bad}"));
             } else if let (false, Some(allowed)) = (as_limit, &limit.models) {
                 let outside: Vec<String> = ids.iter().filter(|id| !allowed.contains(id)).filter_map(|id| name(*id)).collect();
                 if !outside.is_empty() {
-                    e.add("models", &format!("outside what the operator allowed: {}", outside.join(", ")));
+                    e.add("models", format!("outside what the operator allowed: {}", outside.join(", ")));
                 }
             }
             Some(ids)

@@ -4,11 +4,11 @@
 //! `ssr::usage_rollups`; nothing here reads the tables directly.
 use super::workspaces;
 use crate::error::AppError;
-use crate::ssr::entities::{api_key, endpoint, maas_model, marketplace_model, workspace};
+use crate::ssr::entities::{api_key, endpoint, workspace};
 use crate::ssr::usage_rollups::{aggregate, quantile, rank_keys, By, Group, Scope, Sums};
 use crate::ssr::{charts, now, SResult};
 use crate::types::*;
-use sea_orm::{ConnectionTrait, EntityTrait, QuerySelect, RelationTrait};
+use sea_orm::{ConnectionTrait, EntityTrait};
 use std::collections::{BTreeMap, HashMap};
 
 /// Rows of the top-workspaces and top-keys tables.
@@ -94,16 +94,7 @@ struct Wanted {
 
 async fn names(db: &impl ConnectionTrait, wanted: Wanted) -> SResult<Names> {
     use sea_orm::{ColumnTrait, Condition, QueryFilter};
-    let models = maas_model::Entity::find()
-        .select_only()
-        .column(maas_model::Column::Id)
-        .column(marketplace_model::Column::Name)
-        .join(sea_orm::JoinType::InnerJoin, maas_model::Relation::Marketplace.def())
-        .into_tuple::<(i64, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
+    let models = super::models::names(db).await?.into_iter().collect();
     let workspaces = workspace::Entity::find().all(db).await?.into_iter().map(|w| (w.id, w.name)).collect();
     let mut keys = api_key::Entity::find();
     if let Some(ids) = wanted.keys {
