@@ -188,11 +188,6 @@ pub struct KeyScope {
 }
 
 impl KeyScope {
-    /// The Unix second a layer's key stops working, stored as such (the day after its last).
-    pub fn expires_at(&self) -> Option<i64> {
-        self.last_day.as_deref().and_then(crate::days::parse_day).map(|d| (d + 1) * 86_400)
-    }
-
     pub fn from_stored(expires_at: Option<i64>, models: Option<&str>) -> KeyScope {
         KeyScope { last_day: expires_at.map(|t| crate::days::format_day(t.div_euclid(86_400) - 1)), models: models.map(parse_ids) }
     }
@@ -200,15 +195,30 @@ impl KeyScope {
     /// What the gateway applies from both stored layers: the earlier expiry, the models in
     /// both lists (sorted). A list that does not parse allows nothing: closed, not open.
     pub fn effective_stored(own_expires: Option<i64>, limit_expires: Option<i64>, own_models: Option<&str>, limit_models: Option<&str>) -> (Option<i64>, Option<Vec<i64>>) {
-        let expires = match (own_expires, limit_expires) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let models = match (own_models.map(parse_ids), limit_models.map(parse_ids)) {
-            (Some(a), Some(b)) => Some(a.into_iter().filter(|m| b.binary_search(m).is_ok()).collect()),
-            (a, b) => a.or(b),
-        };
-        (expires, models)
+        (earlier(own_expires, limit_expires), in_both(own_models.map(parse_ids), limit_models.map(parse_ids)))
+    }
+
+    /// What applies of this layer and `limit` together, as the console shows it (the same
+    /// rule as [`KeyScope::effective_stored`]; `YYYY-MM-DD` days order as they read).
+    pub fn within(&self, limit: &KeyScope) -> KeyScope {
+        KeyScope { last_day: earlier(self.last_day.clone(), limit.last_day.clone()), models: in_both(self.models.clone(), limit.models.clone()) }
+    }
+}
+
+/// The earlier of two ends; `None` is no end.
+fn earlier<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The ids in both lists (`b` sorted, as stored lists are read), in the first's order; `None`
+/// is every id.
+fn in_both(a: Option<Vec<i64>>, b: Option<Vec<i64>>) -> Option<Vec<i64>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.into_iter().filter(|m| b.binary_search(m).is_ok()).collect()),
+        (a, b) => a.or(b),
     }
 }
 

@@ -199,20 +199,12 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
         seed ^= seed << 17;
         (seed % n) as i64
     };
-    struct Call {
-        minute: i64,
-        model: Option<i64>,
-        ws: Option<i64>,
-        key: Option<i64>,
-        outcome: &'static str,
-        sums: Sums,
-    }
-    let mut calls: Vec<Call> = (0..900)
+    let mut calls: Vec<Row> = (0..900)
         .map(|_| {
             let refused = next(10) == 0;
             let model = if next(12) == 0 { None } else { Some(1 + next(5)) };
             let key = if refused { None } else { Some(1 + next(8)) };
-            Call {
+            Row {
                 minute: start + next(40 * 1440),
                 model,
                 ws: key.map(|k| 1 + k % 3),
@@ -223,7 +215,7 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
         })
         .collect();
     calls.sort_by_key(|c| c.minute);
-    async fn store(env: &Env, cs: &[Call]) {
+    async fn store(env: &Env, cs: &[Row]) {
         let names: Vec<String> = cs.iter().map(|c| format!("m{}", c.model.unwrap_or(99))).collect();
         let rows: Vec<MinuteRow> = cs
             .iter()
@@ -249,8 +241,8 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
     let (early, rest) = calls.split_at(calls.iter().position(|c| c.minute >= start + 30 * 1440).unwrap());
     store(&env, early).await;
     usage_rollups::compact(env.db(), start + 30 * 1440).await.unwrap();
-    let late: Vec<Call> = (0..40)
-        .map(|i| Call { minute: start + next(30 * 1440), model: Some(1 + i % 5), ws: Some(1), key: Some(3), outcome: "ok", sums: sums(2, 7, 3, 90) })
+    let late: Vec<Row> = (0..40)
+        .map(|i| Row { minute: start + next(30 * 1440), model: Some(1 + i % 5), ws: Some(1), key: Some(3), outcome: "ok", sums: sums(2, 7, 3, 90) })
         .collect();
     store(&env, &late).await;
     store(&env, rest).await;
@@ -260,7 +252,7 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
     for hours in [24, 7 * 24, 30 * 24, 30 * 24 + 5, 37] {
         let from = (now / 60 - hours) * 60;
         let scope = Scope { from_minute: from, to_minute: now + 1, ..Default::default() };
-        let inside: Vec<&Call> = calls.iter().filter(|c| c.minute >= from && c.minute <= now).collect();
+        let inside: Vec<&Row> = calls.iter().filter(|c| c.minute >= from && c.minute <= now).collect();
         let fold = |groups: &[usage_rollups::Group], key: &dyn Fn(&usage_rollups::Group) -> String| {
             let mut got: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
             for g in groups {
@@ -269,7 +261,7 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
             }
             got
         };
-        let expect = |key: &dyn Fn(&Call) -> String, hist: bool| {
+        let expect = |key: &dyn Fn(&Row) -> String, hist: bool| {
             let mut want: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
             for c in &inside {
                 let e = want.entry(key(c)).or_default();

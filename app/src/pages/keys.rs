@@ -127,16 +127,9 @@ fn spent(u: &UsageFigures) -> String {
 
 /// "Works until" and "Models" of a key as the gateway applies them (both layers).
 fn describe(k: &ApiKeyInfo, models: &[Choice]) -> (String, String) {
-    let until = match (&k.own.last_day, &k.limit.last_day) {
-        (Some(a), Some(b)) => a.min(b).clone(),
-        (Some(a), None) | (None, Some(a)) => a.clone(),
-        (None, None) => "no end".into(),
-    };
-    let ids: Option<Vec<i64>> = match (&k.own.models, &k.limit.models) {
-        (Some(a), Some(b)) => Some(a.iter().copied().filter(|m| b.contains(m)).collect()),
-        (a, b) => a.clone().or_else(|| b.clone()),
-    };
-    let scoped = match ids {
+    let applied = k.own.within(&k.limit);
+    let until = applied.last_day.unwrap_or_else(|| "no end".into());
+    let scoped = match applied.models {
         None => "all models".into(),
         Some(ids) if ids.is_empty() => "none".into(),
         Some(ids) => ids.iter().map(|id| models.iter().find(|c| c.id == *id).map_or_else(|| format!("#{id}"), |c| c.label.clone())).collect::<Vec<_>>().join(", "),

@@ -172,12 +172,12 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
     .rows_affected();
     run(blocks::upsert("usage_quarters", &[], &[("quarter", "minute / 15"), ("outcome", "outcome")], &sums, "usage_minutes", &pending)).await?;
     let new_hours = format!("id > {last_id}");
+    let counts: Vec<String> = COUNTS.iter().map(|c| c.to_string()).collect();
     for level in 0..blocks::LEVELS {
         let level_sql = level.to_string();
         let block = format!("hour / {}", blocks::UNIT_HOURS << level);
         let fixed = [("level", level_sql.as_str())];
         run(blocks::upsert("usage_model_blocks", &fixed, &blocks::model_keys(&block), &sums, "usage_hours", &new_hours)).await?;
-        let counts: Vec<String> = COUNTS.iter().map(|c| c.to_string()).collect();
         run(blocks::upsert("usage_key_blocks", &fixed, &blocks::key_keys(&block), &counts, "usage_hours", &new_hours)).await?;
     }
     run(format!("UPDATE usage_minutes SET compacted = TRUE WHERE {pending}")).await?;
@@ -314,33 +314,31 @@ impl Group {
 /// views of an hour and more read the quarters and blocks instead of the hourly rows (see
 /// [`blocks`]): the same sums from a few rows per key instead of one per key and hour.
 pub async fn aggregate(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes: Option<i64>) -> Result<Vec<Group>, DbErr> {
-    let fine = bucket_minutes.is_some_and(|b| b < 60) || (scope.to_minute - scope.from_minute) < 60;
     let unfiltered = scope.unfiltered();
+    let all_minutes = Table::Minutes { only_uncompacted: false };
     let pending = Table::Minutes { only_uncompacted: true };
     let parts = match (by, bucket_minutes) {
         // The last hour: minute rows only.
-        _ if (scope.to_minute - scope.from_minute) < 60 => vec![query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: false }).await?],
+        _ if (scope.to_minute - scope.from_minute) < 60 => vec![query(db, scope, by, bucket_minutes, all_minutes).await?],
         (By::Outcome, Some(b)) if unfiltered && b % 15 == 0 => vec![blocks::quarters(db, scope, b).await?, query(db, scope, by, bucket_minutes, pending).await?],
         (By::ModelEndpointOutcome | By::KeyOutcome | By::WorkspaceOutcome, None) if unfiltered => {
-            // Hours of the range's first, partial block unit; then whole units as blocks (to
-            // the end of the unit the range ends in: nothing is recorded after now).
-            let first_hour = scope.from_minute.div_euclid(60);
-            let first_unit = (first_hour + blocks::UNIT_HOURS - 1).div_euclid(blocks::UNIT_HOURS);
-            let head = Scope { to_minute: first_unit * blocks::UNIT_HOURS * 60, ..scope.clone() };
-            let (head, days, tail) = tokio::try_join!(
+            let split = blocks::Split::of(scope);
+            let head = Scope { to_minute: split.head_end_hour * 60, ..scope.clone() };
+            let (head, units, tail) = tokio::try_join!(
                 async {
-                    if first_unit * blocks::UNIT_HOURS > first_hour {
+                    if split.head_end_hour > split.first_hour {
                         query(db, &head, by, None, Table::Hours).await
                     } else {
                         Ok(Vec::new())
                     }
                 },
-                blocks::units(db, by, first_unit, (scope.to_minute - 1).div_euclid(blocks::UNIT_HOURS * 60)),
+                blocks::units(db, by, &split),
                 query(db, scope, by, None, pending),
             )?;
-            vec![head, days, tail]
+            vec![head, units, tail]
         }
-        _ if fine => vec![query(db, scope, by, bucket_minutes, Table::Minutes { only_uncompacted: false }).await?],
+        // Buckets under an hour: minute rows, compacted or not.
+        (_, Some(b)) if b < 60 => vec![query(db, scope, by, bucket_minutes, all_minutes).await?],
         _ => vec![query(db, scope, by, bucket_minutes, Table::Hours).await?, query(db, scope, by, bucket_minutes, pending).await?],
     };
     if parts.len() == 1 {
@@ -395,6 +393,30 @@ mod blocks {
         )
     }
 
+    /// How a range `[from, to)` is read: the hours `first_hour..head_end_hour` of its first,
+    /// partial unit from hourly rows, then whole units from `first_unit` to the unit the range
+    /// ends in (to its end: nothing is recorded after now) from blocks.
+    pub struct Split {
+        pub first_hour: i64,
+        pub head_end_hour: i64,
+        first_unit: i64,
+        last_unit: i64,
+    }
+
+    impl Split {
+        pub fn of(scope: &Scope) -> Split {
+            let first_hour = scope.from_minute.div_euclid(60);
+            let first_unit = (first_hour + UNIT_HOURS - 1).div_euclid(UNIT_HOURS);
+            Split { first_hour, head_end_hour: first_unit * UNIT_HOURS, first_unit, last_unit: (scope.to_minute - 1).div_euclid(UNIT_HOURS * 60) }
+        }
+
+        /// The SQL condition selecting the blocks of the whole units; `None` when there are none.
+        pub fn which(&self) -> Option<String> {
+            let cover = cover(self.first_unit, self.last_unit);
+            (!cover.is_empty()).then(|| cover.iter().map(|(l, b)| format!("(level = {l} AND block = {b})")).collect::<Vec<_>>().join(" OR "))
+        }
+    }
+
     /// Aligned blocks covering the units `first..=last` exactly, as few as alignment allows
     /// (30 days: at most 12).
     pub fn cover(first: i64, last: i64) -> Vec<(u32, i64)> {
@@ -411,20 +433,18 @@ mod blocks {
         out
     }
 
-    /// The sums over the units `first..=last` grouped by `by` (model × endpoint × outcome,
+    /// The sums over the whole units of `split` grouped by `by` (model × endpoint × outcome,
     /// workspace × key × outcome, workspace × outcome), from their blocks.
-    pub async fn units(db: &impl ConnectionTrait, by: By, first: i64, last: i64) -> Result<Vec<Group>, DbErr> {
-        let cover = cover(first, last);
-        if cover.is_empty() {
+    pub async fn units(db: &impl ConnectionTrait, by: By, split: &Split) -> Result<Vec<Group>, DbErr> {
+        let Some(which) = split.which() else {
             return Ok(Vec::new());
-        }
+        };
         let (table, dims) = match by {
             By::ModelEndpointOutcome => ("usage_model_blocks", "NULLIF(maas_model_id, 0), model, NULLIF(endpoint_id, 0), outcome"),
             By::KeyOutcome => ("usage_key_blocks", "NULLIF(workspace_id, 0), NULLIF(api_key_id, 0), outcome"),
             By::WorkspaceOutcome => ("usage_key_blocks", "NULLIF(workspace_id, 0), outcome"),
             _ => return Err(DbErr::Custom(format!("no blocks for {by:?}"))),
         };
-        let which = cover.iter().map(|(l, b)| format!("(level = {l} AND block = {b})")).collect::<Vec<_>>().join(" OR ");
         let sql = format!(
             "SELECT CAST(0 AS BIGINT), {dims}, {sums} FROM {table} WHERE {which} GROUP BY {keys}",
             sums = summed(by),
@@ -465,12 +485,9 @@ pub async fn rank_keys(db: &impl ConnectionTrait, scope: &Scope, n: usize) -> Re
         vec![minutes(false)]
     } else if scope.unfiltered() {
         // As `aggregate` reads them: the first unit's hours, whole units as blocks, pending rows.
-        let first_hour = from.div_euclid(60);
-        let first_unit = (first_hour + blocks::UNIT_HOURS - 1).div_euclid(blocks::UNIT_HOURS);
-        let mut parts = vec![minutes(true), hours(first_hour, first_unit * blocks::UNIT_HOURS)];
-        let cover = blocks::cover(first_unit, (to - 1).div_euclid(blocks::UNIT_HOURS * 60));
-        if !cover.is_empty() {
-            let which = cover.iter().map(|(l, b)| format!("(level = {l} AND block = {b})")).collect::<Vec<_>>().join(" OR ");
+        let split = blocks::Split::of(scope);
+        let mut parts = vec![minutes(true), hours(split.first_hour, split.head_end_hour)];
+        if let Some(which) = split.which() {
             parts.push(format!("SELECT NULLIF(api_key_id, 0), total_tokens, requests FROM usage_key_blocks WHERE {which}"));
         }
         parts

@@ -127,7 +127,7 @@ pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Curr
         },
     };
     if !as_limit {
-        if let (Some(cap), want) = (limit.expires_at(), expires_at) {
+        if let (Some(cap), want) = (k.limit_expires_at, expires_at) {
             if want.is_none_or(|t| t > cap) {
                 e.add("last_day", format!("the operator's limit ends on {}: choose that day or earlier", limit.last_day.clone().unwrap_or_default()));
             }
