@@ -131,6 +131,15 @@ pub async fn current_revision(db: &impl ConnectionTrait) -> SResult<i64> {
     Ok(row.try_get::<i64>("", "revision")?)
 }
 
+/// Copies what SQLite's write-ahead log holds into the database file, as far as readers allow
+/// (PASSIVE: it waits for no one and blocks no writer). A no-op on PostgreSQL.
+pub async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+        db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await?;
+    }
+    Ok(())
+}
+
 /// Opens the database and applies the migrations. SQLite gets WAL and a busy timeout so the
 /// console and the gateway's readers never trip over each other.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
@@ -147,6 +156,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(std::time::Duration::from_secs(5))
                 .foreign_keys(true)
+                // A checkpoint copies the WAL into the database file and syncs it: by default
+                // the commit that takes the WAL past 1,000 pages runs one, so a usage flush of
+                // 10,000 rows (~1,300 pages) paid for it inside its transaction's time (500 ms
+                // instead of ~150). The gateway checkpoints after each flush instead
+                // ([`checkpoint`]), without the write lock; 10,000 pages (40 MB) stays as the
+                // backstop for writers that never call it.
+                .pragma("wal_autocheckpoint", "10000")
         });
     }
     let db = sea_orm::Database::connect(opt).await?;

@@ -540,7 +540,15 @@ pub fn spawn_usage_flusher(gw: Arc<Gateway>, db: sea_orm::DatabaseConnection, ga
         let mut failing = false;
         loop {
             tokio::time::sleep(every).await;
-            match gw.flush_usage(&db, &gateway_id).await {
+            let flushed = gw.flush_usage(&db, &gateway_id).await;
+            if matches!(flushed, Ok(n) if n > 0) {
+                // Out of the flush's transaction: the next commit does not pay for it (see
+                // `app::ssr::connect`).
+                if let Err(e) = app::ssr::checkpoint(&db).await {
+                    tracing::debug!(error = %e, "WAL checkpoint after the usage flush failed; the next one retries");
+                }
+            }
+            match flushed {
                 Ok(_) if failing => {
                     failing = false;
                     tracing::info!("usage flushes again");
