@@ -128,7 +128,7 @@ server, base = start(["serve", "--demo-upstream", mock_url], senv, r"MaaS consol
 # A rule that is checked on every request but never fires: 10^9 per 1 s.
 server.terminate(); server.wait()
 db = sqlite3.connect(f"{tmp}/maas.db")
-db.execute("UPDATE rate_limit_rules SET limit_requests = 1000000000, duration_secs = 1")
+db.execute("UPDATE rate_limit_rules SET limit_value = 1000000000, duration_secs = 1")
 # Scale for the RSS figure: SEED_KEYS platform keys and SEED_MODELS enabled models (2 endpoints
 # and a workspace rule each) in the snapshot besides the demo model.
 SEED_KEYS = int(os.environ.get("SEED_KEYS", "10000"))
@@ -144,7 +144,7 @@ db.executemany("INSERT INTO maas_models (marketplace_model_id, cluster_id, polic
 m0 = db.execute("SELECT MIN(id) FROM maas_models WHERE marketplace_model_id > ?", (mm0,)).fetchone()[0]
 db.executemany("INSERT INTO endpoints (maas_model_id, position, model_id, url, api_key_enc, weight) VALUES (?, ?, 'up', ?, NULL, 50)",
                [(m0 + i, p, f"{mock_url}/name/e{p}") for i in range(SEED_MODELS) for p in range(2)])
-db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, workspace_id, api_key_id, limit_requests, duration_secs) VALUES (?, 0, 'workspace', 1, NULL, 1000, 60)",
+db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, workspace_id, api_key_id, limit_value, duration_secs) VALUES (?, 0, 'workspace', 1, NULL, 1000, 60)",
                [(m0 + i,) for i in range(SEED_MODELS)])
 db.commit(); db.close()
 BASELINE = os.environ.get("MAAS_BIN_BASELINE")

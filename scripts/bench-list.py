@@ -29,7 +29,7 @@ db.executemany("INSERT INTO maas_models (marketplace_model_id, cluster_id, polic
                [(i + 1, i % 2, now, now) for i in range(N)])
 db.executemany("INSERT INTO endpoints (maas_model_id, position, model_id, url, api_key_enc, weight) VALUES (?, ?, ?, 'https://u.example', NULL, 50)",
                [(i + 1, p, f"upstream-{i}-{p}") for i in range(N) for p in range(2)])
-db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, workspace_id, api_key_id, limit_requests, duration_secs) VALUES (?, 0, 'workspace', 1, NULL, 100, 60)",
+db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, workspace_id, api_key_id, limit_value, duration_secs) VALUES (?, 0, 'workspace', 1, NULL, 100, 60)",
                [(i + 1,) for i in range(N)])
 db.commit(); db.close()
 

@@ -23,7 +23,7 @@ seed=$!
 for _ in $(seq 1 100); do grep -q "demo API key" "$OUT/seed.log" && break; sleep 0.2; done
 kill -INT $seed; wait $seed 2>/dev/null || true
 KEY=$(grep -o 'sk-maas-[0-9a-f]*' "$OUT/seed.log" | head -1)
-python3 -c "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute('UPDATE rate_limit_rules SET limit_requests=1000000000, duration_secs=1'); d.execute('UPDATE config_revision SET revision=revision+1'); d.commit()" "$OUT/data/maas.db"
+python3 -c "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute('UPDATE rate_limit_rules SET limit_value=1000000000, duration_secs=1'); d.execute('UPDATE config_revision SET revision=revision+1'); d.commit()" "$OUT/data/maas.db"
 if [ "${KEY_SCOPE:-0}" = 1 ]; then
   python3 -c "import sqlite3,sys,time; d=sqlite3.connect(sys.argv[1]); ids=[r[0] for r in d.execute('SELECT id FROM maas_models')]; d.execute('UPDATE api_keys SET limit_expires_at=?, limit_models=?', (int(time.time()) + 86400, str(ids + [999]))); d.execute('UPDATE config_revision SET revision=revision+1'); d.commit()" "$OUT/data/maas.db"
 fi

@@ -1,7 +1,7 @@
 //! Small pieces every page uses: the caller, the role gate, field messages, the nav bar.
 use crate::api::account::Logout;
 use crate::error::AppError;
-use crate::types::{CurrentUser, FieldErrors, Role};
+use crate::types::{CurrentUser, FieldErrors, Period, QuotaView, Role};
 use leptos::prelude::*;
 use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::use_location;
@@ -111,3 +111,25 @@ pub fn Nav() -> impl IntoView {
     }
 }
 
+
+/// The fields of a quota (period, token and request budgets), for the form of whichever page
+/// sets it (a workspace's, a key's): named as both server functions take them.
+#[component]
+pub fn QuotaFields(quota: Option<QuotaView>, errors: Signal<Option<FieldErrors>>) -> impl IntoView {
+    let period = quota.as_ref().map(|q| q.period).unwrap_or_default();
+    let budget = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let (tokens, requests) = (budget(quota.as_ref().and_then(|q| q.tokens)), budget(quota.as_ref().and_then(|q| q.requests)));
+    view! {
+        <label>"Per "
+            <select name="period">
+                <option value="month" selected=period == Period::Month>"calendar month (UTC)"</option>
+                <option value="day" selected=period == Period::Day>"calendar day (UTC)"</option>
+            </select></label>
+        <FieldMsg errors field="period"/>
+        <label>"Tokens " <input name="tokens" inputmode="numeric" value=tokens placeholder="no token budget"/></label>
+        <FieldMsg errors field="tokens"/>
+        <label>"Requests " <input name="requests" inputmode="numeric" value=requests placeholder="no request budget"/></label>
+        <FieldMsg errors field="requests"/>
+        <p class="hint">"Both empty: no quota. A spent quota answers 429 insufficient_quota until the period turns."</p>
+    }
+}

@@ -47,3 +47,67 @@ pub fn format_utc(secs: i64) -> String {
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     format!("{} {:02}:{:02}", format_day(days), rest / 3600, rest / 60 % 60)
 }
+
+/// The calendar period (UTC) a quota counts in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Day,
+    #[default]
+    Month,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "day" => Some(Period::Day),
+            "month" => Some(Period::Month),
+            _ => None,
+        }
+    }
+    /// The Unix second the period holding `secs` began (00:00 UTC of the day, or of the
+    /// month's first day).
+    pub fn start(self, secs: i64) -> i64 {
+        let day = secs.div_euclid(86_400);
+        match self {
+            Period::Day => day * 86_400,
+            Period::Month => {
+                let (y, m, _) = civil_from_days(day);
+                days_from_civil(y, m, 1) * 86_400
+            }
+        }
+    }
+    /// The Unix second the period holding `secs` ends (the next one's start).
+    pub fn end(self, secs: i64) -> i64 {
+        match self {
+            Period::Day => self.start(secs) + 86_400,
+            Period::Month => {
+                let (y, m, _) = civil_from_days(secs.div_euclid(86_400));
+                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                days_from_civil(y, m, 1) * 86_400
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_and_end_on_utc_calendar_boundaries() {
+        let at = |day: &str, h: i64| parse_day(day).unwrap() * 86_400 + h * 3600;
+        assert_eq!(Period::Day.start(at("2026-12-02", 13)), at("2026-12-02", 0));
+        assert_eq!(Period::Day.end(at("2026-12-02", 13)), at("2026-12-03", 0));
+        assert_eq!(Period::Month.start(at("2026-12-31", 23)), at("2026-12-01", 0));
+        assert_eq!(Period::Month.end(at("2026-12-31", 23)), at("2027-01-01", 0), "December ends with the year");
+        assert_eq!(Period::Month.end(at("2028-02-10", 0)), at("2028-03-01", 0), "a leap February");
+        assert_eq!(Period::Month.start(at("2027-01-01", 0)), at("2027-01-01", 0), "a period starts at its own first second");
+    }
+}

@@ -88,6 +88,46 @@ impl RuleTarget {
     }
 }
 
+/// What a rate-limit rule counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// Calls admitted per window.
+    #[default]
+    Requests,
+    /// Tokens (input + output) per window: consumed by finished calls plus reserved by calls
+    /// in flight.
+    Tokens,
+    /// Calls in flight at once (a stream until its end or the client leaving); no window.
+    Concurrent,
+}
+
+impl RuleKind {
+    pub const ALL: [RuleKind; 3] = [RuleKind::Requests, RuleKind::Tokens, RuleKind::Concurrent];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Requests => "requests",
+            RuleKind::Tokens => "tokens",
+            RuleKind::Concurrent => "concurrent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    /// Whether the rule counts over a window (a duration field); concurrency has none.
+    pub fn windowed(self) -> bool {
+        self != RuleKind::Concurrent
+    }
+    /// The unit of its limit, for labels: "requests", "tokens", "calls at once".
+    pub fn unit(self) -> &'static str {
+        match self {
+            RuleKind::Requests => "requests",
+            RuleKind::Tokens => "tokens",
+            RuleKind::Concurrent => "calls at once",
+        }
+    }
+}
+
 /// Field path → message, e.g. `endpoints.1.url` → "must start with http:// or https://".
 /// Paths are stable so the form can show each message next to its field.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +193,32 @@ pub struct Workspace {
     pub id: i64,
     pub name: String,
     pub members: Vec<String>,
+    pub quota: Option<QuotaView>,
+}
+
+pub use crate::days::Period;
+
+/// A budget of tokens and/or requests per calendar day or month (UTC) for a workspace or an
+/// API key, as the form sends it: numbers as typed, empty for "no budget of this kind".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaInput {
+    pub period: Period,
+    pub tokens: String,
+    pub requests: String,
+}
+
+/// A quota and what is spent of it in the current period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaView {
+    pub period: Period,
+    pub tokens: Option<i64>,
+    pub requests: Option<i64>,
+    /// Spent in the current period, as the gateways last wrote it (they add to it with every
+    /// usage flush).
+    pub spent_tokens: i64,
+    pub spent_requests: i64,
+    /// When the current period ends (Unix second): the quota is whole again.
+    pub resets_at: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +241,7 @@ pub struct ApiKeyInfo {
     pub limit: KeyScope,
     /// Past its last day (of either layer).
     pub expired: bool,
+    pub quota: Option<QuotaView>,
 }
 
 /// Until when and for which models an API key works, as one layer sets it (its holder's
@@ -266,6 +333,9 @@ pub struct EndpointInput {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleInput {
+            kind: app::types::RuleKind::Requests,
+    #[serde(default)]
+    pub kind: RuleKind,
     pub target: RuleTarget,
     pub workspace_id: Option<i64>,
     pub api_key_id: Option<i64>,
@@ -294,6 +364,7 @@ pub struct EndpointView {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleView {
+    pub kind: RuleKind,
     pub target: RuleTarget,
     pub workspace_id: i64,
     pub api_key_id: Option<i64>,
@@ -544,5 +615,23 @@ pub fn latency_label(ms: Option<f64>) -> String {
         None => "–".into(),
         Some(ms) if ms < 1000.0 => format!("{ms:.0} ms"),
         Some(ms) => format!("{:.1} s", ms / 1000.0),
+    }
+}
+
+impl QuotaView {
+    /// "1.2k of 5000 tokens · 3 of 100 requests this month, resets 2027-01-01".
+    pub fn summary(&self) -> String {
+        let of = |spent: i64, budget: Option<i64>, unit: &str| budget.map(|b| format!("{} of {b} {unit}", compact_count(spent)));
+        let parts: Vec<String> = [of(self.spent_tokens, self.tokens, "tokens"), of(self.spent_requests, self.requests, "requests")].into_iter().flatten().collect();
+        let period = match self.period {
+            Period::Day => "today",
+            Period::Month => "this month",
+        };
+        format!("{} {period}, resets {}", parts.join(" · "), crate::days::format_day(self.resets_at.div_euclid(86_400)))
+    }
+
+    /// Whether a budget is spent (calls are refused until it resets).
+    pub fn spent(&self) -> bool {
+        self.tokens.is_some_and(|b| self.spent_tokens >= b) || self.requests.is_some_and(|b| self.spent_requests >= b)
     }
 }

@@ -4,6 +4,19 @@
 use crate::types::*;
 
 pub const MAX_LIMIT: i64 = 1_000_000_000;
+/// Tokens per window: a trillion (a whole fleet's day) and no more; beyond is a typo.
+pub const MAX_TOKEN_LIMIT: i64 = 1_000_000_000_000;
+/// Calls in flight at once: more than any upstream serves.
+pub const MAX_CONCURRENT: i64 = 100_000;
+
+/// The largest limit a rule of `kind` takes.
+pub fn max_limit(kind: RuleKind) -> i64 {
+    match kind {
+        RuleKind::Requests => MAX_LIMIT,
+        RuleKind::Tokens => MAX_TOKEN_LIMIT,
+        RuleKind::Concurrent => MAX_CONCURRENT,
+    }
+}
 /// One week: longer windows are almost always a units mistake (ms typed as s).
 pub const MAX_DURATION_SECS: i64 = 7 * 24 * 3600;
 pub const MAX_ENDPOINTS: usize = 64;
@@ -216,15 +229,20 @@ pub fn model(input: &ModelInput) -> FieldErrors {
         if r.target == RuleTarget::ApiKey && r.api_key_id.is_none() {
             e.add(format!("rules.{i}.api_key"), "choose an API key");
         }
-        if let Err(m) = parse_int(&r.limit, 1, MAX_LIMIT) {
+        if let Err(m) = parse_int(&r.limit, 1, max_limit(r.kind)) {
             e.add(format!("rules.{i}.limit"), m);
         }
-        match parse_int(&r.duration, 1, MAX_DURATION_SECS) {
+        let key_id = if r.target == RuleTarget::ApiKey { r.api_key_id } else { None };
+        // A concurrency rule has no window: at most one per subject. (Two windows of one kind
+        // for one subject are fine: 100/min beside 1,000/day.)
+        let duration = if r.kind.windowed() { parse_int(&r.duration, 1, MAX_DURATION_SECS) } else { Ok(0) };
+        match duration {
             Err(m) => e.add(format!("rules.{i}.duration"), m),
             Ok(d) => {
-                let key_id = if r.target == RuleTarget::ApiKey { r.api_key_id } else { None };
-                if !seen.insert((r.target, r.workspace_id, key_id, d)) {
-                    e.add(format!("rules.{i}.duration"), "duplicate of an earlier rule (same target and duration)");
+                if !seen.insert((r.kind, r.target, r.workspace_id, key_id, d)) {
+                    let field = if r.kind.windowed() { "duration" } else { "kind" };
+                    let what = if r.kind.windowed() { "same kind, target and duration" } else { "one concurrency rule per target" };
+                    e.add(format!("rules.{i}.{field}"), format!("duplicate of an earlier rule ({what})"));
                 }
             }
         }
@@ -303,7 +321,7 @@ mod tests {
     #[test]
     fn rules_need_integer_bounds_and_no_duplicates() {
         let mut m = base();
-        let rule = RuleInput { target: RuleTarget::Workspace, workspace_id: Some(1), api_key_id: None, limit: "10".into(), duration: "60".into() };
+        let rule = RuleInput { kind: RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(1), api_key_id: None, limit: "10".into(), duration: "60".into() };
         m.rules = vec![rule.clone(), rule.clone(), RuleInput { limit: "0".into(), duration: "1.5".into(), ..rule }];
         let e = model(&m);
         assert!(e.get("rules.1.duration").unwrap().starts_with("duplicate"));
@@ -313,10 +331,32 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_has_its_own_bounds_and_duplicates() {
+        let mut m = base();
+        let rule = |kind, limit: &str, duration: &str| RuleInput { kind, target: RuleTarget::Workspace, workspace_id: Some(1), limit: limit.into(), duration: duration.into(), ..Default::default() };
+        m.rules = vec![
+            rule(RuleKind::Requests, "10", "60"),
+            // Same subject and window, another kind: allowed.
+            rule(RuleKind::Tokens, "5000000000", "60"),
+            rule(RuleKind::Concurrent, "10", ""),
+            rule(RuleKind::Concurrent, "20", "60"),
+            rule(RuleKind::Concurrent, "100001", ""),
+            rule(RuleKind::Tokens, "1000000000001", "60"),
+        ];
+        let e = model(&m);
+        assert!(e.get("rules.0.limit").is_none() && e.get("rules.1.limit").is_none(), "5e9 tokens is within the tokens' bound: {e:?}");
+        assert!(e.get("rules.2.duration").is_none(), "a concurrency rule needs no duration");
+        assert_eq!(e.get("rules.3.kind"), Some("duplicate of an earlier rule (one concurrency rule per target)"));
+        assert_eq!(e.get("rules.4.limit"), Some("must be at most 100000"));
+        assert_eq!(e.get("rules.5.limit"), Some("must be at most 1000000000000"));
+        assert_eq!(e.get("rules.5.duration"), Some("duplicate of an earlier rule (same kind, target and duration)"));
+    }
+
+    #[test]
     fn at_least_one_endpoint_and_key_rules_need_a_key() {
         let mut m = base();
         m.endpoints.clear();
-        m.rules = vec![RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(1), api_key_id: None, limit: "1".into(), duration: "1".into() }];
+        m.rules = vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(1), api_key_id: None, limit: "1".into(), duration: "1".into(), ..Default::default() }];
         let e = model(&m);
         assert_eq!(e.get("endpoints"), Some("add at least one endpoint"));
         assert_eq!(e.get("rules.0.api_key"), Some("choose an API key"));
@@ -409,7 +449,7 @@ mod tests {
             #[test]
             fn limits_and_durations_are_bounded(limit in any::<i64>(), duration in any::<i64>()) {
                 let mut m = base();
-                m.rules = vec![RuleInput { target: RuleTarget::Workspace, workspace_id: Some(1), api_key_id: None, limit: limit.to_string(), duration: duration.to_string() }];
+                m.rules = vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(1), api_key_id: None, limit: limit.to_string(), duration: duration.to_string(), ..Default::default() }];
                 let e = model(&m);
                 prop_assert_eq!(e.get("rules.0.limit").is_none(), (1..=MAX_LIMIT).contains(&limit));
                 prop_assert_eq!(e.get("rules.0.duration").is_none(), (1..=MAX_DURATION_SECS).contains(&duration));

@@ -1,6 +1,6 @@
 //! Hot-path micro-benchmarks: balancer pick, finding a caller's rules, and limiter check (also
 //! with 100k active counters).
-use app::types::RuleTarget;
+use app::types::{RuleKind, RuleTarget};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use server::gateway::balancer::{Balancer, Random, RoundRobin, Weighted};
 use server::gateway::limiter::{Clock, CounterKey, Limiter, RuleCheck, SystemClock};
@@ -8,7 +8,7 @@ use server::gateway::snapshot::{Caller, Rules};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 fn key(target: RuleTarget, subject: i64, duration_ms: u64) -> CounterKey {
-    CounterKey { model_id: 1, target, subject_id: subject, duration_ms }
+    CounterKey { model_id: 1, target, subject_id: subject, kind: RuleKind::Requests, duration_ms }
 }
 
 fn rule(subject: i64, limit: u64) -> RuleCheck {
@@ -28,9 +28,18 @@ fn balancers(c: &mut Criterion) {
 fn limiter(c: &mut Criterion) {
     let l = Limiter::new(SystemClock::default());
     let one = [rule(1, u64::MAX)];
-    c.bench_function("limiter/check/1 rule", |b| b.iter(|| black_box(l.check(&one).is_ok())));
+    c.bench_function("limiter/check/1 rule", |b| b.iter(|| black_box(l.check(&one, 0).is_ok())));
+    // A token rule's whole cost: the check that reserves, and the settle at the call's end.
+    let tokens = [RuleCheck::new(CounterKey { kind: RuleKind::Tokens, ..key(RuleTarget::ApiKey, 1, 60_000) }, u64::MAX, String::new())];
+    c.bench_function("limiter/check+settle/1 token rule", |b| b.iter(|| l.check(&tokens, black_box(1_500)).unwrap().lease.settle(Some(black_box(1_200)))));
+    // A concurrency rule's: the check that takes a place, and the release.
+    let conc = [RuleCheck::new(CounterKey { kind: RuleKind::Concurrent, ..key(RuleTarget::ApiKey, 1, 0) }, u64::MAX, String::new())];
+    c.bench_function("limiter/check+release/1 concurrency rule", |b| b.iter(|| drop(black_box(l.check(&conc, 0).unwrap()))));
+    // One of each kind on one caller, as a key with all three would have.
+    let all = [one[0].clone(), tokens[0].clone(), conc[0].clone()];
+    c.bench_function("limiter/check+settle/3 rules (one per kind)", |b| b.iter(|| l.check(&all, black_box(1_500)).unwrap().lease.settle(Some(black_box(1_200)))));
     let two = [rule(1, u64::MAX), RuleCheck::new(key(RuleTarget::Workspace, 1, 1_000), u64::MAX, String::new())];
-    c.bench_function("limiter/check/2 rules", |b| b.iter(|| black_box(l.check(&two).is_ok())));
+    c.bench_function("limiter/check/2 rules", |b| b.iter(|| black_box(l.check(&two, 0).is_ok())));
 
     let rules: Vec<[RuleCheck; 1]> = (0..100_000).map(|k| [rule(k, u64::MAX)]).collect();
     many_keys(c, "limiter/check/100k active keys", Limiter::new(SystemClock::default()), &rules);
@@ -39,13 +48,13 @@ fn limiter(c: &mut Criterion) {
 /// Checks `rules` (one key each) in a scattered order after admitting each once.
 fn many_keys<C: Clock>(c: &mut Criterion, name: &str, limiter: Limiter<C>, rules: &[[RuleCheck; 1]]) {
     for r in rules {
-        limiter.check(r).unwrap();
+        limiter.check(r, 0).unwrap();
     }
     let mut i = 0usize;
     c.bench_function(name, |b| {
         b.iter(|| {
             i = (i + 7919) % rules.len();
-            black_box(limiter.check(&rules[i]).is_ok())
+            black_box(limiter.check(&rules[i], 0).is_ok())
         })
     });
 }

@@ -11,7 +11,9 @@
 //!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
 //! It records what it received (`GET /_mock/requests`: path, model, Authorization,
 //! stream_options) and counts
-//! requests and streams the client cancelled before they finished (`GET /_mock/stats`).
+//! requests and streams the client cancelled before they finished, and the most calls it had
+//! in flight at once, in all and per `/name/` (`GET /_mock/stats`): what a concurrency limit
+//! must keep below its bound.
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -38,6 +40,11 @@ pub struct MockState {
     received: Mutex<Vec<Value>>,
     cancelled: AtomicU64,
     completed: AtomicU64,
+    /// Per `/name/` label ("" without one): (in flight now, most ever at once). A stream is in
+    /// flight until its last chunk or its cancel.
+    flights: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+    /// The same over all names.
+    flight_all: Mutex<(u64, u64)>,
     /// Recording costs a lock per request; benchmarks turn it off.
     pub record: bool,
 }
@@ -85,9 +92,14 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     }
     if method == Method::GET && path == "/_mock/stats" {
         let n = st.received.lock().len();
-        return axum::Json(json!({"requests": n, "cancelled": st.cancelled.load(Ordering::SeqCst), "completed": st.completed.load(Ordering::SeqCst)})).into_response();
+        let peaks: serde_json::Map<String, Value> = st.flights.lock().iter().map(|(k, (_, peak))| (k.clone(), json!(peak))).collect();
+        let (in_flight, peak) = *st.flight_all.lock();
+        return axum::Json(json!({"requests": n, "cancelled": st.cancelled.load(Ordering::SeqCst), "completed": st.completed.load(Ordering::SeqCst),
+            "in_flight": in_flight, "peak_in_flight": peak, "peaks": peaks})).into_response();
     }
     let (d, op) = parse(&path);
+    // Counted when recording (tests); benchmarks skip the two locks.
+    let flight = st.record.then(|| Flight::enter(&st, d.name.clone().unwrap_or_default()));
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = req.get("model").and_then(Value::as_str).unwrap_or("").to_owned();
     if st.record {
@@ -129,7 +141,7 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
                 let chunks = d.chunks.unwrap_or(if st.config.chunks > 0 { st.config.chunks } else { 3 });
                 let gap = Duration::from_millis(d.chunk_delay_ms.unwrap_or(st.config.chunk_delay_ms));
                 let usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-                return sse(st.clone(), model, from, chunks, gap, usage);
+                return sse(st.clone(), model, from, chunks, gap, usage, flight);
             }
             axum::Json(json!({
                 "id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
@@ -161,6 +173,35 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     }
 }
 
+/// A call in flight, counted from its arrival until its answer is over (dropped).
+struct Flight {
+    st: Arc<MockState>,
+    name: String,
+}
+
+impl Flight {
+    fn enter(st: &Arc<MockState>, name: String) -> Self {
+        let mut all = st.flight_all.lock();
+        all.0 += 1;
+        all.1 = all.1.max(all.0);
+        drop(all);
+        let mut flights = st.flights.lock();
+        let f = flights.entry(name.clone()).or_default();
+        f.0 += 1;
+        f.1 = f.1.max(f.0);
+        Flight { st: st.clone(), name }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.st.flight_all.lock().0 -= 1;
+        if let Some(f) = self.st.flights.lock().get_mut(&self.name) {
+            f.0 -= 1;
+        }
+    }
+}
+
 /// Counts a wait or a stream as cancelled unless it ran to the end (and a finished stream as
 /// completed).
 struct CancelGuard {
@@ -178,8 +219,9 @@ impl Drop for CancelGuard {
     }
 }
 
-fn sse(st: Arc<MockState>, model: String, from: String, chunks: u32, gap: Duration, usage: bool) -> Response {
+fn sse(st: Arc<MockState>, model: String, from: String, chunks: u32, gap: Duration, usage: bool, flight: Option<Flight>) -> Response {
     let s = async_stream::stream! {
+        let _flight = flight;
         let mut guard = CancelGuard { st, done: false, counts_completion: true };
         let created = app::ssr::now();
         for i in 0..chunks {

@@ -263,8 +263,8 @@ async fn rate_limits_refuse_with_headers_and_consume_nothing_on_rejection() {
         Policy::RoundRobin,
         vec![ep(h.up(""), "m", "", None)],
         vec![
-            RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "3".into(), duration: "60".into() },
-            RuleInput { target: RuleTarget::Workspace, workspace_id: Some(h.ws), api_key_id: None, limit: "100".into(), duration: "60".into() },
+            RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "3".into(), duration: "60".into() },
+            RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(h.ws), api_key_id: None, limit: "100".into(), duration: "60".into() },
         ],
     )
     .await;
@@ -299,7 +299,7 @@ async fn rate_limits_refuse_with_headers_and_consume_nothing_on_rejection() {
 #[tokio::test]
 async fn a_thousand_concurrent_requests_against_limit_100_admit_exactly_100() {
     let h = Arc::new(harness().await);
-    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![RuleInput { target: RuleTarget::Workspace, workspace_id: Some(h.ws), api_key_id: None, limit: "100".into(), duration: "3600".into() }]).await;
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(h.ws), api_key_id: None, limit: "100".into(), duration: "3600".into() }]).await;
     let mut tasks = Vec::new();
     for _ in 0..1000 {
         let h = h.clone();
@@ -624,7 +624,7 @@ async fn an_upstream_closing_idle_connections_costs_no_failure() {
 #[tokio::test]
 async fn what_a_rule_counted_survives_a_configuration_change() {
     let h = harness().await;
-    let rule = RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "3".into(), duration: "60".into() };
+    let rule = RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "3".into(), duration: "60".into() };
     let input = |endpoint: &str| ModelInput {
         marketplace_model_id: Some(h.mm),
         cluster_id: Some(h.cluster),
@@ -756,7 +756,7 @@ async fn https_endpoints_behind_a_private_ca_are_trusted_only_when_configured_an
 #[tokio::test]
 async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
     let h = harness().await;
-    let rule = RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "100".into(), duration: "1".into() };
+    let rule = RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "100".into(), duration: "1".into() };
     h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
     // A burst over more milliseconds (1 ms ticks for a 1 s window) than a counter holds inline.
     for _ in 0..12 {
@@ -772,7 +772,7 @@ async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
 #[tokio::test]
 async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
     let h = harness().await;
-    let rule = |limit: &str| RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: limit.into(), duration: "60".into() };
+    let rule = |limit: &str| RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: limit.into(), duration: "60".into() };
     let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule("3")]).await;
     for _ in 0..3 {
         assert_eq!(h.chat(hello()).await.status(), 200);
@@ -796,7 +796,7 @@ async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
 #[tokio::test]
 async fn a_disabled_models_counters_are_dropped_once_their_window_has_passed() {
     let h = harness().await;
-    let rule = RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "1".into() };
+    let rule = RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "1".into() };
     let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
     assert_eq!(h.chat(hello()).await.status(), 200);
     h.enable(id, false).await;
@@ -1002,6 +1002,7 @@ async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record(
     // An upstream that reports no usage at all.
     let bare = serve(axum::Router::new().route("/v1/chat/completions", axum::routing::post(|| async { axum::Json(json!({"choices": [{"message": {"content": "hi"}}]})) }))).await;
     h.model(Policy::RoundRobin, vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up("/chunks/20/chunk-delay/100"), "slow", "", None)], vec![RuleInput {
+            kind: app::types::RuleKind::Requests,
         target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "60".into(),
     }]).await;
     let mm2 = catalog::create_marketplace(&h.state.db, &MarketplaceInput { name: "bare".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
@@ -1144,6 +1145,7 @@ async fn ten_thousand_mixed_calls_add_up_exactly_in_the_stored_usage() {
     // `chat`: round-robin over a 503 and a good endpoint (every other call fails over once);
     // key `limited` may make 100 calls an hour.
     h.model(Policy::RoundRobin, vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up(""), "up", "", None)], vec![RuleInput {
+            kind: app::types::RuleKind::Requests,
         target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(limited.info.id), limit: "100".into(), duration: "3600".into(),
     }])
     .await;
@@ -1282,4 +1284,202 @@ async fn keys_scoped_to_models_and_keys_that_expired_are_refused_as_openai_would
     let by = usage_by_outcome(&h).await;
     assert_eq!(by.get("forbidden").map(|v| v[0]), Some(1), "{by:?}");
     assert!(by.get("unauthenticated").is_some_and(|v| v[0] >= 1), "{by:?}");
+}
+
+fn kind_rule(h: &Harness, kind: RuleKind, limit: &str, duration: &str) -> RuleInput {
+    RuleInput { kind, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: limit.into(), duration: duration.into() }
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn token_rules_reserve_then_settle_to_the_real_usage_and_say_so_in_openais_headers() {
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![kind_rule(&h, RuleKind::Tokens, "40", "60")]).await;
+    // Reserves its size in tokens (a quarter of its bytes) plus max_tokens; the mock reports 7.
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1});
+    let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 1;
+    let mut consumed = 0;
+    loop {
+        let r = h.chat(body.clone()).await;
+        if consumed >= 40 {
+            assert_eq!(r.status(), 429, "{consumed} tokens consumed of 40");
+            assert_eq!(header(&r, "x-ratelimit-limit-tokens").as_deref(), Some("40"));
+            assert_eq!(header(&r, "x-ratelimit-remaining-tokens").as_deref(), Some("0"));
+            let reset = header(&r, "x-ratelimit-reset-tokens").unwrap();
+            assert!(reset.starts_with("59.") || reset.starts_with("1m0"), "until the first call's tokens leave: {reset}");
+            assert!(header(&r, "x-ratelimit-limit-requests").is_none(), "no request rule applies");
+            assert_eq!(header(&r, "x-maas-ratelimit-rule"), Some(format!("api_key:{}:40tokens/60s", h.key_id)));
+            let (_, e) = error_of(r).await;
+            assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("tokens"), Some("rate_limit_exceeded")));
+            assert!(e["message"].as_str().unwrap().contains("40 tokens per 60 s"), "{e}");
+            break;
+        }
+        assert_eq!(r.status(), 200, "{consumed} tokens consumed of 40");
+        assert_eq!(header(&r, "x-ratelimit-limit-tokens").as_deref(), Some("40"));
+        // Remaining moves after each call: what the earlier calls really used, and this one's
+        // reservation.
+        let remaining: u64 = header(&r, "x-ratelimit-remaining-tokens").unwrap().parse().unwrap();
+        assert_eq!(remaining, 40u64.saturating_sub(consumed + estimate), "after {consumed} consumed");
+        assert_eq!(r.json::<Value>().await.unwrap()["usage"]["total_tokens"], 7);
+        consumed += 7;
+    }
+    assert_eq!(h.received().await.len(), 6, "six calls of 7 tokens: the sixth took the window past 40");
+}
+
+#[tokio::test]
+async fn a_streamed_call_settles_its_tokens_from_the_usage_chunk_and_a_usage_less_one_keeps_its_estimate() {
+    let h = harness().await;
+    let model = h.model(Policy::RoundRobin, vec![ep(h.up("/chunks/4"), "m", "", None)], vec![kind_rule(&h, RuleKind::Tokens, "100000", "60")]).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 500});
+    let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 500;
+    let remaining = |r: &reqwest::Response| header(r, "x-ratelimit-remaining-tokens").unwrap().parse::<u64>().unwrap();
+    let r = h.chat(body.clone()).await;
+    assert_eq!(remaining(&r), 100_000 - estimate);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("\"usage\""), "the client did not ask for the usage chunk: {text}");
+    // The mock's usage chunk said 5 + 4 tokens.
+    let r = h.chat(body.clone()).await;
+    assert_eq!(remaining(&r), 100_000 - 9 - estimate, "settled to the stream's real usage");
+    r.text().await.unwrap();
+    // An endpoint that is never asked for usage: its streams keep their estimate.
+    h.replace(model, Policy::RoundRobin, vec![EndpointInput { skip_stream_usage: true, ..ep(h.up("/chunks/4"), "m", "", None) }], vec![kind_rule(&h, RuleKind::Tokens, "100000", "60")]).await;
+    h.chat(body.clone()).await.text().await.unwrap();
+    let r = h.chat(body.clone()).await;
+    assert_eq!(remaining(&r), 100_000 - 9 - 9 - estimate - estimate, "the counter survived the change; the usage-less call counts its estimate");
+}
+
+#[tokio::test]
+async fn a_concurrency_rule_of_10_holds_the_upstream_to_10_under_200_concurrent_streams() {
+    let h = harness().await;
+    h.model(Policy::RoundRobin, vec![ep(h.up("/chunks/4/chunk-delay/150"), "m", "", None)], vec![kind_rule(&h, RuleKind::Concurrent, "10", "")]).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let calls = (0..200).map(|_| {
+        let (http, url, key, body) = (h.http.clone(), format!("{}/v1/chat/completions", h.base), h.key.clone(), body.clone());
+        tokio::spawn(async move {
+            let r = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let (retry, text) = (header(&r, "retry-after"), r.text().await.unwrap());
+            (status, retry, text)
+        })
+    });
+    let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
+    for c in calls.collect::<Vec<_>>() {
+        let (status, retry, text) = c.await.unwrap();
+        *by_status.entry(status).or_default() += 1;
+        if status == 429 {
+            assert_eq!(retry.as_deref(), Some("1"));
+            assert!(text.contains("10 calls at once"), "{text}");
+        } else {
+            assert!(text.ends_with("data: [DONE]\n\n"), "an admitted stream runs to its end");
+        }
+    }
+    let stats = h.stats().await;
+    assert!(stats["peak_in_flight"].as_u64().unwrap() <= 10, "the upstream saw {} at once", stats["peak_in_flight"]);
+    let admitted = by_status.get(&200).copied().unwrap_or(0);
+    assert!(admitted >= 10, "at least the first ten streams: {by_status:?}");
+    assert_eq!(admitted + by_status.get(&429).copied().unwrap_or(0), 200, "{by_status:?}");
+    assert_eq!(stats["requests"].as_u64(), Some(admitted as u64), "a refused call never reaches the upstream");
+    // All ended: the places are free again.
+    for _ in 0..3 {
+        assert_eq!(h.chat(body.clone()).await.status(), 200);
+    }
+}
+
+/// A gateway of its own on the harness's database (a restarted process, or another replica),
+/// with `adjust`ed configuration; returns once it serves the current revision.
+async fn another_gateway(h: &Harness, adjust: impl FnOnce(&mut GatewayConfig)) -> (Arc<Gateway>, String) {
+    let mut config = GatewayConfig { first_byte_timeout: Duration::from_secs(2), heartbeat: Duration::from_millis(100), ..Default::default() };
+    adjust(&mut config);
+    let gw = Gateway::new(config);
+    spawn_reloader(gw.clone(), h.state.clone(), Serves::EntryAddresses(vec!["http://127.0.0.1:1".into()]), "restarted".into());
+    let want = app::ssr::current_revision(&h.state.db).await.unwrap();
+    for _ in 0..100 {
+        if gw.revision() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gw.revision() >= want, "the new gateway loaded the configuration");
+    let base = serve(gw.router()).await;
+    (gw, base)
+}
+
+#[tokio::test]
+async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_until_the_month_turns() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let clock = Arc::new(AtomicI64::new(app::ssr::now()));
+    let wall = {
+        let c = clock.clone();
+        server::gateway::WallClock(Arc::new(move || c.load(Ordering::SeqCst)))
+    };
+    let w = wall.clone();
+    let h = harness_with(server::mock_upstream::router(Default::default(), true), move |c| c.wall_clock = w).await;
+    // Streams from an endpoint never asked for usage: each call keeps its estimate (its size
+    // plus max_tokens 2,000), about 2,020 tokens, so the third takes the 5,000 past its end.
+    h.model(Policy::RoundRobin, vec![EndpointInput { skip_stream_usage: true, ..ep(h.up("/chunks/2"), "m", "", None) }], vec![]).await;
+    let rev = app::ssr::services::quotas::set_workspace(&h.state.db, &h.op, h.ws, &QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() }).await.unwrap();
+    h.state.config_changed(rev).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 2000});
+    let call = |base: String| {
+        let (http, key, body) = (h.http.clone(), h.key.clone(), body.clone());
+        async move { http.post(format!("{base}/v1/chat/completions")).bearer_auth(key).json(&body).send().await.unwrap() }
+    };
+    for _ in 0..3 {
+        let r = call(h.base.clone()).await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    let refused = call(h.base.clone()).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "x-should-retry").as_deref(), Some("false"), "the SDKs do not retry a spent quota");
+    let month_end = Period::Month.end(clock.load(Ordering::SeqCst));
+    let (_, e) = error_of(refused).await;
+    assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("insufficient_quota"), Some("insufficient_quota")));
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("your workspace's monthly quota of 5000 tokens"), "{msg}");
+    assert!(msg.contains(&format!("resets at {} UTC", app::days::format_utc(month_end))), "{msg}");
+    assert_eq!(h.received().await.len(), 3, "a refused call never reaches the upstream");
+
+    // The console shows what was spent once the gateway flushed it.
+    h.gw.flush_usage(&h.state.db, "test").await.unwrap();
+    let spaces = app::ssr::services::workspaces::list(&h.state.db, &h.op).await.unwrap();
+    let q = spaces.iter().find(|w| w.id == h.ws).unwrap().quota.clone().unwrap();
+    assert!(q.spent() && q.spent_tokens > 5000 && q.spent_requests == 3, "{q:?}");
+
+    // A restarted gateway starts from the ledger: still spent.
+    let w = wall.clone();
+    let (_, restarted) = another_gateway(&h, move |c| c.wall_clock = w).await;
+    assert_eq!(call(restarted.clone()).await.status(), 429, "the restart knows what was spent");
+    // The month turns: the budget is whole again.
+    clock.store(month_end, Ordering::SeqCst);
+    let r = call(restarted).await;
+    assert_eq!(r.status(), 200, "a new month");
+    r.text().await.unwrap();
+}
+
+#[tokio::test]
+async fn quotas_are_set_by_operators_only_with_errors_next_to_their_fields() {
+    let h = harness().await;
+    let member = h._env.user("member", Role::User).await;
+    let input = |tokens: &str, requests: &str| QuotaInput { period: Period::Day, tokens: tokens.into(), requests: requests.into() };
+    use app::ssr::services::quotas;
+    let err = quotas::set_workspace(&h.state.db, &member, h.ws, &input("10", "")).await.unwrap_err();
+    assert!(matches!(err.into_app(), app::error::AppError::Forbidden), "a user may not set quotas");
+    let err = quotas::set_key(&h.state.db, &h.op, h.key_id, &input("ten", "0")).await.unwrap_err().into_app();
+    let app::error::AppError::Invalid(f) = err else { panic!("{err:?}") };
+    assert_eq!((f.get("tokens"), f.get("requests")), (Some("must be a whole number"), Some("must be at least 1")));
+    let err = quotas::set_key(&h.state.db, &h.op, h.key_id, &input("1000000000001", "")).await.unwrap_err().into_app();
+    assert!(matches!(&err, app::error::AppError::Invalid(f) if f.get("tokens") == Some("must be at most 1000000000000")), "{err:?}");
+    assert!(matches!(quotas::set_key(&h.state.db, &h.op, 999_999, &input("1", "")).await.unwrap_err().into_app(), app::error::AppError::NotFound(_)));
+    // Set, seen on the keys list with nothing spent, then removed with both budgets empty.
+    quotas::set_key(&h.state.db, &h.op, h.key_id, &input("", "100")).await.unwrap();
+    let keys = app::ssr::services::keys::list(&h.state.db, &h.op).await.unwrap();
+    let q = keys.iter().find(|k| k.id == h.key_id).unwrap().quota.clone().unwrap();
+    assert_eq!((q.period, q.tokens, q.requests, q.spent_requests), (Period::Day, None, Some(100), 0));
+    quotas::set_key(&h.state.db, &h.op, h.key_id, &input("", "")).await.unwrap();
+    let keys = app::ssr::services::keys::list(&h.state.db, &h.op).await.unwrap();
+    assert!(keys.iter().find(|k| k.id == h.key_id).unwrap().quota.is_none(), "removed");
 }

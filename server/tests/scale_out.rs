@@ -56,10 +56,10 @@ impl Fixture {
         (id, rev)
     }
     fn workspace_rule(&self, limit: u64, secs: u64) -> RuleInput {
-        RuleInput { target: RuleTarget::Workspace, workspace_id: Some(self.ws), api_key_id: None, limit: limit.to_string(), duration: secs.to_string() }
+        RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(self.ws), api_key_id: None, limit: limit.to_string(), duration: secs.to_string() }
     }
     fn key_rule(&self, limit: u64, secs: u64) -> RuleInput {
-        RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(self.ws), api_key_id: Some(self.key_id), limit: limit.to_string(), duration: secs.to_string() }
+        RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(self.ws), api_key_id: Some(self.key_id), limit: limit.to_string(), duration: secs.to_string() }
     }
 }
 

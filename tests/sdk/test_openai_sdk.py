@@ -94,6 +94,34 @@ class OpenAISdk(unittest.TestCase):
         # rounded-up second (a private method, but the one its retry loop calls).
         self.assertEqual(self.client._parse_retry_after_header(last.response.headers), ms / 1000)
 
+    def test_zzz_spent_quota_is_rate_limit_error_with_insufficient_quota(self):
+        # A key of the demo workspace with a quota of one request a day, written as the console
+        # would (then the revision bump every gateway watches).
+        import hashlib, sqlite3
+        secret = "sk-maas-quota-test-0123456789abcdef"
+        db = sqlite3.connect(os.path.join(self.tmp, "maas.db"))
+        ws = db.execute("SELECT workspace_id FROM api_keys ORDER BY id LIMIT 1").fetchone()[0]
+        cur = db.execute("INSERT INTO api_keys (workspace_id, public_id, name, secret_hash, created_at) VALUES (?, 'key_quota', 'quota', ?, 0)", (ws, hashlib.sha256(secret.encode()).hexdigest()))
+        db.execute("INSERT INTO quotas (target, workspace_id, api_key_id, period, requests) VALUES ('api_key', ?, ?, 'day', 1)", (ws, cur.lastrowid))
+        db.execute("UPDATE config_revision SET revision = revision + 1")
+        db.commit()
+        db.close()
+        client = OpenAI(base_url=self.base + "/v1", api_key=secret, max_retries=2, timeout=10)
+        for _ in range(100):  # until the gateway serves the new key (its heartbeat), bounded
+            try:
+                client.models.list()
+                break
+            except openai.AuthenticationError:
+                time.sleep(0.1)
+        client.embeddings.create(model="demo-chat", input="x")
+        with self.assertRaises(openai.RateLimitError) as ctx:
+            client.embeddings.create(model="demo-chat", input="x")
+        e = ctx.exception
+        self.assertEqual((e.status_code, e.code, e.type), (429, "insufficient_quota", "insufficient_quota"))
+        self.assertIn("daily quota of 1 requests", e.message)
+        # Not retried: the SDK (max_retries=2) honours x-should-retry: a spent quota stays spent.
+        self.assertEqual(e.response.headers["x-should-retry"], "false")
+
 
 if __name__ == "__main__":
     result = unittest.main(exit=False, verbosity=2).result

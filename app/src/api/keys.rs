@@ -60,3 +60,17 @@ pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: 
     })
     .await
 }
+
+/// Sets a key's quota (as [`crate::api::workspaces::set_workspace_quota`] a workspace's).
+/// Operators only.
+#[server(endpoint = "keys/quota")]
+pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::quotas};
+    super::edge::run(Need::Operator, |st, who| async move {
+        let period = Period::parse(&period).ok_or_else(|| AppError::field("period", "choose day or month"))?;
+        let rev = quotas::set_key(&st.db, &who, id, &QuotaInput { period, tokens, requests }).await?;
+        st.config_changed(rev).await;
+        Ok(())
+    })
+    .await
+}

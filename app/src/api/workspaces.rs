@@ -36,3 +36,17 @@ pub async fn create_user(username: String, password: String, role: String) -> Re
     })
     .await
 }
+
+/// Sets a workspace's quota: `period` is `day` or `month`, the budgets whole numbers or empty
+/// (both empty: no quota). Operators only.
+#[server(endpoint = "workspaces/quota")]
+pub async fn set_workspace_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::quotas};
+    super::edge::run(Need::Operator, |st, who| async move {
+        let period = Period::parse(&period).ok_or_else(|| AppError::field("period", "choose day or month"))?;
+        let rev = quotas::set_workspace(&st.db, &who, id, &QuotaInput { period, tokens, requests }).await?;
+        st.config_changed(rev).await;
+        Ok(())
+    })
+    .await
+}

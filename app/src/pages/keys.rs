@@ -4,7 +4,7 @@ use crate::api::keys::*;
 use crate::api::usage::list_key_usage;
 use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
 use crate::api::workspaces::list_workspaces;
-use crate::components::{field_errors, ErrorBox, FieldMsg, Me, RequireRole};
+use crate::components::{field_errors, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole};
 use leptos::prelude::*;
 
 #[component]
@@ -17,10 +17,15 @@ fn Keys() -> impl IntoView {
     let create = ServerAction::<CreateKey>::new();
     let revoke = ServerAction::<RevokeKey>::new();
     let scope = ServerAction::<SetKeyScope>::new();
+    let quota = ServerAction::<SetKeyQuota>::new();
+    let quota_val = quota.value();
+    let quota_err = field_errors(move || quota_val.get());
+    // The key whose quota is being edited (operators).
+    let quota_of = RwSignal::new(None::<i64>);
     let Me(me) = expect_context::<Me>();
     let spaces = Resource::new(|| (), |_| list_workspaces());
     let models = Resource::new(|| (), |_| list_key_models());
-    let keys = Resource::new(move || (create.version().get(), revoke.version().get(), scope.version().get()), |_| list_keys());
+    let keys = Resource::new(move || (create.version().get(), revoke.version().get(), scope.version().get(), quota.version().get()), |_| list_keys());
     // The key whose scope is being edited.
     let editing = RwSignal::new(None::<i64>);
     let usage = Resource::new(|| (), |_| list_key_usage());
@@ -75,7 +80,7 @@ fn Keys() -> impl IntoView {
                             Ok(list) if list.is_empty() => view! { <p class="empty">"No keys yet."</p> }.into_any(),
                             Ok(list) => view! {
                                 <table class="list" id="key-table">
-                                    <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Workspace"</th><th>"Status"</th><th>"Works until"</th><th>"Models"</th><th class="num">"Last 24 h"</th><th class="num">"Last 30 days"</th><th></th></tr></thead>
+                                    <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Workspace"</th><th>"Status"</th><th>"Works until"</th><th>"Models"</th><th>"Quota"</th><th class="num">"Last 24 h"</th><th class="num">"Last 30 days"</th><th></th></tr></thead>
                                     <tbody>{list.into_iter().map(|k| {
                                         let ws = names.with_value(|n| n.iter().find(|(id, _)| *id == k.workspace_id).map(|(_, n)| n.clone()).unwrap_or_default());
                                         let id = k.id;
@@ -90,11 +95,16 @@ fn Keys() -> impl IntoView {
                                                 <td>{status}</td>
                                                 <td data-col="until">{until}</td>
                                                 <td data-col="models">{scoped}</td>
+                                                <td data-col="quota" class:warn=k.quota.as_ref().is_some_and(|q| q.spent())>{k.quota.as_ref().map_or_else(|| "none".to_string(), |q| q.summary())}</td>
                                                 <td class="num" data-col="day">{spent(&u.day)}</td>
                                                 <td class="num" data-col="month">{spent(&u.month)}</td>
                                                 <td>{(!revoked).then(|| view! {
                                                     <button class="small" on:click=move |_| editing.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Scope…"</button>
                                                     " "
+                                                    {operator.then(|| view! {
+                                                        <button class="small" on:click=move |_| quota_of.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Quota…"</button>
+                                                        " "
+                                                    })}
                                                     <button class="small danger" disabled=move || revoke.pending().get() on:click=move |_| {
                                                         if window().confirm_with_message("Revoke this key? Clients using it stop working at once.").unwrap_or(false) {
                                                             revoke.dispatch(RevokeKey { id });
@@ -103,8 +113,19 @@ fn Keys() -> impl IntoView {
                                                 })}</td>
                                             </tr>
                                             <Show when=move || editing.get() == Some(id)>
-                                                <tr class="editor-row"><td colspan="9">
+                                                <tr class="editor-row"><td colspan="10">
                                                     <ScopeEditor key=key.get_value() models=models.get_value() operator action=scope/>
+                                                </td></tr>
+                                            </Show>
+                                            <Show when=move || quota_of.get() == Some(id)>
+                                                <tr class="editor-row"><td colspan="10">
+                                                    <ActionForm action=quota attr:class="quota-form">
+                                                        <h3>"Quota of this key"</h3>
+                                                        <input type="hidden" name="id" value=id.to_string()/>
+                                                        <QuotaFields quota=key.with_value(|k| k.quota.clone()) errors=quota_err/>
+                                                        <ErrorBox value=quota_val.into()/>
+                                                        <button type="submit" disabled=move || quota.pending().get()>{move || if quota.pending().get() { "Saving…" } else { "Save quota" }}</button>
+                                                    </ActionForm>
                                                 </td></tr>
                                             </Show>
                                         }

@@ -98,6 +98,7 @@ impl EpRow {
 #[derive(Clone, Copy)]
 struct RuleRow {
     key: u64,
+    kind: RwSignal<RuleKind>,
     target: RwSignal<RuleTarget>,
     workspace: RwSignal<Option<i64>>,
     api_key: RwSignal<Option<i64>>,
@@ -108,6 +109,7 @@ struct RuleRow {
 impl RuleRow {
     fn input(&self) -> RuleInput {
         RuleInput {
+            kind: self.kind.get(),
             target: self.target.get(),
             workspace_id: self.workspace.get(),
             api_key_id: self.api_key.get(),
@@ -153,11 +155,13 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                     .iter()
                     .map(|r| RuleRow {
                         key: fresh(),
+                        kind: RwSignal::new(r.kind),
                         target: RwSignal::new(r.target),
                         workspace: RwSignal::new(Some(r.workspace_id)),
                         api_key: RwSignal::new(r.api_key_id),
                         limit: RwSignal::new(r.limit.to_string()),
-                        duration: RwSignal::new(r.duration.to_string()),
+                        // A concurrency rule has no window; switched to another kind, it starts at a minute.
+                        duration: RwSignal::new(if r.kind.windowed() { r.duration.to_string() } else { "60".into() }),
                     })
                     .collect::<Vec<_>>()
             })
@@ -276,6 +280,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             </div>
             <button type="button" class="small" id="add-rule" on:click=move |_| rules.update(|v| v.push(RuleRow {
                 key: fresh(),
+                kind: RwSignal::new(RuleKind::Requests),
                 target: RwSignal::new(RuleTarget::ApiKey),
                 workspace: RwSignal::new(None),
                 api_key: RwSignal::new(None),
@@ -341,6 +346,13 @@ fn RuleRowView(row: RuleRow, rules: RwSignal<Vec<RuleRow>>, options: StoredValue
     let f = move |name: &'static str| Signal::derive(move || format!("rules.{}.{name}", idx()));
     view! {
         <div class="row rule-row">
+            <label>"Limits"
+                <select class="rule-kind" on:change:target=move |ev| row.kind.set(RuleKind::parse(&ev.target().value()).unwrap_or_default())>
+                    <option value="requests" selected=move || row.kind.get() == RuleKind::Requests>"Requests per window"</option>
+                    <option value="tokens" selected=move || row.kind.get() == RuleKind::Tokens>"Tokens per window"</option>
+                    <option value="concurrent" selected=move || row.kind.get() == RuleKind::Concurrent>"Concurrent calls"</option>
+                </select>
+                <FieldMsg errors field=f("kind")/></label>
             <label>"Target"
                 <select class="rule-target" on:change:target=move |ev| row.target.set(RuleTarget::parse(&ev.target().value()).unwrap_or_default())>
                     <option value="api_key" selected=move || row.target.get() == RuleTarget::ApiKey>"API key"</option>
@@ -367,12 +379,14 @@ fn RuleRowView(row: RuleRow, rules: RwSignal<Vec<RuleRow>>, options: StoredValue
                     </select>
                     <FieldMsg errors field=f("api_key")/></label>
             </Show>
-            <label>"Limit (requests)" <input class="rule-limit" inputmode="numeric" prop:value=move || row.limit.get()
+            <label>{move || format!("Limit ({})", row.kind.get().unit())} <input class="rule-limit" inputmode="numeric" prop:value=move || row.limit.get()
                 on:input:target=move |ev| row.limit.set(ev.target().value())/>
                 <FieldMsg errors field=f("limit")/></label>
-            <label>"Duration (seconds)" <input class="rule-duration" inputmode="numeric" prop:value=move || row.duration.get()
-                on:input:target=move |ev| row.duration.set(ev.target().value())/>
-                <FieldMsg errors field=f("duration")/></label>
+            <Show when=move || row.kind.get().windowed()>
+                <label>"Duration (seconds)" <input class="rule-duration" inputmode="numeric" prop:value=move || row.duration.get()
+                    on:input:target=move |ev| row.duration.set(ev.target().value())/>
+                    <FieldMsg errors field=f("duration")/></label>
+            </Show>
             <button type="button" class="small danger remove-rule" on:click=move |_| rules.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
         </div>
     }

@@ -1,6 +1,6 @@
 //! Workspaces, users and membership (operators).
 use crate::api::workspaces::*;
-use crate::components::{field_errors, ErrorBox, FieldMsg, RequireRole};
+use crate::components::{field_errors, ErrorBox, FieldMsg, QuotaFields, RequireRole};
 use leptos::prelude::*;
 
 #[component]
@@ -13,7 +13,12 @@ fn Workspaces() -> impl IntoView {
     let create_ws = ServerAction::<CreateWorkspace>::new();
     let create_user = ServerAction::<CreateUser>::new();
     let add = ServerAction::<AddMember>::new();
-    let spaces = Resource::new(move || (create_ws.version().get(), add.version().get()), |_| list_workspaces());
+    let quota = ServerAction::<SetWorkspaceQuota>::new();
+    let spaces = Resource::new(move || (create_ws.version().get(), add.version().get(), quota.version().get()), |_| list_workspaces());
+    // The workspace whose quota is being edited.
+    let editing = RwSignal::new(None::<i64>);
+    let quota_val = quota.value();
+    let quota_err = field_errors(move || quota_val.get());
     let users = Resource::new(move || create_user.version().get(), |_| list_users());
     let ws_val = create_ws.value();
     let user_val = create_user.value();
@@ -78,9 +83,27 @@ fn Workspaces() -> impl IntoView {
                         Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                         Ok(list) => view! {
                             <table class="list" id="workspace-table">
-                                <thead><tr><th>"Workspace"</th><th>"Members"</th></tr></thead>
-                                <tbody>{list.into_iter().map(|w| view! {
-                                    <tr data-name=w.name.clone()><td>{w.name.clone()}</td><td>{w.members.join(", ")}</td></tr>
+                                <thead><tr><th>"Workspace"</th><th>"Members"</th><th>"Quota"</th><th></th></tr></thead>
+                                <tbody>{list.into_iter().map(|w| {
+                                    let id = w.id;
+                                    let q = StoredValue::new(w.quota.clone());
+                                    view! {
+                                        <tr data-name=w.name.clone()>
+                                            <td>{w.name.clone()}</td><td>{w.members.join(", ")}</td>
+                                            <td data-col="quota" class:warn=w.quota.as_ref().is_some_and(|q| q.spent())>{w.quota.as_ref().map_or_else(|| "none".to_string(), |q| q.summary())}</td>
+                                            <td><button class="small" on:click=move |_| editing.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Quota…"</button></td>
+                                        </tr>
+                                        <Show when=move || editing.get() == Some(id)>
+                                            <tr class="editor-row"><td colspan="4">
+                                                <ActionForm action=quota attr:class="quota-form">
+                                                    <input type="hidden" name="id" value=id.to_string()/>
+                                                    <QuotaFields quota=q.get_value() errors=quota_err/>
+                                                    <ErrorBox value=quota_val.into()/>
+                                                    <button type="submit" disabled=move || quota.pending().get()>{move || if quota.pending().get() { "Saving…" } else { "Save quota" }}</button>
+                                                </ActionForm>
+                                            </td></tr>
+                                        </Show>
+                                    }
                                 }).collect_view()}</tbody>
                             </table>
                         }.into_any(),

@@ -181,8 +181,47 @@ pub mod rule {
         pub target: String,
         pub workspace_id: i64,
         pub api_key_id: Option<i64>,
-        pub limit_requests: i64,
+        /// `requests`, `tokens` or `concurrent` ([`crate::types::RuleKind`]).
+        pub kind: String,
+        /// In the kind's unit: requests or tokens per window, or calls at once.
+        pub limit_value: i64,
+        /// The window; 0 for a concurrency rule.
         pub duration_secs: i64,
+    }
+    no_relations!();
+}
+
+pub mod quota {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "quotas")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub target: String,
+        pub workspace_id: i64,
+        pub api_key_id: Option<i64>,
+        /// `day` or `month` ([`crate::days::Period`]).
+        pub period: String,
+        pub tokens: Option<i64>,
+        pub requests: Option<i64>,
+    }
+    no_relations!();
+}
+
+pub mod quota_spent {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "quota_spent")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub target: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub period_start: i64,
+        pub tokens: i64,
+        pub requests: i64,
     }
     no_relations!();
 }

@@ -1,12 +1,16 @@
 //! OpenAI-shaped errors, the gateway's one error type, mapped to a response once.
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use app::types::{RuleKind, RuleTarget};
 use serde_json::json;
 
 // Parsed once, not on every response (a `&'static str` name is validated and hashed each time).
 pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
 pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
 pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+pub const RATELIMIT_LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+pub const RATELIMIT_REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+pub const RATELIMIT_RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
 const RATELIMIT_RULE: HeaderName = HeaderName::from_static("x-maas-ratelimit-rule");
 /// The wait in milliseconds, which the official OpenAI SDKs (Python and Node) prefer to
 /// `Retry-After`'s whole seconds when they retry a 429 themselves: a slot freeing in 80 ms is
@@ -24,6 +28,8 @@ pub enum GatewayError {
     BadRequest(String),
     BodyTooLarge(usize),
     RateLimited(super::limiter::Rejection),
+    /// A workspace's or key's quota for the period is spent.
+    QuotaExceeded(super::quota::QuotaExceeded),
     /// No upstream could be reached (connection refused, DNS…).
     UpstreamUnavailable,
     /// Upstreams were reached but did not answer in time.
@@ -39,7 +45,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) => Outcome::Forbidden,
             GatewayError::ModelNotFound(_) => Outcome::NotFound,
             GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) => Outcome::BadRequest,
-            GatewayError::RateLimited(_) => Outcome::RateLimited,
+            GatewayError::RateLimited(_) | GatewayError::QuotaExceeded(_) => Outcome::RateLimited,
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => Outcome::UpstreamError,
         }
     }
@@ -73,16 +79,45 @@ impl IntoResponse for GatewayError {
                 let mut h = HeaderMap::new();
                 h.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(r.retry_after_secs));
                 h.insert(RETRY_AFTER_MS, HeaderValue::from(r.wait_ms));
-                h.insert(RATELIMIT_LIMIT, HeaderValue::from(r.limit));
-                h.insert(RATELIMIT_REMAINING, HeaderValue::from_static("0"));
-                h.insert(RATELIMIT_RESET, reset_header(r.wait_ms));
+                // The refusing rule's own headers, as OpenAI sends them (none exist for
+                // concurrency).
+                let names = match r.kind {
+                    RuleKind::Requests => Some((RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET)),
+                    RuleKind::Tokens => Some((RATELIMIT_LIMIT_TOKENS, RATELIMIT_REMAINING_TOKENS, RATELIMIT_RESET_TOKENS)),
+                    RuleKind::Concurrent => None,
+                };
+                if let Some((limit, remaining, reset)) = names {
+                    h.insert(limit, HeaderValue::from(r.limit));
+                    h.insert(remaining, HeaderValue::from_static("0"));
+                    h.insert(reset, reset_header(r.wait_ms));
+                }
                 // Labels are built from ids and numbers; a value that cannot be a header is left out.
                 if let Ok(v) = HeaderValue::from_str(&r.rule) {
                     h.insert(RATELIMIT_RULE, v);
                 }
+                let (kind, what) = match r.kind {
+                    RuleKind::Requests => ("requests", format!("{} requests per {} s", r.limit, r.duration_secs)),
+                    RuleKind::Tokens => ("tokens", format!("{} tokens per {} s (consumed plus reserved by calls in flight)", r.limit, r.duration_secs)),
+                    RuleKind::Concurrent => ("requests", format!("{} calls at once", r.limit)),
+                };
+                (StatusCode::TOO_MANY_REQUESTS, kind, "rate_limit_exceeded", format!("Rate limit reached ({}): {what}. Retry after {} s.", r.rule, r.retry_after_secs), h)
+            }
+            GatewayError::QuotaExceeded(q) => {
+                let mut h = HeaderMap::new();
+                h.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(q.retry_after_secs));
+                // The official SDKs retry 429s on their own; a spent quota is not worth it.
+                h.insert(HeaderName::from_static("x-should-retry"), HeaderValue::from_static("false"));
+                let whose = match q.target {
+                    RuleTarget::ApiKey => "this API key's",
+                    RuleTarget::Workspace => "your workspace's",
+                };
+                let period = match q.period {
+                    app::days::Period::Day => "daily",
+                    app::days::Period::Month => "monthly",
+                };
                 (
-                    StatusCode::TOO_MANY_REQUESTS, "requests", "rate_limit_exceeded",
-                    format!("Rate limit reached ({}): {} requests per {} s. Retry after {} s.", r.rule, r.limit, r.duration_secs, r.retry_after_secs),
+                    StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", "insufficient_quota",
+                    format!("You exceeded {whose} {period} quota of {} {}. It resets at {} UTC; an operator can raise it on the console.", q.budget, q.what, app::days::format_utc(q.resets_at)),
                     h,
                 )
             }
@@ -99,6 +134,21 @@ impl IntoResponse for GatewayError {
         let mut res = (status, axum::Json(body)).into_response();
         res.headers_mut().extend(headers);
         res
+    }
+}
+
+/// The `x-ratelimit-*` headers of an admitted call: the tightest request rule's and the
+/// tightest token rule's.
+pub fn admission_headers(h: &mut HeaderMap, a: &super::limiter::Admitted) {
+    if let Some(r) = &a.requests {
+        h.insert(RATELIMIT_LIMIT, HeaderValue::from(r.limit));
+        h.insert(RATELIMIT_REMAINING, HeaderValue::from(r.remaining));
+        h.insert(RATELIMIT_RESET, reset_header(r.reset_ms));
+    }
+    if let Some(t) = &a.tokens {
+        h.insert(RATELIMIT_LIMIT_TOKENS, HeaderValue::from(t.limit));
+        h.insert(RATELIMIT_REMAINING_TOKENS, HeaderValue::from(t.remaining));
+        h.insert(RATELIMIT_RESET_TOKENS, reset_header(t.reset_ms));
     }
 }
 

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use app::ssr::usage_rollups::{insert_minutes, MinuteRow};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, TransactionTrait};
+use super::limiter::Lease;
 use std::sync::Arc;
 
 pub use app::ssr::usage_rollups::{bucket, Sums, BUCKETS, BUCKETS_MS};
@@ -250,12 +251,31 @@ pub struct MeteredBody {
     held: Option<axum::body::Bytes>,
     ended: bool,
     broke: bool,
+    /// What the call holds in token and concurrency rules: settled with the usage read here.
+    lease: Lease,
 }
 
 impl MeteredBody {
     /// `call` is complete but for the outcome, times and tokens, which the body's end sets.
-    pub fn new(inner: super::upstream::UpstreamBody, scan: Scan, meter: Arc<Meter>, call: Call, started: std::time::Instant) -> Self {
-        MeteredBody { inner, scan, meter, call, started, held: None, ended: false, broke: false }
+    pub fn new(inner: super::upstream::UpstreamBody, scan: Scan, meter: Arc<Meter>, call: Call, started: std::time::Instant, lease: Lease) -> Self {
+        MeteredBody { inner, scan, meter, call, started, held: None, ended: false, broke: false, lease }
+    }
+
+    /// The tokens the answer reports (an error answer without usage used none; `None`:
+    /// unknown).
+    fn tokens(&self) -> Option<Tokens> {
+        match &self.scan {
+            Scan::Json(j) => j.usage(),
+            Scan::Sse(s) => s.tokens,
+            Scan::Off => None,
+        }
+    }
+
+    /// Ends the call's lease with its usage, as soon as the answer is over: before its last
+    /// bytes are handed on, so a client's next call already sees the window settled.
+    fn settle(&mut self) {
+        let tokens = self.tokens().map(|t| t.total).or((self.call.status >= 400).then_some(0));
+        std::mem::take(&mut self.lease).settle(tokens);
     }
 
     fn holds(&self) -> bool {
@@ -289,6 +309,7 @@ impl hyper::body::Body for MeteredBody {
                     if let Scan::Sse(s) = &mut self.scan {
                         self.held = s.finish();
                     }
+                    self.settle();
                 }
                 Some(Err(e)) => {
                     self.broke = true;
@@ -307,6 +328,7 @@ impl hyper::body::Body for MeteredBody {
                         // A body with a length is over with its last byte: hyper may not poll again.
                         if self.inner.is_end_stream() && !self.holds() {
                             self.ended = true;
+                            self.settle();
                         }
                         if !data.is_empty() {
                             return self.sent(data);
@@ -343,16 +365,42 @@ impl Drop for MeteredBody {
         } else {
             Outcome::UpstreamError
         };
-        self.call.tokens = match &self.scan {
-            Scan::Json(j) => j.usage(),
-            Scan::Sse(s) => s.tokens,
-            Scan::Off => None,
-        };
+        self.call.tokens = self.tokens();
         self.call.ended(self.started);
         if let (true, Some(ep)) = (self.broke, self.call.endpoint_id) {
             self.meter.upstream_failed(ep, super::metrics::FailReason::BrokenBody);
         }
         self.meter.record(self.call.clone());
+        // Cancelled or broken: what usage arrived, else the estimate (settled already if over).
+        self.settle();
+    }
+}
+
+/// An unmetered answer that holds its call's lease until the body ends or is dropped
+/// (concurrency and token rules; with metering off, token rules keep each call's estimate).
+pub struct Leased {
+    inner: super::upstream::UpstreamBody,
+    _lease: Lease,
+}
+
+impl Leased {
+    pub fn new(inner: super::upstream::UpstreamBody, lease: Lease) -> Self {
+        Leased { inner, _lease: lease }
+    }
+}
+
+impl hyper::body::Body for Leased {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -7,7 +7,9 @@ pub mod error;
 pub mod limiter;
 pub mod meter;
 pub mod metrics;
+pub mod quota;
 pub mod redis_limiter;
+pub mod reserve;
 pub mod snapshot;
 pub mod upstream;
 pub mod usage;
@@ -20,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::GatewayError;
-use limiter::{Admission, Clock, Limiter, Rejection, RuleCheck, SystemClock};
+use app::types::RuleKind;
+use limiter::{Admitted, Clock, Limiter, Rejection, RuleCheck, SystemClock};
 use redis_limiter::RedisLimiter;
 use body::{BodyError, RequestBody};
 use serde_json::{json, Value};
@@ -47,6 +50,30 @@ pub struct GatewayConfig {
     pub proxies: Arc<upstream::Proxies>,
     /// Record every call's usage (see `meter`); off only to measure what metering costs.
     pub usage_metering: bool,
+    /// Unix seconds now: quota periods and key expiry (injected by tests to cross a month).
+    pub wall_clock: WallClock,
+}
+
+/// A source of Unix seconds.
+#[derive(Clone)]
+pub struct WallClock(pub Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Default for WallClock {
+    fn default() -> Self {
+        WallClock(Arc::new(app::ssr::now))
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
+}
+
+impl WallClock {
+    pub fn now(&self) -> i64 {
+        (self.0)()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +88,7 @@ impl Default for GatewayConfig {
             upstream_roots: Vec::new(),
             proxies: upstream::no_proxies(),
             usage_metering: true,
+            wall_clock: WallClock::default(),
         }
     }
 }
@@ -83,31 +111,53 @@ enum RateLimits {
 const REDIS_RETRY_MS: u64 = 1_000;
 
 impl RateLimits {
-    async fn check(&self, caller: &Caller, rules: &[&RuleCheck], now_ms: u64) -> Result<Option<Admission>, Rejection> {
+    /// Checks the call against `rules` (reserving `estimate` tokens in token rules).
+    async fn check(&self, caller: &Caller, rules: &[&RuleCheck], now_ms: u64, estimate: u64) -> Result<Admitted, Rejection> {
         match self {
-            RateLimits::Local(l) => l.check(rules),
+            RateLimits::Local(l) => l.check(rules, estimate),
             RateLimits::Shared { redis, fallback, retry_at_ms } => {
-                let outage = retry_at_ms.load(Ordering::Relaxed);
-                if now_ms < outage {
-                    return fallback.check(rules);
+                if rules.iter().all(|r| r.key.kind == RuleKind::Requests) {
+                    return Self::check_shared(redis, fallback, retry_at_ms, caller, rules, now_ms).await.map(|requests| Admitted { requests, ..Default::default() });
                 }
-                match redis.check(caller.workspace_id, rules).await {
-                    Ok(decision) => {
-                        // Written only when an outage ends: no shared cache line is written on
-                        // every request by every serving thread.
-                        if outage != 0 && retry_at_ms.swap(0, Ordering::Relaxed) != 0 {
-                            tracing::info!("redis answers again: rate limits are shared across replicas");
-                        }
-                        decision
+                // Token and concurrency rules are counted by each replica (Redis's script knows
+                // request rules only, so far): checked here first, released if Redis refuses.
+                let (shared, own): (Vec<&RuleCheck>, Vec<&RuleCheck>) = rules.iter().partition(|r| r.key.kind == RuleKind::Requests);
+                let mut admitted = fallback.check(&own, estimate)?;
+                match Self::check_shared(redis, fallback, retry_at_ms, caller, &shared, now_ms).await {
+                    Ok(requests) => {
+                        admitted.requests = requests;
+                        Ok(admitted)
                     }
-                    Err(e) => {
-                        // Logged once per outage, not once per request.
-                        if retry_at_ms.swap(now_ms + REDIS_RETRY_MS, Ordering::Relaxed) == 0 {
-                            tracing::error!(error = %e, "redis unavailable: rate limits fall back to this replica's own counters");
-                        }
-                        fallback.check(rules)
+                    Err(rej) => {
+                        std::mem::take(&mut admitted.lease).cancel();
+                        Err(rej)
                     }
                 }
+            }
+        }
+    }
+
+    async fn check_shared(redis: &RedisLimiter, fallback: &Limiter, retry_at_ms: &AtomicU64, caller: &Caller, rules: &[&RuleCheck], now_ms: u64) -> Result<Option<limiter::Admission>, Rejection> {
+        let local = |rules: &[&RuleCheck]| fallback.check(rules, 0).map(|a| a.requests);
+        let outage = retry_at_ms.load(Ordering::Relaxed);
+        if now_ms < outage {
+            return local(rules);
+        }
+        match redis.check(caller.workspace_id, rules).await {
+            Ok(decision) => {
+                // Written only when an outage ends: no shared cache line is written on
+                // every request by every serving thread.
+                if outage != 0 && retry_at_ms.swap(0, Ordering::Relaxed) != 0 {
+                    tracing::info!("redis answers again: rate limits are shared across replicas");
+                }
+                decision
+            }
+            Err(e) => {
+                // Logged once per outage, not once per request.
+                if retry_at_ms.swap(now_ms + REDIS_RETRY_MS, Ordering::Relaxed) == 0 {
+                    tracing::error!(error = %e, "redis unavailable: rate limits fall back to this replica's own counters");
+                }
+                local(rules)
             }
         }
     }
@@ -210,8 +260,13 @@ impl Gateway {
     }
 
     /// Writes the usage recorded since the last flush as rows of `gateway_id` (one transaction).
+    /// Then adds the calls counted against quotas to their ledger and reads it back (what the
+    /// other replicas spent meanwhile).
     pub async fn flush_usage(&self, db: &sea_orm::DatabaseConnection, gateway_id: &str) -> Result<usize, sea_orm::DbErr> {
-        self.meter.flush(db, gateway_id).await
+        let rows = self.meter.flush(db, gateway_id).await?;
+        let quotas: Vec<quota::QuotaCheck> = self.snapshot.load().quotas.values().cloned().collect();
+        quota::flush(db, &quotas, self.config.wall_clock.now()).await?;
+        Ok(rows)
     }
 
     /// The last flush, once the server stopped serving (every answer under way has ended and
@@ -246,7 +301,7 @@ impl Gateway {
         match caller.expires_at {
             // Wall-clock time (the limiter's clock counts from the start), read only for keys
             // that have an expiry.
-            Some(at) if app::ssr::now() >= at => Err(GatewayError::KeyExpired(at)),
+            Some(at) if self.config.wall_clock.now() >= at => Err(GatewayError::KeyExpired(at)),
             _ => Ok(caller.clone()),
         }
     }
@@ -411,7 +466,24 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
         return Err(GatewayError::ModelNotAllowed(route.name.to_string()));
     }
     let now = gw.clock.now_ms();
-    let admission = gw.limits.check(&caller, &route.rules.for_caller(&caller), now).await.map_err(GatewayError::RateLimited)?;
+    let rules = route.rules.for_caller(&caller);
+    let quotas = snap.quotas_for(&caller);
+    // Only token rules and quotas need the estimate (a look at two members of the parsed body).
+    let estimate = if !quotas.is_empty() || rules.iter().any(|r| r.key.kind == RuleKind::Tokens) { reserve::estimate(op, bytes.len(), &req) } else { 0 };
+    // Quotas first (their reservation is the cheaper to give back), then the rules: a refusal
+    // by either leaves nothing consumed in the other.
+    let mut in_quota = limiter::Lease::default();
+    if !quotas.is_empty() {
+        quota::check(&quotas, gw.config.wall_clock.now(), estimate, &mut in_quota.quotas).map_err(GatewayError::QuotaExceeded)?;
+    }
+    let mut admitted = match gw.limits.check(&caller, &rules, now, estimate).await {
+        Ok(a) => a,
+        Err(rej) => {
+            in_quota.cancel();
+            return Err(GatewayError::RateLimited(rej));
+        }
+    };
+    admitted.lease.merge(in_quota);
     // Streams: ask the upstream for its usage chunk when the client did not (cut again on the
     // way back, so the client gets the stream it asked for).
     let stream_options = match op {
@@ -460,7 +532,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
                     let call = so_far.call(resp.status().as_u16(), meter::Outcome::Ok, Some(ep.id), attempt as u32);
                     (gw.meter.clone(), call, so_far.started, injected.is_some())
                 });
-                return Ok(stream_back(resp, admission.as_ref(), metered));
+                return Ok(stream_back(resp, admitted, metered));
             }
             Ok(Err(e)) => {
                 tracing::warn!(model = %route.name, endpoint = i, error = %e, "upstream unreachable");
@@ -482,6 +554,8 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
             }
         }
     }
+    // No upstream answered: the call used no tokens.
+    std::mem::take(&mut admitted.lease).settle(Some(0));
     Err(failure)
 }
 
@@ -495,7 +569,9 @@ fn passes_through(name: &header::HeaderName) -> bool {
 /// connection: the upstream sees the cancel.
 /// With `metered` (the meter, the call so far, when it started, whether the gateway asked for
 /// the stream's usage chunk), the body is read for usage on its way and recorded at its end.
-fn stream_back(resp: http::Response<upstream::UpstreamBody>, admission: Option<&Admission>, metered: Option<(Arc<meter::Meter>, meter::Call, std::time::Instant, bool)>) -> Response {
+/// The call's `admitted.lease` goes with the body: released, and its tokens settled, when the
+/// body ends or is dropped.
+fn stream_back(resp: http::Response<upstream::UpstreamBody>, admitted: Admitted, metered: Option<(Arc<meter::Meter>, meter::Call, std::time::Instant, bool)>) -> Response {
     let (parts, incoming) = resp.into_parts();
     let mut headers = HeaderMap::with_capacity(8);
     for (k, v) in &parts.headers {
@@ -503,14 +579,12 @@ fn stream_back(resp: http::Response<upstream::UpstreamBody>, admission: Option<&
             headers.append(k.clone(), v.clone());
         }
     }
-    if let Some(a) = admission {
-        headers.insert(error::RATELIMIT_LIMIT, HeaderValue::from(a.limit));
-        headers.insert(error::RATELIMIT_REMAINING, HeaderValue::from(a.remaining));
-        headers.insert(error::RATELIMIT_RESET, error::reset_header(a.reset_ms));
-    }
+    error::admission_headers(&mut headers, &admitted);
+    let lease = admitted.lease;
     // The body's exact size hint (upstream Content-Length) becomes our Content-Length.
     let body = match metered {
-        None => Body::new(incoming),
+        None if lease.is_empty() => Body::new(incoming),
+        None => Body::new(meter::Leased::new(incoming, lease)),
         Some((m, call, started, injected)) => {
             let ct = parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
             let scan = if ct.starts_with(b"text/event-stream") {
@@ -520,7 +594,7 @@ fn stream_back(resp: http::Response<upstream::UpstreamBody>, admission: Option<&
             } else {
                 meter::Scan::Off
             };
-            Body::new(meter::MeteredBody::new(incoming, scan, m, call, started))
+            Body::new(meter::MeteredBody::new(incoming, scan, m, call, started, lease))
         }
     };
     let mut res = Response::new(body);
@@ -616,7 +690,7 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, serves: Serve
         loop {
             if built != Some(wanted) {
                 let previous = gw.snapshot.load_full();
-                match snapshot::build(&state.db, &state.secrets, cluster.as_deref(), wanted, Some(&previous)).await {
+                match snapshot::build(&state.db, &state.secrets, cluster.as_deref(), wanted, Some(&previous), gw.config.wall_clock.now()).await {
                     Ok(snap) => {
                         gw.publish(snap);
                         built = Some(wanted);

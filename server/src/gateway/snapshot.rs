@@ -5,7 +5,7 @@ use super::limiter::{Counter, CounterKey, RuleCheck};
 use super::upstream::Target;
 use app::ssr::crypto::SecretBox;
 use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
-use app::types::{Policy, RuleTarget};
+use app::types::{Policy, RuleKind, RuleTarget};
 use futures_util::TryStreamExt;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, StreamTrait};
 use parking_lot::Mutex;
@@ -184,6 +184,19 @@ pub struct Snapshot {
     /// so a disabled model's counters do not outlive their window. Behind a lock: the sweep
     /// removes from it while the snapshot serves.
     pub retired: Mutex<FxHashMap<CounterKey, Arc<Counter>>>,
+    /// Quotas by subject (a key's, a workspace's).
+    pub quotas: FxHashMap<(RuleTarget, i64), super::quota::QuotaCheck>,
+}
+
+impl Snapshot {
+    /// The quotas that apply to this caller: its key's, then its workspace's (the order
+    /// [`super::quota::check`] locks them in).
+    pub fn quotas_for(&self, caller: &Caller) -> SmallVec<[&super::quota::QuotaCheck; 2]> {
+        if self.quotas.is_empty() {
+            return SmallVec::new();
+        }
+        [(RuleTarget::ApiKey, caller.key_id), (RuleTarget::Workspace, caller.workspace_id)].iter().filter_map(|k| self.quotas.get(k)).collect()
+    }
 }
 
 /// `https://api.deepseek.com` → `https://api.deepseek.com/v1`; URLs with a path stay as typed.
@@ -205,6 +218,7 @@ pub async fn build(
     cluster_name: Option<&str>,
     revision: i64,
     previous: Option<&Snapshot>,
+    now_secs: i64,
 ) -> Result<Snapshot, DbErr> {
     // Health of endpoints that survive the change (same model, URL and Model ID) carries over.
     // Previous routes by id, found once: a scan per endpoint was quadratic in the models.
@@ -239,7 +253,8 @@ pub async fn build(
     if let Some(p) = previous {
         counters.extend(p.retired.lock().iter().map(|(k, c)| (*k, c.clone())));
     }
-    let mut snap = Snapshot { revision, ..Default::default() };
+    let quota_counters = previous.map(|p| p.quotas.values().map(|q| (q.key, q.counter().clone())).collect()).unwrap_or_default();
+    let mut snap = Snapshot { revision, quotas: super::quota::load(db, &quota_counters, now_secs).await?, ..Default::default() };
     for (m, mm) in models {
         if snap.models.contains_key(&mm.name) {
             continue;
@@ -265,9 +280,16 @@ pub async fn build(
             }) else {
                 continue;
             };
-            let key = CounterKey { model_id: m.id, target, subject_id: subject, duration_ms: r.duration_secs as u64 * 1000 };
-            let label = format!("{}:{subject}:{}/{}s", target.as_str(), r.limit_requests, r.duration_secs);
-            let check = RuleCheck::counted_in(&mut counters, key, r.limit_requests as u64, label);
+            let Some(kind) = RuleKind::parse(&r.kind) else { continue };
+            let duration_ms = if kind.windowed() { r.duration_secs as u64 * 1000 } else { 0 };
+            let key = CounterKey { model_id: m.id, target, subject_id: subject, kind, duration_ms };
+            let (t, limit) = (target.as_str(), r.limit_value);
+            let label = match kind {
+                RuleKind::Requests => format!("{t}:{subject}:{limit}/{}s", r.duration_secs),
+                RuleKind::Tokens => format!("{t}:{subject}:{limit}tokens/{}s", r.duration_secs),
+                RuleKind::Concurrent => format!("{t}:{subject}:{limit}concurrent"),
+            };
+            let check = RuleCheck::counted_in(&mut counters, key, limit as u64, label);
             model_rules.add(target, subject, check);
         }
         let route = Route {

@@ -95,8 +95,8 @@ pub fn weighted_input(f: &Fixture) -> ModelInput {
             endpoint("ds-c", "http://127.0.0.1:9000", "20"),
         ],
         rules: vec![
-            RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(f.ws), api_key_id: Some(f.key), limit: "100".into(), duration: "60".into() },
-            RuleInput { target: RuleTarget::Workspace, workspace_id: Some(f.ws), api_key_id: None, limit: "1000".into(), duration: "3600".into() },
+            RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(f.ws), api_key_id: Some(f.key), limit: "100".into(), duration: "60".into() },
+            RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(f.ws), api_key_id: None, limit: "1000".into(), duration: "3600".into() },
         ],
     }
 }

@@ -23,6 +23,7 @@ fn view(k: api_key::Model) -> ApiKeyInfo {
         own: KeyScope::from_stored(k.expires_at, k.models.as_deref()),
         limit: KeyScope::from_stored(k.limit_expires_at, k.limit_models.as_deref()),
         expired: expires.is_some_and(|t| now() >= t),
+        quota: None,
     }
 }
 
@@ -31,7 +32,10 @@ pub async fn list(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<A
     if let Some(ids) = workspaces::visible_ids(db, who).await? {
         q = q.filter(api_key::Column::WorkspaceId.is_in(ids));
     }
-    Ok(q.all(db).await?.into_iter().map(view).collect())
+    let keys = q.all(db).await?;
+    let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
+    let mut quotas = super::quotas::views(db, RuleTarget::ApiKey, Some(&ids)).await?;
+    Ok(keys.into_iter().map(|k| ApiKeyInfo { quota: quotas.remove(&k.id), ..view(k) }).collect())
 }
 
 pub async fn create<C: TransactionTrait + ConnectionTrait>(

@@ -3,5 +3,6 @@
 pub mod catalog;
 pub mod keys;
 pub mod models;
+pub mod quotas;
 pub mod usage;
 pub mod workspaces;

@@ -131,8 +131,9 @@ async fn write_children(
             target: Set(r.target.as_str().to_owned()),
             workspace_id: Set(r.workspace_id.unwrap_or_default()),
             api_key_id: Set(if r.target == RuleTarget::ApiKey { r.api_key_id } else { None }),
-            limit_requests: Set(validate::parse_int(&r.limit, 1, validate::MAX_LIMIT).unwrap_or(1)),
-            duration_secs: Set(validate::parse_int(&r.duration, 1, validate::MAX_DURATION_SECS).unwrap_or(1)),
+            kind: Set(r.kind.as_str().to_owned()),
+            limit_value: Set(validate::parse_int(&r.limit, 1, validate::max_limit(r.kind)).unwrap_or(1)),
+            duration_secs: Set(if r.kind.windowed() { validate::parse_int(&r.duration, 1, validate::MAX_DURATION_SECS).unwrap_or(1) } else { 0 }),
             ..Default::default()
         }
         .insert(txn)
@@ -251,10 +252,11 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
         .await?
         .into_iter()
         .map(|r| RuleView {
+            kind: RuleKind::parse(&r.kind).unwrap_or_default(),
             target: RuleTarget::parse(&r.target).unwrap_or_default(),
             workspace_id: r.workspace_id,
             api_key_id: r.api_key_id,
-            limit: r.limit_requests,
+            limit: r.limit_value,
             duration: r.duration_secs,
         })
         .collect();

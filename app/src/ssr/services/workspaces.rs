@@ -36,6 +36,8 @@ pub async fn list(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<W
         q = q.filter(workspace::Column::Id.is_in(ids));
     }
     let spaces = q.all(db).await?;
+    let ids: Vec<i64> = spaces.iter().map(|w| w.id).collect();
+    let mut quotas = super::quotas::views(db, RuleTarget::Workspace, Some(&ids)).await?;
     let users: HashMap<i64, String> =
         user::Entity::find().all(db).await?.into_iter().map(|u| (u.id, u.username)).collect();
     let mut members: HashMap<i64, Vec<String>> = HashMap::new();
@@ -49,7 +51,7 @@ pub async fn list(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<W
         .map(|w| {
             let mut m = members.remove(&w.id).unwrap_or_default();
             m.sort();
-            Workspace { id: w.id, name: w.name, members: m }
+            Workspace { quota: quotas.remove(&w.id), id: w.id, name: w.name, members: m }
         })
         .collect())
 }

@@ -1,0 +1,145 @@
+//! Quotas of workspaces and API keys: an operator sets or removes them; everyone who sees the
+//! subject sees what is spent of it this period (from the `quota_spent` ledger the gateways
+//! add to; see `server/src/gateway/quota.rs`).
+use super::workspaces;
+use crate::error::AppError;
+use crate::ssr::entities::{api_key, quota, quota_spent, workspace};
+use crate::ssr::{bump_revision, now, SResult};
+use crate::types::*;
+use crate::validate;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Statement, TransactionTrait};
+use std::collections::HashMap;
+
+/// The quotas of `target` subjects among `ids` (all when `None`), with what each spent in its
+/// current period.
+pub async fn views(db: &impl ConnectionTrait, target: RuleTarget, ids: Option<&[i64]>) -> SResult<HashMap<i64, QuotaView>> {
+    let mut q = quota::Entity::find().filter(quota::Column::Target.eq(target.as_str()));
+    if let Some(ids) = ids {
+        let col = match target {
+            RuleTarget::ApiKey => quota::Column::ApiKeyId,
+            RuleTarget::Workspace => quota::Column::WorkspaceId,
+        };
+        q = q.filter(col.is_in(ids.iter().copied()));
+    }
+    let quotas = q.all(db).await?;
+    if quotas.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let t = now();
+    let starts = [Period::Day.start(t), Period::Month.start(t)];
+    let spent: HashMap<(i64, i64), (i64, i64)> = quota_spent::Entity::find()
+        .filter(quota_spent::Column::Target.eq(target.as_str()))
+        .filter(quota_spent::Column::PeriodStart.is_in(starts))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| ((r.subject_id, r.period_start), (r.tokens, r.requests)))
+        .collect();
+    Ok(quotas
+        .into_iter()
+        .filter_map(|q| {
+            let subject = match target {
+                RuleTarget::ApiKey => q.api_key_id?,
+                RuleTarget::Workspace => q.workspace_id,
+            };
+            let period = Period::parse(&q.period)?;
+            let (spent_tokens, spent_requests) = spent.get(&(subject, period.start(t))).copied().unwrap_or_default();
+            Some((subject, QuotaView { period, tokens: q.tokens, requests: q.requests, spent_tokens, spent_requests, resets_at: period.end(t) }))
+        })
+        .collect())
+}
+
+/// The budget as typed: empty is none; else a whole number within `1..=max`.
+fn budget(e: &mut FieldErrors, field: &str, s: &str, max: i64) -> Option<i64> {
+    if s.trim().is_empty() {
+        return None;
+    }
+    validate::parse_int(s, 1, max).map_err(|m| e.add(field, m)).ok()
+}
+
+/// Sets (or, with both budgets empty, removes) the quota of a workspace or a key. Operators
+/// only. A quota set mid-period starts from what the subject's usage rows already hold for the
+/// period, so a budget given on the 20th counts the month from the 1st.
+pub async fn set<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, target: RuleTarget, subject_id: i64, input: &QuotaInput) -> SResult<i64> {
+    if who.role != Role::Operator {
+        return Err(AppError::Forbidden.into());
+    }
+    let workspace_id = match target {
+        RuleTarget::Workspace => workspace::Entity::find_by_id(subject_id).one(db).await?.map(|w| w.id),
+        RuleTarget::ApiKey => api_key::Entity::find_by_id(subject_id).one(db).await?.map(|k| k.workspace_id),
+    };
+    let Some(workspace_id) = workspace_id else {
+        return Err(AppError::NotFound(if target == RuleTarget::Workspace { "workspace" } else { "API key" }.into()).into());
+    };
+    let mut e = FieldErrors::default();
+    let tokens = budget(&mut e, "tokens", &input.tokens, validate::MAX_TOKEN_LIMIT);
+    let requests = budget(&mut e, "requests", &input.requests, validate::MAX_LIMIT);
+    e.into_result()?;
+    let txn = db.begin().await?;
+    let rev = bump_revision(&txn).await?;
+    let existing = quota::Entity::find()
+        .filter(quota::Column::Target.eq(target.as_str()))
+        .filter(match target {
+            RuleTarget::ApiKey => quota::Column::ApiKeyId.eq(subject_id),
+            RuleTarget::Workspace => quota::Column::WorkspaceId.eq(subject_id),
+        })
+        .one(&txn)
+        .await?;
+    match (existing, tokens.is_some() || requests.is_some()) {
+        (Some(q), false) => {
+            quota::Entity::delete_by_id(q.id).exec(&txn).await?;
+        }
+        (None, false) => {}
+        (existing, true) => {
+            let mut am: quota::ActiveModel = match existing {
+                Some(q) => q.into(),
+                None => quota::ActiveModel {
+                    target: Set(target.as_str().to_owned()),
+                    workspace_id: Set(workspace_id),
+                    api_key_id: Set((target == RuleTarget::ApiKey).then_some(subject_id)),
+                    ..Default::default()
+                },
+            };
+            am.period = Set(input.period.as_str().to_owned());
+            am.tokens = Set(tokens);
+            am.requests = Set(requests);
+            am.save(&txn).await?;
+            seed_ledger(&txn, target, subject_id, input.period.start(now())).await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(rev)
+}
+
+/// The period's ledger row, if it has none yet, from the usage rows: hourly rows for the
+/// compacted hours, minute rows for the rest (never both: compaction flags what it folded).
+async fn seed_ledger(db: &impl ConnectionTrait, target: RuleTarget, subject_id: i64, period_start: i64) -> SResult<()> {
+    let col = match target {
+        RuleTarget::ApiKey => "api_key_id",
+        RuleTarget::Workspace => "workspace_id",
+    };
+    let (hour, minute) = (period_start / 3600, period_start / 60);
+    let sql = format!(
+        "INSERT INTO quota_spent (target, subject_id, period_start, tokens, requests) \
+         SELECT '{t}', {subject_id}, {period_start}, COALESCE(SUM(tokens), 0), COALESCE(SUM(requests), 0) FROM ( \
+           SELECT total_tokens AS tokens, requests FROM usage_hours WHERE {col} = {subject_id} AND hour >= {hour} \
+           UNION ALL SELECT total_tokens, requests FROM usage_minutes WHERE {col} = {subject_id} AND compacted = FALSE AND minute >= {minute} \
+         ) spent WHERE TRUE ON CONFLICT (target, subject_id, period_start) DO NOTHING",
+        t = target.as_str()
+    );
+    db.execute_raw(Statement::from_string(db.get_database_backend(), sql)).await?;
+    Ok(())
+}
+
+/// Sets a workspace's quota; whoever sees the workspace sees it ([`views`]).
+pub async fn set_workspace<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, workspace_id: i64, input: &QuotaInput) -> SResult<i64> {
+    set(db, who, RuleTarget::Workspace, workspace_id, input).await
+}
+
+/// Sets a key's quota (operators), after checking the key is visible like every key action.
+pub async fn set_key<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, key_id: i64, input: &QuotaInput) -> SResult<i64> {
+    match api_key::Entity::find_by_id(key_id).one(db).await? {
+        Some(k) if workspaces::can_see(db, who, k.workspace_id).await? => set(db, who, RuleTarget::ApiKey, key_id, input).await,
+        _ => Err(AppError::NotFound("API key".into()).into()),
+    }
+}

@@ -1,0 +1,50 @@
+//! What a call reserves in token rules when it is admitted, before anyone knows its usage:
+//! its prompt's size plus the output it may produce. Replaced by the real usage when the call
+//! ends (see [`super::limiter::Lease`]), so the estimate only decides how much room calls in
+//! flight hold meanwhile.
+use super::body::RequestBody;
+use super::snapshot::Op;
+
+/// Output reserved for a call that does not say how much it may produce (no `max_tokens` or
+/// `max_completion_tokens`).
+pub const DEFAULT_OUTPUT_TOKENS: u64 = 1_024;
+
+/// Bytes per token assumed for the prompt: about what tokenizers make of English (4 chars per
+/// token) and of JSON-escaped CJK text (3 bytes a character, ~1.3 characters a token). No
+/// tokenizer runs on the request path: the real count arrives with the answer.
+const BYTES_PER_TOKEN: u64 = 4;
+
+/// The call's reservation: the request body's size in tokens (an upper bound of the prompt's,
+/// as the body holds the prompt and a little JSON) plus its output bound.
+pub fn estimate(op: Op, body_len: usize, req: &RequestBody<'_>) -> u64 {
+    let prompt = (body_len as u64).div_ceil(BYTES_PER_TOKEN);
+    let output = match op {
+        Op::Embeddings => 0,
+        _ => ["max_completion_tokens", "max_tokens"]
+            .into_iter()
+            .find_map(|m| req.member(m).and_then(|v| v.get().trim().parse::<u64>().ok()))
+            .unwrap_or(DEFAULT_OUTPUT_TOKENS),
+    };
+    prompt.saturating_add(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_size_plus_the_output_bound_the_call_gives() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":100}"#;
+        let req = RequestBody::parse(body).unwrap();
+        assert_eq!(estimate(Op::Chat, body.len(), &req), (body.len() as u64).div_ceil(4) + 100);
+        let body = br#"{"model":"m","prompt":"x","max_completion_tokens":7,"max_tokens":100}"#;
+        let req = RequestBody::parse(body).unwrap();
+        assert_eq!(estimate(Op::Completions, body.len(), &req), (body.len() as u64).div_ceil(4) + 7, "the newer field wins");
+        let body = br#"{"model":"m","messages":[]}"#;
+        let req = RequestBody::parse(body).unwrap();
+        assert_eq!(estimate(Op::Chat, body.len(), &req), (body.len() as u64).div_ceil(4) + DEFAULT_OUTPUT_TOKENS, "no bound given");
+        let body = br#"{"model":"m","input":"abc","max_tokens":"lots"}"#;
+        let req = RequestBody::parse(body).unwrap();
+        assert_eq!(estimate(Op::Embeddings, body.len(), &req), (body.len() as u64).div_ceil(4), "embeddings produce no output tokens");
+    }
+}
