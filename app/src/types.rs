@@ -333,7 +333,6 @@ pub struct EndpointInput {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleInput {
-            kind: app::types::RuleKind::Requests,
     #[serde(default)]
     pub kind: RuleKind,
     pub target: RuleTarget,

@@ -356,7 +356,7 @@ mod tests {
     fn at_least_one_endpoint_and_key_rules_need_a_key() {
         let mut m = base();
         m.endpoints.clear();
-        m.rules = vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(1), api_key_id: None, limit: "1".into(), duration: "1".into(), ..Default::default() }];
+        m.rules = vec![RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(1), api_key_id: None, limit: "1".into(), duration: "1".into(), ..Default::default() }];
         let e = model(&m);
         assert_eq!(e.get("endpoints"), Some("add at least one endpoint"));
         assert_eq!(e.get("rules.0.api_key"), Some("choose an API key"));
@@ -449,7 +449,7 @@ mod tests {
             #[test]
             fn limits_and_durations_are_bounded(limit in any::<i64>(), duration in any::<i64>()) {
                 let mut m = base();
-                m.rules = vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(1), api_key_id: None, limit: limit.to_string(), duration: duration.to_string(), ..Default::default() }];
+                m.rules = vec![RuleInput { target: RuleTarget::Workspace, workspace_id: Some(1), api_key_id: None, limit: limit.to_string(), duration: duration.to_string(), ..Default::default() }];
                 let e = model(&m);
                 prop_assert_eq!(e.get("rules.0.limit").is_none(), (1..=MAX_LIMIT).contains(&limit));
                 prop_assert_eq!(e.get("rules.0.duration").is_none(), (1..=MAX_DURATION_SECS).contains(&duration));

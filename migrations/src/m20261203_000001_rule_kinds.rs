@@ -13,7 +13,7 @@ pub struct Migration;
 
 #[derive(DeriveIden)]
 enum RateLimitRules {
-    Table, Id, MaasModelId, Position, Kind, Target, WorkspaceId, ApiKeyId, LimitValue, DurationSecs,
+    Id, MaasModelId, Position, Kind, Target, WorkspaceId, ApiKeyId, LimitValue, DurationSecs,
 }
 
 #[derive(DeriveIden)]
@@ -36,7 +36,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         use RateLimitRules as R;
         let kind = Expr::col(R::Kind);
-        m.create_table(Table::create().table(Next::Table)
+        let create = Table::create().table(Next::Table)
             .col(ColumnDef::new(R::Id).big_integer().not_null().auto_increment().primary_key())
             .col(ColumnDef::new(R::MaasModelId).big_integer().not_null())
             .col(ColumnDef::new(R::Position).integer().not_null())
@@ -53,21 +53,26 @@ impl MigrationTrait for Migration {
             .foreign_key(ForeignKey::create().from(Next::Table, R::MaasModelId).to(MaasModels::Table, MaasModels::Id).on_delete(ForeignKeyAction::Cascade))
             .foreign_key(ForeignKey::create().from(Next::Table, R::WorkspaceId).to(Workspaces::Table, Workspaces::Id).on_delete(ForeignKeyAction::Cascade))
             .foreign_key(ForeignKey::create().from(Next::Table, R::ApiKeyId).to(ApiKeys::Table, ApiKeys::Id).on_delete(ForeignKeyAction::Cascade))
-            .to_owned()).await?;
-        let db = m.get_connection();
-        db.execute_unprepared(&format!(
-            "INSERT INTO rate_limit_rules_next ({COLUMNS}, kind, limit_value, duration_secs) SELECT {COLUMNS}, 'requests', limit_requests, duration_secs FROM rate_limit_rules"
-        )).await?;
-        m.drop_table(Table::drop().table(R::Table).to_owned()).await?;
-        m.rename_table(Table::rename().table(Next::Table, R::Table).to_owned()).await?;
-        if m.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            .to_owned();
+        let backend = m.get_database_backend();
+        let sqlite = backend == sea_orm::DatabaseBackend::Sqlite;
+        // One script on one connection, in one transaction: run statement by statement, the
+        // pool may hand each to another SQLite connection, and a failure halfway would leave
+        // the table swapped without its index.
+        let mut script = vec![backend.build(&create).sql];
+        script.push(format!("INSERT INTO rate_limit_rules_next ({COLUMNS}, kind, limit_value, duration_secs) SELECT {COLUMNS}, 'requests', limit_requests, duration_secs FROM rate_limit_rules"));
+        script.push("DROP TABLE rate_limit_rules".into());
+        script.push("ALTER TABLE rate_limit_rules_next RENAME TO rate_limit_rules".into());
+        if !sqlite {
             // The copied ids keep counting where they were.
-            db.execute_unprepared("SELECT setval(pg_get_serial_sequence('rate_limit_rules', 'id'), COALESCE((SELECT MAX(id) FROM rate_limit_rules), 0) + 1, false)").await?;
+            script.push("SELECT setval(pg_get_serial_sequence('rate_limit_rules', 'id'), COALESCE((SELECT MAX(id) FROM rate_limit_rules), 0) + 1, false)".into());
         }
         // COALESCE because NULLs are distinct in unique indexes on both SQLite and PostgreSQL.
-        db.execute_unprepared(
-            "CREATE UNIQUE INDEX ux_rules_subject ON rate_limit_rules (maas_model_id, kind, target, workspace_id, COALESCE(api_key_id, 0), duration_secs)",
-        ).await?;
+        script.push("CREATE UNIQUE INDEX ux_rules_subject ON rate_limit_rules (maas_model_id, kind, target, workspace_id, COALESCE(api_key_id, 0), duration_secs)".into());
+        let body = script.join(";\n");
+        // PostgreSQL migrations already run in a transaction; SQLite's do not.
+        let sql = if sqlite { format!("BEGIN;\n{body};\nCOMMIT;") } else { format!("{body};") };
+        m.get_connection().execute_unprepared(&sql).await?;
         Ok(())
     }
 

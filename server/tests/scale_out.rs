@@ -372,7 +372,7 @@ async fn redis_counters_slide_and_stay_small() {
     use server::gateway::redis_limiter::counter_key;
     let redis = Redis::start().await;
     let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
-    let rule = |subject: i64, limit: u64, ms: u64| RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, duration_ms: ms }, limit, format!("r{subject}"));
+    let rule = |subject: i64, limit: u64, ms: u64| RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, kind: app::types::RuleKind::Requests, duration_ms: ms }, limit, format!("r{subject}"));
     let short = [rule(1, 5, 1_000)];
     for i in 0..5 {
         assert_eq!(l.check(7, &short).await.unwrap().unwrap().unwrap().remaining, 4 - i);
@@ -470,7 +470,7 @@ async fn limits_are_shared_through_a_redis_that_speaks_only_tls() {
 
     let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ca_pem: Some(ca), ..Default::default() }, Duration::from_secs(2)).unwrap();
     l.ping().await.unwrap();
-    let rule = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, duration_ms: 60_000 }, 3, "r".into())];
+    let rule = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: app::types::RuleKind::Requests, duration_ms: 60_000 }, 3, "r".into())];
     for i in 0..3 {
         assert_eq!(l.check(1, &rule).await.unwrap().unwrap().unwrap().remaining, 2 - i);
     }
@@ -492,8 +492,8 @@ async fn limits_are_exact_on_a_redis_cluster() {
     for &ws in &workspaces {
         // A key rule and a workspace rule: one script, two counters, one slot.
         let rules = [
-            RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: ws * 100, duration_ms: 60_000 }, 7, "key".into()),
-            RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::Workspace, subject_id: ws, duration_ms: 60_000 }, 5, "ws".into()),
+            RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: ws * 100, kind: app::types::RuleKind::Requests, duration_ms: 60_000 }, 7, "key".into()),
+            RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::Workspace, subject_id: ws, kind: app::types::RuleKind::Requests, duration_ms: 60_000 }, 5, "ws".into()),
         ];
         let mut admitted = 0;
         for i in 0..10 {

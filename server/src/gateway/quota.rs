@@ -14,7 +14,7 @@ use app::ssr::entities::{quota, quota_spent};
 use app::types::RuleTarget;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryFilter, ColumnTrait, Statement, TransactionTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement, TransactionSession, TransactionTrait};
 use std::sync::Arc;
 
 /// A counter's identity: a quota means the same after a reload if its subject and period do.

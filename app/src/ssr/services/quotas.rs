@@ -7,7 +7,7 @@ use crate::ssr::entities::{api_key, quota, quota_spent, workspace};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::*;
 use crate::validate;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Statement, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Statement, TransactionSession, TransactionTrait};
 use std::collections::HashMap;
 
 /// The quotas of `target` subjects among `ids` (all when `None`), with what each spent in its
