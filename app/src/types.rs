@@ -329,6 +329,10 @@ pub struct EndpointInput {
     /// servers that refuse the option. Its streams' tokens are then unknown.
     #[serde(default)]
     pub skip_stream_usage: bool,
+    /// As typed: the most calls the gateway sends this upstream at once (its inference
+    /// slots); empty for no cap.
+    #[serde(default)]
+    pub max_concurrent: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,6 +363,7 @@ pub struct EndpointView {
     pub has_key: bool,
     pub weight: i32,
     pub skip_stream_usage: bool,
+    pub max_concurrent: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,14 @@ pub const MAX_TOKEN_LIMIT: i64 = 1_000_000_000_000;
 /// Calls in flight at once: more than any upstream serves.
 pub const MAX_CONCURRENT: i64 = 100_000;
 
+/// An endpoint's cap on calls at once, as typed: empty for none.
+pub fn endpoint_cap(s: &str) -> Result<Option<i64>, String> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_int(s, 1, MAX_CONCURRENT).map(Some)
+}
+
 /// The largest limit a rule of `kind` takes.
 pub fn max_limit(kind: RuleKind) -> i64 {
     match kind {
@@ -205,6 +213,9 @@ pub fn model(input: &ModelInput) -> FieldErrors {
                 e.add(format!("endpoints.{i}.api_key"), "not a valid API key");
             }
         }
+        if let Err(m) = endpoint_cap(&ep.max_concurrent) {
+            e.add(format!("endpoints.{i}.max_concurrent"), m);
+        }
         // Required for weighted; for other policies checked only when given.
         if input.policy == Policy::Weighted || !ep.weight.trim().is_empty() {
             if let Err(m) = parse_int(&ep.weight, 0, 100) {
@@ -255,7 +266,7 @@ mod tests {
     use super::*;
 
     fn ep(url: &str, weight: &str) -> EndpointInput {
-        EndpointInput { id: None, model_id: "m".into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into(), skip_stream_usage: false }
+        EndpointInput { id: None, model_id: "m".into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into(), skip_stream_usage: false, max_concurrent: String::new() }
     }
     fn base() -> ModelInput {
         ModelInput {
@@ -328,6 +339,17 @@ mod tests {
         assert_eq!(e.get("rules.2.limit"), Some("must be at least 1"));
         assert_eq!(e.get("rules.2.duration"), Some("must be a whole number"));
         assert!(e.get("rules.0.duration").is_none());
+    }
+
+    #[test]
+    fn an_endpoints_cap_is_empty_or_a_bounded_whole_number() {
+        let mut m = base();
+        m.endpoints = ["", "4", "0", "2.5", "100001"].iter().map(|c| EndpointInput { max_concurrent: c.to_string(), ..ep("https://a.example", "") }).collect();
+        let e = model(&m);
+        assert!(e.get("endpoints.0.max_concurrent").is_none() && e.get("endpoints.1.max_concurrent").is_none());
+        assert_eq!(e.get("endpoints.2.max_concurrent"), Some("must be at least 1"));
+        assert_eq!(e.get("endpoints.3.max_concurrent"), Some("must be a whole number"));
+        assert_eq!(e.get("endpoints.4.max_concurrent"), Some("must be at most 100000"));
     }
 
     #[test]

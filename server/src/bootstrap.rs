@@ -142,7 +142,7 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
         marketplace_model_id: Some(mm),
         cluster_id: Some(cluster),
         policy: Policy::RoundRobin,
-        endpoints: vec![EndpointInput { id: None, model_id: "mock-model".into(), url: upstream.into(), api_key: KeyChange::Set("sk-mock-upstream".into()), weight: "100".into(), skip_stream_usage: false }],
+        endpoints: vec![EndpointInput { id: None, model_id: "mock-model".into(), url: upstream.into(), api_key: KeyChange::Set("sk-mock-upstream".into()), weight: "100".into(), skip_stream_usage: false, max_concurrent: String::new() }],
         rules: vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(ws), api_key_id: Some(key.info.id), limit: "600".into(), duration: "60".into() }],
     };
     let (id, _) = models::create(db, &state.secrets, &input).await.map_err(e)?;

@@ -64,7 +64,7 @@ async fn harness_with(mock: axum::Router, adjust: impl FnOnce(&mut GatewayConfig
 }
 
 fn ep(url: String, model_id: &str, weight: &str, key: Option<&str>) -> EndpointInput {
-    EndpointInput { id: None, model_id: model_id.into(), url, api_key: key.map(|k| KeyChange::Set(k.into())).unwrap_or_default(), weight: weight.into(), skip_stream_usage: false }
+    EndpointInput { id: None, model_id: model_id.into(), url, api_key: key.map(|k| KeyChange::Set(k.into())).unwrap_or_default(), weight: weight.into(), skip_stream_usage: false, max_concurrent: String::new() }
 }
 
 impl Harness {
@@ -1482,4 +1482,55 @@ async fn quotas_are_set_by_operators_only_with_errors_next_to_their_fields() {
     quotas::set_key(&h.state.db, &h.op, h.key_id, &input("", "")).await.unwrap();
     let keys = app::ssr::services::keys::list(&h.state.db, &h.op).await.unwrap();
     assert!(keys.iter().find(|k| k.id == h.key_id).unwrap().quota.is_none(), "removed");
+}
+
+#[tokio::test]
+async fn endpoints_capped_at_4_concurrent_spill_to_the_next_and_a_full_model_queues_then_answers_429() {
+    let h = harness_with(server::mock_upstream::router(Default::default(), true), |c| {
+        c.slot_wait = Duration::from_millis(300);
+    })
+    .await;
+    let capped = |name: &str| EndpointInput { max_concurrent: "4".into(), ..ep(h.up(&format!("/name/{name}/chunks/4/chunk-delay/300")), "m", "", None) };
+    h.model(Policy::RoundRobin, vec![capped("a"), capped("b"), capped("c")], vec![]).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let wave: Vec<_> = (0..20)
+        .map(|_| {
+            let (http, url, key, body) = (h.http.clone(), format!("{}/v1/chat/completions", h.base), h.key.clone(), body.clone());
+            tokio::spawn(async move {
+                let r = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap())
+            })
+        })
+        .collect();
+    // 20 streams of ~1.2 s against 3 × 4 slots: 12 run, 8 wait 300 ms for a slot and give up.
+    let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
+    for c in wave {
+        let (status, text) = c.await.unwrap();
+        *by_status.entry(status).or_default() += 1;
+        if status == 429 {
+            assert!(text.contains("endpoints_busy") && text.contains("none freed within 0.3 s"), "{text}");
+        }
+    }
+    assert_eq!(by_status, [(200, 12), (429, 8)].into_iter().collect(), "three endpoints of 4 slots each");
+    let stats = h.stats().await;
+    for name in ["a", "b", "c"] {
+        assert_eq!(stats["peaks"][name].as_u64(), Some(4), "endpoint {name} filled to its cap, never past it: {stats}");
+    }
+    assert_eq!(stats["requests"].as_u64(), Some(12), "a call refused for want of a slot never reaches an upstream");
+    // Slots free as streams end: a wave the caps hold is served whole, queued calls included.
+    let h2 = harness_with(server::mock_upstream::router(Default::default(), true), |c| c.slot_wait = Duration::from_secs(20)).await;
+    let capped = |name: &str| EndpointInput { max_concurrent: "2".into(), ..ep(h2.up(&format!("/name/{name}/chunks/2/chunk-delay/100")), "m", "", None) };
+    h2.model(Policy::RoundRobin, vec![capped("a"), capped("b")], vec![]).await;
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let (http, url, key, body) = (h2.http.clone(), format!("{}/v1/chat/completions", h2.base), h2.key.clone(), body.clone());
+            tokio::spawn(async move { http.post(url).bearer_auth(key).json(&body).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap(), 200, "queued until a slot freed");
+    }
+    let stats = h2.stats().await;
+    assert!(stats["peak_in_flight"].as_u64().unwrap() <= 4 && stats["peaks"]["a"].as_u64() <= Some(2) && stats["peaks"]["b"].as_u64() <= Some(2), "{stats}");
 }

@@ -49,7 +49,7 @@ async fn fixture(state: &AppState) -> Fixture {
 impl Fixture {
     /// Creates and enables `chat` with these rules; returns the model id and the revision.
     async fn model(&self, state: &AppState, rules: Vec<RuleInput>) -> (i64, i64) {
-        let endpoints = vec![EndpointInput { id: None, model_id: "up".into(), url: self.mock.clone(), api_key: KeyChange::default(), weight: "".into(), skip_stream_usage: false }];
+        let endpoints = vec![EndpointInput { id: None, model_id: "up".into(), url: self.mock.clone(), api_key: KeyChange::default(), weight: "".into(), skip_stream_usage: false, max_concurrent: String::new() }];
         let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy: Policy::RoundRobin, endpoints, rules };
         let (id, _) = models::create(&state.db, &state.secrets, &input).await.unwrap();
         let rev = models::set_enabled(&state.db, id, true).await.unwrap();

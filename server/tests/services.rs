@@ -105,6 +105,7 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
         api_key: key,
         weight: d.endpoints[i].weight.to_string(),
         skip_stream_usage: i == 1,
+        max_concurrent: if i == 0 { "4".into() } else { String::new() },
     };
     let mut input = weighted_input(&f);
     input.policy = Policy::RoundRobin;

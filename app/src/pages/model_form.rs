@@ -60,6 +60,7 @@ struct EpRow {
     clear_key: RwSignal<bool>,
     weight: RwSignal<String>,
     skip_stream_usage: RwSignal<bool>,
+    max_concurrent: RwSignal<String>,
 }
 
 impl EpRow {
@@ -74,6 +75,7 @@ impl EpRow {
             clear_key: RwSignal::new(false),
             weight: RwSignal::new(weight.into()),
             skip_stream_usage: RwSignal::new(false),
+            max_concurrent: RwSignal::new(String::new()),
         }
     }
     fn input(&self) -> EndpointInput {
@@ -91,6 +93,7 @@ impl EpRow {
             },
             weight: self.weight.get(),
             skip_stream_usage: self.skip_stream_usage.get(),
+            max_concurrent: self.max_concurrent.get(),
         }
     }
 }
@@ -142,6 +145,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 r.model_id.set(e.model_id.clone());
                 r.url.set(e.url.clone());
                 r.skip_stream_usage.set(e.skip_stream_usage);
+                r.max_concurrent.set(e.max_concurrent.map(|c| c.to_string()).unwrap_or_default());
                 EpRow { id: Some(e.id), has_key: e.has_key, ..r }
             })
             .collect(),
@@ -330,6 +334,10 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
                     </span>
                     <FieldMsg errors field=f("weight")/></label>
             </Show>
+            <label title="Calls sent to this upstream at once (a self-hosted server's slots); more go to the next endpoint, or wait. Empty: no cap">"Max concurrent"
+                <input class="ep-max-concurrent" inputmode="numeric" placeholder="no cap" prop:value=move || row.max_concurrent.get()
+                    on:input:target=move |ev| row.max_concurrent.set(ev.target().value())/>
+                <FieldMsg errors field=f("max_concurrent")/></label>
             <label class="inline" title="For upstreams that refuse stream_options: their streams' token usage is then unknown">
                 <input type="checkbox" class="ep-stream-usage" prop:checked=move || !row.skip_stream_usage.get()
                     on:change:target=move |ev| row.skip_stream_usage.set(!ev.target().checked())/>

@@ -165,6 +165,8 @@ pub mod endpoint {
         pub weight: i32,
         /// Do not add `stream_options.include_usage` to this upstream's streams.
         pub skip_stream_usage: bool,
+        /// The most calls in flight to this upstream at once; `None`: no cap.
+        pub max_concurrent: Option<i64>,
     }
     no_relations!();
 }

@@ -28,6 +28,9 @@ pub enum GatewayError {
     BadRequest(String),
     BodyTooLarge(usize),
     RateLimited(super::limiter::Rejection),
+    /// Every endpoint of the model is at its cap on calls at once, and no slot freed in time (or
+    /// too many calls wait already).
+    EndpointsBusy { model: String, why: super::slots::NoSlot },
     /// A workspace's or key's quota for the period is spent.
     QuotaExceeded(super::quota::QuotaExceeded),
     /// No upstream could be reached (connection refused, DNS…).
@@ -45,7 +48,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) => Outcome::Forbidden,
             GatewayError::ModelNotFound(_) => Outcome::NotFound,
             GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) => Outcome::BadRequest,
-            GatewayError::RateLimited(_) | GatewayError::QuotaExceeded(_) => Outcome::RateLimited,
+            GatewayError::RateLimited(_) | GatewayError::QuotaExceeded(_) | GatewayError::EndpointsBusy { .. } => Outcome::RateLimited,
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => Outcome::UpstreamError,
         }
     }
@@ -101,6 +104,19 @@ impl IntoResponse for GatewayError {
                     RuleKind::Concurrent => ("requests", format!("{} calls at once", r.limit)),
                 };
                 (StatusCode::TOO_MANY_REQUESTS, kind, "rate_limit_exceeded", format!("Rate limit reached ({}): {what}. Retry after {} s.", r.rule, r.retry_after_secs), h)
+            }
+            GatewayError::EndpointsBusy { model, why } => {
+                let mut h = HeaderMap::new();
+                h.insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                let why = match why {
+                    super::slots::NoSlot::TimedOut { waited } => format!("none freed within {} s", waited.as_secs_f64()),
+                    super::slots::NoSlot::QueueFull { waiting } => format!("{waiting} calls are already waiting for one"),
+                };
+                (
+                    StatusCode::TOO_MANY_REQUESTS, "requests", "endpoints_busy",
+                    format!("Every endpoint of the model `{model}` is serving as many calls as it is allowed at once, and {why}. Retry shortly."),
+                    h,
+                )
             }
             GatewayError::QuotaExceeded(q) => {
                 let mut h = HeaderMap::new();

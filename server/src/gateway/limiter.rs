@@ -237,6 +237,8 @@ pub struct Lease {
     clock: Option<Arc<dyn Clock>>,
     /// Quotas the call reserved in (see [`super::quota`]), with its estimate.
     pub(super) quotas: SmallVec<[(Arc<super::quota::QuotaCounter>, u64); 2]>,
+    /// Its place on a capped endpoint, given back with the lease.
+    pub(super) slot: Option<super::slots::Slot>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -247,13 +249,14 @@ impl std::fmt::Debug for Lease {
 
 impl Lease {
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty() && self.quotas.is_empty()
+        self.held.is_empty() && self.quotas.is_empty() && self.slot.is_none()
     }
 
     /// Takes over `other`'s holdings (a call admitted by two limiters holds both).
     pub fn merge(&mut self, mut other: Lease) {
         self.held.extend(other.held.drain(..));
         self.quotas.extend(other.quotas.drain(..));
+        self.slot = self.slot.take().or(other.slot.take());
         if self.clock.is_none() {
             self.clock = other.clock.take();
         }

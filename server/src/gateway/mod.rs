@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod quota;
 pub mod redis_limiter;
 pub mod reserve;
+pub mod slots;
 pub mod snapshot;
 pub mod upstream;
 pub mod usage;
@@ -52,6 +53,10 @@ pub struct GatewayConfig {
     pub usage_metering: bool,
     /// Unix seconds now: quota periods and key expiry (injected by tests to cross a month).
     pub wall_clock: WallClock,
+    /// When every endpoint of a model is at its cap: how long a call waits for a slot, and how
+    /// many calls of one model may wait at once, before the 429.
+    pub slot_wait: Duration,
+    pub slot_queue: usize,
 }
 
 /// A source of Unix seconds.
@@ -89,6 +94,8 @@ impl Default for GatewayConfig {
             proxies: upstream::no_proxies(),
             usage_metering: true,
             wall_clock: WallClock::default(),
+            slot_wait: Duration::from_secs(10),
+            slot_queue: 1_000,
         }
     }
 }
@@ -492,12 +499,40 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     };
 
     let n = route.endpoints.len();
-    let candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now));
+    let mut candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now));
     let mut failure = GatewayError::UpstreamUnavailable;
-    // Failover: each endpoint at most once, in the policy's order.
-    for (attempt, i) in candidates.enumerate() {
+    // Endpoints skipped because they were at their cap, to wait on once the others were tried.
+    let mut full: smallvec::SmallVec<[(usize, Arc<slots::Slots>); 4]> = smallvec::SmallVec::new();
+    let mut tried = 0usize;
+    // Failover: each endpoint at most once, in the policy's order; a full one after the others.
+    loop {
+        let (i, slot) = match candidates.next() {
+            Some(i) => match &route.endpoints[i].slots {
+                None => (i, None),
+                Some(s) => match s.try_take() {
+                    Some(slot) => (i, Some(slot)),
+                    None => {
+                        full.push((i, s.clone()));
+                        continue;
+                    }
+                },
+            },
+            None if full.is_empty() => break,
+            None => match slots::wait_any(&full, &route.waiting, gw.config.slot_queue, gw.config.slot_wait).await {
+                Ok((i, slot)) => {
+                    full.retain(|(j, _)| *j != i);
+                    (i, Some(slot))
+                }
+                Err(why) => {
+                    std::mem::take(&mut admitted.lease).settle(Some(0));
+                    return Err(GatewayError::EndpointsBusy { model: route.name.to_string(), why });
+                }
+            },
+        };
+        let attempt = tried;
+        tried += 1;
         let ep = &route.endpoints[i];
-        let last = attempt + 1 == n;
+        let last = tried == n;
         let Some(target) = ep.target(op) else {
             // Validated at save time, so only a hand-edited database gets here.
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
@@ -532,6 +567,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
                     let call = so_far.call(resp.status().as_u16(), meter::Outcome::Ok, Some(ep.id), attempt as u32);
                     (gw.meter.clone(), call, so_far.started, injected.is_some())
                 });
+                admitted.lease.slot = slot;
                 return Ok(stream_back(resp, admitted, metered));
             }
             Ok(Err(e)) => {

@@ -69,6 +69,8 @@ pub struct Endpoint {
     pub auth: Option<http::HeaderValue>,
     /// Shared with the previous snapshot's same endpoint, so a reload does not forget failures.
     pub health: Arc<Health>,
+    /// Its cap on calls at once, if any (carried over like `health`: calls in flight count).
+    pub slots: Option<Arc<super::slots::Slots>>,
 }
 
 impl Endpoint {
@@ -149,6 +151,8 @@ pub struct Route {
     pub endpoints: Vec<Endpoint>,
     pub balancer: Box<dyn Balancer>,
     pub rules: Rules,
+    /// Calls waiting for a slot because every capped endpoint is full (bounded).
+    pub waiting: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone, Debug)]
@@ -223,8 +227,18 @@ pub async fn build(
     // Health of endpoints that survive the change (same model, URL and Model ID) carries over.
     // Previous routes by id, found once: a scan per endpoint was quadratic in the models.
     let previous_routes: HashMap<i64, &Route> = previous.map(|p| p.models.values().map(|r| (r.id, &**r)).collect()).unwrap_or_default();
-    let old_health = |model: i64, url: &str, model_id: &str| -> Option<Arc<Health>> {
-        previous_routes.get(&model)?.endpoints.iter().find(|e| e.url == url && e.model_id == model_id).map(|e| e.health.clone())
+    let old_endpoint = |model: i64, url: &str, model_id: &str| -> Option<&Endpoint> { previous_routes.get(&model)?.endpoints.iter().find(|e| e.url == url && e.model_id == model_id) };
+    let old_health = |model: i64, url: &str, model_id: &str| -> Option<Arc<Health>> { old_endpoint(model, url, model_id).map(|e| e.health.clone()) };
+    // Slots carry over, resized to the new cap: calls in flight keep counting against it.
+    let slots_for = |model: i64, url: &str, model_id: &str, cap: Option<i64>| -> Option<Arc<super::slots::Slots>> {
+        let cap = u32::try_from(cap?).ok().filter(|c| *c > 0)?;
+        match old_endpoint(model, url, model_id).and_then(|e| e.slots.clone()) {
+            Some(s) => {
+                s.resize(cap);
+                Some(s)
+            }
+            None => Some(super::slots::Slots::new(cap)),
+        }
     };
     let clusters: HashMap<i64, cluster::Model> = cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
     let models = maas_model::Entity::find()
@@ -302,6 +316,7 @@ pub async fn build(
                 .map(|e| Endpoint {
                     id: e.id,
                     health: old_health(m.id, &e.url, &e.model_id).unwrap_or_default(),
+                    slots: slots_for(m.id, &e.url, &e.model_id, e.max_concurrent),
                     url: e.url.clone(),
                     model_json: serde_json::to_string(&e.model_id).expect("a string serializes"),
                     model_id: e.model_id,
@@ -312,6 +327,7 @@ pub async fn build(
                 .collect(),
             balancer,
             rules: model_rules,
+            waiting: Default::default(),
         };
         snap.models.insert(mm.name, Arc::new(route));
     }

@@ -175,9 +175,13 @@ fn pg_command(bin: PathBuf) -> Command {
 
 impl Postgres {
     pub async fn start() -> Postgres {
-        let dir = tempfile::tempdir().unwrap();
+        // As root the server runs as `postgres`, which must reach its directory: /tmp may be
+        // private to root (mode 700 on some machines), Debian's /var/tmp is open to all.
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let dir = if root { tempfile::Builder::new().prefix("maas-pg-").tempdir_in("/var/tmp").unwrap() } else { tempfile::tempdir().unwrap() };
         let data = dir.path().join("data");
-        if unsafe { libc::geteuid() } == 0 {
+        if root {
             let st = Command::new("chown").args(["postgres:postgres"]).arg(dir.path()).status().unwrap();
             assert!(st.success(), "chown of the PostgreSQL directory");
         }

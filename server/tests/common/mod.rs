@@ -81,7 +81,7 @@ pub async fn fixture(env: &Env, op: &CurrentUser) -> Fixture {
 }
 
 pub fn endpoint(model_id: &str, url: &str, weight: &str) -> EndpointInput {
-    EndpointInput { id: None, model_id: model_id.into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into(), skip_stream_usage: false }
+    EndpointInput { id: None, model_id: model_id.into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into(), skip_stream_usage: false, max_concurrent: String::new() }
 }
 
 pub fn weighted_input(f: &Fixture) -> ModelInput {

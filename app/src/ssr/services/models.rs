@@ -119,6 +119,7 @@ async fn write_children(
             api_key_enc: Set(key),
             weight: Set(validate::parse_int(&ep.weight, 0, 100).unwrap_or(0) as i32),
             skip_stream_usage: Set(ep.skip_stream_usage),
+            max_concurrent: Set(validate::endpoint_cap(&ep.max_concurrent).ok().flatten()),
             ..Default::default()
         }
         .insert(txn)
@@ -243,7 +244,7 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
         .all(db)
         .await?
         .into_iter()
-        .map(|e| EndpointView { id: e.id, model_id: e.model_id, url: e.url, has_key: e.api_key_enc.is_some(), weight: e.weight, skip_stream_usage: e.skip_stream_usage })
+        .map(|e| EndpointView { id: e.id, model_id: e.model_id, url: e.url, has_key: e.api_key_enc.is_some(), weight: e.weight, skip_stream_usage: e.skip_stream_usage, max_concurrent: e.max_concurrent })
         .collect();
     let rules = rule::Entity::find()
         .filter(rule::Column::MaasModelId.eq(id))
