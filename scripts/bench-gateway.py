@@ -161,7 +161,21 @@ if BASELINE:
     bdb.commit(); bdb.close()
     baseline, base_url = start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{tmp}/base.db?mode=rwc"), r"MaaS console: (http://\S+)", BASELINE)
     via_base = f"{base_url}/v1/chat/completions"
+# Rules on vs off (issue 12): the demo key with no rule at all, and with one token rule and one
+# concurrency rule that never fire, each served from its own copy of the database.
+rules_db = {}
+for name, rules in (("none", []), ("tokens+concurrent", [("tokens", 10**12, 60), ("concurrent", 100000, 0)])):
+    path = f"{tmp}/rules-{len(rules_db)}.db"
+    shutil.copy(f"{tmp}/maas.db", path)
+    rdb = sqlite3.connect(path)
+    demo = rdb.execute("SELECT maas_model_id, workspace_id, api_key_id FROM rate_limit_rules WHERE api_key_id IS NOT NULL ORDER BY id LIMIT 1").fetchone()
+    rdb.execute("DELETE FROM rate_limit_rules WHERE maas_model_id = ?", (demo[0],))
+    rdb.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, kind, target, workspace_id, api_key_id, limit_value, duration_secs) VALUES (?, ?, ?, 'api_key', ?, ?, ?, ?)",
+                    [(demo[0], i, kind, demo[1], demo[2], limit, secs) for i, (kind, limit, secs) in enumerate(rules)])
+    rdb.commit(); rdb.close()
+    rules_db[name] = path
 server, base = start(["serve"], senv, r"MaaS console: (http://\S+)")
+by_rules = {name: start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{path}?mode=rwc"), r"MaaS console: (http://\S+)") for name, path in rules_db.items()}
 unmetered, unmetered_base = start(["serve"], dict(senv, MAAS_USAGE_METERING="false"), r"MaaS console: (http://\S+)")
 via_off = f"{unmetered_base}/v1/chat/completions"
 key = open(f"{tmp}/demo.key").read().strip()
@@ -200,6 +214,16 @@ try:
             used = cpu_ms(baseline.pid) - c0
             print(f"c={c:<3} baseline gateway {b[0]:9.0f} req/s ({100 * b[0] / d[0]:.0f}% of direct)   "
                   f"CPU {1000 * used / (b[0] * int(DURATION)):6.1f} us/req   statuses {b[3]}")
+    # Rule kinds: no rule vs a token and a concurrency rule on the key, alternated, twice each.
+    for c in (16, 64):
+        got = {name: [] for name in by_rules}
+        for _ in range(2):
+            for name, (proc, url) in by_rules.items():
+                c0 = cpu_ms(proc.pid)
+                r = oha(f"{url}/v1/chat/completions", key, c)
+                got[name].append((r[0], 1000 * (cpu_ms(proc.pid) - c0) / (r[0] * int(DURATION)), r[3]))
+        for name, runs in got.items():
+            print(f"c={c:<3} rules: {name:<18} " + "  ".join(f"{rps:9.0f} req/s CPU {us:5.1f} us/req {codes}" for rps, us, codes in runs))
     # Streams (3 chunks, the usage event injected and cut when metering): metered vs not.
     for name, proc, url in (("metering on ", server, via), ("metering off", unmetered, via_off)):
         c0 = cpu_ms(proc.pid)
@@ -255,7 +279,7 @@ try:
         g = oha(via, key, 16, rate=1000)
         print(f"1000 req/s, shared limits (redis): p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
 finally:
-    for p in (server, unmetered, shared, mock, nginx, socat, redis, baseline):
+    for p in (server, unmetered, shared, mock, nginx, socat, redis, baseline, *(p for p, _ in by_rules.values())):
         if p is None:
             continue
         p.terminate(); p.wait(timeout=10)

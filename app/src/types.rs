@@ -207,6 +207,15 @@ pub struct QuotaInput {
     pub requests: String,
 }
 
+impl QuotaInput {
+    /// From a form's fields (as both quota server functions take them); the period must be
+    /// `day` or `month`, the budgets are checked by the service.
+    pub fn from_form(period: &str, tokens: String, requests: String) -> Result<Self, crate::error::AppError> {
+        let period = Period::parse(period).ok_or_else(|| crate::error::AppError::field("period", "choose day or month"))?;
+        Ok(QuotaInput { period, tokens, requests })
+    }
+}
+
 /// A quota and what is spent of it in the current period.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaView {

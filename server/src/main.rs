@@ -85,6 +85,8 @@ struct ServeArgs {
     #[command(flatten)]
     usage: UsageArgs,
     #[command(flatten)]
+    queue: QueueArgs,
+    #[command(flatten)]
     metrics: MetricsArgs,
     /// How long per-minute usage rows are kept (the hour and day charts); at least 2d.
     #[arg(long, env = "MAAS_USAGE_KEEP_MINUTE_ROWS", default_value = "8d", value_parser = server::serving::parse_duration)]
@@ -141,6 +143,18 @@ struct UsageArgs {
     /// How often the recorded usage is written to the database.
     #[arg(long, env = "MAAS_USAGE_FLUSH", default_value = "5s", value_parser = server::serving::parse_duration)]
     usage_flush: std::time::Duration,
+}
+
+/// Calls waiting for an endpoint slot when every endpoint of a model is at its cap on
+/// concurrent calls (gateway/slots.rs); the same for `serve` and `gateway`.
+#[derive(clap::Args, Clone)]
+struct QueueArgs {
+    /// How long a call waits for a free slot before its 429.
+    #[arg(long, env = "MAAS_ENDPOINT_QUEUE_WAIT", default_value = "10s", value_parser = server::serving::parse_duration)]
+    endpoint_queue_wait: std::time::Duration,
+    /// How many calls of one model may wait at once; more are refused at once.
+    #[arg(long, env = "MAAS_ENDPOINT_QUEUE_MAX", default_value_t = 1000)]
+    endpoint_queue_max: usize,
 }
 
 /// What one client may hold of the server (serving.rs); the same for `serve` and `gateway`.
@@ -224,6 +238,8 @@ struct GatewayArgs {
     clients: ClientArgs,
     #[command(flatten)]
     usage: UsageArgs,
+    #[command(flatten)]
+    queue: QueueArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
 }
@@ -379,7 +395,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
         Some(up) => bootstrap::seed_demo(&state, &url, up, &a.data_dir).await?,
         None => None,
     };
-    let config = server::gateway::GatewayConfig { usage_metering: a.usage.usage_metering, ..Default::default() };
+    let config = server::gateway::GatewayConfig { usage_metering: a.usage.usage_metering, slot_wait: a.queue.endpoint_queue_wait, slot_queue: a.queue.endpoint_queue_max, ..Default::default() };
     let gateway = build_gateway(config, &a.reach).await?;
     // Named by host and port: stable across restarts (one status row per process, not one per
     // start), distinct for several `maas serve` processes on one database.
@@ -429,7 +445,13 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     let state = bootstrap::state(db, &secret, false, rev, true);
     // The heartbeat also polls the database's revision: the only change signal a separate
     // process gets. Twice a second keeps "follows changes within 1 s" with room to build.
-    let config = server::gateway::GatewayConfig { heartbeat: std::time::Duration::from_millis(500), usage_metering: a.usage.usage_metering, ..Default::default() };
+    let config = server::gateway::GatewayConfig {
+        heartbeat: std::time::Duration::from_millis(500),
+        usage_metering: a.usage.usage_metering,
+        slot_wait: a.queue.endpoint_queue_wait,
+        slot_queue: a.queue.endpoint_queue_max,
+        ..Default::default()
+    };
     let gateway = build_gateway(config, &a.reach).await?;
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;

@@ -67,8 +67,7 @@ pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: 
 pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
-        let period = Period::parse(&period).ok_or_else(|| AppError::field("period", "choose day or month"))?;
-        let rev = quotas::set_key(&st.db, &who, id, &QuotaInput { period, tokens, requests }).await?;
+        let rev = quotas::set_key(&st.db, &who, id, &QuotaInput::from_form(&period, tokens, requests)?).await?;
         st.config_changed(rev).await;
         Ok(())
     })

@@ -43,8 +43,7 @@ pub async fn create_user(username: String, password: String, role: String) -> Re
 pub async fn set_workspace_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
-        let period = Period::parse(&period).ok_or_else(|| AppError::field("period", "choose day or month"))?;
-        let rev = quotas::set_workspace(&st.db, &who, id, &QuotaInput { period, tokens, requests }).await?;
+        let rev = quotas::set_workspace(&st.db, &who, id, &QuotaInput::from_form(&period, tokens, requests)?).await?;
         st.config_changed(rev).await;
         Ok(())
     })

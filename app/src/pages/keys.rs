@@ -22,10 +22,23 @@ fn Keys() -> impl IntoView {
     let quota_err = field_errors(move || quota_val.get());
     // The key whose quota is being edited (operators).
     let quota_of = RwSignal::new(None::<i64>);
+    // The list reloads after a saved quota or scope only: reloading after a refusal would
+    // rebuild the open editor and lose what was typed in it.
+    let saved = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if matches!(quota.value().get(), Some(Ok(()))) {
+            saved.update(|n| *n += 1);
+        }
+    });
+    Effect::new(move |_| {
+        if matches!(scope.value().get(), Some(Ok(()))) {
+            saved.update(|n| *n += 1);
+        }
+    });
     let Me(me) = expect_context::<Me>();
     let spaces = Resource::new(|| (), |_| list_workspaces());
     let models = Resource::new(|| (), |_| list_key_models());
-    let keys = Resource::new(move || (create.version().get(), revoke.version().get(), scope.version().get(), quota.version().get()), |_| list_keys());
+    let keys = Resource::new(move || (create.version().get(), revoke.version().get(), saved.get()), |_| list_keys());
     // The key whose scope is being edited.
     let editing = RwSignal::new(None::<i64>);
     let usage = Resource::new(|| (), |_| list_key_usage());

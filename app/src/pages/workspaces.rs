@@ -14,7 +14,15 @@ fn Workspaces() -> impl IntoView {
     let create_user = ServerAction::<CreateUser>::new();
     let add = ServerAction::<AddMember>::new();
     let quota = ServerAction::<SetWorkspaceQuota>::new();
-    let spaces = Resource::new(move || (create_ws.version().get(), add.version().get(), quota.version().get()), |_| list_workspaces());
+    // Reloaded after a saved quota only: after a refusal it would rebuild the open editor and
+    // lose what was typed in it.
+    let quota_saved = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if matches!(quota.value().get(), Some(Ok(()))) {
+            quota_saved.update(|n| *n += 1);
+        }
+    });
+    let spaces = Resource::new(move || (create_ws.version().get(), add.version().get(), quota_saved.get()), |_| list_workspaces());
     // The workspace whose quota is being edited.
     let editing = RwSignal::new(None::<i64>);
     let quota_val = quota.value();

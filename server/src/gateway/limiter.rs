@@ -227,38 +227,63 @@ pub struct Admitted {
     pub lease: Lease,
 }
 
-/// What an admitted call holds in token and concurrency counters: its token reservations and
-/// its places in flight. Dropped, it releases them and counts the reservations as consumed
-/// (usage unknown); [`Lease::settle`] counts the real usage instead. Empty (no allocation)
-/// when no such rule applies.
+/// What an admitted call holds in token and concurrency counters, quotas and a capped
+/// endpoint: its token reservations and its places in flight. Dropped, it releases them and
+/// counts the reservations as consumed (usage unknown); [`Lease::settle`] counts the real usage
+/// instead. Empty (one null pointer, no allocation) when the call holds nothing, as calls under
+/// request rules alone do: the request path pays one allocation only for what it holds.
 #[derive(Default)]
-pub struct Lease {
-    held: SmallVec<[(Arc<Counter>, u64); 2]>,
+pub struct Lease(Option<Box<Held>>);
+
+#[derive(Default)]
+struct Held {
+    counters: SmallVec<[(Arc<Counter>, u64); 2]>,
     clock: Option<Arc<dyn Clock>>,
     /// Quotas the call reserved in (see [`super::quota`]), with its estimate.
-    pub(super) quotas: SmallVec<[(Arc<super::quota::QuotaCounter>, u64); 2]>,
+    quotas: SmallVec<[(Arc<super::quota::QuotaCounter>, u64); 2]>,
     /// Its place on a capped endpoint, given back with the lease.
-    pub(super) slot: Option<super::slots::Slot>,
+    slot: Option<super::slots::Slot>,
 }
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("held", &self.held.len()).finish()
+        f.debug_struct("Lease").field("held", &self.0.as_ref().map_or(0, |h| h.counters.len() + h.quotas.len())).finish()
     }
 }
 
 impl Lease {
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty() && self.quotas.is_empty() && self.slot.is_none()
+        self.0.is_none()
+    }
+
+    fn held(&mut self) -> &mut Held {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// Where [`super::quota::check`] puts the quotas the call reserves in.
+    pub(super) fn quotas(&mut self) -> &mut SmallVec<[(Arc<super::quota::QuotaCounter>, u64); 2]> {
+        &mut self.held().quotas
+    }
+
+    /// The call's place on a capped endpoint, held until the lease ends.
+    pub(super) fn hold_slot(&mut self, slot: Option<super::slots::Slot>) {
+        if slot.is_some() {
+            self.held().slot = slot;
+        }
     }
 
     /// Takes over `other`'s holdings (a call admitted by two limiters holds both).
     pub fn merge(&mut self, mut other: Lease) {
-        self.held.extend(other.held.drain(..));
-        self.quotas.extend(other.quotas.drain(..));
-        self.slot = self.slot.take().or(other.slot.take());
-        if self.clock.is_none() {
-            self.clock = other.clock.take();
+        let Some(mut theirs) = other.0.take() else { return };
+        let Some(ours) = self.0.as_mut() else {
+            self.0 = Some(theirs);
+            return;
+        };
+        ours.counters.extend(theirs.counters.drain(..));
+        ours.quotas.extend(theirs.quotas.drain(..));
+        ours.slot = ours.slot.take().or(theirs.slot.take());
+        if ours.clock.is_none() {
+            ours.clock = theirs.clock.take();
         }
     }
 
@@ -275,20 +300,21 @@ impl Lease {
 
     /// `consumed`: `Some(tokens)` records them (`Some(None)`: the estimate), `None` nothing.
     fn end(&mut self, consumed: Option<Option<u64>>) {
-        for (q, reserved) in self.quotas.drain(..) {
+        let Some(mut h) = self.0.take() else { return };
+        for (q, reserved) in h.quotas.drain(..) {
             super::quota::settle(&q, reserved, consumed);
         }
-        if self.held.is_empty() {
-            return;
-        }
-        let now = self.clock.as_ref().map_or(0, |c| c.now_ms());
-        for (c, reserved) in self.held.drain(..) {
-            let mut st = c.lock_at(now);
-            st.held = st.held.saturating_sub(reserved);
-            if let (RuleKind::Tokens, Some(tokens)) = (c.kind, consumed) {
-                st.log.record(stamp(now, c.duration_ms), tokens.unwrap_or(reserved));
+        if !h.counters.is_empty() {
+            let now = h.clock.as_ref().map_or(0, |c| c.now_ms());
+            for (c, reserved) in h.counters.drain(..) {
+                let mut st = c.lock_at(now);
+                st.held = st.held.saturating_sub(reserved);
+                if let (RuleKind::Tokens, Some(tokens)) = (c.kind, consumed) {
+                    st.log.record(stamp(now, c.duration_ms), tokens.unwrap_or(reserved));
+                }
             }
         }
+        // The slot goes back with `h`.
     }
 }
 
@@ -500,10 +526,11 @@ impl<C: Clock> Limiter<C> {
         if c.kind == RuleKind::Requests {
             return;
         }
-        if lease.clock.is_none() {
-            lease.clock = Some(self.clock.clone() as Arc<dyn Clock>);
+        let held = lease.held();
+        if held.clock.is_none() {
+            held.clock = Some(self.clock.clone() as Arc<dyn Clock>);
         }
-        lease.held.push((c.clone(), c.cost(estimate)));
+        held.counters.push((c.clone(), c.cost(estimate)));
     }
 }
 

@@ -481,7 +481,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     // by either leaves nothing consumed in the other.
     let mut in_quota = limiter::Lease::default();
     if !quotas.is_empty() {
-        quota::check(&quotas, gw.config.wall_clock.now(), estimate, &mut in_quota.quotas).map_err(GatewayError::QuotaExceeded)?;
+        quota::check(&quotas, gw.config.wall_clock.now(), estimate, in_quota.quotas()).map_err(GatewayError::QuotaExceeded)?;
     }
     let mut admitted = match gw.limits.check(&caller, &rules, now, estimate).await {
         Ok(a) => a,
@@ -567,7 +567,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
                     let call = so_far.call(resp.status().as_u16(), meter::Outcome::Ok, Some(ep.id), attempt as u32);
                     (gw.meter.clone(), call, so_far.started, injected.is_some())
                 });
-                admitted.lease.slot = slot;
+                admitted.lease.hold_slot(slot);
                 return Ok(stream_back(resp, admitted, metered));
             }
             Ok(Err(e)) => {
