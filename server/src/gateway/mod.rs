@@ -499,7 +499,8 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     };
 
     let n = route.endpoints.len();
-    let mut candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now));
+    // Fused: asked again after it ran out, when a waited-for endpoint failed.
+    let mut candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now)).fuse();
     let mut failure = GatewayError::UpstreamUnavailable;
     // Endpoints skipped because they were at their cap, to wait on once the others were tried.
     let mut full: smallvec::SmallVec<[(usize, Arc<slots::Slots>); 4]> = smallvec::SmallVec::new();
