@@ -209,6 +209,18 @@ pub mod quota {
         pub requests: Option<i64>,
     }
     no_relations!();
+
+    impl Model {
+        /// Whose quota this is: the key's or the workspace's (`None` for a row the CHECKs
+        /// would not let in: an unknown target, a key quota without its key).
+        pub fn subject(&self) -> Option<(crate::types::RuleTarget, i64)> {
+            use crate::types::RuleTarget;
+            match RuleTarget::parse(&self.target)? {
+                RuleTarget::ApiKey => Some((RuleTarget::ApiKey, self.api_key_id?)),
+                RuleTarget::Workspace => Some((RuleTarget::Workspace, self.workspace_id)),
+            }
+        }
+    }
 }
 
 pub mod quota_spent {

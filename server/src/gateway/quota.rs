@@ -10,11 +10,11 @@
 //! several replicas each learns of the others' calls at its next flush (every few seconds), so a
 //! quota can be overspent by at most what the other replicas admit within one flush interval.
 use app::days::Period;
-use app::ssr::entities::{quota, quota_spent};
+use app::ssr::entities::quota;
 use app::types::RuleTarget;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement, TransactionSession, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, TransactionSession, TransactionTrait};
 use std::sync::Arc;
 
 /// A counter's identity: a quota means the same after a reload if its subject and period do.
@@ -136,15 +136,9 @@ pub async fn load(db: &impl ConnectionTrait, previous: &FxHashMap<QuotaKey, Arc<
     if quotas.is_empty() {
         return Ok(out);
     }
-    let ledger = ledger_now(db, now_secs).await?;
+    let ledger = ledger(db, now_secs).await?;
     for q in quotas {
-        let (Some(target), Some(period)) = (RuleTarget::parse(&q.target), Period::parse(&q.period)) else { continue };
-        let Some(subject_id) = (match target {
-            RuleTarget::ApiKey => q.api_key_id,
-            RuleTarget::Workspace => Some(q.workspace_id),
-        }) else {
-            continue;
-        };
+        let (Some((target, subject_id)), Some(period)) = (q.subject(), Period::parse(&q.period)) else { continue };
         let key = QuotaKey { target, subject_id, period };
         let counter = previous.get(&key).cloned().unwrap_or_else(|| {
             let start = period.start(now_secs);
@@ -157,16 +151,10 @@ pub async fn load(db: &impl ConnectionTrait, previous: &FxHashMap<QuotaKey, Arc<
     Ok(out)
 }
 
-/// The ledger's rows of the day and the month holding `now_secs`.
-async fn ledger_now(db: &impl ConnectionTrait, now_secs: i64) -> Result<FxHashMap<(RuleTarget, i64, i64), (u64, u64)>, DbErr> {
-    let starts = [Period::Day.start(now_secs), Period::Month.start(now_secs)];
-    Ok(quota_spent::Entity::find()
-        .filter(quota_spent::Column::PeriodStart.is_in(starts))
-        .all(db)
-        .await?
-        .into_iter()
-        .filter_map(|r| Some(((RuleTarget::parse(&r.target)?, r.subject_id, r.period_start), (r.tokens.max(0) as u64, r.requests.max(0) as u64))))
-        .collect())
+/// The ledger's figures of the current day and month, as counts.
+async fn ledger(db: &impl ConnectionTrait, now_secs: i64) -> Result<FxHashMap<(RuleTarget, i64, i64), (u64, u64)>, DbErr> {
+    let rows = app::ssr::services::quotas::ledger(db, now_secs, None).await?;
+    Ok(rows.into_iter().map(|(k, (t, r))| (k, (t.max(0) as u64, r.max(0) as u64))).collect())
 }
 
 /// Adds what this process counted since the last flush to the ledger (one transaction), then
@@ -185,6 +173,10 @@ pub async fn flush<C: ConnectionTrait + TransactionTrait>(db: &C, quotas: &[Quot
         }
     }
     let written = async {
+        if taken.is_empty() {
+            // Nothing new here: no write transaction, just the read-back below.
+            return Ok(());
+        }
         let txn = db.begin().await?;
         let backend = txn.get_database_backend();
         for (_, target, subject, start, tokens, requests) in &taken {
@@ -212,7 +204,7 @@ pub async fn flush<C: ConnectionTrait + TransactionTrait>(db: &C, quotas: &[Quot
         }
         return Err(e);
     }
-    let ledger = ledger_now(db, now_secs).await?;
+    let ledger = ledger(db, now_secs).await?;
     for q in quotas {
         let mut st = q.counter.state.lock();
         let st = st.at(q.key.period.start(now_secs));

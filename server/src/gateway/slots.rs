@@ -41,10 +41,6 @@ impl Slots {
         }
     }
 
-    pub fn cap(&self) -> u32 {
-        self.cap.load(Ordering::Relaxed)
-    }
-
     /// A free slot now, if there is one.
     pub fn try_take(self: &Arc<Self>) -> Option<Slot> {
         let permit = self.sem.clone().try_acquire_owned().ok()?;

@@ -228,11 +228,10 @@ pub async fn build(
     // Previous routes by id, found once: a scan per endpoint was quadratic in the models.
     let previous_routes: HashMap<i64, &Route> = previous.map(|p| p.models.values().map(|r| (r.id, &**r)).collect()).unwrap_or_default();
     let old_endpoint = |model: i64, url: &str, model_id: &str| -> Option<&Endpoint> { previous_routes.get(&model)?.endpoints.iter().find(|e| e.url == url && e.model_id == model_id) };
-    let old_health = |model: i64, url: &str, model_id: &str| -> Option<Arc<Health>> { old_endpoint(model, url, model_id).map(|e| e.health.clone()) };
-    // Slots carry over, resized to the new cap: calls in flight keep counting against it.
-    let slots_for = |model: i64, url: &str, model_id: &str, cap: Option<i64>| -> Option<Arc<super::slots::Slots>> {
+    // Slots carry over too, resized to the new cap: calls in flight keep counting against it.
+    let slots_for = |old: Option<&Endpoint>, cap: Option<i64>| -> Option<Arc<super::slots::Slots>> {
         let cap = u32::try_from(cap?).ok().filter(|c| *c > 0)?;
-        match old_endpoint(model, url, model_id).and_then(|e| e.slots.clone()) {
+        match old.and_then(|e| e.slots.clone()) {
             Some(s) => {
                 s.resize(cap);
                 Some(s)
@@ -313,16 +312,19 @@ pub async fn build(
             created: m.created_at,
             endpoints: endpoints
                 .into_iter()
-                .map(|e| Endpoint {
+                .map(|e| {
+                    let old = old_endpoint(m.id, &e.url, &e.model_id);
+                    Endpoint {
                     id: e.id,
-                    health: old_health(m.id, &e.url, &e.model_id).unwrap_or_default(),
-                    slots: slots_for(m.id, &e.url, &e.model_id, e.max_concurrent),
+                    health: old.map(|o| o.health.clone()).unwrap_or_default(),
+                    slots: slots_for(old, e.max_concurrent),
                     url: e.url.clone(),
                     model_json: serde_json::to_string(&e.model_id).expect("a string serializes"),
                     model_id: e.model_id,
                     skip_stream_usage: e.skip_stream_usage,
                     targets: parse_targets(&compose_base(&e.url)),
                     auth: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)).and_then(|k| bearer(&k)),
+                    }
                 })
                 .collect(),
             balancer,

@@ -26,27 +26,27 @@ pub async fn views(db: &impl ConnectionTrait, target: RuleTarget, ids: Option<&[
         return Ok(HashMap::new());
     }
     let t = now();
-    let starts = [Period::Day.start(t), Period::Month.start(t)];
-    let spent: HashMap<(i64, i64), (i64, i64)> = quota_spent::Entity::find()
-        .filter(quota_spent::Column::Target.eq(target.as_str()))
-        .filter(quota_spent::Column::PeriodStart.is_in(starts))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| ((r.subject_id, r.period_start), (r.tokens, r.requests)))
-        .collect();
+    let spent = ledger(db, t, Some(target)).await?;
     Ok(quotas
         .into_iter()
         .filter_map(|q| {
-            let subject = match target {
-                RuleTarget::ApiKey => q.api_key_id?,
-                RuleTarget::Workspace => q.workspace_id,
-            };
+            let (_, subject) = q.subject()?;
             let period = Period::parse(&q.period)?;
-            let (spent_tokens, spent_requests) = spent.get(&(subject, period.start(t))).copied().unwrap_or_default();
+            let (spent_tokens, spent_requests) = spent.get(&(target, subject, period.start(t))).copied().unwrap_or_default();
             Some((subject, QuotaView { period, tokens: q.tokens, requests: q.requests, spent_tokens, spent_requests, resets_at: period.end(t) }))
         })
         .collect())
+}
+
+/// What the ledger holds for the day and the month containing `now_secs` (of `target`'s
+/// subjects only, if given): (target, subject, period start) → (tokens, requests). What the
+/// console shows and what a gateway starts its quotas from.
+pub async fn ledger(db: &impl ConnectionTrait, now_secs: i64, target: Option<RuleTarget>) -> Result<HashMap<(RuleTarget, i64, i64), (i64, i64)>, sea_orm::DbErr> {
+    let mut q = quota_spent::Entity::find().filter(quota_spent::Column::PeriodStart.is_in([Period::Day.start(now_secs), Period::Month.start(now_secs)]));
+    if let Some(t) = target {
+        q = q.filter(quota_spent::Column::Target.eq(t.as_str()));
+    }
+    Ok(q.all(db).await?.into_iter().filter_map(|r| Some(((RuleTarget::parse(&r.target)?, r.subject_id, r.period_start), (r.tokens, r.requests)))).collect())
 }
 
 /// The budget as typed: empty is none; else a whole number within `1..=max`.
