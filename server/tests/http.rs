@@ -38,6 +38,8 @@ async fn every_server_function_checks_the_caller() {
         ("/api/clusters/create", "name=c&entry_address=http://x"),
         ("/api/workspaces/create", "name=w"),
         ("/api/workspaces/add-member", "workspace_id=1&username=alice"),
+        ("/api/workspaces/quota", "id=1&period=day&tokens=10&requests="),
+        ("/api/keys/quota", "id=1&period=day&tokens=10&requests="),
         ("/api/users/list", ""),
         ("/api/users/create", "username=eve&password=password123&role=operator"),
         ("/api/models/list", "search=&page=0"),
@@ -447,4 +449,31 @@ async fn key_scope_server_function_checks_origin_fields_and_who_sets_what() {
     let (status, _, text) = send(&r, form("/api/keys/scope", Some(&alice), &body("", false, "987654"))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
     assert_eq!(limit().await.models, Some(vec![m]), "the user's calls never touch the operator's limit");
+}
+
+/// Setting quotas over HTTP: a malformed form is a 400, a bad period or budget a 422 next to
+/// its field, a cross-origin post refused, and no refused call stores anything.
+#[tokio::test]
+async fn quota_server_functions_check_origin_and_fields_and_store_nothing_when_refused() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let r = env.router();
+    let opc = login(&r, "op").await;
+    let quota = || async { app::ssr::services::keys::list(env.db(), &op).await.unwrap()[0].quota.clone() };
+    let body = |period: &str, tokens: &str, requests: &str| format!("id={}&period={period}&tokens={tokens}&requests={requests}", f.key);
+    let (status, _, text) = send(&r, form("/api/keys/quota", Some(&opc), &format!("id={}&period=day", f.key))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "missing fields: {text}");
+    let (status, _, text) = send(&r, form("/api/keys/quota", Some(&opc), &body("week", "10", ""))).await;
+    assert_eq!((status, text.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, r#"{"Invalid":{"period":"choose day or month"}}"#));
+    let (status, _, text) = send(&r, form("/api/keys/quota", Some(&opc), &body("day", &"9".repeat(40), "-1"))).await;
+    assert_eq!((status, text.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, r#"{"Invalid":{"requests":"must be at least 1","tokens":"must be a whole number"}}"#));
+    let (status, _, text) = send(&r, with_headers(form("/api/keys/quota", Some(&opc), &body("day", "10", "")), &[HOST, OTHER])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    let (status, _, text) = send(&r, with_headers(form("/api/workspaces/quota", Some(&opc), &format!("id={}&period=day&tokens=10&requests=", f.ws)), &[HOST, OTHER])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert_eq!(quota().await, None, "nothing stored by refused calls");
+    let (status, _, text) = send(&r, form("/api/keys/quota", Some(&opc), &body("day", "10", ""))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(quota().await.map(|q| (q.period, q.tokens, q.requests)), Some((Period::Day, Some(10), None)));
 }
