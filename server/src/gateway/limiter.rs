@@ -243,6 +243,8 @@ struct Held {
     quotas: SmallVec<[(Arc<super::quota::QuotaCounter>, u64); 2]>,
     /// Its place on a capped endpoint, given back with the lease.
     slot: Option<super::slots::Slot>,
+    /// What it holds in Redis, shared with the other replicas.
+    shared: Option<super::shared_limits::SharedLease>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -272,6 +274,11 @@ impl Lease {
         }
     }
 
+    /// The call's lease in Redis, ended with this one.
+    pub(super) fn hold_shared(&mut self, shared: super::shared_limits::SharedLease) {
+        self.held().shared = Some(shared);
+    }
+
     /// Takes over `other`'s holdings (a call admitted by two limiters holds both).
     pub fn merge(&mut self, mut other: Lease) {
         let Some(mut theirs) = other.0.take() else { return };
@@ -282,6 +289,7 @@ impl Lease {
         ours.counters.extend(theirs.counters.drain(..));
         ours.quotas.extend(theirs.quotas.drain(..));
         ours.slot = ours.slot.take().or(theirs.slot.take());
+        ours.shared = ours.shared.take().or(theirs.shared.take());
         if ours.clock.is_none() {
             ours.clock = theirs.clock.take();
         }
@@ -301,6 +309,9 @@ impl Lease {
     /// `consumed`: `Some(tokens)` records them (`Some(None)`: the estimate), `None` nothing.
     fn end(&mut self, consumed: Option<Option<u64>>) {
         let Some(mut h) = self.0.take() else { return };
+        if let Some(shared) = h.shared.take() {
+            shared.end(consumed);
+        }
         for (q, reserved) in h.quotas.drain(..) {
             super::quota::settle(&q, reserved, consumed);
         }
@@ -452,6 +463,16 @@ impl<C: Clock> Limiter<C> {
     /// Checks a call against every rule that applies and, if all admit it, records it in each:
     /// `estimate` is what it reserves in token rules until it ends (see [`Lease`]).
     pub fn check<R: Borrow<RuleCheck>>(&self, rules: &[R], estimate: u64) -> Result<Admitted, Rejection> {
+        self.admit(rules, estimate, true)
+    }
+
+    /// Records a call another limiter admitted (Redis), whatever the counters hold: so that
+    /// they know what this replica admitted when they have to limit on their own.
+    pub fn record<R: Borrow<RuleCheck>>(&self, rules: &[R], estimate: u64) -> Admitted {
+        self.admit(rules, estimate, false).unwrap_or_default()
+    }
+
+    fn admit<R: Borrow<RuleCheck>>(&self, rules: &[R], estimate: u64, enforce: bool) -> Result<Admitted, Rejection> {
         if rules.is_empty() {
             return Ok(Admitted::default());
         }
@@ -461,7 +482,7 @@ impl<C: Clock> Limiter<C> {
             let r = r.borrow();
             let c = &*r.counter;
             let mut st = c.lock_at(now);
-            if st.used(c.kind) >= r.limit {
+            if enforce && st.used(c.kind) >= r.limit {
                 return Err(reject(r, &st, now));
             }
             c.admit(&mut st, now, estimate);
@@ -484,7 +505,7 @@ impl<C: Clock> Limiter<C> {
             let r = r.borrow();
             let st = &states[index(r)];
             let used = st.used(r.key.kind);
-            if used >= r.limit {
+            if enforce && used >= r.limit {
                 return Err(reject(r, st, now));
             }
             let slot = match r.key.kind {

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod quota;
 pub mod redis_limiter;
 pub mod reserve;
+pub mod shared_limits;
 pub mod slots;
 pub mod snapshot;
 pub mod upstream;
@@ -30,7 +31,6 @@ use body::{BodyError, RequestBody};
 use serde_json::{json, Value};
 use snapshot::{Caller, Op, Snapshot};
 use upstream::{SendError, Upstream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,9 @@ pub struct GatewayConfig {
     /// many calls of one model may wait at once, before the 429.
     pub slot_wait: Duration,
     pub slot_queue: usize,
+    /// With Redis: how long a call's token reservations and place in concurrency rules outlive
+    /// a replica that died holding them (renewed every third of it while the call runs).
+    pub lease: Duration,
 }
 
 /// A source of Unix seconds.
@@ -96,76 +99,33 @@ impl Default for GatewayConfig {
             wall_clock: WallClock::default(),
             slot_wait: Duration::from_secs(10),
             slot_queue: 1_000,
+            lease: Duration::from_secs(60),
         }
     }
 }
 
 /// Where rate-limit counters live: in this process (one replica), or in Redis, shared by every
-/// replica serving the cluster.
-// One per gateway: the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
+/// replica serving the cluster (see [`shared_limits`]).
 enum RateLimits {
     Local(Limiter),
-    /// When Redis cannot answer, each replica counts on its own (`fallback`): limits then hold
-    /// per replica, at most replicas × limit in all, rather than not at all; and a Redis outage
-    /// does not take the models down with it. After a failure Redis is left alone until
-    /// `retry_at_ms` (REDIS_RETRY_MS later), so a black-holed Redis costs one request a timeout,
-    /// not every request. 0 means Redis answered last (a deadline, now + REDIS_RETRY_MS, is
-    /// never 0), so this one atomic is both the pause and the "outage logged" flag.
-    Shared { redis: RedisLimiter, fallback: Limiter, retry_at_ms: AtomicU64 },
+    Shared(Arc<shared_limits::SharedLimits>),
 }
-
-const REDIS_RETRY_MS: u64 = 1_000;
 
 impl RateLimits {
     /// Checks the call against `rules` (reserving `estimate` tokens in token rules).
-    async fn check(&self, caller: &Caller, rules: &[&RuleCheck], now_ms: u64, estimate: u64) -> Result<Admitted, Rejection> {
+    async fn check(&self, caller: &Caller, rules: &[&RuleCheck], estimate: u64) -> Result<Admitted, Rejection> {
         match self {
             RateLimits::Local(l) => l.check(rules, estimate),
-            RateLimits::Shared { redis, fallback, retry_at_ms } => {
-                if rules.iter().all(|r| r.key.kind == RuleKind::Requests) {
-                    return Self::check_shared(redis, fallback, retry_at_ms, caller, rules, now_ms).await.map(|requests| Admitted { requests, ..Default::default() });
-                }
-                // Token and concurrency rules are counted by each replica (Redis's script knows
-                // request rules only, so far): checked here first, released if Redis refuses.
-                let (shared, own): (Vec<&RuleCheck>, Vec<&RuleCheck>) = rules.iter().partition(|r| r.key.kind == RuleKind::Requests);
-                let mut admitted = fallback.check(&own, estimate)?;
-                match Self::check_shared(redis, fallback, retry_at_ms, caller, &shared, now_ms).await {
-                    Ok(requests) => {
-                        admitted.requests = requests;
-                        Ok(admitted)
-                    }
-                    Err(rej) => {
-                        std::mem::take(&mut admitted.lease).cancel();
-                        Err(rej)
-                    }
-                }
-            }
+            RateLimits::Shared(shared) if rules.is_empty() => shared.local.check(rules, estimate),
+            RateLimits::Shared(shared) => shared.check(caller.workspace_id, rules, estimate).await,
         }
     }
 
-    async fn check_shared(redis: &RedisLimiter, fallback: &Limiter, retry_at_ms: &AtomicU64, caller: &Caller, rules: &[&RuleCheck], now_ms: u64) -> Result<Option<limiter::Admission>, Rejection> {
-        let local = |rules: &[&RuleCheck]| fallback.check(rules, 0).map(|a| a.requests);
-        let outage = retry_at_ms.load(Ordering::Relaxed);
-        if now_ms < outage {
-            return local(rules);
-        }
-        match redis.check(caller.workspace_id, rules).await {
-            Ok(decision) => {
-                // Written only when an outage ends: no shared cache line is written on
-                // every request by every serving thread.
-                if outage != 0 && retry_at_ms.swap(0, Ordering::Relaxed) != 0 {
-                    tracing::info!("redis answers again: rate limits are shared across replicas");
-                }
-                decision
-            }
-            Err(e) => {
-                // Logged once per outage, not once per request.
-                if retry_at_ms.swap(now_ms + REDIS_RETRY_MS, Ordering::Relaxed) == 0 {
-                    tracing::error!(error = %e, "redis unavailable: rate limits fall back to this replica's own counters");
-                }
-                local(rules)
-            }
+    /// The counters of this process.
+    fn local(&self) -> &Limiter {
+        match self {
+            RateLimits::Local(l) => l,
+            RateLimits::Shared(shared) => &shared.local,
         }
     }
 }
@@ -190,7 +150,8 @@ impl Gateway {
 
     /// A gateway whose rate limits are shared, through `redis`, with every replica using it.
     pub fn shared(config: GatewayConfig, redis: RedisLimiter) -> Arc<Self> {
-        Self::with_limits(config, RateLimits::Shared { redis, fallback: Limiter::new(SystemClock::default()), retry_at_ms: AtomicU64::new(0) })
+        let lease_ms = config.lease.as_millis() as u64;
+        Self::with_limits(config, RateLimits::Shared(shared_limits::SharedLimits::new(redis, Limiter::new(SystemClock::default()), lease_ms)))
     }
 
     fn with_limits(config: GatewayConfig, limits: RateLimits) -> Arc<Self> {
@@ -250,9 +211,7 @@ impl Gateway {
     /// counters gave memory back.
     pub fn release_idle_counters(&self) -> usize {
         // The counters' own clock: their stamps are on it.
-        let now = match &self.limits {
-            RateLimits::Local(l) | RateLimits::Shared { fallback: l, .. } => l.now_ms(),
-        };
+        let now = self.limits.local().now_ms();
         let snap = self.snapshot.load();
         snap.retired.lock().retain(|_, counter| {
             counter.release_idle(now);
@@ -483,7 +442,7 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     if !quotas.is_empty() {
         quota::check(&quotas, gw.config.wall_clock.now(), estimate, in_quota.quotas()).map_err(GatewayError::QuotaExceeded)?;
     }
-    let mut admitted = match gw.limits.check(&caller, &rules, now, estimate).await {
+    let mut admitted = match gw.limits.check(&caller, &rules, estimate).await {
         Ok(a) => a,
         Err(rej) => {
             in_quota.cancel();

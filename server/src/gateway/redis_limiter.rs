@@ -16,26 +16,20 @@
 //! All keys of one request carry the caller's workspace as a hash tag (`{ws:7}`): the rules that
 //! apply to a caller are its key's and its workspace's, so one script's keys share a Redis
 //! Cluster slot.
-use super::limiter::{Admission, Rejection, RuleCheck};
-use app::types::RuleTarget;
+use super::limiter::{Admission, CounterKey, Rejection, RuleCheck};
+use app::types::{RuleKind, RuleTarget};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::borrow::Borrow;
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
-/// KEYS: two per rule (its ticks' sorted set, its counts' hash). ARGV: `limit, duration_ms` per
-/// rule. Returns `{1, limit, remaining, ms until its oldest admission leaves}` for the tightest
-/// rule when admitted, or
-/// `{0, rule_index (1-based), wait_ms}` when refused. Runs atomically: nothing interleaves.
-const CHECK_AND_RECORD: &str = r#"
+/// The window's expiry and the sum of what it holds, shared by the scripts (Lua 5.1: no goto,
+/// no modules; prepended to each script's text).
+const LIB: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = #KEYS / 2
-local best_limit, best_left, best = -1, -1, 1
-for i = 1, n do
-  local z, h = KEYS[2 * i - 1], KEYS[2 * i]
-  local limit, dur = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  -- The window is (now - dur, now]: a tick stamped at or before now - dur has left it.
+-- Drops what left the window (now - dur, now]: a tick stamped at or before now - dur has left.
+local function expire_log(z, h, dur)
   local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now - dur)
   if #gone > 0 then
     local counts = redis.call('HMGET', h, unpack(gone))
@@ -45,53 +39,183 @@ for i = 1, n do
     redis.call('HDEL', h, unpack(gone))
     redis.call('HINCRBY', h, 'n', -sum)
   end
-  local used = tonumber(redis.call('HGET', h, 'n')) or 0
-  if used >= limit then
-    -- One more fits once the (used - limit + 1) oldest admissions have left.
-    local must = used - limit + 1
-    local ticks = redis.call('ZRANGE', z, 0, -1)
-    local counts = {}
-    if #ticks > 0 then counts = redis.call('HMGET', h, unpack(ticks)) end
-    local frees = now
-    for j = 1, #ticks do
-      local c = tonumber(counts[j]) or 0
-      if c >= must then
-        frees = tonumber(ticks[j]) + dur
-        break
-      end
-      must = must - c
-    end
-    return {0, i, frees - now}
+  return tonumber(redis.call('HGET', h, 'n')) or 0
+end
+-- Drops the leases that expired (a replica that crashed, or lost Redis, holding them): what
+-- they reserved is released, never counted as consumed.
+local function expire_leases(lz, lh)
+  local gone = redis.call('ZRANGEBYSCORE', lz, '-inf', now)
+  if #gone > 0 then
+    local amounts = redis.call('HMGET', lh, unpack(gone))
+    local sum = 0
+    for j = 1, #amounts do sum = sum + (tonumber(amounts[j]) or 0) end
+    redis.call('ZREMRANGEBYSCORE', lz, '-inf', now)
+    redis.call('HDEL', lh, unpack(gone))
+    redis.call('HINCRBY', lh, 'sum', -sum)
   end
-  local left = limit - used - 1
-  if best_left < 0 or left < best_left then
-    best_limit, best_left, best = limit, left, i
+  return tonumber(redis.call('HGET', lh, 'sum')) or 0
+end
+-- When `must` of the log's entries will have left: nil if it holds fewer.
+local function leaves_at(z, h, must, dur)
+  local ticks = redis.call('ZRANGE', z, 0, -1)
+  local counts = {}
+  if #ticks > 0 then counts = redis.call('HMGET', h, unpack(ticks)) end
+  for j = 1, #ticks do
+    local c = tonumber(counts[j]) or 0
+    if c >= must then return tonumber(ticks[j]) + dur end
+    must = must - c
+  end
+  return nil
+end
+-- Records `amount` (requests or tokens) at time `at`, stamped with its tick's last millisecond.
+local function record(z, h, dur, at, amount)
+  if amount <= 0 or at + dur <= now then return end
+  local tick = math.max(math.floor(dur / 1000), 1)
+  local stamp = string.format('%d', math.floor(at / tick) * tick + tick - 1)
+  redis.call('HINCRBY', h, 'n', amount)
+  -- Only a tick's first admission adds its stamp and moves the expiry: set then, one window
+  -- and a tick ahead, the keys outlive every admission of the tick (which leave the window at
+  -- stamp + dur). Later admissions in a busy tick cost two increments, not five calls.
+  if redis.call('HINCRBY', h, stamp, amount) == amount then
+    redis.call('ZADD', z, stamp, stamp)
+    redis.call('PEXPIRE', z, dur + tick)
+    redis.call('PEXPIRE', h, dur + tick)
   end
 end
--- Rules with the same key (10/min and 6/min on one API key) share its counter: record once.
--- (Redis runs Lua 5.1: no goto.)
+local function lease(lz, lh, id, amount, expires)
+  if redis.call('HSETNX', lh, id, amount) == 1 then
+    redis.call('HINCRBY', lh, 'sum', amount)
+  end
+  redis.call('ZADD', lz, expires, id)
+  local ttl = redis.call('PTTL', lz)
+  if ttl < expires - now then
+    redis.call('PEXPIRE', lz, expires - now)
+    redis.call('PEXPIRE', lh, expires - now)
+  end
+end
+local function unlease(lz, lh, id)
+  local amount = tonumber(redis.call('HGET', lh, id))
+  if amount then
+    redis.call('HDEL', lh, id)
+    redis.call('ZREM', lz, id)
+    redis.call('HINCRBY', lh, 'sum', -amount)
+  end
+  return amount
+end
+"#;
+
+/// KEYS: four per rule (its log's ticks and counts, its leases' expiries and amounts). ARGV:
+/// `estimate, lease id, lease ms`, then `kind (0 requests, 1 tokens, 2 concurrent), limit,
+/// duration_ms` per rule. Returns `{1, requests' limit, remaining, reset ms, tokens' limit,
+/// remaining, reset ms}` for the tightest rule of each kind when admitted (-1 where no rule of
+/// the kind applies), or `{0, rule_index (1-based), wait_ms}` when refused, having recorded
+/// nothing. Runs atomically: nothing interleaves.
+const CHECK: &str = r#"
+local est, id, lease_ms = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local n = #KEYS / 4
+local best = { {-1, -1, 0}, {-1, -1, 0} }
+for i = 1, n do
+  local z, h, lz, lh = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
+  local kind, limit, dur = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3])
+  local logged, held = 0, 0
+  if kind ~= 2 then logged = expire_log(z, h, dur) end
+  if kind ~= 0 then held = expire_leases(lz, lh) end
+  local used, cost = logged + held, 1
+  if kind == 1 then cost = est end
+  if used >= limit then
+    local wait = 1000
+    local frees = nil
+    if kind == 0 then frees = leaves_at(z, h, used - limit + 1, dur)
+    elseif kind == 1 then frees = leaves_at(z, h, used - limit + 1, dur) end
+    if frees then wait = frees - now elseif kind == 1 then wait = math.min(1000, dur) end
+    return {0, i, wait}
+  end
+  if kind ~= 2 then
+    local left = math.max(limit - used - cost, 0)
+    local b = best[kind + 1]
+    if b[1] < 0 or left < b[2] then best[kind + 1] = {limit, left, i} end
+  end
+end
+-- Rules on one counter (10/min and 6/min on one API key) share it: recorded once.
 local recorded = {}
 for i = 1, n do
-  local z, h = KEYS[2 * i - 1], KEYS[2 * i]
+  local z = KEYS[4 * i - 3]
   if not recorded[z] then
     recorded[z] = true
-    local dur = tonumber(ARGV[2 * i])
-    local tick = math.max(math.floor(dur / 1000), 1)
-    local stamp = string.format('%d', math.floor(now / tick) * tick + tick - 1)
-    redis.call('HINCRBY', h, 'n', 1)
-    -- Only a tick's first admission adds its stamp and moves the expiry: set then, one window
-    -- and a tick ahead, the keys outlive every admission of the tick (which leave the window
-    -- at stamp + dur). Later admissions in a busy tick cost two increments, not five calls.
-    if redis.call('HINCRBY', h, stamp, 1) == 1 then
-      redis.call('ZADD', z, stamp, stamp)
-      redis.call('PEXPIRE', z, dur + tick)
-      redis.call('PEXPIRE', h, dur + tick)
+    local kind, dur = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 3])
+    if kind == 0 then
+      record(z, KEYS[4 * i - 2], dur, now, 1)
+    elseif kind == 1 then
+      lease(KEYS[4 * i - 1], KEYS[4 * i], id, est, now + lease_ms)
+    else
+      lease(KEYS[4 * i - 1], KEYS[4 * i], id, 1, now + lease_ms)
     end
   end
 end
-local oldest = redis.call('ZRANGE', KEYS[2 * best - 1], 0, 0)
-local reset = tonumber(oldest[1]) + tonumber(ARGV[2 * best]) - now
-return {1, best_limit, best_left, reset}
+-- Each kind's reset: until the oldest entry of its tightest rule's log leaves (this admission
+-- may be it), 0 when the log is empty.
+local out = {1}
+for k = 1, 2 do
+  local b, reset = best[k], 0
+  if b[1] >= 0 then
+    local i = b[3]
+    local oldest = redis.call('ZRANGE', KEYS[4 * i - 3], 0, 0)
+    if #oldest > 0 then reset = tonumber(oldest[1]) + tonumber(ARGV[3 * i + 3]) - now end
+  end
+  table.insert(out, b[1])
+  table.insert(out, b[2])
+  table.insert(out, reset)
+end
+return out
+"#;
+
+/// Ends a lease. KEYS: four per counter it holds. ARGV: `lease id`, then `kind, duration_ms,
+/// consumed` per counter (consumed: the tokens to record, -1 for none). A lease that already
+/// expired is gone: its end records the tokens and releases nothing.
+const SETTLE: &str = r#"
+local id = ARGV[1]
+for i = 1, #KEYS / 4 do
+  local kind, dur, consumed = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  unlease(KEYS[4 * i - 1], KEYS[4 * i], id)
+  if kind == 1 and consumed > 0 then record(KEYS[4 * i - 3], KEYS[4 * i - 2], dur, now, consumed) end
+end
+return 1
+"#;
+
+/// Extends a lease still held (a long stream). KEYS: four per counter; ARGV: `lease id, lease ms`.
+const RENEW: &str = r#"
+local id, lease_ms = ARGV[1], tonumber(ARGV[2])
+for i = 1, #KEYS / 4 do
+  local lz, lh = KEYS[4 * i - 1], KEYS[4 * i]
+  if redis.call('ZSCORE', lz, id) then lease(lz, lh, id, 0, now + lease_ms) end
+end
+return 1
+"#;
+
+/// Replays what a replica admitted on its own counters while Redis could not answer, in order.
+/// KEYS: four per counter. ARGV: `lease ms`, the counters' durations, then operations of four
+/// values: `op (1 record, 2 lease, 3 end lease), counter index (1-based), ms ago, amount`, the
+/// lease id in place of the amount for op 3 (and after it for op 2: five values).
+const REPLAY: &str = r#"
+local lease_ms = tonumber(ARGV[1])
+local n = #KEYS / 4
+local k = n + 2
+while k <= #ARGV do
+  local op, i, ago = tonumber(ARGV[k]), tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])
+  local dur = tonumber(ARGV[i + 1])
+  if op == 1 then
+    record(KEYS[4 * i - 3], KEYS[4 * i - 2], dur, now - ago, tonumber(ARGV[k + 3]))
+    k = k + 4
+  elseif op == 2 then
+    local expires = now - ago + lease_ms
+    if expires > now then lease(KEYS[4 * i - 1], KEYS[4 * i], ARGV[k + 4], tonumber(ARGV[k + 3]), expires) end
+    k = k + 5
+  else
+    unlease(KEYS[4 * i - 1], KEYS[4 * i], ARGV[k + 3])
+    k = k + 4
+  end
+end
+return 1
 "#;
 
 /// Where the shared counters live.
@@ -120,7 +244,10 @@ enum Conn {
 
 pub struct RedisLimiter {
     client: Client,
-    script: redis::Script,
+    check: redis::Script,
+    settle: redis::Script,
+    renew: redis::Script,
+    replay: redis::Script,
     /// One multiplexed connection per serving thread: each runtime drives its own, as with the
     /// upstream pools (see upstream.rs).
     conns: ThreadLocal<tokio::sync::OnceCell<Conn>>,
@@ -130,6 +257,46 @@ pub struct RedisLimiter {
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
 pub struct RedisError(#[from] redis::RedisError);
+
+/// What one admission takes in Redis beside its request counts: `estimate` tokens in each token
+/// rule and a place in each concurrency rule, held under `lease_id` for `lease_ms` (renewed
+/// while the call runs, see [`RedisLimiter::renew`]), so a replica that dies holding them
+/// frees them when the lease runs out.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseArgs {
+    pub estimate: u64,
+    pub lease_id: u64,
+    pub lease_ms: u64,
+}
+
+/// The tightest request rule and token rule after an admission (the headers' figures).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SharedAdmission {
+    pub requests: Option<Admission>,
+    pub tokens: Option<Admission>,
+}
+
+/// What a replica did on its own counters while Redis could not answer, replayed in order by
+/// [`RedisLimiter::replay`] (`ago_ms`: how long before the replay it happened).
+#[derive(Clone, Debug)]
+pub enum Replayed {
+    /// Requests admitted, or tokens consumed.
+    Record { counter: usize, ago_ms: u64, amount: u64 },
+    Lease { counter: usize, ago_ms: u64, amount: u64, lease_id: u64 },
+    EndLease { counter: usize, lease_id: u64 },
+}
+
+fn kind_code(kind: RuleKind) -> u8 {
+    match kind {
+        RuleKind::Requests => 0,
+        RuleKind::Tokens => 1,
+        RuleKind::Concurrent => 2,
+    }
+}
+
+fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{LIB}{body}"))
+}
 
 impl RedisLimiter {
     /// Parses the configuration only; connections open on first use, one per serving thread.
@@ -149,7 +316,7 @@ impl RedisLimiter {
                 None => redis::Client::open(config.url.as_str())?,
             })
         };
-        Ok(RedisLimiter { client, script: redis::Script::new(CHECK_AND_RECORD), conns: ThreadLocal::new(), timeout })
+        Ok(RedisLimiter { client, check: script(CHECK), settle: script(SETTLE), renew: script(RENEW), replay: script(REPLAY), conns: ThreadLocal::new(), timeout })
     }
 
     async fn conn(&self) -> Result<Conn, RedisError> {
@@ -165,6 +332,23 @@ impl RedisLimiter {
         Ok(self.conns.get_or_default().get_or_try_init(open).await?.clone())
     }
 
+    /// Runs `inv`; a connection that broke since its last use (Redis restarted, a proxy closed
+    /// it) fails once with an I/O error and reconnects, so that failure is retried once on the
+    /// new connection before it counts as an outage. A timeout is not retried: a hung Redis
+    /// costs one timeout, not two.
+    async fn invoke<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, RedisError> {
+        let once = || async {
+            Ok::<T, RedisError>(match self.conn().await? {
+                Conn::Single(mut c) => inv.invoke_async(&mut c).await?,
+                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await?,
+            })
+        };
+        match once().await {
+            Err(RedisError(e)) if !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()) => once().await,
+            other => other,
+        }
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
         Ok(match self.conn().await? {
             Conn::Single(mut c) => cmd.query_async(&mut c).await?,
@@ -178,24 +362,25 @@ impl RedisLimiter {
         Ok(())
     }
 
-    /// Checks and records one request against `rules` (all of one caller, in `workspace_id`).
-    /// `Err` only when Redis could not answer; the caller decides what to do then.
-    pub async fn check<R: Borrow<RuleCheck>>(&self, workspace_id: i64, rules: &[R]) -> Result<Result<Option<Admission>, Rejection>, RedisError> {
+    /// Checks one call against `rules` (all of one caller, in `workspace_id`) and, if every one
+    /// admits it, records it: a request in request rules, a lease on `lease.estimate` tokens in
+    /// token rules and on one place in concurrency rules. `Err` only when Redis could not
+    /// answer; the caller decides what to do then.
+    pub async fn check<R: Borrow<RuleCheck>>(&self, workspace_id: i64, rules: &[R], lease: LeaseArgs) -> Result<Result<SharedAdmission, Rejection>, RedisError> {
         if rules.is_empty() {
-            return Ok(Ok(None));
+            return Ok(Ok(SharedAdmission::default()));
         }
-        let mut inv = self.script.prepare_invoke();
+        let mut inv = self.check.prepare_invoke();
+        inv.arg(lease.estimate).arg(lease.lease_id).arg(lease.lease_ms);
         for r in rules {
             let r = r.borrow();
-            let key = counter_key(workspace_id, r);
-            inv.key(format!("{key}:ticks")).key(key + ":counts").arg(r.limit).arg(r.key.duration_ms);
+            keys(&mut inv, &counter_key(workspace_id, &r.key));
+            inv.arg(kind_code(r.key.kind)).arg(r.limit).arg(r.key.duration_ms);
         }
-        let reply: Vec<i64> = match self.conn().await? {
-            Conn::Single(mut c) => inv.invoke_async(&mut c).await?,
-            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await?,
-        };
+        let reply: Vec<i64> = self.invoke(&inv).await?;
+        let admission = |limit: i64, remaining: i64, reset: i64| (limit >= 0).then(|| Admission { limit: limit as u64, remaining: remaining.max(0) as u64, reset_ms: reset.max(0) as u64 });
         match reply[..] {
-            [1, limit, remaining, reset] => Ok(Ok(Some(Admission { limit: limit as u64, remaining: remaining as u64, reset_ms: reset.max(0) as u64 }))),
+            [1, rl, rr, rt, tl, tr, tt] => Ok(Ok(SharedAdmission { requests: admission(rl, rr, rt), tokens: admission(tl, tr, tt) })),
             [0, i, wait] => {
                 let r = rules.get((i - 1) as usize).map(Borrow::borrow).ok_or_else(|| unexpected("rule index out of range"))?;
                 Ok(Err(Rejection::new(r, wait.max(0) as u64)))
@@ -203,19 +388,74 @@ impl RedisLimiter {
             _ => Err(unexpected("unexpected reply from the rate-limit script")),
         }
     }
+
+    /// Ends lease `lease_id` on `counters` (of one workspace): releases what it held and, with
+    /// `consumed`, records those tokens in its token rules (`None`: the call never ran).
+    pub async fn settle(&self, workspace_id: i64, counters: &[CounterKey], lease_id: u64, consumed: Option<u64>) -> Result<(), RedisError> {
+        let mut inv = self.settle.prepare_invoke();
+        inv.arg(lease_id);
+        for c in counters {
+            keys(&mut inv, &counter_key(workspace_id, c));
+            inv.arg(kind_code(c.kind)).arg(c.duration_ms).arg(consumed.map_or(-1, |t| t as i64));
+        }
+        self.invoke::<i64>(&inv).await.map(drop)
+    }
+
+    /// Extends lease `lease_id` to `lease_ms` from now where it is still held.
+    pub async fn renew(&self, workspace_id: i64, counters: &[CounterKey], lease_id: u64, lease_ms: u64) -> Result<(), RedisError> {
+        let mut inv = self.renew.prepare_invoke();
+        inv.arg(lease_id).arg(lease_ms);
+        for c in counters {
+            keys(&mut inv, &counter_key(workspace_id, c));
+        }
+        self.invoke::<i64>(&inv).await.map(drop)
+    }
+
+    /// Writes into Redis what was done on a replica's own counters (all of one workspace) while
+    /// Redis could not answer, in the order it happened, each at its own time on Redis's clock.
+    pub async fn replay(&self, workspace_id: i64, counters: &[CounterKey], ops: &[Replayed], lease_ms: u64) -> Result<(), RedisError> {
+        let mut inv = self.replay.prepare_invoke();
+        inv.arg(lease_ms);
+        for c in counters {
+            keys(&mut inv, &counter_key(workspace_id, c));
+        }
+        for c in counters {
+            inv.arg(c.duration_ms);
+        }
+        for op in ops {
+            match *op {
+                Replayed::Record { counter, ago_ms, amount } => inv.arg(1).arg(counter + 1).arg(ago_ms).arg(amount),
+                Replayed::Lease { counter, ago_ms, amount, lease_id } => inv.arg(2).arg(counter + 1).arg(ago_ms).arg(amount).arg(lease_id),
+                Replayed::EndLease { counter, lease_id } => inv.arg(3).arg(counter + 1).arg(0).arg(lease_id),
+            };
+        }
+        self.invoke::<i64>(&inv).await.map(drop)
+    }
+}
+
+/// A counter's four keys: its log's ticks (sorted set) and counts (hash), its leases' expiries
+/// (sorted set) and amounts (hash, with their `sum`).
+fn keys(inv: &mut redis::ScriptInvocation<'_>, key: &str) {
+    inv.key(format!("{key}:ticks")).key(format!("{key}:counts")).key(format!("{key}:leases")).key(format!("{key}:held"));
 }
 
 fn unexpected(what: &'static str) -> RedisError {
     RedisError(redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, what)))
 }
 
-/// `maas:rl:{ws:W}:m<model>:<target>:<subject>:<duration ms>` (then `:ticks` and `:counts`): the
-/// same counter for the same rule meaning, across reloads and replicas (as
-/// [`CounterKey`](super::limiter::CounterKey)).
-pub fn counter_key(workspace_id: i64, r: &RuleCheck) -> String {
-    let target = match r.key.target {
+/// `maas:rl:{ws:W}:m<model>:<target>:<subject>:<duration ms>` for request rules,
+/// `…:<subject>:tokens:<duration ms>` and `…:<subject>:concurrent` for the others (then the
+/// suffixes of [`keys`]): the same counter for the same rule meaning, across reloads and
+/// replicas (as [`CounterKey`](super::limiter::CounterKey)).
+pub fn counter_key(workspace_id: i64, key: &CounterKey) -> String {
+    let target = match key.target {
         RuleTarget::ApiKey => "key",
         RuleTarget::Workspace => "ws",
     };
-    format!("maas:rl:{{ws:{workspace_id}}}:m{}:{target}:{}:{}", r.key.model_id, r.key.subject_id, r.key.duration_ms)
+    let (model, subject, ms) = (key.model_id, key.subject_id, key.duration_ms);
+    match key.kind {
+        RuleKind::Requests => format!("maas:rl:{{ws:{workspace_id}}}:m{model}:{target}:{subject}:{ms}"),
+        RuleKind::Tokens => format!("maas:rl:{{ws:{workspace_id}}}:m{model}:{target}:{subject}:tokens:{ms}"),
+        RuleKind::Concurrent => format!("maas:rl:{{ws:{workspace_id}}}:m{model}:{target}:{subject}:concurrent"),
+    }
 }
