@@ -49,7 +49,11 @@ async fn fixture(state: &AppState) -> Fixture {
 impl Fixture {
     /// Creates and enables `chat` with these rules; returns the model id and the revision.
     async fn model(&self, state: &AppState, rules: Vec<RuleInput>) -> (i64, i64) {
-        let endpoints = vec![EndpointInput { id: None, model_id: "up".into(), url: self.mock.clone(), api_key: KeyChange::default(), weight: "".into(), skip_stream_usage: false, max_concurrent: String::new() }];
+        self.model_at(state, "", rules).await
+    }
+    /// The same, its endpoint at `path` of the mock (`/chunks/4/chunk-delay/150`).
+    async fn model_at(&self, state: &AppState, path: &str, rules: Vec<RuleInput>) -> (i64, i64) {
+        let endpoints = vec![EndpointInput { id: None, model_id: "up".into(), url: format!("{}{path}", self.mock), api_key: KeyChange::default(), weight: "".into(), skip_stream_usage: false, max_concurrent: String::new() }];
         let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy: Policy::RoundRobin, endpoints, rules };
         let (id, _) = models::create(&state.db, &state.secrets, &input).await.unwrap();
         let rev = models::set_enabled(&state.db, id, true).await.unwrap();
@@ -58,10 +62,15 @@ impl Fixture {
     fn workspace_rule(&self, limit: u64, secs: u64) -> RuleInput {
         RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(self.ws), api_key_id: None, limit: limit.to_string(), duration: secs.to_string() }
     }
+    fn kind_rule(&self, kind: app::types::RuleKind, limit: u64, secs: &str) -> RuleInput {
+        RuleInput { kind, target: RuleTarget::ApiKey, workspace_id: Some(self.ws), api_key_id: Some(self.key_id), limit: limit.to_string(), duration: secs.into() }
+    }
     fn key_rule(&self, limit: u64, secs: u64) -> RuleInput {
         RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(self.ws), api_key_id: Some(self.key_id), limit: limit.to_string(), duration: secs.to_string() }
     }
 }
+
+const NO_LEASE: server::gateway::redis_limiter::LeaseArgs = server::gateway::redis_limiter::LeaseArgs { estimate: 0, lease_id: 0, lease_ms: 60_000 };
 
 fn hello() -> Value {
     json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
@@ -96,9 +105,10 @@ async fn replicas(redis_url: &str) -> Replicas {
 
 impl Replicas {
     /// Creates and enables `chat` with `rules`; returns once every replica serves it.
-    async fn model(&self, rules: Vec<RuleInput>) {
-        let (_, rev) = self.fx.model(&self.state, rules).await;
+    async fn model(&self, rules: Vec<RuleInput>) -> i64 {
+        let (id, rev) = self.fx.model(&self.state, rules).await;
         self.applied(rev).await;
+        id
     }
     /// Waits until every replica has applied `rev` (each polls the database's revision).
     async fn applied(&self, rev: i64) {
@@ -193,9 +203,9 @@ async fn when_redis_goes_away_each_replica_keeps_limiting_on_its_own() {
     assert_eq!(r.chat(1).await.status(), 200);
     assert_eq!(r.chat(0).await.status(), 429, "shared: the two replicas' admissions fill one window");
     redis.stop();
-    // Each replica now counts alone: 2 more each, then refusals; requests keep being served.
+    // Each replica now counts alone, from what it admitted itself (one each): one more each,
+    // then refusals, replicas × limit in the window; requests keep being served.
     for replica in [0, 1] {
-        assert_eq!(r.chat(replica).await.status(), 200);
         assert_eq!(r.chat(replica).await.status(), 200);
         let res = r.chat(replica).await;
         assert_eq!(res.status(), 429, "replica {replica} limits on its own counters");
@@ -309,39 +319,184 @@ impl Drop for Killed {
     }
 }
 
-/// When Redis comes back, the replicas share its counters again (the connection reconnects by
-/// itself; the fallback counters are left behind).
+/// Redis restarted (empty) while no call came: each serving thread's connection is now broken.
+/// The first call after it is still served through Redis (the broken connection is retried once
+/// on a new one), not on the replica's own counters, which are full here.
 #[tokio::test]
-async fn sharing_resumes_when_redis_comes_back() {
+async fn a_connection_broken_by_a_redis_restart_is_retried_before_falling_back() {
     let mut redis = Redis::start().await;
     let r = replicas(&redis.url).await;
     r.model(vec![r.fx.key_rule(2, 60)]).await;
-    redis.stop();
-    // Fallback: replica 0 fills its own counter.
     assert_eq!(r.chat(0).await.status(), 200);
     assert_eq!(r.chat(0).await.status(), 200);
     assert_eq!(r.chat(0).await.status(), 429);
     redis.restart().await;
-    // Replica 0's own counter is full, so a 200 from it means it counts in Redis again (the
-    // new server is empty). It retries Redis once a second after a failure: allow 5 s.
-    let mut back = false;
-    for _ in 0..50 {
-        if r.chat(0).await.status() == 200 {
-            back = true;
+    assert_eq!(r.chat(0).await.status(), 200, "served by the new, empty Redis: its own counters (2 of 2) would refuse");
+    assert_eq!(r.chat(1).await.status(), 200);
+    assert_eq!(r.chat(0).await.status(), 429, "one admission each in the new Redis: the shared window is full");
+    assert_eq!(r.chat(1).await.status(), 429);
+}
+
+/// The bound across an outage: a key that spent 30 of its 50 per 60 s through Redis gets a
+/// burst over both replicas while Redis goes away and comes back (with its data, as a Redis run
+/// with persistence does). No more than replicas × limit = 100 are admitted in the window; once
+/// both replicas have replayed what they admitted on their own, Redis knows every admission and
+/// the window stays shut.
+#[tokio::test]
+async fn a_redis_outage_mid_burst_admits_at_most_replicas_times_the_limit_and_redis_learns_every_admission() {
+    let mut redis = Redis::start_persistent().await;
+    let r = Arc::new(replicas(&redis.url).await);
+    let model = r.model(vec![r.fx.key_rule(50, 60)]).await;
+    let mut admitted = 0u64;
+    for i in 0..30 {
+        assert_eq!(r.chat(i % 2).await.status(), 200);
+        admitted += 1;
+    }
+    let burst: Vec<_> = (0..6)
+        .map(|w| {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut ok = 0u64;
+                for i in 0..60 {
+                    if r.chat((w + i) % 2).await.status() == 200 {
+                        ok += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                ok
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.restart().await;
+    for b in burst {
+        admitted += b.await.unwrap();
+    }
+    assert!(admitted <= 100, "{admitted} admitted in one window of a 50-per-60-s rule on two replicas");
+    assert!(admitted >= 50, "the limit itself was reachable: {admitted}");
+    for _ in 0..100 {
+        if r.gws.iter().all(|g| g.outage_journal_len() == 0) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = r.chat(0).await;
+        let _ = r.chat(1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(back, "replica 0 never used Redis again");
-    // Replica 1 reconnects too, and the two share the limit of 2 again.
-    for _ in 0..50 {
-        match r.chat(1).await.status().as_u16() {
-            200 => break,
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+    assert!(r.gws.iter().all(|g| g.outage_journal_len() == 0), "both replicas replayed their outage into Redis");
+    for replica in [0, 1, 0, 1] {
+        assert_eq!(r.chat(replica).await.status(), 429, "the window is full, and Redis knows it");
+    }
+    use server::gateway::limiter::CounterKey;
+    let key = server::gateway::redis_limiter::counter_key(r.fx.ws, &CounterKey { model_id: model, target: RuleTarget::ApiKey, subject_id: r.fx.key_id, kind: RuleKind::Requests, duration_ms: 60_000 });
+    let mut c = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let in_redis: u64 = redis::cmd("HGET").arg(format!("{key}:counts")).arg("n").query_async(&mut c).await.unwrap();
+    assert!(in_redis >= admitted, "Redis counts {in_redis} of the {admitted} admissions");
+}
+
+/// 200 concurrent streams over two replicas against one concurrency rule of 10: the upstream
+/// never sees more than 10 at once (the mock measures its own peak), the others get 429, and
+/// once they ended new calls are admitted again.
+#[tokio::test]
+async fn a_concurrency_rule_of_10_holds_across_two_replicas() {
+    let redis = Redis::start().await;
+    let r = Arc::new(replicas(&redis.url).await);
+    let (_, rev) = r.fx.model_at(&r.state, "/chunks/4/chunk-delay/150", vec![r.fx.kind_rule(RuleKind::Concurrent, 10, "")]).await;
+    r.applied(rev).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let (r, body) = (r.clone(), body.clone());
+            tokio::spawn(async move {
+                let res = r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap();
+                let status = res.status().as_u16();
+                res.text().await.unwrap();
+                status
+            })
+        })
+        .collect();
+    let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
+    for c in calls {
+        *by_status.entry(c.await.unwrap()).or_default() += 1;
+    }
+    let stats: Value = r.http.get(format!("{}/_mock/stats", r.fx.mock)).send().await.unwrap().json().await.unwrap();
+    assert!(stats["peak_in_flight"].as_u64().unwrap() <= 10, "the upstream saw {} at once: {by_status:?}", stats["peak_in_flight"]);
+    let admitted = by_status.get(&200).copied().unwrap_or(0);
+    assert!(admitted >= 10, "{by_status:?}");
+    assert_eq!(admitted + by_status.get(&429).copied().unwrap_or(0), 200, "{by_status:?}");
+    // Their ends reach Redis just after the clients saw them: allow a moment.
+    let mut again = 0;
+    for i in 0..40 {
+        if r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap().status() == 200 {
+            again += 1;
+            if again == 2 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(again, 2, "every stream ended: places are free on both replicas");
+}
+
+/// A token rule of 10,000 per 60 s over two replicas under 400 concurrent streams, each
+/// reserving exactly what it then uses: admitted while consumed + reserved < 10,000, summed over
+/// both replicas, so exactly ceil(10,000 / tokens per call) calls, consuming at most the limit
+/// plus the last call's estimate (the README's bound, with no overshoot).
+#[tokio::test]
+async fn a_token_rule_over_two_replicas_consumes_at_most_its_limit_plus_the_overshoot() {
+    let redis = Redis::start().await;
+    let r = Arc::new(replicas(&redis.url).await);
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 100});
+    let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 100;
+    // The mock's stream reports 5 + chunks tokens.
+    let (_, rev) = r.fx.model_at(&r.state, &format!("/chunks/{}", estimate - 5), vec![r.fx.kind_rule(RuleKind::Tokens, 10_000, "60")]).await;
+    r.applied(rev).await;
+    let calls: Vec<_> = (0..400)
+        .map(|i| {
+            let (r, body) = (r.clone(), body.clone());
+            tokio::spawn(async move {
+                let res = r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap();
+                let status = res.status().as_u16();
+                res.text().await.unwrap();
+                status
+            })
+        })
+        .collect();
+    let mut admitted = 0u64;
+    for c in calls {
+        if c.await.unwrap() == 200 {
+            admitted += 1;
         }
     }
-    assert_eq!(r.chat(0).await.status(), 429, "one admission each: the shared window is full");
-    assert_eq!(r.chat(1).await.status(), 429);
+    assert!(admitted * estimate < 10_000 + estimate, "{admitted} calls of {estimate} tokens");
+    assert_eq!(admitted, 10_000u64.div_ceil(estimate), "{admitted} calls of {estimate} tokens: shared, not per replica");
+}
+
+/// A replica that dies holding a place in a concurrency rule does not block the key for good:
+/// its lease runs out; a live call's lease, renewed, does not.
+#[tokio::test]
+async fn leases_of_a_dead_replica_run_out_and_renewed_ones_do_not() {
+    use server::gateway::limiter::{CounterKey, RuleCheck};
+    use server::gateway::redis_limiter::LeaseArgs;
+    let redis = Redis::start().await;
+    let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
+    let one = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: RuleKind::Concurrent, duration_ms: 0 }, 1, "c".into())];
+    let lease = |id| LeaseArgs { estimate: 0, lease_id: id, lease_ms: 400 };
+    assert!(l.check(7, &one, lease(1)).await.unwrap().is_ok());
+    let rej = l.check(7, &one, lease(2)).await.unwrap().unwrap_err();
+    assert_eq!((rej.kind, rej.retry_after_secs), (RuleKind::Concurrent, 1));
+    // Renewed at 250 ms: still held at 500 ms.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    l.renew(7, &[one[0].key], 1, 400).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(l.check(7, &one, lease(3)).await.unwrap().is_err(), "renewed: still in flight");
+    // Never renewed again (its replica died): free once it ran out.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(l.check(7, &one, lease(4)).await.unwrap().is_ok(), "the dead replica's lease ran out");
+    // An ended lease frees its place at once.
+    l.settle(7, &[one[0].key], 4, None).await.unwrap();
+    assert!(l.check(7, &one, lease(5)).await.unwrap().is_ok());
 }
 
 /// A Redis that accepts connections but never answers (a hung server, a black-holed route):
@@ -375,31 +530,31 @@ async fn redis_counters_slide_and_stay_small() {
     let rule = |subject: i64, limit: u64, ms: u64| RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, kind: app::types::RuleKind::Requests, duration_ms: ms }, limit, format!("r{subject}"));
     let short = [rule(1, 5, 1_000)];
     for i in 0..5 {
-        assert_eq!(l.check(7, &short).await.unwrap().unwrap().unwrap().remaining, 4 - i);
+        assert_eq!(l.check(7, &short, NO_LEASE).await.unwrap().unwrap().requests.unwrap().remaining, 4 - i);
     }
     let started = Instant::now();
-    let rej = l.check(7, &short).await.unwrap().unwrap_err();
+    let rej = l.check(7, &short, NO_LEASE).await.unwrap().unwrap_err();
     assert_eq!((rej.rule.as_str(), rej.limit, rej.retry_after_secs), ("r1", 5, 1));
     // Still refused while the window holds them; admitted once they left (1 s + one 1 ms tick).
-    assert!(l.check(7, &short).await.unwrap().is_err());
+    assert!(l.check(7, &short, NO_LEASE).await.unwrap().is_err());
     tokio::time::sleep(Duration::from_millis(1_050).saturating_sub(started.elapsed())).await;
-    assert!(l.check(7, &short).await.unwrap().is_ok(), "the window slid");
+    assert!(l.check(7, &short, NO_LEASE).await.unwrap().is_ok(), "the window slid");
 
     // Two rules on one key and window (10 and 6 per minute) share a counter: each request is
     // counted once in it, so the tighter rule admits 6, not 3.
     let loose = rule(3, 10, 60_000);
     let tight = loose.with_limit(6, "tight".into());
     for _ in 0..6 {
-        l.check(7, &[loose.clone(), tight.clone()]).await.unwrap().unwrap();
+        l.check(7, &[loose.clone(), tight.clone()], NO_LEASE).await.unwrap().unwrap();
     }
-    assert_eq!(l.check(7, &[loose, tight]).await.unwrap().unwrap_err().rule, "tight");
+    assert_eq!(l.check(7, &[loose, tight], NO_LEASE).await.unwrap().unwrap_err().rule, "tight");
 
     // 2,000 admissions under a 1,000 s window (1 s ticks): a handful of entries, exact total.
     let long = [rule(2, 1_000_000, 1_000_000)];
     for _ in 0..2_000 {
-        l.check(7, &long).await.unwrap().unwrap();
+        l.check(7, &long, NO_LEASE).await.unwrap().unwrap();
     }
-    let key = counter_key(7, &long[0]);
+    let key = counter_key(7, &long[0].key);
     let mut c = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let entries: u64 = redis::cmd("ZCARD").arg(format!("{key}:ticks")).query_async(&mut c).await.unwrap();
     let total: u64 = redis::cmd("HGET").arg(format!("{key}:counts")).arg("n").query_async(&mut c).await.unwrap();
@@ -472,9 +627,9 @@ async fn limits_are_shared_through_a_redis_that_speaks_only_tls() {
     l.ping().await.unwrap();
     let rule = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: app::types::RuleKind::Requests, duration_ms: 60_000 }, 3, "r".into())];
     for i in 0..3 {
-        assert_eq!(l.check(1, &rule).await.unwrap().unwrap().unwrap().remaining, 2 - i);
+        assert_eq!(l.check(1, &rule, NO_LEASE).await.unwrap().unwrap().requests.unwrap().remaining, 2 - i);
     }
-    assert_eq!(l.check(1, &rule).await.unwrap().unwrap_err().rule, "r");
+    assert_eq!(l.check(1, &rule, NO_LEASE).await.unwrap().unwrap_err().rule, "r");
 }
 
 /// A Redis Cluster: each workspace's counters live on the node of its slot (hash tag
@@ -498,7 +653,7 @@ async fn limits_are_exact_on_a_redis_cluster() {
         let mut admitted = 0;
         for i in 0..10 {
             let l = if i % 2 == 0 { &a } else { &b };
-            if l.check(ws, &rules).await.unwrap().is_ok() {
+            if l.check(ws, &rules, NO_LEASE).await.unwrap().is_ok() {
                 admitted += 1;
             }
         }

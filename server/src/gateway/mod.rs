@@ -166,6 +166,14 @@ impl Gateway {
         })
     }
 
+    /// What this replica admitted while Redis could not answer and Redis does not know yet.
+    pub fn outage_journal_len(&self) -> usize {
+        match &self.limits {
+            RateLimits::Local(_) => 0,
+            RateLimits::Shared(shared) => shared.journal_len(),
+        }
+    }
+
     /// Publishes a new snapshot; requests already running keep the one they started with.
     pub fn publish(&self, snap: Snapshot) {
         self.snapshot.store(Arc::new(snap));

@@ -35,27 +35,38 @@ pub struct Redis {
     port: u16,
     pub url: String,
     _tls_dir: Option<tempfile::TempDir>,
+    /// Where a persistent server keeps its append-only file across restarts.
+    data: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Redis {
     pub async fn start() -> Redis {
-        Redis::start_on(free_port()).await
+        Redis::start_on(free_port(), None).await
     }
 
-    /// A fresh, empty server on the port of a stopped one (Redis back after an outage).
+    /// A server that writes every change to its append-only file before answering, so a
+    /// restart (even after a kill) finds its data: Redis run with persistence.
+    pub async fn start_persistent() -> Redis {
+        Redis::start_on(free_port(), Some(std::sync::Arc::new(tempfile::tempdir().unwrap()))).await
+    }
+
+    /// The server back on the port of a stopped one (Redis back after an outage): empty, or
+    /// with its data when persistent.
     pub async fn restart(&mut self) {
         self.stop();
-        *self = Redis::start_on(self.port).await;
+        *self = Redis::start_on(self.port, self.data.clone()).await;
     }
 
-    async fn start_on(port: u16) -> Redis {
-        let mut child = Command::new(require("/usr/bin/redis-server", "redis-server"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+    async fn start_on(port: u16, data: Option<std::sync::Arc<tempfile::TempDir>>) -> Redis {
+        let mut cmd = Command::new(require("/usr/bin/redis-server", "redis-server"));
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"]);
+        match &data {
+            Some(dir) => cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir", &dir.path().display().to_string()]),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let mut child = cmd.stdout(Stdio::null()).spawn().unwrap();
         wait_until("redis-server", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
-        Redis { child, port, url: format!("redis://127.0.0.1:{port}"), _tls_dir: None }
+        Redis { child, port, url: format!("redis://127.0.0.1:{port}"), _tls_dir: None, data }
     }
 
     /// A server speaking only TLS (`rediss://`), with a certificate for 127.0.0.1 signed by a
@@ -72,7 +83,7 @@ impl Redis {
             .spawn()
             .unwrap();
         wait_until("redis-server (TLS)", &mut child, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
-        (Redis { child, port, url: format!("rediss://127.0.0.1:{port}"), _tls_dir: Some(dir) }, ca)
+        (Redis { child, port, url: format!("rediss://127.0.0.1:{port}"), _tls_dir: Some(dir), data: None }, ca)
     }
 
     /// Stops the server (an outage, for the fallback tests).
