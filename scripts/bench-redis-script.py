@@ -18,7 +18,16 @@ PATH = "server/src/gateway/redis_limiter.rs"
 
 
 def script(src):
-    return re.search(r'const CHECK_AND_RECORD: &str = r#"(.*?)"#;', src, re.S).group(1)
+    """(text, keys and args for a key rule and a workspace rule): the request-only script of
+    earlier revisions, or the library + CHECK script of every rule kind."""
+    old = re.search(r'const CHECK_AND_RECORD: &str = r#"(.*?)"#;', src, re.S)
+    if old:
+        keys = ["{ws:1}m1:key:1:1000:ticks", "{ws:1}m1:key:1:1000:counts", "{ws:1}m1:ws:1:1000:ticks", "{ws:1}m1:ws:1:1000:counts"]
+        return old.group(1), ["4", *keys, "1000000000", "1000", "1000000000", "1000"]
+    lib = re.search(r'const LIB: &str = r#"(.*?)"#;', src, re.S).group(1)
+    check = re.search(r'const CHECK: &str = r#"(.*?)"#;', src, re.S).group(1)
+    keys = [f"{{ws:1}}m1:{t}:1:1000:{s}" for t in ("key", "ws") for s in ("ticks", "counts", "leases", "held")]
+    return lib + check, ["8", *keys, "0", "0", "60000", "0", "1000000000", "1000", "0", "1000000000", "1000"]
 
 
 versions = [(rev, script(subprocess.run(["git", "-C", REPO, "show", f"{rev}:{PATH}"], capture_output=True, text=True, check=True).stdout)) for rev in (sys.argv[1:] or ["HEAD"])]
@@ -37,13 +46,12 @@ try:
         if cli("PING") == "PONG":
             break
         time.sleep(0.1)
-    keys = ["{ws:1}m1:key:1:1000:ticks", "{ws:1}m1:key:1:1000:counts", "{ws:1}m1:ws:1:1000:ticks", "{ws:1}m1:ws:1:1000:counts"]
     for _ in range(2):
-        for name, text in versions:
+        for name, (text, args) in versions:
             cli("FLUSHALL")
             cli("CONFIG", "RESETSTAT")
             sha = cli("SCRIPT", "LOAD", text)
-            subprocess.run(["redis-benchmark", "-p", str(port), "-n", "200000", "-c", "16", "-q", "EVALSHA", sha, "4", *keys, "1000000000", "1000", "1000000000", "1000"], capture_output=True, check=True)
+            subprocess.run(["redis-benchmark", "-p", str(port), "-n", "200000", "-c", "16", "-q", "EVALSHA", sha, *args], capture_output=True, check=True)
             stat = next(l for l in cli("INFO", "commandstats").splitlines() if l.startswith("cmdstat_evalsha"))
             per_call = re.search(r"usec_per_call=([0-9.]+)", stat).group(1)
             print(f"{name:>14}: {per_call} us of Redis CPU per check (2 rules)")
