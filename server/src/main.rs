@@ -209,6 +209,10 @@ struct ReachArgs {
     /// to the node holding its workspace's slot.
     #[arg(long, env = "REDIS_CLUSTER")]
     redis_cluster: bool,
+    /// With Redis: how long a call's token reservations and places in concurrency rules
+    /// outlive a replica that died holding them (renewed every third of it while the call runs).
+    #[arg(long, env = "MAAS_REDIS_LEASE", default_value = "60s", value_parser = server::serving::parse_duration)]
+    redis_lease: std::time::Duration,
 }
 
 #[derive(clap::Parser, Clone)]
@@ -502,6 +506,10 @@ async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &Reach
         None => None,
     };
     let redis_config = RedisConfig { url: url.to_owned(), cluster: reach.redis_cluster, ca_pem };
+    if reach.redis_lease < std::time::Duration::from_secs(3) {
+        anyhow::bail!("MAAS_REDIS_LEASE must be at least 3s (got {:?}): a lease is renewed every third of it", reach.redis_lease);
+    }
+    config.lease = reach.redis_lease;
     let redis = RedisLimiter::new(&redis_config, std::time::Duration::from_millis(500))?;
     // Unreachable at start is not fatal (each request falls back to local counters until it
     // answers), but an operator should know at once.
