@@ -120,6 +120,26 @@ impl Replicas {
         }
         panic!("replicas did not apply revision {rev} within 5 s");
     }
+    /// `n` calls with `body` at once, alternating replicas, each read to its end: how many got
+    /// each status.
+    async fn burst(self: &Arc<Self>, n: usize, body: &Value) -> std::collections::BTreeMap<u16, u32> {
+        let calls: Vec<_> = (0..n)
+            .map(|i| {
+                let (r, body) = (self.clone(), body.clone());
+                tokio::spawn(async move {
+                    let res = r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap();
+                    let status = res.status().as_u16();
+                    res.text().await.unwrap();
+                    status
+                })
+            })
+            .collect();
+        let mut by_status = std::collections::BTreeMap::new();
+        for c in calls {
+            *by_status.entry(c.await.unwrap()).or_default() += 1;
+        }
+        by_status
+    }
     async fn chat(&self, replica: usize) -> reqwest::Response {
         self.http.post(format!("{}/v1/chat/completions", self.bases[replica])).bearer_auth(&self.fx.key).json(&hello()).send().await.unwrap()
     }
@@ -405,21 +425,7 @@ async fn a_concurrency_rule_of_10_holds_across_two_replicas() {
     let (_, rev) = r.fx.model_at(&r.state, "/chunks/4/chunk-delay/150", vec![r.fx.kind_rule(RuleKind::Concurrent, 10, "")]).await;
     r.applied(rev).await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true});
-    let calls: Vec<_> = (0..200)
-        .map(|i| {
-            let (r, body) = (r.clone(), body.clone());
-            tokio::spawn(async move {
-                let res = r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap();
-                let status = res.status().as_u16();
-                res.text().await.unwrap();
-                status
-            })
-        })
-        .collect();
-    let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
-    for c in calls {
-        *by_status.entry(c.await.unwrap()).or_default() += 1;
-    }
+    let by_status = r.burst(200, &body).await;
     let stats: Value = r.http.get(format!("{}/_mock/stats", r.fx.mock)).send().await.unwrap().json().await.unwrap();
     assert!(stats["peak_in_flight"].as_u64().unwrap() <= 10, "the upstream saw {} at once: {by_status:?}", stats["peak_in_flight"]);
     let admitted = by_status.get(&200).copied().unwrap_or(0);
@@ -452,23 +458,7 @@ async fn a_token_rule_over_two_replicas_consumes_at_most_its_limit_plus_the_over
     // The mock's stream reports 5 + chunks tokens.
     let (_, rev) = r.fx.model_at(&r.state, &format!("/chunks/{}", estimate - 5), vec![r.fx.kind_rule(RuleKind::Tokens, 10_000, "60")]).await;
     r.applied(rev).await;
-    let calls: Vec<_> = (0..400)
-        .map(|i| {
-            let (r, body) = (r.clone(), body.clone());
-            tokio::spawn(async move {
-                let res = r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap();
-                let status = res.status().as_u16();
-                res.text().await.unwrap();
-                status
-            })
-        })
-        .collect();
-    let mut admitted = 0u64;
-    for c in calls {
-        if c.await.unwrap() == 200 {
-            admitted += 1;
-        }
-    }
+    let admitted = r.burst(400, &body).await.get(&200).copied().unwrap_or(0) as u64;
     assert!(admitted * estimate < 10_000 + estimate, "{admitted} calls of {estimate} tokens");
     assert_eq!(admitted, 10_000u64.div_ceil(estimate), "{admitted} calls of {estimate} tokens: shared, not per replica");
 }
