@@ -116,7 +116,6 @@ impl RateLimits {
     async fn check(&self, caller: &Caller, rules: &[&RuleCheck], estimate: u64) -> Result<Admitted, Rejection> {
         match self {
             RateLimits::Local(l) => l.check(rules, estimate),
-            RateLimits::Shared(shared) if rules.is_empty() => shared.local.check(rules, estimate),
             RateLimits::Shared(shared) => shared.check(caller.workspace_id, rules, estimate).await,
         }
     }

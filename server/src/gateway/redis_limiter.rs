@@ -123,12 +123,13 @@ for i = 1, n do
   local used, cost = logged + held, 1
   if kind == 1 then cost = est end
   if used >= limit then
-    local wait = 1000
+    -- One more fits once the (used - limit + 1) oldest have left the log; what fills it with
+    -- calls in flight has no known end: a second is the hint (at most the window).
     local frees = nil
-    if kind == 0 then frees = leaves_at(z, h, used - limit + 1, dur)
-    elseif kind == 1 then frees = leaves_at(z, h, used - limit + 1, dur) end
-    if frees then wait = frees - now elseif kind == 1 then wait = math.min(1000, dur) end
-    return {0, i, wait}
+    if kind ~= 2 then frees = leaves_at(z, h, used - limit + 1, dur) end
+    if frees then return {0, i, frees - now} end
+    if kind == 1 then return {0, i, math.min(1000, dur)} end
+    return {0, i, 1000}
   end
   if kind ~= 2 then
     local left = math.max(limit - used - cost, 0)
@@ -145,10 +146,10 @@ for i = 1, n do
     local kind, dur = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 3])
     if kind == 0 then
       record(z, KEYS[4 * i - 2], dur, now, 1)
-    elseif kind == 1 then
-      lease(KEYS[4 * i - 1], KEYS[4 * i], id, est, now + lease_ms)
     else
-      lease(KEYS[4 * i - 1], KEYS[4 * i], id, 1, now + lease_ms)
+      local amount = 1
+      if kind == 1 then amount = est end
+      lease(KEYS[4 * i - 1], KEYS[4 * i], id, amount, now + lease_ms)
     end
   end
 end

@@ -90,9 +90,12 @@ impl SharedLimits {
     /// Checks the call against `rules` (all of one caller, in `workspace_id`), reserving
     /// `estimate` tokens in token rules.
     pub async fn check(self: &Arc<Self>, workspace_id: i64, rules: &[&RuleCheck], estimate: u64) -> Result<Admitted, Rejection> {
+        if rules.is_empty() {
+            return Ok(Admitted::default());
+        }
         let now = self.local.now_ms();
         let holds = rules.iter().any(|r| r.key.kind != RuleKind::Requests);
-        let lease_id = if holds { rand::random::<u64>() >> 1 } else { 0 };
+        let lease_id = if holds { rand::random::<u64>() } else { 0 };
         let outage = self.retry_at_ms.load(Ordering::Relaxed);
         // What this replica admitted on its own goes into Redis before anything else does, so
         // Redis never admits on a window that lacks this replica's share of it.
@@ -119,15 +122,13 @@ impl SharedLimits {
             }
         }
         let mut admitted = self.local.check(rules, estimate)?;
-        // Rules on one counter count it once.
-        let distinct = rules.iter().enumerate().filter(|&(i, r)| !rules[..i].iter().any(|o| o.key == r.key)).map(|(_, r)| r);
-        self.journal(distinct.map(|r| {
-            let op = match r.key.kind {
+        self.journal(distinct_counters(rules).map(|key| {
+            let op = match key.kind {
                 RuleKind::Requests => Op::Record(1),
                 RuleKind::Tokens => Op::Lease { amount: estimate, id: lease_id },
                 RuleKind::Concurrent => Op::Lease { amount: 1, id: lease_id },
             };
-            Entry { workspace_id, counter: r.key, at_ms: now, op }
+            Entry { workspace_id, counter: key, at_ms: now, op }
         }));
         if holds {
             admitted.lease.hold_shared(SharedLease::new(self, workspace_id, lease_id, rules, estimate, true));
@@ -231,6 +232,12 @@ impl SharedLimits {
     }
 }
 
+/// The counters `rules` count in, each once (rules on one counter, say 10/min and 6/min on one
+/// key, share it).
+fn distinct_counters<'a>(rules: &'a [&RuleCheck]) -> impl Iterator<Item = CounterKey> + 'a {
+    rules.iter().enumerate().filter(|&(i, r)| !rules[..i].iter().any(|o| o.key == r.key)).map(|(_, r)| r.key)
+}
+
 /// What a call holds in Redis (or, admitted during an outage, in the journal): its lease on
 /// token and concurrency counters, renewed while it runs and ended with it.
 pub struct SharedLease {
@@ -247,12 +254,7 @@ pub struct SharedLease {
 
 impl SharedLease {
     fn new(limits: &Arc<SharedLimits>, workspace_id: i64, id: u64, rules: &[&RuleCheck], estimate: u64, journaled: bool) -> Self {
-        let mut counters: SmallVec<[CounterKey; 2]> = SmallVec::new();
-        for r in rules {
-            if r.key.kind != RuleKind::Requests && !counters.contains(&r.key) {
-                counters.push(r.key);
-            }
-        }
+        let counters: SmallVec<[CounterKey; 2]> = distinct_counters(rules).filter(|k| k.kind != RuleKind::Requests).collect();
         // Renewed every third of its length while the call runs (a stream may outlast it).
         let renewer = tokio::runtime::Handle::try_current().ok().map(|rt| {
             let (limits, keys) = (limits.clone(), counters.clone());
