@@ -362,6 +362,10 @@ pub struct ModelInput {
     pub policy: Policy,
     pub endpoints: Vec<EndpointInput>,
     pub rules: Vec<RuleInput>,
+    /// As typed: the output tokens a call that gives no `max_tokens` reserves in token rules
+    /// and quotas; empty for the gateway's default.
+    #[serde(default)]
+    pub reserve_output: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +399,9 @@ pub struct ModelDetail {
     pub enabled: bool,
     pub endpoints: Vec<EndpointView>,
     pub rules: Vec<RuleView>,
+    /// `None`: the gateway's default.
+    #[serde(default)]
+    pub reserve_output: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,17 @@ pub fn endpoint_cap(s: &str) -> Result<Option<i64>, String> {
     parse_int(s, 1, MAX_CONCURRENT).map(Some)
 }
 
+/// Output tokens a call may reserve: above any model's output window.
+pub const MAX_RESERVE_OUTPUT: i64 = 1_000_000;
+
+/// A model's output reservation, as typed: empty for the gateway's default.
+pub fn reserve_output(s: &str) -> Result<Option<i64>, String> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_int(s, 1, MAX_RESERVE_OUTPUT).map(Some)
+}
+
 /// The largest limit a rule of `kind` takes.
 pub fn max_limit(kind: RuleKind) -> i64 {
     match kind {
@@ -232,6 +243,9 @@ pub fn model(input: &ModelInput) -> FieldErrors {
     if input.rules.len() > MAX_RULES {
         e.add("rules", format!("at most {MAX_RULES} rules"));
     }
+    if let Err(m) = reserve_output(&input.reserve_output) {
+        e.add("reserve_output", m);
+    }
     let mut seen = std::collections::HashSet::new();
     for (i, r) in input.rules.iter().enumerate() {
         if r.workspace_id.is_none() {
@@ -275,6 +289,7 @@ mod tests {
             policy: Policy::Weighted,
             endpoints: vec![ep("https://a.example", "50"), ep("http://b.example:8080/v1", "30"), ep("https://c", "20")],
             rules: vec![],
+            reserve_output: String::new(),
         }
     }
 
@@ -350,6 +365,14 @@ mod tests {
         assert_eq!(e.get("endpoints.2.max_concurrent"), Some("must be at least 1"));
         assert_eq!(e.get("endpoints.3.max_concurrent"), Some("must be a whole number"));
         assert_eq!(e.get("endpoints.4.max_concurrent"), Some("must be at most 100000"));
+    }
+
+    #[test]
+    fn an_output_reservation_is_empty_or_a_bounded_whole_number() {
+        for (typed, error) in [("", None), ("300", None), ("0", Some("must be at least 1")), ("1e3", Some("must be a whole number")), ("1000001", Some("must be at most 1000000"))] {
+            let e = model(&ModelInput { reserve_output: typed.into(), ..base() });
+            assert_eq!(e.get("reserve_output"), error, "{typed:?}");
+        }
     }
 
     #[test]

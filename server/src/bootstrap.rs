@@ -144,6 +144,7 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
         policy: Policy::RoundRobin,
         endpoints: vec![EndpointInput { id: None, model_id: "mock-model".into(), url: upstream.into(), api_key: KeyChange::Set("sk-mock-upstream".into()), weight: "100".into(), skip_stream_usage: false, max_concurrent: String::new() }],
         rules: vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(ws), api_key_id: Some(key.info.id), limit: "600".into(), duration: "60".into() }],
+        reserve_output: String::new(),
     };
     let (id, _) = models::create(db, &state.secrets, &input).await.map_err(e)?;
     let rev = models::set_enabled(db, id, true).await.map_err(e)?;

@@ -74,7 +74,7 @@ impl Harness {
     }
     /// Creates and enables a model of the marketplace entry `mm`; returns once the gateway serves it.
     async fn model_of(&self, mm: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
-        let input = ModelInput { marketplace_model_id: Some(mm), cluster_id: Some(self.cluster), policy, endpoints, rules };
+        let input = ModelInput { marketplace_model_id: Some(mm), cluster_id: Some(self.cluster), policy, endpoints, rules, reserve_output: String::new() };
         let (id, _) = models::create(&self.state.db, &self.state.secrets, &input).await.unwrap();
         self.enable(id, true).await;
         id
@@ -90,7 +90,7 @@ impl Harness {
     }
     /// Replaces the model's policy, endpoints and rules; returns once the gateway serves it.
     async fn replace(&self, id: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) {
-        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules };
+        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules, reserve_output: String::new() };
         let rev = models::update(&self.state.db, &self.state.secrets, id, &input).await.unwrap();
         self.state.config_changed(rev).await;
     }
@@ -631,6 +631,7 @@ async fn what_a_rule_counted_survives_a_configuration_change() {
         policy: Policy::RoundRobin,
         endpoints: vec![ep(h.up(endpoint), "m", "", None)],
         rules: vec![rule.clone()],
+        reserve_output: String::new(),
     };
     let id = h.model(Policy::RoundRobin, input("").endpoints, vec![rule.clone()]).await;
     for _ in 0..2 {
@@ -1327,6 +1328,29 @@ async fn token_rules_reserve_then_settle_to_the_real_usage_and_say_so_in_openais
         consumed += 7;
     }
     assert_eq!(h.received().await.len(), 6, "six calls of 7 tokens: the sixth took the window past 40");
+}
+
+/// A call without `max_tokens` reserves the model's own output reservation when it sets one
+/// (a model known for short answers need not hold 1,024 tokens per call), the gateway's
+/// default otherwise; an invalid reservation is refused next to its field.
+#[tokio::test]
+async fn a_call_without_max_tokens_reserves_the_models_own_output_reservation() {
+    let h = harness().await;
+    let rules = vec![kind_rule(&h, RuleKind::Tokens, "100000", "60")];
+    let model = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], rules.clone()).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]});
+    let prompt = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4);
+    let remaining = |r: &reqwest::Response| header(r, "x-ratelimit-remaining-tokens").unwrap().parse::<u64>().unwrap();
+    assert_eq!(remaining(&h.chat(body.clone()).await), 100_000 - prompt - 1_024, "the gateway's default");
+    let mut input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up(""), "m", "", None)], rules, reserve_output: "300".into() };
+    let rev = models::update(&h.state.db, &h.state.secrets, model, &input).await.unwrap();
+    h.state.config_changed(rev).await;
+    // The first call used 7 (the mock's usage).
+    assert_eq!(remaining(&h.chat(body.clone()).await), 100_000 - 7 - prompt - 300, "the model's reservation");
+    assert_eq!(models::get(&h.state.db, model).await.unwrap().reserve_output, Some(300), "the form shows it again");
+    input.reserve_output = "0".into();
+    let err = models::update(&h.state.db, &h.state.secrets, model, &input).await.unwrap_err().into_app();
+    assert!(matches!(&err, app::error::AppError::Invalid(f) if f.get("reserve_output") == Some("must be at least 1")), "{err:?}");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use app::types::*;
 use common::daemons::{Postgres, Redis, RedisCluster};
 use sea_orm::EntityTrait;
 use serde_json::{json, Value};
-use server::gateway::redis_limiter::{RedisConfig, RedisLimiter};
+use server::gateway::redis_limiter::{RedisConfig, RedisLimiter, Refused, SharedCounter};
 use server::gateway::{spawn_reloader, Gateway, GatewayConfig, Serves};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ impl Fixture {
     /// The same, its endpoint at `path` of the mock (`/chunks/4/chunk-delay/150`).
     async fn model_at(&self, state: &AppState, path: &str, rules: Vec<RuleInput>) -> (i64, i64) {
         let endpoints = vec![EndpointInput { id: None, model_id: "up".into(), url: format!("{}{path}", self.mock), api_key: KeyChange::default(), weight: "".into(), skip_stream_usage: false, max_concurrent: String::new() }];
-        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy: Policy::RoundRobin, endpoints, rules };
+        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy: Policy::RoundRobin, endpoints, rules, reserve_output: String::new() };
         let (id, _) = models::create(&state.db, &state.secrets, &input).await.unwrap();
         let rev = models::set_enabled(&state.db, id, true).await.unwrap();
         (id, rev)
@@ -67,6 +67,14 @@ impl Fixture {
     }
     fn key_rule(&self, limit: u64, secs: u64) -> RuleInput {
         RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(self.ws), api_key_id: Some(self.key_id), limit: limit.to_string(), duration: secs.to_string() }
+    }
+}
+
+/// The rule that refused a call in Redis (a test of rules only).
+fn rule_refusal(r: Refused) -> server::gateway::limiter::Rejection {
+    match r {
+        Refused::Rule(r) => r,
+        Refused::Quota(i) => panic!("refused by quota {i}, not a rule"),
     }
 }
 
@@ -463,6 +471,62 @@ async fn a_token_rule_over_two_replicas_consumes_at_most_its_limit_plus_the_over
     assert_eq!(admitted, 10_000u64.div_ceil(estimate), "{admitted} calls of {estimate} tokens: shared, not per replica");
 }
 
+/// A workspace's request quota is one budget for both replicas, in Redis: a burst over both
+/// admits exactly the budget (counting on their own and learning of each other at their
+/// flushes, each would admit it: twice as many). When Redis loses the count (restarted empty)
+/// it is seeded again from what the replicas know was spent (the ledger they flushed), so the
+/// spent quota stays spent.
+#[tokio::test]
+async fn a_quota_is_one_budget_across_replicas_and_survives_redis_losing_it() {
+    use app::days::Period;
+    use app::ssr::services::quotas;
+    let redis = Redis::start().await;
+    let r = Arc::new(replicas(&redis.url).await);
+    r.model(vec![]).await;
+    let input = QuotaInput { period: Period::Day, tokens: "".into(), requests: "30".into() };
+    let rev = quotas::set_workspace(&r.state.db, &r.fx.op, r.fx.ws, &input).await.unwrap();
+    r.applied(rev).await;
+    let by_status = r.burst(200, &hello()).await;
+    assert_eq!(by_status.get(&200), Some(&30), "one budget for both replicas: {by_status:?}");
+    assert_eq!(by_status.get(&429), Some(&170), "{by_status:?}");
+    let refused = r.chat(1).await;
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+
+    // Twice, as their periodic flushes would: each writes its calls, then reads back the other's.
+    for _ in 0..2 {
+        for (i, gw) in r.gws.iter().enumerate() {
+            gw.flush_usage(&r.state.db, &format!("replica-{i}")).await.unwrap();
+        }
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let spent = quotas::ledger(&r.state.db, now, None).await.unwrap();
+    assert_eq!(spent.get(&(RuleTarget::Workspace, r.fx.ws, Period::Day.start(now))).map(|s| s.1), Some(30), "the ledger holds both replicas' calls");
+    let mut c = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    for replica in 0..2 {
+        assert_eq!(r.chat(replica).await.status(), 429, "replica {replica}: seeded from the ledger, the quota is still spent");
+    }
+}
+
+/// A key's token quota across two replicas under 200 concurrent streams, each reserving
+/// exactly what it then uses: admitted while spent + reserved < the budget, summed over both
+/// replicas, so exactly ceil(budget / tokens per call) calls.
+#[tokio::test]
+async fn a_token_quota_over_two_replicas_admits_until_spent_plus_reserved_reach_it() {
+    use app::days::Period;
+    let redis = Redis::start().await;
+    let r = Arc::new(replicas(&redis.url).await);
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 100});
+    let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 100;
+    r.fx.model_at(&r.state, &format!("/chunks/{}", estimate - 5), vec![]).await;
+    let input = QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() };
+    let rev = app::ssr::services::quotas::set_key(&r.state.db, &r.fx.op, r.fx.key_id, &input).await.unwrap();
+    r.applied(rev).await;
+    let admitted = r.burst(200, &body).await.get(&200).copied().unwrap_or(0) as u64;
+    assert_eq!(admitted, 5_000u64.div_ceil(estimate), "{admitted} calls of {estimate} tokens: one budget, not one per replica");
+}
+
 /// A replica that dies holding a place in a concurrency rule does not block the key for good:
 /// its lease runs out; a live call's lease, renewed, does not.
 #[tokio::test]
@@ -473,20 +537,20 @@ async fn leases_of_a_dead_replica_run_out_and_renewed_ones_do_not() {
     let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
     let one = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: RuleKind::Concurrent, duration_ms: 0 }, 1, "c".into())];
     let lease = |id| LeaseArgs { estimate: 0, lease_id: id, lease_ms: 400 };
-    assert!(l.check(7, &one, lease(1)).await.unwrap().is_ok());
-    let rej = l.check(7, &one, lease(2)).await.unwrap().unwrap_err();
+    assert!(l.check(7, &one, &[], lease(1)).await.unwrap().is_ok());
+    let rej = rule_refusal(l.check(7, &one, &[], lease(2)).await.unwrap().unwrap_err());
     assert_eq!((rej.kind, rej.retry_after_secs), (RuleKind::Concurrent, 1));
     // Renewed at 250 ms: still held at 500 ms.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    l.renew(7, &[one[0].key], 1, 400).await.unwrap();
+    l.renew(7, &[SharedCounter::Rule(one[0].key)], 1, 400).await.unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(l.check(7, &one, lease(3)).await.unwrap().is_err(), "renewed: still in flight");
+    assert!(l.check(7, &one, &[], lease(3)).await.unwrap().is_err(), "renewed: still in flight");
     // Never renewed again (its replica died): free once it ran out.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(l.check(7, &one, lease(4)).await.unwrap().is_ok(), "the dead replica's lease ran out");
+    assert!(l.check(7, &one, &[], lease(4)).await.unwrap().is_ok(), "the dead replica's lease ran out");
     // An ended lease frees its place at once.
-    l.settle(7, &[one[0].key], 4, None).await.unwrap();
-    assert!(l.check(7, &one, lease(5)).await.unwrap().is_ok());
+    l.settle(7, &[SharedCounter::Rule(one[0].key)], 4, None).await.unwrap();
+    assert!(l.check(7, &one, &[], lease(5)).await.unwrap().is_ok());
 }
 
 /// A Redis that accepts connections but never answers (a hung server, a black-holed route):
@@ -520,29 +584,29 @@ async fn redis_counters_slide_and_stay_small() {
     let rule = |subject: i64, limit: u64, ms: u64| RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, kind: app::types::RuleKind::Requests, duration_ms: ms }, limit, format!("r{subject}"));
     let short = [rule(1, 5, 1_000)];
     for i in 0..5 {
-        assert_eq!(l.check(7, &short, NO_LEASE).await.unwrap().unwrap().requests.unwrap().remaining, 4 - i);
+        assert_eq!(l.check(7, &short, &[], NO_LEASE).await.unwrap().unwrap().requests.unwrap().remaining, 4 - i);
     }
     let started = Instant::now();
-    let rej = l.check(7, &short, NO_LEASE).await.unwrap().unwrap_err();
+    let rej = rule_refusal(l.check(7, &short, &[], NO_LEASE).await.unwrap().unwrap_err());
     assert_eq!((rej.rule.as_str(), rej.limit, rej.retry_after_secs), ("r1", 5, 1));
     // Still refused while the window holds them; admitted once they left (1 s + one 1 ms tick).
-    assert!(l.check(7, &short, NO_LEASE).await.unwrap().is_err());
+    assert!(l.check(7, &short, &[], NO_LEASE).await.unwrap().is_err());
     tokio::time::sleep(Duration::from_millis(1_050).saturating_sub(started.elapsed())).await;
-    assert!(l.check(7, &short, NO_LEASE).await.unwrap().is_ok(), "the window slid");
+    assert!(l.check(7, &short, &[], NO_LEASE).await.unwrap().is_ok(), "the window slid");
 
     // Two rules on one key and window (10 and 6 per minute) share a counter: each request is
     // counted once in it, so the tighter rule admits 6, not 3.
     let loose = rule(3, 10, 60_000);
     let tight = loose.with_limit(6, "tight".into());
     for _ in 0..6 {
-        l.check(7, &[loose.clone(), tight.clone()], NO_LEASE).await.unwrap().unwrap();
+        l.check(7, &[loose.clone(), tight.clone()], &[], NO_LEASE).await.unwrap().unwrap();
     }
-    assert_eq!(l.check(7, &[loose, tight], NO_LEASE).await.unwrap().unwrap_err().rule, "tight");
+    assert_eq!(rule_refusal(l.check(7, &[loose, tight], &[], NO_LEASE).await.unwrap().unwrap_err()).rule, "tight");
 
     // 2,000 admissions under a 1,000 s window (1 s ticks): a handful of entries, exact total.
     let long = [rule(2, 1_000_000, 1_000_000)];
     for _ in 0..2_000 {
-        l.check(7, &long, NO_LEASE).await.unwrap().unwrap();
+        l.check(7, &long, &[], NO_LEASE).await.unwrap().unwrap();
     }
     let key = counter_key(7, &long[0].key);
     let mut c = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
@@ -601,6 +665,16 @@ fn a_misconfigured_gateway_refuses_to_start_and_says_why() {
     assert!(!out.status.success(), "started anyway");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("REDIS_CA_CERT /nonexistent/ca.pem"), "{err}");
+
+    // A lease too short to be renewed in time (renewal every third of it).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_maas"))
+        .args(["gateway", "--cluster", "local", "--listen", "127.0.0.1:0", "--database-url", &migrated, "--secret-key", "k"])
+        .args(["--redis-url", "redis://127.0.0.1:1", "--redis-lease", "2s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started anyway");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("MAAS_REDIS_LEASE must be at least 3s"), "{err}");
 }
 
 /// Managed Redis speaks TLS: `rediss://` connects with it, trusts a private CA only when given
@@ -617,9 +691,9 @@ async fn limits_are_shared_through_a_redis_that_speaks_only_tls() {
     l.ping().await.unwrap();
     let rule = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: app::types::RuleKind::Requests, duration_ms: 60_000 }, 3, "r".into())];
     for i in 0..3 {
-        assert_eq!(l.check(1, &rule, NO_LEASE).await.unwrap().unwrap().requests.unwrap().remaining, 2 - i);
+        assert_eq!(l.check(1, &rule, &[], NO_LEASE).await.unwrap().unwrap().requests.unwrap().remaining, 2 - i);
     }
-    assert_eq!(l.check(1, &rule, NO_LEASE).await.unwrap().unwrap_err().rule, "r");
+    assert_eq!(rule_refusal(l.check(1, &rule, &[], NO_LEASE).await.unwrap().unwrap_err()).rule, "r");
 }
 
 /// A Redis Cluster: each workspace's counters live on the node of its slot (hash tag
@@ -643,7 +717,7 @@ async fn limits_are_exact_on_a_redis_cluster() {
         let mut admitted = 0;
         for i in 0..10 {
             let l = if i % 2 == 0 { &a } else { &b };
-            if l.check(ws, &rules, NO_LEASE).await.unwrap().is_ok() {
+            if l.check(ws, &rules, &[], NO_LEASE).await.unwrap().is_ok() {
                 admitted += 1;
             }
         }

@@ -163,6 +163,7 @@ async fn list_is_paginated_and_searched_on_the_server() {
             policy: Policy::RoundRobin,
             endpoints: vec![endpoint(&format!("upstream-{i}"), "https://u.example", "")],
             rules: vec![],
+            reserve_output: String::new(),
         };
         models::create(env.db(), &env.state.secrets, &input).await.unwrap();
     }

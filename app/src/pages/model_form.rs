@@ -172,12 +172,14 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             .unwrap_or_default(),
     );
 
+    let reserve_output = RwSignal::new(initial.as_ref().and_then(|m| m.reserve_output).map(|r| r.to_string()).unwrap_or_default());
     let to_input = move || ModelInput {
         marketplace_model_id: mm.get(),
         cluster_id: cluster.get(),
         policy: policy.get(),
         endpoints: eps.get().iter().map(EpRow::input).collect(),
         rules: rules.get().iter().map(RuleRow::input).collect(),
+        reserve_output: reserve_output.get(),
     };
     let total = Memo::new(move |_| validate::weight_total(&eps.get().iter().map(EpRow::input).collect::<Vec<_>>()));
     let weights_ok = move || policy.get() != Policy::Weighted || total.get() == 100;
@@ -291,6 +293,12 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 limit: RwSignal::new("60".into()),
                 duration: RwSignal::new("60".into()),
             }))>"+ Add rule"</button>
+            <label class="reserve-output">"Output tokens reserved per call without max_tokens"
+                <input id="reserve-output" inputmode="numeric" placeholder="1024 (default)" prop:value=move || reserve_output.get()
+                    on:input:target=move |ev| reserve_output.set(ev.target().value())/>
+                <small>"What a call reserves in token rules and quotas until its real usage is known."</small>
+                <FieldMsg errors=errs field="reserve_output"/>
+            </label>
 
             <ErrorBox value=save.value().into()/>
             <div class="form-actions">

@@ -132,6 +132,8 @@ pub mod maas_model {
         pub policy: String,
         pub enabled: bool,
         pub revision: i64,
+        /// Output tokens reserved by a call that gives no `max_tokens` (NULL: the gateway's default).
+        pub reserve_output_tokens: Option<i64>,
         pub created_at: i64,
         pub updated_at: i64,
     }

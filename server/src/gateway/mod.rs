@@ -111,12 +111,45 @@ enum RateLimits {
     Shared(Arc<shared_limits::SharedLimits>),
 }
 
+/// Why a call was not admitted.
+#[derive(Debug)]
+pub enum Refusal {
+    Rate(Rejection),
+    Quota(quota::QuotaExceeded),
+}
+
+impl From<Refusal> for GatewayError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Rate(r) => GatewayError::RateLimited(r),
+            Refusal::Quota(q) => GatewayError::QuotaExceeded(q),
+        }
+    }
+}
+
 impl RateLimits {
-    /// Checks the call against `rules` (reserving `estimate` tokens in token rules).
-    async fn check(&self, caller: &Caller, rules: &[&RuleCheck], estimate: u64) -> Result<Admitted, Rejection> {
+    /// Checks the call against `rules` and `quotas` at wall time `now_secs` (reserving
+    /// `estimate` tokens in token rules and token budgets), all together: a refusal by one
+    /// leaves nothing consumed in the others.
+    async fn check(&self, caller: &Caller, rules: &[&RuleCheck], quotas: &[&quota::QuotaCheck], now_secs: i64, estimate: u64) -> Result<Admitted, Refusal> {
         match self {
-            RateLimits::Local(l) => l.check(rules, estimate),
-            RateLimits::Shared(shared) => shared.check(caller.workspace_id, rules, estimate).await,
+            RateLimits::Local(l) => {
+                // Quotas first (their reservation is the cheaper to give back).
+                let mut in_quota = limiter::Lease::default();
+                if !quotas.is_empty() {
+                    quota::check(quotas, now_secs, estimate, in_quota.quotas()).map_err(Refusal::Quota)?;
+                }
+                let mut admitted = match l.check(rules, estimate) {
+                    Ok(a) => a,
+                    Err(rej) => {
+                        in_quota.cancel();
+                        return Err(Refusal::Rate(rej));
+                    }
+                };
+                admitted.lease.merge(in_quota);
+                Ok(admitted)
+            }
+            RateLimits::Shared(shared) => shared.check(caller.workspace_id, rules, quotas, now_secs, estimate).await,
         }
     }
 
@@ -442,21 +475,8 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     let rules = route.rules.for_caller(&caller);
     let quotas = snap.quotas_for(&caller);
     // Only token rules and quotas need the estimate (a look at two members of the parsed body).
-    let estimate = if !quotas.is_empty() || rules.iter().any(|r| r.key.kind == RuleKind::Tokens) { reserve::estimate(op, bytes.len(), &req) } else { 0 };
-    // Quotas first (their reservation is the cheaper to give back), then the rules: a refusal
-    // by either leaves nothing consumed in the other.
-    let mut in_quota = limiter::Lease::default();
-    if !quotas.is_empty() {
-        quota::check(&quotas, gw.config.wall_clock.now(), estimate, in_quota.quotas()).map_err(GatewayError::QuotaExceeded)?;
-    }
-    let mut admitted = match gw.limits.check(&caller, &rules, estimate).await {
-        Ok(a) => a,
-        Err(rej) => {
-            in_quota.cancel();
-            return Err(GatewayError::RateLimited(rej));
-        }
-    };
-    admitted.lease.merge(in_quota);
+    let estimate = if !quotas.is_empty() || rules.iter().any(|r| r.key.kind == RuleKind::Tokens) { reserve::estimate(op, bytes.len(), &req, route.reserve_output) } else { 0 };
+    let mut admitted = gw.limits.check(&caller, &rules, &quotas, gw.config.wall_clock.now(), estimate).await?;
     // Streams: ask the upstream for its usage chunk when the client did not (cut again on the
     // way back, so the client gets the stream it asked for).
     let stream_options = match op {

@@ -6,9 +6,13 @@
 //!
 //! What the period spent comes from the `quota_spent` ledger, which every gateway adds its
 //! calls to after each usage flush ([`flush`]), plus what this process counted since (not yet
-//! written). So a restart, or a replica added mid-period, starts from what was spent; with
-//! several replicas each learns of the others' calls at its next flush (every few seconds), so a
-//! quota can be overspent by at most what the other replicas admit within one flush interval.
+//! written). So a restart, or a replica added mid-period, starts from what was spent. Replicas
+//! sharing Redis check quotas there, with the rules in one script (one count per budget and
+//! period, seeded from [`QuotaCheck::shared`]'s figures where Redis lacks it), and count each
+//! call here too ([`record`]): for the ledger, and for when Redis cannot answer. Without Redis
+//! each replica learns of the others' calls at its next flush (every few seconds), so a quota
+//! can be overspent by at most what the other replicas admit within one flush interval.
+use super::redis_limiter::{Budget, SharedCounter, SharedQuota};
 use app::days::Period;
 use app::ssr::entities::quota;
 use app::types::RuleTarget;
@@ -87,25 +91,62 @@ impl QuotaCheck {
     pub fn counter(&self) -> &Arc<QuotaCounter> {
         &self.counter
     }
+
+    /// The refusal this quota's `budget` gives at `now_secs`.
+    pub fn exceeded(&self, now_secs: i64, budget: Budget) -> QuotaExceeded {
+        let (what, amount) = match budget {
+            Budget::Tokens => ("tokens", self.tokens),
+            Budget::Requests => ("requests", self.requests),
+        };
+        let resets_at = self.key.period.end(now_secs);
+        QuotaExceeded { target: self.key.target, period: self.key.period, what, budget: amount.unwrap_or(0), resets_at, retry_after_secs: (resets_at - now_secs).max(1) }
+    }
+
+    /// Its budgets as counters in Redis for the period holding `now_secs`, each seeded (where
+    /// Redis lacks it) with what this process knows was spent: the ledger and its own calls
+    /// since, not what calls in flight reserve (their leases hold that).
+    pub fn shared(&self, now_secs: i64) -> impl Iterator<Item = SharedQuota> + '_ {
+        let period_start = self.key.period.start(now_secs);
+        let expires_at_ms = (self.key.period.end(now_secs) + 86_400) * 1000;
+        let (tokens, requests) = {
+            let mut st = self.counter.state.lock();
+            let st = st.at(period_start);
+            (st.ledger_tokens + st.new_tokens, st.ledger_requests + st.new_requests)
+        };
+        [(Budget::Tokens, self.tokens, tokens), (Budget::Requests, self.requests, requests)].into_iter().filter_map(move |(budget, limit, base)| {
+            limit.map(|limit| SharedQuota { counter: SharedCounter::Quota { key: self.key, period_start, budget }, budget: limit, base, expires_at_ms })
+        })
+    }
 }
 
 /// Checks the call against `quotas` (at most the key's and its workspace's) at wall time
 /// `now_secs` and, if every one has room, reserves a request and `estimate` tokens in each
 /// (pushed to `held`, which the call's lease settles). A refusal reserves nothing.
 pub fn check(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64, held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>) -> Result<(), QuotaExceeded> {
+    reserve(quotas, now_secs, estimate, held, true)
+}
+
+/// Reserves as [`check`] does without checking: a call Redis admitted is counted here too, for
+/// the ledger and for when Redis cannot answer.
+pub fn record(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64, held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>) {
+    let _always = reserve(quotas, now_secs, estimate, held, false);
+}
+
+fn reserve(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64, held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>, enforce: bool) -> Result<(), QuotaExceeded> {
     // Locked in the order given (the key's, then the workspace's: the same for every call, and a
     // counter is only ever one subject's), so two calls never wait on each other in a cycle.
     let mut locked: smallvec::SmallVec<[parking_lot::MutexGuard<'_, Spent>; 2]> = smallvec::SmallVec::new();
     for q in quotas {
-        let start = q.key.period.start(now_secs);
         let mut st = q.counter.state.lock();
-        st.at(start);
-        let over = |what, budget: Option<u64>, used: u64| budget.filter(|b| used >= *b).map(|budget| {
-            let resets_at = q.key.period.end(now_secs);
-            QuotaExceeded { target: q.key.target, period: q.key.period, what, budget, resets_at, retry_after_secs: (resets_at - now_secs).max(1) }
-        });
-        if let Some(e) = over("requests", q.requests, st.requests()).or_else(|| over("tokens", q.tokens, st.tokens())) {
-            return Err(e);
+        st.at(q.key.period.start(now_secs));
+        if enforce {
+            let over = |budget: Option<u64>, used: u64| budget.is_some_and(|b| used >= b);
+            if over(q.requests, st.requests()) {
+                return Err(q.exceeded(now_secs, Budget::Requests));
+            }
+            if over(q.tokens, st.tokens()) {
+                return Err(q.exceeded(now_secs, Budget::Tokens));
+            }
         }
         locked.push(st);
     }

@@ -17,6 +17,7 @@
 //! apply to a caller are its key's and its workspace's, so one script's keys share a Redis
 //! Cluster slot.
 use super::limiter::{Admission, CounterKey, Rejection, RuleCheck};
+use super::quota::QuotaKey;
 use app::types::{RuleKind, RuleTarget};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::borrow::Borrow;
@@ -93,6 +94,21 @@ local function lease(lz, lh, id, amount, expires)
     redis.call('PEXPIRE', lh, expires - now)
   end
 end
+-- A quota's spent count: seeded with what the replica asking knows was spent (`base`: the
+-- ledger plus its own calls since) when Redis does not have it (the period's first call, or a
+-- Redis that lost its data), kept until a day after the period ends (`expires`, Unix ms).
+local function spent(h, base, expires)
+  local n = redis.call('HGET', h, 'n')
+  if n then return tonumber(n) end
+  redis.call('HSET', h, 'n', base)
+  redis.call('PEXPIREAT', h, expires)
+  return base
+end
+-- Adds to a quota's spent count, if Redis has it: an absent one is seeded by the next check
+-- from the ledger, which these calls reach with the next usage flush.
+local function spend(h, amount)
+  if amount > 0 and redis.call('EXISTS', h) == 1 then redis.call('HINCRBY', h, 'n', amount) end
+end
 local function unlease(lz, lh, id)
   local amount = tonumber(redis.call('HGET', lh, id))
   if amount then
@@ -104,34 +120,39 @@ local function unlease(lz, lh, id)
 end
 "#;
 
-/// KEYS: four per rule (its log's ticks and counts, its leases' expiries and amounts). ARGV:
-/// `estimate, lease id, lease ms`, then `kind (0 requests, 1 tokens, 2 concurrent), limit,
-/// duration_ms` per rule. Returns `{1, requests' limit, remaining, reset ms, tokens' limit,
-/// remaining, reset ms}` for the tightest rule of each kind when admitted (-1 where no rule of
-/// the kind applies), or `{0, rule_index (1-based), wait_ms}` when refused, having recorded
-/// nothing. Runs atomically: nothing interleaves.
+/// KEYS: four per counter (its log's ticks and counts, its leases' expiries and amounts; a
+/// quota's spent count is its "counts" hash). ARGV: `estimate, lease id, lease ms`, then `kind,
+/// limit, duration_ms, base` per counter, kind being 0 requests, 1 tokens, 2 concurrent (rules),
+/// 3 a quota's tokens, 4 its requests; for quotas `duration_ms` is when the count may expire
+/// (Unix ms) and `base` what seeds it. Returns `{1, requests' limit, remaining, reset ms, tokens'
+/// limit, remaining, reset ms}` for the tightest rule of each kind when admitted (-1 where no
+/// rule of the kind applies), or `{0, counter index (1-based), wait_ms}` when refused, having
+/// recorded nothing. Runs atomically: nothing interleaves.
 const CHECK: &str = r#"
 local est, id, lease_ms = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local n = #KEYS / 4
 local best = { {-1, -1, 0}, {-1, -1, 0} }
 for i = 1, n do
   local z, h, lz, lh = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
-  local kind, limit, dur = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3])
+  local kind, limit, dur = tonumber(ARGV[4 * i]), tonumber(ARGV[4 * i + 1]), tonumber(ARGV[4 * i + 2])
   local logged, held = 0, 0
-  if kind ~= 2 then logged = expire_log(z, h, dur) end
-  if kind ~= 0 then held = expire_leases(lz, lh) end
+  if kind <= 1 then logged = expire_log(z, h, dur) end
+  if kind >= 3 then logged = spent(h, tonumber(ARGV[4 * i + 3]), dur) end
+  if kind >= 1 and kind <= 3 then held = expire_leases(lz, lh) end
   local used, cost = logged + held, 1
-  if kind == 1 then cost = est end
+  if kind == 1 or kind == 3 then cost = est end
   if used >= limit then
     -- One more fits once the (used - limit + 1) oldest have left the log; what fills it with
-    -- calls in flight has no known end: a second is the hint (at most the window).
+    -- calls in flight has no known end: a second is the hint (at most the window). A quota
+    -- waits for its period to turn, which the caller knows.
+    if kind >= 3 then return {0, i, 0} end
     local frees = nil
     if kind ~= 2 then frees = leaves_at(z, h, used - limit + 1, dur) end
     if frees then return {0, i, frees - now} end
     if kind == 1 then return {0, i, math.min(1000, dur)} end
     return {0, i, 1000}
   end
-  if kind ~= 2 then
+  if kind <= 1 then
     local left = math.max(limit - used - cost, 0)
     local b = best[kind + 1]
     if b[1] < 0 or left < b[2] then best[kind + 1] = {limit, left, i} end
@@ -143,12 +164,14 @@ for i = 1, n do
   local z = KEYS[4 * i - 3]
   if not recorded[z] then
     recorded[z] = true
-    local kind, dur = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 3])
+    local kind, dur = tonumber(ARGV[4 * i]), tonumber(ARGV[4 * i + 2])
     if kind == 0 then
       record(z, KEYS[4 * i - 2], dur, now, 1)
+    elseif kind == 4 then
+      redis.call('HINCRBY', KEYS[4 * i - 2], 'n', 1)
     else
       local amount = 1
-      if kind == 1 then amount = est end
+      if kind ~= 2 then amount = est end
       lease(KEYS[4 * i - 1], KEYS[4 * i], id, amount, now + lease_ms)
     end
   end
@@ -161,7 +184,7 @@ for k = 1, 2 do
   if b[1] >= 0 then
     local i = b[3]
     local oldest = redis.call('ZRANGE', KEYS[4 * i - 3], 0, 0)
-    if #oldest > 0 then reset = tonumber(oldest[1]) + tonumber(ARGV[3 * i + 3]) - now end
+    if #oldest > 0 then reset = tonumber(oldest[1]) + tonumber(ARGV[4 * i + 2]) - now end
   end
   table.insert(out, b[1])
   table.insert(out, b[2])
@@ -179,6 +202,7 @@ for i = 1, #KEYS / 4 do
   local kind, dur, consumed = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
   unlease(KEYS[4 * i - 1], KEYS[4 * i], id)
   if kind == 1 and consumed > 0 then record(KEYS[4 * i - 3], KEYS[4 * i - 2], dur, now, consumed) end
+  if kind == 3 then spend(KEYS[4 * i - 2], consumed) end
 end
 return 1
 "#;
@@ -194,18 +218,23 @@ return 1
 "#;
 
 /// Replays what a replica admitted on its own counters while Redis could not answer, in order.
-/// KEYS: four per counter. ARGV: `lease ms`, the counters' durations, then operations of four
-/// values: `op (1 record, 2 lease, 3 end lease), counter index (1-based), ms ago, amount`, the
-/// lease id in place of the amount for op 3 (and after it for op 2: five values).
+/// KEYS: four per counter. ARGV: `lease ms`, the counters' kinds and durations (two values
+/// each), then operations of four values: `op (1 record, 2 lease, 3 end lease), counter index
+/// (1-based), ms ago, amount`, the lease id in place of the amount for op 3 (and after it for
+/// op 2: five values).
 const REPLAY: &str = r#"
 local lease_ms = tonumber(ARGV[1])
 local n = #KEYS / 4
-local k = n + 2
+local k = 2 * n + 2
 while k <= #ARGV do
   local op, i, ago = tonumber(ARGV[k]), tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])
-  local dur = tonumber(ARGV[i + 1])
+  local kind, dur = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   if op == 1 then
-    record(KEYS[4 * i - 3], KEYS[4 * i - 2], dur, now - ago, tonumber(ARGV[k + 3]))
+    if kind >= 3 then
+      spend(KEYS[4 * i - 2], tonumber(ARGV[k + 3]))
+    else
+      record(KEYS[4 * i - 3], KEYS[4 * i - 2], dur, now - ago, tonumber(ARGV[k + 3]))
+    end
     k = k + 4
   elseif op == 2 then
     local expires = now - ago + lease_ms
@@ -277,6 +306,91 @@ pub struct SharedAdmission {
     pub tokens: Option<Admission>,
 }
 
+/// A counter in Redis: a rule's, or one budget of a quota in one period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedCounter {
+    Rule(CounterKey),
+    Quota { key: QuotaKey, period_start: i64, budget: Budget },
+}
+
+/// What a quota's counter counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    Tokens,
+    Requests,
+}
+
+impl SharedCounter {
+    /// The script's code for it (see [`CHECK`]).
+    fn code(self) -> u8 {
+        match self {
+            SharedCounter::Rule(k) => match k.kind {
+                RuleKind::Requests => 0,
+                RuleKind::Tokens => 1,
+                RuleKind::Concurrent => 2,
+            },
+            SharedCounter::Quota { budget: Budget::Tokens, .. } => 3,
+            SharedCounter::Quota { budget: Budget::Requests, .. } => 4,
+        }
+    }
+
+    /// A rule's window (0 for concurrency and quotas).
+    fn duration_ms(self) -> u64 {
+        match self {
+            SharedCounter::Rule(k) => k.duration_ms,
+            SharedCounter::Quota { .. } => 0,
+        }
+    }
+
+    /// Whether an admission holds a lease on it until the call ends (reserved tokens, a place
+    /// in flight) rather than counting once.
+    pub fn leased(self) -> bool {
+        match self {
+            SharedCounter::Rule(k) => k.kind != RuleKind::Requests,
+            SharedCounter::Quota { budget, .. } => budget == Budget::Tokens,
+        }
+    }
+
+    /// Whether its end records the tokens consumed.
+    pub fn counts_tokens(self) -> bool {
+        matches!(self, SharedCounter::Rule(CounterKey { kind: RuleKind::Tokens, .. }) | SharedCounter::Quota { budget: Budget::Tokens, .. })
+    }
+
+    /// Its name in Redis (before the suffixes of [`keys`]).
+    pub fn redis_key(self, workspace_id: i64) -> String {
+        match self {
+            SharedCounter::Rule(k) => counter_key(workspace_id, &k),
+            SharedCounter::Quota { key, period_start, budget } => {
+                let what = match budget {
+                    Budget::Tokens => "tokens",
+                    Budget::Requests => "requests",
+                };
+                format!("maas:quota:{{ws:{workspace_id}}}:{}:{}:{}:{period_start}:{what}", target_name(key.target), key.subject_id, key.period.as_str())
+            }
+        }
+    }
+}
+
+/// One quota budget to check with a call's rules.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedQuota {
+    pub counter: SharedCounter,
+    pub budget: u64,
+    /// What this replica knows the period spent (the ledger plus its own calls since): what
+    /// seeds the count when Redis does not have it.
+    pub base: u64,
+    /// When Redis may forget the count (Unix ms): a day after its period ends.
+    pub expires_at_ms: i64,
+}
+
+/// Why Redis refused a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    Rule(Rejection),
+    /// The quota at this index of those checked is spent.
+    Quota(usize),
+}
+
 /// What a replica did on its own counters while Redis could not answer, replayed in order by
 /// [`RedisLimiter::replay`] (`ago_ms`: how long before the replay it happened).
 #[derive(Clone, Debug)]
@@ -285,14 +399,6 @@ pub enum Replayed {
     Record { counter: usize, ago_ms: u64, amount: u64 },
     Lease { counter: usize, ago_ms: u64, amount: u64, lease_id: u64 },
     EndLease { counter: usize, lease_id: u64 },
-}
-
-fn kind_code(kind: RuleKind) -> u8 {
-    match kind {
-        RuleKind::Requests => 0,
-        RuleKind::Tokens => 1,
-        RuleKind::Concurrent => 2,
-    }
 }
 
 fn script(body: &str) -> redis::Script {
@@ -363,28 +469,38 @@ impl RedisLimiter {
         Ok(())
     }
 
-    /// Checks one call against `rules` (all of one caller, in `workspace_id`) and, if every one
-    /// admits it, records it: a request in request rules, a lease on `lease.estimate` tokens in
-    /// token rules and on one place in concurrency rules. `Err` only when Redis could not
-    /// answer; the caller decides what to do then.
-    pub async fn check<R: Borrow<RuleCheck>>(&self, workspace_id: i64, rules: &[R], lease: LeaseArgs) -> Result<Result<SharedAdmission, Rejection>, RedisError> {
-        if rules.is_empty() {
+    /// Checks one call against `rules` and `quotas` (all of one caller, in `workspace_id`) and,
+    /// if every one admits it, records it: a request in request rules and request budgets, a
+    /// lease on `lease.estimate` tokens in token rules and token budgets, and on one place in
+    /// concurrency rules. `Err` only when Redis could not answer; the caller decides what to do
+    /// then.
+    pub async fn check<R: Borrow<RuleCheck>>(&self, workspace_id: i64, rules: &[R], quotas: &[SharedQuota], lease: LeaseArgs) -> Result<Result<SharedAdmission, Refused>, RedisError> {
+        if rules.is_empty() && quotas.is_empty() {
             return Ok(Ok(SharedAdmission::default()));
         }
         let mut inv = self.check.prepare_invoke();
         inv.arg(lease.estimate).arg(lease.lease_id).arg(lease.lease_ms);
         for r in rules {
             let r = r.borrow();
-            keys(&mut inv, &counter_key(workspace_id, &r.key));
-            inv.arg(kind_code(r.key.kind)).arg(r.limit).arg(r.key.duration_ms);
+            let c = SharedCounter::Rule(r.key);
+            keys(&mut inv, &c.redis_key(workspace_id));
+            inv.arg(c.code()).arg(r.limit).arg(r.key.duration_ms).arg(0);
+        }
+        for q in quotas {
+            keys(&mut inv, &q.counter.redis_key(workspace_id));
+            inv.arg(q.counter.code()).arg(q.budget).arg(q.expires_at_ms).arg(q.base);
         }
         let reply: Vec<i64> = self.invoke(&inv).await?;
         let admission = |limit: i64, remaining: i64, reset: i64| (limit >= 0).then(|| Admission { limit: limit as u64, remaining: remaining.max(0) as u64, reset_ms: reset.max(0) as u64 });
         match reply[..] {
             [1, rl, rr, rt, tl, tr, tt] => Ok(Ok(SharedAdmission { requests: admission(rl, rr, rt), tokens: admission(tl, tr, tt) })),
             [0, i, wait] => {
-                let r = rules.get((i - 1) as usize).map(Borrow::borrow).ok_or_else(|| unexpected("rule index out of range"))?;
-                Ok(Err(Rejection::new(r, wait.max(0) as u64)))
+                let i = (i - 1) as usize;
+                match rules.get(i) {
+                    Some(r) => Ok(Err(Refused::Rule(Rejection::new(r.borrow(), wait.max(0) as u64)))),
+                    None if i - rules.len() < quotas.len() => Ok(Err(Refused::Quota(i - rules.len()))),
+                    None => Err(unexpected("counter index out of range")),
+                }
             }
             _ => Err(unexpected("unexpected reply from the rate-limit script")),
         }
@@ -392,36 +508,36 @@ impl RedisLimiter {
 
     /// Ends lease `lease_id` on `counters` (of one workspace): releases what it held and, with
     /// `consumed`, records those tokens in its token rules (`None`: the call never ran).
-    pub async fn settle(&self, workspace_id: i64, counters: &[CounterKey], lease_id: u64, consumed: Option<u64>) -> Result<(), RedisError> {
+    pub async fn settle(&self, workspace_id: i64, counters: &[SharedCounter], lease_id: u64, consumed: Option<u64>) -> Result<(), RedisError> {
         let mut inv = self.settle.prepare_invoke();
         inv.arg(lease_id);
         for c in counters {
-            keys(&mut inv, &counter_key(workspace_id, c));
-            inv.arg(kind_code(c.kind)).arg(c.duration_ms).arg(consumed.map_or(-1, |t| t as i64));
+            keys(&mut inv, &c.redis_key(workspace_id));
+            inv.arg(c.code()).arg(c.duration_ms()).arg(consumed.map_or(-1, |t| t as i64));
         }
         self.invoke::<i64>(&inv).await.map(drop)
     }
 
     /// Extends lease `lease_id` to `lease_ms` from now where it is still held.
-    pub async fn renew(&self, workspace_id: i64, counters: &[CounterKey], lease_id: u64, lease_ms: u64) -> Result<(), RedisError> {
+    pub async fn renew(&self, workspace_id: i64, counters: &[SharedCounter], lease_id: u64, lease_ms: u64) -> Result<(), RedisError> {
         let mut inv = self.renew.prepare_invoke();
         inv.arg(lease_id).arg(lease_ms);
         for c in counters {
-            keys(&mut inv, &counter_key(workspace_id, c));
+            keys(&mut inv, &c.redis_key(workspace_id));
         }
         self.invoke::<i64>(&inv).await.map(drop)
     }
 
     /// Writes into Redis what was done on a replica's own counters (all of one workspace) while
     /// Redis could not answer, in the order it happened, each at its own time on Redis's clock.
-    pub async fn replay(&self, workspace_id: i64, counters: &[CounterKey], ops: &[Replayed], lease_ms: u64) -> Result<(), RedisError> {
+    pub async fn replay(&self, workspace_id: i64, counters: &[SharedCounter], ops: &[Replayed], lease_ms: u64) -> Result<(), RedisError> {
         let mut inv = self.replay.prepare_invoke();
         inv.arg(lease_ms);
         for c in counters {
-            keys(&mut inv, &counter_key(workspace_id, c));
+            keys(&mut inv, &c.redis_key(workspace_id));
         }
         for c in counters {
-            inv.arg(c.duration_ms);
+            inv.arg(c.code()).arg(c.duration_ms());
         }
         for op in ops {
             match *op {
@@ -449,14 +565,18 @@ fn unexpected(what: &'static str) -> RedisError {
 /// suffixes of [`keys`]): the same counter for the same rule meaning, across reloads and
 /// replicas (as [`CounterKey`](super::limiter::CounterKey)).
 pub fn counter_key(workspace_id: i64, key: &CounterKey) -> String {
-    let target = match key.target {
-        RuleTarget::ApiKey => "key",
-        RuleTarget::Workspace => "ws",
-    };
+    let target = target_name(key.target);
     let (model, subject, ms) = (key.model_id, key.subject_id, key.duration_ms);
     match key.kind {
         RuleKind::Requests => format!("maas:rl:{{ws:{workspace_id}}}:m{model}:{target}:{subject}:{ms}"),
         RuleKind::Tokens => format!("maas:rl:{{ws:{workspace_id}}}:m{model}:{target}:{subject}:tokens:{ms}"),
         RuleKind::Concurrent => format!("maas:rl:{{ws:{workspace_id}}}:m{model}:{target}:{subject}:concurrent"),
+    }
+}
+
+fn target_name(target: RuleTarget) -> &'static str {
+    match target {
+        RuleTarget::ApiKey => "key",
+        RuleTarget::Workspace => "ws",
     }
 }

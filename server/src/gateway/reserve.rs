@@ -6,7 +6,7 @@ use super::body::RequestBody;
 use super::snapshot::Op;
 
 /// Output reserved for a call that does not say how much it may produce (no `max_tokens` or
-/// `max_completion_tokens`).
+/// `max_completion_tokens`) to a model that sets no reservation of its own.
 pub const DEFAULT_OUTPUT_TOKENS: u64 = 1_024;
 
 /// Bytes per token assumed for the prompt: about what tokenizers make of English (4 chars per
@@ -15,15 +15,16 @@ pub const DEFAULT_OUTPUT_TOKENS: u64 = 1_024;
 const BYTES_PER_TOKEN: u64 = 4;
 
 /// The call's reservation: the request body's size in tokens (an upper bound of the prompt's,
-/// as the body holds the prompt and a little JSON) plus its output bound.
-pub fn estimate(op: Op, body_len: usize, req: &RequestBody<'_>) -> u64 {
+/// as the body holds the prompt and a little JSON) plus its output bound, or the model's
+/// `default_output` when it gives none.
+pub fn estimate(op: Op, body_len: usize, req: &RequestBody<'_>, default_output: u64) -> u64 {
     let prompt = (body_len as u64).div_ceil(BYTES_PER_TOKEN);
     let output = match op {
         Op::Embeddings => 0,
         _ => ["max_completion_tokens", "max_tokens"]
             .into_iter()
             .find_map(|m| req.member(m).and_then(|v| v.get().trim().parse::<u64>().ok()))
-            .unwrap_or(DEFAULT_OUTPUT_TOKENS),
+            .unwrap_or(default_output),
     };
     prompt.saturating_add(output)
 }
@@ -36,15 +37,16 @@ mod tests {
     fn prompt_size_plus_the_output_bound_the_call_gives() {
         let body = br#"{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":100}"#;
         let req = RequestBody::parse(body).unwrap();
-        assert_eq!(estimate(Op::Chat, body.len(), &req), (body.len() as u64).div_ceil(4) + 100);
+        assert_eq!(estimate(Op::Chat, body.len(), &req, DEFAULT_OUTPUT_TOKENS), (body.len() as u64).div_ceil(4) + 100);
         let body = br#"{"model":"m","prompt":"x","max_completion_tokens":7,"max_tokens":100}"#;
         let req = RequestBody::parse(body).unwrap();
-        assert_eq!(estimate(Op::Completions, body.len(), &req), (body.len() as u64).div_ceil(4) + 7, "the newer field wins");
+        assert_eq!(estimate(Op::Completions, body.len(), &req, DEFAULT_OUTPUT_TOKENS), (body.len() as u64).div_ceil(4) + 7, "the newer field wins");
         let body = br#"{"model":"m","messages":[]}"#;
         let req = RequestBody::parse(body).unwrap();
-        assert_eq!(estimate(Op::Chat, body.len(), &req), (body.len() as u64).div_ceil(4) + DEFAULT_OUTPUT_TOKENS, "no bound given");
+        assert_eq!(estimate(Op::Chat, body.len(), &req, DEFAULT_OUTPUT_TOKENS), (body.len() as u64).div_ceil(4) + DEFAULT_OUTPUT_TOKENS, "no bound given");
+        assert_eq!(estimate(Op::Chat, body.len(), &req, 300), (body.len() as u64).div_ceil(4) + 300, "the model's own reservation");
         let body = br#"{"model":"m","input":"abc","max_tokens":"lots"}"#;
         let req = RequestBody::parse(body).unwrap();
-        assert_eq!(estimate(Op::Embeddings, body.len(), &req), (body.len() as u64).div_ceil(4), "embeddings produce no output tokens");
+        assert_eq!(estimate(Op::Embeddings, body.len(), &req, DEFAULT_OUTPUT_TOKENS), (body.len() as u64).div_ceil(4), "embeddings produce no output tokens");
     }
 }

@@ -20,9 +20,10 @@
 //! a replica that dies holding them frees them when they run out (`lease_ms`). Their end (the
 //! tokens consumed) is sent without making the client wait: one script call per call, pipelined
 //! on the serving thread's multiplexed connection with the other calls' checks.
-use super::limiter::{Admitted, CounterKey, Limiter, Rejection, RuleCheck};
-use super::redis_limiter::{LeaseArgs, RedisLimiter, Replayed};
-use app::types::RuleKind;
+use super::limiter::{Admitted, Limiter, RuleCheck};
+use super::quota::{self, QuotaCheck};
+use super::redis_limiter::{LeaseArgs, RedisLimiter, Refused, Replayed, SharedCounter, SharedQuota};
+use super::Refusal;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,7 +62,7 @@ struct Journal {
 
 struct Entry {
     workspace_id: i64,
-    counter: CounterKey,
+    counter: SharedCounter,
     /// On the local counters' clock.
     at_ms: u64,
     op: Op,
@@ -87,14 +88,15 @@ impl SharedLimits {
         })
     }
 
-    /// Checks the call against `rules` (all of one caller, in `workspace_id`), reserving
-    /// `estimate` tokens in token rules.
-    pub async fn check(self: &Arc<Self>, workspace_id: i64, rules: &[&RuleCheck], estimate: u64) -> Result<Admitted, Rejection> {
-        if rules.is_empty() {
+    /// Checks the call against `rules` and `quotas` (all of one caller, in `workspace_id`) at
+    /// wall time `now_secs`, reserving `estimate` tokens in token rules and token budgets.
+    pub async fn check(self: &Arc<Self>, workspace_id: i64, rules: &[&RuleCheck], quotas: &[&QuotaCheck], now_secs: i64, estimate: u64) -> Result<Admitted, Refusal> {
+        if rules.is_empty() && quotas.is_empty() {
             return Ok(Admitted::default());
         }
         let now = self.local.now_ms();
-        let holds = rules.iter().any(|r| r.key.kind != RuleKind::Requests);
+        let shared_quotas: SmallVec<[(usize, SharedQuota); 4]> = quotas.iter().enumerate().flat_map(|(i, q)| q.shared(now_secs).map(move |s| (i, s))).collect();
+        let holds = rules.iter().any(|r| SharedCounter::Rule(r.key).leased()) || shared_quotas.iter().any(|(_, q)| q.counter.leased());
         let lease_id = if holds { rand::random::<u64>() } else { 0 };
         let outage = self.retry_at_ms.load(Ordering::Relaxed);
         // What this replica admitted on its own goes into Redis before anything else does, so
@@ -102,36 +104,57 @@ impl SharedLimits {
         if now >= outage && self.pending.load(Ordering::Relaxed) && !self.replay_pending().await {
             self.outage_from(now, "could not replay the outage journal");
         } else if now >= outage {
-            match self.redis.check(workspace_id, rules, LeaseArgs { estimate, lease_id, lease_ms: self.lease_ms }).await {
+            let in_redis: SmallVec<[SharedQuota; 4]> = shared_quotas.iter().map(|(_, q)| *q).collect();
+            match self.redis.check(workspace_id, rules, &in_redis, LeaseArgs { estimate, lease_id, lease_ms: self.lease_ms }).await {
                 Ok(decision) => {
                     // Written only when an outage ends: no shared cache line is written on every
                     // request by every serving thread.
                     if outage != 0 && self.retry_at_ms.swap(0, Ordering::Relaxed) != 0 {
                         tracing::info!("redis answers again: rate limits are shared across replicas");
                     }
-                    let shared = decision?;
+                    let shared = decision.map_err(|refused| match refused {
+                        Refused::Rule(r) => Refusal::Rate(r),
+                        Refused::Quota(i) => {
+                            let (q, s) = shared_quotas[i];
+                            let SharedCounter::Quota { budget, .. } = s.counter else { unreachable!("quota counters only") };
+                            Refusal::Quota(quotas[q].exceeded(now_secs, budget))
+                        }
+                    })?;
                     let mut admitted = self.local.record(rules, estimate);
+                    quota::record(quotas, now_secs, estimate, admitted.lease.quotas());
                     admitted.requests = shared.requests;
                     admitted.tokens = shared.tokens;
                     if holds {
-                        admitted.lease.hold_shared(SharedLease::new(self, workspace_id, lease_id, rules, estimate, false));
+                        admitted.lease.hold_shared(SharedLease::new(self, workspace_id, lease_id, counters(rules, &shared_quotas), estimate, false));
                     }
                     return Ok(admitted);
                 }
                 Err(e) => self.outage_from(now, &e.to_string()),
             }
         }
-        let mut admitted = self.local.check(rules, estimate)?;
-        self.journal(distinct_counters(rules).map(|key| {
-            let op = match key.kind {
-                RuleKind::Requests => Op::Record(1),
-                RuleKind::Tokens => Op::Lease { amount: estimate, id: lease_id },
-                RuleKind::Concurrent => Op::Lease { amount: 1, id: lease_id },
+        // Quotas first (their reservation is the cheaper to give back): a refusal by either
+        // leaves nothing consumed in the other.
+        let mut in_quota = super::limiter::Lease::default();
+        quota::check(quotas, now_secs, estimate, in_quota.quotas()).map_err(Refusal::Quota)?;
+        let mut admitted = match self.local.check(rules, estimate) {
+            Ok(a) => a,
+            Err(rej) => {
+                in_quota.cancel();
+                return Err(Refusal::Rate(rej));
+            }
+        };
+        admitted.lease.merge(in_quota);
+        let all = counters(rules, &shared_quotas);
+        self.journal(all.iter().map(|&counter| {
+            let op = match counter {
+                c if !c.leased() => Op::Record(1),
+                c if c.counts_tokens() => Op::Lease { amount: estimate, id: lease_id },
+                _ => Op::Lease { amount: 1, id: lease_id },
             };
-            Entry { workspace_id, counter: key, at_ms: now, op }
+            Entry { workspace_id, counter, at_ms: now, op }
         }));
         if holds {
-            admitted.lease.hold_shared(SharedLease::new(self, workspace_id, lease_id, rules, estimate, true));
+            admitted.lease.hold_shared(SharedLease::new(self, workspace_id, lease_id, all, estimate, true));
         }
         Ok(admitted)
     }
@@ -183,7 +206,7 @@ impl SharedLimits {
                 failed.extend(entries);
                 continue;
             }
-            let mut counters: Vec<CounterKey> = Vec::new();
+            let mut counters: Vec<SharedCounter> = Vec::new();
             let mut ops = Vec::with_capacity(entries.len());
             for e in &entries {
                 let counter = counters.iter().position(|c| *c == e.counter).unwrap_or_else(|| {
@@ -232,10 +255,11 @@ impl SharedLimits {
     }
 }
 
-/// The counters `rules` count in, each once (rules on one counter, say 10/min and 6/min on one
-/// key, share it).
-fn distinct_counters<'a>(rules: &'a [&RuleCheck]) -> impl Iterator<Item = CounterKey> + 'a {
-    rules.iter().enumerate().filter(|&(i, r)| !rules[..i].iter().any(|o| o.key == r.key)).map(|(_, r)| r.key)
+/// The counters a call counts in, each once (rules on one counter, say 10/min and 6/min on one
+/// key, share it): its rules', then its quotas' budgets.
+fn counters(rules: &[&RuleCheck], quotas: &[(usize, SharedQuota)]) -> SmallVec<[SharedCounter; 4]> {
+    let rules = rules.iter().enumerate().filter(|&(i, r)| !rules[..i].iter().any(|o| o.key == r.key)).map(|(_, r)| SharedCounter::Rule(r.key));
+    rules.chain(quotas.iter().map(|(_, q)| q.counter)).collect()
 }
 
 /// What a call holds in Redis (or, admitted during an outage, in the journal): its lease on
@@ -244,7 +268,8 @@ pub struct SharedLease {
     limits: Arc<SharedLimits>,
     workspace_id: i64,
     id: u64,
-    counters: SmallVec<[CounterKey; 2]>,
+    /// Those it holds a lease on.
+    counters: SmallVec<[SharedCounter; 2]>,
     estimate: u64,
     /// Taken on the local counters while Redis was away: its end goes to the journal too, after
     /// its start.
@@ -253,8 +278,9 @@ pub struct SharedLease {
 }
 
 impl SharedLease {
-    fn new(limits: &Arc<SharedLimits>, workspace_id: i64, id: u64, rules: &[&RuleCheck], estimate: u64, journaled: bool) -> Self {
-        let counters: SmallVec<[CounterKey; 2]> = distinct_counters(rules).filter(|k| k.kind != RuleKind::Requests).collect();
+    /// The lease `id` on the leased ones of `counters`.
+    fn new(limits: &Arc<SharedLimits>, workspace_id: i64, id: u64, counters: SmallVec<[SharedCounter; 4]>, estimate: u64, journaled: bool) -> Self {
+        let counters: SmallVec<[SharedCounter; 2]> = counters.into_iter().filter(|c| c.leased()).collect();
         // Renewed every third of its length while the call runs (a stream may outlast it).
         let renewer = tokio::runtime::Handle::try_current().ok().map(|rt| {
             let (limits, keys) = (limits.clone(), counters.clone());
@@ -302,8 +328,8 @@ impl SharedLease {
         let ws = self.workspace_id;
         self.limits.journal(self.counters.iter().flat_map(|&counter| {
             let end = Entry { workspace_id: ws, counter, at_ms, op: Op::EndLease(self.id) };
-            let record = match (counter.kind, tokens) {
-                (RuleKind::Tokens, Some(t)) if t > 0 => Some(Entry { workspace_id: ws, counter, at_ms, op: Op::Record(t) }),
+            let record = match tokens {
+                Some(t) if t > 0 && counter.counts_tokens() => Some(Entry { workspace_id: ws, counter, at_ms, op: Op::Record(t) }),
                 _ => None,
             };
             std::iter::once(end).chain(record)

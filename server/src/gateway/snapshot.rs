@@ -151,6 +151,8 @@ pub struct Route {
     pub endpoints: Vec<Endpoint>,
     pub balancer: Box<dyn Balancer>,
     pub rules: Rules,
+    /// Output tokens a call that gives no `max_tokens` reserves (see [`super::reserve`]).
+    pub reserve_output: u64,
     /// Calls waiting for a slot because every capped endpoint is full (bounded).
     pub waiting: std::sync::atomic::AtomicUsize,
 }
@@ -329,6 +331,7 @@ pub async fn build(
                 .collect(),
             balancer,
             rules: model_rules,
+            reserve_output: m.reserve_output_tokens.map_or(super::reserve::DEFAULT_OUTPUT_TOKENS, |r| r.max(1) as u64),
             waiting: Default::default(),
         };
         snap.models.insert(mm.name, Arc::new(route));

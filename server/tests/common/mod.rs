@@ -98,6 +98,7 @@ pub fn weighted_input(f: &Fixture) -> ModelInput {
             RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(f.ws), api_key_id: Some(f.key), limit: "100".into(), duration: "60".into() },
             RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(f.ws), api_key_id: None, limit: "1000".into(), duration: "3600".into() },
         ],
+        reserve_output: String::new(),
     }
 }
 

@@ -171,6 +171,7 @@ pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &Sec
         marketplace_model_id: Set(mm_id),
         cluster_id: Set(cl_id),
         policy: Set(input.policy.as_str().to_owned()),
+        reserve_output_tokens: Set(validate::reserve_output(&input.reserve_output).ok().flatten()),
         enabled: Set(false),
         revision: Set(rev),
         created_at: Set(t),
@@ -198,6 +199,7 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &Sec
     am.marketplace_model_id = Set(mm_id);
     am.cluster_id = Set(cl_id);
     am.policy = Set(input.policy.as_str().to_owned());
+    am.reserve_output_tokens = Set(validate::reserve_output(&input.reserve_output).ok().flatten());
     am.revision = Set(rev);
     am.updated_at = Set(now());
     am.update(&txn).await.map_err(|e| on_unique(e, "cluster", DUPLICATE))?;
@@ -269,6 +271,7 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
         enabled: m.enabled,
         endpoints,
         rules,
+        reserve_output: m.reserve_output_tokens,
     })
 }
 
