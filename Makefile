@@ -62,6 +62,7 @@ bench-usage:
 	cargo build --release -p server
 	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-usage.py
 	cargo bench -p server --bench usage_flush
+	MAAS_BIN=$(CARGO_TARGET_DIR)/release/maas scripts/bench-flush-floor.py
 
 ## RSS of `maas serve` under a flood of concurrent logins (figures for the notes).
 bench-login:

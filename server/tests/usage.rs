@@ -50,6 +50,24 @@ async fn requests_in(env: &Env, from: i64, to: i64, bucket: Option<i64>) -> (i64
     g.iter().fold((0, 0), |(r, t), g| (r + g.sums.requests, t + g.sums.total))
 }
 
+/// A flush larger than one INSERT statement (they bind at most 32,000 values: 695 rows) lands
+/// whole: every row of every statement, the last short one included, with its values in their
+/// columns (each key its own tokens).
+#[tokio::test]
+async fn a_flush_of_several_statements_stores_every_row_with_its_own_values() {
+    let env = env().await;
+    let minute = 600_000 * 60;
+    let rows: Vec<Row> = (1..=1_500).map(|k| Row { minute, model: Some(1 + k % 7), ws: Some(1 + k / 100), key: Some(k), outcome: "ok", sums: sums(1, k, 1, 30) }).collect();
+    insert(&env, &rows).await;
+    assert_eq!(requests_in(&env, minute, minute + 1, None).await, (1_500, (1..=1_500).map(|k| k + 1).sum::<i64>()));
+    let by_key = aggregate(env.db(), &Scope { from_minute: minute, to_minute: minute + 1, keys: Some(vec![700, 1_500]), ..Default::default() }, By::KeyOutcome, None).await.unwrap();
+    let mut got: Vec<(Option<i64>, i64)> = by_key.iter().map(|g| (g.int(1), g.sums.input)).collect();
+    got.sort();
+    assert_eq!(got, vec![(Some(700), 700), (Some(1_500), 1_500)], "the second statement's first row and the last row");
+    let last = aggregate(env.db(), &Scope { from_minute: minute, to_minute: minute + 1, keys: Some(vec![1_500]), ..Default::default() }, By::Outcome, None).await.unwrap();
+    assert_eq!((last[0].sums.latency_ms, last[0].sums.latency_hist[bucket(30)], last[0].sums.ttfb_hist[bucket(30)]), (30, 1, 1), "histograms in their columns");
+}
+
 #[tokio::test]
 async fn compaction_keeps_every_call_counted_exactly_once_late_rows_included() {
     let env = env().await;
