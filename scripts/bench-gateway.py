@@ -215,15 +215,22 @@ try:
             print(f"c={c:<3} baseline gateway {b[0]:9.0f} req/s ({100 * b[0] / d[0]:.0f}% of direct)   "
                   f"CPU {1000 * used / (b[0] * int(DURATION)):6.1f} us/req   statuses {b[3]}")
     # Rule kinds: no rule vs a token and a concurrency rule on the key, alternated, twice each.
-    for c in (16, 64):
-        got = {name: [] for name in by_rules}
-        for _ in range(2):
-            for name, (proc, url) in by_rules.items():
-                c0 = cpu_ms(proc.pid)
-                r = oha(f"{url}/v1/chat/completions", key, c)
-                got[name].append((r[0], 1000 * (cpu_ms(proc.pid) - c0) / (r[0] * int(DURATION)), r[3]))
-        for name, runs in got.items():
-            print(f"c={c:<3} rules: {name:<18} " + "  ".join(f"{rps:9.0f} req/s CPU {us:5.1f} us/req {codes}" for rps, us, codes in runs))
+    def compare_rules(servers, label, redis_proc=None):
+        for c in (16, 64):
+            got = {name: [] for name in servers}
+            for _ in range(2):
+                for name, (proc, url) in servers.items():
+                    c0 = cpu_ms(proc.pid)
+                    r0 = cpu_ms(redis_proc.pid) if redis_proc else 0
+                    r = oha(f"{url}/v1/chat/completions", key, c)
+                    n = r[0] * int(DURATION)
+                    redis_us = 1000 * (cpu_ms(redis_proc.pid) - r0) / n if redis_proc else None
+                    got[name].append((r[0], 1000 * (cpu_ms(proc.pid) - c0) / n, redis_us, r[3]))
+            for name, runs in got.items():
+                print(f"c={c:<3} {label}: {name:<18} " + "  ".join(
+                    f"{rps:9.0f} req/s CPU {us:5.1f} us/req" + (f" (redis {rus:4.1f})" if rus is not None else "") + f" {codes}"
+                    for rps, us, rus, codes in runs))
+    compare_rules(by_rules, "rules")
     # Streams (3 chunks, the usage event injected and cut when metering): metered vs not.
     for name, proc, url in (("metering on ", server, via), ("metering off", unmetered, via_off)):
         c0 = cpu_ms(proc.pid)
@@ -278,6 +285,12 @@ try:
         d = oha(direct, key, 16, rate=1000)
         g = oha(via, key, 16, rate=1000)
         print(f"1000 req/s, shared limits (redis): p50 {g[1]:7.0f} us p99 {g[2]:7.0f} us | added p50 {g[1] - d[1]:6.0f} us p99 {g[2] - d[2]:6.0f} us")
+        # Rule kinds in Redis: the same two databases, their limits shared (one script per call,
+        # plus the pipelined lease end for the token and concurrency rules).
+        for proc, _ in by_rules.values():
+            proc.terminate(); proc.wait()
+        by_rules = {name: start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{path}?mode=rwc", REDIS_URL=redis_url), r"MaaS console: (http://\S+)") for name, path in rules_db.items()}
+        compare_rules(by_rules, "shared rules (redis)", redis)
 finally:
     for p in (server, unmetered, shared, mock, nginx, socat, redis, baseline, *(p for p, _ in by_rules.values())):
         if p is None:
