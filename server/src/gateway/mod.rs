@@ -127,28 +127,32 @@ impl From<Refusal> for GatewayError {
     }
 }
 
+/// Checks the call against `quotas`, then `rules`, on this process's counters: quotas first
+/// (their reservation is the cheaper to give back), and a refusal by either leaves nothing
+/// consumed in the other. The embedded gateway's check, and a replica's while Redis is away.
+fn check_locally(limiter: &Limiter, rules: &[&RuleCheck], quotas: &[&quota::QuotaCheck], now_secs: i64, estimate: u64) -> Result<Admitted, Refusal> {
+    let mut in_quota = limiter::Lease::default();
+    if !quotas.is_empty() {
+        quota::check(quotas, now_secs, estimate, in_quota.quotas()).map_err(Refusal::Quota)?;
+    }
+    let mut admitted = match limiter.check(rules, estimate) {
+        Ok(a) => a,
+        Err(rej) => {
+            in_quota.cancel();
+            return Err(Refusal::Rate(rej));
+        }
+    };
+    admitted.lease.merge(in_quota);
+    Ok(admitted)
+}
+
 impl RateLimits {
     /// Checks the call against `rules` and `quotas` at wall time `now_secs` (reserving
     /// `estimate` tokens in token rules and token budgets), all together: a refusal by one
     /// leaves nothing consumed in the others.
     async fn check(&self, caller: &Caller, rules: &[&RuleCheck], quotas: &[&quota::QuotaCheck], now_secs: i64, estimate: u64) -> Result<Admitted, Refusal> {
         match self {
-            RateLimits::Local(l) => {
-                // Quotas first (their reservation is the cheaper to give back).
-                let mut in_quota = limiter::Lease::default();
-                if !quotas.is_empty() {
-                    quota::check(quotas, now_secs, estimate, in_quota.quotas()).map_err(Refusal::Quota)?;
-                }
-                let mut admitted = match l.check(rules, estimate) {
-                    Ok(a) => a,
-                    Err(rej) => {
-                        in_quota.cancel();
-                        return Err(Refusal::Rate(rej));
-                    }
-                };
-                admitted.lease.merge(in_quota);
-                Ok(admitted)
-            }
+            RateLimits::Local(l) => check_locally(l, rules, quotas, now_secs, estimate),
             RateLimits::Shared(shared) => shared.check(caller.workspace_id, rules, quotas, now_secs, estimate).await,
         }
     }

@@ -95,8 +95,8 @@ impl SharedLimits {
             return Ok(Admitted::default());
         }
         let now = self.local.now_ms();
-        let shared_quotas: SmallVec<[(usize, SharedQuota); 4]> = quotas.iter().enumerate().flat_map(|(i, q)| q.shared(now_secs).map(move |s| (i, s))).collect();
-        let holds = rules.iter().any(|r| SharedCounter::Rule(r.key).leased()) || shared_quotas.iter().any(|(_, q)| q.counter.leased());
+        let shared_quotas: SmallVec<[SharedQuota; 4]> = quotas.iter().flat_map(|q| q.shared(now_secs)).collect();
+        let holds = rules.iter().any(|r| SharedCounter::Rule(r.key).leased()) || shared_quotas.iter().any(|q| q.counter.leased());
         let lease_id = if holds { rand::random::<u64>() } else { 0 };
         let outage = self.retry_at_ms.load(Ordering::Relaxed);
         // What this replica admitted on its own goes into Redis before anything else does, so
@@ -104,8 +104,7 @@ impl SharedLimits {
         if now >= outage && self.pending.load(Ordering::Relaxed) && !self.replay_pending().await {
             self.outage_from(now, "could not replay the outage journal");
         } else if now >= outage {
-            let in_redis: SmallVec<[SharedQuota; 4]> = shared_quotas.iter().map(|(_, q)| *q).collect();
-            match self.redis.check(workspace_id, rules, &in_redis, LeaseArgs { estimate, lease_id, lease_ms: self.lease_ms }).await {
+            match self.redis.check(workspace_id, rules, &shared_quotas, LeaseArgs { estimate, lease_id, lease_ms: self.lease_ms }).await {
                 Ok(decision) => {
                     // Written only when an outage ends: no shared cache line is written on every
                     // request by every serving thread.
@@ -115,9 +114,9 @@ impl SharedLimits {
                     let shared = decision.map_err(|refused| match refused {
                         Refused::Rule(r) => Refusal::Rate(r),
                         Refused::Quota(i) => {
-                            let (q, s) = shared_quotas[i];
-                            let SharedCounter::Quota { budget, .. } = s.counter else { unreachable!("quota counters only") };
-                            Refusal::Quota(quotas[q].exceeded(now_secs, budget))
+                            let SharedCounter::Quota { key, budget, .. } = shared_quotas[i].counter else { unreachable!("quota counters only") };
+                            let q = quotas.iter().find(|q| q.key == key).expect("each shared budget is one of the call's quotas");
+                            Refusal::Quota(q.exceeded(now_secs, budget))
                         }
                     })?;
                     let mut admitted = self.local.record(rules, estimate);
@@ -132,18 +131,7 @@ impl SharedLimits {
                 Err(e) => self.outage_from(now, &e.to_string()),
             }
         }
-        // Quotas first (their reservation is the cheaper to give back): a refusal by either
-        // leaves nothing consumed in the other.
-        let mut in_quota = super::limiter::Lease::default();
-        quota::check(quotas, now_secs, estimate, in_quota.quotas()).map_err(Refusal::Quota)?;
-        let mut admitted = match self.local.check(rules, estimate) {
-            Ok(a) => a,
-            Err(rej) => {
-                in_quota.cancel();
-                return Err(Refusal::Rate(rej));
-            }
-        };
-        admitted.lease.merge(in_quota);
+        let mut admitted = super::check_locally(&self.local, rules, quotas, now_secs, estimate)?;
         let all = counters(rules, &shared_quotas);
         self.journal(all.iter().map(|&counter| {
             let op = match counter {
@@ -257,9 +245,9 @@ impl SharedLimits {
 
 /// The counters a call counts in, each once (rules on one counter, say 10/min and 6/min on one
 /// key, share it): its rules', then its quotas' budgets.
-fn counters(rules: &[&RuleCheck], quotas: &[(usize, SharedQuota)]) -> SmallVec<[SharedCounter; 4]> {
+fn counters(rules: &[&RuleCheck], quotas: &[SharedQuota]) -> SmallVec<[SharedCounter; 4]> {
     let rules = rules.iter().enumerate().filter(|&(i, r)| !rules[..i].iter().any(|o| o.key == r.key)).map(|(_, r)| SharedCounter::Rule(r.key));
-    rules.chain(quotas.iter().map(|(_, q)| q.counter)).collect()
+    rules.chain(quotas.iter().map(|q| q.counter)).collect()
 }
 
 /// What a call holds in Redis (or, admitted during an outage, in the journal): its lease on
