@@ -87,6 +87,8 @@ pub fn Nav() -> impl IntoView {
                                     <A href="/clusters">"Clusters"</A>
                                     <A href="/workspaces">"Workspaces"</A>
                                     <A href="/keys">"API keys"</A>
+                                    <A href="/audit">"Audit"</A>
+                                    <A href="/admin-tokens">"Admin tokens"</A>
                                     <A href="/marketplace">"User view"</A>
                                 }.into_any()
                             } else {

@@ -48,8 +48,15 @@ pub fn format_utc(secs: i64) -> String {
     format!("{} {:02}:{:02}", format_day(days), rest / 3600, rest / 60 % 60)
 }
 
+/// A Unix second as RFC 3339 in UTC (`YYYY-MM-DDTHH:MM:SSZ`), as exports and the API give times.
+pub fn format_rfc3339(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    format!("{}T{:02}:{:02}:{:02}Z", format_day(days), rest / 3600, rest / 60 % 60, rest % 60)
+}
+
 /// The calendar period (UTC) a quota counts in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     Day,

@@ -18,6 +18,9 @@ pub enum AppError {
     Invalid(FieldErrors),
     #[error("{0}")]
     Conflict(String),
+    /// Someone else changed it since the caller loaded it (`If-Match`, the edit form's revision).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// Too many attempts (logins): try again after the wait, which is also the `Retry-After`.
     #[error("{message}; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64, message: String },
@@ -46,6 +49,7 @@ impl AppError {
             AppError::NotFound(_) => 404,
             AppError::Invalid(_) => 422,
             AppError::Conflict(_) => 409,
+            AppError::PreconditionFailed(_) => 412,
             AppError::RateLimited { .. } => 429,
             AppError::Internal => 500,
             AppError::Transport(_) => 400,

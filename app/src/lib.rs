@@ -63,6 +63,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async/>
                     <Route path=path!("/marketplace") view=pages::marketplace::MarketplacePage ssr=SsrMode::Async/>
                     <Route path=path!("/usage") view=pages::usage::UsagePage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin-tokens") view=pages::admin_tokens::AdminTokensPage ssr=SsrMode::Async/>
+                    <Route path=path!("/audit") view=pages::audit::AuditPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

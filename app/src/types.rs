@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Operator,
@@ -35,6 +36,7 @@ pub struct CurrentUser {
 
 /// Load-balancing policy of a MaaS model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     #[default]
@@ -65,6 +67,7 @@ impl Policy {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RuleTarget {
     #[default]
@@ -90,6 +93,7 @@ impl RuleTarget {
 
 /// What a rate-limit rule counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RuleKind {
     /// Calls admitted per window.
@@ -163,6 +167,7 @@ impl fmt::Display for FieldErrors {
 // ---- marketplace, clusters, workspaces, keys ----
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct MarketplaceModel {
     pub id: i64,
     pub name: String,
@@ -182,6 +187,7 @@ pub struct MarketplaceInput {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Cluster {
     pub id: i64,
     pub name: String,
@@ -189,6 +195,7 @@ pub struct Cluster {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Workspace {
     pub id: i64,
     pub name: String,
@@ -218,6 +225,7 @@ impl QuotaInput {
 
 /// A quota and what is spent of it in the current period.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct QuotaView {
     pub period: Period,
     pub tokens: Option<i64>,
@@ -231,6 +239,7 @@ pub struct QuotaView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     pub id: i64,
     pub username: String,
@@ -238,6 +247,7 @@ pub struct UserSummary {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ApiKeyInfo {
     pub id: i64,
     pub workspace_id: i64,
@@ -256,6 +266,7 @@ pub struct ApiKeyInfo {
 /// Until when and for which models an API key works, as one layer sets it (its holder's
 /// choice, or the operator's limit).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct KeyScope {
     /// The last day (UTC, `YYYY-MM-DD`) the key works; `None`: no end.
     pub last_day: Option<String>,
@@ -308,6 +319,7 @@ fn parse_ids(s: &str) -> Vec<i64> {
 
 /// Returned once, at creation: the only time the secret exists outside the caller's hands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
     pub info: ApiKeyInfo,
     pub secret: String,
@@ -369,6 +381,7 @@ pub struct ModelInput {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct EndpointView {
     pub id: i64,
     pub model_id: String,
@@ -380,6 +393,7 @@ pub struct EndpointView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RuleView {
     pub kind: RuleKind,
     pub target: RuleTarget,
@@ -391,6 +405,7 @@ pub struct RuleView {
 
 /// A saved model as the edit form loads it (no upstream secrets).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelDetail {
     pub id: i64,
     pub marketplace_model_id: i64,
@@ -402,9 +417,14 @@ pub struct ModelDetail {
     /// `None`: the gateway's default.
     #[serde(default)]
     pub reserve_output: Option<i64>,
+    /// The model's configuration revision: an edit saved against it is refused (412) once
+    /// someone else has changed the model since.
+    #[serde(default)]
+    pub revision: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum GatewayState {
     /// Every live gateway serving the cluster (`replicas` of them) applied this model's latest
     /// revision.
@@ -415,6 +435,7 @@ pub enum GatewayState {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelRow {
     pub id: i64,
     pub name: String,
@@ -554,6 +575,7 @@ pub struct UsageFilter {
 /// What a set of calls adds up to. Tokens are the sums of the calls whose upstream reported
 /// usage; `usage_unknown` says how many did not (never counted as 0 tokens).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct UsageFigures {
     pub requests: i64,
     /// Upstream errors and malformed requests (not 429s, not cancels).
@@ -654,4 +676,120 @@ impl QuotaView {
     pub fn spent(&self) -> bool {
         self.tokens.is_some_and(|b| self.spent_tokens >= b) || self.requests.is_some_and(|b| self.spent_requests >= b)
     }
+}
+
+// ---- admin API tokens and the audit log ----
+
+/// What an admin token may do on `/api/v1`: read everything an operator reads, or also write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenAccess {
+    #[default]
+    Read,
+    Write,
+}
+
+impl TokenAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenAccess::Read => "read",
+            TokenAccess::Write => "write",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(TokenAccess::Read),
+            "write" => Some(TokenAccess::Write),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminTokenInfo {
+    pub id: i64,
+    pub name: String,
+    /// The token's visible prefix (`adm_…`), to tell tokens apart; not a credential.
+    pub public_id: String,
+    pub access: TokenAccess,
+    pub created_by: String,
+    pub created_at: i64,
+    /// The last day (UTC) it works; `None`: no end.
+    pub last_day: Option<String>,
+    pub revoked: bool,
+    pub expired: bool,
+    pub last_used_at: Option<i64>,
+}
+
+/// Returned once, at creation: the only time the secret exists outside the caller's hands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedAdminToken {
+    pub info: AdminTokenInfo,
+    pub secret: String,
+}
+
+/// One change in the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// `user`, `token` or `system`.
+    pub actor_kind: String,
+    pub actor: String,
+    /// `console`, `api` or `system`.
+    pub via: String,
+    pub entity: String,
+    pub entity_id: i64,
+    pub action: String,
+    /// JSON object: field → `{"old": …, "new": …}`.
+    pub diff: String,
+}
+
+/// What the audit log is filtered by (all optional): the actor's name, the kind of entity
+/// (and one of them), UTC days `from`..=`to` as `YYYY-MM-DD`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub actor: String,
+    pub entity: String,
+    pub entity_id: Option<i64>,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub total: u64,
+}
+
+/// One write call to the admin API and its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AccessEntry {
+    pub at: i64,
+    pub actor: String,
+    pub method: String,
+    pub path: String,
+    pub status: i32,
+}
+
+/// One UTC day × workspace × key × model of usage: the billing export's line, and the admin
+/// API's usage resource. Ids are absent for calls refused before they named one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DailyUsage {
+    pub day: String,
+    pub workspace_id: Option<i64>,
+    pub workspace: String,
+    pub api_key_id: Option<i64>,
+    pub api_key: String,
+    pub model_id: Option<i64>,
+    pub model: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    /// Calls whose upstream reported no usage: their tokens are not in the sums.
+    pub requests_usage_unknown: i64,
 }

@@ -1,5 +1,5 @@
 //! Start-up: database, secret key, first operator.
-use app::ssr::{auth, crypto, entities::user, AppState};
+use app::ssr::{audit::Actor, auth, crypto, entities::user, AppState};
 use app::types::Role;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use std::path::Path;
@@ -108,7 +108,7 @@ pub async fn first_operator(db: &DatabaseConnection, username: &str, password: O
         Some(chosen) => (chosen, false),
         None => (crypto::random_hex(8), true),
     };
-    auth::create_user(db, username, &pw, Role::Operator).await.map_err(|e| anyhow::anyhow!("first operator: {e}"))?;
+    auth::create_user(db, &Actor::system(), username, &pw, Role::Operator).await.map_err(|e| anyhow::anyhow!("first operator: {e}"))?;
     Ok(generated.then_some(pw))
 }
 
@@ -124,20 +124,21 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
         return Ok(std::fs::read_to_string(data_dir.join("demo.key")).ok().map(|k| format!("demo API key (from data/demo.key): {}", k.trim())));
     }
     let e = |e: app::ssr::ServiceError| anyhow::anyhow!("demo data: {e}");
-    let mm = catalog::create_marketplace(db, &MarketplaceInput {
+    let sys = Actor::system();
+    let mm = catalog::create_marketplace(db, &sys, &MarketplaceInput {
         name: "demo-chat".into(),
         provider: "MaaS demo".into(),
         description: "A demo model answered by `maas mock-upstream`.".into(),
         tags: "demo, chat".into(),
     }).await.map_err(e)?;
-    catalog::set_published(db, mm, true).await.map_err(e)?;
-    let cluster = catalog::create_cluster(db, "local", console_url).await.map_err(e)?;
-    let ws = workspaces::create(db, "demo").await.map_err(e)?;
+    catalog::set_published(db, &sys, mm, true).await.map_err(e)?;
+    let cluster = catalog::create_cluster(db, &sys, "local", console_url).await.map_err(e)?;
+    let ws = workspaces::create(db, &sys, "demo").await.map_err(e)?;
     let pw = crypto::random_hex(6);
-    let user_id = auth::create_user(db, "demo", &pw, Role::User).await.map_err(e)?;
-    workspaces::add_member(db, ws, "demo").await.map_err(e)?;
+    let user_id = auth::create_user(db, &sys, "demo", &pw, Role::User).await.map_err(e)?;
+    workspaces::add_member(db, &sys, ws, "demo").await.map_err(e)?;
     let demo_user = app::types::CurrentUser { id: user_id, username: "demo".into(), role: Role::User };
-    let (key, _) = keys::create(db, &demo_user, ws, "demo-key").await.map_err(e)?;
+    let (key, _) = keys::create(db, &sys, &demo_user, ws, "demo-key").await.map_err(e)?;
     let input = ModelInput {
         marketplace_model_id: Some(mm),
         cluster_id: Some(cluster),
@@ -146,8 +147,8 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
         rules: vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(ws), api_key_id: Some(key.info.id), limit: "600".into(), duration: "60".into() }],
         reserve_output: String::new(),
     };
-    let (id, _) = models::create(db, &state.secrets, &input).await.map_err(e)?;
-    let rev = models::set_enabled(db, id, true).await.map_err(e)?;
+    let (id, _) = models::create(db, &sys, &state.secrets, &input).await.map_err(e)?;
+    let rev = models::set_enabled(db, &sys, id, None, true).await.map_err(e)?;
     state.config_rev.send_replace(rev);
     std::fs::write(data_dir.join("demo.key"), &key.secret)?;
     Ok(Some(format!(

@@ -1,5 +1,6 @@
 //! The `maas` server: console (SSR + server functions), persistence bootstrap and the gateway,
 //! behind one axum router, served by `serving` (the HTTP layer that bounds what clients hold).
+pub mod admin_api;
 pub mod bootstrap;
 pub mod csrf;
 pub mod gateway;

@@ -57,6 +57,12 @@ async fn no_store_unless_asset(uri: http::Uri, mut res: axum::response::Response
 }
 
 pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
+    router_with(leptos, app, crate::admin_api::Limits::from_env())
+}
+
+/// [`router`] with the admin API's rate limit given (tests set a small one).
+pub fn router_with(leptos: LeptosOptions, app: AppState, limits: crate::admin_api::Limits) -> Router {
+    let (admin_api, api_docs) = crate::admin_api::router(app.clone(), limits);
     let routes = generate_route_list(App);
     let state = WebState { leptos: leptos.clone(), app: app.clone() };
     let ctx = {
@@ -94,6 +100,9 @@ pub fn router(leptos: LeptosOptions, app: AppState) -> Router {
     Router::new()
         .nest_service("/pkg", pkg)
         .route("/usage/export.csv", axum::routing::get(export_usage_csv))
+        .route("/audit/export.csv", axum::routing::get(export_audit_csv))
+        .nest("/api/v1", admin_api)
+        .merge(api_docs)
         .leptos_routes_with_context(&state, routes, ctx.clone(), {
             let leptos = leptos.clone();
             move || shell(leptos.clone())
@@ -128,6 +137,39 @@ async fn export_usage_csv(axum::extract::State(st): axum::extract::State<WebStat
             let disposition = http::HeaderValue::from_str(&name).unwrap_or(http::HeaderValue::from_static("attachment; filename=\"maas-usage.csv\""));
             ([(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/csv; charset=utf-8")), (http::header::CONTENT_DISPOSITION, disposition)], csv).into_response()
         }
+        Err(e) => match e.into_app() {
+            AppError::Invalid(f) => text(400, f.0.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()),
+            e => text(e.status(), format!("{e}\n")),
+        },
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AuditExportQuery {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    entity: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// The audit log's CSV export (`/audit/export.csv?actor=&entity=&from=&to=`, the Audit page's
+/// filter): a file download for operators.
+async fn export_audit_csv(axum::extract::State(st): axum::extract::State<WebState>, headers: http::HeaderMap, q: axum::extract::Query<AuditExportQuery>) -> axum::response::Response {
+    use app::error::AppError;
+    use app::ssr::auth::{guard, Need};
+    use axum::response::IntoResponse;
+    let text = |status: u16, msg: String| (http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST), [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response();
+    if let Err(e) = guard(&st.app, &headers, Need::Operator).await {
+        let e = e.into_app();
+        return text(e.status(), format!("{e}\n"));
+    }
+    let f = app::types::AuditFilter { actor: q.0.actor, entity: q.0.entity, entity_id: None, from: q.0.from, to: q.0.to };
+    match app::ssr::services::audit_log::export_csv(&st.app.db, &f).await {
+        Ok(csv) => ([(http::header::CONTENT_TYPE, "text/csv; charset=utf-8"), (http::header::CONTENT_DISPOSITION, "attachment; filename=\"maas-audit.csv\"")], csv).into_response(),
         Err(e) => match e.into_app() {
             AppError::Invalid(f) => text(400, f.0.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()),
             e => text(e.status(), format!("{e}\n")),

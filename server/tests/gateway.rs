@@ -43,11 +43,11 @@ async fn harness_with(mock: axum::Router, adjust: impl FnOnce(&mut GatewayConfig
     let op = env.user("op", Role::Operator).await;
     let mock = serve(mock).await;
     let db = &state.db;
-    let mm = catalog::create_marketplace(db, &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
-    catalog::set_published(db, mm, true).await.unwrap();
-    let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:1").await.unwrap();
-    let ws = workspaces::create(db, "team").await.unwrap();
-    let (k, rev) = keys::create(db, &op, ws, "k").await.unwrap();
+    let mm = catalog::create_marketplace(db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
+    let cluster = catalog::create_cluster(db, &app::ssr::audit::Actor::system(), "local", "http://127.0.0.1:1").await.unwrap();
+    let ws = workspaces::create(db, &app::ssr::audit::Actor::system(), "team").await.unwrap();
+    let (k, rev) = keys::create(db, &app::ssr::audit::Actor::system(), &op, ws, "k").await.unwrap();
     let mut config = GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), ..Default::default() };
     adjust(&mut config);
     let gw = Gateway::new(config);
@@ -75,13 +75,13 @@ impl Harness {
     /// Creates and enables a model of the marketplace entry `mm`; returns once the gateway serves it.
     async fn model_of(&self, mm: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
         let input = ModelInput { marketplace_model_id: Some(mm), cluster_id: Some(self.cluster), policy, endpoints, rules, reserve_output: String::new() };
-        let (id, _) = models::create(&self.state.db, &self.state.secrets, &input).await.unwrap();
+        let (id, _) = models::create(&self.state.db, &app::ssr::audit::Actor::system(), &self.state.secrets, &input).await.unwrap();
         self.enable(id, true).await;
         id
     }
     /// Switches the model on or off; returns once the gateway applied it.
     async fn enable(&self, id: i64, on: bool) {
-        let rev = models::set_enabled(&self.state.db, id, on).await.unwrap();
+        let rev = models::set_enabled(&self.state.db, &app::ssr::audit::Actor::system(), id, None, on).await.unwrap();
         self.state.config_changed(rev).await;
     }
     /// Replaces the model's policy and endpoints (no rules); returns once the gateway serves it.
@@ -91,7 +91,7 @@ impl Harness {
     /// Replaces the model's policy, endpoints and rules; returns once the gateway serves it.
     async fn replace(&self, id: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) {
         let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules, reserve_output: String::new() };
-        let rev = models::update(&self.state.db, &self.state.secrets, id, &input).await.unwrap();
+        let rev = models::update(&self.state.db, &app::ssr::audit::Actor::system(), &self.state.secrets, id, None, &input).await.unwrap();
         self.state.config_changed(rev).await;
     }
     fn up(&self, directives: &str) -> String {
@@ -177,13 +177,13 @@ async fn errors_are_openai_shaped_with_the_documented_statuses() {
     h.enable(id, true).await;
     assert_eq!(h.chat(hello()).await.status(), 200);
     // Unpublished → 404.
-    let rev = catalog::set_published(&h.state.db, h.mm, false).await.unwrap();
+    let rev = catalog::set_published(&h.state.db, &app::ssr::audit::Actor::system(), h.mm, false).await.unwrap();
     h.state.config_changed(rev).await;
     assert_eq!(error_of(h.chat(hello()).await).await.0, 404);
-    let rev = catalog::set_published(&h.state.db, h.mm, true).await.unwrap();
+    let rev = catalog::set_published(&h.state.db, &app::ssr::audit::Actor::system(), h.mm, true).await.unwrap();
     h.state.config_changed(rev).await;
     // Revoked → 401 on the next request.
-    let rev = keys::revoke(&h.state.db, &h.op, h.key_id).await.unwrap();
+    let rev = keys::revoke(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id).await.unwrap();
     h.state.config_changed(rev).await;
     assert_eq!(error_of(h.chat(hello()).await).await.0, 401);
 }
@@ -248,7 +248,7 @@ async fn failover_skips_refused_and_5xx_endpoints_and_cools_them_down() {
     // gateway reports (it does on every reload and heartbeat).
     let cold: Vec<String> = h.gw.cooling().into_values().flatten().collect();
     assert_eq!(cold, ["http://127.0.0.1:1".to_string(), h.up("/status/503")]);
-    let (_, rev) = keys::create(&h.state.db, &h.op, h.ws, "bump").await.unwrap();
+    let (_, rev) = keys::create(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.ws, "bump").await.unwrap();
     h.state.config_changed(rev).await;
     let row = models::list(&h.state.db, "", 0, 20).await.unwrap().rows.remove(0);
     let mut want = vec![h.up("/status/503"), "http://127.0.0.1:1".to_string()];
@@ -366,8 +366,8 @@ async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     let get = |path: &str| h.http.get(format!("{}/v1/models/{path}", h.base)).bearer_auth(&h.key).send();
     let v: Value = get("chat").await.unwrap().json().await.unwrap();
     assert_eq!((v["id"].as_str(), v["object"].as_str()), (Some("chat"), Some("model")));
-    let mm = catalog::create_marketplace(&h.state.db, &MarketplaceInput { name: "org/llama-3".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
-    catalog::set_published(&h.state.db, mm, true).await.unwrap();
+    let mm = catalog::create_marketplace(&h.state.db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "org/llama-3".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(&h.state.db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
     let id = h.model_of(mm, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
     for path in ["org/llama-3", "org%2Fllama-3"] {
         let v: Value = get(path).await.unwrap().json().await.unwrap();
@@ -443,7 +443,7 @@ async fn a_change_committed_by_another_process_is_picked_up_from_the_database() 
     assert_eq!(h.chat(hello()).await.status(), 200);
     // Another console on the same database disables the model: nothing signals this process.
     let other = server::bootstrap::open_db(&h._env.db_url()).await.unwrap();
-    models::set_enabled(&other, id, false).await.unwrap();
+    models::set_enabled(&other, &app::ssr::audit::Actor::system(), id, None, false).await.unwrap();
     let mut status = 200;
     for _ in 0..50 {
         status = h.chat(hello()).await.status().as_u16();
@@ -639,7 +639,7 @@ async fn what_a_rule_counted_survives_a_configuration_change() {
     }
     // An edit that keeps the rule (a new endpoint) rebuilds the snapshot: the two admissions
     // still count, so one more fits, not three.
-    let rev = models::update(&h.state.db, &h.state.secrets, id, &input("/name/b")).await.unwrap();
+    let rev = models::update(&h.state.db, &app::ssr::audit::Actor::system(), &h.state.secrets, id, None, &input("/name/b")).await.unwrap();
     h.state.config_changed(rev).await;
     let r = h.chat(hello()).await;
     assert_eq!(r.status(), 200);
@@ -1006,8 +1006,8 @@ async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record(
             kind: app::types::RuleKind::Requests,
         target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "60".into(),
     }]).await;
-    let mm2 = catalog::create_marketplace(&h.state.db, &MarketplaceInput { name: "bare".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
-    catalog::set_published(&h.state.db, mm2, true).await.unwrap();
+    let mm2 = catalog::create_marketplace(&h.state.db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "bare".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(&h.state.db, &app::ssr::audit::Actor::system(), mm2, true).await.unwrap();
     h.model_of(mm2, Policy::RoundRobin, vec![ep(format!("{bare}/v1"), "bare", "", None)], vec![]).await;
 
     // Round-robin starts on the 503: the call fails over and is one record of the endpoint that
@@ -1142,7 +1142,7 @@ async fn an_endpoint_set_to_skip_stream_usage_is_never_sent_stream_options() {
 #[tokio::test]
 async fn ten_thousand_mixed_calls_add_up_exactly_in_the_stored_usage() {
     let h = harness().await;
-    let (limited, _) = keys::create(&h.state.db, &h.op, h.ws, "limited").await.unwrap();
+    let (limited, _) = keys::create(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.ws, "limited").await.unwrap();
     // `chat`: round-robin over a 503 and a good endpoint (every other call fails over once);
     // key `limited` may make 100 calls an hour.
     h.model(Policy::RoundRobin, vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up(""), "up", "", None)], vec![RuleInput {
@@ -1247,8 +1247,8 @@ async fn keys_scoped_to_models_and_keys_that_expired_are_refused_as_openai_would
     use sea_orm::{ActiveModelTrait, EntityTrait, Set};
     let h = harness().await;
     let chat = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
-    let mm = catalog::create_marketplace(&h.state.db, &MarketplaceInput { name: "embed".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
-    catalog::set_published(&h.state.db, mm, true).await.unwrap();
+    let mm = catalog::create_marketplace(&h.state.db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "embed".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(&h.state.db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
     h.model_of(mm, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
     let listed = || async {
         let v: Value = h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap().json().await.unwrap();
@@ -1258,7 +1258,7 @@ async fn keys_scoped_to_models_and_keys_that_expired_are_refused_as_openai_would
 
     // The operator scopes the key to `chat`, through until today.
     let today = app::days::format_day(app::ssr::now().div_euclid(86_400));
-    let rev = keys::set_scope(&h.state.db, &h.op, h.key_id, &KeyScope { last_day: Some(today), models: Some(vec![chat]) }).await.unwrap();
+    let rev = keys::set_scope(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &KeyScope { last_day: Some(today), models: Some(vec![chat]) }).await.unwrap();
     h.state.config_changed(rev).await;
     assert_eq!(h.chat(hello()).await.status(), 200);
     assert_eq!(listed().await, ["chat"], "the other model is absent from the key's list");
@@ -1343,13 +1343,13 @@ async fn a_call_without_max_tokens_reserves_the_models_own_output_reservation() 
     let remaining = |r: &reqwest::Response| header(r, "x-ratelimit-remaining-tokens").unwrap().parse::<u64>().unwrap();
     assert_eq!(remaining(&h.chat(body.clone()).await), 100_000 - prompt - 1_024, "the gateway's default");
     let mut input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up(""), "m", "", None)], rules, reserve_output: "300".into() };
-    let rev = models::update(&h.state.db, &h.state.secrets, model, &input).await.unwrap();
+    let rev = models::update(&h.state.db, &app::ssr::audit::Actor::system(), &h.state.secrets, model, None, &input).await.unwrap();
     h.state.config_changed(rev).await;
     // The first call used 7 (the mock's usage).
     assert_eq!(remaining(&h.chat(body.clone()).await), 100_000 - 7 - prompt - 300, "the model's reservation");
     assert_eq!(models::get(&h.state.db, model).await.unwrap().reserve_output, Some(300), "the form shows it again");
     input.reserve_output = "0".into();
-    let err = models::update(&h.state.db, &h.state.secrets, model, &input).await.unwrap_err().into_app();
+    let err = models::update(&h.state.db, &app::ssr::audit::Actor::system(), &h.state.secrets, model, None, &input).await.unwrap_err().into_app();
     assert!(matches!(&err, app::error::AppError::Invalid(f) if f.get("reserve_output") == Some("must be at least 1")), "{err:?}");
 }
 
@@ -1444,7 +1444,7 @@ async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_
     // Streams from an endpoint never asked for usage: each call keeps its estimate (its size
     // plus max_tokens 2,000), about 2,020 tokens, so the third takes the 5,000 past its end.
     h.model(Policy::RoundRobin, vec![EndpointInput { skip_stream_usage: true, ..ep(h.up("/chunks/2"), "m", "", None) }], vec![]).await;
-    let rev = app::ssr::services::quotas::set_workspace(&h.state.db, &h.op, h.ws, &QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() }).await.unwrap();
+    let rev = app::ssr::services::quotas::set_workspace(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.ws, &QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() }).await.unwrap();
     h.state.config_changed(rev).await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 2000});
     let call = |base: String| {
@@ -1490,20 +1490,20 @@ async fn quotas_are_set_by_operators_only_with_errors_next_to_their_fields() {
     let member = h._env.user("member", Role::User).await;
     let input = |tokens: &str, requests: &str| QuotaInput { period: Period::Day, tokens: tokens.into(), requests: requests.into() };
     use app::ssr::services::quotas;
-    let err = quotas::set_workspace(&h.state.db, &member, h.ws, &input("10", "")).await.unwrap_err();
+    let err = quotas::set_workspace(&h.state.db, &app::ssr::audit::Actor::system(), &member, h.ws, &input("10", "")).await.unwrap_err();
     assert!(matches!(err.into_app(), app::error::AppError::Forbidden), "a user may not set quotas");
-    let err = quotas::set_key(&h.state.db, &h.op, h.key_id, &input("ten", "0")).await.unwrap_err().into_app();
+    let err = quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("ten", "0")).await.unwrap_err().into_app();
     let app::error::AppError::Invalid(f) = err else { panic!("{err:?}") };
     assert_eq!((f.get("tokens"), f.get("requests")), (Some("must be a whole number"), Some("must be at least 1")));
-    let err = quotas::set_key(&h.state.db, &h.op, h.key_id, &input("1000000000001", "")).await.unwrap_err().into_app();
+    let err = quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("1000000000001", "")).await.unwrap_err().into_app();
     assert!(matches!(&err, app::error::AppError::Invalid(f) if f.get("tokens") == Some("must be at most 1000000000000")), "{err:?}");
-    assert!(matches!(quotas::set_key(&h.state.db, &h.op, 999_999, &input("1", "")).await.unwrap_err().into_app(), app::error::AppError::NotFound(_)));
+    assert!(matches!(quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, 999_999, &input("1", "")).await.unwrap_err().into_app(), app::error::AppError::NotFound(_)));
     // Set, seen on the keys list with nothing spent, then removed with both budgets empty.
-    quotas::set_key(&h.state.db, &h.op, h.key_id, &input("", "100")).await.unwrap();
+    quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("", "100")).await.unwrap();
     let keys = app::ssr::services::keys::list(&h.state.db, &h.op).await.unwrap();
     let q = keys.iter().find(|k| k.id == h.key_id).unwrap().quota.clone().unwrap();
     assert_eq!((q.period, q.tokens, q.requests, q.spent_requests), (Period::Day, None, Some(100), 0));
-    quotas::set_key(&h.state.db, &h.op, h.key_id, &input("", "")).await.unwrap();
+    quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("", "")).await.unwrap();
     let keys = app::ssr::services::keys::list(&h.state.db, &h.op).await.unwrap();
     assert!(keys.iter().find(|k| k.id == h.key_id).unwrap().quota.is_none(), "removed");
 }

@@ -159,10 +159,10 @@ async fn users_see_only_their_workspaces_and_the_user_view() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("sk-maas-"));
 
-    let (id, _) = app::ssr::services::models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let (id, _) = app::ssr::services::models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
     let (_, _, body) = send(&r, form("/api/offerings", Some(&a), "")).await;
     assert_eq!(body, "[]");
-    app::ssr::services::models::set_enabled(env.db(), id, true).await.unwrap();
+    app::ssr::services::models::set_enabled(env.db(), &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();
     let (_, _, body) = send(&r, form("/api/offerings", Some(&a), "")).await;
     assert!(body.contains(r#""base_url":"http://127.0.0.1:3000/v1""#), "{body}");
     let page = http::Request::get("/marketplace").header("cookie", &a).body(axum::body::Body::empty()).unwrap();
@@ -420,8 +420,8 @@ async fn key_scope_server_function_checks_origin_fields_and_who_sets_what() {
     let op = env.user("op", Role::Operator).await;
     env.user("alice", Role::User).await;
     let f = fixture(&env, &op).await;
-    app::ssr::services::workspaces::add_member(env.db(), f.ws, "alice").await.unwrap();
-    let (m, _) = app::ssr::services::models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    app::ssr::services::workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();
+    let (m, _) = app::ssr::services::models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
     let r = env.router();
     let alice = login(&r, "alice").await;
     let opc = login(&r, "op").await;

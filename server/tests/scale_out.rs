@@ -35,13 +35,13 @@ struct Fixture {
 
 async fn fixture(state: &AppState) -> Fixture {
     let db = &state.db;
-    let id = app::ssr::auth::create_user(db, "op", "password123", Role::Operator).await.unwrap();
+    let id = app::ssr::auth::create_user(db, &app::ssr::audit::Actor::system(), "op", "password123", Role::Operator).await.unwrap();
     let op = CurrentUser { id, username: "op".into(), role: Role::Operator };
-    let mm = catalog::create_marketplace(db, &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
-    catalog::set_published(db, mm, true).await.unwrap();
-    let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:1").await.unwrap();
-    let ws = workspaces::create(db, "team").await.unwrap();
-    let (k, _) = keys::create(db, &op, ws, "k").await.unwrap();
+    let mm = catalog::create_marketplace(db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
+    let cluster = catalog::create_cluster(db, &app::ssr::audit::Actor::system(), "local", "http://127.0.0.1:1").await.unwrap();
+    let ws = workspaces::create(db, &app::ssr::audit::Actor::system(), "team").await.unwrap();
+    let (k, _) = keys::create(db, &app::ssr::audit::Actor::system(), &op, ws, "k").await.unwrap();
     let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
     Fixture { op, mm, cluster, ws, key: k.secret, key_id: k.info.id, mock }
 }
@@ -55,8 +55,8 @@ impl Fixture {
     async fn model_at(&self, state: &AppState, path: &str, rules: Vec<RuleInput>) -> (i64, i64) {
         let endpoints = vec![EndpointInput { id: None, model_id: "up".into(), url: format!("{}{path}", self.mock), api_key: KeyChange::default(), weight: "".into(), skip_stream_usage: false, max_concurrent: String::new() }];
         let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy: Policy::RoundRobin, endpoints, rules, reserve_output: String::new() };
-        let (id, _) = models::create(&state.db, &state.secrets, &input).await.unwrap();
-        let rev = models::set_enabled(&state.db, id, true).await.unwrap();
+        let (id, _) = models::create(&state.db, &app::ssr::audit::Actor::system(), &state.secrets, &input).await.unwrap();
+        let rev = models::set_enabled(&state.db, &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();
         (id, rev)
     }
     fn workspace_rule(&self, limit: u64, secs: u64) -> RuleInput {
@@ -209,7 +209,7 @@ async fn a_rejection_on_one_replica_reports_the_rule_and_consumes_nothing_anywhe
 
     // Refusals by the key rule consumed nothing of the workspace's 5: another key of the same
     // workspace still gets exactly 2 (5 - the 3 admitted).
-    let (other, rev) = keys::create(&r.state.db, &r.fx.op, r.fx.ws, "other").await.unwrap();
+    let (other, rev) = keys::create(&r.state.db, &app::ssr::audit::Actor::system(), &r.fx.op, r.fx.ws, "other").await.unwrap();
     for _ in 0..3 {
         assert_eq!(r.chat(1).await.status(), 429);
     }
@@ -280,7 +280,7 @@ async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits(
     // the database's revision twice a second). Bounded at 3 s here: a slow CI box must not
     // turn a working deployment red, while a replica that never follows still fails.
     let changed = Instant::now();
-    models::set_enabled(&state.db, id, false).await.unwrap();
+    models::set_enabled(&state.db, &app::ssr::audit::Actor::system(), id, None, false).await.unwrap();
     for base in &bases {
         loop {
             let s = chat(base).await.unwrap().status().as_u16();
@@ -484,7 +484,7 @@ async fn a_quota_is_one_budget_across_replicas_and_survives_redis_losing_it() {
     let r = Arc::new(replicas(&redis.url).await);
     r.model(vec![]).await;
     let input = QuotaInput { period: Period::Day, tokens: "".into(), requests: "30".into() };
-    let rev = quotas::set_workspace(&r.state.db, &r.fx.op, r.fx.ws, &input).await.unwrap();
+    let rev = quotas::set_workspace(&r.state.db, &app::ssr::audit::Actor::system(), &r.fx.op, r.fx.ws, &input).await.unwrap();
     r.applied(rev).await;
     let by_status = r.burst(200, &hello()).await;
     assert_eq!(by_status.get(&200), Some(&30), "one budget for both replicas: {by_status:?}");
@@ -521,7 +521,7 @@ async fn a_token_quota_over_two_replicas_admits_until_spent_plus_reserved_reach_
     let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 100;
     r.fx.model_at(&r.state, &format!("/chunks/{}", estimate - 5), vec![]).await;
     let input = QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() };
-    let rev = app::ssr::services::quotas::set_key(&r.state.db, &r.fx.op, r.fx.key_id, &input).await.unwrap();
+    let rev = app::ssr::services::quotas::set_key(&r.state.db, &app::ssr::audit::Actor::system(), &r.fx.op, r.fx.key_id, &input).await.unwrap();
     r.applied(rev).await;
     let admitted = r.burst(200, &body).await.get(&200).copied().unwrap_or(0) as u64;
     assert_eq!(admitted, 5_000u64.div_ceil(estimate), "{admitted} calls of {estimate} tokens: one budget, not one per replica");

@@ -20,7 +20,7 @@ async fn create_model_persists_everything_and_bumps_revision() {
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
     let before = current_revision(env.db()).await.unwrap();
-    let (id, rev) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let (id, rev) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
     assert_eq!(rev, before + 1, "one change, one revision");
     assert_eq!(current_revision(env.db()).await.unwrap(), rev);
 
@@ -46,8 +46,8 @@ async fn duplicate_model_and_cluster_is_a_field_error_not_a_500() {
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
-    models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
-    let e = field_err(models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await);
+    models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let e = field_err(models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await);
     assert_eq!(e.get("cluster"), Some("this marketplace model already has a MaaS model on this cluster"));
 }
 
@@ -56,21 +56,21 @@ async fn references_are_checked_against_the_database() {
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
-    let other_ws = workspaces::create(env.db(), "team-b").await.unwrap();
-    let unpublished = catalog::create_marketplace(env.db(), &MarketplaceInput { name: "draft".into(), provider: "x".into(), ..Default::default() }).await.unwrap();
+    let other_ws = workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "team-b").await.unwrap();
+    let unpublished = catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "draft".into(), provider: "x".into(), ..Default::default() }).await.unwrap();
 
     let mut input = weighted_input(&f);
     input.marketplace_model_id = Some(unpublished);
     input.rules[0].workspace_id = Some(other_ws); // key belongs to team-a
     input.rules[1].workspace_id = Some(999);
-    let e = field_err(models::create(env.db(), &env.state.secrets, &input).await);
+    let e = field_err(models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &input).await);
     assert_eq!(e.get("marketplace_model"), Some("this marketplace model is not published"));
     assert_eq!(e.get("rules.0.api_key"), Some("this API key belongs to another workspace"));
     assert_eq!(e.get("rules.1.workspace"), Some("no such workspace"));
 
     // A revoked key cannot be the subject of a new rule.
-    keys::revoke(env.db(), &op, f.key).await.unwrap();
-    let e = field_err(models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await);
+    keys::revoke(env.db(), &app::ssr::audit::Actor::system(), &op, f.key).await.unwrap();
+    let e = field_err(models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await);
     assert_eq!(e.get("rules.0.api_key"), Some("this API key is revoked"));
 }
 
@@ -83,7 +83,7 @@ async fn server_revalidates_what_the_browser_checks() {
     input.endpoints[2].weight = "10".into();
     input.endpoints[1].url = "ftp://b.example".into();
     input.rules[0].limit = "0".into();
-    let e = field_err(models::create(env.db(), &env.state.secrets, &input).await);
+    let e = field_err(models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &input).await);
     assert_eq!(e.get("weights"), Some("weights must total 100 (now 90)"));
     assert_eq!(e.get("endpoints.1.url"), Some("must start with http:// or https://"));
     assert_eq!(e.get("rules.0.limit"), Some("must be at least 1"));
@@ -96,7 +96,7 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
-    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let (id, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
     let d = models::get(env.db(), id).await.unwrap();
     let row = |i: usize, key: KeyChange| EndpointInput {
         id: Some(d.endpoints[i].id),
@@ -111,7 +111,7 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
     input.policy = Policy::RoundRobin;
     input.endpoints = vec![row(0, KeyChange::Keep), row(1, KeyChange::Set("sk-new".into()))];
     input.rules.truncate(1);
-    models::update(env.db(), &env.state.secrets, id, &input).await.unwrap();
+    models::update(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, id, None, &input).await.unwrap();
     let d2 = models::get(env.db(), id).await.unwrap();
     assert_eq!(d2.policy, Policy::RoundRobin);
     assert_eq!(d2.endpoints.iter().map(|e| e.has_key).collect::<Vec<_>>(), [true, true]);
@@ -121,16 +121,16 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
     assert_eq!(env.state.secrets.decrypt(&stored.api_key_enc.unwrap()).as_deref(), Some("sk-upstream-a"), "kept");
 
     input.endpoints = vec![EndpointInput { id: Some(d2.endpoints[0].id), api_key: KeyChange::Clear, ..input.endpoints[0].clone() }];
-    models::update(env.db(), &env.state.secrets, id, &input).await.unwrap();
+    models::update(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, id, None, &input).await.unwrap();
     assert!(!models::get(env.db(), id).await.unwrap().endpoints[0].has_key, "cleared");
 
     // Another model's endpoint id cannot be used to copy its key.
-    let mm2 = catalog::create_marketplace(env.db(), &MarketplaceInput { name: "other".into(), provider: "x".into(), ..Default::default() }).await.unwrap();
-    catalog::set_published(env.db(), mm2, true).await.unwrap();
-    let (id2, _) = models::create(env.db(), &env.state.secrets, &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) }).await.unwrap();
+    let mm2 = catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "other".into(), provider: "x".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), mm2, true).await.unwrap();
+    let (id2, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) }).await.unwrap();
     let foreign = models::get(env.db(), id2).await.unwrap().endpoints[0].id;
     input.endpoints = vec![EndpointInput { id: Some(foreign), api_key: KeyChange::Keep, ..input.endpoints[0].clone() }];
-    let e = field_err(models::update(env.db(), &env.state.secrets, id, &input).await);
+    let e = field_err(models::update(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, id, None, &input).await);
     assert_eq!(e.get("endpoints.0.api_key"), Some("this endpoint is not part of the model"));
 }
 
@@ -139,14 +139,14 @@ async fn delete_cascades_to_endpoints_and_rules_and_restricts_parents() {
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
-    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let (id, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
     // A cluster in use cannot be deleted from under its model (FK RESTRICT in the schema).
     let err = env.db().execute_unprepared(&format!("DELETE FROM clusters WHERE id = {}", f.cluster)).await;
     assert!(err.is_err(), "cluster delete must be refused while a model uses it");
-    models::delete(env.db(), id).await.unwrap();
+    models::delete(env.db(), &app::ssr::audit::Actor::system(), id, None).await.unwrap();
     assert_eq!(entities::endpoint::Entity::find().all(env.db()).await.unwrap().len(), 0);
     assert_eq!(entities::rule::Entity::find().all(env.db()).await.unwrap().len(), 0);
-    assert!(matches!(models::delete(env.db(), id).await, Err(ServiceError::App(AppError::NotFound(_)))));
+    assert!(matches!(models::delete(env.db(), &app::ssr::audit::Actor::system(), id, None).await, Err(ServiceError::App(AppError::NotFound(_)))));
 }
 
 #[tokio::test]
@@ -155,8 +155,8 @@ async fn list_is_paginated_and_searched_on_the_server() {
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
     for i in 0..45 {
-        let mm = catalog::create_marketplace(env.db(), &MarketplaceInput { name: format!("model-{i:02}"), provider: "p".into(), tags: if i % 10 == 0 { "special".into() } else { "".into() }, ..Default::default() }).await.unwrap();
-        catalog::set_published(env.db(), mm, true).await.unwrap();
+        let mm = catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &MarketplaceInput { name: format!("model-{i:02}"), provider: "p".into(), tags: if i % 10 == 0 { "special".into() } else { "".into() }, ..Default::default() }).await.unwrap();
+        catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
         let input = ModelInput {
             marketplace_model_id: Some(mm),
             cluster_id: Some(f.cluster),
@@ -165,7 +165,7 @@ async fn list_is_paginated_and_searched_on_the_server() {
             rules: vec![],
             reserve_output: String::new(),
         };
-        models::create(env.db(), &env.state.secrets, &input).await.unwrap();
+        models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &input).await.unwrap();
     }
     let p0 = models::list(env.db(), "", 0, 20).await.unwrap();
     assert_eq!((p0.total, p0.rows.len()), (45, 20));
@@ -185,7 +185,7 @@ async fn gateway_status_counts_the_live_replicas_of_the_cluster_and_shows_gone_o
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
-    let (_, rev) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let (_, rev) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
     let row = &models::list(env.db(), "", 0, 20).await.unwrap().rows[0];
     assert_eq!(row.gateway, GatewayState::Pending { revision: rev, reason: "no live gateway serves cluster local".into() });
 
@@ -234,15 +234,15 @@ async fn offerings_list_only_published_and_enabled_models() {
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
-    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let (id, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
     assert!(models::offerings(env.db()).await.unwrap().is_empty(), "disabled");
-    models::set_enabled(env.db(), id, true).await.unwrap();
+    models::set_enabled(env.db(), &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();
     let o = models::offerings(env.db()).await.unwrap();
     assert_eq!((o[0].name.as_str(), o[0].base_url.as_str()), ("deepseek-chat", "http://127.0.0.1:3000/v1"));
-    catalog::set_published(env.db(), f.mm, false).await.unwrap();
+    catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), f.mm, false).await.unwrap();
     assert!(models::offerings(env.db()).await.unwrap().is_empty(), "unpublished");
-    catalog::set_published(env.db(), f.mm, true).await.unwrap();
-    models::set_enabled(env.db(), id, false).await.unwrap();
+    catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), f.mm, true).await.unwrap();
+    models::set_enabled(env.db(), &app::ssr::audit::Actor::system(), id, None, false).await.unwrap();
     assert!(models::offerings(env.db()).await.unwrap().is_empty(), "disabled again");
 }
 
@@ -252,28 +252,28 @@ async fn api_keys_are_hashed_scoped_to_members_and_revocable() {
     let op = env.user("op", Role::Operator).await;
     let alice = env.user("alice", Role::User).await;
     let bob = env.user("bob", Role::User).await;
-    let a = workspaces::create(env.db(), "a").await.unwrap();
-    let b = workspaces::create(env.db(), "b").await.unwrap();
-    workspaces::add_member(env.db(), a, "alice").await.unwrap();
-    workspaces::add_member(env.db(), b, "bob").await.unwrap();
-    assert!(field_err(workspaces::add_member(env.db(), a, "alice").await).get("username").is_some());
+    let a = workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "a").await.unwrap();
+    let b = workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "b").await.unwrap();
+    workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), a, "alice").await.unwrap();
+    workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), b, "bob").await.unwrap();
+    assert!(field_err(workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), a, "alice").await).get("username").is_some());
 
-    let (k, _) = keys::create(env.db(), &alice, a, "laptop").await.unwrap();
+    let (k, _) = keys::create(env.db(), &app::ssr::audit::Actor::system(), &alice, a, "laptop").await.unwrap();
     assert!(k.secret.starts_with("sk-maas-") && k.secret.len() > 40);
     let row = entities::api_key::Entity::find_by_id(k.info.id).one(env.db()).await.unwrap().unwrap();
     assert_ne!(row.secret_hash, k.secret);
     assert_eq!(row.secret_hash, app::ssr::crypto::sha256_hex(&k.secret));
 
     // Alice cannot create keys in Bob's workspace, nor see or revoke his keys.
-    assert_eq!(field_err(keys::create(env.db(), &alice, b, "x").await).get("workspace"), Some("choose one of your workspaces"));
-    let (bk, _) = keys::create(env.db(), &bob, b, "bobs").await.unwrap();
+    assert_eq!(field_err(keys::create(env.db(), &app::ssr::audit::Actor::system(), &alice, b, "x").await).get("workspace"), Some("choose one of your workspaces"));
+    let (bk, _) = keys::create(env.db(), &app::ssr::audit::Actor::system(), &bob, b, "bobs").await.unwrap();
     assert_eq!(keys::list(env.db(), &alice).await.unwrap().iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["laptop"]);
-    assert!(keys::revoke(env.db(), &alice, bk.info.id).await.is_err());
+    assert!(keys::revoke(env.db(), &app::ssr::audit::Actor::system(), &alice, bk.info.id).await.is_err());
     assert_eq!(workspaces::list(env.db(), &alice).await.unwrap().iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["a"]);
     assert_eq!(keys::list(env.db(), &op).await.unwrap().len(), 2, "operators see all");
 
     let before = current_revision(env.db()).await.unwrap();
-    let rev = keys::revoke(env.db(), &alice, k.info.id).await.unwrap();
+    let rev = keys::revoke(env.db(), &app::ssr::audit::Actor::system(), &alice, k.info.id).await.unwrap();
     assert_eq!(rev, before + 1, "revocation is a configuration change");
     assert!(keys::list(env.db(), &alice).await.unwrap()[0].revoked);
 }
@@ -287,18 +287,18 @@ async fn key_scopes_narrow_within_the_operators_limit_and_never_widen_it() {
     let alice = env.user("alice", Role::User).await;
     let _bob = env.user("bob", Role::User).await;
     let f = fixture(&env, &op).await;
-    workspaces::add_member(env.db(), f.ws, "alice").await.unwrap();
-    let (m1, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
-    let mm2 = catalog::create_marketplace(env.db(), &MarketplaceInput { name: "qwen".into(), provider: "Q".into(), ..Default::default() }).await.unwrap();
-    catalog::set_published(env.db(), mm2, true).await.unwrap();
-    let (m2, _) = models::create(env.db(), &env.state.secrets, &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) }).await.unwrap();
+    workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();
+    let (m1, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let mm2 = catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "qwen".into(), provider: "Q".into(), ..Default::default() }).await.unwrap();
+    catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), mm2, true).await.unwrap();
+    let (m2, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) }).await.unwrap();
     let today = app::ssr::now().div_euclid(86_400);
     let day = |d: i64| Some(app::days::format_day(today + d));
     let scope = |last_day: Option<String>, models: Option<Vec<i64>>| KeyScope { last_day, models };
 
     // The operator's limit: through day +30, both models.
     let before = current_revision(env.db()).await.unwrap();
-    let rev = keys::set_scope(env.db(), &op, f.key, &scope(day(30), Some(vec![m2, m1, m1]))).await.unwrap();
+    let rev = keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &scope(day(30), Some(vec![m2, m1, m1]))).await.unwrap();
     assert_eq!(rev, before + 1, "a scope is a configuration change");
     let k = keys::list(env.db(), &alice).await.unwrap().remove(0);
     let mut both = vec![m1, m2];
@@ -308,16 +308,16 @@ async fn key_scopes_narrow_within_the_operators_limit_and_never_widen_it() {
     assert!(!k.expired);
 
     // Alice narrows: an earlier day, one model. Widening either is refused, saying why.
-    keys::set_scope(env.db(), &alice, f.key, &scope(day(7), Some(vec![m1]))).await.unwrap();
-    let e = field_err(keys::set_scope(env.db(), &alice, f.key, &scope(day(31), None)).await);
+    keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &alice, f.key, &scope(day(7), Some(vec![m1]))).await.unwrap();
+    let e = field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &alice, f.key, &scope(day(31), None)).await);
     assert_eq!(e.get("last_day"), Some(format!("the operator's limit ends on {}: choose that day or earlier", day(30).unwrap()).as_str()));
-    let e = field_err(keys::set_scope(env.db(), &alice, f.key, &scope(None, None)).await);
+    let e = field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &alice, f.key, &scope(None, None)).await);
     assert!(e.get("last_day").is_some(), "no end is later than the limit's: {e:?}");
     // Her stored layer is unchanged by the refusals.
     assert_eq!(keys::list(env.db(), &alice).await.unwrap()[0].own, scope(day(7), Some(vec![m1])));
     // Narrower models of a narrower limit: what she asks outside it is named.
-    keys::set_scope(env.db(), &op, f.key, &scope(day(30), Some(vec![m1]))).await.unwrap();
-    let e = field_err(keys::set_scope(env.db(), &alice, f.key, &scope(day(7), Some(vec![m1, m2]))).await);
+    keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &scope(day(30), Some(vec![m1]))).await.unwrap();
+    let e = field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &alice, f.key, &scope(day(7), Some(vec![m1, m2]))).await);
     assert_eq!(e.get("models"), Some("outside what the operator allowed: qwen"));
 
     // Bad input, next to its field; nothing stored.
@@ -328,17 +328,17 @@ async fn key_scopes_narrow_within_the_operators_limit_and_never_widen_it() {
         (scope(None, Some(vec![])), "models", "choose at least one model, or all models"),
         (scope(None, Some(vec![m1, 999_999])), "models", "no MaaS model #999999"),
     ] {
-        assert_eq!(field_err(keys::set_scope(env.db(), &op, f.key, &s).await).get(field), Some(msg), "{s:?}");
+        assert_eq!(field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &s).await).get(field), Some(msg), "{s:?}");
     }
     assert_eq!(keys::list(env.db(), &op).await.unwrap()[0].limit, scope(day(30), Some(vec![m1])));
 
     // Not Bob's key: the same answer as no key at all.
     let bob = env.user("bob2", Role::User).await;
-    assert!(matches!(keys::set_scope(env.db(), &bob, f.key, &KeyScope::default()).await, Err(ServiceError::App(AppError::NotFound(_)))));
-    assert!(matches!(keys::set_scope(env.db(), &op, 424_242, &KeyScope::default()).await, Err(ServiceError::App(AppError::NotFound(_)))));
+    assert!(matches!(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &bob, f.key, &KeyScope::default()).await, Err(ServiceError::App(AppError::NotFound(_)))));
+    assert!(matches!(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, 424_242, &KeyScope::default()).await, Err(ServiceError::App(AppError::NotFound(_)))));
     // A revoked key keeps its scope.
-    keys::revoke(env.db(), &op, f.key).await.unwrap();
-    assert!(field_err(keys::set_scope(env.db(), &op, f.key, &KeyScope::default()).await).get("key").is_some());
+    keys::revoke(env.db(), &app::ssr::audit::Actor::system(), &op, f.key).await.unwrap();
+    assert!(field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &KeyScope::default()).await).get("key").is_some());
 }
 
 #[tokio::test]
@@ -346,8 +346,8 @@ async fn data_survives_reopening_the_database_file() {
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
-    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
-    models::set_enabled(env.db(), id, true).await.unwrap();
+    let (id, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    models::set_enabled(env.db(), &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();
     let url = env.db_url();
     env.state.db.clone().close().await.unwrap();
     let db = server::bootstrap::open_db(&url).await.unwrap();
@@ -361,13 +361,13 @@ async fn data_survives_reopening_the_database_file() {
 #[tokio::test]
 async fn names_are_unique_in_the_schema() {
     let env = env().await;
-    catalog::create_cluster(env.db(), "c", "http://x").await.unwrap();
-    assert_eq!(field_err(catalog::create_cluster(env.db(), "c", "http://y").await).get("name"), Some("a cluster with this name exists"));
+    catalog::create_cluster(env.db(), &app::ssr::audit::Actor::system(), "c", "http://x").await.unwrap();
+    assert_eq!(field_err(catalog::create_cluster(env.db(), &app::ssr::audit::Actor::system(), "c", "http://y").await).get("name"), Some("a cluster with this name exists"));
     let m = MarketplaceInput { name: "m".into(), provider: "p".into(), ..Default::default() };
-    catalog::create_marketplace(env.db(), &m).await.unwrap();
-    assert_eq!(field_err(catalog::create_marketplace(env.db(), &m).await).get("name"), Some("a marketplace model with this name exists"));
-    workspaces::create(env.db(), "w").await.unwrap();
-    assert!(field_err(workspaces::create(env.db(), "w").await).get("name").is_some());
+    catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &m).await.unwrap();
+    assert_eq!(field_err(catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &m).await).get("name"), Some("a marketplace model with this name exists"));
+    workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "w").await.unwrap();
+    assert!(field_err(workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "w").await).get("name").is_some());
 }
 
 #[tokio::test]

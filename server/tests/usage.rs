@@ -107,9 +107,9 @@ async fn the_report_sums_per_period_and_filter_and_draws_the_charts() {
     let env = env().await;
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
-    let (id, _) = models::create(env.db(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
-    let other_ws = workspaces::create(env.db(), "team-b").await.unwrap();
-    let (other_key, _) = keys::create(env.db(), &op, other_ws, "batch").await.unwrap();
+    let (id, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let other_ws = workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "team-b").await.unwrap();
+    let (other_key, _) = keys::create(env.db(), &app::ssr::audit::Actor::system(), &op, other_ws, "batch").await.unwrap();
     let now = app::ssr::now() / 60;
     let row = |minute, ws, key, outcome, s| Row { minute, model: Some(id), ws: Some(ws), key: Some(key), outcome, sums: s };
     insert(&env, &[
@@ -152,7 +152,7 @@ async fn the_report_sums_per_period_and_filter_and_draws_the_charts() {
 
     // A user sees their own workspace's keys only.
     let user = env.user("alice", Role::User).await;
-    workspaces::add_member(env.db(), f.ws, "alice").await.unwrap();
+    workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();
     let mine = usage::key_usage(env.db(), &user).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!((mine[0].key_id, mine[0].day.requests, mine[0].month.requests, mine[0].month.total_tokens), (f.key, 13, 20, 1200 + 14));

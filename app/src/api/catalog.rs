@@ -13,14 +13,14 @@ pub async fn list_marketplace() -> Result<Vec<MarketplaceModel>, AppError> {
 pub async fn create_marketplace(name: String, provider: String, description: String, tags: String) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::catalog};
     let input = MarketplaceInput { name, provider, description, tags };
-    super::edge::run(Need::Operator, |st, _| async move { catalog::create_marketplace(&st.db, &input).await }).await
+    super::edge::run(Need::Operator, |st, who| async move { catalog::create_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), &input).await }).await
 }
 
 #[server(endpoint = "marketplace/publish")]
 pub async fn set_published(id: i64, published: bool) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::catalog};
-    super::edge::run(Need::Operator, |st, _| async move {
-        let rev = catalog::set_published(&st.db, id, published).await?;
+    super::edge::run(Need::Operator, |st, who| async move {
+        let rev = catalog::set_published(&st.db, &crate::ssr::audit::Actor::console(&who), id, published).await?;
         st.config_changed(rev).await;
         Ok(())
     })
@@ -36,7 +36,7 @@ pub async fn list_clusters() -> Result<Vec<Cluster>, AppError> {
 #[server(endpoint = "clusters/create")]
 pub async fn create_cluster(name: String, entry_address: String) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::catalog};
-    super::edge::run(Need::Operator, |st, _| async move { catalog::create_cluster(&st.db, &name, &entry_address).await }).await
+    super::edge::run(Need::Operator, |st, who| async move { catalog::create_cluster(&st.db, &crate::ssr::audit::Actor::console(&who), &name, &entry_address).await }).await
 }
 
 /// The marketplace user view: any logged-in account.

@@ -12,7 +12,7 @@ pub async fn list_keys() -> Result<Vec<ApiKeyInfo>, AppError> {
 pub async fn create_key(workspace_id: i64, name: String) -> Result<CreatedApiKey, AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move {
-        let (k, rev) = keys::create(&st.db, &who, workspace_id, &name).await?;
+        let (k, rev) = keys::create(&st.db, &crate::ssr::audit::Actor::console(&who), &who, workspace_id, &name).await?;
         st.config_changed(rev).await;
         Ok(k)
     })
@@ -23,7 +23,7 @@ pub async fn create_key(workspace_id: i64, name: String) -> Result<CreatedApiKey
 pub async fn revoke_key(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move {
-        let rev = keys::revoke(&st.db, &who, id).await?;
+        let rev = keys::revoke(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id).await?;
         st.config_changed(rev).await;
         Ok(())
     })
@@ -54,7 +54,7 @@ pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: 
             Some(ids)
         };
         let scope = KeyScope { last_day: Some(last_day).filter(|d| !d.trim().is_empty()), models };
-        let rev = keys::set_scope(&st.db, &who, id, &scope).await?;
+        let rev = keys::set_scope(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &scope).await?;
         st.config_changed(rev).await;
         Ok(())
     })
@@ -67,7 +67,7 @@ pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: 
 pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
-        let rev = quotas::set_key(&st.db, &who, id, &QuotaInput::from_form(&period, tokens, requests)?).await?;
+        let rev = quotas::set_key(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &QuotaInput::from_form(&period, tokens, requests)?).await?;
         st.config_changed(rev).await;
         Ok(())
     })

@@ -1,6 +1,7 @@
 //! Server functions, one file per domain. Each one goes through `edge::run`, which finds the
 //! caller, applies the role guard, and maps the service result to `AppError` + HTTP status.
 pub mod account;
+pub mod admin;
 pub mod catalog;
 pub mod keys;
 pub mod models;

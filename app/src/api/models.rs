@@ -21,14 +21,16 @@ pub async fn form_options() -> Result<crate::types::FormOptions, AppError> {
     super::edge::run(Need::Operator, |st, who| async move { models::form_options(&st.db, &who).await }).await
 }
 
-/// Creates (`id == None`) or updates a model; returns its id.
+/// Creates (`id == None`) or updates a model; returns its id. `revision`: the one the edit
+/// form loaded; the save is refused (412) when someone changed the model since.
 #[server(endpoint = "models/save", input = Json)]
-pub async fn save_model(id: Option<i64>, input: ModelInput) -> Result<i64, AppError> {
+pub async fn save_model(id: Option<i64>, #[server(default)] revision: Option<i64>, input: ModelInput) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::models};
-    super::edge::run(Need::Operator, |st, _| async move {
+    super::edge::run(Need::Operator, |st, who| async move {
+        let actor = crate::ssr::audit::Actor::console(&who);
         let (id, rev) = match id {
-            None => models::create(&st.db, &st.secrets, &input).await?,
-            Some(id) => (id, models::update(&st.db, &st.secrets, id, &input).await?),
+            None => models::create(&st.db, &actor, &st.secrets, &input).await?,
+            Some(id) => (id, models::update(&st.db, &actor, &st.secrets, id, revision, &input).await?),
         };
         st.config_changed(rev).await;
         Ok(id)
@@ -39,8 +41,8 @@ pub async fn save_model(id: Option<i64>, input: ModelInput) -> Result<i64, AppEr
 #[server(endpoint = "models/enable")]
 pub async fn set_enabled(id: i64, enabled: bool) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::models};
-    super::edge::run(Need::Operator, |st, _| async move {
-        let rev = models::set_enabled(&st.db, id, enabled).await?;
+    super::edge::run(Need::Operator, |st, who| async move {
+        let rev = models::set_enabled(&st.db, &crate::ssr::audit::Actor::console(&who), id, None, enabled).await?;
         st.config_changed(rev).await;
         Ok(())
     })
@@ -50,8 +52,8 @@ pub async fn set_enabled(id: i64, enabled: bool) -> Result<(), AppError> {
 #[server(endpoint = "models/delete")]
 pub async fn delete_model(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::models};
-    super::edge::run(Need::Operator, |st, _| async move {
-        let rev = models::delete(&st.db, id).await?;
+    super::edge::run(Need::Operator, |st, who| async move {
+        let rev = models::delete(&st.db, &crate::ssr::audit::Actor::console(&who), id, None).await?;
         st.config_changed(rev).await;
         Ok(())
     })

@@ -12,13 +12,13 @@ pub async fn list_workspaces() -> Result<Vec<Workspace>, AppError> {
 #[server(endpoint = "workspaces/create")]
 pub async fn create_workspace(name: String) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::workspaces};
-    super::edge::run(Need::Operator, |st, _| async move { workspaces::create(&st.db, &name).await }).await
+    super::edge::run(Need::Operator, |st, who| async move { workspaces::create(&st.db, &crate::ssr::audit::Actor::console(&who), &name).await }).await
 }
 
 #[server(endpoint = "workspaces/add-member")]
 pub async fn add_member(workspace_id: i64, username: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::workspaces};
-    super::edge::run(Need::Operator, |st, _| async move { workspaces::add_member(&st.db, workspace_id, &username).await }).await
+    super::edge::run(Need::Operator, |st, who| async move { workspaces::add_member(&st.db, &crate::ssr::audit::Actor::console(&who), workspace_id, &username).await }).await
 }
 
 #[server(endpoint = "users/list")]
@@ -30,9 +30,9 @@ pub async fn list_users() -> Result<Vec<UserSummary>, AppError> {
 #[server(endpoint = "users/create")]
 pub async fn create_user(username: String, password: String, role: String) -> Result<i64, AppError> {
     use crate::ssr::{auth, auth::Need};
-    super::edge::run(Need::Operator, |st, _| async move {
+    super::edge::run(Need::Operator, |st, who| async move {
         let role = Role::parse(&role).ok_or_else(|| AppError::field("role", "choose operator or user"))?;
-        auth::create_user(&st.db, &username, &password, role).await
+        auth::create_user(&st.db, &crate::ssr::audit::Actor::console(&who), &username, &password, role).await
     })
     .await
 }
@@ -43,7 +43,7 @@ pub async fn create_user(username: String, password: String, role: String) -> Re
 pub async fn set_workspace_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
-        let rev = quotas::set_workspace(&st.db, &who, id, &QuotaInput::from_form(&period, tokens, requests)?).await?;
+        let rev = quotas::set_workspace(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &QuotaInput::from_form(&period, tokens, requests)?).await?;
         st.config_changed(rev).await;
         Ok(())
     })

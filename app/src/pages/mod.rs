@@ -1,3 +1,5 @@
+pub mod admin_tokens;
+pub mod audit;
 pub mod catalog;
 pub mod home;
 pub mod keys;

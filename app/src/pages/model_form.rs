@@ -126,6 +126,8 @@ impl RuleRow {
 fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoView {
     let options = StoredValue::new(options);
     let edit_id = initial.as_ref().map(|m| m.id);
+    // Sent back with the save: refused (and said so) if someone changed the model since.
+    let revision = initial.as_ref().map(|m| m.revision);
     let next_key = StoredValue::new(0u64);
     let fresh = move || {
         let k = next_key.get_value();
@@ -206,7 +208,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
         let input = to_input();
         let e = validate::model(&input);
         if e.is_empty() {
-            save.dispatch(SaveModel { id: edit_id, input });
+            save.dispatch(SaveModel { id: edit_id, revision, input });
         } else {
             errors.set(Some(e));
         }

@@ -6,20 +6,21 @@
 //! filter and the export are plain GET forms, and the browser's WASM holds only the component
 //! that places the markup (building the tables in the browser cost ~50 KB of gzipped WASM).
 use crate::api::usage::get_usage_page;
-use crate::components::RequireRole;
+use crate::error::AppError;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_location;
 #[cfg(feature = "ssr")]
 use crate::types::*;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
+/// The server function is this page's guard (operators only), so the page does not wait for
+/// the caller inside `RequireRole` first: nested in that Suspense, the report's resource was
+/// created again when the caller resolved, and the server computed the report twice per render.
 #[component]
 pub fn UsagePage() -> impl IntoView {
-    view! { <RequireRole operator=true><Usage/></RequireRole> }
-}
-
-#[component]
-fn Usage() -> impl IntoView {
     let query = use_query_map();
+    let loc = use_location();
     let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
     let report = Resource::new(
         move || (param("range"), param("model"), param("workspace"), param("key")),
@@ -30,8 +31,13 @@ fn Usage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match report.await {
-                    Err(e) => view! { <p class="error-box" role="alert">{e.to_string()}</p> }.into_any(),
                     Ok(html) => view! { <div class="usage" inner_html=html></div> }.into_any(),
+                    Err(AppError::Unauthenticated) => {
+                        let next = loc.pathname.get_untracked();
+                        view! { <Redirect path=format!("/login?next={next}")/> }.into_any()
+                    }
+                    Err(AppError::Forbidden) => view! { <p class="error-box">"This page is for operators."</p> }.into_any(),
+                    Err(e) => view! { <p class="error-box" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Transition>

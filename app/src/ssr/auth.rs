@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::types::{CurrentUser, Role};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionSession};
 
 pub const SESSION_COOKIE: &str = "maas_session";
 /// A session ends 7 days after login, or after 8 hours without a request, whichever is first.
@@ -80,7 +80,8 @@ pub fn validate_password(pw: &str) -> Result<(), &'static str> {
     }
 }
 
-pub async fn create_user(db: &impl ConnectionTrait, username: &str, password: &str, role: Role) -> SResult<i64> {
+pub async fn create_user<C: sea_orm::TransactionTrait + ConnectionTrait>(db: &C, actor: &super::audit::Actor, username: &str, password: &str, role: Role) -> SResult<i64> {
+    use super::audit::{self, Action, Entity};
     let mut e = crate::types::FieldErrors::default();
     crate::validate::name_like(&mut e, "username", username, 64);
     if let Err(m) = validate_password(password) {
@@ -88,6 +89,7 @@ pub async fn create_user(db: &impl ConnectionTrait, username: &str, password: &s
     }
     e.into_result()?;
     let hash = hash_password(password.to_owned()).await?;
+    let txn = db.begin().await?;
     let am = user::ActiveModel {
         username: Set(username.trim().to_owned()),
         password_hash: Set(hash),
@@ -95,7 +97,11 @@ pub async fn create_user(db: &impl ConnectionTrait, username: &str, password: &s
         created_at: Set(now()),
         ..Default::default()
     };
-    let m = am.insert(db).await.map_err(|e| super::on_unique(e, "username", "this username is taken"))?;
+    let m = am.insert(&txn).await.map_err(|e| super::on_unique(e, "username", "this username is taken"))?;
+    // The password is a secret: the log says one was set.
+    let after = serde_json::json!({"username": m.username, "role": m.role, "password": audit::secret_marker(true)});
+    audit::record(&txn, actor, Entity::User, m.id, Action::Create, None, Some(&after)).await?;
+    txn.commit().await?;
     Ok(m.id)
 }
 

@@ -293,3 +293,81 @@ pub mod usage_minute {
     }
     no_relations!();
 }
+
+/// Bearer credentials of the admin API (`/api/v1`); the secret itself is never stored.
+pub mod admin_token {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "admin_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub name: String,
+        pub public_id: String,
+        pub secret_hash: String,
+        /// "read" or "write".
+        pub access: String,
+        pub created_by: i64,
+        pub created_at: i64,
+        pub expires_at: Option<i64>,
+        pub revoked_at: Option<i64>,
+        pub last_used_at: Option<i64>,
+    }
+    no_relations!();
+}
+
+pub mod audit_entry {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: i64,
+        pub actor_kind: String,
+        pub actor_id: Option<i64>,
+        pub actor_name: String,
+        pub via: String,
+        pub entity: String,
+        pub entity_id: i64,
+        pub action: String,
+        /// JSON object: field → {"old": …, "new": …}; secrets only as "set" / "cleared".
+        pub diff: String,
+    }
+    no_relations!();
+}
+
+pub mod api_access {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_access_log")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: i64,
+        pub actor_kind: String,
+        pub actor_id: Option<i64>,
+        pub actor_name: String,
+        pub method: String,
+        pub path: String,
+        pub status: i32,
+    }
+    no_relations!();
+}
+
+pub mod idempotency_key {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub actor_key: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub fingerprint: String,
+        pub status: Option<i32>,
+        pub body: Option<String>,
+        pub created_at: i64,
+    }
+    no_relations!();
+}

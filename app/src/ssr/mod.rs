@@ -1,5 +1,6 @@
 //! Server-only code: state, persistence, authentication and the domain services that server
 //! functions (and the gateway) call.
+pub mod audit;
 pub mod auth;
 pub mod charts;
 pub mod crypto;

@@ -47,7 +47,7 @@ impl Env {
         server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), self.state.clone())
     }
     pub async fn user(&self, name: &str, role: Role) -> CurrentUser {
-        let id = auth::create_user(self.db(), name, "password123", role).await.unwrap();
+        let id = auth::create_user(self.db(), &app::ssr::audit::Actor::system(), name, "password123", role).await.unwrap();
         CurrentUser { id, username: name.into(), role }
     }
 }
@@ -55,8 +55,8 @@ impl Env {
 /// A workspace named `name` with `member` in it: its id.
 pub async fn workspace_of(env: &Env, name: &str, member: &str) -> i64 {
     use app::ssr::services::workspaces;
-    let ws = workspaces::create(env.db(), name).await.unwrap();
-    workspaces::add_member(env.db(), ws, member).await.unwrap();
+    let ws = workspaces::create(env.db(), &app::ssr::audit::Actor::system(), name).await.unwrap();
+    workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), ws, member).await.unwrap();
     ws
 }
 
@@ -72,11 +72,11 @@ pub struct Fixture {
 pub async fn fixture(env: &Env, op: &CurrentUser) -> Fixture {
     use app::ssr::services::{catalog, keys, workspaces};
     let db = env.db();
-    let mm = catalog::create_marketplace(db, &MarketplaceInput { name: "deepseek-chat".into(), provider: "DeepSeek".into(), description: "".into(), tags: "chat, 64k".into() }).await.unwrap();
-    catalog::set_published(db, mm, true).await.unwrap();
-    let cluster = catalog::create_cluster(db, "local", "http://127.0.0.1:3000/").await.unwrap();
-    let ws = workspaces::create(db, "team-a").await.unwrap();
-    let (k, _) = keys::create(db, op, ws, "ci").await.unwrap();
+    let mm = catalog::create_marketplace(db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "deepseek-chat".into(), provider: "DeepSeek".into(), description: "".into(), tags: "chat, 64k".into() }).await.unwrap();
+    catalog::set_published(db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
+    let cluster = catalog::create_cluster(db, &app::ssr::audit::Actor::system(), "local", "http://127.0.0.1:3000/").await.unwrap();
+    let ws = workspaces::create(db, &app::ssr::audit::Actor::system(), "team-a").await.unwrap();
+    let (k, _) = keys::create(db, &app::ssr::audit::Actor::system(), op, ws, "ci").await.unwrap();
     Fixture { mm, cluster, ws, key: k.info.id, secret: k.secret }
 }
 

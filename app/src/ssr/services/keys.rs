@@ -2,6 +2,7 @@
 //! keeps its SHA-256, which is what the gateway looks up.
 use super::workspaces;
 use crate::error::AppError;
+use crate::ssr::audit::{self, Action, Actor, Entity};
 use crate::ssr::crypto::{random_hex, sha256_hex};
 use crate::ssr::entities::{api_key, workspace};
 use crate::ssr::{bump_revision, now, SResult};
@@ -40,6 +41,7 @@ pub async fn list(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<A
 
 pub async fn create<C: TransactionTrait + ConnectionTrait>(
     db: &C,
+    actor: &Actor,
     who: &CurrentUser,
     workspace_id: i64,
     name: &str,
@@ -70,11 +72,13 @@ pub async fn create<C: TransactionTrait + ConnectionTrait>(
     }
     .insert(&txn)
     .await?;
+    let after = serde_json::json!({"name": k.name, "workspace_id": k.workspace_id, "public_id": k.public_id});
+    audit::record(&txn, actor, Entity::ApiKey, k.id, Action::Create, None, Some(&after)).await?;
     txn.commit().await?;
     Ok((CreatedApiKey { info: view(k), secret }, rev))
 }
 
-pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, key_id: i64) -> SResult<i64> {
+pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64) -> SResult<i64> {
     let Some(k) = api_key::Entity::find_by_id(key_id).one(db).await? else {
         return Err(AppError::NotFound("API key".into()).into());
     };
@@ -89,6 +93,7 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Current
     let mut am: api_key::ActiveModel = k.into();
     am.revoked_at = Set(Some(now()));
     am.update(&txn).await?;
+    audit::record(&txn, actor, Entity::ApiKey, key_id, Action::Revoke, Some(&serde_json::json!({"revoked": false})), Some(&serde_json::json!({"revoked": true}))).await?;
     txn.commit().await?;
     Ok(rev)
 }
@@ -103,7 +108,7 @@ pub async fn scope_choices(db: &impl ConnectionTrait) -> SResult<Vec<Choice>> {
 /// Sets a key's expiry and models: an operator sets the operator's limit, a member of the
 /// key's workspace the holder's own layer, which can only narrow the limit (the gateway
 /// applies both; what would widen it is refused here with the reason, next to the field).
-pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, key_id: i64, scope: &KeyScope) -> SResult<i64> {
+pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64, scope: &KeyScope) -> SResult<i64> {
     let Some(k) = api_key::Entity::find_by_id(key_id).one(db).await? else {
         return Err(AppError::NotFound("API key".into()).into());
     };
@@ -164,6 +169,14 @@ pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Curr
     let models = models.map(|m| serde_json::to_string(&m).unwrap_or_else(|_| "[]".into()));
     let txn = db.begin().await?;
     let rev = bump_revision(&txn).await?;
+    // The layer this caller sets, before and after, as the console shows it.
+    let layer = |e: Option<i64>, m: Option<&str>| {
+        let s = KeyScope::from_stored(e, m);
+        let prefix = if as_limit { "limit_" } else { "" };
+        serde_json::json!({format!("{prefix}last_day"): s.last_day, format!("{prefix}models"): s.models})
+    };
+    let before = if as_limit { layer(k.limit_expires_at, k.limit_models.as_deref()) } else { layer(k.expires_at, k.models.as_deref()) };
+    let after = layer(expires_at, models.as_deref());
     let mut am: api_key::ActiveModel = k.into();
     if as_limit {
         am.limit_expires_at = Set(expires_at);
@@ -173,6 +186,7 @@ pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, who: &Curr
         am.models = Set(models);
     }
     am.update(&txn).await?;
+    audit::record(&txn, actor, Entity::ApiKey, key_id, Action::Update, Some(&before), Some(&after)).await?;
     txn.commit().await?;
     Ok(rev)
 }

@@ -1,5 +1,6 @@
 //! MaaS models: create, edit, enable, delete, and the paginated management list.
 use crate::error::AppError;
+use crate::ssr::audit::{self, Action, Actor, Entity};
 use crate::ssr::crypto::SecretBox;
 use crate::ssr::entities::{api_key, cluster, endpoint, gateway_status, maas_model, marketplace_model, rule, workspace};
 use crate::ssr::{bump_revision, now, on_unique, SResult};
@@ -158,7 +159,7 @@ pub async fn names(db: &impl ConnectionTrait) -> SResult<Vec<(i64, String)>> {
         .await?)
 }
 
-pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &SecretBox, input: &ModelInput) -> SResult<(i64, i64)> {
+pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, secrets: &SecretBox, input: &ModelInput) -> SResult<(i64, i64)> {
     validate::model(input).into_result()?;
     if input.endpoints.iter().any(|e| e.id.is_some() && e.api_key == KeyChange::Keep) {
         return Err(AppError::field("endpoints", "a new model has no saved endpoints").into());
@@ -182,11 +183,16 @@ pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &Sec
     .await
     .map_err(|e| on_unique(e, "cluster", DUPLICATE))?;
     write_children(&txn, secrets, m.id, input, &[]).await?;
+    let after = snapshot(&get(&txn, m.id).await?, None, input);
+    audit::record(&txn, actor, Entity::Model, m.id, Action::Create, None, Some(&after)).await?;
     txn.commit().await?;
     Ok((m.id, rev))
 }
 
-pub async fn update<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &SecretBox, id: i64, input: &ModelInput) -> SResult<i64> {
+/// Replaces a saved model. `expected_revision` (the revision the caller loaded: the API's
+/// `If-Match`, the edit form's hidden field) makes it refuse with 412 when someone else changed
+/// the model meanwhile, so no one overwrites another's edit unseen.
+pub async fn update<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, secrets: &SecretBox, id: i64, expected_revision: Option<i64>, input: &ModelInput) -> SResult<i64> {
     validate::model(input).into_result()?;
     let Some(existing) = maas_model::Entity::find_by_id(id).one(db).await? else {
         return Err(AppError::NotFound("MaaS model".into()).into());
@@ -195,6 +201,8 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &Sec
     let (mm_id, cl_id) = check_references(db, input, Some(&existing), &saved).await?;
     let txn = db.begin().await?;
     let rev = bump_revision(&txn).await?;
+    let before = get(&txn, id).await?;
+    claim(&txn, id, expected_revision, rev).await?;
     let mut am: maas_model::ActiveModel = existing.into();
     am.marketplace_model_id = Set(mm_id);
     am.cluster_id = Set(cl_id);
@@ -204,34 +212,92 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(db: &C, secrets: &Sec
     am.updated_at = Set(now());
     am.update(&txn).await.map_err(|e| on_unique(e, "cluster", DUPLICATE))?;
     write_children(&txn, secrets, id, input, &saved).await?;
+    let after = snapshot(&get(&txn, id).await?, Some(&before), input);
+    audit::record(&txn, actor, Entity::Model, id, Action::Update, Some(&snapshot(&before, None, &ModelInput::default())), Some(&after)).await?;
     txn.commit().await?;
     Ok(rev)
 }
 
-pub async fn set_enabled<C: TransactionTrait + ConnectionTrait>(db: &C, id: i64, enabled: bool) -> SResult<i64> {
-    let txn = db.begin().await?;
-    let rev = bump_revision(&txn).await?;
-    let res = maas_model::Entity::update_many()
-        .col_expr(maas_model::Column::Enabled, Expr::value(enabled))
+/// Moves the model to `rev`, inside the change's transaction, if it is still at
+/// `expected` (any revision when `None`): one conditional UPDATE, so two writers racing on the
+/// same model cannot both pass the check.
+async fn claim(txn: &impl ConnectionTrait, id: i64, expected: Option<i64>, rev: i64) -> SResult<()> {
+    let mut q = maas_model::Entity::update_many()
         .col_expr(maas_model::Column::Revision, Expr::value(rev))
         .col_expr(maas_model::Column::UpdatedAt, Expr::value(now()))
+        .filter(maas_model::Column::Id.eq(id));
+    if let Some(e) = expected {
+        q = q.filter(maas_model::Column::Revision.eq(e));
+    }
+    if q.exec(txn).await?.rows_affected == 0 {
+        return Err(match maas_model::Entity::find_by_id(id).one(txn).await? {
+            None => AppError::NotFound("MaaS model".into()),
+            Some(m) => AppError::PreconditionFailed(format!(
+                "this model was changed by someone else meanwhile (now at revision {}, you loaded {}): reload it and apply your change again",
+                m.revision,
+                expected.unwrap_or_default()
+            )),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The audit log's view of a model: its fields as the form shows them, each endpoint's
+/// upstream key only as "set" / "none", and, for an update (`before` given), "replaced" or
+/// "cleared" where `input` changed a saved key.
+fn snapshot(m: &ModelDetail, before: Option<&ModelDetail>, input: &ModelInput) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = m
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            // The saved endpoint this row edited (the input names it; rows may be rewritten).
+            let saved = input.endpoints.get(i).and_then(|x| x.id);
+            let had = before.and_then(|b| b.endpoints.iter().find(|o| Some(o.id) == saved)).is_some_and(|o| o.has_key);
+            let key = match input.endpoints.get(i).map(|x| &x.api_key) {
+                Some(KeyChange::Set(_)) if had => serde_json::Value::from("replaced"),
+                Some(KeyChange::Clear) if had => serde_json::Value::from("cleared"),
+                _ => audit::secret_marker(e.has_key),
+            };
+            serde_json::json!({"model_id": e.model_id, "url": e.url, "weight": e.weight, "api_key": key,
+                "skip_stream_usage": e.skip_stream_usage, "max_concurrent": e.max_concurrent})
+        })
+        .collect();
+    serde_json::json!({
+        "marketplace_model_id": m.marketplace_model_id, "cluster_id": m.cluster_id, "policy": m.policy.as_str(),
+        "enabled": m.enabled, "reserve_output": m.reserve_output, "endpoints": endpoints, "rules": m.rules,
+    })
+}
+
+pub async fn set_enabled<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, id: i64, expected_revision: Option<i64>, enabled: bool) -> SResult<i64> {
+    let txn = db.begin().await?;
+    let rev = bump_revision(&txn).await?;
+    let was = maas_model::Entity::find_by_id(id).one(&txn).await?.map(|m| m.enabled);
+    claim(&txn, id, expected_revision, rev).await?;
+    maas_model::Entity::update_many()
+        .col_expr(maas_model::Column::Enabled, Expr::value(enabled))
         .filter(maas_model::Column::Id.eq(id))
         .exec(&txn)
         .await?;
-    if res.rows_affected == 0 {
-        return Err(AppError::NotFound("MaaS model".into()).into());
+    if was != Some(enabled) {
+        let action = if enabled { Action::Enable } else { Action::Disable };
+        audit::record(&txn, actor, Entity::Model, id, action, Some(&serde_json::json!({"enabled": was})), Some(&serde_json::json!({"enabled": enabled}))).await?;
     }
     txn.commit().await?;
     Ok(rev)
 }
 
-pub async fn delete<C: TransactionTrait + ConnectionTrait>(db: &C, id: i64) -> SResult<i64> {
+pub async fn delete<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, id: i64, expected_revision: Option<i64>) -> SResult<i64> {
     let txn = db.begin().await?;
     let rev = bump_revision(&txn).await?;
-    let res = maas_model::Entity::delete_by_id(id).exec(&txn).await?;
-    if res.rows_affected == 0 {
-        return Err(AppError::NotFound("MaaS model".into()).into());
-    }
+    let before = match maas_model::Entity::find_by_id(id).one(&txn).await? {
+        Some(_) => get(&txn, id).await?,
+        None => return Err(AppError::NotFound("MaaS model".into()).into()),
+    };
+    claim(&txn, id, expected_revision, rev).await?;
+    maas_model::Entity::delete_by_id(id).exec(&txn).await?;
+    audit::record(&txn, actor, Entity::Model, id, Action::Delete, Some(&snapshot(&before, None, &ModelInput::default())), None).await?;
     txn.commit().await?;
     Ok(rev)
 }
@@ -272,6 +338,7 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
         endpoints,
         rules,
         reserve_output: m.reserve_output_tokens,
+        revision: m.revision,
     })
 }
 

@@ -3,6 +3,7 @@
 //! add to; see `server/src/gateway/quota.rs`).
 use super::workspaces;
 use crate::error::AppError;
+use crate::ssr::audit::{self, Action, Actor, Entity};
 use crate::ssr::entities::{api_key, quota, quota_spent, workspace};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::*;
@@ -60,7 +61,7 @@ fn budget(e: &mut FieldErrors, field: &str, s: &str, max: i64) -> Option<i64> {
 /// Sets (or, with both budgets empty, removes) the quota of a workspace or a key. Operators
 /// only. A quota set mid-period starts from what the subject's usage rows already hold for the
 /// period, so a budget given on the 20th counts the month from the 1st.
-pub async fn set<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, target: RuleTarget, subject_id: i64, input: &QuotaInput) -> SResult<i64> {
+pub async fn set<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, target: RuleTarget, subject_id: i64, input: &QuotaInput) -> SResult<i64> {
     if who.role != Role::Operator {
         return Err(AppError::Forbidden.into());
     }
@@ -85,7 +86,18 @@ pub async fn set<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUse
         })
         .one(&txn)
         .await?;
-    match (existing, tokens.is_some() || requests.is_some()) {
+    // Audited on its subject: the workspace's or the key's quota changed.
+    let snap = |q: Option<(&str, Option<i64>, Option<i64>)>| {
+        serde_json::json!({"quota_period": q.map(|q| q.0), "quota_tokens": q.and_then(|q| q.1), "quota_requests": q.and_then(|q| q.2)})
+    };
+    let before = snap(existing.as_ref().map(|q| (q.period.as_str(), q.tokens, q.requests)));
+    let wanted = tokens.is_some() || requests.is_some();
+    let after = snap(wanted.then_some((input.period.as_str(), tokens, requests)));
+    let entity = if target == RuleTarget::Workspace { Entity::Workspace } else { Entity::ApiKey };
+    if before != after {
+        audit::record(&txn, actor, entity, subject_id, Action::Update, Some(&before), Some(&after)).await?;
+    }
+    match (existing, wanted) {
         (Some(q), false) => {
             quota::Entity::delete_by_id(q.id).exec(&txn).await?;
         }
@@ -132,14 +144,14 @@ async fn seed_ledger(db: &impl ConnectionTrait, target: RuleTarget, subject_id: 
 }
 
 /// Sets a workspace's quota; whoever sees the workspace sees it ([`views`]).
-pub async fn set_workspace<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, workspace_id: i64, input: &QuotaInput) -> SResult<i64> {
-    set(db, who, RuleTarget::Workspace, workspace_id, input).await
+pub async fn set_workspace<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, workspace_id: i64, input: &QuotaInput) -> SResult<i64> {
+    set(db, actor, who, RuleTarget::Workspace, workspace_id, input).await
 }
 
 /// Sets a key's quota (operators), after checking the key is visible like every key action.
-pub async fn set_key<C: TransactionTrait + ConnectionTrait>(db: &C, who: &CurrentUser, key_id: i64, input: &QuotaInput) -> SResult<i64> {
+pub async fn set_key<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64, input: &QuotaInput) -> SResult<i64> {
     match api_key::Entity::find_by_id(key_id).one(db).await? {
-        Some(k) if workspaces::can_see(db, who, k.workspace_id).await? => set(db, who, RuleTarget::ApiKey, key_id, input).await,
+        Some(k) if workspaces::can_see(db, who, k.workspace_id).await? => set(db, actor, who, RuleTarget::ApiKey, key_id, input).await,
         _ => Err(AppError::NotFound("API key".into()).into()),
     }
 }

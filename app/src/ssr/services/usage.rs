@@ -302,10 +302,10 @@ pub async fn key_usage(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<
 
 pub use crate::days::{civil_from_days, format_day, parse_day};
 
-/// The billing export: one line per UTC day × workspace × key × model of `[from, to]` (days,
-/// inclusive), with requests and input, output and total tokens, and the calls whose usage is
-/// unknown. Days validated first: a clear error, never a partial or unbounded file.
-pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<String> {
+/// Usage per UTC day × workspace × key × model of `[from, to]` (days, inclusive): requests
+/// and input, output and total tokens, and the calls whose usage is unknown. Days validated
+/// first: a clear error, never a partial or unbounded answer.
+pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<Vec<DailyUsage>> {
     let mut e = FieldErrors::default();
     let (f, t) = (parse_day(from), parse_day(to));
     if f.is_none() {
@@ -326,27 +326,48 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
     let scope = Scope { from_minute: f * 1440, to_minute: (t + 1) * 1440, ..Default::default() };
     let groups = aggregate(db, &scope, By::WorkspaceKeyModel, Some(1440)).await?;
     let names = names(db, Wanted::default()).await?;
+    Ok(groups
+        .iter()
+        .map(|g| {
+            let (ws, key, model_id) = (g.int(0), g.int(1), g.int(2));
+            let s = &g.sums;
+            DailyUsage {
+                day: format_day(g.at_minute / 1440),
+                workspace_id: ws,
+                workspace: ws.map(|w| names.workspace(Some(w))).unwrap_or_default(),
+                api_key_id: key,
+                api_key: key.map(|k| names.key(Some(k)).0).unwrap_or_default(),
+                model_id,
+                model: g.text(3).unwrap_or_default().to_owned(),
+                requests: s.requests,
+                input_tokens: s.input,
+                output_tokens: s.output,
+                total_tokens: s.total,
+                requests_usage_unknown: s.requests - s.usage_known,
+            }
+        })
+        .collect())
+}
+
+/// The billing export: [`daily`] as CSV, the file a billing system takes.
+pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<String> {
     let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown\n");
-    for g in &groups {
-        let (ws, key, model_id, model) = (g.int(0), g.int(1), g.int(2), g.text(3).unwrap_or_default());
-        let s = &g.sums;
-        let id = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let ws_name = ws.map(|w| names.workspace(Some(w))).unwrap_or_default();
-        let key_name = key.map(|k| names.key(Some(k)).0).unwrap_or_default();
+    let id = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for d in daily(db, from, to).await? {
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            format_day(g.at_minute / 1440),
-            id(ws),
-            csv_field(&ws_name),
-            id(key),
-            csv_field(&key_name),
-            id(model_id),
-            csv_field(model),
-            s.requests,
-            s.input,
-            s.output,
-            s.total,
-            s.requests - s.usage_known
+            d.day,
+            id(d.workspace_id),
+            csv_field(&d.workspace),
+            id(d.api_key_id),
+            csv_field(&d.api_key),
+            id(d.model_id),
+            csv_field(&d.model),
+            d.requests,
+            d.input_tokens,
+            d.output_tokens,
+            d.total_tokens,
+            d.requests_usage_unknown
         ));
     }
     Ok(out)
@@ -354,7 +375,7 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
 
 /// A CSV field, quoted when needed; a leading `=`, `+`, `-` or `@` is prefixed with `'` so a
 /// spreadsheet never runs a name as a formula.
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))

@@ -1,0 +1,89 @@
+//! Admin tokens: bearer credentials for the admin API (`/api/v1`). Created here (the secret is
+//! shown once), listed with when each was last used, revoked.
+use crate::api::admin::*;
+use crate::components::{field_errors, ErrorBox, FieldMsg, RequireRole};
+use crate::days::format_utc;
+use crate::types::TokenAccess;
+use leptos::prelude::*;
+
+#[component]
+pub fn AdminTokensPage() -> impl IntoView {
+    view! { <RequireRole operator=true><AdminTokens/></RequireRole> }
+}
+
+#[component]
+fn AdminTokens() -> impl IntoView {
+    let create = ServerAction::<CreateAdminToken>::new();
+    let revoke = ServerAction::<RevokeAdminToken>::new();
+    let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_admin_tokens());
+    let value = create.value();
+    let errors = field_errors(move || value.get());
+    view! {
+        <h1>"Admin tokens"</h1>
+        <p class="hint">
+            "Tokens for the admin API (" <code>"/api/v1"</code> "), sent as " <code>"Authorization: Bearer maas-admin-…"</code>
+            ": scripts, CI and Terraform do what an operator does here. See the "
+            <a href="/api/docs" rel="external">"API reference"</a> " and its " <a href="/api/v1/openapi.json" rel="external">"OpenAPI document"</a> "."
+        </p>
+        <section class="card">
+            <h2>"New admin token"</h2>
+            <ActionForm action=create attr:id="admin-token-form" attr:class="row-form">
+                <label>"Name" <input name="name" placeholder="e.g. terraform" aria-label="Token name"/></label>
+                <label>"Access"
+                    <select name="access" aria-label="Access">
+                        <option value="read">"Read only"</option>
+                        <option value="write">"Read and write"</option>
+                    </select>
+                </label>
+                <label>"Last day (optional)" <input type="date" name="last_day" aria-label="Last day"/></label>
+                <button type="submit" disabled=move || create.pending().get()>
+                    {move || if create.pending().get() { "Creating…" } else { "Create token" }}
+                </button>
+            </ActionForm>
+            <FieldMsg errors field="name"/>
+            <FieldMsg errors field="access"/>
+            <FieldMsg errors field="last_day"/>
+            <ErrorBox value=value.into()/>
+            {move || value.get().and_then(Result::ok).map(|t| view! {
+                <div class="secret-once" id="new-admin-token">
+                    <p>"Copy this token now: it is shown only once and stored only as a hash."</p>
+                    <code class="secret">{t.secret}</code>
+                </div>
+            })}
+        </section>
+        <ErrorBox value=revoke.value().into()/>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match tokens.await {
+                    Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
+                    Ok(list) if list.is_empty() => view! { <p class="empty">"No admin tokens yet: create one above to use the admin API."</p> }.into_any(),
+                    Ok(list) => view! {
+                        <div class="table-scroll">
+                        <table class="list" id="admin-token-table">
+                            <thead><tr><th>"Name"</th><th>"Token id"</th><th>"Access"</th><th>"Made by"</th><th>"Works until"</th><th>"Last used"</th><th>"Status"</th><th></th></tr></thead>
+                            <tbody>{list.into_iter().map(|t| {
+                                let id = t.id;
+                                let name = t.name.clone();
+                                let status = if t.revoked { "revoked" } else if t.expired { "expired" } else { "active" };
+                                view! {
+                                    <tr data-name=name>
+                                        <td>{t.name}</td><td><code>{t.public_id}</code></td>
+                                        <td>{if t.access == TokenAccess::Write { "read and write" } else { "read only" }}</td>
+                                        <td>{t.created_by}</td>
+                                        <td>{t.last_day.unwrap_or_else(|| "no end".into())}</td>
+                                        <td>{t.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                                        <td data-col="status">{status}</td>
+                                        <td>{(!t.revoked).then(|| view! {
+                                            <button class="small danger" on:click=move |_| { revoke.dispatch(RevokeAdminToken { id }); }>"Revoke"</button>
+                                        })}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}</tbody>
+                        </table>
+                        </div>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}

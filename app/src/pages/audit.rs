@@ -1,0 +1,108 @@
+//! The audit log: every change made in the console or through the admin API, who made it,
+//! when, and the fields that moved (secrets only as "set" / "cleared"). Filtered by actor,
+//! kind of entity and days (query string, so a view can be linked), exported as CSV.
+//!
+//! Read-only, so rendered on the server like the Usage page ([`render`]): the browser's WASM
+//! only places the markup.
+use crate::api::admin::get_audit_page;
+use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use crate::types::*;
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::{use_location, use_query_map};
+
+pub const PER_PAGE: u64 = 50;
+
+/// The server function is the guard (operators only).
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    let query = use_query_map();
+    let loc = use_location();
+    let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
+    let page = Resource::new(
+        move || (param("actor"), param("entity"), param("from"), param("to"), param("page").parse::<u64>().unwrap_or(1).max(1) - 1),
+        |(a, e, f, t, p)| get_audit_page(a, e, f, t, p),
+    );
+    view! {
+        <h1>"Audit log"</h1>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(html) => view! { <div class="audit" inner_html=html></div> }.into_any(),
+                    Err(AppError::Unauthenticated) => {
+                        let next = loc.pathname.get_untracked();
+                        view! { <Redirect path=format!("/login?next={next}")/> }.into_any()
+                    }
+                    Err(AppError::Forbidden) => view! { <p class="error-box">"This page is for operators."</p> }.into_any(),
+                    Err(AppError::Invalid(f)) => view! { <p class="error-box" role="alert">{f.0.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ")}</p> }.into_any(),
+                    Err(e) => view! { <p class="error-box" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// The page's content as HTML.
+#[cfg(feature = "ssr")]
+pub fn render(f: &AuditFilter, page: u64, list: AuditPage, actors: Vec<String>) -> String {
+    let entities = crate::ssr::audit::Entity::ALL.map(|e| e.as_str());
+    let qs = |p: u64| {
+        let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+        format!("actor={}&entity={}&from={}&to={}&page={}", enc(&f.actor), enc(&f.entity), enc(&f.from), enc(&f.to), p)
+    };
+    let pages = list.total.div_ceil(PER_PAGE).max(1);
+    let export = format!("/audit/export.csv?{}", qs(1));
+    let (prev, next) = ((page > 0).then(|| format!("/audit?{}", qs(page))), (page + 1 < pages).then(|| format!("/audit?{}", qs(page + 2))));
+    let f = f.clone();
+    view! {
+        <section class="card">
+            <form method="get" action="/audit" id="audit-filter" class="row-form">
+                <label>"Actor"
+                    <select name="actor" aria-label="Actor">
+                        <option value="" selected=f.actor.is_empty()>"Anyone"</option>
+                        {actors.into_iter().map(|a| view! { <option value=a.clone() selected=a == f.actor>{a.clone()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>"Entity"
+                    <select name="entity" aria-label="Entity">
+                        <option value="" selected=f.entity.is_empty()>"Everything"</option>
+                        {entities.into_iter().map(|e| view! { <option value=e selected=e == f.entity>{e.replace('_', " ")}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>"From" <input type="date" name="from" value=f.from.clone() aria-label="From"/></label>
+                <label>"To" <input type="date" name="to" value=f.to.clone() aria-label="To"/></label>
+                <button type="submit">"Show"</button>
+                <a class="button" href=export id="audit-export">"Download CSV"</a>
+            </form>
+            <p class="hint">"Times are UTC. Every change is here, made in the console or through the admin API; secrets appear only as \"set\", \"replaced\" or \"cleared\"."</p>
+        </section>
+        {if list.items.is_empty() {
+            view! { <p class="empty" id="audit-empty">"No change matches this filter."</p> }.into_any()
+        } else {
+            view! {
+                <p class="hint" id="audit-count">{format!("{} change(s); page {} of {}", list.total, page + 1, pages)}</p>
+                <div class="table-scroll">
+                <table class="list" id="audit-table">
+                    <thead><tr><th>"When"</th><th>"Who"</th><th>"Via"</th><th>"What"</th><th>"Action"</th><th>"Changes"</th></tr></thead>
+                    <tbody>{list.items.into_iter().map(|e| { let (entity, actor) = (e.entity.clone(), e.actor.clone()); view! {
+                        <tr data-entity=entity data-actor=actor>
+                            <td>{crate::days::format_utc(e.at)}</td>
+                            <td>{e.actor}</td>
+                            <td>{e.via}</td>
+                            <td>{format!("{} #{}", e.entity.replace('_', " "), e.entity_id)}</td>
+                            <td>{e.action}</td>
+                            <td><code class="diff">{e.diff}</code></td>
+                        </tr>
+                    }}).collect_view()}</tbody>
+                </table>
+                </div>
+                <p class="pager">
+                    {prev.map(|h| view! { <a href=h>"← Newer"</a> " " })}
+                    {next.map(|h| view! { <a href=h>"Older →"</a> })}
+                </p>
+            }.into_any()
+        }}
+    }
+    .to_html()
+}
