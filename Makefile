@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/maas-target
 export MAAS_SITE_ROOT ?= $(CARGO_TARGET_DIR)/site
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup setup-run site build run test test-rust test-sdk test-e2e bench-list bench-gateway bench-login bench-usage clean-data
+.PHONY: setup setup-run site build run test test-rust test-sdk test-api test-e2e bench-list bench-gateway bench-login bench-usage clean-data
 
 ## What `make test` needs (also Chromium, Redis, PostgreSQL); `make run` needs only setup-run.
 setup:
@@ -29,7 +29,7 @@ run: build
 
 ## Every test: Rust unit/service/HTTP/gateway tests, the official OpenAI Python SDK against the
 ## gateway, then the browser tests against the built server.
-test: setup test-rust test-sdk test-e2e
+test: setup test-rust test-sdk test-api test-e2e
 
 test-rust:
 	cargo test --workspace --exclude frontend
@@ -40,6 +40,11 @@ test-rust:
 test-sdk:
 	cargo build --workspace --exclude frontend --tests
 	MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas scripts/test-openai-sdk.sh
+
+## The admin API from outside: the README's curl session, then schemathesis on its OpenAPI document.
+test-api:
+	cargo build --workspace --exclude frontend --tests
+	MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas scripts/test-admin-api.sh
 
 test-e2e: site
 	cargo build --workspace --exclude frontend --tests  # same selection as `cargo test`: no rebuild

@@ -2,6 +2,7 @@
 # Builds the browser half of the console into $MAAS_SITE_ROOT (default target/site):
 #   pkg/maas.js + pkg/maas_bg.wasm  (frontend crate → wasm-bindgen → wasm-opt)
 #   pkg/maas.css                     (style/main.css, plain CSS)
+#   pkg/api-docs/                    (Swagger UI for /api/docs, from npm's swagger-ui-dist)
 # This is what cargo-leptos would do; see the README for why we do it with these few lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +26,8 @@ else
   touch "$STAMP"
 fi
 cp style/main.css "$SITE/pkg/maas.css"
+# The admin API's reference page (/api/docs): Swagger UI from npm, served from our own origin.
+mkdir -p "$SITE/pkg/api-docs"
+cp end2end/node_modules/swagger-ui-dist/{swagger-ui-bundle.js,swagger-ui.css,LICENSE} "$SITE/pkg/api-docs/"
 printf '[site] %s: wasm %s bytes (%s gzipped)\n' "$SITE/pkg" \
   "$(stat -c %s "$SITE/pkg/maas_bg.wasm")" "$(gzip -9c "$SITE/pkg/maas_bg.wasm" | wc -c)"

@@ -112,6 +112,24 @@ pub async fn first_operator(db: &DatabaseConnection, username: &str, password: O
     Ok(generated.then_some(pw))
 }
 
+/// `maas admin-token`: a token made on behalf of `operator` (the first operator account when
+/// `None`); returns its secret.
+pub async fn admin_token(db: &DatabaseConnection, name: &str, write: bool, last_day: &str, operator: Option<&str>) -> anyhow::Result<String> {
+    use app::types::{CurrentUser, TokenAccess};
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+    let mut q = user::Entity::find().filter(user::Column::Role.eq(Role::Operator.as_str())).order_by_asc(user::Column::Id);
+    if let Some(name) = operator {
+        q = q.filter(user::Column::Username.eq(name));
+    }
+    let u = q.one(db).await?.ok_or_else(|| anyhow::anyhow!("no such operator account (start `maas serve` once to create the first one)"))?;
+    let who = CurrentUser { id: u.id, username: u.username, role: Role::Operator };
+    let access = if write { TokenAccess::Write } else { TokenAccess::Read };
+    let t = app::ssr::services::admin_tokens::create(db, &Actor::system(), &who, name, access, last_day)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin token: {}", match e.into_app() { app::error::AppError::Invalid(f) => f.0.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; "), e => e.to_string() }))?;
+    Ok(t.secret)
+}
+
 /// Demo data for `make run`: a published, enabled model served by `upstream`, a demo user in a
 /// demo workspace, and an API key. Only on a database with no marketplace model. Returns what to
 /// print. The key is also kept in `data/demo.key` (it cannot be shown again otherwise).

@@ -33,6 +33,25 @@ enum Cmd {
         #[arg(long)]
         no_record: bool,
     },
+    /// Create an admin token for the admin API (`/api/v1`) and print it once: what the
+    /// console's Admin tokens page does, for a first automation that has no browser. Made on
+    /// behalf of an operator account (the first one by default) and audited as the system.
+    AdminToken {
+        #[arg(long, env = "DATABASE_URL", default_value = server::bootstrap::DEFAULT_DB)]
+        database_url: String,
+        /// A name to tell it apart (`terraform`, `ci`).
+        #[arg(long)]
+        name: String,
+        /// Read and write (default: read only).
+        #[arg(long)]
+        write: bool,
+        /// Last day it works, `YYYY-MM-DD` (UTC); default: no end.
+        #[arg(long, default_value = "")]
+        last_day: String,
+        /// The operator it acts for (default: the first operator account).
+        #[arg(long)]
+        operator: Option<String>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL", default_value = server::bootstrap::DEFAULT_DB)]
@@ -259,6 +278,12 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Migrate { database_url }) => single_threaded()?.block_on(async {
             server::bootstrap::open_db(&database_url).await?;
             println!("migrations applied");
+            Ok(())
+        }),
+        Some(Cmd::AdminToken { database_url, name, write, last_day, operator }) => single_threaded()?.block_on(async {
+            let db = server::bootstrap::open_db(&database_url).await?;
+            let secret = server::bootstrap::admin_token(&db, &name, write, &last_day, operator.as_deref()).await?;
+            println!("{secret}");
             Ok(())
         }),
         Some(Cmd::Serve(a)) => {
