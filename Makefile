@@ -35,7 +35,7 @@ test-rust:
 	cargo test --workspace --exclude frontend
 	# The console's services, its HTTP surface and the gateway again on PostgreSQL (each test
 	# starts its own server): the scale-out control plane's database.
-	MAAS_TEST_DB=postgres cargo test -p server --test services --test http --test gateway --test usage
+	MAAS_TEST_DB=postgres cargo test -p server --test services --test http --test gateway --test usage --test admin_api
 
 test-sdk:
 	cargo build --workspace --exclude frontend --tests

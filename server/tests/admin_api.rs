@@ -452,3 +452,64 @@ async fn the_openapi_document_is_served_and_describes_every_route() {
     assert!(page.contains("/pkg/api-docs/swagger-ui-bundle.js") && !page.contains("https://"), "the docs page loads its own assets only");
     assert!(h["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
 }
+
+#[tokio::test]
+async fn each_kind_of_write_leaves_exactly_one_audit_row() {
+    let env = env().await;
+    let r = env.router();
+    let (op, rw, _) = tokens(&env).await;
+    env.user("carol", Role::User).await;
+    let f = fixture(&env, &op).await;
+    let mut seen = audit_rows(&env).await.len();
+    // Each step: the call, and the one row it must add (entity, action).
+    macro_rules! step {
+        ($method:expr, $path:expr, $body:expr, $entity:expr, $action:expr) => {{
+            let path: String = $path;
+            let mut c = call($method, &path, &rw);
+            if let Some(b) = $body {
+                c = c.body(b);
+            }
+            let (s, _, v) = c.send(&r).await;
+            assert!(s.is_success(), "{} {path}: {s} {v}", $method);
+            let rows = audit_rows(&env).await;
+            let new: Vec<(String, String, String)> = rows[seen..].iter().map(|a| (a.entity.clone(), a.action.clone(), a.actor_name.clone())).collect();
+            assert_eq!(new, vec![($entity.to_string(), $action.to_string(), "token:ci".to_string())], "{} {path}", $method);
+            seen = rows.len();
+            v
+        }};
+    }
+    let none: Option<Value> = None;
+    let mm = step!("POST", "/marketplace-models".to_string(), Some(json!({"name": "m2", "provider": "p"})), "marketplace_model", "create");
+    let mm = mm["id"].as_i64().unwrap();
+    step!("PUT", format!("/marketplace-models/{mm}"), Some(json!({"name": "m2b", "provider": "p"})), "marketplace_model", "update");
+    step!("POST", format!("/marketplace-models/{mm}/publish"), none.clone(), "marketplace_model", "publish");
+    step!("POST", format!("/marketplace-models/{mm}/unpublish"), none.clone(), "marketplace_model", "unpublish");
+    let c = step!("POST", "/clusters".to_string(), Some(json!({"name": "c2", "entry_address": "https://c2.example"})), "cluster", "create");
+    let c = c["id"].as_i64().unwrap();
+    step!("PUT", format!("/clusters/{c}"), Some(json!({"name": "c2b", "entry_address": "https://c2.example"})), "cluster", "update");
+    let ws = step!("POST", "/workspaces".to_string(), Some(json!({"name": "w2"})), "workspace", "create");
+    let ws = ws["id"].as_i64().unwrap();
+    step!("PATCH", format!("/workspaces/{ws}"), Some(json!({"name": "w2b"})), "workspace", "update");
+    step!("PUT", format!("/workspaces/{ws}/quota"), Some(json!({"period": "month", "requests": 100})), "workspace", "update");
+    step!("POST", format!("/workspaces/{ws}/members"), Some(json!({"username": "carol"})), "workspace", "add_member");
+    step!("DELETE", format!("/workspaces/{ws}/members/carol"), none.clone(), "workspace", "remove_member");
+    let u = step!("POST", "/users".to_string(), Some(json!({"username": "dave", "password": "password123", "role": "user"})), "user", "create");
+    step!("DELETE", format!("/users/{}", u["id"]), none.clone(), "user", "delete");
+    let k = step!("POST", "/api-keys".to_string(), Some(json!({"workspace_id": ws, "name": "k2"})), "api_key", "create");
+    let k = k["info"]["id"].as_i64().unwrap();
+    step!("PUT", format!("/api-keys/{k}/scope"), Some(json!({"last_day": "2999-01-01"})), "api_key", "update");
+    step!("PUT", format!("/api-keys/{k}/quota"), Some(json!({"period": "day", "tokens": 10})), "api_key", "update");
+    step!("POST", format!("/api-keys/{k}/revoke"), none.clone(), "api_key", "revoke");
+    let m = step!("POST", "/models".to_string(), Some(model_body(f.mm, f.cluster, f.ws, "https://a.example/v1")), "model", "create");
+    let m = m["id"].as_i64().unwrap();
+    step!("PATCH", format!("/models/{m}"), Some(json!({"reserve_output_tokens": 512})), "model", "update");
+    step!("PATCH", format!("/models/{m}"), Some(json!({"enabled": true})), "model", "enable");
+    step!("PATCH", format!("/models/{m}"), Some(json!({"enabled": false})), "model", "disable");
+    step!("DELETE", format!("/models/{m}"), none.clone(), "model", "delete");
+    step!("DELETE", format!("/clusters/{c}"), none.clone(), "cluster", "delete");
+    step!("DELETE", format!("/marketplace-models/{mm}"), none.clone(), "marketplace_model", "delete");
+    step!("DELETE", format!("/workspaces/{ws}"), none.clone(), "workspace", "delete");
+    // A refused write leaves none.
+    assert_eq!(call("POST", "/workspaces", &rw).body(json!({"name": "team-a"})).send(&r).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(audit_rows(&env).await.len(), seen);
+}
