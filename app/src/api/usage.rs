@@ -10,8 +10,11 @@ pub async fn get_usage_page(range: String, model: String, workspace: String, key
     use crate::ssr::{auth::Need, services::usage};
     super::edge::run(Need::Operator, |st, _| async move {
         let f = usage::filter_from_query(&range, &model, &workspace, &key)?;
+        let t = std::time::Instant::now();
         let report = usage::report(&st.db, &f).await?;
-        Ok(crate::pages::usage::render(report))
+        let html = crate::pages::usage::render(report);
+        tracing::debug!(range = %range, ms = t.elapsed().as_millis() as u64, "usage page computed");
+        Ok(html)
     })
     .await
 }
