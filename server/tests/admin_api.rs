@@ -513,3 +513,49 @@ async fn each_kind_of_write_leaves_exactly_one_audit_row() {
     assert_eq!(call("POST", "/workspaces", &rw).body(json!({"name": "team-a"})).send(&r).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(audit_rows(&env).await.len(), seen);
 }
+
+#[tokio::test]
+async fn the_consoles_admin_token_and_audit_functions_are_for_operators_only() {
+    let env = env().await;
+    let r = env.router();
+    env.user("admin", Role::Operator).await;
+    env.user("alice", Role::User).await;
+    let user = login(&r, "alice").await;
+    let op = login(&r, "admin").await;
+    let create = "name=ci&access=write&last_day=";
+    assert_eq!(send(&r, form("/api/admin-tokens/create", Some(&user), create)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&r, form("/api/admin-tokens/list", Some(&user), "")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&r, form("/api/audit/page", Some(&user), "actor=&entity=&from=&to=&page=0")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&r, form("/api/admin-tokens/create", None, create)).await.0, StatusCode::UNAUTHORIZED);
+    // Bad input, next to its field.
+    let (s, _, body) = send(&r, form("/api/admin-tokens/create", Some(&op), "name=ci&access=root&last_day=")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("access"), "{body}");
+    let (s, _, body) = send(&r, form("/api/admin-tokens/create", Some(&op), "name=ci&access=read&last_day=2001-01-01")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("last_day"), "{body}");
+    let (s, _, body) = send(&r, form("/api/audit/page", Some(&op), "actor=&entity=&from=yesterday&to=&page=0")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // From another origin: refused before it runs.
+    let mut cross = form("/api/admin-tokens/create", Some(&op), create);
+    cross.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
+    assert_eq!(send(&r, cross).await.0, StatusCode::FORBIDDEN);
+    assert!(admin_tokens::list(env.db()).await.unwrap().is_empty());
+    // The operator's: the secret once, then only its prefix in the list.
+    let (s, _, body) = send(&r, form("/api/admin-tokens/create", Some(&op), create)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    let secret = created["secret"].as_str().unwrap();
+    let (_, _, list) = send(&r, form("/api/admin-tokens/list", Some(&op), "")).await;
+    assert!(list.contains("\"ci\"") && !list.contains(secret), "{list}");
+    assert_eq!(call("GET", "/workspaces", secret).send(&r).await.0, StatusCode::OK);
+    let id = created["info"]["id"].as_i64().unwrap();
+    assert_eq!(send(&r, form("/api/admin-tokens/revoke", Some(&user), &format!("id={id}"))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call("GET", "/workspaces", secret).send(&r).await.0, StatusCode::OK, "a user cannot revoke it");
+    assert_eq!(send(&r, form("/api/admin-tokens/revoke", Some(&op), &format!("id={id}"))).await.0, StatusCode::OK);
+    assert_eq!(call("GET", "/workspaces", secret).send(&r).await.0, StatusCode::UNAUTHORIZED);
+    let (s, _, page) = send(&r, form("/api/audit/page", Some(&op), "actor=admin&entity=admin_token&from=&to=&page=0")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("revoke") && page.contains("create"), "{page}");
+    assert!(!page.contains(secret));
+}
