@@ -1,5 +1,6 @@
 //! The control plane's care of the usage tables: every few minutes, complete hours of minute
-//! rows are compacted into hourly rows, then rows past their retention are deleted. Run by
+//! rows are compacted into hourly rows, then rows past their retention are deleted (and the
+//! admin API's access log with the hourly rows' retention). Run by
 //! `maas serve` only (replicas just append minute rows); safe with several control planes on
 //! one database (a compaction is one repeatable-read transaction; a concurrent one fails and
 //! its rows go with the next run).
@@ -42,6 +43,11 @@ pub fn spawn(db: DatabaseConnection, retention: Retention, every: Duration) {
                 // Another control plane compacting at the same moment, or the database away:
                 // nothing is lost, the rows wait for the next pass.
                 Err(e) => tracing::warn!(error = %e, "usage compaction failed; retrying at the next pass"),
+            }
+            // The admin API's access log is kept as long as hourly usage; the audit log always.
+            let before = app::ssr::now() - retention.hours.as_secs() as i64;
+            if let Err(e) = app::ssr::services::audit_log::prune_access(&db, before).await {
+                tracing::warn!(error = %e.into_app(), "access log pruning failed; retrying at the next pass");
             }
             tokio::time::sleep(every).await;
         }

@@ -118,3 +118,8 @@ pub async fn access(db: &impl ConnectionTrait, page: u64, per_page: u64) -> SRes
         .collect();
     Ok((items, total))
 }
+
+/// Deletes access-log rows older than `before` (Unix seconds); the audit log itself is kept.
+pub async fn prune_access(db: &impl ConnectionTrait, before: i64) -> SResult<u64> {
+    Ok(api_access::Entity::delete_many().filter(api_access::Column::At.lt(before)).exec(db).await?.rows_affected)
+}
