@@ -135,3 +135,71 @@ pub fn QuotaFields(quota: Option<QuotaView>, errors: Signal<Option<FieldErrors>>
         <p class="hint">"Both empty: no quota. A spent quota answers 429 insufficient_quota until the period turns."</p>
     }
 }
+
+/// A form's submit button with its pending state: disabled and saying `busy` while the
+/// action runs, so a double click never submits twice.
+#[component]
+pub fn SubmitButton(#[prop(into)] pending: Signal<bool>, label: &'static str, busy: &'static str, #[prop(optional)] id: &'static str) -> impl IntoView {
+    view! {
+        <button type="submit" id=(!id.is_empty()).then_some(id) disabled=move || pending.get() aria-busy=move || pending.get().then_some("true")>
+            {move || if pending.get() { busy } else { label }}
+        </button>
+    }
+}
+
+/// A short notice that something worked: `role="status"`, so a screen reader says it too.
+#[component]
+pub fn Notice(#[prop(into)] message: Signal<Option<String>>) -> impl IntoView {
+    move || message.get().map(|m| view! { <p class="notice" role="status">{m}</p> })
+}
+
+/// Clears `form` once `value` holds a success: the next entry starts empty (a password never
+/// stays in its field).
+pub fn reset_on_success(succeeded: impl Fn() -> bool + 'static, form: NodeRef<leptos::html::Form>) {
+    Effect::new(move |_| {
+        if succeeded() {
+            if let Some(f) = form.get_untracked() {
+                f.reset();
+            }
+        }
+    });
+}
+
+/// A destructive button (Delete, Revoke) that asks first, in the page: the dialog names what
+/// goes and what goes with it (`consequences`), and acting needs a second, deliberate click.
+/// Escape or Cancel closes it.
+#[component]
+pub fn ConfirmButton(#[prop(default = "Delete")] verb: &'static str, #[prop(into)] what: String, #[prop(into)] consequences: String, on_confirm: Callback<()>) -> impl IntoView {
+    let open = RwSignal::new(false);
+    let title = format!("{verb} {what}?");
+    let label = format!("{verb} {what}");
+    view! {
+        <button type="button" class="small danger" aria-haspopup="dialog" aria-label=label on:click=move |_| open.set(true)>{verb}</button>
+        <Show when=move || open.get()>
+            <div class="dialog-backdrop">
+                <div class="dialog" role="alertdialog" aria-modal="true" aria-label=title.clone()
+                    on:keydown=move |ev| if ev.key() == "Escape" { open.set(false) }>
+                    <h2>{title.clone()}</h2>
+                    <p>{consequences.clone()}</p>
+                    <div class="dialog-actions">
+                        <button type="button" class="danger" on:click=move |_| { open.set(false); on_confirm.run(()); }>{verb}</button>
+                        <button type="button" autofocus on:click=move |_| open.set(false)>"Cancel"</button>
+                    </div>
+                </div>
+            </div>
+        </Show>
+    }
+}
+
+/// A Copy button for a value shown once (a key's secret): the clipboard, and "Copied" for a
+/// moment.
+#[component]
+pub fn CopyButton(#[prop(into)] text: String) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    view! {
+        <button type="button" class="small copy" on:click=move |_| {
+            let _ = window().navigator().clipboard().write_text(&text);
+            copied.set(true);
+        }>{move || if copied.get() { "Copied" } else { "Copy" }}</button>
+    }
+}

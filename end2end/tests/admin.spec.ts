@@ -56,6 +56,7 @@ test('admin tokens, the audit log and its filter, the API reference', async ({ p
     // Revoked: the token stops working at once.
     await open(page, `${base}/admin-tokens`);
     await page.locator('#admin-token-table tr[data-name="e2e-bot"] button', { hasText: 'Revoke' }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Revoke' }).click();
     await expect(page.locator('#admin-token-table tr[data-name="e2e-bot"] td[data-col="status"]')).toHaveText('revoked');
     expect((await api('GET', '/workspaces')).status).toBe(401);
 

@@ -175,9 +175,16 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await expect(page.locator('article.offering')).toHaveCount(0);
     await logout(page);
 
-    // Delete, after confirming.
+    // Delete, after confirming in the page's own dialog (Cancel first: nothing happens).
     await login(page, base, 'admin', ADMIN_PASSWORD);
     await row.getByRole('button', { name: 'Delete' }).click();
+    const dialog = page.getByRole('alertdialog');
+    await expect(dialog).toContainText('The gateway stops serving it');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await expect(dialog).toHaveCount(0);
+    await expect(row).toBeVisible();
+    await row.getByRole('button', { name: 'Delete' }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
     await expect(page.locator('p.empty')).toHaveText('No models match.');
   } finally {
     await server.stop();

@@ -59,6 +59,7 @@ test('a user creates and revokes keys in their own workspace; operator pages sta
     await expect(page.locator('#new-secret')).toHaveCount(0);
     expect(await page.content()).not.toContain(secret!);
     await row.getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Revoke' }).click();
     await expect(row).toContainText('revoked');
 
     // Operator pages are closed to users.

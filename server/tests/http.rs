@@ -477,3 +477,73 @@ async fn quota_server_functions_check_origin_and_fields_and_store_nothing_when_r
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(quota().await.map(|q| (q.period, q.tokens, q.requests)), Some((Period::Day, Some(10), None)));
 }
+
+/// Editing and deleting from the console: operators only (a user gets 403, nothing changes),
+/// refusals with the reason (409 for a cluster that has models), field errors, and a key
+/// renamed only by its own workspace's members.
+#[tokio::test]
+async fn edits_and_deletes_are_guarded_and_refuse_what_the_schema_forbids() {
+    use app::ssr::services::{catalog, models};
+    let env = env().await;
+    let r = env.router();
+    let op = env.user("admin", Role::Operator).await;
+    env.user("alice", Role::User).await;
+    env.user("mallory", Role::User).await;
+    let f = fixture(&env, &op).await;
+    app::ssr::services::workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();
+    let op_c = login(&r, "admin").await;
+    let alice = login(&r, "alice").await;
+    let mallory = login(&r, "mallory").await;
+    let mut input = weighted_input(&f);
+    input.rules.clear();
+    models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &input).await.unwrap();
+
+    for (path, body) in [
+        ("/api/marketplace/update", format!("id={}&name=x&provider=y&description=&tags=", f.mm)),
+        ("/api/marketplace/delete", format!("id={}", f.mm)),
+        ("/api/clusters/update", format!("id={}&name=x&entry_address=http%3A%2F%2Fx", f.cluster)),
+        ("/api/clusters/delete", format!("id={}", f.cluster)),
+        ("/api/workspaces/rename", format!("id={}&name=x", f.ws)),
+        ("/api/workspaces/delete", format!("id={}", f.ws)),
+        ("/api/workspaces/remove-member", format!("workspace_id={}&username=alice", f.ws)),
+        ("/api/users/delete", format!("id={}", op.id)),
+    ] {
+        let (s, _, b) = send(&r, form(path, Some(&alice), &body)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {b}");
+        assert_eq!(send(&r, form(path, None, &body)).await.0, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(catalog::list_clusters(env.db()).await.unwrap()[0].name, "local", "nothing changed");
+
+    // The schema's refusals, with the reason.
+    let (s, _, b) = send(&r, form("/api/clusters/delete", Some(&op_c), &format!("id={}", f.cluster))).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(b.contains("still has 1"), "{b}");
+    let (s, _, b) = send(&r, form("/api/marketplace/delete", Some(&op_c), &format!("id={}", f.mm))).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, _, b) = send(&r, form("/api/users/delete", Some(&op_c), &format!("id={}", op.id))).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, _, b) = send(&r, form("/api/clusters/update", Some(&op_c), &format!("id={}&name=bad%20name&entry_address=ftp%3A%2F%2Fx", f.cluster))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.contains("entry_address") && b.contains("name"), "{b}");
+    assert_eq!(send(&r, form("/api/workspaces/remove-member", Some(&op_c), &format!("workspace_id={}&username=nobody", f.ws))).await.0, StatusCode::NOT_FOUND);
+
+    // An operator edits.
+    let (s, _, b) = send(&r, form("/api/marketplace/update", Some(&op_c), &format!("id={}&name=deepseek-v3&provider=DeepSeek&description=new&tags=chat", f.mm))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(catalog::get_marketplace(env.db(), f.mm).await.unwrap().name, "deepseek-v3");
+    assert_eq!(send(&r, form("/api/workspaces/remove-member", Some(&op_c), &format!("workspace_id={}&username=alice", f.ws))).await.0, StatusCode::OK);
+
+    // A key: renamed by its workspace's members (alice again a member) and operators, not by others.
+    app::ssr::services::workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();
+    let (s, _, _) = send(&r, form("/api/keys/rename", Some(&mallory), &format!("id={}&name=stolen", f.key))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another workspace's key is not even found");
+    let (s, _, b) = send(&r, form("/api/keys/rename", Some(&alice), &format!("id={}&name=bad%20name", f.key))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(send(&r, form("/api/keys/rename", Some(&alice), &format!("id={}&name=ci-renamed", f.key))).await.0, StatusCode::OK);
+    let keys = app::ssr::services::keys::list(env.db(), &op).await.unwrap();
+    assert_eq!(keys.iter().find(|k| k.id == f.key).unwrap().name, "ci-renamed");
+
+    // Deleting the workspace takes its key with it: the gateway stops accepting it.
+    assert_eq!(send(&r, form("/api/workspaces/delete", Some(&op_c), &format!("id={}", f.ws))).await.0, StatusCode::OK);
+    assert!(app::ssr::services::keys::list(env.db(), &op).await.unwrap().is_empty());
+}

@@ -45,3 +45,33 @@ pub async fn offerings() -> Result<Vec<Offering>, AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Login, |st, _| async move { models::offerings(&st.db).await }).await
 }
+
+#[server(endpoint = "marketplace/update")]
+pub async fn update_marketplace(id: i64, name: String, provider: String, description: String, tags: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    let input = MarketplaceInput { name, provider, description, tags };
+    super::edge::run(Need::Operator, |st, who| async move { catalog::update_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), id, &input).await.map(|_| ()) }).await
+}
+
+#[server(endpoint = "marketplace/delete")]
+pub async fn delete_marketplace(id: i64) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    super::edge::run(Need::Operator, |st, who| async move { catalog::delete_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), id).await }).await
+}
+
+#[server(endpoint = "clusters/update")]
+pub async fn update_cluster(id: i64, name: String, entry_address: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    super::edge::run(Need::Operator, |st, who| async move {
+        let (_, rev) = catalog::update_cluster(&st.db, &crate::ssr::audit::Actor::console(&who), id, &name, &entry_address).await?;
+        st.config_changed(rev).await;
+        Ok(())
+    })
+    .await
+}
+
+#[server(endpoint = "clusters/delete")]
+pub async fn delete_cluster(id: i64) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::catalog};
+    super::edge::run(Need::Operator, |st, who| async move { catalog::delete_cluster(&st.db, &crate::ssr::audit::Actor::console(&who), id).await }).await
+}

@@ -73,3 +73,10 @@ pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: St
     })
     .await
 }
+
+/// Renames a key: its workspace's members, or an operator.
+#[server(endpoint = "keys/rename")]
+pub async fn rename_key(id: i64, name: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::keys};
+    super::edge::run(Need::Login, |st, who| async move { keys::rename(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &name).await }).await
+}

@@ -49,3 +49,33 @@ pub async fn set_workspace_quota(id: i64, period: String, tokens: String, reques
     })
     .await
 }
+
+#[server(endpoint = "workspaces/rename")]
+pub async fn rename_workspace(id: i64, name: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::workspaces};
+    super::edge::run(Need::Operator, |st, who| async move { workspaces::rename(&st.db, &crate::ssr::audit::Actor::console(&who), id, &name).await }).await
+}
+
+/// Deletes a workspace with its API keys, quota and the rules that name it.
+#[server(endpoint = "workspaces/delete")]
+pub async fn delete_workspace(id: i64) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::workspaces};
+    super::edge::run(Need::Operator, |st, who| async move {
+        let rev = workspaces::delete(&st.db, &crate::ssr::audit::Actor::console(&who), id).await?;
+        st.config_changed(rev).await;
+        Ok(())
+    })
+    .await
+}
+
+#[server(endpoint = "workspaces/remove-member")]
+pub async fn remove_member(workspace_id: i64, username: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::workspaces};
+    super::edge::run(Need::Operator, |st, who| async move { workspaces::remove_member(&st.db, &crate::ssr::audit::Actor::console(&who), workspace_id, &username).await }).await
+}
+
+#[server(endpoint = "users/delete")]
+pub async fn delete_user(id: i64) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::workspaces};
+    super::edge::run(Need::Operator, |st, who| async move { workspaces::delete_user(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id).await }).await
+}

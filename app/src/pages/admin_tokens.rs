@@ -1,7 +1,7 @@
 //! Admin tokens: bearer credentials for the admin API (`/api/v1`). Created here (the secret is
 //! shown once), listed with when each was last used, revoked.
 use crate::api::admin::*;
-use crate::components::{field_errors, ErrorBox, FieldMsg, RequireRole};
+use crate::components::{field_errors, ConfirmButton, CopyButton, ErrorBox, FieldMsg, RequireRole};
 use crate::days::format_utc;
 use crate::types::TokenAccess;
 use leptos::prelude::*;
@@ -47,7 +47,8 @@ fn AdminTokens() -> impl IntoView {
             {move || value.get().and_then(Result::ok).map(|t| view! {
                 <div class="secret-once" id="new-admin-token">
                     <p>"Copy this token now: it is shown only once and stored only as a hash."</p>
-                    <code class="secret">{t.secret}</code>
+                    <code class="secret">{t.secret.clone()}</code>
+                    " " <CopyButton text=t.secret/>
                 </div>
             })}
         </section>
@@ -64,6 +65,7 @@ fn AdminTokens() -> impl IntoView {
                             <tbody>{list.into_iter().map(|t| {
                                 let id = t.id;
                                 let name = t.name.clone();
+                                let name2 = t.name.clone();
                                 let status = if t.revoked { "revoked" } else if t.expired { "expired" } else { "active" };
                                 view! {
                                     <tr data-name=name>
@@ -74,7 +76,8 @@ fn AdminTokens() -> impl IntoView {
                                         <td>{t.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
                                         <td data-col="status">{status}</td>
                                         <td>{(!t.revoked).then(|| view! {
-                                            <button class="small danger" on:click=move |_| { revoke.dispatch(RevokeAdminToken { id }); }>"Revoke"</button>
+                                            <ConfirmButton verb="Revoke" what=format!("admin token {name2}") consequences="Scripts using it get 401 from the next call on."
+                                                on_confirm=Callback::new(move |_| { revoke.dispatch(RevokeAdminToken { id }); })/>
                                         })}</td>
                                     </tr>
                                 }

@@ -1,6 +1,8 @@
-//! Marketplace management and clusters (operators).
+//! Marketplace management and clusters (operators): create, edit in place, delete (asked in
+//! the page, refused with the reason while MaaS models depend on them).
 use crate::api::catalog::*;
-use crate::components::{field_errors, ErrorBox, FieldMsg, RequireRole};
+use crate::components::{field_errors, reset_on_success, ConfirmButton, ErrorBox, FieldMsg, Notice, RequireRole, SubmitButton};
+use crate::types::{Cluster, MarketplaceModel};
 use leptos::prelude::*;
 
 #[component]
@@ -12,14 +14,30 @@ pub fn MarketplaceAdminPage() -> impl IntoView {
 fn MarketplaceAdmin() -> impl IntoView {
     let create = ServerAction::<CreateMarketplace>::new();
     let publish = ServerAction::<SetPublished>::new();
-    let list = Resource::new(move || (create.version().get(), publish.version().get()), |_| list_marketplace());
+    let update = ServerAction::<UpdateMarketplace>::new();
+    let delete = ServerAction::<DeleteMarketplace>::new();
+    let list = Resource::new(
+        move || (create.version().get(), publish.version().get(), update.version().get(), delete.version().get()),
+        |_| list_marketplace(),
+    );
     let value = create.value();
     let errors = field_errors(move || value.get());
+    let form = NodeRef::new();
+    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
+    let created = Signal::derive(move || value.get().and_then(Result::ok).map(|_| "Marketplace model created (unpublished): publish it below when it is ready.".to_string()));
+    let editing = RwSignal::new(None::<i64>);
+    Effect::new(move |_| {
+        if matches!(update.value().get(), Some(Ok(()))) {
+            editing.set(None);
+        }
+    });
+    let upd_val = update.value();
+    let upd_err = field_errors(move || upd_val.get());
     view! {
         <h1>"Marketplace management"</h1>
         <section class="card">
             <h2>"New marketplace model"</h2>
-            <ActionForm action=create attr:class="grid-form" attr:id="marketplace-form">
+            <ActionForm action=create node_ref=form attr:class="grid-form" attr:id="marketplace-form">
                 <label>"Name" <input name="name" placeholder="deepseek-chat"/></label>
                 <FieldMsg errors field="name"/>
                 <label>"Provider" <input name="provider" placeholder="DeepSeek"/></label>
@@ -29,45 +47,75 @@ fn MarketplaceAdmin() -> impl IntoView {
                 <label>"Tags (comma-separated)" <input name="tags" placeholder="chat, 64k"/></label>
                 <FieldMsg errors field="tags"/>
                 <ErrorBox value=value.into()/>
-                <button type="submit" disabled=move || create.pending().get()>
-                    {move || if create.pending().get() { "Creating…" } else { "Create" }}
-                </button>
+                <SubmitButton pending=create.pending() label="Create" busy="Creating…"/>
             </ActionForm>
+            <Notice message=created/>
         </section>
         <ErrorBox value=publish.value().into()/>
+        <ErrorBox value=delete.value().into()/>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
-                    Ok(items) if items.is_empty() => view! { <p class="empty">"No marketplace models yet."</p> }.into_any(),
+                    Ok(items) if items.is_empty() => view! { <p class="empty">"No marketplace models yet: create the first one above (the name is what clients put in \"model\")."</p> }.into_any(),
                     Ok(items) => view! {
+                        <div class="table-scroll">
                         <table class="list" id="marketplace-table">
                             <thead><tr><th>"Name"</th><th>"Provider"</th><th>"Tags"</th><th>"Published"</th><th></th></tr></thead>
                             <tbody>
                                 {items.into_iter().map(|m| {
-                                    let id = m.id;
-                                    let published = m.published;
+                                    let (id, published) = (m.id, m.published);
+                                    let row = StoredValue::new(m.clone());
                                     view! {
                                         <tr data-name=m.name.clone()>
                                             <td>{m.name.clone()}</td>
                                             <td>{m.provider.clone()}</td>
                                             <td>{m.tags.join(", ")}</td>
                                             <td>{if published { "yes" } else { "no" }}</td>
-                                            <td>
+                                            <td class="row-actions">
                                                 <button class="small" disabled=move || publish.pending().get()
                                                     on:click=move |_| { publish.dispatch(SetPublished { id, published: !published }); }>
                                                     {if published { "Unpublish" } else { "Publish" }}
                                                 </button>
+                                                <button class="small" aria-expanded=move || (editing.get() == Some(id)).to_string()
+                                                    on:click=move |_| editing.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Edit"</button>
+                                                <ConfirmButton what=format!("marketplace model {}", m.name) consequences="It disappears from the marketplace. Refused while MaaS models are built on it: delete those first."
+                                                    on_confirm=Callback::new(move |_| { delete.dispatch(DeleteMarketplace { id }); })/>
                                             </td>
                                         </tr>
+                                        <Show when=move || editing.get() == Some(id)>
+                                            <tr class="editor-row"><td colspan="5">
+                                                <MarketplaceEditor m=row.get_value() update errors=upd_err/>
+                                            </td></tr>
+                                        </Show>
                                     }
                                 }).collect_view()}
                             </tbody>
                         </table>
+                        </div>
                     }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+#[component]
+fn MarketplaceEditor(m: MarketplaceModel, update: ServerAction<UpdateMarketplace>, errors: Signal<Option<crate::types::FieldErrors>>) -> impl IntoView {
+    view! {
+        <ActionForm action=update attr:class="grid-form" attr:id="marketplace-edit-form">
+            <input type="hidden" name="id" value=m.id.to_string()/>
+            <label>"Name" <input name="name" value=m.name.clone()/></label>
+            <FieldMsg errors field="name"/>
+            <label>"Provider" <input name="provider" value=m.provider.clone()/></label>
+            <FieldMsg errors field="provider"/>
+            <label>"Description" <textarea name="description" prop:value=m.description.clone()></textarea></label>
+            <FieldMsg errors field="description"/>
+            <label>"Tags (comma-separated)" <input name="tags" value=m.tags.join(", ")/></label>
+            <FieldMsg errors field="tags"/>
+            <ErrorBox value=update.value().into()/>
+            <SubmitButton pending=update.pending() label="Save changes" busy="Saving…"/>
+        </ActionForm>
     }
 }
 
@@ -79,42 +127,85 @@ pub fn ClustersPage() -> impl IntoView {
 #[component]
 fn Clusters() -> impl IntoView {
     let create = ServerAction::<CreateCluster>::new();
-    let list = Resource::new(move || create.version().get(), |_| list_clusters());
+    let update = ServerAction::<UpdateCluster>::new();
+    let delete = ServerAction::<DeleteCluster>::new();
+    let list = Resource::new(move || (create.version().get(), update.version().get(), delete.version().get()), |_| list_clusters());
     let value = create.value();
     let errors = field_errors(move || value.get());
+    let form = NodeRef::new();
+    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
+    let created = Signal::derive(move || value.get().and_then(Result::ok).map(|_| "Cluster created: choose it for a model under Models → Create model.".to_string()));
+    let editing = RwSignal::new(None::<i64>);
+    Effect::new(move |_| {
+        if matches!(update.value().get(), Some(Ok(()))) {
+            editing.set(None);
+        }
+    });
+    let upd_val = update.value();
+    let upd_err = field_errors(move || upd_val.get());
     view! {
         <h1>"Clusters"</h1>
         <section class="card">
             <h2>"New entry cluster"</h2>
-            <ActionForm action=create attr:class="grid-form" attr:id="cluster-form">
+            <ActionForm action=create node_ref=form attr:class="grid-form" attr:id="cluster-form">
                 <label>"Name" <input name="name" placeholder="cn-east"/></label>
                 <FieldMsg errors field="name"/>
                 <label>"Entry address" <input name="entry_address" placeholder="http://127.0.0.1:3000"/></label>
                 <FieldMsg errors field="entry_address"/>
                 <ErrorBox value=value.into()/>
-                <button type="submit" disabled=move || create.pending().get()>
-                    {move || if create.pending().get() { "Creating…" } else { "Create" }}
-                </button>
+                <SubmitButton pending=create.pending() label="Create" busy="Creating…"/>
             </ActionForm>
+            <Notice message=created/>
         </section>
+        <ErrorBox value=delete.value().into()/>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
-                    Ok(items) if items.is_empty() => view! { <p class="empty">"No clusters yet."</p> }.into_any(),
+                    Ok(items) if items.is_empty() => view! { <p class="empty">"No clusters yet: create one above with the address clients reach the gateway at."</p> }.into_any(),
                     Ok(items) => view! {
+                        <div class="table-scroll">
                         <table class="list" id="cluster-table">
-                            <thead><tr><th>"Name"</th><th>"Entry address"</th><th>"Access path"</th></tr></thead>
+                            <thead><tr><th>"Name"</th><th>"Entry address"</th><th>"Access path"</th><th></th></tr></thead>
                             <tbody>
-                                {items.into_iter().map(|c| view! {
-                                    <tr><td>{c.name.clone()}</td><td>{c.entry_address.clone()}</td>
-                                    <td><code>{crate::types::access_path(&c.entry_address)}</code></td></tr>
+                                {items.into_iter().map(|c| {
+                                    let id = c.id;
+                                    let row = StoredValue::new(c.clone());
+                                    view! {
+                                        <tr data-name=c.name.clone()><td>{c.name.clone()}</td><td>{c.entry_address.clone()}</td>
+                                        <td><code>{crate::types::access_path(&c.entry_address)}</code></td>
+                                        <td class="row-actions">
+                                            <button class="small" aria-expanded=move || (editing.get() == Some(id)).to_string()
+                                                on:click=move |_| editing.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Edit"</button>
+                                            <ConfirmButton what=format!("cluster {}", c.name) consequences="Refused while models run on it: delete or move them first."
+                                                on_confirm=Callback::new(move |_| { delete.dispatch(DeleteCluster { id }); })/>
+                                        </td></tr>
+                                        <Show when=move || editing.get() == Some(id)>
+                                            <tr class="editor-row"><td colspan="4"><ClusterEditor c=row.get_value() update errors=upd_err/></td></tr>
+                                        </Show>
+                                    }
                                 }).collect_view()}
                             </tbody>
                         </table>
+                        </div>
                     }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+#[component]
+fn ClusterEditor(c: Cluster, update: ServerAction<UpdateCluster>, errors: Signal<Option<crate::types::FieldErrors>>) -> impl IntoView {
+    view! {
+        <ActionForm action=update attr:class="grid-form" attr:id="cluster-edit-form">
+            <input type="hidden" name="id" value=c.id.to_string()/>
+            <label>"Name" <input name="name" value=c.name.clone()/></label>
+            <FieldMsg errors field="name"/>
+            <label>"Entry address" <input name="entry_address" value=c.entry_address.clone()/></label>
+            <FieldMsg errors field="entry_address"/>
+            <ErrorBox value=update.value().into()/>
+            <SubmitButton pending=update.pending() label="Save changes" busy="Saving…"/>
+        </ActionForm>
     }
 }

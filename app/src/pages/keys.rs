@@ -4,7 +4,7 @@ use crate::api::keys::*;
 use crate::api::usage::list_key_usage;
 use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
 use crate::api::workspaces::list_workspaces;
-use crate::components::{field_errors, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole};
+use crate::components::{field_errors, ConfirmButton, CopyButton, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton};
 use leptos::prelude::*;
 
 #[component]
@@ -38,6 +38,16 @@ fn Keys() -> impl IntoView {
     let Me(me) = expect_context::<Me>();
     let spaces = Resource::new(|| (), |_| list_workspaces());
     let models = Resource::new(|| (), |_| list_key_models());
+    let rename = ServerAction::<RenameKey>::new();
+    let renaming = RwSignal::new(None::<i64>);
+    Effect::new(move |_| {
+        if matches!(rename.value().get(), Some(Ok(()))) {
+            renaming.set(None);
+            saved.update(|n| *n += 1);
+        }
+    });
+    let rename_val = rename.value();
+    let rename_err = field_errors(move || rename_val.get());
     let keys = Resource::new(move || (create.version().get(), revoke.version().get(), saved.get()), |_| list_keys());
     // The key whose scope is being edited.
     let editing = RwSignal::new(None::<i64>);
@@ -82,7 +92,8 @@ fn Keys() -> impl IntoView {
                         {move || value.get().and_then(Result::ok).map(|k| view! {
                             <div class="secret-once" id="new-secret">
                                 <p>"Copy this secret now: it is shown only once and stored only as a hash."</p>
-                                <code class="secret">{k.secret}</code>
+                                <code class="secret">{k.secret.clone()}</code>
+                                " " <CopyButton text=k.secret/>
                             </div>
                         })}
                     </section>
@@ -118,13 +129,23 @@ fn Keys() -> impl IntoView {
                                                         <button class="small" on:click=move |_| quota_of.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Quota…"</button>
                                                         " "
                                                     })}
-                                                    <button class="small danger" disabled=move || revoke.pending().get() on:click=move |_| {
-                                                        if window().confirm_with_message("Revoke this key? Clients using it stop working at once.").unwrap_or(false) {
-                                                            revoke.dispatch(RevokeKey { id });
-                                                        }
-                                                    }>"Revoke"</button>
+                                                    <button class="small" on:click=move |_| renaming.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Rename"</button>
+                                                    " "
+                                                    <ConfirmButton verb="Revoke" what=format!("key {}", key.with_value(|k| k.name.clone())) consequences="Clients using it get 401 from the next request on. This cannot be undone: they need a new key."
+                                                        on_confirm=Callback::new(move |_| { revoke.dispatch(RevokeKey { id }); })/>
                                                 })}</td>
                                             </tr>
+                                            <Show when=move || renaming.get() == Some(id)>
+                                                <tr class="editor-row"><td colspan="10">
+                                                    <ActionForm action=rename attr:class="row-form" attr:id="key-rename-form">
+                                                        <input type="hidden" name="id" value=id.to_string()/>
+                                                        <label>"New name" <input name="name" value=key.with_value(|k| k.name.clone())/></label>
+                                                        <SubmitButton pending=rename.pending() label="Rename" busy="Saving…"/>
+                                                    </ActionForm>
+                                                    <FieldMsg errors=rename_err field="name"/>
+                                                    <ErrorBox value=rename_val.into()/>
+                                                </td></tr>
+                                            </Show>
                                             <Show when=move || editing.get() == Some(id)>
                                                 <tr class="editor-row"><td colspan="10">
                                                     <ScopeEditor key=key.get_value() models=models.get_value() operator action=scope/>

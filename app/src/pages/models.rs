@@ -1,6 +1,6 @@
 //! The management list: server-side search and pagination, Enable toggles, edit and delete.
 use crate::api::models::*;
-use crate::components::{ErrorBox, RequireRole};
+use crate::components::{ConfirmButton, ErrorBox, RequireRole};
 use crate::types::{compact_count, GatewayState, ModelRow};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -111,11 +111,8 @@ fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<Delet
             </td>
             <td class="actions">
                 <A href=format!("/models/{id}/edit") attr:class="small button">"Edit"</A>
-                <button class="small danger" disabled=move || delete.pending().get() on:click=move |_| {
-                    if window().confirm_with_message(&format!("Delete the MaaS model {name}? This cannot be undone.")).unwrap_or(false) {
-                        delete.dispatch(DeleteModel { id });
-                    }
-                }>"Delete"</button>
+                <ConfirmButton what=format!("MaaS model {name}") consequences="The gateway stops serving it at once (callers get 404); its endpoints and rules go with it. Usage history stays. This cannot be undone."
+                    on_confirm=Callback::new(move |_| { delete.dispatch(DeleteModel { id }); })/>
             </td>
         </tr>
     }

@@ -1,6 +1,6 @@
 //! Workspaces, users and membership (operators).
 use crate::api::workspaces::*;
-use crate::components::{field_errors, ErrorBox, FieldMsg, QuotaFields, RequireRole};
+use crate::components::{field_errors, reset_on_success, ConfirmButton, ErrorBox, FieldMsg, Notice, QuotaFields, RequireRole, SubmitButton};
 use leptos::prelude::*;
 
 #[component]
@@ -22,15 +22,38 @@ fn Workspaces() -> impl IntoView {
             quota_saved.update(|n| *n += 1);
         }
     });
-    let spaces = Resource::new(move || (create_ws.version().get(), add.version().get(), quota_saved.get()), |_| list_workspaces());
+    let rename = ServerAction::<RenameWorkspace>::new();
+    let delete_ws = ServerAction::<DeleteWorkspace>::new();
+    let remove = ServerAction::<RemoveMember>::new();
+    let delete_user = ServerAction::<DeleteUser>::new();
+    let spaces = Resource::new(
+        move || (create_ws.version().get(), add.version().get(), quota_saved.get(), rename.version().get(), delete_ws.version().get(), remove.version().get(), delete_user.version().get()),
+        |_| list_workspaces(),
+    );
+    // The workspace being renamed.
+    let renaming = RwSignal::new(None::<i64>);
+    Effect::new(move |_| {
+        if matches!(rename.value().get(), Some(Ok(()))) {
+            renaming.set(None);
+        }
+    });
+    let rename_val = rename.value();
+    let rename_err = field_errors(move || rename_val.get());
     // The workspace whose quota is being edited.
     let editing = RwSignal::new(None::<i64>);
     let quota_val = quota.value();
     let quota_err = field_errors(move || quota_val.get());
-    let users = Resource::new(move || create_user.version().get(), |_| list_users());
+    let users = Resource::new(move || (create_user.version().get(), delete_user.version().get()), |_| list_users());
     let ws_val = create_ws.value();
     let user_val = create_user.value();
     let add_val = add.value();
+    let (ws_form, user_form, add_form) = (NodeRef::new(), NodeRef::new(), NodeRef::new());
+    reset_on_success(move || matches!(ws_val.get(), Some(Ok(_))), ws_form);
+    reset_on_success(move || matches!(user_val.get(), Some(Ok(_))), user_form);
+    reset_on_success(move || matches!(add_val.get(), Some(Ok(_))), add_form);
+    let ws_done = Signal::derive(move || ws_val.get().and_then(Result::ok).map(|_| "Workspace created: add its members below.".to_string()));
+    let user_done = Signal::derive(move || user_val.get().and_then(Result::ok).map(|_| "User created: they can log in now.".to_string()));
+    let add_done = Signal::derive(move || add_val.get().and_then(Result::ok).map(|_| "Member added.".to_string()));
     let ws_err = field_errors(move || ws_val.get());
     let user_err = field_errors(move || user_val.get());
     let add_err = field_errors(move || add_val.get());
@@ -39,16 +62,17 @@ fn Workspaces() -> impl IntoView {
         <div class="columns">
             <section class="card">
                 <h2>"New workspace"</h2>
-                <ActionForm action=create_ws attr:id="workspace-form">
+                <ActionForm action=create_ws node_ref=ws_form attr:id="workspace-form">
                     <label>"Name" <input name="name" placeholder="team-a"/></label>
                     <FieldMsg errors=ws_err field="name"/>
                     <ErrorBox value=ws_val.into()/>
-                    <button type="submit" disabled=move || create_ws.pending().get()>"Create workspace"</button>
+                    <SubmitButton pending=create_ws.pending() label="Create workspace" busy="Creating…"/>
                 </ActionForm>
+                <Notice message=ws_done/>
             </section>
             <section class="card">
                 <h2>"New user"</h2>
-                <ActionForm action=create_user attr:id="user-form">
+                <ActionForm action=create_user node_ref=user_form attr:id="user-form">
                     <label>"Username" <input name="username"/></label>
                     <FieldMsg errors=user_err field="username"/>
                     <label>"Password" <input name="password" type="password" autocomplete="new-password"/></label>
@@ -61,8 +85,9 @@ fn Workspaces() -> impl IntoView {
                     </label>
                     <FieldMsg errors=user_err field="role"/>
                     <ErrorBox value=user_val.into()/>
-                    <button type="submit" disabled=move || create_user.pending().get()>"Create user"</button>
+                    <SubmitButton pending=create_user.pending() label="Create user" busy="Creating…"/>
                 </ActionForm>
+                <Notice message=user_done/>
             </section>
         </div>
         <section class="card">
@@ -71,19 +96,23 @@ fn Workspaces() -> impl IntoView {
                 {move || Suspend::new(async move {
                     let spaces = spaces.await.unwrap_or_default();
                     view! {
-                        <ActionForm action=add attr:id="member-form" attr:class="row-form">
-                            <select name="workspace_id">
+                        <ActionForm action=add node_ref=add_form attr:id="member-form" attr:class="row-form">
+                            <select name="workspace_id" aria-label="Workspace">
                                 {spaces.iter().map(|w| view! { <option value=w.id.to_string()>{w.name.clone()}</option> }).collect_view()}
                             </select>
-                            <input name="username" placeholder="username"/>
-                            <button type="submit" disabled=move || add.pending().get()>"Add member"</button>
+                            <input name="username" placeholder="username" aria-label="Username"/>
+                            <SubmitButton pending=add.pending() label="Add member" busy="Adding…"/>
                         </ActionForm>
                     }
                 })}
             </Transition>
             <FieldMsg errors=add_err field="username"/>
             <ErrorBox value=add_val.into()/>
+            <Notice message=add_done/>
         </section>
+        <ErrorBox value=delete_ws.value().into()/>
+        <ErrorBox value=remove.value().into()/>
+        <ErrorBox value=delete_user.value().into()/>
         <div class="columns">
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
@@ -95,12 +124,38 @@ fn Workspaces() -> impl IntoView {
                                 <tbody>{list.into_iter().map(|w| {
                                     let id = w.id;
                                     let q = StoredValue::new(w.quota.clone());
+                                    let name = StoredValue::new(w.name.clone());
                                     view! {
                                         <tr data-name=w.name.clone()>
-                                            <td>{w.name.clone()}</td><td>{w.members.join(", ")}</td>
+                                            <td>{w.name.clone()}</td>
+                                            <td data-col="members">{w.members.iter().map(|m| {
+                                                let username = m.clone();
+                                                view! {
+                                                    <span class="member">{m.clone()}
+                                                        <button type="button" class="link small" aria-label=format!("Remove {m} from {}", w.name)
+                                                            on:click=move |_| { remove.dispatch(RemoveMember { workspace_id: id, username: username.clone() }); }>"×"</button>
+                                                    </span>" "
+                                                }
+                                            }).collect_view()}</td>
                                             <td data-col="quota" class:warn=w.quota.as_ref().is_some_and(|q| q.spent())>{w.quota.as_ref().map_or_else(|| "none".to_string(), |q| q.summary())}</td>
-                                            <td><button class="small" on:click=move |_| editing.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Quota…"</button></td>
+                                            <td class="row-actions">
+                                                <button class="small" on:click=move |_| editing.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Quota…"</button>
+                                                <button class="small" on:click=move |_| renaming.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Rename"</button>
+                                                <ConfirmButton what=format!("workspace {}", w.name) consequences="Its API keys stop working at once and are deleted, with its quota and the rate-limit rules that name it. Its usage history stays."
+                                                    on_confirm=Callback::new(move |_| { delete_ws.dispatch(DeleteWorkspace { id }); })/>
+                                            </td>
                                         </tr>
+                                        <Show when=move || renaming.get() == Some(id)>
+                                            <tr class="editor-row"><td colspan="4">
+                                                <ActionForm action=rename attr:class="row-form" attr:id="workspace-rename-form">
+                                                    <input type="hidden" name="id" value=id.to_string()/>
+                                                    <label>"New name" <input name="name" value=name.get_value()/></label>
+                                                    <SubmitButton pending=rename.pending() label="Rename" busy="Saving…"/>
+                                                </ActionForm>
+                                                <FieldMsg errors=rename_err field="name"/>
+                                                <ErrorBox value=rename_val.into()/>
+                                            </td></tr>
+                                        </Show>
                                         <Show when=move || editing.get() == Some(id)>
                                             <tr class="editor-row"><td colspan="4">
                                                 <ActionForm action=quota attr:class="quota-form">
@@ -124,9 +179,14 @@ fn Workspaces() -> impl IntoView {
                         Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                         Ok(list) => view! {
                             <table class="list" id="user-table">
-                                <thead><tr><th>"User"</th><th>"Role"</th></tr></thead>
-                                <tbody>{list.into_iter().map(|u| view! {
-                                    <tr><td>{u.username.clone()}</td><td>{u.role.as_str()}</td></tr>
+                                <thead><tr><th>"User"</th><th>"Role"</th><th></th></tr></thead>
+                                <tbody>{list.into_iter().map(|u| {
+                                    let id = u.id;
+                                    view! {
+                                        <tr data-name=u.username.clone()><td>{u.username.clone()}</td><td>{u.role.as_str()}</td>
+                                        <td><ConfirmButton what=format!("user {}", u.username) consequences="They can no longer log in; their sessions end, their memberships and admin tokens go. Keys they created stay with their workspaces."
+                                            on_confirm=Callback::new(move |_| { delete_user.dispatch(DeleteUser { id }); })/></td></tr>
+                                    }
                                 }).collect_view()}</tbody>
                             </table>
                         }.into_any(),

@@ -98,6 +98,27 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     Ok(rev)
 }
 
+/// Renames a key (its holders or an operator); the secret and the gateway's view are unchanged.
+pub async fn rename<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64, name: &str) -> SResult<()> {
+    let mut e = FieldErrors::default();
+    crate::validate::name_like(&mut e, "name", name, 64);
+    e.into_result()?;
+    let txn = db.begin().await?;
+    let Some(k) = api_key::Entity::find_by_id(key_id).one(&txn).await? else {
+        return Err(AppError::NotFound("API key".into()).into());
+    };
+    if !workspaces::can_see(&txn, who, k.workspace_id).await? {
+        return Err(AppError::NotFound("API key".into()).into());
+    }
+    let before = serde_json::json!({"name": k.name});
+    let mut am: api_key::ActiveModel = k.into();
+    am.name = Set(name.trim().to_owned());
+    am.update(&txn).await?;
+    audit::record(&txn, actor, Entity::ApiKey, key_id, Action::Update, Some(&before), Some(&serde_json::json!({"name": name.trim()}))).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 /// The models a key can be scoped to: every MaaS model, by its marketplace name.
 pub async fn scope_choices(db: &impl ConnectionTrait) -> SResult<Vec<Choice>> {
     let mut out: Vec<Choice> = super::models::names(db).await?.into_iter().map(|(id, label)| Choice { id, label }).collect();
