@@ -67,6 +67,8 @@ pub fn ErrorBox<T: Clone + Send + Sync + 'static>(value: Signal<Option<Result<T,
 pub fn Nav() -> impl IntoView {
     let Me(me) = expect_context::<Me>();
     let logout = ServerAction::<Logout>::new();
+    // On a phone the links fold into a menu (style/main.css); the button opens it.
+    let menu = RwSignal::new(false);
     Effect::new(move |_| {
         if let Some(Ok(())) = logout.value().get() {
             let _ = window().location().set_href("/login");
@@ -98,7 +100,9 @@ pub fn Nav() -> impl IntoView {
                                 }.into_any()
                             };
                             view! {
-                                <nav>{links}</nav>
+                                <button type="button" class="menu-toggle" aria-controls="main-nav" aria-expanded=move || menu.get().to_string()
+                                    on:click=move |_| menu.update(|m| *m = !*m)>"Menu"</button>
+                                <nav id="main-nav" aria-label="Main" class:open=move || menu.get() on:click=move |_| menu.set(false)>{links}</nav>
                                 <span class="who">{u.username.clone()} " (" {u.role.as_str()} ")"</span>
                                 <ActionForm action=logout attr:class="inline">
                                     <button type="submit" class="link">"Log out"</button>

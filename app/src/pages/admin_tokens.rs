@@ -59,7 +59,7 @@ fn AdminTokens() -> impl IntoView {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                     Ok(list) if list.is_empty() => view! { <p class="empty">"No admin tokens yet: create one above to use the admin API."</p> }.into_any(),
                     Ok(list) => view! {
-                        <div class="table-scroll">
+                        <div class="table-scroll" tabindex="0" role="region" aria-label="table">
                         <table class="list" id="admin-token-table">
                             <thead><tr><th>"Name"</th><th>"Token id"</th><th>"Access"</th><th>"Made by"</th><th>"Works until"</th><th>"Last used"</th><th>"Status"</th><th></th></tr></thead>
                             <tbody>{list.into_iter().map(|t| {

@@ -82,7 +82,7 @@ pub fn render(f: &AuditFilter, page: u64, list: AuditPage, actors: Vec<String>) 
         } else {
             view! {
                 <p class="hint" id="audit-count">{format!("{} change(s); page {} of {}", list.total, page + 1, pages)}</p>
-                <div class="table-scroll">
+                <div class="table-scroll" tabindex="0" role="region" aria-label="table">
                 <table class="list" id="audit-table">
                     <thead><tr><th>"When"</th><th>"Who"</th><th>"Via"</th><th>"What"</th><th>"Action"</th><th>"Changes"</th></tr></thead>
                     <tbody>{list.items.into_iter().map(|e| { let (entity, actor) = (e.entity.clone(), e.actor.clone()); view! {

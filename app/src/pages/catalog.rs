@@ -59,7 +59,7 @@ fn MarketplaceAdmin() -> impl IntoView {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                     Ok(items) if items.is_empty() => view! { <p class="empty">"No marketplace models yet: create the first one above (the name is what clients put in \"model\")."</p> }.into_any(),
                     Ok(items) => view! {
-                        <div class="table-scroll">
+                        <div class="table-scroll" tabindex="0" role="region" aria-label="table">
                         <table class="list" id="marketplace-table">
                             <thead><tr><th>"Name"</th><th>"Provider"</th><th>"Tags"</th><th>"Published"</th><th></th></tr></thead>
                             <tbody>
@@ -164,7 +164,7 @@ fn Clusters() -> impl IntoView {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                     Ok(items) if items.is_empty() => view! { <p class="empty">"No clusters yet: create one above with the address clients reach the gateway at."</p> }.into_any(),
                     Ok(items) => view! {
-                        <div class="table-scroll">
+                        <div class="table-scroll" tabindex="0" role="region" aria-label="table">
                         <table class="list" id="cluster-table">
                             <thead><tr><th>"Name"</th><th>"Entry address"</th><th>"Access path"</th><th></th></tr></thead>
                             <tbody>

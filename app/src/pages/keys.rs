@@ -103,7 +103,7 @@ fn Keys() -> impl IntoView {
                             Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                             Ok(list) if list.is_empty() => view! { <p class="empty">"No keys yet."</p> }.into_any(),
                             Ok(list) => view! {
-                                <table class="list" id="key-table">
+                                <div class="table-scroll" tabindex="0" role="region" aria-label="keys"><table class="list" id="key-table">
                                     <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Workspace"</th><th>"Status"</th><th>"Works until"</th><th>"Models"</th><th>"Quota"</th><th class="num">"Last 24 h"</th><th class="num">"Last 30 days"</th><th></th></tr></thead>
                                     <tbody>{list.into_iter().map(|k| {
                                         let ws = names.with_value(|n| n.iter().find(|(id, _)| *id == k.workspace_id).map(|(_, n)| n.clone()).unwrap_or_default());
@@ -164,7 +164,7 @@ fn Keys() -> impl IntoView {
                                             </Show>
                                         }
                                     }).collect_view()}</tbody>
-                                </table>
+                                </table></div>
                             }.into_any(),
                         }
                     }

@@ -58,12 +58,11 @@ fn Marketplace() -> impl IntoView {
                                     let copy = code.clone();
                                     view! {
                                         <details class="snippet">
-                                            <summary>{lang}
-                                                <button class="small" on:click=move |ev| {
-                                                    ev.prevent_default();
-                                                    let _ = window().navigator().clipboard().write_text(&copy);
-                                                }>"Copy"</button>
-                                            </summary>
+                                            <summary>{lang}</summary>
+                                            // Not inside the summary: a button there is a control inside a control.
+                                            <button class="small" aria-label=format!("Copy the {lang} snippet") on:click=move |_| {
+                                                let _ = window().navigator().clipboard().write_text(&copy);
+                                            }>"Copy"</button>
                                             <pre><code>{code}</code></pre>
                                         </details>
                                     }

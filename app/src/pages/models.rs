@@ -47,13 +47,13 @@ fn Models() -> impl IntoView {
                         let pages = p.total.div_ceil(p.per_page).max(1);
                         let cur = p.page;
                         view! {
-                            <table class="list" id="model-table">
+                            <div class="table-scroll" tabindex="0" role="region" aria-label="models"><table class="list" id="model-table">
                                 <thead><tr>
                                     <th>"Model name"</th><th>"Model ID(s)"</th><th>"Tags"</th><th>"Status"</th>
                                     <th>"Cluster / access path"</th><th>"Gateway"</th><th>"Last 24 h"</th><th>"Enabled"</th><th></th>
                                 </tr></thead>
                                 <tbody>{p.rows.into_iter().map(|r| row(r, toggle, delete)).collect_view()}</tbody>
-                            </table>
+                            </table></div>
                             <div class="pager">
                                 <button class="small" disabled={cur == 0} on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"‹ Prev"</button>
                                 <span>{format!("Page {} of {} · {} models", cur + 1, pages, p.total)}</span>

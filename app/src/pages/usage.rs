@@ -155,7 +155,7 @@ fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'st
         return view! { <p class="empty">{empty}</p> }.into_any();
     }
     view! {
-        <div class="table-scroll">
+        <div class="table-scroll" tabindex="0" role="region" aria-label="table">
             <table class="list" id=id>
                 <thead><tr>
                     <th>{what}</th><th class="num">"Requests"</th><th class="num">"Errors"</th><th class="num">"429"</th>

@@ -119,7 +119,7 @@ fn Workspaces() -> impl IntoView {
                     match spaces.await {
                         Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                         Ok(list) => view! {
-                            <table class="list" id="workspace-table">
+                            <div class="table-scroll" tabindex="0" role="region" aria-label="workspaces"><table class="list" id="workspace-table">
                                 <thead><tr><th>"Workspace"</th><th>"Members"</th><th>"Quota"</th><th></th></tr></thead>
                                 <tbody>{list.into_iter().map(|w| {
                                     let id = w.id;
@@ -168,7 +168,7 @@ fn Workspaces() -> impl IntoView {
                                         </Show>
                                     }
                                 }).collect_view()}</tbody>
-                            </table>
+                            </table></div>
                         }.into_any(),
                     }
                 })}
@@ -178,7 +178,7 @@ fn Workspaces() -> impl IntoView {
                     match users.await {
                         Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                         Ok(list) => view! {
-                            <table class="list" id="user-table">
+                            <div class="table-scroll" tabindex="0" role="region" aria-label="users"><table class="list" id="user-table">
                                 <thead><tr><th>"User"</th><th>"Role"</th><th></th></tr></thead>
                                 <tbody>{list.into_iter().map(|u| {
                                     let id = u.id;
@@ -188,7 +188,7 @@ fn Workspaces() -> impl IntoView {
                                             on_confirm=Callback::new(move |_| { delete_user.dispatch(DeleteUser { id }); })/></td></tr>
                                     }
                                 }).collect_view()}</tbody>
-                            </table>
+                            </table></div>
                         }.into_any(),
                     }
                 })}
