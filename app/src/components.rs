@@ -32,15 +32,69 @@ pub fn RequireRole(#[prop(optional)] operator: bool, children: ChildrenFn) -> im
     }
 }
 
-/// The message for `field` from the latest failed submission, shown under the field.
+/// The message for `field` from the latest failed submission, shown under the field. The
+/// field's control (the input before it, or the one in its label) is marked `aria-invalid`
+/// and described by the message, so a screen reader says what is wrong when it gets there.
 #[component]
 pub fn FieldMsg(errors: Signal<Option<FieldErrors>>, #[prop(into)] field: Signal<String>) -> impl IntoView {
     let msg = move || errors.with(|e| e.as_ref().and_then(|e| field.with(|f| e.get(f).map(str::to_owned))));
+    let anchor = NodeRef::<leptos::html::Span>::new();
+    // Client only (effects do not run on the server): the ids never reach the server's HTML,
+    // so hydration sees the same markup.
+    Effect::new(move |_| {
+        let text = msg();
+        let Some(anchor) = anchor.get() else { return };
+        let Some(control) = control_of(&anchor, &field.get_untracked()) else { return };
+        let id = format!("msg-{}", field.get_untracked().replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+        let id = match anchor.get_attribute("id") {
+            Some(existing) => existing,
+            None => {
+                // Unique on the page: the same field name can appear in two forms.
+                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let id = format!("{id}-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+                let _ = anchor.set_attribute("id", &id);
+                id
+            }
+        };
+        if text.is_some() {
+            let _ = control.set_attribute("aria-invalid", "true");
+            let _ = control.set_attribute("aria-describedby", &id);
+        } else {
+            let _ = control.remove_attribute("aria-invalid");
+            let _ = control.remove_attribute("aria-describedby");
+        }
+    });
     view! {
-        <Show when=move || msg().is_some()>
-            <span class="field-error" role="alert" data-field=move || field.get()>{msg}</span>
-        </Show>
+        <span class="field-msg" node_ref=anchor>
+            <Show when=move || msg().is_some()>
+                <span class="field-error" role="alert" data-field=move || field.get()>{msg}</span>
+            </Show>
+        </span>
     }
+}
+
+/// The control a field message belongs to: the input, select or textarea just before it; the
+/// one in the label just before it; the one of that name in the form just before it; or the
+/// one in the label the message sits in. A message about a group (`weights`, `rules`) has none.
+fn control_of(anchor: &web_sys::Element, field: &str) -> Option<web_sys::Element> {
+    let is_control = |e: &web_sys::Element| matches!(e.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA");
+    let first = |e: &web_sys::Element, sel: &str| e.query_selector(sel).ok().flatten();
+    // Other fields' messages between (a form followed by several) are skipped.
+    let mut prev = anchor.previous_element_sibling();
+    while let Some(p) = prev.clone().filter(|p| p.get_attribute("class").is_some_and(|c| c.split_whitespace().any(|c| c == "field-msg"))) {
+        prev = p.previous_element_sibling();
+    }
+    if let Some(p) = prev {
+        if is_control(&p) {
+            return Some(p);
+        }
+        match p.tag_name().as_str() {
+            "LABEL" => return first(&p, "input, select, textarea"),
+            "FORM" => return first(&p, &format!("[name=\"{field}\"]")),
+            _ => {}
+        }
+    }
+    first(&anchor.closest("label").ok().flatten()?, "input, select, textarea")
 }
 
 /// Field errors out of a server-function result signal.

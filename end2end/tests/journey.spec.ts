@@ -83,6 +83,11 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await slide(page, '.ep-weight', 2, 10);
     await expect(page.locator('#weight-total')).toHaveText('Total weight: 90 / 100');
     await expect(page.locator('#save-model')).toBeDisabled();
+    await expect(page.locator('#save-why')).toHaveText('The weights total 90: they must total exactly 100 to save.');
+    // The number box beside a slider sets the exact value.
+    await page.locator('.ep-weight-value').nth(2).fill('20');
+    await expect(page.locator('#weight-total')).toHaveText('Total weight: 100 / 100');
+    await expect(page.locator('#save-why')).toHaveCount(0);
     await slide(page, '.ep-weight', 2, 20);
     await expect(page.locator('#weight-total')).toHaveText('Total weight: 100 / 100');
     await expect(page.locator('#save-model')).toBeEnabled();
@@ -151,7 +156,8 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await expect(row).not.toContainText('ds-c');
     await row.getByRole('link', { name: 'Edit' }).click();
     await expect(page.locator('.rule-row')).toHaveCount(1);
-    await expect(page.locator('.ep-weight-value')).toHaveText(['50', '50']);
+    await expect(page.locator('.ep-weight-value').nth(0)).toHaveValue('50');
+    await expect(page.locator('.ep-weight-value').nth(1)).toHaveValue('50');
     await expect(page.locator('.endpoint-row').nth(0).locator('.key-state')).toHaveText('set (leave blank to keep)');
     await logout(page);
 
@@ -185,7 +191,7 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await expect(row).toBeVisible();
     await row.getByRole('button', { name: 'Delete' }).click();
     await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
-    await expect(page.locator('p.empty')).toHaveText('No models match.');
+    await expect(page.locator('#models-empty')).toContainText('No MaaS models yet.');
   } finally {
     await server.stop();
   }

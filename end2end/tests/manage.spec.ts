@@ -17,6 +17,11 @@ test('manage: edit and delete marketplace models, clusters, workspaces, users; r
     await edit.locator('input[name="provider"]').fill('');
     await edit.getByRole('button', { name: 'Save changes' }).click();
     await expect(edit.locator('.field-error[data-field="provider"]')).toBeVisible();
+    // The field is marked invalid and described by its message, for a screen reader.
+    const provider = edit.locator('input[name="provider"]');
+    await expect(provider).toHaveAttribute('aria-invalid', 'true');
+    const described = await provider.getAttribute('aria-describedby');
+    await expect(page.locator(`[id="${described}"]`)).toContainText('required');
     await edit.locator('input[name="provider"]').fill('Demo Labs');
     await edit.getByRole('button', { name: 'Save changes' }).click();
     await expect(page.locator('#marketplace-edit-form')).toHaveCount(0);

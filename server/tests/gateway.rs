@@ -1207,16 +1207,22 @@ async fn a_sigterm_in_the_middle_of_traffic_loses_no_call_and_invents_none() {
     // One connection per call: after SIGTERM a new call is refused at connect, never half-sent.
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let answered = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    // The demo key's rule (600 a minute) may refuse the tail of the traffic on a slow machine,
+    // where more calls get in between the SIGTERM and the listener closing: refused calls are
+    // recorded too (with no usage), so they are counted apart.
+    let refused = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let clients: Vec<_> = (0..20)
         .map(|_| {
-            let (http, base, key, answered) = (http.clone(), base.clone(), key.clone(), answered.clone());
+            let (http, base, key, answered, refused) = (http.clone(), base.clone(), key.clone(), answered.clone(), refused.clone());
             tokio::spawn(async move {
                 // Bounded: at most 5,000 calls a client.
                 for _ in 0..5_000 {
                     let Ok(r) = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&json!({"model": "demo-chat", "messages": []})).send().await else { return };
-                    assert_eq!(r.status(), 200);
+                    let status = r.status().as_u16();
+                    assert!(status == 200 || status == 429, "{status}");
                     if r.bytes().await.is_ok() {
-                        answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let n = if status == 200 { &answered } else { &refused };
+                        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
             })
@@ -1233,9 +1239,10 @@ async fn a_sigterm_in_the_middle_of_traffic_loses_no_call_and_invents_none() {
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "{status}");
     let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
+    let refused = refused.load(std::sync::atomic::Ordering::SeqCst);
     let db = app::ssr::connect(&db_url).await.unwrap();
     let [requests, known, ..] = server::gateway::meter::totals(&db, sea_orm::Condition::all()).await.unwrap();
-    assert_eq!((requests, known), (answered, answered), "every answered call recorded, once");
+    assert_eq!((requests, known), (answered + refused, answered), "every answered call recorded, once");
 }
 
 /// A key scoped to one model calls that one (and lists only it); another model is a 403

@@ -305,7 +305,11 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             <ErrorBox value=save.value().into()/>
             <div class="form-actions">
                 <a href="/models" class="button secondary">"Cancel"</a>
-                <button type="submit" id="save-model" disabled=move || save.pending().get() || !weights_ok()>
+                <Show when=move || !weights_ok()>
+                    <span id="save-why" class="save-why">{move || format!("The weights total {}: they must total exactly 100 to save.", total.get())}</span>
+                </Show>
+                <button type="submit" id="save-model" disabled=move || save.pending().get() || !weights_ok()
+                    aria-describedby=move || (!weights_ok()).then_some("save-why")>
                     {move || if save.pending().get() { "Saving…" } else if edit_id.is_some() { "Save changes" } else { "Create model" }}
                 </button>
             </div>
@@ -340,7 +344,9 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
                     <span class="slider">
                         <input type="range" class="ep-weight" min="0" max="100" step="1" prop:value=move || row.weight.get()
                             on:input:target=move |ev| row.weight.set(ev.target().value())/>
-                        <output class="ep-weight-value">{move || row.weight.get()}</output>
+                        // The exact value, typed (or stepped with the arrow keys).
+                        <input type="number" class="ep-weight-value" min="0" max="100" step="1" aria-label="Weight, exact"
+                            prop:value=move || row.weight.get() on:input:target=move |ev| row.weight.set(ev.target().value())/>
                     </span>
                     <FieldMsg errors field=f("weight")/></label>
             </Show>

@@ -42,7 +42,12 @@ fn Models() -> impl IntoView {
             {move || Suspend::new(async move {
                 match list.await {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
-                    Ok(p) if p.rows.is_empty() => view! { <p class="empty">"No models match."</p> }.into_any(),
+                    // A fresh install says how to start; a search that finds nothing says so.
+                    Ok(p) if p.rows.is_empty() && search.get_untracked().trim().is_empty() => view! {
+                        <p class="empty" id="models-empty">"No MaaS models yet. " <A href="/models/new">"Create the first one"</A>
+                            ": a published marketplace model on a cluster, with at least one upstream endpoint."</p>
+                    }.into_any(),
+                    Ok(p) if p.rows.is_empty() => view! { <p class="empty">{format!("No models match \u{201c}{}\u{201d}.", search.get_untracked().trim())}</p> }.into_any(),
                     Ok(p) => {
                         let pages = p.total.div_ceil(p.per_page).max(1);
                         let cur = p.page;
@@ -103,7 +108,7 @@ fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<Delet
             </td>
             <td>
                 <label class="switch">
-                    <input type="checkbox" class="enable-toggle" aria-label=format!("Enable {name}")
+                    <input type="checkbox" role="switch" class="enable-toggle" aria-label=format!("Enable {name}")
                         prop:checked=enabled disabled=move || toggle.pending().get()
                         on:change:target=move |ev| { toggle.dispatch(SetEnabled { id, enabled: ev.target().checked() }); }/>
                     <span></span>
