@@ -793,3 +793,13 @@ pub struct DailyUsage {
     /// Calls whose upstream reported no usage: their tokens are not in the sums.
     pub requests_usage_unknown: i64,
 }
+
+/// A short-lived key the console's playground calls the gateway with (see
+/// `ssr::services::playground`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaygroundKey {
+    pub key_id: i64,
+    pub secret: String,
+    /// Unix second it stops working.
+    pub expires_at: i64,
+}

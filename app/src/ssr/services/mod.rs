@@ -5,6 +5,7 @@ pub mod audit_log;
 pub mod catalog;
 pub mod keys;
 pub mod models;
+pub mod playground;
 pub mod quotas;
 pub mod usage;
 pub mod workspaces;
