@@ -547,3 +547,51 @@ async fn edits_and_deletes_are_guarded_and_refuse_what_the_schema_forbids() {
     assert_eq!(send(&r, form("/api/workspaces/delete", Some(&op_c), &format!("id={}", f.ws))).await.0, StatusCode::OK);
     assert!(app::ssr::services::keys::list(env.db(), &op).await.unwrap().is_empty());
 }
+
+/// The playground's key: for the caller's own workspaces only, for an available model only,
+/// scoped to that model, expiring within minutes, and revoked (only playground keys) by its end.
+#[tokio::test]
+async fn the_playground_issues_a_short_lived_key_for_one_model_in_your_own_workspace() {
+    use app::ssr::services::models;
+    let env = env().await;
+    let r = env.router();
+    let op = env.user("admin", Role::Operator).await;
+    env.user("alice", Role::User).await;
+    env.user("mallory", Role::User).await;
+    let f = fixture(&env, &op).await;
+    app::ssr::services::workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();
+    let mut input = weighted_input(&f);
+    input.rules.clear();
+    let (mid, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &input).await.unwrap();
+    let alice = login(&r, "alice").await;
+    let mallory = login(&r, "mallory").await;
+    let start = |ws: i64, model: &str| format!("workspace_id={ws}&model={model}");
+    assert_eq!(send(&r, form("/api/playground/start", None, &start(f.ws, "deepseek-chat"))).await.0, StatusCode::UNAUTHORIZED);
+    // Someone else's workspace, and a disabled model: refused next to the field.
+    let (s, _, b) = send(&r, form("/api/playground/start", Some(&mallory), &start(f.ws, "deepseek-chat"))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.contains("workspace"), "{b}");
+    let (s, _, b) = send(&r, form("/api/playground/start", Some(&alice), &start(f.ws, "deepseek-chat"))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.contains("not available"), "{b}");
+    models::set_enabled(env.db(), &app::ssr::audit::Actor::system(), mid, None, true).await.unwrap();
+    let (s, _, b) = send(&r, form("/api/playground/start", Some(&alice), &start(f.ws, "deepseek-chat"))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let k: PlaygroundKey = serde_json::from_str(&b).unwrap();
+    let ttl = k.expires_at - app::ssr::now();
+    assert!((60..=15 * 60).contains(&ttl), "expires within minutes: {ttl} s");
+    let keys = app::ssr::services::keys::list(env.db(), &op).await.unwrap();
+    let pk = keys.iter().find(|x| x.id == k.key_id).unwrap();
+    assert_eq!((pk.name.as_str(), pk.own.models.clone()), ("playground", Some(vec![mid])), "scoped to the one model");
+    // Its end: not by another user, not for a key that is not a playground's.
+    assert_eq!(send(&r, form("/api/playground/end", Some(&mallory), &format!("key_id={}", k.key_id))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(send(&r, form("/api/playground/end", Some(&alice), &format!("key_id={}", f.key))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(send(&r, form("/api/playground/end", Some(&alice), &format!("key_id={}", k.key_id))).await.0, StatusCode::OK);
+    let keys = app::ssr::services::keys::list(env.db(), &op).await.unwrap();
+    assert!(keys.iter().find(|x| x.id == k.key_id).unwrap().revoked);
+    assert!(!keys.iter().find(|x| x.id == f.key).unwrap().revoked);
+    // No secret in the audit log.
+    use sea_orm::EntityTrait;
+    let audit = format!("{:?}", app::ssr::entities::audit_entry::Entity::find().all(env.db()).await.unwrap());
+    assert!(!audit.contains(&k.secret));
+}

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod catalog;
 pub mod keys;
 pub mod models;
+pub mod playground;
 pub mod usage;
 pub mod workspaces;
 

@@ -38,16 +38,24 @@ fn shell_quote(s: &str) -> String {
 #[component]
 fn Marketplace() -> impl IntoView {
     let list = Resource::new(|| (), |_| offerings());
+    // The playground's workspaces: the caller's own (an operator's: all).
+    let spaces = Resource::new(|| (), |_| crate::api::workspaces::list_workspaces());
+    // The model whose playground is open (one at a time).
+    let trying = RwSignal::new(None::<String>);
     view! {
         <h1>"Marketplace"</h1>
         <p class="hint">"Models you can call with any OpenAI-compatible client. Create a key on the API keys page."</p>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
+                let spaces: Vec<(i64, String)> = spaces.await.unwrap_or_default().into_iter().map(|w| (w.id, w.name)).collect();
+                let spaces = StoredValue::new(spaces);
                 match list.await {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                     Ok(items) if items.is_empty() => view! { <p class="empty">"No models are available yet."</p> }.into_any(),
                     Ok(items) => items.into_iter().map(|o| {
                         let snips = snippets(&o);
+                        let name = StoredValue::new(o.name.clone());
+                        let base_url = StoredValue::new(o.base_url.clone());
                         view! {
                             <article class="card offering" data-name=o.name.clone()>
                                 <h2>{o.name.clone()} <small>{o.provider.clone()}</small></h2>
@@ -67,6 +75,17 @@ fn Marketplace() -> impl IntoView {
                                         </details>
                                     }
                                 }).collect_view()}
+                                <button type="button" class="small pg-open" aria-expanded=move || (trying.get().as_deref() == Some(name.get_value().as_str())).to_string()
+                                    on:click=move |_| trying.update(|t| *t = if t.as_deref() == Some(name.get_value().as_str()) { None } else { Some(name.get_value()) })>
+                                    "Try it in the playground"
+                                </button>
+                                <Show when=move || trying.get().as_deref() == Some(name.get_value().as_str())>
+                                    {move || if spaces.with_value(Vec::is_empty) {
+                                        view! { <p class="hint">"Join a workspace to try models: the calls count against one."</p> }.into_any()
+                                    } else {
+                                        view! { <crate::pages::playground::Playground model=name.get_value() base_url=base_url.get_value() workspaces=spaces.get_value()/> }.into_any()
+                                    }}
+                                </Show>
                             </article>
                         }
                     }).collect_view().into_any(),

@@ -40,7 +40,25 @@ pub fn EditModelPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok((o, m)) => view! { <ModelForm options=o initial=Some(m)/> }.into_any(),
+                        Ok((o, m)) => {
+                            // The same playground users have, through the gateway and this
+                            // model's rules (an operator's call counts against a workspace too).
+                            let name = o.marketplace.iter().find(|x| x.id == m.marketplace_model_id).map(|x| x.name.clone()).unwrap_or_default();
+                            let spaces: Vec<(i64, String)> = o.workspaces.iter().map(|w| (w.id, w.name.clone())).collect();
+                            let enabled = m.enabled;
+                            let base_url = o.clusters.iter().find(|c| c.id == m.cluster_id).map(|c| crate::types::access_path(&c.entry_address)).unwrap_or_default();
+                            view! {
+                                <ModelForm options=o initial=Some(m)/>
+                                <h2>"Playground"</h2>
+                                {if !enabled {
+                                    view! { <p class="hint">"Enable the model to try it: a disabled model answers 404."</p> }.into_any()
+                                } else if spaces.is_empty() {
+                                    view! { <p class="hint">"Create a workspace to try the model: the calls count against one."</p> }.into_any()
+                                } else {
+                                    view! { <crate::pages::playground::Playground model=name base_url workspaces=spaces/> }.into_any()
+                                }}
+                            }.into_any()
+                        }
                         Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                     }
                 })}
