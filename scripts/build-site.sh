@@ -14,8 +14,11 @@ cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-rel
 WASM="$TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
 STAMP="$SITE/pkg/.built-from"
 # cargo leaves the .wasm untouched when nothing changed: then so do we (wasm-bindgen and
-# wasm-opt took most of an unchanged `make run`'s start).
-if [ -f "$STAMP" ] && [ "$STAMP" -nt "$WASM" ] && [ -f "$SITE/pkg/maas_bg.wasm" ] && [ -f "$SITE/pkg/maas.js" ]; then
+# wasm-opt took most of an unchanged `make run`'s start). Compared by content, not by time:
+# two checkouts sharing one target dir (a CI clone beside a working tree) overwrite each
+# other's .wasm, and a newer stamp must not keep the other's bundle.
+SUM="$(sha256sum "$WASM" | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SUM" ] && [ -f "$SITE/pkg/maas_bg.wasm" ] && [ -f "$SITE/pkg/maas.js" ]; then
   echo "[site] WASM unchanged: keeping $SITE/pkg"
 else
   wasm-bindgen --target web --no-typescript --out-name maas --out-dir "$SITE/pkg" "$WASM"
@@ -23,7 +26,7 @@ else
   end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types \
     -o "$SITE/pkg/maas_bg.wasm" "$SITE/pkg/maas_bg.wasm"
-  touch "$STAMP"
+  echo "$SUM" > "$STAMP"
 fi
 cp style/main.css "$SITE/pkg/maas.css"
 # The admin API's reference page (/api/docs): Swagger UI from npm, served from our own origin.

@@ -205,10 +205,15 @@ pub fn SubmitButton(#[prop(into)] pending: Signal<bool>, label: &'static str, bu
     }
 }
 
-/// A short notice that something worked: `role="status"`, so a screen reader says it too.
+/// A short notice that something worked: `role="status"`, so a screen reader says it too; with
+/// a link to what was made (`(href, text)`), when there is one to go to.
 #[component]
-pub fn Notice(#[prop(into)] message: Signal<Option<String>>) -> impl IntoView {
-    move || message.get().map(|m| view! { <p class="notice" role="status">{m}</p> })
+pub fn Notice(#[prop(into)] message: Signal<Option<(String, Option<(String, String)>)>>) -> impl IntoView {
+    move || {
+        message.get().map(|(m, link)| {
+            view! { <p class="notice" role="status">{m}{link.map(|(href, text)| view! { " " <a href=href>{text}</a> })}</p> }
+        })
+    }
 }
 
 /// Clears `form` once `value` holds a success: the next entry starts empty (a password never

@@ -37,6 +37,9 @@ test('manage: edit and delete marketplace models, clusters, workspaces, users; r
     await page.locator('#marketplace-form input[name="provider"]').fill('Nobody');
     await page.locator('#marketplace-form').getByRole('button', { name: 'Create' }).click();
     await expect(page.locator('.notice')).toContainText('Marketplace model created');
+    // The notice links to the new row.
+    const link = await page.locator('.notice a').getAttribute('href');
+    await expect(page.locator(`#marketplace-table tr${link}`)).toHaveAttribute('data-name', 'scratch-model');
     await expect(page.locator('#marketplace-form input[name="name"]')).toHaveValue('');
     const scratch = page.locator('#marketplace-table tr[data-name="scratch-model"]');
     await scratch.getByRole('button', { name: 'Delete' }).click();

@@ -24,7 +24,7 @@ fn MarketplaceAdmin() -> impl IntoView {
     let errors = field_errors(move || value.get());
     let form = NodeRef::new();
     reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
-    let created = Signal::derive(move || value.get().and_then(Result::ok).map(|_| "Marketplace model created (unpublished): publish it below when it is ready.".to_string()));
+    let created = Signal::derive(move || value.get().and_then(Result::ok).map(|id| ("Marketplace model created (unpublished): publish it when it is ready.".to_string(), Some((format!("#marketplace-{id}"), "Show it".to_string())))));
     let editing = RwSignal::new(None::<i64>);
     Effect::new(move |_| {
         if matches!(update.value().get(), Some(Ok(()))) {
@@ -67,7 +67,7 @@ fn MarketplaceAdmin() -> impl IntoView {
                                     let (id, published) = (m.id, m.published);
                                     let row = StoredValue::new(m.clone());
                                     view! {
-                                        <tr data-name=m.name.clone()>
+                                        <tr data-name=m.name.clone() id=format!("marketplace-{id}")>
                                             <td>{m.name.clone()}</td>
                                             <td>{m.provider.clone()}</td>
                                             <td>{m.tags.join(", ")}</td>
@@ -134,7 +134,7 @@ fn Clusters() -> impl IntoView {
     let errors = field_errors(move || value.get());
     let form = NodeRef::new();
     reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
-    let created = Signal::derive(move || value.get().and_then(Result::ok).map(|_| "Cluster created: choose it for a model under Models → Create model.".to_string()));
+    let created = Signal::derive(move || value.get().and_then(Result::ok).map(|id| ("Cluster created: choose it for a model under Models → Create model.".to_string(), Some((format!("#cluster-{id}"), "Show it".to_string())))));
     let editing = RwSignal::new(None::<i64>);
     Effect::new(move |_| {
         if matches!(update.value().get(), Some(Ok(()))) {
@@ -172,7 +172,7 @@ fn Clusters() -> impl IntoView {
                                     let id = c.id;
                                     let row = StoredValue::new(c.clone());
                                     view! {
-                                        <tr data-name=c.name.clone()><td>{c.name.clone()}</td><td>{c.entry_address.clone()}</td>
+                                        <tr data-name=c.name.clone() id=format!("cluster-{id}")><td>{c.name.clone()}</td><td>{c.entry_address.clone()}</td>
                                         <td><code>{crate::types::access_path(&c.entry_address)}</code></td>
                                         <td class="row-actions">
                                             <button class="small" aria-expanded=move || (editing.get() == Some(id)).to_string()

@@ -51,9 +51,9 @@ fn Workspaces() -> impl IntoView {
     reset_on_success(move || matches!(ws_val.get(), Some(Ok(_))), ws_form);
     reset_on_success(move || matches!(user_val.get(), Some(Ok(_))), user_form);
     reset_on_success(move || matches!(add_val.get(), Some(Ok(_))), add_form);
-    let ws_done = Signal::derive(move || ws_val.get().and_then(Result::ok).map(|_| "Workspace created: add its members below.".to_string()));
-    let user_done = Signal::derive(move || user_val.get().and_then(Result::ok).map(|_| "User created: they can log in now.".to_string()));
-    let add_done = Signal::derive(move || add_val.get().and_then(Result::ok).map(|_| "Member added.".to_string()));
+    let ws_done = Signal::derive(move || ws_val.get().and_then(Result::ok).map(|id| ("Workspace created: add its members below.".to_string(), Some((format!("#workspace-{id}"), "Show it".to_string())))));
+    let user_done = Signal::derive(move || user_val.get().and_then(Result::ok).map(|id| ("User created: they can log in now.".to_string(), Some((format!("#user-{id}"), "Show it".to_string())))));
+    let add_done = Signal::derive(move || add_val.get().and_then(Result::ok).map(|_| ("Member added.".to_string(), None)));
     let ws_err = field_errors(move || ws_val.get());
     let user_err = field_errors(move || user_val.get());
     let add_err = field_errors(move || add_val.get());
@@ -126,7 +126,7 @@ fn Workspaces() -> impl IntoView {
                                     let q = StoredValue::new(w.quota.clone());
                                     let name = StoredValue::new(w.name.clone());
                                     view! {
-                                        <tr data-name=w.name.clone()>
+                                        <tr data-name=w.name.clone() id=format!("workspace-{id}")>
                                             <td>{w.name.clone()}</td>
                                             <td data-col="members">{w.members.iter().map(|m| {
                                                 let username = m.clone();
@@ -183,7 +183,7 @@ fn Workspaces() -> impl IntoView {
                                 <tbody>{list.into_iter().map(|u| {
                                     let id = u.id;
                                     view! {
-                                        <tr data-name=u.username.clone()><td>{u.username.clone()}</td><td>{u.role.as_str()}</td>
+                                        <tr data-name=u.username.clone() id=format!("user-{id}")><td>{u.username.clone()}</td><td>{u.role.as_str()}</td>
                                         <td><ConfirmButton what=format!("user {}", u.username) consequences="They can no longer log in; their sessions end, their memberships and admin tokens go. Keys they created stay with their workspaces."
                                             on_confirm=Callback::new(move |_| { delete_user.dispatch(DeleteUser { id }); })/></td></tr>
                                     }
