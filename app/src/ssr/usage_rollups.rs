@@ -189,9 +189,18 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
     let before = before_minute - before_minute.rem_euclid(60);
     let sums = sum_columns();
     let selected = sums.iter().map(|c| format!("SUM({c})")).collect::<Vec<_>>().join(", ");
-    // SQLite transactions are serializable already (and it refuses the setting).
-    let isolation = (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres).then_some(IsolationLevel::RepeatableRead);
-    let txn = db.begin_with_config(isolation, None).await?;
+    // SQLite transactions are serializable already (and it refuses the setting); there the
+    // pass takes the write lock at BEGIN (IMMEDIATE): a deferred one reads first, and when a
+    // gateway's flush commits before its first write it fails with SQLITE_BUSY_SNAPSHOT (517),
+    // which no busy timeout waits out, and the whole pass is lost until the next.
+    let sqlite = db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite;
+    let txn = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            isolation_level: (!sqlite).then_some(IsolationLevel::RepeatableRead),
+            access_mode: None,
+            sqlite_transaction_mode: sqlite.then_some(sea_orm::SqliteTransactionMode::Immediate),
+        })
+        .await?;
     let backend = txn.get_database_backend();
     let run = |sql: String| txn.execute_raw(Statement::from_string(backend, sql));
     // The hourly rows this pass writes are those above the highest id it sees now (a row of a
