@@ -266,3 +266,37 @@ pub fn CopyButton(#[prop(into)] text: String) -> impl IntoView {
         }>{move || if copied.get() { "Copied" } else { "Copy" }}</button>
     }
 }
+
+/// A labelled field with its message (and an optional hint under it): the one way the forms lay
+/// out a text field. The message sits after the label, so it describes the input without
+/// becoming part of its name.
+#[component]
+pub fn TextField(
+    label: &'static str,
+    name: &'static str,
+    errors: Signal<Option<FieldErrors>>,
+    #[prop(optional, into)] value: String,
+    #[prop(optional)] placeholder: &'static str,
+    /// `password`, `date`…; plain text by default.
+    #[prop(optional)]
+    kind: &'static str,
+    #[prop(optional)] autocomplete: &'static str,
+    /// A textarea instead of an input.
+    #[prop(optional)]
+    multiline: bool,
+    #[prop(optional)] hint: &'static str,
+) -> impl IntoView {
+    let opt = |s: &'static str| (!s.is_empty()).then_some(s);
+    let control = if multiline {
+        view! { <textarea name=name placeholder=opt(placeholder) prop:value=value></textarea> }.into_any()
+    } else {
+        view! { <input name=name type=opt(kind).unwrap_or("text") value=value placeholder=opt(placeholder) autocomplete=opt(autocomplete)/> }.into_any()
+    };
+    view! {
+        <div class="field">
+            <label>{label} {control}</label>
+            <FieldMsg errors field=name/>
+            {opt(hint).map(|h| view! { <small class="hint">{h}</small> })}
+        </div>
+    }
+}

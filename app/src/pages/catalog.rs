@@ -1,7 +1,7 @@
 //! Marketplace management and clusters (operators): create, edit in place, delete (asked in
 //! the page, refused with the reason while MaaS models depend on them).
 use crate::api::catalog::*;
-use crate::components::{field_errors, reset_on_success, ConfirmButton, ErrorBox, FieldMsg, Notice, RequireRole, SubmitButton};
+use crate::components::{field_errors, reset_on_success, ConfirmButton, ErrorBox, Notice, RequireRole, SubmitButton, TextField};
 use crate::types::{Cluster, MarketplaceModel};
 use leptos::prelude::*;
 
@@ -38,14 +38,10 @@ fn MarketplaceAdmin() -> impl IntoView {
         <section class="card">
             <h2>"New marketplace model"</h2>
             <ActionForm action=create node_ref=form attr:class="grid-form" attr:id="marketplace-form">
-                <label>"Name" <input name="name" placeholder="deepseek-chat"/></label>
-                <FieldMsg errors field="name"/>
-                <label>"Provider" <input name="provider" placeholder="DeepSeek"/></label>
-                <FieldMsg errors field="provider"/>
-                <label>"Description" <textarea name="description"></textarea></label>
-                <FieldMsg errors field="description"/>
-                <label>"Tags (comma-separated)" <input name="tags" placeholder="chat, 64k"/></label>
-                <FieldMsg errors field="tags"/>
+                <TextField label="Name" name="name" errors placeholder="deepseek-chat" hint="What clients put in \"model\"."/>
+                <TextField label="Provider" name="provider" errors placeholder="DeepSeek"/>
+                <TextField label="Description" name="description" errors multiline=true/>
+                <TextField label="Tags (comma-separated)" name="tags" errors placeholder="chat, 64k"/>
                 <ErrorBox value=value.into()/>
                 <SubmitButton pending=create.pending() label="Create" busy="Creating…"/>
             </ActionForm>
@@ -105,14 +101,10 @@ fn MarketplaceEditor(m: MarketplaceModel, update: ServerAction<UpdateMarketplace
     view! {
         <ActionForm action=update attr:class="grid-form" attr:id="marketplace-edit-form">
             <input type="hidden" name="id" value=m.id.to_string()/>
-            <label>"Name" <input name="name" value=m.name.clone()/></label>
-            <FieldMsg errors field="name"/>
-            <label>"Provider" <input name="provider" value=m.provider.clone()/></label>
-            <FieldMsg errors field="provider"/>
-            <label>"Description" <textarea name="description" prop:value=m.description.clone()></textarea></label>
-            <FieldMsg errors field="description"/>
-            <label>"Tags (comma-separated)" <input name="tags" value=m.tags.join(", ")/></label>
-            <FieldMsg errors field="tags"/>
+            <TextField label="Name" name="name" errors value=m.name.clone()/>
+            <TextField label="Provider" name="provider" errors value=m.provider.clone()/>
+            <TextField label="Description" name="description" errors multiline=true value=m.description.clone()/>
+            <TextField label="Tags (comma-separated)" name="tags" errors value=m.tags.join(", ")/>
             <ErrorBox value=update.value().into()/>
             <SubmitButton pending=update.pending() label="Save changes" busy="Saving…"/>
         </ActionForm>
@@ -148,10 +140,8 @@ fn Clusters() -> impl IntoView {
         <section class="card">
             <h2>"New entry cluster"</h2>
             <ActionForm action=create node_ref=form attr:class="grid-form" attr:id="cluster-form">
-                <label>"Name" <input name="name" placeholder="cn-east"/></label>
-                <FieldMsg errors field="name"/>
-                <label>"Entry address" <input name="entry_address" placeholder="http://127.0.0.1:3000"/></label>
-                <FieldMsg errors field="entry_address"/>
+                <TextField label="Name" name="name" errors placeholder="cn-east"/>
+                <TextField label="Entry address" name="entry_address" errors placeholder="http://127.0.0.1:3000" hint="The gateway's base URL as clients reach it."/>
                 <ErrorBox value=value.into()/>
                 <SubmitButton pending=create.pending() label="Create" busy="Creating…"/>
             </ActionForm>
@@ -200,10 +190,8 @@ fn ClusterEditor(c: Cluster, update: ServerAction<UpdateCluster>, errors: Signal
     view! {
         <ActionForm action=update attr:class="grid-form" attr:id="cluster-edit-form">
             <input type="hidden" name="id" value=c.id.to_string()/>
-            <label>"Name" <input name="name" value=c.name.clone()/></label>
-            <FieldMsg errors field="name"/>
-            <label>"Entry address" <input name="entry_address" value=c.entry_address.clone()/></label>
-            <FieldMsg errors field="entry_address"/>
+            <TextField label="Name" name="name" errors value=c.name.clone()/>
+            <TextField label="Entry address" name="entry_address" errors value=c.entry_address.clone()/>
             <ErrorBox value=update.value().into()/>
             <SubmitButton pending=update.pending() label="Save changes" busy="Saving…"/>
         </ActionForm>

@@ -1,6 +1,6 @@
 //! Workspaces, users and membership (operators).
 use crate::api::workspaces::*;
-use crate::components::{field_errors, reset_on_success, ConfirmButton, ErrorBox, FieldMsg, Notice, QuotaFields, RequireRole, SubmitButton};
+use crate::components::{field_errors, reset_on_success, ConfirmButton, ErrorBox, FieldMsg, Notice, QuotaFields, RequireRole, SubmitButton, TextField};
 use leptos::prelude::*;
 
 #[component]
@@ -63,8 +63,7 @@ fn Workspaces() -> impl IntoView {
             <section class="card">
                 <h2>"New workspace"</h2>
                 <ActionForm action=create_ws node_ref=ws_form attr:id="workspace-form">
-                    <label>"Name" <input name="name" placeholder="team-a"/></label>
-                    <FieldMsg errors=ws_err field="name"/>
+                    <TextField label="Name" name="name" errors=ws_err placeholder="team-a"/>
                     <ErrorBox value=ws_val.into()/>
                     <SubmitButton pending=create_ws.pending() label="Create workspace" busy="Creating…"/>
                 </ActionForm>
@@ -73,10 +72,8 @@ fn Workspaces() -> impl IntoView {
             <section class="card">
                 <h2>"New user"</h2>
                 <ActionForm action=create_user node_ref=user_form attr:id="user-form">
-                    <label>"Username" <input name="username"/></label>
-                    <FieldMsg errors=user_err field="username"/>
-                    <label>"Password" <input name="password" type="password" autocomplete="new-password"/></label>
-                    <FieldMsg errors=user_err field="password"/>
+                    <TextField label="Username" name="username" errors=user_err autocomplete="off"/>
+                    <TextField label="Password" name="password" errors=user_err kind="password" autocomplete="new-password" hint="At least 8 characters; they can log in with it at once."/>
                     <label>"Role"
                         <select name="role">
                             <option value="user" selected>"user"</option>
