@@ -45,20 +45,7 @@ pub async fn list(db: &impl ConnectionTrait) -> SResult<Vec<AdminTokenInfo>> {
 pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, name: &str, access: TokenAccess, last_day: &str) -> SResult<CreatedAdminToken> {
     let mut e = FieldErrors::default();
     crate::validate::name_like(&mut e, "name", name, 64);
-    let expires_at = match last_day.trim() {
-        "" => None,
-        day => match crate::days::parse_day(day) {
-            None => {
-                e.add("last_day", "a day as YYYY-MM-DD");
-                None
-            }
-            Some(d) if (d + 1) * 86_400 <= now() => {
-                e.add("last_day", "choose today or a later day");
-                None
-            }
-            Some(d) => Some((d + 1) * 86_400),
-        },
-    };
+    let expires_at = super::keys::last_day_end(&mut e, "last_day", last_day);
     e.into_result()?;
     let secret = format!("{SECRET_PREFIX}{}", random_hex(24));
     let txn = db.begin().await?;

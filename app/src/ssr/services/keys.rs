@@ -98,6 +98,26 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     Ok(rev)
 }
 
+/// A credential's last day as typed (`YYYY-MM-DD`, UTC, inclusive; empty for no end), as the
+/// Unix second it stops working: the next midnight. A past day or a malformed one is an error
+/// on `field`. Keys and admin tokens share it.
+pub fn last_day_end(e: &mut FieldErrors, field: &str, day: &str) -> Option<i64> {
+    match day.trim() {
+        "" => None,
+        day => match crate::days::parse_day(day) {
+            None => {
+                e.add(field, "a day as YYYY-MM-DD");
+                None
+            }
+            Some(d) if (d + 1) * 86_400 <= now() => {
+                e.add(field, "choose today or a later day");
+                None
+            }
+            Some(d) => Some((d + 1) * 86_400),
+        },
+    }
+}
+
 /// Renames a key (its holders or an operator); the secret and the gateway's view are unchanged.
 pub async fn rename<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64, name: &str) -> SResult<()> {
     let mut e = FieldErrors::default();
@@ -142,20 +162,7 @@ pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Ac
     let as_limit = who.role == Role::Operator;
     let limit = KeyScope::from_stored(k.limit_expires_at, k.limit_models.as_deref());
     let mut e = FieldErrors::default();
-    let expires_at = match scope.last_day.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-        None => None,
-        Some(day) => match crate::days::parse_day(day) {
-            None => {
-                e.add("last_day", "a day as YYYY-MM-DD");
-                None
-            }
-            Some(d) if (d + 1) * 86_400 <= now() => {
-                e.add("last_day", "choose today or a later day");
-                None
-            }
-            Some(d) => Some((d + 1) * 86_400),
-        },
-    };
+    let expires_at = last_day_end(&mut e, "last_day", scope.last_day.as_deref().unwrap_or_default());
     if !as_limit {
         if let (Some(cap), want) = (k.limit_expires_at, expires_at) {
             if want.is_none_or(|t| t > cap) {
