@@ -37,11 +37,17 @@ pub struct MarketplaceFilter {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarketplaceBody {
+    /// What clients put in `model`: letters, digits and `-_.:/`.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:/-]+$")]
     name: String,
+    #[schema(min_length = 1, max_length = 128)]
     provider: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     description: String,
+    /// Up to 16, each up to 32 characters, no commas.
     #[serde(default)]
+    #[schema(max_items = 16)]
     tags: Vec<String>,
 }
 
@@ -127,8 +133,10 @@ pub struct SearchFilter {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterBody {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.:/-]+$")]
     name: String,
     /// The gateway's base URL as clients reach it (`https://gw.example.com`).
+    #[schema(pattern = r"^https?://")]
     entry_address: String,
 }
 

@@ -37,6 +37,7 @@ pub struct KeyFilter {
 #[serde(deny_unknown_fields)]
 pub struct KeyBody {
     workspace_id: i64,
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.:/-]+$")]
     name: String,
 }
 

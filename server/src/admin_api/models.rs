@@ -33,19 +33,23 @@ pub struct EndpointBody {
     #[serde(default)]
     id: Option<i64>,
     /// The model name the upstream expects.
+    #[schema(min_length = 1, max_length = 256)]
     model_id: String,
     /// The upstream's OpenAI-compatible base URL.
+    #[schema(pattern = r"^https?://", max_length = 2048)]
     url: String,
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable, value_type = Option<String>)]
     api_key: Option<Option<String>>,
     /// 0 to 100; required by the weighted policy (the weights total 100).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     weight: Option<i64>,
     #[serde(default)]
     skip_stream_usage: bool,
     /// The most calls at once to this upstream; absent: no cap.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100_000)]
     max_concurrent: Option<i64>,
 }
 
@@ -65,9 +69,11 @@ pub struct RuleBody {
     /// Required when `target` is `api_key`.
     #[serde(default)]
     api_key_id: Option<i64>,
+    #[schema(minimum = 1)]
     limit: i64,
     /// The window of `requests` and `tokens` rules, in seconds; none for `concurrent`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 604_800)]
     duration_secs: Option<i64>,
 }
 
@@ -79,8 +85,10 @@ pub struct ModelBody {
     cluster_id: i64,
     #[serde(default)]
     policy: Policy,
+    #[schema(min_items = 1, max_items = 64)]
     endpoints: Vec<EndpointBody>,
     #[serde(default)]
+    #[schema(max_items = 64)]
     rules: Vec<RuleBody>,
     /// Output tokens a call without `max_tokens` reserves in token rules and quotas; absent:
     /// the gateway's default.

@@ -10,8 +10,10 @@ pub const MAX_PER_PAGE: u64 = 200;
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// From 1 (the default).
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u64>,
-    /// 1 to 200 (default 50).
+    /// 1 to 200 (default 50; the models list takes at most 100).
+    #[param(minimum = 1, maximum = 200)]
     pub per_page: Option<u64>,
 }
 

@@ -37,6 +37,7 @@ pub struct WorkspaceFilter {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceBody {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.:/-]+$")]
     name: String,
 }
 
@@ -111,8 +112,10 @@ async fn remove_member(State(api): State<Api>, Extension(c): Extension<Caller>, 
 pub struct QuotaBody {
     period: Period,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000i64)]
     tokens: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000i64)]
     requests: Option<i64>,
 }
 
@@ -143,8 +146,10 @@ pub struct UserFilter {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.:/-]+$")]
     username: String,
     /// 8 to 256 characters; stored as an Argon2id hash, never returned.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
     role: Role,
 }
