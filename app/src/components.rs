@@ -205,10 +205,13 @@ pub fn SubmitButton(#[prop(into)] pending: Signal<bool>, label: &'static str, bu
     }
 }
 
+/// What a [`Notice`] says, and the link to what was made (`href`, text), if any.
+pub type NoticeText = (String, Option<(String, String)>);
+
 /// A short notice that something worked: `role="status"`, so a screen reader says it too; with
 /// a link to what was made (`(href, text)`), when there is one to go to.
 #[component]
-pub fn Notice(#[prop(into)] message: Signal<Option<(String, Option<(String, String)>)>>) -> impl IntoView {
+pub fn Notice(#[prop(into)] message: Signal<Option<NoticeText>>) -> impl IntoView {
     move || {
         message.get().map(|(m, link)| {
             view! { <p class="notice" role="status">{m}{link.map(|(href, text)| view! { " " <a href=href>{text}</a> })}</p> }
