@@ -303,3 +303,102 @@ pub fn TextField(
         </div>
     }
 }
+
+/// A column heading of a [`DataTable`]; figures (`num`) are right-aligned.
+#[derive(Clone, Copy)]
+pub struct Col {
+    title: &'static str,
+    num: bool,
+}
+
+/// A text column.
+pub const fn col(title: &'static str) -> Col {
+    Col { title, num: false }
+}
+
+/// A column of figures.
+pub const fn num(title: &'static str) -> Col {
+    Col { title, num: true }
+}
+
+/// What a list shows when it has no rows: `Empty` when there is nothing yet (it says how to
+/// start), `NoMatch` when a filter found nothing (it says so, not "create one").
+pub enum Nothing {
+    Empty(ViewFn),
+    NoMatch(String),
+}
+
+impl Nothing {
+    /// `NoMatch(text)` while `filtered`, else `Empty`.
+    pub fn when_filtered(filtered: bool, no_match: String, empty: impl Into<ViewFn>) -> Self {
+        if filtered { Nothing::NoMatch(no_match) } else { Nothing::Empty(empty.into()) }
+    }
+}
+
+impl<F: Fn() -> V + Send + Sync + 'static, V: IntoView + 'static> From<F> for Nothing {
+    fn from(f: F) -> Self {
+        Nothing::Empty(f.into())
+    }
+}
+
+/// Every list's table: its headings and rows (`children`, the `<tr>`s) in a box that scrolls on
+/// its own when the window is narrower than the table (a focusable region named `label`, so a
+/// keyboard can scroll it and a screen reader names it), or, with no rows, what `nothing` says
+/// (`#{id}-empty`).
+#[component]
+pub fn DataTable(
+    id: &'static str,
+    label: &'static str,
+    /// A `&'static [Col]` or a `Vec<Col>`.
+    #[prop(into)]
+    columns: Vec<Col>,
+    rows: usize,
+    #[prop(into)] nothing: Nothing,
+    children: Children,
+) -> impl IntoView {
+    if rows == 0 {
+        let empty_id = format!("{id}-empty");
+        return match nothing {
+            Nothing::Empty(f) => view! { <p class="empty" id=empty_id>{f.run()}</p> }.into_any(),
+            Nothing::NoMatch(text) => view! { <p class="empty no-match" id=empty_id>{text}</p> }.into_any(),
+        };
+    }
+    view! {
+        <div class="table-scroll" tabindex="0" role="region" aria-label=label>
+            <table class="list" id=id>
+                <thead><tr>{columns.iter().map(|c| view! { <th class=c.num.then_some("num")>{c.title}</th> }).collect_view()}</tr></thead>
+                <tbody>{children()}</tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+/// [`TextField`] for a form kept in signals (the model form): the input shows and sets `value`,
+/// its message is the one for `field` (an indexed name such as `endpoints.1.url`).
+#[component]
+pub fn BoundField(
+    #[prop(into)] label: TextProp,
+    /// The input's class (what tests and styles find it by).
+    class: &'static str,
+    value: RwSignal<String>,
+    errors: Signal<Option<FieldErrors>>,
+    #[prop(into)] field: Signal<String>,
+    #[prop(optional)] placeholder: &'static str,
+    /// `numeric`, `decimal`…: the keyboard a phone shows.
+    #[prop(optional)]
+    inputmode: &'static str,
+    /// Spans two columns of the row.
+    #[prop(optional)]
+    wide: bool,
+    #[prop(optional)] title: &'static str,
+) -> impl IntoView {
+    let opt = |s: &'static str| (!s.is_empty()).then_some(s);
+    view! {
+        <div class="field" class:wide=wide title=opt(title)>
+            <label>{move || label.get()} " " <input class=class placeholder=opt(placeholder) inputmode=opt(inputmode)
+                prop:value=move || value.get() on:input:target=move |ev| value.set(ev.target().value())/></label>
+            <FieldMsg errors field/>
+        </div>
+    }
+}

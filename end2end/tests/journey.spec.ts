@@ -191,7 +191,7 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await expect(row).toBeVisible();
     await row.getByRole('button', { name: 'Delete' }).click();
     await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
-    await expect(page.locator('#models-empty')).toContainText('No MaaS models yet.');
+    await expect(page.locator('#model-table-empty')).toContainText('No MaaS models yet.');
   } finally {
     await server.stop();
   }

@@ -3,7 +3,8 @@ import { test, expect, Server, open, login, mockUpstream } from './support';
 // A user tries a model in the browser: the answer streams in chunk by chunk through the real
 // gateway (the first chunk on screen while the mock is still sending), with time to first
 // token, total time and usage; Stop cancels the call (the mock counts the cancel); the code
-// snippet carries the settings; the short-lived key is revoked when the playground goes away.
+// snippet carries the settings; a pasted key of the user's own is used instead of a console
+// key; the short-lived key is revoked when the playground goes away.
 test('playground: streamed answer, figures, stop, snippet, key revoked after', async ({ page }) => {
   const mock = await mockUpstream();
   const server = new Server();
@@ -60,11 +61,25 @@ test('playground: streamed answer, figures, stop, snippet, key revoked after', a
     expect(await out.textContent()).toBe(stopped);
     expect(stopped).not.toContain('chunk 5');
 
+    // With a key of the caller's own, pasted, the call goes with it: a wrong one is refused by
+    // the gateway (its message shown), the demo key answers, and the console issues no key.
+    const demoKey = server.stdout.match(/demo API key: (sk-maas-[0-9a-f]+)/)![1];
+    await pg.locator('.pg-own-key').fill('sk-maas-0000000000000000');
+    await expect(pg.locator('.pg-workspace')).toBeDisabled();
+    await pg.getByRole('button', { name: 'Run' }).click();
+    await expect(pg.locator('.error-box')).toContainText('401');
+    await pg.locator('.pg-own-key').fill(demoKey);
+    await pg.getByRole('button', { name: 'Run' }).click();
+    await expect(out).toHaveText('chunk 0 chunk 1 chunk 2 chunk 3 chunk 4 chunk 5', { timeout: 15_000 });
+    await expect(figures).toContainText('Done.');
+
     // Leaving the page revokes the playground's key (it would expire within minutes anyway).
     await page.getByRole('link', { name: 'API keys' }).click();
     await expect(page).toHaveURL(/\/keys$/);
     await expect(async () => {
       await open(page, `${base}/keys`);
+      // One key for the whole playground (none for the runs with the pasted key), revoked.
+      await expect(page.locator('#key-table tr[data-name="playground"]')).toHaveCount(1, { timeout: 1000 });
       await expect(page.locator('#key-table tr[data-name="playground"]')).toContainText('revoked', { timeout: 1000 });
     }).toPass({ timeout: 10_000 });
   } finally {

@@ -1,7 +1,7 @@
 //! Admin tokens: bearer credentials for the admin API (`/api/v1`). Created here (the secret is
 //! shown once), listed with when each was last used, revoked.
 use crate::api::admin::*;
-use crate::components::{field_errors, ConfirmButton, CopyButton, ErrorBox, FieldMsg, RequireRole};
+use crate::components::{col, field_errors, reset_on_success, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, RequireRole, SubmitButton, TextField};
 use crate::days::format_utc;
 use crate::types::TokenAccess;
 use leptos::prelude::*;
@@ -11,6 +11,8 @@ pub fn AdminTokensPage() -> impl IntoView {
     view! { <RequireRole operator=true><AdminTokens/></RequireRole> }
 }
 
+const COLUMNS: &[Col] = &[col("Name"), col("Token id"), col("Access"), col("Made by"), col("Works until"), col("Last used"), col("Status"), col("")];
+
 #[component]
 fn AdminTokens() -> impl IntoView {
     let create = ServerAction::<CreateAdminToken>::new();
@@ -18,6 +20,8 @@ fn AdminTokens() -> impl IntoView {
     let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_admin_tokens());
     let value = create.value();
     let errors = field_errors(move || value.get());
+    let form = NodeRef::new();
+    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
     view! {
         <h1>"Admin tokens"</h1>
         <p class="hint">
@@ -27,22 +31,20 @@ fn AdminTokens() -> impl IntoView {
         </p>
         <section class="card">
             <h2>"New admin token"</h2>
-            <ActionForm action=create attr:id="admin-token-form" attr:class="row-form">
-                <label>"Name" <input name="name" placeholder="e.g. terraform" aria-label="Token name"/></label>
-                <label>"Access"
-                    <select name="access" aria-label="Access">
-                        <option value="read">"Read only"</option>
-                        <option value="write">"Read and write"</option>
-                    </select>
-                </label>
-                <label>"Last day (optional)" <input type="date" name="last_day" aria-label="Last day"/></label>
-                <button type="submit" disabled=move || create.pending().get()>
-                    {move || if create.pending().get() { "Creating…" } else { "Create token" }}
-                </button>
+            <ActionForm action=create node_ref=form attr:id="admin-token-form" attr:class="row-form">
+                <TextField label="Token name" name="name" errors placeholder="e.g. terraform"/>
+                <div class="field">
+                    <label>"Access"
+                        <select name="access">
+                            <option value="read">"Read only"</option>
+                            <option value="write">"Read and write"</option>
+                        </select>
+                    </label>
+                    <FieldMsg errors field="access"/>
+                </div>
+                <TextField label="Last day (optional)" name="last_day" kind="date" errors/>
+                <SubmitButton pending=create.pending() label="Create token" busy="Creating…"/>
             </ActionForm>
-            <FieldMsg errors field="name"/>
-            <FieldMsg errors field="access"/>
-            <FieldMsg errors field="last_day"/>
             <ErrorBox value=value.into()/>
             {move || value.get().and_then(Result::ok).map(|t| view! {
                 <div class="secret-once" id="new-admin-token">
@@ -57,12 +59,10 @@ fn AdminTokens() -> impl IntoView {
             {move || Suspend::new(async move {
                 match tokens.await {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
-                    Ok(list) if list.is_empty() => view! { <p class="empty">"No admin tokens yet: create one above to use the admin API."</p> }.into_any(),
                     Ok(list) => view! {
-                        <div class="table-scroll" tabindex="0" role="region" aria-label="table">
-                        <table class="list" id="admin-token-table">
-                            <thead><tr><th>"Name"</th><th>"Token id"</th><th>"Access"</th><th>"Made by"</th><th>"Works until"</th><th>"Last used"</th><th>"Status"</th><th></th></tr></thead>
-                            <tbody>{list.into_iter().map(|t| {
+                        <DataTable id="admin-token-table" label="Admin tokens" columns=COLUMNS rows=list.len()
+                            nothing=|| "No admin tokens yet: create one above to use the admin API.">
+                            {list.into_iter().map(|t| {
                                 let id = t.id;
                                 let name = t.name.clone();
                                 let name2 = t.name.clone();
@@ -81,9 +81,8 @@ fn AdminTokens() -> impl IntoView {
                                         })}</td>
                                     </tr>
                                 }
-                            }).collect_view()}</tbody>
-                        </table>
-                        </div>
+                            }).collect_view()}
+                        </DataTable>
                     }.into_any(),
                 }
             })}

@@ -7,12 +7,20 @@
 use crate::api::admin::get_audit_page;
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
+use crate::components::{DataTable, Nothing};
+#[cfg(feature = "ssr")]
 use crate::types::*;
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_location, use_query_map};
 
 pub const PER_PAGE: u64 = 50;
+
+#[cfg(feature = "ssr")]
+const COLUMNS: &[crate::components::Col] = {
+    use crate::components::col;
+    &[col("When"), col("Who"), col("Via"), col("What"), col("Action"), col("Changes")]
+};
 
 /// The server function is the guard (operators only).
 #[component]
@@ -77,15 +85,14 @@ pub fn render(f: &AuditFilter, page: u64, list: AuditPage, actors: Vec<String>) 
             </form>
             <p class="hint">"Times are UTC. Every change is here, made in the console or through the admin API; secrets appear only as \"set\", \"replaced\" or \"cleared\"."</p>
         </section>
-        {if list.items.is_empty() {
-            view! { <p class="empty" id="audit-empty">"No change matches this filter."</p> }.into_any()
-        } else {
+        {
+            let filtered = !(f.actor.is_empty() && f.entity.is_empty() && f.from.is_empty() && f.to.is_empty());
+            let nothing = Nothing::when_filtered(filtered, "No change matches this filter.".into(), || "No changes yet: every change made here or through the admin API will be listed.");
+            let rows = list.items.len();
             view! {
-                <p class="hint" id="audit-count">{format!("{} change(s); page {} of {}", list.total, page + 1, pages)}</p>
-                <div class="table-scroll" tabindex="0" role="region" aria-label="table">
-                <table class="list" id="audit-table">
-                    <thead><tr><th>"When"</th><th>"Who"</th><th>"Via"</th><th>"What"</th><th>"Action"</th><th>"Changes"</th></tr></thead>
-                    <tbody>{list.items.into_iter().map(|e| { let (entity, actor) = (e.entity.clone(), e.actor.clone()); view! {
+                {(rows > 0).then(|| view! { <p class="hint" id="audit-count">{format!("{} change(s); page {} of {}", list.total, page + 1, pages)}</p> })}
+                <DataTable id="audit-table" label="Audit log" columns=COLUMNS rows nothing>
+                    {list.items.into_iter().map(|e| { let (entity, actor) = (e.entity.clone(), e.actor.clone()); view! {
                         <tr data-entity=entity data-actor=actor>
                             <td>{crate::days::format_utc(e.at)}</td>
                             <td>{e.actor}</td>
@@ -94,15 +101,14 @@ pub fn render(f: &AuditFilter, page: u64, list: AuditPage, actors: Vec<String>) 
                             <td>{e.action}</td>
                             <td><code class="diff">{e.diff}</code></td>
                         </tr>
-                    }}).collect_view()}</tbody>
-                </table>
-                </div>
+                    }}).collect_view()}
+                </DataTable>
                 <p class="pager">
                     {prev.map(|h| view! { <a href=h>"← Newer"</a> " " })}
                     {next.map(|h| view! { <a href=h>"Older →"</a> })}
                 </p>
-            }.into_any()
-        }}
+            }
+        }
     }
     .to_html()
 }

@@ -1,9 +1,12 @@
 //! Marketplace management and clusters (operators): create, edit in place, delete (asked in
 //! the page, refused with the reason while MaaS models depend on them).
 use crate::api::catalog::*;
-use crate::components::{field_errors, reset_on_success, ConfirmButton, ErrorBox, Notice, RequireRole, SubmitButton, TextField};
+use crate::components::{col, field_errors, reset_on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, RequireRole, SubmitButton, TextField};
 use crate::types::{Cluster, MarketplaceModel};
 use leptos::prelude::*;
+
+const MARKETPLACE_COLUMNS: &[Col] = &[col("Name"), col("Provider"), col("Tags"), col("Published"), col("")];
+const CLUSTER_COLUMNS: &[Col] = &[col("Name"), col("Entry address"), col("Access path"), col("")];
 
 #[component]
 pub fn MarketplaceAdminPage() -> impl IntoView {
@@ -53,12 +56,9 @@ fn MarketplaceAdmin() -> impl IntoView {
             {move || Suspend::new(async move {
                 match list.await {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
-                    Ok(items) if items.is_empty() => view! { <p class="empty">"No marketplace models yet: create the first one above (the name is what clients put in \"model\")."</p> }.into_any(),
                     Ok(items) => view! {
-                        <div class="table-scroll" tabindex="0" role="region" aria-label="table">
-                        <table class="list" id="marketplace-table">
-                            <thead><tr><th>"Name"</th><th>"Provider"</th><th>"Tags"</th><th>"Published"</th><th></th></tr></thead>
-                            <tbody>
+                        <DataTable id="marketplace-table" label="Marketplace models" columns=MARKETPLACE_COLUMNS rows=items.len()
+                            nothing=|| "No marketplace models yet: create the first one above (the name is what clients put in \"model\").">
                                 {items.into_iter().map(|m| {
                                     let (id, published) = (m.id, m.published);
                                     let row = StoredValue::new(m.clone());
@@ -86,9 +86,7 @@ fn MarketplaceAdmin() -> impl IntoView {
                                         </Show>
                                     }
                                 }).collect_view()}
-                            </tbody>
-                        </table>
-                        </div>
+                        </DataTable>
                     }.into_any(),
                 }
             })}
@@ -152,12 +150,9 @@ fn Clusters() -> impl IntoView {
             {move || Suspend::new(async move {
                 match list.await {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
-                    Ok(items) if items.is_empty() => view! { <p class="empty">"No clusters yet: create one above with the address clients reach the gateway at."</p> }.into_any(),
                     Ok(items) => view! {
-                        <div class="table-scroll" tabindex="0" role="region" aria-label="table">
-                        <table class="list" id="cluster-table">
-                            <thead><tr><th>"Name"</th><th>"Entry address"</th><th>"Access path"</th><th></th></tr></thead>
-                            <tbody>
+                        <DataTable id="cluster-table" label="Clusters" columns=CLUSTER_COLUMNS rows=items.len()
+                            nothing=|| "No clusters yet: create one above with the address clients reach the gateway at.">
                                 {items.into_iter().map(|c| {
                                     let id = c.id;
                                     let row = StoredValue::new(c.clone());
@@ -175,9 +170,7 @@ fn Clusters() -> impl IntoView {
                                         </Show>
                                     }
                                 }).collect_view()}
-                            </tbody>
-                        </table>
-                        </div>
+                        </DataTable>
                     }.into_any(),
                 }
             })}

@@ -4,13 +4,17 @@ use crate::api::keys::*;
 use crate::api::usage::list_key_usage;
 use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
 use crate::api::workspaces::list_workspaces;
-use crate::components::{field_errors, ConfirmButton, CopyButton, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton};
+use crate::components::{col, field_errors, num, reset_on_success, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton, TextField};
 use leptos::prelude::*;
 
 #[component]
 pub fn KeysPage() -> impl IntoView {
     view! { <RequireRole><Keys/></RequireRole> }
 }
+
+const COLUMNS: &[Col] = &[
+    col("Name"), col("Key id"), col("Workspace"), col("Status"), col("Works until"), col("Models"), col("Quota"), num("Last 24 h"), num("Last 30 days"), col(""),
+];
 
 #[component]
 fn Keys() -> impl IntoView {
@@ -54,6 +58,8 @@ fn Keys() -> impl IntoView {
     let usage = Resource::new(|| (), |_| list_key_usage());
     let value = create.value();
     let errors = field_errors(move || value.get());
+    let form = NodeRef::new();
+    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
     view! {
         <h1>"API keys"</h1>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -77,17 +83,18 @@ fn Keys() -> impl IntoView {
                 view! {
                     <section class="card">
                         <h2>"New API key"</h2>
-                        <ActionForm action=create attr:id="key-form" attr:class="row-form">
-                            <select name="workspace_id" aria-label="Workspace">
-                                {spaces.iter().map(|w| view! { <option value=w.id.to_string()>{w.name.clone()}</option> }).collect_view()}
-                            </select>
-                            <input name="name" placeholder="key name, e.g. ci-bot" aria-label="Key name"/>
-                            <button type="submit" disabled=move || create.pending().get()>
-                                {move || if create.pending().get() { "Creating…" } else { "Create key" }}
-                            </button>
+                        <ActionForm action=create node_ref=form attr:id="key-form" attr:class="row-form">
+                            <div class="field">
+                                <label>"Workspace"
+                                    <select name="workspace_id">
+                                        {spaces.iter().map(|w| view! { <option value=w.id.to_string()>{w.name.clone()}</option> }).collect_view()}
+                                    </select>
+                                </label>
+                                <FieldMsg errors field="workspace"/>
+                            </div>
+                            <TextField label="Key name" name="name" errors placeholder="e.g. ci-bot"/>
+                            <SubmitButton pending=create.pending() label="Create key" busy="Creating…"/>
                         </ActionForm>
-                        <FieldMsg errors field="name"/>
-                        <FieldMsg errors field="workspace"/>
                         <ErrorBox value=value.into()/>
                         {move || value.get().and_then(Result::ok).map(|k| view! {
                             <div class="secret-once" id="new-secret">
@@ -101,11 +108,10 @@ fn Keys() -> impl IntoView {
                     {
                         match keys {
                             Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
-                            Ok(list) if list.is_empty() => view! { <p class="empty">"No keys yet."</p> }.into_any(),
                             Ok(list) => view! {
-                                <div class="table-scroll" tabindex="0" role="region" aria-label="keys"><table class="list" id="key-table">
-                                    <thead><tr><th>"Name"</th><th>"Key id"</th><th>"Workspace"</th><th>"Status"</th><th>"Works until"</th><th>"Models"</th><th>"Quota"</th><th class="num">"Last 24 h"</th><th class="num">"Last 30 days"</th><th></th></tr></thead>
-                                    <tbody>{list.into_iter().map(|k| {
+                                <DataTable id="key-table" label="API keys" columns=COLUMNS rows=list.len()
+                                    nothing=|| "No keys yet: create one above; its secret is shown once.">
+                                    {list.into_iter().map(|k| {
                                         let ws = names.with_value(|n| n.iter().find(|(id, _)| *id == k.workspace_id).map(|(_, n)| n.clone()).unwrap_or_default());
                                         let id = k.id;
                                         let revoked = k.revoked;
@@ -139,10 +145,9 @@ fn Keys() -> impl IntoView {
                                                 <tr class="editor-row"><td colspan="10">
                                                     <ActionForm action=rename attr:class="row-form" attr:id="key-rename-form">
                                                         <input type="hidden" name="id" value=id.to_string()/>
-                                                        <label>"New name" <input name="name" value=key.with_value(|k| k.name.clone())/></label>
+                                                        <TextField label="New name" name="name" errors=rename_err value=key.with_value(|k| k.name.clone())/>
                                                         <SubmitButton pending=rename.pending() label="Rename" busy="Saving…"/>
                                                     </ActionForm>
-                                                    <FieldMsg errors=rename_err field="name"/>
                                                     <ErrorBox value=rename_val.into()/>
                                                 </td></tr>
                                             </Show>
@@ -158,13 +163,13 @@ fn Keys() -> impl IntoView {
                                                         <input type="hidden" name="id" value=id.to_string()/>
                                                         <QuotaFields quota=key.with_value(|k| k.quota.clone()) errors=quota_err/>
                                                         <ErrorBox value=quota_val.into()/>
-                                                        <button type="submit" disabled=move || quota.pending().get()>{move || if quota.pending().get() { "Saving…" } else { "Save quota" }}</button>
+                                                        <SubmitButton pending=quota.pending() label="Save quota" busy="Saving…"/>
                                                     </ActionForm>
                                                 </td></tr>
                                             </Show>
                                         }
-                                    }).collect_view()}</tbody>
-                                </table></div>
+                                    }).collect_view()}
+                                </DataTable>
                             }.into_any(),
                         }
                     }

@@ -1,7 +1,7 @@
 //! Create / edit a MaaS model: dropdowns, endpoint rows, policy with weight sliders, rule editor.
 //! The same `validate::model` the server runs gives live feedback here; the server re-checks all.
 use crate::api::models::{form_options, get_model, SaveModel};
-use crate::components::{ErrorBox, FieldMsg, RequireRole};
+use crate::components::{BoundField, ErrorBox, FieldMsg, RequireRole};
 use crate::error::AppError;
 use crate::types::*;
 use crate::validate;
@@ -343,20 +343,19 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
     let key_hint = if row.has_key { "set (leave blank to keep)" } else { "not set" };
     view! {
         <div class="row endpoint-row">
-            <label>"Model ID" <input class="ep-model-id" placeholder="deepseek-chat" prop:value=move || row.model_id.get()
-                on:input:target=move |ev| row.model_id.set(ev.target().value())/>
-                <FieldMsg errors field=f("model_id")/></label>
-            <label class="wide">"Endpoint URL" <input class="ep-url" placeholder="https://api.deepseek.com" prop:value=move || row.url.get()
-                on:input:target=move |ev| row.url.set(ev.target().value())/>
-                <FieldMsg errors field=f("url")/></label>
-            <label>"API key " <small class="key-state">{key_hint}</small>
-                <input class="ep-key" type="password" autocomplete="off" placeholder="sk-…" prop:value=move || row.api_key.get()
-                    on:input:target=move |ev| row.api_key.set(ev.target().value())/>
+            <BoundField label="Model ID" class="ep-model-id" placeholder="deepseek-chat" value=row.model_id errors field=f("model_id")/>
+            <BoundField label="Endpoint URL" class="ep-url" placeholder="https://api.deepseek.com" value=row.url errors field=f("url") wide=true/>
+            <div class="field">
+                <label>"API key " <small class="key-state">{key_hint}</small>
+                    <input class="ep-key" type="password" autocomplete="off" placeholder="sk-…" prop:value=move || row.api_key.get()
+                        on:input:target=move |ev| row.api_key.set(ev.target().value())/>
+                </label>
                 {row.has_key.then(|| view! {
-                    <span class="inline"><input type="checkbox" class="ep-clear-key" prop:checked=move || row.clear_key.get()
-                        on:change:target=move |ev| row.clear_key.set(ev.target().checked())/>" clear saved key"</span>
+                    <label class="inline"><input type="checkbox" class="ep-clear-key" prop:checked=move || row.clear_key.get()
+                        on:change:target=move |ev| row.clear_key.set(ev.target().checked())/>" clear saved key"</label>
                 })}
-                <FieldMsg errors field=f("api_key")/></label>
+                <FieldMsg errors field=f("api_key")/>
+            </div>
             <Show when=move || policy.get() == Policy::Weighted>
                 <label>"Weight"
                     <span class="slider">
@@ -368,10 +367,8 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
                     </span>
                     <FieldMsg errors field=f("weight")/></label>
             </Show>
-            <label title="Calls sent to this upstream at once (a self-hosted server's slots); more go to the next endpoint, or wait. Empty: no cap">"Max concurrent"
-                <input class="ep-max-concurrent" inputmode="numeric" placeholder="no cap" prop:value=move || row.max_concurrent.get()
-                    on:input:target=move |ev| row.max_concurrent.set(ev.target().value())/>
-                <FieldMsg errors field=f("max_concurrent")/></label>
+            <BoundField label="Max concurrent" class="ep-max-concurrent" inputmode="numeric" placeholder="no cap" value=row.max_concurrent errors field=f("max_concurrent")
+                title="Calls sent to this upstream at once (a self-hosted server's slots); more go to the next endpoint, or wait. Empty: no cap"/>
             <label class="inline" title="For upstreams that refuse stream_options: their streams' token usage is then unknown">
                 <input type="checkbox" class="ep-stream-usage" prop:checked=move || !row.skip_stream_usage.get()
                     on:change:target=move |ev| row.skip_stream_usage.set(!ev.target().checked())/>
@@ -421,13 +418,9 @@ fn RuleRowView(row: RuleRow, rules: RwSignal<Vec<RuleRow>>, options: StoredValue
                     </select>
                     <FieldMsg errors field=f("api_key")/></label>
             </Show>
-            <label>{move || format!("Limit ({})", row.kind.get().unit())} <input class="rule-limit" inputmode="numeric" prop:value=move || row.limit.get()
-                on:input:target=move |ev| row.limit.set(ev.target().value())/>
-                <FieldMsg errors field=f("limit")/></label>
+            <BoundField label=move || format!("Limit ({})", row.kind.get().unit()) class="rule-limit" inputmode="numeric" value=row.limit errors field=f("limit")/>
             <Show when=move || row.kind.get().windowed()>
-                <label>"Duration (seconds)" <input class="rule-duration" inputmode="numeric" prop:value=move || row.duration.get()
-                    on:input:target=move |ev| row.duration.set(ev.target().value())/>
-                    <FieldMsg errors field=f("duration")/></label>
+                <BoundField label="Duration (seconds)" class="rule-duration" inputmode="numeric" value=row.duration errors field=f("duration")/>
             </Show>
             <button type="button" class="small danger remove-rule" on:click=move |_| rules.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
         </div>

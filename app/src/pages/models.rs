@@ -1,6 +1,6 @@
 //! The management list: server-side search and pagination, Enable toggles, edit and delete.
 use crate::api::models::*;
-use crate::components::{ConfirmButton, ErrorBox, RequireRole};
+use crate::components::{col, ConfirmButton, DataTable, ErrorBox, Nothing, RequireRole, Col};
 use crate::types::{compact_count, GatewayState, ModelRow};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -42,28 +42,25 @@ fn Models() -> impl IntoView {
             {move || Suspend::new(async move {
                 match list.await {
                     Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
-                    // A fresh install says how to start; a search that finds nothing says so.
-                    Ok(p) if p.rows.is_empty() && search.get_untracked().trim().is_empty() => view! {
-                        <p class="empty" id="models-empty">"No MaaS models yet. " <A href="/models/new">"Create the first one"</A>
-                            ": a published marketplace model on a cluster, with at least one upstream endpoint."</p>
-                    }.into_any(),
-                    Ok(p) if p.rows.is_empty() => view! { <p class="empty">{format!("No models match \u{201c}{}\u{201d}.", search.get_untracked().trim())}</p> }.into_any(),
                     Ok(p) => {
                         let pages = p.total.div_ceil(p.per_page).max(1);
                         let cur = p.page;
+                        let query = search.get_untracked().trim().to_string();
+                        // A fresh install says how to start; a search that finds nothing says so.
+                        let nothing = Nothing::when_filtered(!query.is_empty(), format!("No models match \u{201c}{query}\u{201d}."), || view! {
+                            "No MaaS models yet. " <A href="/models/new">"Create the first one"</A>
+                            ": a published marketplace model on a cluster, with at least one upstream endpoint."
+                        });
+                        let empty = p.rows.is_empty();
                         view! {
-                            <div class="table-scroll" tabindex="0" role="region" aria-label="models"><table class="list" id="model-table">
-                                <thead><tr>
-                                    <th>"Model name"</th><th>"Model ID(s)"</th><th>"Tags"</th><th>"Status"</th>
-                                    <th>"Cluster / access path"</th><th>"Gateway"</th><th>"Last 24 h"</th><th>"Enabled"</th><th></th>
-                                </tr></thead>
-                                <tbody>{p.rows.into_iter().map(|r| row(r, toggle, delete)).collect_view()}</tbody>
-                            </table></div>
-                            <div class="pager">
+                            <DataTable id="model-table" label="MaaS models" columns=COLUMNS rows=p.rows.len() nothing>
+                                {p.rows.into_iter().map(|r| row(r, toggle, delete)).collect_view()}
+                            </DataTable>
+                            {(!empty).then(|| view! { <div class="pager">
                                 <button class="small" disabled={cur == 0} on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"‹ Prev"</button>
                                 <span>{format!("Page {} of {} · {} models", cur + 1, pages, p.total)}</span>
                                 <button class="small" disabled={cur + 1 >= pages} on:click=move |_| page.update(|p| *p += 1)>"Next ›"</button>
-                            </div>
+                            </div> })}
                         }.into_any()
                     }
                 }
@@ -71,6 +68,10 @@ fn Models() -> impl IntoView {
         </Transition>
     }
 }
+
+const COLUMNS: &[Col] = &[
+    col("Model name"), col("Model ID(s)"), col("Tags"), col("Status"), col("Cluster / access path"), col("Gateway"), col("Last 24 h"), col("Enabled"), col(""),
+];
 
 fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<DeleteModel>) -> impl IntoView {
     let id = r.id;

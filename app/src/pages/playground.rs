@@ -28,6 +28,9 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
     let model = StoredValue::new(model);
     let base_url = StoredValue::new(base_url);
     let ws = RwSignal::new(workspaces.first().map(|w| w.0));
+    // A key of the caller's own, pasted: kept in this page's memory only (never stored, never
+    // sent anywhere but the gateway). Empty: the console issues a short-lived key instead.
+    let own_key = RwSignal::new(String::new());
     let system = RwSignal::new(String::new());
     let prompt = RwSignal::new("Say hello in five words.".to_string());
     let temperature = RwSignal::new("0.7".to_string());
@@ -51,10 +54,12 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
     });
     let body = move || request_body(&model.get_value(), &system.get_untracked(), &prompt.get_untracked(), &temperature.get_untracked(), &max_tokens.get_untracked());
     let start = move |_| {
-        let Some(workspace_id) = ws.get_untracked() else {
+        let own = own_key.get_untracked().trim().to_string();
+        let workspace_id = ws.get_untracked();
+        if own.is_empty() && workspace_id.is_none() {
             run.set(Run::Failed("choose a workspace: the call counts against it".into()));
             return;
-        };
+        }
         let body = match body() {
             Ok(b) => b,
             Err(e) => return run.set(Run::Failed(e)),
@@ -65,17 +70,19 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
         usage.set(None);
         run.set(Run::Starting);
         leptos::task::spawn_local(async move {
-            // One key per playground, until it nears its end.
+            // The caller's own key, or one short-lived key per playground, until it nears its end.
             let now = (js_sys::Date::now() / 1000.0) as i64;
-            let k = match key.get_value().filter(|k| k.expires_at - now > 60) {
-                Some(k) => k,
-                None => match start_playground(workspace_id, model.get_value()).await {
+            let secret = match (own.is_empty(), key.get_value().filter(|k| k.expires_at - now > 60), workspace_id) {
+                (false, _, _) => own,
+                (true, Some(k), _) => k.secret,
+                (true, None, Some(workspace_id)) => match start_playground(workspace_id, model.get_value()).await {
                     Ok(k) => {
                         key.set_value(Some(k.clone()));
-                        k
+                        k.secret
                     }
                     Err(e) => return run.set(Run::Failed(e.to_string())),
                 },
+                (true, None, None) => return,
             };
             let Ok(ctrl) = web_sys::AbortController::new() else { return run.set(Run::Failed("this browser cannot stop a call".into())) };
             abort.set_value(Some(ctrl.clone()));
@@ -88,7 +95,7 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
                 output.update(|o| o.push_str(t));
             };
             let on_usage = move |u| usage.set(Some(u));
-            let r = stream(&body, &k.secret, &ctrl, on_text, on_usage).await;
+            let r = stream(&body, &secret, &ctrl, on_text, on_usage).await;
             total.set(Some((js_sys::Date::now() - t0) as u64));
             abort.set_value(None);
             match r {
@@ -114,7 +121,7 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
             <h3>{format!("Try {}", model.get_value())}</h3>
             <div class="columns">
                 <label>"Workspace (the call counts against it)"
-                    <select class="pg-workspace" on:change:target=move |ev| ws.set(ev.target().value().parse().ok())>
+                    <select class="pg-workspace" disabled=move || !own_key.with(|k| k.trim().is_empty()) on:change:target=move |ev| ws.set(ev.target().value().parse().ok())>
                         {workspaces.iter().map(|(id, name)| view! { <option value=id.to_string()>{name.clone()}</option> }).collect_view()}
                     </select>
                 </label>
@@ -125,6 +132,11 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
                     <input class="pg-max-tokens" inputmode="numeric" prop:value=move || max_tokens.get() on:input:target=move |ev| max_tokens.set(ev.target().value())/>
                 </label>
             </div>
+            <label>"Your API key (optional)"
+                <input class="pg-own-key" type="password" autocomplete="off" placeholder="sk-maas-…: empty for a 15-minute key the console issues"
+                    prop:value=move || own_key.get() on:input:target=move |ev| own_key.set(ev.target().value())/>
+            </label>
+            <small class="hint">"With your own key the call counts against its workspace and its limits; the key stays in this page."</small>
             <label>"System prompt (optional)"
                 <textarea class="pg-system" prop:value=move || system.get() on:input:target=move |ev| system.set(ev.target().value())></textarea>
             </label>

@@ -10,6 +10,8 @@ use crate::error::AppError;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_location;
 #[cfg(feature = "ssr")]
+use crate::components::DataTable;
+#[cfg(feature = "ssr")]
 use crate::types::*;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -149,20 +151,19 @@ fn unknown_note(t: &UsageFigures) -> Option<impl IntoView> {
 }
 
 #[cfg(feature = "ssr")]
+const LATENCY_COLUMNS: &[crate::components::Col] = {
+    use crate::components::{col, num};
+    &[col(""), num("Requests"), num("Errors"), num("429"), num("Input tokens"), num("Output tokens"), num("Total tokens"), num("p50"), num("p95")]
+};
+
+#[cfg(feature = "ssr")]
 /// `latency`: with p50 / p95 columns (the per-key tables sum counts only, see `usage_rollups`).
 fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'static str, latency: bool) -> impl IntoView {
-    if rows.is_empty() {
-        return view! { <p class="empty">{empty}</p> }.into_any();
-    }
+    let mut columns = LATENCY_COLUMNS[..if latency { 9 } else { 7 }].to_vec();
+    columns[0] = crate::components::col(what);
     view! {
-        <div class="table-scroll" tabindex="0" role="region" aria-label="table">
-            <table class="list" id=id>
-                <thead><tr>
-                    <th>{what}</th><th class="num">"Requests"</th><th class="num">"Errors"</th><th class="num">"429"</th>
-                    <th class="num">"Input tokens"</th><th class="num">"Output tokens"</th><th class="num">"Total tokens"</th>
-                    {latency.then(|| view! { <th class="num">"p50"</th><th class="num">"p95"</th> })}
-                </tr></thead>
-                <tbody>{rows.into_iter().map(|l| {
+        <DataTable id label=what columns rows=rows.len() nothing=move || empty>
+                {rows.into_iter().map(|l| {
                     let u = l.figures;
                     let unknown = (u.usage_unknown > 0).then(|| format!("usage unknown for {}", u.usage_unknown));
                     let label = l.label.clone();
@@ -178,9 +179,7 @@ fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'st
                             {latency.then(|| view! { <td class="num">{latency_label(u.p50_ms)}</td><td class="num">{latency_label(u.p95_ms)}</td> })}
                         </tr>
                     }
-                }).collect_view()}</tbody>
-            </table>
-        </div>
+                }).collect_view()}
+        </DataTable>
     }
-    .into_any()
 }

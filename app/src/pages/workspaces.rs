@@ -1,12 +1,15 @@
 //! Workspaces, users and membership (operators).
 use crate::api::workspaces::*;
-use crate::components::{field_errors, reset_on_success, ConfirmButton, ErrorBox, FieldMsg, Notice, QuotaFields, RequireRole, SubmitButton, TextField};
+use crate::components::{col, field_errors, reset_on_success, Col, ConfirmButton, DataTable, ErrorBox, FieldMsg, Notice, QuotaFields, RequireRole, SubmitButton, TextField};
 use leptos::prelude::*;
 
 #[component]
 pub fn WorkspacesPage() -> impl IntoView {
     view! { <RequireRole operator=true><Workspaces/></RequireRole> }
 }
+
+const WORKSPACE_COLUMNS: &[Col] = &[col("Workspace"), col("Members"), col("Quota"), col("")];
+const USER_COLUMNS: &[Col] = &[col("User"), col("Role"), col("")];
 
 #[component]
 fn Workspaces() -> impl IntoView {
@@ -94,16 +97,19 @@ fn Workspaces() -> impl IntoView {
                     let spaces = spaces.await.unwrap_or_default();
                     view! {
                         <ActionForm action=add node_ref=add_form attr:id="member-form" attr:class="row-form">
-                            <select name="workspace_id" aria-label="Workspace">
-                                {spaces.iter().map(|w| view! { <option value=w.id.to_string()>{w.name.clone()}</option> }).collect_view()}
-                            </select>
-                            <input name="username" placeholder="username" aria-label="Username"/>
+                            <div class="field">
+                                <label>"Workspace"
+                                    <select name="workspace_id">
+                                        {spaces.iter().map(|w| view! { <option value=w.id.to_string()>{w.name.clone()}</option> }).collect_view()}
+                                    </select>
+                                </label>
+                            </div>
+                            <TextField label="Username" name="username" errors=add_err placeholder="username"/>
                             <SubmitButton pending=add.pending() label="Add member" busy="Adding…"/>
                         </ActionForm>
                     }
                 })}
             </Transition>
-            <FieldMsg errors=add_err field="username"/>
             <ErrorBox value=add_val.into()/>
             <Notice message=add_done/>
         </section>
@@ -116,9 +122,9 @@ fn Workspaces() -> impl IntoView {
                     match spaces.await {
                         Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                         Ok(list) => view! {
-                            <div class="table-scroll" tabindex="0" role="region" aria-label="workspaces"><table class="list" id="workspace-table">
-                                <thead><tr><th>"Workspace"</th><th>"Members"</th><th>"Quota"</th><th></th></tr></thead>
-                                <tbody>{list.into_iter().map(|w| {
+                            <DataTable id="workspace-table" label="Workspaces" columns=WORKSPACE_COLUMNS rows=list.len()
+                                nothing=|| "No workspaces yet: create one above, then add users to it; API keys belong to a workspace.">
+                                {list.into_iter().map(|w| {
                                     let id = w.id;
                                     let q = StoredValue::new(w.quota.clone());
                                     let name = StoredValue::new(w.name.clone());
@@ -146,10 +152,9 @@ fn Workspaces() -> impl IntoView {
                                             <tr class="editor-row"><td colspan="4">
                                                 <ActionForm action=rename attr:class="row-form" attr:id="workspace-rename-form">
                                                     <input type="hidden" name="id" value=id.to_string()/>
-                                                    <label>"New name" <input name="name" value=name.get_value()/></label>
+                                                    <TextField label="New name" name="name" errors=rename_err value=name.get_value()/>
                                                     <SubmitButton pending=rename.pending() label="Rename" busy="Saving…"/>
                                                 </ActionForm>
-                                                <FieldMsg errors=rename_err field="name"/>
                                                 <ErrorBox value=rename_val.into()/>
                                             </td></tr>
                                         </Show>
@@ -159,13 +164,13 @@ fn Workspaces() -> impl IntoView {
                                                     <input type="hidden" name="id" value=id.to_string()/>
                                                     <QuotaFields quota=q.get_value() errors=quota_err/>
                                                     <ErrorBox value=quota_val.into()/>
-                                                    <button type="submit" disabled=move || quota.pending().get()>{move || if quota.pending().get() { "Saving…" } else { "Save quota" }}</button>
+                                                    <SubmitButton pending=quota.pending() label="Save quota" busy="Saving…"/>
                                                 </ActionForm>
                                             </td></tr>
                                         </Show>
                                     }
-                                }).collect_view()}</tbody>
-                            </table></div>
+                                }).collect_view()}
+                            </DataTable>
                         }.into_any(),
                     }
                 })}
@@ -175,17 +180,16 @@ fn Workspaces() -> impl IntoView {
                     match users.await {
                         Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
                         Ok(list) => view! {
-                            <div class="table-scroll" tabindex="0" role="region" aria-label="users"><table class="list" id="user-table">
-                                <thead><tr><th>"User"</th><th>"Role"</th><th></th></tr></thead>
-                                <tbody>{list.into_iter().map(|u| {
+                            <DataTable id="user-table" label="Users" columns=USER_COLUMNS rows=list.len() nothing=|| "No users yet.">
+                                {list.into_iter().map(|u| {
                                     let id = u.id;
                                     view! {
                                         <tr data-name=u.username.clone() id=format!("user-{id}")><td>{u.username.clone()}</td><td>{u.role.as_str()}</td>
                                         <td><ConfirmButton what=format!("user {}", u.username) consequences="They can no longer log in; their sessions end, their memberships and admin tokens go. Keys they created stay with their workspaces."
                                             on_confirm=Callback::new(move |_| { delete_user.dispatch(DeleteUser { id }); })/></td></tr>
                                     }
-                                }).collect_view()}</tbody>
-                            </table></div>
+                                }).collect_view()}
+                            </DataTable>
                         }.into_any(),
                     }
                 })}
