@@ -231,6 +231,55 @@ pub fn reset_on_success(succeeded: impl Fn() -> bool + 'static, form: NodeRef<le
     });
 }
 
+/// A create form's wiring, the same on every page: the field errors of its last submission
+/// (`value`, the action's value), and the form's `NodeRef`, cleared once a submission succeeds.
+pub fn create_form<T, V>(value: V) -> (Signal<Option<FieldErrors>>, NodeRef<leptos::html::Form>)
+where
+    T: Clone + Send + Sync + 'static,
+    V: Get<Value = Option<Result<T, AppError>>> + Copy + Send + Sync + 'static,
+{
+    let form = NodeRef::new();
+    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
+    (field_errors(move || value.get()), form)
+}
+
+/// Runs `then` each time `value` (an action's value) turns to a success: an inline editor
+/// closes, a list reloads. A refusal runs nothing, so what was typed stays.
+pub fn on_success<T, V>(value: V, then: impl Fn() + 'static)
+where
+    T: Clone + Send + Sync + 'static,
+    V: Get<Value = Option<Result<T, AppError>>> + 'static,
+{
+    Effect::new(move |_| {
+        if matches!(value.get(), Some(Ok(_))) {
+            then();
+        }
+    });
+}
+
+/// A labelled select with its message: `options` as (value, text), `selected` the value shown
+/// first; `field` names the message when it differs from `name`.
+#[component]
+pub fn SelectField(
+    label: &'static str,
+    name: &'static str,
+    errors: Signal<Option<FieldErrors>>,
+    options: Vec<(String, String)>,
+    #[prop(optional, into)] selected: String,
+    #[prop(optional)] field: &'static str,
+) -> impl IntoView {
+    view! {
+        <div class="field">
+            <label>{label}
+                <select name=name>
+                    {options.into_iter().map(|(v, t)| { let on = v == selected; view! { <option value=v selected=on>{t}</option> } }).collect_view()}
+                </select>
+            </label>
+            <FieldMsg errors field=if field.is_empty() { name } else { field }/>
+        </div>
+    }
+}
+
 /// A destructive button (Delete, Revoke) that asks first, in the page: the dialog names what
 /// goes and what goes with it (`consequences`), and acting needs a second, deliberate click.
 /// Escape or Cancel closes it.

@@ -1,7 +1,7 @@
 //! Admin tokens: bearer credentials for the admin API (`/api/v1`). Created here (the secret is
 //! shown once), listed with when each was last used, revoked.
 use crate::api::admin::*;
-use crate::components::{col, field_errors, reset_on_success, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, RequireRole, SubmitButton, TextField};
+use crate::components::{col, create_form, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, RequireRole, SelectField, SubmitButton, TextField};
 use crate::days::format_utc;
 use crate::types::TokenAccess;
 use leptos::prelude::*;
@@ -19,9 +19,7 @@ fn AdminTokens() -> impl IntoView {
     let revoke = ServerAction::<RevokeAdminToken>::new();
     let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_admin_tokens());
     let value = create.value();
-    let errors = field_errors(move || value.get());
-    let form = NodeRef::new();
-    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
+    let (errors, form) = create_form(value);
     view! {
         <h1>"Admin tokens"</h1>
         <p class="hint">
@@ -33,15 +31,7 @@ fn AdminTokens() -> impl IntoView {
             <h2>"New admin token"</h2>
             <ActionForm action=create node_ref=form attr:id="admin-token-form" attr:class="row-form">
                 <TextField label="Token name" name="name" errors placeholder="e.g. terraform"/>
-                <div class="field">
-                    <label>"Access"
-                        <select name="access">
-                            <option value="read">"Read only"</option>
-                            <option value="write">"Read and write"</option>
-                        </select>
-                    </label>
-                    <FieldMsg errors field="access"/>
-                </div>
+                <SelectField label="Access" name="access" errors options=vec![("read".into(), "Read only".into()), ("write".into(), "Read and write".into())]/>
                 <TextField label="Last day (optional)" name="last_day" kind="date" errors/>
                 <SubmitButton pending=create.pending() label="Create token" busy="Creating…"/>
             </ActionForm>

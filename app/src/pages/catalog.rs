@@ -1,7 +1,7 @@
 //! Marketplace management and clusters (operators): create, edit in place, delete (asked in
 //! the page, refused with the reason while MaaS models depend on them).
 use crate::api::catalog::*;
-use crate::components::{col, field_errors, reset_on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, RequireRole, SubmitButton, TextField};
+use crate::components::{col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, RequireRole, SubmitButton, TextField};
 use crate::types::{Cluster, MarketplaceModel};
 use leptos::prelude::*;
 
@@ -24,16 +24,10 @@ fn MarketplaceAdmin() -> impl IntoView {
         |_| list_marketplace(),
     );
     let value = create.value();
-    let errors = field_errors(move || value.get());
-    let form = NodeRef::new();
-    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
+    let (errors, form) = create_form(value);
     let created = Signal::derive(move || value.get().and_then(Result::ok).map(|id| ("Marketplace model created (unpublished): publish it when it is ready.".to_string(), Some((format!("#marketplace-{id}"), "Show it".to_string())))));
     let editing = RwSignal::new(None::<i64>);
-    Effect::new(move |_| {
-        if matches!(update.value().get(), Some(Ok(()))) {
-            editing.set(None);
-        }
-    });
+    on_success(update.value(), move || editing.set(None));
     let upd_val = update.value();
     let upd_err = field_errors(move || upd_val.get());
     view! {
@@ -121,16 +115,10 @@ fn Clusters() -> impl IntoView {
     let delete = ServerAction::<DeleteCluster>::new();
     let list = Resource::new(move || (create.version().get(), update.version().get(), delete.version().get()), |_| list_clusters());
     let value = create.value();
-    let errors = field_errors(move || value.get());
-    let form = NodeRef::new();
-    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
+    let (errors, form) = create_form(value);
     let created = Signal::derive(move || value.get().and_then(Result::ok).map(|id| ("Cluster created: choose it for a model under Models → Create model.".to_string(), Some((format!("#cluster-{id}"), "Show it".to_string())))));
     let editing = RwSignal::new(None::<i64>);
-    Effect::new(move |_| {
-        if matches!(update.value().get(), Some(Ok(()))) {
-            editing.set(None);
-        }
-    });
+    on_success(update.value(), move || editing.set(None));
     let upd_val = update.value();
     let upd_err = field_errors(move || upd_val.get());
     view! {

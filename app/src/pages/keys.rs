@@ -4,7 +4,7 @@ use crate::api::keys::*;
 use crate::api::usage::list_key_usage;
 use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
 use crate::api::workspaces::list_workspaces;
-use crate::components::{col, field_errors, num, reset_on_success, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton, TextField};
+use crate::components::{col, create_form, field_errors, num, on_success, Col, SelectField, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton, TextField};
 use leptos::prelude::*;
 
 #[component]
@@ -29,26 +29,16 @@ fn Keys() -> impl IntoView {
     // The list reloads after a saved quota or scope only: reloading after a refusal would
     // rebuild the open editor and lose what was typed in it.
     let saved = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        if matches!(quota.value().get(), Some(Ok(()))) {
-            saved.update(|n| *n += 1);
-        }
-    });
-    Effect::new(move |_| {
-        if matches!(scope.value().get(), Some(Ok(()))) {
-            saved.update(|n| *n += 1);
-        }
-    });
+    on_success(quota.value(), move || saved.update(|n| *n += 1));
+    on_success(scope.value(), move || saved.update(|n| *n += 1));
     let Me(me) = expect_context::<Me>();
     let spaces = Resource::new(|| (), |_| list_workspaces());
     let models = Resource::new(|| (), |_| list_key_models());
     let rename = ServerAction::<RenameKey>::new();
     let renaming = RwSignal::new(None::<i64>);
-    Effect::new(move |_| {
-        if matches!(rename.value().get(), Some(Ok(()))) {
-            renaming.set(None);
-            saved.update(|n| *n += 1);
-        }
+    on_success(rename.value(), move || {
+        renaming.set(None);
+        saved.update(|n| *n += 1);
     });
     let rename_val = rename.value();
     let rename_err = field_errors(move || rename_val.get());
@@ -57,9 +47,7 @@ fn Keys() -> impl IntoView {
     let editing = RwSignal::new(None::<i64>);
     let usage = Resource::new(|| (), |_| list_key_usage());
     let value = create.value();
-    let errors = field_errors(move || value.get());
-    let form = NodeRef::new();
-    reset_on_success(move || matches!(value.get(), Some(Ok(_))), form);
+    let (errors, form) = create_form(value);
     view! {
         <h1>"API keys"</h1>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -84,14 +72,7 @@ fn Keys() -> impl IntoView {
                     <section class="card">
                         <h2>"New API key"</h2>
                         <ActionForm action=create node_ref=form attr:id="key-form" attr:class="row-form">
-                            <div class="field">
-                                <label>"Workspace"
-                                    <select name="workspace_id">
-                                        {spaces.iter().map(|w| view! { <option value=w.id.to_string()>{w.name.clone()}</option> }).collect_view()}
-                                    </select>
-                                </label>
-                                <FieldMsg errors field="workspace"/>
-                            </div>
+                            <SelectField label="Workspace" name="workspace_id" field="workspace" errors options=spaces.iter().map(|w| (w.id.to_string(), w.name.clone())).collect()/>
                             <TextField label="Key name" name="name" errors placeholder="e.g. ci-bot"/>
                             <SubmitButton pending=create.pending() label="Create key" busy="Creating…"/>
                         </ActionForm>

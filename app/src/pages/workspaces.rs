@@ -1,6 +1,6 @@
 //! Workspaces, users and membership (operators).
 use crate::api::workspaces::*;
-use crate::components::{col, field_errors, reset_on_success, Col, ConfirmButton, DataTable, ErrorBox, FieldMsg, Notice, QuotaFields, RequireRole, SubmitButton, TextField};
+use crate::components::{col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, SelectField, QuotaFields, RequireRole, SubmitButton, TextField};
 use leptos::prelude::*;
 
 #[component]
@@ -20,11 +20,7 @@ fn Workspaces() -> impl IntoView {
     // Reloaded after a saved quota only: after a refusal it would rebuild the open editor and
     // lose what was typed in it.
     let quota_saved = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        if matches!(quota.value().get(), Some(Ok(()))) {
-            quota_saved.update(|n| *n += 1);
-        }
-    });
+    on_success(quota.value(), move || quota_saved.update(|n| *n += 1));
     let rename = ServerAction::<RenameWorkspace>::new();
     let delete_ws = ServerAction::<DeleteWorkspace>::new();
     let remove = ServerAction::<RemoveMember>::new();
@@ -35,11 +31,7 @@ fn Workspaces() -> impl IntoView {
     );
     // The workspace being renamed.
     let renaming = RwSignal::new(None::<i64>);
-    Effect::new(move |_| {
-        if matches!(rename.value().get(), Some(Ok(()))) {
-            renaming.set(None);
-        }
-    });
+    on_success(rename.value(), move || renaming.set(None));
     let rename_val = rename.value();
     let rename_err = field_errors(move || rename_val.get());
     // The workspace whose quota is being edited.
@@ -50,16 +42,10 @@ fn Workspaces() -> impl IntoView {
     let ws_val = create_ws.value();
     let user_val = create_user.value();
     let add_val = add.value();
-    let (ws_form, user_form, add_form) = (NodeRef::new(), NodeRef::new(), NodeRef::new());
-    reset_on_success(move || matches!(ws_val.get(), Some(Ok(_))), ws_form);
-    reset_on_success(move || matches!(user_val.get(), Some(Ok(_))), user_form);
-    reset_on_success(move || matches!(add_val.get(), Some(Ok(_))), add_form);
+    let ((ws_err, ws_form), (user_err, user_form), (add_err, add_form)) = (create_form(ws_val), create_form(user_val), create_form(add_val));
     let ws_done = Signal::derive(move || ws_val.get().and_then(Result::ok).map(|id| ("Workspace created: add its members below.".to_string(), Some((format!("#workspace-{id}"), "Show it".to_string())))));
     let user_done = Signal::derive(move || user_val.get().and_then(Result::ok).map(|id| ("User created: they can log in now.".to_string(), Some((format!("#user-{id}"), "Show it".to_string())))));
     let add_done = Signal::derive(move || add_val.get().and_then(Result::ok).map(|_| ("Member added.".to_string(), None)));
-    let ws_err = field_errors(move || ws_val.get());
-    let user_err = field_errors(move || user_val.get());
-    let add_err = field_errors(move || add_val.get());
     view! {
         <h1>"Workspaces and users"</h1>
         <div class="columns">
@@ -77,13 +63,7 @@ fn Workspaces() -> impl IntoView {
                 <ActionForm action=create_user node_ref=user_form attr:id="user-form">
                     <TextField label="Username" name="username" errors=user_err autocomplete="off"/>
                     <TextField label="Password" name="password" errors=user_err kind="password" autocomplete="new-password" hint="At least 8 characters; they can log in with it at once."/>
-                    <label>"Role"
-                        <select name="role">
-                            <option value="user" selected>"user"</option>
-                            <option value="operator">"operator"</option>
-                        </select>
-                    </label>
-                    <FieldMsg errors=user_err field="role"/>
+                    <SelectField label="Role" name="role" errors=user_err options=vec![("user".into(), "user".into()), ("operator".into(), "operator".into())] selected="user"/>
                     <ErrorBox value=user_val.into()/>
                     <SubmitButton pending=create_user.pending() label="Create user" busy="Creating…"/>
                 </ActionForm>
@@ -97,13 +77,7 @@ fn Workspaces() -> impl IntoView {
                     let spaces = spaces.await.unwrap_or_default();
                     view! {
                         <ActionForm action=add node_ref=add_form attr:id="member-form" attr:class="row-form">
-                            <div class="field">
-                                <label>"Workspace"
-                                    <select name="workspace_id">
-                                        {spaces.iter().map(|w| view! { <option value=w.id.to_string()>{w.name.clone()}</option> }).collect_view()}
-                                    </select>
-                                </label>
-                            </div>
+                            <SelectField label="Workspace" name="workspace_id" field="workspace" errors=add_err options=spaces.iter().map(|w| (w.id.to_string(), w.name.clone())).collect()/>
                             <TextField label="Username" name="username" errors=add_err placeholder="username"/>
                             <SubmitButton pending=add.pending() label="Add member" busy="Adding…"/>
                         </ActionForm>
