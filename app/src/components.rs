@@ -451,3 +451,39 @@ pub fn BoundField(
         </div>
     }
 }
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    const COLUMNS: &[Col] = &[col("Name"), num("Calls")];
+
+    fn render(rows: usize, nothing: Nothing) -> String {
+        let owner = Owner::new();
+        owner.with(|| {
+            view! {
+                <DataTable id="t" label="Things" columns=COLUMNS rows nothing>
+                    {(0..rows).map(|i| view! { <tr><td>{format!("row {i}")}</td><td>"1"</td></tr> }).collect_view()}
+                </DataTable>
+            }
+            .to_html()
+        })
+    }
+
+    #[test]
+    fn a_table_with_rows_is_a_named_scrolling_region_with_its_headings() {
+        let html = render(2, Nothing::when_filtered(false, "none match".into(), || "nothing yet"));
+        assert!(html.contains(r#"role="region""#) && html.contains(r#"aria-label="Things""#) && html.contains(r#"tabindex="0""#), "{html}");
+        assert!(html.contains(">Name<") && html.contains(r#"<th class="num">Calls"#) && html.contains("<tbody>"), "{html}");
+        assert!(html.contains("row 0") && html.contains("row 1"), "{html}");
+        assert!(!html.contains("nothing yet") && !html.contains("none match"), "{html}");
+    }
+
+    #[test]
+    fn an_empty_list_says_how_to_start_and_a_filter_that_finds_nothing_says_so() {
+        let fresh = render(0, Nothing::when_filtered(false, "No thing matches.".into(), || "No things yet: create one."));
+        assert!(fresh.contains(r#"id="t-empty""#) && fresh.contains("No things yet: create one.") && !fresh.contains("<table"), "{fresh}");
+        let filtered = render(0, Nothing::when_filtered(true, "No thing matches.".into(), || "No things yet: create one."));
+        assert!(filtered.contains("No thing matches.") && !filtered.contains("create one") && filtered.contains("no-match"), "{filtered}");
+    }
+}

@@ -210,23 +210,6 @@ fn json_str(s: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_request_body_is_the_json_it_says() {
-        let b = super::request_body("m\"x", "be \\ terse\n", "hi\u{1}", "0.3", "64").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
-        assert_eq!(v["model"], "m\"x");
-        assert_eq!(v["messages"][0]["content"], "be \\ terse\n");
-        assert_eq!(v["messages"][1]["content"], "hi\u{1}");
-        assert_eq!((v["temperature"].as_f64(), v["max_tokens"].as_u64(), v["stream"].as_bool()), (Some(0.3), Some(64), Some(true)));
-        assert_eq!(v["stream_options"]["include_usage"], true);
-        assert!(super::request_body("m", "", "", "0.3", "64").is_err());
-        assert!(super::request_body("m", "", "hi", "3", "64").is_err());
-        let plain: serde_json::Value = serde_json::from_str(&super::request_body("m", " ", "hi", "0", "1").unwrap()).unwrap();
-        assert_eq!(plain["messages"].as_array().unwrap().len(), 1);
-    }
-}
 
 fn js_err(e: JsValue) -> String {
     e.as_string().or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string())).unwrap_or_else(|| "the call failed".into())
@@ -284,5 +267,23 @@ async fn stream(body: &str, secret: &str, ctrl: &web_sys::AbortController, on_te
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_request_body_is_the_json_it_says() {
+        let b = super::request_body("m\"x", "be \\ terse\n", "hi\u{1}", "0.3", "64").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["model"], "m\"x");
+        assert_eq!(v["messages"][0]["content"], "be \\ terse\n");
+        assert_eq!(v["messages"][1]["content"], "hi\u{1}");
+        assert_eq!((v["temperature"].as_f64(), v["max_tokens"].as_u64(), v["stream"].as_bool()), (Some(0.3), Some(64), Some(true)));
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert!(super::request_body("m", "", "", "0.3", "64").is_err());
+        assert!(super::request_body("m", "", "hi", "3", "64").is_err());
+        let plain: serde_json::Value = serde_json::from_str(&super::request_body("m", " ", "hi", "0", "1").unwrap()).unwrap();
+        assert_eq!(plain["messages"].as_array().unwrap().len(), 1);
     }
 }
