@@ -24,6 +24,13 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The last day (UTC, `YYYY-MM-DD`) a key or token that stops working at `expires_at` works on.
+/// One given a last day ends at the next midnight (that day is the last); a short-lived one (the
+/// playground's, minutes) ends during its day, which is then the last, not the day before.
+pub fn last_day_of(expires_at: i64) -> String {
+    format_day((expires_at - 1).div_euclid(86_400))
+}
+
 pub fn format_day(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}")
@@ -116,5 +123,13 @@ mod tests {
         assert_eq!(Period::Month.end(at("2026-12-31", 23)), at("2027-01-01", 0), "December ends with the year");
         assert_eq!(Period::Month.end(at("2028-02-10", 0)), at("2028-03-01", 0), "a leap February");
         assert_eq!(Period::Month.start(at("2027-01-01", 0)), at("2027-01-01", 0), "a period starts at its own first second");
+    }
+
+    #[test]
+    fn a_credential_s_last_day_is_the_day_it_still_works_on() {
+        let at = |day: &str, secs: i64| parse_day(day).unwrap() * 86_400 + secs;
+        assert_eq!(last_day_of(at("2026-12-04", 0)), "2026-12-03", "given a last day: ends at the next midnight");
+        assert_eq!(last_day_of(at("2026-12-03", 12 * 3600 + 52 * 60)), "2026-12-03", "a 15-minute key ends the same day");
+        assert_eq!(last_day_of(at("2026-12-03", 1)), "2026-12-03");
     }
 }

@@ -276,7 +276,7 @@ pub struct KeyScope {
 
 impl KeyScope {
     pub fn from_stored(expires_at: Option<i64>, models: Option<&str>) -> KeyScope {
-        KeyScope { last_day: expires_at.map(|t| crate::days::format_day(t.div_euclid(86_400) - 1)), models: models.map(parse_ids) }
+        KeyScope { last_day: expires_at.map(crate::days::last_day_of), models: models.map(parse_ids) }
     }
 
     /// What the gateway applies from both stored layers: the earlier expiry, the models in

@@ -82,6 +82,20 @@ test('playground: streamed answer, figures, stop, snippet, key revoked after', a
       await expect(page.locator('#key-table tr[data-name="playground"]')).toHaveCount(1, { timeout: 1000 });
       await expect(page.locator('#key-table tr[data-name="playground"]')).toContainText('revoked', { timeout: 1000 });
     }).toPass({ timeout: 10_000 });
+
+    // A page left by a full navigation (closed, reloaded) is never unmounted: its key is ended
+    // by the beacon the page sends as it goes.
+    await open(page, `${base}/marketplace`);
+    await offering.getByRole('button', { name: 'Try it in the playground' }).click();
+    await pg.getByRole('button', { name: 'Run' }).click();
+    await expect(figures).toContainText('Done.', { timeout: 15_000 });
+    await open(page, `${base}/keys`);
+    await expect(async () => {
+      await open(page, `${base}/keys`);
+      const rows = page.locator('#key-table tr[data-name="playground"]');
+      await expect(rows).toHaveCount(2, { timeout: 1000 });
+      await expect(rows.filter({ hasText: 'active' })).toHaveCount(0, { timeout: 1000 });
+    }).toPass({ timeout: 10_000 });
   } finally {
     await server.stop();
     mock.proc.kill();

@@ -52,6 +52,19 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
             });
         }
     });
+    // A page that is closed, reloaded or left by a full navigation is not unmounted, so the
+    // cleanup above never runs: the key is ended by a beacon, which the browser still sends as
+    // the page goes. (A page kept in the back-forward cache comes back without it and gets a new
+    // one at its next run.)
+    let beacon = window_event_listener_untyped("pagehide", move |_| {
+        if let Some(k) = key.try_get_value().flatten() {
+            if let Ok(form) = web_sys::UrlSearchParams::new_with_str(&format!("key_id={}", k.key_id)) {
+                let _ = window().navigator().send_beacon_with_opt_url_search_params("/api/playground/end", Some(&form));
+            }
+            key.set_value(None);
+        }
+    });
+    on_cleanup(move || beacon.remove());
     let body = move || request_body(&model.get_value(), &system.get_untracked(), &prompt.get_untracked(), &temperature.get_untracked(), &max_tokens.get_untracked());
     let start = move |_| {
         let own = own_key.get_untracked().trim().to_string();

@@ -25,7 +25,7 @@ fn view(t: admin_token::Model, names: &HashMap<i64, String>) -> AdminTokenInfo {
         access: TokenAccess::parse(&t.access).unwrap_or_default(),
         created_by: names.get(&t.created_by).cloned().unwrap_or_default(),
         created_at: t.created_at,
-        last_day: t.expires_at.map(|e| crate::days::format_day(e.div_euclid(86_400) - 1)),
+        last_day: t.expires_at.map(crate::days::last_day_of),
         revoked: t.revoked_at.is_some(),
         expired: t.expires_at.is_some_and(|e| now() >= e),
         last_used_at: t.last_used_at,
