@@ -49,33 +49,64 @@ pub async fn create<C: TransactionTrait + ConnectionTrait>(
     let mut e = FieldErrors::default();
     crate::validate::name_like(&mut e, "name", name, 64);
     e.into_result()?;
+    let ws = own_workspace(db, who, workspace_id).await?;
+    let (k, secret, rev) = insert(db, actor, who, ws, name.trim(), None, None, &[]).await?;
+    Ok((CreatedApiKey { info: view(k), secret }, rev))
+}
+
+/// A workspace the caller may make keys in (checked by [`own_workspace`]).
+#[derive(Clone, Copy)]
+pub struct OwnWorkspace(i64);
+
+/// `workspace_id`, if it exists and the caller sees it; the same answer for "no such workspace"
+/// and "not yours": ids are not an oracle.
+pub async fn own_workspace(db: &impl ConnectionTrait, who: &CurrentUser, workspace_id: i64) -> SResult<OwnWorkspace> {
     if workspace::Entity::find_by_id(workspace_id).one(db).await?.is_none() || !workspaces::can_see(db, who, workspace_id).await? {
-        // The same answer for "no such workspace" and "not yours": ids are not an oracle.
         return Err(AppError::field("workspace", "choose one of your workspaces").into());
     }
+    Ok(OwnWorkspace(workspace_id))
+}
+
+/// A new key in `ws` with the holder's own layer (`expires_at`, `models`), its audit row (name,
+/// workspace and public id, plus `audit_extra`), in one transaction. Returns the row, the secret
+/// (the only time it exists in clear) and the revision that carries the key.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    who: &CurrentUser,
+    ws: OwnWorkspace,
+    name: &str,
+    expires_at: Option<i64>,
+    models: Option<&[i64]>,
+    audit_extra: &[(&str, serde_json::Value)],
+) -> SResult<(api_key::Model, String, i64)> {
     let secret = format!("{SECRET_PREFIX}{}", random_hex(24));
     let txn = db.begin().await?;
     let rev = bump_revision(&txn).await?;
     let k = api_key::ActiveModel {
-        workspace_id: Set(workspace_id),
+        workspace_id: Set(ws.0),
         public_id: Set(format!("key_{}", random_hex(6))),
-        name: Set(name.trim().to_owned()),
+        name: Set(name.to_owned()),
         secret_hash: Set(sha256_hex(&secret)),
         created_by: Set(Some(who.id)),
         created_at: Set(now()),
         revoked_at: Set(None),
-        expires_at: Set(None),
-        models: Set(None),
+        expires_at: Set(expires_at),
+        models: Set(models.map(|ids| serde_json::to_string(ids).expect("ids serialize"))),
         limit_expires_at: Set(None),
         limit_models: Set(None),
         ..Default::default()
     }
     .insert(&txn)
     .await?;
-    let after = serde_json::json!({"name": k.name, "workspace_id": k.workspace_id, "public_id": k.public_id});
+    let mut after = serde_json::json!({"name": k.name, "workspace_id": k.workspace_id, "public_id": k.public_id});
+    for (field, value) in audit_extra {
+        after[*field] = value.clone();
+    }
     audit::record(&txn, actor, Entity::ApiKey, k.id, Action::Create, None, Some(&after)).await?;
     txn.commit().await?;
-    Ok((CreatedApiKey { info: view(k), secret }, rev))
+    Ok((k, secret, rev))
 }
 
 pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64) -> SResult<i64> {
