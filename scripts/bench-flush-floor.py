@@ -27,15 +27,24 @@ def rows(minute):
     return [(minute, "bench", 1 + k % 1000, "bench-model", 1 + k % 1000, 1 + k // 100, k, "chat", "ok", 200, 1, 0, 1, 400, 120, 520, 900, 120) + hist(6) + hist(4) for k in range(10_000)]
 
 
-def main():
-    flushes = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    maas = os.environ.get("MAAS_BIN", "target/release/maas")
+# The indexes every minute row had before migration m20261206_000001 (see benches/usage_flush.rs).
+INDEXED_AT_FLUSH = [
+    "CREATE INDEX old_minute ON usage_minutes (minute)",
+    "CREATE INDEX old_model_minute ON usage_minutes (maas_model_id, minute)",
+    "CREATE INDEX old_workspace_minute ON usage_minutes (workspace_id, minute)",
+    "CREATE INDEX old_key_minute ON usage_minutes (api_key_id, minute)",
+]
+
+
+def run(maas, flushes, extra):
     with tempfile.TemporaryDirectory(dir="/var/tmp") as d:
         path = os.path.join(d, "maas.db")
         subprocess.run([maas, "migrate", "--database-url", f"sqlite://{path}?mode=rwc"], check=True, capture_output=True)
         c = sqlite3.connect(path, isolation_level=None)
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=NORMAL")
+        for sql in extra:
+            c.execute(sql)
         cols = FIXED + SUMS
         sql = f"INSERT INTO usage_minutes ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         times = []
@@ -47,8 +56,16 @@ def main():
             c.execute("COMMIT")
             times.append((time.perf_counter() - t) * 1000)
             c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return times
+
+
+def main():
+    flushes = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    maas = os.environ.get("MAAS_BIN", "target/release/maas")
+    for label, extra in [("schema as migrated", []), ("every index on every row (before m20261206)", INDEXED_AT_FLUSH)]:
+        times = run(maas, flushes, extra)
         last = times[-10:]
-        print(f"bare sqlite3, 10,000-row flush: first {times[0]:.0f} ms; median of the last 10 (table at {flushes * 10_000:,} rows) {statistics.median(last):.0f} ms")
+        print(f"bare sqlite3, 10,000-row flush, {label}: first {times[0]:.0f} ms; median of the last 10 (table at {flushes * 10_000:,} rows) {statistics.median(last):.0f} ms")
 
 
 if __name__ == "__main__":

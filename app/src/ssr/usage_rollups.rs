@@ -523,22 +523,21 @@ mod blocks {
 pub async fn rank_keys(db: &impl ConnectionTrait, scope: &Scope, n: usize) -> Result<Vec<Option<i64>>, DbErr> {
     let filters = scope.filters();
     let (from, to) = (scope.from_minute, scope.to_minute);
-    let minutes = |pending: bool| {
-        format!("SELECT api_key_id AS k, total_tokens AS t, requests AS r FROM usage_minutes WHERE {}minute >= {from} AND minute < {to}{filters}", if pending { "compacted = FALSE AND " } else { "" })
-    };
+    // `compacted` written out for the partial indexes, as in `query`.
+    let minutes = |compacted: &str| format!("SELECT api_key_id AS k, total_tokens AS t, requests AS r FROM usage_minutes WHERE compacted = {compacted} AND minute >= {from} AND minute < {to}{filters}");
     let hours = |from_hour: i64, to_hour: i64| format!("SELECT api_key_id, total_tokens, requests FROM usage_hours WHERE hour >= {from_hour} AND hour < {to_hour}{filters}");
     let parts = if to - from < 60 {
-        vec![minutes(false)]
+        vec![minutes("TRUE"), minutes("FALSE")]
     } else if scope.unfiltered() {
         // As `aggregate` reads them: the first unit's hours, whole units as blocks, pending rows.
         let split = blocks::Split::of(scope);
-        let mut parts = vec![minutes(true), hours(split.first_hour, split.head_end_hour)];
+        let mut parts = vec![minutes("FALSE"), hours(split.first_hour, split.head_end_hour)];
         if let Some(which) = split.which() {
             parts.push(format!("SELECT NULLIF(api_key_id, 0), total_tokens, requests FROM usage_key_blocks WHERE {which}"));
         }
         parts
     } else {
-        vec![minutes(true), hours(from.div_euclid(60), (to + 59).div_euclid(60))]
+        vec![minutes("FALSE"), hours(from.div_euclid(60), (to + 59).div_euclid(60))]
     };
     let sql = format!("SELECT k FROM ({}) u GROUP BY k ORDER BY SUM(t) DESC, SUM(r) DESC, COALESCE(k, 0) LIMIT {n}", parts.join(" UNION ALL "));
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await?;
@@ -557,9 +556,48 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
         Table::Minutes { .. } => ("usage_minutes", "minute", scope.from_minute, scope.to_minute, 1),
         Table::Hours => ("usage_hours", "hour", scope.from_minute.div_euclid(60), (scope.to_minute + 59).div_euclid(60), 60),
     };
+    // The range's rows matching the filters, with the columns summed below. `compacted`
+    // written out, not bound: the planner picks a partial index (pending rows by minute,
+    // compacted ones by model, workspace or key: see migration m20261206_000001) only when it
+    // sees the index's own condition.
+    let rows = |compacted: Option<&str>| {
+        let mut q = Query::select();
+        q.from(Alias::new(name)).column(Alias::new(time));
+        for c in by.columns() {
+            q.column(Alias::new(*c));
+        }
+        for c in &by.summed() {
+            q.column(Alias::new(c.as_str()));
+        }
+        let time_col = || Expr::col(Alias::new(time));
+        q.and_where(time_col().gte(from)).and_where(time_col().lt(to));
+        if let Some(c) = compacted {
+            q.and_where(Expr::cust(format!("compacted = {c}")));
+        }
+        if let Some(m) = &scope.models {
+            q.and_where(Expr::col(Alias::new("maas_model_id")).is_in(m.clone()));
+        }
+        if let Some(ws) = &scope.workspaces {
+            q.and_where(Expr::col(Alias::new("workspace_id")).is_in(ws.clone()));
+        }
+        if let Some(k) = &scope.keys {
+            q.and_where(Expr::col(Alias::new("api_key_id")).is_in(k.clone()));
+        }
+        q
+    };
+    let source = match table {
+        Table::Hours => rows(None),
+        Table::Minutes { only_uncompacted: true } => rows(Some("FALSE")),
+        // Both halves in one statement: one snapshot, so a compaction committing between two
+        // reads can neither hide a row nor show it twice.
+        Table::Minutes { only_uncompacted: false } => {
+            let mut q = rows(Some("TRUE"));
+            q.union(sea_orm::sea_query::UnionType::All, rows(Some("FALSE")));
+            q
+        }
+    };
     let mut q = Query::select();
-    q.from(Alias::new(name));
-    let time_col = || Expr::col(Alias::new(time));
+    q.from_subquery(source, Alias::new("u"));
     match bucket_minutes {
         // The bucket's start, in minutes: (time * unit) / bucket * bucket.
         Some(b) => {
@@ -576,21 +614,6 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
     // Cast: SUM of a bigint is numeric on PostgreSQL.
     for c in &by.summed() {
         q.expr(Expr::cust(format!("CAST(SUM({c}) AS BIGINT)")));
-    }
-    q.and_where(time_col().gte(from)).and_where(time_col().lt(to));
-    if let Table::Minutes { only_uncompacted: true } = table {
-        // Written out, not bound: the planner picks the partial index of pending rows only
-        // when it sees the index's own condition.
-        q.and_where(Expr::cust("compacted = FALSE"));
-    }
-    if let Some(m) = &scope.models {
-        q.and_where(Expr::col(Alias::new("maas_model_id")).is_in(m.clone()));
-    }
-    if let Some(ws) = &scope.workspaces {
-        q.and_where(Expr::col(Alias::new("workspace_id")).is_in(ws.clone()));
-    }
-    if let Some(k) = &scope.keys {
-        q.and_where(Expr::col(Alias::new("api_key_id")).is_in(k.clone()));
     }
     if bucket_minutes.is_some() {
         q.add_group_by([Expr::cust("at")]);
