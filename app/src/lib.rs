@@ -4,6 +4,7 @@ pub mod api;
 pub mod components;
 pub mod days;
 pub mod error;
+pub mod load;
 pub mod pages;
 pub mod types;
 pub mod validate;
@@ -11,6 +12,7 @@ pub mod validate;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
+use crate::load::load;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
@@ -44,7 +46,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let me = Resource::new(|| (), |_| api::account::me());
+    let me = load(|| (), |_| api::account::me());
     provide_context(components::Me(me));
     view! {
         <Title text="MaaS console"/>

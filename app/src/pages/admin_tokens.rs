@@ -4,6 +4,7 @@ use crate::api::admin::*;
 use crate::components::{col, create_form, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, RequireRole, SelectField, SubmitButton, TextField};
 use crate::days::format_utc;
 use crate::types::TokenAccess;
+use crate::load::load;
 use leptos::prelude::*;
 
 #[component]
@@ -17,7 +18,7 @@ const COLUMNS: &[Col] = &[col("Name"), col("Token id"), col("Access"), col("Made
 fn AdminTokens() -> impl IntoView {
     let create = ServerAction::<CreateAdminToken>::new();
     let revoke = ServerAction::<RevokeAdminToken>::new();
-    let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_admin_tokens());
+    let tokens = load(move || (create.version().get(), revoke.version().get()), |_| list_admin_tokens());
     let value = create.value();
     let (errors, form) = create_form(value);
     view! {

@@ -10,6 +10,7 @@ use crate::error::AppError;
 use crate::components::{DataTable, Nothing};
 #[cfg(feature = "ssr")]
 use crate::types::*;
+use crate::load::load;
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_location, use_query_map};
@@ -28,7 +29,7 @@ pub fn AuditPage() -> impl IntoView {
     let query = use_query_map();
     let loc = use_location();
     let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
-    let page = Resource::new(
+    let page = load(
         move || (param("actor"), param("entity"), param("from"), param("to"), param("page").parse::<u64>().unwrap_or(1).max(1) - 1),
         |(a, e, f, t, p)| get_audit_page(a, e, f, t, p),
     );

@@ -3,6 +3,7 @@
 use crate::api::catalog::*;
 use crate::components::{col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, RequireRole, SubmitButton, TextField};
 use crate::types::{Cluster, MarketplaceModel};
+use crate::load::load;
 use leptos::prelude::*;
 
 const MARKETPLACE_COLUMNS: &[Col] = &[col("Name"), col("Provider"), col("Tags"), col("Published"), col("")];
@@ -19,7 +20,7 @@ fn MarketplaceAdmin() -> impl IntoView {
     let publish = ServerAction::<SetPublished>::new();
     let update = ServerAction::<UpdateMarketplace>::new();
     let delete = ServerAction::<DeleteMarketplace>::new();
-    let list = Resource::new(
+    let list = load(
         move || (create.version().get(), publish.version().get(), update.version().get(), delete.version().get()),
         |_| list_marketplace(),
     );
@@ -113,7 +114,7 @@ fn Clusters() -> impl IntoView {
     let create = ServerAction::<CreateCluster>::new();
     let update = ServerAction::<UpdateCluster>::new();
     let delete = ServerAction::<DeleteCluster>::new();
-    let list = Resource::new(move || (create.version().get(), update.version().get(), delete.version().get()), |_| list_clusters());
+    let list = load(move || (create.version().get(), update.version().get(), delete.version().get()), |_| list_clusters());
     let value = create.value();
     let (errors, form) = create_form(value);
     let created = Signal::derive(move || value.get().and_then(Result::ok).map(|id| ("Cluster created: choose it for a model under Models → Create model.".to_string(), Some((format!("#cluster-{id}"), "Show it".to_string())))));

@@ -5,6 +5,7 @@ use crate::api::usage::list_key_usage;
 use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
 use crate::api::workspaces::list_workspaces;
 use crate::components::{col, create_form, field_errors, num, on_success, Col, SelectField, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton, TextField};
+use crate::load::load;
 use leptos::prelude::*;
 
 #[component]
@@ -32,8 +33,8 @@ fn Keys() -> impl IntoView {
     on_success(quota.value(), move || saved.update(|n| *n += 1));
     on_success(scope.value(), move || saved.update(|n| *n += 1));
     let Me(me) = expect_context::<Me>();
-    let spaces = Resource::new(|| (), |_| list_workspaces());
-    let models = Resource::new(|| (), |_| list_key_models());
+    let spaces = load(|| (), |_| list_workspaces());
+    let models = load(|| (), |_| list_key_models());
     let rename = ServerAction::<RenameKey>::new();
     let renaming = RwSignal::new(None::<i64>);
     on_success(rename.value(), move || {
@@ -42,10 +43,10 @@ fn Keys() -> impl IntoView {
     });
     let rename_val = rename.value();
     let rename_err = field_errors(move || rename_val.get());
-    let keys = Resource::new(move || (create.version().get(), revoke.version().get(), saved.get()), |_| list_keys());
+    let keys = load(move || (create.version().get(), revoke.version().get(), saved.get()), |_| list_keys());
     // The key whose scope is being edited.
     let editing = RwSignal::new(None::<i64>);
-    let usage = Resource::new(|| (), |_| list_key_usage());
+    let usage = load(|| (), |_| list_key_usage());
     let value = create.value();
     let (errors, form) = create_form(value);
     view! {

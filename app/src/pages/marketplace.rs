@@ -2,6 +2,7 @@
 use crate::api::catalog::offerings;
 use crate::components::RequireRole;
 use crate::types::Offering;
+use crate::load::load;
 use leptos::prelude::*;
 
 #[component]
@@ -37,9 +38,9 @@ fn shell_quote(s: &str) -> String {
 
 #[component]
 fn Marketplace() -> impl IntoView {
-    let list = Resource::new(|| (), |_| offerings());
+    let list = load(|| (), |_| offerings());
     // The playground's workspaces: the caller's own (an operator's: all).
-    let spaces = Resource::new(|| (), |_| crate::api::workspaces::list_workspaces());
+    let spaces = load(|| (), |_| crate::api::workspaces::list_workspaces());
     // The model whose playground is open (one at a time).
     let trying = RwSignal::new(None::<String>);
     view! {

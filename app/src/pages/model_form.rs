@@ -5,12 +5,13 @@ use crate::components::{BoundField, ErrorBox, FieldMsg, RequireRole};
 use crate::error::AppError;
 use crate::types::*;
 use crate::validate;
+use crate::load::load;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 #[component]
 pub fn NewModelPage() -> impl IntoView {
-    let opts = Resource::new(|| (), |_| form_options());
+    let opts = load(|| (), |_| form_options());
     view! {
         <RequireRole operator=true>
             <h1>"Create MaaS model"</h1>
@@ -30,7 +31,7 @@ pub fn NewModelPage() -> impl IntoView {
 pub fn EditModelPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
-    let data = Resource::new(id, |id| async move {
+    let data = load(id, |id| async move {
         let Some(id) = id else { return Err(AppError::NotFound("MaaS model".into())) };
         Ok((form_options().await?, get_model(id).await?))
     });

@@ -2,6 +2,7 @@
 use crate::api::models::*;
 use crate::components::{col, ConfirmButton, DataTable, ErrorBox, Nothing, RequireRole, Col};
 use crate::types::{compact_count, GatewayState, ModelRow};
+use crate::load::load;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -24,7 +25,7 @@ fn Models() -> impl IntoView {
             on_cleanup(move || h.clear());
         }
     });
-    let list = Resource::new(
+    let list = load(
         move || (search.get(), page.get(), toggle.version().get(), delete.version().get(), tick.get()),
         |(s, p, _, _, _)| list_models(s, p),
     );

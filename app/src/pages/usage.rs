@@ -13,6 +13,7 @@ use leptos_router::hooks::use_location;
 use crate::components::DataTable;
 #[cfg(feature = "ssr")]
 use crate::types::*;
+use crate::load::load;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
@@ -24,7 +25,7 @@ pub fn UsagePage() -> impl IntoView {
     let query = use_query_map();
     let loc = use_location();
     let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
-    let report = Resource::new(
+    let report = load(
         move || (param("range"), param("model"), param("workspace"), param("key")),
         |(r, m, w, k)| get_usage_page(r, m, w, k),
     );

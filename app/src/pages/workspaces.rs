@@ -1,6 +1,7 @@
 //! Workspaces, users and membership (operators).
 use crate::api::workspaces::*;
 use crate::components::{col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, SelectField, QuotaFields, RequireRole, SubmitButton, TextField};
+use crate::load::load;
 use leptos::prelude::*;
 
 #[component]
@@ -25,7 +26,7 @@ fn Workspaces() -> impl IntoView {
     let delete_ws = ServerAction::<DeleteWorkspace>::new();
     let remove = ServerAction::<RemoveMember>::new();
     let delete_user = ServerAction::<DeleteUser>::new();
-    let spaces = Resource::new(
+    let spaces = load(
         move || (create_ws.version().get(), add.version().get(), quota_saved.get(), rename.version().get(), delete_ws.version().get(), remove.version().get(), delete_user.version().get()),
         |_| list_workspaces(),
     );
@@ -38,7 +39,7 @@ fn Workspaces() -> impl IntoView {
     let editing = RwSignal::new(None::<i64>);
     let quota_val = quota.value();
     let quota_err = field_errors(move || quota_val.get());
-    let users = Resource::new(move || (create_user.version().get(), delete_user.version().get()), |_| list_users());
+    let users = load(move || (create_user.version().get(), delete_user.version().get()), |_| list_users());
     let ws_val = create_ws.value();
     let user_val = create_user.value();
     let add_val = add.value();
