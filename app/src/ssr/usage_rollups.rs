@@ -556,19 +556,12 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
         Table::Minutes { .. } => ("usage_minutes", "minute", scope.from_minute, scope.to_minute, 1),
         Table::Hours => ("usage_hours", "hour", scope.from_minute.div_euclid(60), (scope.to_minute + 59).div_euclid(60), 60),
     };
-    // The range's rows matching the filters, with the columns summed below. `compacted`
-    // written out, not bound: the planner picks a partial index (pending rows by minute,
-    // compacted ones by model, workspace or key: see migration m20261206_000001) only when it
-    // sees the index's own condition.
+    // The range's rows matching the filters. `compacted` written out, not bound: the planner
+    // picks a partial index (pending rows by minute, compacted ones by model, workspace or key:
+    // see migration m20261206_000001) only when it sees the index's own condition.
     let rows = |compacted: Option<&str>| {
         let mut q = Query::select();
-        q.from(Alias::new(name)).column(Alias::new(time));
-        for c in by.columns() {
-            q.column(Alias::new(*c));
-        }
-        for c in &by.summed() {
-            q.column(Alias::new(c.as_str()));
-        }
+        q.from(Alias::new(name));
         let time_col = || Expr::col(Alias::new(time));
         q.and_where(time_col().gte(from)).and_where(time_col().lt(to));
         if let Some(c) = compacted {
@@ -585,19 +578,30 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
         }
         q
     };
-    let source = match table {
+    let mut q = match table {
         Table::Hours => rows(None),
         Table::Minutes { only_uncompacted: true } => rows(Some("FALSE")),
         // Both halves in one statement: one snapshot, so a compaction committing between two
-        // reads can neither hide a row nor show it twice.
+        // reads can neither hide a row nor show it twice. The halves pass on the columns the
+        // outer query groups and sums.
         Table::Minutes { only_uncompacted: false } => {
-            let mut q = rows(Some("TRUE"));
-            q.union(sea_orm::sea_query::UnionType::All, rows(Some("FALSE")));
+            let raw = |mut half: sea_orm::sea_query::SelectStatement| {
+                half.column(Alias::new(time));
+                for c in by.columns() {
+                    half.column(Alias::new(*c));
+                }
+                for c in &by.summed() {
+                    half.column(Alias::new(c.as_str()));
+                }
+                half
+            };
+            let mut both = raw(rows(Some("TRUE")));
+            both.union(sea_orm::sea_query::UnionType::All, raw(rows(Some("FALSE"))));
+            let mut q = Query::select();
+            q.from_subquery(both, Alias::new("u"));
             q
         }
     };
-    let mut q = Query::select();
-    q.from_subquery(source, Alias::new("u"));
     match bucket_minutes {
         // The bucket's start, in minutes: (time * unit) / bucket * bucket.
         Some(b) => {
