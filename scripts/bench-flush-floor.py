@@ -29,7 +29,8 @@ def rows(minute):
     return [(minute, "bench", 1 + k % 1000, "bench-model", 1 + k % 1000, 1 + k // 100, k, "chat", "ok", 200, 1, 0, 1, 400, 120, 520, 900, 120) + hist(6) + hist(4) for k in range(10_000)]
 
 
-# The indexes every minute row had before migration m20261206_000001 (see benches/usage_flush.rs).
+# The indexes every minute row had before migration m20261206_000001 (its `FULL`, which
+# benches/usage_flush.rs uses; names of their own here, beside the migrated schema's).
 INDEXED_AT_FLUSH = [
     "CREATE INDEX old_minute ON usage_minutes (minute)",
     "CREATE INDEX old_model_minute ON usage_minutes (maas_model_id, minute)",

@@ -13,7 +13,8 @@ mod m20261203_000002_quotas;
 mod m20261203_000003_endpoint_caps;
 mod m20261204_000001_reserve_output;
 mod m20261205_000001_admin_api;
-mod m20261206_000001_usage_append_indexes;
+// Public: the flush benchmark measures against the indexes it replaced.
+pub mod m20261206_000001_usage_append_indexes;
 
 pub struct Migrator;
 
