@@ -89,7 +89,6 @@ test('playground: streamed answer, figures, stop, snippet, key revoked after', a
     await offering.getByRole('button', { name: 'Try it in the playground' }).click();
     await pg.getByRole('button', { name: 'Run' }).click();
     await expect(figures).toContainText('Done.', { timeout: 15_000 });
-    await open(page, `${base}/keys`);
     await expect(async () => {
       await open(page, `${base}/keys`);
       const rows = page.locator('#key-table tr[data-name="playground"]');

@@ -223,7 +223,6 @@ fn json_str(s: &str) -> String {
     out
 }
 
-
 fn js_err(e: JsValue) -> String {
     e.as_string().or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string())).unwrap_or_else(|| "the call failed".into())
 }

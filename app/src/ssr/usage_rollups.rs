@@ -209,7 +209,7 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
         Some(row) => row.try_get_by_index(0)?,
         None => 0,
     };
-    let pending = format!("compacted = FALSE AND minute < {before}");
+    let pending = format!("{} AND minute < {before}", compacted_is(false));
     let written = run(format!(
         "INSERT INTO usage_hours (hour, {DIMENSIONS}, {cols}) SELECT minute / 60, {DIMENSIONS}, {selected} FROM usage_minutes WHERE {pending} GROUP BY minute / 60, {DIMENSIONS}",
         cols = sums.join(", ")
@@ -236,7 +236,7 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
 pub async fn retain(db: &impl ConnectionTrait, now_minute: i64, keep_minutes: i64, keep_hours: i64) -> Result<(u64, u64), DbErr> {
     let backend = db.get_database_backend();
     let minutes = db
-        .execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_minutes WHERE compacted = TRUE AND minute < {}", now_minute - keep_minutes)))
+        .execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_minutes WHERE {} AND minute < {}", compacted_is(true), now_minute - keep_minutes)))
         .await?
         .rows_affected();
     let cutoff_hour = now_minute / 60 - keep_hours;
@@ -523,25 +523,35 @@ mod blocks {
 pub async fn rank_keys(db: &impl ConnectionTrait, scope: &Scope, n: usize) -> Result<Vec<Option<i64>>, DbErr> {
     let filters = scope.filters();
     let (from, to) = (scope.from_minute, scope.to_minute);
-    // `compacted` written out for the partial indexes, as in `query`.
-    let minutes = |compacted: &str| format!("SELECT api_key_id AS k, total_tokens AS t, requests AS r FROM usage_minutes WHERE compacted = {compacted} AND minute >= {from} AND minute < {to}{filters}");
+    let minutes = |compacted: bool| format!("SELECT api_key_id AS k, total_tokens AS t, requests AS r FROM usage_minutes WHERE {} AND minute >= {from} AND minute < {to}{filters}", compacted_is(compacted));
     let hours = |from_hour: i64, to_hour: i64| format!("SELECT api_key_id, total_tokens, requests FROM usage_hours WHERE hour >= {from_hour} AND hour < {to_hour}{filters}");
     let parts = if to - from < 60 {
-        vec![minutes("TRUE"), minutes("FALSE")]
+        vec![minutes(true), minutes(false)]
     } else if scope.unfiltered() {
         // As `aggregate` reads them: the first unit's hours, whole units as blocks, pending rows.
         let split = blocks::Split::of(scope);
-        let mut parts = vec![minutes("FALSE"), hours(split.first_hour, split.head_end_hour)];
+        let mut parts = vec![minutes(false), hours(split.first_hour, split.head_end_hour)];
         if let Some(which) = split.which() {
             parts.push(format!("SELECT NULLIF(api_key_id, 0), total_tokens, requests FROM usage_key_blocks WHERE {which}"));
         }
         parts
     } else {
-        vec![minutes("FALSE"), hours(from.div_euclid(60), (to + 59).div_euclid(60))]
+        vec![minutes(false), hours(from.div_euclid(60), (to + 59).div_euclid(60))]
     };
     let sql = format!("SELECT k FROM ({}) u GROUP BY k ORDER BY SUM(t) DESC, SUM(r) DESC, COALESCE(k, 0) LIMIT {n}", parts.join(" UNION ALL "));
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await?;
     rows.iter().map(|r| r.try_get_by_index::<Option<i64>>(0)).collect()
+}
+
+/// The condition selecting compacted or pending minute rows, written out rather than bound: the
+/// planner picks a partial index (pending rows by minute; compacted ones by minute, model,
+/// workspace or key: migration m20261206_000001) only when it sees the index's own condition.
+fn compacted_is(compacted: bool) -> &'static str {
+    if compacted {
+        "compacted = TRUE"
+    } else {
+        "compacted = FALSE"
+    }
 }
 
 enum Table {
@@ -556,16 +566,14 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
         Table::Minutes { .. } => ("usage_minutes", "minute", scope.from_minute, scope.to_minute, 1),
         Table::Hours => ("usage_hours", "hour", scope.from_minute.div_euclid(60), (scope.to_minute + 59).div_euclid(60), 60),
     };
-    // The range's rows matching the filters. `compacted` written out, not bound: the planner
-    // picks a partial index (pending rows by minute, compacted ones by model, workspace or key:
-    // see migration m20261206_000001) only when it sees the index's own condition.
-    let rows = |compacted: Option<&str>| {
+    // The range's rows matching the filters (and, for minute rows, [`compacted_is`]).
+    let rows = |compacted: Option<bool>| {
         let mut q = Query::select();
         q.from(Alias::new(name));
         let time_col = || Expr::col(Alias::new(time));
         q.and_where(time_col().gte(from)).and_where(time_col().lt(to));
         if let Some(c) = compacted {
-            q.and_where(Expr::cust(format!("compacted = {c}")));
+            q.and_where(Expr::cust(compacted_is(c)));
         }
         if let Some(m) = &scope.models {
             q.and_where(Expr::col(Alias::new("maas_model_id")).is_in(m.clone()));
@@ -580,7 +588,7 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
     };
     let mut q = match table {
         Table::Hours => rows(None),
-        Table::Minutes { only_uncompacted: true } => rows(Some("FALSE")),
+        Table::Minutes { only_uncompacted: true } => rows(Some(false)),
         // Both halves in one statement: one snapshot, so a compaction committing between two
         // reads can neither hide a row nor show it twice. The halves pass on the columns the
         // outer query groups and sums.
@@ -595,8 +603,8 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
                 }
                 half
             };
-            let mut both = raw(rows(Some("TRUE")));
-            both.union(sea_orm::sea_query::UnionType::All, raw(rows(Some("FALSE"))));
+            let mut both = raw(rows(Some(true)));
+            both.union(sea_orm::sea_query::UnionType::All, raw(rows(Some(false))));
             let mut q = Query::select();
             q.from_subquery(both, Alias::new("u"));
             q
