@@ -1,9 +1,10 @@
-//! The one error type of server functions. It crosses the network as JSON, so the browser gets
-//! the same variant the server produced (field errors stay attached to their fields), and the
-//! HTTP status is set from it once, in `api::edge`.
+//! The one error type of server functions. It crosses the network in postcard, as every server
+//! function's answer does (`api`), so the browser gets the same variant the server produced
+//! (field errors stay attached to their fields), and the HTTP status is set from it once, in
+//! `api::edge`.
 use crate::types::FieldErrors;
 use serde::{Deserialize, Serialize};
-use server_fn::codec::JsonEncoding;
+use server_fn::codec::PostcardEncoding;
 use server_fn::error::{FromServerFnError, ServerFnErrorErr};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -64,7 +65,7 @@ impl From<FieldErrors> for AppError {
 }
 
 impl FromServerFnError for AppError {
-    type Encoder = JsonEncoding;
+    type Encoder = PostcardEncoding;
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         // On the server this runs when a request cannot even be decoded: that is the caller's
         // fault (400), not a server failure (the framework's default 500).

@@ -1,35 +1,12 @@
 //! Page data: a resource loaded by the server with the page, serialised into it and read back
-//! when the page hydrates ([`load`]), in the JSON the server functions speak ([`Json`]).
+//! when the page hydrates ([`load`]), in postcard, the encoding the server functions answer in
+//! (`api`): one deserializer per type in the bundle, whichever way the data came.
 use leptos::prelude::*;
-use leptos::server::codee::{Decoder, Encoder};
+use leptos::server::codee::binary::PostcardCodec;
 use serde::{de::DeserializeOwned, Serialize};
 
-/// codee's JSON, read with `serde_json::from_slice` instead of `from_str`. A server function's
-/// answer is read with `from_slice`, and serde compiles each type's deserializer once per input
-/// reader: with Leptos's default codec the bundle carried two copies of the deserializer of
-/// every type a page loads, one for the page's first data and one for its reloads.
-pub struct Json;
-
-impl<T: Serialize> Encoder<T> for Json {
-    type Error = serde_json::Error;
-    type Encoded = String;
-
-    fn encode(val: &T) -> Result<String, serde_json::Error> {
-        serde_json::to_string(val)
-    }
-}
-
-impl<T: DeserializeOwned> Decoder<T> for Json {
-    type Error = serde_json::Error;
-    type Encoded = str;
-
-    fn decode(val: &str) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(val.as_bytes())
-    }
-}
-
-/// Page data in [`Json`]: `Resource::new` with the console's codec.
-pub type Loaded<T> = Resource<T, Json>;
+/// Page data in postcard (base64 in the page's HTML).
+pub type Loaded<T> = Resource<T, PostcardCodec>;
 
 /// A resource of `fetcher(source())`, refetched when `source` changes, as `Resource::new`.
 #[track_caller]

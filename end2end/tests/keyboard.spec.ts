@@ -26,7 +26,10 @@ test('keyboard only: create a weighted model with a rule', async ({ page }) => {
     await login(page, base, 'admin', ADMIN_PASSWORD);
     // A second published marketplace model to build on (the demo's is taken on its cluster).
     const form = (path: string, data: Record<string, string>) => page.request.post(`${base}/api/${path}`, { form: data, headers: { accept: 'application/json' } });
-    const id = await (await form('marketplace/create', { name: 'kb-model', provider: 'Keys', description: '', tags: '' })).json();
+    expect((await form('marketplace/create', { name: 'kb-model', provider: 'Keys', description: '', tags: '' })).ok()).toBe(true);
+    // Its id, from the marketplace list (the server functions answer in postcard, not JSON).
+    await open(page, `${base}/marketplace/manage`);
+    const id = (await page.locator('tr[data-name="kb-model"]').getAttribute('id'))!.replace('marketplace-', '');
     expect((await form('marketplace/publish', { id: String(id), published: 'true' })).ok()).toBe(true);
 
     await open(page, `${base}/models/new`);

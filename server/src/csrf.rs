@@ -23,16 +23,29 @@ pub enum Refusal {
     ContentType(String),
 }
 
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
+impl Refusal {
+    /// The refusal as the caller reads it: for a server function, the `AppError` it would
+    /// have answered with, in its encoding (the console shows it like any other failure); for
+    /// anything else, that error as JSON.
+    fn into_response_for(self, path: &str) -> Response {
         let (status, msg) = match self {
             Refusal::CrossOrigin(o) => (StatusCode::FORBIDDEN, format!("cross-origin request refused: {o} is not this console's origin")),
             Refusal::CrossSite(s) => (StatusCode::FORBIDDEN, format!("cross-site request refused (Sec-Fetch-Site: {s})")),
             Refusal::ContentType(t) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("server functions take application/x-www-form-urlencoded or application/json, not `{t}`")),
         };
-        // The server functions' error shape (AppError), so the console shows it like any other.
-        (status, [(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&app::error::AppError::Transport(msg)).unwrap_or_default()).into_response()
+        let error = app::error::AppError::Transport(msg);
+        if is_server_function(path) {
+            use server_fn::{error::FromServerFnError, ContentType};
+            (status, [(header::CONTENT_TYPE, <app::error::AppError as FromServerFnError>::Encoder::CONTENT_TYPE)], error.ser()).into_response()
+        } else {
+            (status, [(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&error).unwrap_or_default()).into_response()
+        }
     }
+}
+
+/// Server functions live under `/api/`; the admin API (`/api/v1`) is not one of them.
+fn is_server_function(path: &str) -> bool {
+    path.starts_with("/api/") && !path.starts_with("/api/v1/")
 }
 
 /// The decision, on the request's method, path and headers alone.
@@ -52,7 +65,7 @@ pub fn check(method: &Method, path: &str, headers: &http::HeaderMap, allowed: &[
     }
     // Server functions; the admin API (`/api/v1`) takes JSON through its own extractor, which
     // refuses any other body type (and a DELETE has no body at all).
-    if path.starts_with("/api/") && !path.starts_with("/api/v1/") {
+    if is_server_function(path) {
         let ct = text(header::CONTENT_TYPE).unwrap_or_default();
         let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if mime != "application/x-www-form-urlencoded" && mime != "application/json" {
@@ -75,7 +88,7 @@ pub async fn layer(State(allowed): State<Arc<[String]>>, req: Request, next: Nex
         Ok(()) => next.run(req).await,
         Err(refusal) => {
             tracing::warn!(method = %req.method(), path = req.uri().path(), ?refusal, "refused a state-changing request from another origin");
-            refusal.into_response()
+            refusal.into_response_for(req.uri().path())
         }
     }
 }

@@ -542,14 +542,16 @@ async fn the_consoles_admin_token_and_audit_functions_are_for_operators_only() {
     assert_eq!(send(&r, cross).await.0, StatusCode::FORBIDDEN);
     assert!(admin_tokens::list(env.db()).await.unwrap().is_empty());
     // The operator's: the secret once, then only its prefix in the list.
-    let (s, _, body) = send(&r, form("/api/admin-tokens/create", Some(&op), create)).await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    let created: Value = serde_json::from_str(&body).unwrap();
-    let secret = created["secret"].as_str().unwrap();
-    let (_, _, list) = send(&r, form("/api/admin-tokens/list", Some(&op), "")).await;
-    assert!(list.contains("\"ci\"") && !list.contains(secret), "{list}");
+    let (s, created) = common::call::<CreatedAdminToken>(&r, form("/api/admin-tokens/create", Some(&op), create)).await;
+    assert_eq!(s, StatusCode::OK, "{created:?}");
+    let created = created.unwrap();
+    let secret = created.secret.as_str();
+    let (_, list) = common::call::<Vec<AdminTokenInfo>>(&r, form("/api/admin-tokens/list", Some(&op), "")).await;
+    let list = list.unwrap();
+    assert_eq!(list.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["ci"]);
+    assert!(!format!("{list:?}").contains(secret), "{list:?}");
     assert_eq!(call("GET", "/workspaces", secret).send(&r).await.0, StatusCode::OK);
-    let id = created["info"]["id"].as_i64().unwrap();
+    let id = created.info.id;
     assert_eq!(send(&r, form("/api/admin-tokens/revoke", Some(&user), &format!("id={id}"))).await.0, StatusCode::FORBIDDEN);
     assert_eq!(call("GET", "/workspaces", secret).send(&r).await.0, StatusCode::OK, "a user cannot revoke it");
     assert_eq!(send(&r, form("/api/admin-tokens/revoke", Some(&op), &format!("id={id}"))).await.0, StatusCode::OK);

@@ -1,6 +1,7 @@
 //! Server functions through the real axum router (`oneshot`, no socket): the role guard,
 //! cookies, statuses and field errors as the browser receives them.
 mod common;
+use app::error::AppError;
 use app::types::*;
 use common::*;
 use http::StatusCode;
@@ -11,9 +12,9 @@ async fn login_sets_an_httponly_samesite_cookie_and_wrong_password_is_a_field_er
     let env = env().await;
     env.user("op", Role::Operator).await;
     let r = env.router();
-    let (status, _, body) = send(&r, form("/api/login", None, "username=op&password=nope-nope")).await;
+    let (status, answer) = call::<CurrentUser>(&r, form("/api/login", None, "username=op&password=nope-nope")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body, r#"{"Invalid":{"password":"wrong username or password"}}"#);
+    assert_eq!(answer, Err(invalid(&[("password", "wrong username or password")])));
     let (status, headers, _) = send(&r, form("/api/login", None, "username=op&password=password123")).await;
     assert_eq!(status, StatusCode::OK);
     let cookie = headers.get("set-cookie").unwrap().to_str().unwrap();
@@ -50,12 +51,10 @@ async fn every_server_function_checks_the_caller() {
         ("/api/usage/page", "range=24h&model=&workspace=&key="),
     ];
     for (path, body) in operator_only {
-        let (status, _, text) = send(&r, form(path, None, body)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} without a session: {text}");
-        assert_eq!(text, r#""Unauthenticated""#);
-        let (status, _, text) = send(&r, form(path, Some(&alice), body)).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{path} as a user: {text}");
-        assert_eq!(text, r#""Forbidden""#);
+        let (status, answer) = call::<()>(&r, form(path, None, body)).await;
+        assert_eq!((status, answer), (StatusCode::UNAUTHORIZED, Err(AppError::Unauthenticated)), "{path} without a session");
+        let (status, answer) = call::<()>(&r, form(path, Some(&alice), body)).await;
+        assert_eq!((status, answer), (StatusCode::FORBIDDEN, Err(AppError::Forbidden)), "{path} as a user");
     }
     let save = json!({"id": null, "input": {"marketplace_model_id": 1, "cluster_id": 1, "policy": "round_robin", "endpoints": [], "rules": []}});
     let (status, _, _) = send(&r, json("/api/models/save", Some(&alice), &save)).await;
@@ -78,19 +77,19 @@ async fn validation_errors_come_back_per_field() {
     let r = env.router();
     let c = login(&r, "op").await;
 
-    let (status, _, body) = send(&r, form("/api/clusters/create", Some(&c), "name=&entry_address=ftp://x")).await;
+    let (status, answer) = call::<i64>(&r, form("/api/clusters/create", Some(&c), "name=&entry_address=ftp://x")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body, r#"{"Invalid":{"entry_address":"must start with http:// or https://","name":"required"}}"#);
+    assert_eq!(answer, Err(invalid(&[("entry_address", "must start with http:// or https://"), ("name", "required")])));
 
-    let (status, _, body) = send(&r, form("/api/marketplace/create", Some(&c), "name=bad name&provider=&description=&tags=")).await;
+    let (status, answer) = call::<i64>(&r, form("/api/marketplace/create", Some(&c), "name=bad name&provider=&description=&tags=")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["Invalid"]["name"], "use letters, digits and - _ . : / only");
-    assert_eq!(v["Invalid"]["provider"], "required");
+    let e = answer.unwrap_err();
+    assert_eq!(e.fields().and_then(|f| f.get("name")), Some("use letters, digits and - _ . : / only"));
+    assert_eq!(e.fields().and_then(|f| f.get("provider")), Some("required"));
 
-    let (status, _, body) = send(&r, form("/api/users/create", Some(&c), "username=eve&password=short&role=admin")).await;
+    let (status, answer) = call::<i64>(&r, form("/api/users/create", Some(&c), "username=eve&password=short&role=admin")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body, r#"{"Invalid":{"role":"choose operator or user"}}"#);
+    assert_eq!(answer, Err(invalid(&[("role", "choose operator or user")])));
 
     // The model form: weights 50/30/10, a non-http URL, a zero limit, a duration out of range.
     let mut input = serde_json::to_value(weighted_input(&f)).unwrap();
@@ -98,13 +97,14 @@ async fn validation_errors_come_back_per_field() {
     input["endpoints"][0]["url"] = json!("api.example.com");
     input["rules"][0]["limit"] = json!("0");
     input["rules"][1]["duration"] = json!("99999999");
-    let (status, _, body) = send(&r, json("/api/models/save", Some(&c), &json!({"id": null, "input": input}))).await;
+    let (status, answer) = call::<i64>(&r, json("/api/models/save", Some(&c), &json!({"id": null, "input": input}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["Invalid"]["weights"], "weights must total 100 (now 90)");
-    assert_eq!(v["Invalid"]["endpoints.0.url"], "must start with http:// or https://");
-    assert_eq!(v["Invalid"]["rules.0.limit"], "must be at least 1");
-    assert_eq!(v["Invalid"]["rules.1.duration"], "must be at most 604800");
+    let e = answer.unwrap_err();
+    let field = |name| e.fields().and_then(|f| f.get(name));
+    assert_eq!(field("weights"), Some("weights must total 100 (now 90)"));
+    assert_eq!(field("endpoints.0.url"), Some("must start with http:// or https://"));
+    assert_eq!(field("rules.0.limit"), Some("must be at least 1"));
+    assert_eq!(field("rules.1.duration"), Some("must be at most 604800"));
 
     // A valid one saves; saving it again is a field error on the cluster (409-free, no 500).
     let good = json!({"id": null, "input": weighted_input(&f)});
@@ -126,20 +126,33 @@ async fn upstream_keys_never_reach_the_browser() {
     let f = fixture(&env, &op).await;
     let r = env.router();
     let c = login(&r, "op").await;
-    let (status, _, body) = send(&r, json("/api/models/save", Some(&c), &json!({"id": null, "input": weighted_input(&f)}))).await;
+    let (status, id) = call::<i64>(&r, json("/api/models/save", Some(&c), &json!({"id": null, "input": weighted_input(&f)}))).await;
     assert_eq!(status, StatusCode::OK);
-    let id: i64 = body.parse().unwrap();
+    let id = id.unwrap();
     for (path, body) in [("/api/models/get", format!("id={id}")), ("/api/models/list", "search=&page=0".into()), ("/api/models/form-options", String::new())] {
         let (_, _, text) = send(&r, form(path, Some(&c), &body)).await;
         assert!(!text.contains("sk-upstream-a"), "{path} leaked the key");
     }
-    let (_, _, text) = send(&r, form("/api/models/get", Some(&c), &format!("id={id}"))).await;
-    assert!(text.contains(r#""has_key":true"#));
+    let (_, detail) = call::<ModelDetail>(&r, form("/api/models/get", Some(&c), &format!("id={id}"))).await;
+    assert!(detail.unwrap().endpoints.iter().any(|e| e.has_key), "the form learns only that a key is set");
     // Nor does the server-rendered edit page.
     let page = http::Request::get(format!("/models/{id}/edit")).header("cookie", &c).body(axum::body::Body::empty()).unwrap();
     let (status, _, html) = send(&r, page).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("ds-a") && !html.contains("sk-upstream-a"));
+    // The page carries the model's data for hydration in base64 (postcard): read it decoded.
+    let carried = format!("{html}{}", decoded_base64_strings(&html));
+    assert!(carried.contains("ds-a") && !carried.contains("sk-upstream-a"), "{carried}");
+}
+
+/// Every quoted string of `html` that is base64 (as Leptos writes a resource's binary data
+/// into the page), decoded, lossily, one per line.
+fn decoded_base64_strings(html: &str) -> String {
+    use base64::Engine;
+    html.split('"')
+        .filter(|s| s.len() >= 8 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'))
+        .filter_map(|s| base64::engine::general_purpose::STANDARD_NO_PAD.decode(s).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned() + "\n")
+        .collect()
 }
 
 #[tokio::test]
@@ -160,11 +173,11 @@ async fn users_see_only_their_workspaces_and_the_user_view() {
     assert!(body.contains("sk-maas-"));
 
     let (id, _) = app::ssr::services::models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
-    let (_, _, body) = send(&r, form("/api/offerings", Some(&a), "")).await;
-    assert_eq!(body, "[]");
+    let (_, offerings) = call::<Vec<Offering>>(&r, form("/api/offerings", Some(&a), "")).await;
+    assert_eq!(offerings, Ok(vec![]));
     app::ssr::services::models::set_enabled(env.db(), &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();
-    let (_, _, body) = send(&r, form("/api/offerings", Some(&a), "")).await;
-    assert!(body.contains(r#""base_url":"http://127.0.0.1:3000/v1""#), "{body}");
+    let (_, offerings) = call::<Vec<Offering>>(&r, form("/api/offerings", Some(&a), "")).await;
+    assert_eq!(offerings.unwrap().iter().map(|o| o.base_url.as_str()).collect::<Vec<_>>(), ["http://127.0.0.1:3000/v1"]);
     let page = http::Request::get("/marketplace").header("cookie", &a).body(axum::body::Body::empty()).unwrap();
     let (_, _, html) = send(&r, page).await;
     assert!(html.contains("deepseek-chat") && html.contains("from openai import OpenAI"), "user view renders snippets");
@@ -202,20 +215,21 @@ async fn cross_origin_and_text_plain_requests_are_refused_and_change_nothing() {
     let r = env.router();
     let alice = login(&r, "alice").await;
     let opc = login(&r, "op").await;
-    let keys = || async { send(&r, form("/api/keys/list", Some(&alice), "")).await.2 };
+    let keys = || async { call::<Vec<ApiKeyInfo>>(&r, form("/api/keys/list", Some(&alice), "")).await.1.unwrap().into_iter().map(|k| k.name).collect::<Vec<_>>() };
 
     // A form posted by a page on another port, with the victim's cookie: refused, no key made.
     let create = format!("workspace_id={ws}&name=planted");
-    let (status, _, body) = send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, OTHER])).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body.contains("cross-origin request refused"), "{body}");
+    // The refusal is an AppError in the server functions' encoding: the console shows it.
+    let (status, answer) = call::<CreatedApiKey>(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, OTHER])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(matches!(&answer, Err(AppError::Transport(m)) if m.starts_with("cross-origin request refused")), "{answer:?}");
     let (status, _, _) = send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, ("sec-fetch-site", "same-site")])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(keys().await, "[]");
+    assert_eq!(keys().await, Vec::<String>::new());
     // The console's own page: served.
     let (status, _, body) = send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, SAME, ("sec-fetch-site", "same-origin")])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(keys().await.contains("planted"));
+    assert!(keys().await.contains(&"planted".to_string()));
 
     // A JSON body sent as text/plain (no preflight cross-origin): refused even with no Origin.
     let mut input = serde_json::to_value(weighted_input(&f)).unwrap();
@@ -226,8 +240,8 @@ async fn cross_origin_and_text_plain_requests_are_refused_and_change_nothing() {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     let (status, _, body) = send(&r, with_headers(json("/api/models/save", Some(&opc), &serde_json::from_str(&save).unwrap()), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (_, _, list) = send(&r, form("/api/models/list", Some(&opc), "search=&page=0")).await;
-    assert!(list.contains(r#""total":0"#), "{list}");
+    let (_, list) = call::<ModelPage>(&r, form("/api/models/list", Some(&opc), "search=&page=0")).await;
+    assert_eq!(list.unwrap().total, 0);
 
     // Login and logout answer to the same check: no login CSRF, no forced logout.
     let (status, headers, _) = send(&r, with_headers(form("/api/login", None, "username=alice&password=password123"), &[HOST, OTHER])).await;
@@ -235,7 +249,7 @@ async fn cross_origin_and_text_plain_requests_are_refused_and_change_nothing() {
     assert!(headers.get("set-cookie").is_none());
     let (status, _, _) = send(&r, with_headers(form("/api/logout", Some(&alice), ""), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(keys().await.contains("planted"), "still logged in");
+    assert!(keys().await.contains(&"planted".to_string()), "still logged in");
     // Pages (GET) are not state-changing: any origin may link to them.
     let page = with_headers(http::Request::get("/login").body(axum::body::Body::empty()).unwrap(), &[HOST, OTHER]);
     assert_eq!(send(&r, page).await.0, StatusCode::OK);
@@ -272,7 +286,7 @@ async fn repeated_failed_logins_are_throttled_and_the_real_password_works_after_
     let (status, headers, body) = send(&r, form("/api/login", None, "username=op&password=password123")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(headers.get("retry-after").unwrap(), "1");
-    let err: app::error::AppError = serde_json::from_str(&body).unwrap();
+    let err: app::error::AppError = postcard::from_bytes(body.as_bytes()).unwrap();
     assert_eq!(err.to_string(), "too many failed logins; try again in 1 s");
     assert!(headers.get("set-cookie").is_none());
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -345,9 +359,9 @@ async fn a_huge_page_number_is_a_field_error() {
     env.user("op", Role::Operator).await;
     let r = env.router();
     let c = login(&r, "op").await;
-    let (status, _, body) = send(&r, form("/api/models/list", Some(&c), &format!("search=&page={}", u64::MAX / 2))).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body, r#"{"Invalid":{"page":"must be at most 1000000"}}"#);
+    let (status, answer) = call::<ModelPage>(&r, form("/api/models/list", Some(&c), &format!("search=&page={}", u64::MAX / 2))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer, Err(invalid(&[("page", "must be at most 1000000")])));
     let (status, _, body) = send(&r, form("/api/models/list", Some(&c), &format!("search={}&page=0", "x".repeat(300)))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, _, _) = send(&r, form("/api/models/list", Some(&c), "search=&page=1000000")).await;
@@ -404,12 +418,13 @@ async fn usage_page_and_export_refuse_other_roles_and_bad_input() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
         assert!(body.starts_with(&format!("{field}: ")) || body.contains(&format!("\n{field}: ")), "{q}: {body}");
     }
-    let (status, _, body) = send(&r, form("/api/usage/page", Some(&op), "range=1y&model=x&workspace=&key=-1")).await;
+    let (status, answer) = call::<String>(&r, form("/api/usage/page", Some(&op), "range=1y&model=x&workspace=&key=-1")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body, r#"{"Invalid":{"key":"an id","model":"an id","range":"one of 1h, 24h, 7d, 30d"}}"#);
-    let (status, _, body) = send(&r, form("/api/usage/page", Some(&op), "range=24h&model=&workspace=&key=")).await;
+    assert_eq!(answer, Err(invalid(&[("key", "an id"), ("model", "an id"), ("range", "one of 1h, 24h, 7d, 30d")])));
+    let (status, html) = call::<String>(&r, form("/api/usage/page", Some(&op), "range=24h&model=&workspace=&key=")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("usage-totals") && body.contains("<svg"), "the page's HTML: {}", &body[..200.min(body.len())]);
+    let html = html.unwrap();
+    assert!(html.contains("usage-totals") && html.contains("<svg"), "the page's HTML: {}", html.chars().take(200).collect::<String>());
 }
 
 /// Setting a key's scope over HTTP: field errors as 422 per field, a malformed form as 400, a
@@ -425,9 +440,9 @@ async fn key_scope_server_function_checks_origin_fields_and_who_sets_what() {
     let r = env.router();
     let alice = login(&r, "alice").await;
     let opc = login(&r, "op").await;
-    let (status, _, body) = send(&r, form("/api/keys/models", Some(&alice), "")).await;
+    let (status, choices) = call::<Vec<Choice>>(&r, form("/api/keys/models", Some(&alice), "")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains(&format!(r#"{{"id":{m},"label":"deepseek-chat"}}"#)), "{body}");
+    assert!(choices.unwrap().contains(&Choice { id: m, label: "deepseek-chat".into() }));
 
     let body = |last_day: &str, all: bool, models: &str| format!("id={}&last_day={last_day}&all_models={all}&models={models}", f.key);
     let (status, _, text) = send(&r, form("/api/keys/scope", Some(&opc), &body("", false, &format!("{m},x")))).await;
@@ -464,10 +479,10 @@ async fn quota_server_functions_check_origin_and_fields_and_store_nothing_when_r
     let body = |period: &str, tokens: &str, requests: &str| format!("id={}&period={period}&tokens={tokens}&requests={requests}", f.key);
     let (status, _, text) = send(&r, form("/api/keys/quota", Some(&opc), &format!("id={}&period=day", f.key))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "missing fields: {text}");
-    let (status, _, text) = send(&r, form("/api/keys/quota", Some(&opc), &body("week", "10", ""))).await;
-    assert_eq!((status, text.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, r#"{"Invalid":{"period":"choose day or month"}}"#));
-    let (status, _, text) = send(&r, form("/api/keys/quota", Some(&opc), &body("day", &"9".repeat(40), "-1"))).await;
-    assert_eq!((status, text.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, r#"{"Invalid":{"requests":"must be at least 1","tokens":"must be a whole number"}}"#));
+    let (status, answer) = call::<()>(&r, form("/api/keys/quota", Some(&opc), &body("week", "10", ""))).await;
+    assert_eq!((status, answer), (StatusCode::UNPROCESSABLE_ENTITY, Err(invalid(&[("period", "choose day or month")]))));
+    let (status, answer) = call::<()>(&r, form("/api/keys/quota", Some(&opc), &body("day", &"9".repeat(40), "-1"))).await;
+    assert_eq!((status, answer), (StatusCode::UNPROCESSABLE_ENTITY, Err(invalid(&[("requests", "must be at least 1"), ("tokens", "must be a whole number")]))));
     let (status, _, text) = send(&r, with_headers(form("/api/keys/quota", Some(&opc), &body("day", "10", "")), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     let (status, _, text) = send(&r, with_headers(form("/api/workspaces/quota", Some(&opc), &format!("id={}&period=day&tokens=10&requests=", f.ws)), &[HOST, OTHER])).await;
@@ -575,9 +590,9 @@ async fn the_playground_issues_a_short_lived_key_for_one_model_in_your_own_works
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b.contains("not available"), "{b}");
     models::set_enabled(env.db(), &app::ssr::audit::Actor::system(), mid, None, true).await.unwrap();
-    let (s, _, b) = send(&r, form("/api/playground/start", Some(&alice), &start(f.ws, "deepseek-chat"))).await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let k: PlaygroundKey = serde_json::from_str(&b).unwrap();
+    let (s, k) = call::<PlaygroundKey>(&r, form("/api/playground/start", Some(&alice), &start(f.ws, "deepseek-chat"))).await;
+    assert_eq!(s, StatusCode::OK, "{k:?}");
+    let k = k.unwrap();
     let ttl = k.expires_at - app::ssr::now();
     assert!((60..=15 * 60).contains(&ttl), "expires within minutes: {ttl} s");
     let keys = app::ssr::services::keys::list(env.db(), &op).await.unwrap();

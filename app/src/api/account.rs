@@ -1,9 +1,10 @@
 use crate::error::AppError;
 use crate::types::CurrentUser;
 use leptos::prelude::*;
+use server_fn::codec::Postcard;
 
 /// The caller, or `None` when not logged in (never an error: pages use it to choose a view).
-#[server(endpoint = "me")]
+#[server(endpoint = "me", output = Postcard)]
 pub async fn me() -> Result<Option<CurrentUser>, AppError> {
     use crate::ssr::auth;
     let st = super::edge::state()?;
@@ -14,7 +15,7 @@ pub async fn me() -> Result<Option<CurrentUser>, AppError> {
     }
 }
 
-#[server(endpoint = "login")]
+#[server(endpoint = "login", output = Postcard)]
 pub async fn login(username: String, password: String, next: Option<String>) -> Result<CurrentUser, AppError> {
     use crate::ssr::auth;
     let st = super::edge::state()?;
@@ -36,7 +37,7 @@ pub async fn login(username: String, password: String, next: Option<String>) -> 
     }
 }
 
-#[server(endpoint = "logout")]
+#[server(endpoint = "logout", output = Postcard)]
 pub async fn logout() -> Result<(), AppError> {
     use crate::ssr::auth;
     let st = super::edge::state()?;

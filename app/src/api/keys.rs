@@ -1,14 +1,15 @@
 use crate::error::AppError;
 use crate::types::*;
 use leptos::prelude::*;
+use server_fn::codec::Postcard;
 
-#[server(endpoint = "keys/list")]
+#[server(endpoint = "keys/list", output = Postcard)]
 pub async fn list_keys() -> Result<Vec<ApiKeyInfo>, AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move { keys::list(&st.db, &who).await }).await
 }
 
-#[server(endpoint = "keys/create")]
+#[server(endpoint = "keys/create", output = Postcard)]
 pub async fn create_key(workspace_id: i64, name: String) -> Result<CreatedApiKey, AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move {
@@ -19,7 +20,7 @@ pub async fn create_key(workspace_id: i64, name: String) -> Result<CreatedApiKey
     .await
 }
 
-#[server(endpoint = "keys/revoke")]
+#[server(endpoint = "keys/revoke", output = Postcard)]
 pub async fn revoke_key(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move {
@@ -31,7 +32,7 @@ pub async fn revoke_key(id: i64) -> Result<(), AppError> {
 }
 
 /// The models a key can be scoped to.
-#[server(endpoint = "keys/models")]
+#[server(endpoint = "keys/models", output = Postcard)]
 pub async fn list_key_models() -> Result<Vec<Choice>, AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, _| async move { keys::scope_choices(&st.db).await }).await
@@ -40,7 +41,7 @@ pub async fn list_key_models() -> Result<Vec<Choice>, AppError> {
 /// Sets a key's last day (`YYYY-MM-DD`, empty: none) and models (comma-separated MaaS model
 /// ids; `all_models`: every model): an operator's call sets the operator's limit, a member's
 /// the holder's own narrowing.
-#[server(endpoint = "keys/scope")]
+#[server(endpoint = "keys/scope", output = Postcard)]
 pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move {
@@ -63,7 +64,7 @@ pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: 
 
 /// Sets a key's quota (as [`crate::api::workspaces::set_workspace_quota`] a workspace's).
 /// Operators only.
-#[server(endpoint = "keys/quota")]
+#[server(endpoint = "keys/quota", output = Postcard)]
 pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
@@ -75,7 +76,7 @@ pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: St
 }
 
 /// Renames a key: its workspace's members, or an operator.
-#[server(endpoint = "keys/rename")]
+#[server(endpoint = "keys/rename", output = Postcard)]
 pub async fn rename_key(id: i64, name: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::keys};
     super::edge::run(Need::Login, |st, who| async move { keys::rename(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &name).await }).await

@@ -1,5 +1,11 @@
 //! Server functions, one file per domain. Each one goes through `edge::run`, which finds the
 //! caller, applies the role guard, and maps the service result to `AppError` + HTTP status.
+//!
+//! They answer in postcard (`output = Postcard`), not JSON: they are the console's own calls
+//! (automation has the admin API), and reading JSON in the browser costs the WASM bundle
+//! serde_json's parser plus a name-matching deserializer for every type that crosses
+//! (measured: 32 KB of the gzipped bundle). Arguments stay form-encoded (what `ActionForm`
+//! posts, and a page without WASM can too) or JSON (the model form's nested input).
 pub mod account;
 pub mod admin;
 pub mod catalog;

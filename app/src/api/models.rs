@@ -1,21 +1,21 @@
 use crate::error::AppError;
 use crate::types::{ModelDetail, ModelInput, ModelPage};
 use leptos::prelude::*;
-use server_fn::codec::Json;
+use server_fn::codec::{Json, Postcard};
 
-#[server(endpoint = "models/list")]
+#[server(endpoint = "models/list", output = Postcard)]
 pub async fn list_models(search: String, page: u64) -> Result<ModelPage, AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, _| async move { models::list(&st.db, &search, page, 20).await }).await
 }
 
-#[server(endpoint = "models/get")]
+#[server(endpoint = "models/get", output = Postcard)]
 pub async fn get_model(id: i64) -> Result<ModelDetail, AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, _| async move { models::get(&st.db, id).await }).await
 }
 
-#[server(endpoint = "models/form-options")]
+#[server(endpoint = "models/form-options", output = Postcard)]
 pub async fn form_options() -> Result<crate::types::FormOptions, AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, who| async move { models::form_options(&st.db, &who).await }).await
@@ -23,7 +23,7 @@ pub async fn form_options() -> Result<crate::types::FormOptions, AppError> {
 
 /// Creates (`id == None`) or updates a model; returns its id. `revision`: the one the edit
 /// form loaded; the save is refused (412) when someone changed the model since.
-#[server(endpoint = "models/save", input = Json)]
+#[server(endpoint = "models/save", input = Json, output = Postcard)]
 pub async fn save_model(id: Option<i64>, #[server(default)] revision: Option<i64>, input: ModelInput) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, who| async move {
@@ -38,7 +38,7 @@ pub async fn save_model(id: Option<i64>, #[server(default)] revision: Option<i64
     .await
 }
 
-#[server(endpoint = "models/enable")]
+#[server(endpoint = "models/enable", output = Postcard)]
 pub async fn set_enabled(id: i64, enabled: bool) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, who| async move {
@@ -49,7 +49,7 @@ pub async fn set_enabled(id: i64, enabled: bool) -> Result<(), AppError> {
     .await
 }
 
-#[server(endpoint = "models/delete")]
+#[server(endpoint = "models/delete", output = Postcard)]
 pub async fn delete_model(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::models};
     super::edge::run(Need::Operator, |st, who| async move {

@@ -2,9 +2,10 @@
 use crate::error::AppError;
 use crate::types::PlaygroundKey;
 use leptos::prelude::*;
+use server_fn::codec::Postcard;
 
 /// A key for `model` in one of the caller's workspaces, working for a few minutes.
-#[server(endpoint = "playground/start")]
+#[server(endpoint = "playground/start", output = Postcard)]
 pub async fn start_playground(workspace_id: i64, model: String) -> Result<PlaygroundKey, AppError> {
     use crate::ssr::{audit::Actor, auth::Need, services::playground};
     super::edge::run(Need::Login, |st, who| async move {
@@ -18,7 +19,7 @@ pub async fn start_playground(workspace_id: i64, model: String) -> Result<Playgr
 
 /// Revokes a playground key when the playground is done with it (only playground keys, only
 /// the caller's own workspaces').
-#[server(endpoint = "playground/end")]
+#[server(endpoint = "playground/end", output = Postcard)]
 pub async fn end_playground(key_id: i64) -> Result<(), AppError> {
     use crate::ssr::{audit::Actor, auth::Need, entities::api_key, services::{keys, playground}};
     use sea_orm::EntityTrait;

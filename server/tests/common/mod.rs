@@ -103,11 +103,36 @@ pub fn weighted_input(f: &Fixture) -> ModelInput {
 }
 
 pub async fn send(router: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+    let (status, headers, body) = send_raw(router, req).await;
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn send_raw(router: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, axum::body::Bytes) {
     let res = router.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    (status, headers, res.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// A server function's answer as the console reads it (postcard, `app::api`): the value on a
+/// success, the `AppError` the server sent otherwise.
+pub async fn call<T: serde::de::DeserializeOwned>(router: &Router, req: Request<Body>) -> (StatusCode, Result<T, app::error::AppError>) {
+    let (status, _, body) = send_raw(router, req).await;
+    let answer = if status.is_success() {
+        Ok(postcard::from_bytes(&body).unwrap_or_else(|e| panic!("{status}: not the answer's type ({e}): {body:?}")))
+    } else {
+        Err(postcard::from_bytes(&body).unwrap_or_else(|e| panic!("{status}: not an AppError ({e}): {body:?}")))
+    };
+    (status, answer)
+}
+
+/// The refusal of a form whose `fields` (name, message) are wrong.
+pub fn invalid(fields: &[(&str, &str)]) -> app::error::AppError {
+    let mut e = FieldErrors::default();
+    for (f, m) in fields {
+        e.add(*f, *m);
+    }
+    app::error::AppError::Invalid(e)
 }
 
 pub fn form(path: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
