@@ -35,8 +35,9 @@ impl Refusal {
         };
         let error = app::error::AppError::Transport(msg);
         if is_server_function(path) {
-            use server_fn::{error::FromServerFnError, ContentType};
-            (status, [(header::CONTENT_TYPE, <app::error::AppError as FromServerFnError>::Encoder::CONTENT_TYPE)], error.ser()).into_response()
+            use server_fn::error::FromServerFnError;
+            let answer = error.ser();
+            (status, [(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response()
         } else {
             (status, [(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&error).unwrap_or_default()).into_response()
         }

@@ -64,6 +64,6 @@ fn redirect_plain_form(target: &str) {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     if html {
-        leptos_axum::redirect(target);
+        leptos_axum::redirect(target, false);
     }
 }

@@ -21,7 +21,7 @@ fn Models() -> impl IntoView {
     // current rows on screen while it reloads).
     let tick = RwSignal::new(0u32);
     Effect::new(move |_| {
-        if let Ok(h) = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(5)) {
+        if let Ok(h) = set_interval(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(5)) {
             on_cleanup(move || h.clear());
         }
     });
