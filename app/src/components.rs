@@ -3,6 +3,7 @@ use crate::api::account::Logout;
 use crate::error::AppError;
 use crate::types::{CurrentUser, FieldErrors, Period, QuotaView, Role};
 use leptos::prelude::*;
+use crate::call::{Call, CallForm};
 use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::use_location;
 
@@ -120,7 +121,7 @@ pub fn ErrorBox<T: Clone + Send + Sync + 'static>(value: Signal<Option<Result<T,
 #[component]
 pub fn Nav() -> impl IntoView {
     let Me(me) = expect_context::<Me>();
-    let logout = ServerAction::<Logout>::new();
+    let logout = Call::<Logout>::new();
     // On a phone the links fold into a menu (style/main.css); the button opens it.
     let menu = RwSignal::new(false);
     Effect::new(move |_| {
@@ -158,9 +159,9 @@ pub fn Nav() -> impl IntoView {
                                     on:click=move |_| menu.update(|m| *m = !*m)>"Menu"</button>
                                 <nav id="main-nav" aria-label="Main" class:open=move || menu.get() on:click=move |_| menu.set(false)>{links}</nav>
                                 <span class="who">{u.username.clone()} " (" {u.role.as_str()} ")"</span>
-                                <ActionForm action=logout attr:class="inline">
+                                <CallForm call=logout attr:class="inline">
                                     <button type="submit" class="link">"Log out"</button>
-                                </ActionForm>
+                                </CallForm>
                             }.into_any()
                         }
                         _ => view! { <span></span> }.into_any(),

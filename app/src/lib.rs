@@ -1,6 +1,7 @@
 #![recursion_limit = "512"]
 //! MaaS console: shared types, server functions, and the Leptos app (SSR + hydration).
 pub mod api;
+pub mod call;
 pub mod components;
 pub mod days;
 pub mod error;

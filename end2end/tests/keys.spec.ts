@@ -28,6 +28,10 @@ test('a user creates and revokes keys in their own workspace; operator pages sta
     await open(page, `${base}/workspaces`);
     await page.locator('#workspace-form').getByLabel('Name').fill('bobs-team');
     await page.locator('#workspace-form').getByRole('button').click();
+    // As a user would: the next one once the first is made (its success clears the form, and
+    // would clear a name typed meanwhile).
+    await expect(page.locator('#workspace-table tr[data-name="bobs-team"]')).toBeVisible();
+    await expect(page.locator('#workspace-form').getByLabel('Name')).toHaveValue('');
     await page.locator('#workspace-form').getByLabel('Name').fill('other-team');
     await page.locator('#workspace-form').getByRole('button').click();
     await expect(page.locator('#workspace-table tr[data-name="other-team"]')).toBeVisible();

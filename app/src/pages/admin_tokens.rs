@@ -6,6 +6,7 @@ use crate::days::format_utc;
 use crate::types::TokenAccess;
 use crate::load::load;
 use leptos::prelude::*;
+use crate::call::{Call, CallForm};
 
 #[component]
 pub fn AdminTokensPage() -> impl IntoView {
@@ -16,8 +17,8 @@ const COLUMNS: &[Col] = &[col("Name"), col("Token id"), col("Access"), col("Made
 
 #[component]
 fn AdminTokens() -> impl IntoView {
-    let create = ServerAction::<CreateAdminToken>::new();
-    let revoke = ServerAction::<RevokeAdminToken>::new();
+    let create = Call::<CreateAdminToken>::new();
+    let revoke = Call::<RevokeAdminToken>::new();
     let tokens = load(move || (create.version().get(), revoke.version().get()), |_| list_admin_tokens());
     let value = create.value();
     let (errors, form) = create_form(value);
@@ -30,13 +31,13 @@ fn AdminTokens() -> impl IntoView {
         </p>
         <section class="card">
             <h2>"New admin token"</h2>
-            <ActionForm action=create node_ref=form attr:id="admin-token-form" attr:class="row-form">
+            <CallForm call=create node_ref=form attr:id="admin-token-form" attr:class="row-form">
                 <TextField label="Token name" name="name" errors placeholder="e.g. terraform"/>
                 <SelectField label="Access" name="access" errors options=vec![("read".into(), "Read only".into()), ("write".into(), "Read and write".into())]/>
                 <TextField label="Last day (optional)" name="last_day" kind="date" errors/>
                 <SubmitButton pending=create.pending() label="Create token" busy="Creating…"/>
-            </ActionForm>
-            <ErrorBox value=value.into()/>
+            </CallForm>
+            <ErrorBox value=value/>
             {move || value.get().and_then(Result::ok).map(|t| view! {
                 <div class="secret-once" id="new-admin-token">
                     <p>"Copy this token now: it is shown only once and stored only as a hash."</p>
@@ -45,7 +46,7 @@ fn AdminTokens() -> impl IntoView {
                 </div>
             })}
         </section>
-        <ErrorBox value=revoke.value().into()/>
+        <ErrorBox value=revoke.value()/>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match tokens.await {

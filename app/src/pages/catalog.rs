@@ -5,6 +5,7 @@ use crate::components::{col, create_form, field_errors, on_success, Col, Confirm
 use crate::types::{Cluster, MarketplaceModel};
 use crate::load::load;
 use leptos::prelude::*;
+use crate::call::{Call, CallForm};
 
 const MARKETPLACE_COLUMNS: &[Col] = &[col("Name"), col("Provider"), col("Tags"), col("Published"), col("")];
 const CLUSTER_COLUMNS: &[Col] = &[col("Name"), col("Entry address"), col("Access path"), col("")];
@@ -16,10 +17,10 @@ pub fn MarketplaceAdminPage() -> impl IntoView {
 
 #[component]
 fn MarketplaceAdmin() -> impl IntoView {
-    let create = ServerAction::<CreateMarketplace>::new();
-    let publish = ServerAction::<SetPublished>::new();
-    let update = ServerAction::<UpdateMarketplace>::new();
-    let delete = ServerAction::<DeleteMarketplace>::new();
+    let create = Call::<CreateMarketplace>::new();
+    let publish = Call::<SetPublished>::new();
+    let update = Call::<UpdateMarketplace>::new();
+    let delete = Call::<DeleteMarketplace>::new();
     let list = load(
         move || (create.version().get(), publish.version().get(), update.version().get(), delete.version().get()),
         |_| list_marketplace(),
@@ -35,18 +36,18 @@ fn MarketplaceAdmin() -> impl IntoView {
         <h1>"Marketplace management"</h1>
         <section class="card">
             <h2>"New marketplace model"</h2>
-            <ActionForm action=create node_ref=form attr:class="grid-form" attr:id="marketplace-form">
+            <CallForm call=create node_ref=form attr:class="grid-form" attr:id="marketplace-form">
                 <TextField label="Name" name="name" errors placeholder="deepseek-chat" hint="What clients put in \"model\"."/>
                 <TextField label="Provider" name="provider" errors placeholder="DeepSeek"/>
                 <TextField label="Description" name="description" errors multiline=true/>
                 <TextField label="Tags (comma-separated)" name="tags" errors placeholder="chat, 64k"/>
-                <ErrorBox value=value.into()/>
+                <ErrorBox value=value/>
                 <SubmitButton pending=create.pending() label="Create" busy="Creating…"/>
-            </ActionForm>
+            </CallForm>
             <Notice message=created/>
         </section>
-        <ErrorBox value=publish.value().into()/>
-        <ErrorBox value=delete.value().into()/>
+        <ErrorBox value=publish.value()/>
+        <ErrorBox value=delete.value()/>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
@@ -90,17 +91,17 @@ fn MarketplaceAdmin() -> impl IntoView {
 }
 
 #[component]
-fn MarketplaceEditor(m: MarketplaceModel, update: ServerAction<UpdateMarketplace>, errors: Signal<Option<crate::types::FieldErrors>>) -> impl IntoView {
+fn MarketplaceEditor(m: MarketplaceModel, update: Call<UpdateMarketplace>, errors: Signal<Option<crate::types::FieldErrors>>) -> impl IntoView {
     view! {
-        <ActionForm action=update attr:class="grid-form" attr:id="marketplace-edit-form">
+        <CallForm call=update attr:class="grid-form" attr:id="marketplace-edit-form">
             <input type="hidden" name="id" value=m.id.to_string()/>
             <TextField label="Name" name="name" errors value=m.name.clone()/>
             <TextField label="Provider" name="provider" errors value=m.provider.clone()/>
             <TextField label="Description" name="description" errors multiline=true value=m.description.clone()/>
             <TextField label="Tags (comma-separated)" name="tags" errors value=m.tags.join(", ")/>
-            <ErrorBox value=update.value().into()/>
+            <ErrorBox value=update.value()/>
             <SubmitButton pending=update.pending() label="Save changes" busy="Saving…"/>
-        </ActionForm>
+        </CallForm>
     }
 }
 
@@ -111,9 +112,9 @@ pub fn ClustersPage() -> impl IntoView {
 
 #[component]
 fn Clusters() -> impl IntoView {
-    let create = ServerAction::<CreateCluster>::new();
-    let update = ServerAction::<UpdateCluster>::new();
-    let delete = ServerAction::<DeleteCluster>::new();
+    let create = Call::<CreateCluster>::new();
+    let update = Call::<UpdateCluster>::new();
+    let delete = Call::<DeleteCluster>::new();
     let list = load(move || (create.version().get(), update.version().get(), delete.version().get()), |_| list_clusters());
     let value = create.value();
     let (errors, form) = create_form(value);
@@ -126,15 +127,15 @@ fn Clusters() -> impl IntoView {
         <h1>"Clusters"</h1>
         <section class="card">
             <h2>"New entry cluster"</h2>
-            <ActionForm action=create node_ref=form attr:class="grid-form" attr:id="cluster-form">
+            <CallForm call=create node_ref=form attr:class="grid-form" attr:id="cluster-form">
                 <TextField label="Name" name="name" errors placeholder="cn-east"/>
                 <TextField label="Entry address" name="entry_address" errors placeholder="http://127.0.0.1:3000" hint="The gateway's base URL as clients reach it."/>
-                <ErrorBox value=value.into()/>
+                <ErrorBox value=value/>
                 <SubmitButton pending=create.pending() label="Create" busy="Creating…"/>
-            </ActionForm>
+            </CallForm>
             <Notice message=created/>
         </section>
-        <ErrorBox value=delete.value().into()/>
+        <ErrorBox value=delete.value()/>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
@@ -168,14 +169,14 @@ fn Clusters() -> impl IntoView {
 }
 
 #[component]
-fn ClusterEditor(c: Cluster, update: ServerAction<UpdateCluster>, errors: Signal<Option<crate::types::FieldErrors>>) -> impl IntoView {
+fn ClusterEditor(c: Cluster, update: Call<UpdateCluster>, errors: Signal<Option<crate::types::FieldErrors>>) -> impl IntoView {
     view! {
-        <ActionForm action=update attr:class="grid-form" attr:id="cluster-edit-form">
+        <CallForm call=update attr:class="grid-form" attr:id="cluster-edit-form">
             <input type="hidden" name="id" value=c.id.to_string()/>
             <TextField label="Name" name="name" errors value=c.name.clone()/>
             <TextField label="Entry address" name="entry_address" errors value=c.entry_address.clone()/>
-            <ErrorBox value=update.value().into()/>
+            <ErrorBox value=update.value()/>
             <SubmitButton pending=update.pending() label="Save changes" busy="Saving…"/>
-        </ActionForm>
+        </CallForm>
     }
 }

@@ -7,6 +7,7 @@ use crate::api::workspaces::list_workspaces;
 use crate::components::{col, create_form, field_errors, num, on_success, Col, SelectField, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton, TextField};
 use crate::load::load;
 use leptos::prelude::*;
+use crate::call::{Call, CallForm};
 
 #[component]
 pub fn KeysPage() -> impl IntoView {
@@ -19,10 +20,10 @@ const COLUMNS: &[Col] = &[
 
 #[component]
 fn Keys() -> impl IntoView {
-    let create = ServerAction::<CreateKey>::new();
-    let revoke = ServerAction::<RevokeKey>::new();
-    let scope = ServerAction::<SetKeyScope>::new();
-    let quota = ServerAction::<SetKeyQuota>::new();
+    let create = Call::<CreateKey>::new();
+    let revoke = Call::<RevokeKey>::new();
+    let scope = Call::<SetKeyScope>::new();
+    let quota = Call::<SetKeyQuota>::new();
     let quota_val = quota.value();
     let quota_err = field_errors(move || quota_val.get());
     // The key whose quota is being edited (operators).
@@ -35,7 +36,7 @@ fn Keys() -> impl IntoView {
     let Me(me) = expect_context::<Me>();
     let spaces = load(|| (), |_| list_workspaces());
     let models = load(|| (), |_| list_key_models());
-    let rename = ServerAction::<RenameKey>::new();
+    let rename = Call::<RenameKey>::new();
     let renaming = RwSignal::new(None::<i64>);
     on_success(rename.value(), move || {
         renaming.set(None);
@@ -72,12 +73,12 @@ fn Keys() -> impl IntoView {
                 view! {
                     <section class="card">
                         <h2>"New API key"</h2>
-                        <ActionForm action=create node_ref=form attr:id="key-form" attr:class="row-form">
+                        <CallForm call=create node_ref=form attr:id="key-form" attr:class="row-form">
                             <SelectField label="Workspace" name="workspace_id" field="workspace" errors options=spaces.iter().map(|w| (w.id.to_string(), w.name.clone())).collect()/>
                             <TextField label="Key name" name="name" errors placeholder="e.g. ci-bot"/>
                             <SubmitButton pending=create.pending() label="Create key" busy="Creating…"/>
-                        </ActionForm>
-                        <ErrorBox value=value.into()/>
+                        </CallForm>
+                        <ErrorBox value=value/>
                         {move || value.get().and_then(Result::ok).map(|k| view! {
                             <div class="secret-once" id="new-secret">
                                 <p>"Copy this secret now: it is shown only once and stored only as a hash."</p>
@@ -86,7 +87,7 @@ fn Keys() -> impl IntoView {
                             </div>
                         })}
                     </section>
-                    <ErrorBox value=revoke.value().into()/>
+                    <ErrorBox value=revoke.value()/>
                     {
                         match keys {
                             Err(e) => view! { <p class="error-box">{e.to_string()}</p> }.into_any(),
@@ -125,12 +126,12 @@ fn Keys() -> impl IntoView {
                                             </tr>
                                             <Show when=move || renaming.get() == Some(id)>
                                                 <tr class="editor-row"><td colspan="10">
-                                                    <ActionForm action=rename attr:class="row-form" attr:id="key-rename-form">
+                                                    <CallForm call=rename attr:class="row-form" attr:id="key-rename-form">
                                                         <input type="hidden" name="id" value=id.to_string()/>
                                                         <TextField label="New name" name="name" errors=rename_err value=key.with_value(|k| k.name.clone())/>
                                                         <SubmitButton pending=rename.pending() label="Rename" busy="Saving…"/>
-                                                    </ActionForm>
-                                                    <ErrorBox value=rename_val.into()/>
+                                                    </CallForm>
+                                                    <ErrorBox value=rename_val/>
                                                 </td></tr>
                                             </Show>
                                             <Show when=move || editing.get() == Some(id)>
@@ -140,13 +141,13 @@ fn Keys() -> impl IntoView {
                                             </Show>
                                             <Show when=move || quota_of.get() == Some(id)>
                                                 <tr class="editor-row"><td colspan="10">
-                                                    <ActionForm action=quota attr:class="quota-form">
+                                                    <CallForm call=quota attr:class="quota-form">
                                                         <h3>"Quota of this key"</h3>
                                                         <input type="hidden" name="id" value=id.to_string()/>
                                                         <QuotaFields quota=key.with_value(|k| k.quota.clone()) errors=quota_err/>
-                                                        <ErrorBox value=quota_val.into()/>
+                                                        <ErrorBox value=quota_val/>
                                                         <SubmitButton pending=quota.pending() label="Save quota" busy="Saving…"/>
-                                                    </ActionForm>
+                                                    </CallForm>
                                                 </td></tr>
                                             </Show>
                                         }
@@ -182,7 +183,7 @@ fn describe(k: &ApiKeyInfo, models: &[Choice]) -> (String, String) {
 /// The editor of one layer of a key's scope: the operator's limit for operators, the holder's
 /// own narrowing for members (who see the limit they work within).
 #[component]
-fn ScopeEditor(key: ApiKeyInfo, models: Vec<Choice>, operator: bool, action: ServerAction<SetKeyScope>) -> impl IntoView {
+fn ScopeEditor(key: ApiKeyInfo, models: Vec<Choice>, operator: bool, action: Call<SetKeyScope>) -> impl IntoView {
     let layer: KeyScope = if operator { key.limit.clone() } else { key.own.clone() };
     let last_day = RwSignal::new(layer.last_day.clone().unwrap_or_default());
     let all = RwSignal::new(layer.models.is_none());
@@ -232,7 +233,7 @@ fn ScopeEditor(key: ApiKeyInfo, models: Vec<Choice>, operator: bool, action: Ser
             </fieldset>
             <FieldMsg errors field="models"/>
             <FieldMsg errors field="key"/>
-            <ErrorBox value=value.into()/>
+            <ErrorBox value=value/>
             <button type="submit" disabled=move || action.pending().get()>{move || if action.pending().get() { "Saving…" } else { "Save scope" }}</button>
         </form>
     }

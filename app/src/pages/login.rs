@@ -1,11 +1,12 @@
 use crate::api::account::Login;
 use crate::components::{field_errors, ErrorBox, FieldMsg};
 use leptos::prelude::*;
+use crate::call::{Call, CallForm};
 use leptos_router::hooks::use_query_map;
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let login = ServerAction::<Login>::new();
+    let login = Call::<Login>::new();
     let value = login.value();
     let errors = field_errors(move || value.get());
     let query = use_query_map();
@@ -18,17 +19,17 @@ pub fn LoginPage() -> impl IntoView {
     view! {
         <section class="card narrow">
             <h1>"Log in"</h1>
-            <ActionForm action=login>
+            <CallForm call=login>
                 <input type="hidden" name="next" value=next/>
                 <label>"Username" <input name="username" autocomplete="username" required/></label>
                 <FieldMsg errors field="username"/>
                 <label>"Password" <input name="password" type="password" autocomplete="current-password" required/></label>
                 <FieldMsg errors field="password"/>
-                <ErrorBox value=value.into()/>
+                <ErrorBox value=value/>
                 <button type="submit" disabled=move || login.pending().get()>
                     {move || if login.pending().get() { "Logging in…" } else { "Log in" }}
                 </button>
-            </ActionForm>
+            </CallForm>
         </section>
     }
 }

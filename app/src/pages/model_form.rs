@@ -7,6 +7,7 @@ use crate::types::*;
 use crate::validate;
 use crate::load::load;
 use leptos::prelude::*;
+use crate::call::Call;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 #[component]
@@ -205,7 +206,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
     let total = Memo::new(move |_| validate::weight_total(&eps.get().iter().map(EpRow::input).collect::<Vec<_>>()));
     let weights_ok = move || policy.get() != Policy::Weighted || total.get() == 100;
 
-    let save = ServerAction::<SaveModel>::new();
+    let save = Call::<SaveModel>::new();
     let errors = RwSignal::new(None::<FieldErrors>);
     let submitted = RwSignal::new(false);
     // Live re-validation once the operator has tried to save, so fixed fields clear at once.
@@ -227,7 +228,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
         let input = to_input();
         let e = validate::model(&input);
         if e.is_empty() {
-            save.dispatch(SaveModel { id: edit_id, revision, input });
+            save.dispatch_json(SaveModel { id: edit_id, revision, input });
         } else {
             errors.set(Some(e));
         }
@@ -321,7 +322,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 <FieldMsg errors=errs field="reserve_output"/>
             </label>
 
-            <ErrorBox value=save.value().into()/>
+            <ErrorBox value=save.value()/>
             <div class="form-actions">
                 <a href="/models" class="button secondary">"Cancel"</a>
                 <Show when=move || !weights_ok()>

@@ -4,6 +4,7 @@ use crate::components::{col, ConfirmButton, DataTable, ErrorBox, Nothing, Requir
 use crate::types::{compact_count, GatewayState, ModelRow};
 use crate::load::load;
 use leptos::prelude::*;
+use crate::call::Call;
 use leptos_router::components::A;
 
 #[component]
@@ -15,8 +16,8 @@ pub fn ModelsPage() -> impl IntoView {
 fn Models() -> impl IntoView {
     let search = RwSignal::new(String::new());
     let page = RwSignal::new(0u64);
-    let toggle = ServerAction::<SetEnabled>::new();
-    let delete = ServerAction::<DeleteModel>::new();
+    let toggle = Call::<SetEnabled>::new();
+    let delete = Call::<DeleteModel>::new();
     // Gateway status is live: refetch every 5 s (in the browser only; the Transition keeps the
     // current rows on screen while it reloads).
     let tick = RwSignal::new(0u32);
@@ -37,8 +38,8 @@ fn Models() -> impl IntoView {
         <input type="search" id="model-search" placeholder="Search name, Model ID, tag or cluster"
             prop:value=move || search.get()
             on:input:target=move |ev| { search.set(ev.target().value()); page.set(0); }/>
-        <ErrorBox value=toggle.value().into()/>
-        <ErrorBox value=delete.value().into()/>
+        <ErrorBox value=toggle.value()/>
+        <ErrorBox value=delete.value()/>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
@@ -74,7 +75,7 @@ const COLUMNS: &[Col] = &[
     col("Model name"), col("Model ID(s)"), col("Tags"), col("Status"), col("Cluster / access path"), col("Gateway"), col("Last 24 h"), col("Enabled"), col(""),
 ];
 
-fn row(r: ModelRow, toggle: ServerAction<SetEnabled>, delete: ServerAction<DeleteModel>) -> impl IntoView {
+fn row(r: ModelRow, toggle: Call<SetEnabled>, delete: Call<DeleteModel>) -> impl IntoView {
     let id = r.id;
     let enabled = r.enabled;
     let name = r.name.clone();

@@ -3,6 +3,7 @@ use crate::api::workspaces::*;
 use crate::components::{col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, SelectField, QuotaFields, RequireRole, SubmitButton, TextField};
 use crate::load::load;
 use leptos::prelude::*;
+use crate::call::{Call, CallForm};
 
 #[component]
 pub fn WorkspacesPage() -> impl IntoView {
@@ -14,18 +15,18 @@ const USER_COLUMNS: &[Col] = &[col("User"), col("Role"), col("")];
 
 #[component]
 fn Workspaces() -> impl IntoView {
-    let create_ws = ServerAction::<CreateWorkspace>::new();
-    let create_user = ServerAction::<CreateUser>::new();
-    let add = ServerAction::<AddMember>::new();
-    let quota = ServerAction::<SetWorkspaceQuota>::new();
+    let create_ws = Call::<CreateWorkspace>::new();
+    let create_user = Call::<CreateUser>::new();
+    let add = Call::<AddMember>::new();
+    let quota = Call::<SetWorkspaceQuota>::new();
     // Reloaded after a saved quota only: after a refusal it would rebuild the open editor and
     // lose what was typed in it.
     let quota_saved = RwSignal::new(0u32);
     on_success(quota.value(), move || quota_saved.update(|n| *n += 1));
-    let rename = ServerAction::<RenameWorkspace>::new();
-    let delete_ws = ServerAction::<DeleteWorkspace>::new();
-    let remove = ServerAction::<RemoveMember>::new();
-    let delete_user = ServerAction::<DeleteUser>::new();
+    let rename = Call::<RenameWorkspace>::new();
+    let delete_ws = Call::<DeleteWorkspace>::new();
+    let remove = Call::<RemoveMember>::new();
+    let delete_user = Call::<DeleteUser>::new();
     let spaces = load(
         move || (create_ws.version().get(), add.version().get(), quota_saved.get(), rename.version().get(), delete_ws.version().get(), remove.version().get(), delete_user.version().get()),
         |_| list_workspaces(),
@@ -52,22 +53,22 @@ fn Workspaces() -> impl IntoView {
         <div class="columns">
             <section class="card">
                 <h2>"New workspace"</h2>
-                <ActionForm action=create_ws node_ref=ws_form attr:id="workspace-form">
+                <CallForm call=create_ws node_ref=ws_form attr:id="workspace-form">
                     <TextField label="Name" name="name" errors=ws_err placeholder="team-a"/>
-                    <ErrorBox value=ws_val.into()/>
+                    <ErrorBox value=ws_val/>
                     <SubmitButton pending=create_ws.pending() label="Create workspace" busy="Creating…"/>
-                </ActionForm>
+                </CallForm>
                 <Notice message=ws_done/>
             </section>
             <section class="card">
                 <h2>"New user"</h2>
-                <ActionForm action=create_user node_ref=user_form attr:id="user-form">
+                <CallForm call=create_user node_ref=user_form attr:id="user-form">
                     <TextField label="Username" name="username" errors=user_err autocomplete="off"/>
                     <TextField label="Password" name="password" errors=user_err kind="password" autocomplete="new-password" hint="At least 8 characters; they can log in with it at once."/>
                     <SelectField label="Role" name="role" errors=user_err options=vec![("user".into(), "user".into()), ("operator".into(), "operator".into())] selected="user"/>
-                    <ErrorBox value=user_val.into()/>
+                    <ErrorBox value=user_val/>
                     <SubmitButton pending=create_user.pending() label="Create user" busy="Creating…"/>
-                </ActionForm>
+                </CallForm>
                 <Notice message=user_done/>
             </section>
         </div>
@@ -77,20 +78,20 @@ fn Workspaces() -> impl IntoView {
                 {move || Suspend::new(async move {
                     let spaces = spaces.await.unwrap_or_default();
                     view! {
-                        <ActionForm action=add node_ref=add_form attr:id="member-form" attr:class="row-form">
+                        <CallForm call=add node_ref=add_form attr:id="member-form" attr:class="row-form">
                             <SelectField label="Workspace" name="workspace_id" field="workspace" errors=add_err options=spaces.iter().map(|w| (w.id.to_string(), w.name.clone())).collect()/>
                             <TextField label="Username" name="username" errors=add_err placeholder="username"/>
                             <SubmitButton pending=add.pending() label="Add member" busy="Adding…"/>
-                        </ActionForm>
+                        </CallForm>
                     }
                 })}
             </Transition>
-            <ErrorBox value=add_val.into()/>
+            <ErrorBox value=add_val/>
             <Notice message=add_done/>
         </section>
-        <ErrorBox value=delete_ws.value().into()/>
-        <ErrorBox value=remove.value().into()/>
-        <ErrorBox value=delete_user.value().into()/>
+        <ErrorBox value=delete_ws.value()/>
+        <ErrorBox value=remove.value()/>
+        <ErrorBox value=delete_user.value()/>
         <div class="columns">
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
@@ -125,22 +126,22 @@ fn Workspaces() -> impl IntoView {
                                         </tr>
                                         <Show when=move || renaming.get() == Some(id)>
                                             <tr class="editor-row"><td colspan="4">
-                                                <ActionForm action=rename attr:class="row-form" attr:id="workspace-rename-form">
+                                                <CallForm call=rename attr:class="row-form" attr:id="workspace-rename-form">
                                                     <input type="hidden" name="id" value=id.to_string()/>
                                                     <TextField label="New name" name="name" errors=rename_err value=name.get_value()/>
                                                     <SubmitButton pending=rename.pending() label="Rename" busy="Saving…"/>
-                                                </ActionForm>
-                                                <ErrorBox value=rename_val.into()/>
+                                                </CallForm>
+                                                <ErrorBox value=rename_val/>
                                             </td></tr>
                                         </Show>
                                         <Show when=move || editing.get() == Some(id)>
                                             <tr class="editor-row"><td colspan="4">
-                                                <ActionForm action=quota attr:class="quota-form">
+                                                <CallForm call=quota attr:class="quota-form">
                                                     <input type="hidden" name="id" value=id.to_string()/>
                                                     <QuotaFields quota=q.get_value() errors=quota_err/>
-                                                    <ErrorBox value=quota_val.into()/>
+                                                    <ErrorBox value=quota_val/>
                                                     <SubmitButton pending=quota.pending() label="Save quota" busy="Saving…"/>
-                                                </ActionForm>
+                                                </CallForm>
                                             </td></tr>
                                         </Show>
                                     }
