@@ -15,7 +15,7 @@ use server_fn::error::FromServerFnError;
 use server_fn::ServerFn;
 use std::marker::PhantomData;
 
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 /// One call of a server function as it goes over the wire (or why its arguments could not be
 /// encoded).
@@ -29,7 +29,7 @@ pub struct Request {
 }
 
 /// What came back: the status and the body, or why nothing did.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Serialize, serde::Deserialize)]
 pub enum Answer {
     Http(u16, Vec<u8>),
     Failed(String),
@@ -106,7 +106,7 @@ where
 }
 
 /// A successful answer in postcard, a refusal as the `AppError` it encodes.
-fn read<T: DeserializeOwned>(answer: &Answer) -> Result<T, AppError> {
+pub(crate) fn read<T: DeserializeOwned>(answer: &Answer) -> Result<T, AppError> {
     match answer {
         Answer::Http(200..=299, body) => postcard::from_bytes(body).map_err(|e| AppError::Transport(format!("unreadable answer: {e}"))),
         Answer::Http(_, body) => Err(AppError::de(body.clone().into())),
@@ -159,11 +159,16 @@ fn form_body(ev: &leptos::ev::SubmitEvent) -> Option<String> {
 /// POSTs the call and reads the answer whole. A server function that redirects (`login`)
 /// answers with its `Location` and the redirect header; the router's hook follows it, as it
 /// does for Leptos's own client.
-#[cfg(feature = "hydrate")]
 fn send(req: &Request) -> impl std::future::Future<Output = Answer> + 'static {
+    let Request { path, content_type, body } = req.clone();
+    post(path, content_type, body)
+}
+
+/// POSTs `body` to the server function at `path` and reads the answer whole.
+#[cfg(feature = "hydrate")]
+pub(crate) fn post(path: &'static str, content_type: &'static str, body: Result<String, String>) -> impl std::future::Future<Output = Answer> + 'static {
     use wasm_bindgen::JsCast;
     use wasm_bindgen_futures::JsFuture;
-    let Request { path, content_type, body } = req.clone();
     let run = async move {
         let body = body.map_err(|e| wasm_bindgen::JsValue::from_str(&e))?;
         let headers = web_sys::Headers::new()?;
@@ -187,6 +192,6 @@ fn send(req: &Request) -> impl std::future::Future<Output = Answer> + 'static {
 
 /// On the server a page renders; nothing is ever dispatched there.
 #[cfg(not(feature = "hydrate"))]
-fn send(_: &Request) -> impl std::future::Future<Output = Answer> + 'static {
+pub(crate) fn post(_: &'static str, _: &'static str, _: Result<String, String>) -> impl std::future::Future<Output = Answer> + 'static {
     std::future::ready(Answer::Failed("server functions are called from the browser".into()))
 }

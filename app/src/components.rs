@@ -8,7 +8,7 @@ use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::use_location;
 
 #[derive(Clone, Copy)]
-pub struct Me(pub crate::load::Loaded<Result<Option<CurrentUser>, AppError>>);
+pub struct Me(pub crate::load::Loaded<Option<CurrentUser>>);
 
 /// Shows `children` only to a logged-in caller with the role; others go to the login page.
 #[component]

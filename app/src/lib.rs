@@ -47,7 +47,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let me = load(|| (), |_| api::account::me());
+    let me = load(|| (), |_| api::account::Me {});
     provide_context(components::Me(me));
     view! {
         <Title text="MaaS console"/>

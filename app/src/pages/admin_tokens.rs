@@ -19,7 +19,7 @@ const COLUMNS: &[Col] = &[col("Name"), col("Token id"), col("Access"), col("Made
 fn AdminTokens() -> impl IntoView {
     let create = Call::<CreateAdminToken>::new();
     let revoke = Call::<RevokeAdminToken>::new();
-    let tokens = load(move || (create.version().get(), revoke.version().get()), |_| list_admin_tokens());
+    let tokens = load(move || (create.version().get(), revoke.version().get()), |_| ListAdminTokens {});
     let value = create.value();
     let (errors, form) = create_form(value);
     view! {

@@ -4,7 +4,7 @@
 //!
 //! Read-only, so rendered on the server like the Usage page ([`render`]): the browser's WASM
 //! only places the markup.
-use crate::api::admin::get_audit_page;
+use crate::api::admin::GetAuditPage;
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::components::{DataTable, Nothing};
@@ -31,7 +31,7 @@ pub fn AuditPage() -> impl IntoView {
     let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
     let page = load(
         move || (param("actor"), param("entity"), param("from"), param("to"), param("page").parse::<u64>().unwrap_or(1).max(1) - 1),
-        |(a, e, f, t, p)| get_audit_page(a, e, f, t, p),
+        |(actor, entity, from, to, page)| GetAuditPage { actor, entity, from, to, page },
     );
     view! {
         <h1>"Audit log"</h1>

@@ -23,7 +23,7 @@ fn MarketplaceAdmin() -> impl IntoView {
     let delete = Call::<DeleteMarketplace>::new();
     let list = load(
         move || (create.version().get(), publish.version().get(), update.version().get(), delete.version().get()),
-        |_| list_marketplace(),
+        |_| ListMarketplace {},
     );
     let value = create.value();
     let (errors, form) = create_form(value);
@@ -115,7 +115,7 @@ fn Clusters() -> impl IntoView {
     let create = Call::<CreateCluster>::new();
     let update = Call::<UpdateCluster>::new();
     let delete = Call::<DeleteCluster>::new();
-    let list = load(move || (create.version().get(), update.version().get(), delete.version().get()), |_| list_clusters());
+    let list = load(move || (create.version().get(), update.version().get(), delete.version().get()), |_| ListClusters {});
     let value = create.value();
     let (errors, form) = create_form(value);
     let created = Signal::derive(move || value.get().and_then(Result::ok).map(|id| ("Cluster created: choose it for a model under Models → Create model.".to_string(), Some((format!("#cluster-{id}"), "Show it".to_string())))));

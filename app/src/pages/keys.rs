@@ -1,9 +1,9 @@
 //! A caller's workspace API keys: create (secret shown once), scope (last day, models) and
 //! revoke.
 use crate::api::keys::*;
-use crate::api::usage::list_key_usage;
+use crate::api::usage::ListKeyUsage;
 use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
-use crate::api::workspaces::list_workspaces;
+use crate::api::workspaces::ListWorkspaces;
 use crate::components::{col, create_form, field_errors, num, on_success, Col, SelectField, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton, TextField};
 use crate::load::load;
 use leptos::prelude::*;
@@ -34,8 +34,8 @@ fn Keys() -> impl IntoView {
     on_success(quota.value(), move || saved.update(|n| *n += 1));
     on_success(scope.value(), move || saved.update(|n| *n += 1));
     let Me(me) = expect_context::<Me>();
-    let spaces = load(|| (), |_| list_workspaces());
-    let models = load(|| (), |_| list_key_models());
+    let spaces = load(|| (), |_| ListWorkspaces {});
+    let models = load(|| (), |_| ListKeyModels {});
     let rename = Call::<RenameKey>::new();
     let renaming = RwSignal::new(None::<i64>);
     on_success(rename.value(), move || {
@@ -44,10 +44,10 @@ fn Keys() -> impl IntoView {
     });
     let rename_val = rename.value();
     let rename_err = field_errors(move || rename_val.get());
-    let keys = load(move || (create.version().get(), revoke.version().get(), saved.get()), |_| list_keys());
+    let keys = load(move || (create.version().get(), revoke.version().get(), saved.get()), |_| ListKeys {});
     // The key whose scope is being edited.
     let editing = RwSignal::new(None::<i64>);
-    let usage = load(|| (), |_| list_key_usage());
+    let usage = load(|| (), |_| ListKeyUsage {});
     let value = create.value();
     let (errors, form) = create_form(value);
     view! {

@@ -1,5 +1,5 @@
 //! The marketplace user view: what an API user can call, and how.
-use crate::api::catalog::offerings;
+use crate::api::catalog::Offerings;
 use crate::components::RequireRole;
 use crate::types::Offering;
 use crate::load::load;
@@ -38,9 +38,9 @@ fn shell_quote(s: &str) -> String {
 
 #[component]
 fn Marketplace() -> impl IntoView {
-    let list = load(|| (), |_| offerings());
+    let list = load(|| (), |_| Offerings {});
     // The playground's workspaces: the caller's own (an operator's: all).
-    let spaces = load(|| (), |_| crate::api::workspaces::list_workspaces());
+    let spaces = load(|| (), |_| crate::api::workspaces::ListWorkspaces {});
     // The model whose playground is open (one at a time).
     let trying = RwSignal::new(None::<String>);
     view! {

@@ -1,6 +1,6 @@
 //! Create / edit a MaaS model: dropdowns, endpoint rows, policy with weight sliders, rule editor.
 //! The same `validate::model` the server runs gives live feedback here; the server re-checks all.
-use crate::api::models::{form_options, get_model, SaveModel};
+use crate::api::models::{self, GetModel, SaveModel};
 use crate::components::{BoundField, ErrorBox, FieldMsg, RequireRole};
 use crate::error::AppError;
 use crate::types::*;
@@ -12,7 +12,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 #[component]
 pub fn NewModelPage() -> impl IntoView {
-    let opts = load(|| (), |_| form_options());
+    let opts = load(|| (), |_| models::FormOptions {});
     view! {
         <RequireRole operator=true>
             <h1>"Create MaaS model"</h1>
@@ -32,16 +32,16 @@ pub fn NewModelPage() -> impl IntoView {
 pub fn EditModelPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
-    let data = load(id, |id| async move {
-        let Some(id) = id else { return Err(AppError::NotFound("MaaS model".into())) };
-        Ok((form_options().await?, get_model(id).await?))
-    });
+    let opts = load(|| (), |_| models::FormOptions {});
+    // No such id is no such model (ids start at 1).
+    let model = load(id, |id| GetModel { id: id.unwrap_or(0) });
+    let data = move || async move { Ok::<_, AppError>((opts.await?, model.await?)) };
     view! {
         <RequireRole operator=true>
             <h1>"Edit MaaS model"</h1>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    match data.await {
+                    match data().await {
                         Ok((o, m)) => {
                             // The same playground users have, through the gateway and this
                             // model's rules (an operator's call counts against a workspace too).

@@ -28,7 +28,7 @@ fn Models() -> impl IntoView {
     });
     let list = load(
         move || (search.get(), page.get(), toggle.version().get(), delete.version().get(), tick.get()),
-        |(s, p, _, _, _)| list_models(s, p),
+        |(search, page, _, _, _)| ListModels { search, page },
     );
     view! {
         <div class="page-head">

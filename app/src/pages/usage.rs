@@ -5,7 +5,7 @@
 //! Read-only, so rendered whole on the server ([`render`], called by the server function): the
 //! filter and the export are plain GET forms, and the browser's WASM holds only the component
 //! that places the markup (building the tables in the browser cost ~50 KB of gzipped WASM).
-use crate::api::usage::get_usage_page;
+use crate::api::usage::GetUsagePage;
 use crate::error::AppError;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_location;
@@ -27,7 +27,7 @@ pub fn UsagePage() -> impl IntoView {
     let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
     let report = load(
         move || (param("range"), param("model"), param("workspace"), param("key")),
-        |(r, m, w, k)| get_usage_page(r, m, w, k),
+        |(range, model, workspace, key)| GetUsagePage { range, model, workspace, key },
     );
     view! {
         <h1>"Usage"</h1>

@@ -29,7 +29,7 @@ fn Workspaces() -> impl IntoView {
     let delete_user = Call::<DeleteUser>::new();
     let spaces = load(
         move || (create_ws.version().get(), add.version().get(), quota_saved.get(), rename.version().get(), delete_ws.version().get(), remove.version().get(), delete_user.version().get()),
-        |_| list_workspaces(),
+        |_| ListWorkspaces {},
     );
     // The workspace being renamed.
     let renaming = RwSignal::new(None::<i64>);
@@ -40,7 +40,7 @@ fn Workspaces() -> impl IntoView {
     let editing = RwSignal::new(None::<i64>);
     let quota_val = quota.value();
     let quota_err = field_errors(move || quota_val.get());
-    let users = load(move || (create_user.version().get(), delete_user.version().get()), |_| list_users());
+    let users = load(move || (create_user.version().get(), delete_user.version().get()), |_| ListUsers {});
     let ws_val = create_ws.value();
     let user_val = create_user.value();
     let add_val = add.value();
