@@ -47,6 +47,7 @@ test-api:
 	MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas scripts/test-admin-api.sh
 
 test-e2e: site
+	scripts/check-wasm-budget.sh
 	cargo build --workspace --exclude frontend --tests  # same selection as `cargo test`: no rebuild
 	cd end2end && MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas npx playwright test
 

@@ -15,9 +15,8 @@ pub mod ssr;
 
 use crate::load::load;
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
+    components::{FlatRoutes, Route, Router},
     path, SsrMode,
 };
 
@@ -32,10 +31,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <title>"MaaS console"</title>
                 <link rel="stylesheet" href="/pkg/maas.css"/>
                 <link rel="icon" href="data:,"/>
                 <HydrationScripts options/>
-                <leptos_meta::MetaTags/>
             </head>
             <body>
                 <App/>
@@ -46,15 +45,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
     let me = load(|| (), |_| api::account::Me {});
     provide_context(components::Me(me));
     view! {
-        <Title text="MaaS console"/>
         <Router>
             <components::Nav/>
             <main>
-                <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
+                <FlatRoutes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                     <Route path=path!("/") view=pages::home::Home ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=pages::login::LoginPage ssr=SsrMode::Async/>
                     <Route path=path!("/models") view=pages::models::ModelsPage ssr=SsrMode::Async/>
@@ -68,7 +65,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/usage") view=pages::usage::UsagePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin-tokens") view=pages::admin_tokens::AdminTokensPage ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=pages::audit::AuditPage ssr=SsrMode::Async/>
-                </Routes>
+                </FlatRoutes>
             </main>
         </Router>
     }
