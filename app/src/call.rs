@@ -166,7 +166,11 @@ fn send(req: &Request) -> impl std::future::Future<Output = Answer> + 'static {
 
 /// POSTs `body` to the server function at `path` and reads the answer whole.
 #[cfg(feature = "hydrate")]
-pub(crate) fn post(path: &'static str, content_type: &'static str, body: Result<String, String>) -> impl std::future::Future<Output = Answer> + 'static {
+pub(crate) fn post(
+    path: &'static str,
+    content_type: &'static str,
+    body: Result<String, String>,
+) -> impl std::future::Future<Output = Answer> + 'static {
     use wasm_bindgen::JsCast;
     use wasm_bindgen_futures::JsFuture;
     let run = async move {

@@ -1,9 +1,9 @@
 //! Small pieces every page uses: the caller, the role gate, field messages, the nav bar.
 use crate::api::account::Logout;
+use crate::call::{Call, CallForm};
 use crate::error::AppError;
 use crate::types::{CurrentUser, FieldErrors, Period, QuotaView, Role};
 use leptos::prelude::*;
-use crate::call::{Call, CallForm};
 use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::use_location;
 
@@ -172,7 +172,6 @@ pub fn Nav() -> impl IntoView {
     }
 }
 
-
 /// The fields of a quota (period, token and request budgets), for the form of whichever page
 /// sets it (a workspace's, a key's): named as both server functions take them.
 #[component]
@@ -198,7 +197,12 @@ pub fn QuotaFields(quota: Option<QuotaView>, errors: Signal<Option<FieldErrors>>
 /// A form's submit button with its pending state: disabled and saying `busy` while the
 /// action runs, so a double click never submits twice.
 #[component]
-pub fn SubmitButton(#[prop(into)] pending: Signal<bool>, label: &'static str, busy: &'static str, #[prop(optional)] id: &'static str) -> impl IntoView {
+pub fn SubmitButton(
+    #[prop(into)] pending: Signal<bool>,
+    label: &'static str,
+    busy: &'static str,
+    #[prop(optional)] id: &'static str,
+) -> impl IntoView {
     view! {
         <button type="submit" id=(!id.is_empty()).then_some(id) disabled=move || pending.get() aria-busy=move || pending.get().then_some("true")>
             {move || if pending.get() { busy } else { label }}
@@ -285,7 +289,12 @@ pub fn SelectField(
 /// goes and what goes with it (`consequences`), and acting needs a second, deliberate click.
 /// Escape or Cancel closes it.
 #[component]
-pub fn ConfirmButton(#[prop(default = "Delete")] verb: &'static str, #[prop(into)] what: String, #[prop(into)] consequences: String, on_confirm: Callback<()>) -> impl IntoView {
+pub fn ConfirmButton(
+    #[prop(default = "Delete")] verb: &'static str,
+    #[prop(into)] what: String,
+    #[prop(into)] consequences: String,
+    on_confirm: Callback<()>,
+) -> impl IntoView {
     let open = RwSignal::new(false);
     let title = format!("{verb} {what}?");
     let label = format!("{verb} {what}");
@@ -381,7 +390,11 @@ pub enum Nothing {
 impl Nothing {
     /// `NoMatch(text)` while `filtered`, else `Empty`.
     pub fn when_filtered(filtered: bool, no_match: String, empty: impl Into<ViewFn>) -> Self {
-        if filtered { Nothing::NoMatch(no_match) } else { Nothing::Empty(empty.into()) }
+        if filtered {
+            Nothing::NoMatch(no_match)
+        } else {
+            Nothing::Empty(empty.into())
+        }
     }
 }
 

@@ -153,7 +153,11 @@ impl FieldErrors {
         e
     }
     pub fn into_result(self) -> Result<(), FieldErrors> {
-        if self.is_empty() { Ok(()) } else { Err(self) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
     }
 }
 
@@ -281,14 +285,22 @@ impl KeyScope {
 
     /// What the gateway applies from both stored layers: the earlier expiry, the models in
     /// both lists (sorted). A list that does not parse allows nothing: closed, not open.
-    pub fn effective_stored(own_expires: Option<i64>, limit_expires: Option<i64>, own_models: Option<&str>, limit_models: Option<&str>) -> (Option<i64>, Option<Vec<i64>>) {
+    pub fn effective_stored(
+        own_expires: Option<i64>,
+        limit_expires: Option<i64>,
+        own_models: Option<&str>,
+        limit_models: Option<&str>,
+    ) -> (Option<i64>, Option<Vec<i64>>) {
         (earlier(own_expires, limit_expires), in_both(own_models.map(parse_ids), limit_models.map(parse_ids)))
     }
 
     /// What applies of this layer and `limit` together, as the console shows it (the same
     /// rule as [`KeyScope::effective_stored`]; `YYYY-MM-DD` days order as they read).
     pub fn within(&self, limit: &KeyScope) -> KeyScope {
-        KeyScope { last_day: earlier(self.last_day.clone(), limit.last_day.clone()), models: in_both(self.models.clone(), limit.models.clone()) }
+        KeyScope {
+            last_day: earlier(self.last_day.clone(), limit.last_day.clone()),
+            models: in_both(self.models.clone(), limit.models.clone()),
+        }
     }
 }
 
@@ -428,9 +440,14 @@ pub struct ModelDetail {
 pub enum GatewayState {
     /// Every live gateway serving the cluster (`replicas` of them) applied this model's latest
     /// revision.
-    Synced { replicas: u32 },
+    Synced {
+        replicas: u32,
+    },
     /// Some live gateway has not applied it yet, or none serves the cluster.
-    Pending { revision: i64, reason: String },
+    Pending {
+        revision: i64,
+        reason: String,
+    },
     Error(String),
 }
 
@@ -488,11 +505,7 @@ pub fn access_path(entry_address: &str) -> String {
 }
 
 pub fn parse_tags(s: &str) -> Vec<String> {
-    let mut tags: Vec<String> = s
-        .split(',')
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let mut tags: Vec<String> = s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
     tags.dedup();
     tags
 }
@@ -646,9 +659,21 @@ pub struct KeyUsage {
 /// Formats a token or request count for people: 950, 12.3k, 4.5M.
 pub fn compact_count(n: i64) -> String {
     let a = n.unsigned_abs() as f64;
-    let (v, unit) = if a >= 1e9 { (a / 1e9, "G") } else if a >= 1e6 { (a / 1e6, "M") } else if a >= 1e4 { (a / 1e3, "k") } else { return n.to_string() };
+    let (v, unit) = if a >= 1e9 {
+        (a / 1e9, "G")
+    } else if a >= 1e6 {
+        (a / 1e6, "M")
+    } else if a >= 1e4 {
+        (a / 1e3, "k")
+    } else {
+        return n.to_string();
+    };
     let sign = if n < 0 { "-" } else { "" };
-    if v >= 100.0 { format!("{sign}{v:.0}{unit}") } else { format!("{sign}{v:.1}{unit}") }
+    if v >= 100.0 {
+        format!("{sign}{v:.0}{unit}")
+    } else {
+        format!("{sign}{v:.1}{unit}")
+    }
 }
 
 /// A latency for people: 840 ms, 2.4 s; "–" without calls.
@@ -664,7 +689,10 @@ impl QuotaView {
     /// "1.2k of 5000 tokens · 3 of 100 requests this month, resets 2027-01-01".
     pub fn summary(&self) -> String {
         let of = |spent: i64, budget: Option<i64>, unit: &str| budget.map(|b| format!("{} of {b} {unit}", compact_count(spent)));
-        let parts: Vec<String> = [of(self.spent_tokens, self.tokens, "tokens"), of(self.spent_requests, self.requests, "requests")].into_iter().flatten().collect();
+        let parts: Vec<String> = [of(self.spent_tokens, self.tokens, "tokens"), of(self.spent_requests, self.requests, "requests")]
+            .into_iter()
+            .flatten()
+            .collect();
         let period = match self.period {
             Period::Day => "today",
             Period::Month => "this month",

@@ -108,7 +108,11 @@ fn valid_host_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.trim_end_matches('.').split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -129,7 +133,11 @@ pub fn local_path(next: &str) -> &str {
         && next.starts_with('/')
         && !next[1..].starts_with(['/', '\\'])
         && next.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~?=&%+,;:@!".contains(&b));
-    if ok { next } else { "/" }
+    if ok {
+        next
+    } else {
+        "/"
+    }
 }
 
 fn required(errs: &mut FieldErrors, field: &str, value: &str, max: usize) {
@@ -144,9 +152,7 @@ fn required(errs: &mut FieldErrors, field: &str, value: &str, max: usize) {
 /// A name clients type: letters, digits and `-_.:/` only (it appears in JSON and URLs).
 pub fn name_like(errs: &mut FieldErrors, field: &str, value: &str, max: usize) {
     required(errs, field, value, max);
-    if !value.trim().is_empty()
-        && !value.trim().chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
-    {
+    if !value.trim().is_empty() && !value.trim().chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c)) {
         errs.add(field, "use letters, digits and - _ . : / only");
     }
 }
@@ -280,7 +286,15 @@ mod tests {
     use super::*;
 
     fn ep(url: &str, weight: &str) -> EndpointInput {
-        EndpointInput { id: None, model_id: "m".into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into(), skip_stream_usage: false, max_concurrent: String::new() }
+        EndpointInput {
+            id: None,
+            model_id: "m".into(),
+            url: url.into(),
+            api_key: KeyChange::Keep,
+            weight: weight.into(),
+            skip_stream_usage: false,
+            max_concurrent: String::new(),
+        }
     }
     fn base() -> ModelInput {
         ModelInput {
@@ -298,7 +312,21 @@ mod tests {
         for good in ["/", "/models", "/models/3/edit", "/login?next=/keys", "/keys?page=2&q=a%20b"] {
             assert_eq!(local_path(good), good);
         }
-        for bad in ["//evil.example", "/\\evil.example", "/\tevil", "/\t/evil.example", "\t//evil.example", "https://evil.example", "javascript:alert(1)", "evil.example", "", "/\n/evil", "/ /evil", "/\"/><script>", "/x#frag"] {
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\tevil",
+            "/\t/evil.example",
+            "\t//evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+            "/\n/evil",
+            "/ /evil",
+            "/\"/><script>",
+            "/x#frag",
+        ] {
             assert_eq!(local_path(bad), "/", "{bad:?}");
         }
     }
@@ -316,7 +344,15 @@ mod tests {
         assert_eq!(http_url("ftp://x"), Err("must start with http:// or https://"));
         assert_eq!(http_url("https:///v1"), Err("must name a host, e.g. https://api.example.com"));
         assert_eq!(http_url(""), Err("required"));
-        for good in ["http://127.0.0.1:9000", "https://api.deepseek.com", "https://api.example.com/v1", "http://vllm-0.vllm.svc.cluster.local:8000/v1/", "http://[::1]:8080/v1", "https://host.example/openai/deployments/gpt-4o", "http://h/a%2Fb"] {
+        for good in [
+            "http://127.0.0.1:9000",
+            "https://api.deepseek.com",
+            "https://api.example.com/v1",
+            "http://vllm-0.vllm.svc.cluster.local:8000/v1/",
+            "http://[::1]:8080/v1",
+            "https://host.example/openai/deployments/gpt-4o",
+            "http://h/a%2Fb",
+        ] {
             assert_eq!(http_url(good), Ok(()), "{good}");
         }
         // The hostile entry address of issue 10, and its relatives: nothing but scheme, host,
@@ -347,7 +383,14 @@ mod tests {
     #[test]
     fn rules_need_integer_bounds_and_no_duplicates() {
         let mut m = base();
-        let rule = RuleInput { kind: RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(1), api_key_id: None, limit: "10".into(), duration: "60".into() };
+        let rule = RuleInput {
+            kind: RuleKind::Requests,
+            target: RuleTarget::Workspace,
+            workspace_id: Some(1),
+            api_key_id: None,
+            limit: "10".into(),
+            duration: "60".into(),
+        };
         m.rules = vec![rule.clone(), rule.clone(), RuleInput { limit: "0".into(), duration: "1.5".into(), ..rule }];
         let e = model(&m);
         assert!(e.get("rules.1.duration").unwrap().starts_with("duplicate"));
@@ -359,7 +402,10 @@ mod tests {
     #[test]
     fn an_endpoints_cap_is_empty_or_a_bounded_whole_number() {
         let mut m = base();
-        m.endpoints = ["", "4", "0", "2.5", "100001"].iter().map(|c| EndpointInput { max_concurrent: c.to_string(), ..ep("https://a.example", "") }).collect();
+        m.endpoints = ["", "4", "0", "2.5", "100001"]
+            .iter()
+            .map(|c| EndpointInput { max_concurrent: c.to_string(), ..ep("https://a.example", "") })
+            .collect();
         let e = model(&m);
         assert!(e.get("endpoints.0.max_concurrent").is_none() && e.get("endpoints.1.max_concurrent").is_none());
         assert_eq!(e.get("endpoints.2.max_concurrent"), Some("must be at least 1"));
@@ -369,7 +415,13 @@ mod tests {
 
     #[test]
     fn an_output_reservation_is_empty_or_a_bounded_whole_number() {
-        for (typed, error) in [("", None), ("300", None), ("0", Some("must be at least 1")), ("1e3", Some("must be a whole number")), ("1000001", Some("must be at most 1000000"))] {
+        for (typed, error) in [
+            ("", None),
+            ("300", None),
+            ("0", Some("must be at least 1")),
+            ("1e3", Some("must be a whole number")),
+            ("1000001", Some("must be at most 1000000")),
+        ] {
             let e = model(&ModelInput { reserve_output: typed.into(), ..base() });
             assert_eq!(e.get("reserve_output"), error, "{typed:?}");
         }
@@ -378,7 +430,14 @@ mod tests {
     #[test]
     fn each_kind_has_its_own_bounds_and_duplicates() {
         let mut m = base();
-        let rule = |kind, limit: &str, duration: &str| RuleInput { kind, target: RuleTarget::Workspace, workspace_id: Some(1), limit: limit.into(), duration: duration.into(), ..Default::default() };
+        let rule = |kind, limit: &str, duration: &str| RuleInput {
+            kind,
+            target: RuleTarget::Workspace,
+            workspace_id: Some(1),
+            limit: limit.into(),
+            duration: duration.into(),
+            ..Default::default()
+        };
         m.rules = vec![
             rule(RuleKind::Requests, "10", "60"),
             // Same subject and window, another kind: allowed.
@@ -401,7 +460,14 @@ mod tests {
     fn at_least_one_endpoint_and_key_rules_need_a_key() {
         let mut m = base();
         m.endpoints.clear();
-        m.rules = vec![RuleInput { target: RuleTarget::ApiKey, workspace_id: Some(1), api_key_id: None, limit: "1".into(), duration: "1".into(), ..Default::default() }];
+        m.rules = vec![RuleInput {
+            target: RuleTarget::ApiKey,
+            workspace_id: Some(1),
+            api_key_id: None,
+            limit: "1".into(),
+            duration: "1".into(),
+            ..Default::default()
+        }];
         let e = model(&m);
         assert_eq!(e.get("endpoints"), Some("add at least one endpoint"));
         assert_eq!(e.get("rules.0.api_key"), Some("choose an API key"));

@@ -21,6 +21,19 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_init::Migration), Box::new(m20261201_000001_session_idle::Migration), Box::new(m20261201_000002_usage::Migration), Box::new(m20261202_000001_usage_rollups::Migration), Box::new(m20261202_000002_usage_blocks::Migration), Box::new(m20261202_000003_key_scope::Migration), Box::new(m20261203_000001_rule_kinds::Migration), Box::new(m20261203_000002_quotas::Migration), Box::new(m20261203_000003_endpoint_caps::Migration), Box::new(m20261204_000001_reserve_output::Migration), Box::new(m20261205_000001_admin_api::Migration), Box::new(m20261206_000001_usage_append_indexes::Migration)]
+        vec![
+            Box::new(m20261124_000001_init::Migration),
+            Box::new(m20261201_000001_session_idle::Migration),
+            Box::new(m20261201_000002_usage::Migration),
+            Box::new(m20261202_000001_usage_rollups::Migration),
+            Box::new(m20261202_000002_usage_blocks::Migration),
+            Box::new(m20261202_000003_key_scope::Migration),
+            Box::new(m20261203_000001_rule_kinds::Migration),
+            Box::new(m20261203_000002_quotas::Migration),
+            Box::new(m20261203_000003_endpoint_caps::Migration),
+            Box::new(m20261204_000001_reserve_output::Migration),
+            Box::new(m20261205_000001_admin_api::Migration),
+            Box::new(m20261206_000001_usage_append_indexes::Migration),
+        ]
     }
 }

@@ -6,14 +6,21 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 #[derive(DeriveIden)]
-enum Sessions { Table, LastSeenAt }
+enum Sessions {
+    Table,
+    LastSeenAt,
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table(Sessions::Table)
-            .add_column(ColumnDef::new(Sessions::LastSeenAt).big_integer().not_null().default(0))
-            .to_owned()).await
+        m.alter_table(
+            Table::alter()
+                .table(Sessions::Table)
+                .add_column(ColumnDef::new(Sessions::LastSeenAt).big_integer().not_null().default(0))
+                .to_owned(),
+        )
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {

@@ -14,27 +14,52 @@ const BUCKETS: usize = 14;
 
 #[derive(DeriveIden)]
 enum UsageMinutes {
-    Table, Id, Minute, ApiKeyId, LatencyHist, TtfbHist, Compacted,
+    Table,
+    Id,
+    Minute,
+    ApiKeyId,
+    LatencyHist,
+    TtfbHist,
+    Compacted,
 }
 
 /// Which clusters a gateway serves (JSON list of names): a replica its one, `maas serve` those
 /// whose entry address is its own; the status column counts a gateway only for those.
 #[derive(DeriveIden)]
 enum GatewayStatus {
-    Table, Serves,
+    Table,
+    Serves,
 }
 
 /// An operator's switch for upstreams that refuse `stream_options`: the gateway then does not
 /// ask them for a stream's usage chunk (their streams' usage is unknown).
 #[derive(DeriveIden)]
 enum Endpoints {
-    Table, SkipStreamUsage,
+    Table,
+    SkipStreamUsage,
 }
 
 #[derive(DeriveIden)]
 enum UsageHours {
-    Table, Id, Hour, MaasModelId, Model, EndpointId, WorkspaceId, ApiKeyId, Operation, Outcome, Status,
-    Requests, Failovers, UsageKnown, InputTokens, OutputTokens, TotalTokens, LatencyMsSum, TtfbMsSum,
+    Table,
+    Id,
+    Hour,
+    MaasModelId,
+    Model,
+    EndpointId,
+    WorkspaceId,
+    ApiKeyId,
+    Operation,
+    Outcome,
+    Status,
+    Requests,
+    Failovers,
+    UsageKnown,
+    InputTokens,
+    OutputTokens,
+    TotalTokens,
+    LatencyMsSum,
+    TtfbMsSum,
 }
 
 fn bucket_columns() -> Vec<Alias> {
@@ -46,9 +71,18 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         // SQLite adds one column per ALTER TABLE.
         for c in bucket_columns() {
-            m.alter_table(Table::alter().table(UsageMinutes::Table).add_column(ColumnDef::new(c).big_integer().not_null().default(0)).to_owned()).await?;
+            m.alter_table(
+                Table::alter().table(UsageMinutes::Table).add_column(ColumnDef::new(c).big_integer().not_null().default(0)).to_owned(),
+            )
+            .await?;
         }
-        m.alter_table(Table::alter().table(UsageMinutes::Table).add_column(ColumnDef::new(UsageMinutes::Compacted).boolean().not_null().default(false)).to_owned()).await?;
+        m.alter_table(
+            Table::alter()
+                .table(UsageMinutes::Table)
+                .add_column(ColumnDef::new(UsageMinutes::Compacted).boolean().not_null().default(false))
+                .to_owned(),
+        )
+        .await?;
         // Rows written with the text histograms: their counts into the new columns.
         let db = m.get_connection();
         let backend = db.get_database_backend();
@@ -64,23 +98,50 @@ impl MigrationTrait for Migration {
                 }
             }
             if !set.is_empty() {
-                db.execute_raw(Statement::from_string(backend, format!("UPDATE usage_minutes SET {} WHERE id = {id}", set.join(", ")))).await?;
+                db.execute_raw(Statement::from_string(backend, format!("UPDATE usage_minutes SET {} WHERE id = {id}", set.join(", "))))
+                    .await?;
             }
         }
         for c in [UsageMinutes::LatencyHist, UsageMinutes::TtfbHist] {
             m.alter_table(Table::alter().table(UsageMinutes::Table).drop_column(c).to_owned()).await?;
         }
         // The compactor's and the retention's scans.
-        m.create_index(Index::create().name("idx_usage_compacted_minute").table(UsageMinutes::Table).col(UsageMinutes::Compacted).col(UsageMinutes::Minute).to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("idx_usage_compacted_minute")
+                .table(UsageMinutes::Table)
+                .col(UsageMinutes::Compacted)
+                .col(UsageMinutes::Minute)
+                .to_owned(),
+        )
+        .await?;
         // A key's usage (the key filter, a user's keys page).
-        m.create_index(Index::create().name("idx_usage_key_minute").table(UsageMinutes::Table).col(UsageMinutes::ApiKeyId).col(UsageMinutes::Minute).to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("idx_usage_key_minute")
+                .table(UsageMinutes::Table)
+                .col(UsageMinutes::ApiKeyId)
+                .col(UsageMinutes::Minute)
+                .to_owned(),
+        )
+        .await?;
         let _ = UsageMinutes::Id;
 
-        m.alter_table(Table::alter().table(GatewayStatus::Table).add_column(ColumnDef::new(GatewayStatus::Serves).text().null()).to_owned()).await?;
-        m.alter_table(Table::alter().table(Endpoints::Table).add_column(ColumnDef::new(Endpoints::SkipStreamUsage).boolean().not_null().default(false)).to_owned()).await?;
+        m.alter_table(
+            Table::alter().table(GatewayStatus::Table).add_column(ColumnDef::new(GatewayStatus::Serves).text().null()).to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Endpoints::Table)
+                .add_column(ColumnDef::new(Endpoints::SkipStreamUsage).boolean().not_null().default(false))
+                .to_owned(),
+        )
+        .await?;
 
         let int = |c: UsageHours| ColumnDef::new(c).big_integer().not_null().default(0).to_owned();
-        let mut t = Table::create().table(UsageHours::Table)
+        let mut t = Table::create()
+            .table(UsageHours::Table)
             .col(ColumnDef::new(UsageHours::Id).big_integer().not_null().auto_increment().primary_key())
             // Unix hours (seconds / 3600), UTC.
             .col(ColumnDef::new(UsageHours::Hour).big_integer().not_null())
@@ -127,7 +188,10 @@ impl MigrationTrait for Migration {
         m.drop_index(Index::drop().name("idx_usage_compacted_minute").table(UsageMinutes::Table).to_owned()).await?;
         m.drop_index(Index::drop().name("idx_usage_key_minute").table(UsageMinutes::Table).to_owned()).await?;
         for c in [UsageMinutes::LatencyHist, UsageMinutes::TtfbHist] {
-            m.alter_table(Table::alter().table(UsageMinutes::Table).add_column(ColumnDef::new(c).string_len(256).not_null().default("")).to_owned()).await?;
+            m.alter_table(
+                Table::alter().table(UsageMinutes::Table).add_column(ColumnDef::new(c).string_len(256).not_null().default("")).to_owned(),
+            )
+            .await?;
         }
         m.alter_table(Table::alter().table(UsageMinutes::Table).drop_column(UsageMinutes::Compacted).to_owned()).await?;
         for c in bucket_columns() {

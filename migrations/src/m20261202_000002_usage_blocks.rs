@@ -66,7 +66,14 @@ impl MigrationTrait for Migration {
         m.create_table(
             table(
                 "usage_model_blocks",
-                &[("level", ColumnType::Integer), ("block", ColumnType::BigInteger), ("maas_model_id", ColumnType::BigInteger), ("model", text(128)), ("endpoint_id", ColumnType::BigInteger), ("outcome", text(24))],
+                &[
+                    ("level", ColumnType::Integer),
+                    ("block", ColumnType::BigInteger),
+                    ("maas_model_id", ColumnType::BigInteger),
+                    ("model", text(128)),
+                    ("endpoint_id", ColumnType::BigInteger),
+                    ("outcome", text(24)),
+                ],
                 &sums(),
             )
             .to_owned(),
@@ -75,7 +82,13 @@ impl MigrationTrait for Migration {
         m.create_table(
             table(
                 "usage_key_blocks",
-                &[("level", ColumnType::Integer), ("block", ColumnType::BigInteger), ("api_key_id", ColumnType::BigInteger), ("workspace_id", ColumnType::BigInteger), ("outcome", text(24))],
+                &[
+                    ("level", ColumnType::Integer),
+                    ("block", ColumnType::BigInteger),
+                    ("api_key_id", ColumnType::BigInteger),
+                    ("workspace_id", ColumnType::BigInteger),
+                    ("outcome", text(24)),
+                ],
                 &counts(),
             )
             .to_owned(),
@@ -85,7 +98,11 @@ impl MigrationTrait for Migration {
         let db = m.get_connection();
         let backend = db.get_database_backend();
         let summed = |cols: &[String]| cols.iter().map(|c| format!("SUM({c})")).collect::<Vec<_>>().join(", ");
-        let mut fill = vec![format!("INSERT INTO usage_quarters (quarter, outcome, {}) SELECT hour * 4, outcome, {} FROM usage_hours GROUP BY hour, outcome", sums().join(", "), summed(&sums()))];
+        let mut fill = vec![format!(
+            "INSERT INTO usage_quarters (quarter, outcome, {}) SELECT hour * 4, outcome, {} FROM usage_hours GROUP BY hour, outcome",
+            sums().join(", "),
+            summed(&sums())
+        )];
         for level in 0..LEVELS {
             let hours = UNIT_HOURS << level;
             fill.push(format!(

@@ -10,7 +10,11 @@ pub struct Migration;
 
 #[derive(DeriveIden)]
 enum ApiKeys {
-    Table, ExpiresAt, Models, LimitExpiresAt, LimitModels,
+    Table,
+    ExpiresAt,
+    Models,
+    LimitExpiresAt,
+    LimitModels,
 }
 
 #[async_trait::async_trait]

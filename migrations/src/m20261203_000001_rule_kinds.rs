@@ -13,7 +13,15 @@ pub struct Migration;
 
 #[derive(DeriveIden)]
 enum RateLimitRules {
-    Id, MaasModelId, Position, Kind, Target, WorkspaceId, ApiKeyId, LimitValue, DurationSecs,
+    Id,
+    MaasModelId,
+    Position,
+    Kind,
+    Target,
+    WorkspaceId,
+    ApiKeyId,
+    LimitValue,
+    DurationSecs,
 }
 
 #[derive(DeriveIden)]
@@ -23,11 +31,20 @@ enum Next {
 }
 
 #[derive(DeriveIden)]
-enum MaasModels { Table, Id }
+enum MaasModels {
+    Table,
+    Id,
+}
 #[derive(DeriveIden)]
-enum Workspaces { Table, Id }
+enum Workspaces {
+    Table,
+    Id,
+}
 #[derive(DeriveIden)]
-enum ApiKeys { Table, Id }
+enum ApiKeys {
+    Table,
+    Id,
+}
 
 const COLUMNS: &str = "id, maas_model_id, position, target, workspace_id, api_key_id";
 
@@ -36,23 +53,38 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         use RateLimitRules as R;
         let kind = Expr::col(R::Kind);
-        let create = Table::create().table(Next::Table)
+        let create = Table::create()
+            .table(Next::Table)
             .col(ColumnDef::new(R::Id).big_integer().not_null().auto_increment().primary_key())
             .col(ColumnDef::new(R::MaasModelId).big_integer().not_null())
             .col(ColumnDef::new(R::Position).integer().not_null())
-            .col(ColumnDef::new(R::Kind).string_len(16).not_null().default("requests")
-                .check(kind.clone().is_in(["requests", "tokens", "concurrent"])))
-            .col(ColumnDef::new(R::Target).string_len(16).not_null()
-                .check(Expr::col(R::Target).is_in(["api_key", "workspace"])))
+            .col(ColumnDef::new(R::Kind).string_len(16).not_null().default("requests").check(kind.clone().is_in([
+                "requests",
+                "tokens",
+                "concurrent",
+            ])))
+            .col(ColumnDef::new(R::Target).string_len(16).not_null().check(Expr::col(R::Target).is_in(["api_key", "workspace"])))
             .col(ColumnDef::new(R::WorkspaceId).big_integer().not_null())
             .col(ColumnDef::new(R::ApiKeyId).big_integer().null())
             .col(ColumnDef::new(R::LimitValue).big_integer().not_null().check(Expr::col(R::LimitValue).gte(1)))
             .col(ColumnDef::new(R::DurationSecs).big_integer().not_null().check(Expr::col(R::DurationSecs).gte(0)))
             // A window for the windowed kinds, none for concurrency.
             .check(Expr::expr(kind.eq("concurrent")).eq(Expr::col(R::DurationSecs).eq(0)))
-            .foreign_key(ForeignKey::create().from(Next::Table, R::MaasModelId).to(MaasModels::Table, MaasModels::Id).on_delete(ForeignKeyAction::Cascade))
-            .foreign_key(ForeignKey::create().from(Next::Table, R::WorkspaceId).to(Workspaces::Table, Workspaces::Id).on_delete(ForeignKeyAction::Cascade))
-            .foreign_key(ForeignKey::create().from(Next::Table, R::ApiKeyId).to(ApiKeys::Table, ApiKeys::Id).on_delete(ForeignKeyAction::Cascade))
+            .foreign_key(
+                ForeignKey::create()
+                    .from(Next::Table, R::MaasModelId)
+                    .to(MaasModels::Table, MaasModels::Id)
+                    .on_delete(ForeignKeyAction::Cascade),
+            )
+            .foreign_key(
+                ForeignKey::create()
+                    .from(Next::Table, R::WorkspaceId)
+                    .to(Workspaces::Table, Workspaces::Id)
+                    .on_delete(ForeignKeyAction::Cascade),
+            )
+            .foreign_key(
+                ForeignKey::create().from(Next::Table, R::ApiKeyId).to(ApiKeys::Table, ApiKeys::Id).on_delete(ForeignKeyAction::Cascade),
+            )
             .to_owned();
         let backend = m.get_database_backend();
         let sqlite = backend == sea_orm::DatabaseBackend::Sqlite;

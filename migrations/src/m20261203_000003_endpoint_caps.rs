@@ -7,13 +7,15 @@ pub struct Migration;
 
 #[derive(DeriveIden)]
 enum Endpoints {
-    Table, MaxConcurrent,
+    Table,
+    MaxConcurrent,
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let col = ColumnDef::new(Endpoints::MaxConcurrent).big_integer().null().check(Expr::col(Endpoints::MaxConcurrent).gte(1)).to_owned();
+        let col =
+            ColumnDef::new(Endpoints::MaxConcurrent).big_integer().null().check(Expr::col(Endpoints::MaxConcurrent).gte(1)).to_owned();
         m.alter_table(Table::alter().table(Endpoints::Table).add_column(col).to_owned()).await
     }
 

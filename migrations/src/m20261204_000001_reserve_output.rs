@@ -8,13 +8,18 @@ pub struct Migration;
 
 #[derive(DeriveIden)]
 enum MaasModels {
-    Table, ReserveOutputTokens,
+    Table,
+    ReserveOutputTokens,
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let col = ColumnDef::new(MaasModels::ReserveOutputTokens).big_integer().null().check(Expr::col(MaasModels::ReserveOutputTokens).gte(1)).to_owned();
+        let col = ColumnDef::new(MaasModels::ReserveOutputTokens)
+            .big_integer()
+            .null()
+            .check(Expr::col(MaasModels::ReserveOutputTokens).gte(1))
+            .to_owned();
         m.alter_table(Table::alter().table(MaasModels::Table).add_column(col).to_owned()).await
     }
 

@@ -13,7 +13,12 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const DROP_FULL: [&str; 4] = ["DROP INDEX idx_usage_minute", "DROP INDEX idx_usage_model_minute", "DROP INDEX idx_usage_workspace_minute", "DROP INDEX idx_usage_key_minute"];
+const DROP_FULL: [&str; 4] = [
+    "DROP INDEX idx_usage_minute",
+    "DROP INDEX idx_usage_model_minute",
+    "DROP INDEX idx_usage_workspace_minute",
+    "DROP INDEX idx_usage_key_minute",
+];
 
 const PARTIAL: [&str; 4] = [
     "CREATE INDEX idx_usage_done_minute ON usage_minutes (minute) WHERE compacted = TRUE",
@@ -22,7 +27,12 @@ const PARTIAL: [&str; 4] = [
     "CREATE INDEX idx_usage_done_key_minute ON usage_minutes (api_key_id, minute) WHERE compacted = TRUE",
 ];
 
-const DROP_PARTIAL: [&str; 4] = ["DROP INDEX idx_usage_done_minute", "DROP INDEX idx_usage_done_model_minute", "DROP INDEX idx_usage_done_workspace_minute", "DROP INDEX idx_usage_done_key_minute"];
+const DROP_PARTIAL: [&str; 4] = [
+    "DROP INDEX idx_usage_done_minute",
+    "DROP INDEX idx_usage_done_model_minute",
+    "DROP INDEX idx_usage_done_workspace_minute",
+    "DROP INDEX idx_usage_done_key_minute",
+];
 
 /// The minute rows' indexes before this migration, on every row: what `down` restores, and the
 /// reference the flush benchmark (server/benches/usage_flush.rs) measures against.

@@ -31,13 +31,17 @@ fn limiter(c: &mut Criterion) {
     c.bench_function("limiter/check/1 rule", |b| b.iter(|| black_box(l.check(&one, 0).is_ok())));
     // A token rule's whole cost: the check that reserves, and the settle at the call's end.
     let tokens = [RuleCheck::new(CounterKey { kind: RuleKind::Tokens, ..key(RuleTarget::ApiKey, 1, 60_000) }, u64::MAX, String::new())];
-    c.bench_function("limiter/check+settle/1 token rule", |b| b.iter(|| l.check(&tokens, black_box(1_500)).unwrap().lease.settle(Some(black_box(1_200)))));
+    c.bench_function("limiter/check+settle/1 token rule", |b| {
+        b.iter(|| l.check(&tokens, black_box(1_500)).unwrap().lease.settle(Some(black_box(1_200))))
+    });
     // A concurrency rule's: the check that takes a place, and the release.
     let conc = [RuleCheck::new(CounterKey { kind: RuleKind::Concurrent, ..key(RuleTarget::ApiKey, 1, 0) }, u64::MAX, String::new())];
     c.bench_function("limiter/check+release/1 concurrency rule", |b| b.iter(|| drop(black_box(l.check(&conc, 0).unwrap()))));
     // One of each kind on one caller, as a key with all three would have.
     let all = [one[0].clone(), tokens[0].clone(), conc[0].clone()];
-    c.bench_function("limiter/check+settle/3 rules (one per kind)", |b| b.iter(|| l.check(&all, black_box(1_500)).unwrap().lease.settle(Some(black_box(1_200)))));
+    c.bench_function("limiter/check+settle/3 rules (one per kind)", |b| {
+        b.iter(|| l.check(&all, black_box(1_500)).unwrap().lease.settle(Some(black_box(1_200))))
+    });
     let two = [rule(1, u64::MAX), RuleCheck::new(key(RuleTarget::Workspace, 1, 1_000), u64::MAX, String::new())];
     c.bench_function("limiter/check/2 rules", |b| b.iter(|| black_box(l.check(&two, 0).is_ok())));
 
@@ -72,7 +76,8 @@ fn limiter_realistic(c: &mut Criterion) {
     // 100k keys, each checked in turn at 50k req/s overall: every key is active (admitted within
     // its window) and holds the few admissions a real key has, not the tens that a loop at
     // millions of checks per second piles up in the "100k active keys" case above.
-    let rules: Vec<[RuleCheck; 1]> = (0..100_000).map(|k| [RuleCheck::new(key(RuleTarget::ApiKey, k, 10_000), u64::MAX, String::new())]).collect();
+    let rules: Vec<[RuleCheck; 1]> =
+        (0..100_000).map(|k| [RuleCheck::new(key(RuleTarget::ApiKey, k, 10_000), u64::MAX, String::new())]).collect();
     many_keys(c, "limiter/check/100k active keys at 50k req/s", Limiter::new(AtFiftyThousandPerSecond(AtomicU64::new(1_000_000))), &rules);
 }
 

@@ -2,10 +2,10 @@
 //! one transaction of batched INSERTs, what the gateway does every few seconds. Also what
 //! recording a call costs the serving thread.
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use sea_orm::ConnectionTrait;
 use server::gateway::meter::{Call, Meter, Outcome};
 use server::gateway::snapshot::Op;
 use server::gateway::usage::Tokens;
-use sea_orm::ConnectionTrait;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,10 @@ fn flush(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     // The reference, in the same run: the same database with the minute rows' indexes as they
     // were before migration m20261206_000001 made the filtered ones partial (compacted rows only).
-    for (name, extra) in [("sqlite", &[][..]), ("sqlite, every index on every row (before m20261206)", &migration::m20261206_000001_usage_append_indexes::FULL[..])] {
+    for (name, extra) in [
+        ("sqlite", &[][..]),
+        ("sqlite, every index on every row (before m20261206)", &migration::m20261206_000001_usage_append_indexes::FULL[..]),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let db = rt.block_on(server::bootstrap::open_db(&format!("sqlite://{}/maas.db?mode=rwc", dir.path().display()))).unwrap();
         for sql in extra {
@@ -56,7 +59,9 @@ fn flush(c: &mut Criterion) {
         };
         g.bench_function(format!("flush/10k rows/{name}"), |b| b.iter_custom(|iters| (0..iters).map(|_| cycle().0).sum()));
         // The checkpoint: no write lock held, timed apart.
-        g.bench_function(format!("checkpoint after a 10k-row flush/{name}"), |b| b.iter_custom(|iters| (0..iters).map(|_| cycle().1).sum()));
+        g.bench_function(format!("checkpoint after a 10k-row flush/{name}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| cycle().1).sum())
+        });
     }
     g.finish();
     let m = Meter::default();

@@ -114,19 +114,32 @@ pub async fn first_operator(db: &DatabaseConnection, username: &str, password: O
 
 /// `maas admin-token`: a token made on behalf of `operator` (the first operator account when
 /// `None`); returns its secret.
-pub async fn admin_token(db: &DatabaseConnection, name: &str, write: bool, last_day: &str, operator: Option<&str>) -> anyhow::Result<String> {
+pub async fn admin_token(
+    db: &DatabaseConnection,
+    name: &str,
+    write: bool,
+    last_day: &str,
+    operator: Option<&str>,
+) -> anyhow::Result<String> {
     use app::types::{CurrentUser, TokenAccess};
     use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
     let mut q = user::Entity::find().filter(user::Column::Role.eq(Role::Operator.as_str())).order_by_asc(user::Column::Id);
     if let Some(name) = operator {
         q = q.filter(user::Column::Username.eq(name));
     }
-    let u = q.one(db).await?.ok_or_else(|| anyhow::anyhow!("no such operator account (start `maas serve` once to create the first one)"))?;
+    let u =
+        q.one(db).await?.ok_or_else(|| anyhow::anyhow!("no such operator account (start `maas serve` once to create the first one)"))?;
     let who = CurrentUser { id: u.id, username: u.username, role: Role::Operator };
     let access = if write { TokenAccess::Write } else { TokenAccess::Read };
-    let t = app::ssr::services::admin_tokens::create(db, &Actor::system(), &who, name, access, last_day)
-        .await
-        .map_err(|e| anyhow::anyhow!("admin token: {}", match e.into_app() { app::error::AppError::Invalid(f) => f.0.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; "), e => e.to_string() }))?;
+    let t = app::ssr::services::admin_tokens::create(db, &Actor::system(), &who, name, access, last_day).await.map_err(|e| {
+        anyhow::anyhow!(
+            "admin token: {}",
+            match e.into_app() {
+                app::error::AppError::Invalid(f) => f.0.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; "),
+                e => e.to_string(),
+            }
+        )
+    })?;
     Ok(t.secret)
 }
 
@@ -139,16 +152,24 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
     use app::types::*;
     let db = &state.db;
     if marketplace_model::Entity::find().count(db).await? > 0 {
-        return Ok(std::fs::read_to_string(data_dir.join("demo.key")).ok().map(|k| format!("demo API key (from data/demo.key): {}", k.trim())));
+        return Ok(std::fs::read_to_string(data_dir.join("demo.key"))
+            .ok()
+            .map(|k| format!("demo API key (from data/demo.key): {}", k.trim())));
     }
     let e = |e: app::ssr::ServiceError| anyhow::anyhow!("demo data: {e}");
     let sys = Actor::system();
-    let mm = catalog::create_marketplace(db, &sys, &MarketplaceInput {
-        name: "demo-chat".into(),
-        provider: "MaaS demo".into(),
-        description: "A demo model answered by `maas mock-upstream`.".into(),
-        tags: "demo, chat".into(),
-    }).await.map_err(e)?;
+    let mm = catalog::create_marketplace(
+        db,
+        &sys,
+        &MarketplaceInput {
+            name: "demo-chat".into(),
+            provider: "MaaS demo".into(),
+            description: "A demo model answered by `maas mock-upstream`.".into(),
+            tags: "demo, chat".into(),
+        },
+    )
+    .await
+    .map_err(e)?;
     catalog::set_published(db, &sys, mm, true).await.map_err(e)?;
     let cluster = catalog::create_cluster(db, &sys, "local", console_url).await.map_err(e)?;
     let ws = workspaces::create(db, &sys, "demo").await.map_err(e)?;
@@ -161,8 +182,23 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
         marketplace_model_id: Some(mm),
         cluster_id: Some(cluster),
         policy: Policy::RoundRobin,
-        endpoints: vec![EndpointInput { id: None, model_id: "mock-model".into(), url: upstream.into(), api_key: KeyChange::Set("sk-mock-upstream".into()), weight: "100".into(), skip_stream_usage: false, max_concurrent: String::new() }],
-        rules: vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(ws), api_key_id: Some(key.info.id), limit: "600".into(), duration: "60".into() }],
+        endpoints: vec![EndpointInput {
+            id: None,
+            model_id: "mock-model".into(),
+            url: upstream.into(),
+            api_key: KeyChange::Set("sk-mock-upstream".into()),
+            weight: "100".into(),
+            skip_stream_usage: false,
+            max_concurrent: String::new(),
+        }],
+        rules: vec![RuleInput {
+            kind: app::types::RuleKind::Requests,
+            target: RuleTarget::ApiKey,
+            workspace_id: Some(ws),
+            api_key_id: Some(key.info.id),
+            limit: "600".into(),
+            duration: "60".into(),
+        }],
         reserve_output: String::new(),
     };
     let (id, _) = models::create(db, &sys, &state.secrets, &input).await.map_err(e)?;

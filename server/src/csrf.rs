@@ -31,7 +31,10 @@ impl Refusal {
         let (status, msg) = match self {
             Refusal::CrossOrigin(o) => (StatusCode::FORBIDDEN, format!("cross-origin request refused: {o} is not this console's origin")),
             Refusal::CrossSite(s) => (StatusCode::FORBIDDEN, format!("cross-site request refused (Sec-Fetch-Site: {s})")),
-            Refusal::ContentType(t) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("server functions take application/x-www-form-urlencoded or application/json, not `{t}`")),
+            Refusal::ContentType(t) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("server functions take application/x-www-form-urlencoded or application/json, not `{t}`"),
+            ),
         };
         let error = app::error::AppError::Transport(msg);
         if is_server_function(path) {
@@ -110,11 +113,20 @@ mod tests {
         let none: &[String] = &[];
         assert_eq!(check(&post, "/api/x", &h(&[("origin", "http://c.example:3000"), ("host", "c.example:3000"), FORM]), none), Ok(()));
         // Another port of the same host is another origin.
-        assert!(matches!(check(&post, "/api/x", &h(&[("origin", "http://c.example:8080"), ("host", "c.example:3000"), FORM]), none), Err(Refusal::CrossOrigin(_))));
-        assert!(matches!(check(&post, "/api/x", &h(&[("origin", "null"), ("host", "c.example:3000"), FORM]), none), Err(Refusal::CrossOrigin(_))));
+        assert!(matches!(
+            check(&post, "/api/x", &h(&[("origin", "http://c.example:8080"), ("host", "c.example:3000"), FORM]), none),
+            Err(Refusal::CrossOrigin(_))
+        ));
+        assert!(matches!(
+            check(&post, "/api/x", &h(&[("origin", "null"), ("host", "c.example:3000"), FORM]), none),
+            Err(Refusal::CrossOrigin(_))
+        ));
         // Behind a proxy that rewrites Host: the configured public origin.
         let public = ["https://console.example.com".to_owned()];
-        assert_eq!(check(&post, "/api/x", &h(&[("origin", "https://console.example.com"), ("host", "10.0.0.5:3000"), FORM]), &public), Ok(()));
+        assert_eq!(
+            check(&post, "/api/x", &h(&[("origin", "https://console.example.com"), ("host", "10.0.0.5:3000"), FORM]), &public),
+            Ok(())
+        );
         // No Origin: Sec-Fetch-Site decides; neither: not a browser.
         assert!(matches!(check(&post, "/api/x", &h(&[("sec-fetch-site", "same-site"), FORM]), none), Err(Refusal::CrossSite(_))));
         assert_eq!(check(&post, "/api/x", &h(&[("sec-fetch-site", "same-origin"), FORM]), none), Ok(()));

@@ -337,7 +337,8 @@ where
     // fewer than the cap, so each serving thread gets its own. Started after the database,
     // SQLite's threads took the spare arena and two serving threads shared main_arena's lock
     // (a futex on every other request, seen with strace and gdb).
-    type Handoff = (std::net::TcpListener, server::gateway::Front, std::sync::Arc<server::serving::Server>, tokio::sync::watch::Receiver<bool>);
+    type Handoff =
+        (std::net::TcpListener, server::gateway::Front, std::sync::Arc<server::serving::Server>, tokio::sync::watch::Receiver<bool>);
     let mut handoffs = Vec::new();
     let mut threads = Vec::new();
     for i in 1..workers {
@@ -355,7 +356,8 @@ where
         let (front, listener) = start().await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         for tx in handoffs {
-            tx.send((listener.try_clone()?, front.clone(), clients.clone(), stop_rx.clone())).map_err(|_| anyhow::anyhow!("a worker thread exited early"))?;
+            tx.send((listener.try_clone()?, front.clone(), clients.clone(), stop_rx.clone()))
+                .map_err(|_| anyhow::anyhow!("a worker thread exited early"))?;
         }
         tokio::spawn(async move {
             shutdown().await;
@@ -400,7 +402,12 @@ fn tune_malloc(workers: usize) {
     let _ = workers;
 }
 
-async fn serve_on(listener: std::net::TcpListener, front: server::gateway::Front, clients: std::sync::Arc<server::serving::Server>, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn serve_on(
+    listener: std::net::TcpListener,
+    front: server::gateway::Front,
+    clients: std::sync::Arc<server::serving::Server>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     server::serving::serve(listener, front, clients, stop).await?;
     Ok(())
@@ -424,7 +431,12 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
         Some(up) => bootstrap::seed_demo(&state, &url, up, &a.data_dir).await?,
         None => None,
     };
-    let config = server::gateway::GatewayConfig { usage_metering: a.usage.usage_metering, slot_wait: a.queue.endpoint_queue_wait, slot_queue: a.queue.endpoint_queue_max, ..Default::default() };
+    let config = server::gateway::GatewayConfig {
+        usage_metering: a.usage.usage_metering,
+        slot_wait: a.queue.endpoint_queue_wait,
+        slot_queue: a.queue.endpoint_queue_max,
+        ..Default::default()
+    };
     let gateway = build_gateway(config, &a.reach).await?;
     // Named by host and port: stable across restarts (one status row per process, not one per
     // start), distinct for several `maas serve` processes on one database.
@@ -460,7 +472,9 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     let db = app::ssr::connect(&a.database_url).await?;
     // The control plane owns the schema: a gateway never migrates, it refuses to start on a
     // database that has none rather than serve nothing.
-    let rev = app::ssr::current_revision(&db).await.map_err(|e| anyhow::anyhow!("{e} (has `maas migrate` or `maas serve` run on this database?)"))?;
+    let rev = app::ssr::current_revision(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} (has `maas migrate` or `maas serve` run on this database?)"))?;
     let secret = bootstrap::existing_secret_key(a.secret_key.clone(), &a.data_dir).map_err(|e| {
         anyhow::anyhow!("MAAS_SECRET_KEY is not set and {} cannot be read ({e}): the gateway needs the control plane's key to decrypt upstream API keys", a.data_dir.join("secret.key").display())
     })?;
@@ -484,7 +498,8 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     let gateway = build_gateway(config, &a.reach).await?;
     let listener = std::net::TcpListener::bind(a.listen)?;
     listener.set_nonblocking(true)?;
-    let id = a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
+    let id =
+        a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), server::gateway::Serves::Cluster(a.cluster.clone()), id.clone());
     server::gateway::spawn_usage_flusher(gateway.clone(), state.db.clone(), id.clone(), a.usage.usage_flush);
     // A replica joins its load balancer only with its configuration loaded: accepting before
@@ -495,7 +510,10 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     let gw = gateway.clone();
     // Readiness for load balancers and orchestrators: the applied configuration revision.
     let metrics = a.metrics.serve(&gateway).await?;
-    let front = gateway.front(gateway.router().merge(metrics).route("/healthz", axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) })));
+    let front = gateway.front(gateway.router().merge(metrics).route(
+        "/healthz",
+        axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) }),
+    ));
     println!("MaaS gateway {id} for cluster `{}`: http://{}/v1", a.cluster, listener.local_addr()?);
     Ok((front, listener))
 }
@@ -508,9 +526,15 @@ async fn initial_config(state: &app::ssr::AppState, rev: i64) -> bool {
 
 /// The gateway: trusting the extra upstream CAs if any, and with a Redis URL, rate limits shared
 /// with the other replicas (otherwise counted here).
-async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &ReachArgs) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
+async fn build_gateway(
+    mut config: server::gateway::GatewayConfig,
+    reach: &ReachArgs,
+) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
     use anyhow::Context;
-    use server::gateway::{redis_limiter::{RedisConfig, RedisLimiter}, upstream, Gateway};
+    use server::gateway::{
+        redis_limiter::{RedisConfig, RedisLimiter},
+        upstream, Gateway,
+    };
     // The conventional variables (HTTPS_PROXY, ALL_PROXY, NO_PROXY, and lowercase), as curl
     // and most HTTP clients read them.
     config.proxies = std::sync::Arc::new(upstream::Proxies::from_env());
@@ -521,7 +545,8 @@ async fn build_gateway(mut config: server::gateway::GatewayConfig, reach: &Reach
     }
     if let Some(path) = &reach.upstream_ca_cert {
         let pem = std::fs::read(path).with_context(|| format!("reading MAAS_UPSTREAM_CA_CERT {}", path.display()))?;
-        config.upstream_roots = upstream::parse_ca_pem(&pem).map_err(|e| anyhow::anyhow!("MAAS_UPSTREAM_CA_CERT {}: {e}", path.display()))?;
+        config.upstream_roots =
+            upstream::parse_ca_pem(&pem).map_err(|e| anyhow::anyhow!("MAAS_UPSTREAM_CA_CERT {}: {e}", path.display()))?;
     }
     let Some(url) = reach.redis_url.as_deref().filter(|u| !u.is_empty()) else {
         return Ok(Gateway::new(config));

@@ -72,13 +72,34 @@ fn parse(path: &str) -> (Directives, String) {
     while i < segs.len() {
         let next = segs.get(i + 1).copied();
         match (segs[i], next) {
-            ("status", Some(v)) => { d.status = v.parse().ok(); i += 2 }
-            ("delay", Some(v)) => { d.delay_ms = v.parse().ok(); i += 2 }
-            ("chunks", Some(v)) => { d.chunks = v.parse().ok(); i += 2 }
-            ("chunk-delay", Some(v)) => { d.chunk_delay_ms = v.parse().ok(); i += 2 }
-            ("name", Some(v)) => { d.name = Some(v.to_owned()); i += 2 }
-            ("drop-after", Some(v)) => { d.drop_after = v.parse().ok(); i += 2 }
-            ("drop", _) => { d.drop = true; i += 1 }
+            ("status", Some(v)) => {
+                d.status = v.parse().ok();
+                i += 2
+            }
+            ("delay", Some(v)) => {
+                d.delay_ms = v.parse().ok();
+                i += 2
+            }
+            ("chunks", Some(v)) => {
+                d.chunks = v.parse().ok();
+                i += 2
+            }
+            ("chunk-delay", Some(v)) => {
+                d.chunk_delay_ms = v.parse().ok();
+                i += 2
+            }
+            ("name", Some(v)) => {
+                d.name = Some(v.to_owned());
+                i += 2
+            }
+            ("drop-after", Some(v)) => {
+                d.drop_after = v.parse().ok();
+                i += 2
+            }
+            ("drop", _) => {
+                d.drop = true;
+                i += 1
+            }
             _ => break,
         }
     }
@@ -94,8 +115,11 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
         let n = st.received.lock().len();
         let peaks: serde_json::Map<String, Value> = st.flights.lock().iter().map(|(k, (_, peak))| (k.clone(), json!(peak))).collect();
         let (in_flight, peak) = *st.flight_all.lock();
-        return axum::Json(json!({"requests": n, "cancelled": st.cancelled.load(Ordering::SeqCst), "completed": st.completed.load(Ordering::SeqCst),
-            "in_flight": in_flight, "peak_in_flight": peak, "peaks": peaks})).into_response();
+        return axum::Json(
+            json!({"requests": n, "cancelled": st.cancelled.load(Ordering::SeqCst), "completed": st.completed.load(Ordering::SeqCst),
+            "in_flight": in_flight, "peak_in_flight": peak, "peaks": peaks}),
+        )
+        .into_response();
     }
     let (d, op) = parse(&path);
     // Counted when recording (tests); benchmarks skip the two locks.
@@ -104,7 +128,9 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     let model = req.get("model").and_then(Value::as_str).unwrap_or("").to_owned();
     if st.record {
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        st.received.lock().push(json!({"path": path, "model": model, "authorization": auth, "name": d.name, "stream_options": req.get("stream_options")}));
+        st.received.lock().push(
+            json!({"path": path, "model": model, "authorization": auth, "name": d.name, "stream_options": req.get("stream_options")}),
+        );
     }
     let delay = d.delay_ms.unwrap_or(st.config.latency_ms);
     if delay > 0 {
@@ -115,7 +141,11 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     }
     if let Some(code) = d.status {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, axum::Json(json!({"error": {"message": format!("mock error {code}"), "type": "server_error", "param": null, "code": null}}))).into_response();
+        return (
+            status,
+            axum::Json(json!({"error": {"message": format!("mock error {code}"), "type": "server_error", "param": null, "code": null}})),
+        )
+            .into_response();
     }
     if d.drop {
         let s = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("mock drop")) });
@@ -264,7 +294,10 @@ mod tests {
     #[test]
     fn directives_come_before_the_operation() {
         let (d, op) = super::parse("/name/a/status/503/chunks/4/chunk-delay/50/v1/chat/completions");
-        assert_eq!((d.name.as_deref(), d.status, d.chunks, d.chunk_delay_ms, op.as_str()), (Some("a"), Some(503), Some(4), Some(50), "/v1/chat/completions"));
+        assert_eq!(
+            (d.name.as_deref(), d.status, d.chunks, d.chunk_delay_ms, op.as_str()),
+            (Some("a"), Some(503), Some(4), Some(50), "/v1/chat/completions")
+        );
         assert!(super::parse("/drop/chat/completions").0.drop);
         assert_eq!(super::parse("/drop-after/2/v1/chat/completions").0.drop_after, Some(2));
     }

@@ -169,10 +169,7 @@ impl Server {
     fn evict_oldest_idle(&self) -> bool {
         self.log_saturated("connection limit reached: closing the connections idle the longest to admit new ones");
         let conns = self.conns.lock();
-        let victim = conns
-            .values()
-            .filter(|c| !c.evicted.load(Relaxed) && c.is_idle())
-            .min_by_key(|c| c.last_activity());
+        let victim = conns.values().filter(|c| !c.evicted.load(Relaxed) && c.is_idle()).min_by_key(|c| c.last_activity());
         match victim {
             Some(c) => {
                 c.evicted.store(true, Relaxed);
@@ -349,8 +346,15 @@ fn refuse(mut tcp: TcpStream) {
     });
 }
 
-async fn connection<S>(tcp: TcpStream, peer: SocketAddr, conn: &Arc<Conn>, service: S, builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>, server: &Arc<Server>, stop: watch::Receiver<bool>)
-where
+async fn connection<S>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    conn: &Arc<Conn>,
+    service: S,
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    server: &Arc<Server>,
+    stop: watch::Receiver<bool>,
+) where
     S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -601,7 +605,13 @@ mod tests {
 
     #[test]
     fn deadlines_by_phase() {
-        let l = ClientLimits { header_timeout: Duration::from_secs(2), idle_timeout: Duration::from_secs(5), body_timeout: Duration::from_secs(3), body_min_rate: 1000, max_connections: 10 };
+        let l = ClientLimits {
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(3),
+            body_min_rate: 1000,
+            max_connections: 10,
+        };
         let c = Conn::new(1, 1);
         assert_eq!(c.expired(5_001, &l), None);
         assert_eq!(c.expired(5_002, &l), Some(Expired::Idle));

@@ -39,7 +39,9 @@ pub fn spawn(db: DatabaseConnection, retention: Retention, every: Duration) {
             let now_minute = (app::ssr::now() / 60) as i64;
             match run_once(&db, retention, now_minute).await {
                 Ok((0, 0, 0)) => {}
-                Ok((compacted, minutes, hours)) => tracing::info!(compacted, minutes, hours, "usage compacted into hourly rows; old rows deleted"),
+                Ok((compacted, minutes, hours)) => {
+                    tracing::info!(compacted, minutes, hours, "usage compacted into hourly rows; old rows deleted")
+                }
                 // Another control plane compacting at the same moment, or the database away:
                 // nothing is lost, the rows wait for the next pass.
                 Err(e) => tracing::warn!(error = %e, "usage compaction failed; retrying at the next pass"),

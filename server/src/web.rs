@@ -94,7 +94,10 @@ pub fn router_with(leptos: LeptosOptions, app: AppState, limits: crate::admin_ap
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(header::STRICT_TRANSPORT_SECURITY, move |_: &http::Response<_>| hsts.clone()))
         .layer(axum::middleware::map_response(no_store_unless_asset));
     Router::new()
@@ -122,11 +125,22 @@ struct ExportQuery {
 
 /// The billing export (`/usage/export.csv?from=YYYY-MM-DD&to=YYYY-MM-DD`, UTC days, inclusive):
 /// a file download for operators, behind the same guard as the server functions.
-async fn export_usage_csv(axum::extract::State(st): axum::extract::State<WebState>, headers: http::HeaderMap, q: axum::extract::Query<ExportQuery>) -> axum::response::Response {
+async fn export_usage_csv(
+    axum::extract::State(st): axum::extract::State<WebState>,
+    headers: http::HeaderMap,
+    q: axum::extract::Query<ExportQuery>,
+) -> axum::response::Response {
     use app::error::AppError;
     use app::ssr::auth::{guard, Need};
     use axum::response::IntoResponse;
-    let text = |status: u16, msg: String| (http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST), [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response();
+    let text = |status: u16, msg: String| {
+        (
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST),
+            [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            msg,
+        )
+            .into_response()
+    };
     if let Err(e) = guard(&st.app, &headers, Need::Operator).await {
         let e = e.into_app();
         return text(e.status(), format!("{e}\n"));
@@ -134,8 +148,16 @@ async fn export_usage_csv(axum::extract::State(st): axum::extract::State<WebStat
     match app::ssr::services::usage::export_csv(&st.app.db, &q.from, &q.to).await {
         Ok(csv) => {
             let name = format!("attachment; filename=\"maas-usage-{}-{}.csv\"", q.from.trim(), q.to.trim());
-            let disposition = http::HeaderValue::from_str(&name).unwrap_or(http::HeaderValue::from_static("attachment; filename=\"maas-usage.csv\""));
-            ([(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/csv; charset=utf-8")), (http::header::CONTENT_DISPOSITION, disposition)], csv).into_response()
+            let disposition =
+                http::HeaderValue::from_str(&name).unwrap_or(http::HeaderValue::from_static("attachment; filename=\"maas-usage.csv\""));
+            (
+                [
+                    (http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/csv; charset=utf-8")),
+                    (http::header::CONTENT_DISPOSITION, disposition),
+                ],
+                csv,
+            )
+                .into_response()
         }
         Err(e) => match e.into_app() {
             AppError::Invalid(f) => text(400, f.0.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()),
@@ -158,18 +180,36 @@ struct AuditExportQuery {
 
 /// The audit log's CSV export (`/audit/export.csv?actor=&entity=&from=&to=`, the Audit page's
 /// filter): a file download for operators.
-async fn export_audit_csv(axum::extract::State(st): axum::extract::State<WebState>, headers: http::HeaderMap, q: axum::extract::Query<AuditExportQuery>) -> axum::response::Response {
+async fn export_audit_csv(
+    axum::extract::State(st): axum::extract::State<WebState>,
+    headers: http::HeaderMap,
+    q: axum::extract::Query<AuditExportQuery>,
+) -> axum::response::Response {
     use app::error::AppError;
     use app::ssr::auth::{guard, Need};
     use axum::response::IntoResponse;
-    let text = |status: u16, msg: String| (http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST), [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response();
+    let text = |status: u16, msg: String| {
+        (
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST),
+            [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            msg,
+        )
+            .into_response()
+    };
     if let Err(e) = guard(&st.app, &headers, Need::Operator).await {
         let e = e.into_app();
         return text(e.status(), format!("{e}\n"));
     }
     let f = app::types::AuditFilter { actor: q.0.actor, entity: q.0.entity, entity_id: None, from: q.0.from, to: q.0.to };
     match app::ssr::services::audit_log::export_csv(&st.app.db, &f).await {
-        Ok(csv) => ([(http::header::CONTENT_TYPE, "text/csv; charset=utf-8"), (http::header::CONTENT_DISPOSITION, "attachment; filename=\"maas-audit.csv\"")], csv).into_response(),
+        Ok(csv) => (
+            [
+                (http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (http::header::CONTENT_DISPOSITION, "attachment; filename=\"maas-audit.csv\""),
+            ],
+            csv,
+        )
+            .into_response(),
         Err(e) => match e.into_app() {
             AppError::Invalid(f) => text(400, f.0.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()),
             e => text(e.status(), format!("{e}\n")),

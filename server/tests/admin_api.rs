@@ -106,7 +106,9 @@ async fn tokens_and_sessions_are_checked_and_read_only_tokens_cannot_write() {
     let as_op = Call { token: None, cookie: Some(&op_cookie), ..call("POST", "/workspaces", "") }.body(json!({"name": "by-session"}));
     assert_eq!(as_op.send(&r).await.0, StatusCode::CREATED);
     // ... but not from another origin (the console's CSRF check covers the API too).
-    let cross = Call { token: None, cookie: Some(&op_cookie), ..call("POST", "/workspaces", "") }.body(json!({"name": "csrf"})).header("origin", "https://evil.example");
+    let cross = Call { token: None, cookie: Some(&op_cookie), ..call("POST", "/workspaces", "") }
+        .body(json!({"name": "csrf"}))
+        .header("origin", "https://evil.example");
     assert_eq!(cross.send(&r).await.0, StatusCode::FORBIDDEN);
 
     // Revoked and expired tokens stop working at once.
@@ -139,7 +141,10 @@ async fn marketplace_and_clusters_refuse_bad_input_and_deletes_that_would_orphan
     let env = env().await;
     let r = env.router();
     let (op, rw, _) = tokens(&env).await;
-    let (s, _, mm) = call("POST", "/marketplace-models", &rw).body(json!({"name": "qwen", "provider": "Alibaba", "tags": ["chat", "32k"]})).send(&r).await;
+    let (s, _, mm) = call("POST", "/marketplace-models", &rw)
+        .body(json!({"name": "qwen", "provider": "Alibaba", "tags": ["chat", "32k"]}))
+        .send(&r)
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{mm}");
     assert_eq!(mm["published"], false);
     assert_eq!(mm["tags"], json!(["chat", "32k"]));
@@ -154,19 +159,30 @@ async fn marketplace_and_clusters_refuse_bad_input_and_deletes_that_would_orphan
     assert!(v["error"]["fields"]["name"].is_string() && v["error"]["fields"]["provider"].is_string(), "{v}");
     // 400: malformed JSON, a wrong type, an unknown field, a bad id; 415: not JSON.
     for bad in [r#"{"name": "#, r#"{"name": 5, "provider": "x"}"#, r#"{"name": "n", "provider": "x", "colour": "red"}"#] {
-        let req = Request::post("/api/v1/marketplace-models").header("authorization", format!("Bearer {rw}")).header("content-type", "application/json").body(Body::from(bad)).unwrap();
+        let req = Request::post("/api/v1/marketplace-models")
+            .header("authorization", format!("Bearer {rw}"))
+            .header("content-type", "application/json")
+            .body(Body::from(bad))
+            .unwrap();
         let (s, _, body) = send(&r, req).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(serde_json::from_str::<Value>(&body).unwrap()["error"]["message"].is_string(), "{body}");
     }
-    let req = Request::post("/api/v1/marketplace-models").header("authorization", format!("Bearer {rw}")).header("content-type", "text/plain").body(Body::from("{}")).unwrap();
+    let req = Request::post("/api/v1/marketplace-models")
+        .header("authorization", format!("Bearer {rw}"))
+        .header("content-type", "text/plain")
+        .body(Body::from("{}"))
+        .unwrap();
     assert_eq!(send(&r, req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(call("GET", "/marketplace-models/abc", &rw).send(&r).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(call("GET", "/marketplace-models/999", &rw).send(&r).await.0, StatusCode::NOT_FOUND);
     assert_eq!(call("GET", "/no-such-thing", &rw).send(&r).await.0, StatusCode::NOT_FOUND);
 
     // Replace, publish, list with filters and a total.
-    let (s, _, v) = call("PUT", &format!("/marketplace-models/{id}"), &rw).body(json!({"name": "qwen-max", "provider": "Alibaba", "description": "d", "tags": ["chat"]})).send(&r).await;
+    let (s, _, v) = call("PUT", &format!("/marketplace-models/{id}"), &rw)
+        .body(json!({"name": "qwen-max", "provider": "Alibaba", "description": "d", "tags": ["chat"]}))
+        .send(&r)
+        .await;
     assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("qwen-max")), "{v}");
     let (_, _, v) = call("POST", &format!("/marketplace-models/{id}/publish"), &rw).send(&r).await;
     assert_eq!(v["published"], true);
@@ -190,7 +206,8 @@ async fn marketplace_and_clusters_refuse_bad_input_and_deletes_that_would_orphan
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("still has 1"), "{v}");
     assert_eq!(call("DELETE", &format!("/marketplace-models/{id}"), &rw).send(&r).await.0, StatusCode::CONFLICT);
-    let (_, _, other) = call("POST", "/clusters", &rw).body(json!({"name": "west", "entry_address": "https://w.example.com"})).send(&r).await;
+    let (_, _, other) =
+        call("POST", "/clusters", &rw).body(json!({"name": "west", "entry_address": "https://w.example.com"})).send(&r).await;
     assert_eq!(call("DELETE", &format!("/clusters/{}", other["id"]), &rw).send(&r).await.0, StatusCode::NO_CONTENT);
     assert_eq!(call("GET", &format!("/clusters/{}", other["id"]), &rw).send(&r).await.0, StatusCode::NOT_FOUND);
 }
@@ -234,7 +251,8 @@ async fn models_carry_an_etag_and_a_stale_if_match_is_refused() {
     assert_eq!(h["etag"].to_str().unwrap(), etag);
 
     // Enable with the ETag read: a new revision, a new ETag.
-    let (s, h, v) = call("PATCH", &format!("/models/{id}"), &rw).body(json!({"enabled": true})).header("if-match", etag.clone()).send(&r).await;
+    let (s, h, v) =
+        call("PATCH", &format!("/models/{id}"), &rw).body(json!({"enabled": true})).header("if-match", etag.clone()).send(&r).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["enabled"], true);
     let etag2 = h["etag"].to_str().unwrap().to_owned();
@@ -245,22 +263,39 @@ async fn models_carry_an_etag_and_a_stale_if_match_is_refused() {
     let (s, _, v) = call("PUT", &format!("/models/{id}"), &rw).body(changed.clone()).header("if-match", etag.clone()).send(&r).await;
     assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("changed by someone else"), "{v}");
-    assert_eq!(call("PATCH", &format!("/models/{id}"), &rw).body(json!({"enabled": false})).header("if-match", etag.clone()).send(&r).await.0, StatusCode::PRECONDITION_FAILED);
-    assert_eq!(call("DELETE", &format!("/models/{id}"), &rw).header("if-match", etag.clone()).send(&r).await.0, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        call("PATCH", &format!("/models/{id}"), &rw).body(json!({"enabled": false})).header("if-match", etag.clone()).send(&r).await.0,
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert_eq!(
+        call("DELETE", &format!("/models/{id}"), &rw).header("if-match", etag.clone()).send(&r).await.0,
+        StatusCode::PRECONDITION_FAILED
+    );
     let (_, _, now) = call("GET", &format!("/models/{id}"), &rw).send(&r).await;
     assert_eq!((now["enabled"].as_bool(), now["endpoints"][0]["url"].as_str()), (Some(true), Some("https://a.example/v1")));
     assert_eq!(call("PATCH", &format!("/models/{id}"), &rw).body(json!({})).send(&r).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(call("PUT", &format!("/models/{id}"), &rw).body(changed.clone()).header("if-match", "\"x\"").send(&r).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        call("PUT", &format!("/models/{id}"), &rw).body(changed.clone()).header("if-match", "\"x\"").send(&r).await.0,
+        StatusCode::BAD_REQUEST
+    );
 
     // PUT with the current ETag replaces it; a kept endpoint (by id) keeps its saved key.
     changed["endpoints"][0]["id"] = now["endpoints"][0]["id"].clone();
     let (s, _, v) = call("PUT", &format!("/models/{id}"), &rw).body(changed).header("if-match", etag2).send(&r).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((v["endpoints"][0]["url"].as_str(), v["endpoints"][0]["has_key"].as_bool()), (Some("https://c.example/v1"), Some(true)), "{v}");
+    assert_eq!(
+        (v["endpoints"][0]["url"].as_str(), v["endpoints"][0]["has_key"].as_bool()),
+        (Some("https://c.example/v1"), Some(true)),
+        "{v}"
+    );
     // PATCH of some fields keeps the rest.
     let (s, _, v) = call("PATCH", &format!("/models/{id}"), &rw).body(json!({"policy": "round_robin", "rules": []})).send(&r).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((v["policy"].as_str(), v["rules"].as_array().unwrap().len(), v["endpoints"].as_array().unwrap().len()), (Some("round_robin"), 0, 2), "{v}");
+    assert_eq!(
+        (v["policy"].as_str(), v["rules"].as_array().unwrap().len(), v["endpoints"].as_array().unwrap().len()),
+        (Some("round_robin"), 0, 2),
+        "{v}"
+    );
 
     // The console's edit form sends the revision it loaded: stale, it is refused the same way.
     let cookie = login(&r, "admin").await;
@@ -269,7 +304,10 @@ async fn models_carry_an_etag_and_a_stale_if_match_is_refused() {
     assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{body}");
 
     let (_, h, _) = call("GET", &format!("/models/{id}"), &rw).send(&r).await;
-    assert_eq!(call("DELETE", &format!("/models/{id}"), &rw).header("if-match", h["etag"].to_str().unwrap()).send(&r).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call("DELETE", &format!("/models/{id}"), &rw).header("if-match", h["etag"].to_str().unwrap()).send(&r).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(call("GET", &format!("/models/{id}"), &rw).send(&r).await.0, StatusCode::NOT_FOUND);
 }
 
@@ -285,7 +323,8 @@ async fn a_retried_create_with_the_same_idempotency_key_returns_the_first_result
     assert_eq!(v1, v2);
     assert_eq!(h2["idempotent-replayed"], "true");
     // The same key on another request: refused, not replayed.
-    let (s, _, v) = call("POST", "/workspaces", &rw).body(json!({"name": "team-y"})).header("idempotency-key", "create-team-x").send(&r).await;
+    let (s, _, v) =
+        call("POST", "/workspaces", &rw).body(json!({"name": "team-y"})).header("idempotency-key", "create-team-x").send(&r).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     // Without a key, a second create is a duplicate name (the caller's to see).
     assert_eq!(call("POST", "/workspaces", &rw).body(body).send(&r).await.0, StatusCode::UNPROCESSABLE_ENTITY);
@@ -294,8 +333,10 @@ async fn a_retried_create_with_the_same_idempotency_key_returns_the_first_result
 
     // A created API key's secret comes back on a replay, and is stored encrypted meanwhile.
     let ws = v1["id"].as_i64().unwrap();
-    let (_, _, k1) = call("POST", "/api-keys", &rw).body(json!({"workspace_id": ws, "name": "bot"})).header("idempotency-key", "k1").send(&r).await;
-    let (_, _, k2) = call("POST", "/api-keys", &rw).body(json!({"workspace_id": ws, "name": "bot"})).header("idempotency-key", "k1").send(&r).await;
+    let (_, _, k1) =
+        call("POST", "/api-keys", &rw).body(json!({"workspace_id": ws, "name": "bot"})).header("idempotency-key", "k1").send(&r).await;
+    let (_, _, k2) =
+        call("POST", "/api-keys", &rw).body(json!({"workspace_id": ws, "name": "bot"})).header("idempotency-key", "k1").send(&r).await;
     let secret = k1["secret"].as_str().unwrap();
     assert_eq!(k2["secret"].as_str(), Some(secret));
     use sea_orm::EntityTrait;
@@ -327,13 +368,17 @@ async fn every_write_leaves_one_audit_row_naming_the_actor_and_never_a_secret() 
     assert_eq!(s, StatusCode::OK);
 
     let rows = audit_rows(&env).await;
-    let new: Vec<_> = rows[before..].iter().map(|a| (a.actor_name.as_str(), a.via.as_str(), a.entity.as_str(), a.action.as_str())).collect();
-    assert_eq!(new, vec![
-        ("token:ci", "api", "model", "create"),
-        ("token:ci", "api", "model", "update"),
-        ("token:ci", "api", "model", "enable"),
-        ("admin", "console", "workspace", "create"),
-    ]);
+    let new: Vec<_> =
+        rows[before..].iter().map(|a| (a.actor_name.as_str(), a.via.as_str(), a.entity.as_str(), a.action.as_str())).collect();
+    assert_eq!(
+        new,
+        vec![
+            ("token:ci", "api", "model", "create"),
+            ("token:ci", "api", "model", "update"),
+            ("token:ci", "api", "model", "enable"),
+            ("admin", "console", "workspace", "create"),
+        ]
+    );
     let update: Value = serde_json::from_str(&rows[before + 1].diff).unwrap();
     assert_eq!(update["endpoints"]["new"][0]["api_key"], "replaced", "{update}");
     assert!(update.get("policy").is_none(), "unchanged fields are not in the diff: {update}");
@@ -370,12 +415,21 @@ async fn keys_workspaces_and_users_through_the_api() {
     let (s, _, u) = call("POST", "/users", &rw).body(json!({"username": "bob", "password": "password123", "role": "user"})).send(&r).await;
     assert_eq!(s, StatusCode::CREATED, "{u}");
     assert!(u.get("password").is_none() && !u.to_string().contains("password123"));
-    assert_eq!(call("POST", "/users", &rw).body(json!({"username": "bob2", "password": "short", "role": "user"})).send(&r).await.0, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(call("POST", "/users", &rw).body(json!({"username": "bob3", "password": "password123", "role": "root"})).send(&r).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        call("POST", "/users", &rw).body(json!({"username": "bob2", "password": "short", "role": "user"})).send(&r).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        call("POST", "/users", &rw).body(json!({"username": "bob3", "password": "password123", "role": "root"})).send(&r).await.0,
+        StatusCode::BAD_REQUEST
+    );
     let (s, _, w) = call("POST", &format!("/workspaces/{}/members", f.ws), &rw).body(json!({"username": "bob"})).send(&r).await;
     assert_eq!(s, StatusCode::OK, "{w}");
     assert_eq!(w["members"], json!(["bob"]));
-    assert_eq!(call("POST", &format!("/workspaces/{}/members", f.ws), &rw).body(json!({"username": "nobody"})).send(&r).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        call("POST", &format!("/workspaces/{}/members", f.ws), &rw).body(json!({"username": "nobody"})).send(&r).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     assert_eq!(call("DELETE", &format!("/workspaces/{}/members/bob", f.ws), &rw).send(&r).await.0, StatusCode::NO_CONTENT);
     assert_eq!(call("DELETE", &format!("/workspaces/{}/members/bob", f.ws), &rw).send(&r).await.0, StatusCode::NOT_FOUND);
 
@@ -391,8 +445,14 @@ async fn keys_workspaces_and_users_through_the_api() {
     assert!(v["error"]["fields"]["workspace_id"].is_string(), "{v}");
     let (s, _, v) = call("PUT", &format!("/api-keys/{kid}/quota"), &rw).body(json!({"period": "day", "tokens": 5000})).send(&r).await;
     assert_eq!((s, v["quota"]["tokens"].as_i64()), (StatusCode::OK, Some(5000)), "{v}");
-    assert_eq!(call("PUT", &format!("/api-keys/{kid}/quota"), &rw).body(json!({"period": "week"})).send(&r).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(call("PUT", &format!("/api-keys/{kid}/quota"), &rw).body(json!({"period": "day", "tokens": 0})).send(&r).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        call("PUT", &format!("/api-keys/{kid}/quota"), &rw).body(json!({"period": "week"})).send(&r).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call("PUT", &format!("/api-keys/{kid}/quota"), &rw).body(json!({"period": "day", "tokens": 0})).send(&r).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     let (s, _, v) = call("PUT", &format!("/api-keys/{kid}/scope"), &rw).body(json!({"last_day": "2999-12-31"})).send(&r).await;
     assert_eq!((s, v["limit"]["last_day"].as_str()), (StatusCode::OK, Some("2999-12-31")), "{v}");
     let (_, _, v) = call("POST", &format!("/api-keys/{kid}/revoke"), &rw).send(&r).await;
@@ -421,7 +481,11 @@ async fn keys_workspaces_and_users_through_the_api() {
 async fn each_token_has_its_own_rate_budget() {
     let env = env().await;
     let one = std::num::NonZeroU32::new(1).unwrap();
-    let r = server::web::router_with(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), env.state.clone(), server::admin_api::Limits { per_second: one, burst: one.saturating_add(1) });
+    let r = server::web::router_with(
+        server::web::leptos_options("127.0.0.1:0".parse().unwrap()),
+        env.state.clone(),
+        server::admin_api::Limits { per_second: one, burst: one.saturating_add(1) },
+    );
     let (_, rw, ro) = tokens(&env).await;
     let mut statuses = vec![];
     for _ in 0..3 {
@@ -442,7 +506,18 @@ async fn the_openapi_document_is_served_and_describes_every_route() {
     assert_eq!(s, StatusCode::OK);
     let doc: Value = serde_json::from_str(&body).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
-    for p in ["/models", "/models/{id}", "/marketplace-models/{id}/publish", "/clusters/{id}", "/workspaces/{id}/members/{username}", "/users", "/api-keys/{id}/revoke", "/audit", "/usage/daily", "/gateways"] {
+    for p in [
+        "/models",
+        "/models/{id}",
+        "/marketplace-models/{id}/publish",
+        "/clusters/{id}",
+        "/workspaces/{id}/members/{username}",
+        "/users",
+        "/api-keys/{id}/revoke",
+        "/audit",
+        "/usage/daily",
+        "/gateways",
+    ] {
         assert!(doc["paths"].get(p).is_some(), "{p} missing from the document");
     }
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
@@ -472,7 +547,8 @@ async fn each_kind_of_write_leaves_exactly_one_audit_row() {
             let (s, _, v) = c.send(&r).await;
             assert!(s.is_success(), "{} {path}: {s} {v}", $method);
             let rows = audit_rows(&env).await;
-            let new: Vec<(String, String, String)> = rows[seen..].iter().map(|a| (a.entity.clone(), a.action.clone(), a.actor_name.clone())).collect();
+            let new: Vec<(String, String, String)> =
+                rows[seen..].iter().map(|a| (a.entity.clone(), a.action.clone(), a.actor_name.clone())).collect();
             assert_eq!(new, vec![($entity.to_string(), $action.to_string(), "token:ci".to_string())], "{} {path}", $method);
             seen = rows.len();
             v
@@ -493,7 +569,8 @@ async fn each_kind_of_write_leaves_exactly_one_audit_row() {
     step!("PUT", format!("/workspaces/{ws}/quota"), Some(json!({"period": "month", "requests": 100})), "workspace", "update");
     step!("POST", format!("/workspaces/{ws}/members"), Some(json!({"username": "carol"})), "workspace", "add_member");
     step!("DELETE", format!("/workspaces/{ws}/members/carol"), none.clone(), "workspace", "remove_member");
-    let u = step!("POST", "/users".to_string(), Some(json!({"username": "dave", "password": "password123", "role": "user"})), "user", "create");
+    let u =
+        step!("POST", "/users".to_string(), Some(json!({"username": "dave", "password": "password123", "role": "user"})), "user", "create");
     step!("DELETE", format!("/users/{}", u["id"]), none.clone(), "user", "delete");
     let k = step!("POST", "/api-keys".to_string(), Some(json!({"workspace_id": ws, "name": "k2"})), "api_key", "create");
     let k = k["info"]["id"].as_i64().unwrap();

@@ -1,10 +1,10 @@
 //! The gateway contract of DESIGN.md, end to end over loopback: a real SQLite file, the real
 //! server router on port 0, and `maas mock-upstream` on port 0 as the only simulated part.
 mod common;
-use common::{demo_serve, DemoServe};
 use app::ssr::services::{catalog, keys, models, workspaces};
 use app::ssr::AppState;
 use app::types::*;
+use common::{demo_serve, DemoServe};
 use serde_json::{json, Value};
 use server::gateway::{spawn_reloader, Gateway, GatewayConfig, Serves};
 use std::sync::Arc;
@@ -43,12 +43,24 @@ async fn harness_with(mock: axum::Router, adjust: impl FnOnce(&mut GatewayConfig
     let op = env.user("op", Role::Operator).await;
     let mock = serve(mock).await;
     let db = &state.db;
-    let mm = catalog::create_marketplace(db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    let mm = catalog::create_marketplace(
+        db,
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     catalog::set_published(db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
     let cluster = catalog::create_cluster(db, &app::ssr::audit::Actor::system(), "local", "http://127.0.0.1:1").await.unwrap();
     let ws = workspaces::create(db, &app::ssr::audit::Actor::system(), "team").await.unwrap();
     let (k, rev) = keys::create(db, &app::ssr::audit::Actor::system(), &op, ws, "k").await.unwrap();
-    let mut config = GatewayConfig { first_byte_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), body_limit: 64 * 1024, heartbeat: Duration::from_millis(200), ..Default::default() };
+    let mut config = GatewayConfig {
+        first_byte_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        body_limit: 64 * 1024,
+        heartbeat: Duration::from_millis(200),
+        ..Default::default()
+    };
     adjust(&mut config);
     let gw = Gateway::new(config);
     // Serves the harness's cluster, whose entry address is http://127.0.0.1:1.
@@ -64,7 +76,15 @@ async fn harness_with(mock: axum::Router, adjust: impl FnOnce(&mut GatewayConfig
 }
 
 fn ep(url: String, model_id: &str, weight: &str, key: Option<&str>) -> EndpointInput {
-    EndpointInput { id: None, model_id: model_id.into(), url, api_key: key.map(|k| KeyChange::Set(k.into())).unwrap_or_default(), weight: weight.into(), skip_stream_usage: false, max_concurrent: String::new() }
+    EndpointInput {
+        id: None,
+        model_id: model_id.into(),
+        url,
+        api_key: key.map(|k| KeyChange::Set(k.into())).unwrap_or_default(),
+        weight: weight.into(),
+        skip_stream_usage: false,
+        max_concurrent: String::new(),
+    }
 }
 
 impl Harness {
@@ -74,7 +94,14 @@ impl Harness {
     }
     /// Creates and enables a model of the marketplace entry `mm`; returns once the gateway serves it.
     async fn model_of(&self, mm: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
-        let input = ModelInput { marketplace_model_id: Some(mm), cluster_id: Some(self.cluster), policy, endpoints, rules, reserve_output: String::new() };
+        let input = ModelInput {
+            marketplace_model_id: Some(mm),
+            cluster_id: Some(self.cluster),
+            policy,
+            endpoints,
+            rules,
+            reserve_output: String::new(),
+        };
         let (id, _) = models::create(&self.state.db, &app::ssr::audit::Actor::system(), &self.state.secrets, &input).await.unwrap();
         self.enable(id, true).await;
         id
@@ -90,7 +117,14 @@ impl Harness {
     }
     /// Replaces the model's policy, endpoints and rules; returns once the gateway serves it.
     async fn replace(&self, id: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) {
-        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy, endpoints, rules, reserve_output: String::new() };
+        let input = ModelInput {
+            marketplace_model_id: Some(self.mm),
+            cluster_id: Some(self.cluster),
+            policy,
+            endpoints,
+            rules,
+            reserve_output: String::new(),
+        };
         let rev = models::update(&self.state.db, &app::ssr::audit::Actor::system(), &self.state.secrets, id, None, &input).await.unwrap();
         self.state.config_changed(rev).await;
     }
@@ -136,9 +170,23 @@ async fn forwards_with_model_rewrite_endpoint_key_and_path_composition() {
     assert_eq!(rx[1]["authorization"], Value::Null, "no key configured: none sent, never the caller's");
     assert!(rx.iter().all(|r| !r.to_string().contains(&h.key)));
     // Completions and embeddings go to their own paths.
-    let r = h.http.post(format!("{}/v1/embeddings", h.base)).bearer_auth(&h.key).json(&json!({"model": "chat", "input": ["a", "b"]})).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/embeddings", h.base))
+        .bearer_auth(&h.key)
+        .json(&json!({"model": "chat", "input": ["a", "b"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["data"].as_array().unwrap().len(), 2);
-    let r = h.http.post(format!("{}/v1/completions", h.base)).bearer_auth(&h.key).json(&json!({"model": "chat", "prompt": "x"})).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/completions", h.base))
+        .bearer_auth(&h.key)
+        .json(&json!({"model": "chat", "prompt": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["object"], "text_completion");
     let rx = h.received().await;
     assert!(rx[2]["path"].as_str().unwrap().ends_with("/embeddings") && rx[3]["path"].as_str().unwrap().ends_with("/completions"));
@@ -166,7 +214,13 @@ async fn errors_are_openai_shaped_with_the_documented_statuses() {
     // Chunked (no Content-Length): still 413 once the limit is passed.
     let chunks = futures_util::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
     let r = h.http.post(&url).bearer_auth(&h.key).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
-    assert_eq!(error_of(r).await, (413, json!({"message": "Request body is larger than the limit of 65536 bytes.", "type": "invalid_request_error", "param": null, "code": "request_too_large"})));
+    assert_eq!(
+        error_of(r).await,
+        (
+            413,
+            json!({"message": "Request body is larger than the limit of 65536 bytes.", "type": "invalid_request_error", "param": null, "code": "request_too_large"})
+        )
+    );
     // The auth scheme is case-insensitive.
     let r = h.http.post(&url).header("authorization", format!("BEARER {}", h.key)).json(&hello()).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -209,7 +263,9 @@ async fn upstream_statuses_pass_through_and_no_upstream_is_502() {
 #[tokio::test]
 async fn round_robin_rotates_and_weighted_splits_each_100_exactly() {
     let h = harness().await;
-    let eps = |ws: [&str; 3]| vec![ep(h.up("/name/a"), "a", ws[0], None), ep(h.up("/name/b"), "b", ws[1], None), ep(h.up("/name/c"), "c", ws[2], None)];
+    let eps = |ws: [&str; 3]| {
+        vec![ep(h.up("/name/a"), "a", ws[0], None), ep(h.up("/name/b"), "b", ws[1], None), ep(h.up("/name/c"), "c", ws[2], None)]
+    };
     let id = h.model(Policy::RoundRobin, eps(["", "", ""]), vec![]).await;
     for _ in 0..6 {
         assert_eq!(h.chat(hello()).await.status(), 200);
@@ -232,7 +288,16 @@ async fn round_robin_rotates_and_weighted_splits_each_100_exactly() {
 #[tokio::test]
 async fn failover_skips_refused_and_5xx_endpoints_and_cools_them_down() {
     let h = harness().await;
-    h.model(Policy::RoundRobin, vec![ep("http://127.0.0.1:1".into(), "dead", "", None), ep(h.up("/status/503"), "broken", "", None), ep(h.up("/name/ok"), "ok", "", None)], vec![]).await;
+    h.model(
+        Policy::RoundRobin,
+        vec![
+            ep("http://127.0.0.1:1".into(), "dead", "", None),
+            ep(h.up("/status/503"), "broken", "", None),
+            ep(h.up("/name/ok"), "ok", "", None),
+        ],
+        vec![],
+    )
+    .await;
     for _ in 0..6 {
         let r = h.chat(hello()).await;
         assert_eq!(r.status(), 200, "every request is answered by the healthy endpoint");
@@ -263,8 +328,22 @@ async fn rate_limits_refuse_with_headers_and_consume_nothing_on_rejection() {
         Policy::RoundRobin,
         vec![ep(h.up(""), "m", "", None)],
         vec![
-            RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "3".into(), duration: "60".into() },
-            RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(h.ws), api_key_id: None, limit: "100".into(), duration: "60".into() },
+            RuleInput {
+                kind: app::types::RuleKind::Requests,
+                target: RuleTarget::ApiKey,
+                workspace_id: Some(h.ws),
+                api_key_id: Some(h.key_id),
+                limit: "3".into(),
+                duration: "60".into(),
+            },
+            RuleInput {
+                kind: app::types::RuleKind::Requests,
+                target: RuleTarget::Workspace,
+                workspace_id: Some(h.ws),
+                api_key_id: None,
+                limit: "100".into(),
+                duration: "60".into(),
+            },
         ],
     )
     .await;
@@ -290,7 +369,10 @@ async fn rate_limits_refuse_with_headers_and_consume_nothing_on_rejection() {
     assert!((58_000..=60_060).contains(&retry_ms), "{retry_ms}");
     assert_eq!(retry_ms.div_ceil(1000).max(1), retry, "Retry-After is retry-after-ms rounded up");
     let reset = hd["x-ratelimit-reset-requests"].to_str().unwrap();
-    assert!(reset.starts_with("59.") || reset.starts_with("1m0") || reset.starts_with("1m1"), "as precise as Retry-After is rounded: {reset}");
+    assert!(
+        reset.starts_with("59.") || reset.starts_with("1m0") || reset.starts_with("1m1"),
+        "as precise as Retry-After is rounded: {reset}"
+    );
     assert_eq!(hd["x-maas-ratelimit-rule"], format!("api_key:{}:3/60s", h.key_id).as_str());
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "rate_limit_exceeded");
     assert_eq!(h.received().await.len(), 3, "refused requests never reach the upstream");
@@ -299,7 +381,19 @@ async fn rate_limits_refuse_with_headers_and_consume_nothing_on_rejection() {
 #[tokio::test]
 async fn a_thousand_concurrent_requests_against_limit_100_admit_exactly_100() {
     let h = Arc::new(harness().await);
-    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(h.ws), api_key_id: None, limit: "100".into(), duration: "3600".into() }]).await;
+    h.model(
+        Policy::RoundRobin,
+        vec![ep(h.up(""), "m", "", None)],
+        vec![RuleInput {
+            kind: app::types::RuleKind::Requests,
+            target: RuleTarget::Workspace,
+            workspace_id: Some(h.ws),
+            api_key_id: None,
+            limit: "100".into(),
+            duration: "3600".into(),
+        }],
+    )
+    .await;
     let mut tasks = Vec::new();
     for _ in 0..1000 {
         let h = h.clone();
@@ -343,7 +437,12 @@ async fn streams_arrive_as_they_are_produced_and_client_disconnect_cancels_upstr
     // A full stream ends with [DONE], and include_usage yields the usage chunk.
     let h = harness().await;
     h.model(Policy::RoundRobin, vec![ep(h.up("/chunks/2"), "m", "", None)], vec![]).await;
-    let text = h.chat(json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": []})).await.text().await.unwrap();
+    let text = h
+        .chat(json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": []}))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("\"usage\"") && text.trim_end().ends_with("data: [DONE]"), "{text}");
 }
 
@@ -366,7 +465,13 @@ async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     let get = |path: &str| h.http.get(format!("{}/v1/models/{path}", h.base)).bearer_auth(&h.key).send();
     let v: Value = get("chat").await.unwrap().json().await.unwrap();
     assert_eq!((v["id"].as_str(), v["object"].as_str()), (Some("chat"), Some("model")));
-    let mm = catalog::create_marketplace(&h.state.db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "org/llama-3".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    let mm = catalog::create_marketplace(
+        &h.state.db,
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "org/llama-3".into(), provider: "p".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     catalog::set_published(&h.state.db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
     let id = h.model_of(mm, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
     for path in ["org/llama-3", "org%2Fllama-3"] {
@@ -567,12 +672,16 @@ async fn raw_upstream(close_idle_after: Option<Duration>) -> RawUpstream {
                 loop {
                     let Some(head) = read_head(&mut tcp).await else { return };
                     let head: String = head.iter().map(|l| format!("{l}\r\n")).collect();
-                    let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .unwrap_or(0);
                     let mut body = vec![0; len];
                     tcp.read_exact(&mut body).await.unwrap();
                     log.lock().push(head);
                     let answer = r#"{"id":"raw","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"raw"},"finish_reason":"stop"}]}"#;
-                    let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
+                    let resp =
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
                     tcp.get_mut().write_all(resp.as_bytes()).await.unwrap();
                     if let Some(idle) = close_idle_after {
                         tokio::time::sleep(idle).await;
@@ -624,7 +733,14 @@ async fn an_upstream_closing_idle_connections_costs_no_failure() {
 #[tokio::test]
 async fn what_a_rule_counted_survives_a_configuration_change() {
     let h = harness().await;
-    let rule = RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "3".into(), duration: "60".into() };
+    let rule = RuleInput {
+        kind: app::types::RuleKind::Requests,
+        target: RuleTarget::ApiKey,
+        workspace_id: Some(h.ws),
+        api_key_id: Some(h.key_id),
+        limit: "3".into(),
+        duration: "60".into(),
+    };
     let input = |endpoint: &str| ModelInput {
         marketplace_model_id: Some(h.mm),
         cluster_id: Some(h.cluster),
@@ -662,10 +778,20 @@ async fn status_rows_of_gateways_gone_for_a_day_are_deleted() {
         heartbeat_at: Set(heartbeat_at),
         serves: Set(None),
     };
-    gateway_status::Entity::insert_many([row("gone@10.0.0.9:8080", now - 25 * 3600), row("quiet@10.0.0.9:8081", now - 2 * 3600)]).exec(&h.state.db).await.unwrap();
+    gateway_status::Entity::insert_many([row("gone@10.0.0.9:8080", now - 25 * 3600), row("quiet@10.0.0.9:8081", now - 2 * 3600)])
+        .exec(&h.state.db)
+        .await
+        .unwrap();
     // Another gateway process starts: its reloader cleans up on its first pass.
-    spawn_reloader(Gateway::new(GatewayConfig::default()), h.state.clone(), Serves::EntryAddresses(vec!["http://127.0.0.1:1".into()]), "second".into());
-    let ids = || async { gateway_status::Entity::find().all(&h.state.db).await.unwrap().into_iter().map(|g| g.gateway_id).collect::<Vec<String>>() };
+    spawn_reloader(
+        Gateway::new(GatewayConfig::default()),
+        h.state.clone(),
+        Serves::EntryAddresses(vec!["http://127.0.0.1:1".into()]),
+        "second".into(),
+    );
+    let ids = || async {
+        gateway_status::Entity::find().all(&h.state.db).await.unwrap().into_iter().map(|g| g.gateway_id).collect::<Vec<String>>()
+    };
     for _ in 0..50 {
         if !ids().await.iter().any(|id| id.starts_with("gone")) {
             break;
@@ -674,7 +800,11 @@ async fn status_rows_of_gateways_gone_for_a_day_are_deleted() {
     }
     let mut left = ids().await;
     left.sort();
-    assert_eq!(left, ["quiet@10.0.0.9:8081", "second", "test"], "gone for 25 h: deleted; silent for 2 h: kept (shown as gone); the live ones kept");
+    assert_eq!(
+        left,
+        ["quiet@10.0.0.9:8081", "second", "test"],
+        "gone for 25 h: deleted; silent for 2 h: kept (shown as gone); the live ones kept"
+    );
 }
 
 /// `router` served over TLS on 127.0.0.1 with a certificate from a private CA (files in
@@ -711,7 +841,9 @@ async fn serve_tls(router: axum::Router, dir: &std::path::Path) -> (String, Arc<
                 // A client that refuses our certificate ends the handshake: nothing to serve.
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let service = hyper_util::service::TowerToHyperService::new(router);
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new()).serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
             });
         }
     });
@@ -742,7 +874,11 @@ async fn https_endpoints_behind_a_private_ca_are_trusted_only_when_configured_an
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["object"], "chat.completion");
     let got = h.received().await;
-    assert_eq!((got[0]["model"].as_str(), got[0]["authorization"].as_str()), (Some("private-model"), Some("Bearer sk-upstream")), "{got:?}");
+    assert_eq!(
+        (got[0]["model"].as_str(), got[0]["authorization"].as_str()),
+        (Some("private-model"), Some("Bearer sk-upstream")),
+        "{got:?}"
+    );
 
     h.update(id, Policy::RoundRobin, vec![ep(format!("{https}/chunks/20/chunk-delay/150"), "m", "", None)]).await;
     let mut r = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
@@ -757,7 +893,14 @@ async fn https_endpoints_behind_a_private_ca_are_trusted_only_when_configured_an
 #[tokio::test]
 async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
     let h = harness().await;
-    let rule = RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "100".into(), duration: "1".into() };
+    let rule = RuleInput {
+        kind: app::types::RuleKind::Requests,
+        target: RuleTarget::ApiKey,
+        workspace_id: Some(h.ws),
+        api_key_id: Some(h.key_id),
+        limit: "100".into(),
+        duration: "1".into(),
+    };
     h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
     // A burst over more milliseconds (1 ms ticks for a 1 s window) than a counter holds inline.
     for _ in 0..12 {
@@ -773,7 +916,14 @@ async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
 #[tokio::test]
 async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
     let h = harness().await;
-    let rule = |limit: &str| RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: limit.into(), duration: "60".into() };
+    let rule = |limit: &str| RuleInput {
+        kind: app::types::RuleKind::Requests,
+        target: RuleTarget::ApiKey,
+        workspace_id: Some(h.ws),
+        api_key_id: Some(h.key_id),
+        limit: limit.into(),
+        duration: "60".into(),
+    };
     let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule("3")]).await;
     for _ in 0..3 {
         assert_eq!(h.chat(hello()).await.status(), 200);
@@ -797,7 +947,14 @@ async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
 #[tokio::test]
 async fn a_disabled_models_counters_are_dropped_once_their_window_has_passed() {
     let h = harness().await;
-    let rule = RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "1".into() };
+    let rule = RuleInput {
+        kind: app::types::RuleKind::Requests,
+        target: RuleTarget::ApiKey,
+        workspace_id: Some(h.ws),
+        api_key_id: Some(h.key_id),
+        limit: "5".into(),
+        duration: "1".into(),
+    };
     let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
     assert_eq!(h.chat(hello()).await.status(), 200);
     h.enable(id, false).await;
@@ -822,7 +979,11 @@ async fn connect_proxy() -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {
             tokio::spawn(async move {
                 let mut client = BufReader::new(tcp);
                 let Some(head) = read_head(&mut client).await else { return };
-                let auth = head.iter().find(|l| l.to_ascii_lowercase().starts_with("proxy-authorization:")).map_or("", |l| l["proxy-authorization:".len()..].trim()).to_owned();
+                let auth = head
+                    .iter()
+                    .find(|l| l.to_ascii_lowercase().starts_with("proxy-authorization:"))
+                    .map_or("", |l| l["proxy-authorization:".len()..].trim())
+                    .to_owned();
                 log.lock().push(format!("{} | {auth}", head[0]));
                 let target = head[0].split(' ').nth(1).unwrap().to_owned();
                 let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
@@ -980,7 +1141,16 @@ async fn every_call_is_metered_with_the_upstreams_exact_tokens_streamed_or_not()
     // client got exactly the stream the upstream sends without it.
     let stream = json!({"model": "chat", "stream": true, "messages": []});
     let got = post("/chat/completions", stream.clone()).await.text().await.unwrap();
-    let direct = h.http.post(format!("{}/v1/chat/completions", h.mock)).json(&json!({"model": "up", "stream": true, "messages": []})).send().await.unwrap().text().await.unwrap();
+    let direct = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.mock))
+        .json(&json!({"model": "up", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(without_created(&got), without_created(&direct));
     assert!(!got.contains("usage"), "{got}");
     let asked: Vec<Value> = h.received().await.into_iter().map(|r| r["stream_options"].clone()).collect();
@@ -1001,12 +1171,32 @@ async fn every_call_is_metered_with_the_upstreams_exact_tokens_streamed_or_not()
 async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record() {
     let h = harness().await;
     // An upstream that reports no usage at all.
-    let bare = serve(axum::Router::new().route("/v1/chat/completions", axum::routing::post(|| async { axum::Json(json!({"choices": [{"message": {"content": "hi"}}]})) }))).await;
-    h.model(Policy::RoundRobin, vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up("/chunks/20/chunk-delay/100"), "slow", "", None)], vec![RuleInput {
+    let bare =
+        serve(axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(|| async { axum::Json(json!({"choices": [{"message": {"content": "hi"}}]})) }),
+        ))
+        .await;
+    h.model(
+        Policy::RoundRobin,
+        vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up("/chunks/20/chunk-delay/100"), "slow", "", None)],
+        vec![RuleInput {
             kind: app::types::RuleKind::Requests,
-        target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: "5".into(), duration: "60".into(),
-    }]).await;
-    let mm2 = catalog::create_marketplace(&h.state.db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "bare".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+            target: RuleTarget::ApiKey,
+            workspace_id: Some(h.ws),
+            api_key_id: Some(h.key_id),
+            limit: "5".into(),
+            duration: "60".into(),
+        }],
+    )
+    .await;
+    let mm2 = catalog::create_marketplace(
+        &h.state.db,
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "bare".into(), provider: "p".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     catalog::set_published(&h.state.db, &app::ssr::audit::Actor::system(), mm2, true).await.unwrap();
     h.model_of(mm2, Policy::RoundRobin, vec![ep(format!("{bare}/v1"), "bare", "", None)], vec![]).await;
 
@@ -1018,7 +1208,14 @@ async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record(
     assert!(s.chunk().await.unwrap().is_some());
     drop(s);
     // No usage from the upstream: unknown, not 0.
-    let bare_call = h.http.post(format!("{}/v1/chat/completions", h.base)).bearer_auth(&h.key).json(&json!({"model": "bare", "messages": []})).send().await.unwrap();
+    let bare_call = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(&h.key)
+        .json(&json!({"model": "bare", "messages": []}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bare_call.status(), 200);
     bare_call.text().await.unwrap();
     // Refusals, counted under what the caller sent.
@@ -1040,8 +1237,8 @@ async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record(
     // Admitted by the rule (5 a minute): the failed-over call, the stream, three more; ok: those
     // but the stream, and the usage-less call (another model, no rule): usage known for 4.
     assert_eq!(by["ok"][0..2], [5, 4], "{by:?}");
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     use app::ssr::entities::usage_minute::{Column, Entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let rows = Entity::find().all(&h.state.db).await.unwrap();
     let nf = rows.iter().find(|r| r.outcome == "not_found").unwrap();
     assert_eq!((nf.model.as_str(), nf.status, nf.workspace_id), ("no-such-model", 404, Some(h.ws)));
@@ -1060,15 +1257,28 @@ async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record(
 #[tokio::test]
 async fn on_sigterm_the_usage_of_every_call_is_flushed_before_exit() {
     let mock = serve(server::mock_upstream::router(Default::default(), true)).await;
-    let DemoServe { mut child, base, key, dir, .. } = demo_serve(&format!("{mock}/chunks/10/chunk-delay/100"), &[("MAAS_USAGE_FLUSH", "1h")]);
+    let DemoServe { mut child, base, key, dir, .. } =
+        demo_serve(&format!("{mock}/chunks/10/chunk-delay/100"), &[("MAAS_USAGE_FLUSH", "1h")]);
     let db_url = format!("sqlite://{}/maas.db?mode=rwc", dir.path().display());
     let http = reqwest::Client::new();
     for _ in 0..20 {
-        let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&json!({"model": "demo-chat", "messages": []})).send().await.unwrap();
+        let r = http
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "demo-chat", "messages": []}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         r.text().await.unwrap();
     }
-    let mut stream = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&json!({"model": "demo-chat", "stream": true, "messages": []})).send().await.unwrap();
+    let mut stream = http
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "demo-chat", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap();
     assert!(stream.chunk().await.unwrap().is_some());
     // SAFETY: a plain kill(2) of our own child.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
@@ -1091,18 +1301,24 @@ async fn an_upstream_refusing_stream_options_gets_streams_without_them() {
     let h = harness().await;
     let (with, without) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (w, wo) = (with.clone(), without.clone());
-    let strict = serve(axum::Router::new().route("/v1/chat/completions", axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-        let (w, wo) = (w.clone(), wo.clone());
-        async move {
-            use axum::response::IntoResponse;
-            if body.get("stream_options").is_some() {
-                w.fetch_add(1, Ordering::SeqCst);
-                return (http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"message": "unknown field stream_options"}}))).into_response();
+    let strict = serve(axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let (w, wo) = (w.clone(), wo.clone());
+            async move {
+                use axum::response::IntoResponse;
+                if body.get("stream_options").is_some() {
+                    w.fetch_add(1, Ordering::SeqCst);
+                    return (http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"message": "unknown field stream_options"}})))
+                        .into_response();
+                }
+                wo.fetch_add(1, Ordering::SeqCst);
+                ([("content-type", "text/event-stream")], "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n")
+                    .into_response()
             }
-            wo.fetch_add(1, Ordering::SeqCst);
-            ([("content-type", "text/event-stream")], "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n").into_response()
-        }
-    }))).await;
+        }),
+    ))
+    .await;
     h.model(Policy::RoundRobin, vec![ep(format!("{strict}/v1"), "strict", "", None)], vec![]).await;
     let stream = json!({"model": "chat", "stream": true, "messages": []});
     for round in 0..3 {
@@ -1145,17 +1361,26 @@ async fn ten_thousand_mixed_calls_add_up_exactly_in_the_stored_usage() {
     let (limited, _) = keys::create(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.ws, "limited").await.unwrap();
     // `chat`: round-robin over a 503 and a good endpoint (every other call fails over once);
     // key `limited` may make 100 calls an hour.
-    h.model(Policy::RoundRobin, vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up(""), "up", "", None)], vec![RuleInput {
+    h.model(
+        Policy::RoundRobin,
+        vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up(""), "up", "", None)],
+        vec![RuleInput {
             kind: app::types::RuleKind::Requests,
-        target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(limited.info.id), limit: "100".into(), duration: "3600".into(),
-    }])
+            target: RuleTarget::ApiKey,
+            workspace_id: Some(h.ws),
+            api_key_id: Some(limited.info.id),
+            limit: "100".into(),
+            duration: "3600".into(),
+        }],
+    )
     .await;
     const CALLS: usize = 10_000;
     let sent = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::<u16, usize>::new()));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..50)
         .map(|_| {
-            let (http, base, key, other, sent, next) = (h.http.clone(), h.base.clone(), h.key.clone(), limited.secret.clone(), sent.clone(), next.clone());
+            let (http, base, key, other, sent, next) =
+                (h.http.clone(), h.base.clone(), h.key.clone(), limited.secret.clone(), sent.clone(), next.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1168,7 +1393,13 @@ async fn ten_thousand_mixed_calls_add_up_exactly_in_the_stored_usage() {
                         1 | 2 => (&other, "chat"),
                         _ => (&key, "chat"),
                     };
-                    let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(key).json(&json!({"model": model, "messages": []})).send().await.unwrap();
+                    let r = http
+                        .post(format!("{base}/v1/chat/completions"))
+                        .bearer_auth(key)
+                        .json(&json!({"model": model, "messages": []}))
+                        .send()
+                        .await
+                        .unwrap();
                     let status = r.status().as_u16();
                     r.bytes().await.unwrap();
                     *sent.lock().entry(status).or_default() += 1;
@@ -1217,7 +1448,15 @@ async fn a_sigterm_in_the_middle_of_traffic_loses_no_call_and_invents_none() {
             tokio::spawn(async move {
                 // Bounded: at most 5,000 calls a client.
                 for _ in 0..5_000 {
-                    let Ok(r) = http.post(format!("{base}/v1/chat/completions")).bearer_auth(&key).json(&json!({"model": "demo-chat", "messages": []})).send().await else { return };
+                    let Ok(r) = http
+                        .post(format!("{base}/v1/chat/completions"))
+                        .bearer_auth(&key)
+                        .json(&json!({"model": "demo-chat", "messages": []}))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
                     let status = r.status().as_u16();
                     assert!(status == 200 || status == 429, "{status}");
                     if r.bytes().await.is_ok() {
@@ -1254,7 +1493,13 @@ async fn keys_scoped_to_models_and_keys_that_expired_are_refused_as_openai_would
     use sea_orm::{ActiveModelTrait, EntityTrait, Set};
     let h = harness().await;
     let chat = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
-    let mm = catalog::create_marketplace(&h.state.db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "embed".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    let mm = catalog::create_marketplace(
+        &h.state.db,
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "embed".into(), provider: "p".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     catalog::set_published(&h.state.db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
     h.model_of(mm, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
     let listed = || async {
@@ -1265,11 +1510,26 @@ async fn keys_scoped_to_models_and_keys_that_expired_are_refused_as_openai_would
 
     // The operator scopes the key to `chat`, through until today.
     let today = app::days::format_day(app::ssr::now().div_euclid(86_400));
-    let rev = keys::set_scope(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &KeyScope { last_day: Some(today), models: Some(vec![chat]) }).await.unwrap();
+    let rev = keys::set_scope(
+        &h.state.db,
+        &app::ssr::audit::Actor::system(),
+        &h.op,
+        h.key_id,
+        &KeyScope { last_day: Some(today), models: Some(vec![chat]) },
+    )
+    .await
+    .unwrap();
     h.state.config_changed(rev).await;
     assert_eq!(h.chat(hello()).await.status(), 200);
     assert_eq!(listed().await, ["chat"], "the other model is absent from the key's list");
-    let other = h.http.post(format!("{}/v1/chat/completions", h.base)).bearer_auth(&h.key).json(&json!({"model": "embed", "messages": []})).send().await.unwrap();
+    let other = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(&h.key)
+        .json(&json!({"model": "embed", "messages": []}))
+        .send()
+        .await
+        .unwrap();
     let (s, e) = error_of(other).await;
     assert_eq!((s, e["code"].as_str(), e["type"].as_str()), (403, Some("model_not_allowed"), Some("invalid_request_error")), "{e}");
     assert!(e["message"].as_str().unwrap().contains("`embed`"), "{e}");
@@ -1295,7 +1555,14 @@ async fn keys_scoped_to_models_and_keys_that_expired_are_refused_as_openai_would
 }
 
 fn kind_rule(h: &Harness, kind: RuleKind, limit: &str, duration: &str) -> RuleInput {
-    RuleInput { kind, target: RuleTarget::ApiKey, workspace_id: Some(h.ws), api_key_id: Some(h.key_id), limit: limit.into(), duration: duration.into() }
+    RuleInput {
+        kind,
+        target: RuleTarget::ApiKey,
+        workspace_id: Some(h.ws),
+        api_key_id: Some(h.key_id),
+        limit: limit.into(),
+        duration: duration.into(),
+    }
 }
 
 fn header(r: &reqwest::Response, name: &str) -> Option<String> {
@@ -1349,21 +1616,31 @@ async fn a_call_without_max_tokens_reserves_the_models_own_output_reservation() 
     let prompt = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4);
     let remaining = |r: &reqwest::Response| header(r, "x-ratelimit-remaining-tokens").unwrap().parse::<u64>().unwrap();
     assert_eq!(remaining(&h.chat(body.clone()).await), 100_000 - prompt - 1_024, "the gateway's default");
-    let mut input = ModelInput { marketplace_model_id: Some(h.mm), cluster_id: Some(h.cluster), policy: Policy::RoundRobin, endpoints: vec![ep(h.up(""), "m", "", None)], rules, reserve_output: "300".into() };
+    let mut input = ModelInput {
+        marketplace_model_id: Some(h.mm),
+        cluster_id: Some(h.cluster),
+        policy: Policy::RoundRobin,
+        endpoints: vec![ep(h.up(""), "m", "", None)],
+        rules,
+        reserve_output: "300".into(),
+    };
     let rev = models::update(&h.state.db, &app::ssr::audit::Actor::system(), &h.state.secrets, model, None, &input).await.unwrap();
     h.state.config_changed(rev).await;
     // The first call used 7 (the mock's usage).
     assert_eq!(remaining(&h.chat(body.clone()).await), 100_000 - 7 - prompt - 300, "the model's reservation");
     assert_eq!(models::get(&h.state.db, model).await.unwrap().reserve_output, Some(300), "the form shows it again");
     input.reserve_output = "0".into();
-    let err = models::update(&h.state.db, &app::ssr::audit::Actor::system(), &h.state.secrets, model, None, &input).await.unwrap_err().into_app();
+    let err =
+        models::update(&h.state.db, &app::ssr::audit::Actor::system(), &h.state.secrets, model, None, &input).await.unwrap_err().into_app();
     assert!(matches!(&err, app::error::AppError::Invalid(f) if f.get("reserve_output") == Some("must be at least 1")), "{err:?}");
 }
 
 #[tokio::test]
 async fn a_streamed_call_settles_its_tokens_from_the_usage_chunk_and_a_usage_less_one_keeps_its_estimate() {
     let h = harness().await;
-    let model = h.model(Policy::RoundRobin, vec![ep(h.up("/chunks/4"), "m", "", None)], vec![kind_rule(&h, RuleKind::Tokens, "100000", "60")]).await;
+    let model = h
+        .model(Policy::RoundRobin, vec![ep(h.up("/chunks/4"), "m", "", None)], vec![kind_rule(&h, RuleKind::Tokens, "100000", "60")])
+        .await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 500});
     let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 500;
     let remaining = |r: &reqwest::Response| header(r, "x-ratelimit-remaining-tokens").unwrap().parse::<u64>().unwrap();
@@ -1376,16 +1653,31 @@ async fn a_streamed_call_settles_its_tokens_from_the_usage_chunk_and_a_usage_les
     assert_eq!(remaining(&r), 100_000 - 9 - estimate, "settled to the stream's real usage");
     r.text().await.unwrap();
     // An endpoint that is never asked for usage: its streams keep their estimate.
-    h.replace(model, Policy::RoundRobin, vec![EndpointInput { skip_stream_usage: true, ..ep(h.up("/chunks/4"), "m", "", None) }], vec![kind_rule(&h, RuleKind::Tokens, "100000", "60")]).await;
+    h.replace(
+        model,
+        Policy::RoundRobin,
+        vec![EndpointInput { skip_stream_usage: true, ..ep(h.up("/chunks/4"), "m", "", None) }],
+        vec![kind_rule(&h, RuleKind::Tokens, "100000", "60")],
+    )
+    .await;
     h.chat(body.clone()).await.text().await.unwrap();
     let r = h.chat(body.clone()).await;
-    assert_eq!(remaining(&r), 100_000 - 9 - 9 - estimate - estimate, "the counter survived the change; the usage-less call counts its estimate");
+    assert_eq!(
+        remaining(&r),
+        100_000 - 9 - 9 - estimate - estimate,
+        "the counter survived the change; the usage-less call counts its estimate"
+    );
 }
 
 #[tokio::test]
 async fn a_concurrency_rule_of_10_holds_the_upstream_to_10_under_200_concurrent_streams() {
     let h = harness().await;
-    h.model(Policy::RoundRobin, vec![ep(h.up("/chunks/4/chunk-delay/150"), "m", "", None)], vec![kind_rule(&h, RuleKind::Concurrent, "10", "")]).await;
+    h.model(
+        Policy::RoundRobin,
+        vec![ep(h.up("/chunks/4/chunk-delay/150"), "m", "", None)],
+        vec![kind_rule(&h, RuleKind::Concurrent, "10", "")],
+    )
+    .await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true});
     let calls = (0..200).map(|_| {
         let (http, url, key, body) = (h.http.clone(), format!("{}/v1/chat/completions", h.base), h.key.clone(), body.clone());
@@ -1422,7 +1714,8 @@ async fn a_concurrency_rule_of_10_holds_the_upstream_to_10_under_200_concurrent_
 /// A gateway of its own on the harness's database (a restarted process, or another replica),
 /// with `adjust`ed configuration; returns once it serves the current revision.
 async fn another_gateway(h: &Harness, adjust: impl FnOnce(&mut GatewayConfig)) -> (Arc<Gateway>, String) {
-    let mut config = GatewayConfig { first_byte_timeout: Duration::from_secs(2), heartbeat: Duration::from_millis(100), ..Default::default() };
+    let mut config =
+        GatewayConfig { first_byte_timeout: Duration::from_secs(2), heartbeat: Duration::from_millis(100), ..Default::default() };
     adjust(&mut config);
     let gw = Gateway::new(config);
     spawn_reloader(gw.clone(), h.state.clone(), Serves::EntryAddresses(vec!["http://127.0.0.1:1".into()]), "restarted".into());
@@ -1451,7 +1744,15 @@ async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_
     // Streams from an endpoint never asked for usage: each call keeps its estimate (its size
     // plus max_tokens 2,000), about 2,020 tokens, so the third takes the 5,000 past its end.
     h.model(Policy::RoundRobin, vec![EndpointInput { skip_stream_usage: true, ..ep(h.up("/chunks/2"), "m", "", None) }], vec![]).await;
-    let rev = app::ssr::services::quotas::set_workspace(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.ws, &QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() }).await.unwrap();
+    let rev = app::ssr::services::quotas::set_workspace(
+        &h.state.db,
+        &app::ssr::audit::Actor::system(),
+        &h.op,
+        h.ws,
+        &QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() },
+    )
+    .await
+    .unwrap();
     h.state.config_changed(rev).await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 2000});
     let call = |base: String| {
@@ -1499,12 +1800,19 @@ async fn quotas_are_set_by_operators_only_with_errors_next_to_their_fields() {
     use app::ssr::services::quotas;
     let err = quotas::set_workspace(&h.state.db, &app::ssr::audit::Actor::system(), &member, h.ws, &input("10", "")).await.unwrap_err();
     assert!(matches!(err.into_app(), app::error::AppError::Forbidden), "a user may not set quotas");
-    let err = quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("ten", "0")).await.unwrap_err().into_app();
+    let err =
+        quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("ten", "0")).await.unwrap_err().into_app();
     let app::error::AppError::Invalid(f) = err else { panic!("{err:?}") };
     assert_eq!((f.get("tokens"), f.get("requests")), (Some("must be a whole number"), Some("must be at least 1")));
-    let err = quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("1000000000001", "")).await.unwrap_err().into_app();
+    let err = quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("1000000000001", ""))
+        .await
+        .unwrap_err()
+        .into_app();
     assert!(matches!(&err, app::error::AppError::Invalid(f) if f.get("tokens") == Some("must be at most 1000000000000")), "{err:?}");
-    assert!(matches!(quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, 999_999, &input("1", "")).await.unwrap_err().into_app(), app::error::AppError::NotFound(_)));
+    assert!(matches!(
+        quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, 999_999, &input("1", "")).await.unwrap_err().into_app(),
+        app::error::AppError::NotFound(_)
+    ));
     // Set, seen on the keys list with nothing spent, then removed with both budgets empty.
     quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &input("", "100")).await.unwrap();
     let keys = app::ssr::services::keys::list(&h.state.db, &h.op).await.unwrap();
@@ -1521,7 +1829,10 @@ async fn endpoints_capped_at_4_concurrent_spill_to_the_next_and_a_full_model_que
         c.slot_wait = Duration::from_millis(300);
     })
     .await;
-    let capped = |name: &str| EndpointInput { max_concurrent: "4".into(), ..ep(h.up(&format!("/name/{name}/chunks/4/chunk-delay/300")), "m", "", None) };
+    let capped = |name: &str| EndpointInput {
+        max_concurrent: "4".into(),
+        ..ep(h.up(&format!("/name/{name}/chunks/4/chunk-delay/300")), "m", "", None)
+    };
     h.model(Policy::RoundRobin, vec![capped("a"), capped("b"), capped("c")], vec![]).await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true});
     let wave: Vec<_> = (0..20)
@@ -1551,7 +1862,10 @@ async fn endpoints_capped_at_4_concurrent_spill_to_the_next_and_a_full_model_que
     assert_eq!(stats["requests"].as_u64(), Some(12), "a call refused for want of a slot never reaches an upstream");
     // Slots free as streams end: a wave the caps hold is served whole, queued calls included.
     let h2 = harness_with(server::mock_upstream::router(Default::default(), true), |c| c.slot_wait = Duration::from_secs(20)).await;
-    let capped = |name: &str| EndpointInput { max_concurrent: "2".into(), ..ep(h2.up(&format!("/name/{name}/chunks/2/chunk-delay/100")), "m", "", None) };
+    let capped = |name: &str| EndpointInput {
+        max_concurrent: "2".into(),
+        ..ep(h2.up(&format!("/name/{name}/chunks/2/chunk-delay/100")), "m", "", None)
+    };
     h2.model(Policy::RoundRobin, vec![capped("a"), capped("b")], vec![]).await;
     let calls: Vec<_> = (0..12)
         .map(|_| {
@@ -1563,5 +1877,10 @@ async fn endpoints_capped_at_4_concurrent_spill_to_the_next_and_a_full_model_que
         assert_eq!(c.await.unwrap(), 200, "queued until a slot freed");
     }
     let stats = h2.stats().await;
-    assert!(stats["peak_in_flight"].as_u64().unwrap() <= 4 && stats["peaks"]["a"].as_u64() <= Some(2) && stats["peaks"]["b"].as_u64() <= Some(2), "{stats}");
+    assert!(
+        stats["peak_in_flight"].as_u64().unwrap() <= 4
+            && stats["peaks"]["a"].as_u64() <= Some(2)
+            && stats["peaks"]["b"].as_u64() <= Some(2),
+        "{stats}"
+    );
 }

@@ -97,13 +97,22 @@ async fn idle_slow_header_and_slow_body_connections_are_closed_while_a_long_stre
         // One that sends its request line and headers a byte every 100 ms: never done in time.
         async move {
             let mut tcp = TcpStream::connect(addr).await.unwrap();
-            trickle(&mut tcp, b"GET /_mock/stats HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", Duration::from_millis(100)).await
+            trickle(
+                &mut tcp,
+                b"GET /_mock/stats HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+                Duration::from_millis(100),
+            )
+            .await
         },
         // One whose body (100 kB announced) comes at 4 bytes a second.
         async move {
             let mut tcp = TcpStream::connect(addr).await.unwrap();
             let started = Instant::now();
-            tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{").await.unwrap();
+            tcp.write_all(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+            )
+            .await
+            .unwrap();
             trickle(&mut tcp, b"a", Duration::from_millis(250)).await;
             started.elapsed()
         },
@@ -126,14 +135,16 @@ async fn idle_slow_header_and_slow_body_connections_are_closed_while_a_long_stre
     assert!(took >= Duration::from_millis(2700), "{took:?}");
     assert!(body.contains("chunk 3") && body.trim_end().ends_with("data: [DONE]"), "the stream was cut: {body}");
     // A slow but honest non-streamed answer (2 s before the upstream answers) is not cut either.
-    let slow = reqwest::Client::new().post(format!("http://{}/delay/2000/v1/chat/completions", s.addr)).json(&chat(false)).send().await.unwrap();
+    let slow =
+        reqwest::Client::new().post(format!("http://{}/delay/2000/v1/chat/completions", s.addr)).json(&chat(false)).send().await.unwrap();
     assert_eq!(slow.status(), 200);
     assert!(slow.text().await.unwrap().contains("chat.completion"));
 }
 
 #[tokio::test]
 async fn past_the_connection_bound_the_longest_idle_connection_makes_room() {
-    let limits = ClientLimits { max_connections: 4, idle_timeout: Duration::from_secs(60), header_timeout: Duration::from_secs(60), ..short() };
+    let limits =
+        ClientLimits { max_connections: 4, idle_timeout: Duration::from_secs(60), header_timeout: Duration::from_secs(60), ..short() };
     let s = serve(limits, MockConfig::default()).await;
     let mut idle = Vec::new();
     for _ in 0..4 {
@@ -163,7 +174,10 @@ async fn past_the_connection_bound_the_longest_idle_connection_makes_room() {
         assert!(got.is_empty(), "idle connection {i}: {got}");
     }
     let mut probe = [0u8; 1];
-    assert!(tokio::time::timeout(Duration::from_millis(200), idle[3].read(&mut probe)).await.is_err(), "the newest idle connection was kept");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), idle[3].read(&mut probe)).await.is_err(),
+        "the newest idle connection was kept"
+    );
 }
 
 #[tokio::test]

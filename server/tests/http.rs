@@ -56,11 +56,21 @@ async fn every_server_function_checks_the_caller() {
         let (status, answer) = call::<()>(&r, form(path, Some(&alice), body)).await;
         assert_eq!((status, answer), (StatusCode::FORBIDDEN, Err(AppError::Forbidden)), "{path} as a user");
     }
-    let save = json!({"id": null, "input": {"marketplace_model_id": 1, "cluster_id": 1, "policy": "round_robin", "endpoints": [], "rules": []}});
+    let save =
+        json!({"id": null, "input": {"marketplace_model_id": 1, "cluster_id": 1, "policy": "round_robin", "endpoints": [], "rules": []}});
     let (status, _, _) = send(&r, json("/api/models/save", Some(&alice), &save)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Login-level functions refuse anonymous callers too.
-    for path in ["/api/keys/list", "/api/keys/create", "/api/keys/revoke", "/api/keys/models", "/api/keys/scope", "/api/workspaces/list", "/api/offerings", "/api/usage/keys"] {
+    for path in [
+        "/api/keys/list",
+        "/api/keys/create",
+        "/api/keys/revoke",
+        "/api/keys/models",
+        "/api/keys/scope",
+        "/api/workspaces/list",
+        "/api/offerings",
+        "/api/usage/keys",
+    ] {
         let (status, _, _) = send(&r, form(path, None, "workspace_id=1&name=x&id=1&last_day=&all_models=true&models=")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
     }
@@ -114,7 +124,11 @@ async fn validation_errors_come_back_per_field() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body.contains("already has a MaaS model on this cluster"), "{body}");
     // Malformed JSON is a clear 4xx, not a 500.
-    let bad = http::Request::post("/api/models/save").header("content-type", "application/json").header("cookie", &c).body(axum::body::Body::from("{not json")).unwrap();
+    let bad = http::Request::post("/api/models/save")
+        .header("content-type", "application/json")
+        .header("cookie", &c)
+        .body(axum::body::Body::from("{not json"))
+        .unwrap();
     let (status, _, _) = send(&r, bad).await;
     assert!(status.is_client_error(), "{status}");
 }
@@ -129,7 +143,11 @@ async fn upstream_keys_never_reach_the_browser() {
     let (status, id) = call::<i64>(&r, json("/api/models/save", Some(&c), &json!({"id": null, "input": weighted_input(&f)}))).await;
     assert_eq!(status, StatusCode::OK);
     let id = id.unwrap();
-    for (path, body) in [("/api/models/get", format!("id={id}")), ("/api/models/list", "search=&page=0".into()), ("/api/models/form-options", String::new())] {
+    for (path, body) in [
+        ("/api/models/get", format!("id={id}")),
+        ("/api/models/list", "search=&page=0".into()),
+        ("/api/models/form-options", String::new()),
+    ] {
         let (_, _, text) = send(&r, form(path, Some(&c), &body)).await;
         assert!(!text.contains("sk-upstream-a"), "{path} leaked the key");
     }
@@ -172,7 +190,9 @@ async fn users_see_only_their_workspaces_and_the_user_view() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("sk-maas-"));
 
-    let (id, _) = app::ssr::services::models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let (id, _) = app::ssr::services::models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f))
+        .await
+        .unwrap();
     let (_, offerings) = call::<Vec<Offering>>(&r, form("/api/offerings", Some(&a), "")).await;
     assert_eq!(offerings, Ok(vec![]));
     app::ssr::services::models::set_enabled(env.db(), &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();
@@ -215,7 +235,15 @@ async fn cross_origin_and_text_plain_requests_are_refused_and_change_nothing() {
     let r = env.router();
     let alice = login(&r, "alice").await;
     let opc = login(&r, "op").await;
-    let keys = || async { call::<Vec<ApiKeyInfo>>(&r, form("/api/keys/list", Some(&alice), "")).await.1.unwrap().into_iter().map(|k| k.name).collect::<Vec<_>>() };
+    let keys = || async {
+        call::<Vec<ApiKeyInfo>>(&r, form("/api/keys/list", Some(&alice), ""))
+            .await
+            .1
+            .unwrap()
+            .into_iter()
+            .map(|k| k.name)
+            .collect::<Vec<_>>()
+    };
 
     // A form posted by a page on another port, with the victim's cookie: refused, no key made.
     let create = format!("workspace_id={ws}&name=planted");
@@ -223,11 +251,13 @@ async fn cross_origin_and_text_plain_requests_are_refused_and_change_nothing() {
     let (status, answer) = call::<CreatedApiKey>(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(matches!(&answer, Err(AppError::Transport(m)) if m.starts_with("cross-origin request refused")), "{answer:?}");
-    let (status, _, _) = send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, ("sec-fetch-site", "same-site")])).await;
+    let (status, _, _) =
+        send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, ("sec-fetch-site", "same-site")])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(keys().await, Vec::<String>::new());
     // The console's own page: served.
-    let (status, _, body) = send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, SAME, ("sec-fetch-site", "same-origin")])).await;
+    let (status, _, body) =
+        send(&r, with_headers(form("/api/keys/create", Some(&alice), &create), &[HOST, SAME, ("sec-fetch-site", "same-origin")])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(keys().await.contains(&"planted".to_string()));
 
@@ -235,16 +265,22 @@ async fn cross_origin_and_text_plain_requests_are_refused_and_change_nothing() {
     let mut input = serde_json::to_value(weighted_input(&f)).unwrap();
     input["endpoints"][0]["url"] = json!("http://attacker.example");
     let save = json!({"id": null, "input": input}).to_string();
-    let plain = http::Request::post("/api/models/save").header("content-type", "text/plain").header("cookie", &opc).body(axum::body::Body::from(save.clone())).unwrap();
+    let plain = http::Request::post("/api/models/save")
+        .header("content-type", "text/plain")
+        .header("cookie", &opc)
+        .body(axum::body::Body::from(save.clone()))
+        .unwrap();
     let (status, _, body) = send(&r, plain).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
-    let (status, _, body) = send(&r, with_headers(json("/api/models/save", Some(&opc), &serde_json::from_str(&save).unwrap()), &[HOST, OTHER])).await;
+    let (status, _, body) =
+        send(&r, with_headers(json("/api/models/save", Some(&opc), &serde_json::from_str(&save).unwrap()), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (_, list) = call::<ModelPage>(&r, form("/api/models/list", Some(&opc), "search=&page=0")).await;
     assert_eq!(list.unwrap().total, 0);
 
     // Login and logout answer to the same check: no login CSRF, no forced logout.
-    let (status, headers, _) = send(&r, with_headers(form("/api/login", None, "username=alice&password=password123"), &[HOST, OTHER])).await;
+    let (status, headers, _) =
+        send(&r, with_headers(form("/api/login", None, "username=alice&password=password123"), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(headers.get("set-cookie").is_none());
     let (status, _, _) = send(&r, with_headers(form("/api/logout", Some(&alice), ""), &[HOST, OTHER])).await;
@@ -260,7 +296,15 @@ async fn after_login_the_browser_only_goes_to_a_path_of_this_origin() {
     let env = env().await;
     env.user("op", Role::Operator).await;
     let r = env.router();
-    for (next, expected) in [("/models", "/models"), ("/keys?x=1", "/keys?x=1"), ("//evil.example", "/"), ("/\\evil.example", "/"), ("/\t/evil.example", "/"), ("https://evil.example", "/"), ("/%5Cevil.example", "/%5Cevil.example")] {
+    for (next, expected) in [
+        ("/models", "/models"),
+        ("/keys?x=1", "/keys?x=1"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/%5Cevil.example", "/%5Cevil.example"),
+    ] {
         let body = format!("username=op&password=password123&next={}", urlencode(next));
         let req = with_headers(form("/api/login", None, &body), &[("accept", "text/html")]);
         let (status, headers, _) = send(&r, req).await;
@@ -322,15 +366,31 @@ async fn pages_and_answers_carry_the_security_headers_and_scripts_only_run_by_no
     let csp = headers.get("content-security-policy").unwrap().to_str().unwrap().to_owned();
     let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("a nonce in the CSP");
     assert!(nonce.len() >= 16);
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'") && csp.contains("'wasm-unsafe-eval'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'none'")
+            && csp.contains("object-src 'none'")
+            && csp.contains("'wasm-unsafe-eval'")
+            && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     // Every inline script of the page carries this response's nonce.
     let scripts = html.matches("<script").count();
     assert!(scripts >= 1);
-    assert_eq!(html.matches(&format!("<script type=\"module\" nonce=\"{nonce}\"")).count() + html.matches(&format!("<script nonce=\"{nonce}\"")).count(), scripts, "{html}");
+    assert_eq!(
+        html.matches(&format!("<script type=\"module\" nonce=\"{nonce}\"")).count()
+            + html.matches(&format!("<script nonce=\"{nonce}\"")).count(),
+        scripts,
+        "{html}"
+    );
     // Another response, another nonce.
     let (_, again, _) = send(&r, http::Request::get("/login").body(axum::body::Body::empty()).unwrap()).await;
     assert_ne!(again.get("content-security-policy").unwrap().to_str().unwrap(), csp);
-    for (k, v) in [("x-frame-options", "DENY"), ("x-content-type-options", "nosniff"), ("referrer-policy", "same-origin"), ("cache-control", "no-store")] {
+    for (k, v) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("cache-control", "no-store"),
+    ] {
         assert_eq!(headers.get(k).map(|h| h.to_str().unwrap()), Some(v), "{k}");
     }
     assert!(headers.get("strict-transport-security").is_none(), "no HSTS over plain http");
@@ -385,7 +445,10 @@ async fn a_login_replaces_the_session_the_browser_had_and_idle_sessions_end() {
     assert_eq!(send(&r, form("/api/users/list", Some(&second), "")).await.0, StatusCode::OK);
     // Eight hours without a request: the session is gone, though its 7 days are not over.
     let idle = app::ssr::now() - app::ssr::auth::SESSION_IDLE_SECS - 1;
-    env.db().execute_raw(Statement::from_string(env.db().get_database_backend(), format!("UPDATE sessions SET last_seen_at = {idle}"))).await.unwrap();
+    env.db()
+        .execute_raw(Statement::from_string(env.db().get_database_backend(), format!("UPDATE sessions SET last_seen_at = {idle}")))
+        .await
+        .unwrap();
     assert_eq!(send(&r, form("/api/users/list", Some(&second), "")).await.0, StatusCode::UNAUTHORIZED);
 }
 
@@ -413,7 +476,12 @@ async fn usage_page_and_export_refuse_other_roles_and_bad_input() {
     assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
     assert_eq!(headers["content-disposition"], "attachment; filename=\"maas-usage-2026-11-01-2026-11-30.csv\"");
     assert!(body.starts_with("day,workspace_id,"), "{body}");
-    for (q, field) in [("from=2026-11-31&to=2026-12-01", "from"), ("from=2026-12-01&to=2026-11-01", "to"), (&*format!("from={}&to=2026-12-01", "9".repeat(5000)), "from"), ("", "from")] {
+    for (q, field) in [
+        ("from=2026-11-31&to=2026-12-01", "from"),
+        ("from=2026-12-01&to=2026-11-01", "to"),
+        (&*format!("from={}&to=2026-12-01", "9".repeat(5000)), "from"),
+        ("", "from"),
+    ] {
         let (status, _, body) = send(&r, get(Some(&op), q)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
         assert!(body.starts_with(&format!("{field}: ")) || body.contains(&format!("\n{field}: ")), "{q}: {body}");
@@ -436,7 +504,9 @@ async fn key_scope_server_function_checks_origin_fields_and_who_sets_what() {
     env.user("alice", Role::User).await;
     let f = fixture(&env, &op).await;
     app::ssr::services::workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();
-    let (m, _) = app::ssr::services::models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let (m, _) = app::ssr::services::models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f))
+        .await
+        .unwrap();
     let r = env.router();
     let alice = login(&r, "alice").await;
     let opc = login(&r, "op").await;
@@ -450,7 +520,8 @@ async fn key_scope_server_function_checks_origin_fields_and_who_sets_what() {
     assert!(text.contains("model ids, separated by commas"), "{text}");
     let (status, _, text) = send(&r, form("/api/keys/scope", Some(&opc), &format!("id={}&last_day=", f.key))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "missing fields: {text}");
-    let (status, _, text) = send(&r, with_headers(form("/api/keys/scope", Some(&opc), &body("", false, &m.to_string())), &[HOST, OTHER])).await;
+    let (status, _, text) =
+        send(&r, with_headers(form("/api/keys/scope", Some(&opc), &body("", false, &m.to_string())), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     let limit = || async { app::ssr::services::keys::list(env.db(), &op).await.unwrap()[0].limit.clone() };
     assert_eq!(limit().await, KeyScope::default(), "nothing stored by refused calls");
@@ -482,10 +553,17 @@ async fn quota_server_functions_check_origin_and_fields_and_store_nothing_when_r
     let (status, answer) = call::<()>(&r, form("/api/keys/quota", Some(&opc), &body("week", "10", ""))).await;
     assert_eq!((status, answer), (StatusCode::UNPROCESSABLE_ENTITY, Err(invalid(&[("period", "choose day or month")]))));
     let (status, answer) = call::<()>(&r, form("/api/keys/quota", Some(&opc), &body("day", &"9".repeat(40), "-1"))).await;
-    assert_eq!((status, answer), (StatusCode::UNPROCESSABLE_ENTITY, Err(invalid(&[("requests", "must be at least 1"), ("tokens", "must be a whole number")]))));
+    assert_eq!(
+        (status, answer),
+        (StatusCode::UNPROCESSABLE_ENTITY, Err(invalid(&[("requests", "must be at least 1"), ("tokens", "must be a whole number")])))
+    );
     let (status, _, text) = send(&r, with_headers(form("/api/keys/quota", Some(&opc), &body("day", "10", "")), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
-    let (status, _, text) = send(&r, with_headers(form("/api/workspaces/quota", Some(&opc), &format!("id={}&period=day&tokens=10&requests=", f.ws)), &[HOST, OTHER])).await;
+    let (status, _, text) = send(
+        &r,
+        with_headers(form("/api/workspaces/quota", Some(&opc), &format!("id={}&period=day&tokens=10&requests=", f.ws)), &[HOST, OTHER]),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert_eq!(quota().await, None, "nothing stored by refused calls");
     let (status, _, text) = send(&r, form("/api/keys/quota", Some(&opc), &body("day", "10", ""))).await;
@@ -537,16 +615,27 @@ async fn edits_and_deletes_are_guarded_and_refuse_what_the_schema_forbids() {
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     let (s, _, b) = send(&r, form("/api/users/delete", Some(&op_c), &format!("id={}", op.id))).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
-    let (s, _, b) = send(&r, form("/api/clusters/update", Some(&op_c), &format!("id={}&name=bad%20name&entry_address=ftp%3A%2F%2Fx", f.cluster))).await;
+    let (s, _, b) =
+        send(&r, form("/api/clusters/update", Some(&op_c), &format!("id={}&name=bad%20name&entry_address=ftp%3A%2F%2Fx", f.cluster))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b.contains("entry_address") && b.contains("name"), "{b}");
-    assert_eq!(send(&r, form("/api/workspaces/remove-member", Some(&op_c), &format!("workspace_id={}&username=nobody", f.ws))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&r, form("/api/workspaces/remove-member", Some(&op_c), &format!("workspace_id={}&username=nobody", f.ws))).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // An operator edits.
-    let (s, _, b) = send(&r, form("/api/marketplace/update", Some(&op_c), &format!("id={}&name=deepseek-v3&provider=DeepSeek&description=new&tags=chat", f.mm))).await;
+    let (s, _, b) = send(
+        &r,
+        form("/api/marketplace/update", Some(&op_c), &format!("id={}&name=deepseek-v3&provider=DeepSeek&description=new&tags=chat", f.mm)),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(catalog::get_marketplace(env.db(), f.mm).await.unwrap().name, "deepseek-v3");
-    assert_eq!(send(&r, form("/api/workspaces/remove-member", Some(&op_c), &format!("workspace_id={}&username=alice", f.ws))).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&r, form("/api/workspaces/remove-member", Some(&op_c), &format!("workspace_id={}&username=alice", f.ws))).await.0,
+        StatusCode::OK
+    );
 
     // A key: renamed by its workspace's members (alice again a member) and operators, not by others.
     app::ssr::services::workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();

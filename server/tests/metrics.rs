@@ -22,9 +22,21 @@ async fn traffic(base: &str, key: &str) -> reqwest::Client {
         assert_eq!(r.status(), 200);
         r.text().await.unwrap();
     }
-    let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth(key).json(&json!({"model": "nope", "messages": []})).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "nope", "messages": []}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = http.post(format!("{base}/v1/chat/completions")).bearer_auth("sk-wrong").json(&json!({"model": "demo-chat", "messages": []})).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth("sk-wrong")
+        .json(&json!({"model": "demo-chat", "messages": []}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     http
 }
@@ -45,14 +57,26 @@ async fn prometheus_scrapes_the_calls_made_and_the_exposition_passes_promtool() 
         assert!(!r.text().await.unwrap().contains("maas_gateway"), "nothing of the metrics without the token");
     }
     // What Prometheus asks for, and what a person or promtool gets.
-    let r = http.get(format!("{base}/metrics")).bearer_auth("scrape-secret").header("accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5").send().await.unwrap();
+    let r = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth("scrape-secret")
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     assert!(r.text().await.unwrap().ends_with("# EOF\n"));
     let r = http.get(format!("{base}/metrics")).bearer_auth("scrape-secret").send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
     let text = r.text().await.unwrap();
-    for name in ["gen_ai_server_request_duration_seconds_bucket", "gen_ai_server_time_to_first_token_seconds_bucket", "gen_ai_client_token_usage_bucket", "maas_gateway_requests_total", "maas_gateway_config_revision"] {
+    for name in [
+        "gen_ai_server_request_duration_seconds_bucket",
+        "gen_ai_server_time_to_first_token_seconds_bucket",
+        "gen_ai_client_token_usage_bucket",
+        "maas_gateway_requests_total",
+        "maas_gateway_config_revision",
+    ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
     assert!(text.contains(r#"gen_ai_token_type="input""#) && text.contains(r#"gen_ai_request_model="demo-chat""#), "{text}");
@@ -64,7 +88,12 @@ async fn prometheus_scrapes_the_calls_made_and_the_exposition_passes_promtool() 
         .stdin(std::process::Stdio::piped())
         .output_with_stdin(text.as_bytes());
     let out = check.take().unwrap();
-    assert!(out.status.success(), "promtool check metrics failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let prom = Prometheus::start(&format!("127.0.0.1:{port}"), "scrape-secret").await;
     let mut seen = (None, None, None);
@@ -88,7 +117,8 @@ async fn prometheus_scrapes_the_calls_made_and_the_exposition_passes_promtool() 
 async fn without_a_token_metrics_are_only_on_the_metrics_listener() {
     let up = mock().await;
     let metrics_port = free_port();
-    let DemoServe { mut child, base, key, dir: _dir, .. } = demo_serve(&up, &[("MAAS_METRICS_LISTEN", &format!("127.0.0.1:{metrics_port}"))]);
+    let DemoServe { mut child, base, key, dir: _dir, .. } =
+        demo_serve(&up, &[("MAAS_METRICS_LISTEN", &format!("127.0.0.1:{metrics_port}"))]);
     let http = traffic(&base, &key).await;
     let r = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 404);

@@ -37,7 +37,13 @@ async fn fixture(state: &AppState) -> Fixture {
     let db = &state.db;
     let id = app::ssr::auth::create_user(db, &app::ssr::audit::Actor::system(), "op", "password123", Role::Operator).await.unwrap();
     let op = CurrentUser { id, username: "op".into(), role: Role::Operator };
-    let mm = catalog::create_marketplace(db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() }).await.unwrap();
+    let mm = catalog::create_marketplace(
+        db,
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "chat".into(), provider: "p".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     catalog::set_published(db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
     let cluster = catalog::create_cluster(db, &app::ssr::audit::Actor::system(), "local", "http://127.0.0.1:1").await.unwrap();
     let ws = workspaces::create(db, &app::ssr::audit::Actor::system(), "team").await.unwrap();
@@ -53,20 +59,56 @@ impl Fixture {
     }
     /// The same, its endpoint at `path` of the mock (`/chunks/4/chunk-delay/150`).
     async fn model_at(&self, state: &AppState, path: &str, rules: Vec<RuleInput>) -> (i64, i64) {
-        let endpoints = vec![EndpointInput { id: None, model_id: "up".into(), url: format!("{}{path}", self.mock), api_key: KeyChange::default(), weight: "".into(), skip_stream_usage: false, max_concurrent: String::new() }];
-        let input = ModelInput { marketplace_model_id: Some(self.mm), cluster_id: Some(self.cluster), policy: Policy::RoundRobin, endpoints, rules, reserve_output: String::new() };
+        let endpoints = vec![EndpointInput {
+            id: None,
+            model_id: "up".into(),
+            url: format!("{}{path}", self.mock),
+            api_key: KeyChange::default(),
+            weight: "".into(),
+            skip_stream_usage: false,
+            max_concurrent: String::new(),
+        }];
+        let input = ModelInput {
+            marketplace_model_id: Some(self.mm),
+            cluster_id: Some(self.cluster),
+            policy: Policy::RoundRobin,
+            endpoints,
+            rules,
+            reserve_output: String::new(),
+        };
         let (id, _) = models::create(&state.db, &app::ssr::audit::Actor::system(), &state.secrets, &input).await.unwrap();
         let rev = models::set_enabled(&state.db, &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();
         (id, rev)
     }
     fn workspace_rule(&self, limit: u64, secs: u64) -> RuleInput {
-        RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(self.ws), api_key_id: None, limit: limit.to_string(), duration: secs.to_string() }
+        RuleInput {
+            kind: app::types::RuleKind::Requests,
+            target: RuleTarget::Workspace,
+            workspace_id: Some(self.ws),
+            api_key_id: None,
+            limit: limit.to_string(),
+            duration: secs.to_string(),
+        }
     }
     fn kind_rule(&self, kind: app::types::RuleKind, limit: u64, secs: &str) -> RuleInput {
-        RuleInput { kind, target: RuleTarget::ApiKey, workspace_id: Some(self.ws), api_key_id: Some(self.key_id), limit: limit.to_string(), duration: secs.into() }
+        RuleInput {
+            kind,
+            target: RuleTarget::ApiKey,
+            workspace_id: Some(self.ws),
+            api_key_id: Some(self.key_id),
+            limit: limit.to_string(),
+            duration: secs.into(),
+        }
     }
     fn key_rule(&self, limit: u64, secs: u64) -> RuleInput {
-        RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(self.ws), api_key_id: Some(self.key_id), limit: limit.to_string(), duration: secs.to_string() }
+        RuleInput {
+            kind: app::types::RuleKind::Requests,
+            target: RuleTarget::ApiKey,
+            workspace_id: Some(self.ws),
+            api_key_id: Some(self.key_id),
+            limit: limit.to_string(),
+            duration: secs.to_string(),
+        }
     }
 }
 
@@ -78,7 +120,8 @@ fn rule_refusal(r: Refused) -> server::gateway::limiter::Rejection {
     }
 }
 
-const NO_LEASE: server::gateway::redis_limiter::LeaseArgs = server::gateway::redis_limiter::LeaseArgs { estimate: 0, lease_id: 0, lease_ms: 60_000 };
+const NO_LEASE: server::gateway::redis_limiter::LeaseArgs =
+    server::gateway::redis_limiter::LeaseArgs { estimate: 0, lease_id: 0, lease_ms: 60_000 };
 
 fn hello() -> Value {
     json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
@@ -135,7 +178,14 @@ impl Replicas {
             .map(|i| {
                 let (r, body) = (self.clone(), body.clone());
                 tokio::spawn(async move {
-                    let res = r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap();
+                    let res = r
+                        .http
+                        .post(format!("{}/v1/chat/completions", r.bases[i % 2]))
+                        .bearer_auth(&r.fx.key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
                     let status = res.status().as_u16();
                     res.text().await.unwrap();
                     status
@@ -149,7 +199,13 @@ impl Replicas {
         by_status
     }
     async fn chat(&self, replica: usize) -> reqwest::Response {
-        self.http.post(format!("{}/v1/chat/completions", self.bases[replica])).bearer_auth(&self.fx.key).json(&hello()).send().await.unwrap()
+        self.http
+            .post(format!("{}/v1/chat/completions", self.bases[replica]))
+            .bearer_auth(&self.fx.key)
+            .json(&hello())
+            .send()
+            .await
+            .unwrap()
     }
 }
 
@@ -214,7 +270,8 @@ async fn a_rejection_on_one_replica_reports_the_rule_and_consumes_nothing_anywhe
         assert_eq!(r.chat(1).await.status(), 429);
     }
     r.applied(rev).await;
-    let call = |replica: usize| r.http.post(format!("{}/v1/chat/completions", r.bases[replica])).bearer_auth(&other.secret).json(&hello()).send();
+    let call =
+        |replica: usize| r.http.post(format!("{}/v1/chat/completions", r.bases[replica])).bearer_auth(&other.secret).json(&hello()).send();
     assert_eq!(call(0).await.unwrap().status(), 200);
     assert_eq!(call(1).await.unwrap().status(), 200);
     let res = call(0).await.unwrap();
@@ -296,7 +353,11 @@ async fn gateway_replicas_on_postgres_and_redis_follow_changes_and_share_limits(
     let want = app::ssr::current_revision(&state.db).await.unwrap();
     for _ in 0..100 {
         let rows = app::ssr::entities::gateway_status::Entity::find().all(&state.db).await.unwrap();
-        let mut synced: Vec<String> = rows.iter().filter(|r| r.applied_revision >= want && r.cluster.as_deref() == Some("local")).map(|r| r.gateway_id.clone()).collect();
+        let mut synced: Vec<String> = rows
+            .iter()
+            .filter(|r| r.applied_revision >= want && r.cluster.as_deref() == Some("local"))
+            .map(|r| r.gateway_id.clone())
+            .collect();
         synced.sort();
         if synced == ["gw-0", "gw-1"] {
             return;
@@ -324,11 +385,21 @@ fn gateway_processes(db_url: &str, env: &[(&str, &str)]) -> (Vec<Killed>, Vec<St
     for i in 0..2 {
         let port = common::daemons::free_port();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_maas"));
-        cmd.args(["gateway", "--cluster", "local", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1", "--gateway-id", &format!("gw-{i}")])
-            .env("DATABASE_URL", db_url)
-            .env("MAAS_SECRET_KEY", "pg-secret")
-            .env("MAAS_DATA_DIR", "/nonexistent")
-            .stdout(std::process::Stdio::null());
+        cmd.args([
+            "gateway",
+            "--cluster",
+            "local",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+            "--gateway-id",
+            &format!("gw-{i}"),
+        ])
+        .env("DATABASE_URL", db_url)
+        .env("MAAS_SECRET_KEY", "pg-secret")
+        .env("MAAS_DATA_DIR", "/nonexistent")
+        .stdout(std::process::Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -417,7 +488,10 @@ async fn a_redis_outage_mid_burst_admits_at_most_replicas_times_the_limit_and_re
         assert_eq!(r.chat(replica).await.status(), 429, "the window is full, and Redis knows it");
     }
     use server::gateway::limiter::CounterKey;
-    let key = server::gateway::redis_limiter::counter_key(r.fx.ws, &CounterKey { model_id: model, target: RuleTarget::ApiKey, subject_id: r.fx.key_id, kind: RuleKind::Requests, duration_ms: 60_000 });
+    let key = server::gateway::redis_limiter::counter_key(
+        r.fx.ws,
+        &CounterKey { model_id: model, target: RuleTarget::ApiKey, subject_id: r.fx.key_id, kind: RuleKind::Requests, duration_ms: 60_000 },
+    );
     let mut c = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let in_redis: u64 = redis::cmd("HGET").arg(format!("{key}:counts")).arg("n").query_async(&mut c).await.unwrap();
     assert!(in_redis >= admitted, "Redis counts {in_redis} of the {admitted} admissions");
@@ -442,7 +516,9 @@ async fn a_concurrency_rule_of_10_holds_across_two_replicas() {
     // Their ends reach Redis just after the clients saw them: allow a moment.
     let mut again = 0;
     for i in 0..40 {
-        if r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap().status() == 200 {
+        if r.http.post(format!("{}/v1/chat/completions", r.bases[i % 2])).bearer_auth(&r.fx.key).json(&body).send().await.unwrap().status()
+            == 200
+        {
             again += 1;
             if again == 2 {
                 break;
@@ -464,7 +540,8 @@ async fn a_token_rule_over_two_replicas_consumes_at_most_its_limit_plus_the_over
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 100});
     let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 100;
     // The mock's stream reports 5 + chunks tokens.
-    let (_, rev) = r.fx.model_at(&r.state, &format!("/chunks/{}", estimate - 5), vec![r.fx.kind_rule(RuleKind::Tokens, 10_000, "60")]).await;
+    let (_, rev) =
+        r.fx.model_at(&r.state, &format!("/chunks/{}", estimate - 5), vec![r.fx.kind_rule(RuleKind::Tokens, 10_000, "60")]).await;
     r.applied(rev).await;
     let admitted = r.burst(400, &body).await.get(&200).copied().unwrap_or(0) as u64;
     assert!(admitted * estimate < 10_000 + estimate, "{admitted} calls of {estimate} tokens");
@@ -501,7 +578,11 @@ async fn a_quota_is_one_budget_across_replicas_and_survives_redis_losing_it() {
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let spent = quotas::ledger(&r.state.db, now, None).await.unwrap();
-    assert_eq!(spent.get(&(RuleTarget::Workspace, r.fx.ws, Period::Day.start(now))).map(|s| s.1), Some(30), "the ledger holds both replicas' calls");
+    assert_eq!(
+        spent.get(&(RuleTarget::Workspace, r.fx.ws, Period::Day.start(now))).map(|s| s.1),
+        Some(30),
+        "the ledger holds both replicas' calls"
+    );
     let mut c = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
     for replica in 0..2 {
@@ -521,7 +602,8 @@ async fn a_token_quota_over_two_replicas_admits_until_spent_plus_reserved_reach_
     let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 100;
     r.fx.model_at(&r.state, &format!("/chunks/{}", estimate - 5), vec![]).await;
     let input = QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() };
-    let rev = app::ssr::services::quotas::set_key(&r.state.db, &app::ssr::audit::Actor::system(), &r.fx.op, r.fx.key_id, &input).await.unwrap();
+    let rev =
+        app::ssr::services::quotas::set_key(&r.state.db, &app::ssr::audit::Actor::system(), &r.fx.op, r.fx.key_id, &input).await.unwrap();
     r.applied(rev).await;
     let admitted = r.burst(200, &body).await.get(&200).copied().unwrap_or(0) as u64;
     assert_eq!(admitted, 5_000u64.div_ceil(estimate), "{admitted} calls of {estimate} tokens: one budget, not one per replica");
@@ -535,7 +617,11 @@ async fn leases_of_a_dead_replica_run_out_and_renewed_ones_do_not() {
     use server::gateway::redis_limiter::LeaseArgs;
     let redis = Redis::start().await;
     let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
-    let one = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: RuleKind::Concurrent, duration_ms: 0 }, 1, "c".into())];
+    let one = [RuleCheck::new(
+        CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: RuleKind::Concurrent, duration_ms: 0 },
+        1,
+        "c".into(),
+    )];
     let lease = |id| LeaseArgs { estimate: 0, lease_id: id, lease_ms: 400 };
     assert!(l.check(7, &one, &[], lease(1)).await.unwrap().is_ok());
     let rej = rule_refusal(l.check(7, &one, &[], lease(2)).await.unwrap().unwrap_err());
@@ -581,7 +667,19 @@ async fn redis_counters_slide_and_stay_small() {
     use server::gateway::redis_limiter::counter_key;
     let redis = Redis::start().await;
     let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
-    let rule = |subject: i64, limit: u64, ms: u64| RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: subject, kind: app::types::RuleKind::Requests, duration_ms: ms }, limit, format!("r{subject}"));
+    let rule = |subject: i64, limit: u64, ms: u64| {
+        RuleCheck::new(
+            CounterKey {
+                model_id: 1,
+                target: RuleTarget::ApiKey,
+                subject_id: subject,
+                kind: app::types::RuleKind::Requests,
+                duration_ms: ms,
+            },
+            limit,
+            format!("r{subject}"),
+        )
+    };
     let short = [rule(1, 5, 1_000)];
     for i in 0..5 {
         assert_eq!(l.check(7, &short, &[], NO_LEASE).await.unwrap().unwrap().requests.unwrap().remaining, 4 - i);
@@ -626,7 +724,10 @@ fn a_misconfigured_gateway_refuses_to_start_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = |db: &str, data_dir: &std::path::Path, key: Option<&str>| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_maas"));
-        c.args(["gateway", "--cluster", "local", "--listen", "127.0.0.1:0", "--database-url", db]).arg("--data-dir").arg(data_dir).env_remove("MAAS_SECRET_KEY");
+        c.args(["gateway", "--cluster", "local", "--listen", "127.0.0.1:0", "--database-url", db])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("MAAS_SECRET_KEY");
         if let Some(k) = key {
             c.args(["--secret-key", k]);
         }
@@ -642,7 +743,10 @@ fn a_misconfigured_gateway_refuses_to_start_and_says_why() {
         rt.block_on(async {
             use sea_orm::{ConnectionTrait, Statement};
             let db = app::ssr::connect(&empty).await.unwrap();
-            let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT name FROM sqlite_master WHERE type = 'table'")).await.unwrap();
+            let rows = db
+                .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT name FROM sqlite_master WHERE type = 'table'"))
+                .await
+                .unwrap();
             rows.iter().map(|r| r.try_get::<String>("", "name").unwrap()).collect()
         })
     };
@@ -687,9 +791,14 @@ async fn limits_are_shared_through_a_redis_that_speaks_only_tls() {
     let err = untrusted.ping().await.expect_err("a certificate from an unknown CA is refused").to_string();
     assert!(err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"), "{err}");
 
-    let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ca_pem: Some(ca), ..Default::default() }, Duration::from_secs(2)).unwrap();
+    let l =
+        RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ca_pem: Some(ca), ..Default::default() }, Duration::from_secs(2)).unwrap();
     l.ping().await.unwrap();
-    let rule = [RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: app::types::RuleKind::Requests, duration_ms: 60_000 }, 3, "r".into())];
+    let rule = [RuleCheck::new(
+        CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: 1, kind: app::types::RuleKind::Requests, duration_ms: 60_000 },
+        3,
+        "r".into(),
+    )];
     for i in 0..3 {
         assert_eq!(l.check(1, &rule, &[], NO_LEASE).await.unwrap().unwrap().requests.unwrap().remaining, 2 - i);
     }
@@ -711,8 +820,28 @@ async fn limits_are_exact_on_a_redis_cluster() {
     for &ws in &workspaces {
         // A key rule and a workspace rule: one script, two counters, one slot.
         let rules = [
-            RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::ApiKey, subject_id: ws * 100, kind: app::types::RuleKind::Requests, duration_ms: 60_000 }, 7, "key".into()),
-            RuleCheck::new(CounterKey { model_id: 1, target: RuleTarget::Workspace, subject_id: ws, kind: app::types::RuleKind::Requests, duration_ms: 60_000 }, 5, "ws".into()),
+            RuleCheck::new(
+                CounterKey {
+                    model_id: 1,
+                    target: RuleTarget::ApiKey,
+                    subject_id: ws * 100,
+                    kind: app::types::RuleKind::Requests,
+                    duration_ms: 60_000,
+                },
+                7,
+                "key".into(),
+            ),
+            RuleCheck::new(
+                CounterKey {
+                    model_id: 1,
+                    target: RuleTarget::Workspace,
+                    subject_id: ws,
+                    kind: app::types::RuleKind::Requests,
+                    duration_ms: 60_000,
+                },
+                5,
+                "ws".into(),
+            ),
         ];
         let mut admitted = 0;
         for i in 0..10 {

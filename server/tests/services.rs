@@ -31,7 +31,10 @@ async fn create_model_persists_everything_and_bumps_revision() {
     assert_eq!(ids, [("ds-a", 50, true), ("ds-b", 30, false), ("ds-c", 20, false)]);
     assert_eq!(d.endpoints[1].url, "https://b.example");
     assert_eq!(d.rules.len(), 2);
-    assert_eq!((d.rules[0].target, d.rules[0].api_key_id, d.rules[0].limit, d.rules[0].duration), (RuleTarget::ApiKey, Some(f.key), 100, 60));
+    assert_eq!(
+        (d.rules[0].target, d.rules[0].api_key_id, d.rules[0].limit, d.rules[0].duration),
+        (RuleTarget::ApiKey, Some(f.key), 100, 60)
+    );
     assert_eq!((d.rules[1].target, d.rules[1].api_key_id), (RuleTarget::Workspace, None));
 
     // The upstream key is encrypted at rest and decrypts with the server's key.
@@ -57,7 +60,13 @@ async fn references_are_checked_against_the_database() {
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
     let other_ws = workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "team-b").await.unwrap();
-    let unpublished = catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "draft".into(), provider: "x".into(), ..Default::default() }).await.unwrap();
+    let unpublished = catalog::create_marketplace(
+        env.db(),
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "draft".into(), provider: "x".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
 
     let mut input = weighted_input(&f);
     input.marketplace_model_id = Some(unpublished);
@@ -125,9 +134,22 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
     assert!(!models::get(env.db(), id).await.unwrap().endpoints[0].has_key, "cleared");
 
     // Another model's endpoint id cannot be used to copy its key.
-    let mm2 = catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "other".into(), provider: "x".into(), ..Default::default() }).await.unwrap();
+    let mm2 = catalog::create_marketplace(
+        env.db(),
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "other".into(), provider: "x".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), mm2, true).await.unwrap();
-    let (id2, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) }).await.unwrap();
+    let (id2, _) = models::create(
+        env.db(),
+        &app::ssr::audit::Actor::system(),
+        &env.state.secrets,
+        &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) },
+    )
+    .await
+    .unwrap();
     let foreign = models::get(env.db(), id2).await.unwrap().endpoints[0].id;
     input.endpoints = vec![EndpointInput { id: Some(foreign), api_key: KeyChange::Keep, ..input.endpoints[0].clone() }];
     let e = field_err(models::update(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, id, None, &input).await);
@@ -146,7 +168,10 @@ async fn delete_cascades_to_endpoints_and_rules_and_restricts_parents() {
     models::delete(env.db(), &app::ssr::audit::Actor::system(), id, None).await.unwrap();
     assert_eq!(entities::endpoint::Entity::find().all(env.db()).await.unwrap().len(), 0);
     assert_eq!(entities::rule::Entity::find().all(env.db()).await.unwrap().len(), 0);
-    assert!(matches!(models::delete(env.db(), &app::ssr::audit::Actor::system(), id, None).await, Err(ServiceError::App(AppError::NotFound(_)))));
+    assert!(matches!(
+        models::delete(env.db(), &app::ssr::audit::Actor::system(), id, None).await,
+        Err(ServiceError::App(AppError::NotFound(_)))
+    ));
 }
 
 #[tokio::test]
@@ -155,7 +180,18 @@ async fn list_is_paginated_and_searched_on_the_server() {
     let op = env.user("op", Role::Operator).await;
     let f = fixture(&env, &op).await;
     for i in 0..45 {
-        let mm = catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &MarketplaceInput { name: format!("model-{i:02}"), provider: "p".into(), tags: if i % 10 == 0 { "special".into() } else { "".into() }, ..Default::default() }).await.unwrap();
+        let mm = catalog::create_marketplace(
+            env.db(),
+            &app::ssr::audit::Actor::system(),
+            &MarketplaceInput {
+                name: format!("model-{i:02}"),
+                provider: "p".into(),
+                tags: if i % 10 == 0 { "special".into() } else { "".into() },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
         let input = ModelInput {
             marketplace_model_id: Some(mm),
@@ -191,7 +227,13 @@ async fn gateway_status_counts_the_live_replicas_of_the_cluster_and_shows_gone_o
 
     let now = app::ssr::now();
     let gw = |id: &str, applied: i64, heartbeat: i64, error: Option<&str>| entities::gateway_status::Model {
-        gateway_id: id.into(), cluster: Some("local".into()), applied_revision: applied, error: error.map(Into::into), detail: None, heartbeat_at: heartbeat, serves: None,
+        gateway_id: id.into(),
+        cluster: Some("local".into()),
+        applied_revision: applied,
+        error: error.map(Into::into),
+        detail: None,
+        heartbeat_at: heartbeat,
+        serves: None,
     };
     let state = |gws: &[entities::gateway_status::Model], cluster: &str| models::gateway_state(gws, cluster, rev, now);
     assert_eq!(state(&[gw("gw-a", rev, now, None), gw("gw-b", rev, now, None)], "local"), GatewayState::Synced { replicas: 2 });
@@ -207,7 +249,12 @@ async fn gateway_status_counts_the_live_replicas_of_the_cluster_and_shows_gone_o
     assert_eq!(models::gone_gateways(&gws, "local", now), ["gw-b gone, last seen 3 min ago"]);
     // All replicas stopped: Pending, never Synced, whatever the embedded gateway of `maas
     // serve` reports, as long as the cluster's entry address is not its own.
-    let embedded = |serves: &[&str]| entities::gateway_status::Model { gateway_id: "serve@host:3000".into(), cluster: None, serves: Some(serde_json::to_string(serves).unwrap()), ..gw("", rev, now, None) };
+    let embedded = |serves: &[&str]| entities::gateway_status::Model {
+        gateway_id: "serve@host:3000".into(),
+        cluster: None,
+        serves: Some(serde_json::to_string(serves).unwrap()),
+        ..gw("", rev, now, None)
+    };
     let gws = [gw("gw-a", rev, now - 60, None), embedded(&["demo"])];
     assert!(matches!(state(&gws, "local"), GatewayState::Pending { .. }));
     assert_eq!(models::gone_gateways(&gws, "local", now), ["gw-a gone, last seen 60 s ago"]);
@@ -265,7 +312,10 @@ async fn api_keys_are_hashed_scoped_to_members_and_revocable() {
     assert_eq!(row.secret_hash, app::ssr::crypto::sha256_hex(&k.secret));
 
     // Alice cannot create keys in Bob's workspace, nor see or revoke his keys.
-    assert_eq!(field_err(keys::create(env.db(), &app::ssr::audit::Actor::system(), &alice, b, "x").await).get("workspace"), Some("choose one of your workspaces"));
+    assert_eq!(
+        field_err(keys::create(env.db(), &app::ssr::audit::Actor::system(), &alice, b, "x").await).get("workspace"),
+        Some("choose one of your workspaces")
+    );
     let (bk, _) = keys::create(env.db(), &app::ssr::audit::Actor::system(), &bob, b, "bobs").await.unwrap();
     assert_eq!(keys::list(env.db(), &alice).await.unwrap().iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["laptop"]);
     assert!(keys::revoke(env.db(), &app::ssr::audit::Actor::system(), &alice, bk.info.id).await.is_err());
@@ -289,16 +339,30 @@ async fn key_scopes_narrow_within_the_operators_limit_and_never_widen_it() {
     let f = fixture(&env, &op).await;
     workspaces::add_member(env.db(), &app::ssr::audit::Actor::system(), f.ws, "alice").await.unwrap();
     let (m1, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &weighted_input(&f)).await.unwrap();
-    let mm2 = catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "qwen".into(), provider: "Q".into(), ..Default::default() }).await.unwrap();
+    let mm2 = catalog::create_marketplace(
+        env.db(),
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "qwen".into(), provider: "Q".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), mm2, true).await.unwrap();
-    let (m2, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) }).await.unwrap();
+    let (m2, _) = models::create(
+        env.db(),
+        &app::ssr::audit::Actor::system(),
+        &env.state.secrets,
+        &ModelInput { marketplace_model_id: Some(mm2), rules: vec![], ..weighted_input(&f) },
+    )
+    .await
+    .unwrap();
     let today = app::ssr::now().div_euclid(86_400);
     let day = |d: i64| Some(app::days::format_day(today + d));
     let scope = |last_day: Option<String>, models: Option<Vec<i64>>| KeyScope { last_day, models };
 
     // The operator's limit: through day +30, both models.
     let before = current_revision(env.db()).await.unwrap();
-    let rev = keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &scope(day(30), Some(vec![m2, m1, m1]))).await.unwrap();
+    let rev =
+        keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &scope(day(30), Some(vec![m2, m1, m1]))).await.unwrap();
     assert_eq!(rev, before + 1, "a scope is a configuration change");
     let k = keys::list(env.db(), &alice).await.unwrap().remove(0);
     let mut both = vec![m1, m2];
@@ -317,7 +381,8 @@ async fn key_scopes_narrow_within_the_operators_limit_and_never_widen_it() {
     assert_eq!(keys::list(env.db(), &alice).await.unwrap()[0].own, scope(day(7), Some(vec![m1])));
     // Narrower models of a narrower limit: what she asks outside it is named.
     keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &scope(day(30), Some(vec![m1]))).await.unwrap();
-    let e = field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &alice, f.key, &scope(day(7), Some(vec![m1, m2]))).await);
+    let e =
+        field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &alice, f.key, &scope(day(7), Some(vec![m1, m2]))).await);
     assert_eq!(e.get("models"), Some("outside what the operator allowed: qwen"));
 
     // Bad input, next to its field; nothing stored.
@@ -328,17 +393,29 @@ async fn key_scopes_narrow_within_the_operators_limit_and_never_widen_it() {
         (scope(None, Some(vec![])), "models", "choose at least one model, or all models"),
         (scope(None, Some(vec![m1, 999_999])), "models", "no MaaS model #999999"),
     ] {
-        assert_eq!(field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &s).await).get(field), Some(msg), "{s:?}");
+        assert_eq!(
+            field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &s).await).get(field),
+            Some(msg),
+            "{s:?}"
+        );
     }
     assert_eq!(keys::list(env.db(), &op).await.unwrap()[0].limit, scope(day(30), Some(vec![m1])));
 
     // Not Bob's key: the same answer as no key at all.
     let bob = env.user("bob2", Role::User).await;
-    assert!(matches!(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &bob, f.key, &KeyScope::default()).await, Err(ServiceError::App(AppError::NotFound(_)))));
-    assert!(matches!(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, 424_242, &KeyScope::default()).await, Err(ServiceError::App(AppError::NotFound(_)))));
+    assert!(matches!(
+        keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &bob, f.key, &KeyScope::default()).await,
+        Err(ServiceError::App(AppError::NotFound(_)))
+    ));
+    assert!(matches!(
+        keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, 424_242, &KeyScope::default()).await,
+        Err(ServiceError::App(AppError::NotFound(_)))
+    ));
     // A revoked key keeps its scope.
     keys::revoke(env.db(), &app::ssr::audit::Actor::system(), &op, f.key).await.unwrap();
-    assert!(field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &KeyScope::default()).await).get("key").is_some());
+    assert!(field_err(keys::set_scope(env.db(), &app::ssr::audit::Actor::system(), &op, f.key, &KeyScope::default()).await)
+        .get("key")
+        .is_some());
 }
 
 #[tokio::test]
@@ -362,10 +439,16 @@ async fn data_survives_reopening_the_database_file() {
 async fn names_are_unique_in_the_schema() {
     let env = env().await;
     catalog::create_cluster(env.db(), &app::ssr::audit::Actor::system(), "c", "http://x").await.unwrap();
-    assert_eq!(field_err(catalog::create_cluster(env.db(), &app::ssr::audit::Actor::system(), "c", "http://y").await).get("name"), Some("a cluster with this name exists"));
+    assert_eq!(
+        field_err(catalog::create_cluster(env.db(), &app::ssr::audit::Actor::system(), "c", "http://y").await).get("name"),
+        Some("a cluster with this name exists")
+    );
     let m = MarketplaceInput { name: "m".into(), provider: "p".into(), ..Default::default() };
     catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &m).await.unwrap();
-    assert_eq!(field_err(catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &m).await).get("name"), Some("a marketplace model with this name exists"));
+    assert_eq!(
+        field_err(catalog::create_marketplace(env.db(), &app::ssr::audit::Actor::system(), &m).await).get("name"),
+        Some("a marketplace model with this name exists")
+    );
     workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "w").await.unwrap();
     assert!(field_err(workspaces::create(env.db(), &app::ssr::audit::Actor::system(), "w").await).get("name").is_some());
 }
@@ -378,13 +461,20 @@ async fn every_pooled_sqlite_connection_enforces_foreign_keys() {
     let tx = env.db().begin().await.unwrap();
     let db = env.db();
     // PostgreSQL always enforces them; SQLite only where each connection was told to.
-    let pragmas: &[(&str, i64)] = if env.is_postgres() { &[] } else { &[("foreign_keys", 1), ("synchronous", 1 /* NORMAL, with WAL */), ("busy_timeout", 5000)] };
+    let pragmas: &[(&str, i64)] = if env.is_postgres() {
+        &[]
+    } else {
+        &[("foreign_keys", 1), ("synchronous", 1 /* NORMAL, with WAL */), ("busy_timeout", 5000)]
+    };
     for &(pragma, want) in pragmas {
         let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), format!("PRAGMA {pragma}"))).await.unwrap().unwrap();
         assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), want, "{pragma} on a second connection");
     }
     // And a dangling reference is refused on it.
-    let bad = env.db().execute_unprepared("INSERT INTO endpoints (maas_model_id, position, model_id, url, weight) VALUES (999999, 0, 'x', 'http://x', 0)").await;
+    let bad = env
+        .db()
+        .execute_unprepared("INSERT INTO endpoints (maas_model_id, position, model_id, url, weight) VALUES (999999, 0, 'x', 'http://x', 0)")
+        .await;
     assert!(bad.is_err(), "foreign key enforced");
     tx.rollback().await.unwrap();
 }

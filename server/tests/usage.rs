@@ -10,7 +10,16 @@ use common::*;
 
 /// A rollup of `n` calls of `tokens` (input, output) each, all of `ms` total and ttfb.
 fn sums(n: i64, input: i64, output: i64, ms: u64) -> Sums {
-    let mut s = Sums { requests: n, usage_known: n, input: n * input, output: n * output, total: n * (input + output), latency_ms: n * ms as i64, ttfb_ms: n * ms as i64, ..Default::default() };
+    let mut s = Sums {
+        requests: n,
+        usage_known: n,
+        input: n * input,
+        output: n * output,
+        total: n * (input + output),
+        latency_ms: n * ms as i64,
+        ttfb_ms: n * ms as i64,
+        ..Default::default()
+    };
     s.latency_hist[bucket(ms)] = n;
     s.ttfb_hist[bucket(ms)] = n;
     s
@@ -57,15 +66,35 @@ async fn requests_in(env: &Env, from: i64, to: i64, bucket: Option<i64>) -> (i64
 async fn a_flush_of_several_statements_stores_every_row_with_its_own_values() {
     let env = env().await;
     let minute = 600_000 * 60;
-    let rows: Vec<Row> = (1..=1_500).map(|k| Row { minute, model: Some(1 + k % 7), ws: Some(1 + k / 100), key: Some(k), outcome: "ok", sums: sums(1, k, 1, 30) }).collect();
+    let rows: Vec<Row> = (1..=1_500)
+        .map(|k| Row { minute, model: Some(1 + k % 7), ws: Some(1 + k / 100), key: Some(k), outcome: "ok", sums: sums(1, k, 1, 30) })
+        .collect();
     insert(&env, &rows).await;
     assert_eq!(requests_in(&env, minute, minute + 1, None).await, (1_500, (1..=1_500).map(|k| k + 1).sum::<i64>()));
-    let by_key = aggregate(env.db(), &Scope { from_minute: minute, to_minute: minute + 1, keys: Some(vec![700, 1_500]), ..Default::default() }, By::KeyOutcome, None).await.unwrap();
+    let by_key = aggregate(
+        env.db(),
+        &Scope { from_minute: minute, to_minute: minute + 1, keys: Some(vec![700, 1_500]), ..Default::default() },
+        By::KeyOutcome,
+        None,
+    )
+    .await
+    .unwrap();
     let mut got: Vec<(Option<i64>, i64)> = by_key.iter().map(|g| (g.int(1), g.sums.input)).collect();
     got.sort();
     assert_eq!(got, vec![(Some(700), 700), (Some(1_500), 1_500)], "the second statement's first row and the last row");
-    let last = aggregate(env.db(), &Scope { from_minute: minute, to_minute: minute + 1, keys: Some(vec![1_500]), ..Default::default() }, By::Outcome, None).await.unwrap();
-    assert_eq!((last[0].sums.latency_ms, last[0].sums.latency_hist[bucket(30)], last[0].sums.ttfb_hist[bucket(30)]), (30, 1, 1), "histograms in their columns");
+    let last = aggregate(
+        env.db(),
+        &Scope { from_minute: minute, to_minute: minute + 1, keys: Some(vec![1_500]), ..Default::default() },
+        By::Outcome,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (last[0].sums.latency_ms, last[0].sums.latency_hist[bucket(30)], last[0].sums.ttfb_hist[bucket(30)]),
+        (30, 1, 1),
+        "histograms in their columns"
+    );
 }
 
 #[tokio::test]
@@ -92,7 +121,11 @@ async fn compaction_keeps_every_call_counted_exactly_once_late_rows_included() {
         assert_eq!(g.iter().map(|g| g.sums.requests).sum::<i64>(), all, "key {key}, quarter-hour buckets");
         let second_hour = Scope { from_minute: h0 + 60, ..scope };
         let g = aggregate(env.db(), &second_hour, By::Outcome, Some(1)).await.unwrap();
-        assert_eq!(g.iter().map(|g| g.sums.requests).sum::<i64>(), second_hour_only, "key {key}, minute buckets from the second hour: one row compacted, one pending");
+        assert_eq!(
+            g.iter().map(|g| g.sums.requests).sum::<i64>(),
+            second_hour_only,
+            "key {key}, minute buckets from the second hour: one row compacted, one pending"
+        );
     }
     // A second compaction has nothing to do.
     assert_eq!(usage_rollups::compact(env.db(), now).await.unwrap(), 0);
@@ -122,13 +155,16 @@ async fn the_report_sums_per_period_and_filter_and_draws_the_charts() {
     let (other_key, _) = keys::create(env.db(), &app::ssr::audit::Actor::system(), &op, other_ws, "batch").await.unwrap();
     let now = app::ssr::now() / 60;
     let row = |minute, ws, key, outcome, s| Row { minute, model: Some(id), ws: Some(ws), key: Some(key), outcome, sums: s };
-    insert(&env, &[
-        row(now - 5, f.ws, f.key, "ok", sums(10, 100, 20, 300)),
-        row(now - 5, f.ws, f.key, "rate_limited", Sums { requests: 3, ..Default::default() }),
-        row(now - 2, other_ws, other_key.info.id, "ok", sums(2, 1000, 500, 2000)),
-        // Three days ago: in 7 d and 30 d only.
-        row(now - 3 * 1440, f.ws, f.key, "ok", sums(7, 1, 1, 50)),
-    ])
+    insert(
+        &env,
+        &[
+            row(now - 5, f.ws, f.key, "ok", sums(10, 100, 20, 300)),
+            row(now - 5, f.ws, f.key, "rate_limited", Sums { requests: 3, ..Default::default() }),
+            row(now - 2, other_ws, other_key.info.id, "ok", sums(2, 1000, 500, 2000)),
+            // Three days ago: in 7 d and 30 d only.
+            row(now - 3 * 1440, f.ws, f.key, "ok", sums(7, 1, 1, 50)),
+        ],
+    )
     .await;
 
     let day = usage::report(env.db(), &UsageFilter { range: UsageRange::Day, ..Default::default() }).await.unwrap();
@@ -145,15 +181,23 @@ async fn the_report_sums_per_period_and_filter_and_draws_the_charts() {
     assert!(day.totals.p50_ms.is_some_and(|p| (250.0..=500.0).contains(&p)), "{:?}", day.totals.p50_ms);
     assert_eq!(day.charts.len(), 3);
     for c in &day.charts {
-        assert!(c.svg.starts_with("<svg role=\"img\"") && c.svg.contains("viewBox") && c.svg.contains("<polyline") || c.svg.contains("<path"), "{}: {}", c.title, &c.svg[..200.min(c.svg.len())]);
+        assert!(
+            c.svg.starts_with("<svg role=\"img\"") && c.svg.contains("viewBox") && c.svg.contains("<polyline") || c.svg.contains("<path"),
+            "{}: {}",
+            c.title,
+            &c.svg[..200.min(c.svg.len())]
+        );
     }
     assert!(day.charts[0].svg.contains("calls / 15 min"), "axis title with the bucket unit");
 
     let week = usage::report(env.db(), &UsageFilter { range: UsageRange::Week, ..Default::default() }).await.unwrap();
     assert_eq!(week.totals.requests, 22);
-    let hour_team_a = usage::report(env.db(), &UsageFilter { range: UsageRange::Hour, workspace: Some(f.ws), ..Default::default() }).await.unwrap();
+    let hour_team_a =
+        usage::report(env.db(), &UsageFilter { range: UsageRange::Hour, workspace: Some(f.ws), ..Default::default() }).await.unwrap();
     assert_eq!(hour_team_a.totals.requests, 13);
-    let by_key = usage::report(env.db(), &UsageFilter { range: UsageRange::Month, key: Some(other_key.info.id), ..Default::default() }).await.unwrap();
+    let by_key = usage::report(env.db(), &UsageFilter { range: UsageRange::Month, key: Some(other_key.info.id), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!((by_key.totals.requests, by_key.totals.input_tokens), (2, 2000));
 
     // The management list: the model's last 24 h.
@@ -187,7 +231,9 @@ async fn the_csv_export_has_one_line_per_day_workspace_key_and_model_with_exact_
     assert_eq!(lines[2], format!("2026-11-03,{},team-a,{},ci,9,chat,4,40,4,44,0", f.ws, f.key));
     assert_eq!(lines.len(), 3, "the 7th is outside the period: {csv}");
 
-    for (from, to, field) in [("2026-11-03", "2026-11-02", "to"), ("2026-02-30", "2026-11-02", "from"), ("2025-01-01", "2026-12-31", "to"), ("", "x", "from")] {
+    for (from, to, field) in
+        [("2026-11-03", "2026-11-02", "to"), ("2026-02-30", "2026-11-02", "from"), ("2025-01-01", "2026-12-31", "to"), ("", "x", "from")]
+    {
         match usage::export_csv(env.db(), from, to).await {
             Err(app::ssr::ServiceError::App(app::error::AppError::Invalid(e))) => assert!(e.get(field).is_some(), "{from}..{to}: {e:?}"),
             other => panic!("{from}..{to}: {other:?}"),
@@ -202,7 +248,19 @@ async fn hostile_model_names_are_stored_as_sent() {
     let env = env().await;
     let s = sums(1, 1, 1, 10);
     for name in ["x'); DROP TABLE usage_minutes; --", "back\\slash '' \"quote\"", "é漢字\u{1F600}"] {
-        let row = MinuteRow { minute: 1, gateway_id: "gw", maas_model_id: None, model: name, endpoint_id: None, workspace_id: None, api_key_id: None, operation: "chat", outcome: "not_found", status: 404, sums: &s };
+        let row = MinuteRow {
+            minute: 1,
+            gateway_id: "gw",
+            maas_model_id: None,
+            model: name,
+            endpoint_id: None,
+            workspace_id: None,
+            api_key_id: None,
+            operation: "chat",
+            outcome: "not_found",
+            status: 404,
+            sums: &s,
+        };
         usage_rollups::insert_minutes(env.db(), &[row]).await.unwrap();
         let g = aggregate(env.db(), &Scope { from_minute: 0, to_minute: 10, ..Default::default() }, By::ModelOutcome, None).await.unwrap();
         assert!(g.iter().any(|g| g.text(1) == Some(name)), "{name}: {g:?}");
@@ -237,7 +295,13 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
                 model,
                 ws: key.map(|k| 1 + k % 3),
                 key,
-                outcome: if refused { "unauthenticated" } else if next(7) == 0 { "rate_limited" } else { "ok" },
+                outcome: if refused {
+                    "unauthenticated"
+                } else if next(7) == 0 {
+                    "rate_limited"
+                } else {
+                    "ok"
+                },
                 sums: sums(1 + next(4), 1 + next(500), next(300), next(3000) as u64),
             }
         })
@@ -270,7 +334,14 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
     store(&env, early).await;
     usage_rollups::compact(env.db(), start + 30 * 1440).await.unwrap();
     let late: Vec<Row> = (0..40)
-        .map(|i| Row { minute: start + next(30 * 1440), model: Some(1 + i % 5), ws: Some(1), key: Some(3), outcome: "ok", sums: sums(2, 7, 3, 90) })
+        .map(|i| Row {
+            minute: start + next(30 * 1440),
+            model: Some(1 + i % 5),
+            ws: Some(1),
+            key: Some(3),
+            outcome: "ok",
+            sums: sums(2, 7, 3, 90),
+        })
         .collect();
     store(&env, &late).await;
     store(&env, rest).await;

@@ -21,7 +21,12 @@ pub async fn login(username: String, password: String, next: Option<String>) -> 
     let st = super::edge::state()?;
     let headers = super::edge::headers();
     let previous = auth::token_from_headers(&headers);
-    let attempt = auth::LoginAttempt { username: &username, password: &password, ip: super::edge::client_ip(&st), previous_token: previous.as_deref() };
+    let attempt = auth::LoginAttempt {
+        username: &username,
+        password: &password,
+        ip: super::edge::client_ip(&st),
+        previous_token: previous.as_deref(),
+    };
     match auth::login(&st.db, &st.logins, attempt).await {
         Ok((token, user)) => {
             let opts = expect_context::<leptos_axum::ResponseOptions>();
@@ -59,10 +64,7 @@ pub async fn logout() -> Result<(), AppError> {
 /// target (see `pages::login`), so the whole app, the nav included, sees the new session.
 #[cfg(feature = "ssr")]
 fn redirect_plain_form(target: &str) {
-    let html = super::edge::headers()
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
+    let html = super::edge::headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
     if html {
         leptos_axum::redirect(target, false);
     }

@@ -14,7 +14,10 @@ pub async fn list_marketplace() -> Result<Vec<MarketplaceModel>, AppError> {
 pub async fn create_marketplace(name: String, provider: String, description: String, tags: String) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::catalog};
     let input = MarketplaceInput { name, provider, description, tags };
-    super::edge::run(Need::Operator, |st, who| async move { catalog::create_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), &input).await }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        catalog::create_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), &input).await
+    })
+    .await
 }
 
 #[server(endpoint = "marketplace/publish", output = Postcard)]
@@ -37,7 +40,10 @@ pub async fn list_clusters() -> Result<Vec<Cluster>, AppError> {
 #[server(endpoint = "clusters/create", output = Postcard)]
 pub async fn create_cluster(name: String, entry_address: String) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::catalog};
-    super::edge::run(Need::Operator, |st, who| async move { catalog::create_cluster(&st.db, &crate::ssr::audit::Actor::console(&who), &name, &entry_address).await }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        catalog::create_cluster(&st.db, &crate::ssr::audit::Actor::console(&who), &name, &entry_address).await
+    })
+    .await
 }
 
 /// The marketplace user view: any logged-in account.
@@ -51,13 +57,19 @@ pub async fn offerings() -> Result<Vec<Offering>, AppError> {
 pub async fn update_marketplace(id: i64, name: String, provider: String, description: String, tags: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::catalog};
     let input = MarketplaceInput { name, provider, description, tags };
-    super::edge::run(Need::Operator, |st, who| async move { catalog::update_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), id, &input).await.map(|_| ()) }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        catalog::update_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), id, &input).await.map(|_| ())
+    })
+    .await
 }
 
 #[server(endpoint = "marketplace/delete", output = Postcard)]
 pub async fn delete_marketplace(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::catalog};
-    super::edge::run(Need::Operator, |st, who| async move { catalog::delete_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), id).await }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        catalog::delete_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), id).await
+    })
+    .await
 }
 
 #[server(endpoint = "clusters/update", output = Postcard)]
@@ -74,5 +86,8 @@ pub async fn update_cluster(id: i64, name: String, entry_address: String) -> Res
 #[server(endpoint = "clusters/delete", output = Postcard)]
 pub async fn delete_cluster(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::catalog};
-    super::edge::run(Need::Operator, |st, who| async move { catalog::delete_cluster(&st.db, &crate::ssr::audit::Actor::console(&who), id).await }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        catalog::delete_cluster(&st.db, &crate::ssr::audit::Actor::console(&who), id).await
+    })
+    .await
 }

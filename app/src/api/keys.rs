@@ -68,7 +68,9 @@ pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: 
 pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
-        let rev = quotas::set_key(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &QuotaInput::from_form(&period, tokens, requests)?).await?;
+        let rev =
+            quotas::set_key(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &QuotaInput::from_form(&period, tokens, requests)?)
+                .await?;
         st.config_changed(rev).await;
         Ok(())
     })
@@ -79,5 +81,9 @@ pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: St
 #[server(endpoint = "keys/rename", output = Postcard)]
 pub async fn rename_key(id: i64, name: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::keys};
-    super::edge::run(Need::Login, |st, who| async move { keys::rename(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &name).await }).await
+    super::edge::run(
+        Need::Login,
+        |st, who| async move { keys::rename(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &name).await },
+    )
+    .await
 }

@@ -21,7 +21,12 @@ pub async fn start_playground(workspace_id: i64, model: String) -> Result<Playgr
 /// the caller's own workspaces').
 #[server(endpoint = "playground/end", output = Postcard)]
 pub async fn end_playground(key_id: i64) -> Result<(), AppError> {
-    use crate::ssr::{audit::Actor, auth::Need, entities::api_key, services::{keys, playground}};
+    use crate::ssr::{
+        audit::Actor,
+        auth::Need,
+        entities::api_key,
+        services::{keys, playground},
+    };
     use sea_orm::EntityTrait;
     super::edge::run(Need::Login, |st, who| async move {
         match api_key::Entity::find_by_id(key_id).one(&st.db).await? {

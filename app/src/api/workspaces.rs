@@ -13,13 +13,20 @@ pub async fn list_workspaces() -> Result<Vec<Workspace>, AppError> {
 #[server(endpoint = "workspaces/create", output = Postcard)]
 pub async fn create_workspace(name: String) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::workspaces};
-    super::edge::run(Need::Operator, |st, who| async move { workspaces::create(&st.db, &crate::ssr::audit::Actor::console(&who), &name).await }).await
+    super::edge::run(
+        Need::Operator,
+        |st, who| async move { workspaces::create(&st.db, &crate::ssr::audit::Actor::console(&who), &name).await },
+    )
+    .await
 }
 
 #[server(endpoint = "workspaces/add-member", output = Postcard)]
 pub async fn add_member(workspace_id: i64, username: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::workspaces};
-    super::edge::run(Need::Operator, |st, who| async move { workspaces::add_member(&st.db, &crate::ssr::audit::Actor::console(&who), workspace_id, &username).await }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        workspaces::add_member(&st.db, &crate::ssr::audit::Actor::console(&who), workspace_id, &username).await
+    })
+    .await
 }
 
 #[server(endpoint = "users/list", output = Postcard)]
@@ -44,7 +51,14 @@ pub async fn create_user(username: String, password: String, role: String) -> Re
 pub async fn set_workspace_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
-        let rev = quotas::set_workspace(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &QuotaInput::from_form(&period, tokens, requests)?).await?;
+        let rev = quotas::set_workspace(
+            &st.db,
+            &crate::ssr::audit::Actor::console(&who),
+            &who,
+            id,
+            &QuotaInput::from_form(&period, tokens, requests)?,
+        )
+        .await?;
         st.config_changed(rev).await;
         Ok(())
     })
@@ -54,7 +68,10 @@ pub async fn set_workspace_quota(id: i64, period: String, tokens: String, reques
 #[server(endpoint = "workspaces/rename", output = Postcard)]
 pub async fn rename_workspace(id: i64, name: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::workspaces};
-    super::edge::run(Need::Operator, |st, who| async move { workspaces::rename(&st.db, &crate::ssr::audit::Actor::console(&who), id, &name).await }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        workspaces::rename(&st.db, &crate::ssr::audit::Actor::console(&who), id, &name).await
+    })
+    .await
 }
 
 /// Deletes a workspace with its API keys, quota and the rules that name it.
@@ -72,11 +89,17 @@ pub async fn delete_workspace(id: i64) -> Result<(), AppError> {
 #[server(endpoint = "workspaces/remove-member", output = Postcard)]
 pub async fn remove_member(workspace_id: i64, username: String) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::workspaces};
-    super::edge::run(Need::Operator, |st, who| async move { workspaces::remove_member(&st.db, &crate::ssr::audit::Actor::console(&who), workspace_id, &username).await }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        workspaces::remove_member(&st.db, &crate::ssr::audit::Actor::console(&who), workspace_id, &username).await
+    })
+    .await
 }
 
 #[server(endpoint = "users/delete", output = Postcard)]
 pub async fn delete_user(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::workspaces};
-    super::edge::run(Need::Operator, |st, who| async move { workspaces::delete_user(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id).await }).await
+    super::edge::run(Need::Operator, |st, who| async move {
+        workspaces::delete_user(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id).await
+    })
+    .await
 }

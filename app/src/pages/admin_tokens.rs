@@ -1,19 +1,22 @@
 //! Admin tokens: bearer credentials for the admin API (`/api/v1`). Created here (the secret is
 //! shown once), listed with when each was last used, revoked.
 use crate::api::admin::*;
-use crate::components::{col, create_form, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, RequireRole, SelectField, SubmitButton, TextField};
-use crate::days::format_utc;
-use crate::types::TokenAccess;
-use crate::load::load;
-use leptos::prelude::*;
 use crate::call::{Call, CallForm};
+use crate::components::{
+    col, create_form, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, RequireRole, SelectField, SubmitButton, TextField,
+};
+use crate::days::format_utc;
+use crate::load::load;
+use crate::types::TokenAccess;
+use leptos::prelude::*;
 
 #[component]
 pub fn AdminTokensPage() -> impl IntoView {
     view! { <RequireRole operator=true><AdminTokens/></RequireRole> }
 }
 
-const COLUMNS: &[Col] = &[col("Name"), col("Token id"), col("Access"), col("Made by"), col("Works until"), col("Last used"), col("Status"), col("")];
+const COLUMNS: &[Col] =
+    &[col("Name"), col("Token id"), col("Access"), col("Made by"), col("Works until"), col("Last used"), col("Status"), col("")];
 
 #[component]
 fn AdminTokens() -> impl IntoView {

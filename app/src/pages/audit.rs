@@ -5,12 +5,12 @@
 //! Read-only, so rendered on the server like the Usage page ([`render`]): the browser's WASM
 //! only places the markup.
 use crate::api::admin::GetAuditPage;
-use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::components::{DataTable, Nothing};
+use crate::error::AppError;
+use crate::load::load;
 #[cfg(feature = "ssr")]
 use crate::types::*;
-use crate::load::load;
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_location, use_query_map};
@@ -57,7 +57,11 @@ pub fn AuditPage() -> impl IntoView {
 pub fn render(f: &AuditFilter, page: u64, list: AuditPage, actors: Vec<String>) -> String {
     let entities = crate::ssr::audit::Entity::ALL.map(|e| e.as_str());
     let qs = |p: u64| {
-        let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| if b.is_ascii_alphanumeric() || b"-_.:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect::<String>()
+        };
         format!("actor={}&entity={}&from={}&to={}&page={}", enc(&f.actor), enc(&f.entity), enc(&f.from), enc(&f.to), p)
     };
     let pages = list.total.div_ceil(PER_PAGE).max(1);

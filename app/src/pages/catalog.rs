@@ -1,11 +1,13 @@
 //! Marketplace management and clusters (operators): create, edit in place, delete (asked in
 //! the page, refused with the reason while MaaS models depend on them).
 use crate::api::catalog::*;
-use crate::components::{col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, RequireRole, SubmitButton, TextField};
-use crate::types::{Cluster, MarketplaceModel};
-use crate::load::load;
-use leptos::prelude::*;
 use crate::call::{Call, CallForm};
+use crate::components::{
+    col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, RequireRole, SubmitButton, TextField,
+};
+use crate::load::load;
+use crate::types::{Cluster, MarketplaceModel};
+use leptos::prelude::*;
 
 const MARKETPLACE_COLUMNS: &[Col] = &[col("Name"), col("Provider"), col("Tags"), col("Published"), col("")];
 const CLUSTER_COLUMNS: &[Col] = &[col("Name"), col("Entry address"), col("Access path"), col("")];
@@ -27,7 +29,14 @@ fn MarketplaceAdmin() -> impl IntoView {
     );
     let value = create.value();
     let (errors, form) = create_form(value);
-    let created = Signal::derive(move || value.get().and_then(Result::ok).map(|id| ("Marketplace model created (unpublished): publish it when it is ready.".to_string(), Some((format!("#marketplace-{id}"), "Show it".to_string())))));
+    let created = Signal::derive(move || {
+        value.get().and_then(Result::ok).map(|id| {
+            (
+                "Marketplace model created (unpublished): publish it when it is ready.".to_string(),
+                Some((format!("#marketplace-{id}"), "Show it".to_string())),
+            )
+        })
+    });
     let editing = RwSignal::new(None::<i64>);
     on_success(update.value(), move || editing.set(None));
     let upd_val = update.value();
@@ -91,7 +100,11 @@ fn MarketplaceAdmin() -> impl IntoView {
 }
 
 #[component]
-fn MarketplaceEditor(m: MarketplaceModel, update: Call<UpdateMarketplace>, errors: Signal<Option<crate::types::FieldErrors>>) -> impl IntoView {
+fn MarketplaceEditor(
+    m: MarketplaceModel,
+    update: Call<UpdateMarketplace>,
+    errors: Signal<Option<crate::types::FieldErrors>>,
+) -> impl IntoView {
     view! {
         <CallForm call=update attr:class="grid-form" attr:id="marketplace-edit-form">
             <input type="hidden" name="id" value=m.id.to_string()/>
@@ -118,7 +131,14 @@ fn Clusters() -> impl IntoView {
     let list = load(move || (create.version().get(), update.version().get(), delete.version().get()), |_| ListClusters {});
     let value = create.value();
     let (errors, form) = create_form(value);
-    let created = Signal::derive(move || value.get().and_then(Result::ok).map(|id| ("Cluster created: choose it for a model under Models → Create model.".to_string(), Some((format!("#cluster-{id}"), "Show it".to_string())))));
+    let created = Signal::derive(move || {
+        value.get().and_then(Result::ok).map(|id| {
+            (
+                "Cluster created: choose it for a model under Models → Create model.".to_string(),
+                Some((format!("#cluster-{id}"), "Show it".to_string())),
+            )
+        })
+    });
     let editing = RwSignal::new(None::<i64>);
     on_success(update.value(), move || editing.set(None));
     let upd_val = update.value();

@@ -2,12 +2,15 @@
 //! revoke.
 use crate::api::keys::*;
 use crate::api::usage::ListKeyUsage;
-use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
 use crate::api::workspaces::ListWorkspaces;
-use crate::components::{col, create_form, field_errors, num, on_success, Col, SelectField, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, Me, QuotaFields, RequireRole, SubmitButton, TextField};
-use crate::load::load;
-use leptos::prelude::*;
 use crate::call::{Call, CallForm};
+use crate::components::{
+    col, create_form, field_errors, num, on_success, Col, ConfirmButton, CopyButton, DataTable, ErrorBox, FieldMsg, Me, QuotaFields,
+    RequireRole, SelectField, SubmitButton, TextField,
+};
+use crate::load::load;
+use crate::types::{compact_count, ApiKeyInfo, Choice, KeyScope, KeyUsage, Role, UsageFigures};
+use leptos::prelude::*;
 
 #[component]
 pub fn KeysPage() -> impl IntoView {
@@ -15,7 +18,16 @@ pub fn KeysPage() -> impl IntoView {
 }
 
 const COLUMNS: &[Col] = &[
-    col("Name"), col("Key id"), col("Workspace"), col("Status"), col("Works until"), col("Models"), col("Quota"), num("Last 24 h"), num("Last 30 days"), col(""),
+    col("Name"),
+    col("Key id"),
+    col("Workspace"),
+    col("Status"),
+    col("Works until"),
+    col("Models"),
+    col("Quota"),
+    num("Last 24 h"),
+    num("Last 30 days"),
+    col(""),
 ];
 
 #[component]
@@ -175,7 +187,11 @@ fn describe(k: &ApiKeyInfo, models: &[Choice]) -> (String, String) {
     let scoped = match applied.models {
         None => "all models".into(),
         Some(ids) if ids.is_empty() => "none".into(),
-        Some(ids) => ids.iter().map(|id| models.iter().find(|c| c.id == *id).map_or_else(|| format!("#{id}"), |c| c.label.clone())).collect::<Vec<_>>().join(", "),
+        Some(ids) => ids
+            .iter()
+            .map(|id| models.iter().find(|c| c.id == *id).map_or_else(|| format!("#{id}"), |c| c.label.clone()))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     (until, scoped)
 }
@@ -200,7 +216,9 @@ fn ScopeEditor(key: ApiKeyInfo, models: Vec<Choice>, operator: bool, action: Cal
         let day = key.limit.last_day.clone().unwrap_or_else(|| "no end".into());
         let names = match &key.limit.models {
             None => "all models".to_string(),
-            Some(ids) => ids.iter().filter_map(|id| models.iter().find(|c| c.id == *id).map(|c| c.label.clone())).collect::<Vec<_>>().join(", "),
+            Some(ids) => {
+                ids.iter().filter_map(|id| models.iter().find(|c| c.id == *id).map(|c| c.label.clone())).collect::<Vec<_>>().join(", ")
+            }
         };
         view! { <p class="hint">{format!("Operator's limit: until {day}, {names}. You can narrow it, not widen it.")}</p> }
     });

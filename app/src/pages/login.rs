@@ -1,7 +1,7 @@
 use crate::api::account::Login;
+use crate::call::{Call, CallForm};
 use crate::components::{field_errors, ErrorBox, FieldMsg};
 use leptos::prelude::*;
-use crate::call::{Call, CallForm};
 use leptos_router::hooks::use_query_map;
 
 #[component]

@@ -1,8 +1,8 @@
 //! The marketplace user view: what an API user can call, and how.
 use crate::api::catalog::Offerings;
 use crate::components::RequireRole;
-use crate::types::Offering;
 use crate::load::load;
+use crate::types::Offering;
 use leptos::prelude::*;
 
 #[component]
@@ -103,7 +103,13 @@ mod tests {
     const HOSTILE: &str = "http://host/\"><svg/onload=alert(1)>$(touch /tmp/pwned)'`id`";
 
     fn offering() -> Offering {
-        Offering { name: "m'\"x".into(), provider: String::new(), description: String::new(), tags: vec![], base_url: format!("{HOSTILE}/v1") }
+        Offering {
+            name: "m'\"x".into(),
+            provider: String::new(),
+            description: String::new(),
+            tags: vec![],
+            base_url: format!("{HOSTILE}/v1"),
+        }
     }
 
     /// The curl line, run by a real shell with `curl` replaced by a function that prints its
@@ -126,7 +132,13 @@ mod tests {
         let [_, (_, py), (_, js)] = snippets(&offering());
         // Python's own parser: base_url and model are string constants equal to the values.
         let check = "import ast,json,sys\nkw=[n for n in ast.walk(ast.parse(sys.stdin.read())) if isinstance(n, ast.keyword) and n.arg in ('base_url','model')]\nprint(json.dumps(sorted([k.arg, ast.literal_eval(k.value)] for k in kw)))";
-        let mut child = std::process::Command::new("python3").arg("-c").arg(check).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("python3");
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(check)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
         use std::io::Write;
         child.stdin.take().unwrap().write_all(py.as_bytes()).unwrap();
         let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();

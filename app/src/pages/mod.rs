@@ -6,7 +6,7 @@ pub mod keys;
 pub mod login;
 pub mod marketplace;
 pub mod model_form;
-pub mod playground;
 pub mod models;
+pub mod playground;
 pub mod usage;
 pub mod workspaces;

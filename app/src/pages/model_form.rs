@@ -1,13 +1,13 @@
 //! Create / edit a MaaS model: dropdowns, endpoint rows, policy with weight sliders, rule editor.
 //! The same `validate::model` the server runs gives live feedback here; the server re-checks all.
 use crate::api::models::{self, GetModel, SaveModel};
+use crate::call::Call;
 use crate::components::{BoundField, ErrorBox, FieldMsg, RequireRole};
 use crate::error::AppError;
+use crate::load::load;
 use crate::types::*;
 use crate::validate;
-use crate::load::load;
 use leptos::prelude::*;
-use crate::call::Call;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 #[component]
@@ -381,7 +381,12 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
 }
 
 #[component]
-fn RuleRowView(row: RuleRow, rules: RwSignal<Vec<RuleRow>>, options: StoredValue<FormOptions>, errors: Signal<Option<FieldErrors>>) -> impl IntoView {
+fn RuleRowView(
+    row: RuleRow,
+    rules: RwSignal<Vec<RuleRow>>,
+    options: StoredValue<FormOptions>,
+    errors: Signal<Option<FieldErrors>>,
+) -> impl IntoView {
     let key = row.key;
     let idx = move || rules.with(|v| v.iter().position(|r| r.key == key).unwrap_or(0));
     let f = move |name: &'static str| Signal::derive(move || format!("rules.{}.{name}", idx()));

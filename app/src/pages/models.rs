@@ -1,10 +1,10 @@
 //! The management list: server-side search and pagination, Enable toggles, edit and delete.
 use crate::api::models::*;
-use crate::components::{col, ConfirmButton, DataTable, ErrorBox, Nothing, RequireRole, Col};
-use crate::types::{compact_count, GatewayState, ModelRow};
-use crate::load::load;
-use leptos::prelude::*;
 use crate::call::Call;
+use crate::components::{col, Col, ConfirmButton, DataTable, ErrorBox, Nothing, RequireRole};
+use crate::load::load;
+use crate::types::{compact_count, GatewayState, ModelRow};
+use leptos::prelude::*;
 use leptos_router::components::A;
 
 #[component]
@@ -72,7 +72,15 @@ fn Models() -> impl IntoView {
 }
 
 const COLUMNS: &[Col] = &[
-    col("Model name"), col("Model ID(s)"), col("Tags"), col("Status"), col("Cluster / access path"), col("Gateway"), col("Last 24 h"), col("Enabled"), col(""),
+    col("Model name"),
+    col("Model ID(s)"),
+    col("Tags"),
+    col("Status"),
+    col("Cluster / access path"),
+    col("Gateway"),
+    col("Last 24 h"),
+    col("Enabled"),
+    col(""),
 ];
 
 fn row(r: ModelRow, toggle: Call<SetEnabled>, delete: Call<DeleteModel>) -> impl IntoView {

@@ -65,7 +65,15 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
         }
     });
     on_cleanup(move || beacon.remove());
-    let body = move || request_body(&model.get_value(), &system.get_untracked(), &prompt.get_untracked(), &temperature.get_untracked(), &max_tokens.get_untracked());
+    let body = move || {
+        request_body(
+            &model.get_value(),
+            &system.get_untracked(),
+            &prompt.get_untracked(),
+            &temperature.get_untracked(),
+            &max_tokens.get_untracked(),
+        )
+    };
     let start = move |_| {
         let own = own_key.get_untracked().trim().to_string();
         let workspace_id = ws.get_untracked();
@@ -190,7 +198,8 @@ pub fn Playground(model: String, base_url: String, workspaces: Vec<(i64, String)
 /// usage chunk.
 fn request_body(model: &str, system: &str, prompt: &str, temperature: &str, max_tokens: &str) -> Result<String, String> {
     let t: f64 = temperature.trim().parse().ok().filter(|t| (0.0..=2.0).contains(t)).ok_or("temperature: a number from 0 to 2")?;
-    let m: u32 = max_tokens.trim().parse().ok().filter(|m| (1..=1_000_000).contains(m)).ok_or("max tokens: a whole number from 1 to 1,000,000")?;
+    let m: u32 =
+        max_tokens.trim().parse().ok().filter(|m| (1..=1_000_000).contains(m)).ok_or("max tokens: a whole number from 1 to 1,000,000")?;
     if prompt.trim().is_empty() {
         return Err("write a prompt".into());
     }
@@ -224,7 +233,9 @@ fn json_str(s: &str) -> String {
 }
 
 fn js_err(e: JsValue) -> String {
-    e.as_string().or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string())).unwrap_or_else(|| "the call failed".into())
+    e.as_string()
+        .or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()))
+        .unwrap_or_else(|| "the call failed".into())
 }
 
 fn get(v: &JsValue, key: &str) -> Option<JsValue> {
@@ -233,7 +244,13 @@ fn get(v: &JsValue, key: &str) -> Option<JsValue> {
 
 /// One streamed call: `on_text` for each piece of the answer as it arrives, `on_usage` for the
 /// final usage chunk (input, output, total tokens).
-async fn stream(body: &str, secret: &str, ctrl: &web_sys::AbortController, on_text: impl Fn(&str), on_usage: impl Fn((u64, u64, u64))) -> Result<(), String> {
+async fn stream(
+    body: &str,
+    secret: &str,
+    ctrl: &web_sys::AbortController,
+    on_text: impl Fn(&str),
+    on_usage: impl Fn((u64, u64, u64)),
+) -> Result<(), String> {
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     let headers = web_sys::Headers::new().map_err(js_err)?;
@@ -242,14 +259,19 @@ async fn stream(body: &str, secret: &str, ctrl: &web_sys::AbortController, on_te
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(body));
     init.set_signal(Some(&ctrl.signal()));
-    let res: web_sys::Response = JsFuture::from(window().fetch_with_str_and_init("/v1/chat/completions", &init)).await.map_err(js_err)?.dyn_into().map_err(js_err)?;
+    let res: web_sys::Response = JsFuture::from(window().fetch_with_str_and_init("/v1/chat/completions", &init))
+        .await
+        .map_err(js_err)?
+        .dyn_into()
+        .map_err(js_err)?;
     if !res.ok() {
         let text = JsFuture::from(res.text().map_err(js_err)?).await.map_err(js_err)?.as_string().unwrap_or_default();
         // The gateway's errors are OpenAI-shaped: say what it said.
         let msg = js_sys::JSON::parse(&text).ok().and_then(|v| get(&get(&v, "error")?, "message")?.as_string()).unwrap_or(text);
         return Err(format!("{}: {msg}", res.status()));
     }
-    let reader: web_sys::ReadableStreamDefaultReader = res.body().ok_or("no answer body")?.get_reader().dyn_into().map_err(|_| "the answer cannot be read as a stream".to_string())?;
+    let reader: web_sys::ReadableStreamDefaultReader =
+        res.body().ok_or("no answer body")?.get_reader().dyn_into().map_err(|_| "the answer cannot be read as a stream".to_string())?;
     let decoder = web_sys::TextDecoder::new().map_err(js_err)?;
     let opts = web_sys::TextDecodeOptions::new();
     opts.set_stream(true);
@@ -269,7 +291,9 @@ async fn stream(body: &str, secret: &str, ctrl: &web_sys::AbortController, on_te
                     return Ok(());
                 }
                 let Ok(v) = js_sys::JSON::parse(data) else { continue };
-                let text = get(&v, "choices").and_then(|c| c.dyn_into::<js_sys::Array>().ok()).and_then(|c| get(&get(&c.get(0), "delta")?, "content")?.as_string());
+                let text = get(&v, "choices")
+                    .and_then(|c| c.dyn_into::<js_sys::Array>().ok())
+                    .and_then(|c| get(&get(&c.get(0), "delta")?, "content")?.as_string());
                 if let Some(t) = text.filter(|t| !t.is_empty()) {
                     on_text(&t);
                 }

@@ -6,15 +6,15 @@
 //! filter and the export are plain GET forms, and the browser's WASM holds only the component
 //! that places the markup (building the tables in the browser cost ~50 KB of gzipped WASM).
 use crate::api::usage::GetUsagePage;
-use crate::error::AppError;
-use leptos_router::components::Redirect;
-use leptos_router::hooks::use_location;
 #[cfg(feature = "ssr")]
 use crate::components::DataTable;
+use crate::error::AppError;
+use crate::load::load;
 #[cfg(feature = "ssr")]
 use crate::types::*;
-use crate::load::load;
 use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_location;
 use leptos_router::hooks::use_query_map;
 
 /// The server function is this page's guard (operators only), so the page does not wait for
@@ -154,7 +154,17 @@ fn unknown_note(t: &UsageFigures) -> Option<impl IntoView> {
 #[cfg(feature = "ssr")]
 const LATENCY_COLUMNS: &[crate::components::Col] = {
     use crate::components::{col, num};
-    &[col(""), num("Requests"), num("Errors"), num("429"), num("Input tokens"), num("Output tokens"), num("Total tokens"), num("p50"), num("p95")]
+    &[
+        col(""),
+        num("Requests"),
+        num("Errors"),
+        num("429"),
+        num("Input tokens"),
+        num("Output tokens"),
+        num("Total tokens"),
+        num("p50"),
+        num("p95"),
+    ]
 };
 
 #[cfg(feature = "ssr")]

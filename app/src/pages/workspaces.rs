@@ -1,9 +1,12 @@
 //! Workspaces, users and membership (operators).
 use crate::api::workspaces::*;
-use crate::components::{col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, SelectField, QuotaFields, RequireRole, SubmitButton, TextField};
+use crate::call::{Call, CallForm};
+use crate::components::{
+    col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, QuotaFields, RequireRole, SelectField,
+    SubmitButton, TextField,
+};
 use crate::load::load;
 use leptos::prelude::*;
-use crate::call::{Call, CallForm};
 
 #[component]
 pub fn WorkspacesPage() -> impl IntoView {
@@ -28,7 +31,17 @@ fn Workspaces() -> impl IntoView {
     let remove = Call::<RemoveMember>::new();
     let delete_user = Call::<DeleteUser>::new();
     let spaces = load(
-        move || (create_ws.version().get(), add.version().get(), quota_saved.get(), rename.version().get(), delete_ws.version().get(), remove.version().get(), delete_user.version().get()),
+        move || {
+            (
+                create_ws.version().get(),
+                add.version().get(),
+                quota_saved.get(),
+                rename.version().get(),
+                delete_ws.version().get(),
+                remove.version().get(),
+                delete_user.version().get(),
+            )
+        },
         |_| ListWorkspaces {},
     );
     // The workspace being renamed.
@@ -44,9 +57,20 @@ fn Workspaces() -> impl IntoView {
     let ws_val = create_ws.value();
     let user_val = create_user.value();
     let add_val = add.value();
-    let ((ws_err, ws_form), (user_err, user_form), (add_err, add_form)) = (create_form(ws_val), create_form(user_val), create_form(add_val));
-    let ws_done = Signal::derive(move || ws_val.get().and_then(Result::ok).map(|id| ("Workspace created: add its members below.".to_string(), Some((format!("#workspace-{id}"), "Show it".to_string())))));
-    let user_done = Signal::derive(move || user_val.get().and_then(Result::ok).map(|id| ("User created: they can log in now.".to_string(), Some((format!("#user-{id}"), "Show it".to_string())))));
+    let ((ws_err, ws_form), (user_err, user_form), (add_err, add_form)) =
+        (create_form(ws_val), create_form(user_val), create_form(add_val));
+    let ws_done = Signal::derive(move || {
+        ws_val
+            .get()
+            .and_then(Result::ok)
+            .map(|id| ("Workspace created: add its members below.".to_string(), Some((format!("#workspace-{id}"), "Show it".to_string()))))
+    });
+    let user_done = Signal::derive(move || {
+        user_val
+            .get()
+            .and_then(Result::ok)
+            .map(|id| ("User created: they can log in now.".to_string(), Some((format!("#user-{id}"), "Show it".to_string()))))
+    });
     let add_done = Signal::derive(move || add_val.get().and_then(Result::ok).map(|_| ("Member added.".to_string(), None)));
     view! {
         <h1>"Workspaces and users"</h1>

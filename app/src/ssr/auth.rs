@@ -62,12 +62,8 @@ pub async fn hash_password(password: String) -> SResult<String> {
 }
 
 pub async fn verify_password(password: String, hash: String) -> SResult<bool> {
-    argon2(move || {
-        PasswordHash::new(&hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-            .unwrap_or(false)
-    })
-    .await
+    argon2(move || PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false))
+        .await
 }
 
 pub fn validate_password(pw: &str) -> Result<(), &'static str> {
@@ -80,7 +76,13 @@ pub fn validate_password(pw: &str) -> Result<(), &'static str> {
     }
 }
 
-pub async fn create_user<C: sea_orm::TransactionTrait + ConnectionTrait>(db: &C, actor: &super::audit::Actor, username: &str, password: &str, role: Role) -> SResult<i64> {
+pub async fn create_user<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &super::audit::Actor,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> SResult<i64> {
     use super::audit::{self, Action, Entity};
     let mut e = crate::types::FieldErrors::default();
     crate::validate::name_like(&mut e, "username", username, 64);

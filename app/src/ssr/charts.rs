@@ -94,7 +94,15 @@ fn chart(title: &str, unit: &str, xs: &[i64], range: UsageRange, gaps: bool, lin
     UsageChart { title: title.to_owned(), svg }
 }
 
-fn draw(svg: &mut String, title: &str, unit: &str, xs: &[i64], range: UsageRange, gaps: bool, lines: &[Line]) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(
+    svg: &mut String,
+    title: &str,
+    unit: &str,
+    xs: &[i64],
+    range: UsageRange,
+    gaps: bool,
+    lines: &[Line],
+) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
     let (x0, x1) = match (xs.first(), xs.last()) {
@@ -115,7 +123,15 @@ fn draw(svg: &mut String, title: &str, unit: &str, xs: &[i64], range: UsageRange
         .x_labels(7)
         .y_labels(5)
         .x_label_formatter(&|m| tick(*m, range))
-        .y_label_formatter(&|v| if *v >= 10_000.0 { compact_count(*v as i64) } else if *v >= 10.0 || *v == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") })
+        .y_label_formatter(&|v| {
+            if *v >= 10_000.0 {
+                compact_count(*v as i64)
+            } else if *v >= 10.0 || *v == 0.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        })
         .y_desc(unit)
         // Only the labelled grid lines: the fine ones made the chart hard to read.
         .light_line_style(TRANSPARENT)
@@ -126,11 +142,8 @@ fn draw(svg: &mut String, title: &str, unit: &str, xs: &[i64], range: UsageRange
         let color = l.color;
         let points: Vec<(i64, f64)> = xs.iter().copied().zip(l.values.iter().copied()).collect();
         // A line broken at the gaps: one series per run of values.
-        let runs: Vec<Vec<(i64, f64)>> = if gaps {
-            points.split(|(_, v)| !v.is_finite()).filter(|r| !r.is_empty()).map(<[_]>::to_vec).collect()
-        } else {
-            vec![points]
-        };
+        let runs: Vec<Vec<(i64, f64)>> =
+            if gaps { points.split(|(_, v)| !v.is_finite()).filter(|r| !r.is_empty()).map(<[_]>::to_vec).collect() } else { vec![points] };
         let mut first = true;
         for run in runs {
             let single = run.len() == 1;
@@ -146,7 +159,10 @@ fn draw(svg: &mut String, title: &str, unit: &str, xs: &[i64], range: UsageRange
         }
         if first {
             // No value at all: still in the legend, so the reader knows what is absent.
-            chart.draw_series(std::iter::empty::<PathElement<(i64, f64)>>())?.label(l.label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart
+                .draw_series(std::iter::empty::<PathElement<(i64, f64)>>())?
+                .label(l.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
         }
     }
     chart

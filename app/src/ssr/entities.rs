@@ -139,7 +139,11 @@ pub mod maas_model {
     }
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {
-        #[sea_orm(belongs_to = "super::marketplace_model::Entity", from = "Column::MarketplaceModelId", to = "super::marketplace_model::Column::Id")]
+        #[sea_orm(
+            belongs_to = "super::marketplace_model::Entity",
+            from = "Column::MarketplaceModelId",
+            to = "super::marketplace_model::Column::Id"
+        )]
         Marketplace,
         #[sea_orm(belongs_to = "super::cluster::Entity", from = "Column::ClusterId", to = "super::cluster::Column::Id")]
         Cluster,

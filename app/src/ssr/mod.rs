@@ -108,18 +108,14 @@ pub fn now_ms() -> u64 {
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Bumps the configuration revision inside the caller's transaction and returns the new one,
 /// so a change and its revision commit (or roll back) together.
 pub async fn bump_revision(db: &impl ConnectionTrait) -> SResult<i64> {
     let backend = db.get_database_backend();
-    db.execute_raw(Statement::from_string(backend, "UPDATE config_revision SET revision = revision + 1 WHERE id = 1"))
-        .await?;
+    db.execute_raw(Statement::from_string(backend, "UPDATE config_revision SET revision = revision + 1 WHERE id = 1")).await?;
     current_revision(db).await
 }
 

@@ -106,7 +106,10 @@ fn sum_columns() -> Vec<String> {
 }
 
 fn sum_values(s: &Sums) -> impl Iterator<Item = i64> + '_ {
-    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.latency_ms, s.ttfb_ms].into_iter().chain(s.latency_hist.iter().copied()).chain(s.ttfb_hist.iter().copied())
+    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.latency_ms, s.ttfb_ms]
+        .into_iter()
+        .chain(s.latency_hist.iter().copied())
+        .chain(s.ttfb_hist.iter().copied())
 }
 
 /// Dimension columns shared by both tables (besides the time column).
@@ -117,7 +120,8 @@ const DIMENSIONS: &str = "maas_model_id, model, endpoint_id, workspace_id, api_k
 /// once and cached by the driver (full batches share one text).
 const MAX_VALUES: usize = 32_000;
 
-const FIXED: [&str; 10] = ["minute", "gateway_id", "maas_model_id", "model", "endpoint_id", "workspace_id", "api_key_id", "operation", "outcome", "status"];
+const FIXED: [&str; 10] =
+    ["minute", "gateway_id", "maas_model_id", "model", "endpoint_id", "workspace_id", "api_key_id", "operation", "outcome", "status"];
 
 /// `INSERT INTO usage_minutes (…) VALUES (?, …), …` for `rows` rows, with the backend's
 /// placeholders. Written by hand rather than built by sea-query: the builder made one
@@ -205,7 +209,11 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
     let run = |sql: String| txn.execute_raw(Statement::from_string(backend, sql));
     // The hourly rows this pass writes are those above the highest id it sees now (a row of a
     // concurrent pass is invisible to this snapshot whatever its id).
-    let last_id: i64 = match txn.query_all_raw(Statement::from_string(backend, "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM usage_hours")).await?.first() {
+    let last_id: i64 = match txn
+        .query_all_raw(Statement::from_string(backend, "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM usage_hours"))
+        .await?
+        .first()
+    {
         Some(row) => row.try_get_by_index(0)?,
         None => 0,
     };
@@ -216,7 +224,8 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
     ))
     .await?
     .rows_affected();
-    run(blocks::upsert("usage_quarters", &[], &[("quarter", "minute / 15"), ("outcome", "outcome")], &sums, "usage_minutes", &pending)).await?;
+    run(blocks::upsert("usage_quarters", &[], &[("quarter", "minute / 15"), ("outcome", "outcome")], &sums, "usage_minutes", &pending))
+        .await?;
     let new_hours = format!("id > {last_id}");
     let counts: Vec<String> = COUNTS.iter().map(|c| c.to_string()).collect();
     for level in 0..blocks::LEVELS {
@@ -236,16 +245,24 @@ pub async fn compact<C: TransactionTrait + ConnectionTrait>(db: &C, before_minut
 pub async fn retain(db: &impl ConnectionTrait, now_minute: i64, keep_minutes: i64, keep_hours: i64) -> Result<(u64, u64), DbErr> {
     let backend = db.get_database_backend();
     let minutes = db
-        .execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_minutes WHERE {} AND minute < {}", compacted_is(true), now_minute - keep_minutes)))
+        .execute_raw(Statement::from_string(
+            backend,
+            format!("DELETE FROM usage_minutes WHERE {} AND minute < {}", compacted_is(true), now_minute - keep_minutes),
+        ))
         .await?
         .rows_affected();
     let cutoff_hour = now_minute / 60 - keep_hours;
-    let hours = db.execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_hours WHERE hour < {cutoff_hour}"))).await?.rows_affected();
+    let hours = db
+        .execute_raw(Statement::from_string(backend, format!("DELETE FROM usage_hours WHERE hour < {cutoff_hour}")))
+        .await?
+        .rows_affected();
     // Quarters as long as hours; a block once it ends before the first day kept.
     let mut old = vec![format!("DELETE FROM usage_quarters WHERE quarter < {}", cutoff_hour * 4)];
     for level in 0..blocks::LEVELS {
         let first = cutoff_hour.div_euclid(blocks::UNIT_HOURS) >> level;
-        old.extend(["usage_model_blocks", "usage_key_blocks"].map(|t| format!("DELETE FROM {t} WHERE level = {level} AND block < {first}")));
+        old.extend(
+            ["usage_model_blocks", "usage_key_blocks"].map(|t| format!("DELETE FROM {t} WHERE level = {level} AND block < {first}")),
+        );
     }
     for sql in old {
         db.execute_raw(Statement::from_string(backend, sql)).await?;
@@ -366,7 +383,9 @@ pub async fn aggregate(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_
     let parts = match (by, bucket_minutes) {
         // The last hour: minute rows only.
         _ if (scope.to_minute - scope.from_minute) < 60 => vec![query(db, scope, by, bucket_minutes, all_minutes).await?],
-        (By::Outcome, Some(b)) if unfiltered && b % 15 == 0 => vec![blocks::quarters(db, scope, b).await?, query(db, scope, by, bucket_minutes, pending).await?],
+        (By::Outcome, Some(b)) if unfiltered && b % 15 == 0 => {
+            vec![blocks::quarters(db, scope, b).await?, query(db, scope, by, bucket_minutes, pending).await?]
+        }
         (By::ModelEndpointOutcome | By::KeyOutcome | By::WorkspaceOutcome, None) if unfiltered => {
             let split = blocks::Split::of(scope);
             let head = Scope { to_minute: split.head_end_hour * 60, ..scope.clone() };
@@ -417,21 +436,46 @@ mod blocks {
     /// Dimension columns of the model blocks and the expressions that fill them from hourly
     /// rows; `block` is the block number's expression. Absent ids are 0 (see the migration).
     pub fn model_keys(block: &str) -> Vec<(&'static str, String)> {
-        vec![("block", block.to_owned()), ("maas_model_id", "COALESCE(maas_model_id, 0)".into()), ("model", "model".into()), ("endpoint_id", "COALESCE(endpoint_id, 0)".into()), ("outcome", "outcome".into())]
+        vec![
+            ("block", block.to_owned()),
+            ("maas_model_id", "COALESCE(maas_model_id, 0)".into()),
+            ("model", "model".into()),
+            ("endpoint_id", "COALESCE(endpoint_id, 0)".into()),
+            ("outcome", "outcome".into()),
+        ]
     }
 
     pub fn key_keys(block: &str) -> Vec<(&'static str, String)> {
-        vec![("block", block.to_owned()), ("api_key_id", "COALESCE(api_key_id, 0)".into()), ("workspace_id", "COALESCE(workspace_id, 0)".into()), ("outcome", "outcome".into())]
+        vec![
+            ("block", block.to_owned()),
+            ("api_key_id", "COALESCE(api_key_id, 0)".into()),
+            ("workspace_id", "COALESCE(workspace_id, 0)".into()),
+            ("outcome", "outcome".into()),
+        ]
     }
 
     /// Adds the sums of `from` rows matching `filter`, grouped by `keys` (column, expression),
     /// into `table`: a new row per new key, added to the existing row otherwise. `fixed` are
     /// constant key columns (not grouped by: PostgreSQL reads `GROUP BY 2` as a position).
-    pub fn upsert<K: AsRef<str>>(table: &str, fixed: &[(&str, &str)], keys: &[(&str, K)], values: &[String], from: &str, filter: &str) -> String {
+    pub fn upsert<K: AsRef<str>>(
+        table: &str,
+        fixed: &[(&str, &str)],
+        keys: &[(&str, K)],
+        values: &[String],
+        from: &str,
+        filter: &str,
+    ) -> String {
         let join = |v: Vec<String>| v.join(", ");
         let targets = join(fixed.iter().map(|(c, _)| c.to_string()).chain(keys.iter().map(|(c, _)| c.to_string())).collect());
         let grouped = join(keys.iter().map(|(_, e)| e.as_ref().to_owned()).collect());
-        let selected = join(fixed.iter().map(|(_, v)| v.to_string()).chain(keys.iter().map(|(_, e)| e.as_ref().to_owned())).chain(values.iter().map(|c| format!("SUM({c})"))).collect());
+        let selected = join(
+            fixed
+                .iter()
+                .map(|(_, v)| v.to_string())
+                .chain(keys.iter().map(|(_, e)| e.as_ref().to_owned()))
+                .chain(values.iter().map(|c| format!("SUM({c})")))
+                .collect(),
+        );
         let set = join(values.iter().map(|c| format!("{c} = {table}.{c} + excluded.{c}")).collect());
         format!(
             "INSERT INTO {table} ({targets}, {vals}) SELECT {selected} FROM {from} WHERE {filter} GROUP BY {grouped} ON CONFLICT ({targets}) DO UPDATE SET {set}",
@@ -453,13 +497,19 @@ mod blocks {
         pub fn of(scope: &Scope) -> Split {
             let first_hour = scope.from_minute.div_euclid(60);
             let first_unit = (first_hour + UNIT_HOURS - 1).div_euclid(UNIT_HOURS);
-            Split { first_hour, head_end_hour: first_unit * UNIT_HOURS, first_unit, last_unit: (scope.to_minute - 1).div_euclid(UNIT_HOURS * 60) }
+            Split {
+                first_hour,
+                head_end_hour: first_unit * UNIT_HOURS,
+                first_unit,
+                last_unit: (scope.to_minute - 1).div_euclid(UNIT_HOURS * 60),
+            }
         }
 
         /// The SQL condition selecting the blocks of the whole units; `None` when there are none.
         pub fn which(&self) -> Option<String> {
             let cover = cover(self.first_unit, self.last_unit);
-            (!cover.is_empty()).then(|| cover.iter().map(|(l, b)| format!("(level = {l} AND block = {b})")).collect::<Vec<_>>().join(" OR "))
+            (!cover.is_empty())
+                .then(|| cover.iter().map(|(l, b)| format!("(level = {l} AND block = {b})")).collect::<Vec<_>>().join(" OR "))
         }
     }
 
@@ -523,8 +573,12 @@ mod blocks {
 pub async fn rank_keys(db: &impl ConnectionTrait, scope: &Scope, n: usize) -> Result<Vec<Option<i64>>, DbErr> {
     let filters = scope.filters();
     let (from, to) = (scope.from_minute, scope.to_minute);
-    let minutes = |compacted: bool| format!("SELECT api_key_id AS k, total_tokens AS t, requests AS r FROM usage_minutes WHERE {} AND minute >= {from} AND minute < {to}{filters}", compacted_is(compacted));
-    let hours = |from_hour: i64, to_hour: i64| format!("SELECT api_key_id, total_tokens, requests FROM usage_hours WHERE hour >= {from_hour} AND hour < {to_hour}{filters}");
+    let minutes = |compacted: bool| {
+        format!("SELECT api_key_id AS k, total_tokens AS t, requests AS r FROM usage_minutes WHERE {} AND minute >= {from} AND minute < {to}{filters}", compacted_is(compacted))
+    };
+    let hours = |from_hour: i64, to_hour: i64| {
+        format!("SELECT api_key_id, total_tokens, requests FROM usage_hours WHERE hour >= {from_hour} AND hour < {to_hour}{filters}")
+    };
     let parts = if to - from < 60 {
         vec![minutes(true), minutes(false)]
     } else if scope.unfiltered() {
@@ -538,7 +592,8 @@ pub async fn rank_keys(db: &impl ConnectionTrait, scope: &Scope, n: usize) -> Re
     } else {
         vec![minutes(false), hours(from.div_euclid(60), (to + 59).div_euclid(60))]
     };
-    let sql = format!("SELECT k FROM ({}) u GROUP BY k ORDER BY SUM(t) DESC, SUM(r) DESC, COALESCE(k, 0) LIMIT {n}", parts.join(" UNION ALL "));
+    let sql =
+        format!("SELECT k FROM ({}) u GROUP BY k ORDER BY SUM(t) DESC, SUM(r) DESC, COALESCE(k, 0) LIMIT {n}", parts.join(" UNION ALL "));
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await?;
     rows.iter().map(|r| r.try_get_by_index::<Option<i64>>(0)).collect()
 }

@@ -51,7 +51,11 @@ pub struct Limits {
 impl Limits {
     /// `MAAS_ADMIN_API_RATE` requests per second per token (default 20), bursts of twice that.
     pub fn from_env() -> Self {
-        let per_second = std::env::var("MAAS_ADMIN_API_RATE").ok().and_then(|v| v.parse().ok()).and_then(NonZeroU32::new).unwrap_or(NonZeroU32::new(20).expect("20 > 0"));
+        let per_second = std::env::var("MAAS_ADMIN_API_RATE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::new(20).expect("20 > 0"));
         Limits { per_second, burst: per_second.saturating_mul(NonZeroU32::new(2).expect("2 > 0")) }
     }
 }
@@ -75,7 +79,9 @@ impl Guard {
         if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&key.to_owned()).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1))
+        self.limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1))
     }
 }
 
@@ -92,16 +98,31 @@ pub async fn authenticate(app: &AppState, headers: &http::HeaderMap) -> Result<C
             return Err(unauthorized("send the admin token as `Authorization: Bearer maas-admin-…`"));
         };
         if secret.starts_with(app::ssr::services::keys::SECRET_PREFIX) {
-            return Err(unauthorized("this is a gateway API key (for /v1); the admin API takes an admin token, made under Admin tokens in the console"));
+            return Err(unauthorized(
+                "this is a gateway API key (for /v1); the admin API takes an admin token, made under Admin tokens in the console",
+            ));
         }
         if !secret.starts_with(SECRET_PREFIX) {
             return Err(unauthorized("not an admin token"));
         }
-        let t = admin_tokens::authenticate(&app.db, secret).await?.ok_or_else(|| unauthorized("unknown, revoked or expired admin token"))?;
-        return Ok(Caller { actor: Actor::token(t.id, &t.name), operator: true, may_write: t.access == TokenAccess::Write, key: format!("token:{}", t.id), who: t.created_by });
+        let t =
+            admin_tokens::authenticate(&app.db, secret).await?.ok_or_else(|| unauthorized("unknown, revoked or expired admin token"))?;
+        return Ok(Caller {
+            actor: Actor::token(t.id, &t.name),
+            operator: true,
+            may_write: t.access == TokenAccess::Write,
+            key: format!("token:{}", t.id),
+            who: t.created_by,
+        });
     }
     match guard(app, headers, Need::Login).await {
-        Ok(u) => Ok(Caller { actor: Actor::api_user(&u), operator: u.role == Role::Operator, may_write: true, key: format!("user:{}", u.id), who: u }),
+        Ok(u) => Ok(Caller {
+            actor: Actor::api_user(&u),
+            operator: u.role == Role::Operator,
+            may_write: true,
+            key: format!("user:{}", u.id),
+            who: u,
+        }),
         Err(_) => Err(unauthorized("send an admin token as `Authorization: Bearer maas-admin-…`")),
     }
 }
@@ -113,8 +134,16 @@ pub async fn layer(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
         Err(_) => None,
         Ok(c) if !c.operator => Some(ApiError::new(StatusCode::FORBIDDEN, "the admin API is for operators").into_response()),
         Ok(c) => match g.admit(&c.key) {
-            Err(wait) => Some(ApiError { retry_after_secs: Some(wait), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many admin API calls from this token") }.into_response()),
-            Ok(()) if writes(&method) && !c.may_write => Some(ApiError::new(StatusCode::FORBIDDEN, "this admin token is read-only").into_response()),
+            Err(wait) => Some(
+                ApiError {
+                    retry_after_secs: Some(wait),
+                    ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many admin API calls from this token")
+                }
+                .into_response(),
+            ),
+            Ok(()) if writes(&method) && !c.may_write => {
+                Some(ApiError::new(StatusCode::FORBIDDEN, "this admin token is read-only").into_response())
+            }
             Ok(()) => None,
         },
     };

@@ -64,10 +64,17 @@ impl MarketplaceBody {
 /// List marketplace models.
 #[utoipa::path(get, path = "/marketplace-models", tag = "marketplace", params(MarketplaceFilter, PageQuery),
     responses((status = 200, body = Page<MarketplaceModel>), (status = "4XX", body = ErrorBody)))]
-async fn list_marketplace(State(api): State<Api>, Query(f): Query<MarketplaceFilter>, Query(p): Query<PageQuery>) -> ApiResult<Json<Page<MarketplaceModel>>> {
+async fn list_marketplace(
+    State(api): State<Api>,
+    Query(f): Query<MarketplaceFilter>,
+    Query(p): Query<PageQuery>,
+) -> ApiResult<Json<Page<MarketplaceModel>>> {
     let all = catalog::list_marketplace(&api.app.db).await?;
     let tags = |m: &MarketplaceModel| m.tags.join(" ");
-    let all = all.into_iter().filter(|m| f.published.is_none_or(|p| m.published == p) && matches(&f.search, &[&m.name, &m.provider, &tags(m)])).collect();
+    let all = all
+        .into_iter()
+        .filter(|m| f.published.is_none_or(|p| m.published == p) && matches(&f.search, &[&m.name, &m.provider, &tags(m)]))
+        .collect();
     Ok(Json(Page::of(all, &p)?))
 }
 
@@ -75,7 +82,11 @@ async fn list_marketplace(State(api): State<Api>, Query(f): Query<MarketplaceFil
 #[utoipa::path(post, path = "/marketplace-models", tag = "marketplace", request_body = MarketplaceBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "a retried create with the same key returns the first answer")),
     responses((status = 201, body = MarketplaceModel), (status = "4XX", body = ErrorBody)))]
-async fn create_marketplace(State(api): State<Api>, Extension(c): Extension<Caller>, Json(b): Json<MarketplaceBody>) -> ApiResult<Response> {
+async fn create_marketplace(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<MarketplaceBody>,
+) -> ApiResult<Response> {
     let id = catalog::create_marketplace(&api.app.db, &c.actor, &b.input()?).await?;
     created(&format!("/api/v1/marketplace-models/{id}"), catalog::get_marketplace(&api.app.db, id).await?)
 }
@@ -90,7 +101,12 @@ async fn get_marketplace(State(api): State<Api>, Path(id): Path<i64>) -> ApiResu
 /// Replace a marketplace model's name, provider, description and tags.
 #[utoipa::path(put, path = "/marketplace-models/{id}", tag = "marketplace", params(("id" = i64, Path)), request_body = MarketplaceBody,
     responses((status = 200, body = MarketplaceModel), (status = "4XX", body = ErrorBody)))]
-async fn replace_marketplace(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, Json(b): Json<MarketplaceBody>) -> ApiResult<Json<MarketplaceModel>> {
+async fn replace_marketplace(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<MarketplaceBody>,
+) -> ApiResult<Json<MarketplaceModel>> {
     Ok(Json(catalog::update_marketplace(&api.app.db, &c.actor, id, &b.input()?).await?))
 }
 
@@ -143,7 +159,11 @@ pub struct ClusterBody {
 /// List clusters.
 #[utoipa::path(get, path = "/clusters", tag = "clusters", params(SearchFilter, PageQuery),
     responses((status = 200, body = Page<Cluster>), (status = "4XX", body = ErrorBody)))]
-async fn list_clusters(State(api): State<Api>, Query(f): Query<SearchFilter>, Query(p): Query<PageQuery>) -> ApiResult<Json<Page<Cluster>>> {
+async fn list_clusters(
+    State(api): State<Api>,
+    Query(f): Query<SearchFilter>,
+    Query(p): Query<PageQuery>,
+) -> ApiResult<Json<Page<Cluster>>> {
     let all = catalog::list_clusters(&api.app.db).await?.into_iter().filter(|c| matches(&f.search, &[&c.name])).collect();
     Ok(Json(Page::of(all, &p)?))
 }
@@ -167,7 +187,12 @@ async fn get_cluster(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<J
 /// Replace a cluster's name and entry address.
 #[utoipa::path(put, path = "/clusters/{id}", tag = "clusters", params(("id" = i64, Path)), request_body = ClusterBody,
     responses((status = 200, body = Cluster), (status = "4XX", body = ErrorBody)))]
-async fn replace_cluster(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, Json(b): Json<ClusterBody>) -> ApiResult<Json<Cluster>> {
+async fn replace_cluster(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<ClusterBody>,
+) -> ApiResult<Json<Cluster>> {
     let (cluster, rev) = catalog::update_cluster(&api.app.db, &c.actor, id, &b.name, &b.entry_address).await?;
     api.app.config_changed(rev).await;
     Ok(Json(cluster))
@@ -180,4 +205,3 @@ async fn delete_cluster(State(api): State<Api>, Extension(c): Extension<Caller>,
     catalog::delete_cluster(&api.app.db, &c.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

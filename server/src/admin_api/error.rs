@@ -77,7 +77,9 @@ impl From<ServiceError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::MissingJsonContentType(_) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"),
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
+            }
             // Wrong types, unknown fields, broken JSON: malformed, the caller's to fix.
             r => ApiError::bad_request(r.body_text()),
         }

@@ -49,7 +49,9 @@ pub async fn layer(State(g): State<Arc<super::auth::Guard>>, req: Request, next:
     match claim(&g.app, &caller.key, &key, &fingerprint).await {
         Ok(Claim::Replay(status, sealed)) => {
             let body = g.app.secrets.decrypt(&sealed).unwrap_or_default();
-            let mut res = (StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK), [(http::header::CONTENT_TYPE, "application/json")], body).into_response();
+            let mut res =
+                (StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK), [(http::header::CONTENT_TYPE, "application/json")], body)
+                    .into_response();
             res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             return res;
         }
@@ -86,7 +88,11 @@ async fn claim(app: &AppState, actor_key: &str, key: &str, fingerprint: &str) ->
     let now = app::ssr::now();
     let db = &app.db;
     // Expired keys go first, so a key reused after a day starts afresh.
-    idempotency_key::Entity::delete_many().filter(idempotency_key::Column::CreatedAt.lt(now - TTL_SECS)).exec(db).await.map_err(app::ssr::ServiceError::from)?;
+    idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::CreatedAt.lt(now - TTL_SECS))
+        .exec(db)
+        .await
+        .map_err(app::ssr::ServiceError::from)?;
     let row = idempotency_key::ActiveModel {
         actor_key: Set(actor_key.to_owned()),
         key: Set(key.to_owned()),
@@ -98,7 +104,8 @@ async fn claim(app: &AppState, actor_key: &str, key: &str, fingerprint: &str) ->
     if row.insert(db).await.is_ok() {
         return Ok(Claim::Run);
     }
-    let found = idempotency_key::Entity::find_by_id((actor_key.to_owned(), key.to_owned())).one(db).await.map_err(app::ssr::ServiceError::from)?;
+    let found =
+        idempotency_key::Entity::find_by_id((actor_key.to_owned(), key.to_owned())).one(db).await.map_err(app::ssr::ServiceError::from)?;
     match found {
         None => Err(ApiError::new(StatusCode::CONFLICT, "a request with this Idempotency-Key is being served; retry shortly")),
         Some(r) if r.fingerprint != fingerprint => Err(ApiError::field("Idempotency-Key", "already used for a different request")),

@@ -42,17 +42,30 @@ pub struct KeyBody {
 }
 
 async fn find(api: &Api, c: &Caller, id: i64) -> ApiResult<ApiKeyInfo> {
-    keys::list(&api.app.db, &c.who).await?.into_iter().find(|k| k.id == id).ok_or_else(|| app::error::AppError::NotFound("API key".into()).into())
+    keys::list(&api.app.db, &c.who)
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| app::error::AppError::NotFound("API key".into()).into())
 }
 
 /// List API keys.
 #[utoipa::path(get, path = "/api-keys", tag = "api-keys", params(KeyFilter, PageQuery),
     responses((status = 200, body = Page<ApiKeyInfo>), (status = "4XX", body = ErrorBody)))]
-async fn list_keys(State(api): State<Api>, Extension(c): Extension<Caller>, Query(f): Query<KeyFilter>, Query(p): Query<PageQuery>) -> ApiResult<Json<Page<ApiKeyInfo>>> {
+async fn list_keys(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Query(f): Query<KeyFilter>,
+    Query(p): Query<PageQuery>,
+) -> ApiResult<Json<Page<ApiKeyInfo>>> {
     let all = keys::list(&api.app.db, &c.who).await?;
     let all = all
         .into_iter()
-        .filter(|k| f.workspace_id.is_none_or(|w| k.workspace_id == w) && f.revoked.is_none_or(|r| k.revoked == r) && matches(&f.search, &[&k.name, &k.public_id]))
+        .filter(|k| {
+            f.workspace_id.is_none_or(|w| k.workspace_id == w)
+                && f.revoked.is_none_or(|r| k.revoked == r)
+                && matches(&f.search, &[&k.name, &k.public_id])
+        })
         .collect();
     Ok(Json(Page::of(all, &p)?))
 }
@@ -64,7 +77,9 @@ async fn list_keys(State(api): State<Api>, Extension(c): Extension<Caller>, Quer
     params(("Idempotency-Key" = Option<String>, Header, description = "a retried create with the same key returns the first answer")),
     responses((status = 201, body = CreatedApiKey), (status = "4XX", body = ErrorBody)))]
 async fn create_key(State(api): State<Api>, Extension(c): Extension<Caller>, Json(b): Json<KeyBody>) -> ApiResult<Response> {
-    let (k, rev) = keys::create(&api.app.db, &c.actor, &c.who, b.workspace_id, &b.name).await.map_err(|e| ApiError::from(e).rename_fields(|f| (f == "workspace").then(|| "workspace_id".into())))?;
+    let (k, rev) = keys::create(&api.app.db, &c.actor, &c.who, b.workspace_id, &b.name)
+        .await
+        .map_err(|e| ApiError::from(e).rename_fields(|f| (f == "workspace").then(|| "workspace_id".into())))?;
     api.app.config_changed(rev).await;
     created(&format!("/api/v1/api-keys/{}", k.info.id), k)
 }
@@ -101,7 +116,12 @@ pub struct ScopeBody {
 /// Set the operator's limit on a key (its holders can narrow it, never widen it).
 #[utoipa::path(put, path = "/api-keys/{id}/scope", tag = "api-keys", params(("id" = i64, Path)), request_body = ScopeBody,
     responses((status = 200, body = ApiKeyInfo), (status = "4XX", body = ErrorBody)))]
-async fn set_scope(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, Json(b): Json<ScopeBody>) -> ApiResult<Json<ApiKeyInfo>> {
+async fn set_scope(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<ScopeBody>,
+) -> ApiResult<Json<ApiKeyInfo>> {
     let scope = KeyScope { last_day: b.last_day.filter(|d| !d.trim().is_empty()), models: b.models };
     let rev = keys::set_scope(&api.app.db, &c.actor, &c.who, id, &scope).await?;
     api.app.config_changed(rev).await;
@@ -111,7 +131,12 @@ async fn set_scope(State(api): State<Api>, Extension(c): Extension<Caller>, Path
 /// Set or remove a key's quota.
 #[utoipa::path(put, path = "/api-keys/{id}/quota", tag = "api-keys", params(("id" = i64, Path)), request_body = QuotaBody,
     responses((status = 200, body = ApiKeyInfo), (status = "4XX", body = ErrorBody)))]
-async fn set_key_quota(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, Json(b): Json<QuotaBody>) -> ApiResult<Json<ApiKeyInfo>> {
+async fn set_key_quota(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<QuotaBody>,
+) -> ApiResult<Json<ApiKeyInfo>> {
     let rev = quotas::set_key(&api.app.db, &c.actor, &c.who, id, &b.input()).await?;
     api.app.config_changed(rev).await;
     Ok(Json(find(&api, &c, id).await?))

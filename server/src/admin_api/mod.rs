@@ -16,8 +16,8 @@ mod page;
 mod reads;
 mod workspaces;
 
-pub use auth::Limits;
 use app::ssr::AppState;
+pub use auth::Limits;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use error::ApiResult;
@@ -83,8 +83,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: AppState, limits: Limits) -
         .layer(axum::middleware::from_fn_with_state(guard.clone(), idempotency::layer))
         .layer(axum::middleware::from_fn_with_state(guard, auth::layer))
         .with_state(Api { app })
-        .route("/openapi.json", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }))
-        .fallback(|| async { error::ApiError::new(StatusCode::NOT_FOUND, "no such admin API route: see /api/v1/openapi.json").into_response() });
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }),
+        )
+        .fallback(|| async {
+            error::ApiError::new(StatusCode::NOT_FOUND, "no such admin API route: see /api/v1/openapi.json").into_response()
+        });
     let docs = Router::new().route("/api/docs", axum::routing::get(docs_page)).route("/api/docs/init.js", axum::routing::get(docs_init));
     (api, docs)
 }

@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Json, Path, Query};
-use super::page::{PageQuery, Page};
+use super::page::{Page, PageQuery};
 use super::Api;
 use app::ssr::services::models;
 use app::types::{EndpointInput, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, RuleInput, RuleKind, RuleTarget};
@@ -18,9 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<Api> {
-    OpenApiRouter::new()
-        .routes(routes!(list_models, create_model))
-        .routes(routes!(get_model, replace_model, patch_model, delete_model))
+    OpenApiRouter::new().routes(routes!(list_models, create_model)).routes(routes!(get_model, replace_model, patch_model, delete_model))
 }
 
 /// An endpoint as written. `api_key`: absent keeps the saved key of the endpoint `id` names
@@ -133,13 +131,28 @@ impl EndpointBody {
             Some(None) => KeyChange::Clear,
             Some(Some(k)) => KeyChange::Set(k),
         };
-        EndpointInput { id: self.id, model_id: self.model_id, url: self.url, api_key, weight: num(self.weight), skip_stream_usage: self.skip_stream_usage, max_concurrent: num(self.max_concurrent) }
+        EndpointInput {
+            id: self.id,
+            model_id: self.model_id,
+            url: self.url,
+            api_key,
+            weight: num(self.weight),
+            skip_stream_usage: self.skip_stream_usage,
+            max_concurrent: num(self.max_concurrent),
+        }
     }
 }
 
 impl RuleBody {
     fn input(self) -> RuleInput {
-        RuleInput { kind: self.kind, target: self.target, workspace_id: Some(self.workspace_id), api_key_id: self.api_key_id, limit: self.limit.to_string(), duration: num(self.duration_secs) }
+        RuleInput {
+            kind: self.kind,
+            target: self.target,
+            workspace_id: Some(self.workspace_id),
+            api_key_id: self.api_key_id,
+            limit: self.limit.to_string(),
+            duration: num(self.duration_secs),
+        }
     }
 }
 
@@ -165,12 +178,27 @@ fn as_input(m: &ModelDetail) -> ModelInput {
         endpoints: m
             .endpoints
             .iter()
-            .map(|e| EndpointInput { id: Some(e.id), model_id: e.model_id.clone(), url: e.url.clone(), api_key: KeyChange::Keep, weight: e.weight.to_string(), skip_stream_usage: e.skip_stream_usage, max_concurrent: num(e.max_concurrent) })
+            .map(|e| EndpointInput {
+                id: Some(e.id),
+                model_id: e.model_id.clone(),
+                url: e.url.clone(),
+                api_key: KeyChange::Keep,
+                weight: e.weight.to_string(),
+                skip_stream_usage: e.skip_stream_usage,
+                max_concurrent: num(e.max_concurrent),
+            })
             .collect(),
         rules: m
             .rules
             .iter()
-            .map(|r| RuleInput { kind: r.kind, target: r.target, workspace_id: Some(r.workspace_id), api_key_id: r.api_key_id, limit: r.limit.to_string(), duration: if r.kind.windowed() { r.duration.to_string() } else { String::new() } })
+            .map(|r| RuleInput {
+                kind: r.kind,
+                target: r.target,
+                workspace_id: Some(r.workspace_id),
+                api_key_id: r.api_key_id,
+                limit: r.limit.to_string(),
+                duration: if r.kind.windowed() { r.duration.to_string() } else { String::new() },
+            })
             .collect(),
         reserve_output: num(m.reserve_output),
     }
@@ -199,7 +227,11 @@ fn if_match(h: &HeaderMap) -> ApiResult<Option<i64>> {
     if v == "*" {
         return Ok(None);
     }
-    v.trim_start_matches("W/").trim_matches('"').parse().map(Some).map_err(|_| ApiError::bad_request("If-Match: the model's ETag, as GET returned it (\"41\")"))
+    v.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("If-Match: the model's ETag, as GET returned it (\"41\")"))
 }
 
 fn with_etag(m: ModelDetail, status: StatusCode) -> Response {
@@ -248,7 +280,13 @@ async fn get_model(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Res
 #[utoipa::path(put, path = "/models/{id}", tag = "models", request_body = ModelBody,
     params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "the ETag you read: 412 if the model changed since")),
     responses((status = 200, body = ModelDetail, headers(("ETag" = String))), (status = "4XX", body = ErrorBody)))]
-async fn replace_model(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, headers: HeaderMap, Json(b): Json<ModelBody>) -> ApiResult<Response> {
+async fn replace_model(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Json(b): Json<ModelBody>,
+) -> ApiResult<Response> {
     let rev = models::update(&api.app.db, &c.actor, &api.app.secrets, id, if_match(&headers)?, &b.input()).await.map_err(body_fields)?;
     api.app.config_changed(rev).await;
     Ok(with_etag(models::get(&api.app.db, id).await?, StatusCode::OK))
@@ -259,9 +297,20 @@ async fn replace_model(State(api): State<Api>, Extension(c): Extension<Caller>, 
 #[utoipa::path(patch, path = "/models/{id}", tag = "models", request_body = ModelPatch,
     params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "the ETag you read: 412 if the model changed since")),
     responses((status = 200, body = ModelDetail, headers(("ETag" = String))), (status = "4XX", body = ErrorBody)))]
-async fn patch_model(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, headers: HeaderMap, Json(p): Json<ModelPatch>) -> ApiResult<Response> {
+async fn patch_model(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Json(p): Json<ModelPatch>,
+) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
-    let config = p.marketplace_model_id.is_some() || p.cluster_id.is_some() || p.policy.is_some() || p.endpoints.is_some() || p.rules.is_some() || p.reserve_output_tokens.is_some();
+    let config = p.marketplace_model_id.is_some()
+        || p.cluster_id.is_some()
+        || p.policy.is_some()
+        || p.endpoints.is_some()
+        || p.rules.is_some()
+        || p.reserve_output_tokens.is_some();
     let rev = match (p.enabled, config) {
         (Some(_), true) => return Err(ApiError::field("enabled", "change enabled in a request of its own")),
         (None, false) => return Err(ApiError::bad_request("nothing to change: give enabled, or fields of the model")),
@@ -297,7 +346,12 @@ async fn patch_model(State(api): State<Api>, Extension(c): Extension<Caller>, Pa
 #[utoipa::path(delete, path = "/models/{id}", tag = "models",
     params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "the ETag you read: 412 if the model changed since")),
     responses((status = 204), (status = "4XX", body = ErrorBody)))]
-async fn delete_model(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, headers: HeaderMap) -> ApiResult<StatusCode> {
+async fn delete_model(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
     let rev = models::delete(&api.app.db, &c.actor, id, if_match(&headers)?).await?;
     api.app.config_changed(rev).await;
     Ok(StatusCode::NO_CONTENT)

@@ -15,7 +15,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<Api> {
-    OpenApiRouter::new().routes(routes!(list_gateways)).routes(routes!(daily_usage)).routes(routes!(list_audit)).routes(routes!(list_access))
+    OpenApiRouter::new()
+        .routes(routes!(list_gateways))
+        .routes(routes!(daily_usage))
+        .routes(routes!(list_audit))
+        .routes(routes!(list_access))
 }
 
 /// A gateway (the embedded one, or a `maas gateway` replica) as it last reported.
@@ -37,12 +41,21 @@ pub struct GatewayInfo {
 #[utoipa::path(get, path = "/gateways", tag = "status", params(PageQuery),
     responses((status = 200, body = Page<GatewayInfo>), (status = "4XX", body = ErrorBody)))]
 async fn list_gateways(State(api): State<Api>, Query(p): Query<PageQuery>) -> ApiResult<Json<Page<GatewayInfo>>> {
-    let rows = gateway_status::Entity::find().order_by_asc(gateway_status::Column::GatewayId).all(&api.app.db).await.map_err(app::ssr::ServiceError::from)?;
+    let rows = gateway_status::Entity::find()
+        .order_by_asc(gateway_status::Column::GatewayId)
+        .all(&api.app.db)
+        .await
+        .map_err(app::ssr::ServiceError::from)?;
     let now = app::ssr::now();
     let all = rows
         .into_iter()
         .map(|g| GatewayInfo {
-            serves: g.serves.as_deref().and_then(|s| serde_json::from_str(s).ok()).or(g.cluster.clone().map(|c| vec![c])).unwrap_or_default(),
+            serves: g
+                .serves
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .or(g.cluster.clone().map(|c| vec![c]))
+                .unwrap_or_default(),
             live: now - g.heartbeat_at <= 30,
             gateway_id: g.gateway_id,
             applied_revision: g.applied_revision,
@@ -85,7 +98,13 @@ pub struct AuditQuery {
 
 impl AuditQuery {
     pub fn filter(self) -> AuditFilter {
-        AuditFilter { actor: self.actor.unwrap_or_default(), entity: self.entity.unwrap_or_default(), entity_id: self.entity_id, from: self.from.unwrap_or_default(), to: self.to.unwrap_or_default() }
+        AuditFilter {
+            actor: self.actor.unwrap_or_default(),
+            entity: self.entity.unwrap_or_default(),
+            entity_id: self.entity_id,
+            from: self.from.unwrap_or_default(),
+            to: self.to.unwrap_or_default(),
+        }
     }
 }
 

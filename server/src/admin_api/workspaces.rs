@@ -44,7 +44,12 @@ pub struct WorkspaceBody {
 /// List workspaces with their members and quota.
 #[utoipa::path(get, path = "/workspaces", tag = "workspaces", params(WorkspaceFilter, PageQuery),
     responses((status = 200, body = Page<Workspace>), (status = "4XX", body = ErrorBody)))]
-async fn list_workspaces(State(api): State<Api>, Extension(c): Extension<Caller>, Query(f): Query<WorkspaceFilter>, Query(p): Query<PageQuery>) -> ApiResult<Json<Page<Workspace>>> {
+async fn list_workspaces(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Query(f): Query<WorkspaceFilter>,
+    Query(p): Query<PageQuery>,
+) -> ApiResult<Json<Page<Workspace>>> {
     let all = workspaces::list(&api.app.db, &c.who).await?;
     let all = all.into_iter().filter(|w| matches(&f.search, &[&w.name, &w.members.join(" ")])).collect();
     Ok(Json(Page::of(all, &p)?))
@@ -69,7 +74,12 @@ async fn get_workspace(State(api): State<Api>, Extension(c): Extension<Caller>, 
 /// Rename a workspace.
 #[utoipa::path(patch, path = "/workspaces/{id}", tag = "workspaces", params(("id" = i64, Path)), request_body = WorkspaceBody,
     responses((status = 200, body = Workspace), (status = "4XX", body = ErrorBody)))]
-async fn rename_workspace(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, Json(b): Json<WorkspaceBody>) -> ApiResult<Json<Workspace>> {
+async fn rename_workspace(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<WorkspaceBody>,
+) -> ApiResult<Json<Workspace>> {
     workspaces::rename(&api.app.db, &c.actor, id, &b.name).await?;
     Ok(Json(workspaces::get(&api.app.db, &c.who, id).await?))
 }
@@ -92,7 +102,12 @@ pub struct MemberBody {
 /// Add a user to a workspace.
 #[utoipa::path(post, path = "/workspaces/{id}/members", tag = "workspaces", params(("id" = i64, Path)), request_body = MemberBody,
     responses((status = 200, body = Workspace), (status = "4XX", body = ErrorBody)))]
-async fn add_member(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, Json(b): Json<MemberBody>) -> ApiResult<Json<Workspace>> {
+async fn add_member(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<MemberBody>,
+) -> ApiResult<Json<Workspace>> {
     workspaces::add_member(&api.app.db, &c.actor, id, &b.username).await?;
     Ok(Json(workspaces::get(&api.app.db, &c.who, id).await?))
 }
@@ -100,7 +115,11 @@ async fn add_member(State(api): State<Api>, Extension(c): Extension<Caller>, Pat
 /// Remove a user from a workspace.
 #[utoipa::path(delete, path = "/workspaces/{id}/members/{username}", tag = "workspaces", params(("id" = i64, Path), ("username" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorBody)))]
-async fn remove_member(State(api): State<Api>, Extension(c): Extension<Caller>, Path((id, username)): Path<(i64, String)>) -> ApiResult<StatusCode> {
+async fn remove_member(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path((id, username)): Path<(i64, String)>,
+) -> ApiResult<StatusCode> {
     workspaces::remove_member(&api.app.db, &c.actor, id, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -129,7 +148,12 @@ impl QuotaBody {
 /// Set or remove a workspace's quota.
 #[utoipa::path(put, path = "/workspaces/{id}/quota", tag = "workspaces", params(("id" = i64, Path)), request_body = QuotaBody,
     responses((status = 200, body = Workspace), (status = "4XX", body = ErrorBody)))]
-async fn set_workspace_quota(State(api): State<Api>, Extension(c): Extension<Caller>, Path(id): Path<i64>, Json(b): Json<QuotaBody>) -> ApiResult<Json<Workspace>> {
+async fn set_workspace_quota(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<QuotaBody>,
+) -> ApiResult<Json<Workspace>> {
     let rev = quotas::set_workspace(&api.app.db, &c.actor, &c.who, id, &b.input()).await?;
     api.app.config_changed(rev).await;
     Ok(Json(workspaces::get(&api.app.db, &c.who, id).await?))
@@ -187,4 +211,3 @@ async fn delete_user(State(api): State<Api>, Extension(c): Extension<Caller>, Pa
     workspaces::delete_user(&api.app.db, &c.actor, &c.who, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

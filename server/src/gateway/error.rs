@@ -1,7 +1,7 @@
 //! OpenAI-shaped errors, the gateway's one error type, mapped to a response once.
+use app::types::{RuleKind, RuleTarget};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use app::types::{RuleKind, RuleTarget};
 use serde_json::json;
 
 // Parsed once, not on every response (a `&'static str` name is validated and hashed each time).
@@ -30,7 +30,10 @@ pub enum GatewayError {
     RateLimited(super::limiter::Rejection),
     /// Every endpoint of the model is at its cap on calls at once, and no slot freed in time (or
     /// too many calls wait already).
-    EndpointsBusy { model: String, why: super::slots::NoSlot },
+    EndpointsBusy {
+        model: String,
+        why: super::slots::NoSlot,
+    },
     /// A workspace's or key's quota for the period is spent.
     QuotaExceeded(super::quota::QuotaExceeded),
     /// No upstream could be reached (connection refused, DNS…).
@@ -58,25 +61,45 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let (status, kind, code, message, headers) = match self {
             GatewayError::InvalidApiKey => (
-                StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key",
-                "Incorrect API key provided. Pass a platform key as `Authorization: Bearer <key>`.".to_string(), HeaderMap::new(),
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_api_key",
+                "Incorrect API key provided. Pass a platform key as `Authorization: Bearer <key>`.".to_string(),
+                HeaderMap::new(),
             ),
             GatewayError::KeyExpired(at) => (
-                StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_expired",
-                format!("This API key expired at {} UTC. Ask for a new key, or for this one to be extended, on the console's keys page.", app::days::format_utc(at)), HeaderMap::new(),
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "api_key_expired",
+                format!(
+                    "This API key expired at {} UTC. Ask for a new key, or for this one to be extended, on the console's keys page.",
+                    app::days::format_utc(at)
+                ),
+                HeaderMap::new(),
             ),
             GatewayError::ModelNotAllowed(m) => (
-                StatusCode::FORBIDDEN, "invalid_request_error", "model_not_allowed",
-                format!("This API key may not call the model `{m}`: it is scoped to other models. Its models are on the console's keys page."), HeaderMap::new(),
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                "model_not_allowed",
+                format!(
+                    "This API key may not call the model `{m}`: it is scoped to other models. Its models are on the console's keys page."
+                ),
+                HeaderMap::new(),
             ),
             GatewayError::ModelNotFound(m) => (
-                StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found",
-                format!("The model `{m}` does not exist or you do not have access to it."), HeaderMap::new(),
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!("The model `{m}` does not exist or you do not have access to it."),
+                HeaderMap::new(),
             ),
             GatewayError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m, HeaderMap::new()),
             GatewayError::BodyTooLarge(limit) => (
-                StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large",
-                format!("Request body is larger than the limit of {limit} bytes."), HeaderMap::new(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                format!("Request body is larger than the limit of {limit} bytes."),
+                HeaderMap::new(),
             ),
             GatewayError::RateLimited(r) => {
                 let mut h = HeaderMap::new();
@@ -100,10 +123,18 @@ impl IntoResponse for GatewayError {
                 }
                 let (kind, what) = match r.kind {
                     RuleKind::Requests => ("requests", format!("{} requests per {} s", r.limit, r.duration_secs)),
-                    RuleKind::Tokens => ("tokens", format!("{} tokens per {} s (consumed plus reserved by calls in flight)", r.limit, r.duration_secs)),
+                    RuleKind::Tokens => {
+                        ("tokens", format!("{} tokens per {} s (consumed plus reserved by calls in flight)", r.limit, r.duration_secs))
+                    }
                     RuleKind::Concurrent => ("requests", format!("{} calls at once", r.limit)),
                 };
-                (StatusCode::TOO_MANY_REQUESTS, kind, "rate_limit_exceeded", format!("Rate limit reached ({}): {what}. Retry after {} s.", r.rule, r.retry_after_secs), h)
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    kind,
+                    "rate_limit_exceeded",
+                    format!("Rate limit reached ({}): {what}. Retry after {} s.", r.rule, r.retry_after_secs),
+                    h,
+                )
             }
             GatewayError::EndpointsBusy { model, why } => {
                 let mut h = HeaderMap::new();
@@ -132,18 +163,31 @@ impl IntoResponse for GatewayError {
                     app::days::Period::Month => "monthly",
                 };
                 (
-                    StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", "insufficient_quota",
-                    format!("You exceeded {whose} {period} quota of {} {}. It resets at {} UTC; an operator can raise it on the console.", q.budget, q.what, app::days::format_utc(q.resets_at)),
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "insufficient_quota",
+                    "insufficient_quota",
+                    format!(
+                        "You exceeded {whose} {period} quota of {} {}. It resets at {} UTC; an operator can raise it on the console.",
+                        q.budget,
+                        q.what,
+                        app::days::format_utc(q.resets_at)
+                    ),
                     h,
                 )
             }
             GatewayError::UpstreamUnavailable => (
-                StatusCode::BAD_GATEWAY, "api_error", "upstream_unavailable",
-                "No upstream endpoint of this model could be reached.".to_string(), HeaderMap::new(),
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                "upstream_unavailable",
+                "No upstream endpoint of this model could be reached.".to_string(),
+                HeaderMap::new(),
             ),
             GatewayError::UpstreamTimeout => (
-                StatusCode::GATEWAY_TIMEOUT, "api_error", "upstream_timeout",
-                "The upstream endpoints did not answer in time.".to_string(), HeaderMap::new(),
+                StatusCode::GATEWAY_TIMEOUT,
+                "api_error",
+                "upstream_timeout",
+                "The upstream endpoints did not answer in time.".to_string(),
+                HeaderMap::new(),
             ),
         };
         let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
@@ -196,7 +240,13 @@ pub fn reset_header(ms: u64) -> HeaderValue {
         if frac > 0 {
             // Three digits, trailing zeros dropped: 500 → ".5", 1 → ".001".
             let f = [b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
-            let keep = if frac % 100 == 0 { 2 } else if frac % 10 == 0 { 3 } else { 4 };
+            let keep = if frac % 100 == 0 {
+                2
+            } else if frac % 10 == 0 {
+                3
+            } else {
+                4
+            };
             put(&f[..keep]);
         }
         put(b"s");
@@ -208,7 +258,18 @@ pub fn reset_header(ms: u64) -> HeaderValue {
 mod tests {
     #[test]
     fn reset_is_written_as_openai_writes_durations() {
-        for (ms, want) in [(0, "0ms"), (20, "20ms"), (999, "999ms"), (1000, "1s"), (1500, "1.5s"), (59_001, "59.001s"), (60_000, "1m0s"), (360_000, "6m0s"), (3_723_000, "1h2m3s"), (86_400_000, "24h0m0s")] {
+        for (ms, want) in [
+            (0, "0ms"),
+            (20, "20ms"),
+            (999, "999ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (59_001, "59.001s"),
+            (60_000, "1m0s"),
+            (360_000, "6m0s"),
+            (3_723_000, "1h2m3s"),
+            (86_400_000, "24h0m0s"),
+        ] {
             assert_eq!(super::reset_header(ms), want, "{ms} ms");
         }
     }

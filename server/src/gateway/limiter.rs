@@ -175,7 +175,11 @@ impl Counter {
     /// Entries held on the heap (0 when inline).
     pub fn heap_entries(&self) -> usize {
         let st = self.state.lock();
-        if st.log.entries.spilled() { st.log.entries.capacity() } else { 0 }
+        if st.log.entries.spilled() {
+            st.log.entries.capacity()
+        } else {
+            0
+        }
     }
 
     /// Calls in flight (concurrency) or tokens reserved by them (tokens).
@@ -202,7 +206,14 @@ const IN_FLIGHT_WAIT_MS: u64 = 1_000;
 
 impl Rejection {
     pub fn new(r: &RuleCheck, wait_ms: u64) -> Self {
-        Rejection { rule: r.label.clone(), kind: r.key.kind, limit: r.limit, duration_secs: r.key.duration_ms / 1000, wait_ms, retry_after_secs: wait_ms.div_ceil(1000).max(1) }
+        Rejection {
+            rule: r.label.clone(),
+            kind: r.key.kind,
+            limit: r.limit,
+            duration_secs: r.key.duration_ms / 1000,
+            wait_ms,
+            retry_after_secs: wait_ms.div_ceil(1000).max(1),
+        }
     }
 }
 
@@ -534,7 +545,11 @@ impl<C: Clock> Limiter<C> {
 
     /// The headers' figures of `r` after this admission (the tightest rule of its kind).
     fn report(&self, admitted: &mut Admitted, r: &RuleCheck, st: &State, now: u64) {
-        let a = Admission { limit: r.limit, remaining: r.limit.saturating_sub(st.used(r.key.kind)), reset_ms: st.log.next_slot_ms(r.key.duration_ms, now) };
+        let a = Admission {
+            limit: r.limit,
+            remaining: r.limit.saturating_sub(st.used(r.key.kind)),
+            reset_ms: st.log.next_slot_ms(r.key.duration_ms, now),
+        };
         match r.key.kind {
             RuleKind::Requests => admitted.requests = Some(a),
             RuleKind::Tokens => admitted.tokens = Some(a),
@@ -590,7 +605,11 @@ mod tests {
 
     fn rule(subject: i64, limit: u64, secs: u64, target: &'static str) -> RuleCheck {
         let t = if target == "workspace" { RuleTarget::Workspace } else { RuleTarget::ApiKey };
-        RuleCheck::new(CounterKey { model_id: 1, target: t, subject_id: subject, kind: RuleKind::Requests, duration_ms: secs * 1000 }, limit, format!("{target}:{subject}:{limit}/{secs}s"))
+        RuleCheck::new(
+            CounterKey { model_id: 1, target: t, subject_id: subject, kind: RuleKind::Requests, duration_ms: secs * 1000 },
+            limit,
+            format!("{target}:{subject}:{limit}/{secs}s"),
+        )
     }
 
     #[test]
@@ -661,7 +680,11 @@ mod tests {
             let mut admitted: Vec<u64> = Vec::new();
             for step in 0..3_000 {
                 // Bursts in one millisecond, short gaps, and long idle stretches.
-                clock.advance(match rng.gen_range(0..10) { 0..=3 => 0, 4..=8 => rng.gen_range(1..300), _ => rng.gen_range(1_000..9_000) });
+                clock.advance(match rng.gen_range(0..10) {
+                    0..=3 => 0,
+                    4..=8 => rng.gen_range(1..300),
+                    _ => rng.gen_range(1_000..9_000),
+                });
                 let now = clock.now_ms();
                 let inside = |i: usize| -> Vec<u64> { stamps[i].iter().copied().filter(|&t| t + rules[i].key.duration_ms > now).collect() };
                 let admit = (0..2).all(|i| (inside(i).len() as u64) < rules[i].limit);
@@ -890,7 +913,13 @@ mod tests {
     fn a_token_window_consumes_at_most_its_limit_plus_the_overshoot_in_flight() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
-        struct Done { admitted: u64, ended: u64, estimate: u64, real: u64, in_flight_then: Vec<usize> }
+        struct Done {
+            admitted: u64,
+            ended: u64,
+            estimate: u64,
+            real: u64,
+            in_flight_then: Vec<usize>,
+        }
         for round in 0..30 {
             let clock = FakeClock::default();
             clock.advance(1_000_000);
@@ -906,7 +935,13 @@ mod tests {
                     let estimate = rng.gen_range(0..limit / 2);
                     if let Ok(a) = l.check(&r, estimate) {
                         let id = calls.len();
-                        calls.push(Done { admitted: now, ended: u64::MAX, estimate, real: 0, in_flight_then: open.iter().map(|(i, _)| *i).chain([id]).collect() });
+                        calls.push(Done {
+                            admitted: now,
+                            ended: u64::MAX,
+                            estimate,
+                            real: 0,
+                            in_flight_then: open.iter().map(|(i, _)| *i).chain([id]).collect(),
+                        });
                         open.push((id, a.lease));
                     }
                 } else if !open.is_empty() {
@@ -922,8 +957,18 @@ mod tests {
                 let ended: Vec<&Done> = calls.iter().filter(|c| c.ended != u64::MAX && c.ended <= t && c.ended + d > t).collect();
                 let consumed: u64 = ended.iter().map(|c| c.real).sum();
                 let last = ended.iter().max_by_key(|c| c.admitted).unwrap();
-                let overshoot: u64 = last.in_flight_then.iter().map(|&i| &calls[i]).filter(|c| c.ended <= t).map(|c| c.real.saturating_sub(c.estimate)).sum();
-                assert!(consumed < limit + last.estimate + overshoot, "round {round}: {consumed} tokens in the window ending at {t}, limit {limit}, estimate {}, overshoot {overshoot}", last.estimate);
+                let overshoot: u64 = last
+                    .in_flight_then
+                    .iter()
+                    .map(|&i| &calls[i])
+                    .filter(|c| c.ended <= t)
+                    .map(|c| c.real.saturating_sub(c.estimate))
+                    .sum();
+                assert!(
+                    consumed < limit + last.estimate + overshoot,
+                    "round {round}: {consumed} tokens in the window ending at {t}, limit {limit}, estimate {}, overshoot {overshoot}",
+                    last.estimate
+                );
             }
         }
     }

@@ -8,15 +8,15 @@
 //! [`MAX_ROWS`] rollups in a shard until the next flush, further calls of new dimensions are
 //! added to one overflow row per minute, operation, outcome and status (model `(overflow)`,
 //! no endpoint, workspace or key), so totals stay exact while the breakdown is capped.
+use super::limiter::Lease;
 use super::snapshot::Op;
-use hyper::body::Body as _;
 use super::usage::Tokens;
 use app::ssr::entities::usage_minute;
+use app::ssr::usage_rollups::{insert_minutes, MinuteRow};
+use hyper::body::Body as _;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use app::ssr::usage_rollups::{insert_minutes, MinuteRow};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, TransactionTrait};
-use super::limiter::Lease;
 use std::sync::Arc;
 
 pub use app::ssr::usage_rollups::{bucket, Sums, BUCKETS, BUCKETS_MS};
@@ -151,7 +151,8 @@ impl Meter {
         let shard = &mut *guard;
         shard.series.record(&c);
         if shard.rollups.len() >= MAX_ROWS && !shard.rollups.contains_key(&key) {
-            key = Key { model: Arc::from("(overflow)"), maas_model_id: None, endpoint_id: None, workspace_id: None, api_key_id: None, ..key };
+            key =
+                Key { model: Arc::from("(overflow)"), maas_model_id: None, endpoint_id: None, workspace_id: None, api_key_id: None, ..key };
         }
         add(shard.rollups.entry(key).or_default(), &c);
     }
@@ -257,7 +258,14 @@ pub struct MeteredBody {
 
 impl MeteredBody {
     /// `call` is complete but for the outcome, times and tokens, which the body's end sets.
-    pub fn new(inner: super::upstream::UpstreamBody, scan: Scan, meter: Arc<Meter>, call: Call, started: std::time::Instant, lease: Lease) -> Self {
+    pub fn new(
+        inner: super::upstream::UpstreamBody,
+        scan: Scan,
+        meter: Arc<Meter>,
+        call: Call,
+        started: std::time::Instant,
+        lease: Lease,
+    ) -> Self {
         MeteredBody { inner, scan, meter, call, started, held: None, ended: false, broke: false, lease }
     }
 
@@ -294,7 +302,10 @@ impl hyper::body::Body for MeteredBody {
     type Data = axum::body::Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
         use std::task::Poll;
         loop {
             if let Some(b) = self.held.take() {
@@ -393,7 +404,10 @@ impl hyper::body::Body for Leased {
     type Data = axum::body::Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
         std::pin::Pin::new(&mut self.inner).poll_frame(cx)
     }
     fn is_end_stream(&self) -> bool {
@@ -409,7 +423,9 @@ impl hyper::body::Body for Leased {
 pub async fn totals(db: &impl ConnectionTrait, filter: sea_orm::Condition) -> Result<[i64; 5], DbErr> {
     use sea_orm::QueryFilter;
     let rows = usage_minute::Entity::find().filter(filter).all(db).await?;
-    Ok(rows.iter().fold([0; 5], |t, r| [t[0] + r.requests, t[1] + r.usage_known, t[2] + r.input_tokens, t[3] + r.output_tokens, t[4] + r.total_tokens]))
+    Ok(rows.iter().fold([0; 5], |t, r| {
+        [t[0] + r.requests, t[1] + r.usage_known, t[2] + r.input_tokens, t[3] + r.output_tokens, t[4] + r.total_tokens]
+    }))
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@
 //! seconds`, `gen_ai_client_token_usage`), the rest are `maas_gateway_*`. Label values are
 //! bounded: models the gateway serves, endpoints, operations, status classes, outcomes and rule
 //! names; never API keys or workspaces (those are in the usage tables).
+use super::limiter::Clock;
 use super::meter::{Call, Outcome};
 use super::snapshot::{Op, Snapshot};
 use super::Gateway;
-use super::limiter::Clock;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
@@ -218,10 +218,19 @@ impl prometheus_client::collector::Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Calls in a stable order, so two scrapes list series alike.
         let mut calls: Vec<(&CallKey, &CallSeries)> = self.series.calls.iter().collect();
-        calls.sort_by(|a, b| (&a.0.model, a.0.endpoint_id, a.0.op.name(), a.0.status_class, a.0.outcome.as_str()).cmp(&(&b.0.model, b.0.endpoint_id, b.0.op.name(), b.0.status_class, b.0.outcome.as_str())));
+        calls.sort_by(|a, b| {
+            (&a.0.model, a.0.endpoint_id, a.0.op.name(), a.0.status_class, a.0.outcome.as_str()).cmp(&(
+                &b.0.model,
+                b.0.endpoint_id,
+                b.0.op.name(),
+                b.0.status_class,
+                b.0.outcome.as_str(),
+            ))
+        });
         let gen_ai = |k: &CallKey| -> Labels {
             let (_, upstream_model) = self.endpoint(k.endpoint_id);
-            let mut l: Labels = vec![("gen_ai_operation_name", gen_ai_operation(k.op).to_owned()), ("gen_ai_request_model", k.model.to_string())];
+            let mut l: Labels =
+                vec![("gen_ai_operation_name", gen_ai_operation(k.op).to_owned()), ("gen_ai_request_model", k.model.to_string())];
             if !upstream_model.is_empty() {
                 l.push(("gen_ai_response_model", upstream_model));
             }
@@ -231,17 +240,32 @@ impl prometheus_client::collector::Collector for Scrape {
             l
         };
 
-        let mut m = enc.encode_descriptor("gen_ai_server_request_duration", "Time from a request's arrival to its answer's last byte (or the client leaving).", Some(&Unit::Seconds), MetricType::Histogram)?;
+        let mut m = enc.encode_descriptor(
+            "gen_ai_server_request_duration",
+            "Time from a request's arrival to its answer's last byte (or the client leaving).",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
         for (k, v) in &calls {
             let (count, buckets) = v.duration.cumulative(duration_bounds());
             m.encode_family(&gen_ai(k))?.encode_histogram::<NoLabelSet>(v.duration.sum, count, &buckets, None)?;
         }
-        let mut m = enc.encode_descriptor("gen_ai_server_time_to_first_token", "Time from a request's arrival to the first byte of its answer's body (first token of a stream).", Some(&Unit::Seconds), MetricType::Histogram)?;
+        let mut m = enc.encode_descriptor(
+            "gen_ai_server_time_to_first_token",
+            "Time from a request's arrival to the first byte of its answer's body (first token of a stream).",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
         for (k, v) in calls.iter().filter(|(_, v)| v.ttft.counts.iter().any(|n| *n > 0)) {
             let (count, buckets) = v.ttft.cumulative(duration_bounds());
             m.encode_family(&gen_ai(k))?.encode_histogram::<NoLabelSet>(v.ttft.sum, count, &buckets, None)?;
         }
-        let mut m = enc.encode_descriptor("gen_ai_client_token_usage", "Tokens per call as the upstream reported them, by gen_ai_token_type (input, output).", None, MetricType::Histogram)?;
+        let mut m = enc.encode_descriptor(
+            "gen_ai_client_token_usage",
+            "Tokens per call as the upstream reported them, by gen_ai_token_type (input, output).",
+            None,
+            MetricType::Histogram,
+        )?;
         let token_bounds = || TOKEN_BOUNDS.iter().map(|b| *b as f64);
         for (k, v) in &calls {
             for (kind, h) in [("input", &v.input_tokens), ("output", &v.output_tokens)] {
@@ -257,13 +281,29 @@ impl prometheus_client::collector::Collector for Scrape {
 
         let own = |k: &CallKey| -> Labels {
             let (endpoint, _) = self.endpoint(k.endpoint_id);
-            vec![("model", k.model.to_string()), ("endpoint", endpoint), ("operation", k.op.name().to_owned()), ("status_class", status_class(k.status_class)), ("outcome", k.outcome.as_str().to_owned())]
+            vec![
+                ("model", k.model.to_string()),
+                ("endpoint", endpoint),
+                ("operation", k.op.name().to_owned()),
+                ("status_class", status_class(k.status_class)),
+                ("outcome", k.outcome.as_str().to_owned()),
+            ]
         };
-        let mut m = enc.encode_descriptor("maas_gateway_requests", "Calls by model, endpoint (the one that answered), operation, status class and outcome; refusals included.", None, MetricType::Counter)?;
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_requests",
+            "Calls by model, endpoint (the one that answered), operation, status class and outcome; refusals included.",
+            None,
+            MetricType::Counter,
+        )?;
         for (k, v) in &calls {
             m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.requests, None)?;
         }
-        let mut m = enc.encode_descriptor("maas_gateway_usage_unknown", "Answered calls whose upstream reported no token usage (tokens unknown, not 0).", None, MetricType::Counter)?;
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_usage_unknown",
+            "Answered calls whose upstream reported no token usage (tokens unknown, not 0).",
+            None,
+            MetricType::Counter,
+        )?;
         for (k, v) in calls.iter().filter(|(_, v)| v.usage_unknown > 0) {
             m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.usage_unknown, None)?;
         }
@@ -271,29 +311,52 @@ impl prometheus_client::collector::Collector for Scrape {
         for (k, v) in &calls {
             *failovers.entry(&k.model).or_default() += v.failovers;
         }
-        let mut m = enc.encode_descriptor("maas_gateway_failovers", "Endpoints given up on before the one that answered, by model.", None, MetricType::Counter)?;
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_failovers",
+            "Endpoints given up on before the one that answered, by model.",
+            None,
+            MetricType::Counter,
+        )?;
         for (model, n) in failovers {
             m.encode_family(&vec![("model", model.to_owned())])?.encode_counter::<NoLabelSet, _, u64>(&n, None)?;
         }
         let mut limited: Vec<_> = self.series.rate_limited.iter().collect();
         limited.sort();
-        let mut m = enc.encode_descriptor("maas_gateway_rate_limited", "Calls refused with 429, by model and the rule that refused them.", None, MetricType::Counter)?;
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_rate_limited",
+            "Calls refused with 429, by model and the rule that refused them.",
+            None,
+            MetricType::Counter,
+        )?;
         for ((model, rule), n) in limited {
-            m.encode_family(&vec![("model", model.to_string()), ("rule", rule.to_string())])?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
+            m.encode_family(&vec![("model", model.to_string()), ("rule", rule.to_string())])?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
         }
         let mut failures: Vec<_> = self.series.upstream_failures.iter().collect();
         failures.sort_by_key(|((id, r), _)| (*id, r.as_str()));
-        let mut m = enc.encode_descriptor("maas_gateway_upstream_failures", "Upstream failures by endpoint and reason (a failed-over call counts here and succeeds elsewhere).", None, MetricType::Counter)?;
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_upstream_failures",
+            "Upstream failures by endpoint and reason (a failed-over call counts here and succeeds elsewhere).",
+            None,
+            MetricType::Counter,
+        )?;
         for ((id, reason), n) in failures {
             let model = self.endpoints.get(id).map(|e| e.0.to_string()).unwrap_or_default();
             let (endpoint, _) = self.endpoint(Some(*id));
-            m.encode_family(&vec![("model", model), ("endpoint", endpoint), ("reason", reason.as_str().to_owned())])?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
+            m.encode_family(&vec![("model", model), ("endpoint", endpoint), ("reason", reason.as_str().to_owned())])?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
         }
-        let mut m = enc.encode_descriptor("maas_gateway_endpoints_cooling_down", "Endpoints of a model skipped now after repeated failures.", None, MetricType::Gauge)?;
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_endpoints_cooling_down",
+            "Endpoints of a model skipped now after repeated failures.",
+            None,
+            MetricType::Gauge,
+        )?;
         for (model, n) in &self.cooling {
             m.encode_family(&vec![("model", model.to_string())])?.encode_gauge(n)?;
         }
-        let mut g = enc.encode_descriptor("maas_gateway_config_revision", "Configuration revision this gateway serves.", None, MetricType::Gauge)?;
+        let mut g =
+            enc.encode_descriptor("maas_gateway_config_revision", "Configuration revision this gateway serves.", None, MetricType::Gauge)?;
         g.encode_gauge(&self.revision)?;
         Ok(())
     }
@@ -343,7 +406,12 @@ impl ScrapeAuth {
         let Some(want) = &self.token else {
             return Err("/metrics is not served on this address: set MAAS_METRICS_TOKEN (and send it as `Authorization: Bearer <token>`) or scrape --metrics-listen");
         };
-        let got = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once(' ')).filter(|(s, _)| s.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim());
+        let got = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
         // Compared by digest: equal time whatever the token's first differing byte.
         match got {
             Some(t) if app::ssr::crypto::sha256(t) == app::ssr::crypto::sha256(want) => Ok(()),
@@ -359,7 +427,8 @@ pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// do not ask for OpenMetrics (`promtool check metrics`, curl): a counter family is named with
 /// its `_total` suffix, and OpenMetrics' `# UNIT` and `# EOF` lines go.
 pub fn to_text_format(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
     let mut out = String::with_capacity(openmetrics.len());
     for line in openmetrics.lines() {
         if line.starts_with("# UNIT ") || line == "# EOF" {
@@ -394,7 +463,10 @@ pub fn router(gw: Arc<Gateway>, auth: Option<ScrapeAuth>) -> axum::Router {
                     }
                 }
                 // Prometheus asks for OpenMetrics; anything else gets the classic text format.
-                let wants_openmetrics = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"));
+                let wants_openmetrics = headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("application/openmetrics-text"));
                 let body = render(&gw);
                 if wants_openmetrics {
                     ([(http::header::CONTENT_TYPE, OPENMETRICS)], body).into_response()

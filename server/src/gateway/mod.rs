@@ -16,6 +16,7 @@ pub mod snapshot;
 pub mod upstream;
 pub mod usage;
 
+use app::types::RuleKind;
 use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};
 use axum::extract::{rejection::PathRejection, Path, State};
@@ -23,16 +24,15 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use body::{BodyError, RequestBody};
 use error::GatewayError;
-use app::types::RuleKind;
 use limiter::{Admitted, Clock, Limiter, Rejection, RuleCheck, SystemClock};
 use redis_limiter::RedisLimiter;
-use body::{BodyError, RequestBody};
 use serde_json::{json, Value};
 use snapshot::{Caller, Op, Snapshot};
-use upstream::{SendError, Upstream};
 use std::sync::Arc;
 use std::time::Duration;
+use upstream::{SendError, Upstream};
 
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -130,7 +130,13 @@ impl From<Refusal> for GatewayError {
 /// Checks the call against `quotas`, then `rules`, on this process's counters: quotas first
 /// (their reservation is the cheaper to give back), and a refusal by either leaves nothing
 /// consumed in the other. The embedded gateway's check, and a replica's while Redis is away.
-fn check_locally(limiter: &Limiter, rules: &[&RuleCheck], quotas: &[&quota::QuotaCheck], now_secs: i64, estimate: u64) -> Result<Admitted, Refusal> {
+fn check_locally(
+    limiter: &Limiter,
+    rules: &[&RuleCheck],
+    quotas: &[&quota::QuotaCheck],
+    now_secs: i64,
+    estimate: u64,
+) -> Result<Admitted, Refusal> {
     let mut in_quota = limiter::Lease::default();
     if !quotas.is_empty() {
         quota::check(quotas, now_secs, estimate, in_quota.quotas()).map_err(Refusal::Quota)?;
@@ -150,7 +156,14 @@ impl RateLimits {
     /// Checks the call against `rules` and `quotas` at wall time `now_secs` (reserving
     /// `estimate` tokens in token rules and token budgets), all together: a refusal by one
     /// leaves nothing consumed in the others.
-    async fn check(&self, caller: &Caller, rules: &[&RuleCheck], quotas: &[&quota::QuotaCheck], now_secs: i64, estimate: u64) -> Result<Admitted, Refusal> {
+    async fn check(
+        &self,
+        caller: &Caller,
+        rules: &[&RuleCheck],
+        quotas: &[&quota::QuotaCheck],
+        now_secs: i64,
+        estimate: u64,
+    ) -> Result<Admitted, Refusal> {
         match self {
             RateLimits::Local(l) => check_locally(l, rules, quotas, now_secs, estimate),
             RateLimits::Shared(shared) => shared.check(caller.workspace_id, rules, quotas, now_secs, estimate).await,
@@ -187,7 +200,10 @@ impl Gateway {
     /// A gateway whose rate limits are shared, through `redis`, with every replica using it.
     pub fn shared(config: GatewayConfig, redis: RedisLimiter) -> Arc<Self> {
         let lease_ms = config.lease.as_millis() as u64;
-        Self::with_limits(config, RateLimits::Shared(shared_limits::SharedLimits::new(redis, Limiter::new(SystemClock::default()), lease_ms)))
+        Self::with_limits(
+            config,
+            RateLimits::Shared(shared_limits::SharedLimits::new(redis, Limiter::new(SystemClock::default()), lease_ms)),
+        )
     }
 
     fn with_limits(config: GatewayConfig, limits: RateLimits) -> Arc<Self> {
@@ -355,19 +371,18 @@ impl tower::Service<axum::extract::Request> for Front {
 async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Response, GatewayError> {
     let snap = gw.snapshot.load_full();
     let caller = gw.authenticate(&snap, &headers)?;
-    let mut data: Vec<Value> = snap
-        .models
-        .values()
-        .filter(|r| caller.may_call(r.id))
-        .map(|r| model_object(r))
-        .collect();
+    let mut data: Vec<Value> = snap.models.values().filter(|r| caller.may_call(r.id)).map(|r| model_object(r)).collect();
     data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
 }
 
 /// One model, as OpenAI's `GET /v1/models/{model}` (the SDKs' `models.retrieve`): any model
 /// the list shows, else 404 `model_not_found`.
-async fn retrieve_model(State(gw): State<Arc<Gateway>>, name: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<Response, GatewayError> {
+async fn retrieve_model(
+    State(gw): State<Arc<Gateway>>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
     let snap = gw.snapshot.load_full();
     let caller = gw.authenticate(&snap, &headers)?;
     let Path(name) = name.map_err(|e| GatewayError::BadRequest(format!("We could not read the model name in the path: {e}")))?;
@@ -479,7 +494,11 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
     let rules = route.rules.for_caller(&caller);
     let quotas = snap.quotas_for(&caller);
     // Only token rules and quotas need the estimate (a look at two members of the parsed body).
-    let estimate = if !quotas.is_empty() || rules.iter().any(|r| r.key.kind == RuleKind::Tokens) { reserve::estimate(op, bytes.len(), &req, route.reserve_output) } else { 0 };
+    let estimate = if !quotas.is_empty() || rules.iter().any(|r| r.key.kind == RuleKind::Tokens) {
+        reserve::estimate(op, bytes.len(), &req, route.reserve_output)
+    } else {
+        0
+    };
     let mut admitted = gw.limits.check(&caller, &rules, &quotas, gw.config.wall_clock.now(), estimate).await?;
     // Streams: ask the upstream for its usage chunk when the client did not (cut again on the
     // way back, so the client gets the stream it asked for).
@@ -532,7 +551,12 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
         let mut injected = stream_options.as_deref().filter(|_| !ep.skip_stream_usage && !ep.health.refuses_stream_options());
         let body = Bytes::from(req.rewritten(&ep.model_json, injected));
         // The endpoint's own key, never the caller's.
-        let send = |body: Bytes| tokio::time::timeout(gw.config.first_byte_timeout, gw.upstream.post(target, ep.auth.as_ref(), headers.get(header::ACCEPT), body));
+        let send = |body: Bytes| {
+            tokio::time::timeout(
+                gw.config.first_byte_timeout,
+                gw.upstream.post(target, ep.auth.as_ref(), headers.get(header::ACCEPT), body),
+            )
+        };
         let mut answer = send(body).await;
         // An upstream that refuses the `stream_options` we added (older servers validate every
         // field): the same request without them, and that endpoint's streams go without from
@@ -588,7 +612,10 @@ async fn forward(gw: &Arc<Gateway>, req: axum::extract::Request, op: Op, so_far:
 
 /// Headers of the upstream's answer that reach the caller (besides the body's framing).
 fn passes_through(name: &header::HeaderName) -> bool {
-    name == header::CONTENT_TYPE || name == header::CACHE_CONTROL || name.as_str().starts_with("x-request-id") || name.as_str().starts_with("openai-")
+    name == header::CONTENT_TYPE
+        || name == header::CACHE_CONTROL
+        || name.as_str().starts_with("x-request-id")
+        || name.as_str().starts_with("openai-")
 }
 
 /// Status, selected headers and body of the upstream, streamed as it arrives. Dropping the
@@ -598,7 +625,11 @@ fn passes_through(name: &header::HeaderName) -> bool {
 /// the stream's usage chunk), the body is read for usage on its way and recorded at its end.
 /// The call's `admitted.lease` goes with the body: released, and its tokens settled, when the
 /// body ends or is dropped.
-fn stream_back(resp: http::Response<upstream::UpstreamBody>, admitted: Admitted, metered: Option<(Arc<meter::Meter>, meter::Call, std::time::Instant, bool)>) -> Response {
+fn stream_back(
+    resp: http::Response<upstream::UpstreamBody>,
+    admitted: Admitted,
+    metered: Option<(Arc<meter::Meter>, meter::Call, std::time::Instant, bool)>,
+) -> Response {
     let (parts, incoming) = resp.into_parts();
     let mut headers = HeaderMap::with_capacity(8);
     for (k, v) in &parts.headers {
@@ -717,7 +748,9 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, serves: Serve
         loop {
             if built != Some(wanted) {
                 let previous = gw.snapshot.load_full();
-                match snapshot::build(&state.db, &state.secrets, cluster.as_deref(), wanted, Some(&previous), gw.config.wall_clock.now()).await {
+                match snapshot::build(&state.db, &state.secrets, cluster.as_deref(), wanted, Some(&previous), gw.config.wall_clock.now())
+                    .await
+                {
                     Ok(snap) => {
                         gw.publish(snap);
                         built = Some(wanted);
@@ -771,7 +804,15 @@ pub fn spawn_reloader(gw: Arc<Gateway>, state: app::ssr::AppState, serves: Serve
     });
 }
 
-async fn report(db: &sea_orm::DatabaseConnection, id: &str, cluster: Option<&str>, serves: Option<String>, applied: i64, error: Option<String>, cooling: Option<String>) -> Result<(), sea_orm::DbErr> {
+async fn report(
+    db: &sea_orm::DatabaseConnection,
+    id: &str,
+    cluster: Option<&str>,
+    serves: Option<String>,
+    applied: i64,
+    error: Option<String>,
+    cooling: Option<String>,
+) -> Result<(), sea_orm::DbErr> {
     use app::ssr::entities::gateway_status;
     use sea_orm::sea_query::OnConflict;
     use sea_orm::{EntityTrait, Set};
@@ -787,7 +828,14 @@ async fn report(db: &sea_orm::DatabaseConnection, id: &str, cluster: Option<&str
     gateway_status::Entity::insert(row)
         .on_conflict(
             OnConflict::column(gateway_status::Column::GatewayId)
-                .update_columns([gateway_status::Column::Cluster, gateway_status::Column::AppliedRevision, gateway_status::Column::Error, gateway_status::Column::Detail, gateway_status::Column::HeartbeatAt, gateway_status::Column::Serves])
+                .update_columns([
+                    gateway_status::Column::Cluster,
+                    gateway_status::Column::AppliedRevision,
+                    gateway_status::Column::Error,
+                    gateway_status::Column::Detail,
+                    gateway_status::Column::HeartbeatAt,
+                    gateway_status::Column::Serves,
+                ])
                 .to_owned(),
         )
         .exec(db)

@@ -99,7 +99,14 @@ impl QuotaCheck {
             Budget::Requests => ("requests", self.requests),
         };
         let resets_at = self.key.period.end(now_secs);
-        QuotaExceeded { target: self.key.target, period: self.key.period, what, budget: amount.unwrap_or(0), resets_at, retry_after_secs: (resets_at - now_secs).max(1) }
+        QuotaExceeded {
+            target: self.key.target,
+            period: self.key.period,
+            what,
+            budget: amount.unwrap_or(0),
+            resets_at,
+            retry_after_secs: (resets_at - now_secs).max(1),
+        }
     }
 
     /// Its budgets as counters in Redis for the period holding `now_secs`, each seeded (where
@@ -113,16 +120,28 @@ impl QuotaCheck {
             let st = st.at(period_start);
             (st.ledger_tokens + st.new_tokens, st.ledger_requests + st.new_requests)
         };
-        [(Budget::Tokens, self.tokens, tokens), (Budget::Requests, self.requests, requests)].into_iter().filter_map(move |(budget, limit, base)| {
-            limit.map(|limit| SharedQuota { counter: SharedCounter::Quota { key: self.key, period_start, budget }, budget: limit, base, expires_at_ms })
-        })
+        [(Budget::Tokens, self.tokens, tokens), (Budget::Requests, self.requests, requests)].into_iter().filter_map(
+            move |(budget, limit, base)| {
+                limit.map(|limit| SharedQuota {
+                    counter: SharedCounter::Quota { key: self.key, period_start, budget },
+                    budget: limit,
+                    base,
+                    expires_at_ms,
+                })
+            },
+        )
     }
 }
 
 /// Checks the call against `quotas` (at most the key's and its workspace's) at wall time
 /// `now_secs` and, if every one has room, reserves a request and `estimate` tokens in each
 /// (pushed to `held`, which the call's lease settles). A refusal reserves nothing.
-pub fn check(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64, held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>) -> Result<(), QuotaExceeded> {
+pub fn check(
+    quotas: &[&QuotaCheck],
+    now_secs: i64,
+    estimate: u64,
+    held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>,
+) -> Result<(), QuotaExceeded> {
     reserve(quotas, now_secs, estimate, held, true)
 }
 
@@ -132,7 +151,13 @@ pub fn record(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64, held: &mut s
     let _always = reserve(quotas, now_secs, estimate, held, false);
 }
 
-fn reserve(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64, held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>, enforce: bool) -> Result<(), QuotaExceeded> {
+fn reserve(
+    quotas: &[&QuotaCheck],
+    now_secs: i64,
+    estimate: u64,
+    held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>,
+    enforce: bool,
+) -> Result<(), QuotaExceeded> {
     // Locked in the order given (the key's, then the workspace's: the same for every call, and a
     // counter is only ever one subject's), so two calls never wait on each other in a cycle.
     let mut locked: smallvec::SmallVec<[parking_lot::MutexGuard<'_, Spent>; 2]> = smallvec::SmallVec::new();
@@ -171,7 +196,11 @@ pub(super) fn settle(counter: &QuotaCounter, reserved: u64, consumed: Option<Opt
 
 /// Builds the snapshot's quotas: counters carried over from `previous` for the same subject
 /// and period, new ones starting from the ledger's figures of the period holding `now_secs`.
-pub async fn load(db: &impl ConnectionTrait, previous: &FxHashMap<QuotaKey, Arc<QuotaCounter>>, now_secs: i64) -> Result<FxHashMap<(RuleTarget, i64), QuotaCheck>, DbErr> {
+pub async fn load(
+    db: &impl ConnectionTrait,
+    previous: &FxHashMap<QuotaKey, Arc<QuotaCounter>>,
+    now_secs: i64,
+) -> Result<FxHashMap<(RuleTarget, i64), QuotaCheck>, DbErr> {
     let quotas = quota::Entity::find().all(db).await?;
     let mut out = FxHashMap::default();
     if quotas.is_empty() {
@@ -184,7 +213,9 @@ pub async fn load(db: &impl ConnectionTrait, previous: &FxHashMap<QuotaKey, Arc<
         let counter = previous.get(&key).cloned().unwrap_or_else(|| {
             let start = period.start(now_secs);
             let (tokens, requests) = ledger.get(&(target, subject_id, start)).copied().unwrap_or_default();
-            Arc::new(QuotaCounter { state: Mutex::new(Spent { period_start: start, ledger_tokens: tokens, ledger_requests: requests, ..Default::default() }) })
+            Arc::new(QuotaCounter {
+                state: Mutex::new(Spent { period_start: start, ledger_tokens: tokens, ledger_requests: requests, ..Default::default() }),
+            })
         });
         let budget = |v: Option<i64>| v.map(|v| v.max(0) as u64);
         out.insert((target, subject_id), QuotaCheck { key, tokens: budget(q.tokens), requests: budget(q.requests), counter });
@@ -210,7 +241,14 @@ pub async fn flush<C: ConnectionTrait + TransactionTrait>(db: &C, quotas: &[Quot
     for q in quotas {
         let mut st = q.counter.state.lock();
         if st.new_tokens > 0 || st.new_requests > 0 {
-            taken.push((q.counter.clone(), q.key.target, q.key.subject_id, st.period_start, std::mem::take(&mut st.new_tokens), std::mem::take(&mut st.new_requests)));
+            taken.push((
+                q.counter.clone(),
+                q.key.target,
+                q.key.subject_id,
+                st.period_start,
+                std::mem::take(&mut st.new_tokens),
+                std::mem::take(&mut st.new_requests),
+            ));
         }
     }
     let written = async {

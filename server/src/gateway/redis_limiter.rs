@@ -365,7 +365,12 @@ impl SharedCounter {
                     Budget::Tokens => "tokens",
                     Budget::Requests => "requests",
                 };
-                format!("maas:quota:{{ws:{workspace_id}}}:{}:{}:{}:{period_start}:{what}", target_name(key.target), key.subject_id, key.period.as_str())
+                format!(
+                    "maas:quota:{{ws:{workspace_id}}}:{}:{}:{}:{period_start}:{what}",
+                    target_name(key.target),
+                    key.subject_id,
+                    key.period.as_str()
+                )
             }
         }
     }
@@ -396,9 +401,21 @@ pub enum Refused {
 #[derive(Clone, Debug)]
 pub enum Replayed {
     /// Requests admitted, or tokens consumed.
-    Record { counter: usize, ago_ms: u64, amount: u64 },
-    Lease { counter: usize, ago_ms: u64, amount: u64, lease_id: u64 },
-    EndLease { counter: usize, lease_id: u64 },
+    Record {
+        counter: usize,
+        ago_ms: u64,
+        amount: u64,
+    },
+    Lease {
+        counter: usize,
+        ago_ms: u64,
+        amount: u64,
+        lease_id: u64,
+    },
+    EndLease {
+        counter: usize,
+        lease_id: u64,
+    },
 }
 
 fn script(body: &str) -> redis::Script {
@@ -423,14 +440,25 @@ impl RedisLimiter {
                 None => redis::Client::open(config.url.as_str())?,
             })
         };
-        Ok(RedisLimiter { client, check: script(CHECK), settle: script(SETTLE), renew: script(RENEW), replay: script(REPLAY), conns: ThreadLocal::new(), timeout })
+        Ok(RedisLimiter {
+            client,
+            check: script(CHECK),
+            settle: script(SETTLE),
+            renew: script(RENEW),
+            replay: script(REPLAY),
+            conns: ThreadLocal::new(),
+            timeout,
+        })
     }
 
     async fn conn(&self) -> Result<Conn, RedisError> {
         let open = || async {
             Ok::<_, redis::RedisError>(match &self.client {
                 Client::Single(c) => {
-                    let config = ConnectionManagerConfig::new().set_connection_timeout(Some(self.timeout)).set_response_timeout(Some(self.timeout)).set_number_of_retries(1);
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(Some(self.timeout))
+                        .set_number_of_retries(1);
                     Conn::Single(ConnectionManager::new_with_config(c.clone(), config).await?)
                 }
                 Client::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),
@@ -451,7 +479,9 @@ impl RedisLimiter {
             })
         };
         match once().await {
-            Err(RedisError(e)) if !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()) => once().await,
+            Err(RedisError(e)) if !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()) => {
+                once().await
+            }
             other => other,
         }
     }
@@ -474,7 +504,13 @@ impl RedisLimiter {
     /// lease on `lease.estimate` tokens in token rules and token budgets, and on one place in
     /// concurrency rules. `Err` only when Redis could not answer; the caller decides what to do
     /// then.
-    pub async fn check<R: Borrow<RuleCheck>>(&self, workspace_id: i64, rules: &[R], quotas: &[SharedQuota], lease: LeaseArgs) -> Result<Result<SharedAdmission, Refused>, RedisError> {
+    pub async fn check<R: Borrow<RuleCheck>>(
+        &self,
+        workspace_id: i64,
+        rules: &[R],
+        quotas: &[SharedQuota],
+        lease: LeaseArgs,
+    ) -> Result<Result<SharedAdmission, Refused>, RedisError> {
         if rules.is_empty() && quotas.is_empty() {
             return Ok(Ok(SharedAdmission::default()));
         }
@@ -491,7 +527,9 @@ impl RedisLimiter {
             inv.arg(q.counter.code()).arg(q.budget).arg(q.expires_at_ms).arg(q.base);
         }
         let reply: Vec<i64> = self.invoke(&inv).await?;
-        let admission = |limit: i64, remaining: i64, reset: i64| (limit >= 0).then(|| Admission { limit: limit as u64, remaining: remaining.max(0) as u64, reset_ms: reset.max(0) as u64 });
+        let admission = |limit: i64, remaining: i64, reset: i64| {
+            (limit >= 0).then(|| Admission { limit: limit as u64, remaining: remaining.max(0) as u64, reset_ms: reset.max(0) as u64 })
+        };
         match reply[..] {
             [1, rl, rr, rt, tl, tr, tt] => Ok(Ok(SharedAdmission { requests: admission(rl, rr, rt), tokens: admission(tl, tr, tt) })),
             [0, i, wait] => {
@@ -508,7 +546,13 @@ impl RedisLimiter {
 
     /// Ends lease `lease_id` on `counters` (of one workspace): releases what it held and, with
     /// `consumed`, records those tokens in its token rules (`None`: the call never ran).
-    pub async fn settle(&self, workspace_id: i64, counters: &[SharedCounter], lease_id: u64, consumed: Option<u64>) -> Result<(), RedisError> {
+    pub async fn settle(
+        &self,
+        workspace_id: i64,
+        counters: &[SharedCounter],
+        lease_id: u64,
+        consumed: Option<u64>,
+    ) -> Result<(), RedisError> {
         let mut inv = self.settle.prepare_invoke();
         inv.arg(lease_id);
         for c in counters {

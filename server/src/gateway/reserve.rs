@@ -40,13 +40,25 @@ mod tests {
         assert_eq!(estimate(Op::Chat, body.len(), &req, DEFAULT_OUTPUT_TOKENS), (body.len() as u64).div_ceil(4) + 100);
         let body = br#"{"model":"m","prompt":"x","max_completion_tokens":7,"max_tokens":100}"#;
         let req = RequestBody::parse(body).unwrap();
-        assert_eq!(estimate(Op::Completions, body.len(), &req, DEFAULT_OUTPUT_TOKENS), (body.len() as u64).div_ceil(4) + 7, "the newer field wins");
+        assert_eq!(
+            estimate(Op::Completions, body.len(), &req, DEFAULT_OUTPUT_TOKENS),
+            (body.len() as u64).div_ceil(4) + 7,
+            "the newer field wins"
+        );
         let body = br#"{"model":"m","messages":[]}"#;
         let req = RequestBody::parse(body).unwrap();
-        assert_eq!(estimate(Op::Chat, body.len(), &req, DEFAULT_OUTPUT_TOKENS), (body.len() as u64).div_ceil(4) + DEFAULT_OUTPUT_TOKENS, "no bound given");
+        assert_eq!(
+            estimate(Op::Chat, body.len(), &req, DEFAULT_OUTPUT_TOKENS),
+            (body.len() as u64).div_ceil(4) + DEFAULT_OUTPUT_TOKENS,
+            "no bound given"
+        );
         assert_eq!(estimate(Op::Chat, body.len(), &req, 300), (body.len() as u64).div_ceil(4) + 300, "the model's own reservation");
         let body = br#"{"model":"m","input":"abc","max_tokens":"lots"}"#;
         let req = RequestBody::parse(body).unwrap();
-        assert_eq!(estimate(Op::Embeddings, body.len(), &req, DEFAULT_OUTPUT_TOKENS), (body.len() as u64).div_ceil(4), "embeddings produce no output tokens");
+        assert_eq!(
+            estimate(Op::Embeddings, body.len(), &req, DEFAULT_OUTPUT_TOKENS),
+            (body.len() as u64).div_ceil(4),
+            "embeddings produce no output tokens"
+        );
     }
 }

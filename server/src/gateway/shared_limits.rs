@@ -90,7 +90,14 @@ impl SharedLimits {
 
     /// Checks the call against `rules` and `quotas` (all of one caller, in `workspace_id`) at
     /// wall time `now_secs`, reserving `estimate` tokens in token rules and token budgets.
-    pub async fn check(self: &Arc<Self>, workspace_id: i64, rules: &[&RuleCheck], quotas: &[&QuotaCheck], now_secs: i64, estimate: u64) -> Result<Admitted, Refusal> {
+    pub async fn check(
+        self: &Arc<Self>,
+        workspace_id: i64,
+        rules: &[&RuleCheck],
+        quotas: &[&QuotaCheck],
+        now_secs: i64,
+        estimate: u64,
+    ) -> Result<Admitted, Refusal> {
         if rules.is_empty() && quotas.is_empty() {
             return Ok(Admitted::default());
         }
@@ -114,7 +121,9 @@ impl SharedLimits {
                     let shared = decision.map_err(|refused| match refused {
                         Refused::Rule(r) => Refusal::Rate(r),
                         Refused::Quota(i) => {
-                            let SharedCounter::Quota { key, budget, .. } = shared_quotas[i].counter else { unreachable!("quota counters only") };
+                            let SharedCounter::Quota { key, budget, .. } = shared_quotas[i].counter else {
+                                unreachable!("quota counters only")
+                            };
                             let q = quotas.iter().find(|q| q.key == key).expect("each shared budget is one of the call's quotas");
                             Refusal::Quota(q.exceeded(now_secs, budget))
                         }
@@ -124,7 +133,14 @@ impl SharedLimits {
                     admitted.requests = shared.requests;
                     admitted.tokens = shared.tokens;
                     if holds {
-                        admitted.lease.hold_shared(SharedLease::new(self, workspace_id, lease_id, counters(rules, &shared_quotas), estimate, false));
+                        admitted.lease.hold_shared(SharedLease::new(
+                            self,
+                            workspace_id,
+                            lease_id,
+                            counters(rules, &shared_quotas),
+                            estimate,
+                            false,
+                        ));
                     }
                     return Ok(admitted);
                 }
@@ -246,7 +262,8 @@ impl SharedLimits {
 /// The counters a call counts in, each once (rules on one counter, say 10/min and 6/min on one
 /// key, share it): its rules', then its quotas' budgets.
 fn counters(rules: &[&RuleCheck], quotas: &[SharedQuota]) -> SmallVec<[SharedCounter; 4]> {
-    let rules = rules.iter().enumerate().filter(|&(i, r)| !rules[..i].iter().any(|o| o.key == r.key)).map(|(_, r)| SharedCounter::Rule(r.key));
+    let rules =
+        rules.iter().enumerate().filter(|&(i, r)| !rules[..i].iter().any(|o| o.key == r.key)).map(|(_, r)| SharedCounter::Rule(r.key));
     rules.chain(quotas.iter().map(|q| q.counter)).collect()
 }
 
@@ -267,7 +284,14 @@ pub struct SharedLease {
 
 impl SharedLease {
     /// The lease `id` on the leased ones of `counters`.
-    fn new(limits: &Arc<SharedLimits>, workspace_id: i64, id: u64, counters: SmallVec<[SharedCounter; 4]>, estimate: u64, journaled: bool) -> Self {
+    fn new(
+        limits: &Arc<SharedLimits>,
+        workspace_id: i64,
+        id: u64,
+        counters: SmallVec<[SharedCounter; 4]>,
+        estimate: u64,
+        journaled: bool,
+    ) -> Self {
         let counters: SmallVec<[SharedCounter; 2]> = counters.into_iter().filter(|c| c.leased()).collect();
         // Renewed every third of its length while the call runs (a stream may outlast it).
         let renewer = tokio::runtime::Handle::try_current().ok().map(|rt| {

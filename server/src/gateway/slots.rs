@@ -80,7 +80,12 @@ pub enum NoSlot {
 
 /// Waits for the first slot to free on any of `candidates` (index, slots), at most `wait`, as
 /// one of at most `max_waiting` calls waiting on this model (`waiting` counts them).
-pub async fn wait_any(candidates: &[(usize, Arc<Slots>)], waiting: &AtomicUsize, max_waiting: usize, wait: Duration) -> Result<(usize, Slot), NoSlot> {
+pub async fn wait_any(
+    candidates: &[(usize, Arc<Slots>)],
+    waiting: &AtomicUsize,
+    max_waiting: usize,
+    wait: Duration,
+) -> Result<(usize, Slot), NoSlot> {
     struct Leave<'a>(&'a AtomicUsize);
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
@@ -128,7 +133,10 @@ mod tests {
         let (ha, hb) = (a.try_take().unwrap(), b.try_take().unwrap());
         let waiting = AtomicUsize::new(0);
         let both = [(0, a.clone()), (1, b.clone())];
-        assert_eq!(wait_any(&both, &waiting, 8, Duration::from_millis(30)).await.err(), Some(NoSlot::TimedOut { waited: Duration::from_millis(30) }));
+        assert_eq!(
+            wait_any(&both, &waiting, 8, Duration::from_millis(30)).await.err(),
+            Some(NoSlot::TimedOut { waited: Duration::from_millis(30) })
+        );
         let frees_b = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             drop(hb);

@@ -7,9 +7,9 @@ use app::ssr::crypto::SecretBox;
 use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
 use app::types::{Policy, RuleKind, RuleTarget};
 use futures_util::TryStreamExt;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, StreamTrait};
 use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, StreamTrait};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -201,7 +201,10 @@ impl Snapshot {
         if self.quotas.is_empty() {
             return SmallVec::new();
         }
-        [(RuleTarget::ApiKey, caller.key_id), (RuleTarget::Workspace, caller.workspace_id)].iter().filter_map(|k| self.quotas.get(k)).collect()
+        [(RuleTarget::ApiKey, caller.key_id), (RuleTarget::Workspace, caller.workspace_id)]
+            .iter()
+            .filter_map(|k| self.quotas.get(k))
+            .collect()
     }
 }
 
@@ -229,7 +232,9 @@ pub async fn build(
     // Health of endpoints that survive the change (same model, URL and Model ID) carries over.
     // Previous routes by id, found once: a scan per endpoint was quadratic in the models.
     let previous_routes: HashMap<i64, &Route> = previous.map(|p| p.models.values().map(|r| (r.id, &**r)).collect()).unwrap_or_default();
-    let old_endpoint = |model: i64, url: &str, model_id: &str| -> Option<&Endpoint> { previous_routes.get(&model)?.endpoints.iter().find(|e| e.url == url && e.model_id == model_id) };
+    let old_endpoint = |model: i64, url: &str, model_id: &str| -> Option<&Endpoint> {
+        previous_routes.get(&model)?.endpoints.iter().find(|e| e.url == url && e.model_id == model_id)
+    };
     // Slots carry over too, resized to the new cap: calls in flight keep counting against it.
     let slots_for = |old: Option<&Endpoint>, cap: Option<i64>| -> Option<Arc<super::slots::Slots>> {
         let cap = u32::try_from(cap?).ok().filter(|c| *c > 0)?;
@@ -256,7 +261,12 @@ pub async fn build(
         .collect();
     let ids: Vec<i64> = models.iter().map(|(m, _)| m.id).collect();
     let mut eps: HashMap<i64, Vec<endpoint::Model>> = HashMap::new();
-    for e in endpoint::Entity::find().filter(endpoint::Column::MaasModelId.is_in(ids.clone())).order_by_asc(endpoint::Column::Position).all(db).await? {
+    for e in endpoint::Entity::find()
+        .filter(endpoint::Column::MaasModelId.is_in(ids.clone()))
+        .order_by_asc(endpoint::Column::Position)
+        .all(db)
+        .await?
+    {
         eps.entry(e.maas_model_id).or_default().push(e);
     }
     let mut rules: HashMap<i64, Vec<rule::Model>> = HashMap::new();
@@ -264,7 +274,8 @@ pub async fn build(
         rules.entry(r.maas_model_id).or_default().push(r);
     }
     // Counters outlive snapshots: the same rule meaning keeps counting what it already admitted.
-    let mut counters: FxHashMap<CounterKey, Arc<Counter>> = previous_routes.values().flat_map(|r| r.rules.iter()).map(|c| (c.key, c.counter().clone())).collect();
+    let mut counters: FxHashMap<CounterKey, Arc<Counter>> =
+        previous_routes.values().flat_map(|r| r.rules.iter()).map(|c| (c.key, c.counter().clone())).collect();
     if let Some(p) = previous {
         counters.extend(p.retired.lock().iter().map(|(k, c)| (*k, c.clone())));
     }
@@ -317,15 +328,15 @@ pub async fn build(
                 .map(|e| {
                     let old = old_endpoint(m.id, &e.url, &e.model_id);
                     Endpoint {
-                    id: e.id,
-                    health: old.map(|o| o.health.clone()).unwrap_or_default(),
-                    slots: slots_for(old, e.max_concurrent),
-                    url: e.url.clone(),
-                    model_json: serde_json::to_string(&e.model_id).expect("a string serializes"),
-                    model_id: e.model_id,
-                    skip_stream_usage: e.skip_stream_usage,
-                    targets: parse_targets(&compose_base(&e.url)),
-                    auth: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)).and_then(|k| bearer(&k)),
+                        id: e.id,
+                        health: old.map(|o| o.health.clone()).unwrap_or_default(),
+                        slots: slots_for(old, e.max_concurrent),
+                        url: e.url.clone(),
+                        model_json: serde_json::to_string(&e.model_id).expect("a string serializes"),
+                        model_id: e.model_id,
+                        skip_stream_usage: e.skip_stream_usage,
+                        targets: parse_targets(&compose_base(&e.url)),
+                        auth: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)).and_then(|k| bearer(&k)),
                     }
                 })
                 .collect(),

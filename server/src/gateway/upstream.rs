@@ -208,7 +208,13 @@ impl Upstream {
     /// POSTs `body` (JSON) to `target` with the endpoint's credentials; resolves when the
     /// response headers arrive, the body streams after. Dropping the future or the body before
     /// it ends closes the connection, which the upstream sees as a cancel.
-    pub async fn post(&self, target: &Target, auth: Option<&HeaderValue>, accept: Option<&HeaderValue>, body: Bytes) -> Result<http::Response<UpstreamBody>, SendError> {
+    pub async fn post(
+        &self,
+        target: &Target,
+        auth: Option<&HeaderValue>,
+        accept: Option<&HeaderValue>,
+        body: Bytes,
+    ) -> Result<http::Response<UpstreamBody>, SendError> {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
         let headers = req.headers_mut();
@@ -223,7 +229,13 @@ impl Upstream {
             Some(plain) => self.post_plain(plain, req).await,
             None => {
                 *req.uri_mut() = target.uri.clone();
-                let resp = self.tls_client().request(req).await.map_err(|e| if timed_out(&e) { SendError::ConnectTimeout } else { SendError::Unreachable(e.into()) })?;
+                let resp = self.tls_client().request(req).await.map_err(|e| {
+                    if timed_out(&e) {
+                        SendError::ConnectTimeout
+                    } else {
+                        SendError::Unreachable(e.into())
+                    }
+                })?;
                 Ok(resp.map(|inner| UpstreamBody { inner, back: None, ended: false }))
             }
         }
@@ -325,11 +337,15 @@ impl tower::Service<Uri> for Egress {
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
-                Box::pin(async move { tower::Service::call(&mut tunnel, dst).await.map_err(|e| format!("through the egress proxy: {e}").into()) })
+                Box::pin(async move {
+                    tower::Service::call(&mut tunnel, dst).await.map_err(|e| format!("through the egress proxy: {e}").into())
+                })
             }
             Some(proxy) => {
                 let scheme = proxy.uri().scheme_str().unwrap_or("").to_owned();
-                Box::pin(async move { Err(format!("egress proxy scheme `{scheme}` is not supported (only http:// proxies, with CONNECT)").into()) })
+                Box::pin(async move {
+                    Err(format!("egress proxy scheme `{scheme}` is not supported (only http:// proxies, with CONNECT)").into())
+                })
             }
             None => {
                 let mut direct = direct;

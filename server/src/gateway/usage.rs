@@ -364,7 +364,10 @@ mod tests {
     fn the_answers_own_usage_object_not_a_quoted_one() {
         assert_eq!(last_usage(CHAT.as_bytes()), Some(Tokens { input: 5, output: 2, total: 7 }));
         // Embeddings: prompt and total only.
-        assert_eq!(last_usage(br#"{"data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}"#), Some(Tokens { input: 3, output: 0, total: 3 }));
+        assert_eq!(
+            last_usage(br#"{"data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}"#),
+            Some(Tokens { input: 3, output: 0, total: 3 })
+        );
         // Unknown, never 0.
         for none in [&br#"{"choices":[]}"#[..], br#"{"usage":null}"#, br#"{"usage":{}}"#, br#"{"usage":{"prompt_tokens":5,"#, b""] {
             assert_eq!(last_usage(none), None, "{}", String::from_utf8_lossy(none));
@@ -445,7 +448,12 @@ mod tests {
         use proptest::prelude::*;
 
         fn count() -> impl Strategy<Value = serde_json::Value> {
-            prop_oneof![any::<u32>().prop_map(serde_json::Value::from), Just(serde_json::Value::Null), Just(serde_json::json!(1.5)), Just(serde_json::json!(2e3))]
+            prop_oneof![
+                any::<u32>().prop_map(serde_json::Value::from),
+                Just(serde_json::Value::Null),
+                Just(serde_json::json!(1.5)),
+                Just(serde_json::json!(2e3))
+            ]
         }
 
         proptest! {

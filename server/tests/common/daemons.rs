@@ -77,8 +77,30 @@ impl Redis {
         let port = free_port();
         let path = |f: &str| dir.path().join(f).display().to_string();
         let mut child = Command::new(require("/usr/bin/redis-server", "redis-server"))
-            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args(["--tls-cert-file", &path("server.pem"), "--tls-key-file", &path("server.key"), "--tls-ca-cert-file", &path("ca.pem"), "--tls-auth-clients", "no"])
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .args([
+                "--tls-cert-file",
+                &path("server.pem"),
+                "--tls-key-file",
+                &path("server.key"),
+                "--tls-ca-cert-file",
+                &path("ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -121,13 +143,21 @@ impl RedisCluster {
         }
         let cli = require("/usr/bin/redis-cli", "redis-tools");
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new(&cli).args(["--cluster", "create"]).args(&addrs).args(["--cluster-replicas", "0", "--cluster-yes"]).output().unwrap();
+        let out = Command::new(&cli)
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
         // Every node must agree the cluster is up before clients can rely on its slot map.
         let mut first = nodes.remove(0);
         wait_until("redis cluster", &mut first, || {
             ports.iter().all(|p| {
-                Command::new(&cli).args(["-p", &p.to_string(), "cluster", "info"]).output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+                Command::new(&cli)
+                    .args(["-p", &p.to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
             })
         })
         .await;
@@ -139,7 +169,15 @@ impl RedisCluster {
     /// Keys held by each node.
     pub fn keys_per_node(&self) -> Vec<u64> {
         let cli = require("/usr/bin/redis-cli", "redis-tools");
-        self.ports.iter().map(|p| String::from_utf8_lossy(&Command::new(&cli).args(["-p", &p.to_string(), "dbsize"]).output().unwrap().stdout).trim().parse().unwrap()).collect()
+        self.ports
+            .iter()
+            .map(|p| {
+                String::from_utf8_lossy(&Command::new(&cli).args(["-p", &p.to_string(), "dbsize"]).output().unwrap().stdout)
+                    .trim()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
     }
 }
 
@@ -190,19 +228,32 @@ impl Postgres {
         // private to root (mode 700 on some machines), Debian's /var/tmp is open to all.
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
-        let dir = if root { tempfile::Builder::new().prefix("maas-pg-").tempdir_in("/var/tmp").unwrap() } else { tempfile::tempdir().unwrap() };
+        let dir =
+            if root { tempfile::Builder::new().prefix("maas-pg-").tempdir_in("/var/tmp").unwrap() } else { tempfile::tempdir().unwrap() };
         let data = dir.path().join("data");
         if root {
             let st = Command::new("chown").args(["postgres:postgres"]).arg(dir.path()).status().unwrap();
             assert!(st.success(), "chown of the PostgreSQL directory");
         }
-        let out = pg_command(pg_bin("initdb")).args(["-A", "trust", "-U", "maas", "-E", "UTF8", "--no-sync", "-D"]).arg(&data).output().unwrap();
+        let out =
+            pg_command(pg_bin("initdb")).args(["-A", "trust", "-U", "maas", "-E", "UTF8", "--no-sync", "-D"]).arg(&data).output().unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let port = free_port();
         let mut child = pg_command(pg_bin("postgres"))
             .arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "synchronous_commit=off",
+            ])
             .arg("-k")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -210,7 +261,10 @@ impl Postgres {
             .spawn()
             .unwrap();
         let ready = pg_bin("pg_isready");
-        wait_until("postgres", &mut child, || Command::new(&ready).args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"]).status().is_ok_and(|s| s.success())).await;
+        wait_until("postgres", &mut child, || {
+            Command::new(&ready).args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"]).status().is_ok_and(|s| s.success())
+        })
+        .await;
         Postgres { child, data, _dir: dir, url: format!("postgres://maas@127.0.0.1:{port}/postgres") }
     }
 }
@@ -218,7 +272,13 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         // The postmaster runs under runuser when we are root: pg_ctl reaches it either way.
-        let _ = pg_command(pg_bin("pg_ctl")).args(["-m", "immediate", "-D"]).arg(&self.data).arg("stop").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = pg_command(pg_bin("pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         for _ in 0..100 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -263,7 +323,8 @@ impl Prometheus {
 
     /// The value of an instant query's first sample, if any.
     pub async fn query(&self, q: &str) -> Option<f64> {
-        let v: serde_json::Value = reqwest::Client::new().get(format!("{}/api/v1/query", self.url)).query(&[("query", q)]).send().await.ok()?.json().await.ok()?;
+        let v: serde_json::Value =
+            reqwest::Client::new().get(format!("{}/api/v1/query", self.url)).query(&[("query", q)]).send().await.ok()?.json().await.ok()?;
         v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     }
 }

@@ -72,7 +72,13 @@ pub struct Fixture {
 pub async fn fixture(env: &Env, op: &CurrentUser) -> Fixture {
     use app::ssr::services::{catalog, keys, workspaces};
     let db = env.db();
-    let mm = catalog::create_marketplace(db, &app::ssr::audit::Actor::system(), &MarketplaceInput { name: "deepseek-chat".into(), provider: "DeepSeek".into(), description: "".into(), tags: "chat, 64k".into() }).await.unwrap();
+    let mm = catalog::create_marketplace(
+        db,
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "deepseek-chat".into(), provider: "DeepSeek".into(), description: "".into(), tags: "chat, 64k".into() },
+    )
+    .await
+    .unwrap();
     catalog::set_published(db, &app::ssr::audit::Actor::system(), mm, true).await.unwrap();
     let cluster = catalog::create_cluster(db, &app::ssr::audit::Actor::system(), "local", "http://127.0.0.1:3000/").await.unwrap();
     let ws = workspaces::create(db, &app::ssr::audit::Actor::system(), "team-a").await.unwrap();
@@ -81,7 +87,15 @@ pub async fn fixture(env: &Env, op: &CurrentUser) -> Fixture {
 }
 
 pub fn endpoint(model_id: &str, url: &str, weight: &str) -> EndpointInput {
-    EndpointInput { id: None, model_id: model_id.into(), url: url.into(), api_key: KeyChange::Keep, weight: weight.into(), skip_stream_usage: false, max_concurrent: String::new() }
+    EndpointInput {
+        id: None,
+        model_id: model_id.into(),
+        url: url.into(),
+        api_key: KeyChange::Keep,
+        weight: weight.into(),
+        skip_stream_usage: false,
+        max_concurrent: String::new(),
+    }
 }
 
 pub fn weighted_input(f: &Fixture) -> ModelInput {
@@ -95,8 +109,22 @@ pub fn weighted_input(f: &Fixture) -> ModelInput {
             endpoint("ds-c", "http://127.0.0.1:9000", "20"),
         ],
         rules: vec![
-            RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::ApiKey, workspace_id: Some(f.ws), api_key_id: Some(f.key), limit: "100".into(), duration: "60".into() },
-            RuleInput { kind: app::types::RuleKind::Requests, target: RuleTarget::Workspace, workspace_id: Some(f.ws), api_key_id: None, limit: "1000".into(), duration: "3600".into() },
+            RuleInput {
+                kind: app::types::RuleKind::Requests,
+                target: RuleTarget::ApiKey,
+                workspace_id: Some(f.ws),
+                api_key_id: Some(f.key),
+                limit: "100".into(),
+                duration: "60".into(),
+            },
+            RuleInput {
+                kind: app::types::RuleKind::Requests,
+                target: RuleTarget::Workspace,
+                workspace_id: Some(f.ws),
+                api_key_id: None,
+                limit: "1000".into(),
+                duration: "3600".into(),
+            },
         ],
         reserve_output: String::new(),
     }
@@ -200,4 +228,3 @@ pub fn demo_serve(demo_upstream: &str, env: &[(&str, &str)]) -> DemoServe {
     let key = std::fs::read_to_string(dir.path().join("demo.key")).unwrap().trim().to_owned();
     DemoServe { child, dir, base: format!("http://127.0.0.1:{port}"), port, key }
 }
-

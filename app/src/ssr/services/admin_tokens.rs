@@ -8,7 +8,9 @@ use crate::ssr::entities::{admin_token, user};
 use crate::ssr::{now, SResult};
 use crate::types::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait,
+};
 use std::collections::HashMap;
 
 /// Prefix that makes a leaked token recognisable to secret scanners (and tells it from an API
@@ -42,7 +44,14 @@ pub async fn list(db: &impl ConnectionTrait) -> SResult<Vec<AdminTokenInfo>> {
 }
 
 /// `last_day`: `YYYY-MM-DD` (UTC, inclusive) or empty for no end.
-pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, name: &str, access: TokenAccess, last_day: &str) -> SResult<CreatedAdminToken> {
+pub async fn create<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    who: &CurrentUser,
+    name: &str,
+    access: TokenAccess,
+    last_day: &str,
+) -> SResult<CreatedAdminToken> {
     let mut e = FieldErrors::default();
     crate::validate::name_like(&mut e, "name", name, 64);
     let expires_at = super::keys::last_day_end(&mut e, "last_day", last_day);
@@ -82,7 +91,16 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     let mut am: admin_token::ActiveModel = t.into();
     am.revoked_at = Set(Some(now()));
     am.update(&txn).await?;
-    audit::record(&txn, actor, Entity::AdminToken, id, Action::Revoke, Some(&serde_json::json!({"revoked": false})), Some(&serde_json::json!({"revoked": true}))).await?;
+    audit::record(
+        &txn,
+        actor,
+        Entity::AdminToken,
+        id,
+        Action::Revoke,
+        Some(&serde_json::json!({"revoked": false})),
+        Some(&serde_json::json!({"revoked": true})),
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }
@@ -125,5 +143,10 @@ pub async fn authenticate(db: &impl ConnectionTrait, secret: &str) -> SResult<Op
             .await?;
     }
     let access = TokenAccess::parse(&t.access).unwrap_or_default();
-    Ok(Some(TokenCaller { id: t.id, name: t.name, access, created_by: CurrentUser { id: u.id, username: u.username, role: Role::Operator } }))
+    Ok(Some(TokenCaller {
+        id: t.id,
+        name: t.name,
+        access,
+        created_by: CurrentUser { id: u.id, username: u.username, role: Role::Operator },
+    }))
 }

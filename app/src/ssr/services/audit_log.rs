@@ -12,7 +12,17 @@ pub const MAX_PER_PAGE: u64 = 200;
 pub const MAX_EXPORT_ROWS: u64 = 100_000;
 
 fn view(e: audit_entry::Model) -> AuditEntry {
-    AuditEntry { id: e.id, at: e.at, actor_kind: e.actor_kind, actor: e.actor_name, via: e.via, entity: e.entity, entity_id: e.entity_id, action: e.action, diff: e.diff }
+    AuditEntry {
+        id: e.id,
+        at: e.at,
+        actor_kind: e.actor_kind,
+        actor: e.actor_name,
+        via: e.via,
+        entity: e.entity,
+        entity_id: e.entity_id,
+        action: e.action,
+        diff: e.diff,
+    }
 }
 
 /// The filter as a query, or the fields that are wrong.
@@ -61,15 +71,8 @@ pub async fn list(db: &impl ConnectionTrait, f: &AuditFilter, page: u64, per_pag
     let q = query(f)?;
     let total = q.clone().count(db).await?;
     let per_page = per_page.clamp(1, MAX_PER_PAGE);
-    let items = q
-        .order_by_desc(audit_entry::Column::Id)
-        .offset(page * per_page)
-        .limit(per_page)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(view)
-        .collect();
+    let items =
+        q.order_by_desc(audit_entry::Column::Id).offset(page * per_page).limit(per_page).all(db).await?.into_iter().map(view).collect();
     Ok(AuditPage { items, total })
 }
 
@@ -95,7 +98,8 @@ pub async fn export_csv(db: &impl ConnectionTrait, f: &AuditFilter) -> SResult<S
     }
     let mut out = String::from("time,actor_kind,actor,via,entity,entity_id,action,diff\n");
     for e in q.order_by_asc(audit_entry::Column::Id).all(db).await? {
-        let row = [crate::days::format_rfc3339(e.at), e.actor_kind, e.actor_name, e.via, e.entity, e.entity_id.to_string(), e.action, e.diff];
+        let row =
+            [crate::days::format_rfc3339(e.at), e.actor_kind, e.actor_name, e.via, e.entity, e.entity_id.to_string(), e.action, e.diff];
         out.push_str(&row.iter().map(|c| super::usage::csv_field(c)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }

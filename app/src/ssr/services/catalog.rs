@@ -6,7 +6,10 @@ use crate::ssr::{bump_revision, now, on_unique, SResult};
 use crate::types::*;
 use crate::validate;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionSession,
+    TransactionTrait,
+};
 use serde_json::{json, Value};
 
 pub fn to_view(m: marketplace_model::Model) -> MarketplaceModel {
@@ -25,17 +28,15 @@ fn snapshot(m: &MarketplaceModel) -> Value {
 }
 
 pub async fn list_marketplace(db: &impl ConnectionTrait) -> SResult<Vec<MarketplaceModel>> {
-    Ok(marketplace_model::Entity::find()
-        .order_by_asc(marketplace_model::Column::Name)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(to_view)
-        .collect())
+    Ok(marketplace_model::Entity::find().order_by_asc(marketplace_model::Column::Name).all(db).await?.into_iter().map(to_view).collect())
 }
 
 pub async fn get_marketplace(db: &impl ConnectionTrait, id: i64) -> SResult<MarketplaceModel> {
-    marketplace_model::Entity::find_by_id(id).one(db).await?.map(to_view).ok_or_else(|| AppError::NotFound("marketplace model".into()).into())
+    marketplace_model::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(to_view)
+        .ok_or_else(|| AppError::NotFound("marketplace model".into()).into())
 }
 
 const DUPLICATE_MARKETPLACE: &str = "a marketplace model with this name exists";
@@ -61,7 +62,12 @@ pub async fn create_marketplace<C: TransactionTrait + ConnectionTrait>(db: &C, a
 
 /// Replaces a marketplace model's descriptive fields (its publication is [`set_published`]'s).
 /// What the gateway serves does not depend on them, so no new revision.
-pub async fn update_marketplace<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, id: i64, input: &MarketplaceInput) -> SResult<MarketplaceModel> {
+pub async fn update_marketplace<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    id: i64,
+    input: &MarketplaceInput,
+) -> SResult<MarketplaceModel> {
     validate::marketplace(input).into_result()?;
     let txn = db.begin().await?;
     let Some(m) = marketplace_model::Entity::find_by_id(id).one(&txn).await? else {
@@ -117,7 +123,16 @@ pub async fn set_published<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, 
         .await?;
     if was != published {
         let action = if published { Action::Publish } else { Action::Unpublish };
-        audit::record(&txn, actor, Entity::MarketplaceModel, id, action, Some(&json!({"published": was})), Some(&json!({"published": published}))).await?;
+        audit::record(
+            &txn,
+            actor,
+            Entity::MarketplaceModel,
+            id,
+            action,
+            Some(&json!({"published": was})),
+            Some(&json!({"published": published})),
+        )
+        .await?;
     }
     txn.commit().await?;
     Ok(rev)
@@ -158,7 +173,13 @@ pub async fn create_cluster<C: TransactionTrait + ConnectionTrait>(db: &C, actor
 
 /// Renaming a cluster moves its models to the gateways serving the new name, so the models on
 /// it take a new revision.
-pub async fn update_cluster<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, id: i64, name: &str, entry_address: &str) -> SResult<(Cluster, i64)> {
+pub async fn update_cluster<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    id: i64,
+    name: &str,
+    entry_address: &str,
+) -> SResult<(Cluster, i64)> {
     validate::cluster(name, entry_address).into_result()?;
     let txn = db.begin().await?;
     let Some(c) = cluster::Entity::find_by_id(id).one(&txn).await? else {

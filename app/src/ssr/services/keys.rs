@@ -7,7 +7,9 @@ use crate::ssr::crypto::{random_hex, sha256_hex};
 use crate::ssr::entities::{api_key, workspace};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::*;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait,
+};
 
 /// Prefix that makes a leaked key recognisable to secret scanners.
 pub const SECRET_PREFIX: &str = "sk-maas-";
@@ -124,7 +126,16 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     let mut am: api_key::ActiveModel = k.into();
     am.revoked_at = Set(Some(now()));
     am.update(&txn).await?;
-    audit::record(&txn, actor, Entity::ApiKey, key_id, Action::Revoke, Some(&serde_json::json!({"revoked": false})), Some(&serde_json::json!({"revoked": true}))).await?;
+    audit::record(
+        &txn,
+        actor,
+        Entity::ApiKey,
+        key_id,
+        Action::Revoke,
+        Some(&serde_json::json!({"revoked": false})),
+        Some(&serde_json::json!({"revoked": true})),
+    )
+    .await?;
     txn.commit().await?;
     Ok(rev)
 }
@@ -150,7 +161,13 @@ pub fn last_day_end(e: &mut FieldErrors, field: &str, day: &str) -> Option<i64> 
 }
 
 /// Renames a key (its holders or an operator); the secret and the gateway's view are unchanged.
-pub async fn rename<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64, name: &str) -> SResult<()> {
+pub async fn rename<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    who: &CurrentUser,
+    key_id: i64,
+    name: &str,
+) -> SResult<()> {
     let mut e = FieldErrors::default();
     crate::validate::name_like(&mut e, "name", name, 64);
     e.into_result()?;
@@ -165,7 +182,8 @@ pub async fn rename<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     let mut am: api_key::ActiveModel = k.into();
     am.name = Set(name.trim().to_owned());
     am.update(&txn).await?;
-    audit::record(&txn, actor, Entity::ApiKey, key_id, Action::Update, Some(&before), Some(&serde_json::json!({"name": name.trim()}))).await?;
+    audit::record(&txn, actor, Entity::ApiKey, key_id, Action::Update, Some(&before), Some(&serde_json::json!({"name": name.trim()})))
+        .await?;
     txn.commit().await?;
     Ok(())
 }
@@ -180,7 +198,13 @@ pub async fn scope_choices(db: &impl ConnectionTrait) -> SResult<Vec<Choice>> {
 /// Sets a key's expiry and models: an operator sets the operator's limit, a member of the
 /// key's workspace the holder's own layer, which can only narrow the limit (the gateway
 /// applies both; what would widen it is refused here with the reason, next to the field).
-pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64, scope: &KeyScope) -> SResult<i64> {
+pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    who: &CurrentUser,
+    key_id: i64,
+    scope: &KeyScope,
+) -> SResult<i64> {
     let Some(k) = api_key::Entity::find_by_id(key_id).one(db).await? else {
         return Err(AppError::NotFound("API key".into()).into());
     };
@@ -197,7 +221,10 @@ pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Ac
     if !as_limit {
         if let (Some(cap), want) = (k.limit_expires_at, expires_at) {
             if want.is_none_or(|t| t > cap) {
-                e.add("last_day", format!("the operator's limit ends on {}: choose that day or earlier", limit.last_day.clone().unwrap_or_default()));
+                e.add(
+                    "last_day",
+                    format!("the operator's limit ends on {}: choose that day or earlier", limit.last_day.clone().unwrap_or_default()),
+                );
             }
         }
     }

@@ -8,8 +8,8 @@ use crate::types::*;
 use crate::validate;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionSession, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, RelationTrait, Set, TransactionSession, TransactionTrait,
 };
 use std::collections::HashMap;
 
@@ -60,20 +60,10 @@ async fn check_references(
     }
     let ws_ids: Vec<i64> = input.rules.iter().filter_map(|r| r.workspace_id).collect();
     let key_ids: Vec<i64> = input.rules.iter().filter_map(|r| r.api_key_id).collect();
-    let workspaces: Vec<i64> = workspace::Entity::find()
-        .filter(workspace::Column::Id.is_in(ws_ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
-    let keys: HashMap<i64, api_key::Model> = api_key::Entity::find()
-        .filter(api_key::Column::Id.is_in(key_ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|k| (k.id, k))
-        .collect();
+    let workspaces: Vec<i64> =
+        workspace::Entity::find().filter(workspace::Column::Id.is_in(ws_ids)).all(db).await?.into_iter().map(|w| w.id).collect();
+    let keys: HashMap<i64, api_key::Model> =
+        api_key::Entity::find().filter(api_key::Column::Id.is_in(key_ids)).all(db).await?.into_iter().map(|k| (k.id, k)).collect();
     for (i, r) in input.rules.iter().enumerate() {
         let Some(ws) = r.workspace_id else { continue };
         if !workspaces.contains(&ws) {
@@ -107,10 +97,7 @@ async fn write_children(
         let key = match &ep.api_key {
             KeyChange::Set(k) => Some(secrets.encrypt(k.trim())),
             KeyChange::Clear => None,
-            KeyChange::Keep => ep
-                .id
-                .and_then(|id| saved_endpoints.iter().find(|s| s.id == id))
-                .and_then(|s| s.api_key_enc.clone()),
+            KeyChange::Keep => ep.id.and_then(|id| saved_endpoints.iter().find(|s| s.id == id)).and_then(|s| s.api_key_enc.clone()),
         };
         endpoint::ActiveModel {
             maas_model_id: Set(model_id),
@@ -135,7 +122,11 @@ async fn write_children(
             api_key_id: Set(if r.target == RuleTarget::ApiKey { r.api_key_id } else { None }),
             kind: Set(r.kind.as_str().to_owned()),
             limit_value: Set(validate::parse_int(&r.limit, 1, validate::max_limit(r.kind)).unwrap_or(1)),
-            duration_secs: Set(if r.kind.windowed() { validate::parse_int(&r.duration, 1, validate::MAX_DURATION_SECS).unwrap_or(1) } else { 0 }),
+            duration_secs: Set(if r.kind.windowed() {
+                validate::parse_int(&r.duration, 1, validate::MAX_DURATION_SECS).unwrap_or(1)
+            } else {
+                0
+            }),
             ..Default::default()
         }
         .insert(txn)
@@ -159,7 +150,12 @@ pub async fn names(db: &impl ConnectionTrait) -> SResult<Vec<(i64, String)>> {
         .await?)
 }
 
-pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, secrets: &SecretBox, input: &ModelInput) -> SResult<(i64, i64)> {
+pub async fn create<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    secrets: &SecretBox,
+    input: &ModelInput,
+) -> SResult<(i64, i64)> {
     validate::model(input).into_result()?;
     if input.endpoints.iter().any(|e| e.id.is_some() && e.api_key == KeyChange::Keep) {
         return Err(AppError::field("endpoints", "a new model has no saved endpoints").into());
@@ -192,7 +188,14 @@ pub async fn create<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
 /// Replaces a saved model. `expected_revision` (the revision the caller loaded: the API's
 /// `If-Match`, the edit form's hidden field) makes it refuse with 412 when someone else changed
 /// the model meanwhile, so no one overwrites another's edit unseen.
-pub async fn update<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, secrets: &SecretBox, id: i64, expected_revision: Option<i64>, input: &ModelInput) -> SResult<i64> {
+pub async fn update<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    secrets: &SecretBox,
+    id: i64,
+    expected_revision: Option<i64>,
+    input: &ModelInput,
+) -> SResult<i64> {
     validate::model(input).into_result()?;
     let Some(existing) = maas_model::Entity::find_by_id(id).one(db).await? else {
         return Err(AppError::NotFound("MaaS model".into()).into());
@@ -213,7 +216,8 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     am.update(&txn).await.map_err(|e| on_unique(e, "cluster", DUPLICATE))?;
     write_children(&txn, secrets, id, input, &saved).await?;
     let after = snapshot(&get(&txn, id).await?, Some(&before), input);
-    audit::record(&txn, actor, Entity::Model, id, Action::Update, Some(&snapshot(&before, None, &ModelInput::default())), Some(&after)).await?;
+    audit::record(&txn, actor, Entity::Model, id, Action::Update, Some(&snapshot(&before, None, &ModelInput::default())), Some(&after))
+        .await?;
     txn.commit().await?;
     Ok(rev)
 }
@@ -270,7 +274,13 @@ fn snapshot(m: &ModelDetail, before: Option<&ModelDetail>, input: &ModelInput) -
     })
 }
 
-pub async fn set_enabled<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, id: i64, expected_revision: Option<i64>, enabled: bool) -> SResult<i64> {
+pub async fn set_enabled<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    id: i64,
+    expected_revision: Option<i64>,
+    enabled: bool,
+) -> SResult<i64> {
     let txn = db.begin().await?;
     let rev = bump_revision(&txn).await?;
     let was = maas_model::Entity::find_by_id(id).one(&txn).await?.map(|m| m.enabled);
@@ -282,7 +292,16 @@ pub async fn set_enabled<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &
         .await?;
     if was != Some(enabled) {
         let action = if enabled { Action::Enable } else { Action::Disable };
-        audit::record(&txn, actor, Entity::Model, id, action, Some(&serde_json::json!({"enabled": was})), Some(&serde_json::json!({"enabled": enabled}))).await?;
+        audit::record(
+            &txn,
+            actor,
+            Entity::Model,
+            id,
+            action,
+            Some(&serde_json::json!({"enabled": was})),
+            Some(&serde_json::json!({"enabled": enabled})),
+        )
+        .await?;
     }
     txn.commit().await?;
     Ok(rev)
@@ -312,7 +331,15 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
         .all(db)
         .await?
         .into_iter()
-        .map(|e| EndpointView { id: e.id, model_id: e.model_id, url: e.url, has_key: e.api_key_enc.is_some(), weight: e.weight, skip_stream_usage: e.skip_stream_usage, max_concurrent: e.max_concurrent })
+        .map(|e| EndpointView {
+            id: e.id,
+            model_id: e.model_id,
+            url: e.url,
+            has_key: e.api_key_enc.is_some(),
+            weight: e.weight,
+            skip_stream_usage: e.skip_stream_usage,
+            max_concurrent: e.max_concurrent,
+        })
         .collect();
     let rules = rule::Entity::find()
         .filter(rule::Column::MaasModelId.eq(id))
@@ -403,11 +430,8 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
         .await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut model_ids: HashMap<i64, Vec<String>> = HashMap::new();
-    for e in endpoint::Entity::find()
-        .filter(endpoint::Column::MaasModelId.is_in(ids))
-        .order_by_asc(endpoint::Column::Position)
-        .all(db)
-        .await?
+    for e in
+        endpoint::Entity::find().filter(endpoint::Column::MaasModelId.is_in(ids)).order_by_asc(endpoint::Column::Position).all(db).await?
     {
         let v = model_ids.entry(e.maas_model_id).or_default();
         if !v.contains(&e.model_id) {
@@ -440,7 +464,8 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
 
 /// Deletes the status rows of gateways that have not reported for GATEWAY_FORGET_SECS.
 pub async fn forget_gone_gateways<C: ConnectionTrait>(db: &C, now: i64) -> SResult<u64> {
-    let gone = gateway_status::Entity::delete_many().filter(gateway_status::Column::HeartbeatAt.lt(now - GATEWAY_FORGET_SECS)).exec(db).await?;
+    let gone =
+        gateway_status::Entity::delete_many().filter(gateway_status::Column::HeartbeatAt.lt(now - GATEWAY_FORGET_SECS)).exec(db).await?;
     Ok(gone.rows_affected)
 }
 
@@ -472,7 +497,8 @@ fn ago(secs: i64) -> String {
 /// Gateways of `cluster` that stopped reporting (until their row is forgotten): who, and when
 /// they were last seen.
 pub fn gone_gateways(gateways: &[gateway_status::Model], cluster: &str, now: i64) -> Vec<String> {
-    let mut gone: Vec<&gateway_status::Model> = gateways.iter().filter(|g| serves(g, cluster) && now - g.heartbeat_at > GATEWAY_STALE_SECS).collect();
+    let mut gone: Vec<&gateway_status::Model> =
+        gateways.iter().filter(|g| serves(g, cluster) && now - g.heartbeat_at > GATEWAY_STALE_SECS).collect();
     gone.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
     gone.into_iter().map(|g| format!("{} gone, last seen {} ago", g.gateway_id, ago(now - g.heartbeat_at))).collect()
 }
@@ -489,7 +515,11 @@ pub fn gateway_state(gateways: &[gateway_status::Model], cluster: &str, revision
     if let Some(err) = live.iter().find_map(|g| g.error.clone()) {
         return GatewayState::Error(err);
     }
-    let behind: Vec<String> = live.iter().filter(|g| g.applied_revision < revision).map(|g| format!("{} at revision {}", g.gateway_id, g.applied_revision)).collect();
+    let behind: Vec<String> = live
+        .iter()
+        .filter(|g| g.applied_revision < revision)
+        .map(|g| format!("{} at revision {}", g.gateway_id, g.applied_revision))
+        .collect();
     let n = live.len() as u32;
     if behind.is_empty() {
         GatewayState::Synced { replicas: n }
@@ -509,7 +539,13 @@ pub fn entry_is_own(entry: &str, own: &[String]) -> bool {
         let default = if scheme == "https" { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (h, after) = v6.split_once(']')?;
-            (h, match after.strip_prefix(':') { Some(p) => p.parse().ok()?, None => default })
+            (
+                h,
+                match after.strip_prefix(':') {
+                    Some(p) => p.parse().ok()?,
+                    None => default,
+                },
+            )
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, p.parse().ok()?),
@@ -545,8 +581,7 @@ pub async fn offerings(db: &impl ConnectionTrait) -> SResult<Vec<Offering>> {
         .filter(marketplace_model::Column::Published.eq(true))
         .all(db)
         .await?;
-    let clusters: HashMap<i64, cluster::Model> =
-        cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
+    let clusters: HashMap<i64, cluster::Model> = cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
     let mut out: Vec<Offering> = rows
         .into_iter()
         .filter_map(|(m, mm)| {

@@ -16,7 +16,13 @@ pub const TTL_SECS: i64 = 15 * 60;
 pub const KEY_NAME: &str = "playground";
 
 /// Issues the key; returns it and the configuration revision that carries it.
-pub async fn issue<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, workspace_id: i64, model: &str) -> SResult<(PlaygroundKey, i64)> {
+pub async fn issue<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    who: &CurrentUser,
+    workspace_id: i64,
+    model: &str,
+) -> SResult<(PlaygroundKey, i64)> {
     let ws = keys::own_workspace(db, who, workspace_id).await?;
     // The MaaS models clients reach under this name (enabled, published): the key is scoped to them.
     let ids: Vec<i64> = maas_model::Entity::find()

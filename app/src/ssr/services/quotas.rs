@@ -8,7 +8,9 @@ use crate::ssr::entities::{api_key, quota, quota_spent, workspace};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::*;
 use crate::validate;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Statement, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Statement, TransactionSession, TransactionTrait,
+};
 use std::collections::HashMap;
 
 /// The quotas of `target` subjects among `ids` (all when `None`), with what each spent in its
@@ -34,7 +36,10 @@ pub async fn views(db: &impl ConnectionTrait, target: RuleTarget, ids: Option<&[
             let (_, subject) = q.subject()?;
             let period = Period::parse(&q.period)?;
             let (spent_tokens, spent_requests) = spent.get(&(target, subject, period.start(t))).copied().unwrap_or_default();
-            Some((subject, QuotaView { period, tokens: q.tokens, requests: q.requests, spent_tokens, spent_requests, resets_at: period.end(t) }))
+            Some((
+                subject,
+                QuotaView { period, tokens: q.tokens, requests: q.requests, spent_tokens, spent_requests, resets_at: period.end(t) },
+            ))
         })
         .collect())
 }
@@ -42,12 +47,21 @@ pub async fn views(db: &impl ConnectionTrait, target: RuleTarget, ids: Option<&[
 /// What the ledger holds for the day and the month containing `now_secs` (of `target`'s
 /// subjects only, if given): (target, subject, period start) → (tokens, requests). What the
 /// console shows and what a gateway starts its quotas from.
-pub async fn ledger(db: &impl ConnectionTrait, now_secs: i64, target: Option<RuleTarget>) -> Result<HashMap<(RuleTarget, i64, i64), (i64, i64)>, sea_orm::DbErr> {
-    let mut q = quota_spent::Entity::find().filter(quota_spent::Column::PeriodStart.is_in([Period::Day.start(now_secs), Period::Month.start(now_secs)]));
+pub async fn ledger(
+    db: &impl ConnectionTrait,
+    now_secs: i64,
+    target: Option<RuleTarget>,
+) -> Result<HashMap<(RuleTarget, i64, i64), (i64, i64)>, sea_orm::DbErr> {
+    let mut q = quota_spent::Entity::find()
+        .filter(quota_spent::Column::PeriodStart.is_in([Period::Day.start(now_secs), Period::Month.start(now_secs)]));
     if let Some(t) = target {
         q = q.filter(quota_spent::Column::Target.eq(t.as_str()));
     }
-    Ok(q.all(db).await?.into_iter().filter_map(|r| Some(((RuleTarget::parse(&r.target)?, r.subject_id, r.period_start), (r.tokens, r.requests)))).collect())
+    Ok(q.all(db)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some(((RuleTarget::parse(&r.target)?, r.subject_id, r.period_start), (r.tokens, r.requests))))
+        .collect())
 }
 
 /// The budget as typed: empty is none; else a whole number within `1..=max`.
@@ -61,7 +75,14 @@ fn budget(e: &mut FieldErrors, field: &str, s: &str, max: i64) -> Option<i64> {
 /// Sets (or, with both budgets empty, removes) the quota of a workspace or a key. Operators
 /// only. A quota set mid-period starts from what the subject's usage rows already hold for the
 /// period, so a budget given on the 20th counts the month from the 1st.
-pub async fn set<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, target: RuleTarget, subject_id: i64, input: &QuotaInput) -> SResult<i64> {
+pub async fn set<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    who: &CurrentUser,
+    target: RuleTarget,
+    subject_id: i64,
+    input: &QuotaInput,
+) -> SResult<i64> {
     if who.role != Role::Operator {
         return Err(AppError::Forbidden.into());
     }
@@ -87,9 +108,7 @@ pub async fn set<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, w
         .one(&txn)
         .await?;
     // Audited on its subject: the workspace's or the key's quota changed.
-    let snap = |q: Option<(&str, Option<i64>, Option<i64>)>| {
-        serde_json::json!({"quota_period": q.map(|q| q.0), "quota_tokens": q.and_then(|q| q.1), "quota_requests": q.and_then(|q| q.2)})
-    };
+    let snap = |q: Option<(&str, Option<i64>, Option<i64>)>| serde_json::json!({"quota_period": q.map(|q| q.0), "quota_tokens": q.and_then(|q| q.1), "quota_requests": q.and_then(|q| q.2)});
     let before = snap(existing.as_ref().map(|q| (q.period.as_str(), q.tokens, q.requests)));
     let wanted = tokens.is_some() || requests.is_some();
     let after = snap(wanted.then_some((input.period.as_str(), tokens, requests)));
@@ -144,12 +163,24 @@ async fn seed_ledger(db: &impl ConnectionTrait, target: RuleTarget, subject_id: 
 }
 
 /// Sets a workspace's quota; whoever sees the workspace sees it ([`views`]).
-pub async fn set_workspace<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, workspace_id: i64, input: &QuotaInput) -> SResult<i64> {
+pub async fn set_workspace<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    who: &CurrentUser,
+    workspace_id: i64,
+    input: &QuotaInput,
+) -> SResult<i64> {
     set(db, actor, who, RuleTarget::Workspace, workspace_id, input).await
 }
 
 /// Sets a key's quota (operators), after checking the key is visible like every key action.
-pub async fn set_key<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor, who: &CurrentUser, key_id: i64, input: &QuotaInput) -> SResult<i64> {
+pub async fn set_key<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    who: &CurrentUser,
+    key_id: i64,
+    input: &QuotaInput,
+) -> SResult<i64> {
     match api_key::Entity::find_by_id(key_id).one(db).await? {
         Some(k) if workspaces::can_see(db, who, k.workspace_id).await? => set(db, actor, who, RuleTarget::ApiKey, key_id, input).await,
         _ => Err(AppError::NotFound("API key".into()).into()),

@@ -70,7 +70,13 @@ fn tally_by<K: Ord>(groups: &[Group], key: impl Fn(&Group) -> K, outcome_at: usi
 /// The operator's filter as a scope ending with the current minute.
 fn scope_of(f: &UsageFilter, now_minute: i64) -> Scope {
     let to = now_minute + 1;
-    Scope { from_minute: to - f.range.minutes(), to_minute: to, models: f.model.map(|m| vec![m]), workspaces: f.workspace.map(|w| vec![w]), keys: f.key.map(|k| vec![k]) }
+    Scope {
+        from_minute: to - f.range.minutes(),
+        to_minute: to,
+        models: f.model.map(|m| vec![m]),
+        workspaces: f.workspace.map(|w| vec![w]),
+        keys: f.key.map(|k| vec![k]),
+    }
 }
 
 /// Names of models, workspaces and keys by id, for labels (usage outlives what it names:
@@ -133,7 +139,9 @@ impl Names {
 }
 
 fn sorted_top(mut lines: Vec<UsageLine>, n: usize) -> Vec<UsageLine> {
-    lines.sort_by(|a, b| b.figures.total_tokens.cmp(&a.figures.total_tokens).then(b.figures.requests.cmp(&a.figures.requests)).then(a.label.cmp(&b.label)));
+    lines.sort_by(|a, b| {
+        b.figures.total_tokens.cmp(&a.figures.total_tokens).then(b.figures.requests.cmp(&a.figures.requests)).then(a.label.cmp(&b.label))
+    });
     lines.truncate(n);
     lines
 }
@@ -154,7 +162,11 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
     )?;
     // The top keys' own figures (a handful of rows, through the key index).
     let ranked_ids: Vec<i64> = ranked.iter().flatten().copied().collect();
-    let by_key = if ranked_ids.is_empty() { Vec::new() } else { aggregate(db, &Scope { keys: Some(ranked_ids.clone()), ..scope.clone() }, By::KeyOutcome, None).await? };
+    let by_key = if ranked_ids.is_empty() {
+        Vec::new()
+    } else {
+        aggregate(db, &Scope { keys: Some(ranked_ids.clone()), ..scope.clone() }, By::KeyOutcome, None).await?
+    };
     let per_bucket = tally_by(&series, |g| g.at_minute, 0);
     let start = scope.from_minute - scope.from_minute.rem_euclid(bucket);
     let points: Vec<(i64, UsageFigures)> = (0..)
@@ -182,7 +194,10 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
     };
     let names = names(db, wanted).await?;
     let top_workspaces = sorted_top(
-        workspace_tallies.iter().map(|(ws, t)| UsageLine { label: names.workspace(*ws), detail: String::new(), figures: t.figures() }).collect(),
+        workspace_tallies
+            .iter()
+            .map(|(ws, t)| UsageLine { label: names.workspace(*ws), detail: String::new(), figures: t.figures() })
+            .collect(),
         TOP,
     );
     let top_keys = sorted_top(
@@ -223,7 +238,9 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         .filter_map(|(id, t)| {
             let id = (**id)?;
             let (label, detail) = match names.endpoints.get(&id) {
-                Some((m, url, upstream_model)) => (url.clone(), format!("{} → {upstream_model}", names.models.get(m).map_or("?", String::as_str))),
+                Some((m, url, upstream_model)) => {
+                    (url.clone(), format!("{} → {upstream_model}", names.models.get(m).map_or("?", String::as_str)))
+                }
                 None => (format!("endpoint #{id} (removed)"), String::new()),
             };
             Some(UsageLine { label, detail, figures: t.figures() })

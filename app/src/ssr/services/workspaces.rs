@@ -1,11 +1,13 @@
 //! Workspaces, their members, and user accounts.
 use crate::error::AppError;
-use crate::ssr::entities::{user, workspace, workspace_member};
 use crate::ssr::audit::{self, Action, Actor, Entity};
+use crate::ssr::entities::{user, workspace, workspace_member};
 use crate::ssr::{bump_revision, now, on_unique, SResult};
 use crate::types::*;
 use crate::validate;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -40,8 +42,7 @@ pub async fn list(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<W
     let spaces = q.all(db).await?;
     let ids: Vec<i64> = spaces.iter().map(|w| w.id).collect();
     let mut quotas = super::quotas::views(db, RuleTarget::Workspace, Some(&ids)).await?;
-    let users: HashMap<i64, String> =
-        user::Entity::find().all(db).await?.into_iter().map(|u| (u.id, u.username)).collect();
+    let users: HashMap<i64, String> = user::Entity::find().all(db).await?.into_iter().map(|u| (u.id, u.username)).collect();
     let mut members: HashMap<i64, Vec<String>> = HashMap::new();
     for m in workspace_member::Entity::find().all(db).await? {
         if let Some(name) = users.get(&m.user_id) {
@@ -143,7 +144,8 @@ pub async fn remove_member<C: TransactionTrait + ConnectionTrait>(db: &C, actor:
     if removed == 0 {
         return Err(AppError::NotFound("member".into()).into());
     }
-    audit::record(&txn, actor, Entity::Workspace, workspace_id, Action::RemoveMember, Some(&json!({"member": username.trim()})), None).await?;
+    audit::record(&txn, actor, Entity::Workspace, workspace_id, Action::RemoveMember, Some(&json!({"member": username.trim()})), None)
+        .await?;
     txn.commit().await?;
     Ok(())
 }
