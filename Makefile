@@ -41,7 +41,7 @@ test-sdk:
 	cargo build --workspace --exclude frontend --tests
 	MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas scripts/test-openai-sdk.sh
 
-## The admin API from outside: the README's curl session, then schemathesis on its OpenAPI document.
+## The admin API from outside: the curl session of docs/admin-api.md, then schemathesis on its OpenAPI document.
 test-api:
 	cargo build --workspace --exclude frontend --tests
 	MAAS_BIN=$(CARGO_TARGET_DIR)/debug/maas scripts/test-admin-api.sh

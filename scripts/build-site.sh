@@ -3,7 +3,7 @@
 #   pkg/maas.js + pkg/maas_bg.wasm  (frontend crate → wasm-bindgen → wasm-opt)
 #   pkg/maas.css                     (style/main.css, plain CSS)
 #   pkg/api-docs/                    (Swagger UI for /api/docs, from npm's swagger-ui-dist)
-# This is what cargo-leptos would do; see the README for why we do it with these few lines.
+# This is what cargo-leptos would do; see docs/building.md for why we do it with these few lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"

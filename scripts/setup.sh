@@ -47,7 +47,7 @@ need_apt=()
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
 [ -x /usr/bin/openssl ] || need_apt+=(openssl)  # certificates for the TLS Redis test
-# The README's admin API session, run by scripts/test-admin-api.sh.
+# The admin API session of docs/admin-api.md, run by scripts/test-admin-api.sh.
 [ -x /usr/bin/curl ] || need_apt+=(curl)
 [ -x /usr/bin/jq ] || need_apt+=(jq)
 # A real Prometheus scrapes /metrics in the metrics test; promtool checks the exposition.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The admin API from outside, against a fresh `maas serve` (throwaway SQLite, free loopback
 # ports) and `maas mock-upstream`:
-#   1. the README's curl session, extracted from README.md and run as written: it must end with
+#   1. the admin API session, extracted from docs/admin-api.md and run as written: it must end with
 #      the mock's answer through the gateway and the audit rows it left;
 #   2. schemathesis (PyPI, pinned, in the test venv) against /api/v1/openapi.json, a bounded
 #      number of examples per operation: no 5xx, no answer that breaks the documented schema.
@@ -30,9 +30,9 @@ for _ in $(seq 1 100); do
 done
 curl -sf -o /dev/null "http://127.0.0.1:$port/login" || { cat "$work/serve.log"; exit 1; }
 
-echo "[admin-api] the README's curl session"
-sed -n '/<!-- admin-api-session -->/,/<!-- \/admin-api-session -->/p' README.md | sed -n '/^```bash$/,/^```$/p' | sed '1d;$d' > "$work/session.sh"
-[ -s "$work/session.sh" ] || { echo "no admin-api-session block in README.md"; exit 1; }
+echo "[admin-api] the curl session of docs/admin-api.md"
+sed -n '/<!-- admin-api-session -->/,/<!-- \/admin-api-session -->/p' docs/admin-api.md | sed -n '/^```bash$/,/^```$/p' | sed '1d;$d' > "$work/session.sh"
+[ -s "$work/session.sh" ] || { echo "no admin-api-session block in docs/admin-api.md"; exit 1; }
 TOKEN=$("$BIN" admin-token --name readme --write)
 out=$(TOKEN="$TOKEN" MAAS="http://127.0.0.1:$port" UPSTREAM="http://127.0.0.1:$mock_port/v1" bash -euo pipefail "$work/session.sh")
 echo "$out"

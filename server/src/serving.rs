@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
-/// What a client may hold of the server. Defaults are in the README.
+/// What a client may hold of the server. Defaults are in docs/configuration.md.
 #[derive(Clone, Debug)]
 pub struct ClientLimits {
     /// From the first byte of a request until its complete head (request line and headers).

@@ -532,7 +532,7 @@ async fn a_concurrency_rule_of_10_holds_across_two_replicas() {
 /// A token rule of 10,000 per 60 s over two replicas under 400 concurrent streams, each
 /// reserving exactly what it then uses: admitted while consumed + reserved < 10,000, summed over
 /// both replicas, so exactly ceil(10,000 / tokens per call) calls, consuming at most the limit
-/// plus the last call's estimate (the README's bound, with no overshoot).
+/// plus the last call's estimate (docs/gateway.md's bound, with no overshoot).
 #[tokio::test]
 async fn a_token_rule_over_two_replicas_consumes_at_most_its_limit_plus_the_overshoot() {
     let redis = Redis::start().await;

@@ -905,7 +905,7 @@ mod tests {
         assert!(!conc.counter().holds_admissions());
     }
 
-    /// The README's guarantee, on random traffic (calls of random estimates and real usage,
+    /// docs/gateway.md's guarantee, on random traffic (calls of random estimates and real usage,
     /// overlapping, ending in random order): for every window, the tokens of the calls that
     /// ended in it are at most limit - 1, plus the estimate of the call admitted last among
     /// them, plus what the calls then in flight used beyond their estimates.
