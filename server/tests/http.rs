@@ -340,6 +340,23 @@ async fn repeated_failed_logins_are_throttled_and_the_real_password_works_after_
 }
 
 #[tokio::test]
+async fn a_parallel_burst_of_wrong_passwords_gets_the_same_free_tries_as_a_sequence() {
+    let env = env().await;
+    env.user("op", Role::Operator).await;
+    let r = env.router();
+    // 40 at once: each is counted when admitted, before its hash, so the ones that arrive while
+    // the first are hashing are refused as they would be one after another.
+    let answers = futures_util::future::join_all((0..40).map(|_| {
+        let r = r.clone();
+        async move { send(&r, form("/api/login", None, "username=op&password=wrong-wrong")).await.0 }
+    }))
+    .await;
+    let checked = answers.iter().filter(|s| **s == StatusCode::UNPROCESSABLE_ENTITY).count();
+    let refused = answers.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (app::ssr::login_throttle::ACCOUNT_FREE as usize, 40 - app::ssr::login_throttle::ACCOUNT_FREE as usize));
+}
+
+#[tokio::test]
 async fn concurrent_logins_hash_at_most_one_per_core_and_never_fail_with_500() {
     let env = env().await;
     let r = env.router();

@@ -123,7 +123,8 @@ pub struct LoginAttempt<'a> {
 /// failures are throttled (see `login_throttle`): a throttled attempt costs no hash.
 pub async fn login(db: &impl ConnectionTrait, throttle: &LoginThrottle, a: LoginAttempt<'_>) -> SResult<(String, CurrentUser)> {
     let now_ms = super::now_ms();
-    if let Some(wait_ms) = throttle.check(a.username, a.ip, now_ms) {
+    // Counted as a failure here, before the hash, and given back on success (see the throttle).
+    if let Err(wait_ms) = throttle.admit(a.username, a.ip, now_ms) {
         let secs = wait_ms.div_ceil(1000);
         return Err(AppError::RateLimited { retry_after_secs: secs, message: "too many failed logins".into() }.into());
     }
@@ -137,7 +138,6 @@ pub async fn login(db: &impl ConnectionTrait, throttle: &LoginThrottle, a: Login
         }
     };
     let Some(u) = found.filter(|_| ok) else {
-        throttle.failed(a.username, a.ip, now_ms);
         return Err(AppError::field("password", "wrong username or password").into());
     };
     throttle.succeeded(a.username, a.ip, now_ms);

@@ -7,8 +7,12 @@
 //!   account's lock, so an attacker hammering a colleague's account does not lock them out.
 //! - A client address gets [`ADDRESS_FREE`] failures (across every account: one source trying
 //!   many names), then backoff up to [`ADDRESS_MAX_LOCK`].
-//! - Attempts refused during a lock are not counted and cost no password hash; failures are
-//!   forgotten [`FORGET_AFTER`] after the last one, and a success clears its account's count.
+//! - An attempt is counted as a failure when it is admitted, before its password is hashed, and
+//!   given back if it succeeds: so the bounds hold for any interleaving, a burst of parallel
+//!   attempts included (counted only after the hash, every attempt arriving while the first
+//!   ones were hashing would pass). Attempts refused during a lock are not counted and cost no
+//!   password hash; failures are forgotten [`FORGET_AFTER`] after the last one, and a success
+//!   clears its account's count.
 //!
 //! In memory, per process, bounded: at most [`MAX_ENTRIES`] of each kind (the stalest entry
 //! makes room). Behind a load balancer each console process throttles on its own.
@@ -33,6 +37,12 @@ struct Failures {
 }
 
 impl Failures {
+    /// Gives back one counted attempt (it succeeded), and the lock it may have set.
+    fn give_back(&mut self, free: u32, max_lock: u64) {
+        self.count = self.count.saturating_sub(1);
+        self.locked_until_ms = if self.count >= free { self.last_ms + (1000u64 << (self.count - free).min(20)).min(max_lock) } else { 0 };
+    }
+
     fn fail(&mut self, now: u64, free: u32, max_lock: u64) {
         if now.saturating_sub(self.last_ms) > FORGET_AFTER {
             *self = Failures::default();
@@ -77,20 +87,41 @@ fn make_room<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, now: u
 }
 
 impl LoginThrottle {
-    /// Milliseconds to wait before this login may be tried, or `None` to go ahead.
+    /// Milliseconds to wait before this login may be tried, or `None` to go ahead (nothing is
+    /// counted: see [`Self::admit`]).
     pub fn check(&self, username: &str, ip: Option<IpAddr>, now: u64) -> Option<u64> {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let key = account_key(username);
-        let known = ip.is_some_and(|ip| st.known.get(&(key.clone(), ip)).is_some_and(|&t| now.saturating_sub(t) <= KNOWN_FOR));
-        let account = if known { 0 } else { st.accounts.get(&key).map_or(0, |f| f.locked_until_ms) };
+        Self::wait(&st, &account_key(username), ip, now)
+    }
+
+    fn wait(st: &State, key: &str, ip: Option<IpAddr>, now: u64) -> Option<u64> {
+        let known = ip.is_some_and(|ip| st.known.get(&(key.to_owned(), ip)).is_some_and(|&t| now.saturating_sub(t) <= KNOWN_FOR));
+        let account = if known { 0 } else { st.accounts.get(key).map_or(0, |f| f.locked_until_ms) };
         let address = ip.and_then(|ip| st.addresses.get(&ip)).map_or(0, |f| f.locked_until_ms);
         let until = account.max(address);
         (until > now).then(|| until - now)
     }
 
-    pub fn failed(&self, username: &str, ip: Option<IpAddr>, now: u64) {
+    /// Admits a login attempt and counts it as a failure at once, in one lock; `Err(ms)` to wait
+    /// (nothing counted). An attempt that then succeeds is given back by [`Self::succeeded`].
+    pub fn admit(&self, username: &str, ip: Option<IpAddr>, now: u64) -> Result<(), u64> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = account_key(username);
+        if let Some(wait) = Self::wait(&st, &key, ip, now) {
+            return Err(wait);
+        }
+        Self::count(&mut st, key, ip, now);
+        Ok(())
+    }
+
+    /// Counts a failure without admitting anything (what [`Self::admit`] counts).
+    #[cfg(test)]
+    fn failed(&self, username: &str, ip: Option<IpAddr>, now: u64) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Self::count(&mut st, account_key(username), ip, now);
+    }
+
+    fn count(st: &mut State, key: String, ip: Option<IpAddr>, now: u64) {
         if !st.accounts.contains_key(&key) {
             make_room(&mut st.accounts, now, |f| f.last_ms, FORGET_AFTER);
         }
@@ -103,14 +134,18 @@ impl LoginThrottle {
         }
     }
 
-    /// A successful login: the account's failures are forgotten and the address becomes one of
-    /// its known devices. (The address's own count stays: logging in to one's own account
-    /// between guesses at others must not reset it.)
+    /// A successful login (admitted by [`Self::admit`]): the account's failures are forgotten,
+    /// the attempt is given back to the address, and the address becomes one of the account's
+    /// known devices. (The address's earlier failures stay: logging in to one's own account
+    /// between guesses at others must not reset them.)
     pub fn succeeded(&self, username: &str, ip: Option<IpAddr>, now: u64) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = account_key(username);
         st.accounts.remove(&key);
         if let Some(ip) = ip {
+            if let Some(f) = st.addresses.get_mut(&ip) {
+                f.give_back(ADDRESS_FREE, ADDRESS_MAX_LOCK);
+            }
             if !st.known.contains_key(&(key.clone(), ip)) {
                 make_room(&mut st.known, now, |t| *t, KNOWN_FOR);
             }
@@ -133,11 +168,10 @@ mod tests {
         let a = ip("10.0.0.1");
         let mut now = 1_000;
         for _ in 0..ACCOUNT_FREE - 1 {
-            assert_eq!(t.check("alice", a, now), None);
-            t.failed("alice", a, now);
+            assert_eq!(t.admit("alice", a, now), Ok(()));
         }
-        assert_eq!(t.check("alice", a, now), None);
-        t.failed("Alice ", a, now); // the same account, however it is typed
+        assert_eq!(t.admit("Alice ", a, now), Ok(())); // the same account, however it is typed
+        assert_eq!(t.admit("alice", a, now), Err(1000), "refused, and not counted");
         assert_eq!(t.check("alice", a, now), Some(1000));
         assert_eq!(t.check("alice", a, now + 1000), None, "the lock ends");
         // Each further failure doubles it, up to the bound.
@@ -171,13 +205,41 @@ mod tests {
     fn one_address_trying_many_accounts_is_throttled_and_a_success_does_not_reset_it() {
         let t = LoginThrottle::default();
         let a = ip("203.0.113.7");
-        for i in 0..ADDRESS_FREE {
-            assert_eq!(t.check(&format!("user{i}"), a, 0), None);
-            t.failed(&format!("user{i}"), a, 0);
+        for i in 0..ADDRESS_FREE - 1 {
+            assert_eq!(t.admit(&format!("user{i}"), a, 0), Ok(()));
         }
+        // Mallory logs in to her own account: that attempt is given back, the others stay.
+        assert_eq!(t.admit("mallory", a, 0), Ok(()));
         t.succeeded("mallory", a, 0);
+        assert_eq!(t.admit("user-last", a, 0), Ok(()));
         assert_eq!(t.check("someone-new", a, 0), Some(1000));
         assert_eq!(t.check("someone-new", ip("192.0.2.1"), 0), None, "other addresses are not affected");
+    }
+
+    #[test]
+    fn a_parallel_burst_is_bounded_as_a_sequence_is() {
+        let t = std::sync::Arc::new(LoginThrottle::default());
+        let a = ip("203.0.113.8");
+        // 40 threads admit wrong passwords for one account at once, and 60 for unknown names
+        // from one address: the hash happens after admission, so only what admission lets
+        // through is hashed.
+        let one = |name: String| {
+            let t = t.clone();
+            std::thread::spawn(move || t.admit(&name, a, 0).is_ok())
+        };
+        let account: usize = (0..40).map(|_| one("carol".into())).collect::<Vec<_>>().into_iter().map(|h| h.join().unwrap() as usize).sum();
+        assert_eq!(account, ACCOUNT_FREE as usize, "one account: its free tries, then none");
+        let t2 = std::sync::Arc::new(LoginThrottle::default());
+        let names: usize = (0..60)
+            .map(|i| {
+                let t = t2.clone();
+                std::thread::spawn(move || t.admit(&format!("nobody{i}"), a, 0).is_ok())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap() as usize)
+            .sum();
+        assert_eq!(names, ADDRESS_FREE as usize, "one address: its free tries across names");
     }
 
     #[test]
