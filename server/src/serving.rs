@@ -202,6 +202,10 @@ struct Conn {
     body_since: AtomicU64,
     body_bytes: AtomicU64,
     evicted: AtomicBool,
+    /// A request body was dropped before its end (refused before it was read): hyper will close
+    /// the connection after the answer, so the answer says `Connection: close` (a pooled client
+    /// would otherwise send its next request on a connection about to close).
+    body_unread: AtomicBool,
     evict: Notify,
     /// Set, under this lock, once the socket is closed (see [`ClientIo`]).
     socket_closed: Mutex<bool>,
@@ -228,6 +232,7 @@ impl Conn {
             body_since: AtomicU64::new(0),
             body_bytes: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
+            body_unread: AtomicBool::new(false),
             evict: Notify::new(),
             socket_closed: Mutex::new(false),
         }
@@ -478,7 +483,9 @@ where
                 conn.body_since.store(if head == 0 { self.server.now_ms() } else { head }, Relaxed);
                 conn.body_bytes.store(0, Relaxed);
             }
-            Body::new(TimedBody { inner: incoming, conn: conn.clone() })
+            // HTTP/2 streams end on their own, the connection stays: only HTTP/1 needs the close.
+            let h2 = parts.version >= http::Version::HTTP_2;
+            Body::new(TimedBody { inner: incoming, conn: conn.clone(), ended: h2 })
         };
         // The console reads the client's address (the login throttle); the gateway's routes know
         // callers by key, and are spared the extensions map this allocates.
@@ -505,8 +512,9 @@ impl<F: Future<Output = Result<axum::response::Response, Infallible>>> Future fo
         let this = self.project();
         let Ok(mut resp) = std::task::ready!(this.fut.poll(cx));
         let end = this.end.take().expect("polled after completion");
-        // Evicted or draining: this answer is the connection's last.
-        if end.conn.evicted.load(Relaxed) || end.server.stopping.load(Relaxed) {
+        // Evicted or draining, or its request's body left unread: this answer is the
+        // connection's last.
+        if end.conn.evicted.load(Relaxed) || end.server.stopping.load(Relaxed) || end.conn.body_unread.swap(false, Relaxed) {
             resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
         }
         Poll::Ready(Ok(resp.map(|inner| TrackedBody { inner, _end: end })))
@@ -551,6 +559,8 @@ impl hyper::body::Body for TrackedBody {
 struct TimedBody {
     inner: Incoming,
     conn: Arc<Conn>,
+    /// Read to its end.
+    ended: bool,
 }
 
 impl hyper::body::Body for TimedBody {
@@ -558,10 +568,14 @@ impl hyper::body::Body for TimedBody {
     type Error = hyper::Error;
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &r {
-            if let Some(data) = frame.data_ref() {
-                self.conn.body_bytes.fetch_add(data.len() as u64, Relaxed);
+        match &r {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.conn.body_bytes.fetch_add(data.len() as u64, Relaxed);
+                }
             }
+            Poll::Ready(None) => self.ended = true,
+            _ => {}
         }
         r
     }
@@ -577,6 +591,9 @@ impl Drop for TimedBody {
     // Read to its end or dropped unread (a refused request): no longer the client's to send.
     fn drop(&mut self) {
         self.conn.open_bodies.fetch_sub(1, Relaxed);
+        if !self.ended && !hyper::body::Body::is_end_stream(&self.inner) {
+            self.conn.body_unread.store(true, Relaxed);
+        }
     }
 }
 

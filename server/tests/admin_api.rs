@@ -312,6 +312,20 @@ async fn models_carry_an_etag_and_a_stale_if_match_is_refused() {
 }
 
 #[tokio::test]
+async fn an_oversized_body_is_413_whichever_layer_reads_it() {
+    let env = env().await;
+    let r = env.router();
+    let (_, rw, _) = tokens(&env).await;
+    // Over the 1 MiB bound, but under axum's default (2 MB): read by the JSON extractor, or by the
+    // idempotency layer when the call carries a key. One condition, one status.
+    let big = json!({"name": "team-z", "description": "x".repeat(1_500_000)});
+    let (plain, _, v1) = call("POST", "/workspaces", &rw).body(big.clone()).send(&r).await;
+    let (keyed, _, v2) = call("POST", "/workspaces", &rw).body(big).header("idempotency-key", "big").send(&r).await;
+    assert_eq!((plain, keyed), (StatusCode::PAYLOAD_TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE), "{v1} {v2}");
+    assert_eq!(v1, v2);
+}
+
+#[tokio::test]
 async fn a_retried_create_with_the_same_idempotency_key_returns_the_first_result() {
     let env = env().await;
     let r = env.router();

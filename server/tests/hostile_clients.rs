@@ -266,3 +266,31 @@ async fn a_chosen_admin_password_is_never_printed_and_the_data_files_are_private
         }
     }
 }
+
+#[tokio::test]
+async fn a_request_refused_before_its_body_was_read_says_the_connection_closes_and_a_pool_goes_on() {
+    // A route that answers without reading the body (as the gateway refuses an unknown key).
+    let refuse = axum::Router::new().route("/refuse", axum::routing::post(|| async { (http::StatusCode::UNAUTHORIZED, "no") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(serving::serve(listener, refuse, serving::Server::new(short(), 1 << 20), rx));
+    // One pooled connection, as every HTTP client keeps them.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let body = vec![b'x'; 1 << 20];
+    for i in 0..3 {
+        let r = client.post(format!("http://{addr}/refuse")).body(body.clone()).send().await.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(r.status(), 401, "call {i}");
+        assert_eq!(r.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"), "call {i}");
+        assert_eq!(r.text().await.unwrap(), "no");
+    }
+    // A body that was read keeps the connection.
+    let keep = axum::Router::new().route("/echo", axum::routing::post(|b: axum::body::Bytes| async move { b.len().to_string() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop2, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(serving::serve(listener, keep, serving::Server::new(short(), 1 << 20), rx));
+    let r = client.post(format!("http://{addr}/echo")).body(body).send().await.unwrap();
+    assert!(r.headers().get("connection").is_none());
+    assert_eq!(r.text().await.unwrap(), (1 << 20).to_string());
+}

@@ -41,6 +41,10 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
+    /// A body over [`super::idempotency::MAX_BODY`].
+    pub fn too_large() -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {} bytes", super::idempotency::MAX_BODY))
+    }
     pub fn field(field: &str, message: &str) -> Self {
         AppError::field(field, message).into()
     }
@@ -80,6 +84,8 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
             }
+            // Over the body limit: 413, as the idempotency layer says it (one status for one condition).
+            r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
             // Wrong types, unknown fields, broken JSON: malformed, the caller's to fix.
             r => ApiError::bad_request(r.body_text()),
         }

@@ -43,7 +43,7 @@ pub async fn layer(State(g): State<Arc<super::auth::Guard>>, req: Request, next:
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {MAX_BODY} bytes")).into_response(),
+        Err(_) => return ApiError::too_large().into_response(),
     };
     let fingerprint = sha256_hex(&format!("{} {}\n{}", parts.method, parts.uri, String::from_utf8_lossy(&bytes)));
     match claim(&g.app, &caller.key, &key, &fingerprint).await {

@@ -80,6 +80,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: AppState, limits: Limits) -
     let (api, _) = routes().split_for_parts();
     let doc = Arc::new(openapi().to_json().expect("the OpenAPI document serializes"));
     let api = api
+        // One bound for every body, so that an oversized one is 413 whichever layer reads it.
+        .layer(axum::extract::DefaultBodyLimit::max(idempotency::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(guard.clone(), idempotency::layer))
         .layer(axum::middleware::from_fn_with_state(guard, auth::layer))
         .with_state(Api { app })
