@@ -2,8 +2,9 @@
 //! with 100k active counters).
 use app::types::{RuleKind, RuleTarget};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use server::gateway::admission::limiter::{CounterKey, Limiter, RuleCheck};
 use server::gateway::balancer::{Balancer, Random, RoundRobin, Weighted};
-use server::gateway::limiter::{Clock, CounterKey, Limiter, RuleCheck, SystemClock};
+use server::gateway::clock::{Clock, SystemClock};
 use server::gateway::snapshot::{Caller, Rules};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,7 +33,7 @@ fn limiter(c: &mut Criterion) {
     // A token rule's whole cost: the check that reserves, and the settle at the call's end.
     let tokens = [RuleCheck::new(CounterKey { kind: RuleKind::Tokens, ..key(RuleTarget::ApiKey, 1, 60_000) }, u64::MAX, String::new())];
     c.bench_function("limiter/check+settle/1 token rule", |b| {
-        b.iter(|| l.check(&tokens, black_box(1_500)).unwrap().lease.settle(Some(black_box(1_200))))
+        b.iter(|| l.check(&tokens, black_box(1_500)).unwrap().hold.settle(Some(black_box(1_200))))
     });
     // A concurrency rule's: the check that takes a place, and the release.
     let conc = [RuleCheck::new(CounterKey { kind: RuleKind::Concurrent, ..key(RuleTarget::ApiKey, 1, 0) }, u64::MAX, String::new())];
@@ -40,7 +41,7 @@ fn limiter(c: &mut Criterion) {
     // One of each kind on one caller, as a key with all three would have.
     let all = [one[0].clone(), tokens[0].clone(), conc[0].clone()];
     c.bench_function("limiter/check+settle/3 rules (one per kind)", |b| {
-        b.iter(|| l.check(&all, black_box(1_500)).unwrap().lease.settle(Some(black_box(1_200))))
+        b.iter(|| l.check(&all, black_box(1_500)).unwrap().hold.settle(Some(black_box(1_200))))
     });
     let two = [rule(1, u64::MAX), RuleCheck::new(key(RuleTarget::Workspace, 1, 1_000), u64::MAX, String::new())];
     c.bench_function("limiter/check/2 rules", |b| b.iter(|| black_box(l.check(&two, 0).is_ok())));
@@ -50,7 +51,7 @@ fn limiter(c: &mut Criterion) {
 }
 
 /// Checks `rules` (one key each) in a scattered order after admitting each once.
-fn many_keys<C: Clock>(c: &mut Criterion, name: &str, limiter: Limiter<C>, rules: &[[RuleCheck; 1]]) {
+fn many_keys(c: &mut Criterion, name: &str, limiter: Limiter, rules: &[[RuleCheck; 1]]) {
     for r in rules {
         limiter.check(r, 0).unwrap();
     }
@@ -65,10 +66,14 @@ fn many_keys<C: Clock>(c: &mut Criterion, name: &str, limiter: Limiter<C>, rules
 
 /// A clock that moves 20 us per reading: the limiter sees time pass as it would at 50,000
 /// requests per second, about what the whole gateway serves on this machine.
+#[derive(Debug)]
 struct AtFiftyThousandPerSecond(AtomicU64);
 impl Clock for AtFiftyThousandPerSecond {
     fn now_ms(&self) -> u64 {
         self.0.fetch_add(20, Ordering::Relaxed) / 1000
+    }
+    fn unix_ms(&self) -> i64 {
+        0
     }
 }
 

@@ -3,8 +3,9 @@
 //! recording a call costs the serving thread.
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use sea_orm::ConnectionTrait;
-use server::gateway::meter::{Call, Meter, Outcome};
-use server::gateway::snapshot::Op;
+use server::gateway::meter::Meter;
+use server::gateway::op::Op;
+use server::gateway::record::{Call, Outcome};
 use server::gateway::usage::Tokens;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,6 +2,7 @@
 //! behind one axum router, served by `serving` (the HTTP layer that bounds what clients hold).
 pub mod admin_api;
 pub mod bootstrap;
+pub mod compose;
 pub mod csrf;
 pub mod gateway;
 pub mod mock_upstream;

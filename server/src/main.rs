@@ -136,11 +136,10 @@ impl MetricsArgs {
 
     /// The metrics router for the main listener, after starting the dedicated one if asked.
     async fn serve(&self, gw: &std::sync::Arc<server::gateway::Gateway>) -> anyhow::Result<axum::Router> {
-        use server::gateway::metrics;
         if let Some(addr) = self.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("--metrics-listen {addr}: {e}"))?;
             let auth = self.auth();
-            let router = metrics::router(gw.clone(), auth.token.is_some().then_some(auth));
+            let router = gw.metrics_router(auth.token.is_some().then_some(auth));
             tracing::info!(%addr, "serving /metrics");
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
@@ -148,7 +147,7 @@ impl MetricsArgs {
                 }
             });
         }
-        Ok(metrics::router(gw.clone(), Some(self.auth())))
+        Ok(gw.metrics_router(Some(self.auth())))
     }
 }
 
@@ -454,7 +453,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
         tracing::warn!("the gateway has not loaded the configuration yet; /v1 answers 404 until it does");
     }
     let metrics = a.metrics.serve(&gateway).await?;
-    let front = gateway.front(server::web::router(server::web::leptos_options(local), state).merge(gateway.router()).merge(metrics));
+    let front = server::compose::console(&gateway, state, local, metrics);
     println!("MaaS console: {url}");
     if let Some(pw) = generated {
         println!("first operator created: username `{}`, password `{pw}` (shown once)", a.admin_user);
@@ -507,13 +506,8 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
     if !initial_config(&state, rev).await {
         anyhow::bail!("could not load the configuration from the database within 30 s (see the errors above)");
     }
-    let gw = gateway.clone();
-    // Readiness for load balancers and orchestrators: the applied configuration revision.
     let metrics = a.metrics.serve(&gateway).await?;
-    let front = gateway.front(gateway.router().merge(metrics).route(
-        "/healthz",
-        axum::routing::get(move || async move { axum::Json(serde_json::json!({"status": "ok", "revision": gw.revision()})) }),
-    ));
+    let front = server::compose::replica(&gateway, metrics);
     println!("MaaS gateway {id} for cluster `{}`: http://{}/v1", a.cluster, listener.local_addr()?);
     Ok((front, listener))
 }
@@ -532,7 +526,7 @@ async fn build_gateway(
 ) -> anyhow::Result<std::sync::Arc<server::gateway::Gateway>> {
     use anyhow::Context;
     use server::gateway::{
-        redis_limiter::{RedisConfig, RedisLimiter},
+        admission::redis_limiter::{RedisConfig, RedisLimiter},
         upstream, Gateway,
     };
     // The conventional variables (HTTPS_PROXY, ALL_PROXY, NO_PROXY, and lowercase), as curl

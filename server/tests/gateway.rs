@@ -66,12 +66,9 @@ async fn harness_with(mock: axum::Router, adjust: impl FnOnce(&mut GatewayConfig
     // Serves the harness's cluster, whose entry address is http://127.0.0.1:1.
     spawn_reloader(gw.clone(), state.clone(), Serves::EntryAddresses(vec!["http://127.0.0.1:1".into()]), "test".into());
     state.config_changed(rev).await;
-    // As `maas serve` builds it: the gateway's front service before the console's router.
-    let router = server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), state.clone()).merge(gw.router());
-    let front = gw.front(router);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, tower::make::Shared::new(front)).await.unwrap() });
+    // As `maas serve` composes and serves it.
+    let front = server::compose::console(&gw, state.clone(), "127.0.0.1:0".parse().unwrap(), common::metrics_without_token(&gw));
+    let base = common::serve_front(front).await;
     Harness { _env: env, state, base, mock, http: reqwest::Client::new(), key: k.secret, key_id: k.info.id, ws, gw, mm, cluster, op }
 }
 
@@ -1727,20 +1724,16 @@ async fn another_gateway(h: &Harness, adjust: impl FnOnce(&mut GatewayConfig)) -
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gw.revision() >= want, "the new gateway loaded the configuration");
-    let base = serve(gw.router()).await;
+    let base = common::serve_front(server::compose::replica(&gw, common::metrics_without_token(&gw))).await;
     (gw, base)
 }
 
 #[tokio::test]
 async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_until_the_month_turns() {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    let clock = Arc::new(AtomicI64::new(app::ssr::now()));
-    let wall = {
-        let c = clock.clone();
-        server::gateway::WallClock(Arc::new(move || c.load(Ordering::SeqCst)))
-    };
-    let w = wall.clone();
-    let h = harness_with(server::mock_upstream::router(Default::default(), true), move |c| c.wall_clock = w).await;
+    // Both gateways on one clock the test moves (its wall crosses the month).
+    let clock = server::gateway::clock::ManualClock::at(app::ssr::now() * 1000);
+    let w = clock.clone();
+    let h = harness_with(server::mock_upstream::router(Default::default(), true), move |c| c.clock = Arc::new(w)).await;
     // Streams from an endpoint never asked for usage: each call keeps its estimate (its size
     // plus max_tokens 2,000), about 2,020 tokens, so the third takes the 5,000 past its end.
     h.model(Policy::RoundRobin, vec![EndpointInput { skip_stream_usage: true, ..ep(h.up("/chunks/2"), "m", "", None) }], vec![]).await;
@@ -1767,7 +1760,7 @@ async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_
     let refused = call(h.base.clone()).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(header(&refused, "x-should-retry").as_deref(), Some("false"), "the SDKs do not retry a spent quota");
-    let month_end = Period::Month.end(clock.load(Ordering::SeqCst));
+    let month_end = Period::Month.end(server::gateway::clock::Clock::unix_secs(&clock));
     let (_, e) = error_of(refused).await;
     assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("insufficient_quota"), Some("insufficient_quota")));
     let msg = e["message"].as_str().unwrap();
@@ -1782,11 +1775,11 @@ async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_
     assert!(q.spent() && q.spent_tokens > 5000 && q.spent_requests == 3, "{q:?}");
 
     // A restarted gateway starts from the ledger: still spent.
-    let w = wall.clone();
-    let (_, restarted) = another_gateway(&h, move |c| c.wall_clock = w).await;
+    let w = clock.clone();
+    let (_, restarted) = another_gateway(&h, move |c| c.clock = Arc::new(w)).await;
     assert_eq!(call(restarted.clone()).await.status(), 429, "the restart knows what was spent");
     // The month turns: the budget is whole again.
-    clock.store(month_end, Ordering::SeqCst);
+    clock.set_unix_ms(month_end * 1000);
     let r = call(restarted).await;
     assert_eq!(r.status(), 200, "a new month");
     r.text().await.unwrap();

@@ -9,7 +9,7 @@ use app::types::*;
 use common::daemons::{Postgres, Redis, RedisCluster};
 use sea_orm::EntityTrait;
 use serde_json::{json, Value};
-use server::gateway::redis_limiter::{RedisConfig, RedisLimiter, Refused, SharedCounter};
+use server::gateway::admission::redis_limiter::{RedisConfig, RedisLimiter, Refused, SharedCounter};
 use server::gateway::{spawn_reloader, Gateway, GatewayConfig, Serves};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,15 +113,15 @@ impl Fixture {
 }
 
 /// The rule that refused a call in Redis (a test of rules only).
-fn rule_refusal(r: Refused) -> server::gateway::limiter::Rejection {
+fn rule_refusal(r: Refused) -> server::gateway::admission::limiter::Rejection {
     match r {
         Refused::Rule(r) => r,
         Refused::Quota(i) => panic!("refused by quota {i}, not a rule"),
     }
 }
 
-const NO_LEASE: server::gateway::redis_limiter::LeaseArgs =
-    server::gateway::redis_limiter::LeaseArgs { estimate: 0, lease_id: 0, lease_ms: 60_000 };
+const NO_LEASE: server::gateway::admission::redis_limiter::LeaseArgs =
+    server::gateway::admission::redis_limiter::LeaseArgs { estimate: 0, lease_id: 0, lease_ms: 60_000 };
 
 fn hello() -> Value {
     json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
@@ -148,7 +148,7 @@ async fn replicas(redis_url: &str) -> Replicas {
         let redis = RedisLimiter::new(&RedisConfig { url: redis_url.into(), ..Default::default() }, Duration::from_millis(300)).unwrap();
         let gw = Gateway::shared(GatewayConfig { heartbeat: Duration::from_millis(100), ..Default::default() }, redis);
         spawn_reloader(gw.clone(), state.clone(), Serves::Cluster("local".into()), format!("replica-{i}"));
-        bases.push(serve(gw.router()).await);
+        bases.push(common::serve_front(server::compose::replica(&gw, common::metrics_without_token(&gw))).await);
         gws.push(gw);
     }
     Replicas { _env: env, state, fx, gws, bases, http: reqwest::Client::new() }
@@ -487,8 +487,8 @@ async fn a_redis_outage_mid_burst_admits_at_most_replicas_times_the_limit_and_re
     for replica in [0, 1, 0, 1] {
         assert_eq!(r.chat(replica).await.status(), 429, "the window is full, and Redis knows it");
     }
-    use server::gateway::limiter::CounterKey;
-    let key = server::gateway::redis_limiter::counter_key(
+    use server::gateway::admission::limiter::CounterKey;
+    let key = server::gateway::admission::redis_limiter::counter_key(
         r.fx.ws,
         &CounterKey { model_id: model, target: RuleTarget::ApiKey, subject_id: r.fx.key_id, kind: RuleKind::Requests, duration_ms: 60_000 },
     );
@@ -613,8 +613,8 @@ async fn a_token_quota_over_two_replicas_admits_until_spent_plus_reserved_reach_
 /// its lease runs out; a live call's lease, renewed, does not.
 #[tokio::test]
 async fn leases_of_a_dead_replica_run_out_and_renewed_ones_do_not() {
-    use server::gateway::limiter::{CounterKey, RuleCheck};
-    use server::gateway::redis_limiter::LeaseArgs;
+    use server::gateway::admission::limiter::{CounterKey, RuleCheck};
+    use server::gateway::admission::redis_limiter::LeaseArgs;
     let redis = Redis::start().await;
     let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
     let one = [RuleCheck::new(
@@ -663,8 +663,8 @@ async fn a_hung_redis_costs_one_timeout_not_one_per_request() {
 /// Redis a million members).
 #[tokio::test]
 async fn redis_counters_slide_and_stay_small() {
-    use server::gateway::limiter::{CounterKey, RuleCheck};
-    use server::gateway::redis_limiter::counter_key;
+    use server::gateway::admission::limiter::{CounterKey, RuleCheck};
+    use server::gateway::admission::redis_limiter::counter_key;
     let redis = Redis::start().await;
     let l = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
     let rule = |subject: i64, limit: u64, ms: u64| {
@@ -785,7 +785,7 @@ fn a_misconfigured_gateway_refuses_to_start_and_says_why() {
 /// it (REDIS_CA_CERT), and then shares limits as over plain TCP.
 #[tokio::test]
 async fn limits_are_shared_through_a_redis_that_speaks_only_tls() {
-    use server::gateway::limiter::{CounterKey, RuleCheck};
+    use server::gateway::admission::limiter::{CounterKey, RuleCheck};
     let (redis, ca) = Redis::start_tls().await;
     let untrusted = RedisLimiter::new(&RedisConfig { url: redis.url.clone(), ..Default::default() }, Duration::from_secs(2)).unwrap();
     let err = untrusted.ping().await.expect_err("a certificate from an unknown CA is refused").to_string();
@@ -809,7 +809,7 @@ async fn limits_are_shared_through_a_redis_that_speaks_only_tls() {
 /// `{ws:W}`), and two replicas still admit exactly each limit.
 #[tokio::test]
 async fn limits_are_exact_on_a_redis_cluster() {
-    use server::gateway::limiter::{CounterKey, RuleCheck};
+    use server::gateway::admission::limiter::{CounterKey, RuleCheck};
     let cluster = RedisCluster::start(3).await;
     // A single seed is enough: the client learns the other nodes from it.
     let seed = cluster.url.split(',').next().unwrap().to_owned();

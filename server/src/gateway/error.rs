@@ -17,6 +17,15 @@ const RATELIMIT_RULE: HeaderName = HeaderName::from_static("x-maas-ratelimit-rul
 /// retried after 80 ms, not after a second.
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 
+impl From<super::admission::Refusal> for GatewayError {
+    fn from(r: super::admission::Refusal) -> Self {
+        match r {
+            super::admission::Refusal::Rate(r) => GatewayError::RateLimited(r),
+            super::admission::Refusal::Quota(q) => GatewayError::QuotaExceeded(q),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum GatewayError {
     InvalidApiKey,
@@ -27,7 +36,7 @@ pub enum GatewayError {
     ModelNotFound(String),
     BadRequest(String),
     BodyTooLarge(usize),
-    RateLimited(super::limiter::Rejection),
+    RateLimited(super::admission::limiter::Rejection),
     /// Every endpoint of the model is at its cap on calls at once, and no slot freed in time (or
     /// too many calls wait already).
     EndpointsBusy {
@@ -35,7 +44,7 @@ pub enum GatewayError {
         why: super::slots::NoSlot,
     },
     /// A workspace's or key's quota for the period is spent.
-    QuotaExceeded(super::quota::QuotaExceeded),
+    QuotaExceeded(super::admission::quota::QuotaExceeded),
     /// No upstream could be reached (connection refused, DNS…).
     UpstreamUnavailable,
     /// Upstreams were reached but did not answer in time.
@@ -44,8 +53,8 @@ pub enum GatewayError {
 
 impl GatewayError {
     /// How the usage meter files this refusal.
-    pub fn outcome(&self) -> super::meter::Outcome {
-        use super::meter::Outcome;
+    pub fn outcome(&self) -> super::record::Outcome {
+        use super::record::Outcome;
         match self {
             GatewayError::InvalidApiKey | GatewayError::KeyExpired(_) => Outcome::Unauthenticated,
             GatewayError::ModelNotAllowed(_) => Outcome::Forbidden,
@@ -199,7 +208,7 @@ impl IntoResponse for GatewayError {
 
 /// The `x-ratelimit-*` headers of an admitted call: the tightest request rule's and the
 /// tightest token rule's.
-pub fn admission_headers(h: &mut HeaderMap, a: &super::limiter::Admitted) {
+pub fn admission_headers(h: &mut HeaderMap, a: &super::admission::Ticket) {
     if let Some(r) = &a.requests {
         h.insert(RATELIMIT_LIMIT, HeaderValue::from(r.limit));
         h.insert(RATELIMIT_REMAINING, HeaderValue::from(r.remaining));

@@ -8,12 +8,10 @@
 //! [`MAX_ROWS`] rollups in a shard until the next flush, further calls of new dimensions are
 //! added to one overflow row per minute, operation, outcome and status (model `(overflow)`,
 //! no endpoint, workspace or key), so totals stay exact while the breakdown is capped.
-use super::limiter::Lease;
-use super::snapshot::Op;
-use super::usage::Tokens;
+use super::op::Op;
+use super::record::{Call, FailReason, Outcome};
 use app::ssr::entities::usage_minute;
 use app::ssr::usage_rollups::{insert_minutes, MinuteRow};
-use hyper::body::Body as _;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, TransactionTrait};
@@ -22,70 +20,6 @@ use std::sync::Arc;
 pub use app::ssr::usage_rollups::{bucket, Sums, BUCKETS, BUCKETS_MS};
 /// Rollups a serving thread holds between two flushes before it folds new ones into overflow.
 pub const MAX_ROWS: usize = 50_000;
-
-/// How a call ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Ok,
-    /// The upstream answered with an error status, broke off, or none could be reached.
-    UpstreamError,
-    RateLimited,
-    Unauthenticated,
-    /// A key calling a model outside its scope (403).
-    Forbidden,
-    NotFound,
-    /// Malformed or oversized request.
-    BadRequest,
-    /// The client left before the answer ended.
-    Cancelled,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::UpstreamError => "upstream_error",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::Unauthenticated => "unauthenticated",
-            Outcome::Forbidden => "forbidden",
-            Outcome::NotFound => "not_found",
-            Outcome::BadRequest => "bad_request",
-            Outcome::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// One call, as the gateway saw it when it ended.
-#[derive(Clone, Debug)]
-pub struct Call {
-    /// The MaaS model's name, or what the caller sent when it named none the gateway serves.
-    pub model: Arc<str>,
-    pub maas_model_id: Option<i64>,
-    pub endpoint_id: Option<i64>,
-    pub workspace_id: Option<i64>,
-    pub api_key_id: Option<i64>,
-    pub op: Op,
-    pub status: u16,
-    pub outcome: Outcome,
-    /// Endpoints tried before the one that answered.
-    pub failovers: u32,
-    /// Until the first byte of the answer's body went to the client (time to first token, for
-    /// a stream); `None` when no body byte was sent.
-    pub ttfb_ms: Option<u64>,
-    pub total_ms: u64,
-    /// `None`: the upstream reported no usage (or none was asked). Unknown, never 0.
-    pub tokens: Option<Tokens>,
-    /// When it ended, Unix ms.
-    pub at_ms: u64,
-}
-
-impl Call {
-    /// Stamps the call's end: its total time since `started`, and when (Unix ms).
-    pub fn ended(&mut self, started: std::time::Instant) {
-        self.total_ms = started.elapsed().as_millis() as u64;
-        self.at_ms = app::ssr::now_ms();
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
@@ -163,7 +97,7 @@ impl Meter {
     }
 
     /// An upstream that failed a call (the call may still succeed on another endpoint).
-    pub fn upstream_failed(&self, endpoint_id: i64, reason: super::metrics::FailReason) {
+    pub fn upstream_failed(&self, endpoint_id: i64, reason: FailReason) {
         self.shards.get_or_default().lock().series.upstream_failed(endpoint_id, reason);
     }
 
@@ -177,6 +111,17 @@ impl Meter {
     }
 
     /// Takes every thread's rollups, merged.
+    /// Calls recorded since the last flush, by (outcome, status): what a call's end left here.
+    pub fn pending(&self) -> std::collections::BTreeMap<(&'static str, u16), i64> {
+        let mut by = std::collections::BTreeMap::new();
+        for shard in self.shards.iter() {
+            for (k, v) in &shard.lock().rollups {
+                *by.entry((k.outcome.as_str(), k.status)).or_default() += v.requests;
+            }
+        }
+        by
+    }
+
     fn take(&self) -> FxHashMap<Key, Sums> {
         let mut all: FxHashMap<Key, Sums> = FxHashMap::default();
         for shard in self.shards.iter() {
@@ -232,192 +177,6 @@ impl Meter {
     }
 }
 
-/// What the meter reads of an answer as it passes through.
-pub enum Scan {
-    Json(super::usage::JsonEnds),
-    Sse(super::usage::SseUsage),
-    /// Neither JSON nor a stream (an upstream's HTML error page…): no usage to read.
-    Off,
-}
-
-/// The upstream's answer on its way to the client, read for usage, recorded when dropped:
-/// hyper drops it once the last byte is sent, or when the client leaves.
-pub struct MeteredBody {
-    inner: super::upstream::UpstreamBody,
-    scan: Scan,
-    meter: Arc<Meter>,
-    call: Call,
-    started: std::time::Instant,
-    /// What the SSE reader held back until the end (an event without its blank line).
-    held: Option<axum::body::Bytes>,
-    ended: bool,
-    broke: bool,
-    /// What the call holds in token and concurrency rules: settled with the usage read here.
-    lease: Lease,
-}
-
-impl MeteredBody {
-    /// `call` is complete but for the outcome, times and tokens, which the body's end sets.
-    pub fn new(
-        inner: super::upstream::UpstreamBody,
-        scan: Scan,
-        meter: Arc<Meter>,
-        call: Call,
-        started: std::time::Instant,
-        lease: Lease,
-    ) -> Self {
-        MeteredBody { inner, scan, meter, call, started, held: None, ended: false, broke: false, lease }
-    }
-
-    /// The tokens the answer reports (an error answer without usage used none; `None`:
-    /// unknown).
-    fn tokens(&self) -> Option<Tokens> {
-        match &self.scan {
-            Scan::Json(j) => j.usage(),
-            Scan::Sse(s) => s.tokens,
-            Scan::Off => None,
-        }
-    }
-
-    /// Ends the call's lease with its usage, as soon as the answer is over: before its last
-    /// bytes are handed on, so a client's next call already sees the window settled.
-    fn settle(&mut self) {
-        let tokens = self.tokens().map(|t| t.total).or((self.call.status >= 400).then_some(0));
-        std::mem::take(&mut self.lease).settle(tokens);
-    }
-
-    fn holds(&self) -> bool {
-        self.held.is_some() || matches!(&self.scan, Scan::Sse(s) if s.holds())
-    }
-
-    fn sent(&mut self, data: axum::body::Bytes) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
-        if self.call.ttfb_ms.is_none() {
-            self.call.ttfb_ms = Some(self.started.elapsed().as_millis() as u64);
-        }
-        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
-    }
-}
-
-impl hyper::body::Body for MeteredBody {
-    type Data = axum::body::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
-        use std::task::Poll;
-        loop {
-            if let Some(b) = self.held.take() {
-                return self.sent(b);
-            }
-            if self.ended {
-                return Poll::Ready(None);
-            }
-            match std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_frame(cx)) {
-                None => {
-                    self.ended = true;
-                    if let Scan::Sse(s) = &mut self.scan {
-                        self.held = s.finish();
-                    }
-                    self.settle();
-                }
-                Some(Err(e)) => {
-                    self.broke = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        let data = match &mut self.scan {
-                            Scan::Json(j) => {
-                                j.feed(&data);
-                                data
-                            }
-                            Scan::Sse(s) => s.frame(data),
-                            Scan::Off => data,
-                        };
-                        // A body with a length is over with its last byte: hyper may not poll again.
-                        if self.inner.is_end_stream() && !self.holds() {
-                            self.ended = true;
-                            self.settle();
-                        }
-                        if !data.is_empty() {
-                            return self.sent(data);
-                        }
-                    }
-                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-                },
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended && self.held.is_none() || (self.inner.is_end_stream() && !self.holds())
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        // An SSE body may lose an event (the injected usage): its length is no longer known.
-        match &self.scan {
-            Scan::Sse(_) => hyper::body::SizeHint::default(),
-            _ => self.inner.size_hint(),
-        }
-    }
-}
-
-impl Drop for MeteredBody {
-    fn drop(&mut self) {
-        let ended = self.ended || (self.inner.is_end_stream() && !self.holds());
-        self.call.outcome = if self.broke {
-            Outcome::UpstreamError
-        } else if !ended {
-            Outcome::Cancelled
-        } else if self.call.status < 400 {
-            Outcome::Ok
-        } else {
-            Outcome::UpstreamError
-        };
-        self.call.tokens = self.tokens();
-        self.call.ended(self.started);
-        if let (true, Some(ep)) = (self.broke, self.call.endpoint_id) {
-            self.meter.upstream_failed(ep, super::metrics::FailReason::BrokenBody);
-        }
-        self.meter.record(self.call.clone());
-        // Cancelled or broken: what usage arrived, else the estimate (settled already if over).
-        self.settle();
-    }
-}
-
-/// An unmetered answer that holds its call's lease until the body ends or is dropped
-/// (concurrency and token rules; with metering off, token rules keep each call's estimate).
-pub struct Leased {
-    inner: super::upstream::UpstreamBody,
-    _lease: Lease,
-}
-
-impl Leased {
-    pub fn new(inner: super::upstream::UpstreamBody, lease: Lease) -> Self {
-        Leased { inner, _lease: lease }
-    }
-}
-
-impl hyper::body::Body for Leased {
-    type Data = axum::body::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, hyper::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// Sums of the stored rollups, for tests and the console: (requests, usage_known, input,
 /// output, total) of the rows matching `filter`.
 pub async fn totals(db: &impl ConnectionTrait, filter: sea_orm::Condition) -> Result<[i64; 5], DbErr> {
@@ -431,6 +190,7 @@ pub async fn totals(db: &impl ConnectionTrait, filter: sea_orm::Condition) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::usage::Tokens;
 
     fn call(key: i64, tokens: Option<Tokens>, total_ms: u64) -> Call {
         Call {

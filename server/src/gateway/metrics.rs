@@ -8,10 +8,9 @@
 //! seconds`, `gen_ai_client_token_usage`), the rest are `maas_gateway_*`. Label values are
 //! bounded: models the gateway serves, endpoints, operations, status classes, outcomes and rule
 //! names; never API keys or workspaces (those are in the usage tables).
-use super::limiter::Clock;
-use super::meter::{Call, Outcome};
-use super::snapshot::{Op, Snapshot};
-use super::Gateway;
+use super::op::Op;
+use super::record::{Call, FailReason, Outcome};
+use super::snapshot::Snapshot;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
@@ -25,31 +24,6 @@ fn duration_bounds() -> impl Iterator<Item = f64> {
 
 /// Tokens per call: the gen_ai.client.token.usage buckets OpenTelemetry advises.
 const TOKEN_BOUNDS: [u64; 14] = [1, 4, 16, 64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864];
-
-/// Why an upstream failed a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailReason {
-    /// Answered 5xx.
-    Status5xx,
-    ConnectTimeout,
-    Unreachable,
-    /// No response headers within the first-byte timeout.
-    FirstByteTimeout,
-    /// The answer broke off mid-body.
-    BrokenBody,
-}
-
-impl FailReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            FailReason::Status5xx => "status_5xx",
-            FailReason::ConnectTimeout => "connect_timeout",
-            FailReason::Unreachable => "unreachable",
-            FailReason::FirstByteTimeout => "first_byte_timeout",
-            FailReason::BrokenBody => "broken_body",
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct CallKey {
@@ -371,10 +345,10 @@ fn gen_ai_operation(op: Op) -> &'static str {
     }
 }
 
-/// The exposition of `gw`'s traffic since start.
-pub fn render(gw: &Gateway) -> String {
-    let snap: Arc<Snapshot> = gw.snapshot.load_full();
-    let now = gw.clock.now_ms();
+/// The exposition of the traffic since start (`series`), with the configuration `snap` serves
+/// and its endpoints' health at `now_ms` (monotonic).
+pub fn render(snap: &Snapshot, series: Series, now_ms: u64) -> String {
+    let now = now_ms;
     let mut endpoints = FxHashMap::default();
     let mut cooling = Vec::new();
     for route in snap.models.values() {
@@ -384,7 +358,7 @@ pub fn render(gw: &Gateway) -> String {
         cooling.push((route.name.clone(), route.endpoints.iter().filter(|e| !e.health.usable(now)).count() as i64));
     }
     cooling.sort();
-    let scrape = Scrape { series: gw.meter.series(), endpoints, cooling, revision: gw.revision() };
+    let scrape = Scrape { series, endpoints, cooling, revision: snap.revision };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(scrape));
     let mut out = String::new();
@@ -448,13 +422,14 @@ pub fn to_text_format(openmetrics: &str) -> String {
     out
 }
 
-/// `GET /metrics` for `gw`, behind `auth` (`None`: open, for the dedicated metrics listener).
-pub fn router(gw: Arc<Gateway>, auth: Option<ScrapeAuth>) -> axum::Router {
+/// `GET /metrics`, the exposition `render` gives, behind `auth` (`None`: open, for the dedicated
+/// metrics listener).
+pub fn router(render: impl Fn() -> String + Clone + Send + Sync + 'static, auth: Option<ScrapeAuth>) -> axum::Router {
     use axum::response::IntoResponse;
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move |headers: http::HeaderMap| {
-            let (gw, auth) = (gw.clone(), auth.clone());
+            let (render, auth) = (render.clone(), auth.clone());
             async move {
                 if let Some(a) = &auth {
                     if let Err(msg) = a.allows(&headers) {
@@ -467,7 +442,7 @@ pub fn router(gw: Arc<Gateway>, auth: Option<ScrapeAuth>) -> axum::Router {
                     .get(http::header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|a| a.contains("application/openmetrics-text"));
-                let body = render(&gw);
+                let body = render();
                 if wants_openmetrics {
                     ([(http::header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
                 } else {

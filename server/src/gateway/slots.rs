@@ -41,6 +41,11 @@ impl Slots {
         }
     }
 
+    /// Slots free now.
+    pub fn available(&self) -> usize {
+        self.sem.available_permits()
+    }
+
     /// A free slot now, if there is one.
     pub fn try_take(self: &Arc<Self>) -> Option<Slot> {
         let permit = self.sem.clone().try_acquire_owned().ok()?;

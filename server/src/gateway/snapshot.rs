@@ -1,7 +1,9 @@
 //! The immutable configuration the gateway serves from, built whole from the database and
 //! swapped in atomically: readers never see half a change.
+use super::admission::limiter::{Counter, CounterKey, RuleCheck};
+use super::admission::quota::QuotaCheck;
 use super::balancer::{self, Balancer};
-use super::limiter::{Counter, CounterKey, RuleCheck};
+use super::op::Op;
 use super::upstream::Target;
 use app::ssr::crypto::SecretBox;
 use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
@@ -14,43 +16,6 @@ use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// The operations the gateway forwards, each to its own path under the endpoint's base.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    Chat,
-    Completions,
-    Embeddings,
-}
-
-impl Op {
-    /// The operation the gateway serves at `path` (`/v1/chat/completions` → `Chat`).
-    pub fn at(path: &str) -> Option<Op> {
-        let op_path = path.strip_prefix("/v1")?;
-        Op::ALL.into_iter().find(|op| op.path() == op_path)
-    }
-
-    /// In declaration order, so `op as usize` is an operation's position here.
-    pub const ALL: [Op; 3] = [Op::Chat, Op::Completions, Op::Embeddings];
-
-    /// How usage rows name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Chat => "chat",
-            Op::Completions => "completions",
-            Op::Embeddings => "embeddings",
-        }
-    }
-
-    /// The operation's path: under an endpoint's base upstream, and under `/v1` at the gateway.
-    pub fn path(self) -> &'static str {
-        match self {
-            Op::Chat => "/chat/completions",
-            Op::Completions => "/completions",
-            Op::Embeddings => "/embeddings",
-        }
-    }
-}
 
 pub struct Endpoint {
     /// The endpoint's row id (usage is recorded per endpoint).
@@ -191,13 +156,13 @@ pub struct Snapshot {
     /// removes from it while the snapshot serves.
     pub retired: Mutex<FxHashMap<CounterKey, Arc<Counter>>>,
     /// Quotas by subject (a key's, a workspace's).
-    pub quotas: FxHashMap<(RuleTarget, i64), super::quota::QuotaCheck>,
+    pub quotas: FxHashMap<(RuleTarget, i64), super::admission::quota::QuotaCheck>,
 }
 
 impl Snapshot {
     /// The quotas that apply to this caller: its key's, then its workspace's (the order
-    /// [`super::quota::check`] locks them in).
-    pub fn quotas_for(&self, caller: &Caller) -> SmallVec<[&super::quota::QuotaCheck; 2]> {
+    /// [`super::admission::quota::check`] locks them in).
+    pub fn quotas_for(&self, caller: &Caller) -> SmallVec<[&super::admission::quota::QuotaCheck; 2]> {
         if self.quotas.is_empty() {
             return SmallVec::new();
         }
@@ -219,8 +184,24 @@ pub fn compose_base(url: &str) -> String {
     }
 }
 
-/// Builds the snapshot of `revision`: enabled MaaS models whose marketplace entry is published,
-/// on `cluster` (every cluster when `None`; a name on several clusters resolves to the oldest).
+/// The configuration as read from the database, what [`assemble`] turns into a snapshot:
+/// enabled models of published marketplace entries (on the served cluster), their endpoints and
+/// rules in order, and the quotas with what their periods spent.
+#[derive(Default)]
+pub struct Rows {
+    pub models: Vec<(maas_model::Model, marketplace_model::Model)>,
+    pub endpoints: HashMap<i64, Vec<endpoint::Model>>,
+    pub rules: HashMap<i64, Vec<rule::Model>>,
+    pub quotas: FxHashMap<(RuleTarget, i64), QuotaCheck>,
+}
+
+/// One API key as the snapshot knows it: (secret hash in hex, key id, workspace id, holder's
+/// expiry, operator's expiry, holder's models, operator's models).
+pub type KeyRow = (String, i64, i64, Option<i64>, Option<i64>, Option<String>, Option<String>);
+
+/// Builds the snapshot of `revision` from the database: enabled MaaS models whose marketplace
+/// entry is published, on `cluster` (every cluster when `None`; a name on several clusters
+/// resolves to the oldest), and every key that is not revoked.
 pub async fn build(
     db: &(impl ConnectionTrait + StreamTrait),
     secrets: &SecretBox,
@@ -229,6 +210,69 @@ pub async fn build(
     previous: Option<&Snapshot>,
     now_secs: i64,
 ) -> Result<Snapshot, DbErr> {
+    let rows = load(db, cluster_name, previous, now_secs).await?;
+    let mut snap = assemble(rows, secrets, revision, previous);
+    // Streamed, three columns: with many keys, loading whole rows first was most of the
+    // gateway's peak memory.
+    let mut keys = api_key::Entity::find()
+        .select_only()
+        .columns([api_key::Column::SecretHash, api_key::Column::Id, api_key::Column::WorkspaceId])
+        .columns([api_key::Column::ExpiresAt, api_key::Column::LimitExpiresAt, api_key::Column::Models, api_key::Column::LimitModels])
+        .filter(api_key::Column::RevokedAt.is_null())
+        .into_tuple::<KeyRow>()
+        .stream(db)
+        .await?;
+    while let Some(row) = keys.try_next().await? {
+        snap.add_key(row);
+    }
+    Ok(snap)
+}
+
+/// Reads what [`assemble`] needs (see [`Rows`]); the quotas' counters carry over from
+/// `previous` for the same subject and period.
+pub async fn load(
+    db: &impl ConnectionTrait,
+    cluster_name: Option<&str>,
+    previous: Option<&Snapshot>,
+    now_secs: i64,
+) -> Result<Rows, DbErr> {
+    let clusters: HashMap<i64, cluster::Model> = cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
+    let models = maas_model::Entity::find()
+        .find_also_related(marketplace_model::Entity)
+        .filter(maas_model::Column::Enabled.eq(true))
+        .filter(marketplace_model::Column::Published.eq(true))
+        .order_by_asc(maas_model::Column::Id)
+        .all(db)
+        .await?;
+    let models: Vec<(maas_model::Model, marketplace_model::Model)> = models
+        .into_iter()
+        .filter_map(|(m, mm)| Some((m, mm?)))
+        .filter(|(m, _)| cluster_name.is_none_or(|c| clusters.get(&m.cluster_id).is_some_and(|x| x.name == c)))
+        .collect();
+    let ids: Vec<i64> = models.iter().map(|(m, _)| m.id).collect();
+    let mut endpoints: HashMap<i64, Vec<endpoint::Model>> = HashMap::new();
+    for e in endpoint::Entity::find()
+        .filter(endpoint::Column::MaasModelId.is_in(ids.clone()))
+        .order_by_asc(endpoint::Column::Position)
+        .all(db)
+        .await?
+    {
+        endpoints.entry(e.maas_model_id).or_default().push(e);
+    }
+    let mut rules: HashMap<i64, Vec<rule::Model>> = HashMap::new();
+    for r in rule::Entity::find().filter(rule::Column::MaasModelId.is_in(ids)).order_by_asc(rule::Column::Position).all(db).await? {
+        rules.entry(r.maas_model_id).or_default().push(r);
+    }
+    let quota_counters = previous.map(|p| p.quotas.values().map(|q| (q.key, q.counter().clone())).collect()).unwrap_or_default();
+    let quotas = super::admission::quota::load(db, &quota_counters, now_secs).await?;
+    Ok(Rows { models, endpoints, rules, quotas })
+}
+
+/// The snapshot of `revision` from `rows`, without touching a database: what survives from
+/// `previous` (endpoint health and slots, rule counters) is carried over. Keys are added after
+/// ([`Snapshot::add_key`]).
+pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option<&Snapshot>) -> Snapshot {
+    let Rows { models, endpoints: mut eps, mut rules, quotas } = rows;
     // Health of endpoints that survive the change (same model, URL and Model ID) carries over.
     // Previous routes by id, found once: a scan per endpoint was quadratic in the models.
     let previous_routes: HashMap<i64, &Route> = previous.map(|p| p.models.values().map(|r| (r.id, &**r)).collect()).unwrap_or_default();
@@ -246,41 +290,13 @@ pub async fn build(
             None => Some(super::slots::Slots::new(cap)),
         }
     };
-    let clusters: HashMap<i64, cluster::Model> = cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
-    let models = maas_model::Entity::find()
-        .find_also_related(marketplace_model::Entity)
-        .filter(maas_model::Column::Enabled.eq(true))
-        .filter(marketplace_model::Column::Published.eq(true))
-        .order_by_asc(maas_model::Column::Id)
-        .all(db)
-        .await?;
-    let models: Vec<(maas_model::Model, marketplace_model::Model)> = models
-        .into_iter()
-        .filter_map(|(m, mm)| Some((m, mm?)))
-        .filter(|(m, _)| cluster_name.is_none_or(|c| clusters.get(&m.cluster_id).is_some_and(|x| x.name == c)))
-        .collect();
-    let ids: Vec<i64> = models.iter().map(|(m, _)| m.id).collect();
-    let mut eps: HashMap<i64, Vec<endpoint::Model>> = HashMap::new();
-    for e in endpoint::Entity::find()
-        .filter(endpoint::Column::MaasModelId.is_in(ids.clone()))
-        .order_by_asc(endpoint::Column::Position)
-        .all(db)
-        .await?
-    {
-        eps.entry(e.maas_model_id).or_default().push(e);
-    }
-    let mut rules: HashMap<i64, Vec<rule::Model>> = HashMap::new();
-    for r in rule::Entity::find().filter(rule::Column::MaasModelId.is_in(ids)).order_by_asc(rule::Column::Position).all(db).await? {
-        rules.entry(r.maas_model_id).or_default().push(r);
-    }
     // Counters outlive snapshots: the same rule meaning keeps counting what it already admitted.
     let mut counters: FxHashMap<CounterKey, Arc<Counter>> =
         previous_routes.values().flat_map(|r| r.rules.iter()).map(|c| (c.key, c.counter().clone())).collect();
     if let Some(p) = previous {
         counters.extend(p.retired.lock().iter().map(|(k, c)| (*k, c.clone())));
     }
-    let quota_counters = previous.map(|p| p.quotas.values().map(|q| (q.key, q.counter().clone())).collect()).unwrap_or_default();
-    let mut snap = Snapshot { revision, quotas: super::quota::load(db, &quota_counters, now_secs).await?, ..Default::default() };
+    let mut snap = Snapshot { revision, quotas, ..Default::default() };
     for (m, mm) in models {
         if snap.models.contains_key(&mm.name) {
             continue;
@@ -342,32 +358,26 @@ pub async fn build(
                 .collect(),
             balancer,
             rules: model_rules,
-            reserve_output: m.reserve_output_tokens.map_or(super::reserve::DEFAULT_OUTPUT_TOKENS, |r| r.max(1) as u64),
+            reserve_output: m.reserve_output_tokens.map_or(super::admission::reserve::DEFAULT_OUTPUT_TOKENS, |r| r.max(1) as u64),
             waiting: Default::default(),
         };
         snap.models.insert(mm.name, Arc::new(route));
     }
     let served: FxHashSet<CounterKey> = snap.models.values().flat_map(|r| r.rules.iter()).map(|c| c.key).collect();
     snap.retired = Mutex::new(counters.into_iter().filter(|(k, c)| !served.contains(k) && c.holds_admissions()).collect());
-    // Streamed, three columns: with many keys, loading whole rows first was most of the
-    // gateway's peak memory.
-    let mut keys = api_key::Entity::find()
-        .select_only()
-        .columns([api_key::Column::SecretHash, api_key::Column::Id, api_key::Column::WorkspaceId])
-        .columns([api_key::Column::ExpiresAt, api_key::Column::LimitExpiresAt, api_key::Column::Models, api_key::Column::LimitModels])
-        .filter(api_key::Column::RevokedAt.is_null())
-        .into_tuple::<(String, i64, i64, Option<i64>, Option<i64>, Option<String>, Option<String>)>()
-        .stream(db)
-        .await?;
-    while let Some((hash, key_id, workspace_id, own_expiry, limit_expiry, own_models, limit_models)) = keys.try_next().await? {
+    snap
+}
+
+impl Snapshot {
+    /// Adds a key that may call (not revoked), with its effective scope.
+    pub fn add_key(&mut self, (hash, key_id, workspace_id, own_expiry, limit_expiry, own_models, limit_models): KeyRow) {
         let mut digest = [0u8; 32];
         if hex::decode_to_slice(&hash, &mut digest).is_ok() {
             let scope = app::types::KeyScope::effective_stored(own_expiry, limit_expiry, own_models.as_deref(), limit_models.as_deref());
             let models = scope.1.map(|m| Arc::from(m.into_boxed_slice()));
-            snap.keys.insert(digest, Caller { key_id, workspace_id, expires_at: scope.0, models });
+            self.keys.insert(digest, Caller { key_id, workspace_id, expires_at: scope.0, models });
         }
     }
-    Ok(snap)
 }
 
 fn parse_targets(base: &str) -> Option<[Target; 3]> {

@@ -228,3 +228,34 @@ pub fn demo_serve(demo_upstream: &str, env: &[(&str, &str)]) -> DemoServe {
     let key = std::fs::read_to_string(dir.path().join("demo.key")).unwrap().trim().to_owned();
     DemoServe { child, dir, base: format!("http://127.0.0.1:{port}"), port, key }
 }
+
+/// Serves `front` on a port of its own as `maas serve` / `maas gateway` do (the same serving
+/// layer, with the default client bounds); the base URL.
+#[allow(dead_code)] // not every test binary serves a front
+pub async fn serve_front(front: server::gateway::Front) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let clients = server::serving::Server::new(server::serving::ClientLimits::default(), 1 << 20);
+    tokio::spawn(async move {
+        // Serving until the test's runtime ends (a dropped sender would stop it).
+        let _stop = stop;
+        server::serving::serve(l, front, clients, rx).await.unwrap()
+    });
+    format!("http://{addr}")
+}
+
+/// The metrics router as `maas serve` mounts it on its main listener without a scrape token.
+#[allow(dead_code)]
+pub fn metrics_without_token(gw: &std::sync::Arc<server::gateway::Gateway>) -> Router {
+    gw.metrics_router(Some(server::gateway::metrics::ScrapeAuth { token: None }))
+}
+
+/// Serves a plain router (the mock upstream) on a port of its own; the base URL.
+#[allow(dead_code)]
+pub async fn serve_router(router: Router) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+    format!("http://{addr}")
+}

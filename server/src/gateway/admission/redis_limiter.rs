@@ -17,7 +17,7 @@
 //! apply to a caller are its key's and its workspace's, so one script's keys share a Redis
 //! Cluster slot.
 use super::limiter::{Admission, CounterKey, Rejection, RuleCheck};
-use super::quota::QuotaKey;
+use super::quota::{Budget, QuotaCheck, QuotaKey};
 use app::types::{RuleKind, RuleTarget};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::borrow::Borrow;
@@ -313,13 +313,6 @@ pub enum SharedCounter {
     Quota { key: QuotaKey, period_start: i64, budget: Budget },
 }
 
-/// What a quota's counter counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Budget {
-    Tokens,
-    Requests,
-}
-
 impl SharedCounter {
     /// The script's code for it (see [`CHECK`]).
     fn code(self) -> u8 {
@@ -386,6 +379,22 @@ pub struct SharedQuota {
     pub base: u64,
     /// When Redis may forget the count (Unix ms): a day after its period ends.
     pub expires_at_ms: i64,
+}
+
+/// `q`'s budgets as counters in Redis for the period holding `now_secs`, each seeded (where
+/// Redis lacks it) with what this process knows was spent: the ledger and its own calls since,
+/// not what calls in flight reserve (their leases hold that).
+pub fn shared_quotas(q: &QuotaCheck, now_secs: i64) -> impl Iterator<Item = SharedQuota> + '_ {
+    let (period_start, tokens, requests) = q.spent(now_secs);
+    let expires_at_ms = (q.key.period.end(now_secs) + 86_400) * 1000;
+    [(Budget::Tokens, q.tokens, tokens), (Budget::Requests, q.requests, requests)].into_iter().filter_map(move |(budget, limit, base)| {
+        limit.map(|limit| SharedQuota {
+            counter: SharedCounter::Quota { key: q.key, period_start, budget },
+            budget: limit,
+            base,
+            expires_at_ms,
+        })
+    })
 }
 
 /// Why Redis refused a call.

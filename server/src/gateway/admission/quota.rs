@@ -2,7 +2,7 @@
 //! (UTC), across every model. A call is admitted only while what the period spent plus what
 //! calls in flight reserved is below each budget that applies (the key's and its
 //! workspace's); it reserves one request and its token estimate, and settles to its real usage
-//! when it ends, like a token rule (see [`super::limiter::Lease`]).
+//! when it ends, like a token rule (see [`QuotaHold`]).
 //!
 //! What the period spent comes from the `quota_spent` ledger, which every gateway adds its
 //! calls to after each usage flush ([`flush`]), plus what this process counted since (not yet
@@ -12,7 +12,7 @@
 //! call here too ([`record`]): for the ledger, and for when Redis cannot answer. Without Redis
 //! each replica learns of the others' calls at its next flush (every few seconds), so a quota
 //! can be overspent by at most what the other replicas admit within one flush interval.
-use super::redis_limiter::{Budget, SharedCounter, SharedQuota};
+use super::hold::Consumed;
 use app::days::Period;
 use app::ssr::entities::quota;
 use app::types::RuleTarget;
@@ -73,6 +73,13 @@ impl Spent {
     }
 }
 
+/// What a quota's counter counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    Tokens,
+    Requests,
+}
+
 /// A spent quota: what the 429 says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaExceeded {
@@ -109,55 +116,74 @@ impl QuotaCheck {
         }
     }
 
-    /// Its budgets as counters in Redis for the period holding `now_secs`, each seeded (where
-    /// Redis lacks it) with what this process knows was spent: the ledger and its own calls
-    /// since, not what calls in flight reserve (their leases hold that).
-    pub fn shared(&self, now_secs: i64) -> impl Iterator<Item = SharedQuota> + '_ {
+    /// A quota of `tokens` and/or `requests` for `key`, starting from nothing spent.
+    pub fn new(key: QuotaKey, tokens: Option<u64>, requests: Option<u64>) -> Self {
+        QuotaCheck { key, tokens, requests, counter: Arc::default() }
+    }
+
+    /// Tokens that calls in flight hold reserved in it.
+    pub fn reserved(&self) -> u64 {
+        self.counter.state.lock().reserved
+    }
+
+    /// What the period holding `now_secs` spent, as far as this process knows (the ledger and
+    /// its own calls since, not what calls in flight reserve): (period start, tokens, requests).
+    pub fn spent(&self, now_secs: i64) -> (i64, u64, u64) {
         let period_start = self.key.period.start(now_secs);
-        let expires_at_ms = (self.key.period.end(now_secs) + 86_400) * 1000;
-        let (tokens, requests) = {
-            let mut st = self.counter.state.lock();
-            let st = st.at(period_start);
-            (st.ledger_tokens + st.new_tokens, st.ledger_requests + st.new_requests)
-        };
-        [(Budget::Tokens, self.tokens, tokens), (Budget::Requests, self.requests, requests)].into_iter().filter_map(
-            move |(budget, limit, base)| {
-                limit.map(|limit| SharedQuota {
-                    counter: SharedCounter::Quota { key: self.key, period_start, budget },
-                    budget: limit,
-                    base,
-                    expires_at_ms,
-                })
-            },
-        )
+        let mut st = self.counter.state.lock();
+        let st = st.at(period_start);
+        (period_start, st.ledger_tokens + st.new_tokens, st.ledger_requests + st.new_requests)
+    }
+}
+
+/// The quotas a call reserved in, with its estimate: given back when it ends (the real usage
+/// counted, [`QuotaHold::end`]) or is dropped (the estimate counted).
+#[derive(Default, Debug)]
+pub struct QuotaHold {
+    held: smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>,
+}
+
+impl QuotaHold {
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    pub fn end(&mut self, consumed: Consumed) {
+        for (counter, reserved) in self.held.drain(..) {
+            let mut st = counter.state.lock();
+            st.reserved = st.reserved.saturating_sub(reserved);
+            match consumed.tokens(reserved) {
+                Some(tokens) => st.new_tokens += tokens,
+                None => st.new_requests = st.new_requests.saturating_sub(1),
+            }
+        }
+    }
+}
+
+impl Drop for QuotaHold {
+    fn drop(&mut self) {
+        self.end(Consumed::Estimate);
     }
 }
 
 /// Checks the call against `quotas` (at most the key's and its workspace's) at wall time
 /// `now_secs` and, if every one has room, reserves a request and `estimate` tokens in each
-/// (pushed to `held`, which the call's lease settles). A refusal reserves nothing.
-pub fn check(
-    quotas: &[&QuotaCheck],
-    now_secs: i64,
-    estimate: u64,
-    held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>,
-) -> Result<(), QuotaExceeded> {
-    reserve(quotas, now_secs, estimate, held, true)
+/// (in the returned hold, which the call's end settles). A refusal reserves nothing.
+pub fn check(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64) -> Result<QuotaHold, QuotaExceeded> {
+    let mut held = QuotaHold::default();
+    reserve(quotas, now_secs, estimate, &mut held, true)?;
+    Ok(held)
 }
 
 /// Reserves as [`check`] does without checking: a call Redis admitted is counted here too, for
 /// the ledger and for when Redis cannot answer.
-pub fn record(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64, held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>) {
-    let _always = reserve(quotas, now_secs, estimate, held, false);
+pub fn record(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64) -> QuotaHold {
+    let mut held = QuotaHold::default();
+    let _always = reserve(quotas, now_secs, estimate, &mut held, false);
+    held
 }
 
-fn reserve(
-    quotas: &[&QuotaCheck],
-    now_secs: i64,
-    estimate: u64,
-    held: &mut smallvec::SmallVec<[(Arc<QuotaCounter>, u64); 2]>,
-    enforce: bool,
-) -> Result<(), QuotaExceeded> {
+fn reserve(quotas: &[&QuotaCheck], now_secs: i64, estimate: u64, held: &mut QuotaHold, enforce: bool) -> Result<(), QuotaExceeded> {
     // Locked in the order given (the key's, then the workspace's: the same for every call, and a
     // counter is only ever one subject's), so two calls never wait on each other in a cycle.
     let mut locked: smallvec::SmallVec<[parking_lot::MutexGuard<'_, Spent>; 2]> = smallvec::SmallVec::new();
@@ -178,20 +204,9 @@ fn reserve(
     for (q, st) in quotas.iter().zip(locked.iter_mut()) {
         st.new_requests += 1;
         st.reserved += estimate;
-        held.push((q.counter.clone(), estimate));
+        held.held.push((q.counter.clone(), estimate));
     }
     Ok(())
-}
-
-/// The end of a call that reserved `reserved` tokens: `consumed` is what it used (`Some(None)`:
-/// unknown, the estimate stands), or `None` when it never ran (its request is given back).
-pub(super) fn settle(counter: &QuotaCounter, reserved: u64, consumed: Option<Option<u64>>) {
-    let mut st = counter.state.lock();
-    st.reserved = st.reserved.saturating_sub(reserved);
-    match consumed {
-        Some(tokens) => st.new_tokens += tokens.unwrap_or(reserved),
-        None => st.new_requests = st.new_requests.saturating_sub(1),
-    }
 }
 
 /// Builds the snapshot's quotas: counters carried over from `previous` for the same subject
@@ -307,27 +322,24 @@ mod tests {
         let dec_2 = app::days::parse_day("2026-12-02").unwrap() * 86_400;
         let key = q(RuleTarget::ApiKey, 1, Some(1_000), None);
         let ws = q(RuleTarget::Workspace, 1, None, Some(3));
-        let mut held = smallvec::SmallVec::new();
-        check(&[&key, &ws], dec_2, 600, &mut held).unwrap();
-        check(&[&key, &ws], dec_2, 600, &mut held).expect("600 reserved < 1,000");
-        let e = check(&[&key, &ws], dec_2, 1, &mut held).unwrap_err();
+        let a = check(&[&key, &ws], dec_2, 600).unwrap();
+        let b = check(&[&key, &ws], dec_2, 600).expect("600 reserved < 1,000");
+        let e = check(&[&key, &ws], dec_2, 1).unwrap_err();
         assert_eq!((e.target, e.what, e.budget), (RuleTarget::ApiKey, "tokens", 1_000));
         assert_eq!(e.resets_at, app::days::parse_day("2027-01-01").unwrap() * 86_400);
-        assert_eq!(held.len(), 4, "a refusal reserves nothing");
+        assert_eq!(a.held.len() + b.held.len(), 4, "a refusal reserves nothing");
         // Both settle small: 2 requests and 30 tokens spent; the workspace allows one more call.
-        for (c, r) in held.drain(..) {
-            settle(&c, r, Some(Some(15)));
+        for mut h in [a, b] {
+            h.end(Consumed::Tokens(15));
         }
-        check(&[&key, &ws], dec_2, 1, &mut held).unwrap();
-        let e = check(&[&key, &ws], dec_2, 1, &mut held).unwrap_err();
+        let mut c = check(&[&key, &ws], dec_2, 1).unwrap();
+        let e = check(&[&key, &ws], dec_2, 1).unwrap_err();
         assert_eq!((e.target, e.what, e.budget), (RuleTarget::Workspace, "requests", 3));
         // A call that never ran gives its request back.
-        let (c, r) = held.pop().unwrap();
-        settle(&c, r, None);
-        held.clear();
-        check(&[&key, &ws], dec_2, 1, &mut held).expect("the cancelled call's request is free again");
-        assert!(check(&[&key, &ws], dec_2, 1, &mut held).is_err());
+        c.end(Consumed::Nothing);
+        let _d = check(&[&key, &ws], dec_2, 1).expect("the cancelled call's request is free again");
+        assert!(check(&[&key, &ws], dec_2, 1).is_err());
         let jan_1 = app::days::parse_day("2027-01-01").unwrap() * 86_400;
-        check(&[&key, &ws], jan_1, 1, &mut held).expect("a new month");
+        let _e = check(&[&key, &ws], jan_1, 1).expect("a new month");
     }
 }

@@ -1,9 +1,9 @@
 //! What a call reserves in token rules when it is admitted, before anyone knows its usage:
 //! its prompt's size plus the output it may produce. Replaced by the real usage when the call
-//! ends (see [`super::limiter::Lease`]), so the estimate only decides how much room calls in
+//! ends (see [`super::ticket::Ticket::end`]), so the estimate only decides how much room calls in
 //! flight hold meanwhile.
-use super::body::RequestBody;
-use super::snapshot::Op;
+use crate::gateway::body::RequestBody;
+use crate::gateway::op::Op;
 
 /// Output reserved for a call that does not say how much it may produce (no `max_tokens` or
 /// `max_completion_tokens`) to a model that sets no reservation of its own.

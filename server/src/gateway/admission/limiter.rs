@@ -4,10 +4,10 @@
 //!   `limit`, under any concurrency;
 //! - **tokens** per window: a call is admitted only while the tokens consumed in the window plus
 //!   the tokens reserved by calls in flight are below the limit. Admission reserves an estimate
-//!   (the caller's); the call's end replaces it by the real usage ([`Lease::settle`]; unknown
+//!   (the caller's); the call's end replaces it by the real usage ([`RuleHold::settle`]; unknown
 //!   usage keeps the estimate). So a window consumes at most its limit plus the overshoot of the
 //!   calls that were in flight when it filled (each beyond its estimate), never more;
-//! - **concurrent** calls: in flight at once, released when the call's [`Lease`] is dropped
+//! - **concurrent** calls: in flight at once, released when the call's [`RuleHold`] is dropped
 //!   (a stream's end, the client leaving, an error).
 //!
 //! Windows are sliding logs, run-length encoded per tick (1 ms for windows up to 1 s, a
@@ -23,30 +23,13 @@
 //! map of every active key; and memory is bounded by the rules configured, not by the keys that
 //! happen to be active. Counters that fall idle give back what they spilled to the heap
 //! ([`Counter::release_idle`], run by the gateway's heartbeat).
+use super::hold::Consumed;
+use crate::gateway::clock::{Clock, SharedClock};
 use app::types::{RuleKind, RuleTarget};
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 use std::borrow::Borrow;
 use std::sync::Arc;
-use std::time::Instant;
-
-/// Milliseconds on a monotonic clock (below 2^44: half a millennium); injected so tests move
-/// time instead of sleeping.
-pub trait Clock: Send + Sync + 'static {
-    fn now_ms(&self) -> u64;
-}
-
-pub struct SystemClock(Instant);
-impl Default for SystemClock {
-    fn default() -> Self {
-        SystemClock(Instant::now())
-    }
-}
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-}
 
 /// A counter's identity survives config reloads as long as the rule means the same thing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -228,121 +211,70 @@ pub struct Admission {
     pub reset_ms: u64,
 }
 
-/// An admitted call: the headers' figures and what it holds until it ends.
+/// An admitted call: the headers' figures and what it holds in token and concurrency rules
+/// until it ends.
 #[derive(Debug, Default)]
 pub struct Admitted {
     /// The tightest request rule.
     pub requests: Option<Admission>,
     /// The tightest token rule.
     pub tokens: Option<Admission>,
-    pub lease: Lease,
+    pub hold: RuleHold,
 }
 
-/// What an admitted call holds in token and concurrency counters, quotas and a capped
-/// endpoint: its token reservations and its places in flight. Dropped, it releases them and
-/// counts the reservations as consumed (usage unknown); [`Lease::settle`] counts the real usage
-/// instead. Empty (one null pointer, no allocation) when the call holds nothing, as calls under
-/// request rules alone do: the request path pays one allocation only for what it holds.
+/// What an admitted call holds in token and concurrency counters: its token reservations and
+/// its places in flight. Dropped, it gives them back and counts the reservations as consumed
+/// (usage unknown); [`RuleHold::settle`] counts the real usage instead. Holds nothing (no
+/// allocation) under request rules alone.
 #[derive(Default)]
-pub struct Lease(Option<Box<Held>>);
-
-#[derive(Default)]
-struct Held {
+pub struct RuleHold {
     counters: SmallVec<[(Arc<Counter>, u64); 2]>,
-    clock: Option<Arc<dyn Clock>>,
-    /// Quotas the call reserved in (see [`super::quota`]), with its estimate.
-    quotas: SmallVec<[(Arc<super::quota::QuotaCounter>, u64); 2]>,
-    /// Its place on a capped endpoint, given back with the lease.
-    slot: Option<super::slots::Slot>,
-    /// What it holds in Redis, shared with the other replicas.
-    shared: Option<super::shared_limits::SharedLease>,
+    clock: Option<SharedClock>,
 }
 
-impl std::fmt::Debug for Lease {
+impl std::fmt::Debug for RuleHold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("held", &self.0.as_ref().map_or(0, |h| h.counters.len() + h.quotas.len())).finish()
+        f.debug_struct("RuleHold").field("counters", &self.counters.len()).finish()
     }
 }
 
-impl Lease {
+impl RuleHold {
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
-    fn held(&mut self) -> &mut Held {
-        self.0.get_or_insert_with(Box::default)
-    }
-
-    /// Where [`super::quota::check`] puts the quotas the call reserves in.
-    pub(super) fn quotas(&mut self) -> &mut SmallVec<[(Arc<super::quota::QuotaCounter>, u64); 2]> {
-        &mut self.held().quotas
-    }
-
-    /// The call's place on a capped endpoint, held until the lease ends.
-    pub(super) fn hold_slot(&mut self, slot: Option<super::slots::Slot>) {
-        if slot.is_some() {
-            self.held().slot = slot;
-        }
-    }
-
-    /// The call's lease in Redis, ended with this one.
-    pub(super) fn hold_shared(&mut self, shared: super::shared_limits::SharedLease) {
-        self.held().shared = Some(shared);
-    }
-
-    /// Takes over `other`'s holdings (a call admitted by two limiters holds both).
-    pub fn merge(&mut self, mut other: Lease) {
-        let Some(mut theirs) = other.0.take() else { return };
-        let Some(ours) = self.0.as_mut() else {
-            self.0 = Some(theirs);
-            return;
-        };
-        ours.counters.extend(theirs.counters.drain(..));
-        ours.quotas.extend(theirs.quotas.drain(..));
-        ours.slot = ours.slot.take().or(theirs.slot.take());
-        ours.shared = ours.shared.take().or(theirs.shared.take());
-        if ours.clock.is_none() {
-            ours.clock = theirs.clock.take();
-        }
+        self.counters.is_empty()
     }
 
     /// The call ended having used `tokens` (input + output; `None`: unknown, the estimate
     /// stands).
     pub fn settle(mut self, tokens: Option<u64>) {
-        self.end(Some(tokens));
+        self.end(tokens.map_or(Consumed::Estimate, Consumed::Tokens));
     }
 
-    /// The call never ran (another limiter refused it): released, nothing consumed.
+    /// The call never ran (another counter refused it): given back, nothing consumed.
     pub fn cancel(mut self) {
-        self.end(None);
+        self.end(Consumed::Nothing);
     }
 
-    /// `consumed`: `Some(tokens)` records them (`Some(None)`: the estimate), `None` nothing.
-    fn end(&mut self, consumed: Option<Option<u64>>) {
-        let Some(mut h) = self.0.take() else { return };
-        if let Some(shared) = h.shared.take() {
-            shared.end(consumed);
+    /// Gives back what the call holds, recording what it consumed.
+    pub fn end(&mut self, consumed: Consumed) {
+        if self.counters.is_empty() {
+            return;
         }
-        for (q, reserved) in h.quotas.drain(..) {
-            super::quota::settle(&q, reserved, consumed);
-        }
-        if !h.counters.is_empty() {
-            let now = h.clock.as_ref().map_or(0, |c| c.now_ms());
-            for (c, reserved) in h.counters.drain(..) {
-                let mut st = c.lock_at(now);
-                st.held = st.held.saturating_sub(reserved);
-                if let (RuleKind::Tokens, Some(tokens)) = (c.kind, consumed) {
-                    st.log.record(stamp(now, c.duration_ms), tokens.unwrap_or(reserved));
+        let now = self.clock.as_ref().map_or(0, |c| c.now_ms());
+        for (c, reserved) in self.counters.drain(..) {
+            let mut st = c.lock_at(now);
+            st.held = st.held.saturating_sub(reserved);
+            if c.kind == RuleKind::Tokens {
+                if let Some(tokens) = consumed.tokens(reserved) {
+                    st.log.record(stamp(now, c.duration_ms), tokens);
                 }
             }
         }
-        // The slot goes back with `h`.
     }
 }
 
-impl Drop for Lease {
+impl Drop for RuleHold {
     fn drop(&mut self) {
-        self.end(Some(None));
+        self.end(Consumed::Estimate);
     }
 }
 
@@ -458,13 +390,18 @@ impl Log {
     }
 }
 
-pub struct Limiter<C: Clock = SystemClock> {
-    clock: Arc<C>,
+pub struct Limiter {
+    clock: SharedClock,
 }
 
-impl<C: Clock> Limiter<C> {
-    pub fn new(clock: C) -> Self {
-        Limiter { clock: Arc::new(clock) }
+impl Limiter {
+    pub fn new(clock: impl Clock) -> Self {
+        Self::on(Arc::new(clock))
+    }
+
+    /// On the gateway's clock.
+    pub fn on(clock: SharedClock) -> Self {
+        Limiter { clock }
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -472,7 +409,7 @@ impl<C: Clock> Limiter<C> {
     }
 
     /// Checks a call against every rule that applies and, if all admit it, records it in each:
-    /// `estimate` is what it reserves in token rules until it ends (see [`Lease`]).
+    /// `estimate` is what it reserves in token rules until it ends (see [`RuleHold`]).
     pub fn check<R: Borrow<RuleCheck>>(&self, rules: &[R], estimate: u64) -> Result<Admitted, Rejection> {
         self.admit(rules, estimate, true)
     }
@@ -500,7 +437,7 @@ impl<C: Clock> Limiter<C> {
             let mut admitted = Admitted::default();
             self.report(&mut admitted, r, &st, now);
             drop(st);
-            self.hold(&mut admitted.lease, &r.counter, estimate);
+            self.hold(&mut admitted.hold, &r.counter, estimate);
             return Ok(admitted);
         }
         // Several rules: lock each distinct counter once, in address order (no deadlock between
@@ -538,7 +475,7 @@ impl<C: Clock> Limiter<C> {
         }
         drop(states);
         for c in counters {
-            self.hold(&mut admitted.lease, c, estimate);
+            self.hold(&mut admitted.hold, c, estimate);
         }
         Ok(admitted)
     }
@@ -557,14 +494,13 @@ impl<C: Clock> Limiter<C> {
         }
     }
 
-    /// Puts what the call holds in `c` (if anything) into its lease.
-    fn hold(&self, lease: &mut Lease, c: &Arc<Counter>, estimate: u64) {
+    /// Puts what the call holds in `c` (if anything) into its hold.
+    fn hold(&self, held: &mut RuleHold, c: &Arc<Counter>, estimate: u64) {
         if c.kind == RuleKind::Requests {
             return;
         }
-        let held = lease.held();
         if held.clock.is_none() {
-            held.clock = Some(self.clock.clone() as Arc<dyn Clock>);
+            held.clock = Some(self.clock.clone());
         }
         held.counters.push((c.clone(), c.cost(estimate)));
     }
@@ -588,20 +524,8 @@ fn reject(r: &RuleCheck, st: &State, now: u64) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
-    #[derive(Clone, Default)]
-    struct FakeClock(Arc<AtomicU64>);
-    impl Clock for FakeClock {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
-    impl FakeClock {
-        fn advance(&self, ms: u64) {
-            self.0.fetch_add(ms, Ordering::SeqCst);
-        }
-    }
+    type FakeClock = crate::gateway::clock::ManualClock;
 
     fn rule(subject: i64, limit: u64, secs: u64, target: &'static str) -> RuleCheck {
         let t = if target == "workspace" { RuleTarget::Workspace } else { RuleTarget::ApiKey };
@@ -774,7 +698,8 @@ mod tests {
 
     #[test]
     fn concurrent_requests_admit_exactly_the_limit() {
-        let l = Arc::new(Limiter::new(SystemClock::default()));
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let l = Arc::new(Limiter::new(crate::gateway::clock::SystemClock::default()));
         let r = [rule(1, 100, 3600, "api_key")];
         let admitted = Arc::new(AtomicU64::new(0));
         std::thread::scope(|s| {
@@ -861,19 +786,19 @@ mod tests {
         assert_eq!(refused.wait_ms, 1_000, "only reservations fill it: when they end is unknown, a second is the hint");
         // A settles at its real usage, 100 tokens: 100 consumed + 800 reserved.
         clock.advance(1_000);
-        a.lease.settle(Some(100));
+        a.hold.settle(Some(100));
         let d = l.check(&r, 50).unwrap();
         assert_eq!(d.tokens.as_ref().unwrap().remaining, 50, "1,000 - 100 consumed - 800 - 50 reserved");
         // B's usage is unknown: its estimate stands as consumed. C never ran: nothing.
-        drop(b.lease);
-        c.lease.cancel();
-        d.lease.settle(Some(450));
+        drop(b.hold);
+        c.hold.cancel();
+        d.hold.settle(Some(450));
         // 100 + 400 + 450 consumed, nothing reserved.
         let e = l.check(&r, 0).unwrap();
         assert_eq!(e.tokens.as_ref().unwrap().remaining, 50);
         // All settled at t0+1 s, in the tick ending at t0+1.019 s: they leave 60 s after it.
         assert_eq!(e.tokens.as_ref().unwrap().reset_ms, 60_019);
-        e.lease.settle(Some(60));
+        e.hold.settle(Some(60));
         let full = l.check(&r, 1).unwrap_err();
         assert_eq!((full.kind, full.wait_ms), (RuleKind::Tokens, 60_019), "1,010 consumed: 11 must leave, with the rest of their tick");
         clock.advance(60_018);
@@ -900,7 +825,7 @@ mod tests {
         drop(a);
         let c = l.check(&both, 0).unwrap();
         assert_eq!(c.requests.unwrap().remaining, 97, "the five refused calls consumed no request");
-        drop((b, c.lease));
+        drop((b, c.hold));
         assert_eq!(conc.counter().held(), 0, "every call ended: nothing held");
         assert!(!conc.counter().holds_admissions());
     }
@@ -927,7 +852,7 @@ mod tests {
             let (limit, secs) = (rng.gen_range(100..5_000), rng.gen_range(1..5));
             let r = [kind_rule(1, RuleKind::Tokens, limit, secs)];
             let mut calls: Vec<Done> = Vec::new();
-            let mut open: Vec<(usize, Lease)> = Vec::new();
+            let mut open: Vec<(usize, RuleHold)> = Vec::new();
             for _ in 0..2_000 {
                 clock.advance(rng.gen_range(0..120));
                 let now = clock.now_ms();
@@ -942,7 +867,7 @@ mod tests {
                             real: 0,
                             in_flight_then: open.iter().map(|(i, _)| *i).chain([id]).collect(),
                         });
-                        open.push((id, a.lease));
+                        open.push((id, a.hold));
                     }
                 } else if !open.is_empty() {
                     let (id, lease) = open.swap_remove(rng.gen_range(0..open.len()));

@@ -1,0 +1,190 @@
+//! The last step: the upstream's answer goes back to the client as it arrives (status, chosen
+//! headers, the admission's `x-ratelimit-*` headers, the body streamed), read for usage on its
+//! way, and the call ends with it.
+use super::call::CallCtx;
+use super::error;
+use super::upstream::UpstreamBody;
+use super::usage::{JsonEnds, SseUsage, Tokens};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
+use hyper::body::{Body as _, Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// An upstream's answer, as forwarding got it.
+pub struct Answer {
+    pub resp: http::Response<UpstreamBody>,
+    /// The gateway asked the stream for its usage chunk (which the client did not ask for, so
+    /// it is cut on the way back).
+    pub injected_usage: bool,
+}
+
+/// Headers of the upstream's answer that reach the caller (besides the body's framing).
+fn passes_through(name: &header::HeaderName) -> bool {
+    name == header::CONTENT_TYPE
+        || name == header::CACHE_CONTROL
+        || name.as_str().starts_with("x-request-id")
+        || name.as_str().starts_with("openai-")
+}
+
+/// Status, selected headers and body of the upstream, streamed as it arrives. Dropping the
+/// returned body (the client went away) drops the upstream response, which closes its
+/// connection: the upstream sees the cancel. The call goes with the body and ends with it.
+pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
+    let (parts, incoming) = answer.resp.into_parts();
+    let mut headers = HeaderMap::with_capacity(8);
+    for (k, v) in &parts.headers {
+        if passes_through(k) {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    error::admission_headers(&mut headers, call.ticket());
+    // The body's exact size hint (upstream Content-Length) becomes our Content-Length.
+    let body = if call.holds_something() {
+        let scan = if !call.metered() {
+            Scan::Off
+        } else {
+            let ct = parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
+            if ct.starts_with(b"text/event-stream") {
+                Scan::Sse(SseUsage::new(answer.injected_usage))
+            } else if ct.starts_with(b"application/json") {
+                Scan::Json(JsonEnds::default())
+            } else {
+                Scan::Off
+            }
+        };
+        Body::new(AnswerBody { inner: incoming, scan, call, held: None, ended: false, broke: false })
+    } else {
+        // Unmetered and holding nothing: the call's end has nothing to do (it ends here).
+        Body::new(incoming)
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = parts.status;
+    *res.headers_mut() = headers;
+    res
+}
+
+/// What is read of an answer as it passes through.
+enum Scan {
+    Json(JsonEnds),
+    Sse(SseUsage),
+    /// Neither JSON nor a stream (an upstream's HTML error page…), or metering off.
+    Off,
+}
+
+/// The upstream's answer on its way to the client. The call ends as soon as the answer is over
+/// (before its last bytes are handed on, so a client's next call already sees its limits
+/// settled), or when hyper drops the body (the client left).
+struct AnswerBody {
+    inner: UpstreamBody,
+    scan: Scan,
+    call: CallCtx,
+    /// What the SSE reader held back until the end (an event without its blank line).
+    held: Option<Bytes>,
+    ended: bool,
+    broke: bool,
+}
+
+impl AnswerBody {
+    /// The tokens the answer reports (`None`: unknown).
+    fn tokens(&self) -> Option<Tokens> {
+        match &self.scan {
+            Scan::Json(j) => j.usage(),
+            Scan::Sse(s) => s.tokens,
+            Scan::Off => None,
+        }
+    }
+
+    fn holds(&self) -> bool {
+        self.held.is_some() || matches!(&self.scan, Scan::Sse(s) if s.holds())
+    }
+
+    /// The answer is over: the call ends.
+    fn over(&mut self) {
+        self.ended = true;
+        let tokens = self.tokens();
+        self.call.answer_over(true, false, tokens);
+    }
+
+    fn sent(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.call.first_byte();
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        loop {
+            if let Some(b) = self.held.take() {
+                return self.sent(b);
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+                None => {
+                    if let Scan::Sse(s) = &mut self.scan {
+                        self.held = s.finish();
+                    }
+                    if self.held.is_some() {
+                        self.call.first_byte();
+                    }
+                    self.over();
+                }
+                Some(Err(e)) => {
+                    self.broke = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let data = match &mut self.scan {
+                            Scan::Json(j) => {
+                                j.feed(&data);
+                                data
+                            }
+                            Scan::Sse(s) => s.frame(data),
+                            Scan::Off => data,
+                        };
+                        // A body with a length is over with its last byte: hyper may not poll again.
+                        if self.inner.is_end_stream() && !self.holds() {
+                            if !data.is_empty() {
+                                self.call.first_byte();
+                            }
+                            self.over();
+                        }
+                        if !data.is_empty() {
+                            return self.sent(data);
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.held.is_none() || (self.inner.is_end_stream() && !self.holds())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // An SSE body may lose an event (the injected usage): its length is no longer known.
+        match &self.scan {
+            Scan::Sse(_) => SizeHint::default(),
+            _ => self.inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for AnswerBody {
+    fn drop(&mut self) {
+        // Over already, or cut: broken off by the upstream, or left by the client (what usage
+        // arrived counts, else the estimate).
+        let ended = self.ended || (self.inner.is_end_stream() && !self.holds());
+        let tokens = self.tokens();
+        self.call.answer_over(ended, self.broke, tokens);
+    }
+}

@@ -1,0 +1,203 @@
+//! One call's context, carried through every step of the request path, and its one end.
+//!
+//! A call ends in exactly one place, [`CallCtx::finish`], whatever happened to it: answered
+//! (when its answer's body ends, or is dropped because the client left), refused before or at
+//! admission, failed on every endpoint, or dropped with the request while it waited for an
+//! upstream. The end records the call in the usage meter and `/metrics`, and ends every hold
+//! the call took (its admission ticket, with the real usage or the estimate; its endpoint slot).
+use super::admission::{Consumed, Ticket};
+use super::clock::{Clock, SharedClock};
+use super::error::GatewayError;
+use super::meter::Meter;
+use super::op::Op;
+use super::record::{Call, FailReason, Outcome};
+use super::slots::Slot;
+use super::snapshot::Caller;
+use super::usage::Tokens;
+use axum::response::{IntoResponse, Response};
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+/// The status a call dropped before any answer is recorded with (nginx's "client closed
+/// request"): no HTTP status was ever sent.
+pub const CLIENT_CLOSED: u16 = 499;
+
+pub struct CallCtx {
+    clock: SharedClock,
+    started_ms: u64,
+    /// Where the call is recorded; `None` with metering off (its holds are still ended).
+    meter: Option<Arc<Meter>>,
+    /// The record so far: what the meter gets if the call ends now.
+    record: Call,
+    /// What admission gave the call, ended with what it consumed.
+    ticket: Ticket,
+    consumed: Consumed,
+    /// Its place on a capped endpoint, held until the answer ends.
+    slot: Option<Slot>,
+    /// Endpoints that failed it on the way (for `/metrics`; their health was told at once).
+    failures: SmallVec<[(i64, FailReason); 2]>,
+    /// The rule that refused it (for `/metrics`).
+    refused_by: Option<String>,
+    finished: bool,
+}
+
+impl CallCtx {
+    /// A call of `op` starting now; until a step says more, it ends as dropped by its client.
+    pub fn begin(op: Op, clock: SharedClock, meter: Option<Arc<Meter>>) -> Self {
+        let started_ms = clock.now_ms();
+        CallCtx {
+            clock,
+            started_ms,
+            meter,
+            record: Call {
+                model: Arc::from(""),
+                maas_model_id: None,
+                endpoint_id: None,
+                workspace_id: None,
+                api_key_id: None,
+                op,
+                status: CLIENT_CLOSED,
+                outcome: Outcome::Cancelled,
+                failovers: 0,
+                ttfb_ms: None,
+                total_ms: 0,
+                tokens: None,
+                at_ms: 0,
+            },
+            ticket: Ticket::default(),
+            consumed: Consumed::Estimate,
+            slot: None,
+            failures: SmallVec::new(),
+            refused_by: None,
+            finished: false,
+        }
+    }
+
+    pub fn op(&self) -> Op {
+        self.record.op
+    }
+
+    /// Whether the call is metered (its answer is read for usage).
+    pub fn metered(&self) -> bool {
+        self.meter.is_some()
+    }
+
+    pub fn identified(&mut self, caller: &Caller) {
+        self.record.workspace_id = Some(caller.workspace_id);
+        self.record.api_key_id = Some(caller.key_id);
+    }
+
+    /// The model it names: a served one (`id`), or what the caller sent (bounded by the
+    /// caller: a model name is at most 128 characters).
+    pub fn routed(&mut self, model: Arc<str>, id: Option<i64>) {
+        self.record.model = model;
+        self.record.maas_model_id = id;
+    }
+
+    pub fn admitted(&mut self, ticket: Ticket) {
+        self.ticket = ticket;
+    }
+
+    pub fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+
+    /// An endpoint failed it (it may still be answered by another).
+    pub fn failed_on(&mut self, endpoint_id: i64, why: FailReason) {
+        self.failures.push((endpoint_id, why));
+    }
+
+    /// An endpoint answered with `status`, after `failovers` others were given up on; `slot` is
+    /// its place on that endpoint.
+    pub fn answered_by(&mut self, endpoint_id: i64, status: u16, failovers: u32, slot: Option<Slot>) {
+        self.record.endpoint_id = Some(endpoint_id);
+        self.record.status = status;
+        self.record.outcome = Outcome::Ok;
+        self.record.failovers = failovers;
+        self.slot = slot;
+    }
+
+    /// Whether ending now would record or give back anything: with metering off, an answer
+    /// holding nothing need not be watched to its end.
+    pub fn holds_something(&self) -> bool {
+        self.meter.is_some() || self.slot.is_some() || !self.ticket.holds_nothing()
+    }
+
+    /// The first byte of the answer's body goes to the client now.
+    pub fn first_byte(&mut self) {
+        if self.record.ttfb_ms.is_none() {
+            self.record.ttfb_ms = Some(self.elapsed_ms());
+        }
+    }
+
+    /// The answer's body is over (`ended`), broke off, or was dropped with the client gone:
+    /// `tokens` as it reported them. Ends the call.
+    pub fn answer_over(&mut self, ended: bool, broke: bool, tokens: Option<Tokens>) {
+        let status = self.record.status;
+        self.record.outcome = if broke {
+            Outcome::UpstreamError
+        } else if !ended {
+            Outcome::Cancelled
+        } else if status < 400 {
+            Outcome::Ok
+        } else {
+            Outcome::UpstreamError
+        };
+        if let (true, Some(ep)) = (broke, self.record.endpoint_id) {
+            self.failures.push((ep, FailReason::BrokenBody));
+        }
+        self.record.tokens = tokens;
+        // With metering off, nothing is read: every call keeps its estimate. An error answer
+        // without usage used no tokens.
+        self.consumed = match (self.meter.is_some(), tokens) {
+            (false, _) => Consumed::Estimate,
+            (true, Some(t)) => Consumed::Tokens(t.total),
+            (true, None) if status >= 400 => Consumed::Tokens(0),
+            (true, None) => Consumed::Estimate,
+        };
+        self.finish();
+    }
+
+    /// The call ends with `e` as its answer (refused, or no upstream answered).
+    pub fn refuse(mut self, e: GatewayError) -> Response {
+        self.record.outcome = e.outcome();
+        if let GatewayError::RateLimited(rejection) = &e {
+            self.refused_by = Some(rejection.rule.clone());
+        }
+        // What it reserved was not used: no upstream ran it.
+        self.consumed = Consumed::Tokens(0);
+        let resp = e.into_response();
+        self.record.status = resp.status().as_u16();
+        self.finish();
+        resp
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.clock.now_ms().saturating_sub(self.started_ms)
+    }
+
+    /// The one end of every call: records it, ends its holds. Runs once.
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        std::mem::take(&mut self.ticket).end(self.consumed);
+        self.slot = None;
+        let Some(meter) = &self.meter else { return };
+        for &(endpoint, why) in &self.failures {
+            meter.upstream_failed(endpoint, why);
+        }
+        if let (Some(rule), false) = (&self.refused_by, self.record.model.is_empty()) {
+            meter.rate_limited(&self.record.model, rule);
+        }
+        self.record.total_ms = self.elapsed_ms();
+        self.record.at_ms = self.clock.unix_ms().max(0) as u64;
+        meter.record(self.record.clone());
+    }
+}
+
+impl Drop for CallCtx {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

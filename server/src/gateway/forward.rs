@@ -1,0 +1,174 @@
+//! Forwarding with failover: the endpoints of a model in the order its policy gives, each tried
+//! at most once ([`try_endpoint`]), a full one (at its cap) after the others, until one answers.
+use super::answer::Answer;
+use super::body::RequestBody;
+use super::call::CallCtx;
+use super::clock::{Clock, SharedClock};
+use super::error::GatewayError;
+use super::op::Op;
+use super::record::FailReason;
+use super::slots::{self, Slot, Slots};
+use super::snapshot::{Endpoint, Route};
+use super::upstream::{SendError, Upstream, UpstreamBody};
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+use smallvec::SmallVec;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What forwarding needs of the gateway.
+pub struct Forwarder {
+    pub upstream: Upstream,
+    pub clock: SharedClock,
+    /// Time allowed until an upstream's response headers arrive (streams may run longer).
+    pub first_byte_timeout: Duration,
+    /// Failures in a row that cool an endpoint down, and for how long.
+    pub fail_threshold: u32,
+    pub cooldown: Duration,
+    /// When every endpoint is at its cap: how long a call waits for a slot, and how many calls
+    /// of one model may wait at once.
+    pub slot_wait: Duration,
+    pub slot_queue: usize,
+}
+
+/// The call as it goes upstream: the parsed body (its `model` replaced per endpoint), the
+/// caller's `Accept`, and `stream_options` to ask a stream for its usage chunk, if the gateway
+/// adds them.
+pub struct Outgoing<'a> {
+    pub op: Op,
+    pub body: &'a RequestBody<'a>,
+    pub accept: Option<&'a HeaderValue>,
+    pub stream_options: Option<String>,
+}
+
+/// One endpoint's try.
+enum Try {
+    /// It answered (a 5xx only when it was the last to try): the call goes back with it.
+    Answered(http::Response<UpstreamBody>, bool),
+    /// It failed; the next one is tried. The error the caller gets if none answers (`None`: a
+    /// 5xx, which leaves the error as it was).
+    Failed(Option<GatewayError>),
+    /// Its URL does not parse (validated at save time: only a hand-edited database gets here).
+    Skipped,
+}
+
+impl Forwarder {
+    /// Sends the call to the model's endpoints in its policy's order until one answers.
+    pub async fn with_failover(&self, route: &Route, out: &Outgoing<'_>, call: &mut CallCtx) -> Result<Answer, GatewayError> {
+        let now = self.clock.now_ms();
+        let n = route.endpoints.len();
+        // Fused: asked again after it ran out, when a waited-for endpoint failed.
+        let mut candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now)).fuse();
+        // Endpoints skipped because they were at their cap, to wait on once the others were tried.
+        let mut full: SmallVec<[(usize, Arc<Slots>); 4]> = SmallVec::new();
+        let mut failure = GatewayError::UpstreamUnavailable;
+        let mut tried = 0usize;
+        while let Some((i, slot)) = self.next_endpoint(route, &mut candidates, &mut full).await? {
+            let attempt = tried;
+            tried += 1;
+            let ep = &route.endpoints[i];
+            match self.try_endpoint(route, i, out, tried == n, call).await {
+                Try::Answered(resp, injected_usage) => {
+                    call.answered_by(ep.id, resp.status().as_u16(), attempt as u32, slot);
+                    return Ok(Answer { resp, injected_usage });
+                }
+                Try::Failed(Some(e)) => failure = e,
+                Try::Failed(None) => {}
+                Try::Skipped => {}
+            }
+        }
+        Err(failure)
+    }
+
+    /// The next endpoint to try and its slot: the policy's next with a free slot, else (when
+    /// only full ones are left) the first of them to free one; `None` when all were tried.
+    async fn next_endpoint(
+        &self,
+        route: &Route,
+        candidates: &mut impl Iterator<Item = usize>,
+        full: &mut SmallVec<[(usize, Arc<Slots>); 4]>,
+    ) -> Result<Option<(usize, Option<Slot>)>, GatewayError> {
+        for i in candidates.by_ref() {
+            match &route.endpoints[i].slots {
+                None => return Ok(Some((i, None))),
+                Some(s) => match s.try_take() {
+                    Some(slot) => return Ok(Some((i, Some(slot)))),
+                    None => full.push((i, s.clone())),
+                },
+            }
+        }
+        if full.is_empty() {
+            return Ok(None);
+        }
+        match slots::wait_any(full, &route.waiting, self.slot_queue, self.slot_wait).await {
+            Ok((i, slot)) => {
+                full.retain(|(j, _)| *j != i);
+                Ok(Some((i, Some(slot))))
+            }
+            Err(why) => Err(GatewayError::EndpointsBusy { model: route.name.to_string(), why }),
+        }
+    }
+
+    /// Sends the call to endpoint `i` (with its own key, never the caller's); `last`: no other
+    /// endpoint is left, so its 5xx is the caller's to see.
+    async fn try_endpoint(&self, route: &Route, i: usize, out: &Outgoing<'_>, last: bool, call: &mut CallCtx) -> Try {
+        let ep = &route.endpoints[i];
+        let Some(target) = ep.target(out.op) else {
+            tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
+            return Try::Skipped;
+        };
+        let send =
+            |body: Bytes| tokio::time::timeout(self.first_byte_timeout, self.upstream.post(target, ep.auth.as_ref(), out.accept, body));
+        let mut injected = out.stream_options.as_deref().filter(|_| !ep.skip_stream_usage && !ep.health.refuses_stream_options());
+        let mut answer = send(Bytes::from(out.body.rewritten(&ep.model_json, injected))).await;
+        // An upstream that refuses the `stream_options` we added (older servers validate every
+        // field): the same request without them, and that endpoint's streams go without from
+        // now on. A 400 it gives again is the caller's to see.
+        if injected.is_some() && matches!(&answer, Ok(Ok(r)) if r.status() == http::StatusCode::BAD_REQUEST) {
+            ep.health.set_refuses_stream_options();
+            tracing::warn!(model = %route.name, endpoint = i, "upstream refused stream_options.include_usage; its streams are sent without it (usage unknown)");
+            injected = None;
+            answer = send(Bytes::from(out.body.with_model(&ep.model_json))).await;
+        }
+        match answer {
+            Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
+                self.failed(ep, FailReason::Status5xx, call);
+                tracing::warn!(model = %route.name, endpoint = i, status = %resp.status(), "upstream 5xx, failing over");
+                Try::Failed(None)
+            }
+            Ok(Ok(resp)) => {
+                if resp.status().is_server_error() {
+                    self.failed(ep, FailReason::Status5xx, call);
+                } else {
+                    ep.health.success();
+                }
+                Try::Answered(resp, injected.is_some())
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(model = %route.name, endpoint = i, error = %e, "upstream unreachable");
+                match e {
+                    SendError::ConnectTimeout => {
+                        self.failed(ep, FailReason::ConnectTimeout, call);
+                        Try::Failed(Some(GatewayError::UpstreamTimeout))
+                    }
+                    SendError::Unreachable(_) => {
+                        self.failed(ep, FailReason::Unreachable, call);
+                        Try::Failed(Some(GatewayError::UpstreamUnavailable))
+                    }
+                }
+            }
+            Err(_) => {
+                self.failed(ep, FailReason::FirstByteTimeout, call);
+                tracing::warn!(model = %route.name, endpoint = i, "upstream first-byte timeout");
+                Try::Failed(Some(GatewayError::UpstreamTimeout))
+            }
+        }
+    }
+
+    /// Counts a failure of `ep` against the threshold and cool-down (at once: the next pick
+    /// sees it), and in the call's record under its reason.
+    fn failed(&self, ep: &Endpoint, why: FailReason, call: &mut CallCtx) {
+        ep.health.failure(self.clock.now_ms(), self.fail_threshold, self.cooldown.as_millis() as u64);
+        call.failed_on(ep.id, why);
+    }
+}

@@ -1,0 +1,244 @@
+//! The request path without a database: a snapshot assembled in memory (`snapshot::assemble`),
+//! served through the front `maas gateway` composes, on the injected clock, with `maas
+//! mock-upstream` as the only upstream. One test per way a call ends (answered, refused at
+//! admission, failed on every endpoint, cancelled mid-stream, its answer dropped unread, dropped
+//! before any answer): each leaves exactly one usage record and gives back every hold it took
+//! (token and concurrency rules, the quota's reservation, the endpoint's slot).
+mod common;
+use app::days::Period;
+use app::ssr::entities::{endpoint, maas_model, marketplace_model, rule};
+use app::types::RuleTarget;
+use serde_json::json;
+use server::gateway::admission::quota::{QuotaCheck, QuotaKey};
+use server::gateway::clock::ManualClock;
+use server::gateway::snapshot::{self, Rows};
+use server::gateway::{Gateway, GatewayConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const KEY: &str = "sk-request-path";
+const KEY_ID: i64 = 10;
+const WS: i64 = 100;
+
+struct Path {
+    gw: Arc<Gateway>,
+    base: String,
+    http: reqwest::Client,
+}
+
+fn model(id: i64, name: &str) -> (maas_model::Model, marketplace_model::Model) {
+    let mm = marketplace_model::Model {
+        id,
+        name: name.into(),
+        provider: "test".into(),
+        description: String::new(),
+        tags: String::new(),
+        published: true,
+        created_at: 0,
+    };
+    let m = maas_model::Model {
+        id,
+        marketplace_model_id: id,
+        cluster_id: 1,
+        policy: "round_robin".into(),
+        enabled: true,
+        revision: 1,
+        reserve_output_tokens: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    (m, mm)
+}
+
+fn endpoint(id: i64, model: i64, url: String, cap: Option<i64>) -> endpoint::Model {
+    endpoint::Model {
+        id,
+        maas_model_id: model,
+        position: id as i32,
+        model_id: format!("upstream-{id}"),
+        url,
+        api_key_enc: None,
+        weight: 0,
+        skip_stream_usage: false,
+        max_concurrent: cap,
+    }
+}
+
+fn rule(id: i64, model: i64, kind: &str, target: RuleTarget, limit: i64, secs: i64) -> rule::Model {
+    rule::Model {
+        id,
+        maas_model_id: model,
+        position: id as i32,
+        target: target.as_str().into(),
+        workspace_id: WS,
+        api_key_id: (target == RuleTarget::ApiKey).then_some(KEY_ID),
+        kind: kind.into(),
+        limit_value: limit,
+        duration_secs: secs,
+    }
+}
+
+/// Models `chat` (a capped endpoint of the mock; a token rule on the key, a concurrency rule on
+/// the workspace), `once` (one request a minute for the key), `down` (two endpoints nobody
+/// listens on), and a monthly token quota on the key: every kind of hold a call can take.
+async fn path() -> Path {
+    let mock = common::serve_router(server::mock_upstream::router(Default::default(), true)).await;
+    let mut rows = Rows::default();
+    for (id, name) in [(1, "chat"), (2, "once"), (3, "down"), (4, "slow"), (5, "thinking")] {
+        rows.models.push(model(id, name));
+    }
+    rows.endpoints.insert(1, vec![endpoint(11, 1, format!("{mock}/v1"), Some(4))]);
+    // Two seconds of stream: 40 chunks 50 ms apart.
+    rows.endpoints.insert(4, vec![endpoint(41, 4, format!("{mock}/chunks/40/chunk-delay/50/v1"), Some(4))]);
+    // Three seconds before any answer.
+    rows.endpoints.insert(5, vec![endpoint(51, 5, format!("{mock}/delay/3000/v1"), Some(4))]);
+    for m in [4, 5] {
+        rows.rules.insert(
+            m,
+            vec![
+                rule(m * 10, m, "tokens", RuleTarget::ApiKey, 1_000_000, 60),
+                rule(m * 10 + 1, m, "concurrent", RuleTarget::Workspace, 100, 0),
+            ],
+        );
+    }
+    rows.endpoints.insert(2, vec![endpoint(21, 2, format!("{mock}/v1"), None)]);
+    rows.endpoints
+        .insert(3, vec![endpoint(31, 3, "http://127.0.0.1:1/v1".into(), None), endpoint(32, 3, "http://127.0.0.1:1/x/v1".into(), None)]);
+    rows.rules
+        .insert(1, vec![rule(1, 1, "tokens", RuleTarget::ApiKey, 1_000_000, 60), rule(2, 1, "concurrent", RuleTarget::Workspace, 100, 0)]);
+    rows.rules.insert(2, vec![rule(3, 2, "requests", RuleTarget::ApiKey, 1, 60)]);
+    let quota =
+        QuotaCheck::new(QuotaKey { target: RuleTarget::ApiKey, subject_id: KEY_ID, period: Period::Month }, Some(1_000_000_000), None);
+    rows.quotas.insert((RuleTarget::ApiKey, KEY_ID), quota);
+    let clock = ManualClock::at(app::ssr::now_ms() as i64);
+    let gw = Gateway::new(GatewayConfig { clock: Arc::new(clock), connect_timeout: Duration::from_secs(1), ..Default::default() });
+    let mut snap = snapshot::assemble(rows, &app::ssr::crypto::SecretBox::from_passphrase("test"), 1, None);
+    snap.add_key((app::ssr::crypto::sha256_hex(KEY), KEY_ID, WS, None, None, None, None));
+    gw.publish(snap);
+    let base = common::serve_front(server::compose::replica(&gw, axum::Router::new())).await;
+    Path { gw, base, http: reqwest::Client::new() }
+}
+
+impl Path {
+    async fn call(&self, model: &str, stream: bool) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/chat/completions", self.base))
+            .bearer_auth(KEY)
+            .json(&json!({"model": model, "stream": stream, "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Calls recorded so far, by (outcome, status).
+    fn records(&self) -> BTreeMap<(&'static str, u16), i64> {
+        self.gw.meter.pending()
+    }
+
+    /// Waits (bounded) until `n` calls are recorded: a call whose client left ends when the
+    /// server notices.
+    async fn recorded(&self, n: i64) -> BTreeMap<(&'static str, u16), i64> {
+        for _ in 0..100 {
+            if self.records().values().sum::<i64>() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.records()
+    }
+
+    /// Every hold is back: no token reserved or call in flight in any rule, nothing reserved in
+    /// the quota, every slot free.
+    fn assert_nothing_held(&self) {
+        let snap = self.gw.snapshot();
+        for route in snap.models.values() {
+            for r in route.rules.iter() {
+                assert_eq!(r.counter().held(), 0, "{} still holds", r.label);
+            }
+            for e in &route.endpoints {
+                if let Some(s) = &e.slots {
+                    assert_eq!(s.available(), 4, "endpoint {} still has a slot taken", e.id);
+                }
+            }
+        }
+        for q in snap.quotas.values() {
+            assert_eq!(q.reserved(), 0, "the quota still holds a reservation");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_answered_call_is_recorded_once_and_gives_everything_back() {
+    let p = path().await;
+    let r = p.call("chat", false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ratelimit-limit-tokens"], "1000000");
+    r.text().await.unwrap();
+    assert_eq!(p.recorded(1).await, BTreeMap::from([(("ok", 200), 1)]));
+    p.assert_nothing_held();
+    // A stream read to its end, too.
+    let r = p.call("chat", true).await;
+    assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    assert_eq!(p.recorded(2).await, BTreeMap::from([(("ok", 200), 2)]));
+    p.assert_nothing_held();
+}
+
+#[tokio::test]
+async fn a_call_refused_at_admission_is_recorded_once_and_holds_nothing() {
+    let p = path().await;
+    assert_eq!(p.call("once", false).await.status(), 200);
+    let refused = p.call("once", false).await;
+    assert_eq!(refused.status(), 429);
+    refused.text().await.unwrap();
+    assert_eq!(p.recorded(2).await, BTreeMap::from([(("ok", 200), 1), (("rate_limited", 429), 1)]));
+    p.assert_nothing_held();
+}
+
+#[tokio::test]
+async fn a_call_no_endpoint_answers_after_failover_is_recorded_once_and_holds_nothing() {
+    let p = path().await;
+    let r = p.call("down", false).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(p.recorded(1).await, BTreeMap::from([(("upstream_error", 502), 1)]));
+    // Both endpoints were tried, each failure counted once in /metrics.
+    let metrics = p.gw.metrics_text();
+    assert_eq!(
+        metrics.lines().filter(|l| l.starts_with("maas_gateway_upstream_failures") && l.contains("unreachable")).count(),
+        2,
+        "{metrics}"
+    );
+    p.assert_nothing_held();
+}
+
+#[tokio::test]
+async fn a_stream_the_client_leaves_midway_is_recorded_once_as_cancelled_and_gives_everything_back() {
+    let p = path().await;
+    let mut r = p.call("slow", true).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.chunk().await.unwrap().is_some(), "the first chunk arrives");
+    assert_eq!(p.records().values().sum::<i64>(), 0, "under way: not ended yet");
+    drop(r);
+    assert_eq!(p.recorded(1).await, BTreeMap::from([(("cancelled", 200), 1)]));
+    p.assert_nothing_held();
+}
+
+#[tokio::test]
+async fn an_answer_dropped_before_its_body_was_read_is_recorded_once_as_cancelled() {
+    let p = path().await;
+    let r = p.call("slow", true).await;
+    assert_eq!(r.status(), 200);
+    drop(r);
+    assert_eq!(p.recorded(1).await, BTreeMap::from([(("cancelled", 200), 1)]));
+    p.assert_nothing_held();
+}
+
+#[tokio::test]
+async fn a_call_dropped_before_any_answer_is_recorded_once_as_client_closed() {
+    let p = path().await;
+    // The client gives up while the upstream is still thinking.
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), p.call("thinking", false)).await;
+    assert!(gave_up.is_err());
+    assert_eq!(p.recorded(1).await, BTreeMap::from([(("cancelled", 499), 1)]));
+    p.assert_nothing_held();
+}
