@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/maas-target
 export MAAS_SITE_ROOT ?= $(CARGO_TARGET_DIR)/site
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup setup-run site build run test test-rust test-sdk test-api test-e2e bench-list bench-gateway bench-login bench-usage clean-data
+.PHONY: setup setup-run site build run test lint test-rust test-sdk test-api test-e2e bench-list bench-gateway bench-login bench-usage clean-data
 
 ## What `make test` needs (also Chromium, Redis, PostgreSQL); `make run` needs only setup-run.
 setup:
@@ -27,9 +27,16 @@ run: build
 	  mock=$$!; trap 'kill $$mock 2>/dev/null' EXIT INT TERM; \
 	  $(CARGO_TARGET_DIR)/release/maas serve --demo-upstream http://127.0.0.1:9099
 
-## Every test: Rust unit/service/HTTP/gateway tests, the official OpenAI Python SDK against the
-## gateway, then the browser tests against the built server.
-test: setup test-rust test-sdk test-api test-e2e
+## Every test: formatting and lints, Rust unit/service/HTTP/gateway tests, the official OpenAI
+## Python SDK against the gateway, the admin API from outside, then the browser tests.
+test: setup lint test-rust test-sdk test-api test-e2e
+
+## `cargo fmt` clean (rustfmt.toml), and clippy with warnings as errors on the server side (server,
+## app with `ssr`, tests and benches) and the browser side (app with `hydrate`, the WASM entry).
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --exclude frontend --all-targets -- -D warnings
+	cargo clippy -p frontend -p app --target wasm32-unknown-unknown --features app/hydrate -- -D warnings
 
 test-rust:
 	cargo test --workspace --exclude frontend

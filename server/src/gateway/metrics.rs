@@ -17,9 +17,9 @@ use prometheus_client::registry::Unit;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
-/// Seconds: the usage histograms' bounds (meter::BUCKETS_MS), so both agree.
+/// Seconds: the usage histograms' bounds (the usage rollups' BUCKETS_MS), so both agree.
 fn duration_bounds() -> impl Iterator<Item = f64> {
-    super::meter::BUCKETS_MS.iter().map(|ms| *ms as f64 / 1000.0)
+    app::ssr::usage_rollups::BUCKETS_MS.iter().map(|ms| *ms as f64 / 1000.0)
 }
 
 /// Tokens per call: the gen_ai.client.token.usage buckets OpenTelemetry advises.
@@ -78,7 +78,7 @@ impl<const N: usize> Hist<N> {
     }
 }
 
-const DURATION_BUCKETS: usize = super::meter::BUCKETS;
+const DURATION_BUCKETS: usize = app::ssr::usage_rollups::BUCKETS;
 const TOKEN_BUCKETS: usize = TOKEN_BOUNDS.len() + 1;
 
 #[derive(Clone, Debug, Default)]
@@ -116,9 +116,9 @@ impl Series {
         let s = self.calls.entry(key).or_default();
         s.requests += 1;
         s.failovers += u64::from(c.failovers);
-        s.duration.observe(super::meter::bucket(c.total_ms), c.total_ms as f64 / 1000.0);
+        s.duration.observe(app::ssr::usage_rollups::bucket(c.total_ms), c.total_ms as f64 / 1000.0);
         if let Some(t) = c.ttfb_ms {
-            s.ttft.observe(super::meter::bucket(t), t as f64 / 1000.0);
+            s.ttft.observe(app::ssr::usage_rollups::bucket(t), t as f64 / 1000.0);
         }
         match c.tokens {
             Some(t) => {

@@ -151,7 +151,7 @@ pub struct Snapshot {
     /// Counters of rules no longer served (model disabled, rule removed) that still held
     /// admissions: if the rule comes back within its window it resumes counting them, so
     /// toggling a model off and on never lets a window admit more than its limit. The
-    /// heartbeat drops each once its window is empty ([`super::Gateway::release_idle_counters`]),
+    /// heartbeat drops each once its window is empty (`Gateway::release_idle_counters`),
     /// so a disabled model's counters do not outlive their window. Behind a lock: the sweep
     /// removes from it while the snapshot serves.
     pub retired: Mutex<FxHashMap<CounterKey, Arc<Counter>>>,

@@ -1,6 +1,6 @@
 //! Platform API keys. The secret exists in clear only in the answer to `create`; the database
 //! keeps its SHA-256, which is what the gateway looks up.
-use super::workspaces;
+use super::visibility;
 use crate::error::AppError;
 use crate::ssr::audit::{self, Action, Actor, Entity};
 use crate::ssr::crypto::{random_hex, sha256_hex};
@@ -32,7 +32,7 @@ fn view(k: api_key::Model) -> ApiKeyInfo {
 
 pub async fn list(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<ApiKeyInfo>> {
     let mut q = api_key::Entity::find().order_by_asc(api_key::Column::Id);
-    if let Some(ids) = workspaces::visible_ids(db, who).await? {
+    if let Some(ids) = visibility::visible_ids(db, who).await? {
         q = q.filter(api_key::Column::WorkspaceId.is_in(ids));
     }
     let keys = q.all(db).await?;
@@ -63,7 +63,7 @@ pub struct OwnWorkspace(i64);
 /// `workspace_id`, if it exists and the caller sees it; the same answer for "no such workspace"
 /// and "not yours": ids are not an oracle.
 pub async fn own_workspace(db: &impl ConnectionTrait, who: &CurrentUser, workspace_id: i64) -> SResult<OwnWorkspace> {
-    if workspace::Entity::find_by_id(workspace_id).one(db).await?.is_none() || !workspaces::can_see(db, who, workspace_id).await? {
+    if workspace::Entity::find_by_id(workspace_id).one(db).await?.is_none() || !visibility::can_see(db, who, workspace_id).await? {
         return Err(AppError::field("workspace", "choose one of your workspaces").into());
     }
     Ok(OwnWorkspace(workspace_id))
@@ -115,7 +115,7 @@ pub async fn revoke<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     let Some(k) = api_key::Entity::find_by_id(key_id).one(db).await? else {
         return Err(AppError::NotFound("API key".into()).into());
     };
-    if !workspaces::can_see(db, who, k.workspace_id).await? {
+    if !visibility::can_see(db, who, k.workspace_id).await? {
         return Err(AppError::NotFound("API key".into()).into());
     }
     if k.revoked_at.is_some() {
@@ -175,7 +175,7 @@ pub async fn rename<C: TransactionTrait + ConnectionTrait>(
     let Some(k) = api_key::Entity::find_by_id(key_id).one(&txn).await? else {
         return Err(AppError::NotFound("API key".into()).into());
     };
-    if !workspaces::can_see(&txn, who, k.workspace_id).await? {
+    if !visibility::can_see(&txn, who, k.workspace_id).await? {
         return Err(AppError::NotFound("API key".into()).into());
     }
     let before = serde_json::json!({"name": k.name});
@@ -190,7 +190,7 @@ pub async fn rename<C: TransactionTrait + ConnectionTrait>(
 
 /// The models a key can be scoped to: every MaaS model, by its marketplace name.
 pub async fn scope_choices(db: &impl ConnectionTrait) -> SResult<Vec<Choice>> {
-    let mut out: Vec<Choice> = super::models::names(db).await?.into_iter().map(|(id, label)| Choice { id, label }).collect();
+    let mut out: Vec<Choice> = super::model_names::names(db).await?.into_iter().map(|(id, label)| Choice { id, label }).collect();
     out.sort_by(|a, b| a.label.cmp(&b.label));
     Ok(out)
 }
@@ -208,7 +208,7 @@ pub async fn set_scope<C: TransactionTrait + ConnectionTrait>(
     let Some(k) = api_key::Entity::find_by_id(key_id).one(db).await? else {
         return Err(AppError::NotFound("API key".into()).into());
     };
-    if !workspaces::can_see(db, who, k.workspace_id).await? {
+    if !visibility::can_see(db, who, k.workspace_id).await? {
         return Err(AppError::NotFound("API key".into()).into());
     }
     if k.revoked_at.is_some() {

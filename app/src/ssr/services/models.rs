@@ -138,18 +138,6 @@ async fn write_children(
 const DUPLICATE: &str = "this marketplace model already has a MaaS model on this cluster";
 
 /// Creates a MaaS model (disabled: an operator enables it once it looks right).
-/// Every MaaS model's id and marketplace name (what clients put in `model`).
-pub async fn names(db: &impl ConnectionTrait) -> SResult<Vec<(i64, String)>> {
-    Ok(maas_model::Entity::find()
-        .select_only()
-        .column(maas_model::Column::Id)
-        .column(marketplace_model::Column::Name)
-        .join(sea_orm::JoinType::InnerJoin, maas_model::Relation::Marketplace.def())
-        .into_tuple::<(i64, String)>()
-        .all(db)
-        .await?)
-}
-
 pub async fn create<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     actor: &Actor,

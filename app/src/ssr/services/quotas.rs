@@ -1,7 +1,7 @@
 //! Quotas of workspaces and API keys: an operator sets or removes them; everyone who sees the
 //! subject sees what is spent of it this period (from the `quota_spent` ledger the gateways
 //! add to; see `server/src/gateway/quota.rs`).
-use super::workspaces;
+use super::visibility;
 use crate::error::AppError;
 use crate::ssr::audit::{self, Action, Actor, Entity};
 use crate::ssr::entities::{api_key, quota, quota_spent, workspace};
@@ -182,7 +182,7 @@ pub async fn set_key<C: TransactionTrait + ConnectionTrait>(
     input: &QuotaInput,
 ) -> SResult<i64> {
     match api_key::Entity::find_by_id(key_id).one(db).await? {
-        Some(k) if workspaces::can_see(db, who, k.workspace_id).await? => set(db, actor, who, RuleTarget::ApiKey, key_id, input).await,
+        Some(k) if visibility::can_see(db, who, k.workspace_id).await? => set(db, actor, who, RuleTarget::ApiKey, key_id, input).await,
         _ => Err(AppError::NotFound("API key".into()).into()),
     }
 }

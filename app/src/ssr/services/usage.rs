@@ -2,7 +2,7 @@
 //! per-model and per-endpoint figures), each model's last 24 hours in the management list, a
 //! user's per-key usage, and the billing export. All of it sums the rollups through
 //! `ssr::usage_rollups`; nothing here reads the tables directly.
-use super::workspaces;
+use super::visibility;
 use crate::error::AppError;
 use crate::ssr::entities::{api_key, endpoint, workspace};
 use crate::ssr::usage_rollups::{aggregate, quantile, rank_keys, By, Group, Scope, Sums};
@@ -100,7 +100,7 @@ struct Wanted {
 
 async fn names(db: &impl ConnectionTrait, wanted: Wanted) -> SResult<Names> {
     use sea_orm::{ColumnTrait, Condition, QueryFilter};
-    let models = super::models::names(db).await?.into_iter().collect();
+    let models = super::model_names::names(db).await?.into_iter().collect();
     let workspaces = workspace::Entity::find().all(db).await?.into_iter().map(|w| (w.id, w.name)).collect();
     let mut keys = api_key::Entity::find();
     if let Some(ids) = wanted.keys {
@@ -298,7 +298,7 @@ pub async fn models_last_day(db: &impl ConnectionTrait, ids: &[i64]) -> SResult<
 /// The caller's keys' usage over the last 24 hours and 30 days (a user sees only their own
 /// workspaces' keys; an operator every key).
 pub async fn key_usage(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<KeyUsage>> {
-    let visible = workspaces::visible_ids(db, who).await?;
+    let visible = visibility::visible_ids(db, who).await?;
     let to = now() / 60 + 1;
     let mut out: BTreeMap<i64, KeyUsage> = BTreeMap::new();
     for (days, month) in [(1, false), (30, true)] {

@@ -1,4 +1,5 @@
 //! Workspaces, their members, and user accounts.
+use super::visibility::visible_ids;
 use crate::error::AppError;
 use crate::ssr::audit::{self, Action, Actor, Entity};
 use crate::ssr::entities::{user, workspace, workspace_member};
@@ -10,29 +11,6 @@ use sea_orm::{
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
-
-/// Workspace ids the caller may see: all for an operator, their own for a user.
-pub async fn visible_ids(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Option<Vec<i64>>> {
-    if who.role == Role::Operator {
-        return Ok(None);
-    }
-    Ok(Some(
-        workspace_member::Entity::find()
-            .filter(workspace_member::Column::UserId.eq(who.id))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|m| m.workspace_id)
-            .collect(),
-    ))
-}
-
-pub async fn can_see(db: &impl ConnectionTrait, who: &CurrentUser, workspace_id: i64) -> SResult<bool> {
-    Ok(match visible_ids(db, who).await? {
-        None => true,
-        Some(ids) => ids.contains(&workspace_id),
-    })
-}
 
 pub async fn list(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<Workspace>> {
     let mut q = workspace::Entity::find().order_by_asc(workspace::Column::Name);

@@ -179,7 +179,7 @@ impl Journal {
     }
 
     /// Entries waiting to be replayed (for tests).
-    pub fn len(&self) -> usize {
+    pub fn waiting(&self) -> usize {
         self.entries.lock().entries.len()
     }
 }

@@ -56,7 +56,7 @@ impl Admission {
     pub fn outage_journal_len(&self) -> usize {
         match self {
             Admission::Local(_) => 0,
-            Admission::Shared(s) => s.journal().len(),
+            Admission::Shared(s) => s.journal().waiting(),
         }
     }
 }

@@ -23,8 +23,8 @@ impl Claim<'_> {
     }
 }
 
-/// One way to admit calls: on this process's counters ([`super::local::LocalAdmission`]), or
-/// in Redis with this process's counters as the fallback ([`super::outage::OutageFallback`]).
+/// One way to admit calls: on this process's counters (`local::LocalAdmission`), or
+/// in Redis with this process's counters as the fallback (`outage::OutageFallback`).
 pub trait Admit: Send + Sync {
     /// Admits `claim`, every rule and quota at once, or says why not (consuming nothing).
     fn admit(&self, claim: &Claim<'_>) -> impl std::future::Future<Output = Result<Ticket, Refusal>> + Send;
