@@ -6,7 +6,6 @@ use app::ssr::audit::Actor;
 use app::ssr::services::admin_tokens;
 use app::types::*;
 use axum::body::Body;
-use axum::Router;
 use common::*;
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
@@ -33,7 +32,7 @@ impl<'a> Call<'a> {
         self.headers.push((k, v.into()));
         self
     }
-    async fn send(self, r: &Router) -> (StatusCode, http::HeaderMap, Value) {
+    async fn send(self, r: &impl common::App) -> (StatusCode, http::HeaderMap, Value) {
         let mut b = Request::builder().method(self.method).uri(format!("/api/v1{}", self.path));
         if let Some(t) = self.token {
             b = b.header("authorization", format!("Bearer {t}"));

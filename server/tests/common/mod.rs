@@ -43,8 +43,12 @@ impl Env {
     pub fn is_postgres(&self) -> bool {
         self.pg.is_some()
     }
-    pub fn router(&self) -> Router {
-        server::web::router(server::web::leptos_options("127.0.0.1:0".parse().unwrap()), self.state.clone())
+    /// The service `maas serve` composes (`server::compose::console`), with a gateway of its own
+    /// that serves nothing (these tests are about the console and the admin API).
+    pub fn router(&self) -> server::gateway::Front {
+        let gw = server::gateway::Gateway::new(Default::default());
+        let metrics = metrics_without_token(&gw);
+        server::compose::console(&gw, self.state.clone(), "127.0.0.1:0".parse().unwrap(), metrics)
     }
     pub async fn user(&self, name: &str, role: Role) -> CurrentUser {
         let id = auth::create_user(self.db(), &app::ssr::audit::Actor::system(), name, "password123", role).await.unwrap();
@@ -130,12 +134,22 @@ pub fn weighted_input(f: &Fixture) -> ModelInput {
     }
 }
 
-pub async fn send(router: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+/// What the tests send requests to: the composed front, or a router.
+pub trait App:
+    tower::Service<Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send> + Clone + Send
+{
+}
+impl<S> App for S where
+    S: tower::Service<Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send> + Clone + Send
+{
+}
+
+pub async fn send(router: &impl App, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
     let (status, headers, body) = send_raw(router, req).await;
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-async fn send_raw(router: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, axum::body::Bytes) {
+async fn send_raw(router: &impl App, req: Request<Body>) -> (StatusCode, http::HeaderMap, axum::body::Bytes) {
     let res = router.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
@@ -144,7 +158,7 @@ async fn send_raw(router: &Router, req: Request<Body>) -> (StatusCode, http::Hea
 
 /// A server function's answer as the console reads it (postcard, `app::api`): the value on a
 /// success, the `AppError` the server sent otherwise.
-pub async fn call<T: serde::de::DeserializeOwned>(router: &Router, req: Request<Body>) -> (StatusCode, Result<T, app::error::AppError>) {
+pub async fn call<T: serde::de::DeserializeOwned>(router: &impl App, req: Request<Body>) -> (StatusCode, Result<T, app::error::AppError>) {
     let (status, _, body) = send_raw(router, req).await;
     let answer = if status.is_success() {
         Ok(postcard::from_bytes(&body).unwrap_or_else(|e| panic!("{status}: not the answer's type ({e}): {body:?}")))
@@ -180,7 +194,7 @@ pub fn json(path: &str, cookie: Option<&str>, body: &serde_json::Value) -> Reque
 }
 
 /// Logs in through the real endpoint and returns the `Cookie` header value.
-pub async fn login(router: &Router, user: &str) -> String {
+pub async fn login(router: &impl App, user: &str) -> String {
     let (status, headers, body) = send(router, form("/api/login", None, &format!("username={user}&password=password123"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let set = headers.get("set-cookie").unwrap().to_str().unwrap();
