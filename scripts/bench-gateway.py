@@ -176,6 +176,13 @@ for name, rules in (("none", []), ("tokens+concurrent", [("tokens", 10**12, 60),
     rules_db[name] = path
 server, base = start(["serve"], senv, r"MaaS console: (http://\S+)")
 by_rules = {name: start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{path}?mode=rwc"), r"MaaS console: (http://\S+)") for name, path in rules_db.items()}
+if BASELINE:
+    # The baseline build with the same token and concurrency rule, metering on: a change on the
+    # request path measured where it costs most, alternated with this build's runs.
+    for name in list(rules_db):
+        if name != "none":
+            shutil.copy(rules_db[name], f"{tmp}/base-{name}.db")
+            by_rules[f"baseline {name}"] = start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{tmp}/base-{name}.db?mode=rwc"), r"MaaS console: (http://\S+)", BASELINE)
 unmetered, unmetered_base = start(["serve"], dict(senv, MAAS_USAGE_METERING="false"), r"MaaS console: (http://\S+)")
 via_off = f"{unmetered_base}/v1/chat/completions"
 key = open(f"{tmp}/demo.key").read().strip()

@@ -4,7 +4,8 @@
 # Runs the release server (one worker) under callgrind twice, with 0 and with N chat requests
 # (oha, 4 connections, loopback, against `maas mock-upstream`), and prints the difference / N.
 # Usage: scripts/callgrind-gateway.sh [N]   (env: MAAS_BIN, REDIS_URL to count the shared path,
-# KEY_SCOPE=1 to give the key an expiry and a model list, the gateway's scope checks on)
+# KEY_SCOPE=1 to give the key an expiry and a model list, the gateway's scope checks on,
+# RULES=tokens+concurrent to replace the demo key's request rule by a token and a concurrency rule)
 # The profile of the N-request run stays in $OUT/cg.N for `callgrind_annotate`.
 set -euo pipefail
 N=${1:-2000}
@@ -24,6 +25,9 @@ for _ in $(seq 1 100); do grep -q "demo API key" "$OUT/seed.log" && break; sleep
 kill -INT $seed; wait $seed 2>/dev/null || true
 KEY=$(grep -o 'sk-maas-[0-9a-f]*' "$OUT/seed.log" | head -1)
 python3 -c "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute('UPDATE rate_limit_rules SET limit_value=1000000000, duration_secs=1'); d.execute('UPDATE config_revision SET revision=revision+1'); d.commit()" "$OUT/data/maas.db"
+if [ "${RULES:-}" = tokens+concurrent ]; then
+  python3 -c "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); m,w,k=d.execute('SELECT maas_model_id, workspace_id, api_key_id FROM rate_limit_rules WHERE api_key_id IS NOT NULL LIMIT 1').fetchone(); d.execute('DELETE FROM rate_limit_rules WHERE maas_model_id=?', (m,)); d.executemany('INSERT INTO rate_limit_rules (maas_model_id, position, kind, target, workspace_id, api_key_id, limit_value, duration_secs) VALUES (?, ?, ?, \'api_key\', ?, ?, ?, ?)', [(m, 0, 'tokens', w, k, 10**12, 60), (m, 1, 'concurrent', w, k, 100000, 0)]); d.execute('UPDATE config_revision SET revision=revision+1'); d.commit()" "$OUT/data/maas.db"
+fi
 if [ "${KEY_SCOPE:-0}" = 1 ]; then
   python3 -c "import sqlite3,sys,time; d=sqlite3.connect(sys.argv[1]); ids=[r[0] for r in d.execute('SELECT id FROM maas_models')]; d.execute('UPDATE api_keys SET limit_expires_at=?, limit_models=?', (int(time.time()) + 86400, str(ids + [999]))); d.execute('UPDATE config_revision SET revision=revision+1'); d.commit()" "$OUT/data/maas.db"
 fi

@@ -22,13 +22,29 @@ use std::sync::Arc;
 /// request"): no HTTP status was ever sent.
 pub const CLIENT_CLOSED: u16 = 499;
 
+/// A [`Call`] as far as the call got.
+struct Record {
+    /// The served model's name, or what the caller sent; `None` until the body is read.
+    model: Option<Arc<str>>,
+    maas_model_id: Option<i64>,
+    endpoint_id: Option<i64>,
+    workspace_id: Option<i64>,
+    api_key_id: Option<i64>,
+    op: Op,
+    status: u16,
+    outcome: Outcome,
+    failovers: u32,
+    ttfb_ms: Option<u64>,
+    tokens: Option<Tokens>,
+}
+
 pub struct CallCtx {
     clock: SharedClock,
     started_ms: u64,
     /// Where the call is recorded; `None` with metering off (its holds are still ended).
     meter: Option<Arc<Meter>>,
-    /// The record so far: what the meter gets if the call ends now.
-    record: Call,
+    /// The record so far: what the meter gets if the call ends now (see [`Call`]).
+    record: Record,
     /// What admission gave the call, ended with what it consumed.
     ticket: Ticket,
     consumed: Consumed,
@@ -49,8 +65,8 @@ impl CallCtx {
             clock,
             started_ms,
             meter,
-            record: Call {
-                model: Arc::from(""),
+            record: Record {
+                model: None,
                 maas_model_id: None,
                 endpoint_id: None,
                 workspace_id: None,
@@ -60,9 +76,7 @@ impl CallCtx {
                 outcome: Outcome::Cancelled,
                 failovers: 0,
                 ttfb_ms: None,
-                total_ms: 0,
                 tokens: None,
-                at_ms: 0,
             },
             ticket: Ticket::default(),
             consumed: Consumed::Estimate,
@@ -90,7 +104,7 @@ impl CallCtx {
     /// The model it names: a served one (`id`), or what the caller sent (bounded by the
     /// caller: a model name is at most 128 characters).
     pub fn routed(&mut self, model: Arc<str>, id: Option<i64>) {
-        self.record.model = model;
+        self.record.model = Some(model);
         self.record.maas_model_id = id;
     }
 
@@ -187,12 +201,26 @@ impl CallCtx {
         for &(endpoint, why) in &self.failures {
             meter.upstream_failed(endpoint, why);
         }
-        if let (Some(rule), false) = (&self.refused_by, self.record.model.is_empty()) {
-            meter.rate_limited(&self.record.model, rule);
+        let r = &mut self.record;
+        if let (Some(rule), Some(model)) = (&self.refused_by, &r.model) {
+            meter.rate_limited(model, rule);
         }
-        self.record.total_ms = self.elapsed_ms();
-        self.record.at_ms = self.clock.unix_ms().max(0) as u64;
-        meter.record(self.record.clone());
+        meter.record(Call {
+            // A call refused before its model was read is counted under "".
+            model: r.model.take().unwrap_or_else(|| Arc::from("")),
+            maas_model_id: r.maas_model_id,
+            endpoint_id: r.endpoint_id,
+            workspace_id: r.workspace_id,
+            api_key_id: r.api_key_id,
+            op: r.op,
+            status: r.status,
+            outcome: r.outcome,
+            failovers: r.failovers,
+            ttfb_ms: r.ttfb_ms,
+            total_ms: self.clock.now_ms().saturating_sub(self.started_ms),
+            tokens: r.tokens,
+            at_ms: self.clock.unix_ms().max(0) as u64,
+        });
     }
 }
 

@@ -63,7 +63,7 @@ impl RedisAdmission {
 /// What a call holds in Redis (or, admitted during an outage, in the journal): its lease on
 /// token and concurrency counters, renewed while it runs and ended with it (dropped: ended
 /// with the estimate).
-pub struct SharedHold(Option<Lease>);
+pub struct SharedHold(Option<Box<Lease>>);
 
 struct Lease {
     journal: Arc<Journal>,
@@ -109,7 +109,7 @@ impl SharedHold {
             })
             .abort_handle()
         });
-        SharedHold(Some(Lease { journal: journal.clone(), workspace_id, id, counters, estimate, journaled, renewer }))
+        SharedHold(Some(Box::new(Lease { journal: journal.clone(), workspace_id, id, counters, estimate, journaled, renewer })))
     }
 
     /// The call ended having consumed `consumed`.
