@@ -40,6 +40,15 @@ if [ "$what" = run ]; then
   exit 0
 fi
 
+# `make lint` (the first step of `make test`) runs rustfmt and clippy: rustup's default profile
+# has both; a minimal toolchain gets them here.
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    log "adding rust component $component"
+    rustup component add "$component"
+  fi
+done
+
 # Chromium for the browser tests; Redis and PostgreSQL for the scale-out tests, Prometheus for
 # the metrics test, which start their own servers on 127.0.0.1 (nothing is left running, nothing is enabled as a service).
 need_apt=()
