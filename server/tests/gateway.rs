@@ -1877,3 +1877,30 @@ async fn endpoints_capped_at_4_concurrent_spill_to_the_next_and_a_full_model_que
         "{stats}"
     );
 }
+
+/// Refused calls (401, 404, 429) and calls no upstream answered carry no usage: the daily usage
+/// and its CSV count them as known (zero tokens), as `/metrics` leaves them out of
+/// `maas_gateway_usage_unknown`; only an answer without usage is unknown.
+#[tokio::test]
+async fn refused_calls_carry_no_usage_and_are_not_counted_as_unknown() {
+    let h = harness().await;
+    let rule = RuleInput {
+        kind: app::types::RuleKind::Requests,
+        target: RuleTarget::ApiKey,
+        workspace_id: Some(h.ws),
+        api_key_id: Some(h.key_id),
+        limit: "1".into(),
+        duration: "60".into(),
+    };
+    h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]});
+    let unknown_key = h.http.post(format!("{}/v1/chat/completions", h.base)).bearer_auth("sk-nobody").json(&body).send().await.unwrap();
+    assert_eq!(unknown_key.status(), 401);
+    assert_eq!(h.chat(json!({"model": "nope", "messages": []})).await.status(), 404);
+    assert_eq!(h.chat(body.clone()).await.status(), 200);
+    assert_eq!(h.chat(body).await.status(), 429);
+    h.gw.flush_usage(&h.state.db, "test").await.unwrap();
+    let [requests, known, ..] = server::gateway::meter::totals(&h.state.db, sea_orm::Condition::all()).await.unwrap();
+    assert_eq!((requests, known), (4, 4), "refused calls are not 'usage unknown'");
+    assert!(!h.gw.metrics_text().contains("maas_gateway_usage_unknown{"), "nor in /metrics");
+}

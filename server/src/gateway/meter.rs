@@ -38,11 +38,17 @@ struct Key {
 fn add(s: &mut Sums, c: &Call) {
     s.requests += 1;
     s.failovers += i64::from(c.failovers);
-    if let Some(t) = c.tokens {
-        s.usage_known += 1;
-        s.input += t.input as i64;
-        s.output += t.output as i64;
-        s.total += t.total as i64;
+    match c.tokens {
+        Some(t) => {
+            s.usage_known += 1;
+            s.input += t.input as i64;
+            s.output += t.output as i64;
+            s.total += t.total as i64;
+        }
+        // No upstream ran it (refused, or none answered): it used nothing, and that is known.
+        // Only an answer that reported no usage is unknown (as `/metrics` counts it).
+        None if c.endpoint_id.is_none() => s.usage_known += 1,
+        None => {}
     }
     s.latency_ms += c.total_ms as i64;
     s.latency_hist[bucket(c.total_ms)] += 1;
