@@ -280,20 +280,28 @@ impl SseUsage {
         let mut rest = &whole[..];
         while let Some(end) = event_end(rest) {
             let (event, after) = rest.split_at(end);
-            if !self.event(event) {
-                out.extend_from_slice(event);
-            }
+            self.pass(event, &mut out);
             rest = after;
         }
         Bytes::from(out)
     }
 
-    /// Reads one whole event (blank line included); true when it is to be cut.
-    fn event(&mut self, event: &[u8]) -> bool {
-        let Some(tokens) = last_usage(event) else { return false };
-        self.tokens = Some(tokens);
-        // The usage-only event: its `choices` is empty (OpenAI's and vLLM's shape).
-        self.strip && memmem::find(event, b"\"choices\":[]").is_some()
+    /// Reads one whole event (blank line included) and puts what of it the client gets in `out`.
+    fn pass(&mut self, event: &[u8], out: &mut Vec<u8>) {
+        match last_usage(event) {
+            Some(tokens) => {
+                self.tokens = Some(tokens);
+                // The usage-only event the gateway asked for: its `choices` is empty (OpenAI's
+                // and vLLM's shape), however the upstream spaces its JSON.
+                if !(self.strip && empty_choices(event)) {
+                    out.extend_from_slice(event);
+                }
+            }
+            // Asked for usage, an OpenAI-style upstream adds `"usage": null` to every other
+            // chunk: cut, so the client gets each chunk as it would have without the injection.
+            None if self.strip => cut_null_usage(event, out),
+            None => out.extend_from_slice(event),
+        }
     }
 
     /// An event split across frames is waiting for its end.
@@ -307,11 +315,62 @@ impl SseUsage {
         if rest.is_empty() {
             return None;
         }
-        if last_usage(&rest).is_some() && self.event(&rest) {
-            return None;
+        if !has_usage_key(&rest) {
+            return Some(Bytes::from(rest));
         }
-        Some(Bytes::from(rest))
+        let mut out = Vec::with_capacity(rest.len());
+        self.pass(&rest, &mut out);
+        (!out.is_empty()).then(|| Bytes::from(out))
     }
+}
+
+/// Whether the event's `"choices"` is an empty array (`[]`, with any JSON whitespace).
+fn empty_choices(event: &[u8]) -> bool {
+    memmem::find_iter(event, b"\"choices\"").any(|at| {
+        let colon = ws_end(event, at + 9);
+        if event.get(colon) != Some(&b':') {
+            return false;
+        }
+        let open = ws_end(event, colon + 1);
+        event.get(open) == Some(&b'[') && event.get(ws_end(event, open + 1)) == Some(&b']')
+    })
+}
+
+/// Copies `event` to `out` without its `"usage": null` members (the comma that joined each to
+/// its object included).
+fn cut_null_usage(event: &[u8], out: &mut Vec<u8>) {
+    let mut from = 0;
+    for at in FIND_USAGE.find_iter(event) {
+        if at < from {
+            continue;
+        }
+        let colon = ws_end(event, at + USAGE_KEY.len());
+        if event.get(colon) != Some(&b':') {
+            continue;
+        }
+        let value = ws_end(event, colon + 1);
+        if !event[value..].starts_with(b"null") {
+            continue;
+        }
+        let end = value + 4;
+        // The member and the comma before it (`, "usage": null`), or, first in its object, the
+        // comma after it (`"usage": null, `).
+        let before = event[from..at].iter().rposition(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r')).map(|i| from + i);
+        let (cut_from, cut_to) = match before {
+            Some(i) if event[i] == b',' => (i, end),
+            _ => {
+                let after = ws_end(event, end);
+                if event.get(after) == Some(&b',') {
+                    (at, ws_end(event, after + 1))
+                } else {
+                    (at, end)
+                }
+            }
+        };
+        out.extend_from_slice(&event[from..cut_from]);
+        from = cut_to;
+    }
+    out.extend_from_slice(&event[from..]);
 }
 
 /// The end of the last whole event of `b` (after its blank line), 0 when there is none.
@@ -428,6 +487,43 @@ mod tests {
             assert_eq!(run(&mut sse, frames), upstream, "frames of {split}");
             assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8 }));
         }
+    }
+
+    /// The client's stream as it would have been without the gateway's `include_usage`, and the
+    /// upstream's answer to it: every chunk with `"usage": null` (OpenAI's and vLLM's behaviour),
+    /// then the usage-only chunk, written with Python's `json.dumps` spacing or compact.
+    fn spaced_streams(spaced: bool) -> (String, String) {
+        let (c, sep) = if spaced { (": ", ", ") } else { (":", ",") };
+        let chunk = |delta: &str| format!("data: {{\"id\"{c}\"x\"{sep}\"choices\"{c}[{{\"delta\"{c}{delta}}}]}}\n\n");
+        let with_null =
+            |delta: &str| format!("data: {{\"id\"{c}\"x\"{sep}\"choices\"{c}[{{\"delta\"{c}{delta}}}]{sep}\"usage\"{c}null}}\n\n");
+        let usage = format!(
+            "data: {{\"id\"{c}\"x\"{sep}\"choices\"{c}[]{sep}\"usage\"{c}{{\"prompt_tokens\"{c}5{sep}\"completion_tokens\"{c}3{sep}\"total_tokens\"{c}8}}}}\n\n"
+        );
+        let deltas = ["{\"content\":\"a\"}", "{}"];
+        let client: String = deltas.iter().map(|d| chunk(d)).chain(["data: [DONE]\n\n".to_owned()]).collect();
+        let upstream: String = deltas.iter().map(|d| with_null(d)).chain([usage, "data: [DONE]\n\n".to_owned()]).collect();
+        (client, upstream)
+    }
+
+    #[test]
+    fn the_injection_leaves_no_trace_however_the_upstream_spaces_its_json() {
+        for spaced in [false, true] {
+            let (client, upstream) = spaced_streams(spaced);
+            for split in [1, 3, 1000] {
+                let frames: Vec<Vec<u8>> = upstream.as_bytes().chunks(split).map(<[u8]>::to_vec).collect();
+                let mut sse = SseUsage::new(true);
+                assert_eq!(run(&mut sse, frames), client, "spaced {spaced}, frames of {split}");
+                assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8 }));
+            }
+            // Asked for by the client itself: byte for byte.
+            let mut sse = SseUsage::new(false);
+            assert_eq!(run(&mut sse, vec![upstream.clone().into_bytes()]), upstream);
+        }
+        // A `"usage": null` first in its object takes the comma after it.
+        let mut out = Vec::new();
+        cut_null_usage(b"data: {\"usage\": null, \"id\": 1}\n\n", &mut out);
+        assert_eq!(out, b"data: {\"id\": 1}\n\n");
     }
 
     #[test]
