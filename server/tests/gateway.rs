@@ -1903,4 +1903,16 @@ async fn refused_calls_carry_no_usage_and_are_not_counted_as_unknown() {
     let [requests, known, ..] = server::gateway::meter::totals(&h.state.db, sea_orm::Condition::all()).await.unwrap();
     assert_eq!((requests, known), (4, 4), "refused calls are not 'usage unknown'");
     assert!(!h.gw.metrics_text().contains("maas_gateway_usage_unknown{"), "nor in /metrics");
+    // Each refusal is recorded under the model the caller named, an unknown key's too.
+    use sea_orm::EntityTrait;
+    let mut rows: Vec<(String, String)> = app::ssr::entities::usage_minute::Entity::find()
+        .all(&h.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.outcome, r.model))
+        .collect();
+    rows.sort();
+    let want = [("not_found", "nope"), ("ok", "chat"), ("rate_limited", "chat"), ("unauthenticated", "chat")];
+    assert_eq!(rows, want.map(|(o, m)| (o.to_owned(), m.to_owned())));
 }

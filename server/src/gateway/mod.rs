@@ -335,11 +335,15 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         // One snapshot for the whole call, even if a new one is published meanwhile.
         let snap = self.snapshot.load_full();
-        let caller = self.identify(&snap, &parts.headers)?;
+        let identified = self.identify(&snap, &parts.headers);
+        // Read even for a caller refused below: its record names the model it sent, and its
+        // connection stays usable (a body left unread closes it).
+        let bytes = read_body(body, &parts.headers, self.config.body_limit).await.map_err(|e| refusal_first(&identified, e))?;
+        let req = parse_body(&bytes).map_err(|e| refusal_first(&identified, e))?;
+        let route = find_route(&snap, &req, call);
+        let caller = identified?;
         call.identified(&caller);
-        let bytes = read_body(body, &parts.headers, self.config.body_limit).await?;
-        let req = parse_body(&bytes)?;
-        let route = find_route(&snap, &req, &caller, call)?;
+        let route = allowed_route(route, &req, &caller)?;
         let ticket = self.admit(&snap, route, &caller, &req, bytes.len(), call.op()).await?;
         call.admitted(ticket);
         let out = Outgoing {
@@ -414,18 +418,33 @@ fn parse_body(bytes: &Bytes) -> Result<RequestBody<'_>, GatewayError> {
     })
 }
 
-/// The served model the call names, if the caller's key may call it.
-fn find_route<'s>(snap: &'s Snapshot, req: &RequestBody<'_>, caller: &Caller, call: &mut CallCtx) -> Result<&'s Route, GatewayError> {
-    let Some(route) = snap.models.get(req.model()) else {
-        // Counted under what the caller sent (bounded: a model name is at most 128 characters).
-        call.routed(Arc::from(req.model().chars().take(128).collect::<String>()), None);
-        return Err(GatewayError::ModelNotFound(req.model().to_owned()));
-    };
-    call.routed(route.name.clone(), Some(route.id));
+/// The served model the call names, if any; the call is recorded under it (or under what the
+/// caller sent, bounded: a model name is at most 128 characters).
+fn find_route<'s>(snap: &'s Snapshot, req: &RequestBody<'_>, call: &mut CallCtx) -> Option<&'s Route> {
+    let route = snap.models.get(req.model());
+    match route {
+        Some(route) => call.routed(route.name.clone(), Some(route.id)),
+        None => call.routed(Arc::from(req.model().chars().take(128).collect::<String>()), None),
+    }
+    route.map(|r| &**r)
+}
+
+/// The route, if there is one and the caller's key may call it.
+fn allowed_route<'s>(route: Option<&'s Route>, req: &RequestBody<'_>, caller: &Caller) -> Result<&'s Route, GatewayError> {
+    let route = route.ok_or_else(|| GatewayError::ModelNotFound(req.model().to_owned()))?;
     if !caller.may_call(route.id) {
         return Err(GatewayError::ModelNotAllowed(route.name.to_string()));
     }
     Ok(route)
+}
+
+/// A refused key is answered before what is wrong with the body (401 before 400 or 413).
+fn refusal_first(identified: &Result<Caller, GatewayError>, e: GatewayError) -> GatewayError {
+    match identified {
+        Err(GatewayError::KeyExpired(at)) => GatewayError::KeyExpired(*at),
+        Err(_) => GatewayError::InvalidApiKey,
+        Ok(_) => e,
+    }
 }
 
 /// Flushes the gateway's usage into `db` every `every`, as rows of `gateway_id`; a failed
