@@ -1916,3 +1916,19 @@ async fn refused_calls_carry_no_usage_and_are_not_counted_as_unknown() {
     let want = [("not_found", "nope"), ("ok", "chat"), ("rate_limited", "chat"), ("unauthenticated", "chat")];
     assert_eq!(rows, want.map(|(o, m)| (o.to_owned(), m.to_owned())));
 }
+
+/// An unknown path under `/v1` is the API's 404 in OpenAI's shape, never the console's HTML page.
+#[tokio::test]
+async fn an_unknown_path_under_v1_is_a_json_404() {
+    let h = harness().await;
+    for (method, path) in [("GET", "/v1"), ("POST", "/v1/nope"), ("GET", "/v1/files/x/content")] {
+        let r = h.http.request(method.parse().unwrap(), format!("{}{path}", h.base)).bearer_auth(&h.key).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+        assert!(header(&r, "content-type").unwrap().starts_with("application/json"), "{method} {path}");
+        let (_, e) = error_of(r).await;
+        assert_eq!(e["type"], "invalid_request_error");
+        assert_eq!(e["message"], format!("Invalid URL ({method} {path})"));
+    }
+    // The gateway's own routes still answer.
+    assert_eq!(h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap().status(), 200);
+}

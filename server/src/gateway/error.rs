@@ -34,6 +34,8 @@ pub enum GatewayError {
     /// The key is scoped to other models than this one.
     ModelNotAllowed(String),
     ModelNotFound(String),
+    /// No operation at this path (method and path, as OpenAI words it).
+    UnknownPath(String),
     BadRequest(String),
     BodyTooLarge(usize),
     RateLimited(super::admission::limiter::Rejection),
@@ -58,7 +60,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidApiKey | GatewayError::KeyExpired(_) => Outcome::Unauthenticated,
             GatewayError::ModelNotAllowed(_) => Outcome::Forbidden,
-            GatewayError::ModelNotFound(_) => Outcome::NotFound,
+            GatewayError::ModelNotFound(_) | GatewayError::UnknownPath(_) => Outcome::NotFound,
             GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) => Outcome::BadRequest,
             GatewayError::RateLimited(_) | GatewayError::QuotaExceeded(_) | GatewayError::EndpointsBusy { .. } => Outcome::RateLimited,
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => Outcome::UpstreamError,
@@ -102,6 +104,9 @@ impl IntoResponse for GatewayError {
                 format!("The model `{m}` does not exist or you do not have access to it."),
                 HeaderMap::new(),
             ),
+            GatewayError::UnknownPath(what) => {
+                (StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", format!("Invalid URL ({what})"), HeaderMap::new())
+            }
             GatewayError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m, HeaderMap::new()),
             GatewayError::BodyTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

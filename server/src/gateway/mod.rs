@@ -172,9 +172,15 @@ impl Gateway {
             .into_iter()
             // `{*model}`: model names may hold slashes (`org/model`), sent raw by some clients
             // and percent-encoded (`org%2Fmodel`) by others; both arrive decoded.
-            .fold(Router::new().route("/v1/models", get(list_models)).route("/v1/models/{*model}", get(retrieve_model)), |router, op| {
-                router.route(&format!("/v1{}", op.path()), post(move |State(gw): State<Arc<Gateway>>, r| handle(gw, r, op)))
-            })
+            .fold(
+                Router::new()
+                    .route("/v1/models", get(list_models))
+                    .route("/v1/models/{*model}", get(retrieve_model))
+                    // Anything else under /v1 is the API's own 404, never the console's page.
+                    .route("/v1", axum::routing::any(unknown_path))
+                    .route("/v1/{*rest}", axum::routing::any(unknown_path)),
+                |router, op| router.route(&format!("/v1{}", op.path()), post(move |State(gw): State<Arc<Gateway>>, r| handle(gw, r, op))),
+            )
             .with_state(self.clone())
     }
 
@@ -286,6 +292,11 @@ impl tower::Service<axum::extract::Request> for Front {
             _ => Box::pin(tower::Service::call(&mut self.rest, req)),
         }
     }
+}
+
+/// `Invalid URL (POST /v1/nope)`, in OpenAI's shape.
+async fn unknown_path(method: axum::http::Method, uri: axum::http::Uri) -> GatewayError {
+    GatewayError::UnknownPath(format!("{method} {}", uri.path()))
 }
 
 async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Response, GatewayError> {
