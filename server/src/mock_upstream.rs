@@ -9,6 +9,8 @@
 //!   `/drop/...`                                     drops the connection before answering
 //!   `/drop-after/2/...`                             sends headers and 2 chunks, then drops it
 //!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
+//! A chat request with `tools` and no tool result yet is answered with a call of its first tool
+//! (`{"q": "mock"}`), streamed or not, with known usage (11 in, 6 out).
 //! It records what it received (`GET /_mock/requests`: path, model, Authorization,
 //! stream_options) and counts
 //! requests and streams the client cancelled before they finished, and the most calls it had
@@ -167,6 +169,33 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     match op.as_str() {
         "/v1/models" | "/models" => axum::Json(json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": created, "owned_by": "mock"}]})).into_response(),
         p if p.ends_with("/chat/completions") => {
+            // Given tools and no tool result yet, it calls the first tool (`{"q": "mock"}`).
+            let last_is_tool = req.pointer("/messages").and_then(Value::as_array).and_then(|m| m.last()).and_then(|m| m.get("role")) == Some(&json!("tool"));
+            let tool = req.pointer("/tools/0/function/name").and_then(Value::as_str).filter(|_| !last_is_tool).map(str::to_owned);
+            if let Some(tool) = tool {
+                let usage = json!({"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17});
+                if req.get("stream").and_then(Value::as_bool) == Some(true) {
+                    let with_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+                    let chunk = |delta: Value, finish: Value| format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}));
+                    let mut events = vec![
+                        chunk(json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_mock", "type": "function", "function": {"name": tool, "arguments": ""}}]}), Value::Null),
+                        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"q\": "}}]}), Value::Null),
+                        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"mock\"}"}}]}), Value::Null),
+                        chunk(json!({}), json!("tool_calls")),
+                    ];
+                    if with_usage {
+                        events.push(format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage})));
+                    }
+                    events.push("data: [DONE]\n\n".into());
+                    return Response::builder().header("content-type", "text/event-stream").body(Body::from(events.concat())).expect("static headers");
+                }
+                return axum::Json(json!({
+                    "id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "call_mock", "type": "function", "function": {"name": tool, "arguments": "{\"q\": \"mock\"}"}}]}, "finish_reason": "tool_calls"}],
+                    "usage": usage
+                })).into_response();
+            }
             if req.get("stream").and_then(Value::as_bool) == Some(true) {
                 let chunks = d.chunks.unwrap_or(if st.config.chunks > 0 { st.config.chunks } else { 3 });
                 let gap = Duration::from_millis(d.chunk_delay_ms.unwrap_or(st.config.chunk_delay_ms));

@@ -1,8 +1,10 @@
 //! The last step: the upstream's answer goes back to the client as it arrives (status, chosen
 //! headers, the admission's `x-ratelimit-*` headers, the body streamed), read for usage on its
 //! way, and the call ends with it.
+use super::anthropic::{self, MessagesStream};
 use super::call::CallCtx;
 use super::error;
+use super::op::Translation;
 use super::upstream::UpstreamBody;
 use super::usage::{JsonEnds, SseUsage, Tokens};
 use axum::body::{Body, Bytes};
@@ -33,28 +35,32 @@ fn passes_through(name: &header::HeaderName) -> bool {
 /// connection: the upstream sees the cancel. The call goes with the body and ends with it.
 pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
     let (parts, incoming) = answer.resp.into_parts();
+    let ct = parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
+    let sse = ct.starts_with(b"text/event-stream");
+    let translate = call.op().translation().map(|t| Translate::new(t, parts.status.as_u16(), sse, call.model()));
     let mut headers = HeaderMap::with_capacity(8);
     for (k, v) in &parts.headers {
-        if passes_through(k) {
+        if passes_through(k) && !(translate.is_some() && k == header::CONTENT_TYPE) {
             headers.append(k.clone(), v.clone());
         }
     }
+    if let Some(t) = &translate {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(t.content_type()));
+    }
     error::admission_headers(&mut headers, call.ticket());
     // The body's exact size hint (upstream Content-Length) becomes our Content-Length.
-    let body = if call.holds_something() {
+    let body = if call.holds_something() || translate.is_some() {
         let scan = if !call.metered() {
             Scan::Off
+        } else if sse {
+            // A translated stream's usage chunk is the translation's to read, not to cut.
+            Scan::Sse(SseUsage::new(answer.injected_usage && translate.is_none()))
+        } else if ct.starts_with(b"application/json") {
+            Scan::Json(JsonEnds::default())
         } else {
-            let ct = parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
-            if ct.starts_with(b"text/event-stream") {
-                Scan::Sse(SseUsage::new(answer.injected_usage))
-            } else if ct.starts_with(b"application/json") {
-                Scan::Json(JsonEnds::default())
-            } else {
-                Scan::Off
-            }
+            Scan::Off
         };
-        Body::new(AnswerBody { inner: incoming, scan, call, held: None, ended: false, broke: false })
+        Body::new(AnswerBody { inner: incoming, scan, translate, call, held: None, ended: false, broke: false })
     } else {
         // Unmetered and holding nothing: the call's end has nothing to do (it ends here).
         Body::new(incoming)
@@ -63,6 +69,61 @@ pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
     *res.status_mut() = parts.status;
     *res.headers_mut() = headers;
     res
+}
+
+/// What a translated answer becomes on its way (see `op.rs`'s translations).
+enum Translate {
+    /// A chat stream, event by event, into Messages events.
+    Messages(MessagesStream),
+    /// A JSON answer (or an error) read whole, up to [`WHOLE_MAX`], and translated at its end.
+    Whole { buf: Vec<u8>, status: u16, model: String },
+}
+
+/// The most of a non-streamed answer read to be translated (a chat completion is kilobytes).
+const WHOLE_MAX: usize = 16 << 20;
+
+impl Translate {
+    fn new(t: Translation, status: u16, sse: bool, model: &str) -> Self {
+        match t {
+            Translation::MessagesOverChat if sse && status < 400 => Translate::Messages(MessagesStream::new(model)),
+            Translation::MessagesOverChat => Translate::Whole { buf: Vec::new(), status, model: model.to_owned() },
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self {
+            Translate::Messages(_) => "text/event-stream",
+            Translate::Whole { .. } => "application/json",
+        }
+    }
+
+    fn frame(&mut self, data: &[u8]) -> Bytes {
+        match self {
+            Translate::Messages(m) => m.frame(data),
+            Translate::Whole { buf, .. } => {
+                if buf.len() < WHOLE_MAX {
+                    buf.extend_from_slice(&data[..data.len().min(WHOLE_MAX - buf.len())]);
+                }
+                Bytes::new()
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Bytes {
+        match self {
+            Translate::Messages(m) => m.finish(),
+            Translate::Whole { buf, status, model } => {
+                let body = std::mem::take(buf);
+                let out = if *status >= 400 {
+                    anthropic::error_from_upstream(*status, &body)
+                } else {
+                    anthropic::message_from_chat(&body, model)
+                        .unwrap_or_else(|| anthropic::error_body(502, "The upstream's answer could not be read as a chat completion."))
+                };
+                Bytes::from(out)
+            }
+        }
+    }
 }
 
 /// What is read of an answer as it passes through.
@@ -79,6 +140,8 @@ enum Scan {
 struct AnswerBody {
     inner: UpstreamBody,
     scan: Scan,
+    /// The answer's translation for the caller's API, if its upstream speaks another.
+    translate: Option<Translate>,
     call: CallCtx,
     /// What the SSE reader held back until the end (an event without its blank line).
     held: Option<Bytes>,
@@ -96,8 +159,9 @@ impl AnswerBody {
         }
     }
 
+    /// Whether something waits for the upstream's end to go out (a translation always may).
     fn holds(&self) -> bool {
-        self.held.is_some() || matches!(&self.scan, Scan::Sse(s) if s.holds())
+        self.held.is_some() || self.translate.is_some() || matches!(&self.scan, Scan::Sse(s) if s.holds())
     }
 
     /// The answer is over: the call ends.
@@ -130,6 +194,14 @@ impl hyper::body::Body for AnswerBody {
                     if let Scan::Sse(s) = &mut self.scan {
                         self.held = s.finish();
                     }
+                    let held = self.held.take();
+                    if let Some(t) = &mut self.translate {
+                        let mut tail = held.map(|h| t.frame(&h).to_vec()).unwrap_or_default();
+                        tail.extend_from_slice(&t.finish());
+                        self.held = (!tail.is_empty()).then(|| Bytes::from(tail));
+                    } else {
+                        self.held = held;
+                    }
                     if self.held.is_some() {
                         self.call.first_byte();
                     }
@@ -148,6 +220,10 @@ impl hyper::body::Body for AnswerBody {
                             }
                             Scan::Sse(s) => s.frame(data),
                             Scan::Off => data,
+                        };
+                        let data = match &mut self.translate {
+                            Some(t) => t.frame(&data),
+                            None => data,
                         };
                         // A body with a length is over with its last byte: hyper may not poll again.
                         if self.inner.is_end_stream() && !self.holds() {
@@ -171,8 +247,10 @@ impl hyper::body::Body for AnswerBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        // An SSE body may lose an event (the injected usage): its length is no longer known.
+        // An SSE body may lose an event (the injected usage), a translated one is another body:
+        // their length is no longer known.
         match &self.scan {
+            _ if self.translate.is_some() => SizeHint::default(),
             Scan::Sse(_) => SizeHint::default(),
             _ => self.inner.size_hint(),
         }

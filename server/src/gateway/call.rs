@@ -14,7 +14,7 @@ use super::record::{Call, FailReason, Outcome};
 use super::slots::Slot;
 use super::snapshot::Caller;
 use super::usage::Tokens;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use smallvec::SmallVec;
 use std::sync::Arc;
 
@@ -89,6 +89,11 @@ impl CallCtx {
 
     pub fn op(&self) -> Op {
         self.record.op
+    }
+
+    /// The model the caller named (`""` before its body was read).
+    pub fn model(&self) -> &str {
+        self.record.model.as_deref().unwrap_or("")
     }
 
     /// Whether the call is metered (its answer is read for usage).
@@ -180,7 +185,7 @@ impl CallCtx {
         }
         // What it reserved was not used: no upstream ran it.
         self.consumed = Consumed::Tokens(0);
-        let resp = e.into_response();
+        let resp = e.into_response_in(self.record.op.dialect());
         self.record.status = resp.status().as_u16();
         self.finish();
         resp

@@ -70,7 +70,34 @@ impl GatewayError {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let (status, kind, code, message, headers) = match self {
+        self.into_response_in(super::op::Dialect::OpenAi)
+    }
+}
+
+impl GatewayError {
+    /// The answer in `dialect`: OpenAI's error shape, or Anthropic's on its own API (same
+    /// status and headers).
+    pub fn into_response_in(self, dialect: super::op::Dialect) -> Response {
+        let (status, kind, code, message, headers) = self.described();
+        let mut res = match dialect {
+            super::op::Dialect::OpenAi => {
+                let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+                (status, axum::Json(body)).into_response()
+            }
+            super::op::Dialect::Anthropic => (
+                status,
+                [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                super::anthropic::error_body(status.as_u16(), &message),
+            )
+                .into_response(),
+        };
+        res.headers_mut().extend(headers);
+        res
+    }
+
+    /// Status, OpenAI's error type and code, the message, and the headers of this error.
+    fn described(self) -> (StatusCode, &'static str, &'static str, String, HeaderMap) {
+        match self {
             GatewayError::InvalidApiKey => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
@@ -203,11 +230,7 @@ impl IntoResponse for GatewayError {
                 "The upstream endpoints did not answer in time.".to_string(),
                 HeaderMap::new(),
             ),
-        };
-        let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-        let mut res = (status, axum::Json(body)).into_response();
-        res.headers_mut().extend(headers);
-        res
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! the answer back, and fails over to the next endpoint when one cannot answer.
 pub mod admission;
 pub mod answer;
+pub mod anthropic;
 pub mod balancer;
 pub mod body;
 pub mod call;
@@ -176,6 +177,7 @@ impl Gateway {
                 Router::new()
                     .route("/v1/models", get(list_models))
                     .route("/v1/models/{*model}", get(retrieve_model))
+                    .route("/v1/messages/count_tokens", post(count_tokens))
                     // Anything else under /v1 is the API's own 404, never the console's page.
                     .route("/v1", axum::routing::any(unknown_path))
                     .route("/v1/{*rest}", axum::routing::any(unknown_path)),
@@ -249,6 +251,8 @@ impl Gateway {
             // The scheme is case-insensitive (RFC 9110 §11.1).
             .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
             .map(|(_, token)| token.trim())
+            // Anthropic's clients send the key as `x-api-key`.
+            .or_else(|| headers.get(X_API_KEY).and_then(|v| v.to_str().ok()).map(str::trim))
             .ok_or(GatewayError::InvalidApiKey)?;
         let caller = snap.keys.get(&app::ssr::crypto::sha256(token)).ok_or(GatewayError::InvalidApiKey)?;
         match caller.expires_at {
@@ -258,6 +262,8 @@ impl Gateway {
         }
     }
 }
+
+const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
 
 /// See [`Gateway::front`]. On the hot path this skips the router's path matching, its boxed
 /// handler clone and its extractors: fewer instructions and allocations per proxied request.
@@ -294,6 +300,23 @@ impl tower::Service<axum::extract::Request> for Front {
     }
 }
 
+/// Anthropic's `POST /v1/messages/count_tokens` (Claude Code calls it before long requests): an
+/// estimate, the request's size in tokens as admission reserves it, since no tokenizer runs in
+/// the gateway and a chat upstream has no such call.
+async fn count_tokens(State(gw): State<Arc<Gateway>>, req: axum::extract::Request) -> Response {
+    let dialect = Op::Messages.dialect();
+    let (parts, body) = req.into_parts();
+    let snap = gw.snapshot.load_full();
+    if let Err(e) = gw.identify(&snap, &parts.headers) {
+        return e.into_response_in(dialect);
+    }
+    let bytes = match read_body(body, &parts.headers, gw.config.body_limit).await.and_then(|b| parse_body(&b).map(|_| b.len())) {
+        Ok(n) => n,
+        Err(e) => return e.into_response_in(dialect),
+    };
+    axum::Json(json!({"input_tokens": admission::reserve::prompt_tokens(bytes)})).into_response()
+}
+
 /// `Invalid URL (POST /v1/nope)`, in OpenAI's shape.
 async fn unknown_path(method: axum::http::Method, uri: axum::http::Uri) -> GatewayError {
     GatewayError::UnknownPath(format!("{method} {}", uri.path()))
@@ -304,7 +327,9 @@ async fn list_models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Resu
     let caller = gw.identify(&snap, &headers)?;
     let mut data: Vec<Value> = snap.models.values().filter(|r| caller.may_call(r.id)).map(|r| model_object(r)).collect();
     data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+    // OpenAI's list, and Anthropic's page (one page: `has_more` false).
+    let (first, last) = (data.first().map(|m| m["id"].clone()), data.last().map(|m| m["id"].clone()));
+    Ok(axum::Json(json!({"object": "list", "data": data, "has_more": false, "first_id": first, "last_id": last})).into_response())
 }
 
 /// One model, as OpenAI's `GET /v1/models/{model}` (the SDKs' `models.retrieve`): any model
@@ -322,9 +347,11 @@ async fn retrieve_model(
     Ok(axum::Json(model_object(r)).into_response())
 }
 
-/// A model as OpenAI lists it.
+/// A model as OpenAI lists it, with the members Anthropic's SDKs read too (`type`,
+/// `display_name`, `created_at`).
 fn model_object(r: &snapshot::Route) -> Value {
-    json!({"id": r.name, "object": "model", "created": r.created, "owned_by": r.owned_by})
+    json!({"id": r.name, "object": "model", "created": r.created, "owned_by": r.owned_by,
+           "type": "model", "display_name": r.name, "created_at": app::days::format_rfc3339(r.created)})
 }
 
 /// The request path of every forwarded operation, top to bottom: identify the caller, read and
@@ -351,17 +378,24 @@ impl Gateway {
         // connection stays usable (a body left unread closes it).
         let bytes = read_body(body, &parts.headers, self.config.body_limit).await.map_err(|e| refusal_first(&identified, e))?;
         let req = parse_body(&bytes).map_err(|e| refusal_first(&identified, e))?;
+        // The body the upstream gets, when the operation is translated for it (Messages over chat).
+        let translated = translate_request(call.op(), &bytes).map_err(|e| refusal_first(&identified, e))?;
         let route = find_route(&snap, &req, call);
         let caller = identified?;
         call.identified(&caller);
         let route = allowed_route(route, &req, &caller)?;
         let ticket = self.admit(&snap, route, &caller, &req, bytes.len(), call.op()).await?;
         call.admitted(ticket);
+        let upstream_req = match &translated {
+            Some(body) => parse_body(body)?,
+            None => req,
+        };
+        let op = call.op().upstream();
         let out = Outgoing {
-            op: call.op(),
-            body: &req,
+            op,
+            body: &upstream_req,
             accept: parts.headers.get(header::ACCEPT),
-            stream_options: self.stream_options(call.op(), &req),
+            stream_options: self.stream_options(op, &upstream_req),
         };
         self.forwarder.with_failover(route, &out, call).await
     }
@@ -421,8 +455,17 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     })
 }
 
+/// The body an upstream gets for an operation translated for it; `None` when it gets the
+/// caller's own.
+fn translate_request(op: Op, bytes: &Bytes) -> Result<Option<Vec<u8>>, GatewayError> {
+    match op.translation() {
+        None => Ok(None),
+        Some(op::Translation::MessagesOverChat) => anthropic::chat_request(bytes).map(Some).map_err(GatewayError::BadRequest),
+    }
+}
+
 /// The body as JSON with a `model`.
-fn parse_body(bytes: &Bytes) -> Result<RequestBody<'_>, GatewayError> {
+fn parse_body(bytes: &[u8]) -> Result<RequestBody<'_>, GatewayError> {
     RequestBody::parse(bytes).map_err(|e| match e {
         BodyError::Malformed(e) => GatewayError::BadRequest(format!("We could not parse the JSON body of your request: {e}")),
         BodyError::NoModel => GatewayError::BadRequest("You must provide a model parameter.".into()),

@@ -41,7 +41,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Where to send `op`; `None` when the endpoint's URL does not parse.
     pub fn target(&self, op: Op) -> Option<&Target> {
-        self.targets.as_ref().map(|t| &t[op as usize])
+        self.targets.as_ref().map(|t| &t[op.upstream() as usize])
     }
 }
 
@@ -381,7 +381,7 @@ impl Snapshot {
 }
 
 fn parse_targets(base: &str) -> Option<[Target; 3]> {
-    let [chat, completions, embeddings] = Op::ALL.map(|op| Target::parse(&format!("{base}{}", op.path())));
+    let [chat, completions, embeddings] = Op::UPSTREAM.map(|op| Target::parse(&format!("{base}{}", op.path())));
     Some([chat?, completions?, embeddings?])
 }
 

@@ -14,11 +14,16 @@ pub const DEFAULT_OUTPUT_TOKENS: u64 = 1_024;
 /// tokenizer runs on the request path: the real count arrives with the answer.
 const BYTES_PER_TOKEN: u64 = 4;
 
+/// A request body's size in tokens: an upper bound of its prompt's.
+pub fn prompt_tokens(body_len: usize) -> u64 {
+    (body_len as u64).div_ceil(BYTES_PER_TOKEN)
+}
+
 /// The call's reservation: the request body's size in tokens (an upper bound of the prompt's,
 /// as the body holds the prompt and a little JSON) plus its output bound, or the model's
 /// `default_output` when it gives none.
 pub fn estimate(op: Op, body_len: usize, req: &RequestBody<'_>, default_output: u64) -> u64 {
-    let prompt = (body_len as u64).div_ceil(BYTES_PER_TOKEN);
+    let prompt = prompt_tokens(body_len);
     let output = match op {
         Op::Embeddings => 0,
         _ => ["max_completion_tokens", "max_tokens"]

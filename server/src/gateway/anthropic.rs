@@ -1,0 +1,518 @@
+//! The Anthropic Messages API served over an upstream that speaks only chat completions (vLLM,
+//! SGLang, most OpenAI-compatible providers): the Messages request becomes a chat request
+//! ([`chat_request`]), and the chat answer becomes a Messages answer: a JSON answer whole
+//! ([`message_from_chat`]), a stream event by event as it arrives ([`MessagesStream`], never
+//! buffered whole), an upstream error in Anthropic's error shape ([`error_body`]).
+//!
+//! Translated: system prompts, text and image blocks, tools (`tool_use` / `tool_result` both
+//! ways, `tool_choice`), `max_tokens`, `temperature`, `top_p`, `stop_sequences`, `metadata.user_id`,
+//! stop reasons and usage (cached prompt tokens reported apart, as Anthropic counts them).
+//! Dropped: blocks chat completions has no form for (thinking, documents), `top_k`.
+use axum::body::Bytes;
+use serde_json::{json, Map, Value};
+
+/// The text of a `system` or `tool_result` content: a string, or the text blocks of an array.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// A Messages request body as a chat completions body (its `model` kept: the gateway replaces
+/// it per endpoint). A stream asks for its usage chunk: the translated stream reports usage.
+pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| format!("We could not parse the JSON body of your request: {e}"))?;
+    let obj = req.as_object().ok_or("The request body must be a JSON object.")?;
+    let mut chat = Map::new();
+    chat.insert("model".into(), obj.get("model").cloned().unwrap_or(Value::Null));
+    let mut messages = Vec::new();
+    if let Some(system) = obj.get("system") {
+        let text = text_of(system);
+        if !text.is_empty() {
+            messages.push(json!({"role": "system", "content": text}));
+        }
+    }
+    let Some(turns) = obj.get("messages").and_then(Value::as_array) else {
+        return Err("messages: Field required".into());
+    };
+    for turn in turns {
+        let role = match turn.get("role").and_then(Value::as_str) {
+            Some(r @ ("user" | "assistant")) => r,
+            _ => return Err("messages: each message's role must be \"user\" or \"assistant\"".into()),
+        };
+        let blocks = match turn.get("content") {
+            Some(Value::String(s)) => {
+                messages.push(json!({"role": role, "content": s}));
+                continue;
+            }
+            Some(Value::Array(blocks)) => blocks,
+            _ => return Err("messages: each message needs a content string or array".into()),
+        };
+        let (mut parts, mut tool_calls, mut has_image) = (Vec::new(), Vec::new(), false);
+        for b in blocks {
+            match b.get("type").and_then(Value::as_str) {
+                Some("text") => parts.push(json!({"type": "text", "text": b.get("text").cloned().unwrap_or_default()})),
+                Some("image") => {
+                    let src = &b["source"];
+                    let url = match src.get("type").and_then(Value::as_str) {
+                        Some("base64") => format!(
+                            "data:{};base64,{}",
+                            src.get("media_type").and_then(Value::as_str).unwrap_or("image/png"),
+                            src.get("data").and_then(Value::as_str).unwrap_or("")
+                        ),
+                        Some("url") => src.get("url").and_then(Value::as_str).unwrap_or("").to_owned(),
+                        _ => continue,
+                    };
+                    has_image = true;
+                    parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                }
+                Some("tool_use") => tool_calls.push(json!({
+                    "id": b.get("id").cloned().unwrap_or_default(),
+                    "type": "function",
+                    "function": {"name": b.get("name").cloned().unwrap_or_default(), "arguments": b.get("input").unwrap_or(&json!({})).to_string()}
+                })),
+                // A tool's result is its own chat message, before the user's other blocks.
+                Some("tool_result") => messages.push(json!({
+                    "role": "tool",
+                    "tool_call_id": b.get("tool_use_id").cloned().unwrap_or_default(),
+                    "content": b.get("content").map(text_of).unwrap_or_default()
+                })),
+                _ => {}
+            }
+        }
+        // Text alone goes as a string (every chat server takes it); images need the parts.
+        let content = if has_image {
+            Value::Array(parts)
+        } else if parts.is_empty() {
+            Value::Null
+        } else {
+            Value::String(parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"))
+        };
+        if role == "assistant" {
+            let mut m = json!({"role": "assistant", "content": content});
+            if !tool_calls.is_empty() {
+                m["tool_calls"] = Value::Array(tool_calls);
+            }
+            messages.push(m);
+        } else if !content.is_null() {
+            messages.push(json!({"role": "user", "content": content}));
+        }
+    }
+    chat.insert("messages".into(), Value::Array(messages));
+    for (from, to) in [("max_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"), ("stop_sequences", "stop")] {
+        if let Some(v) = obj.get(from) {
+            chat.insert(to.into(), v.clone());
+        }
+    }
+    if let Some(user) = obj.get("metadata").and_then(|m| m.get("user_id")).filter(|u| u.is_string()) {
+        chat.insert("user".into(), user.clone());
+    }
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let functions: Vec<Value> = tools
+            .iter()
+            .filter(|t| t.get("input_schema").is_some())
+            .map(|t| {
+                json!({"type": "function", "function": {
+                    "name": t.get("name").cloned().unwrap_or_default(),
+                    "description": t.get("description").cloned().unwrap_or_default(),
+                    "parameters": t["input_schema"].clone()
+                }})
+            })
+            .collect();
+        if !functions.is_empty() {
+            chat.insert("tools".into(), Value::Array(functions));
+        }
+    }
+    if let Some(choice) = obj.get("tool_choice") {
+        let mapped = match choice.get("type").and_then(Value::as_str) {
+            Some("auto") => Some(json!("auto")),
+            Some("any") => Some(json!("required")),
+            Some("none") => Some(json!("none")),
+            Some("tool") => Some(json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or_default()}})),
+            _ => None,
+        };
+        if let Some(m) = mapped {
+            chat.insert("tool_choice".into(), m);
+        }
+    }
+    if obj.get("stream").and_then(Value::as_bool) == Some(true) {
+        chat.insert("stream".into(), Value::Bool(true));
+        chat.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(serde_json::to_vec(&Value::Object(chat)).expect("a JSON value serializes"))
+}
+
+/// Chat's `finish_reason` as Messages' `stop_reason`.
+fn stop_reason(finish: &str) -> &'static str {
+    match finish {
+        "length" => "max_tokens",
+        "tool_calls" | "function_call" => "tool_use",
+        "content_filter" => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// Chat usage as Messages usage: Anthropic's `input_tokens` leaves out what was read from the
+/// cache (`cache_read_input_tokens`), OpenAI's `prompt_tokens` holds it.
+fn usage(u: Option<&Value>) -> Value {
+    let n = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
+    let cached = u.and_then(|u| u.pointer("/prompt_tokens_details/cached_tokens")).and_then(Value::as_u64).unwrap_or(0);
+    json!({"input_tokens": n("prompt_tokens").saturating_sub(cached), "output_tokens": n("completion_tokens"),
+           "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0})
+}
+
+/// A tool call's arguments (a JSON string in chat) as Messages' `input` object.
+fn tool_input(arguments: Option<&Value>) -> Value {
+    arguments.and_then(Value::as_str).and_then(|a| serde_json::from_str(a).ok()).filter(Value::is_object).unwrap_or_else(|| json!({}))
+}
+
+/// A chat completion (JSON) as a Messages answer for `model` (the name the caller used).
+pub fn message_from_chat(chat: &[u8], model: &str) -> Option<Vec<u8>> {
+    let chat: Value = serde_json::from_slice(chat).ok()?;
+    let choice = chat.get("choices")?.get(0)?;
+    let msg = choice.get("message")?;
+    let mut content = Vec::new();
+    if let Some(text) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for call in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        content.push(json!({"type": "tool_use", "id": call.get("id").cloned().unwrap_or_default(),
+            "name": call.pointer("/function/name").cloned().unwrap_or_default(), "input": tool_input(call.pointer("/function/arguments"))}));
+    }
+    let id = chat.get("id").and_then(Value::as_str).unwrap_or("gateway");
+    let answer = json!({
+        "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model, "content": content,
+        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str).unwrap_or("stop")), "stop_sequence": null,
+        "usage": usage(chat.get("usage"))
+    });
+    serde_json::to_vec(&answer).ok()
+}
+
+/// Anthropic's error type for an HTTP status.
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        400 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 | 503 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+/// An error answer in Anthropic's shape: `{"type":"error","error":{"type","message"}}`.
+pub fn error_body(status: u16, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"type": "error", "error": {"type": error_type(status), "message": message}}))
+        .expect("a JSON value serializes")
+}
+
+/// An upstream's error answer (OpenAI's shape, or anything) in Anthropic's shape.
+pub fn error_from_upstream(status: u16, body: &[u8]) -> Vec<u8> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")).or_else(|| v.get("detail")))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("The upstream answered {status}."));
+    error_body(status, &message)
+}
+
+/// The end of the first whole SSE event of `b` (after its blank line, `\n\n` or `\r\n\r\n`).
+fn event_end(b: &[u8]) -> Option<usize> {
+    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The block a translated stream has open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Text,
+    /// A tool call: chat's index of it.
+    Tool(u64),
+}
+
+/// A chat stream turned into Messages events as it arrives: each chat chunk becomes the
+/// `content_block_*` events it means, and the end (`[DONE]`) the `message_delta` with the stop
+/// reason and usage, then `message_stop`.
+pub struct MessagesStream {
+    model: String,
+    /// An event split across frames: its start, until its end arrives.
+    partial: Vec<u8>,
+    started: bool,
+    open: Option<Block>,
+    /// Index of the next content block.
+    next: u64,
+    stop: Option<&'static str>,
+    usage: Option<Value>,
+    done: bool,
+}
+
+impl MessagesStream {
+    pub fn new(model: &str) -> Self {
+        MessagesStream {
+            model: model.to_owned(),
+            partial: Vec::new(),
+            started: false,
+            open: None,
+            next: 0,
+            stop: None,
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn event(out: &mut Vec<u8>, kind: &str, data: Value) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        serde_json::to_writer(&mut *out, &data).expect("a JSON value serializes");
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// The Messages events for `frame` of the chat stream (whole events only; a split one waits).
+    pub fn frame(&mut self, frame: &[u8]) -> Bytes {
+        self.partial.extend_from_slice(frame);
+        let mut out = Vec::new();
+        while let Some(end) = event_end(&self.partial) {
+            let event: Vec<u8> = self.partial.drain(..end).collect();
+            for line in event.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let Some(data) = line.strip_prefix(b"data:") else { continue };
+                let data = data.strip_prefix(b" ").unwrap_or(data);
+                if data == b"[DONE]" {
+                    self.end(&mut out);
+                } else if let Ok(chunk) = serde_json::from_slice::<Value>(data) {
+                    self.chunk(&chunk, &mut out);
+                }
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// The chat stream ended cleanly: the message ends too if `[DONE]` did not end it.
+    pub fn finish(&mut self) -> Bytes {
+        let mut out = Vec::new();
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            out.extend_from_slice(&self.frame(&[rest.as_slice(), b"\n\n"].concat()));
+        }
+        self.end(&mut out);
+        Bytes::from(out)
+    }
+
+    fn start(&mut self, id: &str, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let message = json!({"id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}});
+        Self::event(out, "message_start", json!({"type": "message_start", "message": message}));
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if self.open.take().is_some() {
+            Self::event(out, "content_block_stop", json!({"type": "content_block_stop", "index": self.next - 1}));
+        }
+    }
+
+    fn open(&mut self, block: Block, start: Value, out: &mut Vec<u8>) {
+        self.close(out);
+        Self::event(out, "content_block_start", json!({"type": "content_block_start", "index": self.next, "content_block": start}));
+        self.next += 1;
+        self.open = Some(block);
+    }
+
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.start(chunk.get("id").and_then(Value::as_str).unwrap_or("gateway"), out);
+        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(u.clone());
+        }
+        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else { return };
+        let delta = choice.get("delta");
+        if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            if self.open != Some(Block::Text) {
+                self.open(Block::Text, json!({"type": "text", "text": ""}), out);
+            }
+            let index = self.next - 1;
+            Self::event(
+                out,
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+            );
+        }
+        for call in delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array).into_iter().flatten() {
+            let at = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+            if self.open != Some(Block::Tool(at)) {
+                let start = json!({"type": "tool_use", "id": call.get("id").cloned().unwrap_or_default(),
+                    "name": call.pointer("/function/name").cloned().unwrap_or_default(), "input": {}});
+                self.open(Block::Tool(at), start, out);
+            }
+            if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) {
+                let index = self.next - 1;
+                Self::event(
+                    out,
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": args}}),
+                );
+            }
+        }
+        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.stop = Some(stop_reason(finish));
+        }
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.start("gateway", out);
+        self.close(out);
+        self.done = true;
+        Self::event(
+            out,
+            "message_delta",
+            json!({"type": "message_delta",
+            "delta": {"stop_reason": self.stop.unwrap_or("end_turn"), "stop_sequence": null}, "usage": usage(self.usage.as_ref())}),
+        );
+        Self::event(out, "message_stop", json!({"type": "message_stop"}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(sse: &[u8]) -> Vec<Value> {
+        String::from_utf8_lossy(sse)
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_messages_request_becomes_the_chat_request_it_means() {
+        let body = json!({"model": "claude", "max_tokens": 100, "system": [{"type": "text", "text": "Be brief."}],
+        "stop_sequences": ["END"], "stream": true, "metadata": {"user_id": "u1"},
+        "tools": [{"name": "weather", "description": "d", "input_schema": {"type": "object"}}], "tool_choice": {"type": "any"},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Weather?"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}, {"type": "text", "text": "Thanks"}]}
+        ]});
+        let chat: Value = serde_json::from_slice(&chat_request(body.to_string().as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            chat,
+            json!({"model": "claude", "max_tokens": 100, "stop": ["END"], "user": "u1", "stream": true,
+            "stream_options": {"include_usage": true}, "tool_choice": "required",
+            "tools": [{"type": "function", "function": {"name": "weather", "description": "d", "parameters": {"type": "object"}}}],
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Weather?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+                {"role": "user", "content": "Thanks"}
+            ]})
+        );
+        assert!(chat_request(b"{\"model\": \"m\"}").unwrap_err().contains("messages"));
+    }
+
+    #[test]
+    fn a_chat_answer_becomes_a_message_with_its_tool_calls_stop_reason_and_usage() {
+        let chat = json!({"id": "c1", "choices": [{"message": {"content": "Let me look.", "tool_calls": [
+            {"id": "t1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14, "prompt_tokens_details": {"cached_tokens": 6}}});
+        let m: Value = serde_json::from_slice(&message_from_chat(chat.to_string().as_bytes(), "claude").unwrap()).unwrap();
+        assert_eq!(
+            m["content"],
+            json!([{"type": "text", "text": "Let me look."}, {"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Paris"}}])
+        );
+        assert_eq!((m["stop_reason"].as_str(), m["model"].as_str()), (Some("tool_use"), Some("claude")));
+        assert_eq!(
+            m["usage"],
+            json!({"input_tokens": 4, "output_tokens": 4, "cache_read_input_tokens": 6, "cache_creation_input_tokens": 0})
+        );
+    }
+
+    #[test]
+    fn a_chat_stream_becomes_messages_events_however_its_frames_split() {
+        let chunk = |delta: Value, finish: Value| {
+            format!("data: {}\n\n", json!({"id": "c1", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}))
+        };
+        let stream = [
+            chunk(json!({"role": "assistant", "content": "Hel"}), Value::Null),
+            chunk(json!({"content": "lo"}), Value::Null),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "t1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),
+                Value::Null,
+            ),
+            chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}), Value::Null),
+            chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}), Value::Null),
+            chunk(json!({}), json!("tool_calls")),
+            format!(
+                "data: {}\n\n",
+                json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}})
+            ),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat();
+        let mut whole = None;
+        for split in [1, 5, 64, stream.len()] {
+            let mut t = MessagesStream::new("claude");
+            let mut out = Vec::new();
+            for f in stream.as_bytes().chunks(split) {
+                out.extend_from_slice(&t.frame(f));
+            }
+            out.extend_from_slice(&t.finish());
+            let got = events(&out);
+            if let Some(w) = &whole {
+                assert_eq!(&got, w, "frames of {split}");
+            }
+            whole = Some(got);
+        }
+        let ev = whole.unwrap();
+        let kinds: Vec<&str> = ev.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let text: String = ev.iter().filter_map(|e| e.pointer("/delta/text").and_then(Value::as_str)).collect();
+        let args: String = ev.iter().filter_map(|e| e.pointer("/delta/partial_json").and_then(Value::as_str)).collect();
+        assert_eq!((text.as_str(), args.as_str()), ("Hello", "{\"city\":\"Paris\"}"));
+        assert_eq!(ev[5]["content_block"], json!({"type": "tool_use", "id": "t1", "name": "weather", "input": {}}));
+        assert_eq!(ev[9]["delta"]["stop_reason"], "tool_use");
+        assert_eq!(ev[9]["usage"]["output_tokens"], 5);
+        assert_eq!(ev[9]["usage"]["input_tokens"], 9);
+    }
+
+    #[test]
+    fn upstream_errors_take_anthropics_shape() {
+        let e: Value = serde_json::from_slice(&error_from_upstream(429, br#"{"error": {"message": "slow down", "type": "x"}}"#)).unwrap();
+        assert_eq!(e, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
+    }
+}
