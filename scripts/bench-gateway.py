@@ -9,7 +9,8 @@ mock with a rate-limit rule that never fires), then measures with `oha` in the s
   - references in the same run, each when its Debian package is installed: nginx as a plain
     reverse proxy, and socat as a bare TCP relay (no HTTP at all: the floor any extra hop costs
     here in wake-ups); and the gateway again with its rate limits shared through redis-server.
-The gateway also runs with its usage meter off (MAAS_USAGE_METERING=false, same database),
+Anthropic's Messages API (translated to chat completions) is measured beside chat on the same
+server, streamed and not. The gateway also runs with its usage meter off (MAAS_USAGE_METERING=false, same database),
 measured beside the metered one, non-streamed and streamed: what metering costs.
 With MAAS_BIN_BASELINE set (an earlier build), that binary's gateway is measured beside this
 one in the same run, alternating (feature on vs off for a change on the request path).
@@ -22,6 +23,9 @@ OHA = shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
 DURATION = os.environ.get("BENCH_SECONDS", "8")
 BODY = json.dumps({"model": "demo-chat", "messages": [{"role": "user", "content": "Hello"}]})
 STREAM_BODY = json.dumps({"model": "demo-chat", "stream": True, "messages": [{"role": "user", "content": "Hello"}]})
+# Anthropic's Messages API on the same model, translated to chat completions by the gateway.
+MESSAGES_BODY = json.dumps({"model": "demo-chat", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]})
+MESSAGES_STREAM_BODY = json.dumps({"model": "demo-chat", "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "Hello"}]})
 
 
 def start(args, env, pattern, binary=None):
@@ -243,6 +247,18 @@ try:
         c0 = cpu_ms(proc.pid)
         st = oha(url, key, 16, body=STREAM_BODY)
         print(f"c=16  streamed, {name} {st[0]:9.0f} req/s   CPU {1000 * (cpu_ms(proc.pid) - c0) / (st[0] * int(DURATION)):6.1f} us/req   statuses {st[3]}")
+    # Messages translated to chat vs chat itself, same server, alternated: what translation costs
+    # per call (CPU) and to the first token (p50 at a fixed rate, streamed).
+    via_messages = f"{base}/v1/messages"
+    for _ in range(2):
+        for name, url, body in (("chat           ", via, BODY), ("messages (tr.) ", via_messages, MESSAGES_BODY),
+                                ("chat, streamed ", via, STREAM_BODY), ("messages, str. ", via_messages, MESSAGES_STREAM_BODY)):
+            c0 = cpu_ms(server.pid)
+            r = oha(url, key, 16, body=body)
+            print(f"c=16  {name} {r[0]:9.0f} req/s   CPU {1000 * (cpu_ms(server.pid) - c0) / (r[0] * int(DURATION)):6.1f} us/req   statuses {r[3]}")
+    for name, url, body in (("chat, streamed", via, STREAM_BODY), ("messages, streamed", via_messages, MESSAGES_STREAM_BODY)):
+        r = oha(url, key, 16, rate=1000, body=body)
+        print(f"1000 req/s {name}: p50 {r[1]:7.0f} us p99 {r[2]:7.0f} us   statuses {r[3]}")
     d = oha(direct, key, 16, rate=1000)
     c0 = cpu_ms(server.pid)
     g = oha(via, key, 16, rate=1000)

@@ -449,7 +449,11 @@ async fn models_endpoint_lists_enabled_models_and_status_turns_synced() {
     let (s, e) = error_of(h.http.get(format!("{}/v1/models", h.base)).send().await.unwrap()).await;
     assert_eq!((s, e["code"].as_str()), (401, Some("invalid_api_key")), "the list needs a key too");
     let r = h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"object": "list", "data": []}));
+    // OpenAI's list, which Anthropic's SDKs read as one page too.
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"object": "list", "data": [], "has_more": false, "first_id": null, "last_id": null})
+    );
     h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
     let v: Value = h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["data"][0]["id"], "chat");
