@@ -31,10 +31,12 @@ run: build
 ## Python SDK against the gateway, the admin API from outside, then the browser tests.
 test: setup lint test-rust test-sdk test-api test-e2e
 
-## `cargo fmt` clean (rustfmt.toml), and clippy with warnings as errors on the server side (server,
-## app with `ssr`, tests and benches) and the browser side (app with `hydrate`, the WASM entry).
+## `cargo fmt` clean (rustfmt.toml), no cycle among sibling modules, and clippy with warnings as
+## errors on the server side (server, app with `ssr`, tests and benches) and the browser side (app
+## with `hydrate`, the WASM entry).
 lint:
 	cargo fmt --all --check
+	scripts/check-module-cycles.py
 	cargo clippy --workspace --exclude frontend --all-targets -- -D warnings
 	cargo clippy -p frontend -p app --target wasm32-unknown-unknown --features app/hydrate -- -D warnings
 
