@@ -41,7 +41,8 @@ test('usage: charts, top keys, CSV export for the operator; own keys only for a 
     await open(page, `${base}/usage?range=1h`);
     await expect(page.locator('#usage-totals [data-figure="Requests"] .figure-main')).toHaveText('15');
     await expect(page.locator('#usage-totals [data-figure="Tokens"] .figure-main')).toHaveText('86');
-    await expect(page.locator('#usage-unknown')).toContainText('unknown for 3 of 15 calls');
+    // The 3 refused calls carry no usage: known (zero tokens), not "unknown".
+    await expect(page.locator('#usage-unknown')).toHaveCount(0);
     // Three charts, drawn: axes, a legend and lines.
     const charts = page.locator('figure.chart svg');
     await expect(charts).toHaveCount(3);
@@ -76,15 +77,15 @@ test('usage: charts, top keys, CSV export for the operator; own keys only for a 
     expect(served).toHaveLength(1);
     expect(served[0].slice(7)).toEqual(['12', '60', '26', '86', '0']);
     const refused = rows.filter((r) => r[6] === 'no-such-model');
-    expect(refused.map((r) => r.slice(7))).toEqual([['3', '0', '0', '0', '3']]);
+    expect(refused.map((r) => r.slice(7))).toEqual([['3', '0', '0', '0', '0']]);
     await logout(page);
 
     // The demo user: their keys with their usage; the Usage page is not theirs.
     await login(page, base, 'demo', demoPassword);
     await open(page, `${base}/keys`);
     const row = page.locator('#key-table tr[data-name="demo-key"]');
-    await expect(row.locator('[data-col="day"]')).toHaveText('15 requests · 86 tokens (3 unknown)');
-    await expect(row.locator('[data-col="month"]')).toHaveText('15 requests · 86 tokens (3 unknown)');
+    await expect(row.locator('[data-col="day"]')).toHaveText('15 requests · 86 tokens');
+    await expect(row.locator('[data-col="month"]')).toHaveText('15 requests · 86 tokens');
     await open(page, `${base}/usage`);
     await expect(page.locator('.error-box')).toHaveText('This page is for operators.');
     const res = await page.request.get(`${base}/usage/export.csv?from=2026-01-01&to=2026-01-02`);

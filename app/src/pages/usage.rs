@@ -145,7 +145,7 @@ fn unknown_note(t: &UsageFigures) -> Option<impl IntoView> {
     (t.usage_unknown > 0).then(|| {
         view! {
             <p class="hint" id="usage-unknown">
-                {format!("Token usage is unknown for {} of {} calls (refused calls, upstreams that report none, streams cut short): token figures count only the calls whose usage is known.", t.usage_unknown, t.requests)}
+                {format!("Token usage is unknown for {} of {} calls (upstreams that report none, streams cut short): token figures count only the calls whose usage is known.", t.usage_unknown, t.requests)}
             </p>
         }
     })
