@@ -242,3 +242,39 @@ async fn a_call_dropped_before_any_answer_is_recorded_once_as_client_closed() {
     assert_eq!(p.recorded(1).await, BTreeMap::from([(("cancelled", 499), 1)]));
     p.assert_nothing_held();
 }
+
+#[tokio::test]
+async fn a_messages_call_is_translated_limited_metered_and_ends_once() {
+    let p = path().await;
+    let r = p
+        .http
+        .post(format!("{}/v1/messages", p.base))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "chat", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The token rule's figures in Anthropic's headers too, the reset as an RFC 3339 time.
+    assert_eq!(r.headers()["anthropic-ratelimit-tokens-limit"], "1000000");
+    let reset = r.headers()["anthropic-ratelimit-tokens-reset"].to_str().unwrap().to_owned();
+    assert!(reset.len() == 20 && reset.ends_with('Z') && reset.as_bytes()[10] == b'T', "{reset}");
+    let m: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((m["type"].as_str(), m["content"][0]["text"].as_str()), (Some("message"), Some("Hello!")));
+    assert_eq!(m["usage"]["input_tokens"], 5);
+    assert_eq!(p.recorded(1).await, BTreeMap::from([(("ok", 200), 1)]));
+    p.assert_nothing_held();
+    // Refused in Anthropic's dialect.
+    let r = p
+        .http
+        .post(format!("{}/v1/messages", p.base))
+        .header("x-api-key", "sk-nobody")
+        .json(&json!({"model": "chat"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "authentication_error");
+}

@@ -4,7 +4,7 @@
 use super::anthropic::{self, MessagesStream};
 use super::call::CallCtx;
 use super::error;
-use super::op::Translation;
+use super::op::{Dialect, Translation};
 use super::upstream::UpstreamBody;
 use super::usage::{JsonEnds, SseUsage, Tokens};
 use axum::body::{Body, Bytes};
@@ -48,6 +48,9 @@ pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(t.content_type()));
     }
     error::admission_headers(&mut headers, call.ticket());
+    if call.op().dialect() == Dialect::Anthropic {
+        error::anthropic_admission_headers(&mut headers, call.ticket(), call.unix_ms());
+    }
     // The body's exact size hint (upstream Content-Length) becomes our Content-Length.
     let body = if call.holds_something() || translate.is_some() {
         let scan = if !call.metered() {

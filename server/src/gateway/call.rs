@@ -91,6 +91,11 @@ impl CallCtx {
         self.record.op
     }
 
+    /// Unix ms now, on the gateway's clock.
+    pub fn unix_ms(&self) -> i64 {
+        self.clock.unix_ms()
+    }
+
     /// The model the caller named (`""` before its body was read).
     pub fn model(&self) -> &str {
         self.record.model.as_deref().unwrap_or("")

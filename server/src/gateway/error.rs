@@ -234,6 +234,22 @@ impl GatewayError {
     }
 }
 
+/// Anthropic's `anthropic-ratelimit-*` headers of a call admitted on its API: the same figures
+/// as the `x-ratelimit-*` ones, the reset as an RFC 3339 time (`now_ms`: Unix ms now).
+pub fn anthropic_admission_headers(h: &mut HeaderMap, a: &super::admission::Ticket, now_ms: i64) {
+    let reset = |ms: u64| HeaderValue::from_str(&app::days::format_rfc3339((now_ms + ms as i64 + 999).div_euclid(1000))).ok();
+    for (kind, admission) in [("requests", &a.requests), ("tokens", &a.tokens)] {
+        let Some(x) = admission else { continue };
+        let name =
+            |what: &str| HeaderName::from_bytes(format!("anthropic-ratelimit-{kind}-{what}").as_bytes()).expect("a valid header name");
+        h.insert(name("limit"), HeaderValue::from(x.limit));
+        h.insert(name("remaining"), HeaderValue::from(x.remaining));
+        if let Some(v) = reset(x.reset_ms) {
+            h.insert(name("reset"), v);
+        }
+    }
+}
+
 /// The `x-ratelimit-*` headers of an admitted call: the tightest request rule's and the
 /// tightest token rule's.
 pub fn admission_headers(h: &mut HeaderMap, a: &super::admission::Ticket) {
