@@ -1481,8 +1481,19 @@ async fn a_sigterm_in_the_middle_of_traffic_loses_no_call_and_invents_none() {
     let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
     let refused = refused.load(std::sync::atomic::Ordering::SeqCst);
     let db = app::ssr::connect(&db_url).await.unwrap();
+    use sea_orm::EntityTrait;
+    let rows = app::ssr::entities::usage_minute::Entity::find().all(&db).await.unwrap();
+    let count = |outcome: &str| rows.iter().filter(|r| r.outcome == outcome).map(|r| r.requests).sum::<i64>();
+    assert_eq!(count("ok"), answered, "every answered call recorded, once, and no other as answered");
+    assert_eq!(count("rate_limited"), refused);
+    // A call whose client saw no whole answer as the process stopped (its connection cut) is
+    // recorded as it ended: cancelled, never as answered; at most one per client.
+    let cancelled = count("cancelled");
+    assert!(rows.iter().all(|r| ["ok", "rate_limited", "cancelled"].contains(&r.outcome.as_str())), "{rows:?}");
+    assert!(cancelled <= 20, "{cancelled} cancelled");
     let [requests, known, ..] = server::gateway::meter::totals(&db, sea_orm::Condition::all()).await.unwrap();
-    assert_eq!((requests, known), (answered + refused, answered), "every answered call recorded, once");
+    assert_eq!(requests, answered + refused + cancelled);
+    assert!(known >= answered + refused, "refused calls carry no usage: known");
 }
 
 /// A key scoped to one model calls that one (and lists only it); another model is a 403
