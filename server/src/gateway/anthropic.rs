@@ -510,6 +510,126 @@ mod tests {
         assert_eq!(ev[9]["usage"]["input_tokens"], 9);
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A piece of an answer: text, or a tool call whose arguments arrive in pieces.
+        #[derive(Clone, Debug)]
+        enum Piece {
+            Text(String),
+            Tool { name: String, args: Vec<String> },
+        }
+
+        fn piece() -> impl Strategy<Value = Piece> {
+            prop_oneof![
+                "[a-zA-Z0-9 \"\\\\é\n{}]{1,12}".prop_map(Piece::Text),
+                ("[a-z_]{1,8}", proptest::collection::vec("[a-z0-9\":{} ,]{0,6}", 0..4))
+                    .prop_map(|(name, args)| Piece::Tool { name, args }),
+            ]
+        }
+
+        /// The chat stream an OpenAI-compatible server sends for `pieces`, and the blocks a
+        /// Messages client must see: consecutive texts are one block, each tool call one block.
+        fn stream_of(pieces: &[Piece], output: u64) -> (String, Vec<(String, String)>) {
+            let chunk = |delta: Value, finish: Value| {
+                format!("data: {}\n\n", json!({"id": "c", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}))
+            };
+            let (mut sse, mut blocks, mut tool) = (String::new(), Vec::<(String, String)>::new(), 0);
+            for p in pieces {
+                match p {
+                    Piece::Text(t) => {
+                        sse += &chunk(json!({"content": t}), Value::Null);
+                        match blocks.last_mut() {
+                            Some((kind, text)) if kind == "text" => text.push_str(t),
+                            _ => blocks.push(("text".into(), t.clone())),
+                        }
+                    }
+                    Piece::Tool { name, args } => {
+                        sse += &chunk(
+                            json!({"tool_calls": [{"index": tool, "id": format!("t{tool}"), "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                            Value::Null,
+                        );
+                        for a in args {
+                            sse += &chunk(json!({"tool_calls": [{"index": tool, "function": {"arguments": a}}]}), Value::Null);
+                        }
+                        blocks.push((format!("tool_use:{name}"), args.concat()));
+                        tool += 1;
+                    }
+                }
+            }
+            sse += &chunk(json!({}), json!(if tool > 0 { "tool_calls" } else { "stop" }));
+            sse += &format!(
+                "data: {}\n\n",
+                json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": output, "total_tokens": 3 + output}})
+            );
+            sse += "data: [DONE]\n\n";
+            (sse, blocks)
+        }
+
+        proptest! {
+            #[test]
+            fn any_chat_stream_becomes_a_valid_messages_stream_with_the_same_content_and_usage(
+                pieces in proptest::collection::vec(piece(), 0..8),
+                output in 0u64..10_000,
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let (sse, want) = stream_of(&pieces, output);
+                let bytes = sse.as_bytes();
+                let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+                at.push(0);
+                at.push(bytes.len());
+                at.sort_unstable();
+                let mut t = MessagesStream::new("m");
+                let mut out = Vec::new();
+                for w in at.windows(2) {
+                    out.extend_from_slice(&t.frame(&bytes[w[0]..w[1]]));
+                }
+                out.extend_from_slice(&t.finish());
+                let ev = events(&out);
+                // Well formed: one start, blocks opened and closed in order, one delta, one stop.
+                prop_assert_eq!(ev.first().map(|e| e["type"].clone()), Some(json!("message_start")));
+                prop_assert_eq!(ev.last().map(|e| e["type"].clone()), Some(json!("message_stop")));
+                let mut got: Vec<(String, String)> = Vec::new();
+                let mut open: Option<u64> = None;
+                for e in &ev[1..ev.len() - 2] {
+                    match e["type"].as_str().unwrap() {
+                        "content_block_start" => {
+                            prop_assert!(open.is_none());
+                            let index = e["index"].as_u64().unwrap();
+                            prop_assert_eq!(index, got.len() as u64);
+                            open = Some(index);
+                            let b = &e["content_block"];
+                            let kind = match b["type"].as_str().unwrap() {
+                                "text" => "text".to_owned(),
+                                _ => format!("tool_use:{}", b["name"].as_str().unwrap()),
+                            };
+                            got.push((kind, String::new()));
+                        }
+                        "content_block_delta" => {
+                            prop_assert_eq!(e["index"].as_u64(), open);
+                            let d = &e["delta"];
+                            let piece = d.get("text").or_else(|| d.get("partial_json")).and_then(Value::as_str).unwrap();
+                            got.last_mut().unwrap().1.push_str(piece);
+                        }
+                        "content_block_stop" => {
+                            prop_assert_eq!(e["index"].as_u64(), open);
+                            open = None;
+                        }
+                        other => prop_assert!(false, "unexpected event {}", other),
+                    }
+                }
+                prop_assert!(open.is_none());
+                // Tool calls with no argument pieces open a block with an empty input.
+                prop_assert_eq!(got, want);
+                let delta = &ev[ev.len() - 2];
+                prop_assert_eq!(delta["usage"]["output_tokens"].as_u64(), Some(output));
+                let stop = if pieces.iter().any(|p| matches!(p, Piece::Tool { .. })) { "tool_use" } else { "end_turn" };
+                prop_assert_eq!(delta["delta"]["stop_reason"].as_str(), Some(stop));
+            }
+        }
+    }
+
     #[test]
     fn upstream_errors_take_anthropics_shape() {
         let e: Value = serde_json::from_slice(&error_from_upstream(429, br#"{"error": {"message": "slow down", "type": "x"}}"#)).unwrap();
