@@ -16,6 +16,16 @@ case "$what" in run|test) ;; *) echo "usage: $0 run|test" >&2; exit 2 ;; esac
 WASM_BINDGEN_VERSION=0.2.130   # must equal the `wasm-bindgen = "=…"` pin in Cargo.toml
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
+# A long-lived target dir grows with every change (incremental caches, test binaries of earlier
+# hashes; one reached 74 GB): past 40 GB the incremental caches go, and artefacts untouched for 3
+# days (a rebuild costs minutes, a full disk fails the run).
+target="${CARGO_TARGET_DIR:-$HOME/.cache/maas-target}"
+if [ -d "$target" ] && [ "$(du -s --block-size=1G "$target" | cut -f1)" -gt 40 ]; then
+  log "$target is over 40 GB: sweeping incremental caches and artefacts unused for 3 days"
+  rm -rf "$target"/*/incremental
+  find "$target" -path '*/deps/*' -type f -mtime +3 -delete
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "adding rust target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
