@@ -1,23 +1,11 @@
 """The official Anthropic Python SDK against the gateway's /v1/messages, translated to chat
 completions for `maas mock-upstream` (loopback only, bounded)."""
-import os, re, subprocess, sys, tempfile, time, unittest
+import sys, unittest
 
 import anthropic
 from anthropic import Anthropic
 
-BIN = os.environ["MAAS_BIN"]
-
-
-def start(args, env, pattern):
-    p = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        line = p.stdout.readline()
-        m = re.search(pattern, line)
-        if m:
-            return p, m.group(1)
-    p.kill()
-    raise RuntimeError(f"{args[0]} did not start")
+from served import Served
 
 
 WEATHER = {"name": "weather", "description": "The weather in a city", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
@@ -26,21 +14,14 @@ WEATHER = {"name": "weather", "description": "The weather in a city", "input_sch
 class AnthropicSdk(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="maas-anthropic-")
-        env = dict(os.environ, RUST_LOG="warn")
-        cls.mock, mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--chunks", "4"], env, r"mock upstream: (http://\S+)/v1")
-        env.update(DATABASE_URL=f"sqlite://{cls.tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=cls.tmp, MAAS_LISTEN="127.0.0.1:0")
-        cls.server, cls.base = start(["serve", "--demo-upstream", mock_url], env, r"MaaS console: (http://\S+)")
-        cls.key = open(os.path.join(cls.tmp, "demo.key")).read().strip()
+        cls.served = Served("maas-anthropic-")
+        cls.base, cls.key = cls.served.base, cls.served.key
         # As Claude Code is pointed at it: ANTHROPIC_BASE_URL is the gateway's origin.
         cls.client = Anthropic(base_url=cls.base, api_key=cls.key, max_retries=0, timeout=10)
 
     @classmethod
     def tearDownClass(cls):
-        for p in (cls.server, cls.mock):
-            p.terminate()
-            p.wait(timeout=10)
-            p.stdout.close()
+        cls.served.stop()
 
     def test_create_with_a_system_prompt(self):
         m = self.client.messages.create(model="demo-chat", max_tokens=100, system="Be brief.",

@@ -1,41 +1,22 @@
 """The official OpenAI Python SDK against the gateway (loopback only, bounded)."""
-import os, re, subprocess, sys, tempfile, time, unittest
+import os, sys, time, unittest
 
 import openai
 from openai import OpenAI
 
-BIN = os.environ["MAAS_BIN"]
-
-
-def start(args, env, pattern):
-    p = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        line = p.stdout.readline()
-        m = re.search(pattern, line)
-        if m:
-            return p, m.group(1)
-    p.kill()
-    raise RuntimeError(f"{args[0]} did not start")
+from served import Served
 
 
 class OpenAISdk(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="maas-sdk-")
-        env = dict(os.environ, RUST_LOG="warn")
-        cls.mock, mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--chunks", "4"], env, r"mock upstream: (http://\S+)/v1")
-        env.update(DATABASE_URL=f"sqlite://{cls.tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=cls.tmp, MAAS_LISTEN="127.0.0.1:0")
-        cls.server, cls.base = start(["serve", "--demo-upstream", mock_url], env, r"MaaS console: (http://\S+)")
-        key = open(os.path.join(cls.tmp, "demo.key")).read().strip()
-        cls.client = OpenAI(base_url=cls.base + "/v1", api_key=key, max_retries=0, timeout=10)
+        cls.served = Served("maas-sdk-")
+        cls.tmp, cls.base, cls.key = cls.served.tmp, cls.served.base, cls.served.key
+        cls.client = OpenAI(base_url=cls.base + "/v1", api_key=cls.key, max_retries=0, timeout=10)
 
     @classmethod
     def tearDownClass(cls):
-        for p in (cls.server, cls.mock):
-            p.terminate()
-            p.wait(timeout=10)
-            p.stdout.close()
+        cls.served.stop()
 
     def test_chat_non_streamed(self):
         r = self.client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "Hello"}])

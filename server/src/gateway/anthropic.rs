@@ -8,6 +8,7 @@
 //! ways, `tool_choice`), `max_tokens`, `temperature`, `top_p`, `stop_sequences`, `metadata.user_id`,
 //! stop reasons and usage (cached prompt tokens reported apart, as Anthropic counts them).
 //! Dropped: blocks chat completions has no form for (thinking, documents), `top_k`.
+use super::usage::event_end;
 use axum::body::Bytes;
 use serde_json::{json, Map, Value};
 
@@ -220,16 +221,6 @@ pub fn error_from_upstream(status: u16, body: &[u8]) -> Vec<u8> {
         .map(str::to_owned)
         .unwrap_or_else(|| format!("The upstream answered {status}."));
     error_body(status, &message)
-}
-
-/// The end of the first whole SSE event of `b` (after its blank line, `\n\n` or `\r\n\r\n`).
-fn event_end(b: &[u8]) -> Option<usize> {
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// The block a translated stream has open.

@@ -6,7 +6,7 @@
 //! upstream. The end records the call in the usage meter and `/metrics`, and ends every hold
 //! the call took (its admission ticket, with the real usage or the estimate; its endpoint slot).
 use super::admission::{Consumed, Ticket};
-use super::clock::{Clock, SharedClock};
+use super::clock::SharedClock;
 use super::error::GatewayError;
 use super::meter::Meter;
 use super::op::Op;

@@ -72,12 +72,3 @@ impl Clock for ManualClock {
 
 /// Shared by the gateway's parts.
 pub type SharedClock = Arc<dyn Clock>;
-
-impl Clock for Arc<dyn Clock> {
-    fn now_ms(&self) -> u64 {
-        (**self).now_ms()
-    }
-    fn unix_ms(&self) -> i64 {
-        (**self).unix_ms()
-    }
-}

@@ -238,17 +238,28 @@ impl GatewayError {
 /// as the `x-ratelimit-*` ones, the reset as an RFC 3339 time (`now_ms`: Unix ms now).
 pub fn anthropic_admission_headers(h: &mut HeaderMap, a: &super::admission::Ticket, now_ms: i64) {
     let reset = |ms: u64| HeaderValue::from_str(&app::days::format_rfc3339((now_ms + ms as i64 + 999).div_euclid(1000))).ok();
-    for (kind, admission) in [("requests", &a.requests), ("tokens", &a.tokens)] {
+    for ([limit, remaining, reset_at], admission) in [(ANTHROPIC_REQUESTS, &a.requests), (ANTHROPIC_TOKENS, &a.tokens)] {
         let Some(x) = admission else { continue };
-        let name =
-            |what: &str| HeaderName::from_bytes(format!("anthropic-ratelimit-{kind}-{what}").as_bytes()).expect("a valid header name");
-        h.insert(name("limit"), HeaderValue::from(x.limit));
-        h.insert(name("remaining"), HeaderValue::from(x.remaining));
+        h.insert(limit, HeaderValue::from(x.limit));
+        h.insert(remaining, HeaderValue::from(x.remaining));
         if let Some(v) = reset(x.reset_ms) {
-            h.insert(name("reset"), v);
+            h.insert(reset_at, v);
         }
     }
 }
+
+// Anthropic's names for the same figures (limit, remaining, reset), built at compile time rather
+// than formatted on every answer.
+const ANTHROPIC_REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+    HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+];
+const ANTHROPIC_TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+];
 
 /// The `x-ratelimit-*` headers of an admitted call: the tightest request rule's and the
 /// tightest token rule's.

@@ -3,7 +3,7 @@
 use super::answer::Answer;
 use super::body::RequestBody;
 use super::call::CallCtx;
-use super::clock::{Clock, SharedClock};
+use super::clock::SharedClock;
 use super::error::GatewayError;
 use super::op::Op;
 use super::record::FailReason;

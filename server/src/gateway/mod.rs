@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use body::{BodyError, RequestBody};
 use call::CallCtx;
-use clock::{Clock, SharedClock, SystemClock};
+use clock::{SharedClock, SystemClock};
 use error::GatewayError;
 use forward::{Forwarder, Outgoing};
 use op::Op;
@@ -103,14 +103,14 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway counting rate limits in this process (the embedded mode, one replica).
     pub fn new(config: GatewayConfig) -> Arc<Self> {
-        let local = admission::local::LocalAdmission { limiter: admission::limiter::Limiter::on(config.clock.clone()) };
+        let local = admission::local::LocalAdmission::on(config.clock.clone());
         Self::with_admission(config, Admission::Local(local))
     }
 
     /// A gateway whose rate limits are shared, through `redis`, with every replica using it.
     pub fn shared(config: GatewayConfig, redis: admission::redis_limiter::RedisLimiter) -> Arc<Self> {
         let journal = admission::journal::Journal::new(redis, config.clock.clone(), config.lease.as_millis() as u64);
-        let local = admission::local::LocalAdmission { limiter: admission::limiter::Limiter::on(config.clock.clone()) };
+        let local = admission::local::LocalAdmission::on(config.clock.clone());
         let shared = admission::outage::OutageFallback { redis: admission::redis_admission::RedisAdmission { journal }, local };
         Self::with_admission(config, Admission::Shared(shared))
     }

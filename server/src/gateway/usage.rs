@@ -385,7 +385,7 @@ fn last_event_end(b: &[u8]) -> usize {
 }
 
 /// The end of the first event of `b` (after its blank line: `\n\n` or `\r\n\r\n`).
-fn event_end(b: &[u8]) -> Option<usize> {
+pub fn event_end(b: &[u8]) -> Option<usize> {
     let lf = memmem::find(b, b"\n\n").map(|i| i + 2);
     let crlf = memmem::find(b, b"\r\n\r\n").map(|i| i + 4);
     match (lf, crlf) {

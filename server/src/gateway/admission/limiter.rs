@@ -404,10 +404,6 @@ impl Limiter {
         Limiter { clock }
     }
 
-    pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
-    }
-
     /// Checks a call against every rule that applies and, if all admit it, records it in each:
     /// `estimate` is what it reserves in token rules until it ends (see [`RuleHold`]).
     pub fn check<R: Borrow<RuleCheck>>(&self, rules: &[R], estimate: u64) -> Result<Admitted, Rejection> {

@@ -9,6 +9,11 @@ pub struct LocalAdmission {
 }
 
 impl LocalAdmission {
+    /// On fresh counters read on `clock`.
+    pub fn on(clock: crate::gateway::clock::SharedClock) -> Self {
+        LocalAdmission { limiter: Limiter::on(clock) }
+    }
+
     /// Checks `claim`'s quotas, then its rules: quotas first (their reservation is the cheaper
     /// to give back), and a refusal by either leaves nothing consumed in the other.
     pub fn check(&self, claim: &Claim<'_>) -> Result<Ticket, Refusal> {

@@ -44,14 +44,6 @@ impl Admit for Admission {
 }
 
 impl Admission {
-    /// This process's counters.
-    pub fn local(&self) -> &limiter::Limiter {
-        match self {
-            Admission::Local(l) => &l.limiter,
-            Admission::Shared(s) => &s.local.limiter,
-        }
-    }
-
     /// What this replica admitted while Redis could not answer and Redis does not know yet.
     pub fn outage_journal_len(&self) -> usize {
         match self {

@@ -1,0 +1,37 @@
+"""`maas mock-upstream` and `maas serve` on free loopback ports with a throwaway database and the
+demo model, for the SDK tests (each test file starts its own)."""
+import os, re, subprocess, tempfile, time
+
+BIN = os.environ["MAAS_BIN"]
+
+
+def start(args, env, pattern):
+    p = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        m = re.search(pattern, line)
+        if m:
+            return p, m.group(1)
+    p.kill()
+    raise RuntimeError(f"{args[0]} did not start")
+
+
+class Served:
+    """The mock (`--chunks 4`) and the gateway in front of it: `tmp` (data folder), `base` (the
+    gateway's origin), `key` (the demo key)."""
+
+    def __init__(self, prefix):
+        self.tmp = tempfile.mkdtemp(prefix=prefix)
+        env = dict(os.environ, RUST_LOG="warn")
+        self.mock, mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--chunks", "4"], env, r"mock upstream: (http://\S+)/v1")
+        env.update(DATABASE_URL=f"sqlite://{self.tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=self.tmp, MAAS_LISTEN="127.0.0.1:0")
+        self.server, self.base = start(["serve", "--demo-upstream", mock_url], env, r"MaaS console: (http://\S+)")
+        with open(os.path.join(self.tmp, "demo.key")) as f:
+            self.key = f.read().strip()
+
+    def stop(self):
+        for p in (self.server, self.mock):
+            p.terminate()
+            p.wait(timeout=10)
+            p.stdout.close()
