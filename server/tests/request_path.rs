@@ -277,4 +277,17 @@ async fn a_messages_call_is_translated_limited_metered_and_ends_once() {
     assert_eq!(r.status(), 401);
     let e: serde_json::Value = r.json().await.unwrap();
     assert_eq!(e["error"]["type"], "authentication_error");
+    // Malformed, not a Messages request, oversized: refused in Anthropic's dialect, nothing held.
+    let post = |body: Vec<u8>| p.http.post(format!("{}/v1/messages", p.base)).header("x-api-key", KEY).body(body).send();
+    for (body, status, kind) in [
+        (b"{not json".to_vec(), 400, "invalid_request_error"),
+        (br#"{"model": "chat", "messages": "hi"}"#.to_vec(), 400, "invalid_request_error"),
+        (vec![b' '; 11 << 20], 413, "request_too_large"),
+    ] {
+        let r = post(body).await.unwrap();
+        assert_eq!(r.status(), status);
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_eq!((e["type"].as_str(), e["error"]["type"].as_str()), (Some("error"), Some(kind)), "{e}");
+    }
+    p.assert_nothing_held();
 }
