@@ -8,8 +8,7 @@
 //! ways, `tool_choice`), `max_tokens`, `temperature`, `top_p`, `stop_sequences`, `metadata.user_id`,
 //! stop reasons and usage (cached prompt tokens reported apart, as Anthropic counts them).
 //! Dropped: blocks chat completions has no form for (thinking, documents), `top_k`.
-use super::usage::event_end;
-use axum::body::Bytes;
+use super::chat_stream::{sse_event, ChatSink, ChatStream};
 use serde_json::{json, Map, Value};
 
 /// The text of a `system` or `tool_result` content: a string, or the text blocks of an array.
@@ -234,70 +233,38 @@ enum Block {
 /// A chat stream turned into Messages events as it arrives: each chat chunk becomes the
 /// `content_block_*` events it means, and the end (`[DONE]`) the `message_delta` with the stop
 /// reason and usage, then `message_stop`.
-pub struct MessagesStream {
+pub type MessagesStream = ChatStream<Messages>;
+
+impl MessagesStream {
+    pub fn new(model: &str) -> Self {
+        ChatStream::with(Messages { model: model.to_owned(), started: false, open: None, next: 0, stop: None, usage: None })
+    }
+}
+
+/// The Messages side of a translated stream: what is open, what the end will say.
+pub struct Messages {
     model: String,
-    /// An event split across frames: its start, until its end arrives.
-    partial: Vec<u8>,
     started: bool,
     open: Option<Block>,
     /// Index of the next content block.
     next: u64,
     stop: Option<&'static str>,
     usage: Option<Value>,
-    done: bool,
 }
 
-impl MessagesStream {
-    pub fn new(model: &str) -> Self {
-        MessagesStream {
-            model: model.to_owned(),
-            partial: Vec::new(),
-            started: false,
-            open: None,
-            next: 0,
-            stop: None,
-            usage: None,
-            done: false,
-        }
+impl ChatSink for Messages {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        self.chunk(chunk, out)
     }
 
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.end(out)
+    }
+}
+
+impl Messages {
     fn event(out: &mut Vec<u8>, kind: &str, data: Value) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        serde_json::to_writer(&mut *out, &data).expect("a JSON value serializes");
-        out.extend_from_slice(b"\n\n");
-    }
-
-    /// The Messages events for `frame` of the chat stream (whole events only; a split one waits).
-    pub fn frame(&mut self, frame: &[u8]) -> Bytes {
-        self.partial.extend_from_slice(frame);
-        let mut out = Vec::new();
-        while let Some(end) = event_end(&self.partial) {
-            let event: Vec<u8> = self.partial.drain(..end).collect();
-            for line in event.split(|&b| b == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let Some(data) = line.strip_prefix(b"data:") else { continue };
-                let data = data.strip_prefix(b" ").unwrap_or(data);
-                if data == b"[DONE]" {
-                    self.end(&mut out);
-                } else if let Ok(chunk) = serde_json::from_slice::<Value>(data) {
-                    self.chunk(&chunk, &mut out);
-                }
-            }
-        }
-        Bytes::from(out)
-    }
-
-    /// The chat stream ended cleanly: the message ends too if `[DONE]` did not end it.
-    pub fn finish(&mut self) -> Bytes {
-        let mut out = Vec::new();
-        if !self.partial.is_empty() {
-            let rest = std::mem::take(&mut self.partial);
-            out.extend_from_slice(&self.frame(&[rest.as_slice(), b"\n\n"].concat()));
-        }
-        self.end(&mut out);
-        Bytes::from(out)
+        sse_event(out, kind, &data)
     }
 
     fn start(&mut self, id: &str, out: &mut Vec<u8>) {
@@ -324,9 +291,6 @@ impl MessagesStream {
     }
 
     fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
         self.start(chunk.get("id").and_then(Value::as_str).unwrap_or("gateway"), out);
         if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
             self.usage = Some(u.clone());
@@ -367,12 +331,8 @@ impl MessagesStream {
     }
 
     fn end(&mut self, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
         self.start("gateway", out);
         self.close(out);
-        self.done = true;
         Self::event(
             out,
             "message_delta",
