@@ -349,6 +349,65 @@ pub enum KeyChange {
     Clear,
 }
 
+/// An API an endpoint speaks natively. The gateway serves Messages and Responses calls to an
+/// endpoint that speaks only chat completions by translating them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// OpenAI's chat completions (with completions and embeddings): every vLLM, SGLang, TGI.
+    Chat,
+    /// Anthropic's Messages API (`/v1/messages`).
+    Messages,
+    /// OpenAI's Responses API (`/v1/responses`).
+    Responses,
+}
+
+impl Api {
+    pub const ALL: [Api; 3] = [Api::Chat, Api::Messages, Api::Responses];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Messages => "messages",
+            Api::Responses => "responses",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Api::Chat => "Chat completions",
+            Api::Messages => "Messages",
+            Api::Responses => "Responses",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Api> {
+        Api::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// How a set is stored: names joined by commas (`chat,messages`), in declaration order.
+    pub fn join(apis: &[Api]) -> String {
+        Api::ALL.into_iter().filter(|a| apis.contains(a)).map(Api::as_str).collect::<Vec<_>>().join(",")
+    }
+
+    /// A stored set; unknown names are skipped, and nothing at all is chat (the default).
+    pub fn split(s: &str) -> Vec<Api> {
+        let apis: Vec<Api> = s.split(',').filter_map(|a| Api::parse(a.trim())).collect();
+        if apis.is_empty() {
+            vec![Api::Chat]
+        } else {
+            apis
+        }
+    }
+}
+
+/// The APIs an endpoint speaks when nothing says otherwise: chat completions, as every vLLM and
+/// SGLang deployment does (Messages and Responses are then translated).
+pub fn default_apis() -> Vec<Api> {
+    vec![Api::Chat]
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointInput {
     /// The saved endpoint this row edits (to keep its key); `None` for a new row.
@@ -366,6 +425,9 @@ pub struct EndpointInput {
     /// slots); empty for no cap.
     #[serde(default)]
     pub max_concurrent: String,
+    /// The APIs it speaks natively (at least one).
+    #[serde(default = "default_apis")]
+    pub native_apis: Vec<Api>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,6 +464,7 @@ pub struct EndpointView {
     pub weight: i32,
     pub skip_stream_usage: bool,
     pub max_concurrent: Option<i64>,
+    pub native_apis: Vec<Api>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -230,6 +230,9 @@ pub fn model(input: &ModelInput) -> FieldErrors {
                 e.add(format!("endpoints.{i}.api_key"), "not a valid API key");
             }
         }
+        if ep.native_apis.is_empty() {
+            e.add(format!("endpoints.{i}.native_apis"), "choose at least one API it speaks".to_owned());
+        }
         if let Err(m) = endpoint_cap(&ep.max_concurrent) {
             e.add(format!("endpoints.{i}.max_concurrent"), m);
         }
@@ -294,6 +297,7 @@ mod tests {
             weight: weight.into(),
             skip_stream_usage: false,
             max_concurrent: String::new(),
+            native_apis: crate::types::default_apis(),
         }
     }
     fn base() -> ModelInput {

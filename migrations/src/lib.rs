@@ -15,6 +15,7 @@ mod m20261204_000001_reserve_output;
 mod m20261205_000001_admin_api;
 // Public: the flush benchmark measures against the indexes it replaced.
 pub mod m20261206_000001_usage_append_indexes;
+mod m20261207_000001_endpoint_apis;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_reserve_output::Migration),
             Box::new(m20261205_000001_admin_api::Migration),
             Box::new(m20261206_000001_usage_append_indexes::Migration),
+            Box::new(m20261207_000001_endpoint_apis::Migration),
         ]
     }
 }

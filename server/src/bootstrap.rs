@@ -190,6 +190,7 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
             weight: "100".into(),
             skip_stream_usage: false,
             max_concurrent: String::new(),
+            native_apis: app::types::default_apis(),
         }],
         rules: vec![RuleInput {
             kind: app::types::RuleKind::Requests,

@@ -11,8 +11,9 @@
 //!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
 //! A chat request with `tools` and no tool result yet is answered with a call of its first tool
 //! (`{"q": "mock"}`), streamed or not, with known usage (11 in, 6 out).
-//! It records what it received (`GET /_mock/requests`: path, model, Authorization,
-//! stream_options) and counts
+//! `/v1/messages` and `/v1/responses` answer natively (`mock_native.rs`).
+//! It records what it received (`GET /_mock/requests`: path, model, Authorization, x-api-key,
+//! anthropic-version and -beta, stream_options, the body) and counts
 //! requests and streams the client cancelled before they finished, and the most calls it had
 //! in flight at once, in all and per `/name/` (`GET /_mock/stats`): what a concurrency limit
 //! must keep below its bound.
@@ -129,10 +130,10 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = req.get("model").and_then(Value::as_str).unwrap_or("").to_owned();
     if st.record {
-        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        st.received.lock().push(
-            json!({"path": path, "model": model, "authorization": auth, "name": d.name, "stream_options": req.get("stream_options")}),
-        );
+        let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        st.received.lock().push(json!({"path": path, "model": model, "authorization": header("authorization"), "name": d.name,
+            "stream_options": req.get("stream_options"), "x_api_key": header("x-api-key"),
+            "anthropic_version": header("anthropic-version"), "anthropic_beta": header("anthropic-beta"), "body": req}));
     }
     let delay = d.delay_ms.unwrap_or(st.config.latency_ms);
     if delay > 0 {
@@ -167,6 +168,8 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     let from = d.name.clone().map(|n| format!(" from {n}")).unwrap_or_default();
     let created = app::ssr::now();
     match op.as_str() {
+        p if p.ends_with("/messages") => crate::mock_native::messages(&req, &model, &from),
+        p if p.ends_with("/responses") => crate::mock_native::responses(&req, &model, &from, created),
         "/v1/models" | "/models" => axum::Json(json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": created, "owned_by": "mock"}]})).into_response(),
         p if p.ends_with("/chat/completions") => {
             // Given tools and no tool result yet, it calls the first tool (`{"q": "mock"}`).

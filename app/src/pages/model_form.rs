@@ -81,6 +81,7 @@ struct EpRow {
     weight: RwSignal<String>,
     skip_stream_usage: RwSignal<bool>,
     max_concurrent: RwSignal<String>,
+    native_apis: RwSignal<Vec<Api>>,
 }
 
 impl EpRow {
@@ -96,6 +97,7 @@ impl EpRow {
             weight: RwSignal::new(weight.into()),
             skip_stream_usage: RwSignal::new(false),
             max_concurrent: RwSignal::new(String::new()),
+            native_apis: RwSignal::new(crate::types::default_apis()),
         }
     }
     fn input(&self) -> EndpointInput {
@@ -114,6 +116,7 @@ impl EpRow {
             weight: self.weight.get(),
             skip_stream_usage: self.skip_stream_usage.get(),
             max_concurrent: self.max_concurrent.get(),
+            native_apis: self.native_apis.get(),
         }
     }
 }
@@ -168,6 +171,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 r.url.set(e.url.clone());
                 r.skip_stream_usage.set(e.skip_stream_usage);
                 r.max_concurrent.set(e.max_concurrent.map(|c| c.to_string()).unwrap_or_default());
+                r.native_apis.set(e.native_apis.clone());
                 EpRow { id: Some(e.id), has_key: e.has_key, ..r }
             })
             .collect(),
@@ -371,6 +375,24 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
             </Show>
             <BoundField label="Max concurrent" class="ep-max-concurrent" inputmode="numeric" placeholder="no cap" value=row.max_concurrent errors field=f("max_concurrent")
                 title="Calls sent to this upstream at once (a self-hosted server's slots); more go to the next endpoint, or wait. Empty: no cap"/>
+            <div class="field ep-apis" title="The APIs this upstream speaks as they are. Messages and Responses calls to one that speaks only chat completions are translated">
+                <span class="label">"Speaks"</span>
+                {Api::ALL.into_iter().map(|api| view! {
+                    <label class="inline"><input type="checkbox" class=format!("ep-api-{}", api.as_str())
+                        prop:checked=move || row.native_apis.with(|a| a.contains(&api))
+                        on:change:target=move |ev| {
+                            let on = ev.target().checked();
+                            row.native_apis.update(|a| {
+                                a.retain(|x| *x != api);
+                                if on {
+                                    a.push(api);
+                                    a.sort();
+                                }
+                            });
+                        }/>" " {api.label()}</label>
+                }).collect_view()}
+                <FieldMsg errors field=f("native_apis")/>
+            </div>
             <label class="inline" title="For upstreams that refuse stream_options: their streams' token usage is then unknown">
                 <input type="checkbox" class="ep-stream-usage" prop:checked=move || !row.skip_stream_usage.get()
                     on:change:target=move |ev| row.skip_stream_usage.set(!ev.target().checked())/>

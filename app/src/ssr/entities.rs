@@ -173,6 +173,8 @@ pub mod endpoint {
         pub skip_stream_usage: bool,
         /// The most calls in flight to this upstream at once; `None`: no cap.
         pub max_concurrent: Option<i64>,
+        /// The APIs it speaks natively, comma-separated (`chat,messages`; see `types::Api`).
+        pub native_apis: String,
     }
     no_relations!();
 }

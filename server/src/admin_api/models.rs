@@ -49,6 +49,10 @@ pub struct EndpointBody {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 100_000)]
     max_concurrent: Option<i64>,
+    /// The APIs the endpoint speaks natively; absent: `["chat"]` (Messages and Responses calls
+    /// are then translated to chat completions).
+    #[serde(default = "app::types::default_apis")]
+    native_apis: Vec<app::types::Api>,
 }
 
 /// A field that is present (even as null) is `Some`, an absent one `None` (`#[serde(default)]`).
@@ -139,6 +143,7 @@ impl EndpointBody {
             weight: num(self.weight),
             skip_stream_usage: self.skip_stream_usage,
             max_concurrent: num(self.max_concurrent),
+            native_apis: self.native_apis,
         }
     }
 }
@@ -186,6 +191,7 @@ fn as_input(m: &ModelDetail) -> ModelInput {
                 weight: e.weight.to_string(),
                 skip_stream_usage: e.skip_stream_usage,
                 max_concurrent: num(e.max_concurrent),
+                native_apis: e.native_apis.clone(),
             })
             .collect(),
         rules: m

@@ -2,6 +2,7 @@
 //! headers, the admission's `x-ratelimit-*` headers, the body streamed), read for usage on its
 //! way, and the call ends with it.
 use super::anthropic::{self, MessagesStream};
+use super::responses::{self, ResponsesStream};
 use super::call::CallCtx;
 use super::error;
 use super::op::{Dialect, Translation};
@@ -20,6 +21,8 @@ pub struct Answer {
     /// The gateway asked the stream for its usage chunk (which the client did not ask for, so
     /// it is cut on the way back).
     pub injected_usage: bool,
+    /// How the answer is translated for the caller's API (its endpoint spoke chat completions).
+    pub translation: Option<Translation>,
 }
 
 /// Headers of the upstream's answer that reach the caller (besides the body's framing).
@@ -37,7 +40,7 @@ pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
     let (parts, incoming) = answer.resp.into_parts();
     let ct = parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
     let sse = ct.starts_with(b"text/event-stream");
-    let translate = call.op().translation().map(|t| Translate::new(t, parts.status.as_u16(), sse, call.model()));
+    let translate = answer.translation.map(|t| Translate::new(t, parts.status.as_u16(), sse, call.model()));
     let mut headers = HeaderMap::with_capacity(8);
     for (k, v) in &parts.headers {
         if passes_through(k) && !(translate.is_some() && k == header::CONTENT_TYPE) {
@@ -78,8 +81,10 @@ pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
 enum Translate {
     /// A chat stream, event by event, into Messages events.
     Messages(MessagesStream),
+    /// A chat stream, event by event, into Responses events.
+    Responses(ResponsesStream),
     /// A JSON answer (or an error) read whole, up to [`WHOLE_MAX`], and translated at its end.
-    Whole { buf: Vec<u8>, status: u16, model: String },
+    Whole { buf: Vec<u8>, status: u16, model: String, translation: Translation },
 }
 
 /// The most of a non-streamed answer read to be translated (a chat completion is kilobytes).
@@ -89,13 +94,14 @@ impl Translate {
     fn new(t: Translation, status: u16, sse: bool, model: &str) -> Self {
         match t {
             Translation::MessagesOverChat if sse && status < 400 => Translate::Messages(MessagesStream::new(model)),
-            Translation::MessagesOverChat => Translate::Whole { buf: Vec::new(), status, model: model.to_owned() },
+            Translation::ResponsesOverChat if sse && status < 400 => Translate::Responses(ResponsesStream::new(model)),
+            _ => Translate::Whole { buf: Vec::new(), status, model: model.to_owned(), translation: t },
         }
     }
 
     fn content_type(&self) -> &'static str {
         match self {
-            Translate::Messages(_) => "text/event-stream",
+            Translate::Messages(_) | Translate::Responses(_) => "text/event-stream",
             Translate::Whole { .. } => "application/json",
         }
     }
@@ -103,6 +109,7 @@ impl Translate {
     fn frame(&mut self, data: &[u8]) -> Bytes {
         match self {
             Translate::Messages(m) => m.frame(data),
+            Translate::Responses(r) => r.frame(data),
             Translate::Whole { buf, .. } => {
                 if buf.len() < WHOLE_MAX {
                     buf.extend_from_slice(&data[..data.len().min(WHOLE_MAX - buf.len())]);
@@ -115,13 +122,21 @@ impl Translate {
     fn finish(&mut self) -> Bytes {
         match self {
             Translate::Messages(m) => m.finish(),
-            Translate::Whole { buf, status, model } => {
+            Translate::Responses(r) => r.finish(),
+            Translate::Whole { buf, status, model, translation } => {
                 let body = std::mem::take(buf);
-                let out = if *status >= 400 {
-                    anthropic::error_from_upstream(*status, &body)
-                } else {
-                    anthropic::message_from_chat(&body, model)
-                        .unwrap_or_else(|| anthropic::error_body(502, "The upstream's answer could not be read as a chat completion."))
+                const UNREADABLE: &str = "The upstream's answer could not be read as a chat completion.";
+                let out = match translation {
+                    Translation::MessagesOverChat if *status >= 400 => anthropic::error_from_upstream(*status, &body),
+                    Translation::MessagesOverChat => {
+                        anthropic::message_from_chat(&body, model).unwrap_or_else(|| anthropic::error_body(502, UNREADABLE))
+                    }
+                    // Chat's errors are OpenAI's, as the Responses API's are.
+                    Translation::ResponsesOverChat if *status >= 400 => body,
+                    Translation::ResponsesOverChat => responses::response_from_chat(&body, model).unwrap_or_else(|| {
+                        serde_json::to_vec(&serde_json::json!({"error": {"message": UNREADABLE, "type": "api_error", "param": null, "code": null}}))
+                            .expect("a JSON value serializes")
+                    }),
                 };
                 Bytes::from(out)
             }

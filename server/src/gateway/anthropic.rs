@@ -11,6 +11,27 @@
 use super::chat_stream::{sse_event, ChatSink, ChatStream};
 use serde_json::{json, Map, Value};
 
+const ANTHROPIC_VERSION: axum::http::HeaderName = axum::http::HeaderName::from_static("anthropic-version");
+const ANTHROPIC_BETA: axum::http::HeaderName = axum::http::HeaderName::from_static("anthropic-beta");
+/// The version sent to a native endpoint when the caller gives none (Anthropic requires one).
+const DEFAULT_VERSION: axum::http::HeaderValue = axum::http::HeaderValue::from_static("2023-06-01");
+
+/// The caller's `anthropic-version` (or the default) and `anthropic-beta`, passed on to an
+/// endpoint that speaks Messages natively; none for other operations.
+pub fn passed_headers(
+    op: super::op::Op,
+    headers: &axum::http::HeaderMap,
+) -> smallvec::SmallVec<[(axum::http::HeaderName, axum::http::HeaderValue); 2]> {
+    let mut out = smallvec::SmallVec::new();
+    if op == super::op::Op::Messages {
+        out.push((ANTHROPIC_VERSION, headers.get(ANTHROPIC_VERSION).cloned().unwrap_or(DEFAULT_VERSION)));
+        if let Some(beta) = headers.get(ANTHROPIC_BETA) {
+            out.push((ANTHROPIC_BETA, beta.clone()));
+        }
+    }
+    out
+}
+
 /// The text of a `system` or `tool_result` content: a string, or the text blocks of an array.
 fn text_of(v: &Value) -> String {
     match v {
@@ -21,7 +42,7 @@ fn text_of(v: &Value) -> String {
 }
 
 /// A Messages request body as a chat completions body (its `model` kept: the gateway replaces
-/// it per endpoint). A stream asks for its usage chunk: the translated stream reports usage.
+/// it per endpoint).
 pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
     let req: Value = serde_json::from_slice(body).map_err(|e| format!("We could not parse the JSON body of your request: {e}"))?;
     let obj = req.as_object().ok_or("The request body must be a JSON object.")?;
@@ -138,8 +159,9 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
         }
     }
     if obj.get("stream").and_then(Value::as_bool) == Some(true) {
+        // The gateway asks for the usage chunk as for any chat stream (unless the endpoint
+        // refuses `stream_options`).
         chat.insert("stream".into(), Value::Bool(true));
-        chat.insert("stream_options".into(), json!({"include_usage": true}));
     }
     Ok(serde_json::to_vec(&Value::Object(chat)).expect("a JSON value serializes"))
 }
@@ -368,7 +390,7 @@ mod tests {
         assert_eq!(
             chat,
             json!({"model": "claude", "max_tokens": 100, "stop": ["END"], "user": "u1", "stream": true,
-            "stream_options": {"include_usage": true}, "tool_choice": "required",
+            "tool_choice": "required",
             "tools": [{"type": "function", "function": {"name": "weather", "description": "d", "parameters": {"type": "object"}}}],
             "messages": [
                 {"role": "system", "content": "Be brief."},

@@ -37,6 +37,12 @@ pub enum GatewayError {
     /// No operation at this path (method and path, as OpenAI words it).
     UnknownPath(String),
     BadRequest(String),
+    /// No endpoint of the model takes the operation: none speaks its API, nor chat completions
+    /// it translates to (`api`: the API's label).
+    OperationNotServed {
+        model: String,
+        api: &'static str,
+    },
     BodyTooLarge(usize),
     RateLimited(super::admission::limiter::Rejection),
     /// Every endpoint of the model is at its cap on calls at once, and no slot freed in time (or
@@ -61,7 +67,7 @@ impl GatewayError {
             GatewayError::InvalidApiKey | GatewayError::KeyExpired(_) => Outcome::Unauthenticated,
             GatewayError::ModelNotAllowed(_) => Outcome::Forbidden,
             GatewayError::ModelNotFound(_) | GatewayError::UnknownPath(_) => Outcome::NotFound,
-            GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) => Outcome::BadRequest,
+            GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) | GatewayError::OperationNotServed { .. } => Outcome::BadRequest,
             GatewayError::RateLimited(_) | GatewayError::QuotaExceeded(_) | GatewayError::EndpointsBusy { .. } => Outcome::RateLimited,
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => Outcome::UpstreamError,
         }
@@ -135,6 +141,15 @@ impl GatewayError {
                 (StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", format!("Invalid URL ({what})"), HeaderMap::new())
             }
             GatewayError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m, HeaderMap::new()),
+            GatewayError::OperationNotServed { model, api } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "operation_not_supported",
+                format!(
+                    "The model `{model}` is not served over the {api} API: none of its endpoints speaks it, nor chat completions the gateway would translate it to."
+                ),
+                HeaderMap::new(),
+            ),
             GatewayError::BodyTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",

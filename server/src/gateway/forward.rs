@@ -5,13 +5,13 @@ use super::body::RequestBody;
 use super::call::CallCtx;
 use super::clock::SharedClock;
 use super::error::GatewayError;
-use super::op::Op;
+use super::op::{Op, Translation};
 use super::record::FailReason;
 use super::slots::{self, Slot, Slots};
-use super::snapshot::{Endpoint, Route};
+use super::snapshot::{Endpoint, Mode, Route};
 use super::upstream::{SendError, Upstream, UpstreamBody};
 use axum::body::Bytes;
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,24 +31,36 @@ pub struct Forwarder {
     pub slot_queue: usize,
 }
 
-/// The call as it goes upstream: the parsed body (its `model` replaced per endpoint), the
-/// caller's `Accept`, and `stream_options` to ask a stream for its usage chunk, if the gateway
-/// adds them.
+/// The call as it goes upstream: the parsed body (its `model` replaced per endpoint) for an
+/// endpoint that speaks the operation's API, its translation for one that speaks chat
+/// completions (`None`: none, or one that could not be made), the caller's `Accept` and
+/// Anthropic headers, and `stream_options` to ask a stream for its usage chunk, if the gateway
+/// adds them (for the body as it is, and for its translation).
 pub struct Outgoing<'a> {
     pub op: Op,
     pub body: &'a RequestBody<'a>,
+    pub translated: Option<&'a RequestBody<'a>>,
     pub accept: Option<&'a HeaderValue>,
+    /// `anthropic-version` and `anthropic-beta`, for an endpoint that speaks Messages natively.
+    pub anthropic: SmallVec<[(HeaderName, HeaderValue); 2]>,
     pub stream_options: Option<String>,
+    pub translated_stream_options: Option<String>,
 }
+
+/// The key header Anthropic's API reads.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// One endpoint's try.
 enum Try {
-    /// It answered (a 5xx only when it was the last to try): the call goes back with it.
-    Answered(http::Response<UpstreamBody>, bool),
+    /// It answered (a 5xx only when it was the last to try): the call goes back with it, with
+    /// whether the gateway asked for its usage chunk and how its answer is translated.
+    Answered(http::Response<UpstreamBody>, bool, Option<Translation>),
     /// It failed; the next one is tried. The error the caller gets if none answers (`None`: a
     /// 5xx, which leaves the error as it was).
     Failed(Option<GatewayError>),
-    /// Its URL does not parse (validated at save time: only a hand-edited database gets here).
+    /// It cannot take the call: its URL does not parse (validated at save time: only a
+    /// hand-edited database gets here), or it speaks neither the operation's API nor chat
+    /// completions the call could be translated to.
     Skipped,
 }
 
@@ -68,9 +80,9 @@ impl Forwarder {
             tried += 1;
             let ep = &route.endpoints[i];
             match self.try_endpoint(route, i, out, tried == n, call).await {
-                Try::Answered(resp, injected_usage) => {
+                Try::Answered(resp, injected_usage, translation) => {
                     call.answered_by(ep.id, resp.status().as_u16(), attempt as u32, slot);
-                    return Ok(Answer { resp, injected_usage });
+                    return Ok(Answer { resp, injected_usage, translation });
                 }
                 Try::Failed(Some(e)) => failure = e,
                 Try::Failed(None) => {}
@@ -113,14 +125,30 @@ impl Forwarder {
     /// endpoint is left, so its 5xx is the caller's to see.
     async fn try_endpoint(&self, route: &Route, i: usize, out: &Outgoing<'_>, last: bool, call: &mut CallCtx) -> Try {
         let ep = &route.endpoints[i];
-        let Some(target) = ep.target(out.op) else {
+        let mut extra: SmallVec<[(HeaderName, HeaderValue); 3]> = SmallVec::new();
+        let (op, body, stream_options, translation) = match ep.mode(out.op) {
+            Mode::Native => {
+                if out.op == Op::Messages {
+                    extra.extend(ep.x_api_key.iter().map(|k| (X_API_KEY, k.clone())));
+                    extra.extend(out.anthropic.iter().cloned());
+                }
+                (out.op, out.body, &out.stream_options, None)
+            }
+            Mode::Translated(t) => match out.translated {
+                Some(body) => (t.upstream(), body, &out.translated_stream_options, Some(t)),
+                None => return Try::Skipped,
+            },
+            Mode::Cannot => return Try::Skipped,
+        };
+        let Some(target) = ep.target(op) else {
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             return Try::Skipped;
         };
-        let send =
-            |body: Bytes| tokio::time::timeout(self.first_byte_timeout, self.upstream.post(target, ep.auth.as_ref(), out.accept, body));
-        let mut injected = out.stream_options.as_deref().filter(|_| !ep.skip_stream_usage && !ep.health.refuses_stream_options());
-        let mut answer = send(Bytes::from(out.body.rewritten(&ep.model_json, injected))).await;
+        let send = |body: Bytes| {
+            tokio::time::timeout(self.first_byte_timeout, self.upstream.post(target, ep.auth.as_ref(), out.accept, &extra, body))
+        };
+        let mut injected = stream_options.as_deref().filter(|_| !ep.skip_stream_usage && !ep.health.refuses_stream_options());
+        let mut answer = send(Bytes::from(body.rewritten(&ep.model_json, injected))).await;
         // An upstream that refuses the `stream_options` we added (older servers validate every
         // field): the same request without them, and that endpoint's streams go without from
         // now on. A 400 it gives again is the caller's to see.
@@ -128,7 +156,7 @@ impl Forwarder {
             ep.health.set_refuses_stream_options();
             tracing::warn!(model = %route.name, endpoint = i, "upstream refused stream_options.include_usage; its streams are sent without it (usage unknown)");
             injected = None;
-            answer = send(Bytes::from(out.body.with_model(&ep.model_json))).await;
+            answer = send(Bytes::from(body.with_model(&ep.model_json))).await;
         }
         match answer {
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
@@ -142,7 +170,7 @@ impl Forwarder {
                 } else {
                     ep.health.success();
                 }
-                Try::Answered(resp, injected.is_some())
+                Try::Answered(resp, injected.is_some(), translation)
             }
             Ok(Err(e)) => {
                 tracing::warn!(model = %route.name, endpoint = i, error = %e, "upstream unreachable");

@@ -339,7 +339,7 @@ impl prometheus_client::collector::Collector for Scrape {
 /// gen_ai.operation.name's values.
 fn gen_ai_operation(op: Op) -> &'static str {
     match op {
-        Op::Chat | Op::Messages => "chat",
+        Op::Chat | Op::Messages | Op::Responses => "chat",
         Op::Completions => "text_completion",
         Op::Embeddings => "embeddings",
     }

@@ -15,6 +15,7 @@ pub mod meter;
 pub mod metrics;
 pub mod op;
 pub mod record;
+pub mod responses;
 pub mod slots;
 pub mod snapshot;
 pub mod upstream;
@@ -379,24 +380,24 @@ impl Gateway {
         // connection stays usable (a body left unread closes it).
         let bytes = read_body(body, &parts.headers, self.config.body_limit).await.map_err(|e| refusal_first(&identified, e))?;
         let req = parse_body(&bytes).map_err(|e| refusal_first(&identified, e))?;
-        // The body the upstream gets, when the operation is translated for it (Messages over chat).
-        let translated = translate_request(call.op(), &bytes).map_err(|e| refusal_first(&identified, e))?;
         let route = find_route(&snap, &req, call);
         let caller = identified?;
         call.identified(&caller);
         let route = allowed_route(route, &req, &caller)?;
-        let ticket = self.admit(&snap, route, &caller, &req, bytes.len(), call.op()).await?;
+        let op = call.op();
+        // The body endpoints that speak only chat completions get (Messages, Responses over chat).
+        let translated = translate_request(op, route, &bytes)?;
+        let ticket = self.admit(&snap, route, &caller, &req, bytes.len(), op).await?;
         call.admitted(ticket);
-        let upstream_req = match &translated {
-            Some(body) => parse_body(body)?,
-            None => req,
-        };
-        let op = call.op().upstream();
+        let translated = translated.as_deref().map(parse_body).transpose()?;
         let out = Outgoing {
             op,
-            body: &upstream_req,
+            body: &req,
             accept: parts.headers.get(header::ACCEPT),
-            stream_options: self.stream_options(op, &upstream_req),
+            anthropic: anthropic::passed_headers(op, &parts.headers),
+            stream_options: self.stream_options(op, &req),
+            translated_stream_options: translated.as_ref().and_then(|t| self.stream_options(Op::Chat, t)),
+            translated: translated.as_ref(),
         };
         self.forwarder.with_failover(route, &out, call).await
     }
@@ -456,12 +457,33 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     })
 }
 
-/// The body an upstream gets for an operation translated for it; `None` when it gets the
-/// caller's own.
-fn translate_request(op: Op, bytes: &Bytes) -> Result<Option<Vec<u8>>, GatewayError> {
-    match op.translation() {
-        None => Ok(None),
-        Some(op::Translation::MessagesOverChat) => anthropic::chat_request(bytes).map(Some).map_err(GatewayError::BadRequest),
+/// The body the route's endpoints that speak only chat completions get for `op`; `None` when
+/// every endpoint speaks the operation's API (or, when some do, the call cannot be translated:
+/// those get it, the others are passed over). Refused when no endpoint can take the call.
+fn translate_request(op: Op, route: &Route, bytes: &Bytes) -> Result<Option<Vec<u8>>, GatewayError> {
+    let mut translation = None;
+    let mut native = route.endpoints.is_empty();
+    for ep in route.endpoints.iter() {
+        match ep.mode(op) {
+            snapshot::Mode::Native => native = true,
+            snapshot::Mode::Translated(t) => translation = Some(t),
+            snapshot::Mode::Cannot => {}
+        }
+    }
+    let Some(t) = translation else {
+        return match native {
+            true => Ok(None),
+            false => Err(GatewayError::OperationNotServed { model: route.name.to_string(), api: op.api().label() }),
+        };
+    };
+    let body = match t {
+        op::Translation::MessagesOverChat => anthropic::chat_request(bytes),
+        op::Translation::ResponsesOverChat => responses::chat_request(bytes),
+    };
+    match body {
+        Ok(body) => Ok(Some(body)),
+        Err(_) if native => Ok(None),
+        Err(e) => Err(GatewayError::BadRequest(e)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The operations the gateway serves, one declaration each: its path, its name in usage rows,
-//! the operation it is sent upstream as (its own, or chat completions when it is translated),
-//! and the dialect its errors speak. The request path reads these; adding an operation is an
-//! entry here, not a branch there.
+//! the API an endpoint must speak to take it natively, how it is translated for an endpoint
+//! that speaks only chat completions, and the dialect its errors speak. The request path reads
+//! these; adding an operation is an entry here, not a branch there.
+pub use app::types::Api;
 
 /// An operation the gateway serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -9,8 +10,10 @@ pub enum Op {
     Chat,
     Completions,
     Embeddings,
-    /// Anthropic's Messages API, translated to chat completions (see `anthropic.rs`).
+    /// Anthropic's Messages API: native, or translated to chat completions (`anthropic.rs`).
     Messages,
+    /// OpenAI's Responses API: native, or translated to chat completions (`responses.rs`).
+    Responses,
 }
 
 /// The shape of an operation's errors.
@@ -27,6 +30,17 @@ pub enum Dialect {
 pub enum Translation {
     /// Messages over chat completions.
     MessagesOverChat,
+    /// Responses over chat completions.
+    ResponsesOverChat,
+}
+
+impl Translation {
+    /// What the upstream is sent instead.
+    pub fn upstream(self) -> Op {
+        match self {
+            Translation::MessagesOverChat | Translation::ResponsesOverChat => Op::Chat,
+        }
+    }
 }
 
 impl Op {
@@ -37,11 +51,9 @@ impl Op {
     }
 
     /// Every operation, in declaration order.
-    pub const ALL: [Op; 4] = [Op::Chat, Op::Completions, Op::Embeddings, Op::Messages];
-
-    /// What endpoints are sent (each parsed once per snapshot), in declaration order, so
-    /// `op as usize` is an upstream operation's position here.
-    pub const UPSTREAM: [Op; 3] = [Op::Chat, Op::Completions, Op::Embeddings];
+    /// Every operation, in declaration order (`op as usize` is its position here: where an
+    /// endpoint's target for it is).
+    pub const ALL: [Op; 5] = [Op::Chat, Op::Completions, Op::Embeddings, Op::Messages, Op::Responses];
 
     /// How usage rows name it.
     pub fn name(self) -> &'static str {
@@ -50,6 +62,7 @@ impl Op {
             Op::Completions => "completions",
             Op::Embeddings => "embeddings",
             Op::Messages => "messages",
+            Op::Responses => "responses",
         }
     }
 
@@ -60,20 +73,25 @@ impl Op {
             Op::Completions => "/completions",
             Op::Embeddings => "/embeddings",
             Op::Messages => "/messages",
+            Op::Responses => "/responses",
         }
     }
 
-    /// What the upstream is sent.
-    pub fn upstream(self) -> Op {
+    /// The API an endpoint must speak to be sent this operation as it is.
+    pub fn api(self) -> Api {
         match self {
-            Op::Messages => Op::Chat,
-            op => op,
+            Op::Chat | Op::Completions | Op::Embeddings => Api::Chat,
+            Op::Messages => Api::Messages,
+            Op::Responses => Api::Responses,
         }
     }
 
+    /// How it is sent to an endpoint that does not speak its API but speaks chat completions
+    /// (`None`: such an endpoint cannot take it).
     pub fn translation(self) -> Option<Translation> {
         match self {
             Op::Messages => Some(Translation::MessagesOverChat),
+            Op::Responses => Some(Translation::ResponsesOverChat),
             _ => None,
         }
     }

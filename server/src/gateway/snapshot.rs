@@ -3,7 +3,7 @@
 use super::admission::limiter::{Counter, CounterKey, RuleCheck};
 use super::admission::quota::QuotaCheck;
 use super::balancer::{self, Balancer};
-use super::op::Op;
+use super::op::{Api, Op, Translation};
 use super::upstream::Target;
 use app::ssr::crypto::SecretBox;
 use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
@@ -29,9 +29,13 @@ pub struct Endpoint {
     pub skip_stream_usage: bool,
     /// Where `compose_base(url)` + each operation's path points, in `Op::ALL` order, parsed once per
     /// snapshot (parsing on every request showed up in profiles); `None` if the URL is invalid.
-    targets: Option<[Target; 3]>,
+    targets: Option<[Target; 5]>,
+    /// The APIs it speaks natively, as bits of `1 << Api as u8`.
+    apis: u8,
     /// `Bearer <the endpoint's own key>`, marked sensitive so it is never logged.
     pub auth: Option<http::HeaderValue>,
+    /// The same key bare, as Anthropic's API takes it (`x-api-key`) on native Messages calls.
+    pub x_api_key: Option<http::HeaderValue>,
     /// Shared with the previous snapshot's same endpoint, so a reload does not forget failures.
     pub health: Arc<Health>,
     /// Its cap on calls at once, if any (carried over like `health`: calls in flight count).
@@ -41,8 +45,34 @@ pub struct Endpoint {
 impl Endpoint {
     /// Where to send `op`; `None` when the endpoint's URL does not parse.
     pub fn target(&self, op: Op) -> Option<&Target> {
-        self.targets.as_ref().map(|t| &t[op.upstream() as usize])
+        self.targets.as_ref().map(|t| &t[op as usize])
     }
+
+    pub fn speaks(&self, api: Api) -> bool {
+        self.apis & (1 << api as u8) != 0
+    }
+
+    /// How this endpoint takes `op`.
+    pub fn mode(&self, op: Op) -> Mode {
+        if self.speaks(op.api()) {
+            return Mode::Native;
+        }
+        match op.translation() {
+            Some(t) if self.speaks(Api::Chat) => Mode::Translated(t),
+            _ => Mode::Cannot,
+        }
+    }
+}
+
+/// How an endpoint takes an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// As the caller sent it (its `model` replaced).
+    Native,
+    /// Translated for chat completions, the answer translated back.
+    Translated(Translation),
+    /// Not at all: it speaks neither the operation's API nor one it translates to.
+    Cannot,
 }
 
 /// Consecutive failures and a cool-down deadline (ms on the gateway's clock), and what the
@@ -343,6 +373,7 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
                 .into_iter()
                 .map(|e| {
                     let old = old_endpoint(m.id, &e.url, &e.model_id);
+                    let key = e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k));
                     Endpoint {
                         id: e.id,
                         health: old.map(|o| o.health.clone()).unwrap_or_default(),
@@ -352,7 +383,9 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
                         model_id: e.model_id,
                         skip_stream_usage: e.skip_stream_usage,
                         targets: parse_targets(&compose_base(&e.url)),
-                        auth: e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k)).and_then(|k| bearer(&k)),
+                        apis: Api::split(&e.native_apis).into_iter().fold(0, |bits, a| bits | 1 << a as u8),
+                        x_api_key: key.as_deref().and_then(sensitive),
+                        auth: key.as_deref().and_then(|k| bearer(k)),
                     }
                 })
                 .collect(),
@@ -380,13 +413,18 @@ impl Snapshot {
     }
 }
 
-fn parse_targets(base: &str) -> Option<[Target; 3]> {
-    let [chat, completions, embeddings] = Op::UPSTREAM.map(|op| Target::parse(&format!("{base}{}", op.path())));
-    Some([chat?, completions?, embeddings?])
+fn parse_targets(base: &str) -> Option<[Target; 5]> {
+    let [chat, completions, embeddings, messages, responses] = Op::ALL.map(|op| Target::parse(&format!("{base}{}", op.path())));
+    Some([chat?, completions?, embeddings?, messages?, responses?])
 }
 
 fn bearer(key: &str) -> Option<http::HeaderValue> {
-    let mut v = http::HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+    sensitive(&format!("Bearer {key}"))
+}
+
+/// A header value marked sensitive, so it is never logged.
+fn sensitive(value: &str) -> Option<http::HeaderValue> {
+    let mut v = http::HeaderValue::from_str(value).ok()?;
     v.set_sensitive(true);
     Some(v)
 }

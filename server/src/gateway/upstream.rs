@@ -213,6 +213,7 @@ impl Upstream {
         target: &Target,
         auth: Option<&HeaderValue>,
         accept: Option<&HeaderValue>,
+        extra: &[(http::HeaderName, HeaderValue)],
         body: Bytes,
     ) -> Result<http::Response<UpstreamBody>, SendError> {
         let mut req = Request::new(Full::new(body));
@@ -224,6 +225,9 @@ impl Upstream {
         }
         if let Some(a) = auth {
             headers.insert(AUTHORIZATION, a.clone());
+        }
+        for (k, v) in extra {
+            headers.insert(k.clone(), v.clone());
         }
         match &target.plain {
             Some(plain) => self.post_plain(plain, req).await,

@@ -27,16 +27,31 @@ fn has_usage_key(b: &[u8]) -> bool {
     FIND_USAGE.find(b).is_some()
 }
 
-/// Input, output and total tokens, as the upstream reported them.
+/// Input, output and total tokens, as the upstream reported them, and the input tokens read
+/// from the upstream's prompt cache (`cached`, part of `input`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tokens {
     pub input: u64,
     pub output: u64,
     pub total: u64,
+    pub cached: u64,
 }
 
-/// OpenAI's `usage` (chat and completions: prompt/completion/total; embeddings: prompt and
-/// total), and the input/output names of newer APIs.
+impl Tokens {
+    /// Two reports of one answer's usage as one. Anthropic's streams report input in
+    /// `message_start` and the output so far in each `message_delta`, each count cumulative
+    /// (and vLLM's continuous usage is too): the larger of each is the answer's.
+    pub fn merged(self, other: Tokens) -> Tokens {
+        let (input, output) = (self.input.max(other.input), self.output.max(other.output));
+        Tokens { input, output, total: self.total.max(other.total).max(input + output), cached: self.cached.max(other.cached) }
+    }
+}
+
+/// The usage object of every API we read: OpenAI's chat and completions (prompt / completion /
+/// total, cached in `prompt_tokens_details`), embeddings (prompt and total), Responses (input /
+/// output, cached in `input_tokens_details`), Anthropic's Messages (input / output, which leave
+/// out what was read from and written to the cache: `cache_read_input_tokens` and
+/// `cache_creation_input_tokens`).
 #[derive(Default, Deserialize)]
 struct UsageObject {
     prompt_tokens: Option<u64>,
@@ -44,6 +59,15 @@ struct UsageObject {
     total_tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    prompt_tokens_details: Option<Details>,
+    input_tokens_details: Option<Details>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Default, Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
 }
 
 impl UsageObject {
@@ -53,8 +77,13 @@ impl UsageObject {
         if input.is_none() && output.is_none() && self.total_tokens.is_none() {
             return None;
         }
-        let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
-        Some(Tokens { input, output, total: self.total_tokens.unwrap_or(input + output) })
+        // Anthropic's cache reads and writes are input the upstream processed: counted in the
+        // input (as OpenAI's prompt_tokens counts its cached tokens), never in place of it.
+        let anthropic_cache = self.cache_read_input_tokens.unwrap_or(0) + self.cache_creation_input_tokens.unwrap_or(0);
+        let (input, output) = (input.unwrap_or(0) + anthropic_cache, output.unwrap_or(0));
+        let details = self.prompt_tokens_details.as_ref().or(self.input_tokens_details.as_ref()).and_then(|d| d.cached_tokens);
+        let cached = details.or(self.cache_read_input_tokens).unwrap_or(0);
+        Some(Tokens { input, output, total: self.total_tokens.unwrap_or(input + output), cached })
     }
 }
 
@@ -110,12 +139,31 @@ fn quick_usage(b: &[u8]) -> Option<Tokens> {
             return None;
         }
         i = ws_end(b, i + 1);
+        if matches!(key, b"prompt_tokens_details" | b"input_tokens_details") && b.get(i) == Some(&b'{') {
+            // The cached count, nested: this small object through serde.
+            let end = skip_value(b, i)?;
+            let details: Details = serde_json::from_slice(&b[i..end]).ok()?;
+            let slot = if key == b"prompt_tokens_details" { &mut u.prompt_tokens_details } else { &mut u.input_tokens_details };
+            *slot = Some(details);
+            i = end;
+            i = ws_end(b, i);
+            match b.get(i)? {
+                b',' => {
+                    i += 1;
+                    continue;
+                }
+                b'}' => return u.tokens(),
+                _ => return None,
+            }
+        }
         let slot = match key {
             b"prompt_tokens" => Some(&mut u.prompt_tokens),
             b"completion_tokens" => Some(&mut u.completion_tokens),
             b"total_tokens" => Some(&mut u.total_tokens),
             b"input_tokens" => Some(&mut u.input_tokens),
             b"output_tokens" => Some(&mut u.output_tokens),
+            b"cache_read_input_tokens" => Some(&mut u.cache_read_input_tokens),
+            b"cache_creation_input_tokens" => Some(&mut u.cache_creation_input_tokens),
             _ => None,
         };
         match slot {
@@ -290,7 +338,7 @@ impl SseUsage {
     fn pass(&mut self, event: &[u8], out: &mut Vec<u8>) {
         match last_usage(event) {
             Some(tokens) => {
-                self.tokens = Some(tokens);
+                self.tokens = Some(self.tokens.map_or(tokens, |t| t.merged(tokens)));
                 // The usage-only event the gateway asked for: its `choices` is empty (OpenAI's
                 // and vLLM's shape), however the upstream spaces its JSON.
                 if !(self.strip && empty_choices(event)) {
@@ -420,12 +468,41 @@ mod tests {
     const CHAT: &str = r#"{"id":"x","choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
 
     #[test]
+    fn cached_tokens_are_read_apart_in_each_apis_own_way() {
+        // OpenAI's chat: cached inside prompt_tokens.
+        let chat = br#"{"usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 0}}}"#;
+        assert_eq!(last_usage(chat), Some(Tokens { input: 12, output: 3, total: 15, cached: 8 }));
+        // Responses: cached inside input_tokens.
+        let responses = br#"{"usage":{"input_tokens":8,"input_tokens_details":{"cached_tokens":2},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":11}}"#;
+        assert_eq!(last_usage(responses), Some(Tokens { input: 8, output: 3, total: 11, cached: 2 }));
+        // Anthropic: cache reads and writes outside input_tokens, added to the input.
+        let messages = br#"{"usage":{"input_tokens":9,"output_tokens":4,"cache_read_input_tokens":3,"cache_creation_input_tokens":5}}"#;
+        assert_eq!(last_usage(messages), Some(Tokens { input: 17, output: 4, total: 21, cached: 3 }));
+        // The same through serde (a count the hand reader leaves to it).
+        let odd = br#"{"usage":{"input_tokens":9.0,"output_tokens":4,"cache_read_input_tokens":3}}"#;
+        assert_eq!(last_usage(odd), None, "a fraction is no count");
+    }
+
+    #[test]
+    fn an_anthropic_streams_usage_is_its_start_and_its_last_delta() {
+        let stream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1,\"cache_read_input_tokens\":3}}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":2}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n",
+        );
+        let mut sse = SseUsage::new(false);
+        let out = sse.frame(Bytes::from_static(stream.as_bytes()));
+        assert_eq!(&out[..], stream.as_bytes(), "passed on untouched");
+        assert_eq!(sse.tokens, Some(Tokens { input: 12, output: 4, total: 16, cached: 3 }));
+    }
+
+    #[test]
     fn the_answers_own_usage_object_not_a_quoted_one() {
-        assert_eq!(last_usage(CHAT.as_bytes()), Some(Tokens { input: 5, output: 2, total: 7 }));
+        assert_eq!(last_usage(CHAT.as_bytes()), Some(Tokens { input: 5, output: 2, total: 7, cached: 0 }));
         // Embeddings: prompt and total only.
         assert_eq!(
             last_usage(br#"{"data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}"#),
-            Some(Tokens { input: 3, output: 0, total: 3 })
+            Some(Tokens { input: 3, output: 0, total: 3, cached: 0 })
         );
         // Unknown, never 0.
         for none in [&br#"{"choices":[]}"#[..], br#"{"usage":null}"#, br#"{"usage":{}}"#, br#"{"usage":{"prompt_tokens":5,"#, b""] {
@@ -440,14 +517,14 @@ mod tests {
         for chunk in big.as_bytes().chunks(1000) {
             ends.feed(&Bytes::copy_from_slice(chunk));
         }
-        assert_eq!(ends.usage(), Some(Tokens { input: 11, output: 0, total: 11 }));
+        assert_eq!(ends.usage(), Some(Tokens { input: 11, output: 0, total: 11, cached: 0 }));
         // Usage first (some servers), in one frame or byte by byte.
         let first = format!(r#"{{"usage":{{"prompt_tokens":1,"completion_tokens":1}},"data":"{}"}}"#, "x".repeat(10_000));
         let mut ends = JsonEnds::default();
         for b in first.as_bytes().chunks(1) {
             ends.feed(&Bytes::copy_from_slice(b));
         }
-        assert_eq!(ends.usage(), Some(Tokens { input: 1, output: 1, total: 2 }));
+        assert_eq!(ends.usage(), Some(Tokens { input: 1, output: 1, total: 2, cached: 0 }));
     }
 
     fn stream(include_usage_event: bool) -> Vec<&'static str> {
@@ -481,11 +558,11 @@ mod tests {
             let frames: Vec<Vec<u8>> = upstream.as_bytes().chunks(split).map(<[u8]>::to_vec).collect();
             let mut sse = SseUsage::new(true);
             assert_eq!(run(&mut sse, frames.clone()), client_asked_for, "frames of {split}");
-            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8 }));
+            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0 }));
             // The client asked for it itself: passed on, byte for byte, and read.
             let mut sse = SseUsage::new(false);
             assert_eq!(run(&mut sse, frames), upstream, "frames of {split}");
-            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8 }));
+            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0 }));
         }
     }
 
@@ -514,7 +591,7 @@ mod tests {
                 let frames: Vec<Vec<u8>> = upstream.as_bytes().chunks(split).map(<[u8]>::to_vec).collect();
                 let mut sse = SseUsage::new(true);
                 assert_eq!(run(&mut sse, frames), client, "spaced {spaced}, frames of {split}");
-                assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8 }));
+                assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0 }));
             }
             // Asked for by the client itself: byte for byte.
             let mut sse = SseUsage::new(false);

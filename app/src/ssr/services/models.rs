@@ -108,6 +108,7 @@ async fn write_children(
             weight: Set(validate::parse_int(&ep.weight, 0, 100).unwrap_or(0) as i32),
             skip_stream_usage: Set(ep.skip_stream_usage),
             max_concurrent: Set(validate::endpoint_cap(&ep.max_concurrent).ok().flatten()),
+            native_apis: Set(app_apis(&ep.native_apis)),
             ..Default::default()
         }
         .insert(txn)
@@ -253,7 +254,8 @@ fn snapshot(m: &ModelDetail, before: Option<&ModelDetail>, input: &ModelInput) -
                 _ => audit::secret_marker(e.has_key),
             };
             serde_json::json!({"model_id": e.model_id, "url": e.url, "weight": e.weight, "api_key": key,
-                "skip_stream_usage": e.skip_stream_usage, "max_concurrent": e.max_concurrent})
+                "skip_stream_usage": e.skip_stream_usage, "max_concurrent": e.max_concurrent,
+                "native_apis": e.native_apis})
         })
         .collect();
     serde_json::json!({
@@ -327,6 +329,7 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
             weight: e.weight,
             skip_stream_usage: e.skip_stream_usage,
             max_concurrent: e.max_concurrent,
+            native_apis: crate::types::Api::split(&e.native_apis),
         })
         .collect();
     let rules = rule::Entity::find()
@@ -586,4 +589,13 @@ pub async fn offerings(db: &impl ConnectionTrait) -> SResult<Vec<Offering>> {
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.base_url.cmp(&b.base_url)));
     Ok(out)
+}
+
+/// The stored form of an endpoint's APIs (none given: chat completions).
+fn app_apis(apis: &[crate::types::Api]) -> String {
+    if apis.is_empty() {
+        crate::types::Api::Chat.as_str().to_owned()
+    } else {
+        crate::types::Api::join(apis)
+    }
 }

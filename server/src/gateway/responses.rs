@@ -1,0 +1,681 @@
+//! OpenAI's Responses API served over an upstream that speaks only chat completions (vLLM,
+//! SGLang, most OpenAI-compatible providers): the Responses request becomes a chat request
+//! ([`chat_request`]), and the chat answer becomes a Responses answer: a JSON answer whole
+//! ([`response_from_chat`]), a stream event by event as it arrives ([`ResponsesStream`]).
+//!
+//! Only stateless calls translate: the whole conversation is in `input`. What needs state the
+//! gateway does not keep (`previous_response_id`, `conversation`, stored prompts, `store: true`,
+//! `background`, item references) or a tool chat completions has no form for (web search, file
+//! search, computer use, code interpreter, MCP…) is refused with a 400 that names it: it needs
+//! an endpoint that speaks the Responses API natively.
+//!
+//! Translated: `instructions`, `input` (text, images, function calls and their outputs),
+//! function tools and `tool_choice`, `max_output_tokens`, `temperature`, `top_p`, `user`,
+//! `parallel_tool_calls`, `text.format` (JSON schema, JSON object), stop reasons (`incomplete`
+//! for the length limit and the content filter) and usage (cached input tokens included).
+//! Dropped: `reasoning` items given back as input (an encrypted summary chat cannot take),
+//! `reasoning.effort`, `metadata`, `truncation`, `include`.
+use super::chat_stream::{sse_event, ChatSink, ChatStream};
+use serde_json::{json, Map, Value};
+
+/// Why a member of the request cannot be served over chat completions, if it cannot.
+fn needs_native(obj: &Map<String, Value>) -> Option<String> {
+    let set = |k: &str| obj.get(k).is_some_and(|v| !v.is_null() && v != &Value::Bool(false));
+    let reason = if set("previous_response_id") {
+        "previous_response_id: this model's endpoints speak chat completions, and the gateway keeps no responses to continue from; send the whole conversation in `input`"
+    } else if set("conversation") {
+        "conversation: this model's endpoints speak chat completions, and the gateway keeps no conversations; send the whole conversation in `input`"
+    } else if set("prompt") {
+        "prompt: stored prompt templates need an endpoint that speaks the Responses API natively"
+    } else if obj.get("store") == Some(&Value::Bool(true)) {
+        "store: this model's endpoints speak chat completions, and the gateway does not store responses; leave `store` out or set it to false"
+    } else if set("background") {
+        "background: background responses need an endpoint that speaks the Responses API natively"
+    } else {
+        return None;
+    };
+    Some(format!("{reason} (it needs an endpoint that speaks the Responses API natively)."))
+}
+
+/// The text of a content given as a string or as an array of text parts.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// A message item's content as chat content: a string, or parts when it holds images.
+fn content(v: Option<&Value>, at: usize) -> Result<Value, String> {
+    let parts = match v {
+        Some(Value::String(s)) => return Ok(Value::String(s.clone())),
+        Some(Value::Array(parts)) => parts,
+        _ => return Err(format!("input[{at}].content: a string or an array of content parts is required")),
+    };
+    let mut out = Vec::new();
+    let mut has_image = false;
+    for p in parts {
+        match p.get("type").and_then(Value::as_str) {
+            Some("input_text" | "output_text" | "text") => out.push(json!({"type": "text", "text": p.get("text").cloned().unwrap_or_default()})),
+            Some("refusal") => out.push(json!({"type": "text", "text": p.get("refusal").cloned().unwrap_or_default()})),
+            Some("input_image") => {
+                let Some(url) = p.get("image_url").filter(|u| u.is_string()) else {
+                    return Err(format!(
+                        "input[{at}].content: an input_image by file_id needs an endpoint that speaks the Responses API natively; give its image_url"
+                    ));
+                };
+                let mut image = json!({"url": url});
+                if let Some(detail) = p.get("detail").filter(|d| d.is_string()) {
+                    image["detail"] = detail.clone();
+                }
+                has_image = true;
+                out.push(json!({"type": "image_url", "image_url": image}));
+            }
+            Some(other) => {
+                return Err(format!(
+                    "input[{at}].content: a part of type {other:?} needs an endpoint that speaks the Responses API natively"
+                ))
+            }
+            None => return Err(format!("input[{at}].content: each part needs a type")),
+        }
+    }
+    if has_image {
+        Ok(Value::Array(out))
+    } else {
+        Ok(Value::String(out.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")))
+    }
+}
+
+/// The chat messages of `input` (after the instructions).
+fn messages(input: &Value, messages: &mut Vec<Value>) -> Result<(), String> {
+    let items = match input {
+        Value::String(s) => {
+            messages.push(json!({"role": "user", "content": s}));
+            return Ok(());
+        }
+        Value::Array(items) => items,
+        _ => return Err("input: a string or an array of items is required".into()),
+    };
+    for (at, item) in items.iter().enumerate() {
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
+        match kind {
+            "message" => {
+                let role = match item.get("role").and_then(Value::as_str) {
+                    Some("user") => "user",
+                    Some("assistant") => "assistant",
+                    // Chat servers know `system`; not all know OpenAI's newer `developer`.
+                    Some("system" | "developer") => "system",
+                    _ => return Err(format!("input[{at}].role: one of user, assistant, system, developer is required")),
+                };
+                messages.push(json!({"role": role, "content": content(item.get("content"), at)?}));
+            }
+            "function_call" => {
+                let call = json!({"id": item.get("call_id").cloned().unwrap_or_default(), "type": "function",
+                    "function": {"name": item.get("name").cloned().unwrap_or_default(),
+                                 "arguments": item.get("arguments").cloned().unwrap_or_else(|| json!("{}"))}});
+                // Calls made in one turn are one assistant message (its text, if any, first).
+                match messages.last_mut() {
+                    Some(m) if m["role"] == "assistant" => match m.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                        Some(calls) => calls.push(call),
+                        None => m["tool_calls"] = json!([call]),
+                    },
+                    _ => messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+                }
+            }
+            "function_call_output" => messages.push(json!({"role": "tool",
+                "tool_call_id": item.get("call_id").cloned().unwrap_or_default(),
+                "content": item.get("output").map(text_of).unwrap_or_default()})),
+            // A reasoning summary of an earlier answer: chat has no place for it.
+            "reasoning" => {}
+            "item_reference" => {
+                return Err(format!(
+                    "input[{at}]: an item_reference needs stored responses (an endpoint that speaks the Responses API natively); give the item itself"
+                ))
+            }
+            other => return Err(format!("input[{at}]: an item of type {other:?} needs an endpoint that speaks the Responses API natively")),
+        }
+    }
+    Ok(())
+}
+
+/// A Responses request body as a chat completions body (its `model` kept: the gateway replaces
+/// it per endpoint), or why it cannot be one.
+pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| format!("We could not parse the JSON body of your request: {e}"))?;
+    let obj = req.as_object().ok_or("The request body must be a JSON object.")?;
+    if let Some(why) = needs_native(obj) {
+        return Err(why);
+    }
+    let mut chat = Map::new();
+    chat.insert("model".into(), obj.get("model").cloned().unwrap_or(Value::Null));
+    let mut msgs = Vec::new();
+    if let Some(text) = obj.get("instructions").map(text_of).filter(|t| !t.is_empty()) {
+        msgs.push(json!({"role": "system", "content": text}));
+    }
+    messages(obj.get("input").ok_or("input: Field required")?, &mut msgs)?;
+    chat.insert("messages".into(), Value::Array(msgs));
+    for (from, to) in [
+        ("max_output_tokens", "max_tokens"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("user", "user"),
+        ("parallel_tool_calls", "parallel_tool_calls"),
+    ] {
+        if let Some(v) = obj.get(from).filter(|v| !v.is_null()) {
+            chat.insert(to.into(), v.clone());
+        }
+    }
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty()) {
+        let mut functions = Vec::with_capacity(tools.len());
+        for (at, t) in tools.iter().enumerate() {
+            match t.get("type").and_then(Value::as_str) {
+                Some("function") => {
+                    let mut f = json!({"name": t.get("name").cloned().unwrap_or_default(),
+                        "parameters": t.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}}))});
+                    for k in ["description", "strict"] {
+                        if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
+                            f[k] = v.clone();
+                        }
+                    }
+                    functions.push(json!({"type": "function", "function": f}));
+                }
+                other => {
+                    return Err(format!(
+                        "tools[{at}]: the built-in tool {:?} needs an endpoint that speaks the Responses API natively; function tools translate",
+                        other.unwrap_or("")
+                    ))
+                }
+            }
+        }
+        chat.insert("tools".into(), Value::Array(functions));
+    }
+    match obj.get("tool_choice") {
+        Some(c @ Value::String(_)) => {
+            chat.insert("tool_choice".into(), c.clone());
+        }
+        Some(c) if c.get("type").and_then(Value::as_str) == Some("function") => {
+            chat.insert("tool_choice".into(), json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or_default()}}));
+        }
+        _ => {}
+    }
+    if let Some(format) = obj.get("text").and_then(|t| t.get("format")) {
+        match format.get("type").and_then(Value::as_str) {
+            Some("json_schema") => {
+                let mut schema = json!({"name": format.get("name").cloned().unwrap_or_else(|| json!("response")),
+                    "schema": format.get("schema").cloned().unwrap_or_default()});
+                for k in ["strict", "description"] {
+                    if let Some(v) = format.get(k).filter(|v| !v.is_null()) {
+                        schema[k] = v.clone();
+                    }
+                }
+                chat.insert("response_format".into(), json!({"type": "json_schema", "json_schema": schema}));
+            }
+            Some("json_object") => {
+                chat.insert("response_format".into(), json!({"type": "json_object"}));
+            }
+            _ => {}
+        }
+    }
+    if obj.get("stream").and_then(Value::as_bool) == Some(true) {
+        // The gateway asks for the usage chunk as for any chat stream (unless the endpoint
+        // refuses `stream_options`).
+        chat.insert("stream".into(), Value::Bool(true));
+    }
+    Ok(serde_json::to_vec(&Value::Object(chat)).expect("a JSON value serializes"))
+}
+
+/// Chat usage as Responses usage (both count cached tokens inside the input).
+fn usage(u: Option<&Value>) -> Value {
+    let Some(u) = u.filter(|u| u.is_object()) else { return Value::Null };
+    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let (input, output) = (n("/prompt_tokens"), n("/completion_tokens"));
+    json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": n("/prompt_tokens_details/cached_tokens")},
+           "output_tokens": output, "output_tokens_details": {"reasoning_tokens": n("/completion_tokens_details/reasoning_tokens")},
+           "total_tokens": u.get("total_tokens").and_then(Value::as_u64).unwrap_or(input + output)})
+}
+
+/// The response's status for chat's `finish_reason`, and why it is incomplete.
+fn status(finish: Option<&str>) -> (&'static str, Value) {
+    match finish {
+        Some("length") => ("incomplete", json!({"reason": "max_output_tokens"})),
+        Some("content_filter") => ("incomplete", json!({"reason": "content_filter"})),
+        _ => ("completed", Value::Null),
+    }
+}
+
+/// The response object around `output`.
+fn response(id: &str, created: u64, model: &str, status: &str, incomplete: Value, output: Vec<Value>, usage: Value) -> Value {
+    json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status, "model": model,
+           "output": output, "usage": usage, "incomplete_details": incomplete, "error": null, "instructions": null,
+           "metadata": {}, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}},
+           "temperature": null, "top_p": null, "max_output_tokens": null, "previous_response_id": null, "store": false,
+           "reasoning": null, "truncation": "disabled", "background": false})
+}
+
+fn message_item(id: &str, text: &str, status: &str) -> Value {
+    json!({"type": "message", "id": format!("msg_{id}"), "status": status, "role": "assistant",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+fn call_item(call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
+    json!({"type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id, "name": name, "arguments": arguments, "status": status})
+}
+
+/// A chat completion (JSON) as a Responses answer for `model` (the name the caller used).
+pub fn response_from_chat(chat: &[u8], model: &str) -> Option<Vec<u8>> {
+    let chat: Value = serde_json::from_slice(chat).ok()?;
+    let choice = chat.get("choices")?.get(0)?;
+    let msg = choice.get("message")?;
+    let id = chat.get("id").and_then(Value::as_str).unwrap_or("gateway");
+    let mut output = Vec::new();
+    if let Some(text) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        output.push(message_item(id, text, "completed"));
+    }
+    for call in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or("");
+        output.push(call_item(s("/id"), s("/function/name"), s("/function/arguments"), "completed"));
+    }
+    let (status, incomplete) = status(choice.get("finish_reason").and_then(Value::as_str));
+    let created = chat.get("created").and_then(Value::as_u64).unwrap_or(0);
+    serde_json::to_vec(&response(id, created, model, status, incomplete, output, usage(chat.get("usage")))).ok()
+}
+
+/// An output item of a translated stream, as it builds up.
+enum Item {
+    Message { text: String },
+    /// A function call: chat's index of it, its id, name and arguments so far.
+    Call { index: u64, call_id: String, name: String, arguments: String },
+}
+
+/// A chat stream turned into Responses events as it arrives: `response.created`, then for each
+/// text or tool call its `output_item.added`, deltas and `.done` events, and at the end
+/// `response.completed` (or `response.incomplete`) with the whole output and the usage.
+pub type ResponsesStream = ChatStream<Responses>;
+
+impl ResponsesStream {
+    pub fn new(model: &str) -> Self {
+        ChatStream::with(Responses {
+            model: model.to_owned(),
+            id: String::new(),
+            created: 0,
+            seq: 0,
+            started: false,
+            items: Vec::new(),
+            open: false,
+            finish: None,
+            usage: None,
+        })
+    }
+}
+
+/// The Responses side of a translated stream.
+pub struct Responses {
+    model: String,
+    id: String,
+    created: u64,
+    /// `sequence_number` of the next event.
+    seq: u64,
+    started: bool,
+    items: Vec<Item>,
+    /// The last item is still open.
+    open: bool,
+    finish: Option<String>,
+    usage: Option<Value>,
+}
+
+impl Responses {
+    fn event(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(self.seq);
+        self.seq += 1;
+        sse_event(out, kind, &data);
+    }
+
+    fn item_id(&self, at: usize) -> String {
+        match &self.items[at] {
+            Item::Message { .. } => format!("msg_{}", self.id),
+            Item::Call { call_id, .. } => format!("fc_{call_id}"),
+        }
+    }
+
+    fn item(&self, at: usize, status: &str) -> Value {
+        match &self.items[at] {
+            Item::Message { text } => message_item(&self.id, text, status),
+            Item::Call { call_id, name, arguments, .. } => call_item(call_id, name, arguments, status),
+        }
+    }
+
+    fn snapshot(&self, status: &str, incomplete: Value, output: Vec<Value>, usage: Value) -> Value {
+        response(&self.id, self.created, &self.model, status, incomplete, output, usage)
+    }
+
+    fn start(&mut self, chunk: Option<&Value>, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.id = chunk.and_then(|c| c.get("id")).and_then(Value::as_str).unwrap_or("gateway").to_owned();
+        self.created = chunk.and_then(|c| c.get("created")).and_then(Value::as_u64).unwrap_or(0);
+        let r = self.snapshot("in_progress", Value::Null, Vec::new(), Value::Null);
+        self.event(out, "response.created", json!({"response": r.clone()}));
+        self.event(out, "response.in_progress", json!({"response": r}));
+    }
+
+    /// Closes the open item: its `.done` events.
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if !std::mem::take(&mut self.open) {
+            return;
+        }
+        let at = self.items.len() - 1;
+        let item_id = self.item_id(at);
+        match &self.items[at] {
+            Item::Message { text } => {
+                let text = text.clone();
+                let part = json!({"type": "output_text", "text": text, "annotations": []});
+                self.event(
+                    out,
+                    "response.output_text.done",
+                    json!({"item_id": item_id, "output_index": at, "content_index": 0, "text": text, "logprobs": []}),
+                );
+                self.event(out, "response.content_part.done", json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}));
+            }
+            Item::Call { name, arguments, .. } => {
+                let data = json!({"item_id": item_id, "output_index": at, "name": name, "arguments": arguments});
+                self.event(out, "response.function_call_arguments.done", data);
+            }
+        }
+        let item = self.item(at, "completed");
+        self.event(out, "response.output_item.done", json!({"output_index": at, "item": item}));
+    }
+
+    fn open(&mut self, item: Item, out: &mut Vec<u8>) {
+        self.close(out);
+        self.items.push(item);
+        self.open = true;
+        let at = self.items.len() - 1;
+        let added = self.item(at, "in_progress");
+        let added = match added.get("type").and_then(Value::as_str) {
+            // A message is added empty; its part comes next.
+            Some("message") => {
+                let mut m = added;
+                m["content"] = json!([]);
+                m
+            }
+            _ => added,
+        };
+        self.event(out, "response.output_item.added", json!({"output_index": at, "item": added}));
+        if matches!(self.items[at], Item::Message { .. }) {
+            let item_id = self.item_id(at);
+            let part = json!({"type": "output_text", "text": "", "annotations": []});
+            self.event(out, "response.content_part.added", json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}));
+        }
+    }
+}
+
+impl ChatSink for Responses {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        self.start(Some(chunk), out);
+        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(u.clone());
+        }
+        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else { return };
+        let delta = choice.get("delta");
+        if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            if !(self.open && matches!(self.items.last(), Some(Item::Message { .. }))) {
+                self.open(Item::Message { text: String::new() }, out);
+            }
+            let at = self.items.len() - 1;
+            if let Some(Item::Message { text: all }) = self.items.last_mut() {
+                all.push_str(text);
+            }
+            let item_id = self.item_id(at);
+            self.event(
+                out,
+                "response.output_text.delta",
+                json!({"item_id": item_id, "output_index": at, "content_index": 0, "delta": text, "logprobs": []}),
+            );
+        }
+        for call in delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array).into_iter().flatten() {
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+            if !(self.open && matches!(self.items.last(), Some(Item::Call { index: i, .. }) if *i == index)) {
+                let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
+                self.open(Item::Call { index, call_id: s("/id"), name: s("/function/name"), arguments: String::new() }, out);
+            }
+            if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) {
+                let at = self.items.len() - 1;
+                if let Some(Item::Call { arguments, .. }) = self.items.last_mut() {
+                    arguments.push_str(args);
+                }
+                let item_id = self.item_id(at);
+                self.event(out, "response.function_call_arguments.delta", json!({"item_id": item_id, "output_index": at, "delta": args}));
+            }
+        }
+        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(finish.to_owned());
+        }
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.start(None, out);
+        self.close(out);
+        let (status, incomplete) = status(self.finish.as_deref());
+        let output = (0..self.items.len()).map(|at| self.item(at, "completed")).collect();
+        let r = self.snapshot(status, incomplete, output, usage(self.usage.as_ref()));
+        let kind = if status == "completed" { "response.completed" } else { "response.incomplete" };
+        self.event(out, kind, json!({"response": r}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(sse: &[u8]) -> Vec<Value> {
+        String::from_utf8_lossy(sse)
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_responses_request_becomes_the_chat_request_it_means() {
+        let body = json!({"model": "m", "instructions": "Be brief.", "max_output_tokens": 50, "stream": true, "user": "u1",
+            "input": [
+                {"role": "developer", "content": "Use tools."},
+                {"role": "user", "content": [{"type": "input_text", "text": "Look"}, {"type": "input_image", "image_url": "data:image/png;base64,AA"}]},
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Calling."}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{\"a\":1}"},
+                {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "one"},
+                {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "two"}]}
+            ],
+            "tools": [{"type": "function", "name": "f", "description": "F", "parameters": {"type": "object"}, "strict": true}],
+            "tool_choice": {"type": "function", "name": "f"},
+            "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": true}}});
+        let chat: Value = serde_json::from_slice(&chat_request(body.to_string().as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            chat,
+            json!({"model": "m", "max_tokens": 50, "user": "u1", "stream": true,
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "system", "content": "Use tools."},
+                    {"role": "user", "content": [{"type": "text", "text": "Look"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]},
+                    {"role": "assistant", "content": "Calling.", "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}},
+                        {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "one"},
+                    {"role": "tool", "tool_call_id": "c2", "content": "two"}
+                ],
+                "tools": [{"type": "function", "function": {"name": "f", "description": "F", "parameters": {"type": "object"}, "strict": true}}],
+                "tool_choice": {"type": "function", "function": {"name": "f"}},
+                "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": true}}})
+        );
+    }
+
+    #[test]
+    fn what_needs_state_or_a_built_in_tool_is_refused_naming_it() {
+        for (body, names) in [
+            (json!({"model": "m", "input": "hi", "previous_response_id": "resp_1"}), "previous_response_id"),
+            (json!({"model": "m", "input": "hi", "store": true}), "store"),
+            (json!({"model": "m", "input": "hi", "background": true}), "background"),
+            (json!({"model": "m", "input": "hi", "conversation": "conv_1"}), "conversation"),
+            (json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}), "web_search"),
+            (json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}), "item_reference"),
+            (json!({"model": "m"}), "input"),
+        ] {
+            let err = chat_request(body.to_string().as_bytes()).unwrap_err();
+            assert!(err.contains(names), "{err}");
+        }
+        // Stateless calls that say so explicitly are served.
+        assert!(chat_request(br#"{"model":"m","input":"hi","store":false,"previous_response_id":null}"#).is_ok());
+    }
+
+    #[test]
+    fn a_chat_answer_becomes_a_response_with_its_calls_status_and_usage() {
+        let chat = json!({"id": "c1", "created": 7, "choices": [{"message": {"content": "Hi", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"q\":1}"}}]}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 8}}});
+        let r: Value = serde_json::from_slice(&response_from_chat(chat.to_string().as_bytes(), "mine").unwrap()).unwrap();
+        assert_eq!(r["model"], "mine");
+        assert_eq!(r["status"], "incomplete");
+        assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(r["output"][0]["content"][0]["text"], "Hi");
+        assert_eq!(r["output"][1], json!({"type": "function_call", "id": "fc_call_1", "call_id": "call_1", "name": "f", "arguments": "{\"q\":1}", "status": "completed"}));
+        assert_eq!(r["usage"]["input_tokens"], 12);
+        assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 8);
+        assert_eq!(r["usage"]["output_tokens"], 3);
+        assert_eq!(r["usage"]["total_tokens"], 15);
+    }
+
+    /// A chat stream of `text` then the tool calls `calls` (name, argument pieces), and usage.
+    fn chat_stream(text: &[&str], calls: &[(&str, &[&str])], output: u64) -> String {
+        let mut s = String::new();
+        let mut chunk = |delta: Value, finish: Value| {
+            s += &format!("data: {}\n\n", json!({"id": "x", "created": 1, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}));
+        };
+        for t in text {
+            chunk(json!({"content": t}), Value::Null);
+        }
+        for (i, (name, pieces)) in calls.iter().enumerate() {
+            chunk(json!({"tool_calls": [{"index": i, "id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": ""}}]}), Value::Null);
+            for p in *pieces {
+                chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), Value::Null);
+            }
+        }
+        chunk(json!({}), json!(if calls.is_empty() { "stop" } else { "tool_calls" }));
+        s += &format!("data: {}\n\n", json!({"id": "x", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": output, "total_tokens": 5 + output}}));
+        s + "data: [DONE]\n\n"
+    }
+
+    /// The output the events build, the way the SDKs accumulate them, checked for consistency.
+    fn accumulate(events: &[Value]) -> (Vec<Value>, Value) {
+        let mut output: Vec<Value> = Vec::new();
+        let mut completed = Value::Null;
+        for (n, e) in events.iter().enumerate() {
+            assert_eq!(e["sequence_number"], n as u64, "{e}");
+            let at = e["output_index"].as_u64().unwrap_or(0) as usize;
+            match e["type"].as_str().unwrap() {
+                "response.output_item.added" => {
+                    assert_eq!(at, output.len());
+                    output.push(e["item"].clone());
+                }
+                "response.content_part.added" => output[at]["content"].as_array_mut().unwrap().push(e["part"].clone()),
+                "response.output_text.delta" => {
+                    let t = output[at]["content"][0]["text"].as_str().unwrap().to_owned() + e["delta"].as_str().unwrap();
+                    output[at]["content"][0]["text"] = json!(t);
+                }
+                "response.function_call_arguments.delta" => {
+                    let a = output[at]["arguments"].as_str().unwrap().to_owned() + e["delta"].as_str().unwrap();
+                    output[at]["arguments"] = json!(a);
+                }
+                "response.output_item.done" => {
+                    let mut built = output[at].clone();
+                    built["status"] = json!("completed");
+                    assert_eq!(built, e["item"], "the done item is what its deltas built");
+                    output[at] = built;
+                }
+                "response.completed" | "response.incomplete" => completed = e["response"].clone(),
+                _ => {}
+            }
+        }
+        (output, completed)
+    }
+
+    #[test]
+    fn a_chat_stream_becomes_responses_events_however_its_frames_split() {
+        let src = chat_stream(&["Hel", "lo"], &[("f", &["{\"a\"", ":1}"]), ("g", &["{}"])], 9);
+        let whole = {
+            let mut t = ResponsesStream::new("mine");
+            let mut out = t.frame(src.as_bytes()).to_vec();
+            out.extend_from_slice(&t.finish());
+            out
+        };
+        for cut in 1..src.len() {
+            let mut t = ResponsesStream::new("mine");
+            let mut out = t.frame(&src.as_bytes()[..cut]).to_vec();
+            out.extend_from_slice(&t.frame(&src.as_bytes()[cut..]));
+            out.extend_from_slice(&t.finish());
+            assert_eq!(out, whole, "split at {cut}");
+        }
+        let evs = events(&whole);
+        assert_eq!(evs[0]["type"], "response.created");
+        let (output, completed) = accumulate(&evs);
+        assert_eq!(completed["status"], "completed");
+        assert_eq!(completed["output"], json!(output));
+        assert_eq!(output[0]["content"][0]["text"], "Hello");
+        assert_eq!((output[1]["name"].as_str(), output[1]["arguments"].as_str()), (Some("f"), Some("{\"a\":1}")));
+        assert_eq!((output[2]["name"].as_str(), output[2]["call_id"].as_str()), (Some("g"), Some("call_1")));
+        assert_eq!(completed["usage"]["output_tokens"], 9);
+        assert_eq!(completed["usage"]["input_tokens"], 5);
+        // Each event names itself in its SSE `event:` line, as the SDKs read it.
+        assert!(String::from_utf8_lossy(&whole).contains("event: response.output_text.delta\ndata: "));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn any_chat_stream_becomes_a_consistent_responses_stream_with_the_same_content_and_usage(
+                text in proptest::collection::vec("[a-z \"\\\\]{0,6}", 0..4),
+                calls in proptest::collection::vec(("[a-z_]{1,8}", proptest::collection::vec("[a-z0-9\":{} ,]{0,6}", 0..4)), 0..4),
+                output in 0u64..1000,
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let text_refs: Vec<&str> = text.iter().map(String::as_str).collect();
+                let piece_refs: Vec<Vec<&str>> = calls.iter().map(|(_, p)| p.iter().map(String::as_str).collect()).collect();
+                let call_refs: Vec<(&str, &[&str])> = calls.iter().zip(&piece_refs).map(|((n, _), p)| (n.as_str(), p.as_slice())).collect();
+                let src = chat_stream(&text_refs, &call_refs, output);
+                let mut at: Vec<usize> = cuts.iter().map(|i| i.index(src.len() + 1)).collect();
+                at.sort_unstable();
+                let mut t = ResponsesStream::new("m");
+                let mut out = Vec::new();
+                let mut from = 0;
+                for a in at {
+                    out.extend_from_slice(&t.frame(&src.as_bytes()[from..a]));
+                    from = a;
+                }
+                out.extend_from_slice(&t.frame(&src.as_bytes()[from..]));
+                out.extend_from_slice(&t.finish());
+                let (items, completed) = accumulate(&events(&out));
+                let joined: String = text.concat();
+                let texts: Vec<&Value> = items.iter().filter(|i| i["type"] == "message").collect();
+                if joined.is_empty() {
+                    prop_assert!(texts.is_empty());
+                } else {
+                    prop_assert_eq!(texts[0]["content"][0]["text"].as_str(), Some(joined.as_str()));
+                }
+                let got: Vec<(String, String)> = items.iter().filter(|i| i["type"] == "function_call")
+                    .map(|i| (i["name"].as_str().unwrap().to_owned(), i["arguments"].as_str().unwrap().to_owned())).collect();
+                let want: Vec<(String, String)> = calls.iter().map(|(n, p)| (n.clone(), p.concat())).collect();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(&completed["usage"]["output_tokens"], &json!(output));
+                prop_assert_eq!(&completed["output"], &json!(items));
+            }
+        }
+    }
+}
