@@ -662,6 +662,9 @@ pub struct UsageFigures {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub total_tokens: i64,
+    /// Input tokens read from the upstream's prompt cache (part of `input_tokens`).
+    #[serde(default)]
+    pub cached_tokens: i64,
     pub failovers: i64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -881,6 +884,9 @@ pub struct DailyUsage {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub total_tokens: i64,
+    /// Input tokens read from the upstream's prompt cache (part of `input_tokens`).
+    #[serde(default)]
+    pub cached_tokens: i64,
     /// Calls whose upstream reported no usage: their tokens are not in the sums.
     pub requests_usage_unknown: i64,
 }

@@ -16,6 +16,7 @@ mod m20261205_000001_admin_api;
 // Public: the flush benchmark measures against the indexes it replaced.
 pub mod m20261206_000001_usage_append_indexes;
 mod m20261207_000001_endpoint_apis;
+mod m20261207_000002_cached_tokens;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_admin_api::Migration),
             Box::new(m20261206_000001_usage_append_indexes::Migration),
             Box::new(m20261207_000001_endpoint_apis::Migration),
+            Box::new(m20261207_000002_cached_tokens::Migration),
         ]
     }
 }

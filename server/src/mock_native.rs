@@ -33,13 +33,15 @@ pub fn messages(req: &Value, model: &str, from: &str) -> Response {
         None => json!({"type": "text", "text": text}),
     };
     let stop = if tool.is_some() { "tool_use" } else { "end_turn" };
-    let usage = json!({"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0});
+    let usage =
+        json!({"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0});
     if req.get("stream").and_then(Value::as_bool) != Some(true) {
         return axum::Json(json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [block],
             "stop_reason": stop, "stop_sequence": null, "usage": usage}))
         .into_response();
     }
-    let start_usage = json!({"input_tokens": input, "output_tokens": 1, "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0});
+    let start_usage =
+        json!({"input_tokens": input, "output_tokens": 1, "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0});
     let mut events = vec![(
         "message_start".to_owned(),
         json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
@@ -48,7 +50,10 @@ pub fn messages(req: &Value, model: &str, from: &str) -> Response {
     let (start, deltas) = match tool {
         Some(name) => (
             json!({"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}),
-            vec![json!({"type": "input_json_delta", "partial_json": "{\"q\": "}), json!({"type": "input_json_delta", "partial_json": "\"mock\"}"})],
+            vec![
+                json!({"type": "input_json_delta", "partial_json": "{\"q\": "}),
+                json!({"type": "input_json_delta", "partial_json": "\"mock\"}"}),
+            ],
         ),
         None => (
             json!({"type": "text", "text": ""}),
@@ -70,14 +75,17 @@ pub fn messages(req: &Value, model: &str, from: &str) -> Response {
 
 pub fn responses(req: &Value, model: &str, from: &str, created: i64) -> Response {
     let (input, cached, output) = RESPONSES_USAGE;
-    let answered = req.get("input").and_then(Value::as_array).is_some_and(|items| {
-        items.iter().any(|i| i.get("type") == Some(&json!("function_call_output")))
-    });
+    let answered = req
+        .get("input")
+        .and_then(Value::as_array)
+        .is_some_and(|items| items.iter().any(|i| i.get("type") == Some(&json!("function_call_output"))));
     let tool = req.pointer("/tools/0/name").and_then(Value::as_str).filter(|_| !answered);
     let usage = json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output});
     let item = match tool {
-        Some(name) => json!({"type": "function_call", "id": "fc_mock", "call_id": "call_mock", "name": name, "arguments": "{\"q\": \"mock\"}", "status": "completed"}),
+        Some(name) => {
+            json!({"type": "function_call", "id": "fc_mock", "call_id": "call_mock", "name": name, "arguments": "{\"q\": \"mock\"}", "status": "completed"})
+        }
         None => json!({"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
             "content": [{"type": "output_text", "text": format!("Hello{from}!"), "annotations": []}]}),
     };
@@ -105,7 +113,10 @@ pub fn responses(req: &Value, model: &str, from: &str, created: i64) -> Response
             for piece in ["{\"q\": ", "\"mock\"}"] {
                 push("response.function_call_arguments.delta", json!({"item_id": "fc_mock", "output_index": 0, "delta": piece}));
             }
-            push("response.function_call_arguments.done", json!({"item_id": "fc_mock", "output_index": 0, "arguments": "{\"q\": \"mock\"}"}));
+            push(
+                "response.function_call_arguments.done",
+                json!({"item_id": "fc_mock", "output_index": 0, "arguments": "{\"q\": \"mock\"}"}),
+            );
         }
         None => {
             let mut added = item.clone();

@@ -81,6 +81,7 @@ fn ep(url: String, model_id: &str, weight: &str, key: Option<&str>) -> EndpointI
         weight: weight.into(),
         skip_stream_usage: false,
         max_concurrent: String::new(),
+        native_apis: app::types::default_apis(),
     }
 }
 

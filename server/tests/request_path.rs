@@ -62,6 +62,7 @@ fn endpoint(id: i64, model: i64, url: String, cap: Option<i64>) -> endpoint::Mod
         weight: 0,
         skip_stream_usage: false,
         max_concurrent: cap,
+        native_apis: "chat".into(),
     }
 }
 
@@ -289,5 +290,182 @@ async fn a_messages_call_is_translated_limited_metered_and_ends_once() {
         let e: serde_json::Value = r.json().await.unwrap();
         assert_eq!((e["type"].as_str(), e["error"]["type"].as_str()), (Some("error"), Some(kind)), "{e}");
     }
+    p.assert_nothing_held();
+}
+
+/// The request path with the agents' APIs: `chat` speaks chat completions only (Messages and
+/// Responses are translated), `native` speaks all three (with its own key), `mixed` has a
+/// chat-only endpoint and one speaking Responses, `claude` speaks Messages only.
+async fn agents() -> (Path, String) {
+    let mock = common::serve_router(server::mock_upstream::router(Default::default(), true)).await;
+    let secrets = app::ssr::crypto::SecretBox::from_passphrase("test");
+    let mut rows = Rows::default();
+    for (id, name) in [(1, "chat"), (2, "native"), (3, "mixed"), (4, "claude")] {
+        rows.models.push(model(id, name));
+    }
+    let with = |mut e: endpoint::Model, apis: &str| {
+        e.native_apis = apis.into();
+        e.api_key_enc = Some(secrets.encrypt("sk-upstream"));
+        e
+    };
+    rows.endpoints.insert(1, vec![endpoint(11, 1, format!("{mock}/v1"), None)]);
+    rows.endpoints.insert(2, vec![with(endpoint(21, 2, format!("{mock}/v1"), None), "chat,messages,responses")]);
+    rows.endpoints.insert(
+        3,
+        vec![
+            endpoint(31, 3, format!("{mock}/name/chat/v1"), None),
+            with(endpoint(32, 3, format!("{mock}/name/native/v1"), None), "responses"),
+        ],
+    );
+    rows.endpoints.insert(4, vec![with(endpoint(41, 4, format!("{mock}/v1"), None), "messages")]);
+    rows.rules.insert(2, vec![rule(1, 2, "tokens", RuleTarget::ApiKey, 1_000_000, 60)]);
+    let gw = Gateway::new(GatewayConfig { connect_timeout: Duration::from_secs(1), ..Default::default() });
+    let mut snap = snapshot::assemble(rows, &secrets, 1, None);
+    snap.add_key((app::ssr::crypto::sha256_hex(KEY), KEY_ID, WS, None, None, None, None));
+    gw.publish(snap);
+    let base = common::serve_front(server::compose::replica(&gw, axum::Router::new())).await;
+    (Path { gw, base, http: reqwest::Client::new() }, mock)
+}
+
+impl Path {
+    async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http.post(format!("{}/v1/{path}", self.base)).bearer_auth(KEY).json(&body).send().await.unwrap()
+    }
+}
+
+async fn received(http: &reqwest::Client, mock: &str) -> Vec<serde_json::Value> {
+    http.get(format!("{mock}/_mock/requests")).send().await.unwrap().json().await.unwrap()
+}
+
+/// The `data:` payloads of an SSE body.
+fn sse_data(body: &str) -> Vec<serde_json::Value> {
+    body.split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_responses_call_to_a_chat_endpoint_is_translated_both_ways_and_metered() {
+    let (p, mock) = agents().await;
+    let r = p.post("responses", json!({"model": "chat", "instructions": "Be brief.", "input": "hi", "max_output_tokens": 50})).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["object"].as_str(), body["status"].as_str(), body["model"].as_str()),
+        (Some("response"), Some("completed"), Some("chat"))
+    );
+    assert_eq!(body["output"][0]["content"][0]["text"], "Hello!");
+    assert_eq!((body["usage"]["input_tokens"].as_u64(), body["usage"]["output_tokens"].as_u64()), (Some(5), Some(2)));
+    let sent = received(&p.http, &mock).await;
+    assert!(sent[0]["path"].as_str().unwrap().ends_with("/v1/chat/completions"));
+    assert_eq!(sent[0]["body"]["messages"][0], json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(sent[0]["body"]["max_tokens"], 50);
+
+    // Streamed: Responses events, the usage the gateway asked the chat stream for.
+    let r = p.post("responses", json!({"model": "chat", "input": "hi", "stream": true})).await;
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let events = sse_data(&r.text().await.unwrap());
+    assert_eq!(events[0]["type"], "response.created");
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "response.completed");
+    assert_eq!(done["response"]["output"][0]["content"][0]["text"], "chunk 0 chunk 1 chunk 2");
+    assert_eq!(done["response"]["usage"]["output_tokens"], 3);
+    assert_eq!(received(&p.http, &mock).await[1]["stream_options"], json!({"include_usage": true}));
+
+    // Tools: a function call item, its arguments whole.
+    let tools = json!([{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]);
+    let r = p.post("responses", json!({"model": "chat", "input": "find it", "tools": tools})).await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["output"][0]["type"], "function_call");
+    assert_eq!((body["output"][0]["name"].as_str(), body["output"][0]["arguments"].as_str()), (Some("lookup"), Some("{\"q\": \"mock\"}")));
+    assert_eq!(p.recorded(3).await, BTreeMap::from([(("ok", 200), 3)]));
+    assert_eq!(p.gw.meter.pending_tokens()["responses"], (5 + 5 + 11, 2 + 3 + 6, 0));
+}
+
+#[tokio::test]
+async fn what_needs_stored_state_is_refused_on_a_translated_route_and_served_by_a_native_endpoint() {
+    let (p, mock) = agents().await;
+    let r = p.post("responses", json!({"model": "chat", "input": "more", "previous_response_id": "resp_1"})).await;
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert!(err["error"]["message"].as_str().unwrap().contains("previous_response_id"), "{err}");
+    assert!(received(&p.http, &mock).await.is_empty(), "nothing reached an upstream");
+    // A route with an endpoint speaking Responses: that one takes it, the chat one is passed over.
+    for _ in 0..3 {
+        let r = p.post("responses", json!({"model": "mixed", "input": "more", "previous_response_id": "resp_1"})).await;
+        assert_eq!(r.status(), 200);
+    }
+    let sent = received(&p.http, &mock).await;
+    assert_eq!(sent.len(), 3);
+    assert!(sent.iter().all(|s| s["name"] == "native" && s["path"].as_str().unwrap().ends_with("/v1/responses")), "{sent:?}");
+    assert_eq!(sent[0]["body"]["previous_response_id"], "resp_1", "passed through as it was");
+    assert_eq!(p.recorded(4).await, BTreeMap::from([(("bad_request", 400), 1), (("ok", 200), 3)]));
+}
+
+#[tokio::test]
+async fn native_endpoints_get_messages_and_responses_as_sent_with_anthropics_headers_and_their_own_key() {
+    let (p, mock) = agents().await;
+    let body = json!({"model": "native", "max_tokens": 64, "system": "Be brief.", "thinking": {"type": "enabled", "budget_tokens": 32},
+        "messages": [{"role": "user", "content": "hi"}]});
+    let r = p
+        .http
+        .post(format!("{}/v1/messages", p.base))
+        .header("x-api-key", KEY)
+        .header("anthropic-beta", "prompt-caching-2024-07-31")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["anthropic-ratelimit-tokens-limit"], "1000000");
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["id"], "msg_mock", "the endpoint's own answer");
+    let sent = &received(&p.http, &mock).await[0];
+    assert!(sent["path"].as_str().unwrap().ends_with("/v1/messages"));
+    let mut expected = body.clone();
+    expected["model"] = json!("upstream-21");
+    assert_eq!(sent["body"], expected, "the caller's body, its model replaced: nothing lost (thinking)");
+    assert_eq!(sent["x_api_key"], "sk-upstream", "the endpoint's key, never the caller's");
+    assert_eq!(sent["authorization"], "Bearer sk-upstream");
+    assert_eq!(
+        (sent["anthropic_version"].as_str(), sent["anthropic_beta"].as_str()),
+        (Some("2023-06-01"), Some("prompt-caching-2024-07-31"))
+    );
+
+    // Streamed natively: usage from message_start and the last message_delta, cache reads apart.
+    let mut stream = body.clone();
+    stream["stream"] = json!(true);
+    let r = p.http.post(format!("{}/v1/messages", p.base)).header("x-api-key", KEY).json(&stream).send().await.unwrap();
+    let events = sse_data(&r.text().await.unwrap());
+    assert_eq!(events.last().unwrap()["type"], "message_stop");
+    assert!(received(&p.http, &mock).await[1]["stream_options"].is_null(), "no chat option added to a native call");
+    // Responses natively, streamed.
+    let r = p.post("responses", json!({"model": "native", "input": "hi", "stream": true})).await;
+    let events = sse_data(&r.text().await.unwrap());
+    assert_eq!(events.last().unwrap()["response"]["usage"]["input_tokens_details"]["cached_tokens"], 2);
+    assert_eq!(p.recorded(3).await, BTreeMap::from([(("ok", 200), 3)]));
+    let tokens = p.gw.meter.pending_tokens();
+    // Messages: 9 uncached + 3 read from the cache in, 4 out, twice.
+    assert_eq!(tokens["messages"], (24, 8, 6));
+    // Responses: 8 in of which 2 cached, 3 out.
+    assert_eq!(tokens["responses"], (8, 3, 2));
+    assert!(p.gw.metrics_text().contains("maas_gateway_cached_tokens_total{model=\"native\""), "{}", p.gw.metrics_text());
+}
+
+#[tokio::test]
+async fn an_operation_none_of_a_models_endpoints_speaks_is_refused_in_the_callers_dialect() {
+    let (p, mock) = agents().await;
+    let r = p.post("chat/completions", json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "operation_not_supported");
+    assert!(err["error"]["message"].as_str().unwrap().contains("Chat completions"), "{err}");
+    let r = p.post("responses", json!({"model": "claude", "input": "hi"})).await;
+    assert_eq!(r.status(), 400);
+    // Its own API it serves.
+    let r = p.post("messages", json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(received(&p.http, &mock).await.len(), 1);
     p.assert_nothing_held();
 }

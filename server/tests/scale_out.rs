@@ -67,6 +67,7 @@ impl Fixture {
             weight: "".into(),
             skip_stream_usage: false,
             max_concurrent: String::new(),
+            native_apis: app::types::default_apis(),
         }];
         let input = ModelInput {
             marketplace_model_id: Some(self.mm),

@@ -115,6 +115,7 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
         weight: d.endpoints[i].weight.to_string(),
         skip_stream_usage: i == 1,
         max_concurrent: if i == 0 { "4".into() } else { String::new() },
+        native_apis: app::types::default_apis(),
     };
     let mut input = weighted_input(&f);
     input.policy = Policy::RoundRobin;

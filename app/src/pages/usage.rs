@@ -84,7 +84,7 @@ fn page(r: UsageReport) -> impl IntoView {
         </section>
         <section class="figures" id="usage-totals">
             {figure("Requests", compact_count(t.requests), format!("{} errors · {} rate limited · {} cancelled", t.errors, t.rate_limited, t.cancelled))}
-            {figure("Tokens", compact_count(t.total_tokens), format!("{} in · {} out", compact_count(t.input_tokens), compact_count(t.output_tokens)))}
+            {figure("Tokens", compact_count(t.total_tokens), format!("{} in ({} cached) · {} out", compact_count(t.input_tokens), compact_count(t.cached_tokens), compact_count(t.output_tokens)))}
             {figure("Latency", format!("{} p50", latency_label(t.p50_ms)), format!("{} p95", latency_label(t.p95_ms)))}
             {figure("First token", format!("{} p50", latency_label(t.ttft_p50_ms)), format!("{} p95", latency_label(t.ttft_p95_ms)))}
         </section>
@@ -184,7 +184,7 @@ fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'st
                             <td class="num" data-col="requests">{u.requests}</td>
                             <td class="num" data-col="errors">{u.errors}</td>
                             <td class="num" data-col="rate_limited">{u.rate_limited}</td>
-                            <td class="num" data-col="input">{u.input_tokens}</td>
+                            <td class="num" data-col="input">{u.input_tokens}{(u.cached_tokens > 0).then(|| view! { <br/><span class="hint cached">{format!("{} cached", u.cached_tokens)}</span> })}</td>
                             <td class="num" data-col="output">{u.output_tokens}</td>
                             <td class="num" data-col="total">{u.total_tokens}{unknown.map(|n| view! { <br/><span class="hint">{n}</span> })}</td>
                             {latency.then(|| view! { <td class="num">{latency_label(u.p50_ms)}</td><td class="num">{latency_label(u.p95_ms)}</td> })}

@@ -30,6 +30,9 @@ pub struct Sums {
     pub input: i64,
     pub output: i64,
     pub total: i64,
+    /// Input tokens read from the upstream's prompt cache (part of `input`).
+    #[serde(default)]
+    pub cached: i64,
     pub latency_ms: i64,
     pub ttfb_ms: i64,
     pub latency_hist: [i64; BUCKETS],
@@ -44,6 +47,7 @@ impl Sums {
         self.input += v.input;
         self.output += v.output;
         self.total += v.total;
+        self.cached += v.cached;
         self.latency_ms += v.latency_ms;
         self.ttfb_ms += v.ttfb_ms;
         for i in 0..BUCKETS {
@@ -92,7 +96,7 @@ pub struct MinuteRow<'a> {
 }
 
 /// The counts of [`Sums`], in its order: what a narrow query sums.
-const COUNTS: [&str; 6] = ["requests", "failovers", "usage_known", "input_tokens", "output_tokens", "total_tokens"];
+const COUNTS: [&str; 7] = ["requests", "failovers", "usage_known", "input_tokens", "output_tokens", "total_tokens", "cached_tokens"];
 
 /// The summed columns, in [`Sums`] order, then the histogram buckets.
 fn sum_columns() -> Vec<String> {
@@ -106,7 +110,7 @@ fn sum_columns() -> Vec<String> {
 }
 
 fn sum_values(s: &Sums) -> impl Iterator<Item = i64> + '_ {
-    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.latency_ms, s.ttfb_ms]
+    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.cached, s.latency_ms, s.ttfb_ms]
         .into_iter()
         .chain(s.latency_hist.iter().copied())
         .chain(s.ttfb_hist.iter().copied())
@@ -708,7 +712,7 @@ fn decode(rows: Vec<sea_orm::QueryResult>, by: By) -> Result<Vec<Group>, DbErr> 
             }
             let mut v = (0..summed).map(|j| row.try_get_by_index::<Option<i64>>(1 + n + j).map(Option::unwrap_or_default));
             let mut s = Sums::default();
-            let counts = [&mut s.requests, &mut s.failovers, &mut s.usage_known, &mut s.input, &mut s.output, &mut s.total];
+            let counts = [&mut s.requests, &mut s.failovers, &mut s.usage_known, &mut s.input, &mut s.output, &mut s.total, &mut s.cached];
             for slot in counts {
                 *slot = v.next().unwrap()?;
             }

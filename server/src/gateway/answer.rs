@@ -2,10 +2,10 @@
 //! headers, the admission's `x-ratelimit-*` headers, the body streamed), read for usage on its
 //! way, and the call ends with it.
 use super::anthropic::{self, MessagesStream};
-use super::responses::{self, ResponsesStream};
 use super::call::CallCtx;
 use super::error;
 use super::op::{Dialect, Translation};
+use super::responses::{self, ResponsesStream};
 use super::upstream::UpstreamBody;
 use super::usage::{JsonEnds, SseUsage, Tokens};
 use axum::body::{Body, Bytes};
@@ -134,8 +134,10 @@ impl Translate {
                     // Chat's errors are OpenAI's, as the Responses API's are.
                     Translation::ResponsesOverChat if *status >= 400 => body,
                     Translation::ResponsesOverChat => responses::response_from_chat(&body, model).unwrap_or_else(|| {
-                        serde_json::to_vec(&serde_json::json!({"error": {"message": UNREADABLE, "type": "api_error", "param": null, "code": null}}))
-                            .expect("a JSON value serializes")
+                        serde_json::to_vec(
+                            &serde_json::json!({"error": {"message": UNREADABLE, "type": "api_error", "param": null, "code": null}}),
+                        )
+                        .expect("a JSON value serializes")
                     }),
                 };
                 Bytes::from(out)

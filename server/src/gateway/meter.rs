@@ -44,6 +44,7 @@ fn add(s: &mut Sums, c: &Call) {
             s.input += t.input as i64;
             s.output += t.output as i64;
             s.total += t.total as i64;
+            s.cached += t.cached as i64;
         }
         // No upstream ran it (refused, or none answered): it used nothing, and that is known.
         // Only an answer that reported no usage is unknown (as `/metrics` counts it).
@@ -123,6 +124,18 @@ impl Meter {
         for shard in self.shards.iter() {
             for (k, v) in &shard.lock().rollups {
                 *by.entry((k.outcome.as_str(), k.status)).or_default() += v.requests;
+            }
+        }
+        by
+    }
+
+    /// Tokens of the calls recorded and not flushed yet, by operation: (input, output, cached).
+    pub fn pending_tokens(&self) -> std::collections::BTreeMap<&'static str, (i64, i64, i64)> {
+        let mut by = std::collections::BTreeMap::new();
+        for shard in self.shards.iter() {
+            for (k, v) in &shard.lock().rollups {
+                let t: &mut (i64, i64, i64) = by.entry(k.op.name()).or_default();
+                *t = (t.0 + v.input, t.1 + v.output, t.2 + v.cached);
             }
         }
         by

@@ -90,6 +90,8 @@ struct CallSeries {
     ttft: Hist<DURATION_BUCKETS>,
     input_tokens: Hist<TOKEN_BUCKETS>,
     output_tokens: Hist<TOKEN_BUCKETS>,
+    /// Input tokens read from the upstream's prompt cache (part of the input).
+    cached_tokens: u64,
 }
 
 /// What `/metrics` counts, since the process started: one per serving thread, merged at scrape.
@@ -123,6 +125,7 @@ impl Series {
         match c.tokens {
             Some(t) => {
                 s.input_tokens.observe(token_bucket(t.input), t.input as f64);
+                s.cached_tokens += t.cached;
                 // Embeddings have no output tokens: not an observation of 0.
                 if c.op != Op::Embeddings {
                     s.output_tokens.observe(token_bucket(t.output), t.output as f64);
@@ -152,6 +155,7 @@ impl Series {
             s.ttft.merge(&v.ttft);
             s.input_tokens.merge(&v.input_tokens);
             s.output_tokens.merge(&v.output_tokens);
+            s.cached_tokens += v.cached_tokens;
         }
         for (k, v) in &o.rate_limited {
             *self.rate_limited.entry(k.clone()).or_default() += v;
@@ -271,6 +275,15 @@ impl prometheus_client::collector::Collector for Scrape {
         )?;
         for (k, v) in &calls {
             m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.requests, None)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_cached_tokens",
+            "Input tokens the upstreams read from their prompt cache (OpenAI's cached_tokens, Anthropic's cache_read_input_tokens), part of the input tokens.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (k, v) in calls.iter().filter(|(_, v)| v.cached_tokens > 0) {
+            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.cached_tokens, None)?;
         }
         let mut m = enc.encode_descriptor(
             "maas_gateway_usage_unknown",

@@ -57,7 +57,9 @@ fn content(v: Option<&Value>, at: usize) -> Result<Value, String> {
     let mut has_image = false;
     for p in parts {
         match p.get("type").and_then(Value::as_str) {
-            Some("input_text" | "output_text" | "text") => out.push(json!({"type": "text", "text": p.get("text").cloned().unwrap_or_default()})),
+            Some("input_text" | "output_text" | "text") => {
+                out.push(json!({"type": "text", "text": p.get("text").cloned().unwrap_or_default()}))
+            }
             Some("refusal") => out.push(json!({"type": "text", "text": p.get("refusal").cloned().unwrap_or_default()})),
             Some("input_image") => {
                 let Some(url) = p.get("image_url").filter(|u| u.is_string()) else {
@@ -195,7 +197,10 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
             chat.insert("tool_choice".into(), c.clone());
         }
         Some(c) if c.get("type").and_then(Value::as_str) == Some("function") => {
-            chat.insert("tool_choice".into(), json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or_default()}}));
+            chat.insert(
+                "tool_choice".into(),
+                json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or_default()}}),
+            );
         }
         _ => {}
     }
@@ -283,9 +288,16 @@ pub fn response_from_chat(chat: &[u8], model: &str) -> Option<Vec<u8>> {
 
 /// An output item of a translated stream, as it builds up.
 enum Item {
-    Message { text: String },
+    Message {
+        text: String,
+    },
     /// A function call: chat's index of it, its id, name and arguments so far.
-    Call { index: u64, call_id: String, name: String, arguments: String },
+    Call {
+        index: u64,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
 }
 
 /// A chat stream turned into Responses events as it arrives: `response.created`, then for each
@@ -378,7 +390,11 @@ impl Responses {
                     "response.output_text.done",
                     json!({"item_id": item_id, "output_index": at, "content_index": 0, "text": text, "logprobs": []}),
                 );
-                self.event(out, "response.content_part.done", json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}));
+                self.event(
+                    out,
+                    "response.content_part.done",
+                    json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}),
+                );
             }
             Item::Call { name, arguments, .. } => {
                 let data = json!({"item_id": item_id, "output_index": at, "name": name, "arguments": arguments});
@@ -408,7 +424,11 @@ impl Responses {
         if matches!(self.items[at], Item::Message { .. }) {
             let item_id = self.item_id(at);
             let part = json!({"type": "output_text", "text": "", "annotations": []});
-            self.event(out, "response.content_part.added", json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}));
+            self.event(
+                out,
+                "response.content_part.added",
+                json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}),
+            );
         }
     }
 }
@@ -542,7 +562,10 @@ mod tests {
         assert_eq!(r["status"], "incomplete");
         assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(r["output"][0]["content"][0]["text"], "Hi");
-        assert_eq!(r["output"][1], json!({"type": "function_call", "id": "fc_call_1", "call_id": "call_1", "name": "f", "arguments": "{\"q\":1}", "status": "completed"}));
+        assert_eq!(
+            r["output"][1],
+            json!({"type": "function_call", "id": "fc_call_1", "call_id": "call_1", "name": "f", "arguments": "{\"q\":1}", "status": "completed"})
+        );
         assert_eq!(r["usage"]["input_tokens"], 12);
         assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 8);
         assert_eq!(r["usage"]["output_tokens"], 3);
@@ -553,19 +576,28 @@ mod tests {
     fn chat_stream(text: &[&str], calls: &[(&str, &[&str])], output: u64) -> String {
         let mut s = String::new();
         let mut chunk = |delta: Value, finish: Value| {
-            s += &format!("data: {}\n\n", json!({"id": "x", "created": 1, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}));
+            s += &format!(
+                "data: {}\n\n",
+                json!({"id": "x", "created": 1, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            );
         };
         for t in text {
             chunk(json!({"content": t}), Value::Null);
         }
         for (i, (name, pieces)) in calls.iter().enumerate() {
-            chunk(json!({"tool_calls": [{"index": i, "id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": ""}}]}), Value::Null);
+            chunk(
+                json!({"tool_calls": [{"index": i, "id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                Value::Null,
+            );
             for p in *pieces {
                 chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), Value::Null);
             }
         }
         chunk(json!({}), json!(if calls.is_empty() { "stop" } else { "tool_calls" }));
-        s += &format!("data: {}\n\n", json!({"id": "x", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": output, "total_tokens": 5 + output}}));
+        s += &format!(
+            "data: {}\n\n",
+            json!({"id": "x", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": output, "total_tokens": 5 + output}})
+        );
         s + "data: [DONE]\n\n"
     }
 

@@ -99,6 +99,7 @@ pub fn endpoint(model_id: &str, url: &str, weight: &str) -> EndpointInput {
         weight: weight.into(),
         skip_stream_usage: false,
         max_concurrent: String::new(),
+        native_apis: app::types::default_apis(),
     }
 }
 
