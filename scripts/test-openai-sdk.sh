@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Drives the gateway with the official SDKs: Anthropic's (Python) on /v1/messages, and OpenAI's: the `openai` Python package (from PyPI, in a
+# Drives the gateway with the official SDKs: Anthropic's (Python) on /v1/messages, the OpenAI Agents SDK
+# on /v1/responses, and OpenAI's: the `openai` Python package (from PyPI, in a
 # venv made here) and the `openai` Node package (from npm, pinned in end2end/package.json, which
 # scripts/setup.sh installs): chat, streams, embeddings, models, and their error classes (a 429
 # surfacing as RateLimitError). Each test file starts its own `maas mock-upstream` and
@@ -8,11 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${MAAS_BIN:?MAAS_BIN must point at the maas binary}"
 VENV="${MAAS_SDK_VENV:-$HOME/.cache/maas-sdk-venv}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai, anthropic' 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai, anthropic, agents' 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'openai>=1.40,<3' 'anthropic>=0.40,<1'
+  # The Agents SDK pins the openai package it needs.
+  "$VENV/bin/pip" install -q 'openai>=1.40' 'anthropic>=0.40,<1' 'openai-agents>=0.2,<1'
 fi
 "$VENV/bin/python" tests/sdk/test_openai_sdk.py
+# The Responses API (translated and native), and the OpenAI Agents SDK's tool loop on it.
+"$VENV/bin/python" tests/sdk/test_openai_responses.py
 # The official Anthropic SDK on /v1/messages, translated to chat completions for the mock.
 "$VENV/bin/python" tests/sdk/test_anthropic_sdk.py
 NODE_PATH="$PWD/end2end/node_modules" node --test tests/sdk/test_openai_node.cjs

@@ -203,7 +203,28 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
         reserve_output: String::new(),
     };
     let (id, _) = models::create(db, &sys, &state.secrets, &input).await.map_err(e)?;
-    let rev = models::set_enabled(db, &sys, id, None, true).await.map_err(e)?;
+    let mut rev = models::set_enabled(db, &sys, id, None, true).await.map_err(e)?;
+    // The same mock as an upstream speaking Messages and Responses natively (passed through),
+    // where demo-chat's calls on those APIs are translated to chat completions.
+    let agent = catalog::create_marketplace(
+        db,
+        &sys,
+        &MarketplaceInput {
+            name: "demo-agent".into(),
+            provider: "MaaS demo".into(),
+            description: "A demo model whose endpoint speaks chat completions, Anthropic's Messages and OpenAI's Responses natively (`maas mock-upstream`).".into(),
+            tags: "demo, agents".into(),
+        },
+    )
+    .await
+    .map_err(e)?;
+    catalog::set_published(db, &sys, agent, true).await.map_err(e)?;
+    let mut agent_input = input.clone();
+    agent_input.marketplace_model_id = Some(agent);
+    agent_input.rules.clear();
+    agent_input.endpoints[0].native_apis = vec![Api::Chat, Api::Messages, Api::Responses];
+    let (agent_id, _) = models::create(db, &sys, &state.secrets, &agent_input).await.map_err(e)?;
+    rev = rev.max(models::set_enabled(db, &sys, agent_id, None, true).await.map_err(e)?);
     state.config_rev.send_replace(rev);
     std::fs::write(data_dir.join("demo.key"), &key.secret)?;
     Ok(Some(format!(
