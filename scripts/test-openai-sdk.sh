@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Drives the gateway with the official SDKs: Anthropic's (Python) on /v1/messages, the OpenAI Agents SDK
+# Drives the gateway with the official SDKs and an agent: Claude Code and Anthropic's SDK (Python) on /v1/messages, the OpenAI Agents SDK
 # on /v1/responses, and OpenAI's: the `openai` Python package (from PyPI, in a
 # venv made here) and the `openai` Node package (from npm, pinned in end2end/package.json, which
 # scripts/setup.sh installs): chat, streams, embeddings, models, and their error classes (a 429
@@ -20,3 +20,14 @@ fi
 # The official Anthropic SDK on /v1/messages, translated to chat completions for the mock.
 "$VENV/bin/python" tests/sdk/test_anthropic_sdk.py
 NODE_PATH="$PWD/end2end/node_modules" node --test tests/sdk/test_openai_node.cjs
+# Claude Code, unchanged, on /v1/messages (translated and native). From npm, pinned, in a cache
+# outside the clone; its postinstall (which puts the platform's binary in place) is run here, as
+# npm may skip install scripts.
+AGENTS="${MAAS_AGENTS_DIR:-$HOME/.cache/maas-agents}"
+CLAUDE_VERSION=2.1.197
+if ! "$AGENTS/node_modules/.bin/claude" --version 2>/dev/null | grep -q "^$CLAUDE_VERSION "; then
+  mkdir -p "$AGENTS"
+  npm install --prefix "$AGENTS" --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_VERSION"
+  (cd "$AGENTS/node_modules/@anthropic-ai/claude-code" && node install.cjs)
+fi
+CLAUDE_BIN="$AGENTS/node_modules/.bin/claude" "$VENV/bin/python" tests/sdk/test_claude_code.py

@@ -24,9 +24,9 @@ class Served:
     def __init__(self, prefix):
         self.tmp = tempfile.mkdtemp(prefix=prefix)
         env = dict(os.environ, RUST_LOG="warn")
-        self.mock, mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--chunks", "4"], env, r"mock upstream: (http://\S+)/v1")
+        self.mock, self.mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--chunks", "4"], env, r"mock upstream: (http://\S+)/v1")
         env.update(DATABASE_URL=f"sqlite://{self.tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=self.tmp, MAAS_LISTEN="127.0.0.1:0")
-        self.server, self.base = start(["serve", "--demo-upstream", mock_url], env, r"MaaS console: (http://\S+)")
+        self.server, self.base = start(["serve", "--demo-upstream", self.mock_url], env, r"MaaS console: (http://\S+)")
         with open(os.path.join(self.tmp, "demo.key")) as f:
             self.key = f.read().strip()
 

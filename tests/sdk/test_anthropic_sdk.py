@@ -1,5 +1,7 @@
-"""The official Anthropic Python SDK against the gateway's /v1/messages, translated to chat
-completions for `maas mock-upstream` (loopback only, bounded)."""
+"""The official Anthropic Python SDK against the gateway's /v1/messages: `demo-chat`'s endpoint
+speaks only chat completions (translated), `demo-agent`'s speaks Messages natively (passed
+through, its usage read from message_start and message_delta). `maas mock-upstream` answers
+both; loopback only, bounded."""
 import sys, unittest
 
 import anthropic
@@ -61,6 +63,26 @@ class AnthropicSdk(unittest.TestCase):
         self.assertEqual(final.stop_reason, "tool_use")
         self.assertEqual([(b.type, b.name, b.input) for b in final.content], [("tool_use", "weather", {"q": "mock"})])
         self.assertEqual(final.usage.output_tokens, 6)
+
+    def test_native_endpoint_create_stream_and_tools(self):
+        m = self.client.messages.create(model="demo-agent", max_tokens=100, system="Be brief.",
+                                        messages=[{"role": "user", "content": "Hello"}])
+        self.assertEqual((m.id, m.content[0].text, m.stop_reason), ("msg_mock", "Hello!", "end_turn"))
+        self.assertEqual((m.usage.input_tokens, m.usage.cache_read_input_tokens, m.usage.output_tokens), (9, 3, 4))
+        with self.client.messages.stream(model="demo-agent", max_tokens=100, messages=[{"role": "user", "content": "Hello"}]) as s:
+            text = "".join(s.text_stream)
+            final = s.get_final_message()
+        self.assertEqual((text, final.usage.output_tokens), ("Hello!", 4))
+        first = self.client.messages.create(model="demo-agent", max_tokens=100, tools=[WEATHER],
+                                            messages=[{"role": "user", "content": "Weather in Paris?"}])
+        call = [b for b in first.content if b.type == "tool_use"][0]
+        self.assertEqual((first.stop_reason, call.name, call.input), ("tool_use", "weather", {"q": "mock"}))
+        second = self.client.messages.create(model="demo-agent", max_tokens=100, tools=[WEATHER], messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+        ])
+        self.assertEqual(second.content[0].text, "Hello!")
 
     def test_models_list(self):
         self.assertIn("demo-chat", [m.id for m in self.client.models.list()])

@@ -1,5 +1,6 @@
 // The official OpenAI Node SDK (`openai` from npm, pinned in end2end/package.json) against the
-// gateway: chat, streaming with usage, leaving a stream early (the upstream sees the cancel),
+// gateway: chat, streaming with usage, responses (create, stream, tools; translated and native),
+// leaving a stream early (the upstream sees the cancel),
 // embeddings in the SDK's default base64 encoding, models, and its error classes. Loopback only,
 // every wait bounded. Run by scripts/test-openai-sdk.sh (NODE_PATH=end2end/node_modules).
 'use strict';
@@ -77,6 +78,43 @@ test('streamed chat completion with usage', async () => {
   }
   assert.equal(text, Array.from({ length: CHUNKS }, (_, i) => `chunk ${i}`).join(' '));
   assert.equal(usage.completion_tokens, CHUNKS);
+});
+
+// Responses: `demo-chat` is translated to chat completions, `demo-agent` speaks it natively.
+const CHUNKED = Array.from({ length: CHUNKS }, (_, i) => `chunk ${i}`).join(' ');
+const RESPONSES = [['demo-chat', CHUNKED, [5, 2]], ['demo-agent', 'Hello!', [8, 3]]];
+const LOOKUP = {
+  type: 'function', name: 'lookup', description: 'Looks a word up', strict: true,
+  parameters: { type: 'object', properties: { q: { type: 'string' } }, required: ['q'], additionalProperties: false },
+};
+
+test('responses: create and stream, translated and native', async () => {
+  for (const [model, streamed, [input, output]] of RESPONSES) {
+    const r = await client.responses.create({ model, instructions: 'Be brief.', input: 'Hello' });
+    assert.equal(r.output_text, 'Hello!', model);
+    assert.deepEqual([r.usage.input_tokens, r.usage.output_tokens], [input, output], model);
+    const stream = await client.responses.create({ model, input: 'Hello', stream: true });
+    let text = '';
+    let done;
+    for await (const event of stream) {
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (event.type === 'response.completed') done = event.response;
+    }
+    assert.equal(text, streamed, model);
+    assert.equal(done.output_text ?? done.output[0].content[0].text, streamed, model);
+  }
+});
+
+test('responses: a tool call and its output, streamed and not', async () => {
+  for (const [model] of RESPONSES) {
+    const conversation = [{ role: 'user', content: 'Look up mock' }];
+    const first = await client.responses.stream({ model, input: conversation, tools: [LOOKUP] }).finalResponse();
+    const calls = first.output.filter((o) => o.type === 'function_call');
+    assert.deepEqual(calls.map((c) => [c.name, c.arguments]), [['lookup', '{"q": "mock"}']], model);
+    conversation.push(...calls, { type: 'function_call_output', call_id: calls[0].call_id, output: 'a stand-in' });
+    const second = await client.responses.create({ model, input: conversation, tools: [LOOKUP] });
+    assert.equal(second.output_text, 'Hello!', model);
+  }
 });
 
 test('leaving a stream early cancels it upstream', async () => {

@@ -61,7 +61,16 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
     for turn in turns {
         let role = match turn.get("role").and_then(Value::as_str) {
             Some(r @ ("user" | "assistant")) => r,
-            _ => return Err("messages: each message's role must be \"user\" or \"assistant\"".into()),
+            // A system message within the conversation (Claude Code's mid-conversation system
+            // prompts): joined to the system prompt (see `chat_messages::system_first`).
+            Some("system") => {
+                let text = turn.get("content").map(text_of).unwrap_or_default();
+                if !text.is_empty() {
+                    messages.push(json!({"role": "system", "content": text}));
+                }
+                continue;
+            }
+            _ => return Err("messages: each message's role must be \"user\", \"assistant\" or \"system\"".into()),
         };
         let blocks = match turn.get("content") {
             Some(Value::String(s)) => {
@@ -121,7 +130,7 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
             messages.push(json!({"role": "user", "content": content}));
         }
     }
-    chat.insert("messages".into(), Value::Array(messages));
+    chat.insert("messages".into(), Value::Array(super::chat_messages::system_first(messages)));
     for (from, to) in [("max_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"), ("stop_sequences", "stop")] {
         if let Some(v) = obj.get(from) {
             chat.insert(to.into(), v.clone());
@@ -384,7 +393,8 @@ mod tests {
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "Weather?"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Paris"}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}, {"type": "text", "text": "Thanks"}]}
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}, {"type": "text", "text": "Thanks"}]},
+            {"role": "system", "content": "Mid-conversation."}
         ]});
         let chat: Value = serde_json::from_slice(&chat_request(body.to_string().as_bytes()).unwrap()).unwrap();
         assert_eq!(
@@ -393,7 +403,7 @@ mod tests {
             "tool_choice": "required",
             "tools": [{"type": "function", "function": {"name": "weather", "description": "d", "parameters": {"type": "object"}}}],
             "messages": [
-                {"role": "system", "content": "Be brief."},
+                {"role": "system", "content": "Be brief.\n\nMid-conversation."},
                 {"role": "user", "content": [{"type": "text", "text": "Weather?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}]},
                 {"role": "assistant", "content": null, "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]},
                 {"role": "tool", "tool_call_id": "t1", "content": "sunny"},

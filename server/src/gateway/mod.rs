@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod balancer;
 pub mod body;
 pub mod call;
+pub mod chat_messages;
 pub mod chat_stream;
 pub mod clock;
 pub mod error;

@@ -156,7 +156,7 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
         msgs.push(json!({"role": "system", "content": text}));
     }
     messages(obj.get("input").ok_or("input: Field required")?, &mut msgs)?;
-    chat.insert("messages".into(), Value::Array(msgs));
+    chat.insert("messages".into(), Value::Array(super::chat_messages::system_first(msgs)));
     for (from, to) in [
         ("max_output_tokens", "max_tokens"),
         ("temperature", "temperature"),
@@ -519,8 +519,7 @@ mod tests {
             chat,
             json!({"model": "m", "max_tokens": 50, "user": "u1", "stream": true,
                 "messages": [
-                    {"role": "system", "content": "Be brief."},
-                    {"role": "system", "content": "Use tools."},
+                    {"role": "system", "content": "Be brief.\n\nUse tools."},
                     {"role": "user", "content": [{"type": "text", "text": "Look"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]},
                     {"role": "assistant", "content": "Calling.", "tool_calls": [
                         {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}},
