@@ -216,7 +216,7 @@ fn model_body(mm: i64, cluster: i64, ws: i64, url0: &str) -> Value {
         "marketplace_model_id": mm, "cluster_id": cluster, "policy": "weighted",
         "endpoints": [
             {"model_id": "up-a", "url": url0, "api_key": "sk-upstream-TOPSECRET-1", "weight": 70},
-            {"model_id": "up-b", "url": "https://b.example/v1", "weight": 30},
+            {"model_id": "up-b", "url": "https://b.example/v1", "weight": 30, "native_apis": ["chat", "responses"]},
         ],
         "rules": [{"kind": "requests", "target": "workspace", "workspace_id": ws, "limit": 100, "duration_secs": 60}],
     })
@@ -233,16 +233,20 @@ async fn models_carry_an_etag_and_a_stale_if_match_is_refused() {
     let mut bad = model_body(f.mm, 999, f.ws, "ftp://nope");
     bad["endpoints"][1]["weight"] = json!(10);
     bad["rules"][0]["duration_secs"] = Value::Null;
+    bad["endpoints"][0]["native_apis"] = json!([]);
     let (s, _, v) = call("POST", "/models", &rw).body(bad).send(&r).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let fields = &v["error"]["fields"];
     assert!(fields["endpoints.0.url"].is_string() && fields["weights"].is_string() && fields["rules.0.duration_secs"].is_string(), "{v}");
+    assert!(fields["endpoints.0.native_apis"].is_string(), "{v}");
 
     let (s, h, m) = call("POST", "/models", &rw).body(model_body(f.mm, f.cluster, f.ws, "https://a.example/v1")).send(&r).await;
     assert_eq!(s, StatusCode::CREATED, "{m}");
     let id = m["id"].as_i64().unwrap();
     assert_eq!(m["enabled"], false);
     assert_eq!(m["endpoints"][0]["has_key"], true);
+    // The APIs each endpoint speaks: chat completions unless the body says otherwise.
+    assert_eq!((m["endpoints"][0]["native_apis"].clone(), m["endpoints"][1]["native_apis"].clone()), (json!(["chat"]), json!(["chat", "responses"])));
     assert!(!m.to_string().contains("TOPSECRET"), "an upstream key in an answer: {m}");
     let etag = h["etag"].to_str().unwrap().to_owned();
     assert_eq!(etag, format!("\"{}\"", m["revision"]));

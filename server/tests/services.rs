@@ -115,7 +115,7 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
         weight: d.endpoints[i].weight.to_string(),
         skip_stream_usage: i == 1,
         max_concurrent: if i == 0 { "4".into() } else { String::new() },
-        native_apis: app::types::default_apis(),
+        native_apis: if i == 1 { vec![Api::Chat, Api::Messages, Api::Responses] } else { vec![Api::Messages] },
     };
     let mut input = weighted_input(&f);
     input.policy = Policy::RoundRobin;
@@ -126,6 +126,20 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
     assert_eq!(d2.policy, Policy::RoundRobin);
     assert_eq!(d2.endpoints.iter().map(|e| e.has_key).collect::<Vec<_>>(), [true, true]);
     assert_eq!(d2.endpoints.iter().map(|e| e.skip_stream_usage).collect::<Vec<_>>(), [false, true], "the stream-usage switch is saved");
+    assert_eq!(
+        d2.endpoints.iter().map(|e| e.native_apis.clone()).collect::<Vec<_>>(),
+        [vec![Api::Messages], vec![Api::Chat, Api::Messages, Api::Responses]],
+        "the APIs each endpoint speaks are saved"
+    );
+    // None at all is refused next to the field.
+    let mut none = input.clone();
+    none.endpoints[1].native_apis.clear();
+    match models::update(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, id, None, &none).await {
+        Err(app::ssr::ServiceError::App(app::error::AppError::Invalid(e))) => {
+            assert_eq!(e.get("endpoints.1.native_apis"), Some("choose at least one API it speaks"))
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(d2.rules.len(), 1);
     let stored = entities::endpoint::Entity::find_by_id(d2.endpoints[0].id).one(env.db()).await.unwrap().unwrap();
     assert_eq!(env.state.secrets.decrypt(&stored.api_key_enc.unwrap()).as_deref(), Some("sk-upstream-a"), "kept");
