@@ -246,7 +246,10 @@ async fn models_carry_an_etag_and_a_stale_if_match_is_refused() {
     assert_eq!(m["enabled"], false);
     assert_eq!(m["endpoints"][0]["has_key"], true);
     // The APIs each endpoint speaks: chat completions unless the body says otherwise.
-    assert_eq!((m["endpoints"][0]["native_apis"].clone(), m["endpoints"][1]["native_apis"].clone()), (json!(["chat"]), json!(["chat", "responses"])));
+    assert_eq!(
+        (m["endpoints"][0]["native_apis"].clone(), m["endpoints"][1]["native_apis"].clone()),
+        (json!(["chat"]), json!(["chat", "responses"]))
+    );
     assert!(!m.to_string().contains("TOPSECRET"), "an upstream key in an answer: {m}");
     let etag = h["etag"].to_str().unwrap().to_owned();
     assert_eq!(etag, format!("\"{}\"", m["revision"]));

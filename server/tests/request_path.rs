@@ -293,6 +293,32 @@ async fn a_messages_call_is_translated_limited_metered_and_ends_once() {
     p.assert_nothing_held();
 }
 
+#[tokio::test]
+async fn a_messages_429_carries_retry_after_and_the_rules_anthropic_headers() {
+    let p = path().await;
+    let messages = || {
+        p.http
+            .post(format!("{}/v1/messages", p.base))
+            .header("x-api-key", KEY)
+            .json(&json!({"model": "once", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    assert_eq!(messages().await.unwrap().status(), 200);
+    let r = messages().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let h = r.headers().clone();
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "rate_limit_error");
+    assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        (h["anthropic-ratelimit-requests-limit"].to_str().unwrap(), h["anthropic-ratelimit-requests-remaining"].to_str().unwrap()),
+        ("1", "0")
+    );
+    let reset = h["anthropic-ratelimit-requests-reset"].to_str().unwrap();
+    assert!(reset.len() == 20 && reset.ends_with('Z'), "{reset}");
+    p.assert_nothing_held();
+}
+
 /// The request path with the agents' APIs: `chat` speaks chat completions only (Messages and
 /// Responses are translated), `native` speaks all three (with its own key), `mixed` has a
 /// chat-only endpoint and one speaking Responses, `claude` speaks Messages only.

@@ -190,7 +190,16 @@ impl CallCtx {
         }
         // What it reserved was not used: no upstream ran it.
         self.consumed = Consumed::Tokens(0);
-        let resp = e.into_response_in(self.record.op.dialect());
+        let dialect = self.record.op.dialect();
+        // Anthropic's clients read the refusing rule's figures from their own headers too.
+        let anthropic = match &e {
+            GatewayError::RateLimited(r) if dialect == super::op::Dialect::Anthropic => Some((r.kind, r.limit, r.wait_ms)),
+            _ => None,
+        };
+        let mut resp = e.into_response_in(dialect);
+        if let Some((kind, limit, wait_ms)) = anthropic {
+            super::error::anthropic_refusal_headers(resp.headers_mut(), kind, limit, wait_ms, self.clock.unix_ms());
+        }
         self.record.status = resp.status().as_u16();
         self.finish();
         resp

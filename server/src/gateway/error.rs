@@ -263,6 +263,21 @@ pub fn anthropic_admission_headers(h: &mut HeaderMap, a: &super::admission::Tick
     }
 }
 
+/// A 429's `anthropic-ratelimit-*` headers: the refusing rule's limit, none remaining, and when
+/// its wait is over (none exist for concurrency rules).
+pub fn anthropic_refusal_headers(h: &mut HeaderMap, kind: RuleKind, limit: u64, wait_ms: u64, now_ms: i64) {
+    let [limit_h, remaining, reset_at] = match kind {
+        RuleKind::Requests => ANTHROPIC_REQUESTS,
+        RuleKind::Tokens => ANTHROPIC_TOKENS,
+        RuleKind::Concurrent => return,
+    };
+    h.insert(limit_h, HeaderValue::from(limit));
+    h.insert(remaining, HeaderValue::from_static("0"));
+    if let Ok(v) = HeaderValue::from_str(&app::days::format_rfc3339((now_ms + wait_ms as i64 + 999).div_euclid(1000))) {
+        h.insert(reset_at, v);
+    }
+}
+
 // Anthropic's names for the same figures (limit, remaining, reset), built at compile time rather
 // than formatted on every answer.
 const ANTHROPIC_REQUESTS: [HeaderName; 3] = [
