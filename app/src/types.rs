@@ -560,6 +560,10 @@ pub struct Offering {
     pub description: String,
     pub tags: Vec<String>,
     pub base_url: String,
+    /// The APIs the model is served over: chat completions where an endpoint speaks it, and
+    /// Messages and Responses where an endpoint speaks them or chat completions (translated).
+    #[serde(default)]
+    pub apis: Vec<Api>,
 }
 
 /// `{entry}/v1`, whatever trailing slash the operator typed.

@@ -78,6 +78,10 @@ test('operator builds a weighted model with rules; a user sees it only while ena
       await rows.nth(i).locator('.ep-url').fill(eps[i][1]);
     }
     await rows.nth(0).locator('.ep-key').fill('sk-upstream-secret');
+    // What each endpoint speaks: chat completions by default; the first speaks Messages too.
+    await expect(rows.nth(0).locator('.ep-api-chat')).toBeChecked();
+    await expect(rows.nth(0).locator('.ep-api-messages')).not.toBeChecked();
+    await rows.nth(0).locator('.ep-api-messages').check();
     await slide(page, '.ep-weight', 0, 50);
     await slide(page, '.ep-weight', 1, 30);
     await slide(page, '.ep-weight', 2, 10);
@@ -142,6 +146,8 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await row.getByRole('link', { name: 'Edit' }).click();
     await expect(page.locator('.endpoint-row')).toHaveCount(3);
     await expect(page.locator('.endpoint-row').nth(0).locator('.key-state')).toHaveText('set (leave blank to keep)');
+    await expect(page.locator('.endpoint-row').nth(0).locator('.ep-api-messages')).toBeChecked();
+    await expect(page.locator('.endpoint-row').nth(1).locator('.ep-api-messages')).not.toBeChecked();
     expect(await page.content()).not.toContain('sk-upstream-secret');
     await expect(page.locator('.rule-row')).toHaveCount(2);
     // Edit: drop the third endpoint and the second rule, rebalance to 50/50, keep the key.
@@ -159,6 +165,8 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await expect(page.locator('.ep-weight-value').nth(0)).toHaveValue('50');
     await expect(page.locator('.ep-weight-value').nth(1)).toHaveValue('50');
     await expect(page.locator('.endpoint-row').nth(0).locator('.key-state')).toHaveText('set (leave blank to keep)');
+    await expect(page.locator('.endpoint-row').nth(0).locator('.ep-api-messages')).toBeChecked();
+    await expect(page.locator('.endpoint-row').nth(1).locator('.ep-api-messages')).not.toBeChecked();
     await logout(page);
 
     // The user sees the model with its access path and snippets.
@@ -169,6 +177,9 @@ test('operator builds a weighted model with rules; a user sees it only while ena
     await expect(card).toContainText('curl');
     await expect(card).toContainText('Python');
     await expect(card).toContainText('JavaScript');
+    // Served over Messages (translated or native): Anthropic's SDK and Claude Code too.
+    await expect(card).toContainText('Anthropic (Python)');
+    await expect(card).toContainText('Claude Code');
     await logout(page);
 
     // Disabled, it is gone from the user view.

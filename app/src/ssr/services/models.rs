@@ -573,6 +573,22 @@ pub async fn offerings(db: &impl ConnectionTrait) -> SResult<Vec<Offering>> {
         .all(db)
         .await?;
     let clusters: HashMap<i64, cluster::Model> = cluster::Entity::find().all(db).await?.into_iter().map(|c| (c.id, c)).collect();
+    // What each model's endpoints speak, for the APIs it is served over.
+    let mut speaks: HashMap<i64, Vec<Api>> = HashMap::new();
+    let ids: Vec<i64> = rows.iter().map(|(m, _)| m.id).collect();
+    for chunk in ids.chunks(1000) {
+        let eps = endpoint::Entity::find()
+            .select_only()
+            .column(endpoint::Column::MaasModelId)
+            .column(endpoint::Column::NativeApis)
+            .filter(endpoint::Column::MaasModelId.is_in(chunk.iter().copied()))
+            .into_tuple::<(i64, String)>()
+            .all(db)
+            .await?;
+        for (model, apis) in eps {
+            speaks.entry(model).or_default().extend(Api::split(&apis));
+        }
+    }
     let mut out: Vec<Offering> = rows
         .into_iter()
         .filter_map(|(m, mm)| {
@@ -584,11 +600,19 @@ pub async fn offerings(db: &impl ConnectionTrait) -> SResult<Vec<Offering>> {
                 description: mm.description,
                 tags: serde_json::from_str(&mm.tags).unwrap_or_default(),
                 base_url: access_path(&c.entry_address),
+                apis: served_apis(speaks.get(&m.id).map(Vec::as_slice).unwrap_or_default()),
             })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.base_url.cmp(&b.base_url)));
     Ok(out)
+}
+
+/// The APIs a model whose endpoints speak `speaks` is served over: each API an endpoint speaks,
+/// and Messages and Responses over chat completions too (translated).
+pub fn served_apis(speaks: &[Api]) -> Vec<Api> {
+    let chat = speaks.contains(&Api::Chat);
+    Api::ALL.into_iter().filter(|a| speaks.contains(a) || (chat && *a != Api::Chat)).collect()
 }
 
 /// The stored form of an endpoint's APIs (none given: chat completions).
