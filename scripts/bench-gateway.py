@@ -26,6 +26,14 @@ STREAM_BODY = json.dumps({"model": "demo-chat", "stream": True, "messages": [{"r
 # Anthropic's Messages API on the same model, translated to chat completions by the gateway.
 MESSAGES_BODY = json.dumps({"model": "demo-chat", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]})
 MESSAGES_STREAM_BODY = json.dumps({"model": "demo-chat", "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "Hello"}]})
+# demo-agent's endpoint speaks Messages and Responses natively (passed through); demo-chat's
+# speaks only chat completions (translated).
+NATIVE_MESSAGES_BODY = MESSAGES_BODY.replace("demo-chat", "demo-agent")
+NATIVE_MESSAGES_STREAM_BODY = MESSAGES_STREAM_BODY.replace("demo-chat", "demo-agent")
+RESPONSES_BODY = json.dumps({"model": "demo-chat", "input": "Hello"})
+RESPONSES_STREAM_BODY = json.dumps({"model": "demo-chat", "stream": True, "input": "Hello"})
+NATIVE_RESPONSES_BODY = RESPONSES_BODY.replace("demo-chat", "demo-agent")
+NATIVE_RESPONSES_STREAM_BODY = RESPONSES_STREAM_BODY.replace("demo-chat", "demo-agent")
 
 
 def start(args, env, pattern, binary=None):
@@ -247,18 +255,25 @@ try:
         c0 = cpu_ms(proc.pid)
         st = oha(url, key, 16, body=STREAM_BODY)
         print(f"c=16  streamed, {name} {st[0]:9.0f} req/s   CPU {1000 * (cpu_ms(proc.pid) - c0) / (st[0] * int(DURATION)):6.1f} us/req   statuses {st[3]}")
-    # Messages translated to chat vs chat itself, same server, alternated: what translation costs
-    # per call (CPU) and to the first token (p50 at a fixed rate, streamed).
-    via_messages = f"{base}/v1/messages"
+    # The agents' APIs, translated to chat (demo-chat) and passed through (demo-agent), beside chat
+    # itself, same server, alternated: what each costs per call (CPU) and to the first token (p50
+    # at a fixed rate, streamed).
+    via_messages, via_responses = f"{base}/v1/messages", f"{base}/v1/responses"
+    apis = (("chat              ", via, BODY, STREAM_BODY),
+            ("messages (tr.)    ", via_messages, MESSAGES_BODY, MESSAGES_STREAM_BODY),
+            ("messages (native) ", via_messages, NATIVE_MESSAGES_BODY, NATIVE_MESSAGES_STREAM_BODY),
+            ("responses (tr.)   ", via_responses, RESPONSES_BODY, RESPONSES_STREAM_BODY),
+            ("responses (native)", via_responses, NATIVE_RESPONSES_BODY, NATIVE_RESPONSES_STREAM_BODY))
     for _ in range(2):
-        for name, url, body in (("chat           ", via, BODY), ("messages (tr.) ", via_messages, MESSAGES_BODY),
-                                ("chat, streamed ", via, STREAM_BODY), ("messages, str. ", via_messages, MESSAGES_STREAM_BODY)):
-            c0 = cpu_ms(server.pid)
-            r = oha(url, key, 16, body=body)
-            print(f"c=16  {name} {r[0]:9.0f} req/s   CPU {1000 * (cpu_ms(server.pid) - c0) / (r[0] * int(DURATION)):6.1f} us/req   statuses {r[3]}")
-    for name, url, body in (("chat, streamed", via, STREAM_BODY), ("messages, streamed", via_messages, MESSAGES_STREAM_BODY)):
-        r = oha(url, key, 16, rate=1000, body=body)
-        print(f"1000 req/s {name}: p50 {r[1]:7.0f} us p99 {r[2]:7.0f} us   statuses {r[3]}")
+        for streamed in (False, True):
+            for name, url, body, stream_body in apis:
+                c0 = cpu_ms(server.pid)
+                r = oha(url, key, 16, body=stream_body if streamed else body)
+                what = name + (", str." if streamed else "      ")
+                print(f"c=16  {what} {r[0]:9.0f} req/s   CPU {1000 * (cpu_ms(server.pid) - c0) / (r[0] * int(DURATION)):6.1f} us/req   statuses {r[3]}")
+    for name, url, _, stream_body in apis:
+        r = oha(url, key, 16, rate=1000, body=stream_body)
+        print(f"1000 req/s {name}, streamed: p50 {r[1]:7.0f} us p99 {r[2]:7.0f} us   statuses {r[3]}")
     d = oha(direct, key, 16, rate=1000)
     c0 = cpu_ms(server.pid)
     g = oha(via, key, 16, rate=1000)
