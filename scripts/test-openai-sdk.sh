@@ -20,14 +20,20 @@ fi
 # The official Anthropic SDK on /v1/messages, translated to chat completions for the mock.
 "$VENV/bin/python" tests/sdk/test_anthropic_sdk.py
 NODE_PATH="$PWD/end2end/node_modules" node --test tests/sdk/test_openai_node.cjs
-# Claude Code, unchanged, on /v1/messages (translated and native). From npm, pinned, in a cache
+# Claude Code, unchanged, on /v1/messages, and Codex on /v1/responses (translated and native).
+# From npm, pinned, in a cache
 # outside the clone; its postinstall (which puts the platform's binary in place) is run here, as
 # npm may skip install scripts.
 AGENTS="${MAAS_AGENTS_DIR:-$HOME/.cache/maas-agents}"
 CLAUDE_VERSION=2.1.197
-if ! "$AGENTS/node_modules/.bin/claude" --version 2>/dev/null | grep -q "^$CLAUDE_VERSION "; then
+CODEX_VERSION=0.171.0
+if ! "$AGENTS/node_modules/.bin/claude" --version 2>/dev/null | grep -q "^$CLAUDE_VERSION " \
+  || ! "$AGENTS/node_modules/.bin/codex" --version 2>/dev/null | grep -q " $CODEX_VERSION\$"; then
   mkdir -p "$AGENTS"
-  npm install --prefix "$AGENTS" --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_VERSION"
+  npm install --prefix "$AGENTS" --no-audit --no-fund --loglevel=error \
+    "@anthropic-ai/claude-code@$CLAUDE_VERSION" "@openai/codex@$CODEX_VERSION"
   (cd "$AGENTS/node_modules/@anthropic-ai/claude-code" && node install.cjs)
 fi
 CLAUDE_BIN="$AGENTS/node_modules/.bin/claude" "$VENV/bin/python" tests/sdk/test_claude_code.py
+# Codex, unchanged, with the gateway as its Responses provider (translated and native).
+CODEX_BIN="$AGENTS/node_modules/.bin/codex" "$VENV/bin/python" tests/sdk/test_codex.py

@@ -69,8 +69,11 @@ class Responses(unittest.TestCase):
             self.client.responses.create(model="demo-chat", input="more", previous_response_id="resp_1")
         self.assertIn("previous_response_id", e.exception.message)
         with self.assertRaises(openai.BadRequestError) as e:
-            self.client.responses.create(model="demo-chat", input="hi", tools=[{"type": "web_search"}])
+            self.client.responses.create(model="demo-chat", input="hi", tools=[{"type": "web_search"}], tool_choice={"type": "web_search"})
         self.assertIn("web_search", e.exception.message)
+        # Offered only, a built-in tool is not offered to the chat model: the call is served.
+        r = self.client.responses.create(model="demo-chat", input="hi", tools=[{"type": "web_search"}])
+        self.assertEqual(r.output_text, "Hello!")
         # The native endpoint takes it as it is.
         r = self.client.responses.create(model="demo-agent", input="more", previous_response_id="resp_1")
         self.assertEqual(r.output_text, "Hello!")

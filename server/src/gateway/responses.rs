@@ -5,9 +5,10 @@
 //!
 //! Only stateless calls translate: the whole conversation is in `input`. What needs state the
 //! gateway does not keep (`previous_response_id`, `conversation`, stored prompts, `store: true`,
-//! `background`, item references) or a tool chat completions has no form for (web search, file
-//! search, computer use, code interpreter, MCP…) is refused with a 400 that names it: it needs
-//! an endpoint that speaks the Responses API natively.
+//! `background`, item references) or a call forced to a tool chat completions has no form for
+//! (web search, file search, computer use, code interpreter, MCP…) is refused with a 400 that
+//! names it: it needs an endpoint that speaks the Responses API natively. Such tools merely
+//! offered are not offered to the chat model.
 //!
 //! Translated: `instructions`, `input` (text, images, function calls and their outputs),
 //! function tools and `tool_choice`, `max_output_tokens`, `temperature`, `top_p`, `user`,
@@ -170,7 +171,7 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
     }
     if let Some(tools) = obj.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty()) {
         let mut functions = Vec::with_capacity(tools.len());
-        for (at, t) in tools.iter().enumerate() {
+        for t in tools {
             match t.get("type").and_then(Value::as_str) {
                 Some("function") => {
                     let mut f = json!({"name": t.get("name").cloned().unwrap_or_default(),
@@ -182,15 +183,15 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
                     }
                     functions.push(json!({"type": "function", "function": f}));
                 }
-                other => {
-                    return Err(format!(
-                        "tools[{at}]: the built-in tool {:?} needs an endpoint that speaks the Responses API natively; function tools translate",
-                        other.unwrap_or("")
-                    ))
-                }
+                // A built-in tool (web search, file search, MCP…) or a namespace of tools is only
+                // offered: a chat model is not offered it (Codex offers web search with every
+                // call). Forcing one is refused below.
+                _ => {}
             }
         }
-        chat.insert("tools".into(), Value::Array(functions));
+        if !functions.is_empty() {
+            chat.insert("tools".into(), Value::Array(functions));
+        }
     }
     match obj.get("tool_choice") {
         Some(c @ Value::String(_)) => {
@@ -201,6 +202,12 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
                 "tool_choice".into(),
                 json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or_default()}}),
             );
+        }
+        Some(c) if c.is_object() => {
+            let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
+            return Err(format!(
+                "tool_choice: the built-in tool {kind:?} needs an endpoint that speaks the Responses API natively; function tools translate"
+            ));
         }
         _ => {}
     }
@@ -540,7 +547,7 @@ mod tests {
             (json!({"model": "m", "input": "hi", "store": true}), "store"),
             (json!({"model": "m", "input": "hi", "background": true}), "background"),
             (json!({"model": "m", "input": "hi", "conversation": "conv_1"}), "conversation"),
-            (json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}), "web_search"),
+            (json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}), "web_search"),
             (json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}), "item_reference"),
             (json!({"model": "m"}), "input"),
         ] {
@@ -549,6 +556,14 @@ mod tests {
         }
         // Stateless calls that say so explicitly are served.
         assert!(chat_request(br#"{"model":"m","input":"hi","store":false,"previous_response_id":null}"#).is_ok());
+        // Built-in tools only offered are not offered to a chat model; function tools are.
+        let offered = json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}, {"type": "namespace", "name": "n", "tools": []},
+            {"type": "function", "name": "f", "parameters": {"type": "object"}}]});
+        let chat: Value = serde_json::from_slice(&chat_request(offered.to_string().as_bytes()).unwrap()).unwrap();
+        assert_eq!(chat["tools"], json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]));
+        let only_builtin = json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]});
+        let chat: Value = serde_json::from_slice(&chat_request(only_builtin.to_string().as_bytes()).unwrap()).unwrap();
+        assert!(chat.get("tools").is_none(), "{chat}");
     }
 
     #[test]
