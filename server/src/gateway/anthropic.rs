@@ -8,7 +8,7 @@
 //! ways, `tool_choice`), `max_tokens`, `temperature`, `top_p`, `stop_sequences`, `metadata.user_id`,
 //! stop reasons and usage (cached prompt tokens reported apart, as Anthropic counts them).
 //! Dropped: blocks chat completions has no form for (thinking, documents), `top_k`.
-use super::chat_stream::{sse_event, ChatSink, ChatStream};
+use super::chat_stream::{ChatSink, ChatStream, ChatUsage, Chunk, Completion, Out, Str};
 use serde_json::{json, Map, Value};
 
 const ANTHROPIC_VERSION: axum::http::HeaderName = axum::http::HeaderName::from_static("anthropic-version");
@@ -187,38 +187,52 @@ fn stop_reason(finish: &str) -> &'static str {
 
 /// Chat usage as Messages usage: Anthropic's `input_tokens` leaves out what was read from the
 /// cache (`cache_read_input_tokens`), OpenAI's `prompt_tokens` holds it.
-fn usage(u: Option<&Value>) -> Value {
-    let n = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
-    let cached = u.and_then(|u| u.pointer("/prompt_tokens_details/cached_tokens")).and_then(Value::as_u64).unwrap_or(0);
-    json!({"input_tokens": n("prompt_tokens").saturating_sub(cached), "output_tokens": n("completion_tokens"),
-           "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0})
+fn write_usage(o: &mut Out, u: Option<&ChatUsage>) {
+    let u = u.copied().unwrap_or_default();
+    o.raw("{\"input_tokens\":").num(u.prompt_tokens.saturating_sub(u.cached()));
+    o.raw(",\"output_tokens\":").num(u.completion_tokens);
+    o.raw(",\"cache_read_input_tokens\":").num(u.cached()).raw(",\"cache_creation_input_tokens\":0}");
 }
 
-/// A tool call's arguments (a JSON string in chat) as Messages' `input` object.
-fn tool_input(arguments: Option<&Value>) -> Value {
-    arguments.and_then(Value::as_str).and_then(|a| serde_json::from_str(a).ok()).filter(Value::is_object).unwrap_or_else(|| json!({}))
+/// A tool call's arguments (a JSON string in chat) as Messages' `input` object: as they are when
+/// they are one, else `{}`.
+fn write_tool_input(o: &mut Out, arguments: Option<&Str>) {
+    let args = arguments.map(Str::as_str).unwrap_or("").trim();
+    let is_object = args.starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(args).is_ok();
+    o.raw(if is_object { args } else { "{}" });
 }
 
 /// A chat completion (JSON) as a Messages answer for `model` (the name the caller used).
 pub fn message_from_chat(chat: &[u8], model: &str) -> Option<Vec<u8>> {
-    let chat: Value = serde_json::from_slice(chat).ok()?;
-    let choice = chat.get("choices")?.get(0)?;
-    let msg = choice.get("message")?;
-    let mut content = Vec::new();
-    if let Some(text) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-        content.push(json!({"type": "text", "text": text}));
+    let chat: Completion = serde_json::from_slice(chat).ok()?;
+    let choice = chat.choices.first()?;
+    let mut buf = Vec::with_capacity(256);
+    let o = &mut Out(&mut buf);
+    o.raw("{\"id\":").str(&format!("msg_{}", chat.id.as_ref().map_or("gateway", Str::as_str)));
+    o.raw(",\"type\":\"message\",\"role\":\"assistant\",\"model\":").str(model).raw(",\"content\":[");
+    let mut first = true;
+    let mut sep = |o: &mut Out| {
+        if !std::mem::take(&mut first) {
+            o.raw(",");
+        }
+    };
+    if let Some(text) = choice.message.content.as_ref().filter(|t| !t.as_str().is_empty()) {
+        sep(o);
+        o.raw("{\"type\":\"text\",\"text\":").str(text.as_str()).raw("}");
     }
-    for call in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-        content.push(json!({"type": "tool_use", "id": call.get("id").cloned().unwrap_or_default(),
-            "name": call.pointer("/function/name").cloned().unwrap_or_default(), "input": tool_input(call.pointer("/function/arguments"))}));
+    for call in choice.message.tool_calls.iter().flatten() {
+        sep(o);
+        let f = call.function.as_ref();
+        o.raw("{\"type\":\"tool_use\",\"id\":").str(call.id.as_ref().map_or("", Str::as_str));
+        o.raw(",\"name\":").str(f.and_then(|f| f.name.as_ref()).map_or("", Str::as_str)).raw(",\"input\":");
+        write_tool_input(o, f.and_then(|f| f.arguments.as_ref()));
+        o.raw("}");
     }
-    let id = chat.get("id").and_then(Value::as_str).unwrap_or("gateway");
-    let answer = json!({
-        "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model, "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str).unwrap_or("stop")), "stop_sequence": null,
-        "usage": usage(chat.get("usage"))
-    });
-    serde_json::to_vec(&answer).ok()
+    o.raw("],\"stop_reason\":").str(stop_reason(choice.finish_reason.as_ref().map_or("stop", Str::as_str)));
+    o.raw(",\"stop_sequence\":null,\"usage\":");
+    write_usage(o, chat.usage.as_ref());
+    o.raw("}");
+    Some(buf)
 }
 
 /// Anthropic's error type for an HTTP status.
@@ -268,109 +282,95 @@ pub type MessagesStream = ChatStream<Messages>;
 
 impl MessagesStream {
     pub fn new(model: &str) -> Self {
-        ChatStream::with(Messages { model: model.to_owned(), started: false, open: None, next: 0, stop: None, usage: None })
+        let model_json = serde_json::to_string(model).expect("a string serializes");
+        ChatStream::with(Messages { model_json, started: false, open: None, next: 0, stop: None, usage: None })
     }
 }
 
 /// The Messages side of a translated stream: what is open, what the end will say.
 pub struct Messages {
-    model: String,
+    /// The caller's model name, as a JSON string.
+    model_json: String,
     started: bool,
     open: Option<Block>,
     /// Index of the next content block.
     next: u64,
     stop: Option<&'static str>,
-    usage: Option<Value>,
+    usage: Option<ChatUsage>,
 }
 
 impl ChatSink for Messages {
-    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
-        self.chunk(chunk, out)
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
-        self.end(out)
-    }
-}
-
-impl Messages {
-    fn event(out: &mut Vec<u8>, kind: &str, data: Value) {
-        sse_event(out, kind, &data)
-    }
-
-    fn start(&mut self, id: &str, out: &mut Vec<u8>) {
-        if self.started {
-            return;
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>) {
+        self.start(chunk.id.as_ref().map_or("gateway", Str::as_str), out);
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u);
         }
-        self.started = true;
-        let message = json!({"id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}});
-        Self::event(out, "message_start", json!({"type": "message_start", "message": message}));
-    }
-
-    fn close(&mut self, out: &mut Vec<u8>) {
-        if self.open.take().is_some() {
-            Self::event(out, "content_block_stop", json!({"type": "content_block_stop", "index": self.next - 1}));
-        }
-    }
-
-    fn open(&mut self, block: Block, start: Value, out: &mut Vec<u8>) {
-        self.close(out);
-        Self::event(out, "content_block_start", json!({"type": "content_block_start", "index": self.next, "content_block": start}));
-        self.next += 1;
-        self.open = Some(block);
-    }
-
-    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
-        self.start(chunk.get("id").and_then(Value::as_str).unwrap_or("gateway"), out);
-        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
-            self.usage = Some(u.clone());
-        }
-        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else { return };
-        let delta = choice.get("delta");
-        if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        let Some(choice) = chunk.choices.first() else { return };
+        let delta = choice.delta.as_ref();
+        if let Some(text) = delta.and_then(|d| d.content.as_ref()).filter(|t| !t.as_str().is_empty()) {
             if self.open != Some(Block::Text) {
-                self.open(Block::Text, json!({"type": "text", "text": ""}), out);
+                self.open(Block::Text, out);
+                Out(out).raw("{\"type\":\"text\",\"text\":\"\"}}").end();
             }
-            let index = self.next - 1;
-            Self::event(
-                out,
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
-            );
+            let o = &mut Out(out);
+            o.event("content_block_delta").raw("{\"type\":\"content_block_delta\",\"index\":").num(self.next - 1);
+            o.raw(",\"delta\":{\"type\":\"text_delta\",\"text\":").str(text.as_str()).raw("}}").end();
         }
-        for call in delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array).into_iter().flatten() {
-            let at = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            if self.open != Some(Block::Tool(at)) {
-                let start = json!({"type": "tool_use", "id": call.get("id").cloned().unwrap_or_default(),
-                    "name": call.pointer("/function/name").cloned().unwrap_or_default(), "input": {}});
-                self.open(Block::Tool(at), start, out);
+        for call in delta.and_then(|d| d.tool_calls.as_ref()).into_iter().flatten() {
+            let f = call.function.as_ref();
+            if self.open != Some(Block::Tool(call.index)) {
+                self.open(Block::Tool(call.index), out);
+                let o = &mut Out(out);
+                o.raw("{\"type\":\"tool_use\",\"id\":").str(call.id.as_ref().map_or("", Str::as_str));
+                o.raw(",\"name\":").str(f.and_then(|f| f.name.as_ref()).map_or("", Str::as_str)).raw(",\"input\":{}}}").end();
             }
-            if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-                let index = self.next - 1;
-                Self::event(
-                    out,
-                    "content_block_delta",
-                    json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": args}}),
-                );
+            if let Some(args) = f.and_then(|f| f.arguments.as_ref()).filter(|a| !a.as_str().is_empty()) {
+                let o = &mut Out(out);
+                o.event("content_block_delta").raw("{\"type\":\"content_block_delta\",\"index\":").num(self.next - 1);
+                o.raw(",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":").str(args.as_str()).raw("}}").end();
             }
         }
-        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.stop = Some(stop_reason(finish));
+        if let Some(finish) = &choice.finish_reason {
+            self.stop = Some(stop_reason(finish.as_str()));
         }
     }
 
     fn end(&mut self, out: &mut Vec<u8>) {
         self.start("gateway", out);
         self.close(out);
-        Self::event(
-            out,
-            "message_delta",
-            json!({"type": "message_delta",
-            "delta": {"stop_reason": self.stop.unwrap_or("end_turn"), "stop_sequence": null}, "usage": usage(self.usage.as_ref())}),
-        );
-        Self::event(out, "message_stop", json!({"type": "message_stop"}));
+        let o = &mut Out(out);
+        o.event("message_delta").raw("{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":").str(self.stop.unwrap_or("end_turn"));
+        o.raw(",\"stop_sequence\":null},\"usage\":");
+        write_usage(o, self.usage.as_ref());
+        o.raw("}").end();
+        o.event("message_stop").raw("{\"type\":\"message_stop\"}").end();
+    }
+}
+
+impl Messages {
+    fn start(&mut self, id: &str, out: &mut Vec<u8>) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let o = &mut Out(out);
+        o.event("message_start").raw("{\"type\":\"message_start\",\"message\":{\"id\":").str(&format!("msg_{id}"));
+        o.raw(",\"type\":\"message\",\"role\":\"assistant\",\"model\":").raw(&self.model_json);
+        o.raw(",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":0,\"output_tokens\":0}}}").end();
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if self.open.take().is_some() {
+            Out(out).event("content_block_stop").raw("{\"type\":\"content_block_stop\",\"index\":").num(self.next - 1).raw("}").end();
+        }
+    }
+
+    /// Opens the next block: its `content_block_start` up to its `content_block`, which the
+    /// caller writes (and ends).
+    fn open(&mut self, block: Block, out: &mut Vec<u8>) {
+        self.close(out);
+        Out(out).event("content_block_start").raw("{\"type\":\"content_block_start\",\"index\":").num(self.next).raw(",\"content_block\":");
+        self.next += 1;
+        self.open = Some(block);
     }
 }
 

@@ -2,14 +2,167 @@
 //! SSE framing is undone here once (an event split across frames waits for its end, `[DONE]`
 //! and a stream that ends without it both end it), and each translator says what a chunk and
 //! the end become in its own events.
+//!
+//! Chunks and completions are read into borrowing structs of just the members translators use,
+//! and the translators write their events straight into the output: no JSON tree is built on
+//! either side (it cost tens of microseconds per call).
 use super::usage::event_end;
 use axum::body::Bytes;
-use serde_json::Value;
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// A string member, borrowed from the input unless it holds escapes.
+#[derive(Deserialize, Debug, Default, Clone)]
+pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl Str<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Chat's `usage`, with the details translators report.
+#[derive(Deserialize, Debug, Default, Clone, Copy)]
+pub struct ChatUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    pub total_tokens: Option<u64>,
+    pub prompt_tokens_details: Option<TokenDetails>,
+    pub completion_tokens_details: Option<TokenDetails>,
+}
+
+#[derive(Deserialize, Debug, Default, Clone, Copy)]
+pub struct TokenDetails {
+    #[serde(default)]
+    pub cached_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+impl ChatUsage {
+    pub fn cached(&self) -> u64 {
+        self.prompt_tokens_details.map_or(0, |d| d.cached_tokens)
+    }
+
+    pub fn reasoning(&self) -> u64 {
+        self.completion_tokens_details.map_or(0, |d| d.reasoning_tokens)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total_tokens.unwrap_or(self.prompt_tokens + self.completion_tokens)
+    }
+}
+
+/// A chat stream's chunk.
+#[derive(Deserialize, Debug, Default)]
+pub struct Chunk<'a> {
+    #[serde(borrow)]
+    pub id: Option<Str<'a>>,
+    pub created: Option<u64>,
+    #[serde(borrow, default)]
+    pub choices: Vec<StreamChoice<'a>>,
+    pub usage: Option<ChatUsage>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+pub struct StreamChoice<'a> {
+    #[serde(borrow)]
+    pub delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    pub finish_reason: Option<Str<'a>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+pub struct Delta<'a> {
+    #[serde(borrow)]
+    pub content: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub tool_calls: Option<Vec<CallDelta<'a>>>,
+}
+
+/// A piece of a tool call: its first names it, the next ones add to its arguments.
+#[derive(Deserialize, Debug, Default)]
+pub struct CallDelta<'a> {
+    #[serde(default)]
+    pub index: u64,
+    #[serde(borrow)]
+    pub id: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+pub struct Function<'a> {
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub arguments: Option<Str<'a>>,
+}
+
+/// A (non-streamed) chat completion.
+#[derive(Deserialize, Debug)]
+pub struct Completion<'a> {
+    #[serde(borrow)]
+    pub id: Option<Str<'a>>,
+    pub created: Option<u64>,
+    #[serde(borrow)]
+    pub choices: Vec<Choice<'a>>,
+    pub usage: Option<ChatUsage>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct Choice<'a> {
+    #[serde(borrow)]
+    pub message: Message<'a>,
+    #[serde(borrow)]
+    pub finish_reason: Option<Str<'a>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct Message<'a> {
+    #[serde(borrow)]
+    pub content: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub tool_calls: Option<Vec<CallDelta<'a>>>,
+}
+
+/// Writes JSON by hand into an output buffer: fixed parts as they are, strings escaped.
+pub struct Out<'o>(pub &'o mut Vec<u8>);
+
+impl Out<'_> {
+    pub fn raw(&mut self, b: &str) -> &mut Self {
+        self.0.extend_from_slice(b.as_bytes());
+        self
+    }
+
+    /// `s` as a JSON string, quotes included.
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        serde_json::to_writer(&mut *self.0, s).expect("a string serializes");
+        self
+    }
+
+    pub fn num(&mut self, n: u64) -> &mut Self {
+        self.0.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self
+    }
+
+    /// `event: kind\ndata: ` before an event's JSON.
+    pub fn event(&mut self, kind: &str) -> &mut Self {
+        self.raw("event: ").raw(kind).raw("\ndata: ")
+    }
+
+    /// The blank line after an event's JSON.
+    pub fn end(&mut self) -> &mut Self {
+        self.raw("\n\n")
+    }
+}
 
 /// What a translator makes of a chat stream.
 pub trait ChatSink {
     /// One parsed chunk (`{"choices": [{"delta": …}], "usage": …}`): its events go to `out`.
-    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>);
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>);
     /// The stream is over (`[DONE]`, or its end): the closing events. Called once.
     fn end(&mut self, out: &mut Vec<u8>);
 }
@@ -47,7 +200,7 @@ impl<S: ChatSink> ChatStream<S> {
                 self.end(out);
             } else if self.done {
                 // Nothing after the end.
-            } else if let Ok(chunk) = serde_json::from_slice::<Value>(data) {
+            } else if let Ok(chunk) = serde_json::from_slice::<Chunk>(data) {
                 self.sink.chunk(&chunk, out);
             }
         }
@@ -71,13 +224,4 @@ impl<S: ChatSink> ChatStream<S> {
         self.end(&mut out);
         Bytes::from(out)
     }
-}
-
-/// Writes one SSE event (`event: kind`, `data: json`).
-pub fn sse_event(out: &mut Vec<u8>, kind: &str, data: &Value) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    serde_json::to_writer(&mut *out, data).expect("a JSON value serializes");
-    out.extend_from_slice(b"\n\n");
 }

@@ -16,7 +16,7 @@
 //! for the length limit and the content filter) and usage (cached input tokens included).
 //! Dropped: `reasoning` items given back as input (an encrypted summary chat cannot take),
 //! `reasoning.effort`, `metadata`, `truncation`, `include`.
-use super::chat_stream::{sse_event, ChatSink, ChatStream};
+use super::chat_stream::{ChatSink, ChatStream, ChatUsage, Chunk, Completion, Out, Str};
 use serde_json::{json, Map, Value};
 
 /// Why a member of the request cannot be served over chat completions, if it cannot.
@@ -237,60 +237,111 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
     Ok(serde_json::to_vec(&Value::Object(chat)).expect("a JSON value serializes"))
 }
 
-/// Chat usage as Responses usage (both count cached tokens inside the input).
-fn usage(u: Option<&Value>) -> Value {
-    let Some(u) = u.filter(|u| u.is_object()) else { return Value::Null };
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let (input, output) = (n("/prompt_tokens"), n("/completion_tokens"));
-    json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": n("/prompt_tokens_details/cached_tokens")},
-           "output_tokens": output, "output_tokens_details": {"reasoning_tokens": n("/completion_tokens_details/reasoning_tokens")},
-           "total_tokens": u.get("total_tokens").and_then(Value::as_u64).unwrap_or(input + output)})
+/// Chat usage as Responses usage (both count cached tokens inside the input); `null` when none.
+fn write_usage(o: &mut Out, u: Option<&ChatUsage>) {
+    let Some(u) = u else {
+        o.raw("null");
+        return;
+    };
+    o.raw("{\"input_tokens\":").num(u.prompt_tokens).raw(",\"input_tokens_details\":{\"cached_tokens\":").num(u.cached());
+    o.raw("},\"output_tokens\":").num(u.completion_tokens).raw(",\"output_tokens_details\":{\"reasoning_tokens\":").num(u.reasoning());
+    o.raw("},\"total_tokens\":").num(u.total()).raw("}");
 }
 
 /// The response's status for chat's `finish_reason`, and why it is incomplete.
-fn status(finish: Option<&str>) -> (&'static str, Value) {
+fn status(finish: Option<&str>) -> (&'static str, Option<&'static str>) {
     match finish {
-        Some("length") => ("incomplete", json!({"reason": "max_output_tokens"})),
-        Some("content_filter") => ("incomplete", json!({"reason": "content_filter"})),
-        _ => ("completed", Value::Null),
+        Some("length") => ("incomplete", Some("max_output_tokens")),
+        Some("content_filter") => ("incomplete", Some("content_filter")),
+        _ => ("completed", None),
     }
 }
 
-/// The response object around `output`.
-fn response(id: &str, created: u64, model: &str, status: &str, incomplete: Value, output: Vec<Value>, usage: Value) -> Value {
-    json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status, "model": model,
-           "output": output, "usage": usage, "incomplete_details": incomplete, "error": null, "instructions": null,
-           "metadata": {}, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}},
-           "temperature": null, "top_p": null, "max_output_tokens": null, "previous_response_id": null, "store": false,
-           "reasoning": null, "truncation": "disabled", "background": false})
+/// What names a response and its message: the chat id, and the caller's model (as JSON).
+struct Names {
+    id: String,
+    created: u64,
+    model_json: String,
 }
 
-fn message_item(id: &str, text: &str, status: &str) -> Value {
-    json!({"type": "message", "id": format!("msg_{id}"), "status": status, "role": "assistant",
-           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+impl Names {
+    fn new(chat_id: Option<&Str>, created: Option<u64>, model: &str) -> Self {
+        Names {
+            id: chat_id.map_or("gateway", Str::as_str).to_owned(),
+            created: created.unwrap_or(0),
+            model_json: serde_json::to_string(model).expect("a string serializes"),
+        }
+    }
+
+    /// The response object, its output written by `output` (the items, comma-separated).
+    fn write_response(
+        &self,
+        o: &mut Out,
+        status: &str,
+        incomplete: Option<&str>,
+        usage: Option<&ChatUsage>,
+        output: impl FnOnce(&mut Out),
+    ) {
+        o.raw("{\"id\":").str(&format!("resp_{}", self.id)).raw(",\"object\":\"response\",\"created_at\":").num(self.created);
+        o.raw(",\"status\":").str(status).raw(",\"model\":").raw(&self.model_json).raw(",\"output\":[");
+        output(o);
+        o.raw("],\"usage\":");
+        write_usage(o, usage);
+        o.raw(",\"incomplete_details\":");
+        match incomplete {
+            Some(reason) => o.raw("{\"reason\":").str(reason).raw("}"),
+            None => o.raw("null"),
+        };
+        o.raw(concat!(
+            ",\"error\":null,\"instructions\":null,\"metadata\":{},\"parallel_tool_calls\":true,\"tool_choice\":\"auto\",",
+            "\"tools\":[],\"text\":{\"format\":{\"type\":\"text\"}},\"temperature\":null,\"top_p\":null,\"max_output_tokens\":null,",
+            "\"previous_response_id\":null,\"store\":false,\"reasoning\":null,\"truncation\":\"disabled\",\"background\":false}"
+        ));
+    }
+
+    fn message_id(&self) -> String {
+        format!("msg_{}", self.id)
+    }
+
+    /// A message item; `text` `None`: added, its content still empty.
+    fn write_message(&self, o: &mut Out, text: Option<&str>, status: &str) {
+        o.raw("{\"type\":\"message\",\"id\":").str(&self.message_id()).raw(",\"status\":").str(status);
+        o.raw(",\"role\":\"assistant\",\"content\":[");
+        if let Some(text) = text {
+            o.raw("{\"type\":\"output_text\",\"text\":").str(text).raw(",\"annotations\":[]}");
+        }
+        o.raw("]}");
+    }
 }
 
-fn call_item(call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
-    json!({"type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id, "name": name, "arguments": arguments, "status": status})
+fn write_call(o: &mut Out, call_id: &str, name: &str, arguments: &str, status: &str) {
+    o.raw("{\"type\":\"function_call\",\"id\":").str(&format!("fc_{call_id}")).raw(",\"call_id\":").str(call_id);
+    o.raw(",\"name\":").str(name).raw(",\"arguments\":").str(arguments).raw(",\"status\":").str(status).raw("}");
 }
 
 /// A chat completion (JSON) as a Responses answer for `model` (the name the caller used).
 pub fn response_from_chat(chat: &[u8], model: &str) -> Option<Vec<u8>> {
-    let chat: Value = serde_json::from_slice(chat).ok()?;
-    let choice = chat.get("choices")?.get(0)?;
-    let msg = choice.get("message")?;
-    let id = chat.get("id").and_then(Value::as_str).unwrap_or("gateway");
-    let mut output = Vec::new();
-    if let Some(text) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-        output.push(message_item(id, text, "completed"));
-    }
-    for call in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-        let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or("");
-        output.push(call_item(s("/id"), s("/function/name"), s("/function/arguments"), "completed"));
-    }
-    let (status, incomplete) = status(choice.get("finish_reason").and_then(Value::as_str));
-    let created = chat.get("created").and_then(Value::as_u64).unwrap_or(0);
-    serde_json::to_vec(&response(id, created, model, status, incomplete, output, usage(chat.get("usage")))).ok()
+    let chat: Completion = serde_json::from_slice(chat).ok()?;
+    let choice = chat.choices.first()?;
+    let names = Names::new(chat.id.as_ref(), chat.created, model);
+    let (status, incomplete) = status(choice.finish_reason.as_ref().map(Str::as_str));
+    let mut buf = Vec::with_capacity(768);
+    names.write_response(&mut Out(&mut buf), status, incomplete, chat.usage.as_ref(), |o| {
+        let mut first = true;
+        if let Some(text) = choice.message.content.as_ref().filter(|t| !t.as_str().is_empty()) {
+            names.write_message(o, Some(text.as_str()), "completed");
+            first = false;
+        }
+        for call in choice.message.tool_calls.iter().flatten() {
+            if !std::mem::take(&mut first) {
+                o.raw(",");
+            }
+            let f = call.function.as_ref();
+            let s = |v: Option<&Str>| v.map_or("", Str::as_str).to_owned();
+            write_call(o, &s(call.id.as_ref()), &s(f.and_then(|f| f.name.as_ref())), &s(f.and_then(|f| f.arguments.as_ref())), "completed");
+        }
+    });
+    Some(buf)
 }
 
 /// An output item of a translated stream, as it builds up.
@@ -316,10 +367,8 @@ impl ResponsesStream {
     pub fn new(model: &str) -> Self {
         ChatStream::with(Responses {
             model: model.to_owned(),
-            id: String::new(),
-            created: 0,
+            names: None,
             seq: 0,
-            started: false,
             items: Vec::new(),
             open: false,
             finish: None,
@@ -331,54 +380,57 @@ impl ResponsesStream {
 /// The Responses side of a translated stream.
 pub struct Responses {
     model: String,
-    id: String,
-    created: u64,
+    /// Set by the first chunk.
+    names: Option<Names>,
     /// `sequence_number` of the next event.
     seq: u64,
-    started: bool,
     items: Vec<Item>,
     /// The last item is still open.
     open: bool,
     finish: Option<String>,
-    usage: Option<Value>,
+    usage: Option<ChatUsage>,
 }
 
 impl Responses {
-    fn event(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
-        data["type"] = json!(kind);
-        data["sequence_number"] = json!(self.seq);
+    /// Starts an event: its SSE lines and JSON up to its `sequence_number`; the caller writes the
+    /// rest of its members (each after a comma), then `}` and the end.
+    fn event<'o>(&mut self, out: &'o mut Vec<u8>, kind: &str) -> Out<'o> {
+        let mut o = Out(out);
+        o.event(kind).raw("{\"type\":").str(kind).raw(",\"sequence_number\":").num(self.seq);
         self.seq += 1;
-        sse_event(out, kind, &data);
+        o
+    }
+
+    fn names(&self) -> &Names {
+        self.names.as_ref().expect("started before any item")
     }
 
     fn item_id(&self, at: usize) -> String {
         match &self.items[at] {
-            Item::Message { .. } => format!("msg_{}", self.id),
+            Item::Message { .. } => self.names().message_id(),
             Item::Call { call_id, .. } => format!("fc_{call_id}"),
         }
     }
 
-    fn item(&self, at: usize, status: &str) -> Value {
+    fn write_item(&self, o: &mut Out, at: usize, status: &str) {
         match &self.items[at] {
-            Item::Message { text } => message_item(&self.id, text, status),
-            Item::Call { call_id, name, arguments, .. } => call_item(call_id, name, arguments, status),
+            Item::Message { text } => self.names().write_message(o, Some(text), status),
+            Item::Call { call_id, name, arguments, .. } => write_call(o, call_id, name, arguments, status),
         }
     }
 
-    fn snapshot(&self, status: &str, incomplete: Value, output: Vec<Value>, usage: Value) -> Value {
-        response(&self.id, self.created, &self.model, status, incomplete, output, usage)
-    }
-
-    fn start(&mut self, chunk: Option<&Value>, out: &mut Vec<u8>) {
-        if self.started {
+    fn start(&mut self, chunk: Option<&Chunk>, out: &mut Vec<u8>) {
+        if self.names.is_some() {
             return;
         }
-        self.started = true;
-        self.id = chunk.and_then(|c| c.get("id")).and_then(Value::as_str).unwrap_or("gateway").to_owned();
-        self.created = chunk.and_then(|c| c.get("created")).and_then(Value::as_u64).unwrap_or(0);
-        let r = self.snapshot("in_progress", Value::Null, Vec::new(), Value::Null);
-        self.event(out, "response.created", json!({"response": r.clone()}));
-        self.event(out, "response.in_progress", json!({"response": r}));
+        let names = Names::new(chunk.and_then(|c| c.id.as_ref()), chunk.and_then(|c| c.created), &self.model);
+        let mut snapshot = Vec::with_capacity(600);
+        names.write_response(&mut Out(&mut snapshot), "in_progress", None, None, |_| {});
+        let snapshot = String::from_utf8(snapshot).expect("written as UTF-8");
+        self.names = Some(names);
+        for kind in ["response.created", "response.in_progress"] {
+            self.event(out, kind).raw(",\"response\":").raw(&snapshot).raw("}").end();
+        }
     }
 
     /// Closes the open item: its `.done` events.
@@ -391,25 +443,26 @@ impl Responses {
         match &self.items[at] {
             Item::Message { text } => {
                 let text = text.clone();
-                let part = json!({"type": "output_text", "text": text, "annotations": []});
-                self.event(
-                    out,
-                    "response.output_text.done",
-                    json!({"item_id": item_id, "output_index": at, "content_index": 0, "text": text, "logprobs": []}),
-                );
-                self.event(
-                    out,
-                    "response.content_part.done",
-                    json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}),
-                );
+                let mut o = self.event(out, "response.output_text.done");
+                o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
+                o.raw(",\"content_index\":0,\"text\":").str(&text).raw(",\"logprobs\":[]}").end();
+                let mut o = self.event(out, "response.content_part.done");
+                o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
+                o.raw(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":").str(&text).raw(",\"annotations\":[]}}").end();
             }
             Item::Call { name, arguments, .. } => {
-                let data = json!({"item_id": item_id, "output_index": at, "name": name, "arguments": arguments});
-                self.event(out, "response.function_call_arguments.done", data);
+                let (name, arguments) = (name.clone(), arguments.clone());
+                let mut o = self.event(out, "response.function_call_arguments.done");
+                o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
+                o.raw(",\"name\":").str(&name).raw(",\"arguments\":").str(&arguments).raw("}").end();
             }
         }
-        let item = self.item(at, "completed");
-        self.event(out, "response.output_item.done", json!({"output_index": at, "item": item}));
+        let mut item = Vec::new();
+        self.write_item(&mut Out(&mut item), at, "completed");
+        let mut o = self.event(out, "response.output_item.done");
+        o.raw(",\"output_index\":").num(at as u64).raw(",\"item\":");
+        o.0.extend_from_slice(&item);
+        o.raw("}").end();
     }
 
     fn open(&mut self, item: Item, out: &mut Vec<u8>) {
@@ -417,69 +470,70 @@ impl Responses {
         self.items.push(item);
         self.open = true;
         let at = self.items.len() - 1;
-        let added = self.item(at, "in_progress");
-        let added = match added.get("type").and_then(Value::as_str) {
-            // A message is added empty; its part comes next.
-            Some("message") => {
-                let mut m = added;
-                m["content"] = json!([]);
-                m
-            }
-            _ => added,
-        };
-        self.event(out, "response.output_item.added", json!({"output_index": at, "item": added}));
+        let mut added = Vec::new();
+        match &self.items[at] {
+            Item::Message { .. } => self.names().write_message(&mut Out(&mut added), None, "in_progress"),
+            Item::Call { call_id, name, .. } => write_call(&mut Out(&mut added), call_id, name, "", "in_progress"),
+        }
+        let mut o = self.event(out, "response.output_item.added");
+        o.raw(",\"output_index\":").num(at as u64).raw(",\"item\":");
+        o.0.extend_from_slice(&added);
+        o.raw("}").end();
         if matches!(self.items[at], Item::Message { .. }) {
             let item_id = self.item_id(at);
-            let part = json!({"type": "output_text", "text": "", "annotations": []});
-            self.event(
-                out,
-                "response.content_part.added",
-                json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}),
-            );
+            let mut o = self.event(out, "response.content_part.added");
+            o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
+            o.raw(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":\"\",\"annotations\":[]}}").end();
         }
     }
 }
 
 impl ChatSink for Responses {
-    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>) {
         self.start(Some(chunk), out);
-        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
-            self.usage = Some(u.clone());
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u);
         }
-        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else { return };
-        let delta = choice.get("delta");
-        if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        let Some(choice) = chunk.choices.first() else { return };
+        let delta = choice.delta.as_ref();
+        if let Some(text) = delta.and_then(|d| d.content.as_ref()).filter(|t| !t.as_str().is_empty()) {
             if !(self.open && matches!(self.items.last(), Some(Item::Message { .. }))) {
                 self.open(Item::Message { text: String::new() }, out);
             }
             let at = self.items.len() - 1;
             if let Some(Item::Message { text: all }) = self.items.last_mut() {
-                all.push_str(text);
+                all.push_str(text.as_str());
             }
             let item_id = self.item_id(at);
-            self.event(
-                out,
-                "response.output_text.delta",
-                json!({"item_id": item_id, "output_index": at, "content_index": 0, "delta": text, "logprobs": []}),
-            );
+            let mut o = self.event(out, "response.output_text.delta");
+            o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
+            o.raw(",\"content_index\":0,\"delta\":").str(text.as_str()).raw(",\"logprobs\":[]}").end();
         }
-        for call in delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array).into_iter().flatten() {
-            let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            if !(self.open && matches!(self.items.last(), Some(Item::Call { index: i, .. }) if *i == index)) {
-                let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
-                self.open(Item::Call { index, call_id: s("/id"), name: s("/function/name"), arguments: String::new() }, out);
+        for call in delta.and_then(|d| d.tool_calls.as_ref()).into_iter().flatten() {
+            let f = call.function.as_ref();
+            if !(self.open && matches!(self.items.last(), Some(Item::Call { index, .. }) if *index == call.index)) {
+                let s = |v: Option<&Str>| v.map_or("", Str::as_str).to_owned();
+                let item = Item::Call {
+                    index: call.index,
+                    call_id: s(call.id.as_ref()),
+                    name: s(f.and_then(|f| f.name.as_ref())),
+                    arguments: String::new(),
+                };
+                self.open(item, out);
             }
-            if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) {
+            if let Some(args) = f.and_then(|f| f.arguments.as_ref()).filter(|a| !a.as_str().is_empty()) {
                 let at = self.items.len() - 1;
                 if let Some(Item::Call { arguments, .. }) = self.items.last_mut() {
-                    arguments.push_str(args);
+                    arguments.push_str(args.as_str());
                 }
                 let item_id = self.item_id(at);
-                self.event(out, "response.function_call_arguments.delta", json!({"item_id": item_id, "output_index": at, "delta": args}));
+                let mut o = self.event(out, "response.function_call_arguments.delta");
+                o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
+                o.raw(",\"delta\":").str(args.as_str()).raw("}").end();
             }
         }
-        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish = Some(finish.to_owned());
+        if let Some(finish) = &choice.finish_reason {
+            self.finish = Some(finish.as_str().to_owned());
         }
     }
 
@@ -487,10 +541,20 @@ impl ChatSink for Responses {
         self.start(None, out);
         self.close(out);
         let (status, incomplete) = status(self.finish.as_deref());
-        let output = (0..self.items.len()).map(|at| self.item(at, "completed")).collect();
-        let r = self.snapshot(status, incomplete, output, usage(self.usage.as_ref()));
+        let mut response = Vec::with_capacity(1024);
+        self.names().write_response(&mut Out(&mut response), status, incomplete, self.usage.as_ref(), |o| {
+            for at in 0..self.items.len() {
+                if at > 0 {
+                    o.raw(",");
+                }
+                self.write_item(o, at, "completed");
+            }
+        });
         let kind = if status == "completed" { "response.completed" } else { "response.incomplete" };
-        self.event(out, kind, json!({"response": r}));
+        let mut o = self.event(out, kind);
+        o.raw(",\"response\":");
+        o.0.extend_from_slice(&response);
+        o.raw("}").end();
     }
 }
 
