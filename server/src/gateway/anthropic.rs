@@ -8,8 +8,11 @@
 //! ways, `tool_choice`), `max_tokens`, `temperature`, `top_p`, `stop_sequences`, `metadata.user_id`,
 //! stop reasons and usage (cached prompt tokens reported apart, as Anthropic counts them).
 //! Dropped: blocks chat completions has no form for (thinking, documents), `top_k`.
+use super::body::RequestBody;
 use super::chat_stream::{ChatSink, ChatStream, ChatUsage, Chunk, Completion, Out, Str};
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 const ANTHROPIC_VERSION: axum::http::HeaderName = axum::http::HeaderName::from_static("anthropic-version");
 const ANTHROPIC_BETA: axum::http::HeaderName = axum::http::HeaderName::from_static("anthropic-beta");
@@ -32,147 +35,268 @@ pub fn passed_headers(
     out
 }
 
-/// The text of a `system` or `tool_result` content: a string, or the text blocks of an array.
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
-        _ => String::new(),
+#[derive(Deserialize)]
+struct Turn<'a> {
+    #[serde(borrow)]
+    role: Option<Str<'a>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+/// A content block: the members of every kind we translate (others are skipped unread).
+#[derive(Deserialize)]
+struct ContentBlock<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
+    #[serde(borrow)]
+    source: Option<ImageSource<'a>>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_use_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ImageSource<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    media_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    data: Option<Str<'a>>,
+    #[serde(borrow)]
+    url: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Tool<'a> {
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    description: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input_schema: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ToolChoice<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    user_id: Option<&'a RawValue>,
+}
+
+/// A content: a string, or blocks.
+enum Content<'a> {
+    Text(Str<'a>),
+    Blocks(Vec<ContentBlock<'a>>),
+}
+
+fn content(raw: &RawValue) -> Option<Content<'_>> {
+    match raw.get().as_bytes().first() {
+        Some(b'"') => serde_json::from_str(raw.get()).ok().map(Content::Text),
+        Some(b'[') => serde_json::from_str(raw.get()).ok().map(Content::Blocks),
+        _ => None,
     }
 }
 
-/// A Messages request body as a chat completions body (its `model` kept: the gateway replaces
-/// it per endpoint).
-pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
-    let req: Value = serde_json::from_slice(body).map_err(|e| format!("We could not parse the JSON body of your request: {e}"))?;
-    let obj = req.as_object().ok_or("The request body must be a JSON object.")?;
-    let mut chat = Map::new();
-    chat.insert("model".into(), obj.get("model").cloned().unwrap_or(Value::Null));
-    let mut messages = Vec::new();
-    if let Some(system) = obj.get("system") {
-        let text = text_of(system);
-        if !text.is_empty() {
-            messages.push(json!({"role": "system", "content": text}));
+/// The text of a `system` or `tool_result` content: a string, or the text blocks of an array.
+fn text_of(raw: Option<&RawValue>) -> String {
+    match raw.and_then(content) {
+        Some(Content::Text(s)) => s.0.into_owned(),
+        Some(Content::Blocks(blocks)) => blocks.iter().filter_map(|b| b.text.as_ref().map(Str::as_str)).collect::<Vec<_>>().join("\n"),
+        None => String::new(),
+    }
+}
+
+fn str_or<'s>(v: &'s Option<Str>, default: &'s str) -> &'s str {
+    v.as_ref().map_or(default, Str::as_str)
+}
+
+/// A Messages request (parsed into its members) as a chat completions body, written straight
+/// out (its `model` kept: the gateway replaces it per endpoint). Only the members translated are
+/// read; tool schemas and tool inputs are copied as they are.
+pub fn chat_request(req: &RequestBody) -> Result<Vec<u8>, String> {
+    let turns: Vec<Turn> = match req.member("messages") {
+        Some(m) => serde_json::from_str(m.get()).map_err(|_| "messages: an array of messages is required".to_owned())?,
+        None => return Err("messages: Field required".into()),
+    };
+    // Every system prompt, the top one and those within the conversation (Claude Code's
+    // mid-conversation system messages), first as one: chat templates refuse them elsewhere.
+    let mut system: Vec<String> = Vec::new();
+    system.extend(Some(text_of(req.member("system"))).filter(|t| !t.is_empty()));
+    for turn in &turns {
+        match turn.role.as_ref().map(Str::as_str) {
+            Some("user" | "assistant") => {}
+            Some("system") => system.extend(Some(text_of(turn.content)).filter(|t| !t.is_empty())),
+            _ => return Err("messages: each message's role must be \"user\", \"assistant\" or \"system\"".into()),
         }
     }
-    let Some(turns) = obj.get("messages").and_then(Value::as_array) else {
-        return Err("messages: Field required".into());
+    let mut buf = Vec::with_capacity(req.member("messages").map_or(0, |m| m.get().len()) + 512);
+    let o = &mut Out(&mut buf);
+    o.raw("{\"model\":").raw(req.member("model").map_or("null", RawValue::get)).raw(",\"messages\":[");
+    let mut first = true;
+    let mut sep = move |o: &mut Out| {
+        if !std::mem::take(&mut first) {
+            o.raw(",");
+        }
     };
-    for turn in turns {
-        let role = match turn.get("role").and_then(Value::as_str) {
-            Some(r @ ("user" | "assistant")) => r,
-            // A system message within the conversation (Claude Code's mid-conversation system
-            // prompts): joined to the system prompt (see `chat_messages::system_first`).
-            Some("system") => {
-                let text = turn.get("content").map(text_of).unwrap_or_default();
-                if !text.is_empty() {
-                    messages.push(json!({"role": "system", "content": text}));
-                }
+    if !system.is_empty() {
+        sep(o);
+        o.raw("{\"role\":\"system\",\"content\":").str(&system.join("\n\n")).raw("}");
+    }
+    for turn in &turns {
+        let role = str_or(&turn.role, "");
+        if role == "system" {
+            continue;
+        }
+        let blocks = match turn.content.and_then(content) {
+            Some(Content::Text(s)) => {
+                sep(o);
+                o.raw("{\"role\":").str(role).raw(",\"content\":").str(s.as_str()).raw("}");
                 continue;
             }
-            _ => return Err("messages: each message's role must be \"user\", \"assistant\" or \"system\"".into()),
+            Some(Content::Blocks(blocks)) => blocks,
+            None => return Err("messages: each message needs a content string or array".into()),
         };
-        let blocks = match turn.get("content") {
-            Some(Value::String(s)) => {
-                messages.push(json!({"role": role, "content": s}));
-                continue;
-            }
-            Some(Value::Array(blocks)) => blocks,
-            _ => return Err("messages: each message needs a content string or array".into()),
-        };
-        let (mut parts, mut tool_calls, mut has_image) = (Vec::new(), Vec::new(), false);
-        for b in blocks {
-            match b.get("type").and_then(Value::as_str) {
-                Some("text") => parts.push(json!({"type": "text", "text": b.get("text").cloned().unwrap_or_default()})),
-                Some("image") => {
-                    let src = &b["source"];
-                    let url = match src.get("type").and_then(Value::as_str) {
-                        Some("base64") => format!(
-                            "data:{};base64,{}",
-                            src.get("media_type").and_then(Value::as_str).unwrap_or("image/png"),
-                            src.get("data").and_then(Value::as_str).unwrap_or("")
-                        ),
-                        Some("url") => src.get("url").and_then(Value::as_str).unwrap_or("").to_owned(),
-                        _ => continue,
-                    };
-                    has_image = true;
-                    parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+        // Text alone goes as a string (every chat server takes it); images need the parts.
+        let has_image = blocks.iter().any(|b| str_or(&b.kind, "") == "image" && image_url(b).is_some());
+        let mut texts: Vec<&str> = Vec::new();
+        let mut parts = Vec::new();
+        let mut calls = Vec::new();
+        let po = &mut Out(&mut parts);
+        let co = &mut Out(&mut calls);
+        for b in &blocks {
+            match str_or(&b.kind, "") {
+                "text" => {
+                    let text = str_or(&b.text, "");
+                    texts.push(text);
+                    if has_image {
+                        if !po.0.is_empty() {
+                            po.raw(",");
+                        }
+                        po.raw("{\"type\":\"text\",\"text\":").str(text).raw("}");
+                    }
                 }
-                Some("tool_use") => tool_calls.push(json!({
-                    "id": b.get("id").cloned().unwrap_or_default(),
-                    "type": "function",
-                    "function": {"name": b.get("name").cloned().unwrap_or_default(), "arguments": b.get("input").unwrap_or(&json!({})).to_string()}
-                })),
+                "image" => {
+                    if let Some(url) = image_url(b) {
+                        if !po.0.is_empty() {
+                            po.raw(",");
+                        }
+                        po.raw("{\"type\":\"image_url\",\"image_url\":{\"url\":").str(&url).raw("}}");
+                    }
+                }
+                "tool_use" => {
+                    if !co.0.is_empty() {
+                        co.raw(",");
+                    }
+                    co.raw("{\"id\":")
+                        .str(str_or(&b.id, ""))
+                        .raw(",\"type\":\"function\",\"function\":{\"name\":")
+                        .str(str_or(&b.name, ""));
+                    co.raw(",\"arguments\":").str(b.input.map_or("{}", RawValue::get)).raw("}}");
+                }
                 // A tool's result is its own chat message, before the user's other blocks.
-                Some("tool_result") => messages.push(json!({
-                    "role": "tool",
-                    "tool_call_id": b.get("tool_use_id").cloned().unwrap_or_default(),
-                    "content": b.get("content").map(text_of).unwrap_or_default()
-                })),
+                "tool_result" => {
+                    sep(o);
+                    o.raw("{\"role\":\"tool\",\"tool_call_id\":").str(str_or(&b.tool_use_id, ""));
+                    o.raw(",\"content\":").str(&text_of(b.content)).raw("}");
+                }
                 _ => {}
             }
         }
-        // Text alone goes as a string (every chat server takes it); images need the parts.
-        let content = if has_image {
-            Value::Array(parts)
-        } else if parts.is_empty() {
-            Value::Null
-        } else {
-            Value::String(parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"))
-        };
+        let has_content = has_image || !texts.is_empty();
         if role == "assistant" {
-            let mut m = json!({"role": "assistant", "content": content});
-            if !tool_calls.is_empty() {
-                m["tool_calls"] = Value::Array(tool_calls);
+            sep(o);
+            o.raw("{\"role\":\"assistant\",\"content\":");
+            write_content(o, has_image, &parts, &texts);
+            if !calls.is_empty() {
+                o.raw(",\"tool_calls\":[");
+                o.0.extend_from_slice(&calls);
+                o.raw("]");
             }
-            messages.push(m);
-        } else if !content.is_null() {
-            messages.push(json!({"role": "user", "content": content}));
+            o.raw("}");
+        } else if has_content {
+            sep(o);
+            o.raw("{\"role\":\"user\",\"content\":");
+            write_content(o, has_image, &parts, &texts);
+            o.raw("}");
         }
     }
-    chat.insert("messages".into(), Value::Array(super::chat_messages::system_first(messages)));
+    o.raw("]");
     for (from, to) in [("max_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"), ("stop_sequences", "stop")] {
-        if let Some(v) = obj.get(from) {
-            chat.insert(to.into(), v.clone());
+        if let Some(v) = req.member(from) {
+            o.raw(",\"").raw(to).raw("\":").raw(v.get());
         }
     }
-    if let Some(user) = obj.get("metadata").and_then(|m| m.get("user_id")).filter(|u| u.is_string()) {
-        chat.insert("user".into(), user.clone());
+    let metadata: Option<Metadata> = req.member("metadata").and_then(|m| serde_json::from_str(m.get()).ok());
+    if let Some(user) = metadata.and_then(|m| m.user_id).filter(|u| u.get().starts_with('"')) {
+        o.raw(",\"user\":").raw(user.get());
     }
-    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
-        let functions: Vec<Value> = tools
-            .iter()
-            .filter(|t| t.get("input_schema").is_some())
-            .map(|t| {
-                json!({"type": "function", "function": {
-                    "name": t.get("name").cloned().unwrap_or_default(),
-                    "description": t.get("description").cloned().unwrap_or_default(),
-                    "parameters": t["input_schema"].clone()
-                }})
-            })
-            .collect();
-        if !functions.is_empty() {
-            chat.insert("tools".into(), Value::Array(functions));
-        }
+    let tools: Vec<Tool> = req.member("tools").and_then(|t| serde_json::from_str(t.get()).ok()).unwrap_or_default();
+    let mut first_tool = true;
+    for t in tools.iter().filter(|t| t.input_schema.is_some()) {
+        o.raw(if std::mem::take(&mut first_tool) { ",\"tools\":[" } else { "," });
+        o.raw("{\"type\":\"function\",\"function\":{\"name\":").raw(t.name.map_or("\"\"", RawValue::get));
+        o.raw(",\"description\":").raw(t.description.map_or("\"\"", RawValue::get));
+        o.raw(",\"parameters\":").raw(t.input_schema.map_or("{}", RawValue::get)).raw("}}");
     }
-    if let Some(choice) = obj.get("tool_choice") {
-        let mapped = match choice.get("type").and_then(Value::as_str) {
-            Some("auto") => Some(json!("auto")),
-            Some("any") => Some(json!("required")),
-            Some("none") => Some(json!("none")),
-            Some("tool") => Some(json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or_default()}})),
-            _ => None,
-        };
-        if let Some(m) = mapped {
-            chat.insert("tool_choice".into(), m);
-        }
+    if !first_tool {
+        o.raw("]");
     }
-    if obj.get("stream").and_then(Value::as_bool) == Some(true) {
-        // The gateway asks for the usage chunk as for any chat stream (unless the endpoint
-        // refuses `stream_options`).
-        chat.insert("stream".into(), Value::Bool(true));
+    let choice: Option<ToolChoice> = req.member("tool_choice").and_then(|c| serde_json::from_str(c.get()).ok());
+    match choice.as_ref().map(|c| (str_or(&c.kind, ""), c)) {
+        Some(("auto", _)) => o.raw(",\"tool_choice\":\"auto\""),
+        Some(("any", _)) => o.raw(",\"tool_choice\":\"required\""),
+        Some(("none", _)) => o.raw(",\"tool_choice\":\"none\""),
+        Some(("tool", c)) => o.raw(",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":").str(str_or(&c.name, "")).raw("}}"),
+        _ => o,
+    };
+    // The gateway asks for the usage chunk as for any chat stream (unless the endpoint refuses
+    // `stream_options`).
+    if req.streams() {
+        o.raw(",\"stream\":true");
     }
-    Ok(serde_json::to_vec(&Value::Object(chat)).expect("a JSON value serializes"))
+    o.raw("}");
+    Ok(buf)
+}
+
+/// An image block's source as a URL chat takes (`data:` for base64); `None` for other sources.
+fn image_url(b: &ContentBlock) -> Option<String> {
+    let src = b.source.as_ref()?;
+    match str_or(&src.kind, "") {
+        "base64" => Some(format!("data:{};base64,{}", str_or(&src.media_type, "image/png"), str_or(&src.data, ""))),
+        "url" => Some(str_or(&src.url, "").to_owned()),
+        _ => None,
+    }
+}
+
+/// A message's content: its parts when it holds an image, else its texts as one string, `null`
+/// when it has none.
+fn write_content(o: &mut Out, has_image: bool, parts: &[u8], texts: &[&str]) {
+    if has_image {
+        o.raw("[");
+        o.0.extend_from_slice(parts);
+        o.raw("]");
+    } else if texts.is_empty() {
+        o.raw("null");
+    } else {
+        o.str(&texts.join("\n"));
+    }
 }
 
 /// Chat's `finish_reason` as Messages' `stop_reason`.
@@ -378,6 +502,10 @@ impl Messages {
 mod tests {
     use super::*;
 
+    fn translate(body: &[u8]) -> Result<Vec<u8>, String> {
+        chat_request(&RequestBody::parse(body).unwrap())
+    }
+
     fn events(sse: &[u8]) -> Vec<Value> {
         String::from_utf8_lossy(sse)
             .split("\n\n")
@@ -396,7 +524,7 @@ mod tests {
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}, {"type": "text", "text": "Thanks"}]},
             {"role": "system", "content": "Mid-conversation."}
         ]});
-        let chat: Value = serde_json::from_slice(&chat_request(body.to_string().as_bytes()).unwrap()).unwrap();
+        let chat: Value = serde_json::from_slice(&translate(body.to_string().as_bytes()).unwrap()).unwrap();
         assert_eq!(
             chat,
             json!({"model": "claude", "max_tokens": 100, "stop": ["END"], "user": "u1", "stream": true,
@@ -410,7 +538,7 @@ mod tests {
                 {"role": "user", "content": "Thanks"}
             ]})
         );
-        assert!(chat_request(b"{\"model\": \"m\"}").unwrap_err().contains("messages"));
+        assert!(translate(b"{\"model\": \"m\"}").unwrap_err().contains("messages"));
     }
 
     #[test]
