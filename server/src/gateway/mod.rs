@@ -7,7 +7,6 @@ pub mod anthropic;
 pub mod balancer;
 pub mod body;
 pub mod call;
-pub mod chat_messages;
 pub mod chat_stream;
 pub mod clock;
 pub mod error;
@@ -387,7 +386,7 @@ impl Gateway {
         let route = allowed_route(route, &req, &caller)?;
         let op = call.op();
         // The body endpoints that speak only chat completions get (Messages, Responses over chat).
-        let translated = translate_request(op, route, &req, &bytes)?;
+        let translated = translate_request(op, route, &req)?;
         let ticket = self.admit(&snap, route, &caller, &req, bytes.len(), op).await?;
         call.admitted(ticket);
         let translated = translated.as_deref().map(parse_body).transpose()?;
@@ -461,7 +460,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 /// The body the route's endpoints that speak only chat completions get for `op`; `None` when
 /// every endpoint speaks the operation's API (or, when some do, the call cannot be translated:
 /// those get it, the others are passed over). Refused when no endpoint can take the call.
-fn translate_request(op: Op, route: &Route, req: &RequestBody<'_>, bytes: &Bytes) -> Result<Option<Vec<u8>>, GatewayError> {
+fn translate_request(op: Op, route: &Route, req: &RequestBody<'_>) -> Result<Option<Vec<u8>>, GatewayError> {
     let mut translation = None;
     let mut native = route.endpoints.is_empty();
     for ep in route.endpoints.iter() {
@@ -479,7 +478,7 @@ fn translate_request(op: Op, route: &Route, req: &RequestBody<'_>, bytes: &Bytes
     };
     let body = match t {
         op::Translation::MessagesOverChat => anthropic::chat_request(req),
-        op::Translation::ResponsesOverChat => responses::chat_request(bytes),
+        op::Translation::ResponsesOverChat => responses::chat_request(req),
     };
     match body {
         Ok(body) => Ok(Some(body)),

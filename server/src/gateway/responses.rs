@@ -16,19 +16,21 @@
 //! for the length limit and the content filter) and usage (cached input tokens included).
 //! Dropped: `reasoning` items given back as input (an encrypted summary chat cannot take),
 //! `reasoning.effort`, `metadata`, `truncation`, `include`.
+use super::body::RequestBody;
 use super::chat_stream::{ChatSink, ChatStream, ChatUsage, Chunk, Completion, Out, Str};
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// Why a member of the request cannot be served over chat completions, if it cannot.
-fn needs_native(obj: &Map<String, Value>) -> Option<String> {
-    let set = |k: &str| obj.get(k).is_some_and(|v| !v.is_null() && v != &Value::Bool(false));
+fn needs_native(req: &RequestBody) -> Option<String> {
+    let set = |k: &str| req.member(k).is_some_and(|v| !matches!(v.get(), "null" | "false"));
     let reason = if set("previous_response_id") {
         "previous_response_id: this model's endpoints speak chat completions, and the gateway keeps no responses to continue from; send the whole conversation in `input`"
     } else if set("conversation") {
         "conversation: this model's endpoints speak chat completions, and the gateway keeps no conversations; send the whole conversation in `input`"
     } else if set("prompt") {
         "prompt: stored prompt templates need an endpoint that speaks the Responses API natively"
-    } else if obj.get("store") == Some(&Value::Bool(true)) {
+    } else if req.member("store").is_some_and(|v| v.get() == "true") {
         "store: this model's endpoints speak chat completions, and the gateway does not store responses; leave `store` out or set it to false"
     } else if set("background") {
         "background: background responses need an endpoint that speaks the Responses API natively"
@@ -38,42 +40,129 @@ fn needs_native(obj: &Map<String, Value>) -> Option<String> {
     Some(format!("{reason} (it needs an endpoint that speaks the Responses API natively)."))
 }
 
+/// An input item: the members of every kind we translate.
+#[derive(Deserialize)]
+struct InputItem<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    role: Option<Str<'a>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    call_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    arguments: Option<Str<'a>>,
+    #[serde(borrow)]
+    output: Option<&'a RawValue>,
+}
+
+/// A content part.
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
+    #[serde(borrow)]
+    refusal: Option<Str<'a>>,
+    #[serde(borrow)]
+    image_url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    detail: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Tool<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    description: Option<&'a RawValue>,
+    #[serde(borrow)]
+    parameters: Option<&'a RawValue>,
+    #[serde(borrow)]
+    strict: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TextConfig<'a> {
+    #[serde(borrow)]
+    format: Option<Format<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Format<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    schema: Option<&'a RawValue>,
+    #[serde(borrow)]
+    strict: Option<&'a RawValue>,
+    #[serde(borrow)]
+    description: Option<&'a RawValue>,
+}
+
+fn str_or<'s>(v: &'s Option<Str>, default: &'s str) -> &'s str {
+    v.as_ref().map_or(default, Str::as_str)
+}
+
+/// A member's value unless it is absent or `null`.
+fn given(v: Option<&RawValue>) -> Option<&RawValue> {
+    v.filter(|v| v.get() != "null")
+}
+
 /// The text of a content given as a string or as an array of text parts.
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
+fn text_of(raw: Option<&RawValue>) -> String {
+    let Some(raw) = raw else { return String::new() };
+    match raw.get().as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<Str>(raw.get()).map(|s| s.0.into_owned()).unwrap_or_default(),
+        Some(b'[') => serde_json::from_str::<Vec<Part>>(raw.get())
+            .map(|parts| parts.iter().filter_map(|p| p.text.as_ref().map(Str::as_str)).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }
 
-/// A message item's content as chat content: a string, or parts when it holds images.
-fn content(v: Option<&Value>, at: usize) -> Result<Value, String> {
-    let parts = match v {
-        Some(Value::String(s)) => return Ok(Value::String(s.clone())),
-        Some(Value::Array(parts)) => parts,
+/// A chat message's content, written: a string, or parts when it holds images.
+fn write_content(o: &mut Out, raw: Option<&RawValue>, at: usize) -> Result<(), String> {
+    let Some(raw) = raw else { return Err(format!("input[{at}].content: a string or an array of content parts is required")) };
+    match raw.get().as_bytes().first() {
+        Some(b'"') => {
+            o.raw(raw.get());
+            return Ok(());
+        }
+        Some(b'[') => {}
         _ => return Err(format!("input[{at}].content: a string or an array of content parts is required")),
-    };
-    let mut out = Vec::new();
+    }
+    let parts: Vec<Part> =
+        serde_json::from_str(raw.get()).map_err(|_| format!("input[{at}].content: each part needs a type and its members"))?;
+    let mut texts: Vec<&str> = Vec::new();
     let mut has_image = false;
-    for p in parts {
-        match p.get("type").and_then(Value::as_str) {
-            Some("input_text" | "output_text" | "text") => {
-                out.push(json!({"type": "text", "text": p.get("text").cloned().unwrap_or_default()}))
-            }
-            Some("refusal") => out.push(json!({"type": "text", "text": p.get("refusal").cloned().unwrap_or_default()})),
+    for p in &parts {
+        match p.kind.as_ref().map(Str::as_str) {
+            Some("input_text" | "output_text" | "text") => texts.push(str_or(&p.text, "")),
+            Some("refusal") => texts.push(str_or(&p.refusal, "")),
             Some("input_image") => {
-                let Some(url) = p.get("image_url").filter(|u| u.is_string()) else {
+                if !p.image_url.is_some_and(|u| u.get().starts_with('"')) {
                     return Err(format!(
                         "input[{at}].content: an input_image by file_id needs an endpoint that speaks the Responses API natively; give its image_url"
                     ));
-                };
-                let mut image = json!({"url": url});
-                if let Some(detail) = p.get("detail").filter(|d| d.is_string()) {
-                    image["detail"] = detail.clone();
                 }
                 has_image = true;
-                out.push(json!({"type": "image_url", "image_url": image}));
             }
             Some(other) => {
                 return Err(format!(
@@ -83,54 +172,58 @@ fn content(v: Option<&Value>, at: usize) -> Result<Value, String> {
             None => return Err(format!("input[{at}].content: each part needs a type")),
         }
     }
-    if has_image {
-        Ok(Value::Array(out))
-    } else {
-        Ok(Value::String(out.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")))
+    if !has_image {
+        o.str(&texts.join("\n"));
+        return Ok(());
     }
+    o.raw("[");
+    for (n, p) in parts.iter().enumerate() {
+        if n > 0 {
+            o.raw(",");
+        }
+        match p.kind.as_ref().map(Str::as_str) {
+            Some("input_image") => {
+                o.raw("{\"type\":\"image_url\",\"image_url\":{\"url\":").raw(p.image_url.map_or("\"\"", RawValue::get));
+                if let Some(detail) = p.detail.filter(|d| d.get().starts_with('"')) {
+                    o.raw(",\"detail\":").raw(detail.get());
+                }
+                o.raw("}}");
+            }
+            Some("refusal") => {
+                o.raw("{\"type\":\"text\",\"text\":").str(str_or(&p.refusal, "")).raw("}");
+            }
+            _ => {
+                o.raw("{\"type\":\"text\",\"text\":").str(str_or(&p.text, "")).raw("}");
+            }
+        }
+    }
+    o.raw("]");
+    Ok(())
 }
 
-/// The chat messages of `input` (after the instructions).
-fn messages(input: &Value, messages: &mut Vec<Value>) -> Result<(), String> {
-    let items = match input {
-        Value::String(s) => {
-            messages.push(json!({"role": "user", "content": s}));
-            return Ok(());
-        }
-        Value::Array(items) => items,
+/// A Responses request (parsed into its members) as a chat completions body, written straight
+/// out (its `model` kept: the gateway replaces it per endpoint), or why it cannot be one.
+pub fn chat_request(req: &RequestBody) -> Result<Vec<u8>, String> {
+    if let Some(why) = needs_native(req) {
+        return Err(why);
+    }
+    let input = req.member("input").ok_or("input: Field required")?;
+    let items: Vec<InputItem> = match input.get().as_bytes().first() {
+        Some(b'"') => Vec::new(),
+        Some(b'[') => serde_json::from_str(input.get()).map_err(|e| format!("input: {e}"))?,
         _ => return Err("input: a string or an array of items is required".into()),
     };
+    // The system prompts (instructions, system and developer items) first, as one.
+    let mut system: Vec<String> = Vec::new();
+    system.extend(Some(text_of(given(req.member("instructions")))).filter(|t| !t.is_empty()));
     for (at, item) in items.iter().enumerate() {
-        let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
-        match kind {
-            "message" => {
-                let role = match item.get("role").and_then(Value::as_str) {
-                    Some("user") => "user",
-                    Some("assistant") => "assistant",
-                    // Chat servers know `system`; not all know OpenAI's newer `developer`.
-                    Some("system" | "developer") => "system",
-                    _ => return Err(format!("input[{at}].role: one of user, assistant, system, developer is required")),
-                };
-                messages.push(json!({"role": role, "content": content(item.get("content"), at)?}));
-            }
-            "function_call" => {
-                let call = json!({"id": item.get("call_id").cloned().unwrap_or_default(), "type": "function",
-                    "function": {"name": item.get("name").cloned().unwrap_or_default(),
-                                 "arguments": item.get("arguments").cloned().unwrap_or_else(|| json!("{}"))}});
-                // Calls made in one turn are one assistant message (its text, if any, first).
-                match messages.last_mut() {
-                    Some(m) if m["role"] == "assistant" => match m.get_mut("tool_calls").and_then(Value::as_array_mut) {
-                        Some(calls) => calls.push(call),
-                        None => m["tool_calls"] = json!([call]),
-                    },
-                    _ => messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
-                }
-            }
-            "function_call_output" => messages.push(json!({"role": "tool",
-                "tool_call_id": item.get("call_id").cloned().unwrap_or_default(),
-                "content": item.get("output").map(text_of).unwrap_or_default()})),
-            // A reasoning summary of an earlier answer: chat has no place for it.
-            "reasoning" => {}
+        match str_or(&item.kind, "message") {
+            "message" => match item.role.as_ref().map(Str::as_str) {
+                Some("system" | "developer") => system.extend(Some(text_of(item.content)).filter(|t| !t.is_empty())),
+                Some("user" | "assistant") => {}
+                _ => return Err(format!("input[{at}].role: one of user, assistant, system, developer is required")),
+            },
+            "function_call" | "function_call_output" | "reasoning" => {}
             "item_reference" => {
                 return Err(format!(
                     "input[{at}]: an item_reference needs stored responses (an endpoint that speaks the Responses API natively); give the item itself"
@@ -139,25 +232,73 @@ fn messages(input: &Value, messages: &mut Vec<Value>) -> Result<(), String> {
             other => return Err(format!("input[{at}]: an item of type {other:?} needs an endpoint that speaks the Responses API natively")),
         }
     }
-    Ok(())
-}
-
-/// A Responses request body as a chat completions body (its `model` kept: the gateway replaces
-/// it per endpoint), or why it cannot be one.
-pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
-    let req: Value = serde_json::from_slice(body).map_err(|e| format!("We could not parse the JSON body of your request: {e}"))?;
-    let obj = req.as_object().ok_or("The request body must be a JSON object.")?;
-    if let Some(why) = needs_native(obj) {
-        return Err(why);
+    let mut buf = Vec::with_capacity(input.get().len() + 512);
+    let o = &mut Out(&mut buf);
+    o.raw("{\"model\":").raw(req.member("model").map_or("null", RawValue::get)).raw(",\"messages\":[");
+    let mut first = true;
+    let mut sep = move |o: &mut Out| {
+        if !std::mem::take(&mut first) {
+            o.raw(",");
+        }
+    };
+    if !system.is_empty() {
+        sep(o);
+        o.raw("{\"role\":\"system\",\"content\":").str(&system.join("\n\n")).raw("}");
     }
-    let mut chat = Map::new();
-    chat.insert("model".into(), obj.get("model").cloned().unwrap_or(Value::Null));
-    let mut msgs = Vec::new();
-    if let Some(text) = obj.get("instructions").map(text_of).filter(|t| !t.is_empty()) {
-        msgs.push(json!({"role": "system", "content": text}));
+    if input.get().starts_with('"') {
+        sep(o);
+        o.raw("{\"role\":\"user\",\"content\":").raw(input.get()).raw("}");
     }
-    messages(obj.get("input").ok_or("input: Field required")?, &mut msgs)?;
-    chat.insert("messages".into(), Value::Array(super::chat_messages::system_first(msgs)));
+    // An assistant message stays open while function calls follow it: calls made in one turn are
+    // one assistant message (its text, if any, first).
+    let mut calls_open = false;
+    let close_calls = |o: &mut Out, open: &mut bool| {
+        if std::mem::take(open) {
+            o.raw("]}");
+        }
+    };
+    for (at, item) in items.iter().enumerate() {
+        match str_or(&item.kind, "message") {
+            "message" => {
+                close_calls(o, &mut calls_open);
+                let role = str_or(&item.role, "");
+                if role == "system" || role == "developer" {
+                    continue;
+                }
+                sep(o);
+                o.raw("{\"role\":").str(role).raw(",\"content\":");
+                write_content(o, item.content, at)?;
+                if role == "assistant" && matches!(items.get(at + 1).map(|n| str_or(&n.kind, "message")), Some("function_call")) {
+                    o.raw(",\"tool_calls\":[");
+                    calls_open = true;
+                    // The first call is written by its own item, without a comma before it.
+                    continue;
+                }
+                o.raw("}");
+            }
+            "function_call" => {
+                if calls_open && !o.0.ends_with(b"[") {
+                    o.raw(",");
+                } else if !calls_open {
+                    sep(o);
+                    o.raw("{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[");
+                    calls_open = true;
+                }
+                o.raw("{\"id\":").str(str_or(&item.call_id, "")).raw(",\"type\":\"function\",\"function\":{\"name\":");
+                o.str(str_or(&item.name, "")).raw(",\"arguments\":").str(str_or(&item.arguments, "{}")).raw("}}");
+            }
+            "function_call_output" => {
+                close_calls(o, &mut calls_open);
+                sep(o);
+                o.raw("{\"role\":\"tool\",\"tool_call_id\":").str(str_or(&item.call_id, ""));
+                o.raw(",\"content\":").str(&text_of(item.output)).raw("}");
+            }
+            // A reasoning summary of an earlier answer: chat has no place for it.
+            _ => {}
+        }
+    }
+    close_calls(o, &mut calls_open);
+    o.raw("]");
     for (from, to) in [
         ("max_output_tokens", "max_tokens"),
         ("temperature", "temperature"),
@@ -165,76 +306,78 @@ pub fn chat_request(body: &[u8]) -> Result<Vec<u8>, String> {
         ("user", "user"),
         ("parallel_tool_calls", "parallel_tool_calls"),
     ] {
-        if let Some(v) = obj.get(from).filter(|v| !v.is_null()) {
-            chat.insert(to.into(), v.clone());
+        if let Some(v) = given(req.member(from)) {
+            o.raw(",\"").raw(to).raw("\":").raw(v.get());
         }
     }
-    if let Some(tools) = obj.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty()) {
-        let mut functions = Vec::with_capacity(tools.len());
-        for t in tools {
-            match t.get("type").and_then(Value::as_str) {
-                Some("function") => {
-                    let mut f = json!({"name": t.get("name").cloned().unwrap_or_default(),
-                        "parameters": t.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}}))});
-                    for k in ["description", "strict"] {
-                        if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
-                            f[k] = v.clone();
-                        }
-                    }
-                    functions.push(json!({"type": "function", "function": f}));
-                }
-                // A built-in tool (web search, file search, MCP…) or a namespace of tools is only
-                // offered: a chat model is not offered it (Codex offers web search with every
-                // call). Forcing one is refused below.
-                _ => {}
+    let tools: Vec<Tool> = match given(req.member("tools")) {
+        Some(t) => serde_json::from_str(t.get()).map_err(|e| format!("tools: {e}"))?,
+        None => Vec::new(),
+    };
+    // A built-in tool (web search, file search, MCP…) or a namespace of tools is only offered: a
+    // chat model is not offered it (Codex offers web search with every call). Forcing one is
+    // refused below.
+    let mut first_tool = true;
+    for t in tools.iter().filter(|t| str_or(&t.kind, "") == "function") {
+        o.raw(if std::mem::take(&mut first_tool) { ",\"tools\":[" } else { "," });
+        o.raw("{\"type\":\"function\",\"function\":{\"name\":").raw(t.name.map_or("\"\"", RawValue::get));
+        o.raw(",\"parameters\":").raw(given(t.parameters).map_or("{\"type\":\"object\",\"properties\":{}}", RawValue::get));
+        for (k, v) in [("description", t.description), ("strict", t.strict)] {
+            if let Some(v) = given(v) {
+                o.raw(",\"").raw(k).raw("\":").raw(v.get());
             }
         }
-        if !functions.is_empty() {
-            chat.insert("tools".into(), Value::Array(functions));
-        }
+        o.raw("}}");
     }
-    match obj.get("tool_choice") {
-        Some(c @ Value::String(_)) => {
-            chat.insert("tool_choice".into(), c.clone());
-        }
-        Some(c) if c.get("type").and_then(Value::as_str) == Some("function") => {
-            chat.insert(
-                "tool_choice".into(),
-                json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or_default()}}),
-            );
-        }
-        Some(c) if c.is_object() => {
-            let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
-            return Err(format!(
-                "tool_choice: the built-in tool {kind:?} needs an endpoint that speaks the Responses API natively; function tools translate"
-            ));
-        }
-        _ => {}
+    if !first_tool {
+        o.raw("]");
     }
-    if let Some(format) = obj.get("text").and_then(|t| t.get("format")) {
-        match format.get("type").and_then(Value::as_str) {
-            Some("json_schema") => {
-                let mut schema = json!({"name": format.get("name").cloned().unwrap_or_else(|| json!("response")),
-                    "schema": format.get("schema").cloned().unwrap_or_default()});
-                for k in ["strict", "description"] {
-                    if let Some(v) = format.get(k).filter(|v| !v.is_null()) {
-                        schema[k] = v.clone();
+    match given(req.member("tool_choice")) {
+        Some(c) if c.get().starts_with('"') => {
+            o.raw(",\"tool_choice\":").raw(c.get());
+        }
+        Some(c) => {
+            let choice: Choice = serde_json::from_str(c.get()).map_err(|e| format!("tool_choice: {e}"))?;
+            match str_or(&choice.kind, "") {
+                "function" => {
+                    o.raw(",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":").str(str_or(&choice.name, "")).raw("}}");
+                }
+                kind => {
+                    return Err(format!(
+                        "tool_choice: the built-in tool {kind:?} needs an endpoint that speaks the Responses API natively; function tools translate"
+                    ))
+                }
+            }
+        }
+        None => {}
+    }
+    let text: Option<TextConfig> = given(req.member("text")).and_then(|t| serde_json::from_str(t.get()).ok());
+    if let Some(format) = text.and_then(|t| t.format) {
+        match str_or(&format.kind, "") {
+            "json_schema" => {
+                o.raw(",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":");
+                o.raw(given(format.name).map_or("\"response\"", RawValue::get));
+                o.raw(",\"schema\":").raw(given(format.schema).map_or("null", RawValue::get));
+                for (k, v) in [("strict", format.strict), ("description", format.description)] {
+                    if let Some(v) = given(v) {
+                        o.raw(",\"").raw(k).raw("\":").raw(v.get());
                     }
                 }
-                chat.insert("response_format".into(), json!({"type": "json_schema", "json_schema": schema}));
+                o.raw("}}");
             }
-            Some("json_object") => {
-                chat.insert("response_format".into(), json!({"type": "json_object"}));
+            "json_object" => {
+                o.raw(",\"response_format\":{\"type\":\"json_object\"}");
             }
             _ => {}
         }
     }
-    if obj.get("stream").and_then(Value::as_bool) == Some(true) {
-        // The gateway asks for the usage chunk as for any chat stream (unless the endpoint
-        // refuses `stream_options`).
-        chat.insert("stream".into(), Value::Bool(true));
+    // The gateway asks for the usage chunk as for any chat stream (unless the endpoint refuses
+    // `stream_options`).
+    if req.streams() {
+        o.raw(",\"stream\":true");
     }
-    Ok(serde_json::to_vec(&Value::Object(chat)).expect("a JSON value serializes"))
+    o.raw("}");
+    Ok(buf)
 }
 
 /// Chat usage as Responses usage (both count cached tokens inside the input); `null` when none.
@@ -561,6 +704,11 @@ impl ChatSink for Responses {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    fn translate(body: &[u8]) -> Result<Vec<u8>, String> {
+        chat_request(&RequestBody::parse(body).unwrap())
+    }
 
     fn events(sse: &[u8]) -> Vec<Value> {
         String::from_utf8_lossy(sse)
@@ -585,7 +733,7 @@ mod tests {
             "tools": [{"type": "function", "name": "f", "description": "F", "parameters": {"type": "object"}, "strict": true}],
             "tool_choice": {"type": "function", "name": "f"},
             "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": true}}});
-        let chat: Value = serde_json::from_slice(&chat_request(body.to_string().as_bytes()).unwrap()).unwrap();
+        let chat: Value = serde_json::from_slice(&translate(body.to_string().as_bytes()).unwrap()).unwrap();
         assert_eq!(
             chat,
             json!({"model": "m", "max_tokens": 50, "user": "u1", "stream": true,
@@ -615,18 +763,18 @@ mod tests {
             (json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}), "item_reference"),
             (json!({"model": "m"}), "input"),
         ] {
-            let err = chat_request(body.to_string().as_bytes()).unwrap_err();
+            let err = translate(body.to_string().as_bytes()).unwrap_err();
             assert!(err.contains(names), "{err}");
         }
         // Stateless calls that say so explicitly are served.
-        assert!(chat_request(br#"{"model":"m","input":"hi","store":false,"previous_response_id":null}"#).is_ok());
+        assert!(translate(br#"{"model":"m","input":"hi","store":false,"previous_response_id":null}"#).is_ok());
         // Built-in tools only offered are not offered to a chat model; function tools are.
         let offered = json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}, {"type": "namespace", "name": "n", "tools": []},
             {"type": "function", "name": "f", "parameters": {"type": "object"}}]});
-        let chat: Value = serde_json::from_slice(&chat_request(offered.to_string().as_bytes()).unwrap()).unwrap();
+        let chat: Value = serde_json::from_slice(&translate(offered.to_string().as_bytes()).unwrap()).unwrap();
         assert_eq!(chat["tools"], json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]));
         let only_builtin = json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]});
-        let chat: Value = serde_json::from_slice(&chat_request(only_builtin.to_string().as_bytes()).unwrap()).unwrap();
+        let chat: Value = serde_json::from_slice(&translate(only_builtin.to_string().as_bytes()).unwrap()).unwrap();
         assert!(chat.get("tools").is_none(), "{chat}");
     }
 
