@@ -669,6 +669,10 @@ pub struct UsageFigures {
     /// Input tokens read from the upstream's prompt cache (part of `input_tokens`).
     #[serde(default)]
     pub cached_tokens: i64,
+    /// Of the operations' units besides tokens: documents reranked, characters spoken, images
+    /// made.
+    #[serde(default)]
+    pub units: i64,
     pub failovers: i64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -891,6 +895,10 @@ pub struct DailyUsage {
     /// Input tokens read from the upstream's prompt cache (part of `input_tokens`).
     #[serde(default)]
     pub cached_tokens: i64,
+    /// Of the operations' units besides tokens: documents reranked, characters spoken, images
+    /// made.
+    #[serde(default)]
+    pub units: i64,
     /// Calls whose upstream reported no usage: their tokens are not in the sums.
     pub requests_usage_unknown: i64,
 }

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod compose;
 pub mod csrf;
 pub mod gateway;
+pub mod mock_kinds;
 pub mod mock_native;
 pub mod mock_upstream;
 pub mod serving;

@@ -11,7 +11,8 @@
 //!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
 //! A chat request with `tools` and no tool result yet is answered with a call of its first tool
 //! (`{"q": "mock"}`), streamed or not, with known usage (11 in, 6 out).
-//! `/v1/messages` and `/v1/responses` answer natively (`mock_native.rs`).
+//! `/v1/messages` and `/v1/responses` answer natively (`mock_native.rs`); `/v1/rerank`,
+//! `/v1/audio/speech` and `/v1/images/generations` as those models do (`mock_kinds.rs`).
 //! It records what it received (`GET /_mock/requests`: path, model, Authorization, x-api-key,
 //! anthropic-version and -beta, stream_options, the body) and counts
 //! requests and streams the client cancelled before they finished, and the most calls it had
@@ -169,6 +170,9 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     let created = app::ssr::now();
     match op.as_str() {
         p if p.ends_with("/messages") => crate::mock_native::messages(&req, &model, &from),
+        p if p.ends_with("/rerank") => crate::mock_kinds::rerank(&req, &model),
+        p if p.ends_with("/audio/speech") => crate::mock_kinds::speech(&req),
+        p if p.ends_with("/images/generations") => crate::mock_kinds::images(&req, created),
         p if p.ends_with("/responses") => crate::mock_native::responses(&req, &model, &from, created),
         "/v1/models" | "/models" => axum::Json(json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": created, "owned_by": "mock"}]})).into_response(),
         p if p.ends_with("/chat/completions") => {

@@ -495,3 +495,74 @@ async fn an_operation_none_of_a_models_endpoints_speaks_is_refused_in_the_caller
     assert_eq!(received(&p.http, &mock).await.len(), 1);
     p.assert_nothing_held();
 }
+
+/// The other model kinds: `rr` (rerank), `tts` (speech), `img` (images), each with a failing
+/// endpoint before a working one and a rule of one request a minute for the key.
+async fn kinds() -> (Path, String) {
+    let mock = common::serve_router(server::mock_upstream::router(Default::default(), true)).await;
+    let mut rows = Rows::default();
+    for (id, name) in [(1, "rr"), (2, "tts"), (3, "img")] {
+        rows.models.push(model(id, name));
+        rows.endpoints.insert(
+            id,
+            vec![
+                endpoint(id * 10, id, format!("{mock}/name/bad/status/503/v1"), None),
+                endpoint(id * 10 + 1, id, format!("{mock}/name/good/v1"), None),
+            ],
+        );
+        rows.rules.insert(id, vec![rule(id, id, "requests", RuleTarget::ApiKey, 1, 60)]);
+    }
+    let gw = Gateway::new(GatewayConfig { connect_timeout: Duration::from_secs(1), ..Default::default() });
+    let mut snap = snapshot::assemble(rows, &app::ssr::crypto::SecretBox::from_passphrase("test"), 1, None);
+    snap.add_key((app::ssr::crypto::sha256_hex(KEY), KEY_ID, WS, None, None, None, None));
+    gw.publish(snap);
+    let base = common::serve_front(server::compose::replica(&gw, axum::Router::new())).await;
+    (Path { gw, base, http: reqwest::Client::new() }, mock)
+}
+
+#[tokio::test]
+async fn rerank_speech_and_images_are_failed_over_limited_and_counted_in_their_units() {
+    let (p, mock) = kinds().await;
+    let rerank = json!({"model": "rr", "query": "cat", "documents": ["a cat", "a dog", "the cat sat"], "top_n": 2});
+    let r = p.post("rerank", rerank.clone()).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let order: Vec<u64> = body["results"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(order, [0, 2], "the best two, best first: {body}");
+
+    let r = p.post("audio/speech", json!({"model": "tts", "input": "Hello there", "voice": "alloy"})).await;
+    assert_eq!((r.status().as_u16(), r.headers()["content-type"].to_str().unwrap()), (200, "audio/mpeg"));
+    assert_eq!(r.bytes().await.unwrap().to_vec(), server::mock_kinds::speech_bytes(), "the audio, byte for byte");
+
+    let r = p.post("images/generations", json!({"model": "img", "prompt": "a cat", "n": 2})).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+
+    // Each went to the failing endpoint first, then to the working one.
+    let sent = received(&p.http, &mock).await;
+    for path in ["/v1/rerank", "/v1/audio/speech", "/v1/images/generations"] {
+        let names: Vec<&str> =
+            sent.iter().filter(|s| s["path"].as_str().unwrap().ends_with(path)).map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["bad", "good"], "{path}");
+    }
+    // The second call of each is refused by the rule, in OpenAI's shape, and counts no units.
+    for (path, body) in [
+        ("rerank", rerank),
+        ("audio/speech", json!({"model": "tts", "input": "Hi", "voice": "alloy"})),
+        ("images/generations", json!({"model": "img", "prompt": "x"})),
+    ] {
+        let r = p.post(path, body).await;
+        assert_eq!(r.status(), 429, "{path}");
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "rate_limit_exceeded");
+    }
+    assert_eq!(p.recorded(6).await, BTreeMap::from([(("ok", 200), 3), (("rate_limited", 429), 3)]));
+    // Units as asked: 3 documents, 11 characters, 2 images; tokens where the upstream reported them.
+    assert_eq!(p.gw.meter.pending_units(), BTreeMap::from([("images", 2), ("rerank", 3), ("speech", 11)]));
+    let tokens = p.gw.meter.pending_tokens();
+    assert_eq!((tokens["rerank"], tokens["images"], tokens["speech"]), ((9, 0, 0), (7, 200, 0), (0, 0, 0)));
+    let metrics = p.gw.metrics_text();
+    assert!(metrics.contains("unit=\"characters\"") && metrics.contains("maas_gateway_units_total"), "{metrics}");
+    p.assert_nothing_held();
+}

@@ -292,6 +292,7 @@ pub mod usage_minute {
         pub output_tokens: i64,
         pub total_tokens: i64,
         pub cached_tokens: i64,
+        pub units: i64,
         pub latency_ms_sum: i64,
         pub ttfb_ms_sum: i64,
         /// Folded into `usage_hours` (see `ssr::usage_rollups`); the histogram bucket columns

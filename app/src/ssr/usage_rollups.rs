@@ -33,6 +33,10 @@ pub struct Sums {
     /// Input tokens read from the upstream's prompt cache (part of `input`).
     #[serde(default)]
     pub cached: i64,
+    /// Of the operation's unit besides tokens: documents reranked, characters spoken, images
+    /// made (see the gateway's `Op::unit`).
+    #[serde(default)]
+    pub units: i64,
     pub latency_ms: i64,
     pub ttfb_ms: i64,
     pub latency_hist: [i64; BUCKETS],
@@ -48,6 +52,7 @@ impl Sums {
         self.output += v.output;
         self.total += v.total;
         self.cached += v.cached;
+        self.units += v.units;
         self.latency_ms += v.latency_ms;
         self.ttfb_ms += v.ttfb_ms;
         for i in 0..BUCKETS {
@@ -96,7 +101,8 @@ pub struct MinuteRow<'a> {
 }
 
 /// The counts of [`Sums`], in its order: what a narrow query sums.
-const COUNTS: [&str; 7] = ["requests", "failovers", "usage_known", "input_tokens", "output_tokens", "total_tokens", "cached_tokens"];
+const COUNTS: [&str; 8] =
+    ["requests", "failovers", "usage_known", "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "units"];
 
 /// The summed columns, in [`Sums`] order, then the histogram buckets.
 fn sum_columns() -> Vec<String> {
@@ -110,7 +116,7 @@ fn sum_columns() -> Vec<String> {
 }
 
 fn sum_values(s: &Sums) -> impl Iterator<Item = i64> + '_ {
-    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.cached, s.latency_ms, s.ttfb_ms]
+    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.cached, s.units, s.latency_ms, s.ttfb_ms]
         .into_iter()
         .chain(s.latency_hist.iter().copied())
         .chain(s.ttfb_hist.iter().copied())
@@ -712,7 +718,16 @@ fn decode(rows: Vec<sea_orm::QueryResult>, by: By) -> Result<Vec<Group>, DbErr> 
             }
             let mut v = (0..summed).map(|j| row.try_get_by_index::<Option<i64>>(1 + n + j).map(Option::unwrap_or_default));
             let mut s = Sums::default();
-            let counts = [&mut s.requests, &mut s.failovers, &mut s.usage_known, &mut s.input, &mut s.output, &mut s.total, &mut s.cached];
+            let counts = [
+                &mut s.requests,
+                &mut s.failovers,
+                &mut s.usage_known,
+                &mut s.input,
+                &mut s.output,
+                &mut s.total,
+                &mut s.cached,
+                &mut s.units,
+            ];
             for slot in counts {
                 *slot = v.next().unwrap()?;
             }

@@ -36,6 +36,8 @@ struct Record {
     failovers: u32,
     ttfb_ms: Option<u64>,
     tokens: Option<Tokens>,
+    /// What the request asks for in its operation's unit (counted once answered).
+    units: u64,
 }
 
 pub struct CallCtx {
@@ -77,6 +79,7 @@ impl CallCtx {
                 failovers: 0,
                 ttfb_ms: None,
                 tokens: None,
+                units: 0,
             },
             ticket: Ticket::default(),
             consumed: Consumed::Estimate,
@@ -116,6 +119,11 @@ impl CallCtx {
     pub fn routed(&mut self, model: Arc<str>, id: Option<i64>) {
         self.record.model = Some(model);
         self.record.maas_model_id = id;
+    }
+
+    /// What the request asks for in its operation's unit (see `Op::units`).
+    pub fn asks_for(&mut self, units: Option<u64>) {
+        self.record.units = units.unwrap_or(0);
     }
 
     pub fn admitted(&mut self, ticket: Ticket) {
@@ -238,6 +246,8 @@ impl CallCtx {
             ttfb_ms: r.ttfb_ms,
             total_ms: self.clock.now_ms().saturating_sub(self.started_ms),
             tokens: r.tokens,
+            // Counted when an upstream answered it (not an error, and not cut off).
+            units: if r.outcome == Outcome::Ok && r.status < 400 { r.units } else { 0 },
             at_ms: self.clock.unix_ms().max(0) as u64,
         });
     }

@@ -49,8 +49,11 @@ fn add(s: &mut Sums, c: &Call) {
         // No upstream ran it (refused, or none answered): it used nothing, and that is known.
         // Only an answer that reported no usage is unknown (as `/metrics` counts it).
         None if c.endpoint_id.is_none() => s.usage_known += 1,
+        // An operation without tokens (speech) is counted in its unit: its usage is known.
+        None if !c.op.counts_tokens() => s.usage_known += 1,
         None => {}
     }
+    s.units += c.units as i64;
     s.latency_ms += c.total_ms as i64;
     s.latency_hist[bucket(c.total_ms)] += 1;
     if let Some(t) = c.ttfb_ms {
@@ -141,6 +144,17 @@ impl Meter {
         by
     }
 
+    /// Units (besides tokens) of the calls recorded and not flushed yet, by operation.
+    pub fn pending_units(&self) -> std::collections::BTreeMap<&'static str, i64> {
+        let mut by = std::collections::BTreeMap::new();
+        for shard in self.shards.iter() {
+            for (k, v) in &shard.lock().rollups {
+                *by.entry(k.op.name()).or_default() += v.units;
+            }
+        }
+        by
+    }
+
     fn take(&self) -> FxHashMap<Key, Sums> {
         let mut all: FxHashMap<Key, Sums> = FxHashMap::default();
         for shard in self.shards.iter() {
@@ -225,6 +239,7 @@ mod tests {
             ttfb_ms: Some(total_ms / 2),
             total_ms,
             tokens,
+            units: 0,
             at_ms: 120_000,
         }
     }

@@ -92,6 +92,8 @@ struct CallSeries {
     output_tokens: Hist<TOKEN_BUCKETS>,
     /// Input tokens read from the upstream's prompt cache (part of the input).
     cached_tokens: u64,
+    /// Of the operation's unit besides tokens.
+    units: u64,
 }
 
 /// What `/metrics` counts, since the process started: one per serving thread, merged at scrape.
@@ -118,6 +120,7 @@ impl Series {
         let s = self.calls.entry(key).or_default();
         s.requests += 1;
         s.failovers += u64::from(c.failovers);
+        s.units += c.units;
         s.duration.observe(app::ssr::usage_rollups::bucket(c.total_ms), c.total_ms as f64 / 1000.0);
         if let Some(t) = c.ttfb_ms {
             s.ttft.observe(app::ssr::usage_rollups::bucket(t), t as f64 / 1000.0);
@@ -132,7 +135,7 @@ impl Series {
                 }
             }
             // Refusals never reach an upstream: their tokens are not "unknown", there are none.
-            None if c.endpoint_id.is_some() => s.usage_unknown += 1,
+            None if c.endpoint_id.is_some() && c.op.counts_tokens() => s.usage_unknown += 1,
             None => {}
         }
     }
@@ -156,6 +159,7 @@ impl Series {
             s.input_tokens.merge(&v.input_tokens);
             s.output_tokens.merge(&v.output_tokens);
             s.cached_tokens += v.cached_tokens;
+            s.units += v.units;
         }
         for (k, v) in &o.rate_limited {
             *self.rate_limited.entry(k.clone()).or_default() += v;
@@ -286,6 +290,17 @@ impl prometheus_client::collector::Collector for Scrape {
             m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.cached_tokens, None)?;
         }
         let mut m = enc.encode_descriptor(
+            "maas_gateway_units",
+            "What operations besides chat are counted in, by unit: documents reranked, characters spoken, images made.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (k, v) in calls.iter().filter(|(_, v)| v.units > 0) {
+            let mut labels = own(k);
+            labels.push(("unit", k.op.unit().map_or("", |u| u.as_str()).to_owned()));
+            m.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&v.units, None)?;
+        }
+        let mut m = enc.encode_descriptor(
             "maas_gateway_usage_unknown",
             "Answered calls whose upstream reported no token usage (tokens unknown, not 0).",
             None,
@@ -355,6 +370,9 @@ fn gen_ai_operation(op: Op) -> &'static str {
         Op::Chat | Op::Messages | Op::Responses => "chat",
         Op::Completions => "text_completion",
         Op::Embeddings => "embeddings",
+        Op::Rerank => "rerank",
+        Op::Speech => "text_to_speech",
+        Op::Images => "image_generation",
     }
 }
 

@@ -385,6 +385,7 @@ impl Gateway {
         call.identified(&caller);
         let route = allowed_route(route, &req, &caller)?;
         let op = call.op();
+        call.asks_for(op.units(&req));
         // The body endpoints that speak only chat completions get (Messages, Responses over chat).
         let translated = translate_request(op, route, &req)?;
         let ticket = self.admit(&snap, route, &caller, &req, bytes.len(), op).await?;
@@ -416,7 +417,7 @@ impl Gateway {
         let rules = route.rules.for_caller(caller);
         let quotas = snap.quotas_for(caller);
         // Only token rules and quotas need the estimate (a look at two members of the parsed body).
-        let estimate = if !quotas.is_empty() || rules.iter().any(|r| r.key.kind == RuleKind::Tokens) {
+        let estimate = if op.counts_tokens() && (!quotas.is_empty() || rules.iter().any(|r| r.key.kind == RuleKind::Tokens)) {
             admission::reserve::estimate(op, body_len, req, route.reserve_output)
         } else {
             0

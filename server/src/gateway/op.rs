@@ -14,6 +14,33 @@ pub enum Op {
     Messages,
     /// OpenAI's Responses API: native, or translated to chat completions (`responses.rs`).
     Responses,
+    /// Reranking documents against a query (`/v1/rerank`, the Cohere / Jina / vLLM shape).
+    Rerank,
+    /// Text to speech (`/v1/audio/speech`): the audio answer streamed back as it arrives.
+    Speech,
+    /// Image generation (`/v1/images/generations`).
+    Images,
+}
+
+/// The unit an operation is counted in besides tokens (usage's `units`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Documents reranked.
+    Documents,
+    /// Characters of text spoken.
+    Characters,
+    /// Images asked for.
+    Images,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Documents => "documents",
+            Unit::Characters => "characters",
+            Unit::Images => "images",
+        }
+    }
 }
 
 /// The shape of an operation's errors.
@@ -53,7 +80,7 @@ impl Op {
     /// Every operation, in declaration order.
     /// Every operation, in declaration order (`op as usize` is its position here: where an
     /// endpoint's target for it is).
-    pub const ALL: [Op; 5] = [Op::Chat, Op::Completions, Op::Embeddings, Op::Messages, Op::Responses];
+    pub const ALL: [Op; 8] = [Op::Chat, Op::Completions, Op::Embeddings, Op::Messages, Op::Responses, Op::Rerank, Op::Speech, Op::Images];
 
     /// How usage rows name it.
     pub fn name(self) -> &'static str {
@@ -63,6 +90,9 @@ impl Op {
             Op::Embeddings => "embeddings",
             Op::Messages => "messages",
             Op::Responses => "responses",
+            Op::Rerank => "rerank",
+            Op::Speech => "speech",
+            Op::Images => "images",
         }
     }
 
@@ -74,13 +104,17 @@ impl Op {
             Op::Embeddings => "/embeddings",
             Op::Messages => "/messages",
             Op::Responses => "/responses",
+            Op::Rerank => "/rerank",
+            Op::Speech => "/audio/speech",
+            Op::Images => "/images/generations",
         }
     }
 
     /// The API an endpoint must speak to be sent this operation as it is.
     pub fn api(self) -> Api {
         match self {
-            Op::Chat | Op::Completions | Op::Embeddings => Api::Chat,
+            // Chat stands for OpenAI's API family (an OpenAI-compatible server).
+            Op::Chat | Op::Completions | Op::Embeddings | Op::Rerank | Op::Speech | Op::Images => Api::Chat,
             Op::Messages => Api::Messages,
             Op::Responses => Api::Responses,
         }
@@ -105,6 +139,36 @@ impl Op {
 
     /// Whether it produces output tokens (what admission reserves for).
     pub fn generates(self) -> bool {
-        self != Op::Embeddings
+        matches!(self, Op::Chat | Op::Completions | Op::Messages | Op::Responses)
+    }
+
+    /// Whether its upstreams report tokens: only then do token rules and quotas count it (speech
+    /// is counted by request rules alone).
+    pub fn counts_tokens(self) -> bool {
+        self != Op::Speech
+    }
+
+    /// Its unit besides tokens, if any.
+    pub fn unit(self) -> Option<Unit> {
+        match self {
+            Op::Rerank => Some(Unit::Documents),
+            Op::Speech => Some(Unit::Characters),
+            Op::Images => Some(Unit::Images),
+            _ => None,
+        }
+    }
+
+    /// How many of its unit the request asks for: the documents to rerank, the characters to
+    /// speak, the images to make (`n`, 1 when not given). Read from the request, which these
+    /// APIs' answers do not restate.
+    pub fn units(self, req: &super::body::RequestBody<'_>) -> Option<u64> {
+        let member = |name: &str| req.member(name).map(|v| v.get());
+        match self.unit()? {
+            Unit::Documents => {
+                member("documents").and_then(|d| serde_json::from_str::<Vec<serde::de::IgnoredAny>>(d).ok()).map(|d| d.len() as u64)
+            }
+            Unit::Characters => member("input").and_then(|i| serde_json::from_str::<String>(i).ok()).map(|i| i.chars().count() as u64),
+            Unit::Images => Some(member("n").and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(1)),
+        }
     }
 }

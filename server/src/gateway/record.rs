@@ -55,6 +55,8 @@ pub struct Call {
     pub total_ms: u64,
     /// `None`: the upstream reported no usage (or none was asked). Unknown, never 0.
     pub tokens: Option<Tokens>,
+    /// Of its operation's unit besides tokens (documents, characters, images), when answered.
+    pub units: u64,
     /// When it ended, Unix ms.
     pub at_ms: u64,
 }

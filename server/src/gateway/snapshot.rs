@@ -29,7 +29,7 @@ pub struct Endpoint {
     pub skip_stream_usage: bool,
     /// Where `compose_base(url)` + each operation's path points, in `Op::ALL` order, parsed once per
     /// snapshot (parsing on every request showed up in profiles); `None` if the URL is invalid.
-    targets: Option<[Target; 5]>,
+    targets: Option<[Target; Op::ALL.len()]>,
     /// The APIs it speaks natively, as bits of `1 << Api as u8`.
     apis: u8,
     /// `Bearer <the endpoint's own key>`, marked sensitive so it is never logged.
@@ -385,7 +385,7 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
                         targets: parse_targets(&compose_base(&e.url)),
                         apis: Api::split(&e.native_apis).into_iter().fold(0, |bits, a| bits | 1 << a as u8),
                         x_api_key: key.as_deref().and_then(sensitive),
-                        auth: key.as_deref().and_then(|k| bearer(k)),
+                        auth: key.as_deref().and_then(bearer),
                     }
                 })
                 .collect(),
@@ -413,9 +413,9 @@ impl Snapshot {
     }
 }
 
-fn parse_targets(base: &str) -> Option<[Target; 5]> {
-    let [chat, completions, embeddings, messages, responses] = Op::ALL.map(|op| Target::parse(&format!("{base}{}", op.path())));
-    Some([chat?, completions?, embeddings?, messages?, responses?])
+fn parse_targets(base: &str) -> Option<[Target; Op::ALL.len()]> {
+    let parsed: Vec<Target> = Op::ALL.iter().map(|op| Target::parse(&format!("{base}{}", op.path()))).collect::<Option<_>>()?;
+    parsed.try_into().ok()
 }
 
 fn bearer(key: &str) -> Option<http::HeaderValue> {

@@ -50,6 +50,7 @@ impl Tally {
             output_tokens: s.output,
             total_tokens: s.total,
             cached_tokens: s.cached,
+            units: s.units,
             failovers: s.failovers,
             p50_ms: quantile(&s.latency_hist, 0.5),
             p95_ms: quantile(&s.latency_hist, 0.95),
@@ -362,6 +363,7 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
                 output_tokens: s.output,
                 total_tokens: s.total,
                 cached_tokens: s.cached,
+                units: s.units,
                 requests_usage_unknown: s.requests - s.usage_known,
             }
         })
@@ -370,11 +372,11 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
 
 /// The billing export: [`daily`] as CSV, the file a billing system takes.
 pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<String> {
-    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens\n");
+    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units\n");
     let id = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     for d in daily(db, from, to).await? {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             d.day,
             id(d.workspace_id),
             csv_field(&d.workspace),
@@ -387,7 +389,8 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
             d.output_tokens,
             d.total_tokens,
             d.requests_usage_unknown,
-            d.cached_tokens
+            d.cached_tokens,
+            d.units
         ));
     }
     Ok(out)

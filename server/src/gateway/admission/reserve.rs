@@ -25,7 +25,7 @@ pub fn prompt_tokens(body_len: usize) -> u64 {
 pub fn estimate(op: Op, body_len: usize, req: &RequestBody<'_>, default_output: u64) -> u64 {
     let prompt = prompt_tokens(body_len);
     let output = match op {
-        Op::Embeddings => 0,
+        _ if !op.generates() => 0,
         _ => ["max_completion_tokens", "max_tokens"]
             .into_iter()
             .find_map(|m| req.member(m).and_then(|v| v.get().trim().parse::<u64>().ok()))
