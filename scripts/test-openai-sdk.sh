@@ -17,6 +17,8 @@ fi
 "$VENV/bin/python" tests/sdk/test_openai_sdk.py
 # The Responses API (translated and native), and the OpenAI Agents SDK's tool loop on it.
 "$VENV/bin/python" tests/sdk/test_openai_responses.py
+# Speech and images through the SDK, rerank over HTTP.
+"$VENV/bin/python" tests/sdk/test_other_models.py
 # The official Anthropic SDK on /v1/messages, translated to chat completions for the mock.
 "$VENV/bin/python" tests/sdk/test_anthropic_sdk.py
 NODE_PATH="$PWD/end2end/node_modules" node --test tests/sdk/test_openai_node.cjs
