@@ -564,6 +564,9 @@ pub struct Offering {
     /// Messages and Responses where an endpoint speaks them or chat completions (translated).
     #[serde(default)]
     pub apis: Vec<Api>,
+    /// Copy-ready snippets (language, code), made on the server (`ssr::snippets`).
+    #[serde(default)]
+    pub snippets: Vec<(String, String)>,
 }
 
 /// `{entry}/v1`, whatever trailing slash the operator typed.

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod entities;
 pub mod login_throttle;
 pub mod services;
+pub mod snippets;
 pub mod usage_rollups;
 
 use crate::error::AppError;

@@ -601,10 +601,14 @@ pub async fn offerings(db: &impl ConnectionTrait) -> SResult<Vec<Offering>> {
                 tags: serde_json::from_str(&mm.tags).unwrap_or_default(),
                 base_url: access_path(&c.entry_address),
                 apis: served_apis(speaks.get(&m.id).map(Vec::as_slice).unwrap_or_default()),
+                snippets: Vec::new(),
             })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.base_url.cmp(&b.base_url)));
+    for o in &mut out {
+        o.snippets = crate::ssr::snippets::snippets(o).into_iter().map(|(lang, code)| (lang.to_owned(), code)).collect();
+    }
     Ok(out)
 }
 
