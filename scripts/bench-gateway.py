@@ -158,6 +158,12 @@ db.executemany("INSERT INTO endpoints (maas_model_id, position, model_id, url, a
                [(m0 + i, p, f"{mock_url}/name/e{p}") for i in range(SEED_MODELS) for p in range(2)])
 db.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, target, workspace_id, api_key_id, limit_value, duration_secs) VALUES (?, 0, 'workspace', 1, NULL, 1000, 60)",
                [(m0 + i,) for i in range(SEED_MODELS)])
+# demo-big: a model whose endpoint answers chat with 1,000,000 characters (RSS with big answers).
+db.execute("INSERT INTO marketplace_models (name, provider, description, tags, published, created_at) VALUES ('demo-big', 'bench', '', '[]', 1, ?)", (now,))
+big_mm = db.execute("SELECT id FROM marketplace_models WHERE name = 'demo-big'").fetchone()[0]
+db.execute("INSERT INTO maas_models (marketplace_model_id, cluster_id, policy, enabled, revision, created_at, updated_at) VALUES (?, 1, 'round_robin', 1, 1, ?, ?)", (big_mm, now, now))
+big_m = db.execute("SELECT id FROM maas_models WHERE marketplace_model_id = ?", (big_mm,)).fetchone()[0]
+db.execute("INSERT INTO endpoints (maas_model_id, position, model_id, url, api_key_enc, weight) VALUES (?, 0, 'up', ?, NULL, 100)", (big_m, f"{mock_url}/size/1000000/v1"))
 db.commit(); db.close()
 BASELINE = os.environ.get("MAAS_BIN_BASELINE")
 baseline = None
@@ -305,6 +311,16 @@ try:
         print(f"1000 req/s: socat TCP relay (floor of any hop) p50 {n_[1]:7.0f} us p99 {n_[2]:7.0f} us | "
               f"added p50 {n_[1] - d[1]:6.0f} us p99 {n_[2] - d[2]:6.0f} us")
     print(f"gateway peak RSS {hwm_mib(server.pid):.1f} MiB with {SEED_KEYS} extra keys and {SEED_MODELS} extra models loaded")
+    # 1 MB answers (demo-big): chat streamed (the reference), Messages translated and streamed
+    # (translated event by event: the peak should not move), Messages translated, not streamed
+    # (read whole to be translated: the peak grows with the answers in flight). Peak RSS before
+    # and after each run.
+    for name, url, body in (("chat, streamed", via, STREAM_BODY), ("messages (tr.), streamed", via_messages, MESSAGES_STREAM_BODY),
+                            ("responses (tr.), streamed", via_responses, RESPONSES_STREAM_BODY),
+                            ("messages (tr.), not streamed", via_messages, MESSAGES_BODY)):
+        before = hwm_mib(server.pid)
+        r = oha(url, key, 16, body=body.replace("demo-chat", "demo-big"))
+        print(f"c=16  1 MB answers, {name:<30} {r[0]:7.0f} req/s   peak RSS {before:6.1f} -> {hwm_mib(server.pid):6.1f} MiB   statuses {r[3]}")
     if os.environ.get("BENCH_REDIS", "1") == "1":
         redis, redis_url = start_redis()
     if redis:

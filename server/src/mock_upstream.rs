@@ -9,6 +9,7 @@
 //!   `/drop/...`                                     drops the connection before answering
 //!   `/drop-after/2/...`                             sends headers and 2 chunks, then drops it
 //!   `/name/a/...`                                   labels replies ("from a") to tell endpoints apart
+//!   `/size/1000000/...`                             answers chat with 1,000,000 characters (streams: 1,000 a chunk)
 //! A chat request with `tools` and no tool result yet is answered with a call of its first tool
 //! (`{"q": "mock"}`), streamed or not, with known usage (11 in, 6 out).
 //! `/v1/messages` and `/v1/responses` answer natively (`mock_native.rs`); `/v1/rerank`,
@@ -67,6 +68,8 @@ struct Directives {
     drop: bool,
     drop_after: Option<u32>,
     name: Option<String>,
+    /// Answer chat with this many characters of text (a stream: in pieces of 1,000).
+    size: Option<usize>,
 }
 
 fn parse(path: &str) -> (Directives, String) {
@@ -94,6 +97,10 @@ fn parse(path: &str) -> (Directives, String) {
             }
             ("name", Some(v)) => {
                 d.name = Some(v.to_owned());
+                i += 2
+            }
+            ("size", Some(v)) => {
+                d.size = v.parse().ok();
                 i += 2
             }
             ("drop-after", Some(v)) => {
@@ -204,6 +211,10 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
                 })).into_response();
             }
             if req.get("stream").and_then(Value::as_bool) == Some(true) {
+                if let Some(size) = d.size {
+                    let usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+                    return big_sse(model, size, usage);
+                }
                 let chunks = d.chunks.unwrap_or(if st.config.chunks > 0 { st.config.chunks } else { 3 });
                 let gap = Duration::from_millis(d.chunk_delay_ms.unwrap_or(st.config.chunk_delay_ms));
                 let usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
@@ -211,7 +222,7 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
             }
             axum::Json(json!({
                 "id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("Hello{from}!")}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": d.size.map_or_else(|| format!("Hello{from}!"), |n| "x".repeat(n))}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
             })).into_response()
         }
@@ -283,6 +294,26 @@ impl Drop for CancelGuard {
             self.st.completed.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+/// A stream of `size` characters in pieces of 1,000 (`/size/N`), for memory measurements.
+fn big_sse(model: String, size: usize, usage: bool) -> Response {
+    let s = async_stream::stream! {
+        let piece = "x".repeat(1_000);
+        for _ in 0..size / 1_000 {
+            let c = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+            yield Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {c}\n\n")));
+        }
+        let end = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        yield Ok(Bytes::from(format!("data: {end}\n\n")));
+        if usage {
+            let u = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model, "choices": [],
+                "usage": {"prompt_tokens": 5, "completion_tokens": size / 4, "total_tokens": 5 + size / 4}});
+            yield Ok(Bytes::from(format!("data: {u}\n\n")));
+        }
+        yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
+    };
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(s)).expect("static headers")
 }
 
 fn sse(st: Arc<MockState>, model: String, from: String, chunks: u32, gap: Duration, usage: bool, flight: Option<Flight>) -> Response {
