@@ -35,6 +35,7 @@ test('keyboard only: create a weighted model with a rule', async ({ page }) => {
     await open(page, `${base}/models/new`);
     await page.locator('body').focus();
     await tabTo(page, '#marketplace-select');
+    await page.keyboard.press('ArrowDown'); // demo-agent
     await page.keyboard.press('ArrowDown'); // demo-chat
     await page.keyboard.press('ArrowDown'); // kb-model
     await expect(page.locator('#marketplace-select')).toHaveValue(String(id));

@@ -50,7 +50,7 @@ test('manage: edit and delete marketplace models, clusters, workspaces, users; r
     await open(page, `${base}/clusters`);
     await page.locator('#cluster-table tr[data-name="local"]').getByRole('button', { name: 'Delete' }).click();
     await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
-    await expect(page.locator('.error-box')).toContainText('still has 1 MaaS model');
+    await expect(page.locator('.error-box')).toContainText('still has 2 MaaS model'); // demo-chat and demo-agent
     await page.locator('#cluster-form input[name="name"]').fill('spare');
     await page.locator('#cluster-form input[name="entry_address"]').fill('https://spare.example.com');
     await page.locator('#cluster-form').getByRole('button', { name: 'Create' }).click();
