@@ -499,6 +499,11 @@ enum Item {
         name: String,
         arguments: String,
     },
+    /// Closed: the item as `response.completed` lists it, rendered once (its text escaped once
+    /// for all the events that repeat it, and not kept besides).
+    Closed {
+        json: Vec<u8>,
+    },
 }
 
 /// A chat stream turned into Responses events as it arrives: `response.created`, then for each
@@ -552,6 +557,7 @@ impl Responses {
         match &self.items[at] {
             Item::Message { .. } => self.names().message_id(),
             Item::Call { call_id, .. } => format!("fc_{call_id}"),
+            Item::Closed { .. } => String::new(),
         }
     }
 
@@ -559,6 +565,7 @@ impl Responses {
         match &self.items[at] {
             Item::Message { text } => self.names().write_message(o, Some(text), status),
             Item::Call { call_id, name, arguments, .. } => write_call(o, call_id, name, arguments, status),
+            Item::Closed { json } => o.0.extend_from_slice(json),
         }
     }
 
@@ -576,36 +583,41 @@ impl Responses {
         }
     }
 
-    /// Closes the open item: its `.done` events.
+    /// Closes the open item: its `.done` events. The item is rendered once, as the last of them
+    /// and `response.completed` list it, and kept so (the text is escaped once for all).
     fn close(&mut self, out: &mut Vec<u8>) {
         if !std::mem::take(&mut self.open) {
             return;
         }
         let at = self.items.len() - 1;
         let item_id = self.item_id(at);
-        match &self.items[at] {
+        let mut item = Vec::new();
+        match std::mem::replace(&mut self.items[at], Item::Closed { json: Vec::new() }) {
             Item::Message { text } => {
-                let text = text.clone();
+                let text = serde_json::to_string(&text).expect("a string serializes");
                 let mut o = self.event(out, "response.output_text.done");
                 o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
-                o.raw(",\"content_index\":0,\"text\":").str(&text).raw(",\"logprobs\":[]}").end();
+                o.raw(",\"content_index\":0,\"text\":").raw(&text).raw(",\"logprobs\":[]}").end();
                 let mut o = self.event(out, "response.content_part.done");
                 o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
-                o.raw(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":").str(&text).raw(",\"annotations\":[]}}").end();
+                o.raw(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":").raw(&text).raw(",\"annotations\":[]}}").end();
+                let o = &mut Out(&mut item);
+                o.raw("{\"type\":\"message\",\"id\":").str(&item_id).raw(",\"status\":\"completed\",\"role\":\"assistant\",\"content\":[");
+                o.raw("{\"type\":\"output_text\",\"text\":").raw(&text).raw(",\"annotations\":[]}]}");
             }
-            Item::Call { name, arguments, .. } => {
-                let (name, arguments) = (name.clone(), arguments.clone());
+            Item::Call { call_id, name, arguments, .. } => {
                 let mut o = self.event(out, "response.function_call_arguments.done");
                 o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
                 o.raw(",\"name\":").str(&name).raw(",\"arguments\":").str(&arguments).raw("}").end();
+                write_call(&mut Out(&mut item), &call_id, &name, &arguments, "completed");
             }
+            Item::Closed { json } => item = json,
         }
-        let mut item = Vec::new();
-        self.write_item(&mut Out(&mut item), at, "completed");
         let mut o = self.event(out, "response.output_item.done");
         o.raw(",\"output_index\":").num(at as u64).raw(",\"item\":");
         o.0.extend_from_slice(&item);
         o.raw("}").end();
+        self.items[at] = Item::Closed { json: item };
     }
 
     fn open(&mut self, item: Item, out: &mut Vec<u8>) {
@@ -617,6 +629,7 @@ impl Responses {
         match &self.items[at] {
             Item::Message { .. } => self.names().write_message(&mut Out(&mut added), None, "in_progress"),
             Item::Call { call_id, name, .. } => write_call(&mut Out(&mut added), call_id, name, "", "in_progress"),
+            Item::Closed { .. } => {}
         }
         let mut o = self.event(out, "response.output_item.added");
         o.raw(",\"output_index\":").num(at as u64).raw(",\"item\":");
