@@ -9,7 +9,7 @@
 //! stop reasons and usage (cached prompt tokens reported apart, as Anthropic counts them).
 //! Dropped: blocks chat completions has no form for (thinking, documents), `top_k`.
 use super::body::RequestBody;
-use super::chat_stream::{ChatSink, ChatStream, ChatUsage, Chunk, Completion, Out, Str};
+use super::chat_stream::{str_or, text_of, ChatSink, ChatStream, ChatUsage, Chunk, Commas, Completion, Out, Str};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -114,19 +114,6 @@ fn content(raw: &RawValue) -> Option<Content<'_>> {
     }
 }
 
-/// The text of a `system` or `tool_result` content: a string, or the text blocks of an array.
-fn text_of(raw: Option<&RawValue>) -> String {
-    match raw.and_then(content) {
-        Some(Content::Text(s)) => s.0.into_owned(),
-        Some(Content::Blocks(blocks)) => blocks.iter().filter_map(|b| b.text.as_ref().map(Str::as_str)).collect::<Vec<_>>().join("\n"),
-        None => String::new(),
-    }
-}
-
-fn str_or<'s>(v: &'s Option<Str>, default: &'s str) -> &'s str {
-    v.as_ref().map_or(default, Str::as_str)
-}
-
 /// A Messages request (parsed into its members) as a chat completions body, written straight
 /// out (its `model` kept: the gateway replaces it per endpoint). Only the members translated are
 /// read; tool schemas and tool inputs are copied as they are.
@@ -149,12 +136,8 @@ pub fn chat_request(req: &RequestBody) -> Result<Vec<u8>, String> {
     let mut buf = Vec::with_capacity(req.member("messages").map_or(0, |m| m.get().len()) + 512);
     let o = &mut Out(&mut buf);
     o.raw("{\"model\":").raw(req.member("model").map_or("null", RawValue::get)).raw(",\"messages\":[");
-    let mut first = true;
-    let mut sep = move |o: &mut Out| {
-        if !std::mem::take(&mut first) {
-            o.raw(",");
-        }
-    };
+    let mut messages = Commas::default();
+    let mut sep = |o: &mut Out| messages.next(o);
     if !system.is_empty() {
         sep(o);
         o.raw("{\"role\":\"system\",\"content\":").str(&system.join("\n\n")).raw("}");
@@ -240,7 +223,7 @@ pub fn chat_request(req: &RequestBody) -> Result<Vec<u8>, String> {
     o.raw("]");
     for (from, to) in [("max_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"), ("stop_sequences", "stop")] {
         if let Some(v) = req.member(from) {
-            o.raw(",\"").raw(to).raw("\":").raw(v.get());
+            o.member(to, v);
         }
     }
     let metadata: Option<Metadata> = req.member("metadata").and_then(|m| serde_json::from_str(m.get()).ok());
@@ -334,12 +317,8 @@ pub fn message_from_chat(chat: &[u8], model: &str) -> Option<Vec<u8>> {
     let o = &mut Out(&mut buf);
     o.raw("{\"id\":").str(&format!("msg_{}", chat.id.as_ref().map_or("gateway", Str::as_str)));
     o.raw(",\"type\":\"message\",\"role\":\"assistant\",\"model\":").str(model).raw(",\"content\":[");
-    let mut first = true;
-    let mut sep = |o: &mut Out| {
-        if !std::mem::take(&mut first) {
-            o.raw(",");
-        }
-    };
+    let mut blocks = Commas::default();
+    let mut sep = |o: &mut Out| blocks.next(o);
     if let Some(text) = choice.message.content.as_ref().filter(|t| !t.as_str().is_empty()) {
         sep(o);
         o.raw("{\"type\":\"text\",\"text\":").str(text.as_str()).raw("}");

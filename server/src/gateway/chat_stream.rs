@@ -21,6 +21,31 @@ impl Str<'_> {
     }
 }
 
+/// A string member's text, or `default` when it is absent.
+pub fn str_or<'s>(v: &'s Option<Str>, default: &'s str) -> &'s str {
+    v.as_ref().map_or(default, Str::as_str)
+}
+
+/// Any object with a `text` member (a Messages block, a Responses part).
+#[derive(Deserialize)]
+struct TextPart<'a> {
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
+}
+
+/// The text of a content given as a string, or as an array of blocks or parts: their `text`s,
+/// joined by newlines. Anything else is no text.
+pub fn text_of(raw: Option<&serde_json::value::RawValue>) -> String {
+    let Some(raw) = raw else { return String::new() };
+    match raw.get().as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<Str>(raw.get()).map(|s| s.0.into_owned()).unwrap_or_default(),
+        Some(b'[') => serde_json::from_str::<Vec<TextPart>>(raw.get())
+            .map(|parts| parts.iter().filter_map(|p| p.text.as_ref().map(Str::as_str)).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 /// Chat's `usage`, with the details translators report.
 #[derive(Deserialize, Debug, Default, Clone, Copy)]
 pub struct ChatUsage {
@@ -143,6 +168,11 @@ impl Out<'_> {
         self
     }
 
+    /// `,"key":value`: a member copied as the caller wrote it.
+    pub fn member(&mut self, key: &str, value: &serde_json::value::RawValue) -> &mut Self {
+        self.raw(",\"").raw(key).raw("\":").raw(value.get())
+    }
+
     pub fn num(&mut self, n: u64) -> &mut Self {
         self.0.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         self
@@ -156,6 +186,19 @@ impl Out<'_> {
     /// The blank line after an event's JSON.
     pub fn end(&mut self) -> &mut Self {
         self.raw("\n\n")
+    }
+}
+
+/// The commas between a list's elements: none before the first.
+#[derive(Default)]
+pub struct Commas(bool);
+
+impl Commas {
+    /// Before an element: a comma unless it is the first.
+    pub fn next(&mut self, o: &mut Out) {
+        if std::mem::replace(&mut self.0, true) {
+            o.raw(",");
+        }
     }
 }
 

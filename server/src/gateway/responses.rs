@@ -17,7 +17,7 @@
 //! Dropped: `reasoning` items given back as input (an encrypted summary chat cannot take),
 //! `reasoning.effort`, `metadata`, `truncation`, `include`.
 use super::body::RequestBody;
-use super::chat_stream::{ChatSink, ChatStream, ChatUsage, Chunk, Completion, Out, Str};
+use super::chat_stream::{str_or, text_of, ChatSink, ChatStream, ChatUsage, Chunk, Commas, Completion, Out, Str};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -116,25 +116,9 @@ struct Format<'a> {
     description: Option<&'a RawValue>,
 }
 
-fn str_or<'s>(v: &'s Option<Str>, default: &'s str) -> &'s str {
-    v.as_ref().map_or(default, Str::as_str)
-}
-
 /// A member's value unless it is absent or `null`.
 fn given(v: Option<&RawValue>) -> Option<&RawValue> {
     v.filter(|v| v.get() != "null")
-}
-
-/// The text of a content given as a string or as an array of text parts.
-fn text_of(raw: Option<&RawValue>) -> String {
-    let Some(raw) = raw else { return String::new() };
-    match raw.get().as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<Str>(raw.get()).map(|s| s.0.into_owned()).unwrap_or_default(),
-        Some(b'[') => serde_json::from_str::<Vec<Part>>(raw.get())
-            .map(|parts| parts.iter().filter_map(|p| p.text.as_ref().map(Str::as_str)).collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default(),
-        _ => String::new(),
-    }
 }
 
 /// A chat message's content, written: a string, or parts when it holds images.
@@ -235,12 +219,8 @@ pub fn chat_request(req: &RequestBody) -> Result<Vec<u8>, String> {
     let mut buf = Vec::with_capacity(input.get().len() + 512);
     let o = &mut Out(&mut buf);
     o.raw("{\"model\":").raw(req.member("model").map_or("null", RawValue::get)).raw(",\"messages\":[");
-    let mut first = true;
-    let mut sep = move |o: &mut Out| {
-        if !std::mem::take(&mut first) {
-            o.raw(",");
-        }
-    };
+    let mut messages = Commas::default();
+    let mut sep = |o: &mut Out| messages.next(o);
     if !system.is_empty() {
         sep(o);
         o.raw("{\"role\":\"system\",\"content\":").str(&system.join("\n\n")).raw("}");
@@ -307,7 +287,7 @@ pub fn chat_request(req: &RequestBody) -> Result<Vec<u8>, String> {
         ("parallel_tool_calls", "parallel_tool_calls"),
     ] {
         if let Some(v) = given(req.member(from)) {
-            o.raw(",\"").raw(to).raw("\":").raw(v.get());
+            o.member(to, v);
         }
     }
     let tools: Vec<Tool> = match given(req.member("tools")) {
@@ -324,7 +304,7 @@ pub fn chat_request(req: &RequestBody) -> Result<Vec<u8>, String> {
         o.raw(",\"parameters\":").raw(given(t.parameters).map_or("{\"type\":\"object\",\"properties\":{}}", RawValue::get));
         for (k, v) in [("description", t.description), ("strict", t.strict)] {
             if let Some(v) = given(v) {
-                o.raw(",\"").raw(k).raw("\":").raw(v.get());
+                o.member(k, v);
             }
         }
         o.raw("}}");
@@ -360,7 +340,7 @@ pub fn chat_request(req: &RequestBody) -> Result<Vec<u8>, String> {
                 o.raw(",\"schema\":").raw(given(format.schema).map_or("null", RawValue::get));
                 for (k, v) in [("strict", format.strict), ("description", format.description)] {
                     if let Some(v) = given(v) {
-                        o.raw(",\"").raw(k).raw("\":").raw(v.get());
+                        o.member(k, v);
                     }
                 }
                 o.raw("}}");
@@ -470,17 +450,15 @@ pub fn response_from_chat(chat: &[u8], model: &str) -> Option<Vec<u8>> {
     let (status, incomplete) = status(choice.finish_reason.as_ref().map(Str::as_str));
     let mut buf = Vec::with_capacity(768);
     names.write_response(&mut Out(&mut buf), status, incomplete, chat.usage.as_ref(), |o| {
-        let mut first = true;
+        let mut items = Commas::default();
         if let Some(text) = choice.message.content.as_ref().filter(|t| !t.as_str().is_empty()) {
+            items.next(o);
             names.write_message(o, Some(text.as_str()), "completed");
-            first = false;
         }
         for call in choice.message.tool_calls.iter().flatten() {
-            if !std::mem::take(&mut first) {
-                o.raw(",");
-            }
+            items.next(o);
             let f = call.function.as_ref();
-            let s = |v: Option<&Str>| v.map_or("", Str::as_str).to_owned();
+            let s = |v: Option<&'_ Str<'_>>| v.map_or("", Str::as_str).to_owned();
             write_call(o, &s(call.id.as_ref()), &s(f.and_then(|f| f.name.as_ref())), &s(f.and_then(|f| f.arguments.as_ref())), "completed");
         }
     });
