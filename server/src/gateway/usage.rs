@@ -146,42 +146,8 @@ fn quick_usage(b: &[u8]) -> Option<Tokens> {
             let slot = if key == b"prompt_tokens_details" { &mut u.prompt_tokens_details } else { &mut u.input_tokens_details };
             *slot = Some(details);
             i = end;
-            i = ws_end(b, i);
-            match b.get(i)? {
-                b',' => {
-                    i += 1;
-                    continue;
-                }
-                b'}' => return u.tokens(),
-                _ => return None,
-            }
-        }
-        let slot = match key {
-            b"prompt_tokens" => Some(&mut u.prompt_tokens),
-            b"completion_tokens" => Some(&mut u.completion_tokens),
-            b"total_tokens" => Some(&mut u.total_tokens),
-            b"input_tokens" => Some(&mut u.input_tokens),
-            b"output_tokens" => Some(&mut u.output_tokens),
-            b"cache_read_input_tokens" => Some(&mut u.cache_read_input_tokens),
-            b"cache_creation_input_tokens" => Some(&mut u.cache_creation_input_tokens),
-            _ => None,
-        };
-        match slot {
-            Some(slot) if b.get(i)?.is_ascii_digit() => {
-                let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-                // Not a plain integer (a fraction, an exponent): serde decides.
-                if matches!(b.get(i + digits)?, b'.' | b'e' | b'E') {
-                    return None;
-                }
-                *slot = Some(std::str::from_utf8(&b[i..i + digits]).ok()?.parse().ok()?);
-                i += digits;
-            }
-            Some(slot) if b[i..].starts_with(b"null") => {
-                *slot = None;
-                i += 4;
-            }
-            Some(_) => return None,
-            None => i = skip_value(b, i)?,
+        } else {
+            i = count(&mut u, key, b, i)?;
         }
         i = ws_end(b, i);
         match b.get(i)? {
@@ -190,6 +156,40 @@ fn quick_usage(b: &[u8]) -> Option<Tokens> {
             _ => return None,
         }
     }
+}
+
+/// Reads the value at `b[i]` of member `key` into its count in `u` (a plain integer, or `null`),
+/// or skips it when it is not one we count; the index after it. `None` for a count that is not a
+/// plain integer (serde decides then).
+fn count(u: &mut UsageObject, key: &[u8], b: &[u8], mut i: usize) -> Option<usize> {
+    let slot = match key {
+        b"prompt_tokens" => Some(&mut u.prompt_tokens),
+        b"completion_tokens" => Some(&mut u.completion_tokens),
+        b"total_tokens" => Some(&mut u.total_tokens),
+        b"input_tokens" => Some(&mut u.input_tokens),
+        b"output_tokens" => Some(&mut u.output_tokens),
+        b"cache_read_input_tokens" => Some(&mut u.cache_read_input_tokens),
+        b"cache_creation_input_tokens" => Some(&mut u.cache_creation_input_tokens),
+        _ => None,
+    };
+    match slot {
+        Some(slot) if b.get(i)?.is_ascii_digit() => {
+            let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            // Not a plain integer (a fraction, an exponent): serde decides.
+            if matches!(b.get(i + digits)?, b'.' | b'e' | b'E') {
+                return None;
+            }
+            *slot = Some(std::str::from_utf8(&b[i..i + digits]).ok()?.parse().ok()?);
+            i += digits;
+        }
+        Some(slot) if b[i..].starts_with(b"null") => {
+            *slot = None;
+            i += 4;
+        }
+        Some(_) => return None,
+        None => i = skip_value(b, i)?,
+    }
+    Some(i)
 }
 
 /// The index just after the JSON value starting at `b[i]` (strings, nested objects and
