@@ -212,7 +212,7 @@ impl prometheus_client::collector::Collector for Scrape {
         let gen_ai = |k: &CallKey| -> Labels {
             let (_, upstream_model) = self.endpoint(k.endpoint_id);
             let mut l: Labels =
-                vec![("gen_ai_operation_name", gen_ai_operation(k.op).to_owned()), ("gen_ai_request_model", k.model.to_string())];
+                vec![("gen_ai_operation_name", k.op.gen_ai_name().to_owned()), ("gen_ai_request_model", k.model.to_string())];
             if !upstream_model.is_empty() {
                 l.push(("gen_ai_response_model", upstream_model));
             }
@@ -361,18 +361,6 @@ impl prometheus_client::collector::Collector for Scrape {
             enc.encode_descriptor("maas_gateway_config_revision", "Configuration revision this gateway serves.", None, MetricType::Gauge)?;
         g.encode_gauge(&self.revision)?;
         Ok(())
-    }
-}
-
-/// gen_ai.operation.name's values.
-fn gen_ai_operation(op: Op) -> &'static str {
-    match op {
-        Op::Chat | Op::Messages | Op::Responses => "chat",
-        Op::Completions => "text_completion",
-        Op::Embeddings => "embeddings",
-        Op::Rerank => "rerank",
-        Op::Speech => "text_to_speech",
-        Op::Images => "image_generation",
     }
 }
 

@@ -110,6 +110,18 @@ impl Op {
         }
     }
 
+    /// Its name in OpenTelemetry's `gen_ai.operation.name` (what `/metrics` labels it with).
+    pub fn gen_ai_name(self) -> &'static str {
+        match self {
+            Op::Chat | Op::Messages | Op::Responses => "chat",
+            Op::Completions => "text_completion",
+            Op::Embeddings => "embeddings",
+            Op::Rerank => "rerank",
+            Op::Speech => "text_to_speech",
+            Op::Images => "image_generation",
+        }
+    }
+
     /// The API an endpoint must speak to be sent this operation as it is.
     pub fn api(self) -> Api {
         match self {
