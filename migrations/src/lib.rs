@@ -16,8 +16,7 @@ mod m20261205_000001_admin_api;
 // Public: the flush benchmark measures against the indexes it replaced.
 pub mod m20261206_000001_usage_append_indexes;
 mod m20261207_000001_endpoint_apis;
-mod m20261207_000002_cached_tokens;
-mod m20261207_000003_usage_units;
+mod m20261207_000002_usage_figures;
 
 pub struct Migrator;
 
@@ -38,8 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_admin_api::Migration),
             Box::new(m20261206_000001_usage_append_indexes::Migration),
             Box::new(m20261207_000001_endpoint_apis::Migration),
-            Box::new(m20261207_000002_cached_tokens::Migration),
-            Box::new(m20261207_000003_usage_units::Migration),
+            Box::new(m20261207_000002_usage_figures::Migration),
         ]
     }
 }
