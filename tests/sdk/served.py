@@ -1,6 +1,6 @@
 """`maas mock-upstream` and `maas serve` on free loopback ports with a throwaway database and the
 demo model, for the SDK tests (each test file starts its own)."""
-import os, re, subprocess, tempfile, time
+import os, re, subprocess, sys, tempfile, time, unittest
 
 BIN = os.environ["MAAS_BIN"]
 
@@ -35,3 +35,26 @@ class Served:
             p.terminate()
             p.wait(timeout=10)
             p.stdout.close()
+
+
+class ServedCase(unittest.TestCase):
+    """Tests sharing one `Served` (`cls.served`, its data folder prefixed `PREFIX`), started
+    before the first and stopped after the last."""
+
+    PREFIX = "maas-sdk-"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.served = Served(cls.PREFIX)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.served.stop()
+
+
+def main():
+    """Runs the file's tests, prints `n passed, f failed`, and exits 1 on any failure."""
+    result = unittest.main(exit=False, verbosity=2).result
+    n, f = result.testsRun, len(result.failures) + len(result.errors)
+    print(f"{n - f} passed, {f} failed")
+    sys.exit(1 if f else 0)

@@ -2,28 +2,25 @@
 speaks only chat completions (translated), `demo-agent`'s speaks Messages natively (passed
 through, its usage read from message_start and message_delta). `maas mock-upstream` answers
 both; loopback only, bounded."""
-import sys, unittest
 
 import anthropic
 from anthropic import Anthropic
 
-from served import Served
+from served import ServedCase, main
 
 
 WEATHER = {"name": "weather", "description": "The weather in a city", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
 
 
-class AnthropicSdk(unittest.TestCase):
+class AnthropicSdk(ServedCase):
+    PREFIX = "maas-anthropic-"
+
     @classmethod
     def setUpClass(cls):
-        cls.served = Served("maas-anthropic-")
+        super().setUpClass()
         cls.base, cls.key = cls.served.base, cls.served.key
         # As Claude Code is pointed at it: ANTHROPIC_BASE_URL is the gateway's origin.
         cls.client = Anthropic(base_url=cls.base, api_key=cls.key, max_retries=0, timeout=10)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.served.stop()
 
     def test_create_with_a_system_prompt(self):
         m = self.client.messages.create(model="demo-chat", max_tokens=100, system="Be brief.",
@@ -118,7 +115,4 @@ class AnthropicSdk(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    n, f = result.testsRun, len(result.failures) + len(result.errors)
-    print(f"{n - f} passed, {f} failed")
-    sys.exit(1 if f else 0)
+    main()

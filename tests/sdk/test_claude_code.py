@@ -3,21 +3,15 @@ print-mode session on `demo-chat` (translated to chat completions) and on `demo-
 (Messages passed through). The mock answers its first request with a call of the first tool
 Claude Code offers, so each session runs a whole agent turn: a streamed tool call, Claude
 Code's tool result sent back, the final text. Offline: loopback only, no telemetry, bounded."""
-import json, os, subprocess, sys, unittest, urllib.request
+import json, os, subprocess, urllib.request
 
-from served import Served
+from served import ServedCase, main
 
 CLAUDE = os.environ["CLAUDE_BIN"]
 
 
-class ClaudeCode(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.served = Served("maas-claude-")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.served.stop()
+class ClaudeCode(ServedCase):
+    PREFIX = "maas-claude-"
 
     def session(self, model):
         home = os.path.join(self.served.tmp, "home-" + model)
@@ -55,7 +49,4 @@ class ClaudeCode(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    n, f = result.testsRun, len(result.failures) + len(result.errors)
-    print(f"{n - f} passed, {f} failed")
-    sys.exit(1 if f else 0)
+    main()

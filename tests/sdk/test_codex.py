@@ -3,21 +3,15 @@
 and on `demo-agent` (Responses passed through). The mock answers its first request with a call
 of the first tool Codex offers, so each session runs a whole agent turn: a streamed function
 call, Codex's output for it sent back, the final text. Offline: loopback only, bounded."""
-import json, os, subprocess, sys, unittest, urllib.request
+import json, os, subprocess, urllib.request
 
-from served import Served
+from served import ServedCase, main
 
 CODEX = os.environ["CODEX_BIN"]
 
 
-class Codex(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.served = Served("maas-codex-")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.served.stop()
+class Codex(ServedCase):
+    PREFIX = "maas-codex-"
 
     def session(self, model):
         home = os.path.join(self.served.tmp, "codex-" + model)
@@ -54,7 +48,4 @@ class Codex(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    n, f = result.testsRun, len(result.failures) + len(result.errors)
-    print(f"{n - f} passed, {f} failed")
-    sys.exit(1 if f else 0)
+    main()

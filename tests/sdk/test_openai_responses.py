@@ -2,12 +2,12 @@
 gateway: `demo-chat`'s endpoint speaks only chat completions (the gateway translates), and
 `demo-agent`'s speaks Responses natively (passed through). `maas mock-upstream` answers both;
 loopback only, bounded."""
-import asyncio, sys, unittest
+import asyncio
 
 import openai
 from openai import OpenAI, AsyncOpenAI
 
-from served import Served
+from served import ServedCase, main
 
 LOOKUP = {"type": "function", "name": "lookup", "description": "Looks a word up",
           "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"], "additionalProperties": False},
@@ -17,15 +17,13 @@ MODES = [("demo-chat", "Hello!", "chunk 0 chunk 1 chunk 2 chunk 3", (5, 2, 0)),
          ("demo-agent", "Hello!", "Hello!", (8, 3, 2))]
 
 
-class Responses(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.served = Served("maas-responses-")
-        cls.client = OpenAI(base_url=cls.served.base + "/v1", api_key=cls.served.key, max_retries=0, timeout=10)
+class Responses(ServedCase):
+    PREFIX = "maas-responses-"
 
     @classmethod
-    def tearDownClass(cls):
-        cls.served.stop()
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.client = OpenAI(base_url=cls.served.base + "/v1", api_key=cls.served.key, max_retries=0, timeout=10)
 
     def test_create(self):
         for model, text, _, (inp, out, cached) in MODES:
@@ -107,7 +105,4 @@ class Responses(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    n, f = result.testsRun, len(result.failures) + len(result.errors)
-    print(f"{n - f} passed, {f} failed")
-    sys.exit(1 if f else 0)
+    main()

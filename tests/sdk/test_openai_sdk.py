@@ -1,22 +1,20 @@
 """The official OpenAI Python SDK against the gateway (loopback only, bounded)."""
-import os, sys, time, unittest
+import os, time
 
 import openai
 from openai import OpenAI
 
-from served import Served
+from served import ServedCase, main
 
 
-class OpenAISdk(unittest.TestCase):
+class OpenAISdk(ServedCase):
+    PREFIX = "maas-sdk-"
+
     @classmethod
     def setUpClass(cls):
-        cls.served = Served("maas-sdk-")
+        super().setUpClass()
         cls.tmp, cls.base, cls.key = cls.served.tmp, cls.served.base, cls.served.key
         cls.client = OpenAI(base_url=cls.base + "/v1", api_key=cls.key, max_retries=0, timeout=10)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.served.stop()
 
     def test_chat_non_streamed(self):
         r = self.client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "Hello"}])
@@ -105,7 +103,4 @@ class OpenAISdk(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    n, f = result.testsRun, len(result.failures) + len(result.errors)
-    print(f"{n - f} passed, {f} failed")
-    sys.exit(1 if f else 0)
+    main()

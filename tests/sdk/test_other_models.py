@@ -2,24 +2,22 @@
 gateway to `maas mock-upstream` (which answers them as those models do): the answers arrive
 whole (speech's audio byte for byte, streamed), and the gateway's /metrics counts each in its
 unit. Loopback only, bounded."""
-import json, sys, unittest, urllib.request
+import json, urllib.request
 
 from openai import OpenAI
 
-from served import Served
+from served import ServedCase, main
 
 AUDIO = bytes(i % 251 for i in range(4000))
 
 
-class OtherModels(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.served = Served("maas-kinds-")
-        cls.client = OpenAI(base_url=cls.served.base + "/v1", api_key=cls.served.key, max_retries=0, timeout=10)
+class OtherModels(ServedCase):
+    PREFIX = "maas-kinds-"
 
     @classmethod
-    def tearDownClass(cls):
-        cls.served.stop()
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.client = OpenAI(base_url=cls.served.base + "/v1", api_key=cls.served.key, max_retries=0, timeout=10)
 
     def test_speech_streams_the_audio_back(self):
         with self.client.audio.speech.with_streaming_response.create(model="demo-chat", voice="alloy", input="Hello there") as r:
@@ -47,7 +45,4 @@ class OtherModels(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    n, f = result.testsRun, len(result.failures) + len(result.errors)
-    print(f"{n - f} passed, {f} failed")
-    sys.exit(1 if f else 0)
+    main()
