@@ -326,14 +326,7 @@ async fn rate_limits_refuse_with_headers_and_consume_nothing_on_rejection() {
         Policy::RoundRobin,
         vec![ep(h.up(""), "m", "", None)],
         vec![
-            RuleInput {
-                kind: app::types::RuleKind::Requests,
-                target: RuleTarget::ApiKey,
-                workspace_id: Some(h.ws),
-                api_key_id: Some(h.key_id),
-                limit: "3".into(),
-                duration: "60".into(),
-            },
+            kind_rule(&h, RuleKind::Requests, "3", "60"),
             RuleInput {
                 kind: app::types::RuleKind::Requests,
                 target: RuleTarget::Workspace,
@@ -735,14 +728,7 @@ async fn an_upstream_closing_idle_connections_costs_no_failure() {
 #[tokio::test]
 async fn what_a_rule_counted_survives_a_configuration_change() {
     let h = harness().await;
-    let rule = RuleInput {
-        kind: app::types::RuleKind::Requests,
-        target: RuleTarget::ApiKey,
-        workspace_id: Some(h.ws),
-        api_key_id: Some(h.key_id),
-        limit: "3".into(),
-        duration: "60".into(),
-    };
+    let rule = kind_rule(&h, RuleKind::Requests, "3", "60");
     let input = |endpoint: &str| ModelInput {
         marketplace_model_id: Some(h.mm),
         cluster_id: Some(h.cluster),
@@ -895,14 +881,7 @@ async fn https_endpoints_behind_a_private_ca_are_trusted_only_when_configured_an
 #[tokio::test]
 async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
     let h = harness().await;
-    let rule = RuleInput {
-        kind: app::types::RuleKind::Requests,
-        target: RuleTarget::ApiKey,
-        workspace_id: Some(h.ws),
-        api_key_id: Some(h.key_id),
-        limit: "100".into(),
-        duration: "1".into(),
-    };
+    let rule = kind_rule(&h, RuleKind::Requests, "100", "1");
     h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
     // A burst over more milliseconds (1 ms ticks for a 1 s window) than a counter holds inline.
     for _ in 0..12 {
@@ -918,14 +897,7 @@ async fn a_burst_on_a_rule_gives_its_memory_back_once_its_window_has_passed() {
 #[tokio::test]
 async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
     let h = harness().await;
-    let rule = |limit: &str| RuleInput {
-        kind: app::types::RuleKind::Requests,
-        target: RuleTarget::ApiKey,
-        workspace_id: Some(h.ws),
-        api_key_id: Some(h.key_id),
-        limit: limit.into(),
-        duration: "60".into(),
-    };
+    let rule = |limit: &str| kind_rule(&h, RuleKind::Requests, limit, "60");
     let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule("3")]).await;
     for _ in 0..3 {
         assert_eq!(h.chat(hello()).await.status(), 200);
@@ -949,14 +921,7 @@ async fn switching_a_model_off_and_on_does_not_reset_its_limits() {
 #[tokio::test]
 async fn a_disabled_models_counters_are_dropped_once_their_window_has_passed() {
     let h = harness().await;
-    let rule = RuleInput {
-        kind: app::types::RuleKind::Requests,
-        target: RuleTarget::ApiKey,
-        workspace_id: Some(h.ws),
-        api_key_id: Some(h.key_id),
-        limit: "5".into(),
-        duration: "1".into(),
-    };
+    let rule = kind_rule(&h, RuleKind::Requests, "5", "1");
     let id = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
     assert_eq!(h.chat(hello()).await.status(), 200);
     h.enable(id, false).await;
@@ -1182,14 +1147,7 @@ async fn refused_cancelled_failed_over_and_usage_less_calls_are_each_one_record(
     h.model(
         Policy::RoundRobin,
         vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up("/chunks/20/chunk-delay/100"), "slow", "", None)],
-        vec![RuleInput {
-            kind: app::types::RuleKind::Requests,
-            target: RuleTarget::ApiKey,
-            workspace_id: Some(h.ws),
-            api_key_id: Some(h.key_id),
-            limit: "5".into(),
-            duration: "60".into(),
-        }],
+        vec![kind_rule(&h, RuleKind::Requests, "5", "60")],
     )
     .await;
     let mm2 = catalog::create_marketplace(
@@ -1900,14 +1858,7 @@ async fn endpoints_capped_at_4_concurrent_spill_to_the_next_and_a_full_model_que
 #[tokio::test]
 async fn refused_calls_carry_no_usage_and_are_not_counted_as_unknown() {
     let h = harness().await;
-    let rule = RuleInput {
-        kind: app::types::RuleKind::Requests,
-        target: RuleTarget::ApiKey,
-        workspace_id: Some(h.ws),
-        api_key_id: Some(h.key_id),
-        limit: "1".into(),
-        duration: "60".into(),
-    };
+    let rule = kind_rule(&h, RuleKind::Requests, "1", "60");
     h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![rule]).await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]});
     let unknown_key = h.http.post(format!("{}/v1/chat/completions", h.base)).bearer_auth("sk-nobody").json(&body).send().await.unwrap();
