@@ -88,6 +88,9 @@ export async function login(page: Page, base: string, user: string, password: st
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await expect(page.locator('.who')).toContainText(user);
+  // Signing in lands on a freshly served page: a click before it hydrates would be lost
+  // (an unchecked toggle that never reaches the server).
+  await page.waitForSelector('body[data-hydrated="true"]');
 }
 
 export async function logout(page: Page) {
