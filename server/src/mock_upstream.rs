@@ -117,7 +117,7 @@ fn parse(path: &str) -> (Directives, String) {
     (d, format!("/{}", segs[i..].join("/")))
 }
 
-async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let path = uri.path().to_owned();
     if method == Method::GET && path == "/_mock/requests" {
         return axum::Json(Value::Array(st.received.lock().clone())).into_response();
@@ -135,7 +135,11 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     let (d, op) = parse(&path);
     // Counted when recording (tests); benchmarks skip the two locks.
     let flight = st.record.then(|| Flight::enter(&st, d.name.clone().unwrap_or_default()));
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // A form (an upload) is read as it streams in: its text fields and a digest of each file.
+    let req: Value = match crate::mock_kinds::boundary(&headers) {
+        Some(b) => crate::mock_kinds::read_form(body, b).await,
+        None => serde_json::from_slice(&axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default()).unwrap_or(Value::Null),
+    };
     let model = req.get("model").and_then(Value::as_str).unwrap_or("").to_owned();
     if st.record {
         let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -179,7 +183,9 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
         p if p.ends_with("/messages") => crate::mock_native::messages(&req, &model, &from),
         p if p.ends_with("/rerank") => crate::mock_kinds::rerank(&req, &model),
         p if p.ends_with("/audio/speech") => crate::mock_kinds::speech(&req),
-        p if p.ends_with("/images/generations") => crate::mock_kinds::images(&req, created),
+        p if p.ends_with("/images/generations") || p.ends_with("/images/edits") => crate::mock_kinds::images(&req, created),
+        p if p.ends_with("/audio/transcriptions") => crate::mock_kinds::transcription(&req, "transcript"),
+        p if p.ends_with("/audio/translations") => crate::mock_kinds::transcription(&req, "translation"),
         p if p.ends_with("/responses") => crate::mock_native::responses(&req, &model, &from, created),
         "/v1/models" | "/models" => axum::Json(json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": created, "owned_by": "mock"}]})).into_response(),
         p if p.ends_with("/chat/completions") => {

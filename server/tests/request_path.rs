@@ -496,12 +496,14 @@ async fn an_operation_none_of_a_models_endpoints_speaks_is_refused_in_the_caller
     p.assert_nothing_held();
 }
 
-/// The other model kinds: `rr` (rerank), `tts` (speech), `img` (images), each with a failing
-/// endpoint before a working one and a rule of one request a minute for the key.
+/// The other model kinds: `rr` (rerank), `tts` (speech), `img` (images), `stt` (speech to
+/// text), `edit` (image edits), each with a failing endpoint before a working one and a rule of
+/// one request a minute for the key (two for `stt`: a transcription and a translation).
+/// Uploads are limited to 4 MiB.
 async fn kinds() -> (Path, String) {
     let mock = common::serve_router(server::mock_upstream::router(Default::default(), true)).await;
     let mut rows = Rows::default();
-    for (id, name) in [(1, "rr"), (2, "tts"), (3, "img")] {
+    for (id, name) in [(1, "rr"), (2, "tts"), (3, "img"), (4, "stt"), (5, "edit")] {
         rows.models.push(model(id, name));
         rows.endpoints.insert(
             id,
@@ -510,9 +512,9 @@ async fn kinds() -> (Path, String) {
                 endpoint(id * 10 + 1, id, format!("{mock}/name/good/v1"), None),
             ],
         );
-        rows.rules.insert(id, vec![rule(id, id, "requests", RuleTarget::ApiKey, 1, 60)]);
+        rows.rules.insert(id, vec![rule(id, id, "requests", RuleTarget::ApiKey, if name == "stt" { 2 } else { 1 }, 60)]);
     }
-    let gw = Gateway::new(GatewayConfig { connect_timeout: Duration::from_secs(1), ..Default::default() });
+    let gw = Gateway::new(GatewayConfig { connect_timeout: Duration::from_secs(1), upload_limit: 4 << 20, ..Default::default() });
     let mut snap = snapshot::assemble(rows, &app::ssr::crypto::SecretBox::from_passphrase("test"), 1, None);
     snap.add_key((app::ssr::crypto::sha256_hex(KEY), KEY_ID, WS, None, None, None, None));
     gw.publish(snap);
@@ -564,5 +566,164 @@ async fn rerank_speech_and_images_are_failed_over_limited_and_counted_in_their_u
     assert_eq!((tokens["rerank"], tokens["images"], tokens["speech"]), ((9, 0, 0), (7, 200, 0), (0, 0, 0)));
     let metrics = p.gw.metrics_text();
     assert!(metrics.contains("unit=\"characters\"") && metrics.contains("maas_gateway_units_total"), "{metrics}");
+    p.assert_nothing_held();
+}
+
+/// A `multipart/form-data` body with `boundary`: the text fields, then the file (if any).
+fn form(boundary: &str, fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (k, v) in fields {
+        b.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+    }
+    if let Some((name, filename, data)) = file {
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: audio/wav\r\n\r\n"
+        );
+        b.extend_from_slice(head.as_bytes());
+        b.extend_from_slice(data);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    b
+}
+
+/// A 16 kHz, 16-bit mono WAV of `data` bytes of samples (32,000 bytes a second).
+fn wav(data: u32) -> Vec<u8> {
+    let mut w = Vec::with_capacity(44 + data as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32.to_le_bytes(), [1, 0, 1, 0], 16_000u32.to_le_bytes(), 32_000u32.to_le_bytes(), [2, 0, 16, 0]] {
+        w.extend_from_slice(&v);
+    }
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    w.extend((0..data).map(|i| (i % 253) as u8));
+    w
+}
+
+impl Path {
+    async fn upload(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/{path}", self.base))
+            .bearer_auth(KEY)
+            .header("content-type", "multipart/form-data; boundary=test-boundary")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn uploads_are_spooled_failed_over_limited_and_counted_in_seconds_and_images() {
+    use sha2::Digest;
+    let (p, mock) = kinds().await;
+    // 3 MB of audio: past what stays in memory, so it is sent from the spool file, twice.
+    let audio = wav(3_000_000);
+    let digest = hex::encode(sha2::Sha256::digest(&audio));
+    let body = form("test-boundary", &[("model", "stt"), ("language", "en")], Some(("file", "a.wav", &audio)));
+    let r = p.upload("audio/transcriptions", body).await;
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["text"], "mock transcript of 3000044 bytes");
+    let body = form("test-boundary", &[("model", "stt"), ("response_format", "verbose_json")], Some(("file", "a.wav", &audio)));
+    let r = p.upload("audio/translations", body).await;
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((answer["text"].as_str(), answer["duration"].as_f64()), (Some("mock translation of 3000044 bytes"), Some(94.0)));
+    let edit = form("test-boundary", &[("model", "edit"), ("prompt", "add a hat"), ("n", "2")], Some(("image", "cat.png", b"png bytes")));
+    let r = p.upload("images/edits", edit.clone()).await;
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["data"].as_array().unwrap().len(), 2);
+
+    // Each went to the failing endpoint, then the working one, with the endpoint's own model
+    // and key (none here: never the caller's), the other fields and the file as sent.
+    let sent = received(&p.http, &mock).await;
+    for (path, model) in
+        [("/v1/audio/transcriptions", "upstream-4"), ("/v1/audio/translations", "upstream-4"), ("/v1/images/edits", "upstream-5")]
+    {
+        let tries: Vec<&serde_json::Value> = sent.iter().filter(|s| s["path"].as_str().unwrap().ends_with(path)).collect();
+        let names: Vec<&str> = tries.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        // Round robin: the translation starts where the transcription left off.
+        let expected: &[&str] = if path.ends_with("translations") { &["good"] } else { &["bad", "good"] };
+        assert_eq!(names, expected, "{path}");
+        for t in &tries {
+            assert_eq!(t["body"]["model"], format!("{model}{}", if t["name"] == "bad" { 0 } else { 1 }));
+        }
+        assert!(tries.iter().all(|t| t["authorization"].is_null()), "the caller's key is never forwarded");
+        if path.contains("audio") {
+            assert!(tries.iter().all(|t| t["body"]["file"]["sha256"] == digest.as_str()), "the file arrives whole: {tries:?}");
+        } else {
+            assert_eq!((&tries[1]["body"]["prompt"], &tries[1]["body"]["n"]), (&json!("add a hat"), &json!("2")));
+            assert_eq!(tries[1]["body"]["image"]["bytes"], 9);
+        }
+    }
+    assert_eq!(sent.iter().find(|s| s["path"].as_str().unwrap().ends_with("/transcriptions")).unwrap()["body"]["language"], "en");
+
+    // Limited like every call: the next one is refused by the rule.
+    let r = p.upload("images/edits", edit).await;
+    assert_eq!(r.status(), 429);
+    // 3,000,000 bytes at 32,000 a second: 93.75 s, counted as 94; two images.
+    assert_eq!(p.recorded(4).await, BTreeMap::from([(("ok", 200), 3), (("rate_limited", 429), 1)]));
+    assert_eq!(p.gw.meter.pending_units(), BTreeMap::from([("image_edits", 2), ("transcriptions", 94), ("translations", 94)]));
+    p.assert_nothing_held();
+}
+
+#[tokio::test]
+async fn a_broken_upload_is_refused_with_what_is_wrong() {
+    let (p, _mock) = kinds().await;
+    let error = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let e: serde_json::Value = r.json().await.unwrap();
+        (status, e["error"]["message"].as_str().unwrap().to_owned())
+    };
+    let file = Some(("file", "a.wav", &b"RIFF"[..]));
+    let (s, m) = error(p.upload("audio/transcriptions", form("test-boundary", &[("language", "en")], file)).await).await;
+    assert_eq!((s, m.as_str()), (400, "You must provide a model parameter."));
+    let (s, m) = error(p.upload("audio/transcriptions", form("test-boundary", &[("model", "nope")], file)).await).await;
+    assert_eq!((s, m.as_str()), (404, "The model `nope` does not exist or you do not have access to it."));
+    let mut cut = form("test-boundary", &[("model", "stt")], Some(("file", "a.wav", &wav(10_000))));
+    cut.truncate(cut.len() - 40);
+    let (s, m) = error(p.upload("audio/transcriptions", cut).await).await;
+    assert_eq!(s, 400);
+    assert!(m.contains("truncated"), "{m}");
+    let (s, m) =
+        error(p.upload("audio/transcriptions", form("test-boundary", &[("model", "stt")], Some(("file", "a.wav", &wav(5 << 20))))).await)
+            .await;
+    assert_eq!((s, m.as_str()), (413, "Request body is larger than the limit of 4194304 bytes."));
+    // Chunked, without a Content-Length: 413 once the limit is passed.
+    let big = form("test-boundary", &[("model", "stt")], Some(("file", "a.wav", &wav(5 << 20))));
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.chunks(64 << 10).map(|c| Ok(c.to_vec())).collect();
+    let r = p
+        .http
+        .post(format!("{}/v1/audio/transcriptions", p.base))
+        .bearer_auth(KEY)
+        .header("content-type", "multipart/form-data; boundary=test-boundary")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error(r).await.0, 413);
+    // JSON where a form is taken, and a form without its boundary.
+    let (s, m) = error(p.post("audio/transcriptions", json!({"model": "stt"})).await).await;
+    assert_eq!(
+        (s, m.as_str()),
+        (400, "POST /v1/audio/transcriptions takes a multipart/form-data upload (the file, and `model` as a form field).")
+    );
+    let r = p
+        .http
+        .post(format!("{}/v1/audio/transcriptions", p.base))
+        .bearer_auth(KEY)
+        .header("content-type", "multipart/form-data")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let (s, m) = error(r).await;
+    assert_eq!(s, 400);
+    assert!(m.contains("names no multipart boundary"), "{m}");
+    // Nothing reached an upstream, nothing is held.
     p.assert_nothing_held();
 }

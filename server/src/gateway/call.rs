@@ -179,6 +179,10 @@ impl CallCtx {
             self.failures.push((ep, FailReason::BrokenBody));
         }
         self.record.tokens = tokens;
+        // Seconds of audio are known only from the answer.
+        if self.record.op.unit() == Some(super::op::Unit::Seconds) {
+            self.record.units = tokens.map_or(0, |t| t.seconds);
+        }
         // With metering off, nothing is read: every call keeps its estimate. An error answer
         // without usage used no tokens.
         self.consumed = match (self.meter.is_some(), tokens) {

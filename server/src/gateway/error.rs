@@ -57,6 +57,9 @@ pub enum GatewayError {
     UpstreamUnavailable,
     /// Upstreams were reached but did not answer in time.
     UpstreamTimeout,
+    /// The gateway itself failed the call (it could not spool an upload): the message is the
+    /// caller's, the cause is in the log.
+    Internal(String),
 }
 
 impl GatewayError {
@@ -69,7 +72,7 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) | GatewayError::UnknownPath(_) => Outcome::NotFound,
             GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) | GatewayError::OperationNotServed { .. } => Outcome::BadRequest,
             GatewayError::RateLimited(_) | GatewayError::QuotaExceeded(_) | GatewayError::EndpointsBusy { .. } => Outcome::RateLimited,
-            GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => Outcome::UpstreamError,
+            GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout | GatewayError::Internal(_) => Outcome::UpstreamError,
         }
     }
 }
@@ -245,6 +248,7 @@ impl GatewayError {
                 "The upstream endpoints did not answer in time.".to_string(),
                 HeaderMap::new(),
             ),
+            GatewayError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error", m, HeaderMap::new()),
         }
     }
 }

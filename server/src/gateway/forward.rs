@@ -9,7 +9,8 @@ use super::op::{Op, Translation};
 use super::record::FailReason;
 use super::slots::{self, Slot, Slots};
 use super::snapshot::{Endpoint, Mode, Route};
-use super::upstream::{SendError, Upstream, UpstreamBody};
+use super::upload::Upload;
+use super::upstream::{Payload, SendError, Upstream, UpstreamBody};
 use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
@@ -39,6 +40,9 @@ pub struct Forwarder {
 pub struct Outgoing<'a> {
     pub op: Op,
     pub body: &'a RequestBody<'a>,
+    /// A multipart call's form (`body` is then its text fields): what every endpoint is sent,
+    /// with its own model.
+    pub upload: Option<&'a Upload>,
     pub translated: Option<&'a RequestBody<'a>>,
     pub accept: Option<&'a HeaderValue>,
     /// `anthropic-version` and `anthropic-beta`, for an endpoint that speaks Messages natively.
@@ -144,11 +148,14 @@ impl Forwarder {
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             return Try::Skipped;
         };
-        let send = |body: Bytes| {
+        let send = |body: Payload| {
             tokio::time::timeout(self.first_byte_timeout, self.upstream.post(target, ep.auth.as_ref(), out.accept, &extra, body))
         };
         let mut injected = stream_options.as_deref().filter(|_| !ep.skip_stream_usage && !ep.health.refuses_stream_options());
-        let mut answer = send(Bytes::from(body.rewritten(&ep.model_json, injected))).await;
+        let mut answer = match out.upload {
+            Some(form) => send(Payload::Form(form.body_for(&ep.model_id))).await,
+            None => send(Payload::Json(Bytes::from(body.rewritten(&ep.model_json, injected)))).await,
+        };
         // An upstream that refuses the `stream_options` we added (older servers validate every
         // field): the same request without them, and that endpoint's streams go without from
         // now on. A 400 it gives again is the caller's to see.
@@ -156,7 +163,7 @@ impl Forwarder {
             ep.health.set_refuses_stream_options();
             tracing::warn!(model = %route.name, endpoint = i, "upstream refused stream_options.include_usage; its streams are sent without it (usage unknown)");
             injected = None;
-            answer = send(Bytes::from(body.with_model(&ep.model_json))).await;
+            answer = send(Payload::Json(Bytes::from(body.with_model(&ep.model_json)))).await;
         }
         match answer {
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {

@@ -247,9 +247,9 @@ mod tests {
     #[test]
     fn calls_of_one_minute_and_dimensions_add_up_and_unknown_usage_counts_apart() {
         let m = Meter::default();
-        m.record(call(7, Some(Tokens { input: 5, output: 2, total: 7, cached: 0 }), 40));
+        m.record(call(7, Some(Tokens { input: 5, output: 2, total: 7, cached: 0, seconds: 0 }), 40));
         m.record(call(7, None, 3_000));
-        m.record(call(8, Some(Tokens { input: 1, output: 1, total: 2, cached: 0 }), 10));
+        m.record(call(8, Some(Tokens { input: 1, output: 1, total: 2, cached: 0, seconds: 0 }), 10));
         let rows = m.take();
         assert_eq!(rows.len(), 2);
         let s = rows.iter().find(|(k, _)| k.api_key_id == Some(7)).unwrap().1;
@@ -264,7 +264,7 @@ mod tests {
     fn past_the_cap_new_dimensions_fold_into_one_overflow_row_and_totals_stay_exact() {
         let m = Meter::default();
         for k in 0..(MAX_ROWS as i64 + 1000) {
-            m.record(call(k, Some(Tokens { input: 1, output: 1, total: 2, cached: 0 }), 1));
+            m.record(call(k, Some(Tokens { input: 1, output: 1, total: 2, cached: 0, seconds: 0 }), 1));
         }
         let rows = m.take();
         assert_eq!(rows.len(), MAX_ROWS + 1);

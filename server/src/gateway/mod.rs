@@ -18,6 +18,7 @@ pub mod record;
 pub mod responses;
 pub mod slots;
 pub mod snapshot;
+pub mod upload;
 pub mod upstream;
 pub mod usage;
 
@@ -45,6 +46,9 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub body_limit: usize,
+    /// The limit of a multipart upload (audio to transcribe, images to edit): spooled, not held
+    /// in memory, so it may be larger.
+    pub upload_limit: usize,
     pub connect_timeout: Duration,
     /// Time allowed until the upstream's response headers arrive (streams may run longer).
     pub first_byte_timeout: Duration,
@@ -74,6 +78,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             body_limit: 10 * 1024 * 1024,
+            upload_limit: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(120),
             fail_threshold: 3,
@@ -378,8 +383,8 @@ impl Gateway {
         let identified = self.identify(&snap, &parts.headers);
         // Read even for a caller refused below: its record names the model it sent, and its
         // connection stays usable (a body left unread closes it).
-        let bytes = read_body(body, &parts.headers, self.config.body_limit).await.map_err(|e| refusal_first(&identified, e))?;
-        let req = parse_body(&bytes).map_err(|e| refusal_first(&identified, e))?;
+        let incoming = self.read_request(call.op(), body, &parts.headers).await.map_err(|e| refusal_first(&identified, e))?;
+        let req = parse_body(incoming.json()).map_err(|e| refusal_first(&identified, e))?;
         let route = find_route(&snap, &req, call);
         let caller = identified?;
         call.identified(&caller);
@@ -388,12 +393,13 @@ impl Gateway {
         call.asks_for(op.units(&req));
         // The body endpoints that speak only chat completions get (Messages, Responses over chat).
         let translated = translate_request(op, route, &req)?;
-        let ticket = self.admit(&snap, route, &caller, &req, bytes.len(), op).await?;
+        let ticket = self.admit(&snap, route, &caller, &req, incoming.json().len(), op).await?;
         call.admitted(ticket);
         let translated = translated.as_deref().map(parse_body).transpose()?;
         let out = Outgoing {
             op,
             body: &req,
+            upload: incoming.upload(),
             accept: parts.headers.get(header::ACCEPT),
             anthropic: anthropic::passed_headers(op, &parts.headers),
             stream_options: self.stream_options(op, &req),
@@ -401,6 +407,22 @@ impl Gateway {
             translated: translated.as_ref(),
         };
         self.forwarder.with_failover(route, &out, call).await
+    }
+
+    /// The request's body as `op` takes it: JSON, or a multipart upload (spooled).
+    async fn read_request(&self, op: Op, body: Body, headers: &HeaderMap) -> Result<Incoming, GatewayError> {
+        if op.takes_form() && upload::is_form(headers) {
+            return Ok(Incoming::Form(upload::Upload::read(body, headers, self.config.upload_limit).await?));
+        }
+        if !op.takes_json() {
+            // Read anyway (within the limit), so the connection stays usable.
+            let _ = read_body(body, headers, self.config.body_limit).await;
+            return Err(GatewayError::BadRequest(format!(
+                "POST /v1{} takes a multipart/form-data upload (the file, and `model` as a form field).",
+                op.path()
+            )));
+        }
+        Ok(Incoming::Json(read_body(body, headers, self.config.body_limit).await?))
     }
 
     /// Checks the call against every rule of the route and every quota that applies to the
@@ -434,6 +456,28 @@ impl Gateway {
                 usage::with_include_usage(req.member("stream_options"))
             }
             _ => None,
+        }
+    }
+}
+
+/// A request's body as read: JSON, or an upload whose text fields the path reads as JSON.
+enum Incoming {
+    Json(Bytes),
+    Form(upload::Upload),
+}
+
+impl Incoming {
+    fn json(&self) -> &[u8] {
+        match self {
+            Incoming::Json(b) => b,
+            Incoming::Form(f) => &f.fields,
+        }
+    }
+
+    fn upload(&self) -> Option<&upload::Upload> {
+        match self {
+            Incoming::Json(_) => None,
+            Incoming::Form(f) => Some(f),
         }
     }
 }

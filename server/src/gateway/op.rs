@@ -20,6 +20,12 @@ pub enum Op {
     Speech,
     /// Image generation (`/v1/images/generations`).
     Images,
+    /// Speech to text (`/v1/audio/transcriptions`): a multipart upload of the audio.
+    Transcriptions,
+    /// Speech to English text (`/v1/audio/translations`): a multipart upload of the audio.
+    Translations,
+    /// Image edits (`/v1/images/edits`): a multipart upload of the images, or JSON.
+    ImageEdits,
 }
 
 /// The unit an operation is counted in besides tokens (usage's `units`).
@@ -31,6 +37,8 @@ pub enum Unit {
     Characters,
     /// Images asked for.
     Images,
+    /// Seconds of audio, as the upstream reports them (`usage.seconds`).
+    Seconds,
 }
 
 impl Unit {
@@ -39,6 +47,7 @@ impl Unit {
             Unit::Documents => "documents",
             Unit::Characters => "characters",
             Unit::Images => "images",
+            Unit::Seconds => "seconds",
         }
     }
 }
@@ -77,10 +86,21 @@ impl Op {
         Op::ALL.into_iter().find(|op| op.path() == op_path)
     }
 
-    /// Every operation, in declaration order.
     /// Every operation, in declaration order (`op as usize` is its position here: where an
     /// endpoint's target for it is).
-    pub const ALL: [Op; 8] = [Op::Chat, Op::Completions, Op::Embeddings, Op::Messages, Op::Responses, Op::Rerank, Op::Speech, Op::Images];
+    pub const ALL: [Op; 11] = [
+        Op::Chat,
+        Op::Completions,
+        Op::Embeddings,
+        Op::Messages,
+        Op::Responses,
+        Op::Rerank,
+        Op::Speech,
+        Op::Images,
+        Op::Transcriptions,
+        Op::Translations,
+        Op::ImageEdits,
+    ];
 
     /// How usage rows name it.
     pub fn name(self) -> &'static str {
@@ -93,6 +113,9 @@ impl Op {
             Op::Rerank => "rerank",
             Op::Speech => "speech",
             Op::Images => "images",
+            Op::Transcriptions => "transcriptions",
+            Op::Translations => "translations",
+            Op::ImageEdits => "image_edits",
         }
     }
 
@@ -107,6 +130,9 @@ impl Op {
             Op::Rerank => "/rerank",
             Op::Speech => "/audio/speech",
             Op::Images => "/images/generations",
+            Op::Transcriptions => "/audio/transcriptions",
+            Op::Translations => "/audio/translations",
+            Op::ImageEdits => "/images/edits",
         }
     }
 
@@ -119,6 +145,9 @@ impl Op {
             Op::Rerank => "rerank",
             Op::Speech => "text_to_speech",
             Op::Images => "image_generation",
+            Op::Transcriptions => "speech_to_text",
+            Op::Translations => "speech_translation",
+            Op::ImageEdits => "image_edit",
         }
     }
 
@@ -126,7 +155,15 @@ impl Op {
     pub fn api(self) -> Api {
         match self {
             // Chat stands for OpenAI's API family (an OpenAI-compatible server).
-            Op::Chat | Op::Completions | Op::Embeddings | Op::Rerank | Op::Speech | Op::Images => Api::Chat,
+            Op::Chat
+            | Op::Completions
+            | Op::Embeddings
+            | Op::Rerank
+            | Op::Speech
+            | Op::Images
+            | Op::Transcriptions
+            | Op::Translations
+            | Op::ImageEdits => Api::Chat,
             Op::Messages => Api::Messages,
             Op::Responses => Api::Responses,
         }
@@ -165,14 +202,25 @@ impl Op {
         match self {
             Op::Rerank => Some(Unit::Documents),
             Op::Speech => Some(Unit::Characters),
-            Op::Images => Some(Unit::Images),
+            Op::Images | Op::ImageEdits => Some(Unit::Images),
+            Op::Transcriptions | Op::Translations => Some(Unit::Seconds),
             _ => None,
         }
     }
 
+    /// Whether it takes a multipart upload (`upload.rs`).
+    pub fn takes_form(self) -> bool {
+        matches!(self, Op::Transcriptions | Op::Translations | Op::ImageEdits)
+    }
+
+    /// Whether it takes a JSON body (image edits take either).
+    pub fn takes_json(self) -> bool {
+        !matches!(self, Op::Transcriptions | Op::Translations)
+    }
+
     /// How many of its unit the request asks for: the documents to rerank, the characters to
     /// speak, the images to make (`n`, 1 when not given). Read from the request, which these
-    /// APIs' answers do not restate.
+    /// APIs' answers do not restate. Seconds of audio are the answer's to report (`None` here).
     pub fn units(self, req: &super::body::RequestBody<'_>) -> Option<u64> {
         let member = |name: &str| req.member(name).map(|v| v.get());
         match self.unit()? {
@@ -180,7 +228,9 @@ impl Op {
                 member("documents").and_then(|d| serde_json::from_str::<Vec<serde::de::IgnoredAny>>(d).ok()).map(|d| d.len() as u64)
             }
             Unit::Characters => member("input").and_then(|i| serde_json::from_str::<String>(i).ok()).map(|i| i.chars().count() as u64),
-            Unit::Images => Some(member("n").and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(1)),
+            // A number in JSON, a string in a form.
+            Unit::Images => Some(member("n").and_then(|n| n.trim().trim_matches('"').trim().parse::<u64>().ok()).unwrap_or(1)),
+            Unit::Seconds => None,
         }
     }
 }

@@ -35,8 +35,21 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use thread_local::ThreadLocal;
 
-type TlsClient = Client<HttpsConnector<Egress>, Full<Bytes>>;
-type Sender = http1::SendRequest<Full<Bytes>>;
+use super::upload::UploadBody;
+
+type TlsClient = Client<HttpsConnector<Egress>, OutBody>;
+type Sender = http1::SendRequest<OutBody>;
+
+/// A request body as it goes upstream: JSON whole, or an upload read from its spool.
+type OutBody = http_body_util::Either<Full<Bytes>, UploadBody>;
+
+/// What a call sends an endpoint.
+pub enum Payload {
+    /// A JSON body.
+    Json(Bytes),
+    /// A multipart form (`upload.rs`), with its own Content-Type.
+    Form(UploadBody),
+}
 
 /// An idle connection is closed after this long unused (upstream servers usually close theirs
 /// sooner; this bounds what we hold for endpoints that stopped getting traffic).
@@ -205,7 +218,7 @@ impl Upstream {
         })
     }
 
-    /// POSTs `body` (JSON) to `target` with the endpoint's credentials; resolves when the
+    /// POSTs `body` to `target` with the endpoint's credentials; resolves when the
     /// response headers arrive, the body streams after. Dropping the future or the body before
     /// it ends closes the connection, which the upstream sees as a cancel.
     pub async fn post(
@@ -214,12 +227,16 @@ impl Upstream {
         auth: Option<&HeaderValue>,
         accept: Option<&HeaderValue>,
         extra: &[(http::HeaderName, HeaderValue)],
-        body: Bytes,
+        body: Payload,
     ) -> Result<http::Response<UpstreamBody>, SendError> {
-        let mut req = Request::new(Full::new(body));
+        let (content_type, body) = match body {
+            Payload::Json(b) => (HeaderValue::from_static("application/json"), http_body_util::Either::Left(Full::new(b))),
+            Payload::Form(f) => (f.content_type.clone(), http_body_util::Either::Right(f)),
+        };
+        let mut req = Request::new(body);
         *req.method_mut() = Method::POST;
         let headers = req.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, content_type);
         if let Some(a) = accept {
             headers.insert(ACCEPT, a.clone());
         }
@@ -245,7 +262,7 @@ impl Upstream {
         }
     }
 
-    async fn post_plain(&self, to: &PlainTarget, mut req: Request<Full<Bytes>>) -> Result<http::Response<UpstreamBody>, SendError> {
+    async fn post_plain(&self, to: &PlainTarget, mut req: Request<OutBody>) -> Result<http::Response<UpstreamBody>, SendError> {
         *req.uri_mut() = to.origin.clone();
         req.headers_mut().insert(HOST, to.host_header.clone());
         // Bounded: every retry spends one pooled connection, and a new connection is never retried.
