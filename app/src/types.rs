@@ -170,6 +170,77 @@ impl fmt::Display for FieldErrors {
 
 // ---- marketplace, clusters, workspaces, keys ----
 
+/// What kind of model a marketplace model is: the operations the gateway serves it (a call of
+/// another kind's operation is refused, saying which it serves).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Chat completions, completions, Anthropic's Messages, OpenAI's Responses.
+    #[default]
+    Chat,
+    /// Embeddings.
+    Embedding,
+    /// Reranking (`/v1/rerank`).
+    Rerank,
+    /// Transcription and translation of audio.
+    SpeechToText,
+    /// Speech synthesis.
+    TextToSpeech,
+    /// Image generation and edits.
+    Image,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 6] =
+        [ModelKind::Chat, ModelKind::Embedding, ModelKind::Rerank, ModelKind::SpeechToText, ModelKind::TextToSpeech, ModelKind::Image];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embedding",
+            ModelKind::Rerank => "rerank",
+            ModelKind::SpeechToText => "speech_to_text",
+            ModelKind::TextToSpeech => "text_to_speech",
+            ModelKind::Image => "image",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "Chat",
+            ModelKind::Embedding => "Embedding",
+            ModelKind::Rerank => "Rerank",
+            ModelKind::SpeechToText => "Speech to text",
+            ModelKind::TextToSpeech => "Text to speech",
+            ModelKind::Image => "Image",
+        }
+    }
+
+    /// A stored kind; anything unknown is chat.
+    pub fn parse(s: &str) -> ModelKind {
+        ModelKind::ALL.into_iter().find(|k| k.as_str() == s).unwrap_or_default()
+    }
+
+    /// The gateway paths (under `/v1`) it is served on.
+    pub fn paths(self) -> &'static [&'static str] {
+        match self {
+            ModelKind::Chat => &["/chat/completions", "/completions", "/messages", "/responses"],
+            ModelKind::Embedding => &["/embeddings"],
+            ModelKind::Rerank => &["/rerank"],
+            ModelKind::SpeechToText => &["/audio/transcriptions", "/audio/translations"],
+            ModelKind::TextToSpeech => &["/audio/speech"],
+            ModelKind::Image => &["/images/generations", "/images/edits"],
+        }
+    }
+
+    /// Whether calls report tokens (token rules and quotas count them): all but speech
+    /// synthesis, which is counted by request rules alone.
+    pub fn counts_tokens(self) -> bool {
+        self != ModelKind::TextToSpeech
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct MarketplaceModel {
@@ -179,6 +250,8 @@ pub struct MarketplaceModel {
     pub description: String,
     pub tags: Vec<String>,
     pub published: bool,
+    #[serde(default)]
+    pub kind: ModelKind,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +261,8 @@ pub struct MarketplaceInput {
     pub description: String,
     /// Comma-separated, as typed.
     pub tags: String,
+    #[serde(default)]
+    pub kind: ModelKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

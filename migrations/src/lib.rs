@@ -17,6 +17,7 @@ mod m20261205_000001_admin_api;
 pub mod m20261206_000001_usage_append_indexes;
 mod m20261207_000001_endpoint_apis;
 mod m20261207_000002_usage_figures;
+mod m20261207_000003_model_kinds;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_usage_append_indexes::Migration),
             Box::new(m20261207_000001_endpoint_apis::Migration),
             Box::new(m20261207_000002_usage_figures::Migration),
+            Box::new(m20261207_000003_model_kinds::Migration),
         ]
     }
 }

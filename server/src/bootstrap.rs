@@ -166,6 +166,7 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
             provider: "MaaS demo".into(),
             description: "A demo model answered by `maas mock-upstream`.".into(),
             tags: "demo, chat".into(),
+            kind: ModelKind::Chat,
         },
     )
     .await
@@ -214,6 +215,7 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
             provider: "MaaS demo".into(),
             description: "A demo model whose endpoint speaks chat completions, Anthropic's Messages and OpenAI's Responses natively (`maas mock-upstream`).".into(),
             tags: "demo, agents".into(),
+            kind: ModelKind::Chat,
         },
     )
     .await
@@ -225,6 +227,29 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
     agent_input.endpoints[0].native_apis = vec![Api::Chat, Api::Messages, Api::Responses];
     let (agent_id, _) = models::create(db, &sys, &state.secrets, &agent_input).await.map_err(e)?;
     rev = rev.max(models::set_enabled(db, &sys, agent_id, None, true).await.map_err(e)?);
+    // One model of every other kind, on the same mock (which answers each of their APIs).
+    for (name, kind, what) in [
+        ("demo-embed", ModelKind::Embedding, "embeddings"),
+        ("demo-rerank", ModelKind::Rerank, "reranking"),
+        ("demo-whisper", ModelKind::SpeechToText, "transcription and translation of audio"),
+        ("demo-tts", ModelKind::TextToSpeech, "speech synthesis"),
+        ("demo-image", ModelKind::Image, "image generation and edits"),
+    ] {
+        let input = MarketplaceInput {
+            name: name.into(),
+            provider: "MaaS demo".into(),
+            description: format!("A demo {} model: {what}, answered by `maas mock-upstream`.", kind.label().to_lowercase()),
+            tags: format!("demo, {}", kind.label().to_lowercase()),
+            kind,
+        };
+        let mm = catalog::create_marketplace(db, &sys, &input).await.map_err(e)?;
+        catalog::set_published(db, &sys, mm, true).await.map_err(e)?;
+        let mut model = agent_input.clone();
+        model.marketplace_model_id = Some(mm);
+        model.endpoints[0].native_apis = app::types::default_apis();
+        let (id, _) = models::create(db, &sys, &state.secrets, &model).await.map_err(e)?;
+        rev = rev.max(models::set_enabled(db, &sys, id, None, true).await.map_err(e)?);
+    }
     state.config_rev.send_replace(rev);
     std::fs::write(data_dir.join("demo.key"), &key.secret)?;
     Ok(Some(format!(

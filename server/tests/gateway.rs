@@ -90,6 +90,14 @@ impl Harness {
     async fn model(&self, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
         self.model_of(self.mm, policy, endpoints, rules).await
     }
+    /// A published marketplace entry of `kind`.
+    async fn marketplace(&self, name: &str, kind: ModelKind) -> i64 {
+        let sys = app::ssr::audit::Actor::system();
+        let input = MarketplaceInput { name: name.into(), provider: "p".into(), kind, ..Default::default() };
+        let mm = catalog::create_marketplace(&self.state.db, &sys, &input).await.unwrap();
+        catalog::set_published(&self.state.db, &sys, mm, true).await.unwrap();
+        mm
+    }
     /// Creates and enables a model of the marketplace entry `mm`; returns once the gateway serves it.
     async fn model_of(&self, mm: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
         let input = ModelInput {
@@ -167,12 +175,14 @@ async fn forwards_with_model_rewrite_endpoint_key_and_path_composition() {
     assert_eq!(rx[1]["model"], "up-b");
     assert_eq!(rx[1]["authorization"], Value::Null, "no key configured: none sent, never the caller's");
     assert!(rx.iter().all(|r| !r.to_string().contains(&h.key)));
-    // Completions and embeddings go to their own paths.
+    // Completions and embeddings (of an embedding model) go to their own paths.
+    let embed = h.marketplace("embed", ModelKind::Embedding).await;
+    h.model_of(embed, Policy::RoundRobin, vec![ep(h.up(""), "up-e", "", None)], vec![]).await;
     let r = h
         .http
         .post(format!("{}/v1/embeddings", h.base))
         .bearer_auth(&h.key)
-        .json(&json!({"model": "chat", "input": ["a", "b"]}))
+        .json(&json!({"model": "embed", "input": ["a", "b"]}))
         .send()
         .await
         .unwrap();
@@ -1096,6 +1106,8 @@ fn without_created(s: &str) -> String {
 async fn every_call_is_metered_with_the_upstreams_exact_tokens_streamed_or_not() {
     let h = harness().await;
     h.model(Policy::RoundRobin, vec![ep(h.up(""), "up", "", None)], vec![]).await;
+    let embed = h.marketplace("embed", ModelKind::Embedding).await;
+    h.model_of(embed, Policy::RoundRobin, vec![ep(h.up(""), "up", "", None)], vec![]).await;
     let post = |path: &'static str, body: Value| {
         let (http, base, key) = (h.http.clone(), h.base.clone(), h.key.clone());
         async move { http.post(format!("{base}/v1{path}")).bearer_auth(key).json(&body).send().await.unwrap() }
@@ -1103,7 +1115,7 @@ async fn every_call_is_metered_with_the_upstreams_exact_tokens_streamed_or_not()
     // Non-streamed: chat and completions 5 + 2, embeddings 3 (input only).
     assert_eq!(post("/chat/completions", hello()).await.status(), 200);
     assert_eq!(post("/completions", json!({"model": "chat", "prompt": "hi"})).await.status(), 200);
-    assert_eq!(post("/embeddings", json!({"model": "chat", "input": ["a", "b"]})).await.status(), 200);
+    assert_eq!(post("/embeddings", json!({"model": "embed", "input": ["a", "b"]})).await.status(), 200);
     // A stream whose client did not ask for usage: the gateway asked, read it (5 + 3), and the
     // client got exactly the stream the upstream sends without it.
     let stream = json!({"model": "chat", "stream": true, "messages": []});

@@ -7,7 +7,7 @@
 mod common;
 use app::days::Period;
 use app::ssr::entities::{endpoint, maas_model, marketplace_model, rule};
-use app::types::RuleTarget;
+use app::types::{ModelKind, RuleTarget};
 use serde_json::json;
 use server::gateway::admission::quota::{QuotaCheck, QuotaKey};
 use server::gateway::clock::ManualClock;
@@ -28,6 +28,10 @@ struct Path {
 }
 
 fn model(id: i64, name: &str) -> (maas_model::Model, marketplace_model::Model) {
+    model_of(id, name, ModelKind::Chat)
+}
+
+fn model_of(id: i64, name: &str, kind: ModelKind) -> (maas_model::Model, marketplace_model::Model) {
     let mm = marketplace_model::Model {
         id,
         name: name.into(),
@@ -36,6 +40,7 @@ fn model(id: i64, name: &str) -> (maas_model::Model, marketplace_model::Model) {
         tags: String::new(),
         published: true,
         created_at: 0,
+        kind: kind.as_str().into(),
     };
     let m = maas_model::Model {
         id,
@@ -503,8 +508,9 @@ async fn an_operation_none_of_a_models_endpoints_speaks_is_refused_in_the_caller
 async fn kinds() -> (Path, String) {
     let mock = common::serve_router(server::mock_upstream::router(Default::default(), true)).await;
     let mut rows = Rows::default();
-    for (id, name) in [(1, "rr"), (2, "tts"), (3, "img"), (4, "stt"), (5, "edit")] {
-        rows.models.push(model(id, name));
+    let kinds = [ModelKind::Rerank, ModelKind::TextToSpeech, ModelKind::Image, ModelKind::SpeechToText, ModelKind::Image];
+    for ((id, name), kind) in [(1, "rr"), (2, "tts"), (3, "img"), (4, "stt"), (5, "edit")].into_iter().zip(kinds) {
+        rows.models.push(model_of(id, name, kind));
         rows.endpoints.insert(
             id,
             vec![
@@ -726,4 +732,30 @@ async fn a_broken_upload_is_refused_with_what_is_wrong() {
     assert!(m.contains("names no multipart boundary"), "{m}");
     // Nothing reached an upstream, nothing is held.
     p.assert_nothing_held();
+}
+
+#[tokio::test]
+async fn a_call_to_a_model_of_another_kind_is_refused_saying_where_it_is_served() {
+    let (p, mock) = kinds().await;
+    let r = p.post("chat/completions", json!({"model": "rr", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(r.status(), 400);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "operation_not_supported");
+    assert_eq!(e["error"]["message"], "The model `rr` is a rerank model: it is not served on /v1/chat/completions. Call it on /v1/rerank.");
+    // In Anthropic's shape on its API; a form to a model that takes none.
+    let r = p.post("messages", json!({"model": "stt", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})).await;
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["type"], "error");
+    assert_eq!(
+        e["error"]["message"],
+        "The model `stt` is a speech to text model: it is not served on /v1/messages. Call it on /v1/audio/transcriptions or /v1/audio/translations."
+    );
+    let r = p.upload("audio/transcriptions", form("test-boundary", &[("model", "img")], Some(("file", "a.wav", b"x")))).await;
+    assert_eq!(r.status(), 400);
+    // Nothing reached an upstream; /v1/models lists every kind.
+    assert!(received(&p.http, &mock).await.is_empty());
+    let models: serde_json::Value =
+        p.http.get(format!("{}/v1/models", p.base)).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["edit", "img", "rr", "stt", "tts"]);
 }

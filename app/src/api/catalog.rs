@@ -11,9 +11,15 @@ pub async fn list_marketplace() -> Result<Vec<MarketplaceModel>, AppError> {
 }
 
 #[server(endpoint = "marketplace/create", output = Postcard)]
-pub async fn create_marketplace(name: String, provider: String, description: String, tags: String) -> Result<i64, AppError> {
+pub async fn create_marketplace(
+    name: String,
+    provider: String,
+    description: String,
+    tags: String,
+    kind: Option<ModelKind>,
+) -> Result<i64, AppError> {
     use crate::ssr::{auth::Need, services::catalog};
-    let input = MarketplaceInput { name, provider, description, tags };
+    let input = MarketplaceInput { name, provider, description, tags, kind: kind.unwrap_or_default() };
     super::edge::run(Need::Operator, |st, who| async move {
         catalog::create_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), &input).await
     })
@@ -54,11 +60,22 @@ pub async fn offerings() -> Result<Vec<Offering>, AppError> {
 }
 
 #[server(endpoint = "marketplace/update", output = Postcard)]
-pub async fn update_marketplace(id: i64, name: String, provider: String, description: String, tags: String) -> Result<(), AppError> {
+pub async fn update_marketplace(
+    id: i64,
+    name: String,
+    provider: String,
+    description: String,
+    tags: String,
+    kind: Option<ModelKind>,
+) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::catalog};
-    let input = MarketplaceInput { name, provider, description, tags };
+    let input = MarketplaceInput { name, provider, description, tags, kind: kind.unwrap_or_default() };
     super::edge::run(Need::Operator, |st, who| async move {
-        catalog::update_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), id, &input).await.map(|_| ())
+        let (_, rev) = catalog::update_marketplace(&st.db, &crate::ssr::audit::Actor::console(&who), id, &input).await?;
+        if let Some(rev) = rev {
+            st.config_changed(rev).await;
+        }
+        Ok(())
     })
     .await
 }

@@ -102,6 +102,8 @@ pub mod marketplace_model {
         pub tags: String,
         pub published: bool,
         pub created_at: i64,
+        /// A `ModelKind` (`chat`, `embedding`, …): the operations the gateway serves it.
+        pub kind: String,
     }
     no_relations!();
 }

@@ -5,7 +5,7 @@ use super::extract::{Json, Path, Query};
 use super::page::{matches, Page, PageQuery};
 use super::{created, Api};
 use app::ssr::services::catalog;
-use app::types::{Cluster, MarketplaceInput, MarketplaceModel};
+use app::types::{Cluster, MarketplaceInput, MarketplaceModel, ModelKind};
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
@@ -49,6 +49,9 @@ pub struct MarketplaceBody {
     #[serde(default)]
     #[schema(max_items = 16)]
     tags: Vec<String>,
+    /// What kind of model it is: the operations the gateway serves it (default `chat`).
+    #[serde(default)]
+    kind: ModelKind,
 }
 
 impl MarketplaceBody {
@@ -57,7 +60,13 @@ impl MarketplaceBody {
         if self.tags.iter().any(|t| t.contains(',')) {
             return Err(ApiError::field("tags", "a tag cannot contain a comma"));
         }
-        Ok(MarketplaceInput { name: self.name, provider: self.provider, description: self.description, tags: self.tags.join(",") })
+        Ok(MarketplaceInput {
+            name: self.name,
+            provider: self.provider,
+            description: self.description,
+            tags: self.tags.join(","),
+            kind: self.kind,
+        })
     }
 }
 
@@ -98,7 +107,8 @@ async fn get_marketplace(State(api): State<Api>, Path(id): Path<i64>) -> ApiResu
     Ok(Json(catalog::get_marketplace(&api.app.db, id).await?))
 }
 
-/// Replace a marketplace model's name, provider, description and tags.
+/// Replace a marketplace model's name, provider, description, tags and kind (a new name or
+/// kind is applied by the gateways before the answer).
 #[utoipa::path(put, path = "/marketplace-models/{id}", tag = "marketplace", params(("id" = i64, Path)), request_body = MarketplaceBody,
     responses((status = 200, body = MarketplaceModel), (status = "4XX", body = ErrorBody)))]
 async fn replace_marketplace(
@@ -107,7 +117,11 @@ async fn replace_marketplace(
     Path(id): Path<i64>,
     Json(b): Json<MarketplaceBody>,
 ) -> ApiResult<Json<MarketplaceModel>> {
-    Ok(Json(catalog::update_marketplace(&api.app.db, &c.actor, id, &b.input()?).await?))
+    let (m, rev) = catalog::update_marketplace(&api.app.db, &c.actor, id, &b.input()?).await?;
+    if let Some(rev) = rev {
+        api.app.config_changed(rev).await;
+    }
+    Ok(Json(m))
 }
 
 /// Delete a marketplace model (409 while MaaS models are built on it).

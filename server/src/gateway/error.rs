@@ -43,6 +43,12 @@ pub enum GatewayError {
         model: String,
         api: &'static str,
     },
+    /// The model is of another kind than the operation's (a chat call to a rerank model).
+    WrongKind {
+        model: String,
+        kind: app::types::ModelKind,
+        path: &'static str,
+    },
     BodyTooLarge(usize),
     RateLimited(super::admission::limiter::Rejection),
     /// Every endpoint of the model is at its cap on calls at once, and no slot freed in time (or
@@ -70,7 +76,10 @@ impl GatewayError {
             GatewayError::InvalidApiKey | GatewayError::KeyExpired(_) => Outcome::Unauthenticated,
             GatewayError::ModelNotAllowed(_) => Outcome::Forbidden,
             GatewayError::ModelNotFound(_) | GatewayError::UnknownPath(_) => Outcome::NotFound,
-            GatewayError::BadRequest(_) | GatewayError::BodyTooLarge(_) | GatewayError::OperationNotServed { .. } => Outcome::BadRequest,
+            GatewayError::BadRequest(_)
+            | GatewayError::BodyTooLarge(_)
+            | GatewayError::OperationNotServed { .. }
+            | GatewayError::WrongKind { .. } => Outcome::BadRequest,
             GatewayError::RateLimited(_) | GatewayError::QuotaExceeded(_) | GatewayError::EndpointsBusy { .. } => Outcome::RateLimited,
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout | GatewayError::Internal(_) => Outcome::UpstreamError,
         }
@@ -153,6 +162,20 @@ impl GatewayError {
                 ),
                 HeaderMap::new(),
             ),
+            GatewayError::WrongKind { model, kind, path } => {
+                let serves: Vec<String> = kind.paths().iter().map(|p| format!("/v1{p}")).collect();
+                (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "operation_not_supported",
+                    format!(
+                        "The model `{model}` is a {} model: it is not served on /v1{path}. Call it on {}.",
+                        kind.label().to_lowercase(),
+                        serves.join(" or ")
+                    ),
+                    HeaderMap::new(),
+                )
+            }
             GatewayError::BodyTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",

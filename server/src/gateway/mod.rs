@@ -388,8 +388,8 @@ impl Gateway {
         let route = find_route(&snap, &req, call);
         let caller = identified?;
         call.identified(&caller);
-        let route = allowed_route(route, &req, &caller)?;
         let op = call.op();
+        let route = allowed_route(route, &req, &caller, op)?;
         call.asks_for(op.units(&req));
         // The body endpoints that speak only chat completions get (Messages, Responses over chat).
         let translated = translate_request(op, route, &req)?;
@@ -551,11 +551,15 @@ fn find_route<'s>(snap: &'s Snapshot, req: &RequestBody<'_>, call: &mut CallCtx)
     route.map(|r| &**r)
 }
 
-/// The route, if there is one and the caller's key may call it.
-fn allowed_route<'s>(route: Option<&'s Route>, req: &RequestBody<'_>, caller: &Caller) -> Result<&'s Route, GatewayError> {
+/// The route, if there is one, the caller's key may call it, and it is of the kind that
+/// serves `op`.
+fn allowed_route<'s>(route: Option<&'s Route>, req: &RequestBody<'_>, caller: &Caller, op: Op) -> Result<&'s Route, GatewayError> {
     let route = route.ok_or_else(|| GatewayError::ModelNotFound(req.model().to_owned()))?;
     if !caller.may_call(route.id) {
         return Err(GatewayError::ModelNotAllowed(route.name.to_string()));
+    }
+    if route.kind != op.kind() {
+        return Err(GatewayError::WrongKind { model: route.name.to_string(), kind: route.kind, path: op.path() });
     }
     Ok(route)
 }

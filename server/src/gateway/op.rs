@@ -2,7 +2,7 @@
 //! the API an endpoint must speak to take it natively, how it is translated for an endpoint
 //! that speaks only chat completions, and the dialect its errors speak. The request path reads
 //! these; adding an operation is an entry here, not a branch there.
-pub use app::types::Api;
+pub use app::types::{Api, ModelKind};
 
 /// An operation the gateway serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -148,6 +148,18 @@ impl Op {
             Op::Transcriptions => "speech_to_text",
             Op::Translations => "speech_translation",
             Op::ImageEdits => "image_edit",
+        }
+    }
+
+    /// The kind of model that serves it.
+    pub fn kind(self) -> ModelKind {
+        match self {
+            Op::Chat | Op::Completions | Op::Messages | Op::Responses => ModelKind::Chat,
+            Op::Embeddings => ModelKind::Embedding,
+            Op::Rerank => ModelKind::Rerank,
+            Op::Transcriptions | Op::Translations => ModelKind::SpeechToText,
+            Op::Speech => ModelKind::TextToSpeech,
+            Op::Images | Op::ImageEdits => ModelKind::Image,
         }
     }
 

@@ -143,6 +143,8 @@ pub struct Route {
     pub name: Arc<str>,
     pub owned_by: String,
     pub created: i64,
+    /// What kind of model it is: the operations it is served.
+    pub kind: app::types::ModelKind,
     pub endpoints: Vec<Endpoint>,
     pub balancer: Box<dyn Balancer>,
     pub rules: Rules,
@@ -369,6 +371,7 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
             name: Arc::from(mm.name.as_str()),
             owned_by: mm.provider.clone(),
             created: m.created_at,
+            kind: app::types::ModelKind::parse(&mm.kind),
             endpoints: endpoints
                 .into_iter()
                 .map(|e| {

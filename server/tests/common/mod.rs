@@ -79,7 +79,13 @@ pub async fn fixture(env: &Env, op: &CurrentUser) -> Fixture {
     let mm = catalog::create_marketplace(
         db,
         &app::ssr::audit::Actor::system(),
-        &MarketplaceInput { name: "deepseek-chat".into(), provider: "DeepSeek".into(), description: "".into(), tags: "chat, 64k".into() },
+        &MarketplaceInput {
+            name: "deepseek-chat".into(),
+            provider: "DeepSeek".into(),
+            description: "".into(),
+            tags: "chat, 64k".into(),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();

@@ -20,11 +20,12 @@ pub fn to_view(m: marketplace_model::Model) -> MarketplaceModel {
         description: m.description,
         tags: serde_json::from_str(&m.tags).unwrap_or_default(),
         published: m.published,
+        kind: ModelKind::parse(&m.kind),
     }
 }
 
 fn snapshot(m: &MarketplaceModel) -> Value {
-    json!({"name": m.name, "provider": m.provider, "description": m.description, "tags": m.tags, "published": m.published})
+    json!({"name": m.name, "provider": m.provider, "description": m.description, "tags": m.tags, "published": m.published, "kind": m.kind.as_str()})
 }
 
 pub async fn list_marketplace(db: &impl ConnectionTrait) -> SResult<Vec<MarketplaceModel>> {
@@ -51,6 +52,7 @@ pub async fn create_marketplace<C: TransactionTrait + ConnectionTrait>(db: &C, a
         tags: Set(serde_json::to_string(&parse_tags(&input.tags)).expect("tags serialize")),
         published: Set(false),
         created_at: Set(now()),
+        kind: Set(input.kind.as_str().to_owned()),
         ..Default::default()
     };
     let m = am.insert(&txn).await.map_err(|e| on_unique(e, "name", DUPLICATE_MARKETPLACE))?;
@@ -60,29 +62,44 @@ pub async fn create_marketplace<C: TransactionTrait + ConnectionTrait>(db: &C, a
     Ok(id)
 }
 
-/// Replaces a marketplace model's descriptive fields (its publication is [`set_published`]'s).
-/// What the gateway serves does not depend on them, so no new revision.
+/// Replaces a marketplace model's fields (its publication is [`set_published`]'s). A new name
+/// or kind changes what the gateway serves: the MaaS models built on it move to a new revision
+/// (returned, to wait for the gateways to apply it); the descriptive fields do not.
 pub async fn update_marketplace<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     actor: &Actor,
     id: i64,
     input: &MarketplaceInput,
-) -> SResult<MarketplaceModel> {
+) -> SResult<(MarketplaceModel, Option<i64>)> {
     validate::marketplace(input).into_result()?;
     let txn = db.begin().await?;
     let Some(m) = marketplace_model::Entity::find_by_id(id).one(&txn).await? else {
         return Err(AppError::NotFound("marketplace model".into()).into());
     };
     let before = snapshot(&to_view(m.clone()));
+    let served_changes = m.name != input.name.trim() || ModelKind::parse(&m.kind) != input.kind;
     let mut am: marketplace_model::ActiveModel = m.into();
+    am.kind = Set(input.kind.as_str().to_owned());
     am.name = Set(input.name.trim().to_owned());
     am.provider = Set(input.provider.trim().to_owned());
     am.description = Set(input.description.trim().to_owned());
     am.tags = Set(serde_json::to_string(&parse_tags(&input.tags)).expect("tags serialize"));
     let m = to_view(am.update(&txn).await.map_err(|e| on_unique(e, "name", DUPLICATE_MARKETPLACE))?);
+    let rev = match served_changes {
+        true => {
+            let rev = bump_revision(&txn).await?;
+            maas_model::Entity::update_many()
+                .col_expr(maas_model::Column::Revision, Expr::value(rev))
+                .filter(maas_model::Column::MarketplaceModelId.eq(id))
+                .exec(&txn)
+                .await?;
+            Some(rev)
+        }
+        false => None,
+    };
     audit::record(&txn, actor, Entity::MarketplaceModel, id, Action::Update, Some(&before), Some(&snapshot(&m))).await?;
     txn.commit().await?;
-    Ok(m)
+    Ok((m, rev))
 }
 
 /// Deleting a marketplace model that MaaS models are built on is refused: they would lose
