@@ -234,6 +234,17 @@ impl ModelKind {
         }
     }
 
+    /// What its calls are counted in besides tokens (usage's `units`), if anything.
+    pub fn unit(self) -> Option<&'static str> {
+        match self {
+            ModelKind::Chat | ModelKind::Embedding => None,
+            ModelKind::Rerank => Some("documents"),
+            ModelKind::SpeechToText => Some("seconds"),
+            ModelKind::TextToSpeech => Some("characters"),
+            ModelKind::Image => Some("images"),
+        }
+    }
+
     /// Whether calls report tokens (token rules and quotas count them): all but speech
     /// synthesis, which is counted by request rules alone.
     pub fn counts_tokens(self) -> bool {
@@ -642,6 +653,8 @@ pub struct Offering {
     /// Copy-ready snippets (language, code), made on the server (`ssr::snippets`).
     #[serde(default)]
     pub snippets: Vec<(String, String)>,
+    #[serde(default)]
+    pub kind: ModelKind,
 }
 
 /// `{entry}/v1`, whatever trailing slash the operator typed.
@@ -748,9 +761,13 @@ pub struct UsageFigures {
     #[serde(default)]
     pub cached_tokens: i64,
     /// Of the operations' units besides tokens: documents reranked, characters spoken, images
-    /// made.
+    /// made, seconds of audio transcribed.
     #[serde(default)]
     pub units: i64,
+    /// What `units` counts, where one model's calls are summed (its kind's unit); `None` for
+    /// sums over models of several kinds.
+    #[serde(default)]
+    pub unit: Option<String>,
     pub failovers: i64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -974,9 +991,13 @@ pub struct DailyUsage {
     #[serde(default)]
     pub cached_tokens: i64,
     /// Of the operations' units besides tokens: documents reranked, characters spoken, images
-    /// made.
+    /// made, seconds of audio transcribed.
     #[serde(default)]
     pub units: i64,
+    /// What `units` counts: the model's kind's unit (`documents`, `seconds`, `characters`,
+    /// `images`), or none.
+    #[serde(default)]
+    pub unit: Option<String>,
     /// Calls whose upstream reported no usage: their tokens are not in the sums.
     pub requests_usage_unknown: i64,
 }

@@ -35,9 +35,8 @@ test('keyboard only: create a weighted model with a rule', async ({ page }) => {
     await open(page, `${base}/models/new`);
     await page.locator('body').focus();
     await tabTo(page, '#marketplace-select');
-    await page.keyboard.press('ArrowDown'); // demo-agent
-    await page.keyboard.press('ArrowDown'); // demo-chat
-    await page.keyboard.press('ArrowDown'); // kb-model
+    // demo-agent, demo-chat, demo-embed, demo-image, demo-rerank, demo-tts, demo-whisper, kb-model
+    for (let i = 0; i < 8; i++) await page.keyboard.press('ArrowDown');
     await expect(page.locator('#marketplace-select')).toHaveValue(String(id));
     await tabTo(page, '#cluster-select');
     await page.keyboard.press('ArrowDown');

@@ -32,14 +32,29 @@ test('manage: edit and delete marketplace models, clusters, workspaces, users; r
     await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
     await expect(page.locator('.error-box')).toContainText('delete them first');
     await expect(demo).toBeVisible();
-    // A new one: the form clears and says what happened; then it can go.
+    // A new one, of a kind: the form clears and says what happened; then it can go.
     await page.locator('#marketplace-form input[name="name"]').fill('scratch-model');
     await page.locator('#marketplace-form input[name="provider"]').fill('Nobody');
+    await page.locator('#marketplace-form select[name="kind"]').selectOption('rerank');
     await page.locator('#marketplace-form').getByRole('button', { name: 'Create' }).click();
     await expect(page.locator('.notice')).toContainText('Marketplace model created');
     // The notice links to the new row.
     const link = await page.locator('.notice a').getAttribute('href');
     await expect(page.locator(`#marketplace-table tr${link}`)).toHaveAttribute('data-name', 'scratch-model');
+    await expect(page.locator(`#marketplace-table tr${link} td.kind`)).toHaveText('Rerank');
+    // Published, a MaaS model built on it shows the fields a rerank model needs: no APIs to
+    // speak, no output tokens to reserve.
+    const scratchId = link!.replace('#marketplace-', '');
+    await page.locator(`#marketplace-table tr${link}`).getByRole('button', { name: 'Publish' }).click();
+    await expect(page.locator(`#marketplace-table tr${link}`)).toContainText('Unpublish');
+    await open(page, `${base}/models/new`);
+    await page.locator('#marketplace-select').selectOption(scratchId);
+    await expect(page.locator('#model-kind')).toHaveText('Rerank model, served on /v1/rerank');
+    await expect(page.locator('.endpoint-row .ep-api-chat')).toHaveCount(0);
+    await expect(page.locator('#reserve-output')).toHaveCount(0);
+    await page.locator('#marketplace-select').selectOption({ label: 'demo-chat' });
+    await expect(page.locator('.endpoint-row .ep-api-chat')).toHaveCount(1);
+    await open(page, `${base}/marketplace/manage`);
     await expect(page.locator('#marketplace-form input[name="name"]')).toHaveValue('');
     const scratch = page.locator('#marketplace-table tr[data-name="scratch-model"]');
     await scratch.getByRole('button', { name: 'Delete' }).click();
@@ -50,7 +65,7 @@ test('manage: edit and delete marketplace models, clusters, workspaces, users; r
     await open(page, `${base}/clusters`);
     await page.locator('#cluster-table tr[data-name="local"]').getByRole('button', { name: 'Delete' }).click();
     await page.getByRole('alertdialog').getByRole('button', { name: 'Delete' }).click();
-    await expect(page.locator('.error-box')).toContainText('still has 2 MaaS model'); // demo-chat and demo-agent
+    await expect(page.locator('.error-box')).toContainText('still has 7 MaaS model'); // the demo's, one per kind and demo-agent
     await page.locator('#cluster-form input[name="name"]').fill('spare');
     await page.locator('#cluster-form input[name="entry_address"]').fill('https://spare.example.com');
     await page.locator('#cluster-form').getByRole('button', { name: 'Create' }).click();

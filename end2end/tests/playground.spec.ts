@@ -15,6 +15,14 @@ test('playground: streamed answer, figures, stop, snippet, key revoked after', a
     const demoPassword = server.stdout.match(/demo user `demo`, password `(\w+)`/)![1];
     await login(page, base, 'demo', demoPassword);
     await open(page, `${base}/marketplace`);
+    // Models of other kinds show their own API's snippets, and no chat playground.
+    const rerank = page.locator('article.offering[data-name="demo-rerank"]');
+    await expect(rerank.locator('.kind')).toHaveText('Rerank model');
+    await expect(rerank.locator('pre code')).toContainText('/v1/rerank');
+    await expect(rerank.getByRole('button', { name: 'Try it in the playground' })).toHaveCount(0);
+    await expect(page.locator('article.offering[data-name="demo-whisper"]')).toContainText('client.audio.transcriptions.create');
+    await expect(page.locator('article.offering[data-name="demo-tts"]')).toContainText('client.audio.speech');
+    await expect(page.locator('article.offering[data-name="demo-image"]')).toContainText('client.images.generate');
     const offering = page.locator('article.offering[data-name="demo-chat"]');
     await offering.getByRole('button', { name: 'Try it in the playground' }).click();
     const pg = offering.locator('section.playground');

@@ -21,9 +21,9 @@ class Served:
     """The mock (`--chunks 4`) and the gateway in front of it: `tmp` (data folder), `base` (the
     gateway's origin), `key` (the demo key)."""
 
-    def __init__(self, prefix):
+    def __init__(self, prefix, env=None):
         self.tmp = tempfile.mkdtemp(prefix=prefix)
-        env = dict(os.environ, RUST_LOG="warn")
+        env = dict(os.environ, RUST_LOG="warn", **(env or {}))
         self.mock, self.mock_url = start(["mock-upstream", "--listen", "127.0.0.1:0", "--chunks", "4"], env, r"mock upstream: (http://\S+)/v1")
         env.update(DATABASE_URL=f"sqlite://{self.tmp}/maas.db?mode=rwc", MAAS_DATA_DIR=self.tmp, MAAS_LISTEN="127.0.0.1:0")
         self.server, self.base = start(["serve", "--demo-upstream", self.mock_url], env, r"MaaS console: (http://\S+)")
@@ -42,10 +42,11 @@ class ServedCase(unittest.TestCase):
     before the first and stopped after the last."""
 
     PREFIX = "maas-sdk-"
+    ENV = {}
 
     @classmethod
     def setUpClass(cls):
-        cls.served = Served(cls.PREFIX)
+        cls.served = Served(cls.PREFIX, cls.ENV)
 
     @classmethod
     def tearDownClass(cls):

@@ -133,10 +133,10 @@ test('leaving a stream early cancels it upstream', async () => {
 });
 
 test('embeddings in the SDK default encoding (base64) and as floats', async () => {
-  const r = await client.embeddings.create({ model: 'demo-chat', input: ['a', 'b', 'c'] });
+  const r = await client.embeddings.create({ model: 'demo-embed', input: ['a', 'b', 'c'] });
   assert.deepEqual(r.data.map((d) => d.index), [0, 1, 2]);
   assert.deepEqual(r.data[2].embedding, [1, 2, 3, 4, 5, 6, 7, 8].map((k) => 2 + k / 8));
-  const f = await client.embeddings.create({ model: 'demo-chat', input: 'a', encoding_format: 'float' });
+  const f = await client.embeddings.create({ model: 'demo-embed', input: 'a', encoding_format: 'float' });
   assert.deepEqual(f.data[0].embedding, [1, 2, 3, 4, 5, 6, 7, 8].map((k) => k / 8));
 });
 
@@ -163,7 +163,7 @@ test('the rate limit is a RateLimitError carrying the exact wait', async () => {
   let err;
   for (let i = 0; i < 700 && !err; i++) {
     try {
-      await client.embeddings.create({ model: 'demo-chat', input: 'x', encoding_format: 'float' });
+      await client.chat.completions.create({ model: 'demo-chat', messages: [{ role: 'user', content: 'x' }] });
     } catch (e) {
       err = e;
     }

@@ -32,11 +32,11 @@ class OpenAISdk(ServedCase):
         self.assertEqual(chunks[-1].usage.completion_tokens, 4)
 
     def test_embeddings(self):
-        r = self.client.embeddings.create(model="demo-chat", input=["a", "b", "c"])
+        r = self.client.embeddings.create(model="demo-embed", input=["a", "b", "c"])
         self.assertEqual([d.index for d in r.data], [0, 1, 2])
         # The SDK asked for base64 (its default) and decoded it: the mock's exact float32 values.
         self.assertEqual(r.data[2].embedding, [2 + k / 8 for k in range(1, 9)])
-        r = self.client.embeddings.create(model="demo-chat", input="a", encoding_format="float")
+        r = self.client.embeddings.create(model="demo-embed", input="a", encoding_format="float")
         self.assertEqual(r.data[0].embedding, [k / 8 for k in range(1, 9)])
 
     def test_models_and_unknown_model(self):
@@ -58,7 +58,7 @@ class OpenAISdk(ServedCase):
         last = None
         for _ in range(700):
             try:
-                self.client.embeddings.create(model="demo-chat", input="x")
+                self.client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "x"}])
             except openai.RateLimitError as e:
                 last = e
                 break
@@ -92,9 +92,9 @@ class OpenAISdk(ServedCase):
                 break
             except openai.AuthenticationError:
                 time.sleep(0.1)
-        client.embeddings.create(model="demo-chat", input="x")
+        client.embeddings.create(model="demo-embed", input="x")
         with self.assertRaises(openai.RateLimitError) as ctx:
-            client.embeddings.create(model="demo-chat", input="x")
+            client.embeddings.create(model="demo-embed", input="x")
         e = ctx.exception
         self.assertEqual((e.status_code, e.code, e.type), (429, "insufficient_quota", "insufficient_quota"))
         self.assertIn("daily quota of 1 requests", e.message)

@@ -6,10 +6,25 @@ use crate::components::{
     col, create_form, field_errors, on_success, Col, ConfirmButton, DataTable, ErrorBox, Notice, RequireRole, SubmitButton, TextField,
 };
 use crate::load::load;
-use crate::types::{Cluster, MarketplaceModel};
+use crate::types::{Cluster, MarketplaceModel, ModelKind};
 use leptos::prelude::*;
 
-const MARKETPLACE_COLUMNS: &[Col] = &[col("Name"), col("Provider"), col("Tags"), col("Published"), col("")];
+const MARKETPLACE_COLUMNS: &[Col] = &[col("Name"), col("Kind"), col("Provider"), col("Tags"), col("Published"), col("")];
+
+/// The kind of model, which decides the operations the gateway serves it.
+#[component]
+fn KindField(#[prop(optional)] value: ModelKind) -> impl IntoView {
+    view! {
+        <div class="field">
+            <label>"Kind"
+                <select name="kind" class="kind-select">
+                    {ModelKind::ALL.into_iter().map(|k| view! { <option value=k.as_str() selected=k == value>{k.label()}</option> }).collect_view()}
+                </select>
+            </label>
+            <small class="hint">"The APIs the gateway serves it on (a chat call to a rerank model is refused)."</small>
+        </div>
+    }
+}
 const CLUSTER_COLUMNS: &[Col] = &[col("Name"), col("Entry address"), col("Access path"), col("")];
 
 #[component]
@@ -50,6 +65,7 @@ fn MarketplaceAdmin() -> impl IntoView {
                 <TextField label="Provider" name="provider" errors placeholder="DeepSeek"/>
                 <TextField label="Description" name="description" errors multiline=true/>
                 <TextField label="Tags (comma-separated)" name="tags" errors placeholder="chat, 64k"/>
+                <KindField/>
                 <ErrorBox value=value/>
                 <SubmitButton pending=create.pending() label="Create" busy="Creating…"/>
             </CallForm>
@@ -70,6 +86,7 @@ fn MarketplaceAdmin() -> impl IntoView {
                                     view! {
                                         <tr data-name=m.name.clone() id=format!("marketplace-{id}")>
                                             <td>{m.name.clone()}</td>
+                                            <td class="kind">{m.kind.label()}</td>
                                             <td>{m.provider.clone()}</td>
                                             <td>{m.tags.join(", ")}</td>
                                             <td>{if published { "yes" } else { "no" }}</td>
@@ -85,7 +102,7 @@ fn MarketplaceAdmin() -> impl IntoView {
                                             </td>
                                         </tr>
                                         <Show when=move || editing.get() == Some(id)>
-                                            <tr class="editor-row"><td colspan="5">
+                                            <tr class="editor-row"><td colspan="6">
                                                 <MarketplaceEditor m=row.get_value() update errors=upd_err/>
                                             </td></tr>
                                         </Show>
@@ -112,6 +129,7 @@ fn MarketplaceEditor(
             <TextField label="Provider" name="provider" errors value=m.provider.clone()/>
             <TextField label="Description" name="description" errors multiline=true value=m.description.clone()/>
             <TextField label="Tags (comma-separated)" name="tags" errors value=m.tags.join(", ")/>
+            <KindField value=m.kind/>
             <ErrorBox value=update.value()/>
             <SubmitButton pending=update.pending() label="Save changes" busy="Saving…"/>
         </CallForm>

@@ -30,9 +30,12 @@ fn Marketplace() -> impl IntoView {
                         let snips = o.snippets.clone();
                         let name = StoredValue::new(o.name.clone());
                         let base_url = StoredValue::new(o.base_url.clone());
+                        // The playground chats: other kinds have their snippets.
+                        let chat = o.kind == crate::types::ModelKind::Chat;
                         view! {
                             <article class="card offering" data-name=o.name.clone()>
                                 <h2>{o.name.clone()} <small>{o.provider.clone()}</small></h2>
+                                <p class="kind">{o.kind.label()} " model"</p>
                                 <p>{o.description.clone()}</p>
                                 <p class="tags">{o.tags.iter().map(|t| view! { <span class="tag">{t.clone()}</span> }).collect_view()}</p>
                                 <p>"Base URL: " <code class="access-path">{o.base_url.clone()}</code> " · model: " <code>{o.name.clone()}</code></p>
@@ -49,6 +52,7 @@ fn Marketplace() -> impl IntoView {
                                         </details>
                                     }
                                 }).collect_view()}
+                                <Show when=move || chat>
                                 <button type="button" class="small pg-open" aria-expanded=move || (trying.get().as_deref() == Some(name.get_value().as_str())).to_string()
                                     on:click=move |_| trying.update(|t| *t = if t.as_deref() == Some(name.get_value().as_str()) { None } else { Some(name.get_value()) })>
                                     "Try it in the playground"
@@ -59,6 +63,7 @@ fn Marketplace() -> impl IntoView {
                                     } else {
                                         view! { <crate::pages::playground::Playground model=name.get_value() base_url=base_url.get_value() workspaces=spaces.get_value()/> }.into_any()
                                     }}
+                                </Show>
                                 </Show>
                             </article>
                         }

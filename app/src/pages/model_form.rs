@@ -239,6 +239,13 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
     };
     let errs: Signal<Option<FieldErrors>> = errors.into();
 
+    // The chosen marketplace model's kind decides which fields apply.
+    let kind = Memo::new(move |_| {
+        let id = mm.get();
+        options.with_value(|o| id.and_then(|id| o.marketplace.iter().find(|m| m.id == id)).map(|m| m.kind).unwrap_or_default())
+    });
+    let chat = Signal::derive(move || kind.get() == ModelKind::Chat);
+    let tokens = Signal::derive(move || kind.get().counts_tokens());
     let access = move || {
         let o = options.read_value();
         let name = mm.get().and_then(|id| o.marketplace.iter().find(|m| m.id == id)).map(|m| m.name.clone());
@@ -275,6 +282,12 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 </label>
             </div>
             <p class="access">"Access path: " <code id="access-preview">{access}</code></p>
+            <Show when=move || mm.get().is_some()>
+                <p class="hint" id="model-kind">{move || {
+                    let k = kind.get();
+                    format!("{} model, served on {}", k.label(), k.paths().iter().map(|p| format!("/v1{p}")).collect::<Vec<_>>().join(", "))
+                }}</p>
+            </Show>
 
             <h2>"Load balancing"</h2>
             <div class="policy" role="radiogroup">
@@ -291,7 +304,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             <FieldMsg errors=errs field="endpoints"/>
             <div class="rows" id="endpoint-rows">
                 <For each=move || eps.get() key=|r| r.key let:row>
-                    <EndpointRowView row eps policy errors=errs/>
+                    <EndpointRowView row eps policy chat errors=errs/>
                 </For>
             </div>
             <button type="button" class="small" id="add-endpoint"
@@ -307,7 +320,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             <FieldMsg errors=errs field="rules"/>
             <div class="rows" id="rule-rows">
                 <For each=move || rules.get() key=|r| r.key let:row>
-                    <RuleRowView row rules options errors=errs/>
+                    <RuleRowView row rules options tokens errors=errs/>
                 </For>
             </div>
             <button type="button" class="small" id="add-rule" on:click=move |_| rules.update(|v| v.push(RuleRow {
@@ -319,12 +332,14 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 limit: RwSignal::new("60".into()),
                 duration: RwSignal::new("60".into()),
             }))>"+ Add rule"</button>
-            <label class="reserve-output">"Output tokens reserved per call without max_tokens"
-                <input id="reserve-output" inputmode="numeric" placeholder="1024 (default)" prop:value=move || reserve_output.get()
-                    on:input:target=move |ev| reserve_output.set(ev.target().value())/>
-                <small>"What a call reserves in token rules and quotas until its real usage is known."</small>
-                <FieldMsg errors=errs field="reserve_output"/>
-            </label>
+            <Show when=move || chat.get()>
+                <label class="reserve-output">"Output tokens reserved per call without max_tokens"
+                    <input id="reserve-output" inputmode="numeric" placeholder="1024 (default)" prop:value=move || reserve_output.get()
+                        on:input:target=move |ev| reserve_output.set(ev.target().value())/>
+                    <small>"What a call reserves in token rules and quotas until its real usage is known."</small>
+                    <FieldMsg errors=errs field="reserve_output"/>
+                </label>
+            </Show>
 
             <ErrorBox value=save.value()/>
             <div class="form-actions">
@@ -342,7 +357,14 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
 }
 
 #[component]
-fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Policy>, errors: Signal<Option<FieldErrors>>) -> impl IntoView {
+fn EndpointRowView(
+    row: EpRow,
+    eps: RwSignal<Vec<EpRow>>,
+    policy: RwSignal<Policy>,
+    /// A chat model: the APIs its upstream speaks and stream usage apply.
+    chat: Signal<bool>,
+    errors: Signal<Option<FieldErrors>>,
+) -> impl IntoView {
     let key = row.key;
     let idx = move || eps.with(|v| v.iter().position(|r| r.key == key).unwrap_or(0));
     let f = move |name: &'static str| Signal::derive(move || format!("endpoints.{}.{name}", idx()));
@@ -375,6 +397,7 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
             </Show>
             <BoundField label="Max concurrent" class="ep-max-concurrent" inputmode="numeric" placeholder="no cap" value=row.max_concurrent errors field=f("max_concurrent")
                 title="Calls sent to this upstream at once (a self-hosted server's slots); more go to the next endpoint, or wait. Empty: no cap"/>
+            <Show when=move || chat.get()>
             <div class="field ep-apis" title="The APIs this upstream speaks as they are. Messages and Responses calls to one that speaks only chat completions are translated">
                 <span class="label">"Speaks"</span>
                 {Api::ALL.into_iter().map(|api| view! {
@@ -397,6 +420,7 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
                 <input type="checkbox" class="ep-stream-usage" prop:checked=move || !row.skip_stream_usage.get()
                     on:change:target=move |ev| row.skip_stream_usage.set(!ev.target().checked())/>
                 " Ask for stream usage"</label>
+            </Show>
             <button type="button" class="small danger remove-endpoint" on:click=move |_| eps.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
         </div>
     }
@@ -407,6 +431,8 @@ fn RuleRowView(
     row: RuleRow,
     rules: RwSignal<Vec<RuleRow>>,
     options: StoredValue<FormOptions>,
+    /// The model's calls report tokens (a token rule applies).
+    tokens: Signal<bool>,
     errors: Signal<Option<FieldErrors>>,
 ) -> impl IntoView {
     let key = row.key;
@@ -417,7 +443,8 @@ fn RuleRowView(
             <label>"Limits"
                 <select class="rule-kind" on:change:target=move |ev| row.kind.set(RuleKind::parse(&ev.target().value()).unwrap_or_default())>
                     <option value="requests" selected=move || row.kind.get() == RuleKind::Requests>"Requests per window"</option>
-                    <option value="tokens" selected=move || row.kind.get() == RuleKind::Tokens>"Tokens per window"</option>
+                    <option value="tokens" selected=move || row.kind.get() == RuleKind::Tokens
+                        hidden=move || !tokens.get() && row.kind.get() != RuleKind::Tokens>"Tokens per window"</option>
                     <option value="concurrent" selected=move || row.kind.get() == RuleKind::Concurrent>"Concurrent calls"</option>
                 </select>
                 <FieldMsg errors field=f("kind")/></label>

@@ -181,7 +181,7 @@ fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'st
                     view! {
                         <tr data-label=label>
                             <td>{l.label}{(!l.detail.is_empty()).then(|| view! { <br/><span class="hint">{l.detail}</span> })}</td>
-                            <td class="num" data-col="requests">{u.requests}{(u.units > 0).then(|| view! { <br/><span class="hint units">{format!("{} units", u.units)}</span> })}</td>
+                            <td class="num" data-col="requests">{u.requests}{(u.units > 0).then(|| view! { <br/><span class="hint units">{format!("{} {}", u.units, u.unit.as_deref().unwrap_or("units"))}</span> })}</td>
                             <td class="num" data-col="errors">{u.errors}</td>
                             <td class="num" data-col="rate_limited">{u.rate_limited}</td>
                             <td class="num" data-col="input">{u.input_tokens}{(u.cached_tokens > 0).then(|| view! { <br/><span class="hint cached">{format!("{} cached", u.cached_tokens)}</span> })}</td>

@@ -1,19 +1,62 @@
 //! Copy-ready snippets for the marketplace's user view, made on the server (sent with each
 //! offering: the browser's bundle carries none of this formatting).
-use crate::types::{Api, Offering};
+use crate::types::{Api, ModelKind, Offering};
+use serde_json::json;
 
-/// Copy-ready snippets. Every value from the database is quoted for its language (a shell
-/// word, a Python or JavaScript string literal), so that an address an operator typed can never
-/// become code in a user's shell or program, whatever the validation let through in the past.
+/// Copy-ready snippets for the model's kind: its API over curl first, then the official SDKs.
+/// Every value from the database is quoted for its language (a shell word, a Python or
+/// JavaScript string literal), so that an address an operator typed can never become code in a
+/// user's shell or program, whatever the validation let through in the past.
 pub fn snippets(o: &Offering) -> Vec<(&'static str, String)> {
-    let body = serde_json::json!({"model": o.name, "messages": [{"role": "user", "content": "Hello"}]}).to_string();
-    let (url_sh, body_sh) = (shell_quote(&format!("{}/chat/completions", o.base_url)), shell_quote(&body));
     // A JSON string is a valid Python and JavaScript string literal.
     let (url, model) = (serde_json::Value::from(o.base_url.as_str()).to_string(), serde_json::Value::from(o.name.as_str()).to_string());
+    let client = format!("import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url={url}, api_key=os.environ[\"MAAS_API_KEY\"])\n");
+    let js_client =
+        format!("import OpenAI from \"openai\";\n\nconst client = new OpenAI({{ baseURL: {url}, apiKey: process.env.MAAS_API_KEY }});\n");
+    match o.kind {
+        ModelKind::Chat => chat(o, &url, &model),
+        ModelKind::Embedding => vec![
+            ("curl", curl_json(o, "/embeddings", json!({"model": o.name, "input": "Hello"}))),
+            ("Python", format!("{client}resp = client.embeddings.create(model={model}, input=\"Hello\")\nprint(len(resp.data[0].embedding))")),
+            ("JavaScript", format!("{js_client}const resp = await client.embeddings.create({{ model: {model}, input: \"Hello\" }});\nconsole.log(resp.data[0].embedding.length);")),
+        ],
+        ModelKind::Rerank => vec![(
+            "curl",
+            curl_json(o, "/rerank", json!({"model": o.name, "query": "What is a panda?", "documents": ["The giant panda is a bear.", "Paris is in France."], "top_n": 1})),
+        )],
+        ModelKind::SpeechToText => vec![
+            ("curl", format!(
+                "curl {} \\\n  -H \"Authorization: Bearer $MAAS_API_KEY\" \\\n  -F file=@audio.wav \\\n  -F model={}",
+                shell_quote(&format!("{}/audio/transcriptions", o.base_url)),
+                shell_quote(&o.name)
+            )),
+            ("Python", format!("{client}with open(\"audio.wav\", \"rb\") as f:\n    text = client.audio.transcriptions.create(model={model}, file=f)\nprint(text.text)")),
+        ],
+        ModelKind::TextToSpeech => vec![
+            ("curl", format!(
+                "{} \\\n  --output speech.mp3",
+                curl_json(o, "/audio/speech", json!({"model": o.name, "voice": "alloy", "input": "Hello"}))
+            )),
+            ("Python", format!("{client}with client.audio.speech.with_streaming_response.create(model={model}, voice=\"alloy\", input=\"Hello\") as r:\n    r.stream_to_file(\"speech.mp3\")")),
+        ],
+        ModelKind::Image => vec![
+            ("curl", curl_json(o, "/images/generations", json!({"model": o.name, "prompt": "A red panda in the snow", "n": 1}))),
+            ("Python", format!("{client}img = client.images.generate(model={model}, prompt=\"A red panda in the snow\", n=1)\nprint(img.data[0].url or \"(base64 image)\")")),
+        ],
+    }
+}
+
+/// `curl` POSTing `body` as JSON to the operation at `path`.
+fn curl_json(o: &Offering, path: &str, body: serde_json::Value) -> String {
+    let (url_sh, body_sh) = (shell_quote(&format!("{}{path}", o.base_url)), shell_quote(&body.to_string()));
+    format!("curl {url_sh} \\\n  -H \"Authorization: Bearer $MAAS_API_KEY\" \\\n  -H \"Content-Type: application/json\" \\\n  -d {body_sh}")
+}
+
+/// A chat model's: chat completions, and Anthropic's SDK and Claude Code where it serves Messages.
+fn chat(o: &Offering, url: &str, model: &str) -> Vec<(&'static str, String)> {
+    let body = json!({"model": o.name, "messages": [{"role": "user", "content": "Hello"}]});
     let mut out = vec![
-        ("curl", format!(
-            "curl {url_sh} \\\n  -H \"Authorization: Bearer $MAAS_API_KEY\" \\\n  -H \"Content-Type: application/json\" \\\n  -d {body_sh}"
-        )),
+        ("curl", curl_json(o, "/chat/completions", body)),
         ("Python", format!(
             "import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url={url}, api_key=os.environ[\"MAAS_API_KEY\"])\nresp = client.chat.completions.create(\n    model={model},\n    messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}],\n)\nprint(resp.choices[0].message.content)"
         )),
@@ -60,6 +103,7 @@ mod tests {
             base_url: format!("{HOSTILE}/v1"),
             apis: vec![Api::Chat, Api::Messages],
             snippets: vec![],
+            kind: ModelKind::Chat,
         }
     }
 
@@ -77,6 +121,26 @@ mod tests {
         assert_eq!(args[2], "Authorization: Bearer k");
         let body: serde_json::Value = serde_json::from_str(args[6]).unwrap();
         assert_eq!(body["model"], "m'\"x");
+    }
+
+    /// Every kind's curl line calls its own operation (the first of its paths), with the model
+    /// as one word: in the JSON body, or as a form field for an upload.
+    #[test]
+    fn each_kinds_curl_line_calls_its_operation() {
+        for kind in ModelKind::ALL {
+            let o = Offering { kind, ..offering() };
+            let snips = snippets(&o);
+            let [(_, curl), ..] = &snips[..] else { panic!("no snippets") };
+            let script = format!("curl() {{ printf '%s\\n' \"$@\"; }}\nMAAS_API_KEY=k\n{curl}\n");
+            let out = std::process::Command::new("bash").arg("-c").arg(&script).output().expect("bash");
+            let out = String::from_utf8(out.stdout).unwrap();
+            let args: Vec<&str> = out.lines().collect();
+            assert_eq!(args[0], format!("{HOSTILE}/v1{}", kind.paths()[0]), "{kind:?}");
+            match kind {
+                ModelKind::SpeechToText => assert_eq!(args[3..], ["-F", "file=@audio.wav", "-F", "model=m'\"x"]),
+                _ => assert_eq!(serde_json::from_str::<serde_json::Value>(args[6]).unwrap()["model"], "m'\"x", "{kind:?}"),
+            }
+        }
     }
 
     #[test]

@@ -169,7 +169,8 @@ impl GatewayError {
                     "invalid_request_error",
                     "operation_not_supported",
                     format!(
-                        "The model `{model}` is a {} model: it is not served on /v1{path}. Call it on {}.",
+                        "The model `{model}` is {} {} model: it is not served on /v1{path}. Call it on {}.",
+                        if matches!(kind, app::types::ModelKind::Embedding | app::types::ModelKind::Image) { "an" } else { "a" },
                         kind.label().to_lowercase(),
                         serves.join(" or ")
                     ),

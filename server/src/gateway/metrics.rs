@@ -291,7 +291,7 @@ impl prometheus_client::collector::Collector for Scrape {
         }
         let mut m = enc.encode_descriptor(
             "maas_gateway_units",
-            "What operations besides chat are counted in, by unit: documents reranked, characters spoken, images made.",
+            "What operations besides chat are counted in, by unit: documents reranked, characters spoken, images made or edited, seconds of audio transcribed (as the upstream reports them).",
             None,
             MetricType::Counter,
         )?;

@@ -46,7 +46,18 @@ async fn check_references(
         Some(m) if !m.published && existing.map(|x| x.marketplace_model_id) != Some(mm_id) => {
             e.add("marketplace_model", "this marketplace model is not published")
         }
-        Some(_) => {}
+        Some(m) => {
+            // Speech synthesis reports no tokens: a token rule would never count anything.
+            let kind = ModelKind::parse(&m.kind);
+            for (i, r) in input.rules.iter().enumerate() {
+                if r.kind == RuleKind::Tokens && !kind.counts_tokens() {
+                    e.add(
+                        format!("rules.{i}.kind"),
+                        format!("a {} model reports no tokens: limit requests or concurrent calls", kind.label().to_lowercase()),
+                    );
+                }
+            }
+        }
     }
     if cluster::Entity::find_by_id(cl_id).one(db).await?.is_none() {
         e.add("cluster", "no such cluster");
@@ -602,6 +613,7 @@ pub async fn offerings(db: &impl ConnectionTrait) -> SResult<Vec<Offering>> {
                 base_url: access_path(&c.entry_address),
                 apis: served_apis(speaks.get(&m.id).map(Vec::as_slice).unwrap_or_default()),
                 snippets: Vec::new(),
+                kind: ModelKind::parse(&mm.kind),
             })
         })
         .collect();

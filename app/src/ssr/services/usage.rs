@@ -51,6 +51,7 @@ impl Tally {
             total_tokens: s.total,
             cached_tokens: s.cached,
             units: s.units,
+            unit: None,
             failovers: s.failovers,
             p50_ms: quantile(&s.latency_hist, 0.5),
             p95_ms: quantile(&s.latency_hist, 0.95),
@@ -85,6 +86,7 @@ fn scope_of(f: &UsageFilter, now_minute: i64) -> Scope {
 /// a deleted one shows as "#id (deleted)").
 struct Names {
     models: HashMap<i64, String>,
+    kinds: HashMap<i64, ModelKind>,
     workspaces: HashMap<i64, String>,
     keys: HashMap<i64, (String, String, i64)>,
     endpoints: HashMap<i64, (i64, String, String)>,
@@ -103,6 +105,7 @@ struct Wanted {
 async fn names(db: &impl ConnectionTrait, wanted: Wanted) -> SResult<Names> {
     use sea_orm::{ColumnTrait, Condition, QueryFilter};
     let models = super::model_names::names(db).await?.into_iter().collect();
+    let kinds = super::model_names::kinds(db).await?;
     let workspaces = workspace::Entity::find().all(db).await?.into_iter().map(|w| (w.id, w.name)).collect();
     let mut keys = api_key::Entity::find();
     if let Some(ids) = wanted.keys {
@@ -118,10 +121,15 @@ async fn names(db: &impl ConnectionTrait, wanted: Wanted) -> SResult<Names> {
         endpoints = endpoints.filter(endpoint::Column::Id.is_in(ids));
     }
     let endpoints = endpoints.all(db).await?.into_iter().map(|e| (e.id, (e.maas_model_id, e.url, e.model_id))).collect();
-    Ok(Names { models, workspaces, keys, endpoints })
+    Ok(Names { models, kinds, workspaces, keys, endpoints })
 }
 
 impl Names {
+    /// The unit a model's calls are counted in besides tokens.
+    fn unit(&self, model: Option<i64>) -> Option<String> {
+        model.and_then(|m| self.kinds.get(&m)).and_then(|k| k.unit()).map(str::to_owned)
+    }
+
     fn workspace(&self, id: Option<i64>) -> String {
         match id {
             None => "(no workspace: refused before authentication)".into(),
@@ -227,7 +235,7 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
                     None => sent,
                 };
                 let detail = if id.is_none() { "not a served model (404)".into() } else { String::new() };
-                UsageLine { label, detail, figures: t.figures() }
+                UsageLine { label, detail, figures: UsageFigures { unit: names.unit(id), ..t.figures() } }
             })
             .collect(),
         usize::MAX,
@@ -239,13 +247,14 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         .take(TABLE_ROWS)
         .filter_map(|(id, t)| {
             let id = (**id)?;
+            let unit = names.unit(names.endpoints.get(&id).map(|e| e.0));
             let (label, detail) = match names.endpoints.get(&id) {
                 Some((m, url, upstream_model)) => {
                     (url.clone(), format!("{} → {upstream_model}", names.models.get(m).map_or("?", String::as_str)))
                 }
                 None => (format!("endpoint #{id} (removed)"), String::new()),
             };
-            Some(UsageLine { label, detail, figures: t.figures() })
+            Some(UsageLine { label, detail, figures: UsageFigures { unit, ..t.figures() } })
         })
         .collect();
     // A page, not a dump: the rest is one filter away (a platform with 1,000 models drew
@@ -364,6 +373,7 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
                 total_tokens: s.total,
                 cached_tokens: s.cached,
                 units: s.units,
+                unit: names.unit(model_id),
                 requests_usage_unknown: s.requests - s.usage_known,
             }
         })
@@ -372,11 +382,11 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
 
 /// The billing export: [`daily`] as CSV, the file a billing system takes.
 pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<String> {
-    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units\n");
+    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit\n");
     let id = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     for d in daily(db, from, to).await? {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             d.day,
             id(d.workspace_id),
             csv_field(&d.workspace),
@@ -390,7 +400,8 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
             d.total_tokens,
             d.requests_usage_unknown,
             d.cached_tokens,
-            d.units
+            d.units,
+            d.unit.as_deref().unwrap_or("")
         ));
     }
     Ok(out)
