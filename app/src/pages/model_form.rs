@@ -244,8 +244,6 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
         let id = mm.get();
         options.with_value(|o| id.and_then(|id| o.marketplace.iter().find(|m| m.id == id)).map(|m| m.kind).unwrap_or_default())
     });
-    let chat = Signal::derive(move || kind.get() == ModelKind::Chat);
-    let tokens = Signal::derive(move || kind.get().counts_tokens());
     let access = move || {
         let o = options.read_value();
         let name = mm.get().and_then(|id| o.marketplace.iter().find(|m| m.id == id)).map(|m| m.name.clone());
@@ -258,7 +256,9 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
     };
 
     view! {
-        <form class="model-form card" id="model-form" on:submit=on_submit novalidate>
+        // The kind's class hides what does not apply to it (style/main.css): cheaper than a view
+        // per field in the bundle.
+        <form class=move || if kind.get() == ModelKind::Chat { "model-form card" } else { "model-form card not-chat" } id="model-form" on:submit=on_submit novalidate>
             <div class="columns">
                 <label>"Marketplace model"
                     <select id="marketplace-select" on:change:target=move |ev| mm.set(ev.target().value().parse().ok())>
@@ -282,12 +282,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 </label>
             </div>
             <p class="access">"Access path: " <code id="access-preview">{access}</code></p>
-            <Show when=move || mm.get().is_some()>
-                <p class="hint" id="model-kind">{move || {
-                    let k = kind.get();
-                    format!("{} model, served on {}", k.label(), k.paths().iter().map(|p| format!("/v1{p}")).collect::<Vec<_>>().join(", "))
-                }}</p>
-            </Show>
+            <p class="hint" id="model-kind">{move || if mm.get().is_some() { kind.get().label() } else { "" }} " model"</p>
 
             <h2>"Load balancing"</h2>
             <div class="policy" role="radiogroup">
@@ -304,7 +299,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             <FieldMsg errors=errs field="endpoints"/>
             <div class="rows" id="endpoint-rows">
                 <For each=move || eps.get() key=|r| r.key let:row>
-                    <EndpointRowView row eps policy chat errors=errs/>
+                    <EndpointRowView row eps policy errors=errs/>
                 </For>
             </div>
             <button type="button" class="small" id="add-endpoint"
@@ -320,7 +315,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             <FieldMsg errors=errs field="rules"/>
             <div class="rows" id="rule-rows">
                 <For each=move || rules.get() key=|r| r.key let:row>
-                    <RuleRowView row rules options tokens errors=errs/>
+                    <RuleRowView row rules options errors=errs/>
                 </For>
             </div>
             <button type="button" class="small" id="add-rule" on:click=move |_| rules.update(|v| v.push(RuleRow {
@@ -332,14 +327,12 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 limit: RwSignal::new("60".into()),
                 duration: RwSignal::new("60".into()),
             }))>"+ Add rule"</button>
-            <Show when=move || chat.get()>
                 <label class="reserve-output">"Output tokens reserved per call without max_tokens"
                     <input id="reserve-output" inputmode="numeric" placeholder="1024 (default)" prop:value=move || reserve_output.get()
                         on:input:target=move |ev| reserve_output.set(ev.target().value())/>
                     <small>"What a call reserves in token rules and quotas until its real usage is known."</small>
                     <FieldMsg errors=errs field="reserve_output"/>
                 </label>
-            </Show>
 
             <ErrorBox value=save.value()/>
             <div class="form-actions">
@@ -357,14 +350,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
 }
 
 #[component]
-fn EndpointRowView(
-    row: EpRow,
-    eps: RwSignal<Vec<EpRow>>,
-    policy: RwSignal<Policy>,
-    /// A chat model: the APIs its upstream speaks and stream usage apply.
-    chat: Signal<bool>,
-    errors: Signal<Option<FieldErrors>>,
-) -> impl IntoView {
+fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Policy>, errors: Signal<Option<FieldErrors>>) -> impl IntoView {
     let key = row.key;
     let idx = move || eps.with(|v| v.iter().position(|r| r.key == key).unwrap_or(0));
     let f = move |name: &'static str| Signal::derive(move || format!("endpoints.{}.{name}", idx()));
@@ -397,7 +383,6 @@ fn EndpointRowView(
             </Show>
             <BoundField label="Max concurrent" class="ep-max-concurrent" inputmode="numeric" placeholder="no cap" value=row.max_concurrent errors field=f("max_concurrent")
                 title="Calls sent to this upstream at once (a self-hosted server's slots); more go to the next endpoint, or wait. Empty: no cap"/>
-            <Show when=move || chat.get()>
             <div class="field ep-apis" title="The APIs this upstream speaks as they are. Messages and Responses calls to one that speaks only chat completions are translated">
                 <span class="label">"Speaks"</span>
                 {Api::ALL.into_iter().map(|api| view! {
@@ -416,11 +401,10 @@ fn EndpointRowView(
                 }).collect_view()}
                 <FieldMsg errors field=f("native_apis")/>
             </div>
-            <label class="inline" title="For upstreams that refuse stream_options: their streams' token usage is then unknown">
+            <label class="inline stream-usage" title="For upstreams that refuse stream_options: their streams' token usage is then unknown">
                 <input type="checkbox" class="ep-stream-usage" prop:checked=move || !row.skip_stream_usage.get()
                     on:change:target=move |ev| row.skip_stream_usage.set(!ev.target().checked())/>
                 " Ask for stream usage"</label>
-            </Show>
             <button type="button" class="small danger remove-endpoint" on:click=move |_| eps.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
         </div>
     }
@@ -431,8 +415,6 @@ fn RuleRowView(
     row: RuleRow,
     rules: RwSignal<Vec<RuleRow>>,
     options: StoredValue<FormOptions>,
-    /// The model's calls report tokens (a token rule applies).
-    tokens: Signal<bool>,
     errors: Signal<Option<FieldErrors>>,
 ) -> impl IntoView {
     let key = row.key;
@@ -443,8 +425,7 @@ fn RuleRowView(
             <label>"Limits"
                 <select class="rule-kind" on:change:target=move |ev| row.kind.set(RuleKind::parse(&ev.target().value()).unwrap_or_default())>
                     <option value="requests" selected=move || row.kind.get() == RuleKind::Requests>"Requests per window"</option>
-                    <option value="tokens" selected=move || row.kind.get() == RuleKind::Tokens
-                        hidden=move || !tokens.get() && row.kind.get() != RuleKind::Tokens>"Tokens per window"</option>
+                    <option value="tokens" selected=move || row.kind.get() == RuleKind::Tokens>"Tokens per window"</option>
                     <option value="concurrent" selected=move || row.kind.get() == RuleKind::Concurrent>"Concurrent calls"</option>
                 </select>
                 <FieldMsg errors field=f("kind")/></label>
