@@ -43,15 +43,25 @@ pub enum Policy {
     RoundRobin,
     Random,
     Weighted,
+    /// Fewest calls in flight.
+    LeastBusy,
+    /// Lowest recent time to first byte, with a small share exploring the others.
+    Fastest,
+    /// A conversation's calls to one endpoint (its prefix cache), within a load bound.
+    Affinity,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 3] = [Policy::RoundRobin, Policy::Random, Policy::Weighted];
+    pub const ALL: [Policy; 6] =
+        [Policy::RoundRobin, Policy::Random, Policy::Weighted, Policy::LeastBusy, Policy::Fastest, Policy::Affinity];
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::RoundRobin => "round_robin",
             Policy::Random => "random",
             Policy::Weighted => "weighted",
+            Policy::LeastBusy => "least_busy",
+            Policy::Fastest => "fastest",
+            Policy::Affinity => "affinity",
         }
     }
     pub fn label(self) -> &'static str {
@@ -59,10 +69,45 @@ impl Policy {
             Policy::RoundRobin => "Round-robin",
             Policy::Random => "Random",
             Policy::Weighted => "Weighted",
+            Policy::LeastBusy => "Least busy",
+            Policy::Fastest => "Fastest",
+            Policy::Affinity => "Cache affinity",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// What keeps a conversation on one endpoint under the cache-affinity policy: a member of the
+/// request, or the caller's API key. A call without it goes to the least busy endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AffinityKey {
+    /// OpenAI's `prompt_cache_key` (what Codex and the Agents SDK send per conversation).
+    #[default]
+    PromptCacheKey,
+    /// OpenAI's `user`.
+    User,
+    /// Anthropic's `metadata.user_id` (Claude Code sends one per session).
+    MetadataUserId,
+    /// The caller's API key.
+    ApiKey,
+}
+
+impl AffinityKey {
+    pub const ALL: [AffinityKey; 4] = [AffinityKey::PromptCacheKey, AffinityKey::User, AffinityKey::MetadataUserId, AffinityKey::ApiKey];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AffinityKey::PromptCacheKey => "prompt_cache_key",
+            AffinityKey::User => "user",
+            AffinityKey::MetadataUserId => "metadata_user_id",
+            AffinityKey::ApiKey => "api_key",
+        }
+    }
+    pub fn parse(s: &str) -> AffinityKey {
+        AffinityKey::ALL.into_iter().find(|k| k.as_str() == s).unwrap_or_default()
     }
 }
 
@@ -514,6 +559,9 @@ pub struct EndpointInput {
     /// The APIs it speaks natively (at least one).
     #[serde(default = "default_apis")]
     pub native_apis: Vec<Api>,
+    /// Drained: no new calls (calls under way finish).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -538,6 +586,9 @@ pub struct ModelInput {
     /// and quotas; empty for the gateway's default.
     #[serde(default)]
     pub reserve_output: String,
+    /// What the cache-affinity policy keeps a conversation by.
+    #[serde(default)]
+    pub affinity_key: AffinityKey,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -551,6 +602,8 @@ pub struct EndpointView {
     pub skip_stream_usage: bool,
     pub max_concurrent: Option<i64>,
     pub native_apis: Vec<Api>,
+    #[serde(default)]
+    pub draining: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -578,6 +631,8 @@ pub struct ModelDetail {
     /// `None`: the gateway's default.
     #[serde(default)]
     pub reserve_output: Option<i64>,
+    #[serde(default)]
+    pub affinity_key: AffinityKey,
     /// The model's configuration revision: an edit saved against it is refused (412) once
     /// someone else has changed the model since.
     #[serde(default)]

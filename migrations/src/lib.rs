@@ -18,6 +18,7 @@ pub mod m20261206_000001_usage_append_indexes;
 mod m20261207_000001_endpoint_apis;
 mod m20261207_000002_usage_figures;
 mod m20261207_000003_model_kinds;
+mod m20261207_000004_routing;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_endpoint_apis::Migration),
             Box::new(m20261207_000002_usage_figures::Migration),
             Box::new(m20261207_000003_model_kinds::Migration),
+            Box::new(m20261207_000004_routing::Migration),
         ]
     }
 }

@@ -192,6 +192,7 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
             skip_stream_usage: false,
             max_concurrent: String::new(),
             native_apis: app::types::default_apis(),
+            draining: false,
         }],
         rules: vec![RuleInput {
             kind: app::types::RuleKind::Requests,
@@ -202,6 +203,7 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
             duration: "60".into(),
         }],
         reserve_output: String::new(),
+        affinity_key: Default::default(),
     };
     let (id, _) = models::create(db, &sys, &state.secrets, &input).await.map_err(e)?;
     let mut rev = models::set_enabled(db, &sys, id, None, true).await.map_err(e)?;

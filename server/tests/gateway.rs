@@ -82,6 +82,7 @@ fn ep(url: String, model_id: &str, weight: &str, key: Option<&str>) -> EndpointI
         skip_stream_usage: false,
         max_concurrent: String::new(),
         native_apis: app::types::default_apis(),
+        draining: false,
     }
 }
 
@@ -107,6 +108,7 @@ impl Harness {
             endpoints,
             rules,
             reserve_output: String::new(),
+            affinity_key: Default::default(),
         };
         let (id, _) = models::create(&self.state.db, &app::ssr::audit::Actor::system(), &self.state.secrets, &input).await.unwrap();
         self.enable(id, true).await;
@@ -130,6 +132,7 @@ impl Harness {
             endpoints,
             rules,
             reserve_output: String::new(),
+            affinity_key: Default::default(),
         };
         let rev = models::update(&self.state.db, &app::ssr::audit::Actor::system(), &self.state.secrets, id, None, &input).await.unwrap();
         self.state.config_changed(rev).await;
@@ -746,6 +749,7 @@ async fn what_a_rule_counted_survives_a_configuration_change() {
         endpoints: vec![ep(h.up(endpoint), "m", "", None)],
         rules: vec![rule.clone()],
         reserve_output: String::new(),
+        affinity_key: Default::default(),
     };
     let id = h.model(Policy::RoundRobin, input("").endpoints, vec![rule.clone()]).await;
     for _ in 0..2 {
@@ -1606,6 +1610,7 @@ async fn a_call_without_max_tokens_reserves_the_models_own_output_reservation() 
         endpoints: vec![ep(h.up(""), "m", "", None)],
         rules,
         reserve_output: "300".into(),
+        affinity_key: Default::default(),
     };
     let rev = models::update(&h.state.db, &app::ssr::audit::Actor::system(), &h.state.secrets, model, None, &input).await.unwrap();
     h.state.config_changed(rev).await;

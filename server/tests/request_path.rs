@@ -52,6 +52,8 @@ fn model_of(id: i64, name: &str, kind: ModelKind) -> (maas_model::Model, marketp
         reserve_output_tokens: None,
         created_at: 0,
         updated_at: 0,
+        affinity_key: "prompt_cache_key".into(),
+        routing_policy: None,
     };
     (m, mm)
 }
@@ -68,6 +70,7 @@ fn endpoint(id: i64, model: i64, url: String, cap: Option<i64>) -> endpoint::Mod
         skip_stream_usage: false,
         max_concurrent: cap,
         native_apis: "chat".into(),
+        draining: false,
     }
 }
 
@@ -758,4 +761,127 @@ async fn a_call_to_a_model_of_another_kind_is_refused_saying_where_it_is_served(
         p.http.get(format!("{}/v1/models", p.base)).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
     let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["edit", "img", "rr", "stt", "tts"]);
+}
+
+/// One model `m` under `policy` over endpoints `(id, url)` of one mock, on the system clock
+/// (the fastest policy times real answers); returns the path, the mock and the rows to change.
+async fn fleet(policy: app::types::Policy, urls: &[(i64, &str)]) -> (Path, String, Rows) {
+    let mock = common::serve_router(server::mock_upstream::router(Default::default(), true)).await;
+    let mut rows = Rows::default();
+    let (mut m, mm) = model(1, "m");
+    let (p, r) = app::ssr::entities::maas_model::policy_columns(policy);
+    (m.policy, m.routing_policy) = (p, r);
+    rows.models.push((m, mm));
+    rows.endpoints.insert(1, urls.iter().map(|(id, u)| endpoint(*id, 1, format!("{mock}{u}"), None)).collect());
+    let gw = Gateway::new(GatewayConfig { connect_timeout: Duration::from_secs(1), ..Default::default() });
+    let base = common::serve_front(server::compose::replica(&gw, axum::Router::new())).await;
+    let p = Path { gw, base, http: reqwest::Client::new() };
+    p.republish(&rows, None);
+    (p, mock, rows)
+}
+
+impl Path {
+    /// Publishes `rows` (as the reloader would, carrying health and load over).
+    fn republish(&self, rows: &Rows, previous: Option<Arc<snapshot::Snapshot>>) {
+        let rows = Rows {
+            models: rows.models.clone(),
+            endpoints: rows.endpoints.clone(),
+            rules: rows.rules.clone(),
+            quotas: rows.quotas.clone(),
+        };
+        let mut snap = snapshot::assemble(rows, &app::ssr::crypto::SecretBox::from_passphrase("test"), 2, previous.as_deref());
+        snap.add_key((app::ssr::crypto::sha256_hex(KEY), KEY_ID, WS, None, None, None, None));
+        self.gw.publish(snap);
+    }
+
+    /// A chat call with `extra` members; its answer's `x-maas-endpoint`.
+    async fn routed(&self, stream: bool, extra: serde_json::Value) -> (i64, reqwest::Response) {
+        let mut body = json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let r = self.http.post(format!("{}/v1/chat/completions", self.base)).bearer_auth(KEY).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        (r.headers()["x-maas-endpoint"].to_str().unwrap().parse().unwrap(), r)
+    }
+
+    fn in_flight(&self) -> Vec<u64> {
+        self.gw.snapshot().models["m"].endpoints.iter().map(|e| e.load.in_flight()).collect()
+    }
+}
+
+#[tokio::test]
+async fn least_busy_sends_new_calls_away_from_an_endpoint_holding_a_long_stream() {
+    let slow = "/chunks/40/chunk-delay/50/v1";
+    let (p, _mock, _rows) = fleet(app::types::Policy::LeastBusy, &[(1, slow), (2, slow), (3, slow)]).await;
+    // A stream held open (its body unread) on whichever endpoint it was sent to.
+    let (busy, held) = p.routed(true, json!({})).await;
+    assert_eq!(p.in_flight().iter().sum::<u64>(), 1);
+    for _ in 0..20 {
+        let (to, r) = p.routed(false, json!({})).await;
+        assert_ne!(to, busy, "a new call went to the endpoint holding the stream");
+        assert_eq!(r.headers()["x-maas-tries"], "1");
+        r.bytes().await.unwrap();
+    }
+    drop(held);
+    for _ in 0..100 {
+        if p.in_flight().iter().all(|&n| n == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.in_flight(), [0, 0, 0], "every count back to zero once the calls ended");
+}
+
+#[tokio::test]
+async fn a_drained_endpoint_gets_no_new_call_while_its_stream_under_way_finishes() {
+    let (p, _mock, mut rows) = fleet(app::types::Policy::RoundRobin, &[(1, "/chunks/10/chunk-delay/50/v1"), (2, "/v1")]).await;
+    // Round robin from the first: the stream lands on endpoint 1.
+    let (on, stream) = p.routed(true, json!({})).await;
+    assert_eq!(on, 1);
+    rows.endpoints.get_mut(&1).unwrap()[0].draining = true;
+    p.republish(&rows, Some(p.gw.snapshot()));
+    for _ in 0..10 {
+        let (to, r) = p.routed(false, json!({})).await;
+        assert_eq!(to, 2, "the drained endpoint got a new call");
+        r.bytes().await.unwrap();
+    }
+    let text = stream.text().await.unwrap();
+    assert!(text.contains("chunk 9") && text.trim_end().ends_with("[DONE]"), "the stream under way finished: {text}");
+}
+
+#[tokio::test]
+async fn cache_affinity_keeps_each_conversation_on_one_endpoint_and_moves_only_a_removed_endpoints() {
+    let urls: Vec<(i64, &str)> = vec![(1, "/v1"), (2, "/v1"), (3, "/v1"), (4, "/v1")];
+    let (p, _mock, mut rows) = fleet(app::types::Policy::Affinity, &urls).await;
+    let mut home: BTreeMap<u32, i64> = BTreeMap::new();
+    for i in 0..1_000u32 {
+        let key = i % 50;
+        let (to, r) = p.routed(false, json!({"prompt_cache_key": format!("conversation-{key}")})).await;
+        r.bytes().await.unwrap();
+        assert_eq!(*home.entry(key).or_insert(to), to, "conversation {key} moved");
+    }
+    let used: std::collections::BTreeSet<i64> = home.values().copied().collect();
+    assert_eq!(used.len(), 4, "the conversations spread over every endpoint: {home:?}");
+    // Endpoint 3 removed: only its conversations move.
+    rows.endpoints.get_mut(&1).unwrap().retain(|e| e.id != 3);
+    p.republish(&rows, Some(p.gw.snapshot()));
+    for (key, was) in &home {
+        let (to, r) = p.routed(false, json!({"prompt_cache_key": format!("conversation-{key}")})).await;
+        r.bytes().await.unwrap();
+        if *was != 3 {
+            assert_eq!(to, *was, "conversation {key} moved although its endpoint stayed");
+        }
+    }
+}
+
+#[tokio::test]
+async fn fastest_sends_most_calls_to_the_fast_endpoint_and_a_probe_share_to_the_slow_one() {
+    let (p, _mock, _rows) = fleet(app::types::Policy::Fastest, &[(1, "/delay/40/v1"), (2, "/v1")]).await;
+    let mut to_slow = 0;
+    for _ in 0..320 {
+        let (to, r) = p.routed(false, json!({})).await;
+        r.bytes().await.unwrap();
+        to_slow += (to == 1) as u32;
+    }
+    // Measured once (warm-up), then about one call in 32 (half of the 1 in 16 that explore).
+    assert!((1..=64).contains(&to_slow), "{to_slow} of 320 calls went to the slow endpoint");
 }

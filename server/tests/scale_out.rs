@@ -68,6 +68,7 @@ impl Fixture {
             skip_stream_usage: false,
             max_concurrent: String::new(),
             native_apis: app::types::default_apis(),
+            draining: false,
         }];
         let input = ModelInput {
             marketplace_model_id: Some(self.mm),
@@ -76,6 +77,7 @@ impl Fixture {
             endpoints,
             rules,
             reserve_output: String::new(),
+            affinity_key: Default::default(),
         };
         let (id, _) = models::create(&state.db, &app::ssr::audit::Actor::system(), &state.secrets, &input).await.unwrap();
         let rev = models::set_enabled(&state.db, &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();

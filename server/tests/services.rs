@@ -116,6 +116,7 @@ async fn edit_keeps_replaces_or_clears_upstream_keys() {
         skip_stream_usage: i == 1,
         max_concurrent: if i == 0 { "4".into() } else { String::new() },
         native_apis: if i == 1 { vec![Api::Chat, Api::Messages, Api::Responses] } else { vec![Api::Messages] },
+        draining: false,
     };
     let mut input = weighted_input(&f);
     input.policy = Policy::RoundRobin;
@@ -215,6 +216,7 @@ async fn list_is_paginated_and_searched_on_the_server() {
             endpoints: vec![endpoint(&format!("upstream-{i}"), "https://u.example", "")],
             rules: vec![],
             reserve_output: String::new(),
+            affinity_key: Default::default(),
         };
         models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &input).await.unwrap();
     }

@@ -82,6 +82,7 @@ struct EpRow {
     skip_stream_usage: RwSignal<bool>,
     max_concurrent: RwSignal<String>,
     native_apis: RwSignal<Vec<Api>>,
+    draining: RwSignal<bool>,
 }
 
 impl EpRow {
@@ -98,6 +99,7 @@ impl EpRow {
             skip_stream_usage: RwSignal::new(false),
             max_concurrent: RwSignal::new(String::new()),
             native_apis: RwSignal::new(crate::types::default_apis()),
+            draining: RwSignal::new(false),
         }
     }
     fn input(&self) -> EndpointInput {
@@ -117,6 +119,7 @@ impl EpRow {
             skip_stream_usage: self.skip_stream_usage.get(),
             max_concurrent: self.max_concurrent.get(),
             native_apis: self.native_apis.get(),
+            draining: self.draining.get(),
         }
     }
 }
@@ -161,6 +164,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
     let mm = RwSignal::new(initial.as_ref().map(|m| m.marketplace_model_id));
     let cluster = RwSignal::new(initial.as_ref().map(|m| m.cluster_id));
     let policy = RwSignal::new(initial.as_ref().map(|m| m.policy).unwrap_or_default());
+    let affinity_key = RwSignal::new(initial.as_ref().map(|m| m.affinity_key).unwrap_or_default());
     let eps = RwSignal::new(match &initial {
         Some(m) => m
             .endpoints
@@ -172,6 +176,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                 r.skip_stream_usage.set(e.skip_stream_usage);
                 r.max_concurrent.set(e.max_concurrent.map(|c| c.to_string()).unwrap_or_default());
                 r.native_apis.set(e.native_apis.clone());
+                r.draining.set(e.draining);
                 EpRow { id: Some(e.id), has_key: e.has_key, ..r }
             })
             .collect(),
@@ -206,6 +211,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
         endpoints: eps.get().iter().map(EpRow::input).collect(),
         rules: rules.get().iter().map(RuleRow::input).collect(),
         reserve_output: reserve_output.get(),
+        affinity_key: affinity_key.get(),
     };
     let total = Memo::new(move |_| validate::weight_total(&eps.get().iter().map(EpRow::input).collect::<Vec<_>>()));
     let weights_ok = move || policy.get() != Policy::Weighted || total.get() == 100;
@@ -294,6 +300,14 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                     </label>
                 }).collect_view()}
             </div>
+            <label class="affinity-key" hidden=move || policy.get() != Policy::Affinity>"Conversation key"
+                <select id="affinity-key" on:change:target=move |ev| affinity_key.set(AffinityKey::parse(&ev.target().value()))>
+                    {AffinityKey::ALL.into_iter().map(|k| view! {
+                        <option value=k.as_str() selected=move || affinity_key.get() == k>{k.as_str()}</option>
+                    }).collect_view()}
+                </select>
+                <small>"Calls with the same key go to the same endpoint (its prefix cache) while it is usable and not overloaded."</small>
+            </label>
 
             <h2>"Endpoints"</h2>
             <FieldMsg errors=errs field="endpoints"/>
@@ -405,6 +419,10 @@ fn EndpointRowView(row: EpRow, eps: RwSignal<Vec<EpRow>>, policy: RwSignal<Polic
                 <input type="checkbox" class="ep-stream-usage" prop:checked=move || !row.skip_stream_usage.get()
                     on:change:target=move |ev| row.skip_stream_usage.set(!ev.target().checked())/>
                 " Ask for stream usage"</label>
+            <label class="inline" title="No new calls go to a drained endpoint; calls under way finish">
+                <input type="checkbox" class="ep-drain" prop:checked=move || row.draining.get()
+                    on:change:target=move |ev| row.draining.set(ev.target().checked())/>
+                " Drain"</label>
             <button type="button" class="small danger remove-endpoint" on:click=move |_| eps.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
         </div>
     }

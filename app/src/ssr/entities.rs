@@ -138,6 +138,28 @@ pub mod maas_model {
         pub reserve_output_tokens: Option<i64>,
         pub created_at: i64,
         pub updated_at: i64,
+        /// What the cache-affinity policy keeps a conversation by (`types::AffinityKey`).
+        pub affinity_key: String,
+        /// A load-aware policy (`least_busy`, `fastest`, `affinity`), which `policy`'s check
+        /// (the seed's three) cannot hold: `policy` is then `round_robin` (see [`Model::policy`]).
+        pub routing_policy: Option<String>,
+    }
+
+    impl Model {
+        /// The model's policy, wherever it is stored.
+        pub fn policy(&self) -> crate::types::Policy {
+            use crate::types::Policy;
+            self.routing_policy.as_deref().and_then(Policy::parse).or_else(|| Policy::parse(&self.policy)).unwrap_or_default()
+        }
+    }
+
+    /// The columns that store `p`: (`policy`, `routing_policy`).
+    pub fn policy_columns(p: crate::types::Policy) -> (String, Option<String>) {
+        use crate::types::Policy;
+        match p {
+            Policy::RoundRobin | Policy::Random | Policy::Weighted => (p.as_str().to_owned(), None),
+            Policy::LeastBusy | Policy::Fastest | Policy::Affinity => ("round_robin".to_owned(), Some(p.as_str().to_owned())),
+        }
     }
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {
@@ -177,6 +199,8 @@ pub mod endpoint {
         pub max_concurrent: Option<i64>,
         /// The APIs it speaks natively, comma-separated (`chat,messages`; see `types::Api`).
         pub native_apis: String,
+        /// Drained by hand: no new calls (calls under way finish).
+        pub draining: bool,
     }
     no_relations!();
 }

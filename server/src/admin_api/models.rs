@@ -7,7 +7,7 @@ use super::extract::{Json, Path, Query};
 use super::page::{Page, PageQuery};
 use super::Api;
 use app::ssr::services::models;
-use app::types::{EndpointInput, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, RuleInput, RuleKind, RuleTarget};
+use app::types::{AffinityKey, EndpointInput, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, RuleInput, RuleKind, RuleTarget};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -53,6 +53,9 @@ pub struct EndpointBody {
     /// are then translated to chat completions).
     #[serde(default = "app::types::default_apis")]
     native_apis: Vec<app::types::Api>,
+    /// Drained: no new calls (calls under way finish).
+    #[serde(default)]
+    draining: bool,
 }
 
 /// A field that is present (even as null) is `Some`, an absent one `None` (`#[serde(default)]`).
@@ -96,6 +99,10 @@ pub struct ModelBody {
     /// the gateway's default.
     #[serde(default)]
     reserve_output_tokens: Option<i64>,
+    /// What the `affinity` policy keeps a conversation on one endpoint by (default
+    /// `prompt_cache_key`).
+    #[serde(default)]
+    affinity_key: AffinityKey,
 }
 
 /// Part of a model (PATCH): the fields given replace the saved ones. `enabled` is changed
@@ -118,6 +125,8 @@ pub struct ModelPatch {
     #[serde(default, deserialize_with = "present_i64")]
     #[schema(nullable, value_type = Option<i64>)]
     reserve_output_tokens: Option<Option<i64>>,
+    #[serde(default)]
+    affinity_key: Option<AffinityKey>,
 }
 
 fn present_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
@@ -144,6 +153,7 @@ impl EndpointBody {
             skip_stream_usage: self.skip_stream_usage,
             max_concurrent: num(self.max_concurrent),
             native_apis: self.native_apis,
+            draining: self.draining,
         }
     }
 }
@@ -170,6 +180,7 @@ impl ModelBody {
             endpoints: self.endpoints.into_iter().map(EndpointBody::input).collect(),
             rules: self.rules.into_iter().map(RuleBody::input).collect(),
             reserve_output: num(self.reserve_output_tokens),
+            affinity_key: self.affinity_key,
         }
     }
 }
@@ -192,6 +203,7 @@ fn as_input(m: &ModelDetail) -> ModelInput {
                 skip_stream_usage: e.skip_stream_usage,
                 max_concurrent: num(e.max_concurrent),
                 native_apis: e.native_apis.clone(),
+                draining: e.draining,
             })
             .collect(),
         rules: m
@@ -207,6 +219,7 @@ fn as_input(m: &ModelDetail) -> ModelInput {
             })
             .collect(),
         reserve_output: num(m.reserve_output),
+        affinity_key: m.affinity_key,
     }
 }
 
@@ -316,7 +329,8 @@ async fn patch_model(
         || p.policy.is_some()
         || p.endpoints.is_some()
         || p.rules.is_some()
-        || p.reserve_output_tokens.is_some();
+        || p.reserve_output_tokens.is_some()
+        || p.affinity_key.is_some();
     let rev = match (p.enabled, config) {
         (Some(_), true) => return Err(ApiError::field("enabled", "change enabled in a request of its own")),
         (None, false) => return Err(ApiError::bad_request("nothing to change: give enabled, or fields of the model")),
@@ -340,6 +354,9 @@ async fn patch_model(
             }
             if let Some(v) = p.reserve_output_tokens {
                 input.reserve_output = num(v);
+            }
+            if let Some(v) = p.affinity_key {
+                input.affinity_key = v;
             }
             models::update(&api.app.db, &c.actor, &api.app.secrets, id, expected, &input).await.map_err(body_fields)?
         }

@@ -15,6 +15,9 @@ use hyper::body::{Body as _, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+const MAAS_ENDPOINT: header::HeaderName = header::HeaderName::from_static("x-maas-endpoint");
+const MAAS_TRIES: header::HeaderName = header::HeaderName::from_static("x-maas-tries");
+
 /// An upstream's answer, as forwarding got it.
 pub struct Answer {
     pub resp: http::Response<UpstreamBody>,
@@ -51,6 +54,11 @@ pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(t.content_type()));
     }
     error::admission_headers(&mut headers, call.ticket());
+    // Which endpoint answered (its id, never its URL) and after how many tries.
+    if let Some((endpoint, tries)) = call.answered() {
+        headers.insert(MAAS_ENDPOINT, HeaderValue::from(endpoint));
+        headers.insert(MAAS_TRIES, HeaderValue::from(tries));
+    }
     if call.op().dialect() == Dialect::Anthropic {
         error::anthropic_admission_headers(&mut headers, call.ticket(), call.unix_ms());
     }

@@ -8,6 +8,7 @@
 use super::admission::{Consumed, Ticket};
 use super::clock::SharedClock;
 use super::error::GatewayError;
+use super::load::InFlight;
 use super::meter::Meter;
 use super::op::Op;
 use super::record::{Call, FailReason, Outcome};
@@ -52,6 +53,8 @@ pub struct CallCtx {
     consumed: Consumed,
     /// Its place on a capped endpoint, held until the answer ends.
     slot: Option<Slot>,
+    /// Counted in flight on its endpoint (for the load-aware policies) until the answer ends.
+    in_flight: Option<InFlight>,
     /// Endpoints that failed it on the way (for `/metrics`; their health was told at once).
     failures: SmallVec<[(i64, FailReason); 2]>,
     /// The rule that refused it (for `/metrics`).
@@ -84,6 +87,7 @@ impl CallCtx {
             ticket: Ticket::default(),
             consumed: Consumed::Estimate,
             slot: None,
+            in_flight: None,
             failures: SmallVec::new(),
             refused_by: None,
             finished: false,
@@ -134,6 +138,11 @@ impl CallCtx {
         &self.ticket
     }
 
+    /// The endpoint that answered and the tries it took (for the caller's headers).
+    pub fn answered(&self) -> Option<(i64, u32)> {
+        self.record.endpoint_id.map(|e| (e, self.record.failovers + 1))
+    }
+
     /// An endpoint failed it (it may still be answered by another).
     pub fn failed_on(&mut self, endpoint_id: i64, why: FailReason) {
         self.failures.push((endpoint_id, why));
@@ -141,7 +150,8 @@ impl CallCtx {
 
     /// An endpoint answered with `status`, after `failovers` others were given up on; `slot` is
     /// its place on that endpoint.
-    pub fn answered_by(&mut self, endpoint_id: i64, status: u16, failovers: u32, slot: Option<Slot>) {
+    pub fn answered_by(&mut self, endpoint_id: i64, status: u16, failovers: u32, slot: Option<Slot>, in_flight: Option<InFlight>) {
+        self.in_flight = in_flight;
         self.record.endpoint_id = Some(endpoint_id);
         self.record.status = status;
         self.record.outcome = Outcome::Ok;
@@ -228,6 +238,7 @@ impl CallCtx {
         }
         std::mem::take(&mut self.ticket).end(self.consumed);
         self.slot = None;
+        self.in_flight = None;
         let Some(meter) = &self.meter else { return };
         for &(endpoint, why) in &self.failures {
             meter.upstream_failed(endpoint, why);

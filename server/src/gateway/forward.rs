@@ -5,12 +5,14 @@ use super::body::RequestBody;
 use super::call::CallCtx;
 use super::clock::SharedClock;
 use super::error::GatewayError;
+use super::load::InFlight;
 use super::op::{Op, Translation};
 use super::record::FailReason;
 use super::slots::{self, Slot, Slots};
 use super::snapshot::{Endpoint, Mode, Route};
 use super::upload::Upload;
 use super::upstream::{Payload, SendError, Upstream, UpstreamBody};
+use app::types::Policy;
 use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
@@ -43,6 +45,8 @@ pub struct Outgoing<'a> {
     /// A multipart call's form (`body` is then its text fields): what every endpoint is sent,
     /// with its own model.
     pub upload: Option<&'a Upload>,
+    /// The conversation key the cache-affinity policy routes by, hashed (`affinity.rs`).
+    pub affinity: Option<u64>,
     pub translated: Option<&'a RequestBody<'a>>,
     pub accept: Option<&'a HeaderValue>,
     /// `anthropic-version` and `anthropic-beta`, for an endpoint that speaks Messages natively.
@@ -58,7 +62,7 @@ const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 enum Try {
     /// It answered (a 5xx only when it was the last to try): the call goes back with it, with
     /// whether the gateway asked for its usage chunk and how its answer is translated.
-    Answered(http::Response<UpstreamBody>, bool, Option<Translation>),
+    Answered(http::Response<UpstreamBody>, bool, Option<Translation>, Option<InFlight>),
     /// It failed; the next one is tried. The error the caller gets if none answers (`None`: a
     /// 5xx, which leaves the error as it was).
     Failed(Option<GatewayError>),
@@ -74,7 +78,8 @@ impl Forwarder {
         let now = self.clock.now_ms();
         let n = route.endpoints.len();
         // Fused: asked again after it ran out, when a waited-for endpoint failed.
-        let mut candidates = route.balancer.candidates(n, &|i| route.endpoints[i].health.usable(now)).fuse();
+        let usable = |i: usize| !route.endpoints[i].draining && route.endpoints[i].health.usable(now);
+        let mut candidates = route.balancer.candidates_for(n, &usable, out.affinity).fuse();
         // Endpoints skipped because they were at their cap, to wait on once the others were tried.
         let mut full: SmallVec<[(usize, Arc<Slots>); 4]> = SmallVec::new();
         let mut failure = GatewayError::UpstreamUnavailable;
@@ -84,8 +89,8 @@ impl Forwarder {
             tried += 1;
             let ep = &route.endpoints[i];
             match self.try_endpoint(route, i, out, tried == n, call).await {
-                Try::Answered(resp, injected_usage, translation) => {
-                    call.answered_by(ep.id, resp.status().as_u16(), attempt as u32, slot);
+                Try::Answered(resp, injected_usage, translation, in_flight) => {
+                    call.answered_by(ep.id, resp.status().as_u16(), attempt as u32, slot, in_flight);
                     return Ok(Answer { resp, injected_usage, translation });
                 }
                 Try::Failed(Some(e)) => failure = e,
@@ -105,6 +110,10 @@ impl Forwarder {
         full: &mut SmallVec<[(usize, Arc<Slots>); 4]>,
     ) -> Result<Option<(usize, Option<Slot>)>, GatewayError> {
         for i in candidates.by_ref() {
+            // Drained: never tried, not even as a last resort.
+            if route.endpoints[i].draining {
+                continue;
+            }
             match &route.endpoints[i].slots {
                 None => return Ok(Some((i, None))),
                 Some(s) => match s.try_take() {
@@ -148,6 +157,11 @@ impl Forwarder {
             tracing::warn!(model = %route.name, endpoint = i, "endpoint URL does not parse");
             return Try::Skipped;
         };
+        // Counted in flight (and timed) for the policies that read it, from the send to the end
+        // of the answer.
+        let reads_load = matches!(route.policy, Policy::LeastBusy | Policy::Fastest | Policy::Affinity);
+        let in_flight = reads_load.then(|| ep.load.enter());
+        let sent_ms = self.clock.now_ms();
         let send = |body: Payload| {
             tokio::time::timeout(self.first_byte_timeout, self.upstream.post(target, ep.auth.as_ref(), out.accept, &extra, body))
         };
@@ -176,8 +190,11 @@ impl Forwarder {
                     self.failed(ep, FailReason::Status5xx, call);
                 } else {
                     ep.health.success();
+                    if reads_load {
+                        ep.load.observe_ttfb(self.clock.now_ms().saturating_sub(sent_ms) * 1000);
+                    }
                 }
-                Try::Answered(resp, injected.is_some(), translation)
+                Try::Answered(resp, injected.is_some(), translation, in_flight)
             }
             Ok(Err(e)) => {
                 tracing::warn!(model = %route.name, endpoint = i, error = %e, "upstream unreachable");

@@ -2,6 +2,7 @@
 //! rate limits and load balancing, forwards to the chosen upstream with its own key, streams
 //! the answer back, and fails over to the next endpoint when one cannot answer.
 pub mod admission;
+pub mod affinity;
 pub mod answer;
 pub mod anthropic;
 pub mod balancer;
@@ -11,6 +12,7 @@ pub mod chat_stream;
 pub mod clock;
 pub mod error;
 pub mod forward;
+pub mod load;
 pub mod meter;
 pub mod metrics;
 pub mod op;
@@ -394,12 +396,14 @@ impl Gateway {
         // The body endpoints that speak only chat completions get (Messages, Responses over chat).
         let translated = translate_request(op, route, &req)?;
         let ticket = self.admit(&snap, route, &caller, &req, incoming.json().len(), op).await?;
+        let affinity = affinity::key_of(route, &req, &caller);
         call.admitted(ticket);
         let translated = translated.as_deref().map(parse_body).transpose()?;
         let out = Outgoing {
             op,
             body: &req,
             upload: incoming.upload(),
+            affinity,
             accept: parts.headers.get(header::ACCEPT),
             anthropic: anthropic::passed_headers(op, &parts.headers),
             stream_options: self.stream_options(op, &req),

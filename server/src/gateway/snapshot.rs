@@ -40,6 +40,11 @@ pub struct Endpoint {
     pub health: Arc<Health>,
     /// Its cap on calls at once, if any (carried over like `health`: calls in flight count).
     pub slots: Option<Arc<super::slots::Slots>>,
+    /// Its calls in flight and time to first byte, for the load-aware policies (carried over
+    /// like `health`).
+    pub load: Arc<super::load::Load>,
+    /// Drained by hand: never tried (calls under way finish).
+    pub draining: bool,
 }
 
 impl Endpoint {
@@ -145,6 +150,9 @@ pub struct Route {
     pub created: i64,
     /// What kind of model it is: the operations it is served.
     pub kind: app::types::ModelKind,
+    pub policy: Policy,
+    /// What the cache-affinity policy keeps a conversation by.
+    pub affinity_key: app::types::AffinityKey,
     pub endpoints: Vec<Endpoint>,
     pub balancer: Box<dyn Balancer>,
     pub rules: Rules,
@@ -339,11 +347,17 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
             tracing::warn!(model = %mm.name, count = endpoints.len(), "more endpoints than the gateway balances; serving the first {}", balancer::MAX_ENDPOINTS);
             endpoints.truncate(balancer::MAX_ENDPOINTS);
         }
-        let policy = Policy::parse(&m.policy).unwrap_or_default();
+        let policy = m.policy();
+        let loads: Vec<Arc<super::load::Load>> =
+            endpoints.iter().map(|e| old_endpoint(m.id, &e.url, &e.model_id).map(|o| o.load.clone()).unwrap_or_default()).collect();
+        let seed = m.id as u64 ^ revision as u64;
         let balancer: Box<dyn Balancer> = match policy {
             Policy::RoundRobin => Box::new(balancer::RoundRobin::default()),
-            Policy::Random => Box::new(balancer::Random::new(m.id as u64 ^ revision as u64)),
+            Policy::Random => Box::new(balancer::Random::new(seed)),
             Policy::Weighted => Box::new(balancer::Weighted::new(endpoints.iter().map(|e| e.weight as i64).collect())),
+            Policy::LeastBusy => Box::new(balancer::LeastBusy::new(loads.clone())),
+            Policy::Fastest => Box::new(balancer::Fastest::new(loads.clone(), seed)),
+            Policy::Affinity => Box::new(balancer::Affinity::new(endpoints.iter().map(|e| e.id).collect(), loads.clone())),
         };
         let mut model_rules = Rules::default();
         for r in rules.remove(&m.id).unwrap_or_default() {
@@ -372,9 +386,12 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
             owned_by: mm.provider.clone(),
             created: m.created_at,
             kind: app::types::ModelKind::parse(&mm.kind),
+            policy,
+            affinity_key: app::types::AffinityKey::parse(&m.affinity_key),
             endpoints: endpoints
                 .into_iter()
-                .map(|e| {
+                .zip(loads)
+                .map(|(e, load)| {
                     let old = old_endpoint(m.id, &e.url, &e.model_id);
                     let key = e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k));
                     Endpoint {
@@ -389,6 +406,8 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
                         apis: Api::split(&e.native_apis).into_iter().fold(0, |bits, a| bits | 1 << a as u8),
                         x_api_key: key.as_deref().and_then(sensitive),
                         auth: key.as_deref().and_then(bearer),
+                        load,
+                        draining: e.draining,
                     }
                 })
                 .collect(),

@@ -106,6 +106,7 @@ pub fn endpoint(model_id: &str, url: &str, weight: &str) -> EndpointInput {
         skip_stream_usage: false,
         max_concurrent: String::new(),
         native_apis: app::types::default_apis(),
+        draining: false,
     }
 }
 
@@ -138,6 +139,7 @@ pub fn weighted_input(f: &Fixture) -> ModelInput {
             },
         ],
         reserve_output: String::new(),
+        affinity_key: Default::default(),
     }
 }
 

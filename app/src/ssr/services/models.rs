@@ -120,6 +120,7 @@ async fn write_children(
             skip_stream_usage: Set(ep.skip_stream_usage),
             max_concurrent: Set(validate::endpoint_cap(&ep.max_concurrent).ok().flatten()),
             native_apis: Set(app_apis(&ep.native_apis)),
+            draining: Set(ep.draining),
             ..Default::default()
         }
         .insert(txn)
@@ -167,7 +168,9 @@ pub async fn create<C: TransactionTrait + ConnectionTrait>(
     let m = maas_model::ActiveModel {
         marketplace_model_id: Set(mm_id),
         cluster_id: Set(cl_id),
-        policy: Set(input.policy.as_str().to_owned()),
+        policy: Set(maas_model::policy_columns(input.policy).0),
+        routing_policy: Set(maas_model::policy_columns(input.policy).1),
+        affinity_key: Set(input.affinity_key.as_str().to_owned()),
         reserve_output_tokens: Set(validate::reserve_output(&input.reserve_output).ok().flatten()),
         enabled: Set(false),
         revision: Set(rev),
@@ -209,7 +212,10 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(
     let mut am: maas_model::ActiveModel = existing.into();
     am.marketplace_model_id = Set(mm_id);
     am.cluster_id = Set(cl_id);
-    am.policy = Set(input.policy.as_str().to_owned());
+    let (policy, routing_policy) = maas_model::policy_columns(input.policy);
+    am.policy = Set(policy);
+    am.routing_policy = Set(routing_policy);
+    am.affinity_key = Set(input.affinity_key.as_str().to_owned());
     am.reserve_output_tokens = Set(validate::reserve_output(&input.reserve_output).ok().flatten());
     am.revision = Set(rev);
     am.updated_at = Set(now());
@@ -266,11 +272,12 @@ fn snapshot(m: &ModelDetail, before: Option<&ModelDetail>, input: &ModelInput) -
             };
             serde_json::json!({"model_id": e.model_id, "url": e.url, "weight": e.weight, "api_key": key,
                 "skip_stream_usage": e.skip_stream_usage, "max_concurrent": e.max_concurrent,
-                "native_apis": e.native_apis})
+                "native_apis": e.native_apis, "draining": e.draining})
         })
         .collect();
     serde_json::json!({
         "marketplace_model_id": m.marketplace_model_id, "cluster_id": m.cluster_id, "policy": m.policy.as_str(),
+        "affinity_key": m.affinity_key.as_str(),
         "enabled": m.enabled, "reserve_output": m.reserve_output, "endpoints": endpoints, "rules": m.rules,
     })
 }
@@ -341,6 +348,7 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
             skip_stream_usage: e.skip_stream_usage,
             max_concurrent: e.max_concurrent,
             native_apis: crate::types::Api::split(&e.native_apis),
+            draining: e.draining,
         })
         .collect();
     let rules = rule::Entity::find()
@@ -362,7 +370,8 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
         id: m.id,
         marketplace_model_id: m.marketplace_model_id,
         cluster_id: m.cluster_id,
-        policy: Policy::parse(&m.policy).unwrap_or_default(),
+        policy: m.policy(),
+        affinity_key: AffinityKey::parse(&m.affinity_key),
         enabled: m.enabled,
         endpoints,
         rules,
@@ -376,6 +385,7 @@ struct ListRow {
     id: i64,
     enabled: bool,
     policy: String,
+    routing_policy: Option<String>,
     revision: i64,
     name: String,
     tags: String,
@@ -394,6 +404,7 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
         .column(maas_model::Column::Id)
         .column(maas_model::Column::Enabled)
         .column(maas_model::Column::Policy)
+        .column(maas_model::Column::RoutingPolicy)
         .column(maas_model::Column::Revision)
         .column_as(marketplace_model::Column::Name, "name")
         .column_as(marketplace_model::Column::Tags, "tags")
@@ -457,7 +468,7 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
             published: r.published,
             access_path: access_path(&r.entry_address),
             cluster: r.cluster,
-            policy: Policy::parse(&r.policy).unwrap_or_default(),
+            policy: r.routing_policy.as_deref().and_then(Policy::parse).or_else(|| Policy::parse(&r.policy)).unwrap_or_default(),
             name: r.name,
         })
         .collect();
