@@ -3,10 +3,12 @@
 use app::types::{RuleKind, RuleTarget};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use server::gateway::admission::limiter::{CounterKey, Limiter, RuleCheck};
-use server::gateway::balancer::{Balancer, Random, RoundRobin, Weighted};
+use server::gateway::balancer::{Affinity, Balancer, Fastest, LeastBusy, Random, RoundRobin, Weighted};
 use server::gateway::clock::{Clock, SystemClock};
+use server::gateway::load::Load;
 use server::gateway::snapshot::{Caller, Rules};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 fn key(target: RuleTarget, subject: i64, duration_ms: u64) -> CounterKey {
     CounterKey { model_id: 1, target, subject_id: subject, kind: RuleKind::Requests, duration_ms }
@@ -24,6 +26,32 @@ fn balancers(c: &mut Criterion) {
     c.bench_function("balancer/weighted/3", |b| b.iter(|| black_box(w.candidates(3, &all).next())));
     let r = Random::new(1);
     c.bench_function("balancer/random/3", |b| b.iter(|| black_box(r.candidates(3, &all).next())));
+    // Every policy over 16 endpoints, the load-aware ones over loads that differ (target: a
+    // pick in at most 100 ns).
+    let loads: Vec<Arc<Load>> = (0..16)
+        .map(|i| {
+            let l = Arc::new(Load::default());
+            for _ in 0..(i * 7) % 5 {
+                std::mem::forget(l.enter());
+            }
+            l.observe_ttfb(1_000 + (i as u64 * 3_331) % 9_000);
+            l
+        })
+        .collect();
+    let rr = RoundRobin::default();
+    c.bench_function("balancer/round_robin/16", |b| b.iter(|| black_box(rr.candidates(16, &all).next())));
+    let lb = LeastBusy::new(loads.clone());
+    c.bench_function("balancer/least_busy/16", |b| b.iter(|| black_box(lb.candidates(16, &all).next())));
+    let f = Fastest::new(loads.clone(), 1);
+    c.bench_function("balancer/fastest/16", |b| b.iter(|| black_box(f.candidates(16, &all).next())));
+    let a = Affinity::new((100..116).collect(), loads);
+    let mut k = 0u64;
+    c.bench_function("balancer/affinity/16", |b| {
+        b.iter(|| {
+            k = k.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            black_box(a.candidates_for(16, &all, Some(k)).next())
+        })
+    });
 }
 
 fn limiter(c: &mut Criterion) {

@@ -495,3 +495,41 @@ async fn every_pooled_sqlite_connection_enforces_foreign_keys() {
     assert!(bad.is_err(), "foreign key enforced");
     tx.rollback().await.unwrap();
 }
+
+/// The load-aware policies live beside the first schema's checked `policy` column (which keeps
+/// `round_robin` for a binary from before them); the affinity key and a drained endpoint are
+/// saved and read back; a text-to-speech model refuses a token rule next to its field.
+#[tokio::test]
+async fn routing_policies_affinity_keys_and_drained_endpoints_are_saved() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let mut input = weighted_input(&f);
+    input.policy = Policy::Affinity;
+    input.affinity_key = AffinityKey::MetadataUserId;
+    input.endpoints[1].draining = true;
+    let (id, _) = models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &input).await.unwrap();
+    let d = models::get(env.db(), id).await.unwrap();
+    assert_eq!((d.policy, d.affinity_key), (Policy::Affinity, AffinityKey::MetadataUserId));
+    assert_eq!(d.endpoints.iter().map(|e| e.draining).collect::<Vec<_>>(), [false, true, false]);
+    let row = entities::maas_model::Entity::find_by_id(id).one(env.db()).await.unwrap().unwrap();
+    assert_eq!((row.policy.as_str(), row.routing_policy.as_deref()), ("round_robin", Some("affinity")));
+    for p in Policy::ALL {
+        input.policy = p;
+        models::update(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, id, None, &input).await.unwrap();
+        assert_eq!(models::get(env.db(), id).await.unwrap().policy, p);
+    }
+
+    let tts = catalog::create_marketplace(
+        env.db(),
+        &app::ssr::audit::Actor::system(),
+        &MarketplaceInput { name: "voice".into(), provider: "x".into(), kind: ModelKind::TextToSpeech, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    catalog::set_published(env.db(), &app::ssr::audit::Actor::system(), tts, true).await.unwrap();
+    let mut voice = ModelInput { marketplace_model_id: Some(tts), ..weighted_input(&f) };
+    voice.rules[0].kind = RuleKind::Tokens;
+    let e = field_err(models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &voice).await);
+    assert_eq!(e.get("rules.0.kind"), Some("a text to speech model reports no tokens: limit requests or concurrent calls"));
+}

@@ -7,7 +7,6 @@ use super::load::Load;
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use smallvec::SmallVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -206,6 +205,7 @@ impl Balancer for Fastest {
 /// [`LOAD_BOUND`] times its share of the calls in flight, the next by score takes the call. A
 /// call without a key goes to the least busy.
 pub struct Affinity {
+    /// The endpoints' ids, mixed.
     ids: Vec<u64>,
     least_busy: LeastBusy,
 }
@@ -217,12 +217,8 @@ pub const LOAD_BOUND: (u64, u64) = (5, 4);
 
 impl Affinity {
     pub fn new(ids: Vec<i64>, loads: Vec<Arc<Load>>) -> Self {
-        Affinity { ids: ids.into_iter().map(|i| i as u64).collect(), least_busy: LeastBusy::new(loads) }
-    }
-
-    /// The rendezvous score of `key` on endpoint `i`.
-    fn score(&self, key: u64, i: usize) -> u64 {
-        mix(key ^ mix(self.ids[i]))
+        // Mixed once here: a score is then one mix per endpoint.
+        Affinity { ids: ids.into_iter().map(|i| mix(i as u64)).collect(), least_busy: LeastBusy::new(loads) }
     }
 }
 
@@ -241,16 +237,30 @@ impl Balancer for Affinity {
     fn pick_for(&self, n: usize, eligible: &dyn Fn(usize) -> bool, key: Option<u64>) -> Option<usize> {
         let Some(key) = key else { return self.pick(n, eligible) };
         let n = n.min(self.ids.len());
-        let mut order: SmallVec<[(u64, usize); 8]> = (0..n).filter(|&i| eligible(i)).map(|i| (self.score(key, i), i)).collect();
-        if order.is_empty() {
+        let loads = &self.least_busy.loads;
+        let (mut total, mut count) = (0u64, 0u64);
+        for i in (0..n).filter(|&i| eligible(i)) {
+            total += loads[i].in_flight();
+            count += 1;
+        }
+        if count == 0 {
             return None;
         }
-        order.sort_unstable_by(|a, b| b.cmp(a));
-        let loads = &self.least_busy.loads;
-        let total: u64 = order.iter().map(|&(_, i)| loads[i].in_flight()).sum();
         // This call included, spread evenly, times the bound (rounded up).
-        let cap = ((total + 1) * LOAD_BOUND.0).div_ceil(order.len() as u64 * LOAD_BOUND.1);
-        order.iter().find(|&&(_, i)| loads[i].in_flight() < cap).or(order.first()).map(|&(_, i)| i)
+        let cap = ((total + 1) * LOAD_BOUND.0).div_ceil(count * LOAD_BOUND.1);
+        // The best score under the bound, else (every endpoint past it) the best score.
+        let mut under: Option<(u64, usize)> = None;
+        let mut top: Option<(u64, usize)> = None;
+        for i in (0..n).filter(|&i| eligible(i)) {
+            let s = mix(key ^ self.ids[i]);
+            if top.is_none_or(|(t, _)| s > t) {
+                top = Some((s, i));
+            }
+            if loads[i].in_flight() < cap && under.is_none_or(|(u, _)| s > u) {
+                under = Some((s, i));
+            }
+        }
+        under.or(top).map(|(_, i)| i)
     }
 }
 
