@@ -192,7 +192,26 @@ for name, rules in (("none", []), ("tokens+concurrent", [("tokens", 10**12, 60),
                     [(demo[0], i, kind, demo[1], demo[2], limit, secs) for i, (kind, limit, secs) in enumerate(rules)])
     rdb.commit(); rdb.close()
     rules_db[name] = path
+# Routing policies (issue 28): demo-chat over two endpoints of the mock under each policy, each
+# from its own copy of the database; the calls carry a conversation key (what cache affinity
+# hashes; the other policies ignore it).
+policy_db = {}
+if os.environ.get("BENCH_POLICIES", "1") == "1":
+    for policy in ("round_robin", "least_busy", "fastest", "affinity"):
+        path = f"{tmp}/policy-{policy}.db"
+        shutil.copy(f"{tmp}/maas.db", path)
+        pdb = sqlite3.connect(path)
+        demo = pdb.execute("SELECT m.id FROM maas_models m JOIN marketplace_models mm ON mm.id = m.marketplace_model_id WHERE mm.name = 'demo-chat'").fetchone()[0]
+        routing = None if policy == "round_robin" else policy
+        pdb.execute("UPDATE maas_models SET policy = 'round_robin', routing_policy = ? WHERE id = ?", (routing, demo))
+        pdb.execute("DELETE FROM endpoints WHERE maas_model_id = ?", (demo,))
+        pdb.executemany("INSERT INTO endpoints (maas_model_id, position, model_id, url, api_key_enc, weight) VALUES (?, ?, 'up', ?, NULL, 50)",
+                        [(demo, p, f"{mock_url}/name/e{p}/v1") for p in range(2)])
+        pdb.commit(); pdb.close()
+        policy_db[policy] = path
+POLICY_BODY = json.dumps({"model": "demo-chat", "prompt_cache_key": "bench-conversation", "messages": [{"role": "user", "content": "Hello"}]})
 server, base = start(["serve"], senv, r"MaaS console: (http://\S+)")
+by_policy = {name: start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{path}?mode=rwc"), r"MaaS console: (http://\S+)") for name, path in policy_db.items()}
 by_rules = {name: start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{path}?mode=rwc"), r"MaaS console: (http://\S+)") for name, path in rules_db.items()}
 if BASELINE:
     # The baseline build with the same token and concurrency rule, metering on: a change on the
@@ -256,6 +275,15 @@ try:
                     f"{rps:9.0f} req/s CPU {us:5.1f} us/req" + (f" (redis {rus:4.1f})" if rus is not None else "") + f" {codes}"
                     for rps, us, rus, codes in runs))
     compare_rules(by_rules, "rules")
+    # Each routing policy vs round-robin, alternated, twice each, at 16 connections.
+    got = {name: [] for name in by_policy}
+    for _ in range(2):
+        for name, (proc, url) in by_policy.items():
+            c0 = cpu_ms(proc.pid)
+            r = oha(f"{url}/v1/chat/completions", key, 16, body=POLICY_BODY)
+            got[name].append((r[0], 1000 * (cpu_ms(proc.pid) - c0) / (r[0] * int(DURATION)), r[3]))
+    for name, runs in got.items():
+        print(f"c=16  policy {name:<12} " + "  ".join(f"{rps:9.0f} req/s CPU {us:5.1f} us/req {codes}" for rps, us, codes in runs))
     # Streams (3 chunks, the usage event injected and cut when metering): metered vs not.
     for name, proc, url in (("metering on ", server, via), ("metering off", unmetered, via_off)):
         c0 = cpu_ms(proc.pid)
@@ -346,7 +374,7 @@ try:
         by_rules = {name: start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{path}?mode=rwc", REDIS_URL=redis_url), r"MaaS console: (http://\S+)") for name, path in rules_db.items()}
         compare_rules(by_rules, "shared rules (redis)", redis)
 finally:
-    for p in (server, unmetered, shared, mock, nginx, socat, redis, baseline, *(p for p, _ in by_rules.values())):
+    for p in (server, unmetered, shared, mock, nginx, socat, redis, baseline, *(p for p, _ in by_rules.values()), *(p for p, _ in by_policy.values())):
         if p is None:
             continue
         p.terminate(); p.wait(timeout=10)
