@@ -506,7 +506,8 @@ async fn an_operation_none_of_a_models_endpoints_speaks_is_refused_in_the_caller
 
 /// The other model kinds: `rr` (rerank), `tts` (speech), `img` (images), `stt` (speech to
 /// text), `edit` (image edits), each with a failing endpoint before a working one and a rule of
-/// one request a minute for the key (two for `stt`: a transcription and a translation).
+/// one request a minute for the key (two for `stt`, a transcription and a translation, and for
+/// `edit`, a multipart edit and a JSON one).
 /// Uploads are limited to 4 MiB.
 async fn kinds() -> (Path, String) {
     let mock = common::serve_router(server::mock_upstream::router(Default::default(), true)).await;
@@ -521,7 +522,8 @@ async fn kinds() -> (Path, String) {
                 endpoint(id * 10 + 1, id, format!("{mock}/name/good/v1"), None),
             ],
         );
-        rows.rules.insert(id, vec![rule(id, id, "requests", RuleTarget::ApiKey, if name == "stt" { 2 } else { 1 }, 60)]);
+        let limit = if name == "stt" || name == "edit" { 2 } else { 1 };
+        rows.rules.insert(id, vec![rule(id, id, "requests", RuleTarget::ApiKey, limit, 60)]);
     }
     let gw = Gateway::new(GatewayConfig { connect_timeout: Duration::from_secs(1), upload_limit: 4 << 20, ..Default::default() });
     let mut snap = snapshot::assemble(rows, &app::ssr::crypto::SecretBox::from_passphrase("test"), 1, None);
@@ -671,12 +673,16 @@ async fn uploads_are_spooled_failed_over_limited_and_counted_in_seconds_and_imag
     }
     assert_eq!(sent.iter().find(|s| s["path"].as_str().unwrap().ends_with("/transcriptions")).unwrap()["body"]["language"], "en");
 
+    // Image edits take JSON too (images by URL, as gpt-image models do).
+    let r = p.post("images/edits", json!({"model": "edit", "prompt": "add a hat", "images": [{"image_url": "https://x.example/cat.png"}]})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["data"].as_array().unwrap().len(), 1);
     // Limited like every call: the next one is refused by the rule.
     let r = p.upload("images/edits", edit).await;
     assert_eq!(r.status(), 429);
-    // 3,000,000 bytes at 32,000 a second: 93.75 s, counted as 94; two images.
-    assert_eq!(p.recorded(4).await, BTreeMap::from([(("ok", 200), 3), (("rate_limited", 429), 1)]));
-    assert_eq!(p.gw.meter.pending_units(), BTreeMap::from([("image_edits", 2), ("transcriptions", 94), ("translations", 94)]));
+    // 3,000,000 bytes at 32,000 a second: 93.75 s, counted as 94; two images, then one.
+    assert_eq!(p.recorded(5).await, BTreeMap::from([(("ok", 200), 4), (("rate_limited", 429), 1)]));
+    assert_eq!(p.gw.meter.pending_units(), BTreeMap::from([("image_edits", 3), ("transcriptions", 94), ("translations", 94)]));
     p.assert_nothing_held();
 }
 
