@@ -156,8 +156,13 @@ async fn handle(State(st): State<Arc<MockState>>, method: Method, uri: Uri, head
     }
     if let Some(code) = d.status {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // A rate-limited upstream says how long to wait, as OpenAI does.
+        let wait: &[(&str, &str)] = if code == 429 { &[("retry-after-ms", "2000"), ("retry-after", "2")] } else { &[] };
         return (
             status,
+            wait.iter()
+                .map(|(k, v)| (axum::http::HeaderName::from_static(k), axum::http::HeaderValue::from_static(v)))
+                .collect::<axum::http::HeaderMap>(),
             axum::Json(json!({"error": {"message": format!("mock error {code}"), "type": "server_error", "param": null, "code": null}})),
         )
             .into_response();

@@ -674,7 +674,9 @@ async fn uploads_are_spooled_failed_over_limited_and_counted_in_seconds_and_imag
     assert_eq!(sent.iter().find(|s| s["path"].as_str().unwrap().ends_with("/transcriptions")).unwrap()["body"]["language"], "en");
 
     // Image edits take JSON too (images by URL, as gpt-image models do).
-    let r = p.post("images/edits", json!({"model": "edit", "prompt": "add a hat", "images": [{"image_url": "https://x.example/cat.png"}]})).await;
+    let r = p
+        .post("images/edits", json!({"model": "edit", "prompt": "add a hat", "images": [{"image_url": "https://x.example/cat.png"}]}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["data"].as_array().unwrap().len(), 1);
     // Limited like every call: the next one is refused by the rule.
@@ -886,4 +888,40 @@ async fn fastest_sends_most_calls_to_the_fast_endpoint_and_a_probe_share_to_the_
     }
     // Measured once (warm-up), then about one call in 32 (half of the 1 in 16 that explore).
     assert!((1..=64).contains(&to_slow), "{to_slow} of 320 calls went to the slow endpoint");
+}
+
+#[tokio::test]
+async fn an_upstream_429_fails_over_and_rests_that_endpoint_for_its_retry_after() {
+    let (p, _mock, _rows) = fleet(app::types::Policy::RoundRobin, &[(1, "/status/429/v1"), (2, "/v1")]).await;
+    let (to, r) = p.routed(false, json!({})).await;
+    assert_eq!((to, r.headers()["x-maas-tries"].to_str().unwrap()), (2, "2"), "the 429 was failed over");
+    r.bytes().await.unwrap();
+    // Resting for the 2 s it asked: not tried at all meanwhile.
+    for _ in 0..6 {
+        let (to, r) = p.routed(false, json!({})).await;
+        assert_eq!((to, r.headers()["x-maas-tries"].to_str().unwrap()), (2, "1"));
+        r.bytes().await.unwrap();
+    }
+    assert!(p.gw.metrics_text().contains("status_429"), "counted as a failed try by its reason");
+    // Back in rotation after its wait; alone, its 429 and its wait reach the caller.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let tried: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..2 {
+            let (_, r) = p.routed(false, json!({})).await;
+            v.push(r.headers()["x-maas-tries"].to_str().unwrap().to_owned());
+        }
+        v
+    };
+    assert!(tried.contains(&"2".to_owned()), "tried again once rested: {tried:?}");
+    let (p1, _mock, _) = fleet(app::types::Policy::RoundRobin, &[(1, "/status/429/v1")]).await;
+    let r = p1
+        .http
+        .post(format!("{}/v1/chat/completions", p1.base))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "m", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["retry-after"].to_str().unwrap()), (429, "2"));
 }

@@ -34,6 +34,9 @@ fn passes_through(name: &header::HeaderName) -> bool {
         || name == header::CACHE_CONTROL
         || name.as_str().starts_with("x-request-id")
         || name.as_str().starts_with("openai-")
+        // A rate-limited upstream's wait, on the 429 the caller sees when no endpoint is left.
+        || name == header::RETRY_AFTER
+        || name.as_str() == "retry-after-ms"
 }
 
 /// Status, selected headers and body of the upstream, streamed as it arrives. Dropping the

@@ -180,6 +180,19 @@ impl Forwarder {
             answer = send(Payload::Json(Bytes::from(body.with_model(&ep.model_json)))).await;
         }
         match answer {
+            // Rate-limited upstream (a provider's quota, a server's queue): rested for as long as
+            // it asks (`retry-after-ms`, `Retry-After` seconds; at most MAX_REST), and the next
+            // endpoint tried; the last one's 429 is the caller's to see.
+            Ok(Ok(resp)) if resp.status() == http::StatusCode::TOO_MANY_REQUESTS => {
+                let rest = retry_after_ms(resp.headers()).unwrap_or(self.cooldown.as_millis() as u64).min(MAX_REST_MS);
+                ep.health.rest_until(self.clock.now_ms() + rest);
+                call.failed_on(ep.id, FailReason::Status429);
+                tracing::warn!(model = %route.name, endpoint = i, rest_ms = rest, "upstream 429, resting the endpoint");
+                match last {
+                    true => Try::Answered(resp, injected.is_some(), translation, in_flight),
+                    false => Try::Failed(None),
+                }
+            }
             Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
                 self.failed(ep, FailReason::Status5xx, call);
                 tracing::warn!(model = %route.name, endpoint = i, status = %resp.status(), "upstream 5xx, failing over");
@@ -223,4 +236,14 @@ impl Forwarder {
         ep.health.failure(self.clock.now_ms(), self.fail_threshold, self.cooldown.as_millis() as u64);
         call.failed_on(ep.id, why);
     }
+}
+
+/// The longest an upstream's 429 rests an endpoint, whatever it asks.
+const MAX_REST_MS: u64 = 10 * 60 * 1000;
+
+/// How long a 429 asks to wait: OpenAI's `retry-after-ms`, else `Retry-After` in seconds (an
+/// HTTP date is not read: the endpoint then rests for the cool-down).
+fn retry_after_ms(h: &http::HeaderMap) -> Option<u64> {
+    let num = |name: &str| h.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    num("retry-after-ms").map(|ms| ms.ceil() as u64).or_else(|| num("retry-after").map(|s| (s * 1000.0).ceil() as u64))
 }

@@ -66,6 +66,8 @@ pub struct Call {
 pub enum FailReason {
     /// Answered 5xx.
     Status5xx,
+    /// Answered 429 (rested for its Retry-After).
+    Status429,
     ConnectTimeout,
     Unreachable,
     /// No response headers within the first-byte timeout.
@@ -78,6 +80,7 @@ impl FailReason {
     pub fn as_str(self) -> &'static str {
         match self {
             FailReason::Status5xx => "status_5xx",
+            FailReason::Status429 => "status_429",
             FailReason::ConnectTimeout => "connect_timeout",
             FailReason::Unreachable => "unreachable",
             FailReason::FirstByteTimeout => "first_byte_timeout",

@@ -105,6 +105,11 @@ impl Health {
         self.fails.store(0, Ordering::Relaxed);
         self.cooled_until.store(0, Ordering::Relaxed);
     }
+    /// Out of rotation until `until_ms` (an upstream's 429 asked for that long), unless it is
+    /// cooled down for longer already.
+    pub fn rest_until(&self, until_ms: u64) {
+        self.cooled_until.fetch_max(until_ms, Ordering::Relaxed);
+    }
     /// Counts a failure; the `threshold`-th in a row cools the endpoint down.
     pub fn failure(&self, now_ms: u64, threshold: u32, cooldown_ms: u64) {
         if self.fails.fetch_add(1, Ordering::Relaxed) + 1 >= threshold {
