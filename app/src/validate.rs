@@ -298,6 +298,7 @@ mod tests {
             skip_stream_usage: false,
             max_concurrent: String::new(),
             native_apis: crate::types::default_apis(),
+            draining: false,
         }
     }
     fn base() -> ModelInput {
@@ -308,6 +309,7 @@ mod tests {
             endpoints: vec![ep("https://a.example", "50"), ep("http://b.example:8080/v1", "30"), ep("https://c", "20")],
             rules: vec![],
             reserve_output: String::new(),
+            affinity_key: Default::default(),
         }
     }
 
