@@ -77,6 +77,11 @@ impl Policy {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
+    /// Whether it reads the endpoints' calls in flight and answer times (the gateway counts
+    /// them only then).
+    pub fn counts_load(self) -> bool {
+        matches!(self, Policy::LeastBusy | Policy::Fastest | Policy::Affinity)
+    }
 }
 
 /// What keeps a conversation on one endpoint under the cache-affinity policy: a member of the

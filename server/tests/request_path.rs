@@ -819,6 +819,11 @@ async fn least_busy_sends_new_calls_away_from_an_endpoint_holding_a_long_stream(
     // A stream held open (its body unread) on whichever endpoint it was sent to.
     let (busy, held) = p.routed(true, json!({})).await;
     assert_eq!(p.in_flight().iter().sum::<u64>(), 1);
+    let metrics = p.gw.metrics_text();
+    assert_eq!(metrics.matches("maas_gateway_endpoint_in_flight{").count(), 3, "{metrics}");
+    assert!(
+        metrics.contains("model=\"m\"") && metrics.lines().any(|l| l.starts_with("maas_gateway_endpoint_in_flight{") && l.ends_with(" 1"))
+    );
     for _ in 0..20 {
         let (to, r) = p.routed(false, json!({})).await;
         assert_ne!(to, busy, "a new call went to the endpoint holding the stream");
@@ -843,6 +848,9 @@ async fn a_drained_endpoint_gets_no_new_call_while_its_stream_under_way_finishes
     assert_eq!(on, 1);
     rows.endpoints.get_mut(&1).unwrap()[0].draining = true;
     p.republish(&rows, Some(p.gw.snapshot()));
+    let metrics = p.gw.metrics_text();
+    assert!(metrics.lines().any(|l| l.contains("state=\"draining\"") && l.ends_with(" 1")), "{metrics}");
+    assert!(!metrics.contains("maas_gateway_endpoint_in_flight{"), "round-robin counts nothing");
     for _ in 0..10 {
         let (to, r) = p.routed(false, json!({})).await;
         assert_eq!(to, 2, "the drained endpoint got a new call");

@@ -12,7 +12,6 @@ use super::slots::{self, Slot, Slots};
 use super::snapshot::{Endpoint, Mode, Route};
 use super::upload::Upload;
 use super::upstream::{Payload, SendError, Upstream, UpstreamBody};
-use app::types::Policy;
 use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
@@ -159,7 +158,7 @@ impl Forwarder {
         };
         // Counted in flight (and timed) for the policies that read it, from the send to the end
         // of the answer.
-        let reads_load = matches!(route.policy, Policy::LeastBusy | Policy::Fastest | Policy::Affinity);
+        let reads_load = route.policy.counts_load();
         let in_flight = reads_load.then(|| ep.load.enter());
         let sent_ms = self.clock.now_ms();
         let send = |body: Payload| {

@@ -178,6 +178,9 @@ struct Scrape {
     endpoints: FxHashMap<i64, (Arc<str>, String, String)>,
     /// Model → endpoints cooling down now.
     cooling: Vec<(Arc<str>, i64)>,
+    /// Each endpoint now: (model, endpoint id, its state, calls in flight where its model's
+    /// policy counts them).
+    states: Vec<(Arc<str>, i64, &'static str, Option<u64>)>,
     revision: i64,
 }
 
@@ -357,6 +360,31 @@ impl prometheus_client::collector::Collector for Scrape {
         for (model, n) in &self.cooling {
             m.encode_family(&vec![("model", model.to_string())])?.encode_gauge(n)?;
         }
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_endpoint_state",
+            "Each endpoint's state now (1 for the one it is in): usable, cooling (after failures or an upstream's 429) or draining (by hand).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (model, id, state, _) in &self.states {
+            let (endpoint, _) = self.endpoint(Some(*id));
+            for s in ["usable", "cooling", "draining"] {
+                let labels = vec![("model", model.to_string()), ("endpoint", endpoint.clone()), ("state", s.to_owned())];
+                m.encode_family(&labels)?.encode_gauge(&((*state == s) as i64))?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_endpoint_in_flight",
+            "Calls in flight on each endpoint of a model whose policy counts them (least busy, fastest, cache affinity), on this gateway.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (model, id, _, n) in &self.states {
+            if let Some(n) = n {
+                let (endpoint, _) = self.endpoint(Some(*id));
+                m.encode_family(&vec![("model", model.to_string()), ("endpoint", endpoint)])?.encode_gauge(&(*n as i64))?;
+            }
+        }
         let mut g =
             enc.encode_descriptor("maas_gateway_config_revision", "Configuration revision this gateway serves.", None, MetricType::Gauge)?;
         g.encode_gauge(&self.revision)?;
@@ -370,14 +398,25 @@ pub fn render(snap: &Snapshot, series: Series, now_ms: u64) -> String {
     let now = now_ms;
     let mut endpoints = FxHashMap::default();
     let mut cooling = Vec::new();
+    let mut states = Vec::new();
     for route in snap.models.values() {
+        let counted = route.policy.counts_load();
         for e in &route.endpoints {
             endpoints.insert(e.id, (route.name.clone(), e.url.clone(), e.model_id.clone()));
+            let state = if e.draining {
+                "draining"
+            } else if e.health.usable(now) {
+                "usable"
+            } else {
+                "cooling"
+            };
+            states.push((route.name.clone(), e.id, state, counted.then(|| e.load.in_flight())));
         }
         cooling.push((route.name.clone(), route.endpoints.iter().filter(|e| !e.health.usable(now)).count() as i64));
     }
     cooling.sort();
-    let scrape = Scrape { series, endpoints, cooling, revision: snap.revision };
+    states.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let scrape = Scrape { series, endpoints, cooling, states, revision: snap.revision };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(scrape));
     let mut out = String::new();
