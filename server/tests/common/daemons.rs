@@ -7,7 +7,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    // The tests of one binary run at once: a port the OS hands out again after it was released
+    // here (before the daemon it was for bound it) would put two tests' servers on one port, or
+    // one test's Redis on a cluster node's bus port (its port + 10000), and mix their keys. So
+    // never the same port twice in this process, nor one within 10000 of a port handed out.
+    static TAKEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut taken = TAKEN.lock().unwrap();
+        let clashes = [Some(p), p.checked_add(10_000), p.checked_sub(10_000)].into_iter().flatten().any(|q| taken.contains(&q));
+        if p <= 55_535 && !clashes {
+            taken.insert(p);
+            return p;
+        }
+    }
 }
 
 /// Polls `ready` every 50 ms for up to 20 s.
