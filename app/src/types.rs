@@ -272,26 +272,14 @@ impl ModelKind {
         ModelKind::ALL.into_iter().find(|k| k.as_str() == s).unwrap_or_default()
     }
 
-    /// The gateway paths (under `/v1`) it is served on.
-    pub fn paths(self) -> &'static [&'static str] {
-        match self {
-            ModelKind::Chat => &["/chat/completions", "/completions", "/messages", "/responses"],
-            ModelKind::Embedding => &["/embeddings"],
-            ModelKind::Rerank => &["/rerank"],
-            ModelKind::SpeechToText => &["/audio/transcriptions", "/audio/translations"],
-            ModelKind::TextToSpeech => &["/audio/speech"],
-            ModelKind::Image => &["/images/generations", "/images/edits"],
-        }
-    }
-
     /// What its calls are counted in besides tokens (usage's `units`), if anything.
-    pub fn unit(self) -> Option<&'static str> {
+    pub fn unit(self) -> Option<Unit> {
         match self {
             ModelKind::Chat | ModelKind::Embedding => None,
-            ModelKind::Rerank => Some("documents"),
-            ModelKind::SpeechToText => Some("seconds"),
-            ModelKind::TextToSpeech => Some("characters"),
-            ModelKind::Image => Some("images"),
+            ModelKind::Rerank => Some(Unit::Documents),
+            ModelKind::SpeechToText => Some(Unit::Seconds),
+            ModelKind::TextToSpeech => Some(Unit::Characters),
+            ModelKind::Image => Some(Unit::Images),
         }
     }
 
@@ -299,6 +287,30 @@ impl ModelKind {
     /// synthesis, which is counted by request rules alone.
     pub fn counts_tokens(self) -> bool {
         self != ModelKind::TextToSpeech
+    }
+}
+
+/// The unit a model's calls are counted in besides tokens (usage's `units`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Documents reranked.
+    Documents,
+    /// Characters of text spoken.
+    Characters,
+    /// Images made or edited.
+    Images,
+    /// Seconds of audio, as the upstream reports them (`usage.seconds`).
+    Seconds,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Documents => "documents",
+            Unit::Characters => "characters",
+            Unit::Images => "images",
+            Unit::Seconds => "seconds",
+        }
     }
 }
 

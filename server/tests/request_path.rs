@@ -791,9 +791,7 @@ async fn fleet(policy: app::types::Policy, urls: &[(i64, &str)]) -> (Path, Strin
 impl Path {
     /// Publishes `rows` (as the reloader would, carrying health and load over).
     fn republish(&self, rows: &Rows, previous: Option<Arc<snapshot::Snapshot>>) {
-        let rows =
-            Rows { models: rows.models.clone(), endpoints: rows.endpoints.clone(), rules: rows.rules.clone(), quotas: rows.quotas.clone() };
-        let mut snap = snapshot::assemble(rows, &app::ssr::crypto::SecretBox::from_passphrase("test"), 2, previous.as_deref());
+        let mut snap = snapshot::assemble(rows.clone(), &app::ssr::crypto::SecretBox::from_passphrase("test"), 2, previous.as_deref());
         snap.add_key((app::ssr::crypto::sha256_hex(KEY), KEY_ID, WS, None, None, None, None));
         self.gw.publish(snap);
     }

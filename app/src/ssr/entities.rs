@@ -148,9 +148,14 @@ pub mod maas_model {
     impl Model {
         /// The model's policy, wherever it is stored.
         pub fn policy(&self) -> crate::types::Policy {
-            use crate::types::Policy;
-            self.routing_policy.as_deref().and_then(Policy::parse).or_else(|| Policy::parse(&self.policy)).unwrap_or_default()
+            policy_of(&self.policy, self.routing_policy.as_deref())
         }
+    }
+
+    /// The policy the two columns store (see [`policy_columns`]).
+    pub fn policy_of(policy: &str, routing_policy: Option<&str>) -> crate::types::Policy {
+        use crate::types::Policy;
+        routing_policy.and_then(Policy::parse).or_else(|| Policy::parse(policy)).unwrap_or_default()
     }
 
     /// The columns that store `p`: (`policy`, `routing_policy`).

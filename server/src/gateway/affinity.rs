@@ -15,12 +15,8 @@ pub fn key_of(route: &Route, req: &RequestBody<'_>, caller: &Caller) -> Option<u
     let mut h = rustc_hash::FxHasher::default();
     match route.affinity_key {
         AffinityKey::ApiKey => caller.key_id.hash(&mut h),
-        // The member's JSON text: the same conversation sends the same text.
-        AffinityKey::PromptCacheKey | AffinityKey::User => {
-            let name = if route.affinity_key == AffinityKey::User { "user" } else { "prompt_cache_key" };
-            let raw = req.member(name).map(|v| v.get()).filter(|v| *v != "null")?;
-            raw.hash(&mut h);
-        }
+        AffinityKey::PromptCacheKey => member_text(req, "prompt_cache_key")?.hash(&mut h),
+        AffinityKey::User => member_text(req, "user")?.hash(&mut h),
         AffinityKey::MetadataUserId => {
             #[derive(serde::Deserialize)]
             struct Metadata<'a> {
@@ -32,4 +28,9 @@ pub fn key_of(route: &Route, req: &RequestBody<'_>, caller: &Caller) -> Option<u
         }
     }
     Some(h.finish())
+}
+
+/// A member's JSON text (the same conversation sends the same text); `None` when absent or null.
+fn member_text<'r>(req: &'r RequestBody<'_>, name: &str) -> Option<&'r str> {
+    req.member(name).map(|v| v.get()).filter(|v| *v != "null")
 }

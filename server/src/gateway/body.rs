@@ -7,6 +7,12 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
+/// The body length a request declares (`Content-Length`), if any: what is refused at once when
+/// over a limit, before a byte is read.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
+    headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+}
+
 pub struct RequestBody<'a> {
     members: Vec<(Cow<'a, str>, &'a RawValue)>,
     model: String,

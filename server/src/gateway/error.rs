@@ -163,7 +163,8 @@ impl GatewayError {
                 HeaderMap::new(),
             ),
             GatewayError::WrongKind { model, kind, path } => {
-                let serves: Vec<String> = kind.paths().iter().map(|p| format!("/v1{p}")).collect();
+                let serves: Vec<String> =
+                    super::op::Op::ALL.into_iter().filter(|op| op.kind() == kind).map(|op| format!("/v1{}", op.path())).collect();
                 (
                     StatusCode::BAD_REQUEST,
                     "invalid_request_error",

@@ -488,8 +488,7 @@ impl Incoming {
 
 /// The request's body, whole, within `limit` (413 beyond it).
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if body::declared_length(headers).is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge(limit));
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {

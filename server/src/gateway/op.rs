@@ -2,7 +2,7 @@
 //! the API an endpoint must speak to take it natively, how it is translated for an endpoint
 //! that speaks only chat completions, and the dialect its errors speak. The request path reads
 //! these; adding an operation is an entry here, not a branch there.
-pub use app::types::{Api, ModelKind};
+pub use app::types::{Api, ModelKind, Unit};
 
 /// An operation the gateway serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,30 +26,6 @@ pub enum Op {
     Translations,
     /// Image edits (`/v1/images/edits`): a multipart upload of the images, or JSON.
     ImageEdits,
-}
-
-/// The unit an operation is counted in besides tokens (usage's `units`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
-    /// Documents reranked.
-    Documents,
-    /// Characters of text spoken.
-    Characters,
-    /// Images asked for.
-    Images,
-    /// Seconds of audio, as the upstream reports them (`usage.seconds`).
-    Seconds,
-}
-
-impl Unit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unit::Documents => "documents",
-            Unit::Characters => "characters",
-            Unit::Images => "images",
-            Unit::Seconds => "seconds",
-        }
-    }
 }
 
 /// The shape of an operation's errors.
@@ -206,18 +182,12 @@ impl Op {
     /// Whether its upstreams report tokens: only then do token rules and quotas count it (speech
     /// is counted by request rules alone).
     pub fn counts_tokens(self) -> bool {
-        self != Op::Speech
+        self.kind().counts_tokens()
     }
 
-    /// Its unit besides tokens, if any.
+    /// Its unit besides tokens, if any: its model kind's.
     pub fn unit(self) -> Option<Unit> {
-        match self {
-            Op::Rerank => Some(Unit::Documents),
-            Op::Speech => Some(Unit::Characters),
-            Op::Images | Op::ImageEdits => Some(Unit::Images),
-            Op::Transcriptions | Op::Translations => Some(Unit::Seconds),
-            _ => None,
-        }
+        self.kind().unit()
     }
 
     /// Whether it takes a multipart upload (`upload.rs`).

@@ -232,7 +232,7 @@ pub fn compose_base(url: &str) -> String {
 /// The configuration as read from the database, what [`assemble`] turns into a snapshot:
 /// enabled models of published marketplace entries (on the served cluster), their endpoints and
 /// rules in order, and the quotas with what their periods spent.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Rows {
     pub models: Vec<(maas_model::Model, marketplace_model::Model)>,
     pub endpoints: HashMap<i64, Vec<endpoint::Model>>,
@@ -353,8 +353,9 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
             endpoints.truncate(balancer::MAX_ENDPOINTS);
         }
         let policy = m.policy();
-        let loads: Vec<Arc<super::load::Load>> =
-            endpoints.iter().map(|e| old_endpoint(m.id, &e.url, &e.model_id).map(|o| o.load.clone()).unwrap_or_default()).collect();
+        // Each endpoint's previous self, found once: its health, slots and load carry over.
+        let olds: Vec<Option<&Endpoint>> = endpoints.iter().map(|e| old_endpoint(m.id, &e.url, &e.model_id)).collect();
+        let loads: Vec<Arc<super::load::Load>> = olds.iter().map(|o| o.map(|o| o.load.clone()).unwrap_or_default()).collect();
         let seed = m.id as u64 ^ revision as u64;
         let balancer: Box<dyn Balancer> = match policy {
             Policy::RoundRobin => Box::new(balancer::RoundRobin::default()),
@@ -395,9 +396,8 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
             affinity_key: app::types::AffinityKey::parse(&m.affinity_key),
             endpoints: endpoints
                 .into_iter()
-                .zip(loads)
-                .map(|(e, load)| {
-                    let old = old_endpoint(m.id, &e.url, &e.model_id);
+                .zip(olds.into_iter().zip(loads))
+                .map(|(e, (old, load))| {
                     let key = e.api_key_enc.as_deref().and_then(|k| secrets.decrypt(k));
                     Endpoint {
                         id: e.id,

@@ -13,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue};
 use hyper::body::{Frame, SizeHint};
 use serde_json::{Map, Value};
+use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -51,8 +52,7 @@ impl Upload {
     /// Reads the form of `body` within `limit` bytes (413 beyond it): a truncated body, broken
     /// framing or a form without its boundary is a 400 that says so.
     pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Upload, GatewayError> {
-        let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
+        if super::body::declared_length(headers).is_some_and(|n| n > limit) {
             return Err(GatewayError::BodyTooLarge(limit));
         }
         let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -134,15 +134,8 @@ fn part_head(boundary: &str, headers: &HeaderMap) -> Vec<u8> {
     head
 }
 
-/// What went wrong reading the form, for its caller.
+/// What went wrong reading the form, for its caller (multer counts the limit itself).
 fn form_error(e: multer::Error, limit: usize) -> GatewayError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(c) = cause {
-        if c.is::<http_body_util::LengthLimitError>() {
-            return GatewayError::BodyTooLarge(limit);
-        }
-        cause = c.source();
-    }
     match e {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => GatewayError::BodyTooLarge(limit),
         multer::Error::IncompleteStream | multer::Error::IncompleteFieldData { .. } | multer::Error::IncompleteHeaders => {
@@ -250,8 +243,6 @@ impl Reader {
         }
     }
 }
-
-use std::future::Future;
 
 impl hyper::body::Body for UploadBody {
     type Data = Bytes;

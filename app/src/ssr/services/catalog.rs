@@ -86,15 +86,7 @@ pub async fn update_marketplace<C: TransactionTrait + ConnectionTrait>(
     am.tags = Set(serde_json::to_string(&parse_tags(&input.tags)).expect("tags serialize"));
     let m = to_view(am.update(&txn).await.map_err(|e| on_unique(e, "name", DUPLICATE_MARKETPLACE))?);
     let rev = match served_changes {
-        true => {
-            let rev = bump_revision(&txn).await?;
-            maas_model::Entity::update_many()
-                .col_expr(maas_model::Column::Revision, Expr::value(rev))
-                .filter(maas_model::Column::MarketplaceModelId.eq(id))
-                .exec(&txn)
-                .await?;
-            Some(rev)
-        }
+        true => Some(new_revision_of_models_on(&txn, id).await?),
         false => None,
     };
     audit::record(&txn, actor, Entity::MarketplaceModel, id, Action::Update, Some(&before), Some(&snapshot(&m))).await?;
@@ -129,15 +121,10 @@ pub async fn set_published<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, 
         return Err(AppError::NotFound("marketplace model".into()).into());
     };
     let was = m.published;
-    let rev = bump_revision(&txn).await?;
+    let rev = new_revision_of_models_on(&txn, id).await?;
     let mut am: marketplace_model::ActiveModel = m.into();
     am.published = Set(published);
     am.update(&txn).await?;
-    maas_model::Entity::update_many()
-        .col_expr(maas_model::Column::Revision, Expr::value(rev))
-        .filter(maas_model::Column::MarketplaceModelId.eq(id))
-        .exec(&txn)
-        .await?;
     if was != published {
         let action = if published { Action::Publish } else { Action::Unpublish };
         audit::record(
@@ -152,6 +139,18 @@ pub async fn set_published<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, 
         .await?;
     }
     txn.commit().await?;
+    Ok(rev)
+}
+
+/// A new configuration revision, which the MaaS models built on marketplace model `id` move to
+/// (what the gateways serve of them changed).
+async fn new_revision_of_models_on(txn: &impl ConnectionTrait, id: i64) -> SResult<i64> {
+    let rev = bump_revision(txn).await?;
+    maas_model::Entity::update_many()
+        .col_expr(maas_model::Column::Revision, Expr::value(rev))
+        .filter(maas_model::Column::MarketplaceModelId.eq(id))
+        .exec(txn)
+        .await?;
     Ok(rev)
 }
 

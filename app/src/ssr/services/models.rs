@@ -468,7 +468,7 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
             published: r.published,
             access_path: access_path(&r.entry_address),
             cluster: r.cluster,
-            policy: r.routing_policy.as_deref().and_then(Policy::parse).or_else(|| Policy::parse(&r.policy)).unwrap_or_default(),
+            policy: maas_model::policy_of(&r.policy, r.routing_policy.as_deref()),
             name: r.name,
         })
         .collect();

@@ -104,8 +104,9 @@ struct Wanted {
 
 async fn names(db: &impl ConnectionTrait, wanted: Wanted) -> SResult<Names> {
     use sea_orm::{ColumnTrait, Condition, QueryFilter};
-    let models = super::model_names::names(db).await?.into_iter().collect();
-    let kinds = super::model_names::kinds(db).await?;
+    let named = super::model_names::names_and_kinds(db).await?;
+    let kinds = named.iter().map(|(id, _, kind)| (*id, *kind)).collect();
+    let models = named.into_iter().map(|(id, name, _)| (id, name)).collect();
     let workspaces = workspace::Entity::find().all(db).await?.into_iter().map(|w| (w.id, w.name)).collect();
     let mut keys = api_key::Entity::find();
     if let Some(ids) = wanted.keys {
@@ -127,7 +128,7 @@ async fn names(db: &impl ConnectionTrait, wanted: Wanted) -> SResult<Names> {
 impl Names {
     /// The unit a model's calls are counted in besides tokens.
     fn unit(&self, model: Option<i64>) -> Option<String> {
-        model.and_then(|m| self.kinds.get(&m)).and_then(|k| k.unit()).map(str::to_owned)
+        model.and_then(|m| self.kinds.get(&m)).and_then(|k| k.unit()).map(|u| u.as_str().to_owned())
     }
 
     fn workspace(&self, id: Option<i64>) -> String {
