@@ -99,10 +99,23 @@ where
         self.action.pending()
     }
 
-    /// How many calls have finished.
-    pub fn version(&self) -> RwSignal<usize> {
-        self.action.version()
+    /// Changes when a call succeeds, never when one is refused: what a list showing the call's
+    /// effect reloads on. A refusal changed nothing, and reloading the list would rebuild an
+    /// editor inside it from the stored row, wiping what the user is typing to correct it.
+    pub fn saved(&self) -> Memo<bool> {
+        saved(self.action)
     }
+}
+
+/// Flips at each answer that is a success (out of the generic `Call`: compiled once). Read from
+/// the answer alone: the action bumps its version before it stores the answer. A `bool`, as
+/// `pending`'s memo: one more memo type would cost the bundle most of a kilobyte.
+fn saved(action: Action<Request, Answer>) -> Memo<bool> {
+    let value = action.value();
+    Memo::new(move |prev| {
+        let ok = value.with(|a| matches!(a, Some(Answer::Http(200..=299, _))));
+        prev.copied().unwrap_or(false) ^ ok
+    })
 }
 
 /// A successful answer in postcard, a refusal as the `AppError` it encodes.

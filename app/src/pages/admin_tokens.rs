@@ -22,7 +22,7 @@ const COLUMNS: &[Col] =
 fn AdminTokens() -> impl IntoView {
     let create = Call::<CreateAdminToken>::new();
     let revoke = Call::<RevokeAdminToken>::new();
-    let tokens = load(move || (create.version().get(), revoke.version().get()), |_| ListAdminTokens {});
+    let tokens = load(move || (create.saved().get(), revoke.saved().get()), |_| ListAdminTokens {});
     let value = create.value();
     let (errors, form) = create_form(value);
     view! {

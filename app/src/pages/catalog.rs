@@ -38,10 +38,8 @@ fn MarketplaceAdmin() -> impl IntoView {
     let publish = Call::<SetPublished>::new();
     let update = Call::<UpdateMarketplace>::new();
     let delete = Call::<DeleteMarketplace>::new();
-    let list = load(
-        move || (create.version().get(), publish.version().get(), update.version().get(), delete.version().get()),
-        |_| ListMarketplace {},
-    );
+    let list =
+        load(move || (create.saved().get(), publish.saved().get(), update.saved().get(), delete.saved().get()), |_| ListMarketplace {});
     let value = create.value();
     let (errors, form) = create_form(value);
     let created = Signal::derive(move || {
@@ -146,7 +144,7 @@ fn Clusters() -> impl IntoView {
     let create = Call::<CreateCluster>::new();
     let update = Call::<UpdateCluster>::new();
     let delete = Call::<DeleteCluster>::new();
-    let list = load(move || (create.version().get(), update.version().get(), delete.version().get()), |_| ListClusters {});
+    let list = load(move || (create.saved().get(), update.saved().get(), delete.saved().get()), |_| ListClusters {});
     let value = create.value();
     let (errors, form) = create_form(value);
     let created = Signal::derive(move || {

@@ -56,7 +56,7 @@ fn Keys() -> impl IntoView {
     });
     let rename_val = rename.value();
     let rename_err = field_errors(move || rename_val.get());
-    let keys = load(move || (create.version().get(), revoke.version().get(), saved.get()), |_| ListKeys {});
+    let keys = load(move || (create.saved().get(), revoke.saved().get(), saved.get()), |_| ListKeys {});
     // The key whose scope is being edited.
     let editing = RwSignal::new(None::<i64>);
     let usage = load(|| (), |_| ListKeyUsage {});

@@ -27,7 +27,7 @@ fn Models() -> impl IntoView {
         }
     });
     let list = load(
-        move || (search.get(), page.get(), toggle.version().get(), delete.version().get(), tick.get()),
+        move || (search.get(), page.get(), toggle.saved().get(), delete.saved().get(), tick.get()),
         |(search, page, _, _, _)| ListModels { search, page },
     );
     view! {

@@ -33,13 +33,13 @@ fn Workspaces() -> impl IntoView {
     let spaces = load(
         move || {
             (
-                create_ws.version().get(),
-                add.version().get(),
+                create_ws.saved().get(),
+                add.saved().get(),
                 quota_saved.get(),
-                rename.version().get(),
-                delete_ws.version().get(),
-                remove.version().get(),
-                delete_user.version().get(),
+                rename.saved().get(),
+                delete_ws.saved().get(),
+                remove.saved().get(),
+                delete_user.saved().get(),
             )
         },
         |_| ListWorkspaces {},
@@ -53,7 +53,7 @@ fn Workspaces() -> impl IntoView {
     let editing = RwSignal::new(None::<i64>);
     let quota_val = quota.value();
     let quota_err = field_errors(move || quota_val.get());
-    let users = load(move || (create_user.version().get(), delete_user.version().get()), |_| ListUsers {});
+    let users = load(move || (create_user.saved().get(), delete_user.saved().get()), |_| ListUsers {});
     let ws_val = create_ws.value();
     let user_val = create_user.value();
     let add_val = add.value();
