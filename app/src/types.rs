@@ -116,6 +116,105 @@ impl AffinityKey {
     }
 }
 
+/// An upstream failure, as a retry policy names what it retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    /// Refused, reset, unreachable, or no connection within the connect timeout.
+    Connect,
+    /// No response headers within the first-byte timeout.
+    Timeout,
+    /// A 5xx answer.
+    #[serde(rename = "5xx")]
+    Status5xx,
+    /// A 429 answer (the endpoint also rests for its `Retry-After`).
+    #[serde(rename = "429")]
+    Status429,
+}
+
+impl RetryOn {
+    pub const ALL: [RetryOn; 4] = [RetryOn::Connect, RetryOn::Timeout, RetryOn::Status5xx, RetryOn::Status429];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryOn::Connect => "connect",
+            RetryOn::Timeout => "timeout",
+            RetryOn::Status5xx => "5xx",
+            RetryOn::Status429 => "429",
+        }
+    }
+}
+
+/// Which failed tries of a call go on to the next endpoint, how many tries a call makes, and
+/// the share of the model's calls that may be retried (so that a failing fleet is not sent
+/// its traffic twice over). A try is never made after a byte of the answer reached the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct RetryPolicy {
+    pub on: Vec<RetryOn>,
+    /// Tries per call, the first included (1: never retried); 0: each endpoint once.
+    pub max_tries: u32,
+    /// Retries at most this percentage of the model's calls, beyond a floor of 10 retries a
+    /// second per gateway (so that a quiet model still fails over); 100: no budget.
+    pub budget_percent: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { on: RetryOn::ALL.to_vec(), max_tries: 0, budget_percent: 20 }
+    }
+}
+
+/// What an active health check asks an endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// `GET <base>/models` (OpenAI-compatible servers, vLLM, SGLang): costs no tokens.
+    #[default]
+    Models,
+    /// `GET <origin>/health` (vLLM, SGLang, TGI): costs no tokens.
+    Health,
+    /// A one-token chat completion: proves the model answers, at the price of a token (never
+    /// counted as anyone's usage).
+    Completion,
+}
+
+impl ProbeKind {
+    pub const ALL: [ProbeKind; 3] = [ProbeKind::Models, ProbeKind::Health, ProbeKind::Completion];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Models => "models",
+            ProbeKind::Health => "health",
+            ProbeKind::Completion => "completion",
+        }
+    }
+    pub fn parse(s: &str) -> ProbeKind {
+        ProbeKind::ALL.into_iter().find(|k| k.as_str() == s).unwrap_or_default()
+    }
+}
+
+/// Active health checks of a model's endpoints: one prober per cluster probes each endpoint
+/// every `interval_secs`; `unhealthy_threshold` failed probes in a row take it out of rotation,
+/// `healthy_threshold` passed ones bring it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct HealthCheck {
+    pub probe: ProbeKind,
+    pub interval_secs: u32,
+    pub timeout_secs: u32,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck { probe: ProbeKind::Models, interval_secs: 10, timeout_secs: 5, healthy_threshold: 2, unhealthy_threshold: 3 }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -606,6 +705,14 @@ pub struct ModelInput {
     /// What the cache-affinity policy keeps a conversation by.
     #[serde(default)]
     pub affinity_key: AffinityKey,
+    /// Other MaaS models (ids, in order) that answer when none of this one's endpoints can.
+    #[serde(default)]
+    pub fallbacks: Vec<i64>,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// `None`: no active health checks (failures seen on calls still cool an endpoint down).
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -650,6 +757,12 @@ pub struct ModelDetail {
     pub reserve_output: Option<i64>,
     #[serde(default)]
     pub affinity_key: AffinityKey,
+    #[serde(default)]
+    pub fallbacks: Vec<i64>,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
     /// The model's configuration revision: an edit saved against it is refused (412) once
     /// someone else has changed the model since.
     #[serde(default)]

@@ -203,6 +203,61 @@ pub fn weight_total(endpoints: &[EndpointInput]) -> i64 {
 }
 
 /// Everything about a MaaS model that can be checked without the database.
+pub const MAX_FALLBACKS: usize = 5;
+
+/// A retry policy's bounds: at most 10 tries a call, a budget in percent.
+fn retry(e: &mut FieldErrors, r: &crate::types::RetryPolicy) {
+    if r.max_tries > 10 {
+        e.add("retry.max_tries", "at most 10 tries (0: each endpoint once)");
+    }
+    if r.budget_percent > 100 {
+        e.add("retry.budget_percent", "a percentage: 0 to 100");
+    }
+    if r.on.iter().enumerate().any(|(i, x)| r.on[..i].contains(x)) {
+        e.add("retry.on", "a failure is listed twice");
+    }
+}
+
+/// Health-check bounds: a probe every 1 s to 1 h, answered within its interval, 1–10 probes
+/// to change state.
+fn health_check(e: &mut FieldErrors, h: &crate::types::HealthCheck) {
+    if !(1..=3600).contains(&h.interval_secs) {
+        e.add("health_check.interval_secs", "1 to 3600 seconds");
+    }
+    if h.timeout_secs < 1 || h.timeout_secs > h.interval_secs.clamp(1, 60) {
+        e.add("health_check.timeout_secs", "1 second up to the interval (at most 60)");
+    }
+    for (field, v) in [("health_check.healthy_threshold", h.healthy_threshold), ("health_check.unhealthy_threshold", h.unhealthy_threshold)] {
+        if !(1..=10).contains(&v) {
+            e.add(field, "1 to 10 probes in a row");
+        }
+    }
+}
+
+/// Fallbacks as saved for model `id` (`None`: a new model) against every saved model's
+/// (`graph`): each must exist, and none may lead back to `id`, directly or through the
+/// fallbacks of its fallbacks.
+pub fn fallback_graph(id: Option<i64>, fallbacks: &[i64], graph: &std::collections::HashMap<i64, Vec<i64>>) -> Result<(), String> {
+    if let Some(f) = fallbacks.iter().find(|f| !graph.contains_key(f)) {
+        return Err(format!("no MaaS model {f}"));
+    }
+    let Some(id) = id else { return Ok(()) };
+    if fallbacks.contains(&id) {
+        return Err("a model cannot fall back to itself".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut todo: Vec<i64> = fallbacks.to_vec();
+    while let Some(m) = todo.pop() {
+        if m == id {
+            return Err("these fallbacks lead back to this model (a cycle)".into());
+        }
+        if seen.insert(m) {
+            todo.extend(graph.get(&m).into_iter().flatten().copied());
+        }
+    }
+    Ok(())
+}
+
 pub fn model(input: &ModelInput) -> FieldErrors {
     let mut e = FieldErrors::default();
     if input.marketplace_model_id.is_none() {
@@ -254,6 +309,15 @@ pub fn model(input: &ModelInput) -> FieldErrors {
     }
     if let Err(m) = reserve_output(&input.reserve_output) {
         e.add("reserve_output", m);
+    }
+    if input.fallbacks.len() > MAX_FALLBACKS {
+        e.add("fallbacks", format!("at most {MAX_FALLBACKS} fallback models"));
+    } else if input.fallbacks.iter().enumerate().any(|(i, f)| input.fallbacks[..i].contains(f)) {
+        e.add("fallbacks", "a fallback model is listed twice");
+    }
+    retry(&mut e, &input.retry);
+    if let Some(h) = &input.health_check {
+        health_check(&mut e, h);
     }
     let mut seen = std::collections::HashSet::new();
     for (i, r) in input.rules.iter().enumerate() {
@@ -310,7 +374,43 @@ mod tests {
             rules: vec![],
             reserve_output: String::new(),
             affinity_key: Default::default(),
+            fallbacks: vec![],
+            retry: Default::default(),
+            health_check: None,
         }
+    }
+
+    #[test]
+    fn fallbacks_exist_and_never_lead_back() {
+        let graph: std::collections::HashMap<i64, Vec<i64>> = [(1, vec![]), (2, vec![3]), (3, vec![]), (4, vec![1])].into();
+        assert_eq!(fallback_graph(Some(1), &[2, 3], &graph), Ok(()));
+        assert_eq!(fallback_graph(Some(1), &[1], &graph), Err("a model cannot fall back to itself".into()));
+        // 1 → 4 → 1, and 3 → 2 → 3, through another model's list.
+        assert_eq!(fallback_graph(Some(1), &[4], &graph), Err("these fallbacks lead back to this model (a cycle)".into()));
+        assert_eq!(fallback_graph(Some(3), &[2], &graph), Err("these fallbacks lead back to this model (a cycle)".into()));
+        assert_eq!(fallback_graph(Some(1), &[9], &graph), Err("no MaaS model 9".into()));
+        // A new model: nothing leads to it yet.
+        assert_eq!(fallback_graph(None, &[4], &graph), Ok(()));
+        let mut m = base();
+        m.fallbacks = vec![2, 2];
+        assert_eq!(model(&m).get("fallbacks"), Some("a fallback model is listed twice"));
+    }
+
+    #[test]
+    fn retry_and_health_check_bounds() {
+        let mut m = base();
+        m.retry.max_tries = 11;
+        m.retry.budget_percent = 101;
+        m.health_check = Some(crate::types::HealthCheck { interval_secs: 5, timeout_secs: 6, healthy_threshold: 0, ..Default::default() });
+        let e = model(&m);
+        assert_eq!(e.get("retry.max_tries"), Some("at most 10 tries (0: each endpoint once)"));
+        assert_eq!(e.get("retry.budget_percent"), Some("a percentage: 0 to 100"));
+        assert_eq!(e.get("health_check.timeout_secs"), Some("1 second up to the interval (at most 60)"));
+        assert_eq!(e.get("health_check.healthy_threshold"), Some("1 to 10 probes in a row"));
+        assert_eq!(e.get("health_check.interval_secs"), None);
+        m.health_check = Some(Default::default());
+        m.retry = Default::default();
+        assert!(model(&m).is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod m20261207_000001_endpoint_apis;
 mod m20261207_000002_usage_figures;
 mod m20261207_000003_model_kinds;
 mod m20261207_000004_routing;
+mod m20261207_000005_fleet;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000002_usage_figures::Migration),
             Box::new(m20261207_000003_model_kinds::Migration),
             Box::new(m20261207_000004_routing::Migration),
+            Box::new(m20261207_000005_fleet::Migration),
         ]
     }
 }

@@ -204,6 +204,9 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
         }],
         reserve_output: String::new(),
         affinity_key: Default::default(),
+        fallbacks: vec![],
+        retry: Default::default(),
+        health_check: None,
     };
     let (id, _) = models::create(db, &sys, &state.secrets, &input).await.map_err(e)?;
     let mut rev = models::set_enabled(db, &sys, id, None, true).await.map_err(e)?;

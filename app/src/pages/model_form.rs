@@ -203,6 +203,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             .unwrap_or_default(),
     );
 
+    let fleet = RwSignal::new(initial.as_ref().map(|m| (m.fallbacks.clone(), m.retry.clone(), m.health_check)).unwrap_or_default());
     let reserve_output = RwSignal::new(initial.as_ref().and_then(|m| m.reserve_output).map(|r| r.to_string()).unwrap_or_default());
     let to_input = move || ModelInput {
         marketplace_model_id: mm.get(),
@@ -212,6 +213,9 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
         rules: rules.get().iter().map(RuleRow::input).collect(),
         reserve_output: reserve_output.get(),
         affinity_key: affinity_key.get(),
+        fallbacks: fleet.get().0,
+        retry: fleet.get().1,
+        health_check: fleet.get().2,
     };
     let total = Memo::new(move |_| validate::weight_total(&eps.get().iter().map(EpRow::input).collect::<Vec<_>>()));
     let weights_ok = move || policy.get() != Policy::Weighted || total.get() == 100;

@@ -143,6 +143,12 @@ pub mod maas_model {
         /// A load-aware policy (`least_busy`, `fastest`, `affinity`), which `policy`'s check
         /// (the seed's three) cannot hold: `policy` is then `round_robin` (see [`Model::policy`]).
         pub routing_policy: Option<String>,
+        /// Fallback models' ids in order, comma-separated.
+        pub fallbacks: String,
+        /// `types::RetryPolicy` as JSON (NULL: the default).
+        pub retry_policy: Option<String>,
+        /// `types::HealthCheck` as JSON (NULL: no active checks).
+        pub health_check: Option<String>,
     }
 
     impl Model {
@@ -150,6 +156,25 @@ pub mod maas_model {
         pub fn policy(&self) -> crate::types::Policy {
             policy_of(&self.policy, self.routing_policy.as_deref())
         }
+        pub fn fallbacks(&self) -> Vec<i64> {
+            split_ids(&self.fallbacks)
+        }
+        /// Unreadable JSON (a hand-edited row) reads as the default, as a missing one does.
+        pub fn retry(&self) -> crate::types::RetryPolicy {
+            self.retry_policy.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default()
+        }
+        pub fn health_check(&self) -> Option<crate::types::HealthCheck> {
+            self.health_check.as_deref().and_then(|j| serde_json::from_str(j).ok())
+        }
+    }
+
+    /// Ids as the `fallbacks` column stores them.
+    pub fn split_ids(s: &str) -> Vec<i64> {
+        s.split(',').filter_map(|id| id.trim().parse().ok()).collect()
+    }
+
+    pub fn join_ids(ids: &[i64]) -> String {
+        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
     }
 
     /// The policy the two columns store (see [`policy_columns`]).
@@ -206,6 +231,47 @@ pub mod endpoint {
         pub native_apis: String,
         /// Drained by hand: no new calls (calls under way finish).
         pub draining: bool,
+    }
+    no_relations!();
+}
+
+/// An endpoint's health as its cluster's prober judged it (see the `fleet` migration).
+pub mod endpoint_health {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "endpoint_health")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub endpoint_id: i64,
+        pub healthy: bool,
+        /// Like results in a row: passed probes while healthy, failed ones while not.
+        pub streak: i32,
+        /// Unix seconds of the last transition (or of the first probe).
+        pub since: i64,
+        /// Why the last probe failed ("" after a pass).
+        pub reason: String,
+        /// Unix ms of the last probe.
+        pub checked_at: i64,
+        /// The gateway probing it until `lease_until` (unix ms).
+        pub prober: Option<String>,
+        pub lease_until: i64,
+    }
+    no_relations!();
+}
+
+/// An endpoint's health transitions.
+pub mod endpoint_health_event {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "endpoint_health_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub endpoint_id: i64,
+        /// Unix seconds.
+        pub at: i64,
+        pub healthy: bool,
+        pub reason: String,
     }
     no_relations!();
 }

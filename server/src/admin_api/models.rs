@@ -7,7 +7,9 @@ use super::extract::{Json, Path, Query};
 use super::page::{Page, PageQuery};
 use super::Api;
 use app::ssr::services::models;
-use app::types::{AffinityKey, EndpointInput, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, RuleInput, RuleKind, RuleTarget};
+use app::types::{
+    AffinityKey, EndpointInput, HealthCheck, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, RetryPolicy, RuleInput, RuleKind, RuleTarget,
+};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -58,9 +60,9 @@ pub struct EndpointBody {
     draining: bool,
 }
 
-/// A field that is present (even as null) is `Some`, an absent one `None` (`#[serde(default)]`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+/// A member that may be given as null (`Some(None)`), told apart from one not given (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A rate-limit rule as written.
@@ -103,6 +105,17 @@ pub struct ModelBody {
     /// `prompt_cache_key`).
     #[serde(default)]
     affinity_key: AffinityKey,
+    /// Other MaaS models (ids, on the same cluster, in order) that answer when none of this
+    /// one's endpoints can; following them must never lead back to this model.
+    #[serde(default)]
+    #[schema(max_items = 5)]
+    fallbacks: Vec<i64>,
+    /// Which failed tries go on to the next endpoint, how many, and the retry budget.
+    #[serde(default)]
+    retry: RetryPolicy,
+    /// Active health checks of the endpoints; absent or null: none.
+    #[serde(default)]
+    health_check: Option<HealthCheck>,
 }
 
 /// Part of a model (PATCH): the fields given replace the saved ones. `enabled` is changed
@@ -122,16 +135,21 @@ pub struct ModelPatch {
     endpoints: Option<Vec<EndpointBody>>,
     #[serde(default)]
     rules: Option<Vec<RuleBody>>,
-    #[serde(default, deserialize_with = "present_i64")]
+    #[serde(default, deserialize_with = "present")]
     #[schema(nullable, value_type = Option<i64>)]
     reserve_output_tokens: Option<Option<i64>>,
     #[serde(default)]
     affinity_key: Option<AffinityKey>,
+    #[serde(default)]
+    fallbacks: Option<Vec<i64>>,
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+    /// null turns the health checks off.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable, value_type = Option<HealthCheck>)]
+    health_check: Option<Option<HealthCheck>>,
 }
 
-fn present_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
-}
 
 fn num(v: Option<i64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
@@ -181,6 +199,9 @@ impl ModelBody {
             rules: self.rules.into_iter().map(RuleBody::input).collect(),
             reserve_output: num(self.reserve_output_tokens),
             affinity_key: self.affinity_key,
+            fallbacks: self.fallbacks,
+            retry: self.retry,
+            health_check: self.health_check,
         }
     }
 }
@@ -220,6 +241,9 @@ fn as_input(m: &ModelDetail) -> ModelInput {
             .collect(),
         reserve_output: num(m.reserve_output),
         affinity_key: m.affinity_key,
+        fallbacks: m.fallbacks.clone(),
+        retry: m.retry.clone(),
+        health_check: m.health_check,
     }
 }
 
@@ -330,7 +354,10 @@ async fn patch_model(
         || p.endpoints.is_some()
         || p.rules.is_some()
         || p.reserve_output_tokens.is_some()
-        || p.affinity_key.is_some();
+        || p.affinity_key.is_some()
+        || p.fallbacks.is_some()
+        || p.retry.is_some()
+        || p.health_check.is_some();
     let rev = match (p.enabled, config) {
         (Some(_), true) => return Err(ApiError::field("enabled", "change enabled in a request of its own")),
         (None, false) => return Err(ApiError::bad_request("nothing to change: give enabled, or fields of the model")),
@@ -357,6 +384,15 @@ async fn patch_model(
             }
             if let Some(v) = p.affinity_key {
                 input.affinity_key = v;
+            }
+            if let Some(v) = p.fallbacks {
+                input.fallbacks = v;
+            }
+            if let Some(v) = p.retry {
+                input.retry = v;
+            }
+            if let Some(v) = p.health_check {
+                input.health_check = v;
             }
             models::update(&api.app.db, &c.actor, &api.app.secrets, id, expected, &input).await.map_err(body_fields)?
         }

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 
 const MAAS_ENDPOINT: header::HeaderName = header::HeaderName::from_static("x-maas-endpoint");
 const MAAS_TRIES: header::HeaderName = header::HeaderName::from_static("x-maas-tries");
+const MAAS_FALLBACK: header::HeaderName = header::HeaderName::from_static("x-maas-fallback-model");
 
 /// An upstream's answer, as forwarding got it.
 pub struct Answer {
@@ -61,6 +62,10 @@ pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
     if let Some((endpoint, tries)) = call.answered() {
         headers.insert(MAAS_ENDPOINT, HeaderValue::from(endpoint));
         headers.insert(MAAS_TRIES, HeaderValue::from(tries));
+    }
+    // The fallback model that answered, when the one asked for could not.
+    if let Some(v) = call.fallback().and_then(|m| HeaderValue::from_str(m).ok()) {
+        headers.insert(MAAS_FALLBACK, v);
     }
     if call.op().dialect() == Dialect::Anthropic {
         error::anthropic_admission_headers(&mut headers, call.ticket(), call.unix_ms());

@@ -57,6 +57,12 @@ pub struct CallCtx {
     in_flight: Option<InFlight>,
     /// Endpoints that failed it on the way (for `/metrics`; their health was told at once).
     failures: SmallVec<[(i64, FailReason); 2]>,
+    /// Tries made (endpoints sent the call), across the model and its fallbacks.
+    tries: u32,
+    /// The model the caller asked for, when a fallback model answers instead.
+    asked: Option<Arc<str>>,
+    /// A retry was not made because the model's retry budget was spent.
+    retry_refused: bool,
     /// The rule that refused it (for `/metrics`).
     refused_by: Option<String>,
     finished: bool,
@@ -89,6 +95,9 @@ impl CallCtx {
             slot: None,
             in_flight: None,
             failures: SmallVec::new(),
+            tries: 0,
+            asked: None,
+            retry_refused: false,
             refused_by: None,
             finished: false,
         }
@@ -143,19 +152,42 @@ impl CallCtx {
         self.record.endpoint_id.map(|e| (e, self.record.failovers + 1))
     }
 
+    /// The model that answered, when it is a fallback of the one asked for.
+    pub fn fallback(&self) -> Option<&str> {
+        self.asked.as_ref().and(self.record.model.as_deref())
+    }
+
+    /// An endpoint is sent the call.
+    pub fn tried(&mut self) {
+        self.tries += 1;
+    }
+
+    /// Its model's endpoints could not answer: `route`, a fallback, is tried next. The call is
+    /// recorded under the model that answers it.
+    pub fn falls_back_to(&mut self, name: Arc<str>, id: i64) {
+        if self.asked.is_none() {
+            self.asked = self.record.model.take();
+        }
+        self.routed(name, Some(id));
+    }
+
+    pub fn retry_refused(&mut self) {
+        self.retry_refused = true;
+    }
+
     /// An endpoint failed it (it may still be answered by another).
     pub fn failed_on(&mut self, endpoint_id: i64, why: FailReason) {
         self.failures.push((endpoint_id, why));
     }
 
-    /// An endpoint answered with `status`, after `failovers` others were given up on; `slot` is
-    /// its place on that endpoint.
-    pub fn answered_by(&mut self, endpoint_id: i64, status: u16, failovers: u32, slot: Option<Slot>, in_flight: Option<InFlight>) {
+    /// An endpoint answered with `status` (the call's last try); `slot` is its place on that
+    /// endpoint.
+    pub fn answered_by(&mut self, endpoint_id: i64, status: u16, slot: Option<Slot>, in_flight: Option<InFlight>) {
         self.in_flight = in_flight;
         self.record.endpoint_id = Some(endpoint_id);
         self.record.status = status;
         self.record.outcome = Outcome::Ok;
-        self.record.failovers = failovers;
+        self.record.failovers = self.tries.saturating_sub(1);
         self.slot = slot;
     }
 
@@ -246,6 +278,12 @@ impl CallCtx {
         let r = &mut self.record;
         if let (Some(rule), Some(model)) = (&self.refused_by, &r.model) {
             meter.rate_limited(model, rule);
+        }
+        if let Some(asked) = &self.asked {
+            meter.fell_back(asked, r.model.as_ref().filter(|_| r.endpoint_id.is_some()));
+        }
+        if self.retry_refused {
+            meter.retry_refused(self.asked.as_ref().or(r.model.as_ref()));
         }
         meter.record(Call {
             // A call refused before its model was read is counted under "".

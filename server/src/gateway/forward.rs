@@ -59,45 +59,85 @@ const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// One endpoint's try.
 enum Try {
-    /// It answered (a 5xx only when it was the last to try): the call goes back with it, with
-    /// whether the gateway asked for its usage chunk and how its answer is translated.
-    Answered(http::Response<UpstreamBody>, bool, Option<Translation>, Option<InFlight>),
-    /// It failed; the next one is tried. The error the caller gets if none answers (`None`: a
-    /// 5xx, which leaves the error as it was).
-    Failed(Option<GatewayError>),
+    /// It answered: the call goes back with it, with whether the gateway asked for its usage
+    /// chunk and how its answer is translated.
+    Answered(Reply),
+    /// It failed for `why`: the next endpoint may be tried. `reply`: the error it answered (a
+    /// 5xx, a 429), the caller's to see if no other try follows; else `error`.
+    Failed { why: FailReason, reply: Option<Reply>, error: GatewayError },
     /// It cannot take the call: its URL does not parse (validated at save time: only a
     /// hand-edited database gets here), or it speaks neither the operation's API nor chat
     /// completions the call could be translated to.
     Skipped,
 }
 
+/// An upstream's response and what goes with it to the caller.
+struct Reply {
+    resp: http::Response<UpstreamBody>,
+    injected_usage: bool,
+    translation: Option<Translation>,
+    in_flight: Option<InFlight>,
+}
+
 impl Forwarder {
-    /// Sends the call to the model's endpoints in its policy's order until one answers.
-    pub async fn with_failover(&self, route: &Route, out: &Outgoing<'_>, call: &mut CallCtx) -> Result<Answer, GatewayError> {
+    /// Sends the call to the model's endpoints in its policy's order until one answers, as its
+    /// retry policy allows. `last_resort`: no fallback model follows, so the last endpoint's
+    /// error answer (a 5xx, a 429) is the caller's to see rather than a reason to fall back.
+    pub async fn with_failover(&self, route: &Route, out: &Outgoing<'_>, call: &mut CallCtx, last_resort: bool) -> Result<Answer, GatewayError> {
         let now = self.clock.now_ms();
         let n = route.endpoints.len();
+        route.retry.budget.deposit();
         // Fused: asked again after it ran out, when a waited-for endpoint failed.
-        let usable = |i: usize| !route.endpoints[i].draining && route.endpoints[i].health.usable(now);
+        let usable = |i: usize| route.endpoints[i].usable(now);
         let mut candidates = route.balancer.candidates_for(n, &usable, out.affinity).fuse();
         // Endpoints skipped because they were at their cap, to wait on once the others were tried.
         let mut full: SmallVec<[(usize, Arc<Slots>); 4]> = SmallVec::new();
         let mut failure = GatewayError::UpstreamUnavailable;
-        let mut tried = 0usize;
-        while let Some((i, slot)) = self.next_endpoint(route, &mut candidates, &mut full).await? {
-            let attempt = tried;
-            tried += 1;
-            let ep = &route.endpoints[i];
-            match self.try_endpoint(route, i, out, tried == n, call).await {
-                Try::Answered(resp, injected_usage, translation, in_flight) => {
-                    call.answered_by(ep.id, resp.status().as_u16(), attempt as u32, slot, in_flight);
-                    return Ok(Answer { resp, injected_usage, translation });
+        // The last failed try's error answer and its slot, given to the caller if no try follows.
+        let mut pending: Option<(i64, Reply, Option<Slot>)> = None;
+        let mut tries = 0usize;
+        loop {
+            let next = match self.next_endpoint(route, &mut candidates, &mut full).await {
+                Ok(next) => next,
+                Err(busy) => {
+                    failure = busy;
+                    None
                 }
-                Try::Failed(Some(e)) => failure = e,
-                Try::Failed(None) => {}
-                Try::Skipped => {}
+            };
+            let Some((i, slot)) = next else { break };
+            if tries > 0 {
+                if !route.retry.may_try(tries, n) {
+                    break;
+                }
+                if !route.retry.budget.withdraw(self.clock.now_ms()) {
+                    call.retry_refused();
+                    tracing::warn!(model = %route.name, "retry budget spent: not retrying");
+                    break;
+                }
+            }
+            tries += 1;
+            let ep = &route.endpoints[i];
+            match self.try_endpoint(route, i, out, call).await {
+                Try::Answered(reply) => return Ok(self.answer(call, ep.id, reply, slot)),
+                Try::Failed { why, reply, error } => {
+                    failure = error;
+                    pending = reply.map(|r| (ep.id, r, slot));
+                    if !route.retry.retries(why) {
+                        break;
+                    }
+                }
+                Try::Skipped => tries -= 1,
             }
         }
-        Err(failure)
+        match pending {
+            Some((endpoint, reply, slot)) if last_resort => Ok(self.answer(call, endpoint, reply, slot)),
+            _ => Err(failure),
+        }
+    }
+
+    fn answer(&self, call: &mut CallCtx, endpoint: i64, r: Reply, slot: Option<Slot>) -> Answer {
+        call.answered_by(endpoint, r.resp.status().as_u16(), slot, r.in_flight);
+        Answer { resp: r.resp, injected_usage: r.injected_usage, translation: r.translation }
     }
 
     /// The next endpoint to try and its slot: the policy's next with a free slot, else (when
@@ -109,8 +149,8 @@ impl Forwarder {
         full: &mut SmallVec<[(usize, Arc<Slots>); 4]>,
     ) -> Result<Option<(usize, Option<Slot>)>, GatewayError> {
         for i in candidates.by_ref() {
-            // Drained: never tried, not even as a last resort.
-            if route.endpoints[i].draining {
+            // Drained, or out after failed health checks: never tried, not even as a last resort.
+            if route.endpoints[i].draining || route.endpoints[i].health.probed_out() {
                 continue;
             }
             match &route.endpoints[i].slots {
@@ -133,9 +173,8 @@ impl Forwarder {
         }
     }
 
-    /// Sends the call to endpoint `i` (with its own key, never the caller's); `last`: no other
-    /// endpoint is left, so its 5xx is the caller's to see.
-    async fn try_endpoint(&self, route: &Route, i: usize, out: &Outgoing<'_>, last: bool, call: &mut CallCtx) -> Try {
+    /// Sends the call to endpoint `i` (with its own key, never the caller's).
+    async fn try_endpoint(&self, route: &Route, i: usize, out: &Outgoing<'_>, call: &mut CallCtx) -> Try {
         let ep = &route.endpoints[i];
         let mut extra: SmallVec<[(HeaderName, HeaderValue); 3]> = SmallVec::new();
         let (op, body, stream_options, translation) = match ep.mode(out.op) {
@@ -178,53 +217,45 @@ impl Forwarder {
             injected = None;
             answer = send(Payload::Json(Bytes::from(body.with_model(&ep.model_json)))).await;
         }
+        call.tried();
+        let reply = |resp, in_flight| Reply { resp, injected_usage: injected.is_some(), translation, in_flight };
         match answer {
             // Rate-limited upstream (a provider's quota, a server's queue): rested for as long as
-            // it asks (`retry-after-ms`, `Retry-After` seconds; at most MAX_REST), and the next
-            // endpoint tried; the last one's 429 is the caller's to see.
+            // it asks (`retry-after-ms`, `Retry-After` seconds; at most MAX_REST); its 429 is the
+            // caller's to see if no other try follows.
             Ok(Ok(resp)) if resp.status() == http::StatusCode::TOO_MANY_REQUESTS => {
                 let rest = retry_after_ms(resp.headers()).unwrap_or(self.cooldown.as_millis() as u64).min(MAX_REST_MS);
                 ep.health.rest_until(self.clock.now_ms() + rest);
                 call.failed_on(ep.id, FailReason::Status429);
                 tracing::warn!(model = %route.name, endpoint = i, rest_ms = rest, "upstream 429, resting the endpoint");
-                match last {
-                    true => Try::Answered(resp, injected.is_some(), translation, in_flight),
-                    false => Try::Failed(None),
-                }
+                let error = GatewayError::UpstreamUnavailable;
+                Try::Failed { why: FailReason::Status429, reply: Some(reply(resp, in_flight)), error }
             }
-            Ok(Ok(resp)) if resp.status().is_server_error() && !last => {
+            Ok(Ok(resp)) if resp.status().is_server_error() => {
                 self.failed(ep, FailReason::Status5xx, call);
-                tracing::warn!(model = %route.name, endpoint = i, status = %resp.status(), "upstream 5xx, failing over");
-                Try::Failed(None)
+                tracing::warn!(model = %route.name, endpoint = i, status = %resp.status(), "upstream 5xx");
+                Try::Failed { why: FailReason::Status5xx, reply: Some(reply(resp, in_flight)), error: GatewayError::UpstreamUnavailable }
             }
             Ok(Ok(resp)) => {
-                if resp.status().is_server_error() {
-                    self.failed(ep, FailReason::Status5xx, call);
-                } else {
-                    ep.health.success();
-                    if reads_load {
-                        ep.load.observe_ttfb(self.clock.now_ms().saturating_sub(sent_ms) * 1000);
-                    }
+                ep.health.success();
+                if reads_load {
+                    ep.load.observe_ttfb(self.clock.now_ms().saturating_sub(sent_ms) * 1000);
                 }
-                Try::Answered(resp, injected.is_some(), translation, in_flight)
+                Try::Answered(reply(resp, in_flight))
             }
             Ok(Err(e)) => {
                 tracing::warn!(model = %route.name, endpoint = i, error = %e, "upstream unreachable");
-                match e {
-                    SendError::ConnectTimeout => {
-                        self.failed(ep, FailReason::ConnectTimeout, call);
-                        Try::Failed(Some(GatewayError::UpstreamTimeout))
-                    }
-                    SendError::Unreachable(_) => {
-                        self.failed(ep, FailReason::Unreachable, call);
-                        Try::Failed(Some(GatewayError::UpstreamUnavailable))
-                    }
-                }
+                let (why, error) = match e {
+                    SendError::ConnectTimeout => (FailReason::ConnectTimeout, GatewayError::UpstreamTimeout),
+                    SendError::Unreachable(_) => (FailReason::Unreachable, GatewayError::UpstreamUnavailable),
+                };
+                self.failed(ep, why, call);
+                Try::Failed { why, reply: None, error }
             }
             Err(_) => {
                 self.failed(ep, FailReason::FirstByteTimeout, call);
                 tracing::warn!(model = %route.name, endpoint = i, "upstream first-byte timeout");
-                Try::Failed(Some(GatewayError::UpstreamTimeout))
+                Try::Failed { why: FailReason::FirstByteTimeout, reply: None, error: GatewayError::UpstreamTimeout }
             }
         }
     }

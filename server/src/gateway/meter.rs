@@ -111,6 +111,18 @@ impl Meter {
         self.shards.get_or_default().lock().series.upstream_failed(endpoint_id, reason);
     }
 
+    /// A call its model's endpoints could not answer, answered by the fallback `answered`.
+    pub fn fell_back(&self, asked: &Arc<str>, answered: Option<&Arc<str>>) {
+        self.shards.get_or_default().lock().series.fell_back(asked, answered);
+    }
+
+    /// A retry not made: the model's retry budget was spent.
+    pub fn retry_refused(&self, model: Option<&Arc<str>>) {
+        if let Some(m) = model {
+            self.shards.get_or_default().lock().series.retry_refused(m);
+        }
+    }
+
     /// Every thread's `/metrics` series, merged.
     pub fn series(&self) -> super::metrics::Series {
         let mut all = super::metrics::Series::default();

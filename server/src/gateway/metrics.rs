@@ -102,6 +102,10 @@ pub struct Series {
     calls: FxHashMap<CallKey, CallSeries>,
     rate_limited: FxHashMap<(Arc<str>, Box<str>), u64>,
     upstream_failures: FxHashMap<(i64, FailReason), u64>,
+    /// (model asked for, fallback model that answered; "" when none did).
+    fallbacks: FxHashMap<(Arc<str>, Arc<str>), u64>,
+    /// Retries not made because the model's retry budget was spent, by model.
+    retries_refused: FxHashMap<Arc<str>, u64>,
 }
 
 fn token_bucket(n: u64) -> usize {
@@ -148,6 +152,14 @@ impl Series {
         *self.upstream_failures.entry((endpoint_id, reason)).or_default() += 1;
     }
 
+    pub fn fell_back(&mut self, asked: &Arc<str>, answered: Option<&Arc<str>>) {
+        *self.fallbacks.entry((asked.clone(), answered.cloned().unwrap_or_else(|| Arc::from("")))).or_default() += 1;
+    }
+
+    pub fn retry_refused(&mut self, model: &Arc<str>) {
+        *self.retries_refused.entry(model.clone()).or_default() += 1;
+    }
+
     pub fn merge(&mut self, o: &Series) {
         for (k, v) in &o.calls {
             let s = self.calls.entry(k.clone()).or_default();
@@ -166,6 +178,12 @@ impl Series {
         }
         for (k, v) in &o.upstream_failures {
             *self.upstream_failures.entry(*k).or_default() += v;
+        }
+        for (k, v) in &o.fallbacks {
+            *self.fallbacks.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.retries_refused {
+            *self.retries_refused.entry(k.clone()).or_default() += v;
         }
     }
 }
@@ -351,6 +369,28 @@ impl prometheus_client::collector::Collector for Scrape {
             m.encode_family(&vec![("model", model), ("endpoint", endpoint), ("reason", reason.as_str().to_owned())])?
                 .encode_counter::<NoLabelSet, _, u64>(n, None)?;
         }
+        let mut fallbacks: Vec<_> = self.series.fallbacks.iter().collect();
+        fallbacks.sort();
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_fallbacks",
+            "Calls whose model's endpoints could not answer, by model asked for and the fallback model that answered (\"\": none did).",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((asked, to), n) in fallbacks {
+            m.encode_family(&vec![("model", asked.to_string()), ("to", to.to_string())])?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        }
+        let mut refused: Vec<_> = self.series.retries_refused.iter().collect();
+        refused.sort();
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_retries_refused",
+            "Retries not made because the model's retry budget was spent, by model.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (model, n) in refused {
+            m.encode_family(&vec![("model", model.to_string())])?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        }
         let mut m = enc.encode_descriptor(
             "maas_gateway_endpoints_cooling_down",
             "Endpoints of a model skipped now after repeated failures.",
@@ -362,13 +402,13 @@ impl prometheus_client::collector::Collector for Scrape {
         }
         let mut m = enc.encode_descriptor(
             "maas_gateway_endpoint_state",
-            "Each endpoint's state now (1 for the one it is in): usable, cooling (after failures or an upstream's 429) or draining (by hand).",
+            "Each endpoint's state now (1 for the one it is in): usable, cooling (after failures or an upstream's 429), unhealthy (failed its health checks) or draining (by hand).",
             None,
             MetricType::Gauge,
         )?;
         for (model, id, state, _) in &self.states {
             let (endpoint, _) = self.endpoint(Some(*id));
-            for s in ["usable", "cooling", "draining"] {
+            for s in ["usable", "cooling", "unhealthy", "draining"] {
                 let labels = vec![("model", model.to_string()), ("endpoint", endpoint.clone()), ("state", s.to_owned())];
                 m.encode_family(&labels)?.encode_gauge(&((*state == s) as i64))?;
             }
@@ -405,6 +445,8 @@ pub fn render(snap: &Snapshot, series: Series, now_ms: u64) -> String {
             endpoints.insert(e.id, (route.name.clone(), e.url.clone(), e.model_id.clone()));
             let state = if e.draining {
                 "draining"
+            } else if e.health.probed_out() {
+                "unhealthy"
             } else if e.health.usable(now) {
                 "usable"
             } else {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod op;
 pub mod record;
 pub mod responses;
+pub mod retry;
 pub mod slots;
 pub mod snapshot;
 pub mod upload;
@@ -41,6 +42,7 @@ use error::GatewayError;
 use forward::{Forwarder, Outgoing};
 use op::Op;
 use serde_json::{json, Value};
+use smallvec::SmallVec;
 use snapshot::{Caller, Route, Snapshot};
 use std::sync::Arc;
 use std::time::Duration;
@@ -396,21 +398,58 @@ impl Gateway {
         // The body endpoints that speak only chat completions get (Messages, Responses over chat).
         let translated = translate_request(op, route, &req)?;
         let ticket = self.admit(&snap, route, &caller, &req, incoming.json().len(), op).await?;
-        let affinity = affinity::key_of(route, &req, &caller);
         call.admitted(ticket);
+        let sent = Sent { req: &req, incoming: &incoming, headers: &parts.headers, caller: &caller };
+        // The model's own endpoints, then its fallbacks (those of its kind the caller's key may
+        // call), in order. Admission ran once, on the model asked for.
+        let fallbacks: SmallVec<[&Route; 2]> = route
+            .fallbacks
+            .iter()
+            .filter_map(|id| snap.by_id.get(id))
+            .filter(|fb| fb.kind == route.kind && caller.may_call(fb.id))
+            .map(|fb| &**fb)
+            .collect();
+        let mut failure = match self.forward(route, &sent, translated, call, fallbacks.is_empty()).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) => e,
+        };
+        for (k, fallback) in fallbacks.iter().enumerate() {
+            // A fallback that cannot take the call at all is passed over.
+            let Ok(translated) = translate_request(op, fallback, &req) else { continue };
+            call.falls_back_to(fallback.name.clone(), fallback.id);
+            tracing::info!(model = %route.name, fallback = %fallback.name, "no endpoint answered: falling back");
+            match self.forward(fallback, &sent, translated, call, k + 1 == fallbacks.len()).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => failure = e,
+            }
+        }
+        Err(failure)
+    }
+
+    /// Forwards the call to `route`'s endpoints with failover (its body `translated` for those
+    /// that speak only chat completions); `last_resort`: no fallback follows.
+    async fn forward(
+        &self,
+        route: &Route,
+        sent: &Sent<'_>,
+        translated: Option<Vec<u8>>,
+        call: &mut CallCtx,
+        last_resort: bool,
+    ) -> Result<Answer, GatewayError> {
+        let op = call.op();
         let translated = translated.as_deref().map(parse_body).transpose()?;
         let out = Outgoing {
             op,
-            body: &req,
-            upload: incoming.upload(),
-            affinity,
-            accept: parts.headers.get(header::ACCEPT),
-            anthropic: anthropic::passed_headers(op, &parts.headers),
-            stream_options: self.stream_options(op, &req),
+            body: sent.req,
+            upload: sent.incoming.upload(),
+            affinity: affinity::key_of(route, sent.req, sent.caller),
+            accept: sent.headers.get(header::ACCEPT),
+            anthropic: anthropic::passed_headers(op, sent.headers),
+            stream_options: self.stream_options(op, sent.req),
             translated_stream_options: translated.as_ref().and_then(|t| self.stream_options(Op::Chat, t)),
             translated: translated.as_ref(),
         };
-        self.forwarder.with_failover(route, &out, call).await
+        self.forwarder.with_failover(route, &out, call, last_resort).await
     }
 
     /// The request's body as `op` takes it: JSON, or a multipart upload (spooled).
@@ -462,6 +501,14 @@ impl Gateway {
             _ => None,
         }
     }
+}
+
+/// What the caller sent, as every model the call is forwarded to reads it.
+struct Sent<'a> {
+    req: &'a RequestBody<'a>,
+    incoming: &'a Incoming,
+    headers: &'a HeaderMap,
+    caller: &'a Caller,
 }
 
 /// A request's body as read: JSON, or an upload whose text fields the path reads as JSON.

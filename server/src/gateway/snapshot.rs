@@ -53,6 +53,11 @@ impl Endpoint {
         self.targets.as_ref().map(|t| &t[op as usize])
     }
 
+    /// In rotation now: not drained, not cooling down, not out after failed health checks.
+    pub fn usable(&self, now_ms: u64) -> bool {
+        !self.draining && !self.health.probed_out() && self.health.usable(now_ms)
+    }
+
     pub fn speaks(&self, api: Api) -> bool {
         self.apis & (1 << api as u8) != 0
     }
@@ -89,9 +94,17 @@ pub struct Health {
     /// It answered 400 to a stream the gateway had added `stream_options.include_usage` to, and
     /// took the same request without: its streams go without (their usage is unknown).
     refuses_stream_options: std::sync::atomic::AtomicBool,
+    /// Out of rotation: its cluster's prober saw it fail its health checks (`probe.rs`).
+    probed_out: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
+    pub fn probed_out(&self) -> bool {
+        self.probed_out.load(Ordering::Relaxed)
+    }
+    pub fn set_probed_out(&self, out: bool) {
+        self.probed_out.store(out, Ordering::Relaxed);
+    }
     pub fn refuses_stream_options(&self) -> bool {
         self.refuses_stream_options.load(Ordering::Relaxed)
     }
@@ -165,6 +178,10 @@ pub struct Route {
     pub reserve_output: u64,
     /// Calls waiting for a slot because every capped endpoint is full (bounded).
     pub waiting: std::sync::atomic::AtomicUsize,
+    pub retry: super::retry::Retry,
+    /// Models (ids) that answer, in order, when none of this one's endpoints can.
+    pub fallbacks: Vec<i64>,
+    pub health_check: Option<app::types::HealthCheck>,
 }
 
 #[derive(Clone, Debug)]
@@ -191,6 +208,8 @@ pub struct Snapshot {
     // FxHash: looked up on every request; the tables are built from operator data and a
     // caller's string only probes them, so there is no collision attack to resist.
     pub models: FxHashMap<String, Arc<Route>>,
+    /// The same routes by MaaS model id (fallbacks name models by id).
+    pub by_id: FxHashMap<i64, Arc<Route>>,
     /// SHA-256 of a platform key's secret → its owner. Revoked keys are absent.
     pub keys: FxHashMap<[u8; 32], Caller>,
     /// Counters of rules no longer served (model disabled, rule removed) that still held
@@ -420,8 +439,17 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
             rules: model_rules,
             reserve_output: m.reserve_output_tokens.map_or(super::admission::reserve::DEFAULT_OUTPUT_TOKENS, |r| r.max(1) as u64),
             waiting: Default::default(),
+            // The budget carries over: a reload does not hand a failing fleet a fresh one.
+            retry: super::retry::Retry::new(
+                &m.retry(),
+                previous_routes.get(&m.id).map(|r| r.retry.budget.clone()).unwrap_or_default(),
+            ),
+            fallbacks: m.fallbacks(),
+            health_check: m.health_check(),
         };
-        snap.models.insert(mm.name, Arc::new(route));
+        let route = Arc::new(route);
+        snap.by_id.insert(m.id, route.clone());
+        snap.models.insert(mm.name, route);
     }
     let served: FxHashSet<CounterKey> = snap.models.values().flat_map(|r| r.rules.iter()).map(|c| c.key).collect();
     snap.retired = Mutex::new(counters.into_iter().filter(|(k, c)| !served.contains(k) && c.holds_admissions()).collect());

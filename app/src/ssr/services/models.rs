@@ -68,6 +68,12 @@ async fn check_references(
                 e.add(format!("endpoints.{i}.api_key"), "this endpoint is not part of the model");
             }
         }
+        if ep.id.is_some() && input.endpoints[..i].iter().any(|o| o.id == ep.id) {
+            e.add(format!("endpoints.{i}.url"), "this saved endpoint is listed twice");
+        }
+    }
+    if let Err(m) = check_fallbacks(db, existing.map(|m| m.id), cl_id, &input.fallbacks).await? {
+        e.add("fallbacks", m);
     }
     let ws_ids: Vec<i64> = input.rules.iter().filter_map(|r| r.workspace_id).collect();
     let key_ids: Vec<i64> = input.rules.iter().filter_map(|r| r.api_key_id).collect();
@@ -94,6 +100,29 @@ async fn check_references(
     Ok((mm_id, cl_id))
 }
 
+/// Fallback models must exist, and following fallbacks from the model being saved (`id`; a new
+/// one has none, so nothing leads back to it) must never lead back to it: a cycle would send a
+/// call round the models when all are down.
+async fn check_fallbacks(db: &impl ConnectionTrait, id: Option<i64>, cluster: i64, fallbacks: &[i64]) -> SResult<Result<(), String>> {
+    if fallbacks.is_empty() {
+        return Ok(Ok(()));
+    }
+    let rows = maas_model::Entity::find()
+        .select_only()
+        .column(maas_model::Column::Id)
+        .column(maas_model::Column::ClusterId)
+        .column(maas_model::Column::Fallbacks)
+        .into_tuple::<(i64, i64, String)>()
+        .all(db)
+        .await?;
+    // Served by the same gateways: a replica serves one cluster's models only.
+    if let Some((f, _, _)) = rows.iter().find(|(m, c, _)| fallbacks.contains(m) && *c != cluster) {
+        return Ok(Err(format!("MaaS model {f} is on another cluster: a fallback must be on this model's cluster")));
+    }
+    let graph: HashMap<i64, Vec<i64>> = rows.into_iter().map(|(id, _, f)| (id, maas_model::split_ids(&f))).collect();
+    Ok(crate::validate::fallback_graph(id, fallbacks, &graph))
+}
+
 /// Replaces the endpoints and rules of `model_id` with the input's, inside `txn`.
 async fn write_children(
     txn: &impl ConnectionTrait,
@@ -102,15 +131,23 @@ async fn write_children(
     input: &ModelInput,
     saved_endpoints: &[endpoint::Model],
 ) -> SResult<()> {
-    endpoint::Entity::delete_many().filter(endpoint::Column::MaasModelId.eq(model_id)).exec(txn).await?;
+    // A saved endpoint the input edits keeps its row (its id: its usage, its health and their
+    // history stay with it); the others go, and new rows are added.
+    let kept: Vec<i64> = input.endpoints.iter().filter_map(|e| e.id).filter(|id| saved_endpoints.iter().any(|s| s.id == *id)).collect();
+    endpoint::Entity::delete_many()
+        .filter(endpoint::Column::MaasModelId.eq(model_id))
+        .filter(endpoint::Column::Id.is_not_in(kept.clone()))
+        .exec(txn)
+        .await?;
     rule::Entity::delete_many().filter(rule::Column::MaasModelId.eq(model_id)).exec(txn).await?;
     for (i, ep) in input.endpoints.iter().enumerate() {
+        let saved = ep.id.filter(|id| kept.contains(id));
         let key = match &ep.api_key {
             KeyChange::Set(k) => Some(secrets.encrypt(k.trim())),
             KeyChange::Clear => None,
-            KeyChange::Keep => ep.id.and_then(|id| saved_endpoints.iter().find(|s| s.id == id)).and_then(|s| s.api_key_enc.clone()),
+            KeyChange::Keep => saved.and_then(|id| saved_endpoints.iter().find(|s| s.id == id)).and_then(|s| s.api_key_enc.clone()),
         };
-        endpoint::ActiveModel {
+        let row = endpoint::ActiveModel {
             maas_model_id: Set(model_id),
             position: Set(i as i32),
             model_id: Set(ep.model_id.trim().to_owned()),
@@ -122,9 +159,11 @@ async fn write_children(
             native_apis: Set(app_apis(&ep.native_apis)),
             draining: Set(ep.draining),
             ..Default::default()
-        }
-        .insert(txn)
-        .await?;
+        };
+        match saved {
+            Some(id) => endpoint::ActiveModel { id: sea_orm::ActiveValue::Unchanged(id), ..row }.update(txn).await?,
+            None => row.insert(txn).await?,
+        };
     }
     for (i, r) in input.rules.iter().enumerate() {
         rule::ActiveModel {
@@ -146,6 +185,11 @@ async fn write_children(
         .await?;
     }
     Ok(())
+}
+
+/// The default policy is stored as NULL: what a later default then applies to.
+fn retry_column(r: &crate::types::RetryPolicy) -> Option<String> {
+    (*r != crate::types::RetryPolicy::default()).then(|| serde_json::to_string(r).ok()).flatten()
 }
 
 const DUPLICATE: &str = "this marketplace model already has a MaaS model on this cluster";
@@ -171,6 +215,9 @@ pub async fn create<C: TransactionTrait + ConnectionTrait>(
         policy: Set(maas_model::policy_columns(input.policy).0),
         routing_policy: Set(maas_model::policy_columns(input.policy).1),
         affinity_key: Set(input.affinity_key.as_str().to_owned()),
+        fallbacks: Set(maas_model::join_ids(&input.fallbacks)),
+        retry_policy: Set(retry_column(&input.retry)),
+        health_check: Set(input.health_check.and_then(|h| serde_json::to_string(&h).ok())),
         reserve_output_tokens: Set(validate::reserve_output(&input.reserve_output).ok().flatten()),
         enabled: Set(false),
         revision: Set(rev),
@@ -216,6 +263,9 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(
     am.policy = Set(policy);
     am.routing_policy = Set(routing_policy);
     am.affinity_key = Set(input.affinity_key.as_str().to_owned());
+    am.fallbacks = Set(maas_model::join_ids(&input.fallbacks));
+    am.retry_policy = Set(retry_column(&input.retry));
+    am.health_check = Set(input.health_check.and_then(|h| serde_json::to_string(&h).ok()));
     am.reserve_output_tokens = Set(validate::reserve_output(&input.reserve_output).ok().flatten());
     am.revision = Set(rev);
     am.updated_at = Set(now());
@@ -277,7 +327,7 @@ fn snapshot(m: &ModelDetail, before: Option<&ModelDetail>, input: &ModelInput) -
         .collect();
     serde_json::json!({
         "marketplace_model_id": m.marketplace_model_id, "cluster_id": m.cluster_id, "policy": m.policy.as_str(),
-        "affinity_key": m.affinity_key.as_str(),
+        "affinity_key": m.affinity_key.as_str(), "fallbacks": m.fallbacks, "retry": m.retry, "health_check": m.health_check,
         "enabled": m.enabled, "reserve_output": m.reserve_output, "endpoints": endpoints, "rules": m.rules,
     })
 }
@@ -372,6 +422,9 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
         cluster_id: m.cluster_id,
         policy: m.policy(),
         affinity_key: AffinityKey::parse(&m.affinity_key),
+        fallbacks: m.fallbacks(),
+        retry: m.retry(),
+        health_check: m.health_check(),
         enabled: m.enabled,
         endpoints,
         rules,
