@@ -769,6 +769,31 @@ pub struct ModelDetail {
     pub revision: i64,
 }
 
+/// An endpoint's health as its cluster's prober judged it, with its latest transitions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct EndpointHealth {
+    pub endpoint_id: i64,
+    pub url: String,
+    /// `None`: not probed yet.
+    pub healthy: Option<bool>,
+    /// Unix seconds of the last transition.
+    pub since: i64,
+    /// Why the last probe failed ("" when it passed).
+    pub reason: String,
+    /// Newest first.
+    pub events: Vec<HealthEvent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct HealthEvent {
+    /// Unix seconds.
+    pub at: i64,
+    pub healthy: bool,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum GatewayState {

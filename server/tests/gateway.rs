@@ -101,15 +101,12 @@ impl Harness {
     }
     /// Creates and enables a model of the marketplace entry `mm`; returns once the gateway serves it.
     async fn model_of(&self, mm: i64, policy: Policy, endpoints: Vec<EndpointInput>, rules: Vec<RuleInput>) -> i64 {
-        let input = ModelInput {
-            marketplace_model_id: Some(mm),
-            cluster_id: Some(self.cluster),
-            policy,
-            endpoints,
-            rules,
-            reserve_output: String::new(),
-            affinity_key: Default::default(),
-        };
+        self.model_with(mm, policy, endpoints, |input| input.rules = rules).await
+    }
+    /// The same, with its input adjusted first.
+    async fn model_with(&self, mm: i64, policy: Policy, endpoints: Vec<EndpointInput>, adjust: impl FnOnce(&mut ModelInput)) -> i64 {
+        let mut input = ModelInput { marketplace_model_id: Some(mm), cluster_id: Some(self.cluster), policy, endpoints, ..Default::default() };
+        adjust(&mut input);
         let (id, _) = models::create(&self.state.db, &app::ssr::audit::Actor::system(), &self.state.secrets, &input).await.unwrap();
         self.enable(id, true).await;
         id
@@ -133,6 +130,7 @@ impl Harness {
             rules,
             reserve_output: String::new(),
             affinity_key: Default::default(),
+            ..Default::default()
         };
         let rev = models::update(&self.state.db, &app::ssr::audit::Actor::system(), &self.state.secrets, id, None, &input).await.unwrap();
         self.state.config_changed(rev).await;
@@ -606,7 +604,8 @@ async fn an_upstream_that_drops_the_connection_fails_over_or_never_looks_complet
 
     // Dies mid-stream: the client already has the headers and the first chunks, so there is no
     // failover; the stream must end in an error, never in what looks like a complete answer.
-    h.update(id, Policy::RoundRobin, vec![ep(h.up("/drop-after/2"), "m", "", None)]).await;
+    // Another endpoint stands by: a cut stream is never retried on it (the client has part of it).
+    h.update(id, Policy::Weighted, vec![ep(h.up("/drop-after/2"), "m", "100", None), ep(h.up("/name/spare"), "spare", "0", None)]).await;
     let mut r = h.chat(json!({"model": "chat", "stream": true, "messages": []})).await;
     assert_eq!(r.status(), 200);
     let mut got = String::new();
@@ -619,6 +618,7 @@ async fn an_upstream_that_drops_the_connection_fails_over_or_never_looks_complet
     };
     assert!(got.contains("\"chunk\": 1"), "the chunks sent before the drop arrived: {got}");
     assert_eq!(end, "error", "a cut-off stream is reported as such, not ended cleanly");
+    assert!(h.received().await.iter().all(|r| r["model"] != "spare"), "a stream cut mid-way is not retried");
 }
 
 #[tokio::test]
@@ -750,6 +750,7 @@ async fn what_a_rule_counted_survives_a_configuration_change() {
         rules: vec![rule.clone()],
         reserve_output: String::new(),
         affinity_key: Default::default(),
+        ..Default::default()
     };
     let id = h.model(Policy::RoundRobin, input("").endpoints, vec![rule.clone()]).await;
     for _ in 0..2 {
@@ -1611,6 +1612,7 @@ async fn a_call_without_max_tokens_reserves_the_models_own_output_reservation() 
         rules,
         reserve_output: "300".into(),
         affinity_key: Default::default(),
+        ..Default::default()
     };
     let rev = models::update(&h.state.db, &app::ssr::audit::Actor::system(), &h.state.secrets, model, None, &input).await.unwrap();
     h.state.config_changed(rev).await;
@@ -1915,4 +1917,226 @@ async fn an_unknown_path_under_v1_is_a_json_404() {
     }
     // The gateway's own routes still answer.
     assert_eq!(h.http.get(format!("{}/v1/models", h.base)).bearer_auth(&h.key).send().await.unwrap().status(), 200);
+}
+
+/// An upstream whose health a test flips: while `down`, every request (probes included) gets a
+/// 503. It counts the probes (GETs) and the calls (POSTs) it gets.
+#[derive(Clone, Default)]
+struct Flaky {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    probes: Arc<std::sync::atomic::AtomicU64>,
+    calls: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Flaky {
+    fn router(&self) -> axum::Router {
+        use axum::response::IntoResponse;
+        use std::sync::atomic::Ordering::SeqCst;
+        let f = self.clone();
+        axum::Router::new().fallback(move |method: http::Method| {
+            let f = f.clone();
+            async move {
+                let get = method == http::Method::GET;
+                if get { &f.probes } else { &f.calls }.fetch_add(1, SeqCst);
+                if f.down.load(SeqCst) {
+                    return (http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+                }
+                match get {
+                    true => axum::Json(json!({"object": "list", "data": [{"id": "flaky", "object": "model"}]})).into_response(),
+                    false => axum::Json(json!({"id": "c", "object": "chat.completion", "created": 0, "model": "flaky",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from flaky!"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
+                    .into_response(),
+                }
+            }
+        })
+    }
+    fn count(n: &std::sync::atomic::AtomicU64) -> u64 {
+        n.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The shared verdict on `endpoint` (healthy, its run of like probes), once the prober wrote one.
+async fn health_row(h: &Harness, endpoint: i64) -> Option<app::ssr::entities::endpoint_health::Model> {
+    use sea_orm::EntityTrait;
+    app::ssr::entities::endpoint_health::Entity::find_by_id(endpoint).one(&h.state.db).await.unwrap()
+}
+
+/// Polls (every 20 ms, at most 15 s) until `endpoint`'s shared verdict is `healthy`.
+async fn wait_health(h: &Harness, endpoint: i64, healthy: bool) {
+    for _ in 0..750 {
+        if health_row(h, endpoint).await.is_some_and(|r| r.healthy == healthy) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("endpoint {endpoint} never became healthy={healthy}");
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_leaves_rotation_after_its_failed_probes_and_comes_back_once_it_passes_again() {
+    use server::gateway::probe::spawn_prober;
+    let h = harness().await;
+    let flaky = Flaky::default();
+    let flaky_url = serve(flaky.router()).await;
+    let check = HealthCheck { probe: ProbeKind::Models, interval_secs: 1, timeout_secs: 1, healthy_threshold: 2, unhealthy_threshold: 2 };
+    let id = h
+        .model_with(h.mm, Policy::RoundRobin, vec![ep(h.up("/name/ok"), "ok", "", None), ep(flaky_url.clone(), "flaky", "", None)], |m| {
+            m.health_check = Some(check)
+        })
+        .await;
+    let eps = models::get(&h.state.db, id).await.unwrap().endpoints;
+    let (ok, bad) = (eps[0].id, eps[1].id);
+    // Two gateways serve the cluster, each with its prober: one of them probes each endpoint.
+    let (other, other_base) = another_gateway(&h, |_| {}).await;
+    spawn_prober(h.gw.clone(), h.state.db.clone(), "gw-a".into());
+    spawn_prober(other.clone(), h.state.db.clone(), "gw-b".into());
+    wait_health(&h, bad, true).await;
+    // Both in rotation: round robin gives the flaky one its share.
+    for _ in 0..4 {
+        assert_eq!(h.chat(hello()).await.status(), 200);
+    }
+    assert_eq!(Flaky::count(&flaky.calls), 2);
+
+    flaky.set_down(true);
+    let probes_before = Flaky::count(&flaky.probes);
+    wait_health(&h, bad, false).await;
+    // Out at its second failed probe in a row (one probe an interval: within 2 × 1 s).
+    let failed = Flaky::count(&flaky.probes) - probes_before;
+    assert!((2..=3).contains(&failed), "{failed} failed probes before it left the rotation");
+    let row = health_row(&h, bad).await.unwrap();
+    assert_eq!(row.reason, "answered HTTP 503");
+    // Once out, on both gateways, no user call goes to it and none fails.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let calls = Flaky::count(&flaky.calls);
+    for base in [&h.base, &other_base] {
+        for _ in 0..10 {
+            let r = h.http.post(format!("{base}/v1/chat/completions")).bearer_auth(&h.key).json(&hello()).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(header(&r, "x-maas-endpoint"), Some(ok.to_string()));
+            assert_eq!(header(&r, "x-maas-tries").as_deref(), Some("1"), "no call tried the unhealthy endpoint");
+        }
+    }
+    assert_eq!(Flaky::count(&flaky.calls), calls);
+    let metrics = h.gw.metrics_text();
+    assert!(metrics.contains(&format!("maas_gateway_endpoint_state{{model=\"chat\",endpoint=\"{flaky_url}\",state=\"unhealthy\"}} 1")), "{metrics}");
+
+    // Probing load does not grow with the replicas: one probe an interval in all.
+    let (p0, t0) = (Flaky::count(&flaky.probes), std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let probes = Flaky::count(&flaky.probes) - p0;
+    let bound = t0.elapsed().as_secs() + 1;
+    assert!(probes <= bound, "{probes} probes in {:?} from two gateways", t0.elapsed());
+
+    // Recovered: back in rotation after two passed probes, on both gateways.
+    flaky.set_down(false);
+    wait_health(&h, bad, true).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for base in [&h.base, &other_base] {
+        let mut answered_by = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            let r = h.http.post(format!("{base}/v1/chat/completions")).bearer_auth(&h.key).json(&hello()).send().await.unwrap();
+            answered_by.insert(header(&r, "x-maas-endpoint").unwrap());
+        }
+        assert_eq!(answered_by, [ok.to_string(), bad.to_string()].into_iter().collect());
+    }
+    // Its transitions, for the console: out (why), back.
+    let events = models::endpoint_health(&h.state.db, id).await.unwrap();
+    let flaky_events: Vec<(bool, String)> = events.iter().find(|e| e.endpoint_id == bad).unwrap().events.iter().map(|e| (e.healthy, e.reason.clone())).collect();
+    assert_eq!(flaky_events, [(true, "passed 2 probes in a row".to_string()), (false, "answered HTTP 503".to_string())]);
+    // A probe is nobody's usage: the meter holds the calls made above, not one more.
+    let metered: i64 = h.gw.meter.pending().values().sum::<i64>() + other.meter.pending().values().sum::<i64>();
+    assert_eq!(metered, 4 + 20 + 8);
+}
+
+#[tokio::test]
+async fn when_no_endpoint_of_a_model_answers_its_fallback_model_does_and_no_cycle_can_be_configured() {
+    let h = harness().await;
+    let backup_mm = h.marketplace("backup", ModelKind::Chat).await;
+    let backup = h.model_of(backup_mm, Policy::RoundRobin, vec![ep(h.up("/name/backup"), "b", "", None)], vec![]).await;
+    let dead = vec![ep("http://127.0.0.1:1".into(), "dead", "", None), ep(h.up("/status/503"), "broken", "", None)];
+    let chat = h.model_with(h.mm, Policy::RoundRobin, dead.clone(), |m| m.fallbacks = vec![backup]).await;
+    let r = h.chat(hello()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-maas-fallback-model").as_deref(), Some("backup"));
+    assert_eq!(header(&r, "x-maas-tries").as_deref(), Some("3"), "both endpoints of chat, then backup's");
+    assert_eq!(r.json::<Value>().await.unwrap()["choices"][0]["message"]["content"], "Hello from backup!");
+    // Usage under the model that answered; /metrics counts the fallback taken.
+    let pending = h.gw.meter.pending();
+    assert_eq!(pending.get(&("ok", 200)), Some(&1));
+    let metrics = h.gw.metrics_text();
+    assert!(metrics.contains("maas_gateway_fallbacks_total{model=\"chat\",to=\"backup\"} 1"), "{metrics}");
+    let usage: Vec<String> = metrics.lines().filter(|l| l.starts_with("maas_gateway_requests_total{") && l.contains("outcome=\"ok\"")).map(str::to_owned).collect();
+    assert!(usage.iter().all(|l| l.contains("model=\"backup\"")), "{usage:?}");
+
+    // backup → chat would make a cycle (chat → backup → chat); chat → chat is one too.
+    let sys = app::ssr::audit::Actor::system();
+    let mut input = ModelInput {
+        marketplace_model_id: Some(backup_mm),
+        cluster_id: Some(h.cluster),
+        endpoints: vec![ep(h.up("/name/backup"), "b", "", None)],
+        fallbacks: vec![chat],
+        ..Default::default()
+    };
+    let field = |r: Result<i64, app::ssr::ServiceError>| match r {
+        Err(app::ssr::ServiceError::App(app::error::AppError::Invalid(f))) => f.get("fallbacks").map(str::to_owned),
+        other => panic!("{:?}", other.map(|_| ())),
+    };
+    let refused = models::update(&h.state.db, &sys, &h.state.secrets, backup, None, &input).await;
+    assert_eq!(field(refused).as_deref(), Some("these fallbacks lead back to this model (a cycle)"));
+    input.fallbacks = vec![backup];
+    let refused = models::update(&h.state.db, &sys, &h.state.secrets, backup, None, &input).await;
+    assert_eq!(field(refused).as_deref(), Some("a model cannot fall back to itself"));
+
+    // A key that may not call the fallback model gets the model's own failure.
+    let rev = keys::set_scope(&h.state.db, &sys, &h.op, h.key_id, &KeyScope { last_day: None, models: Some(vec![chat]) }).await.unwrap();
+    h.state.config_changed(rev).await;
+    assert_eq!(h.chat(hello()).await.status(), 503, "its last endpoint's answer");
+}
+
+#[tokio::test]
+async fn retries_follow_the_models_policy_and_never_exceed_its_budget() {
+    // The failing endpoint never cools down here: every call tries it first.
+    let h = harness_with(server::mock_upstream::router(Default::default(), true), |c| c.fail_threshold = u32::MAX).await;
+    let two = || vec![ep(h.up("/status/503"), "broken", "", None), ep(h.up("/name/ok"), "ok", "", None)];
+    // 5xx not retried: the first endpoint's 503 is the answer.
+    let id = h
+        .model_with(h.mm, Policy::RoundRobin, two(), |m| m.retry = RetryPolicy { on: vec![RetryOn::Connect], ..Default::default() })
+        .await;
+    let (s, _) = error_of(h.chat(hello()).await).await;
+    assert_eq!(s, 503);
+    // One try a call: the same.
+    let input = |retry: RetryPolicy| ModelInput {
+        marketplace_model_id: Some(h.mm),
+        cluster_id: Some(h.cluster),
+        endpoints: two(),
+        retry,
+        ..Default::default()
+    };
+    let sys = app::ssr::audit::Actor::system();
+    let rev = models::update(&h.state.db, &sys, &h.state.secrets, id, None, &input(RetryPolicy { max_tries: 1, ..Default::default() })).await.unwrap();
+    h.state.config_changed(rev).await;
+    let statuses: Vec<u16> = futures_util::future::join_all((0..4).map(|_| async { h.chat(hello()).await.status().as_u16() })).await;
+    assert!(statuses.contains(&503) && statuses.contains(&200), "{statuses:?}");
+    // No budget beyond the floor (0 %), on a model no call has banked retries for yet: of 60
+    // calls that each need a retry, at most the floor's burst and rate are retried (10, then
+    // 10 a second).
+    let budget = h.marketplace("budget", ModelKind::Chat).await;
+    let only_broken_first = vec![ep(h.up("/status/503"), "broken", "100", None), ep(h.up("/name/ok"), "ok", "0", None)];
+    h.model_with(budget, Policy::Weighted, only_broken_first, |m| m.retry = RetryPolicy { budget_percent: 0, ..Default::default() }).await;
+    let t0 = std::time::Instant::now();
+    let mut retried = 0u64;
+    for _ in 0..60 {
+        let body = json!({"model": "budget", "messages": [{"role": "user", "content": "hi"}]});
+        if h.chat(body).await.status() == 200 {
+            retried += 1;
+        }
+    }
+    let bound = 10 + (t0.elapsed().as_millis() as u64).div_ceil(100);
+    assert!(retried >= 10 && retried <= bound, "{retried} retries in {:?}", t0.elapsed());
+    let metrics = h.gw.metrics_text();
+    assert!(metrics.contains(&format!("maas_gateway_retries_refused_total{{model=\"budget\"}} {}", 60 - retried)), "{metrics}");
 }

@@ -54,6 +54,9 @@ fn model_of(id: i64, name: &str, kind: ModelKind) -> (maas_model::Model, marketp
         updated_at: 0,
         affinity_key: "prompt_cache_key".into(),
         routing_policy: None,
+        fallbacks: String::new(),
+        retry_policy: None,
+        health_check: None,
     };
     (m, mm)
 }

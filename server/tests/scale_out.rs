@@ -78,6 +78,7 @@ impl Fixture {
             rules,
             reserve_output: String::new(),
             affinity_key: Default::default(),
+            ..Default::default()
         };
         let (id, _) = models::create(&state.db, &app::ssr::audit::Actor::system(), &state.secrets, &input).await.unwrap();
         let rev = models::set_enabled(&state.db, &app::ssr::audit::Actor::system(), id, None, true).await.unwrap();

@@ -217,6 +217,7 @@ async fn list_is_paginated_and_searched_on_the_server() {
             rules: vec![],
             reserve_output: String::new(),
             affinity_key: Default::default(),
+            ..Default::default()
         };
         models::create(env.db(), &app::ssr::audit::Actor::system(), &env.state.secrets, &input).await.unwrap();
     }

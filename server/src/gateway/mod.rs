@@ -16,6 +16,7 @@ pub mod load;
 pub mod meter;
 pub mod metrics;
 pub mod op;
+pub mod probe;
 pub mod record;
 pub mod responses;
 pub mod retry;

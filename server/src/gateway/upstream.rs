@@ -246,6 +246,19 @@ impl Upstream {
         for (k, v) in extra {
             headers.insert(k.clone(), v.clone());
         }
+        self.send(target, req).await
+    }
+
+    /// GETs `target` with the endpoint's credentials (a health probe).
+    pub async fn get(&self, target: &Target, auth: Option<&HeaderValue>) -> Result<http::Response<UpstreamBody>, SendError> {
+        let mut req = Request::new(http_body_util::Either::Left(Full::new(Bytes::new())));
+        if let Some(a) = auth {
+            req.headers_mut().insert(AUTHORIZATION, a.clone());
+        }
+        self.send(target, req).await
+    }
+
+    async fn send(&self, target: &Target, mut req: Request<OutBody>) -> Result<http::Response<UpstreamBody>, SendError> {
         match &target.plain {
             Some(plain) => self.post_plain(plain, req).await,
             None => {

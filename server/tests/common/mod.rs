@@ -140,6 +140,7 @@ pub fn weighted_input(f: &Fixture) -> ModelInput {
         ],
         reserve_output: String::new(),
         affinity_key: Default::default(),
+        ..Default::default()
     }
 }
 

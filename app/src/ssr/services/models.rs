@@ -379,6 +379,43 @@ pub async fn delete<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     Ok(rev)
 }
 
+/// Each endpoint of model `id` with its health and latest transitions (newest first).
+pub async fn endpoint_health(db: &impl ConnectionTrait, id: i64) -> SResult<Vec<crate::types::EndpointHealth>> {
+    use crate::ssr::entities::{endpoint_health, endpoint_health_event};
+    let eps = endpoint::Entity::find().filter(endpoint::Column::MaasModelId.eq(id)).order_by_asc(endpoint::Column::Position).all(db).await?;
+    let ids: Vec<i64> = eps.iter().map(|e| e.id).collect();
+    let mut rows: HashMap<i64, endpoint_health::Model> = endpoint_health::Entity::find()
+        .filter(endpoint_health::Column::EndpointId.is_in(ids.clone()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.endpoint_id, r))
+        .collect();
+    let mut events: HashMap<i64, Vec<crate::types::HealthEvent>> = HashMap::new();
+    for e in endpoint_health_event::Entity::find()
+        .filter(endpoint_health_event::Column::EndpointId.is_in(ids))
+        .order_by_desc(endpoint_health_event::Column::Id)
+        .all(db)
+        .await?
+    {
+        events.entry(e.endpoint_id).or_default().push(crate::types::HealthEvent { at: e.at, healthy: e.healthy, reason: e.reason });
+    }
+    Ok(eps
+        .into_iter()
+        .map(|e| {
+            let row = rows.remove(&e.id);
+            crate::types::EndpointHealth {
+                endpoint_id: e.id,
+                url: e.url,
+                healthy: row.as_ref().filter(|r| r.checked_at > 0).map(|r| r.healthy),
+                since: row.as_ref().map_or(0, |r| r.since),
+                reason: row.map(|r| r.reason).unwrap_or_default(),
+                events: events.remove(&e.id).unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
 pub async fn get(db: &impl ConnectionTrait, id: i64) -> SResult<ModelDetail> {
     let Some(m) = maas_model::Entity::find_by_id(id).one(db).await? else {
         return Err(AppError::NotFound("MaaS model".into()).into());
