@@ -156,7 +156,8 @@ pub struct RetryPolicy {
     /// Tries per call, the first included (1: never retried); 0: each endpoint once.
     pub max_tries: u32,
     /// Retries at most this percentage of the model's calls, beyond a floor of 10 retries a
-    /// second per gateway (so that a quiet model still fails over); 100: no budget.
+    /// second per gateway, of which 100 may come at once (so that a quiet model still fails
+    /// over); 100: no budget.
     pub budget_percent: u32,
 }
 

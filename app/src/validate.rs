@@ -227,7 +227,8 @@ fn health_check(e: &mut FieldErrors, h: &crate::types::HealthCheck) {
     if h.timeout_secs < 1 || h.timeout_secs > h.interval_secs.clamp(1, 60) {
         e.add("health_check.timeout_secs", "1 second up to the interval (at most 60)");
     }
-    for (field, v) in [("health_check.healthy_threshold", h.healthy_threshold), ("health_check.unhealthy_threshold", h.unhealthy_threshold)] {
+    for (field, v) in [("health_check.healthy_threshold", h.healthy_threshold), ("health_check.unhealthy_threshold", h.unhealthy_threshold)]
+    {
         if !(1..=10).contains(&v) {
             e.add(field, "1 to 10 probes in a row");
         }

@@ -8,7 +8,8 @@ use super::page::{Page, PageQuery};
 use super::Api;
 use app::ssr::services::models;
 use app::types::{
-    AffinityKey, EndpointInput, HealthCheck, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, RetryPolicy, RuleInput, RuleKind, RuleTarget,
+    AffinityKey, EndpointInput, HealthCheck, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, RetryPolicy, RuleInput, RuleKind,
+    RuleTarget,
 };
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -149,7 +150,6 @@ pub struct ModelPatch {
     #[schema(nullable, value_type = Option<HealthCheck>)]
     health_check: Option<Option<HealthCheck>>,
 }
-
 
 fn num(v: Option<i64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()

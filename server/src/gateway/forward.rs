@@ -83,7 +83,13 @@ impl Forwarder {
     /// Sends the call to the model's endpoints in its policy's order until one answers, as its
     /// retry policy allows. `last_resort`: no fallback model follows, so the last endpoint's
     /// error answer (a 5xx, a 429) is the caller's to see rather than a reason to fall back.
-    pub async fn with_failover(&self, route: &Route, out: &Outgoing<'_>, call: &mut CallCtx, last_resort: bool) -> Result<Answer, GatewayError> {
+    pub async fn with_failover(
+        &self,
+        route: &Route,
+        out: &Outgoing<'_>,
+        call: &mut CallCtx,
+        last_resort: bool,
+    ) -> Result<Answer, GatewayError> {
         let now = self.clock.now_ms();
         let n = route.endpoints.len();
         route.retry.budget.deposit();

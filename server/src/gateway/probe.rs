@@ -78,8 +78,13 @@ async fn round(gw: &Gateway, db: &DatabaseConnection, me: &str) -> Result<(), Db
     }
     let now = gw.clock.unix_ms();
     let ids: Vec<i64> = checked.iter().map(|c| c.ep.id).collect();
-    let mut rows: HashMap<i64, endpoint_health::Model> =
-        endpoint_health::Entity::find().filter(endpoint_health::Column::EndpointId.is_in(ids.clone())).all(db).await?.into_iter().map(|r| (r.endpoint_id, r)).collect();
+    let mut rows: HashMap<i64, endpoint_health::Model> = endpoint_health::Entity::find()
+        .filter(endpoint_health::Column::EndpointId.is_in(ids.clone()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.endpoint_id, r))
+        .collect();
     let new: Vec<endpoint_health::ActiveModel> = ids
         .iter()
         .filter(|id| !rows.contains_key(id))
@@ -114,7 +119,10 @@ async fn round(gw: &Gateway, db: &DatabaseConnection, me: &str) -> Result<(), Db
     for c in &checked {
         let Some(row) = rows.get(&c.ep.id) else { continue };
         let interval = i64::from(c.check.interval_secs) * 1000;
-        if row.checked_at + interval <= now && (row.lease_until <= now || row.prober.as_deref() == Some(me)) && claim(db, c.ep.id, me, now, interval).await? {
+        if row.checked_at + interval <= now
+            && (row.lease_until <= now || row.prober.as_deref() == Some(me))
+            && claim(db, c.ep.id, me, now, interval).await?
+        {
             due.push(c);
         }
     }
@@ -170,7 +178,9 @@ async fn record(
         let why = if row.healthy { format!("passed {} probes in a row", row.streak) } else { row.reason.clone() };
         match row.healthy {
             true => tracing::info!(model = c.model, endpoint = c.ep.id, "endpoint healthy again: back in rotation"),
-            false => tracing::warn!(model = c.model, endpoint = c.ep.id, reason = %why, "endpoint failed its health checks: out of rotation"),
+            false => {
+                tracing::warn!(model = c.model, endpoint = c.ep.id, reason = %why, "endpoint failed its health checks: out of rotation")
+            }
         }
         endpoint_health_event::Entity::insert(endpoint_health_event::ActiveModel {
             endpoint_id: Set(c.ep.id),
@@ -224,7 +234,10 @@ async fn probe(up: &Upstream, c: &Checked<'_>) -> Result<(), String> {
                 // The smallest call the model's kind serves: one token of chat, one embedding.
                 let (op, body) = match c.kind {
                     ModelKind::Embedding => (Op::Embeddings, serde_json::json!({"model": ep.model_id, "input": "ping"})),
-                    _ => (Op::Chat, serde_json::json!({"model": ep.model_id, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]})),
+                    _ => (
+                        Op::Chat,
+                        serde_json::json!({"model": ep.model_id, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}),
+                    ),
                 };
                 let target = ep.target(op).ok_or("the endpoint's URL does not parse")?;
                 up.post(target, ep.auth.as_ref(), None, &[], Payload::Json(body.to_string().into())).await

@@ -64,9 +64,11 @@ pub struct RetryBudget {
     percent: AtomicU64,
 }
 
-/// Retries a second the budget always allows, and how many of them may come at once.
+/// Retries a second the budget always allows, and how many of them may come at once (ten
+/// seconds' worth, as Finagle's default: a burst of calls meeting a dead endpoint at once all
+/// fail over; a fleet failing for longer gets the floor's rate and its share).
 pub const FLOOR_PER_SEC: u64 = 10;
-const FLOOR_BURST: u64 = 10;
+pub const FLOOR_BURST: u64 = 100;
 /// The most retries calls can bank (so that a calm hour does not buy a storm).
 const BANK: i64 = 100;
 
@@ -101,7 +103,7 @@ impl RetryBudget {
         let interval = 1000 / FLOOR_PER_SEC;
         let floor = self.floor_next_ms.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
             let next = next.max(now_ms);
-            (next < now_ms + interval * FLOOR_BURST).then_some(next + interval)
+            (next <= now_ms + interval * (FLOOR_BURST - 1)).then_some(next + interval)
         });
         if floor.is_ok() {
             return true;
@@ -117,8 +119,8 @@ mod tests {
     #[test]
     fn the_floor_allows_ten_a_second_and_the_calls_bank_their_share() {
         let b = RetryBudget::default(); // 20 %
-        // The floor: a burst of 10, then one per 100 ms.
-        assert_eq!((0..50).filter(|_| b.withdraw(1_000)).count(), 10);
+                                        // The floor: a burst of 100, then one per 100 ms.
+        assert_eq!((0..500).filter(|_| b.withdraw(1_000)).count(), 100);
         assert!(!b.withdraw(1_050));
         assert!(b.withdraw(1_100));
         // 100 calls bank 20 retries.
@@ -131,8 +133,8 @@ mod tests {
             b.deposit();
         }
         assert_eq!((0..1000).filter(|_| b.withdraw(1_100)).count(), 100);
-        // A second later the floor is back.
-        assert_eq!((0..50).filter(|_| b.withdraw(3_000)).count(), 10);
+        // A second later the floor has 10 more.
+        assert_eq!((0..50).filter(|_| b.withdraw(2_100)).count(), 10);
     }
 
     #[test]
@@ -144,7 +146,7 @@ mod tests {
         for _ in 0..1000 {
             b.deposit();
         }
-        assert_eq!((0..1000).filter(|_| b.withdraw(5_000)).count(), 10);
+        assert_eq!((0..1000).filter(|_| b.withdraw(5_000)).count(), 100);
     }
 
     #[test]

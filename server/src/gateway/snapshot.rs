@@ -440,10 +440,7 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
             reserve_output: m.reserve_output_tokens.map_or(super::admission::reserve::DEFAULT_OUTPUT_TOKENS, |r| r.max(1) as u64),
             waiting: Default::default(),
             // The budget carries over: a reload does not hand a failing fleet a fresh one.
-            retry: super::retry::Retry::new(
-                &m.retry(),
-                previous_routes.get(&m.id).map(|r| r.retry.budget.clone()).unwrap_or_default(),
-            ),
+            retry: super::retry::Retry::new(&m.retry(), previous_routes.get(&m.id).map(|r| r.retry.budget.clone()).unwrap_or_default()),
             fallbacks: m.fallbacks(),
             health_check: m.health_check(),
         };

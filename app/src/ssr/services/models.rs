@@ -382,7 +382,8 @@ pub async fn delete<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
 /// Each endpoint of model `id` with its health and latest transitions (newest first).
 pub async fn endpoint_health(db: &impl ConnectionTrait, id: i64) -> SResult<Vec<crate::types::EndpointHealth>> {
     use crate::ssr::entities::{endpoint_health, endpoint_health_event};
-    let eps = endpoint::Entity::find().filter(endpoint::Column::MaasModelId.eq(id)).order_by_asc(endpoint::Column::Position).all(db).await?;
+    let eps =
+        endpoint::Entity::find().filter(endpoint::Column::MaasModelId.eq(id)).order_by_asc(endpoint::Column::Position).all(db).await?;
     let ids: Vec<i64> = eps.iter().map(|e| e.id).collect();
     let mut rows: HashMap<i64, endpoint_health::Model> = endpoint_health::Entity::find()
         .filter(endpoint_health::Column::EndpointId.is_in(ids.clone()))
