@@ -847,6 +847,9 @@ pub struct FormOptions {
     pub clusters: Vec<Cluster>,
     pub workspaces: Vec<Workspace>,
     pub keys: Vec<ApiKeyInfo>,
+    /// MaaS models a model may fall back to: (id, name, cluster id).
+    #[serde(default)]
+    pub models: Vec<(i64, String, i64)>,
 }
 
 /// One entry of the marketplace user view.

@@ -15,6 +15,15 @@ pub async fn get_model(id: i64) -> Result<ModelDetail, AppError> {
     super::edge::run(Need::Operator, |st, _| async move { models::get(&st.db, id).await }).await
 }
 
+/// Each endpoint's health and its latest transitions, as HTML rendered here: the page only
+/// places it (a view of its own would cost the bundle a few kilobytes for a read-only table).
+#[server(endpoint = "models/health", output = Postcard)]
+pub async fn model_health(id: i64) -> Result<String, AppError> {
+    use crate::ssr::{auth::Need, services::models};
+    super::edge::run(Need::Operator, |st, _| async move { Ok(crate::pages::model_health::render(models::endpoint_health(&st.db, id).await?)) })
+        .await
+}
+
 #[server(endpoint = "models/form-options", output = Postcard)]
 pub async fn form_options() -> Result<crate::types::FormOptions, AppError> {
     use crate::ssr::{auth::Need, services::models};

@@ -6,6 +6,8 @@ pub mod keys;
 pub mod login;
 pub mod marketplace;
 pub mod model_form;
+#[cfg(feature = "ssr")]
+pub mod model_health;
 pub mod models;
 pub mod playground;
 pub mod usage;

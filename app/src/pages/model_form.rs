@@ -35,14 +35,15 @@ pub fn EditModelPage() -> impl IntoView {
     let opts = load(|| (), |_| models::FormOptions {});
     // No such id is no such model (ids start at 1).
     let model = load(id, |id| GetModel { id: id.unwrap_or(0) });
-    let data = move || async move { Ok::<_, AppError>((opts.await?, model.await?)) };
+    let health = load(id, |id| models::ModelHealth { id: id.unwrap_or(0) });
+    let data = move || async move { Ok::<_, AppError>((opts.await?, model.await?, health.await.unwrap_or_default())) };
     view! {
         <RequireRole operator=true>
             <h1>"Edit MaaS model"</h1>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data().await {
-                        Ok((o, m)) => {
+                        Ok((o, m, health)) => {
                             // The same playground users have, through the gateway and this
                             // model's rules (an operator's call counts against a workspace too).
                             let name = o.marketplace.iter().find(|x| x.id == m.marketplace_model_id).map(|x| x.name.clone()).unwrap_or_default();
@@ -51,6 +52,8 @@ pub fn EditModelPage() -> impl IntoView {
                             let base_url = o.clusters.iter().find(|c| c.id == m.cluster_id).map(|c| crate::types::access_path(&c.entry_address)).unwrap_or_default();
                             view! {
                                 <ModelForm options=o initial=Some(m)/>
+                                <h2>"Endpoint health"</h2>
+                                <div inner_html=health/>
                                 <h2>"Playground"</h2>
                                 {if !enabled {
                                     view! { <p class="hint">"Enable the model to try it: a disabled model answers 404."</p> }.into_any()
@@ -203,7 +206,7 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
             .unwrap_or_default(),
     );
 
-    let fleet = RwSignal::new(initial.as_ref().map(|m| (m.fallbacks.clone(), m.retry.clone(), m.health_check)).unwrap_or_default());
+    let fleet = FleetForm::new(initial.as_ref());
     let reserve_output = RwSignal::new(initial.as_ref().and_then(|m| m.reserve_output).map(|r| r.to_string()).unwrap_or_default());
     let to_input = move || ModelInput {
         marketplace_model_id: mm.get(),
@@ -213,9 +216,9 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
         rules: rules.get().iter().map(RuleRow::input).collect(),
         reserve_output: reserve_output.get(),
         affinity_key: affinity_key.get(),
-        fallbacks: fleet.get().0,
-        retry: fleet.get().1,
-        health_check: fleet.get().2,
+        fallbacks: fleet.input().0,
+        retry: fleet.input().1,
+        health_check: fleet.input().2,
     };
     let total = Memo::new(move |_| validate::weight_total(&eps.get().iter().map(EpRow::input).collect::<Vec<_>>()));
     let weights_ok = move || policy.get() != Policy::Weighted || total.get() == 100;
@@ -352,6 +355,8 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
                     <FieldMsg errors=errs field="reserve_output"/>
                 </label>
 
+            <Fleet options edit_id cluster fleet errors=errs/>
+
             <ErrorBox value=save.value()/>
             <div class="form-actions">
                 <a href="/models" class="button secondary">"Cancel"</a>
@@ -482,6 +487,120 @@ fn RuleRowView(
                 <BoundField label="Duration (seconds)" class="rule-duration" inputmode="numeric" value=row.duration errors field=f("duration")/>
             </Show>
             <button type="button" class="small danger remove-rule" on:click=move |_| rules.update(|v| v.retain(|r| r.key != key))>"Remove"</button>
+        </div>
+    }
+}
+
+/// The "Fleet" section's state, in the signal types the form already has (each new signal
+/// type costs the bundle a few kilobytes): numbers as typed, choices as their names.
+#[derive(Clone, Copy)]
+struct FleetForm {
+    /// Fallback model ids, as the three selects hold them ("" for none).
+    fallbacks: [RwSignal<String>; 3],
+    retry_on: [RwSignal<bool>; 4],
+    max_tries: RwSignal<String>,
+    budget: RwSignal<String>,
+    check_on: RwSignal<bool>,
+    probe: RwSignal<String>,
+    /// interval, timeout, unhealthy threshold, healthy threshold.
+    check: [RwSignal<String>; 4],
+}
+
+impl FleetForm {
+    fn new(m: Option<&ModelDetail>) -> Self {
+        let s = |v: String| RwSignal::new(v);
+        let n = |v: u32| RwSignal::new(v.to_string());
+        let retry = m.map(|m| m.retry.clone()).unwrap_or_default();
+        let hc = m.and_then(|m| m.health_check);
+        let h = hc.unwrap_or_default();
+        let fb = |i: usize| s(m.and_then(|m| m.fallbacks.get(i)).map(|f| f.to_string()).unwrap_or_default());
+        FleetForm {
+            fallbacks: [fb(0), fb(1), fb(2)],
+            retry_on: RetryOn::ALL.map(|r| RwSignal::new(retry.on.contains(&r))),
+            max_tries: n(retry.max_tries),
+            budget: n(retry.budget_percent),
+            check_on: RwSignal::new(hc.is_some()),
+            probe: s(h.probe.as_str().to_owned()),
+            check: [n(h.interval_secs), n(h.timeout_secs), n(h.unhealthy_threshold), n(h.healthy_threshold)],
+        }
+    }
+
+    /// What the input carries; a number that does not parse is 0, which validation refuses
+    /// with what the field takes.
+    fn input(&self) -> (Vec<i64>, RetryPolicy, Option<HealthCheck>) {
+        let n = |v: RwSignal<String>| v.get().trim().parse().unwrap_or(0);
+        let fallbacks = self.fallbacks.iter().map_while(|f| f.get().parse().ok()).collect();
+        let on = RetryOn::ALL.into_iter().zip(self.retry_on).filter(|(_, s)| s.get()).map(|(r, _)| r).collect();
+        let retry = RetryPolicy { on, max_tries: n(self.max_tries), budget_percent: n(self.budget) };
+        let [interval_secs, timeout_secs, unhealthy_threshold, healthy_threshold] = self.check.map(n);
+        let check = self.check_on.get().then(|| HealthCheck {
+            probe: ProbeKind::parse(&self.probe.get()),
+            interval_secs,
+            timeout_secs,
+            healthy_threshold,
+            unhealthy_threshold,
+        });
+        (fallbacks, retry, check)
+    }
+}
+
+/// Fallback models, the retry policy and active health checks.
+#[component]
+fn Fleet(
+    options: StoredValue<FormOptions>,
+    edit_id: Option<i64>,
+    cluster: RwSignal<Option<i64>>,
+    fleet: FleetForm,
+    errors: Signal<Option<FieldErrors>>,
+) -> impl IntoView {
+    const CHECK: [(&str, &str, &str); 4] = [
+        ("Every (s)", "health-interval", "health_check.interval_secs"),
+        ("Timeout (s)", "health-timeout", "health_check.timeout_secs"),
+        ("Out after failures", "health-unhealthy", "health_check.unhealthy_threshold"),
+        ("Back after passes", "health-healthy", "health_check.healthy_threshold"),
+    ];
+    view! {
+        <h2>"Fleet"</h2>
+        <div class="columns fleet">
+            <div class="field" id="fallbacks">
+                <span class="label">"Fallback models, in order"</span>
+                {fleet.fallbacks.into_iter().map(|sel| view! {
+                    <select class="fallback" on:change:target=move |ev| sel.set(ev.target().value())>
+                        <option value="">"—"</option>
+                        {move || options.with_value(|o| o.models.iter()
+                            .filter(|(id, _, c)| Some(*id) != edit_id && Some(*c) == cluster.get())
+                            .map(|(id, name, _)| { let id = id.to_string(); view! {
+                                <option selected=sel.get_untracked() == id value=id>{name.clone()}</option>
+                            }}).collect_view())}
+                    </select>
+                }).collect_view()}
+                <small>"Answer when none of this model's endpoints can (down, draining, full, 429 or 5xx)."</small>
+                <FieldMsg errors field="fallbacks"/>
+            </div>
+            <div class="field" id="retry">
+                <span class="label">"Retry the next endpoint after"</span>
+                {RetryOn::ALL.into_iter().zip(fleet.retry_on).map(|(r, on)| view! {
+                    <label class="inline"><input type="checkbox" class=r.as_str() prop:checked=move || on.get()
+                        on:change:target=move |ev| on.set(ev.target().checked())/>" " {r.as_str()}</label>
+                }).collect_view()}
+                <BoundField label="Tries per call (0: each endpoint once)" class="retry-max-tries" inputmode="numeric" value=fleet.max_tries errors field="retry.max_tries"/>
+                <BoundField label="Retry budget, % of calls" class="retry-budget" inputmode="numeric" value=fleet.budget errors field="retry.budget_percent"/>
+            </div>
+            <div class="field" id="health-check">
+                <label class="inline"><input type="checkbox" id="health-on" prop:checked=move || fleet.check_on.get()
+                    on:change:target=move |ev| fleet.check_on.set(ev.target().checked())/>" Health checks"</label>
+                <div hidden=move || !fleet.check_on.get()>
+                    <label>"Probe"
+                        <select id="health-probe" on:change:target=move |ev| fleet.probe.set(ev.target().value())>
+                            {ProbeKind::ALL.into_iter().map(|k| view! {
+                                <option selected=fleet.probe.get_untracked() == k.as_str()>{k.as_str()}</option>
+                            }).collect_view()}
+                        </select></label>
+                    {CHECK.into_iter().zip(fleet.check).map(|((label, class, field), value)| view! {
+                        <BoundField label class inputmode="numeric" value errors field/>
+                    }).collect_view()}
+                </div>
+            </div>
         </div>
     }
 }

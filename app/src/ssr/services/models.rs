@@ -27,6 +27,16 @@ pub async fn form_options(db: &impl ConnectionTrait, who: &CurrentUser) -> SResu
         clusters: super::catalog::list_clusters(db).await?,
         workspaces: super::workspaces::list(db, who).await?,
         keys: super::keys::list(db, who).await?.into_iter().filter(|k| !k.revoked).collect(),
+        models: maas_model::Entity::find()
+            .select_only()
+            .column(maas_model::Column::Id)
+            .column_as(marketplace_model::Column::Name, "name")
+            .column(maas_model::Column::ClusterId)
+            .join(JoinType::InnerJoin, maas_model::Relation::Marketplace.def())
+            .order_by_asc(marketplace_model::Column::Name)
+            .into_tuple()
+            .all(db)
+            .await?,
     })
 }
 
