@@ -446,6 +446,7 @@ async fn start(a: &ServeArgs) -> anyhow::Result<(server::gateway::Front, std::ne
     };
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), serves, id.clone());
     server::gateway::probe::spawn_prober(gateway.clone(), state.db.clone(), id.clone());
+    server::gateway::shared_load::spawn(gateway.clone(), id.clone());
     server::gateway::spawn_usage_flusher(gateway.clone(), state.db.clone(), id, a.usage.usage_flush);
     let retention = server::usage_upkeep::Retention { minutes: a.usage_keep_minute_rows, hours: a.usage_keep_hourly_rows };
     server::usage_upkeep::spawn(state.db.clone(), retention, std::time::Duration::from_secs(300));
@@ -502,6 +503,7 @@ async fn start_gateway(a: &GatewayArgs) -> anyhow::Result<(server::gateway::Fron
         a.gateway_id.clone().unwrap_or_else(|| format!("{}@{}:{}", a.cluster, hostname(), listener.local_addr().map_or(0, |l| l.port())));
     server::gateway::spawn_reloader(gateway.clone(), state.clone(), server::gateway::Serves::Cluster(a.cluster.clone()), id.clone());
     server::gateway::probe::spawn_prober(gateway.clone(), state.db.clone(), id.clone());
+    server::gateway::shared_load::spawn(gateway.clone(), id.clone());
     server::gateway::spawn_usage_flusher(gateway.clone(), state.db.clone(), id.clone(), a.usage.usage_flush);
     // A replica joins its load balancer only with its configuration loaded: accepting before
     // would answer 404 for every model. Not loadable at all is a failed start, not a silent one.

@@ -907,3 +907,72 @@ async fn two_replicas_usage_lands_in_postgres_and_the_console_shows_the_sum() {
     assert_eq!(row.gateway, GatewayState::Synced { replicas: 2 });
     assert_eq!(row.usage_24h.requests, 50);
 }
+
+/// Least busy across replicas: each sees the other's calls in flight (shared through Redis
+/// every 100 ms), so a call through one replica goes where the cluster has fewest; the views
+/// agree once calls stop starting and ending, and all return to zero when the load stops.
+#[tokio::test]
+async fn least_busy_counts_the_calls_in_flight_on_every_replica() {
+    let redis = Redis::start().await;
+    let r = replicas(&redis.url).await;
+    for (i, gw) in r.gws.iter().enumerate() {
+        server::gateway::shared_load::spawn(gw.clone(), format!("replica-{i}"));
+    }
+    let stream = |name: &str| EndpointInput {
+        model_id: name.into(),
+        url: format!("{}/name/{name}/chunks/30/chunk-delay/100", r.fx.mock),
+        native_apis: app::types::default_apis(),
+        ..Default::default()
+    };
+    let input = ModelInput {
+        marketplace_model_id: Some(r.fx.mm),
+        cluster_id: Some(r.fx.cluster),
+        policy: Policy::LeastBusy,
+        endpoints: vec![stream("a"), stream("b")],
+        ..Default::default()
+    };
+    let sys = app::ssr::audit::Actor::system();
+    let (id, _) = models::create(&r.state.db, &sys, &r.state.secrets, &input).await.unwrap();
+    r.applied(models::set_enabled(&r.state.db, &sys, id, None, true).await.unwrap()).await;
+    let eps: Vec<String> = models::get(&r.state.db, id).await.unwrap().endpoints.iter().map(|e| e.id.to_string()).collect();
+    let busy = |replica: usize| -> Vec<u64> { r.gws[replica].snapshot().models["chat"].endpoints.iter().map(|e| e.load.busy()).collect() };
+    let open = |replica: usize| {
+        r.http
+            .post(format!("{}/v1/chat/completions", r.bases[replica]))
+            .bearer_auth(&r.fx.key)
+            .json(&json!({"model": "chat", "stream": true, "messages": []}))
+            .send()
+    };
+    // Three long streams through replica 0: least busy there puts two on one endpoint, one on
+    // the other.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let res = open(0).await.unwrap();
+        assert_eq!(res.status(), 200);
+        held.push(res);
+    }
+    let zero = busy(0);
+    assert_eq!(zero.iter().sum::<u64>(), 3);
+    // Within a few periods replica 1 sees what replica 0 holds (the bound: a period and a round trip).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(busy(1), zero, "replica 1's view of the cluster is replica 0's");
+    // A call through replica 1 goes to the endpoint with fewer calls in the cluster.
+    let less = eps[if zero[0] < zero[1] { 0 } else { 1 }].clone();
+    let res = open(1).await.unwrap();
+    assert_eq!(res.headers()["x-maas-endpoint"], less.as_str());
+    held.push(res);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(busy(0), busy(1), "both replicas see the same four calls");
+    assert_eq!(busy(0).iter().sum::<u64>(), 4);
+    // The load stops: every count returns to zero, on both.
+    drop(held);
+    let mut settled = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if busy(0) == [0, 0] && busy(1) == [0, 0] {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "counts after the load stopped: {:?} {:?}", busy(0), busy(1));
+}

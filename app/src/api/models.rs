@@ -20,8 +20,11 @@ pub async fn get_model(id: i64) -> Result<ModelDetail, AppError> {
 #[server(endpoint = "models/health", output = Postcard)]
 pub async fn model_health(id: i64) -> Result<String, AppError> {
     use crate::ssr::{auth::Need, services::models};
-    super::edge::run(Need::Operator, |st, _| async move { Ok(crate::pages::model_health::render(models::endpoint_health(&st.db, id).await?)) })
-        .await
+    super::edge::run(
+        Need::Operator,
+        |st, _| async move { Ok(crate::pages::model_health::render(models::endpoint_health(&st.db, id).await?)) },
+    )
+    .await
 }
 
 #[server(endpoint = "models/form-options", output = Postcard)]

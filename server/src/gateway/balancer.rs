@@ -161,7 +161,7 @@ impl Balancer for LeastBusy {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n).map(|k| (start + k) % n).filter(|&i| eligible(i)).min_by_key(|&i| self.loads[i].in_flight())
+        (0..n).map(|k| (start + k) % n).filter(|&i| eligible(i)).min_by_key(|&i| self.loads[i].busy())
     }
 }
 
@@ -240,7 +240,7 @@ impl Balancer for Affinity {
         let loads = &self.least_busy.loads;
         let (mut total, mut count) = (0u64, 0u64);
         for i in (0..n).filter(|&i| eligible(i)) {
-            total += loads[i].in_flight();
+            total += loads[i].busy();
             count += 1;
         }
         if count == 0 {
@@ -256,7 +256,7 @@ impl Balancer for Affinity {
             if top.is_none_or(|(t, _)| s > t) {
                 top = Some((s, i));
             }
-            if loads[i].in_flight() < cap && under.is_none_or(|(u, _)| s > u) {
+            if loads[i].busy() < cap && under.is_none_or(|(u, _)| s > u) {
                 under = Some((s, i));
             }
         }

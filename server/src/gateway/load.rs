@@ -11,13 +11,16 @@ const UNMEASURED: u64 = u64::MAX;
 #[derive(Debug)]
 pub struct Load {
     in_flight: AtomicU64,
+    /// Calls in flight on the other replicas of the cluster, as last read from Redis (0 without
+    /// Redis, or when it cannot be reached: this replica then routes on its own count).
+    elsewhere: AtomicU64,
     /// Exponentially weighted time to first byte, in µs ([`UNMEASURED`] before the first).
     ttfb_us: AtomicU64,
 }
 
 impl Default for Load {
     fn default() -> Self {
-        Load { in_flight: AtomicU64::new(0), ttfb_us: AtomicU64::new(UNMEASURED) }
+        Load { in_flight: AtomicU64::new(0), elsewhere: AtomicU64::new(0), ttfb_us: AtomicU64::new(UNMEASURED) }
     }
 }
 
@@ -38,8 +41,18 @@ impl Load {
         InFlight(self.clone())
     }
 
+    /// Calls in flight on this replica.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls in flight across the cluster: this replica's now, the others' as last shared.
+    pub fn busy(&self) -> u64 {
+        self.in_flight() + self.elsewhere.load(Ordering::Relaxed)
+    }
+
+    pub fn set_elsewhere(&self, n: u64) {
+        self.elsewhere.store(n, Ordering::Relaxed);
     }
 
     /// A try's time to first byte: weighs half against the average so far, so an endpoint

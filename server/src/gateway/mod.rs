@@ -20,6 +20,7 @@ pub mod probe;
 pub mod record;
 pub mod responses;
 pub mod retry;
+pub mod shared_load;
 pub mod slots;
 pub mod snapshot;
 pub mod upload;

@@ -33,6 +33,16 @@ pub enum Admission {
     Shared(outage::OutageFallback),
 }
 
+impl Admission {
+    /// The Redis the replicas share, if they do.
+    pub fn redis(&self) -> Option<&redis_limiter::RedisLimiter> {
+        match self {
+            Admission::Local(_) => None,
+            Admission::Shared(s) => Some(&s.redis.journal.redis),
+        }
+    }
+}
+
 impl Admit for Admission {
     async fn admit(&self, claim: &Claim<'_>) -> Result<Ticket, Refusal> {
         match self {

@@ -278,6 +278,7 @@ pub struct RedisLimiter {
     settle: redis::Script,
     renew: redis::Script,
     replay: redis::Script,
+    share_load: redis::Script,
     /// One multiplexed connection per serving thread: each runtime drives its own, as with the
     /// upstream pools (see upstream.rs).
     conns: ThreadLocal<tokio::sync::OnceCell<Conn>>,
@@ -427,6 +428,38 @@ pub enum Replayed {
     },
 }
 
+/// Calls in flight per endpoint, shared by the replicas for the least-busy policy (see
+/// `gateway::shared_load`): one hash, each replica's counts under `<replica>:<endpoint>` and
+/// its heartbeat under `<replica>@` (Redis time). A replica writes its own counts (never adds
+/// to another's: no count can drift below zero) and reads the sums of the replicas that
+/// heartbeat within `stale` ms; a dead replica's fields are deleted.
+const SHARE_LOAD: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local me, stale = ARGV[1], tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], me .. '@', now)
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], me .. ':' .. ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], stale * 10)
+local all = redis.call('HGETALL', KEYS[1])
+local alive, dead = {}, {}
+for i = 1, #all, 2 do
+  local f = all[i]
+  if string.sub(f, -1) == '@' then
+    if now - tonumber(all[i + 1]) <= stale then alive[string.sub(f, 1, -2)] = true else dead[#dead + 1] = f end
+  end
+end
+local sums, out = {}, {}
+for i = 1, #all, 2 do
+  local r, ep = string.match(all[i], '^(.*):(%d+)$')
+  if r and r ~= me then
+    if alive[r] then sums[ep] = (sums[ep] or 0) + tonumber(all[i + 1]) else dead[#dead + 1] = all[i] end
+  end
+end
+if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
+for ep, n in pairs(sums) do out[#out + 1] = tonumber(ep); out[#out + 1] = n end
+return out
+"#;
+
 fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!("{LIB}{body}"))
 }
@@ -455,6 +488,7 @@ impl RedisLimiter {
             settle: script(SETTLE),
             renew: script(RENEW),
             replay: script(REPLAY),
+            share_load: redis::Script::new(SHARE_LOAD),
             conns: ThreadLocal::new(),
             timeout,
         })
@@ -500,6 +534,18 @@ impl RedisLimiter {
             Conn::Single(mut c) => cmd.query_async(&mut c).await?,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await?,
         })
+    }
+
+    /// Writes this replica's (`me`) calls in flight per endpoint (`mine`) and reads the other
+    /// live replicas' sums: one script, whatever the number of endpoints.
+    pub async fn share_load(&self, me: &str, stale_ms: u64, mine: &[(i64, u64)]) -> Result<Vec<(i64, u64)>, RedisError> {
+        let mut inv = self.share_load.prepare_invoke();
+        inv.key("maas:{load}").arg(me).arg(stale_ms);
+        for (ep, n) in mine {
+            inv.arg(ep).arg(n);
+        }
+        let flat: Vec<i64> = self.invoke(&inv).await?;
+        Ok(flat.chunks_exact(2).map(|p| (p[0], p[1].max(0) as u64)).collect())
     }
 
     /// Round trip to Redis, for start-up checks.
