@@ -1225,3 +1225,22 @@ pub struct PlaygroundKey {
     /// Unix second it stops working.
     pub expires_at: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_and_latencies_read_as_people_write_them() {
+        use super::{compact_count, latency_label};
+        let counts = [(950, "950"), (9_999, "9999"), (12_345, "12.3k"), (-12_345, "-12.3k"), (99_960, "100.0k"), (123_456, "123k")];
+        for (n, want) in counts {
+            assert_eq!(compact_count(n), want);
+        }
+        assert_eq!(compact_count(4_500_000), "4.5M");
+        assert_eq!(compact_count(2_049_999_999), "2.0G");
+        assert_eq!(compact_count(i64::MIN), "-9223372037G");
+        assert_eq!(latency_label(None), "–");
+        assert_eq!(latency_label(Some(839.6)), "840 ms");
+        assert_eq!(latency_label(Some(1_049.0)), "1.0 s");
+        assert_eq!(latency_label(Some(2_440.0)), "2.4 s");
+    }
+}

@@ -205,7 +205,22 @@ pub fn weight_total(endpoints: &[EndpointInput]) -> i64 {
 /// Everything about a MaaS model that can be checked without the database.
 pub const MAX_FALLBACKS: usize = 5;
 
+/// Fallbacks (how many, none twice), the retry policy and the health check.
+#[cfg(any(test, feature = "ssr"))]
+fn fleet(e: &mut FieldErrors, input: &ModelInput) {
+    if input.fallbacks.len() > MAX_FALLBACKS {
+        e.add("fallbacks", format!("at most {MAX_FALLBACKS} fallback models"));
+    } else if input.fallbacks.iter().enumerate().any(|(i, f)| input.fallbacks[..i].contains(f)) {
+        e.add("fallbacks", "a fallback model is listed twice");
+    }
+    retry(e, &input.retry);
+    if let Some(h) = &input.health_check {
+        health_check(e, h);
+    }
+}
+
 /// A retry policy's bounds: at most 10 tries a call, a budget in percent.
+#[cfg(any(test, feature = "ssr"))]
 fn retry(e: &mut FieldErrors, r: &crate::types::RetryPolicy) {
     if r.max_tries > 10 {
         e.add("retry.max_tries", "at most 10 tries (0: each endpoint once)");
@@ -220,6 +235,7 @@ fn retry(e: &mut FieldErrors, r: &crate::types::RetryPolicy) {
 
 /// Health-check bounds: a probe every 1 s to 1 h, answered within its interval, 1–10 probes
 /// to change state.
+#[cfg(any(test, feature = "ssr"))]
 fn health_check(e: &mut FieldErrors, h: &crate::types::HealthCheck) {
     if !(1..=3600).contains(&h.interval_secs) {
         e.add("health_check.interval_secs", "1 to 3600 seconds");
@@ -238,6 +254,7 @@ fn health_check(e: &mut FieldErrors, h: &crate::types::HealthCheck) {
 /// Fallbacks as saved for model `id` (`None`: a new model) against every saved model's
 /// (`graph`): each must exist, and none may lead back to `id`, directly or through the
 /// fallbacks of its fallbacks.
+#[cfg(any(test, feature = "ssr"))]
 pub fn fallback_graph(id: Option<i64>, fallbacks: &[i64], graph: &std::collections::HashMap<i64, Vec<i64>>) -> Result<(), String> {
     if let Some(f) = fallbacks.iter().find(|f| !graph.contains_key(f)) {
         return Err(format!("no MaaS model {f}"));
@@ -311,15 +328,10 @@ pub fn model(input: &ModelInput) -> FieldErrors {
     if let Err(m) = reserve_output(&input.reserve_output) {
         e.add("reserve_output", m);
     }
-    if input.fallbacks.len() > MAX_FALLBACKS {
-        e.add("fallbacks", format!("at most {MAX_FALLBACKS} fallback models"));
-    } else if input.fallbacks.iter().enumerate().any(|(i, f)| input.fallbacks[..i].contains(f)) {
-        e.add("fallbacks", "a fallback model is listed twice");
-    }
-    retry(&mut e, &input.retry);
-    if let Some(h) = &input.health_check {
-        health_check(&mut e, h);
-    }
+    // Checked on the server only (the form shows its answer next to each field): live
+    // checks of these fields would cost the console's bundle more than they save a save.
+    #[cfg(any(test, feature = "ssr"))]
+    fleet(&mut e, input);
     let mut seen = std::collections::HashSet::new();
     for (i, r) in input.rules.iter().enumerate() {
         if r.workspace_id.is_none() {

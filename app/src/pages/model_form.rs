@@ -580,7 +580,7 @@ fn Fleet(
             <div class="field" id="retry">
                 <span class="label">"Retry the next endpoint after"</span>
                 {RetryOn::ALL.into_iter().zip(fleet.retry_on).map(|(r, on)| view! {
-                    <label class="inline"><input type="checkbox" class=r.as_str() prop:checked=move || on.get()
+                    <label class="inline"><input type="checkbox" data-on=r.as_str() prop:checked=move || on.get()
                         on:change:target=move |ev| on.set(ev.target().checked())/>" " {r.as_str()}</label>
                 }).collect_view()}
                 <BoundField label="Tries per call (0: each endpoint once)" class="retry-max-tries" inputmode="numeric" value=fleet.max_tries errors field="retry.max_tries"/>
