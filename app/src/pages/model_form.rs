@@ -563,9 +563,9 @@ fn Fleet(
         <h2>"Fleet"</h2>
         <div class="columns fleet">
             <div class="field" id="fallbacks">
-                <span class="label">"Fallback models, in order"</span>
+                <span class="label" id="fallbacks-label">"Fallback models, in order"</span>
                 {fleet.fallbacks.into_iter().map(|sel| view! {
-                    <select class="fallback" on:change:target=move |ev| sel.set(ev.target().value())>
+                    <select class="fallback" aria-labelledby="fallbacks-label" on:change:target=move |ev| sel.set(ev.target().value())>
                         <option value="">"—"</option>
                         {move || options.with_value(|o| o.models.iter()
                             .filter(|(id, _, c)| Some(*id) != edit_id && Some(*c) == cluster.get())

@@ -10,7 +10,7 @@ pub fn render(health: Vec<EndpointHealth>) -> String {
         Some(false) => format!("unhealthy: {}", e.reason),
     };
     view! {
-        <table id="endpoint-health">
+        <div class="table-scroll"><table id="endpoint-health">
             <thead><tr><th>"Endpoint"</th><th>"Health"</th><th>"Since"</th><th>"Transitions (newest first)"</th></tr></thead>
             <tbody>
                 {health.into_iter().map(|e| view! {
@@ -26,7 +26,7 @@ pub fn render(health: Vec<EndpointHealth>) -> String {
                     </tr>
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></div>
     }
     .to_html()
 }
