@@ -658,3 +658,80 @@ async fn the_consoles_admin_token_and_audit_functions_are_for_operators_only() {
     assert!(page.contains("revoke") && page.contains("create"), "{page}");
     assert!(!page.contains(secret));
 }
+
+#[tokio::test]
+async fn fallbacks_retries_and_health_checks_are_set_validated_and_read_through_the_api() {
+    let env = env().await;
+    let r = env.router();
+    let (op, rw, ro) = tokens(&env).await;
+    let f = fixture(&env, &op).await;
+    let (_, _, a) = call("POST", "/models", &rw).body(model_body(f.mm, f.cluster, f.ws, "https://a.example/v1")).send(&r).await;
+    let a = a["id"].as_i64().unwrap();
+    // Defaults: no fallback, every failure retried with a 20 % budget, no health check.
+    let (_, _, m) = call("GET", &format!("/models/{a}"), &ro).send(&r).await;
+    assert_eq!(
+        (m["fallbacks"].clone(), m["retry"].clone(), m["health_check"].clone()),
+        (json!([]), json!({"on": ["connect", "timeout", "5xx", "429"], "max_tries": 0, "budget_percent": 20}), Value::Null)
+    );
+
+    // Out of bounds: refused with the body's field names.
+    let patch = json!({"fallbacks": [a], "retry": {"max_tries": 11, "budget_percent": 101},
+        "health_check": {"probe": "health", "interval_secs": 0, "timeout_secs": 5, "healthy_threshold": 11, "unhealthy_threshold": 2}});
+    let (s, _, v) = call("PATCH", &format!("/models/{a}"), &rw).body(patch).send(&r).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let fields = &v["error"]["fields"];
+    for f in [
+        "retry.max_tries",
+        "retry.budget_percent",
+        "health_check.interval_secs",
+        "health_check.timeout_secs",
+        "health_check.healthy_threshold",
+    ] {
+        assert!(fields[f].is_string(), "{f}: {v}");
+    }
+    // A model falling back to itself, or to one that does not exist, is a field error too.
+    let (s, _, v) = call("PATCH", &format!("/models/{a}"), &rw).body(json!({"fallbacks": [a]})).send(&r).await;
+    assert_eq!(
+        (s, v["error"]["fields"]["fallbacks"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("a model cannot fall back to itself"))
+    );
+    let (s, _, v) = call("PATCH", &format!("/models/{a}"), &rw).body(json!({"fallbacks": [987654]})).send(&r).await;
+    assert_eq!((s, v["error"]["fields"]["fallbacks"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("no MaaS model 987654")));
+
+    // A second model on the cluster (another marketplace entry) as a's fallback, with a retry
+    // policy and a health check: saved and read back, audited.
+    let (_, _, mm2) = call("POST", "/marketplace-models", &rw).body(json!({"name": "backup", "provider": "p"})).send(&r).await;
+    let mm2 = mm2["id"].as_i64().unwrap();
+    call("POST", &format!("/marketplace-models/{mm2}/publish"), &rw).send(&r).await;
+    let mut body = model_body(mm2, f.cluster, f.ws, "https://c.example/v1");
+    body["policy"] = json!("round_robin");
+    let (s, _, b) = call("POST", "/models", &rw).body(body).send(&r).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let b = b["id"].as_i64().unwrap();
+    let patch = json!({"fallbacks": [b], "retry": {"on": ["connect"], "max_tries": 2, "budget_percent": 50},
+        "health_check": {"probe": "completion", "interval_secs": 30, "timeout_secs": 5, "healthy_threshold": 2, "unhealthy_threshold": 3}});
+    let (s, _, m) = call("PATCH", &format!("/models/{a}"), &rw).body(patch.clone()).send(&r).await;
+    assert_eq!(s, StatusCode::OK, "{m}");
+    for k in ["fallbacks", "retry", "health_check"] {
+        assert_eq!(m[k], patch[k], "{k}");
+    }
+    // b falling back to a closes a cycle: refused.
+    let (s, _, v) = call("PATCH", &format!("/models/{b}"), &rw).body(json!({"fallbacks": [a]})).send(&r).await;
+    assert_eq!(
+        (s, v["error"]["fields"]["fallbacks"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("these fallbacks lead back to this model (a cycle)"))
+    );
+    // null turns the health checks off.
+    let (_, _, m) = call("PATCH", &format!("/models/{a}"), &rw).body(json!({"health_check": null})).send(&r).await;
+    assert_eq!(m["health_check"], Value::Null);
+    assert_eq!(m["fallbacks"], json!([b]), "the other fields are kept");
+    // Each endpoint's health: not probed yet.
+    let (s, _, h) = call("GET", &format!("/models/{a}/health"), &ro).send(&r).await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    assert_eq!(h.as_array().unwrap().len(), 2);
+    assert_eq!((h[0]["healthy"].clone(), h[0]["events"].clone()), (Value::Null, json!([])));
+    assert_eq!(call("GET", "/models/987654/health", &ro).send(&r).await.0, StatusCode::NOT_FOUND);
+    let audit = audit_rows(&env).await;
+    let last = audit.iter().rev().find(|e| e.entity_id == a).unwrap();
+    assert!(last.diff.starts_with("{\"health_check\":{\"new\":null"), "the audit row holds the change: {last:?}");
+}

@@ -21,7 +21,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<Api> {
-    OpenApiRouter::new().routes(routes!(list_models, create_model)).routes(routes!(get_model, replace_model, patch_model, delete_model))
+    OpenApiRouter::new()
+        .routes(routes!(list_models, create_model))
+        .routes(routes!(get_model, replace_model, patch_model, delete_model))
+        .routes(routes!(model_health))
 }
 
 /// An endpoint as written. `api_key`: absent keeps the saved key of the endpoint `id` names
@@ -313,6 +316,15 @@ async fn create_model(State(api): State<Api>, Extension(c): Extension<Caller>, J
 }
 
 /// Get a MaaS model (no upstream keys: `has_key` says whether one is saved).
+/// Each endpoint of a MaaS model with its health as the active health checks last judged it
+/// (`healthy` null: not probed) and its latest transitions, newest first.
+#[utoipa::path(get, path = "/models/{id}/health", tag = "models", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<app::types::EndpointHealth>), (status = "4XX", body = ErrorBody)))]
+async fn model_health(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Vec<app::types::EndpointHealth>>> {
+    models::get(&api.app.db, id).await?;
+    Ok(Json(models::endpoint_health(&api.app.db, id).await?))
+}
+
 #[utoipa::path(get, path = "/models/{id}", tag = "models", params(("id" = i64, Path)),
     responses((status = 200, body = ModelDetail, headers(("ETag" = String))), (status = "4XX", body = ErrorBody)))]
 async fn get_model(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Response> {
