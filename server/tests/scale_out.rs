@@ -913,7 +913,7 @@ async fn two_replicas_usage_lands_in_postgres_and_the_console_shows_the_sum() {
 /// agree once calls stop starting and ending, and all return to zero when the load stops.
 #[tokio::test]
 async fn least_busy_counts_the_calls_in_flight_on_every_replica() {
-    let redis = Redis::start().await;
+    let mut redis = Redis::start().await;
     let r = replicas(&redis.url).await;
     for (i, gw) in r.gws.iter().enumerate() {
         server::gateway::shared_load::spawn(gw.clone(), format!("replica-{i}"));
@@ -975,4 +975,21 @@ async fn least_busy_counts_the_calls_in_flight_on_every_replica() {
         }
     }
     assert!(settled, "counts after the load stopped: {:?} {:?}", busy(0), busy(1));
+
+    // Redis goes away: each replica routes on its own calls again (it says so in its log).
+    let held = open(0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(busy(1).iter().sum::<u64>(), 1, "replica 1 sees replica 0's stream");
+    redis.stop();
+    let mut own = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if busy(1) == [0, 0] {
+            own = true;
+            break;
+        }
+    }
+    assert!(own, "without Redis replica 1 counts only its own calls: {:?}", busy(1));
+    assert_eq!(busy(0).iter().sum::<u64>(), 1, "replica 0 still counts the stream it holds");
+    drop(held);
 }
