@@ -37,14 +37,17 @@ NATIVE_RESPONSES_STREAM_BODY = RESPONSES_STREAM_BODY.replace("demo-chat", "demo-
 
 
 def start(args, env, pattern, binary=None):
-    p = subprocess.Popen([binary or BIN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    err = tempfile.TemporaryFile(mode="w+")
+    p = subprocess.Popen([binary or BIN, *args], env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     deadline = time.time() + 30
     while time.time() < deadline:
         m = re.search(pattern, p.stdout.readline())
         if m:
             return p, m.group(1)
     p.kill()
-    sys.exit(f"{args[0]} did not start")
+    err.seek(0)
+    # What it said last: why it did not start.
+    sys.exit(f"{binary or BIN} {args[0]} did not start:\n" + "".join(err.readlines()[-40:]))
 
 
 def cpu_ms(pid):
@@ -170,13 +173,17 @@ baseline = None
 if BASELINE:
     # Its own copy of the database, without this build's newer migrations (an older binary
     # refuses a database with migrations it does not know; the extra columns have defaults).
-    shutil.copy(f"{tmp}/maas.db", f"{tmp}/base.db")
-    bdb = sqlite3.connect(f"{tmp}/base.db")
     known = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "show", f"{os.environ.get('BASELINE_REV', 'HEAD')}:migrations/src/lib.rs"], capture_output=True, text=True).stdout
-    for (v,) in bdb.execute("SELECT version FROM seaql_migrations").fetchall():
-        if known and v not in known:
-            bdb.execute("DELETE FROM seaql_migrations WHERE version = ?", (v,))
-    bdb.commit(); bdb.close()
+
+    def for_baseline(src, dst):
+        shutil.copy(src, dst)
+        bdb = sqlite3.connect(dst)
+        for (v,) in bdb.execute("SELECT version FROM seaql_migrations").fetchall():
+            if known and v not in known:
+                bdb.execute("DELETE FROM seaql_migrations WHERE version = ?", (v,))
+        bdb.commit(); bdb.close()
+
+    for_baseline(f"{tmp}/maas.db", f"{tmp}/base.db")
     baseline, base_url = start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{tmp}/base.db?mode=rwc"), r"MaaS console: (http://\S+)", BASELINE)
     via_base = f"{base_url}/v1/chat/completions"
 # Rules on vs off (issue 12): the demo key with no rule at all, and with one token rule and one
@@ -218,7 +225,7 @@ if BASELINE:
     # request path measured where it costs most, alternated with this build's runs.
     for name in list(rules_db):
         if name != "none":
-            shutil.copy(rules_db[name], f"{tmp}/base-{name}.db")
+            for_baseline(rules_db[name], f"{tmp}/base-{name}.db")
             by_rules[f"baseline {name}"] = start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{tmp}/base-{name}.db?mode=rwc"), r"MaaS console: (http://\S+)", BASELINE)
 unmetered, unmetered_base = start(["serve"], dict(senv, MAAS_USAGE_METERING="false"), r"MaaS console: (http://\S+)")
 via_off = f"{unmetered_base}/v1/chat/completions"
