@@ -257,6 +257,11 @@ pub mod endpoint_health {
         pub lease_until: i64,
     }
     no_relations!();
+
+    /// The rows of `endpoints` that exist, by endpoint id.
+    pub async fn of(db: &impl ConnectionTrait, endpoints: Vec<i64>) -> Result<std::collections::HashMap<i64, Model>, DbErr> {
+        Ok(Entity::find().filter(Column::EndpointId.is_in(endpoints)).all(db).await?.into_iter().map(|r| (r.endpoint_id, r)).collect())
+    }
 }
 
 /// An endpoint's health transitions.

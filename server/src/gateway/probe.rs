@@ -20,7 +20,6 @@ use app::types::{HealthCheck, ModelKind, ProbeKind};
 use http_body_util::BodyExt;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,13 +77,7 @@ async fn round(gw: &Gateway, db: &DatabaseConnection, me: &str) -> Result<(), Db
     }
     let now = gw.clock.unix_ms();
     let ids: Vec<i64> = checked.iter().map(|c| c.ep.id).collect();
-    let mut rows: HashMap<i64, endpoint_health::Model> = endpoint_health::Entity::find()
-        .filter(endpoint_health::Column::EndpointId.is_in(ids.clone()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| (r.endpoint_id, r))
-        .collect();
+    let mut rows = endpoint_health::of(db, ids.clone()).await?;
     let new: Vec<endpoint_health::ActiveModel> = ids
         .iter()
         .filter(|id| !rows.contains_key(id))
@@ -106,14 +99,7 @@ async fn round(gw: &Gateway, db: &DatabaseConnection, me: &str) -> Result<(), Db
             .try_insert()
             .exec(db)
             .await?;
-        rows.extend(
-            endpoint_health::Entity::find()
-                .filter(endpoint_health::Column::EndpointId.is_in(ids))
-                .all(db)
-                .await?
-                .into_iter()
-                .map(|r| (r.endpoint_id, r)),
-        );
+        rows.extend(endpoint_health::of(db, ids).await?);
     }
     let mut due = Vec::new();
     for c in &checked {

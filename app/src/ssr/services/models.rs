@@ -395,13 +395,7 @@ pub async fn endpoint_health(db: &impl ConnectionTrait, id: i64) -> SResult<Vec<
     let eps =
         endpoint::Entity::find().filter(endpoint::Column::MaasModelId.eq(id)).order_by_asc(endpoint::Column::Position).all(db).await?;
     let ids: Vec<i64> = eps.iter().map(|e| e.id).collect();
-    let mut rows: HashMap<i64, endpoint_health::Model> = endpoint_health::Entity::find()
-        .filter(endpoint_health::Column::EndpointId.is_in(ids.clone()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| (r.endpoint_id, r))
-        .collect();
+    let mut rows = endpoint_health::of(db, ids.clone()).await?;
     let mut events: HashMap<i64, Vec<crate::types::HealthEvent>> = HashMap::new();
     for e in endpoint_health_event::Entity::find()
         .filter(endpoint_health_event::Column::EndpointId.is_in(ids))
