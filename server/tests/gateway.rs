@@ -2104,6 +2104,9 @@ async fn when_no_endpoint_of_a_model_answers_its_fallback_model_does_and_no_cycl
     let rev = keys::set_scope(&h.state.db, &sys, &h.op, h.key_id, &KeyScope { last_day: None, models: Some(vec![chat]) }).await.unwrap();
     h.state.config_changed(rev).await;
     assert_eq!(h.chat(hello()).await.status(), 503, "its last endpoint's answer");
+    // Deleting the fallback model takes it out of chat's list (chat can be saved as it loads).
+    models::delete(&h.state.db, &sys, backup, None).await.unwrap();
+    assert_eq!(models::get(&h.state.db, chat).await.unwrap().fallbacks, Vec::<i64>::new());
 }
 
 #[tokio::test]

@@ -384,6 +384,27 @@ pub async fn delete<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     };
     claim(&txn, id, expected_revision, rev).await?;
     maas_model::Entity::delete_by_id(id).exec(&txn).await?;
+    // No model keeps falling back to it (a form loading such a list could not save it again).
+    let listing: Vec<(i64, String)> = maas_model::Entity::find()
+        .select_only()
+        .column(maas_model::Column::Id)
+        .column(maas_model::Column::Fallbacks)
+        .filter(maas_model::Column::Fallbacks.ne(""))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    for (other, list) in listing {
+        let ids = maas_model::split_ids(&list);
+        if ids.contains(&id) {
+            let kept: Vec<i64> = ids.into_iter().filter(|f| *f != id).collect();
+            maas_model::Entity::update_many()
+                .col_expr(maas_model::Column::Fallbacks, Expr::value(maas_model::join_ids(&kept)))
+                .col_expr(maas_model::Column::Revision, Expr::value(rev))
+                .filter(maas_model::Column::Id.eq(other))
+                .exec(&txn)
+                .await?;
+        }
+    }
     audit::record(&txn, actor, Entity::Model, id, Action::Delete, Some(&snapshot(&before, None, &ModelInput::default())), None).await?;
     txn.commit().await?;
     Ok(rev)
