@@ -208,17 +208,20 @@ fn ModelForm(options: FormOptions, initial: Option<ModelDetail>) -> impl IntoVie
 
     let fleet = FleetForm::new(initial.as_ref());
     let reserve_output = RwSignal::new(initial.as_ref().and_then(|m| m.reserve_output).map(|r| r.to_string()).unwrap_or_default());
-    let to_input = move || ModelInput {
-        marketplace_model_id: mm.get(),
-        cluster_id: cluster.get(),
-        policy: policy.get(),
-        endpoints: eps.get().iter().map(EpRow::input).collect(),
-        rules: rules.get().iter().map(RuleRow::input).collect(),
-        reserve_output: reserve_output.get(),
-        affinity_key: affinity_key.get(),
-        fallbacks: fleet.input().0,
-        retry: fleet.input().1,
-        health_check: fleet.input().2,
+    let to_input = move || {
+        let (fallbacks, retry, health_check) = fleet.input();
+        ModelInput {
+            marketplace_model_id: mm.get(),
+            cluster_id: cluster.get(),
+            policy: policy.get(),
+            endpoints: eps.get().iter().map(EpRow::input).collect(),
+            rules: rules.get().iter().map(RuleRow::input).collect(),
+            reserve_output: reserve_output.get(),
+            affinity_key: affinity_key.get(),
+            fallbacks,
+            retry,
+            health_check,
+        }
     };
     let total = Memo::new(move |_| validate::weight_total(&eps.get().iter().map(EpRow::input).collect::<Vec<_>>()));
     let weights_ok = move || policy.get() != Policy::Weighted || total.get() == 100;

@@ -321,7 +321,6 @@ async fn create_model(State(api): State<Api>, Extension(c): Extension<Caller>, J
 #[utoipa::path(get, path = "/models/{id}/health", tag = "models", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<app::types::EndpointHealth>), (status = "4XX", body = ErrorBody)))]
 async fn model_health(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Vec<app::types::EndpointHealth>>> {
-    models::get(&api.app.db, id).await?;
     Ok(Json(models::endpoint_health(&api.app.db, id).await?))
 }
 

@@ -156,7 +156,7 @@ impl Forwarder {
     ) -> Result<Option<(usize, Option<Slot>)>, GatewayError> {
         for i in candidates.by_ref() {
             // Drained, or out after failed health checks: never tried, not even as a last resort.
-            if route.endpoints[i].draining || route.endpoints[i].health.probed_out() {
+            if route.endpoints[i].out_of_rotation() {
                 continue;
             }
             match &route.endpoints[i].slots {

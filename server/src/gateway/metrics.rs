@@ -443,16 +443,7 @@ pub fn render(snap: &Snapshot, series: Series, now_ms: u64) -> String {
         let counted = route.policy.counts_load();
         for e in &route.endpoints {
             endpoints.insert(e.id, (route.name.clone(), e.url.clone(), e.model_id.clone()));
-            let state = if e.draining {
-                "draining"
-            } else if e.health.probed_out() {
-                "unhealthy"
-            } else if e.health.usable(now) {
-                "usable"
-            } else {
-                "cooling"
-            };
-            states.push((route.name.clone(), e.id, state, counted.then(|| e.load.in_flight())));
+            states.push((route.name.clone(), e.id, e.state(now), counted.then(|| e.load.in_flight())));
         }
         cooling.push((route.name.clone(), route.endpoints.iter().filter(|e| !e.health.usable(now)).count() as i64));
     }

@@ -53,9 +53,28 @@ impl Endpoint {
         self.targets.as_ref().map(|t| &t[op as usize])
     }
 
-    /// In rotation now: not drained, not cooling down, not out after failed health checks.
+    /// Out of rotation by an operator or the health checks: drained by hand, or failed its
+    /// probes. Never tried, not even as a last resort (a cooling endpoint is, last).
+    pub fn out_of_rotation(&self) -> bool {
+        self.draining || self.health.probed_out()
+    }
+
+    /// In rotation now: not out of rotation and not cooling down.
     pub fn usable(&self, now_ms: u64) -> bool {
-        !self.draining && !self.health.probed_out() && self.health.usable(now_ms)
+        !self.out_of_rotation() && self.health.usable(now_ms)
+    }
+
+    /// Its state as `/metrics` names it: draining, unhealthy, usable or cooling.
+    pub fn state(&self, now_ms: u64) -> &'static str {
+        if self.draining {
+            "draining"
+        } else if self.health.probed_out() {
+            "unhealthy"
+        } else if self.health.usable(now_ms) {
+            "usable"
+        } else {
+            "cooling"
+        }
     }
 
     pub fn speaks(&self, api: Api) -> bool {

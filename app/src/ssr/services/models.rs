@@ -410,9 +410,13 @@ pub async fn delete<C: TransactionTrait + ConnectionTrait>(db: &C, actor: &Actor
     Ok(rev)
 }
 
-/// Each endpoint of model `id` with its health and latest transitions (newest first).
+/// Each endpoint of model `id` with its health and latest transitions (newest first); no such
+/// model is a 404, as `get` answers.
 pub async fn endpoint_health(db: &impl ConnectionTrait, id: i64) -> SResult<Vec<crate::types::EndpointHealth>> {
     use crate::ssr::entities::{endpoint_health, endpoint_health_event};
+    if maas_model::Entity::find_by_id(id).select_only().column(maas_model::Column::Id).into_tuple::<i64>().one(db).await?.is_none() {
+        return Err(AppError::NotFound("MaaS model".into()).into());
+    }
     let eps =
         endpoint::Entity::find().filter(endpoint::Column::MaasModelId.eq(id)).order_by_asc(endpoint::Column::Position).all(db).await?;
     let ids: Vec<i64> = eps.iter().map(|e| e.id).collect();
