@@ -731,6 +731,13 @@ async fn fallbacks_retries_and_health_checks_are_set_validated_and_read_through_
     assert_eq!(h.as_array().unwrap().len(), 2);
     assert_eq!((h[0]["healthy"].clone(), h[0]["events"].clone()), (Value::Null, json!([])));
     assert_eq!(call("GET", "/models/987654/health", &ro).send(&r).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call("GET", "/models/abc/health", &ro).send(&r).await.0, StatusCode::BAD_REQUEST);
+    // Nobody else reads it: no token, a user's session.
+    let path = format!("/models/{a}/health");
+    assert_eq!(Call { token: None, ..call("GET", &path, "") }.send(&r).await.0, StatusCode::UNAUTHORIZED);
+    env.user("bob", Role::User).await;
+    let bob = login(&r, "bob").await;
+    assert_eq!(Call { token: None, cookie: Some(&bob), ..call("GET", &path, "") }.send(&r).await.0, StatusCode::FORBIDDEN);
     let audit = audit_rows(&env).await;
     let last = audit.iter().rev().find(|e| e.entity_id == a).unwrap();
     assert!(last.diff.starts_with("{\"health_check\":{\"new\":null"), "the audit row holds the change: {last:?}");

@@ -46,6 +46,7 @@ async fn every_server_function_checks_the_caller() {
         ("/api/models/list", "search=&page=0"),
         ("/api/models/get", "id=1"),
         ("/api/models/form-options", ""),
+        ("/api/models/health", "id=1"),
         ("/api/models/enable", "id=1&enabled=true"),
         ("/api/models/delete", "id=1"),
         ("/api/usage/page", "range=24h&model=&workspace=&key="),
@@ -147,6 +148,7 @@ async fn upstream_keys_never_reach_the_browser() {
         ("/api/models/get", format!("id={id}")),
         ("/api/models/list", "search=&page=0".into()),
         ("/api/models/form-options", String::new()),
+        ("/api/models/health", format!("id={id}")),
     ] {
         let (_, _, text) = send(&r, form(path, Some(&c), &body)).await;
         assert!(!text.contains("sk-upstream-a"), "{path} leaked the key");
