@@ -1023,6 +1023,10 @@ pub struct UsageReport {
     pub endpoints: Vec<UsageLine>,
     pub models_hidden: usize,
     pub endpoints_hidden: usize,
+    /// Calls a fallback model answered, per model asked for and fallback (the model's figures
+    /// above count them under the fallback).
+    #[serde(default)]
+    pub fallbacks: Vec<UsageLine>,
     pub model_choices: Vec<Choice>,
     pub workspace_choices: Vec<Choice>,
     pub key_choices: Vec<Choice>,
@@ -1214,6 +1218,12 @@ pub struct DailyUsage {
     pub unit: Option<String>,
     /// Calls whose upstream reported no usage: their tokens are not in the sums.
     pub requests_usage_unknown: i64,
+    /// The model these calls asked for, when `model` is a fallback that answered them instead
+    /// (the model asked for could not); absent otherwise.
+    #[serde(default)]
+    pub asked_model_id: Option<i64>,
+    #[serde(default)]
+    pub asked_model: String,
 }
 
 /// A short-lived key the console's playground calls the gateway with (see

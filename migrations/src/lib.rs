@@ -20,6 +20,7 @@ mod m20261207_000002_usage_figures;
 mod m20261207_000003_model_kinds;
 mod m20261207_000004_routing;
 mod m20261207_000005_fleet;
+mod m20261207_000006_asked_model;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000003_model_kinds::Migration),
             Box::new(m20261207_000004_routing::Migration),
             Box::new(m20261207_000005_fleet::Migration),
+            Box::new(m20261207_000006_asked_model::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ fn call(key: i64) -> Call {
     Call {
         model: Arc::from("bench-model"),
         maas_model_id: Some(1 + key % 1000),
+        asked_model_id: None,
         endpoint_id: Some(1 + key % 1000),
         workspace_id: Some(1 + key / 100),
         api_key_id: Some(key),

@@ -2080,6 +2080,14 @@ async fn when_no_endpoint_of_a_model_answers_its_fallback_model_does_and_no_cycl
         .map(str::to_owned)
         .collect();
     assert!(usage.iter().all(|l| l.contains("model=\"backup\"")), "{usage:?}");
+    // The stored row names both: the model that answered and the one asked for.
+    {
+        use sea_orm::EntityTrait;
+        h.gw.flush_usage(&h.state.db, "test").await.unwrap();
+        let rows = app::ssr::entities::usage_minute::Entity::find().all(&h.state.db).await.unwrap();
+        let stored: Vec<_> = rows.iter().map(|r| (r.model.as_str(), r.maas_model_id, r.asked_model_id, r.requests)).collect();
+        assert_eq!(stored, [("backup", Some(backup), Some(chat), 1)]);
+    }
 
     // backup → chat would make a cycle (chat → backup → chat); chat → chat is one too.
     let sys = app::ssr::audit::Actor::system();

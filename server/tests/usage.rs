@@ -51,6 +51,7 @@ async fn insert(env: &Env, rows: &[Row]) {
             operation: "chat",
             outcome: r.outcome,
             status: if r.outcome == "ok" { 200 } else { 429 },
+            asked_model_id: None,
             sums: &r.sums,
         })
         .collect();
@@ -229,9 +230,9 @@ async fn the_csv_export_has_one_line_per_day_workspace_key_and_model_with_exact_
 
     let csv = usage::export_csv(env.db(), "2026-11-02", "2026-11-03").await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit");
-    assert_eq!(lines[1], format!("2026-11-02,{},team-a,{},ci,9,chat,5,50,5,55,0,5,10,", f.ws, f.key));
-    assert_eq!(lines[2], format!("2026-11-03,{},team-a,{},ci,9,chat,4,40,4,44,0,4,8,", f.ws, f.key));
+    assert_eq!(lines[0], "day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model");
+    assert_eq!(lines[1], format!("2026-11-02,{},team-a,{},ci,9,chat,5,50,5,55,0,5,10,,,", f.ws, f.key));
+    assert_eq!(lines[2], format!("2026-11-03,{},team-a,{},ci,9,chat,4,40,4,44,0,4,8,,,", f.ws, f.key));
     assert_eq!(lines.len(), 3, "the 7th is outside the period: {csv}");
 
     for (from, to, field) in
@@ -242,6 +243,87 @@ async fn the_csv_export_has_one_line_per_day_workspace_key_and_model_with_exact_
             other => panic!("{from}..{to}: {other:?}"),
         }
     }
+}
+
+/// A call a fallback model answered is counted under the model that answered it and under the
+/// model asked for: through the hourly compaction, on the Usage page (its own table, the models
+/// table counting it under the fallback), in the daily usage and the CSV.
+#[tokio::test]
+async fn calls_a_fallback_answered_count_under_the_model_asked_for_and_the_one_that_answered() {
+    let env = env().await;
+    let op = env.user("op", Role::Operator).await;
+    let f = fixture(&env, &op).await;
+    let sys = app::ssr::audit::Actor::system();
+    let (chat, _) = models::create(env.db(), &sys, &env.state.secrets, &weighted_input(&f)).await.unwrap();
+    let backup_mm = app::ssr::services::catalog::create_marketplace(
+        env.db(),
+        &sys,
+        &MarketplaceInput { name: "backup".into(), provider: "Local".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    app::ssr::services::catalog::set_published(env.db(), &sys, backup_mm, true).await.unwrap();
+    let backup =
+        models::create(env.db(), &sys, &env.state.secrets, &ModelInput { marketplace_model_id: Some(backup_mm), ..weighted_input(&f) })
+            .await
+            .unwrap()
+            .0;
+    let now = app::ssr::now() / 60;
+    // Two hours ago (compacted below) and now: chat answered 4 itself, backup 3 for chat, and
+    // backup 5 of its own.
+    let (own, fell_back, backups_own) = (sums(4, 10, 1, 20), sums(3, 100, 10, 20), sums(5, 1, 1, 20));
+    let mut rows = Vec::new();
+    for minute in [now - 120, now - 1] {
+        for (model, name, asked, s) in
+            [(chat, "deepseek-chat", None, &own), (backup, "backup", Some(chat), &fell_back), (backup, "backup", None, &backups_own)]
+        {
+            rows.push(MinuteRow {
+                minute,
+                gateway_id: "gw-test",
+                maas_model_id: Some(model),
+                model: name,
+                endpoint_id: None,
+                workspace_id: Some(f.ws),
+                api_key_id: Some(f.key),
+                operation: "chat",
+                outcome: "ok",
+                status: 200,
+                asked_model_id: asked,
+                sums: s,
+            });
+        }
+    }
+    usage_rollups::insert_minutes(env.db(), &rows).await.unwrap();
+    usage_rollups::compact(env.db(), now - 60).await.unwrap();
+
+    for range in [UsageRange::Hour, UsageRange::Day] {
+        let r = usage::report(env.db(), &UsageFilter { range, ..Default::default() }).await.unwrap();
+        let n = if range == UsageRange::Hour { 1 } else { 2 };
+        let lines: Vec<(&str, i64, i64)> =
+            r.fallbacks.iter().map(|l| (l.label.as_str(), l.figures.requests, l.figures.input_tokens)).collect();
+        assert_eq!(lines, [("deepseek-chat → backup", 3 * n, 300 * n)], "{range:?}");
+        let models: Vec<(&str, i64)> = r.models.iter().map(|l| (l.label.as_str(), l.figures.requests)).collect();
+        assert_eq!(models, [("backup", 8 * n), ("deepseek-chat", 4 * n)], "{range:?}: the answering model counts them");
+    }
+
+    let today = usage::format_day(now.div_euclid(1440));
+    let daily = usage::daily(env.db(), &today, &today).await.unwrap();
+    let mut lines: Vec<(String, Option<i64>, String, i64)> =
+        daily.iter().map(|d| (d.model.clone(), d.asked_model_id, d.asked_model.clone(), d.requests)).collect();
+    lines.sort();
+    // (The rows two hours ago may fall on yesterday just after midnight.)
+    let n = if (now - 120).div_euclid(1440) == now.div_euclid(1440) { 2 } else { 1 };
+    assert_eq!(
+        lines,
+        [
+            ("backup".into(), None, "".into(), 5 * n),
+            ("backup".into(), Some(chat), "deepseek-chat".into(), 3 * n),
+            ("deepseek-chat".into(), None, "".into(), 4 * n),
+        ]
+    );
+    let csv = usage::export_csv(env.db(), &today, &today).await.unwrap();
+    let line = format!(",backup,{},{},{},{},0,{},{},,{chat},deepseek-chat", 3 * n, 300 * n, 30 * n, 330 * n, 30 * n, 6 * n);
+    assert!(csv.lines().any(|l| l.ends_with(&line)), "{line} in {csv}");
 }
 
 /// Model names come from callers (a 404 is counted under what was sent): written into the
@@ -262,6 +344,7 @@ async fn hostile_model_names_are_stored_as_sent() {
             operation: "chat",
             outcome: "not_found",
             status: 404,
+            asked_model_id: None,
             sums: &s,
         };
         usage_rollups::insert_minutes(env.db(), &[row]).await.unwrap();
@@ -326,6 +409,7 @@ async fn quarters_and_day_blocks_sum_exactly_what_was_recorded() {
                 operation: "chat",
                 outcome: c.outcome,
                 status: 200,
+                asked_model_id: None,
                 sums: &c.sums,
             })
             .collect();

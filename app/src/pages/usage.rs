@@ -103,6 +103,13 @@ fn page(r: UsageReport) -> impl IntoView {
             {table("usage-endpoints", "Endpoint", r.endpoints, "No upstream was called in this period.", true)}
             {more(r.endpoints_hidden, "endpoints", "choose a model in the filter to see its own")}
         </section>
+        {(!r.fallbacks.is_empty()).then(|| view! {
+            <section class="card">
+                <h2>"Fallbacks"</h2>
+                <p class="hint">"Calls a model's endpoints could not answer, answered by its fallback model (counted under that model above)."</p>
+                {table("usage-fallbacks", "Asked for → answered by", r.fallbacks, "", false)}
+            </section>
+        })}
         <section class="card">
                 <h2>"Top workspaces by tokens"</h2>
                 {table("usage-workspaces", "Workspace", r.top_workspaces, "No calls in this period.", false)}

@@ -387,6 +387,8 @@ pub mod usage_minute {
         pub operation: String,
         pub outcome: String,
         pub status: i32,
+        /// The model asked for, when a fallback model (`maas_model_id`) answered instead.
+        pub asked_model_id: Option<i64>,
         pub requests: i64,
         pub failovers: i64,
         pub usage_known: i64,

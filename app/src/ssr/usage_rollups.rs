@@ -97,6 +97,8 @@ pub struct MinuteRow<'a> {
     pub operation: &'static str,
     pub outcome: &'static str,
     pub status: i32,
+    /// The model asked for, when a fallback model answered instead.
+    pub asked_model_id: Option<i64>,
     pub sums: &'a Sums,
 }
 
@@ -123,15 +125,26 @@ fn sum_values(s: &Sums) -> impl Iterator<Item = i64> + '_ {
 }
 
 /// Dimension columns shared by both tables (besides the time column).
-const DIMENSIONS: &str = "maas_model_id, model, endpoint_id, workspace_id, api_key_id, operation, outcome, status";
+const DIMENSIONS: &str = "maas_model_id, model, endpoint_id, workspace_id, api_key_id, operation, outcome, status, asked_model_id";
 
 /// Bound values per INSERT statement: under SQLite's 32,766 (PostgreSQL's bound is 65,535).
 /// With 46 columns, 695 rows a statement: a 10,000-row flush is 15 statements, each prepared
 /// once and cached by the driver (full batches share one text).
 const MAX_VALUES: usize = 32_000;
 
-const FIXED: [&str; 10] =
-    ["minute", "gateway_id", "maas_model_id", "model", "endpoint_id", "workspace_id", "api_key_id", "operation", "outcome", "status"];
+const FIXED: [&str; 11] = [
+    "minute",
+    "gateway_id",
+    "maas_model_id",
+    "model",
+    "endpoint_id",
+    "workspace_id",
+    "api_key_id",
+    "operation",
+    "outcome",
+    "status",
+    "asked_model_id",
+];
 
 /// `INSERT INTO usage_minutes (…) VALUES (?, …), …` for `rows` rows, with the backend's
 /// placeholders. Written by hand rather than built by sea-query: the builder made one
@@ -182,6 +195,7 @@ pub async fn insert_minutes(db: &impl ConnectionTrait, rows: &[MinuteRow<'_>]) -
                 r.operation.into(),
                 r.outcome.into(),
                 Value::from(r.status),
+                r.asked_model_id.into(),
             ]);
             values.extend(sum_values(r.sums).map(Value::from));
         }
@@ -321,8 +335,11 @@ pub enum By {
     WorkspaceOutcome,
     /// Model, endpoint and outcome: the per-model and per-endpoint tables from one scan.
     ModelEndpointOutcome,
-    /// Workspace, key and model (the billing export).
+    /// Workspace, key, model and the model asked for (the billing export).
     WorkspaceKeyModel,
+    /// The model asked for, the fallback model that answered, and outcome: only the calls a
+    /// fallback answered.
+    Fallback,
 }
 
 impl By {
@@ -333,7 +350,8 @@ impl By {
             By::WorkspaceOutcome => &["workspace_id", "outcome"],
             By::ModelOutcome => &["maas_model_id", "model", "outcome"],
             By::ModelEndpointOutcome => &["maas_model_id", "model", "endpoint_id", "outcome"],
-            By::WorkspaceKeyModel => &["workspace_id", "api_key_id", "maas_model_id", "model"],
+            By::WorkspaceKeyModel => &["workspace_id", "api_key_id", "maas_model_id", "model", "asked_model_id"],
+            By::Fallback => &["asked_model_id", "maas_model_id", "model", "outcome"],
         }
     }
 
@@ -648,6 +666,10 @@ async fn query(db: &impl ConnectionTrait, scope: &Scope, by: By, bucket_minutes:
         }
         if let Some(k) = &scope.keys {
             q.and_where(Expr::col(Alias::new("api_key_id")).is_in(k.clone()));
+        }
+        if by == By::Fallback {
+            // Written out: the partial index on hourly rows holds exactly these.
+            q.and_where(Expr::cust("asked_model_id IS NOT NULL"));
         }
         q
     };

@@ -59,8 +59,9 @@ pub struct CallCtx {
     failures: SmallVec<[(i64, FailReason); 2]>,
     /// Tries made (endpoints sent the call), across the model and its fallbacks.
     tries: u32,
-    /// The model the caller asked for, when a fallback model answers instead.
+    /// The model the caller asked for (name, id), when a fallback model answers instead.
     asked: Option<Arc<str>>,
+    asked_id: Option<i64>,
     /// A retry was not made because the model's retry budget was spent.
     retry_refused: bool,
     /// The rule that refused it (for `/metrics`).
@@ -97,6 +98,7 @@ impl CallCtx {
             failures: SmallVec::new(),
             tries: 0,
             asked: None,
+            asked_id: None,
             retry_refused: false,
             refused_by: None,
             finished: false,
@@ -167,6 +169,7 @@ impl CallCtx {
     pub fn falls_back_to(&mut self, name: Arc<str>, id: i64) {
         if self.asked.is_none() {
             self.asked = self.record.model.take();
+            self.asked_id = self.record.maas_model_id;
         }
         self.routed(name, Some(id));
     }
@@ -289,6 +292,7 @@ impl CallCtx {
             // A call refused before its model was read is counted under "".
             model: r.model.take().unwrap_or_else(|| Arc::from("")),
             maas_model_id: r.maas_model_id,
+            asked_model_id: self.asked_id,
             endpoint_id: r.endpoint_id,
             workspace_id: r.workspace_id,
             api_key_id: r.api_key_id,

@@ -32,6 +32,7 @@ struct Key {
     op: Op,
     outcome: Outcome,
     status: u16,
+    asked_model_id: Option<i64>,
 }
 
 /// Adds one call to a rollup.
@@ -90,13 +91,21 @@ impl Meter {
             op: c.op,
             outcome: c.outcome,
             status: c.status,
+            asked_model_id: c.asked_model_id,
         };
         let mut guard = self.shards.get_or_default().lock();
         let shard = &mut *guard;
         shard.series.record(&c);
         if shard.rollups.len() >= MAX_ROWS && !shard.rollups.contains_key(&key) {
-            key =
-                Key { model: Arc::from("(overflow)"), maas_model_id: None, endpoint_id: None, workspace_id: None, api_key_id: None, ..key };
+            key = Key {
+                model: Arc::from("(overflow)"),
+                maas_model_id: None,
+                endpoint_id: None,
+                workspace_id: None,
+                api_key_id: None,
+                asked_model_id: None,
+                ..key
+            };
         }
         add(shard.rollups.entry(key).or_default(), &c);
     }
@@ -200,6 +209,7 @@ impl Meter {
                 operation: k.op.name(),
                 outcome: k.outcome.as_str(),
                 status: i32::from(k.status),
+                asked_model_id: k.asked_model_id,
                 sums: s,
             })
             .collect();
@@ -241,6 +251,7 @@ mod tests {
         Call {
             model: Arc::from("m"),
             maas_model_id: Some(1),
+            asked_model_id: None,
             endpoint_id: Some(2),
             workspace_id: Some(3),
             api_key_id: Some(key),

@@ -41,6 +41,8 @@ pub struct Call {
     /// The MaaS model's name, or what the caller sent when it named none the gateway serves.
     pub model: Arc<str>,
     pub maas_model_id: Option<i64>,
+    /// The MaaS model the caller asked for, when a fallback (`maas_model_id`) answered instead.
+    pub asked_model_id: Option<i64>,
     pub endpoint_id: Option<i64>,
     pub workspace_id: Option<i64>,
     pub api_key_id: Option<i64>,

@@ -165,11 +165,12 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
     // Four scans, at once (the pool has connections for each): per time bucket and outcome
     // (the charts, and the totals: the same sums added up, percentiles over the whole range);
     // per model, endpoint and outcome; per workspace; and the top keys, ranked by the database.
-    let (series, by_endpoint, by_workspace, ranked) = tokio::try_join!(
+    let (series, by_endpoint, by_workspace, ranked, by_fallback) = tokio::try_join!(
         aggregate(db, &scope, By::Outcome, Some(bucket)),
         aggregate(db, &scope, By::ModelEndpointOutcome, None),
         aggregate(db, &scope, By::WorkspaceOutcome, None),
         rank_keys(db, &scope, TOP),
+        aggregate(db, &scope, By::Fallback, None),
     )?;
     // The top keys' own figures (a handful of rows, through the key index).
     let ranked_ids: Vec<i64> = ranked.iter().flatten().copied().collect();
@@ -241,6 +242,23 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
             .collect(),
         usize::MAX,
     );
+    let fallbacks = sorted_top(
+        tally_by(&by_fallback, |g| (g.int(0), g.int(1)), 3)
+            .into_iter()
+            .map(|((asked, answered), t)| {
+                let name = |id: Option<i64>| match id {
+                    Some(id) => names.models.get(&id).cloned().unwrap_or_else(|| format!("#{id} (deleted)")),
+                    None => "?".into(),
+                };
+                UsageLine {
+                    label: format!("{} → {}", name(asked), name(answered)),
+                    detail: format!("answered by {} for {}", name(answered), name(asked)),
+                    figures: UsageFigures { unit: names.unit(answered), ..t.figures() },
+                }
+            })
+            .collect(),
+        TABLE_ROWS,
+    );
     let endpoints_hidden = busiest.iter().filter(|(id, _)| id.is_some()).count().saturating_sub(TABLE_ROWS);
     let endpoints: Vec<UsageLine> = busiest
         .iter()
@@ -288,6 +306,7 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         endpoints,
         models_hidden,
         endpoints_hidden,
+        fallbacks,
         model_choices,
         workspace_choices,
         key_choices,
@@ -376,6 +395,11 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
                 units: s.units,
                 unit: names.unit(model_id),
                 requests_usage_unknown: s.requests - s.usage_known,
+                asked_model_id: g.int(4),
+                asked_model: g
+                    .int(4)
+                    .map(|m| names.models.get(&m).cloned().unwrap_or_else(|| format!("#{m} (deleted)")))
+                    .unwrap_or_default(),
             }
         })
         .collect())
@@ -383,11 +407,11 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
 
 /// The billing export: [`daily`] as CSV, the file a billing system takes.
 pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<String> {
-    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit\n");
+    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model\n");
     let id = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     for d in daily(db, from, to).await? {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             d.day,
             id(d.workspace_id),
             csv_field(&d.workspace),
@@ -402,7 +426,9 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
             d.requests_usage_unknown,
             d.cached_tokens,
             d.units,
-            d.unit.as_deref().unwrap_or("")
+            d.unit.as_deref().unwrap_or(""),
+            id(d.asked_model_id),
+            csv_field(&d.asked_model)
         ));
     }
     Ok(out)
