@@ -3,6 +3,7 @@
 //! way, and the call ends with it.
 use super::anthropic::{self, MessagesStream};
 use super::call::CallCtx;
+use super::chat_stream::Frames;
 use super::error;
 use super::op::{Dialect, Translation};
 use super::responses::{self, ResponsesStream};
@@ -12,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use hyper::body::{Body as _, Frame, SizeHint};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -82,7 +84,7 @@ pub fn stream_back(answer: Answer, call: CallCtx) -> Response {
         } else {
             Scan::Off
         };
-        Body::new(AnswerBody { inner: incoming, scan, translate, call, held: None, ended: false, broke: false })
+        Body::new(AnswerBody { inner: incoming, scan, translate, call, held: None, ready: VecDeque::new(), ended: false, broke: false })
     } else {
         // Unmetered and holding nothing: the call's end has nothing to do (it ends here).
         Body::new(incoming)
@@ -122,7 +124,7 @@ impl Translate {
         }
     }
 
-    fn frame(&mut self, data: &[u8]) -> Bytes {
+    fn frame(&mut self, data: &[u8]) -> Frames {
         match self {
             Translate::Messages(m) => m.frame(data),
             Translate::Responses(r) => r.frame(data),
@@ -130,12 +132,12 @@ impl Translate {
                 if buf.len() < WHOLE_MAX {
                     buf.extend_from_slice(&data[..data.len().min(WHOLE_MAX - buf.len())]);
                 }
-                Bytes::new()
+                Frames::new()
             }
         }
     }
 
-    fn finish(&mut self) -> Bytes {
+    fn finish(&mut self) -> Frames {
         match self {
             Translate::Messages(m) => m.finish(),
             Translate::Responses(r) => r.finish(),
@@ -156,7 +158,7 @@ impl Translate {
                         .expect("a JSON value serializes")
                     }),
                 };
-                Bytes::from(out)
+                Frames::from_buf([Bytes::from(out)])
             }
         }
     }
@@ -181,6 +183,8 @@ struct AnswerBody {
     call: CallCtx,
     /// What the SSE reader held back until the end (an event without its blank line).
     held: Option<Bytes>,
+    /// Frames ready for the client, in order (a translated frame may be several).
+    ready: VecDeque<Bytes>,
     ended: bool,
     broke: bool,
 }
@@ -219,7 +223,7 @@ impl hyper::body::Body for AnswerBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         loop {
-            if let Some(b) = self.held.take() {
+            if let Some(b) = self.ready.pop_front() {
                 return self.sent(b);
             }
             if self.ended {
@@ -231,14 +235,17 @@ impl hyper::body::Body for AnswerBody {
                         self.held = s.finish();
                     }
                     let held = self.held.take();
+                    let mut tail = Frames::new();
                     if let Some(t) = &mut self.translate {
-                        let mut tail = held.map(|h| t.frame(&h).to_vec()).unwrap_or_default();
-                        tail.extend_from_slice(&t.finish());
-                        self.held = (!tail.is_empty()).then(|| Bytes::from(tail));
+                        if let Some(h) = held {
+                            tail.extend(t.frame(&h));
+                        }
+                        tail.extend(t.finish());
                     } else {
-                        self.held = held;
+                        tail.extend(held);
                     }
-                    if self.held.is_some() {
+                    self.ready.extend(tail.into_iter().filter(|b| !b.is_empty()));
+                    if !self.ready.is_empty() {
                         self.call.first_byte();
                     }
                     self.over();
@@ -257,19 +264,23 @@ impl hyper::body::Body for AnswerBody {
                             Scan::Sse(s) => s.frame(data),
                             Scan::Off => data,
                         };
-                        let data = match &mut self.translate {
-                            Some(t) => t.frame(&data),
-                            None => data,
-                        };
+                        match &mut self.translate {
+                            Some(t) => {
+                                let frames = t.frame(&data);
+                                self.ready.extend(frames.into_iter().filter(|b| !b.is_empty()));
+                            }
+                            None if !data.is_empty() => self.ready.push_back(data),
+                            None => {}
+                        }
                         // A body with a length is over with its last byte: hyper may not poll again.
                         if self.inner.is_end_stream() && !self.holds() {
-                            if !data.is_empty() {
+                            if !self.ready.is_empty() {
                                 self.call.first_byte();
                             }
                             self.over();
                         }
-                        if !data.is_empty() {
-                            return self.sent(data);
+                        if let Some(b) = self.ready.pop_front() {
+                            return self.sent(b);
                         }
                     }
                     Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
@@ -279,7 +290,7 @@ impl hyper::body::Body for AnswerBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.held.is_none() || (self.inner.is_end_stream() && !self.holds())
+        self.ready.is_empty() && (self.ended && self.held.is_none() || (self.inner.is_end_stream() && !self.holds()))
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -9,7 +9,7 @@
 //! stop reasons and usage (cached prompt tokens reported apart, as Anthropic counts them).
 //! Dropped: blocks chat completions has no form for (thinking, documents), `top_k`.
 use super::body::RequestBody;
-use super::chat_stream::{str_or, text_of, ChatSink, ChatStream, ChatUsage, Chunk, Commas, Completion, Out, Str};
+use super::chat_stream::{str_or, text_of, ChatSink, ChatStream, ChatUsage, Chunk, Commas, Completion, Emit, Out, Str};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -403,7 +403,7 @@ pub struct Messages {
 }
 
 impl ChatSink for Messages {
-    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>) {
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Emit) {
         self.start(chunk.id.as_ref().map_or("gateway", Str::as_str), out);
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
@@ -438,7 +438,7 @@ impl ChatSink for Messages {
         }
     }
 
-    fn end(&mut self, out: &mut Vec<u8>) {
+    fn end(&mut self, out: &mut Emit) {
         self.start("gateway", out);
         self.close(out);
         let o = &mut Out(out);
@@ -451,7 +451,7 @@ impl ChatSink for Messages {
 }
 
 impl Messages {
-    fn start(&mut self, id: &str, out: &mut Vec<u8>) {
+    fn start(&mut self, id: &str, out: &mut Emit) {
         if std::mem::replace(&mut self.started, true) {
             return;
         }
@@ -461,7 +461,7 @@ impl Messages {
         o.raw(",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":0,\"output_tokens\":0}}}").end();
     }
 
-    fn close(&mut self, out: &mut Vec<u8>) {
+    fn close(&mut self, out: &mut Emit) {
         if self.open.take().is_some() {
             Out(out).event("content_block_stop").raw("{\"type\":\"content_block_stop\",\"index\":").num(self.next - 1).raw("}").end();
         }
@@ -469,7 +469,7 @@ impl Messages {
 
     /// Opens the next block: its `content_block_start` up to its `content_block`, which the
     /// caller writes (and ends).
-    fn open(&mut self, block: Block, out: &mut Vec<u8>) {
+    fn open(&mut self, block: Block, out: &mut Emit) {
         self.close(out);
         Out(out).event("content_block_start").raw("{\"type\":\"content_block_start\",\"index\":").num(self.next).raw(",\"content_block\":");
         self.next += 1;
@@ -564,9 +564,9 @@ mod tests {
             let mut t = MessagesStream::new("claude");
             let mut out = Vec::new();
             for f in stream.as_bytes().chunks(split) {
-                out.extend_from_slice(&t.frame(f));
+                out.extend_from_slice(&t.frame(f).concat());
             }
-            out.extend_from_slice(&t.finish());
+            out.extend_from_slice(&t.finish().concat());
             let got = events(&out);
             if let Some(w) = &whole {
                 assert_eq!(&got, w, "frames of {split}");
@@ -673,9 +673,9 @@ mod tests {
                 let mut t = MessagesStream::new("m");
                 let mut out = Vec::new();
                 for w in at.windows(2) {
-                    out.extend_from_slice(&t.frame(&bytes[w[0]..w[1]]));
+                    out.extend_from_slice(&t.frame(&bytes[w[0]..w[1]]).concat());
                 }
-                out.extend_from_slice(&t.finish());
+                out.extend_from_slice(&t.finish().concat());
                 let ev = events(&out);
                 // Well formed: one start, blocks opened and closed in order, one delta, one stop.
                 prop_assert_eq!(ev.first().map(|e| e["type"].clone()), Some(json!("message_start")));

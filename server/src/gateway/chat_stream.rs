@@ -202,12 +202,57 @@ impl Commas {
     }
 }
 
+/// What a translated stream sends for one frame of the upstream's: usually one buffer; more
+/// when a translator repeats what it keeps (see [`Emit::share`]).
+pub type Frames = smallvec::SmallVec<[Bytes; 1]>;
+
+/// Where a translator writes its events: bytes it writes (the `Vec` this derefs to), and
+/// buffers it keeps and sends again as they are ([`Emit::share`]), so that a text an API
+/// repeats in several events is held once and never copied for them.
+#[derive(Default)]
+pub struct Emit {
+    buf: Vec<u8>,
+    frames: Frames,
+}
+
+impl Emit {
+    /// Sends `b` next, after what was written so far (a reference to it, not a copy).
+    pub fn share(&mut self, b: &Bytes) {
+        self.cut();
+        self.frames.push(b.clone());
+    }
+
+    fn cut(&mut self) {
+        if !self.buf.is_empty() {
+            self.frames.push(Bytes::from(std::mem::take(&mut self.buf)));
+        }
+    }
+
+    fn frames(mut self) -> Frames {
+        self.cut();
+        self.frames
+    }
+}
+
+impl std::ops::Deref for Emit {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Emit {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}
+
 /// What a translator makes of a chat stream.
 pub trait ChatSink {
     /// One parsed chunk (`{"choices": [{"delta": …}], "usage": …}`): its events go to `out`.
-    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>);
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Emit);
     /// The stream is over (`[DONE]`, or its end): the closing events. Called once.
-    fn end(&mut self, out: &mut Vec<u8>);
+    fn end(&mut self, out: &mut Emit);
 }
 
 /// A chat stream turned into another API's events as it arrives.
@@ -224,17 +269,17 @@ impl<S: ChatSink> ChatStream<S> {
     }
 
     /// The translated events for `frame` of the chat stream (whole events only; a split one waits).
-    pub fn frame(&mut self, frame: &[u8]) -> Bytes {
+    pub fn frame(&mut self, frame: &[u8]) -> Frames {
         self.partial.extend_from_slice(frame);
-        let mut out = Vec::new();
+        let mut out = Emit::default();
         while let Some(end) = event_end(&self.partial) {
             let event: Vec<u8> = self.partial.drain(..end).collect();
             self.event(&event, &mut out);
         }
-        Bytes::from(out)
+        out.frames()
     }
 
-    fn event(&mut self, event: &[u8], out: &mut Vec<u8>) {
+    fn event(&mut self, event: &[u8], out: &mut Emit) {
         for line in event.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let Some(data) = line.strip_prefix(b"data:") else { continue };
@@ -249,7 +294,7 @@ impl<S: ChatSink> ChatStream<S> {
         }
     }
 
-    fn end(&mut self, out: &mut Vec<u8>) {
+    fn end(&mut self, out: &mut Emit) {
         if !self.done {
             self.done = true;
             self.sink.end(out);
@@ -258,13 +303,13 @@ impl<S: ChatSink> ChatStream<S> {
 
     /// The chat stream ended cleanly: an event without its blank line is read, and the
     /// translated stream ends if `[DONE]` did not end it.
-    pub fn finish(&mut self) -> Bytes {
-        let mut out = Vec::new();
+    pub fn finish(&mut self) -> Frames {
+        let mut out = Emit::default();
         let rest = std::mem::take(&mut self.partial);
         if !rest.is_empty() {
             self.event(&rest, &mut out);
         }
         self.end(&mut out);
-        Bytes::from(out)
+        out.frames()
     }
 }

@@ -17,7 +17,8 @@
 //! Dropped: `reasoning` items given back as input (an encrypted summary chat cannot take),
 //! `reasoning.effort`, `metadata`, `truncation`, `include`.
 use super::body::RequestBody;
-use super::chat_stream::{str_or, text_of, ChatSink, ChatStream, ChatUsage, Chunk, Commas, Completion, Out, Str};
+use super::chat_stream::{str_or, text_of, ChatSink, ChatStream, ChatUsage, Chunk, Commas, Completion, Emit, Out, Str};
+use axum::body::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -465,23 +466,94 @@ pub fn response_from_chat(chat: &[u8], model: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// A text as the events write it (JSON-escaped, without its quotes), kept in blocks that every
+/// event repeating it shares: `output_text.done`, `content_part.done`, `output_item.done` and
+/// `response.completed` each send the same blocks, so a 1 MB answer is held once (as it
+/// arrives, escaped once, never reallocated whole) and copied for none of them.
+#[derive(Default)]
+struct Text {
+    blocks: Vec<Bytes>,
+    open: Vec<u8>,
+}
+
+/// The size a text's block is sealed at.
+const BLOCK: usize = 64 << 10;
+/// A text shorter than this is copied into the events that repeat it.
+const SHORT: usize = 4 << 10;
+
+impl Text {
+    /// Adds what `escaped` holds: a JSON string as written (quotes included).
+    fn push_json(&mut self, escaped: &[u8]) {
+        let inner = &escaped[1..escaped.len() - 1];
+        if self.open.capacity() == 0 {
+            self.open.reserve(BLOCK.min(inner.len().max(256)));
+        }
+        self.open.extend_from_slice(inner);
+        if self.open.len() >= BLOCK {
+            self.blocks.push(Bytes::from(std::mem::take(&mut self.open)));
+        }
+    }
+
+    /// Writes the text as a JSON string: its blocks shared, not copied (a short text is copied:
+    /// one frame is cheaper to send than several).
+    fn write(&mut self, out: &mut Emit) {
+        out.push(b'"');
+        if self.blocks.is_empty() && self.open.len() < SHORT {
+            out.extend_from_slice(&self.open);
+        } else {
+            if !self.open.is_empty() {
+                self.blocks.push(Bytes::from(std::mem::take(&mut self.open)));
+            }
+            for b in &self.blocks {
+                out.share(b);
+            }
+        }
+        out.push(b'"');
+    }
+}
+
 /// An output item of a translated stream, as it builds up.
 enum Item {
     Message {
-        text: String,
+        id: String,
+        text: Text,
     },
     /// A function call: chat's index of it, its id, name and arguments so far.
     Call {
         index: u64,
+        id: String,
         call_id: String,
         name: String,
-        arguments: String,
+        arguments: Text,
     },
-    /// Closed: the item as `response.completed` lists it, rendered once (its text escaped once
-    /// for all the events that repeat it, and not kept besides).
-    Closed {
-        json: Vec<u8>,
-    },
+}
+
+impl Item {
+    fn id(&self) -> &str {
+        match self {
+            Item::Message { id, .. } | Item::Call { id, .. } => id,
+        }
+    }
+
+    /// The item as `output_item.done` and `response.completed` list it.
+    fn write_done(&mut self, out: &mut Emit) {
+        match self {
+            Item::Message { id, text } => {
+                let o = &mut Out(out);
+                o.raw("{\"type\":\"message\",\"id\":").str(id).raw(",\"status\":\"completed\",\"role\":\"assistant\",\"content\":[");
+                o.raw("{\"type\":\"output_text\",\"text\":");
+                text.write(out);
+                Out(out).raw(",\"annotations\":[]}]}");
+            }
+            Item::Call { id, call_id, name, arguments, .. } => {
+                let o = &mut Out(out);
+                o.raw("{\"type\":\"function_call\",\"id\":").str(id).raw(",\"call_id\":").str(call_id);
+                o.raw(",\"name\":").str(name).raw(",\"arguments\":");
+                arguments.write(out);
+                Out(out).raw(",\"status\":\"completed\"}");
+            }
+        }
+    }
 }
 
 /// A chat stream turned into Responses events as it arrives: `response.created`, then for each
@@ -531,23 +603,7 @@ impl Responses {
         self.names.as_ref().expect("started before any item")
     }
 
-    fn item_id(&self, at: usize) -> String {
-        match &self.items[at] {
-            Item::Message { .. } => self.names().message_id(),
-            Item::Call { call_id, .. } => format!("fc_{call_id}"),
-            Item::Closed { .. } => String::new(),
-        }
-    }
-
-    fn write_item(&self, o: &mut Out, at: usize, status: &str) {
-        match &self.items[at] {
-            Item::Message { text } => self.names().write_message(o, Some(text), status),
-            Item::Call { call_id, name, arguments, .. } => write_call(o, call_id, name, arguments, status),
-            Item::Closed { json } => o.0.extend_from_slice(json),
-        }
-    }
-
-    fn start(&mut self, chunk: Option<&Chunk>, out: &mut Vec<u8>) {
+    fn start(&mut self, chunk: Option<&Chunk>, out: &mut Emit) {
         if self.names.is_some() {
             return;
         }
@@ -561,69 +617,78 @@ impl Responses {
         }
     }
 
-    /// Closes the open item: its `.done` events. The item is rendered once, as the last of them
-    /// and `response.completed` list it, and kept so (the text is escaped once for all).
-    fn close(&mut self, out: &mut Vec<u8>) {
+    /// Closes the open item: its `.done` events, each sharing the item's text.
+    fn close(&mut self, out: &mut Emit) {
         if !std::mem::take(&mut self.open) {
             return;
         }
         let at = self.items.len() - 1;
-        let item_id = self.item_id(at);
-        let mut item = Vec::new();
-        match std::mem::replace(&mut self.items[at], Item::Closed { json: Vec::new() }) {
-            Item::Message { text } => {
-                let text = serde_json::to_string(&text).expect("a string serializes");
+        let mut item = self.items.pop().expect("an open item");
+        match &mut item {
+            Item::Message { id, text } => {
                 let mut o = self.event(out, "response.output_text.done");
-                o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
-                o.raw(",\"content_index\":0,\"text\":").raw(&text).raw(",\"logprobs\":[]}").end();
+                o.raw(",\"item_id\":").str(id).raw(",\"output_index\":").num(at as u64).raw(",\"content_index\":0,\"text\":");
+                text.write(out);
+                Out(out).raw(",\"logprobs\":[]}").end();
                 let mut o = self.event(out, "response.content_part.done");
-                o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
-                o.raw(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":").raw(&text).raw(",\"annotations\":[]}}").end();
-                let o = &mut Out(&mut item);
-                o.raw("{\"type\":\"message\",\"id\":").str(&item_id).raw(",\"status\":\"completed\",\"role\":\"assistant\",\"content\":[");
-                o.raw("{\"type\":\"output_text\",\"text\":").raw(&text).raw(",\"annotations\":[]}]}");
+                o.raw(",\"item_id\":").str(id).raw(",\"output_index\":").num(at as u64);
+                o.raw(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":");
+                text.write(out);
+                Out(out).raw(",\"annotations\":[]}}").end();
             }
-            Item::Call { call_id, name, arguments, .. } => {
+            Item::Call { id, name, arguments, .. } => {
                 let mut o = self.event(out, "response.function_call_arguments.done");
-                o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
-                o.raw(",\"name\":").str(&name).raw(",\"arguments\":").str(&arguments).raw("}").end();
-                write_call(&mut Out(&mut item), &call_id, &name, &arguments, "completed");
+                o.raw(",\"item_id\":").str(id).raw(",\"output_index\":").num(at as u64);
+                o.raw(",\"name\":").str(name).raw(",\"arguments\":");
+                arguments.write(out);
+                Out(out).raw("}").end();
             }
-            Item::Closed { json } => item = json,
         }
-        let mut o = self.event(out, "response.output_item.done");
-        o.raw(",\"output_index\":").num(at as u64).raw(",\"item\":");
-        o.0.extend_from_slice(&item);
-        o.raw("}").end();
-        self.items[at] = Item::Closed { json: item };
+        self.event(out, "response.output_item.done").raw(",\"output_index\":").num(at as u64).raw(",\"item\":");
+        item.write_done(out);
+        Out(out).raw("}").end();
+        self.items.push(item);
     }
 
-    fn open(&mut self, item: Item, out: &mut Vec<u8>) {
+    fn open(&mut self, item: Item, out: &mut Emit) {
         self.close(out);
-        self.items.push(item);
-        self.open = true;
-        let at = self.items.len() - 1;
+        let at = self.items.len();
         let mut added = Vec::new();
-        match &self.items[at] {
+        match &item {
             Item::Message { .. } => self.names().write_message(&mut Out(&mut added), None, "in_progress"),
             Item::Call { call_id, name, .. } => write_call(&mut Out(&mut added), call_id, name, "", "in_progress"),
-            Item::Closed { .. } => {}
         }
         let mut o = self.event(out, "response.output_item.added");
         o.raw(",\"output_index\":").num(at as u64).raw(",\"item\":");
         o.0.extend_from_slice(&added);
         o.raw("}").end();
-        if matches!(self.items[at], Item::Message { .. }) {
-            let item_id = self.item_id(at);
+        if let Item::Message { id, .. } = &item {
             let mut o = self.event(out, "response.content_part.added");
-            o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
+            o.raw(",\"item_id\":").str(id).raw(",\"output_index\":").num(at as u64);
             o.raw(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":\"\",\"annotations\":[]}}").end();
+        }
+        self.items.push(item);
+        self.open = true;
+    }
+
+    /// A delta event of the open item (`member` holding `delta`), its escaped text kept too.
+    fn delta(&mut self, kind: &str, extra: &str, delta: &str, out: &mut Emit) {
+        let at = self.items.len() - 1;
+        let Some(item) = self.items.last() else { return };
+        let id = item.id().to_owned();
+        let mut o = self.event(out, kind);
+        o.raw(",\"item_id\":").str(&id).raw(",\"output_index\":").num(at as u64).raw(extra).raw(",\"delta\":");
+        let from = o.0.len();
+        o.str(delta);
+        let escaped = from..o.0.len();
+        if let Some(Item::Message { text, .. } | Item::Call { arguments: text, .. }) = self.items.last_mut() {
+            text.push_json(&out[escaped]);
         }
     }
 }
 
 impl ChatSink for Responses {
-    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>) {
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Emit) {
         self.start(Some(chunk), out);
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
@@ -632,38 +697,29 @@ impl ChatSink for Responses {
         let delta = choice.delta.as_ref();
         if let Some(text) = delta.and_then(|d| d.content.as_ref()).filter(|t| !t.as_str().is_empty()) {
             if !(self.open && matches!(self.items.last(), Some(Item::Message { .. }))) {
-                self.open(Item::Message { text: String::new() }, out);
+                let id = self.names().message_id();
+                self.open(Item::Message { id, text: Text::default() }, out);
             }
-            let at = self.items.len() - 1;
-            if let Some(Item::Message { text: all }) = self.items.last_mut() {
-                all.push_str(text.as_str());
-            }
-            let item_id = self.item_id(at);
-            let mut o = self.event(out, "response.output_text.delta");
-            o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
-            o.raw(",\"content_index\":0,\"delta\":").str(text.as_str()).raw(",\"logprobs\":[]}").end();
+            self.delta("response.output_text.delta", ",\"content_index\":0", text.as_str(), out);
+            Out(out).raw(",\"logprobs\":[]}").end();
         }
         for call in delta.and_then(|d| d.tool_calls.as_ref()).into_iter().flatten() {
             let f = call.function.as_ref();
             if !(self.open && matches!(self.items.last(), Some(Item::Call { index, .. }) if *index == call.index)) {
                 let s = |v: Option<&Str>| v.map_or("", Str::as_str).to_owned();
+                let call_id = s(call.id.as_ref());
                 let item = Item::Call {
                     index: call.index,
-                    call_id: s(call.id.as_ref()),
+                    id: format!("fc_{call_id}"),
+                    call_id,
                     name: s(f.and_then(|f| f.name.as_ref())),
-                    arguments: String::new(),
+                    arguments: Text::default(),
                 };
                 self.open(item, out);
             }
             if let Some(args) = f.and_then(|f| f.arguments.as_ref()).filter(|a| !a.as_str().is_empty()) {
-                let at = self.items.len() - 1;
-                if let Some(Item::Call { arguments, .. }) = self.items.last_mut() {
-                    arguments.push_str(args.as_str());
-                }
-                let item_id = self.item_id(at);
-                let mut o = self.event(out, "response.function_call_arguments.delta");
-                o.raw(",\"item_id\":").str(&item_id).raw(",\"output_index\":").num(at as u64);
-                o.raw(",\"delta\":").str(args.as_str()).raw("}").end();
+                self.delta("response.function_call_arguments.delta", "", args.as_str(), out);
+                Out(out).raw("}").end();
             }
         }
         if let Some(finish) = &choice.finish_reason {
@@ -671,24 +727,30 @@ impl ChatSink for Responses {
         }
     }
 
-    fn end(&mut self, out: &mut Vec<u8>) {
+    fn end(&mut self, out: &mut Emit) {
         self.start(None, out);
         self.close(out);
         let (status, incomplete) = status(self.finish.as_deref());
-        let mut response = Vec::with_capacity(1024);
-        self.names().write_response(&mut Out(&mut response), status, incomplete, self.usage.as_ref(), |o| {
-            for at in 0..self.items.len() {
-                if at > 0 {
-                    o.raw(",");
-                }
-                self.write_item(o, at, "completed");
-            }
-        });
         let kind = if status == "completed" { "response.completed" } else { "response.incomplete" };
-        let mut o = self.event(out, kind);
-        o.raw(",\"response\":");
-        o.0.extend_from_slice(&response);
-        o.raw("}").end();
+        self.event(out, kind).raw(",\"response\":");
+        // The response object around its output, which shares the items' texts.
+        let mut head = Vec::with_capacity(512);
+        let mut tail = Vec::with_capacity(1024);
+        let mut at_output = None;
+        self.names().write_response(&mut Out(&mut head), status, incomplete, self.usage.as_ref(), |o| at_output = Some(o.0.len()));
+        let split = at_output.expect("the output is written");
+        tail.extend_from_slice(&head[split..]);
+        head.truncate(split);
+        out.extend_from_slice(&head);
+        let mut items = std::mem::take(&mut self.items);
+        for (at, item) in items.iter_mut().enumerate() {
+            if at > 0 {
+                out.push(b',');
+            }
+            item.write_done(out);
+        }
+        out.extend_from_slice(&tail);
+        Out(out).raw("}").end();
     }
 }
 
@@ -857,15 +919,15 @@ mod tests {
         let src = chat_stream(&["Hel", "lo"], &[("f", &["{\"a\"", ":1}"]), ("g", &["{}"])], 9);
         let whole = {
             let mut t = ResponsesStream::new("mine");
-            let mut out = t.frame(src.as_bytes()).to_vec();
-            out.extend_from_slice(&t.finish());
+            let mut out = t.frame(src.as_bytes()).concat();
+            out.extend_from_slice(&t.finish().concat());
             out
         };
         for cut in 1..src.len() {
             let mut t = ResponsesStream::new("mine");
-            let mut out = t.frame(&src.as_bytes()[..cut]).to_vec();
-            out.extend_from_slice(&t.frame(&src.as_bytes()[cut..]));
-            out.extend_from_slice(&t.finish());
+            let mut out = t.frame(&src.as_bytes()[..cut]).concat();
+            out.extend_from_slice(&t.frame(&src.as_bytes()[cut..]).concat());
+            out.extend_from_slice(&t.finish().concat());
             assert_eq!(out, whole, "split at {cut}");
         }
         let evs = events(&whole);
@@ -880,6 +942,28 @@ mod tests {
         assert_eq!(completed["usage"]["input_tokens"], 5);
         // Each event names itself in its SSE `event:` line, as the SDKs read it.
         assert!(String::from_utf8_lossy(&whole).contains("event: response.output_text.delta\ndata: "));
+    }
+
+    #[test]
+    fn a_long_text_is_kept_once_and_every_event_repeating_it_shares_it() {
+        let piece = "ab\"c\\d é\n ".repeat(10);
+        let pieces = vec![piece.as_str(); 2_000];
+        let src = chat_stream(&pieces, &[], 7);
+        let mut t = ResponsesStream::new("m");
+        let mut frames = t.frame(src.as_bytes()).to_vec();
+        frames.extend(t.finish());
+        // Each sealed block goes out four times (output_text.done, content_part.done,
+        // output_item.done, response.completed), every time the same allocation.
+        let mut sent: std::collections::HashMap<*const u8, usize> = Default::default();
+        for f in frames.iter().filter(|f| f.len() >= BLOCK && !f.starts_with(b"event: ")) {
+            *sent.entry(f.as_ptr()).or_default() += 1;
+        }
+        assert!(sent.len() >= 3, "{} blocks", sent.len());
+        assert!(sent.values().all(|&n| n == 4), "{sent:?}");
+        let (items, completed) = accumulate(&events(&frames.concat()));
+        let whole = piece.repeat(2_000);
+        assert_eq!(items[0]["content"][0]["text"], whole.as_str());
+        assert_eq!(completed["output"][0]["content"][0]["text"], whole.as_str());
     }
 
     mod properties {
@@ -905,11 +989,11 @@ mod tests {
                 let mut out = Vec::new();
                 let mut from = 0;
                 for a in at {
-                    out.extend_from_slice(&t.frame(&src.as_bytes()[from..a]));
+                    out.extend_from_slice(&t.frame(&src.as_bytes()[from..a]).concat());
                     from = a;
                 }
-                out.extend_from_slice(&t.frame(&src.as_bytes()[from..]));
-                out.extend_from_slice(&t.finish());
+                out.extend_from_slice(&t.frame(&src.as_bytes()[from..]).concat());
+                out.extend_from_slice(&t.finish().concat());
                 let (items, completed) = accumulate(&events(&out));
                 let joined: String = text.concat();
                 let texts: Vec<&Value> = items.iter().filter(|i| i["type"] == "message").collect();
