@@ -350,12 +350,15 @@ try:
     # (translated event by event: the peak should not move), Messages translated, not streamed
     # (read whole to be translated: the peak grows with the answers in flight). Peak RSS before
     # and after each run.
-    for name, url, body in (("chat, streamed", via, STREAM_BODY), ("messages (tr.), streamed", via_messages, MESSAGES_STREAM_BODY),
-                            ("responses (tr.), streamed", via_responses, RESPONSES_STREAM_BODY),
-                            ("messages (tr.), not streamed", via_messages, MESSAGES_BODY)):
-        before = hwm_mib(server.pid)
-        r = oha(url, key, 16, body=body.replace("demo-chat", "demo-big"))
-        print(f"c=16  1 MB answers, {name:<30} {r[0]:7.0f} req/s   peak RSS {before:6.1f} -> {hwm_mib(server.pid):6.1f} MiB   statuses {r[3]}")
+    # With a baseline build, the same runs on it, in the same order, each after this build's.
+    big_runs = (("chat, streamed", "/v1/chat/completions", STREAM_BODY), ("messages (tr.), streamed", "/v1/messages", MESSAGES_STREAM_BODY),
+                ("responses (tr.), streamed", "/v1/responses", RESPONSES_STREAM_BODY),
+                ("messages (tr.), not streamed", "/v1/messages", MESSAGES_BODY))
+    for name, path, body in big_runs:
+        for label, proc, root in (("", server, base),) + ((("baseline ", baseline, base_url),) if baseline else ()):
+            before = hwm_mib(proc.pid)
+            r = oha(f"{root}{path}", key, 16, body=body.replace("demo-chat", "demo-big"))
+            print(f"c=16  1 MB answers, {label}{name:<30} {r[0]:7.0f} req/s   peak RSS {before:6.1f} -> {hwm_mib(proc.pid):6.1f} MiB   statuses {r[3]}")
     if os.environ.get("BENCH_REDIS", "1") == "1":
         redis, redis_url = start_redis()
     if redis:

@@ -982,6 +982,13 @@ pub struct UsageFigures {
     /// sums over models of several kinds.
     #[serde(default)]
     pub unit: Option<String>,
+    /// What the calls cost in the platform currency, an exact decimal (the priced calls only).
+    #[serde(default)]
+    pub cost: String,
+    /// Calls an upstream answered that no price covered (or that reported no usage): their
+    /// cost is unknown, never counted as 0.
+    #[serde(default)]
+    pub cost_unknown: i64,
     pub failovers: i64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -1030,6 +1037,9 @@ pub struct UsageReport {
     pub model_choices: Vec<Choice>,
     pub workspace_choices: Vec<Choice>,
     pub key_choices: Vec<Choice>,
+    /// The platform currency the costs are in (ISO 4217).
+    #[serde(default)]
+    pub currency: String,
     /// The CSV export's default period (the last 30 UTC days), as YYYY-MM-DD.
     pub export_from: String,
     pub export_to: String,
@@ -1189,6 +1199,47 @@ pub struct AccessEntry {
     pub status: i32,
 }
 
+/// A new version of a MaaS model's prices, in the platform currency, as decimals (exact: read
+/// into integers, never floats). Empty fields are 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PriceInput {
+    /// Unix second it takes effect from; absent: now. Never in the past (calls already made
+    /// keep the price they were made at).
+    #[serde(default)]
+    pub effective_from: Option<i64>,
+    /// Per million input tokens (cached ones excepted), e.g. `"0.15"`; at most 6 decimals.
+    #[serde(default)]
+    pub input_per_million: String,
+    /// Per million input tokens read from the upstream's prompt cache.
+    #[serde(default)]
+    pub cached_input_per_million: String,
+    /// Per million output tokens.
+    #[serde(default)]
+    pub output_per_million: String,
+    /// Per unit of the model's kind besides tokens (document, character, image, second).
+    #[serde(default)]
+    pub per_unit: String,
+    /// Per call answered.
+    #[serde(default)]
+    pub per_call: String,
+}
+
+/// One version of a MaaS model's prices: the input's figures as exact decimals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PriceVersion {
+    pub id: i64,
+    pub effective_from: i64,
+    /// The platform currency (ISO 4217), set once for the installation.
+    pub currency: String,
+    pub input_per_million: String,
+    pub cached_input_per_million: String,
+    pub output_per_million: String,
+    pub per_unit: String,
+    pub per_call: String,
+}
+
 /// One UTC day × workspace × key × model of usage: the billing export's line, and the admin
 /// API's usage resource. Ids are absent for calls refused before they named one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1218,6 +1269,13 @@ pub struct DailyUsage {
     pub unit: Option<String>,
     /// Calls whose upstream reported no usage: their tokens are not in the sums.
     pub requests_usage_unknown: i64,
+    /// What these calls cost in the platform currency, an exact decimal (each call rounded
+    /// half to even to 10⁻⁹ once; the lines add up to any total exactly).
+    #[serde(default)]
+    pub cost: String,
+    /// Calls answered whose cost is unknown (no price in force, or no usage reported).
+    #[serde(default)]
+    pub cost_unknown: i64,
     /// The model these calls asked for, when `model` is a fallback that answered them instead
     /// (the model asked for could not); absent otherwise.
     #[serde(default)]

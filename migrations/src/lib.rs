@@ -21,6 +21,7 @@ mod m20261207_000003_model_kinds;
 mod m20261207_000004_routing;
 mod m20261207_000005_fleet;
 mod m20261207_000006_asked_model;
+mod m20261207_000007_prices;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000004_routing::Migration),
             Box::new(m20261207_000005_fleet::Migration),
             Box::new(m20261207_000006_asked_model::Migration),
+            Box::new(m20261207_000007_prices::Migration),
         ]
     }
 }

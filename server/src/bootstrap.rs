@@ -18,6 +18,8 @@ pub async fn open_db(url: &str) -> anyhow::Result<DatabaseConnection> {
     let db = app::ssr::connect(url).await?;
     use migration::MigratorTrait;
     migration::Migrator::up(&db, None).await?;
+    let wanted = std::env::var("MAAS_CURRENCY").ok().filter(|c| !c.is_empty());
+    app::ssr::services::prices::settle_currency(&db, wanted.as_deref()).await.map_err(anyhow::Error::msg)?;
     Ok(db)
 }
 
@@ -209,7 +211,11 @@ pub async fn seed_demo(state: &AppState, console_url: &str, upstream: &str, data
         health_check: None,
     };
     let (id, _) = models::create(db, &sys, &state.secrets, &input).await.map_err(e)?;
-    let mut rev = models::set_enabled(db, &sys, id, None, true).await.map_err(e)?;
+    models::set_enabled(db, &sys, id, None, true).await.map_err(e)?;
+    // Priced as a small hosted model is ($0.15 / M input, $0.60 / M output), so the demo's
+    // usage shows spend.
+    let price = PriceInput { input_per_million: "0.15".into(), output_per_million: "0.60".into(), ..Default::default() };
+    let (_, mut rev) = app::ssr::services::prices::add(db, &sys, id, &price).await.map_err(e)?;
     // The same mock as an upstream speaking Messages and Responses natively (passed through),
     // where demo-chat's calls on those APIs are translated to chat completions.
     let agent = catalog::create_marketplace(

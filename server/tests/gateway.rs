@@ -1722,6 +1722,95 @@ async fn another_gateway(h: &Harness, adjust: impl FnOnce(&mut GatewayConfig)) -
     (gw, base)
 }
 
+/// Money: each call priced at its model's version in force when it ended, exactly (integers:
+/// $3 / M input, $0.30 / M cached, $15 / M output are 3,000, 300 and 15,000 nano per token),
+/// streamed or not; a price change applies from its moment on; a model without a price has
+/// its calls' cost unknown, never 0.
+#[tokio::test]
+async fn calls_are_priced_at_the_version_in_force_when_they_end_and_unpriced_ones_are_unknown() {
+    use app::ssr::entities::usage_minute;
+    use app::ssr::services::prices;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let clock = server::gateway::clock::ManualClock::at(app::ssr::now() * 1000);
+    let w = clock.clone();
+    let h = harness_with(server::mock_upstream::router(Default::default(), true), move |c| c.clock = Arc::new(w)).await;
+    let chat = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let sys = app::ssr::audit::Actor::system();
+    let price = |input: &str, cached: &str, output: &str, call: &str, from: Option<i64>| PriceInput {
+        effective_from: from,
+        input_per_million: input.into(),
+        cached_input_per_million: cached.into(),
+        output_per_million: output.into(),
+        per_unit: String::new(),
+        per_call: call.into(),
+    };
+    let (v1, _) = prices::add(&h.state.db, &sys, chat, &price("3", "0.30", "15", "", None)).await.unwrap();
+    assert_eq!((v1.input_per_million.as_str(), v1.cached_input_per_million.as_str(), v1.currency.as_str()), ("3.00", "0.30", "USD"));
+    let change = app::ssr::now() + 120;
+    let (_, rev) = prices::add(&h.state.db, &sys, chat, &price("1", "", "5", "0.001", Some(change))).await.unwrap();
+    h.state.config_changed(rev).await;
+    // A version in the past, a negative or over-precise price: refused, naming the field.
+    let refused = prices::add(&h.state.db, &sys, chat, &price("-1", "0.0000001", "", "", Some(1))).await;
+    match refused {
+        Err(app::ssr::ServiceError::App(app::error::AppError::Invalid(f))) => {
+            assert_eq!(f.get("input_per_million"), Some("a price is never negative"));
+            assert_eq!(f.get("cached_input_per_million"), Some("at most 6 decimals"));
+            assert!(f.get("effective_from").is_some_and(|m| m.starts_with("must not be in the past")), "{f:?}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+
+    clock.set_unix_ms((app::ssr::now() + 1) * 1000);
+    let stream = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let h = &h;
+    let stream = &stream;
+    let calls = |n: usize| async move {
+        for i in 0..n {
+            let r = h.chat(if i % 2 == 0 { hello() } else { stream.clone() }).await;
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap();
+        }
+    };
+    let stored = |after: i64| async move {
+        h.gw.flush_usage(&h.state.db, "test").await.unwrap();
+        let rows = usage_minute::Entity::find().filter(usage_minute::Column::Id.gt(after)).all(&h.state.db).await.unwrap();
+        let sum = |f: fn(&usage_minute::Model) -> i64| rows.iter().map(f).sum::<i64>();
+        let last = rows.iter().map(|r| r.id).max().unwrap_or(after);
+        (
+            last,
+            [
+                sum(|r| r.requests),
+                sum(|r| r.input_tokens),
+                sum(|r| r.cached_tokens),
+                sum(|r| r.output_tokens),
+                sum(|r| r.cost_nanos),
+                sum(|r| r.cost_unknown),
+            ],
+        )
+    };
+    calls(3).await;
+    let (last, [n, input, cached, output, cost, unknown]) = stored(0).await;
+    assert_eq!((n, unknown), (3, 0));
+    assert!(input > 0 && output > 0);
+    assert_eq!(cost, (input - cached) * 3_000 + cached * 300 + output * 15_000, "version 1: {input} in ({cached} cached), {output} out");
+
+    // After the change: $1 / M input, $5 / M output, $0.001 a call.
+    clock.set_unix_ms(change * 1000);
+    calls(2).await;
+    let (last, [n, input, cached, output, cost, unknown]) = stored(last).await;
+    assert_eq!((n, unknown), (2, 0));
+    assert_eq!(cost, (input - cached) * 1_000 + output * 5_000 + 2 * 1_000_000, "version 2");
+
+    // A model without a price: its answered calls' cost is unknown; a refused call costs 0.
+    let free_mm = h.marketplace("unpriced", ModelKind::Chat).await;
+    h.model_of(free_mm, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let r = h.chat(json!({"model": "unpriced", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.chat(json!({"model": "no-such-model", "messages": []})).await.status(), 404);
+    let (_, [n, _, _, _, cost, unknown]) = stored(last).await;
+    assert_eq!((n, cost, unknown), (2, 0, 1));
+}
+
 #[tokio::test]
 async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_until_the_month_turns() {
     // Both gateways on one clock the test moves (its wall crosses the month).

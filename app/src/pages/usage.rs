@@ -85,6 +85,7 @@ fn page(r: UsageReport) -> impl IntoView {
         <section class="figures" id="usage-totals">
             {figure("Requests", compact_count(t.requests), format!("{} errors · {} rate limited · {} cancelled", t.errors, t.rate_limited, t.cancelled))}
             {figure("Tokens", compact_count(t.total_tokens), format!("{} in ({} cached) · {} out", compact_count(t.input_tokens), compact_count(t.cached_tokens), compact_count(t.output_tokens)))}
+            {figure("Spend", format!("{} {}", t.cost, r.currency), format!("{} calls without a price", t.cost_unknown))}
             {figure("Latency", format!("{} p50", latency_label(t.p50_ms)), format!("{} p95", latency_label(t.p95_ms)))}
             {figure("First token", format!("{} p50", latency_label(t.ttft_p50_ms)), format!("{} p95", latency_label(t.ttft_p95_ms)))}
         </section>

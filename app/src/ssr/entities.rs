@@ -397,11 +397,59 @@ pub mod usage_minute {
         pub total_tokens: i64,
         pub cached_tokens: i64,
         pub units: i64,
+        pub cost_nanos: i64,
+        pub cost_unknown: i64,
         pub latency_ms_sum: i64,
         pub ttfb_ms_sum: i64,
         /// Folded into `usage_hours` (see `ssr::usage_rollups`); the histogram bucket columns
         /// are read through that module only.
         pub compacted: bool,
+    }
+    no_relations!();
+}
+
+/// One version of a MaaS model's prices (pico-units of the platform currency; see
+/// `ssr::pricing`), in force from `effective_from` (Unix second) until the next version.
+pub mod model_price {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "model_prices")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub maas_model_id: i64,
+        pub effective_from: i64,
+        pub input_pico: i64,
+        pub cached_input_pico: i64,
+        pub output_pico: i64,
+        pub unit_pico: i64,
+        pub call_pico: i64,
+        pub created_at: i64,
+    }
+    no_relations!();
+
+    impl Model {
+        pub fn rates(&self) -> crate::ssr::pricing::Rates {
+            crate::ssr::pricing::Rates {
+                input: self.input_pico,
+                cached_input: self.cached_input_pico,
+                output: self.output_pico,
+                unit: self.unit_pico,
+                call: self.call_pico,
+            }
+        }
+    }
+}
+
+/// Installation-wide settings set once (`currency`).
+pub mod platform_setting {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "platform_settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub value: String,
     }
     no_relations!();
 }

@@ -6,6 +6,7 @@ pub mod charts;
 pub mod crypto;
 pub mod entities;
 pub mod login_throttle;
+pub mod pricing;
 pub mod services;
 pub mod snippets;
 pub mod usage_rollups;

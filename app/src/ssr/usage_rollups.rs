@@ -37,6 +37,14 @@ pub struct Sums {
     /// made (see the gateway's `Op::unit`).
     #[serde(default)]
     pub units: i64,
+    /// What the calls cost, nano-units of the platform currency (each call rounded once: see
+    /// `ssr::pricing`).
+    #[serde(default)]
+    pub cost: i64,
+    /// Calls an upstream answered whose cost is unknown (no price in force, or no usage
+    /// reported): never counted as free.
+    #[serde(default)]
+    pub cost_unknown: i64,
     pub latency_ms: i64,
     pub ttfb_ms: i64,
     pub latency_hist: [i64; BUCKETS],
@@ -53,6 +61,8 @@ impl Sums {
         self.total += v.total;
         self.cached += v.cached;
         self.units += v.units;
+        self.cost += v.cost;
+        self.cost_unknown += v.cost_unknown;
         self.latency_ms += v.latency_ms;
         self.ttfb_ms += v.ttfb_ms;
         for i in 0..BUCKETS {
@@ -103,8 +113,18 @@ pub struct MinuteRow<'a> {
 }
 
 /// The counts of [`Sums`], in its order: what a narrow query sums.
-const COUNTS: [&str; 8] =
-    ["requests", "failovers", "usage_known", "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "units"];
+const COUNTS: [&str; 10] = [
+    "requests",
+    "failovers",
+    "usage_known",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "units",
+    "cost_nanos",
+    "cost_unknown",
+];
 
 /// The summed columns, in [`Sums`] order, then the histogram buckets.
 fn sum_columns() -> Vec<String> {
@@ -118,7 +138,7 @@ fn sum_columns() -> Vec<String> {
 }
 
 fn sum_values(s: &Sums) -> impl Iterator<Item = i64> + '_ {
-    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.cached, s.units, s.latency_ms, s.ttfb_ms]
+    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.cached, s.units, s.cost, s.cost_unknown, s.latency_ms, s.ttfb_ms]
         .into_iter()
         .chain(s.latency_hist.iter().copied())
         .chain(s.ttfb_hist.iter().copied())
@@ -128,7 +148,7 @@ fn sum_values(s: &Sums) -> impl Iterator<Item = i64> + '_ {
 const DIMENSIONS: &str = "maas_model_id, model, endpoint_id, workspace_id, api_key_id, operation, outcome, status, asked_model_id";
 
 /// Bound values per INSERT statement: under SQLite's 32,766 (PostgreSQL's bound is 65,535).
-/// With 46 columns, 695 rows a statement: a 10,000-row flush is 15 statements, each prepared
+/// With 51 columns, 627 rows a statement: a 10,000-row flush is 16 statements, each prepared
 /// once and cached by the driver (full batches share one text).
 const MAX_VALUES: usize = 32_000;
 
@@ -749,6 +769,8 @@ fn decode(rows: Vec<sea_orm::QueryResult>, by: By) -> Result<Vec<Group>, DbErr> 
                 &mut s.total,
                 &mut s.cached,
                 &mut s.units,
+                &mut s.cost,
+                &mut s.cost_unknown,
             ];
             for slot in counts {
                 *slot = v.next().unwrap()?;

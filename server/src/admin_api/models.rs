@@ -6,10 +6,10 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Json, Path, Query};
 use super::page::{Page, PageQuery};
 use super::Api;
-use app::ssr::services::models;
+use app::ssr::services::{models, prices};
 use app::types::{
-    AffinityKey, EndpointInput, HealthCheck, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, RetryPolicy, RuleInput, RuleKind,
-    RuleTarget,
+    AffinityKey, EndpointInput, HealthCheck, KeyChange, ModelDetail, ModelInput, ModelRow, Policy, PriceInput, PriceVersion, RetryPolicy,
+    RuleInput, RuleKind, RuleTarget,
 };
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<Api> {
         .routes(routes!(list_models, create_model))
         .routes(routes!(get_model, replace_model, patch_model, delete_model))
         .routes(routes!(model_health))
+        .routes(routes!(list_prices, add_price))
 }
 
 /// An endpoint as written. `api_key`: absent keeps the saved key of the endpoint `id` names
@@ -322,6 +323,30 @@ async fn create_model(State(api): State<Api>, Extension(c): Extension<Caller>, J
     responses((status = 200, body = Vec<app::types::EndpointHealth>), (status = "4XX", body = ErrorBody)))]
 async fn model_health(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Vec<app::types::EndpointHealth>>> {
     Ok(Json(models::endpoint_health(&api.app.db, id).await?))
+}
+
+/// A MaaS model's price versions, oldest first: each in force from `effective_from` until the
+/// next, as exact decimals of the platform currency.
+#[utoipa::path(get, path = "/models/{id}/prices", tag = "models", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<PriceVersion>), (status = "4XX", body = ErrorBody)))]
+async fn list_prices(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Vec<PriceVersion>>> {
+    Ok(Json(prices::list(&api.app.db, id).await?))
+}
+
+/// Add a price version to a MaaS model, in force from `effective_from` (now when absent; never
+/// in the past): calls made before it keep the price they were made at. Prices are decimals
+/// (per million tokens: at most 6 decimals; per unit and per call: at most 12), never negative.
+#[utoipa::path(post, path = "/models/{id}/prices", tag = "models", request_body = PriceInput, params(("id" = i64, Path)),
+    responses((status = 201, body = PriceVersion), (status = "4XX", body = ErrorBody)))]
+async fn add_price(
+    State(api): State<Api>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<PriceInput>,
+) -> ApiResult<Response> {
+    let (v, rev) = prices::add(&api.app.db, &c.actor, id, &b).await?;
+    api.app.config_changed(rev).await;
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/models/{id}", tag = "models", params(("id" = i64, Path)),

@@ -15,6 +15,7 @@ use super::record::{Call, FailReason, Outcome};
 use super::slots::Slot;
 use super::snapshot::Caller;
 use super::usage::Tokens;
+use app::ssr::pricing::{Schedule, Used};
 use axum::response::Response;
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ struct Record {
     tokens: Option<Tokens>,
     /// What the request asks for in its operation's unit (counted once answered).
     units: u64,
+    /// The model's prices (of the model that answers it).
+    prices: Option<Arc<Schedule>>,
 }
 
 pub struct CallCtx {
@@ -90,6 +93,7 @@ impl CallCtx {
                 ttfb_ms: None,
                 tokens: None,
                 units: 0,
+                prices: None,
             },
             ticket: Ticket::default(),
             consumed: Consumed::Estimate,
@@ -131,9 +135,10 @@ impl CallCtx {
 
     /// The model it names: a served one (`id`), or what the caller sent (bounded by the
     /// caller: a model name is at most 128 characters).
-    pub fn routed(&mut self, model: Arc<str>, id: Option<i64>) {
+    pub fn routed(&mut self, model: Arc<str>, id: Option<i64>, prices: Option<Arc<Schedule>>) {
         self.record.model = Some(model);
         self.record.maas_model_id = id;
+        self.record.prices = prices;
     }
 
     /// What the request asks for in its operation's unit (see `Op::units`).
@@ -166,12 +171,12 @@ impl CallCtx {
 
     /// Its model's endpoints could not answer: `route`, a fallback, is tried next. The call is
     /// recorded under the model that answers it.
-    pub fn falls_back_to(&mut self, name: Arc<str>, id: i64) {
+    pub fn falls_back_to(&mut self, name: Arc<str>, id: i64, prices: Option<Arc<Schedule>>) {
         if self.asked.is_none() {
             self.asked = self.record.model.take();
             self.asked_id = self.record.maas_model_id;
         }
-        self.routed(name, Some(id));
+        self.routed(name, Some(id), prices);
     }
 
     pub fn retry_refused(&mut self) {
@@ -288,6 +293,10 @@ impl CallCtx {
         if self.retry_refused {
             meter.retry_refused(self.asked.as_ref().or(r.model.as_ref()));
         }
+        // Counted when an upstream answered it (not an error, and not cut off).
+        let units = if r.outcome == Outcome::Ok && r.status < 400 { r.units } else { 0 };
+        let at_ms = self.clock.unix_ms().max(0);
+        let cost = cost_of(r, units, at_ms / 1000);
         meter.record(Call {
             // A call refused before its model was read is counted under "".
             model: r.model.take().unwrap_or_else(|| Arc::from("")),
@@ -303,11 +312,27 @@ impl CallCtx {
             ttfb_ms: r.ttfb_ms,
             total_ms: self.clock.now_ms().saturating_sub(self.started_ms),
             tokens: r.tokens,
-            // Counted when an upstream answered it (not an error, and not cut off).
-            units: if r.outcome == Outcome::Ok && r.status < 400 { r.units } else { 0 },
-            at_ms: self.clock.unix_ms().max(0) as u64,
+            units,
+            cost,
+            at_ms: at_ms as u64,
         });
     }
+}
+
+/// What the call cost, nano-units, at its model's prices in force at Unix second `at`: 0 when
+/// no upstream ran it or it answered an error (not billed); `None` (unknown) when one answered
+/// and no price was in force, or the answer reported no usage of the tokens it is priced in.
+fn cost_of(r: &Record, units: u64, at: i64) -> Option<i64> {
+    if r.endpoint_id.is_none() || r.status >= 400 {
+        return Some(0);
+    }
+    let rates = r.prices.as_ref()?.at(at)?;
+    let tokens = match r.tokens {
+        Some(t) => t,
+        None if r.op.counts_tokens() => return None,
+        None => Tokens::default(),
+    };
+    Some(rates.cost_nanos(Used { input: tokens.input, cached: tokens.cached, output: tokens.output, units }))
 }
 
 impl Drop for CallCtx {

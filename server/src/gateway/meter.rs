@@ -55,6 +55,10 @@ fn add(s: &mut Sums, c: &Call) {
         None => {}
     }
     s.units += c.units as i64;
+    match c.cost {
+        Some(n) => s.cost += n,
+        None => s.cost_unknown += 1,
+    }
     s.latency_ms += c.total_ms as i64;
     s.latency_hist[bucket(c.total_ms)] += 1;
     if let Some(t) = c.ttfb_ms {
@@ -263,6 +267,7 @@ mod tests {
             total_ms,
             tokens,
             units: 0,
+            cost: Some(0),
             at_ms: 120_000,
         }
     }

@@ -418,7 +418,7 @@ impl Gateway {
         for (k, fallback) in fallbacks.iter().enumerate() {
             // A fallback that cannot take the call at all is passed over.
             let Ok(translated) = translate_request(op, fallback, &req) else { continue };
-            call.falls_back_to(fallback.name.clone(), fallback.id);
+            call.falls_back_to(fallback.name.clone(), fallback.id, fallback.prices.clone());
             tracing::info!(model = %route.name, fallback = %fallback.name, "no endpoint answered: falling back");
             match self.forward(fallback, &sent, translated, call, k + 1 == fallbacks.len()).await {
                 Ok(answer) => return Ok(answer),
@@ -597,8 +597,8 @@ fn parse_body(bytes: &[u8]) -> Result<RequestBody<'_>, GatewayError> {
 fn find_route<'s>(snap: &'s Snapshot, req: &RequestBody<'_>, call: &mut CallCtx) -> Option<&'s Route> {
     let route = snap.models.get(req.model());
     match route {
-        Some(route) => call.routed(route.name.clone(), Some(route.id)),
-        None => call.routed(Arc::from(req.model().chars().take(128).collect::<String>()), None),
+        Some(route) => call.routed(route.name.clone(), Some(route.id), route.prices.clone()),
+        None => call.routed(Arc::from(req.model().chars().take(128).collect::<String>()), None, None),
     }
     route.map(|r| &**r)
 }

@@ -59,6 +59,9 @@ pub struct Call {
     pub tokens: Option<Tokens>,
     /// Of its operation's unit besides tokens (documents, characters, images), when answered.
     pub units: u64,
+    /// What it cost, nano-units of the platform currency; `None`: unknown (an upstream ran it
+    /// and no price covered it, or it reported no usage).
+    pub cost: Option<i64>,
     /// When it ended, Unix ms.
     pub at_ms: u64,
 }

@@ -6,7 +6,8 @@ use super::balancer::{self, Balancer};
 use super::op::{Api, Op, Translation};
 use super::upstream::Target;
 use app::ssr::crypto::SecretBox;
-use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, rule};
+use app::ssr::entities::{api_key, cluster, endpoint, maas_model, marketplace_model, model_price, rule};
+use app::ssr::pricing::Schedule;
 use app::types::{Policy, RuleKind, RuleTarget};
 use futures_util::TryStreamExt;
 use parking_lot::Mutex;
@@ -201,6 +202,8 @@ pub struct Route {
     /// Models (ids) that answer, in order, when none of this one's endpoints can.
     pub fallbacks: Vec<i64>,
     pub health_check: Option<app::types::HealthCheck>,
+    /// Its price versions; `None`: never priced (its calls' cost is unknown).
+    pub prices: Option<Arc<Schedule>>,
 }
 
 #[derive(Clone, Debug)]
@@ -276,6 +279,7 @@ pub struct Rows {
     pub endpoints: HashMap<i64, Vec<endpoint::Model>>,
     pub rules: HashMap<i64, Vec<rule::Model>>,
     pub quotas: FxHashMap<(RuleTarget, i64), QuotaCheck>,
+    pub prices: HashMap<i64, Vec<model_price::Model>>,
 }
 
 /// One API key as the snapshot knows it: (secret hash in hex, key id, workspace id, holder's
@@ -343,19 +347,23 @@ pub async fn load(
         endpoints.entry(e.maas_model_id).or_default().push(e);
     }
     let mut rules: HashMap<i64, Vec<rule::Model>> = HashMap::new();
-    for r in rule::Entity::find().filter(rule::Column::MaasModelId.is_in(ids)).order_by_asc(rule::Column::Position).all(db).await? {
+    for r in rule::Entity::find().filter(rule::Column::MaasModelId.is_in(ids.clone())).order_by_asc(rule::Column::Position).all(db).await? {
         rules.entry(r.maas_model_id).or_default().push(r);
+    }
+    let mut prices: HashMap<i64, Vec<model_price::Model>> = HashMap::new();
+    for p in model_price::Entity::find().filter(model_price::Column::MaasModelId.is_in(ids)).all(db).await? {
+        prices.entry(p.maas_model_id).or_default().push(p);
     }
     let quota_counters = previous.map(|p| p.quotas.values().map(|q| (q.key, q.counter().clone())).collect()).unwrap_or_default();
     let quotas = super::admission::quota::load(db, &quota_counters, now_secs).await?;
-    Ok(Rows { models, endpoints, rules, quotas })
+    Ok(Rows { models, endpoints, rules, quotas, prices })
 }
 
 /// The snapshot of `revision` from `rows`, without touching a database: what survives from
 /// `previous` (endpoint health and slots, rule counters) is carried over. Keys are added after
 /// ([`Snapshot::add_key`]).
 pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option<&Snapshot>) -> Snapshot {
-    let Rows { models, endpoints: mut eps, mut rules, quotas } = rows;
+    let Rows { models, endpoints: mut eps, mut rules, quotas, mut prices } = rows;
     // Health of endpoints that survive the change (same model, URL and Model ID) carries over.
     // Previous routes by id, found once: a scan per endpoint was quadratic in the models.
     let previous_routes: HashMap<i64, &Route> = previous.map(|p| p.models.values().map(|r| (r.id, &**r)).collect()).unwrap_or_default();
@@ -462,6 +470,7 @@ pub fn assemble(rows: Rows, secrets: &SecretBox, revision: i64, previous: Option
             retry: super::retry::Retry::new(&m.retry(), previous_routes.get(&m.id).map(|r| r.retry.budget.clone()).unwrap_or_default()),
             fallbacks: m.fallbacks(),
             health_check: m.health_check(),
+            prices: prices.remove(&m.id).map(|v| Arc::new(Schedule::new(v.iter().map(|p| (p.effective_from, p.rates())).collect()))),
         };
         let route = Arc::new(route);
         snap.by_id.insert(m.id, route.clone());

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod model_names;
 pub mod models;
 pub mod playground;
+pub mod prices;
 pub mod quotas;
 pub mod usage;
 pub mod visibility;

@@ -291,7 +291,7 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(
 /// Moves the model to `rev`, inside the change's transaction, if it is still at
 /// `expected` (any revision when `None`): one conditional UPDATE, so two writers racing on the
 /// same model cannot both pass the check.
-async fn claim(txn: &impl ConnectionTrait, id: i64, expected: Option<i64>, rev: i64) -> SResult<()> {
+pub(super) async fn claim(txn: &impl ConnectionTrait, id: i64, expected: Option<i64>, rev: i64) -> SResult<()> {
     let mut q = maas_model::Entity::update_many()
         .col_expr(maas_model::Column::Revision, Expr::value(rev))
         .col_expr(maas_model::Column::UpdatedAt, Expr::value(now()))

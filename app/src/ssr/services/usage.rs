@@ -5,6 +5,7 @@
 use super::visibility;
 use crate::error::AppError;
 use crate::ssr::entities::{api_key, endpoint, workspace};
+use crate::ssr::pricing::format_nanos;
 use crate::ssr::usage_rollups::{aggregate, quantile, rank_keys, By, Group, Scope, Sums};
 use crate::ssr::{charts, now, SResult};
 use crate::types::*;
@@ -52,6 +53,8 @@ impl Tally {
             cached_tokens: s.cached,
             units: s.units,
             unit: None,
+            cost: format_nanos(s.cost),
+            cost_unknown: s.cost_unknown,
             failovers: s.failovers,
             p50_ms: quantile(&s.latency_hist, 0.5),
             p95_ms: quantile(&s.latency_hist, 0.95),
@@ -307,6 +310,7 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         models_hidden,
         endpoints_hidden,
         fallbacks,
+        currency: super::prices::currency(db).await?,
         model_choices,
         workspace_choices,
         key_choices,
@@ -395,6 +399,8 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
                 units: s.units,
                 unit: names.unit(model_id),
                 requests_usage_unknown: s.requests - s.usage_known,
+                cost: format_nanos(s.cost),
+                cost_unknown: s.cost_unknown,
                 asked_model_id: g.int(4),
                 asked_model: g
                     .int(4)
@@ -407,11 +413,11 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
 
 /// The billing export: [`daily`] as CSV, the file a billing system takes.
 pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<String> {
-    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model\n");
+    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model,cost,cost_unknown\n");
     let id = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     for d in daily(db, from, to).await? {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             d.day,
             id(d.workspace_id),
             csv_field(&d.workspace),
@@ -428,7 +434,9 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
             d.units,
             d.unit.as_deref().unwrap_or(""),
             id(d.asked_model_id),
-            csv_field(&d.asked_model)
+            csv_field(&d.asked_model),
+            d.cost,
+            d.cost_unknown
         ));
     }
     Ok(out)
