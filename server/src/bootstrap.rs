@@ -19,7 +19,7 @@ pub async fn open_db(url: &str) -> anyhow::Result<DatabaseConnection> {
     use migration::MigratorTrait;
     migration::Migrator::up(&db, None).await?;
     let wanted = std::env::var("MAAS_CURRENCY").ok().filter(|c| !c.is_empty());
-    app::ssr::services::prices::settle_currency(&db, wanted.as_deref()).await.map_err(anyhow::Error::msg)?;
+    app::ssr::services::currency::settle_currency(&db, wanted.as_deref()).await.map_err(anyhow::Error::msg)?;
     Ok(db)
 }
 

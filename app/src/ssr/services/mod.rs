@@ -3,6 +3,7 @@
 pub mod admin_tokens;
 pub mod audit_log;
 pub mod catalog;
+pub mod currency;
 pub mod keys;
 pub mod model_names;
 pub mod models;

@@ -310,7 +310,7 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         models_hidden,
         endpoints_hidden,
         fallbacks,
-        currency: super::prices::currency(db).await?,
+        currency: super::currency::currency(db).await?,
         model_choices,
         workspace_choices,
         key_choices,
