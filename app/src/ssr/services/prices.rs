@@ -74,10 +74,8 @@ pub async fn add<C: TransactionTrait + ConnectionTrait>(
     input: &PriceInput,
 ) -> SResult<(PriceVersion, i64)> {
     let now = now();
-    let mut errors = match rates(input) {
-        Ok(_) => FieldErrors::default(),
-        Err(e) => e,
-    };
+    let read = rates(input);
+    let mut errors = read.clone().err().unwrap_or_default();
     let from = input.effective_from.unwrap_or(now);
     if from < now {
         errors.add("effective_from", "must not be in the past: calls already made keep the price they were made at");
@@ -85,7 +83,7 @@ pub async fn add<C: TransactionTrait + ConnectionTrait>(
         errors.add("effective_from", "at most ten years ahead");
     }
     errors.into_result()?;
-    let r = rates(input).map_err(AppError::Invalid)?;
+    let r = read.map_err(AppError::Invalid)?;
     let txn = db.begin().await?;
     let rev = bump_revision(&txn).await?;
     claim(&txn, model_id, None, rev).await?;
