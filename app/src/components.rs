@@ -179,6 +179,9 @@ pub fn QuotaFields(quota: Option<QuotaView>, errors: Signal<Option<FieldErrors>>
     let period = quota.as_ref().map(|q| q.period).unwrap_or_default();
     let budget = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     let (tokens, requests) = (budget(quota.as_ref().and_then(|q| q.tokens)), budget(quota.as_ref().and_then(|q| q.requests)));
+    let spend = quota.as_ref().and_then(|q| q.spend.clone()).unwrap_or_default();
+    let pass = quota.as_ref().is_some_and(|q| q.unpriced == "pass");
+    let alerts = quota.as_ref().map(|q| q.alerts.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default();
     view! {
         <label>"Per "
             <select name="period">
@@ -190,7 +193,17 @@ pub fn QuotaFields(quota: Option<QuotaView>, errors: Signal<Option<FieldErrors>>
         <FieldMsg errors field="tokens"/>
         <label>"Requests " <input name="requests" inputmode="numeric" value=requests placeholder="no request budget"/></label>
         <FieldMsg errors field="requests"/>
-        <p class="hint">"Both empty: no quota. A spent quota answers 429 insufficient_quota until the period turns."</p>
+        <label>"Money " <input name="spend" inputmode="decimal" value=spend placeholder="no money budget"/></label>
+        <FieldMsg errors field="spend"/>
+        <label>"Unpriced models "
+            <select name="unpriced">
+                <option value="refuse" selected=!pass>"refused"</option>
+                <option value="pass" selected=pass>"let through, uncounted"</option>
+            </select></label>
+        <FieldMsg errors field="unpriced"/>
+        <label>"Alerts at % " <input name="alerts" value=alerts placeholder="e.g. 50, 80, 100"/></label>
+        <FieldMsg errors field="alerts"/>
+        <p class="hint">"All empty: no quota. A spent quota answers 429 insufficient_quota until the period turns."</p>
     }
 }
 

@@ -457,21 +457,41 @@ pub struct Workspace {
 
 pub use crate::days::Period;
 
-/// A budget of tokens and/or requests per calendar day or month (UTC) for a workspace or an
-/// API key, as the form sends it: numbers as typed, empty for "no budget of this kind".
+/// A budget of tokens, requests and/or money per calendar day or month (UTC) for a workspace
+/// or an API key, as the form sends it: numbers as typed, empty for "no budget of this kind".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaInput {
     pub period: Period,
     pub tokens: String,
     pub requests: String,
+    /// Money, a decimal of the installation's currency (`"25.50"`).
+    pub spend: String,
+    /// What the money budget does with calls to an unpriced model: `refuse` or `pass`.
+    pub unpriced: String,
+    /// Alert thresholds of the money budget, percent, comma-separated (`"50, 80, 100"`).
+    pub alerts: String,
+}
+
+/// A quota form's fields, as both quota server functions take them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaForm {
+    pub period: String,
+    pub tokens: String,
+    pub requests: String,
+    #[serde(default)]
+    pub spend: String,
+    #[serde(default)]
+    pub unpriced: String,
+    #[serde(default)]
+    pub alerts: String,
 }
 
 impl QuotaInput {
-    /// From a form's fields (as both quota server functions take them); the period must be
-    /// `day` or `month`, the budgets are checked by the service.
-    pub fn from_form(period: &str, tokens: String, requests: String) -> Result<Self, crate::error::AppError> {
-        let period = Period::parse(period).ok_or_else(|| crate::error::AppError::field("period", "choose day or month"))?;
-        Ok(QuotaInput { period, tokens, requests })
+    /// From a form's fields; the period must be `day` or `month`, the budgets are checked by
+    /// the service.
+    pub fn from_form(f: QuotaForm) -> Result<Self, crate::error::AppError> {
+        let period = Period::parse(&f.period).ok_or_else(|| crate::error::AppError::field("period", "choose day or month"))?;
+        Ok(QuotaInput { period, tokens: f.tokens, requests: f.requests, spend: f.spend, unpriced: f.unpriced, alerts: f.alerts })
     }
 }
 
@@ -486,6 +506,18 @@ pub struct QuotaView {
     /// usage flush).
     pub spent_tokens: i64,
     pub spent_requests: i64,
+    /// The budget in money, a decimal of the currency (`None`: no money budget).
+    pub spend: Option<String>,
+    /// What the period spent in money (a decimal of the currency, every call rounded once).
+    pub spent_money: String,
+    /// The money budget is reached (compared on the server, in integers).
+    pub spend_reached: bool,
+    /// What the money budget does with calls to an unpriced model: `refuse` or `pass`.
+    pub unpriced: String,
+    /// Alert thresholds of the money budget, percent.
+    pub alerts: Vec<u16>,
+    /// The installation's currency (ISO 4217).
+    pub currency: String,
     /// When the current period ends (Unix second): the quota is whole again.
     pub resets_at: i64,
 }
@@ -1086,7 +1118,8 @@ impl QuotaView {
     /// "1.2k of 5000 tokens · 3 of 100 requests this month, resets 2027-01-01".
     pub fn summary(&self) -> String {
         let of = |spent: i64, budget: Option<i64>, unit: &str| budget.map(|b| format!("{} of {b} {unit}", compact_count(spent)));
-        let parts: Vec<String> = [of(self.spent_tokens, self.tokens, "tokens"), of(self.spent_requests, self.requests, "requests")]
+        let money = self.spend.as_ref().map(|b| format!("{} of {b} {}", self.spent_money, self.currency));
+        let parts: Vec<String> = [of(self.spent_tokens, self.tokens, "tokens"), of(self.spent_requests, self.requests, "requests"), money]
             .into_iter()
             .flatten()
             .collect();
@@ -1099,7 +1132,7 @@ impl QuotaView {
 
     /// Whether a budget is spent (calls are refused until it resets).
     pub fn spent(&self) -> bool {
-        self.tokens.is_some_and(|b| self.spent_tokens >= b) || self.requests.is_some_and(|b| self.spent_requests >= b)
+        self.tokens.is_some_and(|b| self.spent_tokens >= b) || self.requests.is_some_and(|b| self.spent_requests >= b) || self.spend_reached
     }
 }
 

@@ -22,6 +22,7 @@ mod m20261207_000004_routing;
 mod m20261207_000005_fleet;
 mod m20261207_000006_asked_model;
 mod m20261207_000007_prices;
+mod m20261207_000008_budgets;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000005_fleet::Migration),
             Box::new(m20261207_000006_asked_model::Migration),
             Box::new(m20261207_000007_prices::Migration),
+            Box::new(m20261207_000008_budgets::Migration),
         ]
     }
 }

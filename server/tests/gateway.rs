@@ -1753,7 +1753,7 @@ async fn calls_are_priced_at_the_version_in_force_when_they_end_and_unpriced_one
     let refused = prices::add(&h.state.db, &sys, chat, &price("-1", "0.0000001", "", "", Some(1))).await;
     match refused {
         Err(app::ssr::ServiceError::App(app::error::AppError::Invalid(f))) => {
-            assert_eq!(f.get("input_per_million"), Some("a price is never negative"));
+            assert_eq!(f.get("input_per_million"), Some("never negative"));
             assert_eq!(f.get("cached_input_per_million"), Some("at most 6 decimals"));
             assert!(f.get("effective_from").is_some_and(|m| m.starts_with("must not be in the past")), "{f:?}");
         }
@@ -1825,7 +1825,7 @@ async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_
         &app::ssr::audit::Actor::system(),
         &h.op,
         h.ws,
-        &QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() },
+        &QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into(), ..Default::default() },
     )
     .await
     .unwrap();
@@ -1868,11 +1868,130 @@ async fn a_spent_monthly_quota_refuses_with_insufficient_quota_across_a_restart_
     r.text().await.unwrap();
 }
 
+/// A workspace's daily budget in money: each call reserves its estimate's price (prompt size
+/// and max_tokens at the model's rates, plus the price per call) and settles to its real cost,
+/// so sequential calls stop exactly when spent reaches the budget, a concurrent burst is held to
+/// it by the reservations, the spend equals the usage rows' cost to the nano, unpriced models
+/// are refused or let through as the budget says, and a restarted gateway and the next day know
+/// where they stand.
+#[tokio::test]
+async fn a_money_budget_reserves_each_calls_estimated_price_and_refuses_once_spent() {
+    use app::ssr::entities::usage_minute;
+    use app::ssr::services::{prices, quotas};
+    use sea_orm::EntityTrait;
+    let clock = server::gateway::clock::ManualClock::at(app::ssr::now() * 1000);
+    let w = clock.clone();
+    let h = harness_with(server::mock_upstream::router(Default::default(), true), move |c| c.clock = Arc::new(w)).await;
+    let chat = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let sys = app::ssr::audit::Actor::system();
+    // 1 per million input tokens, 2 per million output, 0.01 per call: a call costs 0.01 and a
+    // few tens of thousands of nano-units.
+    let price = PriceInput {
+        effective_from: None,
+        input_per_million: "1".into(),
+        cached_input_per_million: String::new(),
+        output_per_million: "2".into(),
+        per_unit: String::new(),
+        per_call: "0.01".into(),
+    };
+    let (_, rev) = prices::add(&h.state.db, &sys, chat, &price).await.unwrap();
+    h.state.config_changed(rev).await;
+    // The price is in force from now: the gateway's clock moves past it.
+    clock.set_unix_ms((app::ssr::now() + 1) * 1000);
+    let budget = |spend: &str, unpriced: &str| QuotaInput {
+        period: Period::Day,
+        spend: spend.into(),
+        unpriced: unpriced.into(),
+        alerts: "50, 100".into(),
+        ..Default::default()
+    };
+    let rev = quotas::set_workspace(&h.state.db, &sys, &h.op, h.ws, &budget("0.05", "refuse")).await.unwrap();
+    h.state.config_changed(rev).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10});
+
+    // Five calls of just over 0.01 spend just over 0.05: the sixth is refused.
+    for i in 0..5 {
+        let r = h.chat(body.clone()).await;
+        assert_eq!(r.status(), 200, "call {i}");
+        r.text().await.unwrap();
+    }
+    let refused = h.chat(body.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let day_end = Period::Day.end(server::gateway::clock::Clock::unix_secs(&clock));
+    let (_, e) = error_of(refused).await;
+    assert_eq!(e["code"], "insufficient_quota");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("your workspace's daily quota of 0.05 USD in money"), "{msg}");
+    assert!(msg.contains(&format!("resets at {} UTC", app::days::format_utc(day_end))), "{msg}");
+
+    // What the budget counted is what the usage rows say the calls cost, to the nano-unit.
+    h.gw.flush_usage(&h.state.db, "test").await.unwrap();
+    let rows = usage_minute::Entity::find().all(&h.state.db).await.unwrap();
+    let cost: i64 = rows.iter().map(|r| r.cost_nanos).sum();
+    let (input, output): (i64, i64) = (rows.iter().map(|r| r.input_tokens).sum(), rows.iter().map(|r| r.output_tokens).sum());
+    assert_eq!(cost, 5 * 10_000_000 + input * 1_000 + output * 2_000, "hand-computed: 5 calls at 0.01, tokens at 1 and 2 per million");
+    let spaces = app::ssr::services::workspaces::list(&h.state.db, &h.op).await.unwrap();
+    let q = spaces.iter().find(|w| w.id == h.ws).unwrap().quota.clone().unwrap();
+    assert_eq!(q.spent_money, app::ssr::pricing::format_nanos(cost));
+    assert!(q.spend_reached && q.spent(), "{q:?}");
+    assert_eq!((q.spend.as_deref(), q.currency.as_str(), q.alerts.as_slice()), (Some("0.05"), "USD", &[50u16, 100][..]));
+
+    // A restarted gateway starts from the ledger: still spent. The day turns: whole again.
+    let w = clock.clone();
+    let (_, restarted) = another_gateway(&h, move |c| c.clock = Arc::new(w)).await;
+    let call = |base: &str| h.http.post(format!("{base}/v1/chat/completions")).bearer_auth(&h.key).json(&body).send();
+    assert_eq!(call(&restarted).await.unwrap().status(), 429, "the restart knows what was spent");
+    clock.set_unix_ms(day_end * 1000);
+
+    // A burst of 20 at once on a new day: the reservations (each call's estimate, about
+    // 0.01004) hold it to the budget: five admitted, whatever the order they end in.
+    let wave: Vec<_> = (0..20).map(|_| tokio::spawn(call(&h.base))).collect();
+    let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
+    for c in wave {
+        *by_status.entry(c.await.unwrap().unwrap().status().as_u16()).or_default() += 1;
+    }
+    assert_eq!(by_status, [(200, 5), (429, 15)].into_iter().collect(), "the budget holds under concurrency");
+
+    // A model without a price: refused (403) while the budget refuses what it cannot price,
+    // let through uncounted once it says so.
+    let free_mm = h.marketplace("unpriced", ModelKind::Chat).await;
+    h.model_of(free_mm, Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    // With the restarted gateway also applying changes, the harness's own is waited for.
+    let applied = || async {
+        let want = app::ssr::current_revision(&h.state.db).await.unwrap();
+        for _ in 0..100 {
+            if h.gw.revision() >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    applied().await;
+    clock.set_unix_ms((day_end + 86_400) * 1000);
+    let unpriced = json!({"model": "unpriced", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, e) = error_of(h.chat(unpriced.clone()).await).await;
+    assert_eq!((status, e["code"].as_str()), (403, Some("model_unpriced")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("has no price"), "{e}");
+    let rev = quotas::set_workspace(&h.state.db, &sys, &h.op, h.ws, &budget("0.05", "pass")).await.unwrap();
+    h.state.config_changed(rev).await;
+    applied().await;
+    for _ in 0..8 {
+        let r = h.chat(unpriced.clone()).await;
+        assert_eq!(r.status(), 200, "uncounted: never fills the budget: {}", r.text().await.unwrap());
+    }
+    assert_eq!(h.chat(body.clone()).await.status(), 200, "the budget is untouched by unpriced calls");
+}
+
 #[tokio::test]
 async fn quotas_are_set_by_operators_only_with_errors_next_to_their_fields() {
     let h = harness().await;
     let member = h._env.user("member", Role::User).await;
-    let input = |tokens: &str, requests: &str| QuotaInput { period: Period::Day, tokens: tokens.into(), requests: requests.into() };
+    let input = |tokens: &str, requests: &str| QuotaInput {
+        period: Period::Day,
+        tokens: tokens.into(),
+        requests: requests.into(),
+        ..Default::default()
+    };
     use app::ssr::services::quotas;
     let err = quotas::set_workspace(&h.state.db, &app::ssr::audit::Actor::system(), &member, h.ws, &input("10", "")).await.unwrap_err();
     assert!(matches!(err.into_app(), app::error::AppError::Forbidden), "a user may not set quotas");
@@ -1885,6 +2004,33 @@ async fn quotas_are_set_by_operators_only_with_errors_next_to_their_fields() {
         .unwrap_err()
         .into_app();
     assert!(matches!(&err, app::error::AppError::Invalid(f) if f.get("tokens") == Some("must be at most 1000000000000")), "{err:?}");
+    let money = |spend: &str, unpriced: &str, alerts: &str| QuotaInput {
+        period: Period::Day,
+        spend: spend.into(),
+        unpriced: unpriced.into(),
+        alerts: alerts.into(),
+        ..Default::default()
+    };
+    let err = quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &money("-1", "maybe", "50, 200%, x"))
+        .await
+        .unwrap_err()
+        .into_app();
+    let app::error::AppError::Invalid(f) = err else { panic!("{err:?}") };
+    assert_eq!((f.get("spend"), f.get("unpriced")), (Some("never negative"), Some("choose refuse or pass")));
+    assert!(f.get("alerts").is_some_and(|m| m.starts_with("\"x\": percents")), "{f:?}");
+    for (spend, want) in [
+        ("0", "more than 0 (leave it empty for no budget)"),
+        ("0.0000000001", "at most 9 decimals"),
+        ("2000000000", "at most 1,000,000,000"),
+    ] {
+        let err =
+            quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &money(spend, "", "")).await.unwrap_err();
+        assert!(matches!(err.into_app(), app::error::AppError::Invalid(f) if f.get("spend") == Some(want)), "{spend}");
+    }
+    let err = quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, h.key_id, &money("", "", "80")).await.unwrap_err();
+    assert!(
+        matches!(err.into_app(), app::error::AppError::Invalid(f) if f.get("alerts") == Some("alerts watch the money budget: set one"))
+    );
     assert!(matches!(
         quotas::set_key(&h.state.db, &app::ssr::audit::Actor::system(), &h.op, 999_999, &input("1", "")).await.unwrap_err().into_app(),
         app::error::AppError::NotFound(_)

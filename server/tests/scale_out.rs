@@ -124,8 +124,11 @@ fn rule_refusal(r: Refused) -> server::gateway::admission::limiter::Rejection {
     }
 }
 
-const NO_LEASE: server::gateway::admission::redis_limiter::LeaseArgs =
-    server::gateway::admission::redis_limiter::LeaseArgs { estimate: 0, lease_id: 0, lease_ms: 60_000 };
+const NO_LEASE: server::gateway::admission::redis_limiter::LeaseArgs = server::gateway::admission::redis_limiter::LeaseArgs {
+    estimate: server::gateway::admission::quota::Reservation { tokens: 0, nanos: 0 },
+    lease_id: 0,
+    lease_ms: 60_000,
+};
 
 fn hello() -> Value {
     json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
@@ -564,7 +567,7 @@ async fn a_quota_is_one_budget_across_replicas_and_survives_redis_losing_it() {
     let redis = Redis::start().await;
     let r = Arc::new(replicas(&redis.url).await);
     r.model(vec![]).await;
-    let input = QuotaInput { period: Period::Day, tokens: "".into(), requests: "30".into() };
+    let input = QuotaInput { period: Period::Day, tokens: "".into(), requests: "30".into(), ..Default::default() };
     let rev = quotas::set_workspace(&r.state.db, &app::ssr::audit::Actor::system(), &r.fx.op, r.fx.ws, &input).await.unwrap();
     r.applied(rev).await;
     let by_status = r.burst(200, &hello()).await;
@@ -583,7 +586,7 @@ async fn a_quota_is_one_budget_across_replicas_and_survives_redis_losing_it() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let spent = quotas::ledger(&r.state.db, now, None).await.unwrap();
     assert_eq!(
-        spent.get(&(RuleTarget::Workspace, r.fx.ws, Period::Day.start(now))).map(|s| s.1),
+        spent.get(&(RuleTarget::Workspace, r.fx.ws, Period::Day.start(now))).map(|s| s.requests),
         Some(30),
         "the ledger holds both replicas' calls"
     );
@@ -605,12 +608,82 @@ async fn a_token_quota_over_two_replicas_admits_until_spent_plus_reserved_reach_
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 100});
     let estimate = (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) + 100;
     r.fx.model_at(&r.state, &format!("/chunks/{}", estimate - 5), vec![]).await;
-    let input = QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into() };
+    let input = QuotaInput { period: Period::Month, tokens: "5000".into(), requests: "".into(), ..Default::default() };
     let rev =
         app::ssr::services::quotas::set_key(&r.state.db, &app::ssr::audit::Actor::system(), &r.fx.op, r.fx.key_id, &input).await.unwrap();
     r.applied(rev).await;
     let admitted = r.burst(200, &body).await.get(&200).copied().unwrap_or(0) as u64;
     assert_eq!(admitted, 5_000u64.div_ceil(estimate), "{admitted} calls of {estimate} tokens: one budget, not one per replica");
+}
+
+/// A workspace's daily budget in money over two replicas under 400 concurrent streams: one
+/// budget in Redis, each call reserving its estimate's price and settling to its real cost.
+/// The spend ends at most one call's reservation above the budget (the last admitted), never
+/// one budget per replica; topped up call by call it reaches the budget; the ledger and the
+/// usage rows agree to the nano-unit.
+#[tokio::test]
+async fn a_money_budget_over_two_replicas_ends_within_one_reservation_of_it() {
+    use app::days::Period;
+    use app::ssr::services::{prices, quotas};
+    let redis = Redis::start().await;
+    let r = Arc::new(replicas(&redis.url).await);
+    let sys = app::ssr::audit::Actor::system();
+    let (id, rev) = r.fx.model_at(&r.state, "/chunks/10", vec![]).await;
+    r.applied(rev).await;
+    let price = PriceInput {
+        effective_from: None,
+        input_per_million: "1".into(),
+        cached_input_per_million: String::new(),
+        output_per_million: "2".into(),
+        per_unit: String::new(),
+        per_call: "0.001".into(),
+    };
+    let (_, rev) = prices::add(&r.state.db, &sys, id, &price).await.unwrap();
+    r.applied(rev).await;
+    // Prices are in force from the second after they are added.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let budget_nanos: i64 = 50_000_000;
+    let input = QuotaInput { period: Period::Day, spend: "0.05".into(), ..Default::default() };
+    let rev = quotas::set_workspace(&r.state.db, &sys, &r.fx.op, r.fx.ws, &input).await.unwrap();
+    r.applied(rev).await;
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 100});
+    // What each call reserves: 0.001, its body's size at 1 / M and 100 tokens at 2 / M.
+    let reservation = 1_000_000 + (serde_json::to_vec(&body).unwrap().len() as u64).div_ceil(4) as i64 * 1_000 + 100 * 2_000;
+    // The calls that top it up below give no max_tokens: they reserve the default output.
+    let top_up = 1_000_000 + (serde_json::to_vec(&hello()).unwrap().len() as u64).div_ceil(4) as i64 * 1_000 + 1_024 * 2_000;
+
+    let by_status = r.burst(400, &body).await;
+    let admitted = by_status.get(&200).copied().unwrap_or(0);
+    assert!(admitted >= 40 && by_status.get(&429).is_some(), "{by_status:?}");
+    let spent = || async {
+        // Twice, as their periodic flushes would: each writes its calls, then reads the other's.
+        for _ in 0..2 {
+            for (i, gw) in r.gws.iter().enumerate() {
+                gw.flush_usage(&r.state.db, &format!("replica-{i}")).await.unwrap();
+            }
+        }
+        let now = app::ssr::now();
+        let ledger = quotas::ledger(&r.state.db, now, None).await.unwrap();
+        ledger.get(&(RuleTarget::Workspace, r.fx.ws, Period::Day.start(now))).map_or(0, |s| s.nanos)
+    };
+    let after_burst = spent().await;
+    assert!(after_burst <= budget_nanos + reservation, "{after_burst} spent of {budget_nanos}: one budget, not one per replica");
+    // Topped up one call at a time (each settled before the next): admitted while spent < budget.
+    let mut refused = None;
+    for i in 0..100 {
+        let res = r.chat(i % 2).await;
+        if res.status() == 429 {
+            refused = Some(res);
+            break;
+        }
+        res.text().await.unwrap();
+    }
+    let refused: Value = refused.expect("the budget fills").json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "insufficient_quota", "{refused}");
+    let total = spent().await;
+    assert!(total >= budget_nanos && total <= budget_nanos + top_up, "{total} spent of {budget_nanos} (a call reserves {top_up})");
+    let rows = app::ssr::entities::usage_minute::Entity::find().all(&r.state.db).await.unwrap();
+    assert_eq!(total, rows.iter().map(|r| r.cost_nanos).sum::<i64>(), "the ledger is what the usage rows say the calls cost");
 }
 
 /// A replica that dies holding a place in a concurrency rule does not block the key for good:
@@ -626,7 +699,7 @@ async fn leases_of_a_dead_replica_run_out_and_renewed_ones_do_not() {
         1,
         "c".into(),
     )];
-    let lease = |id| LeaseArgs { estimate: 0, lease_id: id, lease_ms: 400 };
+    let lease = |id| LeaseArgs { estimate: Default::default(), lease_id: id, lease_ms: 400 };
     assert!(l.check(7, &one, &[], lease(1)).await.unwrap().is_ok());
     let rej = rule_refusal(l.check(7, &one, &[], lease(2)).await.unwrap().unwrap_err());
     assert_eq!((rej.kind, rej.retry_after_secs), (RuleKind::Concurrent, 1));
@@ -639,7 +712,7 @@ async fn leases_of_a_dead_replica_run_out_and_renewed_ones_do_not() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(l.check(7, &one, &[], lease(4)).await.unwrap().is_ok(), "the dead replica's lease ran out");
     // An ended lease frees its place at once.
-    l.settle(7, &[SharedCounter::Rule(one[0].key)], 4, None).await.unwrap();
+    l.settle(7, &[SharedCounter::Rule(one[0].key)], 4, Default::default(), server::gateway::admission::Consumed::Nothing).await.unwrap();
     assert!(l.check(7, &one, &[], lease(5)).await.unwrap().is_ok());
 }
 

@@ -65,12 +65,25 @@ pub async fn set_key_scope(id: i64, last_day: String, all_models: bool, models: 
 /// Sets a key's quota (as [`crate::api::workspaces::set_workspace_quota`] a workspace's).
 /// Operators only.
 #[server(endpoint = "keys/quota", output = Postcard)]
-pub async fn set_key_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
+pub async fn set_key_quota(
+    id: i64,
+    period: String,
+    tokens: String,
+    requests: String,
+    spend: String,
+    unpriced: String,
+    alerts: String,
+) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
-        let rev =
-            quotas::set_key(&st.db, &crate::ssr::audit::Actor::console(&who), &who, id, &QuotaInput::from_form(&period, tokens, requests)?)
-                .await?;
+        let rev = quotas::set_key(
+            &st.db,
+            &crate::ssr::audit::Actor::console(&who),
+            &who,
+            id,
+            &QuotaInput::from_form(QuotaForm { period, tokens, requests, spend, unpriced, alerts })?,
+        )
+        .await?;
         st.config_changed(rev).await;
         Ok(())
     })

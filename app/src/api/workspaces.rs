@@ -48,7 +48,15 @@ pub async fn create_user(username: String, password: String, role: String) -> Re
 /// Sets a workspace's quota: `period` is `day` or `month`, the budgets whole numbers or empty
 /// (both empty: no quota). Operators only.
 #[server(endpoint = "workspaces/quota", output = Postcard)]
-pub async fn set_workspace_quota(id: i64, period: String, tokens: String, requests: String) -> Result<(), AppError> {
+pub async fn set_workspace_quota(
+    id: i64,
+    period: String,
+    tokens: String,
+    requests: String,
+    spend: String,
+    unpriced: String,
+    alerts: String,
+) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {
         let rev = quotas::set_workspace(
@@ -56,7 +64,7 @@ pub async fn set_workspace_quota(id: i64, period: String, tokens: String, reques
             &crate::ssr::audit::Actor::console(&who),
             &who,
             id,
-            &QuotaInput::from_form(&period, tokens, requests)?,
+            &QuotaInput::from_form(QuotaForm { period, tokens, requests, spend, unpriced, alerts })?,
         )
         .await?;
         st.config_changed(rev).await;

@@ -317,6 +317,12 @@ pub mod quota {
         pub period: String,
         pub tokens: Option<i64>,
         pub requests: Option<i64>,
+        /// The budget in money, nano-units of the currency.
+        pub spend_nanos: Option<i64>,
+        /// `refuse` or `pass`: what the money budget does with calls to an unpriced model.
+        pub unpriced: String,
+        /// Alert thresholds of the money budget, percent, comma-separated (`""`: none).
+        pub alert_percents: String,
     }
     no_relations!();
 
@@ -346,6 +352,29 @@ pub mod quota_spent {
         pub period_start: i64,
         pub tokens: i64,
         pub requests: i64,
+        pub cost_nanos: i64,
+    }
+    no_relations!();
+}
+
+pub mod quota_alert {
+    use sea_orm::entity::prelude::*;
+    /// A money budget's threshold crossed in one period: at most one row per subject, period
+    /// and threshold (a unique index), so the alert fires once whichever gateway sees it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "quota_alerts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub target: String,
+        pub subject_id: i64,
+        pub period_start: i64,
+        pub percent: i32,
+        pub spent_nanos: i64,
+        pub budget_nanos: i64,
+        pub created_at: i64,
+        /// The webhook took it (or none is set).
+        pub delivered: bool,
     }
     no_relations!();
 }

@@ -90,30 +90,50 @@ pub struct BadPrice(pub String);
 /// per item: `per` is 1,000,000 for a price per million tokens, 1 for a price per unit or call.
 /// At most as many decimals as the pico scale keeps exactly; never negative; bounded.
 pub fn parse_price(s: &str, per: u64) -> Result<i64, BadPrice> {
+    // pico per item = price × 10¹² / per; `per` is a power of ten.
+    let scale = 12 - per.checked_ilog10().unwrap_or(0);
+    match parse_decimal(s, scale)? {
+        Some(v) if v <= MAX_PRICE_PICO => Ok(v),
+        _ => Err(BadPrice("at most 1,000,000 per token, unit or call".into())),
+    }
+}
+
+/// The most a budget in money may be: a billion units of the currency.
+pub const MAX_BUDGET_NANOS: i64 = 1_000_000_000 * NANO_PER_UNIT;
+
+/// Reads an amount of money (`"25.50"`) into nano-units: at most nine decimals, more than
+/// nothing, at most [`MAX_BUDGET_NANOS`].
+pub fn parse_money(s: &str) -> Result<i64, BadPrice> {
+    match parse_decimal(s, 9)? {
+        Some(0) => Err(BadPrice("more than 0 (leave it empty for no budget)".into())),
+        Some(v) if v <= MAX_BUDGET_NANOS => Ok(v),
+        _ => Err(BadPrice("at most 1,000,000,000".into())),
+    }
+}
+
+/// A non-negative decimal as an integer of 10^-`scale` units; `None` when it does not fit.
+fn parse_decimal(s: &str, scale: u32) -> Result<Option<i64>, BadPrice> {
     let s = s.trim();
     let bad = |why: &str| Err(BadPrice(why.to_owned()));
     if s.is_empty() {
-        return bad("a price, e.g. 0.15");
+        return bad("a number, e.g. 0.15");
     }
     if s.starts_with('-') {
-        return bad("a price is never negative");
+        return bad("never negative");
     }
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     if whole.is_empty() && frac.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return bad("a decimal number, e.g. 0.15");
     }
-    // pico per item = price × 10¹² / per; `per` is a power of ten.
-    let scale = 12 - per.checked_ilog10().unwrap_or(0);
     let frac = frac.trim_end_matches('0');
     if frac.len() > scale as usize {
         return Err(BadPrice(format!("at most {scale} decimals")));
     }
     let digits = format!("{whole}{frac}{}", "0".repeat(scale as usize - frac.len()));
-    match digits.trim_start_matches('0').parse::<i64>() {
-        Ok(v) if v <= MAX_PRICE_PICO => Ok(v),
-        Err(_) if digits.bytes().all(|b| b == b'0') => Ok(0),
-        _ => bad("at most 1,000,000 per token, unit or call"),
-    }
+    Ok(match digits.trim_start_matches('0') {
+        "" => Some(0),
+        d => d.parse::<i64>().ok(),
+    })
 }
 
 /// A pico price per `per` items as the decimal an operator typed (`75_000`, 1,000,000 →
@@ -159,7 +179,10 @@ mod tests {
         assert_eq!(parse_price(" 2.50 ", 1_000_000), Ok(2_500_000));
         assert_eq!(parse_price(".5", 1_000_000), Ok(500_000));
         assert_eq!(parse_price("0.0000001", 1_000_000), Err(BadPrice("at most 6 decimals".into())));
-        assert_eq!(parse_price("-1", 1).unwrap_err().0, "a price is never negative");
+        assert_eq!(parse_price("-1", 1).unwrap_err().0, "never negative");
+        assert_eq!(parse_money("25.5"), Ok(25_500_000_000));
+        assert_eq!(parse_money("0.000000001"), Ok(1));
+        assert!(parse_money("0").is_err() && parse_money("0.0000000001").is_err() && parse_money("1000000000.1").is_err());
         for s in ["", "abc", "1e3", "1.2.3", "."] {
             assert!(parse_price(s, 1).is_err(), "{s}");
         }

@@ -124,8 +124,8 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A quota: a budget of tokens and/or requests per UTC day or month. Both budgets null
-/// removes the quota.
+/// A quota: a budget of tokens, requests and/or money per UTC day or month. Every budget
+/// null removes the quota.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaBody {
@@ -136,12 +136,32 @@ pub struct QuotaBody {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1_000_000_000i64)]
     requests: Option<i64>,
+    /// A budget in money: a decimal string of the installation's currency (exact; at most
+    /// nine decimals), e.g. `"25.50"`.
+    #[serde(default)]
+    #[schema(example = "25.50")]
+    spend: Option<String>,
+    /// What the money budget does with calls to a model without a price in force: `refuse`
+    /// (the default) or `pass` (let them through, uncounted).
+    #[serde(default)]
+    unpriced: Option<String>,
+    /// Percents of the money budget at which an alert is raised once per period (the console,
+    /// the audit log and the alert webhook), e.g. `[50, 80, 100]`.
+    #[serde(default)]
+    alerts: Vec<u16>,
 }
 
 impl QuotaBody {
     pub fn input(&self) -> QuotaInput {
         let n = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
-        QuotaInput { period: self.period, tokens: n(self.tokens), requests: n(self.requests) }
+        QuotaInput {
+            period: self.period,
+            tokens: n(self.tokens),
+            requests: n(self.requests),
+            spend: self.spend.clone().unwrap_or_default(),
+            unpriced: self.unpriced.clone().unwrap_or_default(),
+            alerts: self.alerts.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+        }
     }
 }
 

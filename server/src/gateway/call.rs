@@ -234,11 +234,11 @@ impl CallCtx {
             self.record.units = tokens.map_or(0, |t| t.seconds);
         }
         // With metering off, nothing is read: every call keeps its estimate. An error answer
-        // without usage used no tokens.
+        // without usage used no tokens. The cost is filled in at the end (see `finish`).
         self.consumed = match (self.meter.is_some(), tokens) {
             (false, _) => Consumed::Estimate,
-            (true, Some(t)) => Consumed::Tokens(t.total),
-            (true, None) if status >= 400 => Consumed::Tokens(0),
+            (true, Some(t)) => Consumed::tokens_only(t.total),
+            (true, None) if status >= 400 => Consumed::Used { tokens: 0, nanos: Some(0) },
             (true, None) => Consumed::Estimate,
         };
         self.finish();
@@ -251,7 +251,7 @@ impl CallCtx {
             self.refused_by = Some(rejection.rule.clone());
         }
         // What it reserved was not used: no upstream ran it.
-        self.consumed = Consumed::Tokens(0);
+        self.consumed = Consumed::Used { tokens: 0, nanos: Some(0) };
         let dialect = self.record.op.dialect();
         // Anthropic's clients read the refusing rule's figures from their own headers too.
         let anthropic = match &e {
@@ -276,7 +276,17 @@ impl CallCtx {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        std::mem::take(&mut self.ticket).end(self.consumed);
+        // Counted when an upstream answered it (not an error, and not cut off).
+        let r = &self.record;
+        let units = if r.outcome == Outcome::Ok && r.status < 400 { r.units } else { 0 };
+        let at_ms = self.clock.unix_ms().max(0);
+        let cost = cost_of(r, units, at_ms / 1000);
+        // Money budgets settle to the cost where it is known (their reservation stands where not).
+        let consumed = match self.consumed {
+            Consumed::Used { tokens, .. } => Consumed::Used { tokens, nanos: cost.map(|c| c.max(0) as u64) },
+            other => other,
+        };
+        std::mem::take(&mut self.ticket).end(consumed);
         self.slot = None;
         self.in_flight = None;
         let Some(meter) = &self.meter else { return };
@@ -293,10 +303,6 @@ impl CallCtx {
         if self.retry_refused {
             meter.retry_refused(self.asked.as_ref().or(r.model.as_ref()));
         }
-        // Counted when an upstream answered it (not an error, and not cut off).
-        let units = if r.outcome == Outcome::Ok && r.status < 400 { r.units } else { 0 };
-        let at_ms = self.clock.unix_ms().max(0);
-        let cost = cost_of(r, units, at_ms / 1000);
         meter.record(Call {
             // A call refused before its model was read is counted under "".
             model: r.model.take().unwrap_or_else(|| Arc::from("")),

@@ -1,4 +1,5 @@
 //! OpenAI-shaped errors, the gateway's one error type, mapped to a response once.
+use super::admission::quota::Budget;
 use app::types::{RuleKind, RuleTarget};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +34,8 @@ pub enum GatewayError {
     KeyExpired(i64),
     /// The key is scoped to other models than this one.
     ModelNotAllowed(String),
+    /// The model has no price in force and a budget in money of the caller's refuses such calls.
+    Unpriced(String),
     ModelNotFound(String),
     /// No operation at this path (method and path, as OpenAI words it).
     UnknownPath(String),
@@ -74,7 +77,7 @@ impl GatewayError {
         use super::record::Outcome;
         match self {
             GatewayError::InvalidApiKey | GatewayError::KeyExpired(_) => Outcome::Unauthenticated,
-            GatewayError::ModelNotAllowed(_) => Outcome::Forbidden,
+            GatewayError::ModelNotAllowed(_) | GatewayError::Unpriced(_) => Outcome::Forbidden,
             GatewayError::ModelNotFound(_) | GatewayError::UnknownPath(_) => Outcome::NotFound,
             GatewayError::BadRequest(_)
             | GatewayError::BodyTooLarge(_)
@@ -139,6 +142,16 @@ impl GatewayError {
                 "model_not_allowed",
                 format!(
                     "This API key may not call the model `{m}`: it is scoped to other models. Its models are on the console's keys page."
+                ),
+                HeaderMap::new(),
+            ),
+            GatewayError::Unpriced(m) => (
+                StatusCode::FORBIDDEN,
+                "insufficient_quota",
+                "model_unpriced",
+                format!(
+                    "The model `{m}` has no price, and a budget in money on this API key or its workspace refuses calls it cannot price. \
+                     An operator can price the model, or let unpriced calls through the budget, on the console."
                 ),
                 HeaderMap::new(),
             ),
@@ -251,9 +264,16 @@ impl GatewayError {
                     "insufficient_quota",
                     "insufficient_quota",
                     format!(
-                        "You exceeded {whose} {period} quota of {} {}. It resets at {} UTC; an operator can raise it on the console.",
-                        q.budget,
-                        q.what,
+                        "You exceeded {whose} {period} quota of {}. It resets at {} UTC; an operator can raise it on the console.",
+                        match q.budget_of {
+                            Budget::Tokens => format!("{} tokens", q.budget),
+                            Budget::Requests => format!("{} requests", q.budget),
+                            Budget::Spend => format!(
+                                "{} {} in money",
+                                app::ssr::pricing::format_nanos(q.budget.min(i64::MAX as u64) as i64),
+                                q.currency.as_deref().unwrap_or("")
+                            ),
+                        },
                         app::days::format_utc(q.resets_at)
                     ),
                     h,

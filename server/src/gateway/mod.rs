@@ -27,6 +27,7 @@ pub mod upload;
 pub mod upstream;
 pub mod usage;
 
+use admission::reserve::Estimate;
 use admission::{Admission, Admit, Claim, Ticket};
 use answer::Answer;
 use app::types::RuleKind;
@@ -396,10 +397,11 @@ impl Gateway {
         call.identified(&caller);
         let op = call.op();
         let route = allowed_route(route, &req, &caller, op)?;
-        call.asks_for(op.units(&req));
+        let units = op.units(&req);
+        call.asks_for(units);
         // The body endpoints that speak only chat completions get (Messages, Responses over chat).
         let translated = translate_request(op, route, &req)?;
-        let ticket = self.admit(&snap, route, &caller, &req, incoming.json().len(), op).await?;
+        let ticket = self.admit(&snap, route, &caller, &req, incoming.json().len(), op, units).await?;
         call.admitted(ticket);
         let sent = Sent { req: &req, incoming: &incoming, headers: &parts.headers, caller: &caller };
         // The model's own endpoints, then its fallbacks (those of its kind the caller's key may
@@ -472,6 +474,7 @@ impl Gateway {
 
     /// Checks the call against every rule of the route and every quota that applies to the
     /// caller, at once: one ticket of what it holds, or the refusal.
+    #[allow(clippy::too_many_arguments)] // the call's parts, each read once by the step before
     async fn admit(
         &self,
         snap: &Snapshot,
@@ -480,16 +483,26 @@ impl Gateway {
         req: &RequestBody<'_>,
         body_len: usize,
         op: Op,
+        units: Option<u64>,
     ) -> Result<Ticket, GatewayError> {
         let rules = route.rules.for_caller(caller);
         let quotas = snap.quotas_for(caller);
         // Only token rules and quotas need the estimate (a look at two members of the parsed body).
         let estimate = if op.counts_tokens() && (!quotas.is_empty() || rules.iter().any(|r| r.key.kind == RuleKind::Tokens)) {
-            admission::reserve::estimate(op, body_len, req, route.reserve_output)
+            Estimate::of(op, body_len, req, route.reserve_output)
         } else {
-            0
+            Estimate::default()
         };
-        let claim = Claim { workspace_id: caller.workspace_id, rules: &rules, quotas: &quotas, now_secs: self.clock.unix_secs(), estimate };
+        let now_secs = self.clock.unix_secs();
+        // Priced only for a caller with a budget in money.
+        let cost = match quotas.iter().any(|q| q.spend.is_some()) {
+            false => 0,
+            true => estimate
+                .cost(units, route.prices.as_deref(), now_secs, &quotas)
+                .map_err(|_| GatewayError::Unpriced(route.name.to_string()))?,
+        };
+        let claim =
+            Claim { workspace_id: caller.workspace_id, rules: &rules, quotas: &quotas, now_secs, estimate: estimate.tokens(), cost };
         Ok(self.admission.admit(&claim).await?)
     }
 

@@ -5,6 +5,7 @@ use super::visibility;
 use crate::error::AppError;
 use crate::ssr::audit::{self, Action, Actor, Entity};
 use crate::ssr::entities::{api_key, quota, quota_spent, workspace};
+use crate::ssr::pricing::{format_nanos, parse_money};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::*;
 use crate::validate;
@@ -30,28 +31,51 @@ pub async fn views(db: &impl ConnectionTrait, target: RuleTarget, ids: Option<&[
     }
     let t = now();
     let spent = ledger(db, t, Some(target)).await?;
+    let currency = super::currency::currency(db).await?;
     Ok(quotas
         .into_iter()
         .filter_map(|q| {
             let (_, subject) = q.subject()?;
             let period = Period::parse(&q.period)?;
-            let (spent_tokens, spent_requests) = spent.get(&(target, subject, period.start(t))).copied().unwrap_or_default();
+            let s = spent.get(&(target, subject, period.start(t))).copied().unwrap_or_default();
             Some((
                 subject,
-                QuotaView { period, tokens: q.tokens, requests: q.requests, spent_tokens, spent_requests, resets_at: period.end(t) },
+                QuotaView {
+                    period,
+                    tokens: q.tokens,
+                    requests: q.requests,
+                    spent_tokens: s.tokens,
+                    spent_requests: s.requests,
+                    spend: q.spend_nanos.map(format_nanos),
+                    spent_money: format_nanos(s.nanos),
+                    spend_reached: q.spend_nanos.is_some_and(|b| s.nanos >= b),
+                    unpriced: q.unpriced.clone(),
+                    alerts: alert_percents(&q.alert_percents),
+                    currency: currency.clone(),
+                    resets_at: period.end(t),
+                },
             ))
         })
         .collect())
 }
 
+/// What a subject spent in one period, as the ledger holds it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub tokens: i64,
+    pub requests: i64,
+    /// Money, nano-units of the currency.
+    pub nanos: i64,
+}
+
 /// What the ledger holds for the day and the month containing `now_secs` (of `target`'s
-/// subjects only, if given): (target, subject, period start) → (tokens, requests). What the
+/// subjects only, if given): (target, subject, period start) → what was spent. What the
 /// console shows and what a gateway starts its quotas from.
 pub async fn ledger(
     db: &impl ConnectionTrait,
     now_secs: i64,
     target: Option<RuleTarget>,
-) -> Result<HashMap<(RuleTarget, i64, i64), (i64, i64)>, sea_orm::DbErr> {
+) -> Result<HashMap<(RuleTarget, i64, i64), Spent>, sea_orm::DbErr> {
     let mut q = quota_spent::Entity::find()
         .filter(quota_spent::Column::PeriodStart.is_in([Period::Day.start(now_secs), Period::Month.start(now_secs)]));
     if let Some(t) = target {
@@ -60,8 +84,37 @@ pub async fn ledger(
     Ok(q.all(db)
         .await?
         .into_iter()
-        .filter_map(|r| Some(((RuleTarget::parse(&r.target)?, r.subject_id, r.period_start), (r.tokens, r.requests))))
+        .filter_map(|r| {
+            let spent = Spent { tokens: r.tokens, requests: r.requests, nanos: r.cost_nanos };
+            Some(((RuleTarget::parse(&r.target)?, r.subject_id, r.period_start), spent))
+        })
         .collect())
+}
+
+/// Alert thresholds as stored (`"50,80,100"`), ascending.
+pub fn alert_percents(stored: &str) -> Vec<u16> {
+    stored.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+}
+
+/// Alert thresholds as typed (`"50, 80, 100"`): whole percents in `1..=1000`, at most eight,
+/// stored ascending without repeats.
+fn parse_alerts(e: &mut FieldErrors, s: &str) -> String {
+    let mut out: Vec<u16> = Vec::new();
+    for p in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
+        match p.trim_end_matches('%').parse::<u16>() {
+            Ok(v) if (1..=1000).contains(&v) => out.push(v),
+            _ => {
+                e.add("alerts", format!("{p:?}: percents of the money budget, whole numbers from 1 to 1000, e.g. 50, 80, 100"));
+                return String::new();
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.len() > 8 {
+        e.add("alerts", "at most 8 thresholds");
+    }
+    out.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// The budget as typed: empty is none; else a whole number within `1..=max`.
@@ -72,7 +125,31 @@ fn budget(e: &mut FieldErrors, field: &str, s: &str, max: i64) -> Option<i64> {
     validate::parse_int(s, 1, max).map_err(|m| e.add(field, m)).ok()
 }
 
-/// Sets (or, with both budgets empty, removes) the quota of a workspace or a key. Operators
+/// A quota's budgets as the audit log records them.
+struct Audited<'a> {
+    period: &'a str,
+    tokens: Option<i64>,
+    requests: Option<i64>,
+    spend: Option<i64>,
+    unpriced: &'a str,
+    alerts: &'a str,
+}
+
+impl Audited<'_> {
+    fn json(q: Option<Audited<'_>>) -> serde_json::Value {
+        let q = q.as_ref();
+        serde_json::json!({
+            "quota_period": q.map(|q| q.period),
+            "quota_tokens": q.and_then(|q| q.tokens),
+            "quota_requests": q.and_then(|q| q.requests),
+            "quota_spend": q.and_then(|q| q.spend).map(format_nanos),
+            "quota_unpriced": q.and_then(|q| q.spend.map(|_| q.unpriced)),
+            "quota_alerts": q.map(|q| q.alerts).filter(|a| !a.is_empty()),
+        })
+    }
+}
+
+/// Sets (or, with every budget empty, removes) the quota of a workspace or a key. Operators
 /// only. A quota set mid-period starts from what the subject's usage rows already hold for the
 /// period, so a budget given on the 20th counts the month from the 1st.
 pub async fn set<C: TransactionTrait + ConnectionTrait>(
@@ -96,6 +173,22 @@ pub async fn set<C: TransactionTrait + ConnectionTrait>(
     let mut e = FieldErrors::default();
     let tokens = budget(&mut e, "tokens", &input.tokens, validate::MAX_TOKEN_LIMIT);
     let requests = budget(&mut e, "requests", &input.requests, validate::MAX_LIMIT);
+    let spend = match input.spend.trim() {
+        "" => None,
+        s => parse_money(s).map_err(|m| e.add("spend", m.0)).ok(),
+    };
+    let unpriced = match input.unpriced.trim() {
+        "" | "refuse" => "refuse",
+        "pass" => "pass",
+        _ => {
+            e.add("unpriced", "choose refuse or pass");
+            "refuse"
+        }
+    };
+    let alerts = parse_alerts(&mut e, &input.alerts);
+    if !alerts.is_empty() && input.spend.trim().is_empty() {
+        e.add("alerts", "alerts watch the money budget: set one");
+    }
     e.into_result()?;
     let txn = db.begin().await?;
     let rev = bump_revision(&txn).await?;
@@ -108,10 +201,17 @@ pub async fn set<C: TransactionTrait + ConnectionTrait>(
         .one(&txn)
         .await?;
     // Audited on its subject: the workspace's or the key's quota changed.
-    let snap = |q: Option<(&str, Option<i64>, Option<i64>)>| serde_json::json!({"quota_period": q.map(|q| q.0), "quota_tokens": q.and_then(|q| q.1), "quota_requests": q.and_then(|q| q.2)});
-    let before = snap(existing.as_ref().map(|q| (q.period.as_str(), q.tokens, q.requests)));
-    let wanted = tokens.is_some() || requests.is_some();
-    let after = snap(wanted.then_some((input.period.as_str(), tokens, requests)));
+    let before = existing.as_ref().map(|q| Audited {
+        period: &q.period,
+        tokens: q.tokens,
+        requests: q.requests,
+        spend: q.spend_nanos,
+        unpriced: &q.unpriced,
+        alerts: &q.alert_percents,
+    });
+    let wanted = tokens.is_some() || requests.is_some() || spend.is_some();
+    let after = wanted.then_some(Audited { period: input.period.as_str(), tokens, requests, spend, unpriced, alerts: &alerts });
+    let (before, after) = (Audited::json(before), Audited::json(after));
     let entity = if target == RuleTarget::Workspace { Entity::Workspace } else { Entity::ApiKey };
     if before != after {
         audit::record(&txn, actor, entity, subject_id, Action::Update, Some(&before), Some(&after)).await?;
@@ -134,6 +234,9 @@ pub async fn set<C: TransactionTrait + ConnectionTrait>(
             am.period = Set(input.period.as_str().to_owned());
             am.tokens = Set(tokens);
             am.requests = Set(requests);
+            am.spend_nanos = Set(spend);
+            am.unpriced = Set(unpriced.to_owned());
+            am.alert_percents = Set(alerts.clone());
             am.save(&txn).await?;
             seed_ledger(&txn, target, subject_id, input.period.start(now())).await?;
         }
@@ -151,10 +254,10 @@ async fn seed_ledger(db: &impl ConnectionTrait, target: RuleTarget, subject_id: 
     };
     let (hour, minute) = (period_start / 3600, period_start / 60);
     let sql = format!(
-        "INSERT INTO quota_spent (target, subject_id, period_start, tokens, requests) \
-         SELECT '{t}', {subject_id}, {period_start}, COALESCE(SUM(tokens), 0), COALESCE(SUM(requests), 0) FROM ( \
-           SELECT total_tokens AS tokens, requests FROM usage_hours WHERE {col} = {subject_id} AND hour >= {hour} \
-           UNION ALL SELECT total_tokens, requests FROM usage_minutes WHERE {col} = {subject_id} AND compacted = FALSE AND minute >= {minute} \
+        "INSERT INTO quota_spent (target, subject_id, period_start, tokens, requests, cost_nanos) \
+         SELECT '{t}', {subject_id}, {period_start}, COALESCE(SUM(tokens), 0), COALESCE(SUM(requests), 0), COALESCE(SUM(cost_nanos), 0) FROM ( \
+           SELECT total_tokens AS tokens, requests, cost_nanos FROM usage_hours WHERE {col} = {subject_id} AND hour >= {hour} \
+           UNION ALL SELECT total_tokens, requests, cost_nanos FROM usage_minutes WHERE {col} = {subject_id} AND compacted = FALSE AND minute >= {minute} \
          ) spent WHERE TRUE ON CONFLICT (target, subject_id, period_start) DO NOTHING",
         t = target.as_str()
     );

@@ -246,7 +246,7 @@ impl RuleHold {
     /// The call ended having used `tokens` (input + output; `None`: unknown, the estimate
     /// stands).
     pub fn settle(mut self, tokens: Option<u64>) {
-        self.end(tokens.map_or(Consumed::Estimate, Consumed::Tokens));
+        self.end(tokens.map_or(Consumed::Estimate, Consumed::tokens_only));
     }
 
     /// The call never ran (another counter refused it): given back, nothing consumed.

@@ -20,7 +20,7 @@ impl LocalAdmission {
         let quotas = if claim.quotas.is_empty() {
             Default::default()
         } else {
-            quota::check(claim.quotas, claim.now_secs, claim.estimate).map_err(Refusal::Quota)?
+            quota::check(claim.quotas, claim.now_secs, claim.reservation()).map_err(Refusal::Quota)?
         };
         match self.limiter.check(claim.rules, claim.estimate) {
             Ok(admitted) => Ok(Ticket::local(admitted, quotas)),
@@ -35,7 +35,7 @@ impl LocalAdmission {
     /// Records `claim` without checking it (a call Redis admitted), so that these counters know
     /// what this replica admitted when they have to limit on their own.
     pub fn record(&self, claim: &Claim<'_>) -> Ticket {
-        Ticket::local(self.limiter.record(claim.rules, claim.estimate), quota::record(claim.quotas, claim.now_secs, claim.estimate))
+        Ticket::local(self.limiter.record(claim.rules, claim.estimate), quota::record(claim.quotas, claim.now_secs, claim.reservation()))
     }
 }
 

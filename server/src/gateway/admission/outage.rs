@@ -46,7 +46,7 @@ impl Admit for OutageFallback {
         if now >= outage && journal.pending() && !journal.replay_pending().await {
             journal.outage_from(now, "could not replay the outage journal");
         } else if now >= outage {
-            match self.redis.admit(&shared, claim.rules, claim.estimate).await {
+            match self.redis.admit(&shared, claim.rules, claim.reservation()).await {
                 Ok(decision) => {
                     journal.answered(outage);
                     let (figures, hold) = decision.map_err(|refused| match refused {
@@ -73,12 +73,11 @@ impl Admit for OutageFallback {
         journal.write(all.iter().map(|&counter| {
             let op = match counter {
                 c if !c.leased() => JournalOp::Record(1),
-                c if c.counts_tokens() => JournalOp::Lease { amount: claim.estimate, id: lease_id },
-                _ => JournalOp::Lease { amount: 1, id: lease_id },
+                c => JournalOp::Lease { amount: c.lease_amount(claim.reservation()), id: lease_id },
             };
             Entry { workspace_id: claim.workspace_id, counter, at_ms: now, op }
         }));
-        let hold = (lease_id != 0).then(|| SharedHold::new(journal, claim.workspace_id, lease_id, all, claim.estimate, true));
+        let hold = (lease_id != 0).then(|| SharedHold::new(journal, claim.workspace_id, lease_id, all, claim.reservation(), true));
         Ok(ticket.with_shared(hold))
     }
 }

@@ -8,7 +8,7 @@
 use super::hold::Consumed;
 use super::journal::{Entry, Journal, JournalOp};
 use super::limiter::RuleCheck;
-use super::quota::QuotaCheck;
+use super::quota::{QuotaCheck, Reservation};
 use super::redis_limiter::{shared_quotas, LeaseArgs, RedisError, Refused, SharedAdmission, SharedCounter, SharedQuota};
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ impl RedisAdmission {
         &self,
         claim: &SharedClaim,
         rules: &[&RuleCheck],
-        estimate: u64,
+        estimate: Reservation,
     ) -> Result<Result<(SharedAdmission, Option<SharedHold>), Refused>, RedisError> {
         let lease = LeaseArgs { estimate, lease_id: claim.lease_id, lease_ms: self.journal.lease_ms };
         let decision = self.journal.redis.check(claim.workspace_id, rules, &claim.quotas, lease).await?;
@@ -71,7 +71,7 @@ struct Lease {
     id: u64,
     /// Those it holds a lease on.
     counters: SmallVec<[SharedCounter; 2]>,
-    estimate: u64,
+    estimate: Reservation,
     /// Taken on the local counters while Redis was away: its end goes to the journal too, after
     /// its start.
     journaled: bool,
@@ -91,7 +91,7 @@ impl SharedHold {
         workspace_id: i64,
         id: u64,
         counters: SmallVec<[SharedCounter; 4]>,
-        estimate: u64,
+        estimate: Reservation,
         journaled: bool,
     ) -> Self {
         let counters: SmallVec<[SharedCounter; 2]> = counters.into_iter().filter(|c| c.leased()).collect();
@@ -118,17 +118,16 @@ impl SharedHold {
         if let Some(r) = lease.renewer.take() {
             r.abort();
         }
-        let tokens = consumed.tokens(lease.estimate);
         match tokio::runtime::Handle::try_current().ok() {
             Some(rt) if !lease.journaled => {
                 rt.spawn(async move {
-                    if lease.journal.redis.settle(lease.workspace_id, &lease.counters, lease.id, tokens).await.is_err() {
-                        lease.journal_end(tokens);
+                    if lease.journal.redis.settle(lease.workspace_id, &lease.counters, lease.id, lease.estimate, consumed).await.is_err() {
+                        lease.journal_end(consumed);
                     }
                 });
             }
             _ => {
-                lease.journal_end(tokens);
+                lease.journal_end(consumed);
                 if lease.journal.retry_at_ms() == 0 {
                     lease.journal.replay_soon();
                 }
@@ -144,13 +143,13 @@ impl Drop for SharedHold {
 }
 
 impl Lease {
-    fn journal_end(&self, tokens: Option<u64>) {
+    fn journal_end(&self, consumed: Consumed) {
         let at_ms = self.journal.now_ms();
         let ws = self.workspace_id;
         self.journal.write(self.counters.iter().flat_map(|&counter| {
             let end = Entry { workspace_id: ws, counter, at_ms, op: JournalOp::EndLease(self.id) };
-            let record = match tokens {
-                Some(t) if t > 0 && counter.counts_tokens() => Some(Entry { workspace_id: ws, counter, at_ms, op: JournalOp::Record(t) }),
+            let record = match counter.consumed(consumed, self.estimate) {
+                Some(t) if t > 0 => Some(Entry { workspace_id: ws, counter, at_ms, op: JournalOp::Record(t) }),
                 _ => None,
             };
             std::iter::once(end).chain(record)

@@ -16,8 +16,9 @@
 //! All keys of one request carry the caller's workspace as a hash tag (`{ws:7}`): the rules that
 //! apply to a caller are its key's and its workspace's, so one script's keys share a Redis
 //! Cluster slot.
+use super::hold::Consumed;
 use super::limiter::{Admission, CounterKey, Rejection, RuleCheck};
-use super::quota::{Budget, QuotaCheck, QuotaKey};
+use super::quota::{Budget, QuotaCheck, QuotaKey, Reservation};
 use app::types::{RuleKind, RuleTarget};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::borrow::Borrow;
@@ -121,24 +122,31 @@ end
 "#;
 
 /// KEYS: four per counter (its log's ticks and counts, its leases' expiries and amounts; a
-/// quota's spent count is its "counts" hash). ARGV: `estimate, lease id, lease ms`, then `kind,
-/// limit, duration_ms, base` per counter, kind being 0 requests, 1 tokens, 2 concurrent (rules),
-/// 3 a quota's tokens, 4 its requests; for quotas `duration_ms` is when the count may expire
-/// (Unix ms) and `base` what seeds it. Returns `{1, requests' limit, remaining, reset ms, tokens'
+/// quota's spent count is its "counts" hash). ARGV: `estimate, lease id, lease ms, cost`
+/// (`cost`: the estimate's price, nano-units), then `kind, limit, duration_ms, base` per
+/// counter, kind being 0 requests, 1 tokens, 2 concurrent (rules), 3 a quota's tokens, 4 its
+/// requests, 5 its money; for quotas `duration_ms` is when the count may expire (Unix ms) and
+/// `base` what seeds it. Returns `{1, requests' limit, remaining, reset ms, tokens'
 /// limit, remaining, reset ms}` for the tightest rule of each kind when admitted (-1 where no
 /// rule of the kind applies), or `{0, counter index (1-based), wait_ms}` when refused, having
 /// recorded nothing. Runs atomically: nothing interleaves.
 const CHECK: &str = r#"
-local est, id, lease_ms = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local est, id, lease_ms, money = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local n = #KEYS / 4
 local best = { {-1, -1, 0}, {-1, -1, 0} }
+-- A lease's amount on a counter of `kind`.
+local function amount_of(kind)
+  if kind == 2 then return 1 end
+  if kind == 5 then return money end
+  return est
+end
 for i = 1, n do
   local z, h, lz, lh = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
-  local kind, limit, dur = tonumber(ARGV[4 * i]), tonumber(ARGV[4 * i + 1]), tonumber(ARGV[4 * i + 2])
+  local kind, limit, dur = tonumber(ARGV[4 * i + 1]), tonumber(ARGV[4 * i + 2]), tonumber(ARGV[4 * i + 3])
   local logged, held = 0, 0
   if kind <= 1 then logged = expire_log(z, h, dur) end
-  if kind >= 3 then logged = spent(h, tonumber(ARGV[4 * i + 3]), dur) end
-  if kind >= 1 and kind <= 3 then held = expire_leases(lz, lh) end
+  if kind >= 3 then logged = spent(h, tonumber(ARGV[4 * i + 4]), dur) end
+  if kind ~= 0 and kind ~= 4 then held = expire_leases(lz, lh) end
   local used, cost = logged + held, 1
   if kind == 1 or kind == 3 then cost = est end
   if used >= limit then
@@ -164,15 +172,13 @@ for i = 1, n do
   local z = KEYS[4 * i - 3]
   if not recorded[z] then
     recorded[z] = true
-    local kind, dur = tonumber(ARGV[4 * i]), tonumber(ARGV[4 * i + 2])
+    local kind, dur = tonumber(ARGV[4 * i + 1]), tonumber(ARGV[4 * i + 3])
     if kind == 0 then
       record(z, KEYS[4 * i - 2], dur, now, 1)
     elseif kind == 4 then
       redis.call('HINCRBY', KEYS[4 * i - 2], 'n', 1)
     else
-      local amount = 1
-      if kind ~= 2 then amount = est end
-      lease(KEYS[4 * i - 1], KEYS[4 * i], id, amount, now + lease_ms)
+      lease(KEYS[4 * i - 1], KEYS[4 * i], id, amount_of(kind), now + lease_ms)
     end
   end
 end
@@ -184,7 +190,7 @@ for k = 1, 2 do
   if b[1] >= 0 then
     local i = b[3]
     local oldest = redis.call('ZRANGE', KEYS[4 * i - 3], 0, 0)
-    if #oldest > 0 then reset = tonumber(oldest[1]) + tonumber(ARGV[4 * i + 2]) - now end
+    if #oldest > 0 then reset = tonumber(oldest[1]) + tonumber(ARGV[4 * i + 3]) - now end
   end
   table.insert(out, b[1])
   table.insert(out, b[2])
@@ -194,15 +200,16 @@ return out
 "#;
 
 /// Ends a lease. KEYS: four per counter it holds. ARGV: `lease id`, then `kind, duration_ms,
-/// consumed` per counter (consumed: the tokens to record, -1 for none). A lease that already
-/// expired is gone: its end records the tokens and releases nothing.
+/// consumed` per counter (consumed: the tokens, or for a money budget the nano-units, to
+/// record; -1 for none). A lease that already expired is gone: its end records what was
+/// consumed and releases nothing.
 const SETTLE: &str = r#"
 local id = ARGV[1]
 for i = 1, #KEYS / 4 do
   local kind, dur, consumed = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
   unlease(KEYS[4 * i - 1], KEYS[4 * i], id)
   if kind == 1 and consumed > 0 then record(KEYS[4 * i - 3], KEYS[4 * i - 2], dur, now, consumed) end
-  if kind == 3 then spend(KEYS[4 * i - 2], consumed) end
+  if kind == 3 or kind == 5 then spend(KEYS[4 * i - 2], consumed) end
 end
 return 1
 "#;
@@ -290,12 +297,13 @@ pub struct RedisLimiter {
 pub struct RedisError(#[from] redis::RedisError);
 
 /// What one admission takes in Redis beside its request counts: `estimate` tokens in each token
-/// rule and a place in each concurrency rule, held under `lease_id` for `lease_ms` (renewed
-/// while the call runs, see [`RedisLimiter::renew`]), so a replica that dies holding them
-/// frees them when the lease runs out.
+/// rule and token budget, its cost in each money budget, and a place in each concurrency rule,
+/// held under `lease_id` for `lease_ms` (renewed while the call runs, see
+/// [`RedisLimiter::renew`]), so a replica that dies holding them frees them when the lease runs
+/// out.
 #[derive(Clone, Copy, Debug)]
 pub struct LeaseArgs {
-    pub estimate: u64,
+    pub estimate: Reservation,
     pub lease_id: u64,
     pub lease_ms: u64,
 }
@@ -325,6 +333,7 @@ impl SharedCounter {
             },
             SharedCounter::Quota { budget: Budget::Tokens, .. } => 3,
             SharedCounter::Quota { budget: Budget::Requests, .. } => 4,
+            SharedCounter::Quota { budget: Budget::Spend, .. } => 5,
         }
     }
 
@@ -341,12 +350,32 @@ impl SharedCounter {
     pub fn leased(self) -> bool {
         match self {
             SharedCounter::Rule(k) => k.kind != RuleKind::Requests,
-            SharedCounter::Quota { budget, .. } => budget == Budget::Tokens,
+            SharedCounter::Quota { budget, .. } => budget != Budget::Requests,
+        }
+    }
+
+    /// What a lease on it holds for a call that reserved `estimate`: tokens, money, or a place.
+    pub fn lease_amount(self, estimate: Reservation) -> u64 {
+        match self {
+            SharedCounter::Quota { budget: Budget::Spend, .. } => estimate.nanos,
+            c if c.counts_tokens() => estimate.tokens,
+            _ => 1,
+        }
+    }
+
+    /// What its end records for a call that reserved `estimate` and consumed `consumed`
+    /// (tokens, or money for a money budget); `None`: nothing (a concurrency place, a call that
+    /// never ran).
+    pub fn consumed(self, consumed: Consumed, estimate: Reservation) -> Option<u64> {
+        match self {
+            SharedCounter::Quota { budget: Budget::Spend, .. } => consumed.nanos(estimate.nanos),
+            c if c.counts_tokens() => consumed.tokens(estimate.tokens),
+            _ => None,
         }
     }
 
     /// Whether its end records the tokens consumed.
-    pub fn counts_tokens(self) -> bool {
+    fn counts_tokens(self) -> bool {
         matches!(self, SharedCounter::Rule(CounterKey { kind: RuleKind::Tokens, .. }) | SharedCounter::Quota { budget: Budget::Tokens, .. })
     }
 
@@ -358,6 +387,7 @@ impl SharedCounter {
                 let what = match budget {
                     Budget::Tokens => "tokens",
                     Budget::Requests => "requests",
+                    Budget::Spend => "spend",
                 };
                 format!(
                     "maas:quota:{{ws:{workspace_id}}}:{}:{}:{}:{period_start}:{what}",
@@ -386,16 +416,19 @@ pub struct SharedQuota {
 /// Redis lacks it) with what this process knows was spent: the ledger and its own calls since,
 /// not what calls in flight reserve (their leases hold that).
 pub fn shared_quotas(q: &QuotaCheck, now_secs: i64) -> impl Iterator<Item = SharedQuota> + '_ {
-    let (period_start, tokens, requests) = q.spent(now_secs);
+    let spent = q.spent(now_secs);
     let expires_at_ms = (q.key.period.end(now_secs) + 86_400) * 1000;
-    [(Budget::Tokens, q.tokens, tokens), (Budget::Requests, q.requests, requests)].into_iter().filter_map(move |(budget, limit, base)| {
-        limit.map(|limit| SharedQuota {
-            counter: SharedCounter::Quota { key: q.key, period_start, budget },
-            budget: limit,
-            base,
-            expires_at_ms,
+    let money = q.spend.as_ref().map(|m| m.nanos);
+    [(Budget::Tokens, q.tokens, spent.tokens), (Budget::Requests, q.requests, spent.requests), (Budget::Spend, money, spent.nanos)]
+        .into_iter()
+        .filter_map(move |(budget, limit, base)| {
+            limit.map(|limit| SharedQuota {
+                counter: SharedCounter::Quota { key: q.key, period_start: spent.period_start, budget },
+                budget: limit,
+                base,
+                expires_at_ms,
+            })
         })
-    })
 }
 
 /// Why Redis refused a call.
@@ -570,7 +603,7 @@ impl RedisLimiter {
             return Ok(Ok(SharedAdmission::default()));
         }
         let mut inv = self.check.prepare_invoke();
-        inv.arg(lease.estimate).arg(lease.lease_id).arg(lease.lease_ms);
+        inv.arg(lease.estimate.tokens).arg(lease.lease_id).arg(lease.lease_ms).arg(lease.estimate.nanos);
         for r in rules {
             let r = r.borrow();
             let c = SharedCounter::Rule(r.key);
@@ -599,20 +632,22 @@ impl RedisLimiter {
         }
     }
 
-    /// Ends lease `lease_id` on `counters` (of one workspace): releases what it held and, with
-    /// `consumed`, records those tokens in its token rules (`None`: the call never ran).
+    /// Ends lease `lease_id` on `counters` (of one workspace), taken on `estimate`: releases what
+    /// it held and records what was `consumed` in its token rules and budgets and its money
+    /// budgets.
     pub async fn settle(
         &self,
         workspace_id: i64,
         counters: &[SharedCounter],
         lease_id: u64,
-        consumed: Option<u64>,
+        estimate: Reservation,
+        consumed: Consumed,
     ) -> Result<(), RedisError> {
         let mut inv = self.settle.prepare_invoke();
         inv.arg(lease_id);
         for c in counters {
             keys(&mut inv, &c.redis_key(workspace_id));
-            inv.arg(c.code()).arg(c.duration_ms()).arg(consumed.map_or(-1, |t| t as i64));
+            inv.arg(c.code()).arg(c.duration_ms()).arg(c.consumed(consumed, estimate).map_or(-1, |t| t as i64));
         }
         self.invoke::<i64>(&inv).await.map(drop)
     }

@@ -6,7 +6,7 @@ use super::quota::{QuotaCheck, QuotaExceeded, QuotaHold};
 use super::redis_admission::SharedHold;
 
 /// What a call asks of admission: whose it is, which rules and quotas apply, the wall time of
-/// its quota period and the tokens it reserves.
+/// its quota period, the tokens it reserves and their cost (reserved in money budgets).
 #[derive(Clone, Copy)]
 pub struct Claim<'a> {
     pub workspace_id: i64,
@@ -14,6 +14,15 @@ pub struct Claim<'a> {
     pub quotas: &'a [&'a QuotaCheck],
     pub now_secs: i64,
     pub estimate: u64,
+    /// The estimate's cost at the model's prices, nano-units (0 without a money budget).
+    pub cost: u64,
+}
+
+impl Claim<'_> {
+    /// What the call reserves in quotas.
+    pub fn reservation(&self) -> super::quota::Reservation {
+        super::quota::Reservation { tokens: self.estimate, nanos: self.cost }
+    }
 }
 
 impl Claim<'_> {
