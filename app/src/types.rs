@@ -516,6 +516,8 @@ pub struct QuotaView {
     pub unpriced: String,
     /// Alert thresholds of the money budget, percent.
     pub alerts: Vec<u16>,
+    /// The highest threshold crossed this period (an alert was raised).
+    pub alerted: Option<u16>,
     /// The installation's currency (ISO 4217).
     pub currency: String,
     /// When the current period ends (Unix second): the quota is whole again.
@@ -1127,7 +1129,8 @@ impl QuotaView {
             Period::Day => "today",
             Period::Month => "this month",
         };
-        format!("{} {period}, resets {}", parts.join(" · "), crate::days::format_day(self.resets_at.div_euclid(86_400)))
+        let alert = self.alerted.map(|p| format!(" · alert: {p} % of the money budget")).unwrap_or_default();
+        format!("{} {period}, resets {}{alert}", parts.join(" · "), crate::days::format_day(self.resets_at.div_euclid(86_400)))
     }
 
     /// Whether a budget is spent (calls are refused until it resets).

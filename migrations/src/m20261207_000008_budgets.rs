@@ -8,7 +8,9 @@
 //! - `quota_spent.cost_nanos`: the period's spend, added to by every gateway's flush like its
 //!   tokens and requests.
 //! - `quota_alerts`: one row per threshold crossed per subject and period: the unique key is what
-//!   makes an alert fire once, whichever replica sees the crossing first.
+//!   makes an alert fire once, whichever replica sees the crossing first; `attempts` and
+//!   `next_attempt_at` schedule its webhook delivery (claimed by a conditional update, so one
+//!   gateway sends each attempt).
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, TransactionTrait};
 
@@ -129,6 +131,8 @@ enum QuotaAlerts {
     BudgetNanos,
     CreatedAt,
     Delivered,
+    Attempts,
+    NextAttemptAt,
 }
 
 #[async_trait::async_trait]
@@ -154,6 +158,8 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(QuotaAlerts::BudgetNanos).big_integer().not_null())
                 .col(ColumnDef::new(QuotaAlerts::CreatedAt).big_integer().not_null())
                 .col(ColumnDef::new(QuotaAlerts::Delivered).boolean().not_null().default(false))
+                .col(ColumnDef::new(QuotaAlerts::Attempts).integer().not_null().default(0))
+                .col(ColumnDef::new(QuotaAlerts::NextAttemptAt).big_integer().not_null().default(0))
                 .to_owned(),
         )
         .await?;

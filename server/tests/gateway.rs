@@ -1982,6 +1982,117 @@ async fn a_money_budget_reserves_each_calls_estimated_price_and_refuses_once_spe
     assert_eq!(h.chat(body.clone()).await.status(), 200, "the budget is untouched by unpriced calls");
 }
 
+/// Budget alerts: each threshold fires once per period (however many flushes see it), is in
+/// the audit log and on the console, and reaches the operator's webhook signed; a delivery the
+/// webhook refuses is retried after its backoff, never before.
+#[tokio::test]
+async fn budget_alerts_fire_once_per_threshold_and_reach_a_signed_webhook_retried_until_taken() {
+    use app::ssr::services::{alerts, prices, quotas};
+    use server::gateway::budget_alerts;
+    // The operator's webhook: refuses its first delivery, then takes them, keeping each.
+    type Got = Arc<parking_lot::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+    let got: Got = Arc::default();
+    let refused_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (g, r) = (got.clone(), refused_once.clone());
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (g, r) = (g.clone(), r.clone());
+            async move {
+                g.lock().push((headers, body));
+                if r.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+
+    let clock = server::gateway::clock::ManualClock::at(app::ssr::now() * 1000);
+    let w = clock.clone();
+    let h = harness_with(server::mock_upstream::router(Default::default(), true), move |c| c.clock = Arc::new(w)).await;
+    let chat = h.model(Policy::RoundRobin, vec![ep(h.up(""), "m", "", None)], vec![]).await;
+    let sys = app::ssr::audit::Actor::system();
+    let price = PriceInput { per_call: "0.01".into(), ..Default::default() };
+    let (_, rev) = prices::add(&h.state.db, &sys, chat, &price).await.unwrap();
+    h.state.config_changed(rev).await;
+    clock.set_unix_ms((app::ssr::now() + 1) * 1000);
+    let secret = "a-signing-secret-of-32-characters";
+    let rev = alerts::set_webhook(&h.state.db, &sys, &h.op, &h.state.secrets, &hook_url, secret).await.unwrap();
+    h.state.config_changed(rev).await;
+    let input = QuotaInput { period: Period::Day, spend: "0.04".into(), alerts: "100, 50".into(), ..Default::default() };
+    let rev = quotas::set_workspace(&h.state.db, &sys, &h.op, h.ws, &input).await.unwrap();
+    h.state.config_changed(rev).await;
+    let h = &h;
+    let calls = |n: usize| async move {
+        for _ in 0..n {
+            let r = h.chat(hello()).await;
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap();
+        }
+    };
+    let count = || async { app::ssr::entities::quota_alert::Entity::find().all(&h.state.db).await.unwrap() };
+    use sea_orm::EntityTrait;
+
+    // Half the budget: the 50 % alert, once, however many flushes see it.
+    calls(2).await;
+    for _ in 0..3 {
+        h.gw.flush_usage(&h.state.db, "test").await.unwrap();
+    }
+    let fired = count().await;
+    assert_eq!(fired.iter().map(|a| (a.percent, a.spent_nanos, a.budget_nanos)).collect::<Vec<_>>(), vec![(50, 20_000_000, 40_000_000)]);
+    // Its first delivery is refused: not retried before its backoff, then taken.
+    assert_eq!(budget_alerts::send_due(&h.gw, &h.state.db).await.unwrap(), 0);
+    assert_eq!(budget_alerts::send_due(&h.gw, &h.state.db).await.unwrap(), 0, "not due again before its backoff");
+    assert_eq!(got.lock().len(), 1);
+    clock.set_unix_ms(server::gateway::clock::Clock::unix_ms(&clock) + 3_000);
+    assert_eq!(budget_alerts::send_due(&h.gw, &h.state.db).await.unwrap(), 1);
+    assert_eq!(budget_alerts::send_due(&h.gw, &h.state.db).await.unwrap(), 0, "delivered once");
+    {
+        let got = got.lock();
+        let (headers, body) = got.last().unwrap();
+        let ts: i64 = headers["x-maas-timestamp"].to_str().unwrap().parse().unwrap();
+        assert_eq!(headers["x-maas-signature"].to_str().unwrap(), budget_alerts::signature(secret, ts, body.as_bytes()));
+        assert_ne!(
+            headers["x-maas-signature"].to_str().unwrap(),
+            budget_alerts::signature("another-secret-of-enough-length", ts, body.as_bytes())
+        );
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["target"].as_str(), v["subject_id"].as_i64()),
+            (Some("budget.alert"), Some("workspace"), Some(h.ws))
+        );
+        assert_eq!(
+            (v["percent"].as_i64(), v["spent"].as_str(), v["budget"].as_str(), v["currency"].as_str()),
+            (Some(50), Some("0.02"), Some("0.04"), Some("USD"))
+        );
+    }
+
+    // The whole budget: the 100 % alert; the next call is refused.
+    calls(2).await;
+    assert_eq!(h.chat(hello()).await.status(), 429);
+    h.gw.flush_usage(&h.state.db, "test").await.unwrap();
+    assert_eq!(count().await.iter().map(|a| a.percent).collect::<Vec<_>>(), vec![50, 100]);
+    assert_eq!(budget_alerts::send_due(&h.gw, &h.state.db).await.unwrap(), 1);
+    assert_eq!(got.lock().len(), 3, "one refused and two taken deliveries");
+    // On the console, and in the audit log.
+    let spaces = app::ssr::services::workspaces::list(&h.state.db, &h.op).await.unwrap();
+    let q = spaces.iter().find(|w| w.id == h.ws).unwrap().quota.clone().unwrap();
+    assert_eq!(q.alerted, Some(100));
+    assert!(q.summary().contains("alert: 100 % of the money budget"), "{}", q.summary());
+    let audit = app::ssr::entities::audit_entry::Entity::find().all(&h.state.db).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "alert" && e.entity == "workspace" && e.entity_id == h.ws).count(), 2);
+    // A bad webhook is refused next to its fields and changes nothing.
+    let err = alerts::set_webhook(&h.state.db, &sys, &h.op, &h.state.secrets, "ftp://x", "short").await.unwrap_err().into_app();
+    let app::error::AppError::Invalid(f) = err else { panic!("{err:?}") };
+    assert_eq!((f.get("url"), f.get("secret")), (Some("must start with http:// or https://"), Some("at least 16 characters")));
+    assert_eq!(alerts::webhook_url(&h.state.db).await.unwrap(), Some(hook_url));
+}
+
 #[tokio::test]
 async fn quotas_are_set_by_operators_only_with_errors_next_to_their_fields() {
     let h = harness().await;

@@ -576,6 +576,15 @@ async fn quota_server_functions_check_origin_and_fields_and_store_nothing_when_r
         (status, answer),
         (StatusCode::UNPROCESSABLE_ENTITY, Err(invalid(&[("requests", "must be at least 1"), ("tokens", "must be a whole number")])))
     );
+    let money = format!("{}&spend=1.5.0&unpriced=maybe", body("day", "", ""));
+    let (status, answer) = call::<()>(&r, form("/api/keys/quota", Some(&opc), &money)).await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Err(invalid(&[("spend", "a decimal number, e.g. 0.15"), ("unpriced", "choose refuse or pass")]))
+        )
+    );
     let (status, _, text) = send(&r, with_headers(form("/api/keys/quota", Some(&opc), &body("day", "10", "")), &[HOST, OTHER])).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     let (status, _, text) = send(

@@ -53,9 +53,10 @@ pub async fn set_workspace_quota(
     period: String,
     tokens: String,
     requests: String,
-    spend: String,
-    unpriced: String,
-    alerts: String,
+    // Absent from an older console's form: no money budget.
+    #[server(default)] spend: String,
+    #[server(default)] unpriced: String,
+    #[server(default)] alerts: String,
 ) -> Result<(), AppError> {
     use crate::ssr::{auth::Need, services::quotas};
     super::edge::run(Need::Operator, |st, who| async move {

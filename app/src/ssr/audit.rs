@@ -84,11 +84,21 @@ pub enum Entity {
     ApiKey,
     Model,
     AdminToken,
+    /// A platform setting (the budget alerts' webhook).
+    Setting,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 7] =
-        [Entity::MarketplaceModel, Entity::Cluster, Entity::Workspace, Entity::User, Entity::ApiKey, Entity::Model, Entity::AdminToken];
+    pub const ALL: [Entity; 8] = [
+        Entity::MarketplaceModel,
+        Entity::Cluster,
+        Entity::Workspace,
+        Entity::User,
+        Entity::ApiKey,
+        Entity::Model,
+        Entity::AdminToken,
+        Entity::Setting,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Entity::MarketplaceModel => "marketplace_model",
@@ -98,6 +108,7 @@ impl Entity {
             Entity::ApiKey => "api_key",
             Entity::Model => "model",
             Entity::AdminToken => "admin_token",
+            Entity::Setting => "setting",
         }
     }
     pub fn parse(s: &str) -> Option<Entity> {
@@ -118,6 +129,8 @@ pub enum Action {
     Revoke,
     AddMember,
     RemoveMember,
+    /// A budget's alert threshold was crossed.
+    Alert,
 }
 
 impl Action {
@@ -133,6 +146,7 @@ impl Action {
             Action::Revoke => "revoke",
             Action::AddMember => "add_member",
             Action::RemoveMember => "remove_member",
+            Action::Alert => "alert",
         }
     }
 }

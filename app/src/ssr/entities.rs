@@ -375,6 +375,9 @@ pub mod quota_alert {
         pub created_at: i64,
         /// The webhook took it (or none is set).
         pub delivered: bool,
+        /// Deliveries tried, and when the next may be (Unix second).
+        pub attempts: i32,
+        pub next_attempt_at: i64,
     }
     no_relations!();
 }

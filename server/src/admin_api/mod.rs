@@ -14,6 +14,7 @@ mod keys;
 mod models;
 mod page;
 mod reads;
+mod settings;
 mod workspaces;
 
 use app::ssr::AppState;
@@ -45,6 +46,7 @@ pub struct Api {
         (name = "workspaces"), (name = "users"), (name = "api-keys"),
         (name = "status", description = "Gateways and their applied revision"),
         (name = "usage"), (name = "audit"),
+        (name = "settings", description = "Where budget alerts are sent"),
     )
 )]
 struct ApiDoc;
@@ -65,6 +67,7 @@ fn routes() -> OpenApiRouter<Api> {
         .merge(keys::router())
         .merge(models::router())
         .merge(reads::router())
+        .merge(settings::router())
 }
 
 /// The OpenAPI document, as served.

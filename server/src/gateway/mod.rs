@@ -7,6 +7,7 @@ pub mod answer;
 pub mod anthropic;
 pub mod balancer;
 pub mod body;
+pub mod budget_alerts;
 pub mod call;
 pub mod chat_stream;
 pub mod clock;
@@ -242,7 +243,12 @@ impl Gateway {
     pub async fn flush_usage(&self, db: &sea_orm::DatabaseConnection, gateway_id: &str) -> Result<usize, sea_orm::DbErr> {
         let rows = self.meter.flush(db, gateway_id).await?;
         let quotas: Vec<admission::quota::QuotaCheck> = self.snapshot.load().quotas.values().cloned().collect();
-        admission::quota::flush(db, &quotas, self.clock.unix_secs()).await?;
+        let now = self.clock.unix_secs();
+        admission::quota::flush(db, &quotas, now).await?;
+        // An alert not recorded now is recorded at the next flush (its threshold stays crossed).
+        if let Err(e) = budget_alerts::record_crossings(db, &quotas, now).await {
+            tracing::warn!(error = %e, "could not record budget alerts; the next flush retries");
+        }
         Ok(rows)
     }
 
@@ -645,6 +651,7 @@ pub fn spawn_usage_flusher(gw: Arc<Gateway>, db: sea_orm::DatabaseConnection, ga
     if gw.usage_sink.set((db.clone(), gateway_id.clone())).is_err() {
         return; // one flusher per gateway
     }
+    budget_alerts::spawn_sender(gw.clone(), db.clone());
     tokio::spawn(async move {
         let mut failing = false;
         loop {

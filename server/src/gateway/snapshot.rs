@@ -243,6 +243,8 @@ pub struct Snapshot {
     pub retired: Mutex<FxHashMap<CounterKey, Arc<Counter>>>,
     /// Quotas by subject (a key's, a workspace's).
     pub quotas: FxHashMap<(RuleTarget, i64), super::admission::quota::QuotaCheck>,
+    /// Where budget alerts are sent, if the operator set a webhook.
+    pub alert_webhook: Option<Arc<app::ssr::services::alerts::Webhook>>,
 }
 
 impl Snapshot {
@@ -312,6 +314,7 @@ pub async fn build(
     while let Some(row) = keys.try_next().await? {
         snap.add_key(row);
     }
+    snap.alert_webhook = app::ssr::services::alerts::webhook(db, secrets).await.map_err(|e| DbErr::Custom(e.to_string()))?.map(Arc::new);
     Ok(snap)
 }
 

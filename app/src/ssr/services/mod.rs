@@ -1,6 +1,7 @@
 //! Domain services: plain async functions over a connection, one module per domain.
 //! Multi-step writes run in one transaction that also bumps the configuration revision.
 pub mod admin_tokens;
+pub mod alerts;
 pub mod audit_log;
 pub mod catalog;
 pub mod currency;

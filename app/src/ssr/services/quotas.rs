@@ -32,6 +32,12 @@ pub async fn views(db: &impl ConnectionTrait, target: RuleTarget, ids: Option<&[
     let t = now();
     let spent = ledger(db, t, Some(target)).await?;
     let currency = super::currency::currency(db).await?;
+    let starts = [Period::Day.start(t), Period::Month.start(t)];
+    let mut alerted: HashMap<(i64, i64), u16> = HashMap::new();
+    for (subject, start, percent) in super::alerts::crossed(db, target, starts).await? {
+        let a = alerted.entry((subject, start)).or_default();
+        *a = (*a).max(percent);
+    }
     Ok(quotas
         .into_iter()
         .filter_map(|q| {
@@ -51,6 +57,7 @@ pub async fn views(db: &impl ConnectionTrait, target: RuleTarget, ids: Option<&[
                     spend_reached: q.spend_nanos.is_some_and(|b| s.nanos >= b),
                     unpriced: q.unpriced.clone(),
                     alerts: alert_percents(&q.alert_percents),
+                    alerted: alerted.get(&(subject, period.start(t))).copied(),
                     currency: currency.clone(),
                     resets_at: period.end(t),
                 },

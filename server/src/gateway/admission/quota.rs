@@ -49,6 +49,8 @@ pub struct Money {
     /// What it does with a call to a model without a price in force.
     pub unpriced: Unpriced,
     pub currency: Arc<str>,
+    /// Percents of it at which an alert is raised, once per period, ascending.
+    pub alerts: Arc<[u16]>,
 }
 
 /// What a money budget does with calls to a model that has no price in force: their cost is
@@ -92,6 +94,8 @@ struct Spent {
     /// Token estimates of this process's calls in flight, and their cost.
     reserved: u64,
     reserved_nanos: u64,
+    /// The highest alert threshold known to be recorded in this period.
+    alerted: u16,
 }
 
 impl Spent {
@@ -200,6 +204,26 @@ impl QuotaCheck {
             requests: st.ledger_requests + st.new_requests,
             nanos: st.ledger_nanos + st.new_nanos,
         }
+    }
+}
+
+impl QuotaCheck {
+    /// The alert thresholds of its money budget that what the period spent (as far as this
+    /// process knows: the ledger and its own calls since) has reached and that are not known
+    /// to be recorded, ascending.
+    pub fn crossed(&self, now_secs: i64) -> smallvec::SmallVec<[u16; 4]> {
+        let Some(m) = self.spend.as_ref().filter(|m| !m.alerts.is_empty() && m.nanos > 0) else { return Default::default() };
+        let mut st = self.counter.state.lock();
+        let st = st.at(self.key.period.start(now_secs));
+        let percent = u128::from(st.ledger_nanos + st.new_nanos) * 100 / u128::from(m.nanos);
+        m.alerts.iter().copied().filter(|&t| u128::from(t) <= percent && t > st.alerted).collect()
+    }
+
+    /// Thresholds up to `percent` are recorded (in the period holding `now_secs`).
+    pub fn alerted(&self, now_secs: i64, percent: u16) {
+        let mut st = self.counter.state.lock();
+        let st = st.at(self.key.period.start(now_secs));
+        st.alerted = st.alerted.max(percent);
     }
 }
 
@@ -341,6 +365,7 @@ pub async fn load(
                     nanos,
                     unpriced: Unpriced::parse(&q.unpriced).unwrap_or_default(),
                     currency: currency.clone(),
+                    alerts: app::ssr::services::quotas::alert_percents(&q.alert_percents).into(),
                 }),
                 counter,
             },
@@ -476,6 +501,7 @@ mod tests {
             nanos: 10_000_000,
             unpriced: Unpriced::Refuse,
             currency: "USD".into(),
+            alerts: Arc::new([]),
         });
         let key = q(RuleTarget::ApiKey, 1, Some(1_000_000), None);
         let a = check(&[&key, &ws], dec_2, Reservation { tokens: 100, nanos: 6_000_000 }).unwrap();
