@@ -869,6 +869,9 @@ pub struct ModelRow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelPage {
     pub rows: Vec<ModelRow>,
+    /// The platform currency the rows' spend is in.
+    #[serde(default)]
+    pub currency: String,
     pub total: u64,
     pub page: u64,
     pub per_page: u64,
@@ -1085,6 +1088,23 @@ pub struct KeyUsage {
     pub key_id: i64,
     pub day: UsageFigures,
     pub month: UsageFigures,
+    /// The platform currency their spend is in.
+    #[serde(default)]
+    pub currency: String,
+}
+
+impl UsageFigures {
+    /// What the calls cost, for people: "0.0246 USD", "+3 unpriced" where some calls' cost is
+    /// unknown (never shown as free); `None` when no call was priced or unpriced.
+    pub fn spend_text(&self, currency: &str) -> Option<String> {
+        let priced = self.cost.bytes().any(|b| (b'1'..=b'9').contains(&b));
+        match (priced, self.cost_unknown) {
+            (false, 0) => None,
+            (true, 0) => Some(format!("{} {currency}", self.cost)),
+            (false, n) => Some(format!("cost unknown for {n}")),
+            (true, n) => Some(format!("{} {currency} (+{n} unpriced)", self.cost)),
+        }
+    }
 }
 
 /// Formats a token or request count for people: 950, 12.3k, 4.5M.

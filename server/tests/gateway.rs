@@ -1809,6 +1809,19 @@ async fn calls_are_priced_at_the_version_in_force_when_they_end_and_unpriced_one
     assert_eq!(h.chat(json!({"model": "no-such-model", "messages": []})).await.status(), 404);
     let (_, [n, _, _, _, cost, unknown]) = stored(last).await;
     assert_eq!((n, cost, unknown), (2, 0, 1));
+
+    // /metrics: the spend by model, in nano-units, as the usage rows have it; unpriced calls counted apart.
+    let rows = usage_minute::Entity::find().all(&h.state.db).await.unwrap();
+    let spent: i64 = rows.iter().map(|r| r.cost_nanos).sum();
+    let text = h.gw.metrics_text();
+    let sum_of = |name: &str, model: &str| -> i64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("model=\"{model}\"")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum_of("maas_spend_total", "chat"), spent, "{text}");
+    assert_eq!(sum_of("maas_gateway_cost_unknown_total", "unpriced"), 1, "{text}");
 }
 
 #[tokio::test]

@@ -121,8 +121,8 @@ fn Keys() -> impl IntoView {
                                                 <td data-col="until">{until}</td>
                                                 <td data-col="models">{scoped}</td>
                                                 <td data-col="quota" class:warn=k.quota.as_ref().is_some_and(|q| q.spent())>{k.quota.as_ref().map_or_else(|| "none".to_string(), |q| q.summary())}</td>
-                                                <td class="num" data-col="day">{spent(&u.day)}</td>
-                                                <td class="num" data-col="month">{spent(&u.month)}</td>
+                                                <td class="num" data-col="day">{spent(&u.day, &u.currency)}</td>
+                                                <td class="num" data-col="month">{spent(&u.month, &u.currency)}</td>
                                                 <td>{(!revoked).then(|| view! {
                                                     <button class="small" on:click=move |_| editing.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>"Scope…"</button>
                                                     " "
@@ -174,10 +174,11 @@ fn Keys() -> impl IntoView {
     }
 }
 
-/// A key's requests and tokens in a period, saying when some calls' usage is unknown.
-fn spent(u: &UsageFigures) -> String {
+/// A key's requests, tokens and spend in a period, saying when some calls' usage is unknown.
+fn spent(u: &UsageFigures, currency: &str) -> String {
     let unknown = if u.usage_unknown > 0 { format!(" ({} unknown)", u.usage_unknown) } else { String::new() };
-    format!("{} requests · {} tokens{unknown}", compact_count(u.requests), compact_count(u.total_tokens))
+    let money = u.spend_text(currency).map(|m| format!(" · {m}")).unwrap_or_default();
+    format!("{} requests · {} tokens{unknown}{money}", compact_count(u.requests), compact_count(u.total_tokens))
 }
 
 /// "Works until" and "Models" of a key as the gateway applies them (both layers).

@@ -56,7 +56,7 @@ fn Models() -> impl IntoView {
                         let empty = p.rows.is_empty();
                         view! {
                             <DataTable id="model-table" label="MaaS models" columns=COLUMNS rows=p.rows.len() nothing>
-                                {p.rows.into_iter().map(|r| row(r, toggle, delete)).collect_view()}
+                                {p.rows.into_iter().map(|r| row(r, &p.currency, toggle, delete)).collect_view()}
                             </DataTable>
                             {(!empty).then(|| view! { <div class="pager">
                                 <button class="small" disabled={cur == 0} on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"‹ Prev"</button>
@@ -83,7 +83,8 @@ const COLUMNS: &[Col] = &[
     col(""),
 ];
 
-fn row(r: ModelRow, toggle: Call<SetEnabled>, delete: Call<DeleteModel>) -> impl IntoView {
+fn row(r: ModelRow, currency: &str, toggle: Call<SetEnabled>, delete: Call<DeleteModel>) -> impl IntoView {
+    let currency = currency.to_owned();
     let id = r.id;
     let enabled = r.enabled;
     let name = r.name.clone();
@@ -115,7 +116,8 @@ fn row(r: ModelRow, toggle: Call<SetEnabled>, delete: Call<DeleteModel>) -> impl
                 <A href=format!("/usage?model={id}")>{format!("{} calls", compact_count(u.requests))}</A>
                 <br/><span class="hint">{format!("{} tokens", compact_count(u.total_tokens))}
                     {(u.usage_unknown > 0).then(|| format!(" (unknown for {})", u.usage_unknown))}
-                    {(u.errors > 0).then(|| format!(" · {} errors", u.errors))}</span>
+                    {(u.errors > 0).then(|| format!(" · {} errors", u.errors))}
+                    {u.spend_text(&currency).map(|m| format!(" · {m}"))}</span>
             </td>
             <td>
                 <label class="switch">

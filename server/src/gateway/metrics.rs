@@ -94,6 +94,10 @@ struct CallSeries {
     cached_tokens: u64,
     /// Of the operation's unit besides tokens.
     units: u64,
+    /// What the calls cost, nano-units of the currency (each call rounded once).
+    spend_nanos: u64,
+    /// Answered calls no price covered: cost unknown, not 0.
+    cost_unknown: u64,
 }
 
 /// What `/metrics` counts, since the process started: one per serving thread, merged at scrape.
@@ -125,6 +129,10 @@ impl Series {
         s.requests += 1;
         s.failovers += u64::from(c.failovers);
         s.units += c.units;
+        match c.cost {
+            Some(n) => s.spend_nanos += n.max(0) as u64,
+            None => s.cost_unknown += 1,
+        }
         s.duration.observe(app::ssr::usage_rollups::bucket(c.total_ms), c.total_ms as f64 / 1000.0);
         if let Some(t) = c.ttfb_ms {
             s.ttft.observe(app::ssr::usage_rollups::bucket(t), t as f64 / 1000.0);
@@ -171,6 +179,8 @@ impl Series {
             s.input_tokens.merge(&v.input_tokens);
             s.output_tokens.merge(&v.output_tokens);
             s.cached_tokens += v.cached_tokens;
+            s.spend_nanos += v.spend_nanos;
+            s.cost_unknown += v.cost_unknown;
             s.units += v.units;
         }
         for (k, v) in &o.rate_limited {
@@ -320,6 +330,24 @@ impl prometheus_client::collector::Collector for Scrape {
             let mut labels = own(k);
             labels.push(("unit", k.op.unit().map_or("", |u| u.as_str()).to_owned()));
             m.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&v.units, None)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "maas_spend",
+            "What the calls cost at their model's prices, in nano-units (10^-9) of the installation's currency (MAAS_CURRENCY), each call rounded once, half to even: divide by 1e9 for the currency.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (k, v) in calls.iter().filter(|(_, v)| v.spend_nanos > 0) {
+            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.spend_nanos, None)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_cost_unknown",
+            "Answered calls whose cost is unknown (no price in force, or no usage reported): never counted as free.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (k, v) in calls.iter().filter(|(_, v)| v.cost_unknown > 0) {
+            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.cost_unknown, None)?;
         }
         let mut m = enc.encode_descriptor(
             "maas_gateway_usage_unknown",

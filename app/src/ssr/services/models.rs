@@ -592,7 +592,7 @@ pub async fn list(db: &impl ConnectionTrait, search: &str, page: u64, per_page: 
             name: r.name,
         })
         .collect();
-    Ok(ModelPage { rows, total, page, per_page })
+    Ok(ModelPage { rows, currency: super::currency::currency(db).await?, total, page, per_page })
 }
 
 /// Deletes the status rows of gateways that have not reported for GATEWAY_FORGET_SECS.

@@ -349,7 +349,8 @@ pub async fn key_usage(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<
             }
         }
     }
-    Ok(out.into_values().collect())
+    let currency = super::currency::currency(db).await?;
+    Ok(out.into_values().map(|u| KeyUsage { currency: currency.clone(), ..u }).collect())
 }
 
 pub use crate::days::{civil_from_days, format_day, parse_day};
