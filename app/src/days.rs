@@ -49,6 +49,15 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `YYYY-MM-DD HH:MM` or `YYYY-MM-DD` (UTC, as [`format_utc`] writes it) as a Unix second.
+pub fn parse_utc(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (day, time) = s.split_once([' ', 'T']).unwrap_or((s, "00:00"));
+    let (h, m) = time.trim_end_matches('Z').split_once(':')?;
+    let (h, m) = (h.parse::<i64>().ok().filter(|h| (0..24).contains(h))?, m.get(..2)?.parse::<i64>().ok().filter(|m| (0..60).contains(m))?);
+    Some(parse_day(day)? * 86_400 + h * 3600 + m * 60)
+}
+
 /// A Unix second as `YYYY-MM-DD HH:MM` (UTC).
 pub fn format_utc(secs: i64) -> String {
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -123,6 +132,17 @@ mod tests {
         assert_eq!(Period::Month.end(at("2026-12-31", 23)), at("2027-01-01", 0), "December ends with the year");
         assert_eq!(Period::Month.end(at("2028-02-10", 0)), at("2028-03-01", 0), "a leap February");
         assert_eq!(Period::Month.start(at("2027-01-01", 0)), at("2027-01-01", 0), "a period starts at its own first second");
+    }
+
+    #[test]
+    fn utc_times_read_back_what_format_utc_writes() {
+        let t = parse_day("2027-01-02").unwrap() * 86_400 + 13 * 3600 + 5 * 60;
+        assert_eq!(parse_utc(&format_utc(t)), Some(t));
+        assert_eq!(parse_utc("2027-01-02"), Some(t - 13 * 3600 - 5 * 60));
+        assert_eq!(parse_utc("2027-01-02T13:05Z"), Some(t));
+        for bad in ["2027-01-02 24:00", "2027-01-02 13:60", "tomorrow", "2027-13-01 00:00", "2027-01-02 1"] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -27,6 +27,52 @@ pub async fn model_health(id: i64) -> Result<String, AppError> {
     .await
 }
 
+/// The model's price versions, as HTML rendered here (see [`model_health`]).
+#[server(endpoint = "models/prices", output = Postcard)]
+pub async fn model_prices(id: i64) -> Result<String, AppError> {
+    use crate::ssr::{auth::Need, services::prices};
+    super::edge::run(Need::Operator, |st, _| async move {
+        Ok(crate::pages::model_prices::render(prices::list(&st.db, id).await?, crate::ssr::now()))
+    })
+    .await
+}
+
+/// Adds a price version to model `id`, from `effective_from` (`YYYY-MM-DD HH:MM` UTC; empty:
+/// now). Prices are decimals of the platform currency.
+#[server(endpoint = "models/prices/add", output = Postcard)]
+pub async fn add_model_price(
+    id: i64,
+    input_per_million: String,
+    cached_input_per_million: String,
+    output_per_million: String,
+    per_unit: String,
+    per_call: String,
+    effective_from: String,
+) -> Result<(), AppError> {
+    use crate::ssr::{auth::Need, services::prices};
+    super::edge::run(Need::Operator, |st, who| async move {
+        let effective_from = match effective_from.trim() {
+            "" | "now" => None,
+            s => Some(
+                crate::days::parse_utc(s)
+                    .ok_or_else(|| AppError::field("effective_from", "a UTC time as 2027-01-01 00:00, or empty for now"))?,
+            ),
+        };
+        let input = crate::types::PriceInput {
+            effective_from,
+            input_per_million,
+            cached_input_per_million,
+            output_per_million,
+            per_unit,
+            per_call,
+        };
+        let (_, rev) = prices::add(&st.db, &crate::ssr::audit::Actor::console(&who), id, &input).await?;
+        st.config_changed(rev).await;
+        Ok(())
+    })
+    .await
+}
+
 #[server(endpoint = "models/form-options", output = Postcard)]
 pub async fn form_options() -> Result<crate::types::FormOptions, AppError> {
     use crate::ssr::{auth::Need, services::models};

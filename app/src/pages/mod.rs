@@ -8,6 +8,7 @@ pub mod marketplace;
 pub mod model_form;
 #[cfg(feature = "ssr")]
 pub mod model_health;
+pub mod model_prices;
 pub mod models;
 pub mod playground;
 pub mod usage;

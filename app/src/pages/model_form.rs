@@ -49,11 +49,14 @@ pub fn EditModelPage() -> impl IntoView {
                             let name = o.marketplace.iter().find(|x| x.id == m.marketplace_model_id).map(|x| x.name.clone()).unwrap_or_default();
                             let spaces: Vec<(i64, String)> = o.workspaces.iter().map(|w| (w.id, w.name.clone())).collect();
                             let enabled = m.enabled;
+                            let model_id = m.id;
                             let base_url = o.clusters.iter().find(|c| c.id == m.cluster_id).map(|c| crate::types::access_path(&c.entry_address)).unwrap_or_default();
                             view! {
                                 <ModelForm options=o initial=Some(m)/>
                                 <h2>"Endpoint health"</h2>
                                 <div inner_html=health/>
+                                <h2>"Prices"</h2>
+                                <crate::pages::model_prices::Prices id=model_id/>
                                 <h2>"Playground"</h2>
                                 {if !enabled {
                                     view! { <p class="hint">"Enable the model to try it: a disabled model answers 404."</p> }.into_any()

@@ -9,7 +9,10 @@ use crate::ssr::entities::{maas_model, model_price};
 use crate::ssr::pricing::{format_price, parse_price, Rates};
 use crate::ssr::{bump_revision, now, SResult};
 use crate::types::{FieldErrors, PriceInput, PriceVersion};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionSession,
+    TransactionTrait,
+};
 
 /// Tokens a "per million" price is per.
 const MILLION: u64 = 1_000_000;
@@ -95,7 +98,7 @@ pub async fn add<C: TransactionTrait + ConnectionTrait>(
     if taken.is_some() {
         return Err(AppError::Invalid(FieldErrors::single("effective_from", "a version already takes effect at that moment")).into());
     }
-    let count = model_price::Entity::find().filter(model_price::Column::MaasModelId.eq(model_id)).all(&txn).await?.len() as u64;
+    let count = model_price::Entity::find().filter(model_price::Column::MaasModelId.eq(model_id)).count(&txn).await?;
     if count >= MAX_VERSIONS {
         return Err(
             AppError::Invalid(FieldErrors::single("effective_from", &format!("at most {MAX_VERSIONS} price versions per model"))).into()
