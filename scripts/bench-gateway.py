@@ -189,7 +189,9 @@ if BASELINE:
 # Rules on vs off (issue 12): the demo key with no rule at all, and with one token rule and one
 # concurrency rule that never fire, each served from its own copy of the database.
 rules_db = {}
-for name, rules in (("none", []), ("tokens+concurrent", [("tokens", 10**12, 60), ("concurrent", 100000, 0)])):
+# Issue 29: a budget in money on the key (never reached) prices every call's estimate at
+# admission and settles it at the end: "money budget" against "none".
+for name, rules in (("none", []), ("tokens+concurrent", [("tokens", 10**12, 60), ("concurrent", 100000, 0)]), ("money budget", [])):
     path = f"{tmp}/rules-{len(rules_db)}.db"
     shutil.copy(f"{tmp}/maas.db", path)
     rdb = sqlite3.connect(path)
@@ -197,6 +199,9 @@ for name, rules in (("none", []), ("tokens+concurrent", [("tokens", 10**12, 60),
     rdb.execute("DELETE FROM rate_limit_rules WHERE maas_model_id = ?", (demo[0],))
     rdb.executemany("INSERT INTO rate_limit_rules (maas_model_id, position, kind, target, workspace_id, api_key_id, limit_value, duration_secs) VALUES (?, ?, ?, 'api_key', ?, ?, ?, ?)",
                     [(demo[0], i, kind, demo[1], demo[2], limit, secs) for i, (kind, limit, secs) in enumerate(rules)])
+    if name == "money budget":
+        rdb.execute("INSERT INTO quotas (target, workspace_id, api_key_id, period, spend_nanos, unpriced) VALUES ('api_key', ?, ?, 'month', ?, 'refuse')",
+                    (demo[1], demo[2], 10**18))
     rdb.commit(); rdb.close()
     rules_db[name] = path
 # Routing policies (issue 28): demo-chat over two endpoints of the mock under each policy, each
@@ -224,7 +229,7 @@ if BASELINE:
     # The baseline build with the same token and concurrency rule, metering on: a change on the
     # request path measured where it costs most, alternated with this build's runs.
     for name in list(rules_db):
-        if name != "none":
+        if name == "tokens+concurrent":
             for_baseline(rules_db[name], f"{tmp}/base-{name}.db")
             by_rules[f"baseline {name}"] = start(["serve"], dict(senv, DATABASE_URL=f"sqlite://{tmp}/base-{name}.db?mode=rwc"), r"MaaS console: (http://\S+)", BASELINE)
 unmetered, unmetered_base = start(["serve"], dict(senv, MAAS_USAGE_METERING="false"), r"MaaS console: (http://\S+)")

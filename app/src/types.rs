@@ -1011,6 +1011,10 @@ pub struct UsageFigures {
     /// Input tokens read from the upstream's prompt cache (part of `input_tokens`).
     #[serde(default)]
     pub cached_tokens: i64,
+    /// Input tokens written to the upstream's prompt cache (Anthropic's cache writes; part of
+    /// `input_tokens`).
+    #[serde(default)]
+    pub cache_write_tokens: i64,
     /// Of the operations' units besides tokens: documents reranked, characters spoken, images
     /// made, seconds of audio transcribed.
     #[serde(default)]
@@ -1259,6 +1263,7 @@ pub struct AccessEntry {
 /// into integers, never floats). Empty fields are 0.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct PriceInput {
     /// Unix second it takes effect from; absent: now. Never in the past (calls already made
     /// keep the price they were made at).
@@ -1270,6 +1275,10 @@ pub struct PriceInput {
     /// Per million input tokens read from the upstream's prompt cache.
     #[serde(default)]
     pub cached_input_per_million: String,
+    /// Per million input tokens written to the upstream's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`); empty: priced as input.
+    #[serde(default)]
+    pub cache_write_per_million: String,
     /// Per million output tokens.
     #[serde(default)]
     pub output_per_million: String,
@@ -1291,6 +1300,9 @@ pub struct PriceVersion {
     pub currency: String,
     pub input_per_million: String,
     pub cached_input_per_million: String,
+    /// `None`: cache writes are priced as input.
+    #[serde(default)]
+    pub cache_write_per_million: Option<String>,
     pub output_per_million: String,
     pub per_unit: String,
     pub per_call: String,
@@ -1315,6 +1327,10 @@ pub struct DailyUsage {
     /// Input tokens read from the upstream's prompt cache (part of `input_tokens`).
     #[serde(default)]
     pub cached_tokens: i64,
+    /// Input tokens written to the upstream's prompt cache (Anthropic's cache writes; part of
+    /// `input_tokens`).
+    #[serde(default)]
+    pub cache_write_tokens: i64,
     /// Of the operations' units besides tokens: documents reranked, characters spoken, images
     /// made, seconds of audio transcribed.
     #[serde(default)]

@@ -74,6 +74,11 @@ test('money: prices, a workspace budget in money refused once spent, spend on th
       await open(page, `${base}/usage?range=1h`);
       await expect(page.locator('#usage-totals [data-figure="Spend"] .figure-main')).toHaveText('0.0000117 USD', { timeout: 1000 });
     }).toPass({ timeout: 15_000 });
+    // Spend per model, workspace and key, and its chart.
+    await expect(page.locator('#usage-models tr[data-label="demo-chat"] [data-col="spend"]')).toHaveText('0.0000117');
+    await expect(page.locator('#usage-workspaces tr[data-label="demo"] [data-col="spend"]')).toHaveText('0.0000117');
+    await expect(page.locator('#usage-keys tr[data-label="demo-key"] [data-col="spend"]')).toHaveText('0.0000117');
+    await expect(page.locator('figure.chart[data-chart="Spend"] svg')).toContainText('USD / min');
     // The workspace: spent, over its budget, its alert raised.
     await expect(async () => {
       await open(page, `${base}/workspaces`);

@@ -45,8 +45,8 @@ test('usage: charts, top keys, CSV export for the operator; own keys only for a 
     await expect(page.locator('#usage-unknown')).toHaveCount(0);
     // Three charts, drawn: axes, a legend and lines.
     const charts = page.locator('figure.chart svg');
-    await expect(charts).toHaveCount(3);
-    for (const title of ['Requests', 'Tokens', 'Latency']) {
+    await expect(charts).toHaveCount(4);
+    for (const title of ['Requests', 'Tokens', 'Spend', 'Latency']) {
       const svg = page.locator(`figure.chart[data-chart="${title}"] svg`);
       await expect(svg).toHaveAttribute('role', 'img');
       expect(await svg.locator('polyline, path').count()).toBeGreaterThan(0);
@@ -71,13 +71,13 @@ test('usage: charts, top keys, CSV export for the operator; own keys only for a 
     // The billing export: today's line has the exact sums.
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
     const csv = readFileSync((await download.path())!, 'utf8').trim().split('\n');
-    expect(csv[0]).toBe('day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model,cost,cost_unknown');
+    expect(csv[0]).toBe('day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model,cost,cost_unknown,cache_write_tokens');
     const rows = csv.slice(1).map((l) => l.split(','));
     const served = rows.filter((r) => r[6] === 'demo-chat');
     expect(served).toHaveLength(1);
-    expect(served[0].slice(7)).toEqual(['12', '60', '26', '86', '0', '0', '0', '', '', '', '0.0000246', '0']);
+    expect(served[0].slice(7)).toEqual(['12', '60', '26', '86', '0', '0', '0', '', '', '', '0.0000246', '0', '0']);
     const refused = rows.filter((r) => r[6] === 'no-such-model');
-    expect(refused.map((r) => r.slice(7))).toEqual([['3', '0', '0', '0', '0', '0', '0', '', '', '', '0.00', '0']]);
+    expect(refused.map((r) => r.slice(7))).toEqual([['3', '0', '0', '0', '0', '0', '0', '', '', '', '0.00', '0', '0']]);
     await logout(page);
 
     // The demo user: their keys with their usage; the Usage page is not theirs.

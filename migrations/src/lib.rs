@@ -23,6 +23,7 @@ mod m20261207_000005_fleet;
 mod m20261207_000006_asked_model;
 mod m20261207_000007_prices;
 mod m20261207_000008_budgets;
+mod m20261207_000009_cache_writes;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000006_asked_model::Migration),
             Box::new(m20261207_000007_prices::Migration),
             Box::new(m20261207_000008_budgets::Migration),
+            Box::new(m20261207_000009_cache_writes::Migration),
         ]
     }
 }

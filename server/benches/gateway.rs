@@ -131,5 +131,40 @@ fn rules_of_a_caller(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, balancers, rules_of_a_caller, limiter, limiter_realistic);
+/// Issue 29: what pricing adds to a call. At its end: the version in force (three versions) and
+/// the cost of its usage, rounded once. At admission, with a money budget: the estimate's price
+/// and a money reservation beside the tokens in a quota, settled to the real cost.
+fn pricing(c: &mut Criterion) {
+    use app::ssr::pricing::{Rates, Schedule, Used};
+    use server::gateway::admission::quota::{self, Money, QuotaCheck, QuotaKey, Reservation, Unpriced};
+    use server::gateway::admission::Consumed;
+    let rates =
+        |i: i64| Rates { input: 150_000 * i, cached_input: 15_000 * i, cache_write: None, output: 600_000 * i, unit: 0, call: 1_000 * i };
+    let prices = Schedule::new(vec![(1_700_000_000, rates(1)), (1_750_000_000, rates(2)), (1_800_000_000, rates(3))]);
+    let used = Used { input: 1_234, cached: 200, cache_write: 0, output: 567, units: 0 };
+    c.bench_function("pricing/cost of a call (version lookup + rounding)", |b| {
+        b.iter(|| black_box(black_box(&prices).at(black_box(1_760_000_000)).map(|r| r.cost_nanos(black_box(used)))))
+    });
+    let key = QuotaKey { target: RuleTarget::ApiKey, subject_id: 1, period: app::days::Period::Month };
+    let plain = QuotaCheck::new(key, Some(u64::MAX / 4), None);
+    let money = QuotaCheck::new(key, Some(u64::MAX / 4), None).with_spend(Money {
+        nanos: u64::MAX / 4,
+        unpriced: Unpriced::Refuse,
+        currency: "USD".into(),
+        alerts: std::sync::Arc::new([]),
+    });
+    let now = 1_760_000_000;
+    let settle = Consumed::Used { tokens: 1_801, nanos: Some(541_000) };
+    c.bench_function("pricing/quota check+settle, tokens only", |b| {
+        b.iter(|| quota::check(&[&plain], now, Reservation { tokens: 2_000, nanos: 0 }).unwrap().end(black_box(settle)))
+    });
+    c.bench_function("pricing/quota check+settle, with a money budget (estimate priced)", |b| {
+        b.iter(|| {
+            let nanos = prices.at(now).map_or(0, |r| r.cost_nanos(Used { input: 1_500, output: 500, ..Default::default() })) as u64;
+            quota::check(&[&money], now, Reservation { tokens: 2_000, nanos }).unwrap().end(black_box(settle))
+        })
+    });
+}
+
+criterion_group!(benches, balancers, rules_of_a_caller, limiter, limiter_realistic, pricing);
 criterion_main!(benches);

@@ -24,7 +24,7 @@ fn call(key: i64) -> Call {
         failovers: 0,
         ttfb_ms: Some(120),
         total_ms: 900,
-        tokens: Some(Tokens { input: 400, output: 120, total: 520, cached: 0, seconds: 0 }),
+        tokens: Some(Tokens { input: 400, output: 120, total: 520, cached: 0, cache_write: 0, seconds: 0 }),
         units: 0,
         cost: Some(0),
         at_ms: 1_800_000_000_000,

@@ -742,3 +742,78 @@ async fn fallbacks_retries_and_health_checks_are_set_validated_and_read_through_
     let last = audit.iter().rev().find(|e| e.entity_id == a).unwrap();
     assert!(last.diff.starts_with("{\"health_check\":{\"new\":null"), "the audit row holds the change: {last:?}");
 }
+
+/// Money through the API: price versions (the read-only token reads, never writes; malformed
+/// and out-of-bounds bodies refused with their fields; a user's session refused), a budget in
+/// money on a workspace, and the alerts' webhook (its secret never read back).
+#[tokio::test]
+async fn prices_money_budgets_and_the_alert_webhook_through_the_api() {
+    let env = env().await;
+    let r = env.router();
+    let (op, rw, ro) = tokens(&env).await;
+    env.user("alice", Role::User).await;
+    let f = fixture(&env, &op).await;
+    let (_, _, a) = call("POST", "/models", &rw).body(model_body(f.mm, f.cluster, f.ws, "https://a.example/v1")).send(&r).await;
+    let a = a["id"].as_i64().unwrap();
+    let prices = format!("/models/{a}/prices");
+    let price = json!({"input_per_million": "0.15", "output_per_million": "0.60"});
+
+    let (s, _, v) = call("POST", &prices, &ro).body(price.clone()).send(&r).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a read-only token cannot price: {v}");
+    let alice = login(&r, "alice").await;
+    let as_user = Call { token: None, cookie: Some(&alice), ..call("GET", &prices, "") };
+    assert_eq!(as_user.send(&r).await.0, StatusCode::FORBIDDEN, "nor read as a user");
+    let (s, _, v) = call("POST", &prices, &rw).body(json!({"input_per_million": 0.15})).send(&r).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a number, not a decimal string: {v}");
+    let (s, _, v) = call("POST", &prices, &rw).body(json!({"input_per_million": "1", "colour": "red"})).send(&r).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "an unknown field: {v}");
+    let bad = json!({"input_per_million": "-1", "per_call": "1000001", "effective_from": 1});
+    let (s, _, v) = call("POST", &prices, &rw).body(bad).send(&r).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    for field in ["input_per_million", "per_call", "effective_from"] {
+        assert!(v["error"]["fields"][field].is_string(), "{field}: {v}");
+    }
+    let (s, _, v) = call("POST", "/models/987654/prices", &rw).body(price.clone()).send(&r).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, _, v) = call("POST", &prices, &rw).body(price).send(&r).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _, v) = call("GET", &prices, &ro).send(&r).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (v[0]["input_per_million"].as_str(), v[0]["output_per_million"].as_str(), v[0]["currency"].as_str()),
+        (Some("0.15"), Some("0.60"), Some("USD")),
+        "{v}"
+    );
+
+    // A workspace's budget in money: exact decimals in, exact decimals out.
+    let quota = format!("/workspaces/{}/quota", f.ws);
+    let (s, _, v) = call("PUT", &quota, &rw).body(json!({"period": "month", "spend": "25.5", "alerts": [100, 50, 80]})).send(&r).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let q = &v["quota"];
+    assert_eq!(
+        (q["spend"].as_str(), q["spent_money"].as_str(), q["unpriced"].as_str(), q["alerts"].clone()),
+        (Some("25.50"), Some("0.00"), Some("refuse"), json!([50, 80, 100])),
+        "{v}"
+    );
+    let (s, _, v) = call("PUT", &quota, &rw).body(json!({"period": "month", "spend": "1e3", "unpriced": "sometimes"})).send(&r).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["spend"].is_string() && v["error"]["fields"]["unpriced"].is_string(), "{v}");
+
+    // The alerts' webhook: set (its secret write-only), refused when malformed, read back.
+    let hook = "/settings/alert-webhook";
+    let (s, _, v) = call("PUT", hook, &ro).body(json!({"url": "https://hooks.example/maas", "secret": "0123456789abcdef"})).send(&r).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, _, v) = call("PUT", hook, &rw).body(json!({"url": "https://hooks.example/maas"})).send(&r).await;
+    assert_eq!(
+        (s, v["error"]["fields"]["secret"].is_string()),
+        (StatusCode::UNPROCESSABLE_ENTITY, true),
+        "a first webhook needs its secret: {v}"
+    );
+    let (s, _, v) = call("PUT", hook, &rw).body(json!({"url": "https://hooks.example/maas", "secret": "0123456789abcdef"})).send(&r).await;
+    assert_eq!((s, v["url"].as_str()), (StatusCode::OK, Some("https://hooks.example/maas")), "{v}");
+    let (_, _, v) = call("GET", hook, &ro).send(&r).await;
+    assert_eq!(v, json!({"url": "https://hooks.example/maas"}), "the secret is never read back");
+    let audit = audit_rows(&env).await;
+    let last = audit.iter().rev().find(|e| e.entity == "setting").unwrap();
+    assert!(!last.diff.contains("0123456789abcdef"), "{}", last.diff);
+}

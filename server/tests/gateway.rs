@@ -1743,6 +1743,7 @@ async fn calls_are_priced_at_the_version_in_force_when_they_end_and_unpriced_one
         output_per_million: output.into(),
         per_unit: String::new(),
         per_call: call.into(),
+        ..Default::default()
     };
     let (v1, _) = prices::add(&h.state.db, &sys, chat, &price("3", "0.30", "15", "", None)).await.unwrap();
     assert_eq!((v1.input_per_million.as_str(), v1.cached_input_per_million.as_str(), v1.currency.as_str()), ("3.00", "0.30", "USD"));
@@ -1906,6 +1907,7 @@ async fn a_money_budget_reserves_each_calls_estimated_price_and_refuses_once_spe
         output_per_million: "2".into(),
         per_unit: String::new(),
         per_call: "0.01".into(),
+        ..Default::default()
     };
     let (_, rev) = prices::add(&h.state.db, &sys, chat, &price).await.unwrap();
     h.state.config_changed(rev).await;

@@ -48,7 +48,10 @@ async fn every_server_function_checks_the_caller() {
         ("/api/models/form-options", ""),
         ("/api/models/health", "id=1"),
         ("/api/models/prices", "id=1"),
-        ("/api/models/prices/add", "id=1&input_per_million=1&cached_input_per_million=&output_per_million=&per_unit=&per_call=&effective_from="),
+        (
+            "/api/models/prices/add",
+            "id=1&input_per_million=1&cached_input_per_million=&output_per_million=&per_unit=&per_call=&effective_from=",
+        ),
         ("/api/models/enable", "id=1&enabled=true"),
         ("/api/models/delete", "id=1"),
         ("/api/usage/page", "range=24h&model=&workspace=&key="),

@@ -528,6 +528,30 @@ async fn kinds() -> (Path, String) {
         let limit = if name == "stt" || name == "edit" { 2 } else { 1 };
         rows.rules.insert(id, vec![rule(id, id, "requests", RuleTarget::ApiKey, limit, 60)]);
     }
+    // Priced in pico-units per token, unit and call: rerank 0.02 / M input tokens and 0.001 a
+    // document; speech 0.000015 a character; images 0.5 / M output tokens, 0.04 an image and
+    // 0.001 a call; transcription 0.0001 a second; image edits 0.04 an image.
+    let price = |model: i64, input: i64, output: i64, unit: i64, call: i64| app::ssr::entities::model_price::Model {
+        id: model,
+        maas_model_id: model,
+        effective_from: 0,
+        input_pico: input,
+        cached_input_pico: 0,
+        cache_write_pico: None,
+        output_pico: output,
+        unit_pico: unit,
+        call_pico: call,
+        created_at: 0,
+    };
+    for p in [
+        price(1, 20_000, 0, 1_000_000_000, 0),
+        price(2, 0, 0, 15_000_000, 0),
+        price(3, 0, 500_000, 40_000_000_000, 1_000_000_000),
+        price(4, 0, 0, 100_000_000, 0),
+        price(5, 0, 0, 40_000_000_000, 0),
+    ] {
+        rows.prices.insert(p.maas_model_id, vec![p]);
+    }
     let gw = Gateway::new(GatewayConfig { connect_timeout: Duration::from_secs(1), upload_limit: 4 << 20, ..Default::default() });
     let mut snap = snapshot::assemble(rows, &app::ssr::crypto::SecretBox::from_passphrase("test"), 1, None);
     snap.add_key((app::ssr::crypto::sha256_hex(KEY), KEY_ID, WS, None, None, None, None));
@@ -578,6 +602,12 @@ async fn rerank_speech_and_images_are_failed_over_limited_and_counted_in_their_u
     assert_eq!(p.gw.meter.pending_units(), BTreeMap::from([("images", 2), ("rerank", 3), ("speech", 11)]));
     let tokens = p.gw.meter.pending_tokens();
     assert_eq!((tokens["rerank"], tokens["images"], tokens["speech"]), ((9, 0, 0), (7, 200, 0), (0, 0, 0)));
+    // Priced in their units, exactly (refusals cost nothing): rerank 9 × 20,000 + 3 × 10⁹ pico,
+    // speech 11 × 15,000,000, images 200 × 500,000 + 2 × 4 × 10¹⁰ + 10⁹; in nano-units.
+    assert_eq!(
+        p.gw.meter.pending_cost(),
+        BTreeMap::from([("images", (81_100_000, 0)), ("rerank", (3_000_180, 0)), ("speech", (165_000, 0))])
+    );
     let metrics = p.gw.metrics_text();
     assert!(metrics.contains("unit=\"characters\"") && metrics.contains("maas_gateway_units_total"), "{metrics}");
     p.assert_nothing_held();
@@ -688,6 +718,11 @@ async fn uploads_are_spooled_failed_over_limited_and_counted_in_seconds_and_imag
     // 3,000,000 bytes at 32,000 a second: 93.75 s, counted as 94; two images, then one.
     assert_eq!(p.recorded(5).await, BTreeMap::from([(("ok", 200), 4), (("rate_limited", 429), 1)]));
     assert_eq!(p.gw.meter.pending_units(), BTreeMap::from([("image_edits", 3), ("transcriptions", 94), ("translations", 94)]));
+    // Seconds at 0.0001 (94 s: 9,400,000 nano each), images at 0.04 (three: 120,000,000).
+    assert_eq!(
+        p.gw.meter.pending_cost(),
+        BTreeMap::from([("image_edits", (120_000_000, 0)), ("transcriptions", (9_400_000, 0)), ("translations", (9_400_000, 0))])
+    );
     p.assert_nothing_held();
 }
 

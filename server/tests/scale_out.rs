@@ -637,6 +637,7 @@ async fn a_money_budget_over_two_replicas_ends_within_one_reservation_of_it() {
         output_per_million: "2".into(),
         per_unit: String::new(),
         per_call: "0.001".into(),
+        ..Default::default()
     };
     let (_, rev) = prices::add(&r.state.db, &sys, id, &price).await.unwrap();
     r.applied(rev).await;

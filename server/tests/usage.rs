@@ -183,7 +183,7 @@ async fn the_report_sums_per_period_and_filter_and_draws_the_charts() {
     assert_eq!(day.models[0].label, "deepseek-chat");
     // p50 of 10 calls at 300 ms and 2 at 2 s: within the 250-500 ms bucket.
     assert!(day.totals.p50_ms.is_some_and(|p| (250.0..=500.0).contains(&p)), "{:?}", day.totals.p50_ms);
-    assert_eq!(day.charts.len(), 3);
+    assert_eq!(day.charts.len(), 4);
     for c in &day.charts {
         assert!(
             c.svg.starts_with("<svg role=\"img\"") && c.svg.contains("viewBox") && c.svg.contains("<polyline") || c.svg.contains("<path"),
@@ -230,9 +230,9 @@ async fn the_csv_export_has_one_line_per_day_workspace_key_and_model_with_exact_
 
     let csv = usage::export_csv(env.db(), "2026-11-02", "2026-11-03").await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model,cost,cost_unknown");
-    assert_eq!(lines[1], format!("2026-11-02,{},team-a,{},ci,9,chat,5,50,5,55,0,5,10,,,,0.00,0", f.ws, f.key));
-    assert_eq!(lines[2], format!("2026-11-03,{},team-a,{},ci,9,chat,4,40,4,44,0,4,8,,,,0.00,0", f.ws, f.key));
+    assert_eq!(lines[0], "day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model,cost,cost_unknown,cache_write_tokens");
+    assert_eq!(lines[1], format!("2026-11-02,{},team-a,{},ci,9,chat,5,50,5,55,0,5,10,,,,0.00,0,0", f.ws, f.key));
+    assert_eq!(lines[2], format!("2026-11-03,{},team-a,{},ci,9,chat,4,40,4,44,0,4,8,,,,0.00,0,0", f.ws, f.key));
     assert_eq!(lines.len(), 3, "the 7th is outside the period: {csv}");
 
     for (from, to, field) in
@@ -322,7 +322,7 @@ async fn calls_a_fallback_answered_count_under_the_model_asked_for_and_the_one_t
         ]
     );
     let csv = usage::export_csv(env.db(), &today, &today).await.unwrap();
-    let line = format!(",backup,{},{},{},{},0,{},{},,{chat},deepseek-chat,0.00,0", 3 * n, 300 * n, 30 * n, 330 * n, 30 * n, 6 * n);
+    let line = format!(",backup,{},{},{},{},0,{},{},,{chat},deepseek-chat,0.00,0,0", 3 * n, 300 * n, 30 * n, 330 * n, 30 * n, 6 * n);
     assert!(csv.lines().any(|l| l.ends_with(&line)), "{line} in {csv}");
 }
 

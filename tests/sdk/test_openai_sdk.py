@@ -102,5 +102,34 @@ class OpenAISdk(ServedCase):
         self.assertEqual(e.response.headers["x-should-retry"], "false")
 
 
+    def test_zzzz_spent_money_budget_is_rate_limit_error_with_insufficient_quota(self):
+        # A key with a daily budget in money of 0.000001 (1,000 nano-units) on the demo model,
+        # priced at 0.15 / 0.60 per million tokens: its first call (5 + 2 tokens, 1,950 nano)
+        # spends it, the next is refused with the SDK's RateLimitError, not retried.
+        import hashlib, sqlite3
+        secret = "sk-maas-money-test-0123456789abcdef"
+        db = sqlite3.connect(os.path.join(self.tmp, "maas.db"))
+        ws = db.execute("SELECT workspace_id FROM api_keys ORDER BY id LIMIT 1").fetchone()[0]
+        cur = db.execute("INSERT INTO api_keys (workspace_id, public_id, name, secret_hash, created_at) VALUES (?, 'key_money', 'money', ?, 0)", (ws, hashlib.sha256(secret.encode()).hexdigest()))
+        db.execute("INSERT INTO quotas (target, workspace_id, api_key_id, period, spend_nanos, unpriced) VALUES ('api_key', ?, ?, 'day', 1000, 'refuse')", (ws, cur.lastrowid))
+        db.execute("UPDATE config_revision SET revision = revision + 1")
+        db.commit()
+        db.close()
+        client = OpenAI(base_url=self.base + "/v1", api_key=secret, max_retries=2, timeout=10)
+        for _ in range(100):  # until the gateway serves the new key (its heartbeat), bounded
+            try:
+                client.models.list()
+                break
+            except openai.AuthenticationError:
+                time.sleep(0.1)
+        client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])
+        with self.assertRaises(openai.RateLimitError) as ctx:
+            client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])
+        e = ctx.exception
+        self.assertEqual((e.status_code, e.code, e.type), (429, "insufficient_quota", "insufficient_quota"))
+        self.assertIn("this API key's daily quota of 0.000001 USD in money", e.message)
+        self.assertEqual(e.response.headers["x-should-retry"], "false")
+
+
 if __name__ == "__main__":
     main()

@@ -1,3 +1,6 @@
+// `add_model_price` takes a form's fields, flat as the form posts them (a nested struct would
+// rename every field), and the server function macro's generated client repeats them.
+#![allow(clippy::too_many_arguments)]
 use crate::error::AppError;
 use crate::types::{ModelDetail, ModelInput, ModelPage};
 use leptos::prelude::*;
@@ -44,6 +47,7 @@ pub async fn add_model_price(
     id: i64,
     input_per_million: String,
     cached_input_per_million: String,
+    #[server(default)] cache_write_per_million: String,
     output_per_million: String,
     per_unit: String,
     per_call: String,
@@ -62,6 +66,7 @@ pub async fn add_model_price(
             effective_from,
             input_per_million,
             cached_input_per_million,
+            cache_write_per_million,
             output_per_million,
             per_unit,
             per_call,

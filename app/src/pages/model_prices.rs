@@ -21,6 +21,7 @@ pub fn Prices(id: i64) -> impl IntoView {
             <input type="hidden" name="id" value=id.to_string()/>
             <TextField label="Input per million tokens" name="input_per_million" errors/>
             <TextField label="Cached input per million" name="cached_input_per_million" errors hint="empty: 0"/>
+            <TextField label="Cache writes per million" name="cache_write_per_million" errors hint="empty: as input"/>
             <TextField label="Output per million tokens" name="output_per_million" errors/>
             <TextField label="Per unit" name="per_unit" errors hint="document, character, image or second, by the model's kind"/>
             <TextField label="Per call" name="per_call" errors/>
@@ -42,13 +43,14 @@ pub fn render(versions: Vec<crate::types::PriceVersion>, now: i64) -> String {
     view! {
         <div class="table-scroll"><table id="price-versions">
             <caption>{format!("Prices in {currency}")}</caption>
-            <thead><tr><th>"From (UTC)"</th><th>"Input / M"</th><th>"Cached input / M"</th><th>"Output / M"</th><th>"Per unit"</th><th>"Per call"</th><th></th></tr></thead>
+            <thead><tr><th>"From (UTC)"</th><th>"Input / M"</th><th>"Cached input / M"</th><th>"Cache writes / M"</th><th>"Output / M"</th><th>"Per unit"</th><th>"Per call"</th><th></th></tr></thead>
             <tbody>
                 {versions.into_iter().map(|v| view! {
                     <tr data-from=v.effective_from>
                         <td>{crate::days::format_utc(v.effective_from)}</td>
                         <td class="num">{v.input_per_million}</td>
                         <td class="num">{v.cached_input_per_million}</td>
+                        <td class="num">{v.cache_write_per_million.unwrap_or_else(|| "as input".into())}</td>
                         <td class="num">{v.output_per_million}</td>
                         <td class="num">{v.per_unit}</td>
                         <td class="num">{v.per_call}</td>

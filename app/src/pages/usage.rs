@@ -84,7 +84,7 @@ fn page(r: UsageReport) -> impl IntoView {
         </section>
         <section class="figures" id="usage-totals">
             {figure("Requests", compact_count(t.requests), format!("{} errors · {} rate limited · {} cancelled", t.errors, t.rate_limited, t.cancelled))}
-            {figure("Tokens", compact_count(t.total_tokens), format!("{} in ({} cached) · {} out", compact_count(t.input_tokens), compact_count(t.cached_tokens), compact_count(t.output_tokens)))}
+            {figure("Tokens", compact_count(t.total_tokens), format!("{} in ({} cached, {} cache writes) · {} out", compact_count(t.input_tokens), compact_count(t.cached_tokens), compact_count(t.cache_write_tokens), compact_count(t.output_tokens)))}
             {figure("Spend", format!("{} {}", t.cost, r.currency), format!("{} calls without a price", t.cost_unknown))}
             {figure("Latency", format!("{} p50", latency_label(t.p50_ms)), format!("{} p95", latency_label(t.p95_ms)))}
             {figure("First token", format!("{} p50", latency_label(t.ttft_p50_ms)), format!("{} p95", latency_label(t.ttft_p95_ms)))}
@@ -170,6 +170,7 @@ const LATENCY_COLUMNS: &[crate::components::Col] = {
         num("Input tokens"),
         num("Output tokens"),
         num("Total tokens"),
+        num("Spend"),
         num("p50"),
         num("p95"),
     ]
@@ -178,7 +179,7 @@ const LATENCY_COLUMNS: &[crate::components::Col] = {
 #[cfg(feature = "ssr")]
 /// `latency`: with p50 / p95 columns (the per-key tables sum counts only, see `usage_rollups`).
 fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'static str, latency: bool) -> impl IntoView {
-    let mut columns = LATENCY_COLUMNS[..if latency { 9 } else { 7 }].to_vec();
+    let mut columns = LATENCY_COLUMNS[..if latency { 10 } else { 8 }].to_vec();
     columns[0] = crate::components::col(what);
     view! {
         <DataTable id label=what columns rows=rows.len() nothing=move || empty>
@@ -195,6 +196,7 @@ fn table(id: &'static str, what: &'static str, rows: Vec<UsageLine>, empty: &'st
                             <td class="num" data-col="input">{u.input_tokens}{(u.cached_tokens > 0).then(|| view! { <br/><span class="hint cached">{format!("{} cached", u.cached_tokens)}</span> })}</td>
                             <td class="num" data-col="output">{u.output_tokens}</td>
                             <td class="num" data-col="total">{u.total_tokens}{unknown.map(|n| view! { <br/><span class="hint">{n}</span> })}</td>
+                            <td class="num" data-col="spend">{u.cost.clone()}{(u.cost_unknown > 0).then(|| view! { <br/><span class="hint">{format!("{} unpriced", u.cost_unknown)}</span> })}</td>
                             {latency.then(|| view! { <td class="num">{latency_label(u.p50_ms)}</td><td class="num">{latency_label(u.p95_ms)}</td> })}
                         </tr>
                     }

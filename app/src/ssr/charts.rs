@@ -19,9 +19,10 @@ struct Line<'a> {
     values: Vec<f64>,
 }
 
-/// The three charts of a range: requests (with errors and 429s), tokens (input and output),
-/// latency and time to first token (p50, p95).
-pub fn usage_charts(points: &[(i64, UsageFigures)], range: UsageRange) -> Vec<UsageChart> {
+/// The charts of a range: requests (with errors and 429s), tokens (input and output), spend
+/// (in `currency`; drawn from the exact decimals, as floats only for the picture), latency and
+/// time to first token (p50, p95).
+pub fn usage_charts(points: &[(i64, UsageFigures)], range: UsageRange, currency: &str) -> Vec<UsageChart> {
     let xs: Vec<i64> = points.iter().map(|(m, _)| *m).collect();
     let col = |f: &dyn Fn(&UsageFigures) -> f64| points.iter().map(|(_, u)| f(u)).collect::<Vec<f64>>();
     let per = range.bucket_label();
@@ -49,6 +50,14 @@ pub fn usage_charts(points: &[(i64, UsageFigures)], range: UsageRange) -> Vec<Us
                 Line { label: "input", color: BLUE, values: col(&|u| u.input_tokens as f64) },
                 Line { label: "output", color: GREEN, values: col(&|u| u.output_tokens as f64) },
             ],
+        ),
+        chart(
+            "Spend",
+            &format!("{currency} / {per}"),
+            &xs,
+            range,
+            false,
+            &[Line { label: "spend", color: GREEN, values: col(&|u| u.cost.parse::<f64>().unwrap_or(0.0)) }],
         ),
         chart(
             "Latency",
@@ -129,7 +138,9 @@ fn draw(
             } else if *v >= 10.0 || *v == 0.0 {
                 format!("{v:.0}")
             } else {
-                format!("{v:.1}")
+                // Small amounts (money) keep two significant digits.
+                let decimals = ((-v.log10()).floor() as i32 + 2).clamp(1, 9) as usize;
+                format!("{v:.decimals$}")
             }
         })
         .y_desc(unit)

@@ -431,6 +431,7 @@ pub mod usage_minute {
         pub units: i64,
         pub cost_nanos: i64,
         pub cost_unknown: i64,
+        pub cache_write_tokens: i64,
         pub latency_ms_sum: i64,
         pub ttfb_ms_sum: i64,
         /// Folded into `usage_hours` (see `ssr::usage_rollups`); the histogram bucket columns
@@ -453,6 +454,7 @@ pub mod model_price {
         pub effective_from: i64,
         pub input_pico: i64,
         pub cached_input_pico: i64,
+        pub cache_write_pico: Option<i64>,
         pub output_pico: i64,
         pub unit_pico: i64,
         pub call_pico: i64,
@@ -465,6 +467,7 @@ pub mod model_price {
             crate::ssr::pricing::Rates {
                 input: self.input_pico,
                 cached_input: self.cached_input_pico,
+                cache_write: self.cache_write_pico,
                 output: self.output_pico,
                 unit: self.unit_pico,
                 call: self.call_pico,

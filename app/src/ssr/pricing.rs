@@ -25,6 +25,8 @@ pub const MAX_PRICE_PICO: i64 = 1_000_000 * 1_000_000_000_000;
 pub struct Rates {
     pub input: i64,
     pub cached_input: i64,
+    /// Input written to the prompt cache (Anthropic's cache writes); `None`: priced as input.
+    pub cache_write: Option<i64>,
     pub output: i64,
     /// Per unit of the model's kind besides tokens (documents, characters, images, seconds).
     pub unit: i64,
@@ -34,9 +36,11 @@ pub struct Rates {
 /// What a call used, as its record says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Used {
-    /// Input tokens, cached ones included.
+    /// Input tokens, cached reads and cache writes included.
     pub input: u64,
     pub cached: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
     pub output: u64,
     pub units: u64,
 }
@@ -55,8 +59,10 @@ impl Rates {
     /// What `used` costs, in nano-units, rounded half to even (see the module's note).
     pub fn cost_nanos(&self, used: Used) -> i64 {
         let cached = used.cached.min(used.input);
-        let pico = i128::from(used.input - cached) * i128::from(self.input)
+        let written = used.cache_write.min(used.input - cached);
+        let pico = i128::from(used.input - cached - written) * i128::from(self.input)
             + i128::from(cached) * i128::from(self.cached_input)
+            + i128::from(written) * i128::from(self.cache_write.unwrap_or(self.input))
             + i128::from(used.output) * i128::from(self.output)
             + i128::from(used.units) * i128::from(self.unit)
             + i128::from(self.call);
@@ -198,9 +204,9 @@ mod tests {
     #[test]
     fn a_call_costs_its_parts_at_their_rates_rounded_once_half_to_even() {
         // $3 / M input, $0.30 / M cached, $15 / M output.
-        let r = Rates { input: 3_000_000, cached_input: 300_000, output: 15_000_000, unit: 0, call: 0 };
+        let r = Rates { input: 3_000_000, cached_input: 300_000, cache_write: None, output: 15_000_000, unit: 0, call: 0 };
         // 1,000 input of which 400 cached, 200 output: 600×3e6 + 400×3e5 + 200×1.5e7 pico.
-        let c = r.cost_nanos(Used { input: 1_000, cached: 400, output: 200, units: 0 });
+        let c = r.cost_nanos(Used { input: 1_000, cached: 400, output: 200, ..Default::default() });
         assert_eq!(c, (600 * 3_000_000 + 400 * 300_000 + 200 * 15_000_000) / 1_000);
         assert_eq!(format_nanos(c), "0.00492");
         // Half to even at the nano: 0.5 nano → 0, 1.5 → 2, 2.5 → 2; 0.5001 → 1.
@@ -214,15 +220,25 @@ mod tests {
         let images = Rates { unit: 40_000_000_000, call: 1_000, ..Default::default() };
         assert_eq!(images.cost_nanos(Used { units: 3, ..Default::default() }), 120_000_001);
         assert_eq!(r.cost_nanos(Used { input: 10, cached: 50, ..Default::default() }), 10 * 300);
+        // Cache writes: at their own rate, else as input; never counted twice with reads.
+        let used = Used { input: 1_000, cached: 400, cache_write: 100, output: 0, units: 0 };
+        assert_eq!(r.cost_nanos(used), (500 * 3_000_000 + 400 * 300_000 + 100 * 3_000_000) / 1_000, "as input without a rate");
+        let writes = Rates { cache_write: Some(3_750_000), ..r };
+        assert_eq!(writes.cost_nanos(used), (500 * 3_000_000 + 400 * 300_000 + 100 * 3_750_000) / 1_000);
+        assert_eq!(
+            writes.cost_nanos(Used { input: 10, cached: 4, cache_write: 50, ..Default::default() }),
+            (4 * 300_000 + 6 * 3_750_000) / 1_000
+        );
         // The largest prices and counts do not overflow.
         let max = Rates {
             input: MAX_PRICE_PICO,
             cached_input: MAX_PRICE_PICO,
+            cache_write: Some(MAX_PRICE_PICO),
             output: MAX_PRICE_PICO,
             unit: MAX_PRICE_PICO,
             call: MAX_PRICE_PICO,
         };
-        assert_eq!(max.cost_nanos(Used { input: u64::MAX, cached: 0, output: u64::MAX, units: u64::MAX }), i64::MAX);
+        assert_eq!(max.cost_nanos(Used { input: u64::MAX, cached: 0, cache_write: 0, output: u64::MAX, units: u64::MAX }), i64::MAX);
     }
 
     #[test]

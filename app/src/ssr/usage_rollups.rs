@@ -45,6 +45,9 @@ pub struct Sums {
     /// reported): never counted as free.
     #[serde(default)]
     pub cost_unknown: i64,
+    /// Input tokens written to the upstream's prompt cache (part of `input`).
+    #[serde(default)]
+    pub cache_write: i64,
     pub latency_ms: i64,
     pub ttfb_ms: i64,
     pub latency_hist: [i64; BUCKETS],
@@ -60,6 +63,7 @@ impl Sums {
         self.output += v.output;
         self.total += v.total;
         self.cached += v.cached;
+        self.cache_write += v.cache_write;
         self.units += v.units;
         self.cost += v.cost;
         self.cost_unknown += v.cost_unknown;
@@ -113,7 +117,7 @@ pub struct MinuteRow<'a> {
 }
 
 /// The counts of [`Sums`], in its order: what a narrow query sums.
-const COUNTS: [&str; 10] = [
+const COUNTS: [&str; 11] = [
     "requests",
     "failovers",
     "usage_known",
@@ -124,6 +128,7 @@ const COUNTS: [&str; 10] = [
     "units",
     "cost_nanos",
     "cost_unknown",
+    "cache_write_tokens",
 ];
 
 /// The summed columns, in [`Sums`] order, then the histogram buckets.
@@ -138,17 +143,31 @@ fn sum_columns() -> Vec<String> {
 }
 
 fn sum_values(s: &Sums) -> impl Iterator<Item = i64> + '_ {
-    [s.requests, s.failovers, s.usage_known, s.input, s.output, s.total, s.cached, s.units, s.cost, s.cost_unknown, s.latency_ms, s.ttfb_ms]
-        .into_iter()
-        .chain(s.latency_hist.iter().copied())
-        .chain(s.ttfb_hist.iter().copied())
+    [
+        s.requests,
+        s.failovers,
+        s.usage_known,
+        s.input,
+        s.output,
+        s.total,
+        s.cached,
+        s.units,
+        s.cost,
+        s.cost_unknown,
+        s.cache_write,
+        s.latency_ms,
+        s.ttfb_ms,
+    ]
+    .into_iter()
+    .chain(s.latency_hist.iter().copied())
+    .chain(s.ttfb_hist.iter().copied())
 }
 
 /// Dimension columns shared by both tables (besides the time column).
 const DIMENSIONS: &str = "maas_model_id, model, endpoint_id, workspace_id, api_key_id, operation, outcome, status, asked_model_id";
 
 /// Bound values per INSERT statement: under SQLite's 32,766 (PostgreSQL's bound is 65,535).
-/// With 51 columns, 627 rows a statement: a 10,000-row flush is 16 statements, each prepared
+/// With 52 columns, 615 rows a statement: a 10,000-row flush is 17 statements, each prepared
 /// once and cached by the driver (full batches share one text).
 const MAX_VALUES: usize = 32_000;
 
@@ -771,6 +790,7 @@ fn decode(rows: Vec<sea_orm::QueryResult>, by: By) -> Result<Vec<Group>, DbErr> 
                 &mut s.units,
                 &mut s.cost,
                 &mut s.cost_unknown,
+                &mut s.cache_write,
             ];
             for slot in counts {
                 *slot = v.next().unwrap()?;

@@ -338,7 +338,13 @@ fn cost_of(r: &Record, units: u64, at: i64) -> Option<i64> {
         None if r.op.counts_tokens() => return None,
         None => Tokens::default(),
     };
-    Some(rates.cost_nanos(Used { input: tokens.input, cached: tokens.cached, output: tokens.output, units }))
+    Some(rates.cost_nanos(Used {
+        input: tokens.input,
+        cached: tokens.cached,
+        cache_write: tokens.cache_write,
+        output: tokens.output,
+        units,
+    }))
 }
 
 impl Drop for CallCtx {

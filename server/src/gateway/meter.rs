@@ -46,6 +46,7 @@ fn add(s: &mut Sums, c: &Call) {
             s.output += t.output as i64;
             s.total += t.total as i64;
             s.cached += t.cached as i64;
+            s.cache_write += t.cache_write as i64;
         }
         // No upstream ran it (refused, or none answered): it used nothing, and that is known.
         // Only an answer that reported no usage is unknown (as `/metrics` counts it).
@@ -169,6 +170,19 @@ impl Meter {
         by
     }
 
+    /// What the calls recorded and not flushed yet cost (nano-units), and how many of them have
+    /// an unknown cost, by operation.
+    pub fn pending_cost(&self) -> std::collections::BTreeMap<&'static str, (i64, i64)> {
+        let mut by = std::collections::BTreeMap::new();
+        for shard in self.shards.iter() {
+            for (k, v) in &shard.lock().rollups {
+                let c: &mut (i64, i64) = by.entry(k.op.name()).or_default();
+                *c = (c.0 + v.cost, c.1 + v.cost_unknown);
+            }
+        }
+        by
+    }
+
     /// Units (besides tokens) of the calls recorded and not flushed yet, by operation.
     pub fn pending_units(&self) -> std::collections::BTreeMap<&'static str, i64> {
         let mut by = std::collections::BTreeMap::new();
@@ -275,9 +289,9 @@ mod tests {
     #[test]
     fn calls_of_one_minute_and_dimensions_add_up_and_unknown_usage_counts_apart() {
         let m = Meter::default();
-        m.record(call(7, Some(Tokens { input: 5, output: 2, total: 7, cached: 0, seconds: 0 }), 40));
+        m.record(call(7, Some(Tokens { input: 5, output: 2, total: 7, cached: 0, cache_write: 0, seconds: 0 }), 40));
         m.record(call(7, None, 3_000));
-        m.record(call(8, Some(Tokens { input: 1, output: 1, total: 2, cached: 0, seconds: 0 }), 10));
+        m.record(call(8, Some(Tokens { input: 1, output: 1, total: 2, cached: 0, cache_write: 0, seconds: 0 }), 10));
         let rows = m.take();
         assert_eq!(rows.len(), 2);
         let s = rows.iter().find(|(k, _)| k.api_key_id == Some(7)).unwrap().1;
@@ -292,7 +306,7 @@ mod tests {
     fn past_the_cap_new_dimensions_fold_into_one_overflow_row_and_totals_stay_exact() {
         let m = Meter::default();
         for k in 0..(MAX_ROWS as i64 + 1000) {
-            m.record(call(k, Some(Tokens { input: 1, output: 1, total: 2, cached: 0, seconds: 0 }), 1));
+            m.record(call(k, Some(Tokens { input: 1, output: 1, total: 2, cached: 0, cache_write: 0, seconds: 0 }), 1));
         }
         let rows = m.take();
         assert_eq!(rows.len(), MAX_ROWS + 1);

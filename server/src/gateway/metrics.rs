@@ -92,6 +92,8 @@ struct CallSeries {
     output_tokens: Hist<TOKEN_BUCKETS>,
     /// Input tokens read from the upstream's prompt cache (part of the input).
     cached_tokens: u64,
+    /// Input tokens written to it (Anthropic's cache writes; part of the input).
+    cache_write_tokens: u64,
     /// Of the operation's unit besides tokens.
     units: u64,
     /// What the calls cost, nano-units of the currency (each call rounded once).
@@ -141,6 +143,7 @@ impl Series {
             Some(t) => {
                 s.input_tokens.observe(token_bucket(t.input), t.input as f64);
                 s.cached_tokens += t.cached;
+                s.cache_write_tokens += t.cache_write;
                 // Embeddings have no output tokens: not an observation of 0.
                 if c.op != Op::Embeddings {
                     s.output_tokens.observe(token_bucket(t.output), t.output as f64);
@@ -179,6 +182,7 @@ impl Series {
             s.input_tokens.merge(&v.input_tokens);
             s.output_tokens.merge(&v.output_tokens);
             s.cached_tokens += v.cached_tokens;
+            s.cache_write_tokens += v.cache_write_tokens;
             s.spend_nanos += v.spend_nanos;
             s.cost_unknown += v.cost_unknown;
             s.units += v.units;
@@ -319,6 +323,15 @@ impl prometheus_client::collector::Collector for Scrape {
         )?;
         for (k, v) in calls.iter().filter(|(_, v)| v.cached_tokens > 0) {
             m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.cached_tokens, None)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "maas_gateway_cache_write_tokens",
+            "Input tokens the upstreams wrote to their prompt cache (Anthropic's cache_creation_input_tokens), part of the input tokens.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (k, v) in calls.iter().filter(|(_, v)| v.cache_write_tokens > 0) {
+            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.cache_write_tokens, None)?;
         }
         let mut m = enc.encode_descriptor(
             "maas_gateway_units",

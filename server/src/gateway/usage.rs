@@ -35,6 +35,9 @@ pub struct Tokens {
     pub output: u64,
     pub total: u64,
     pub cached: u64,
+    /// Input tokens written to the prompt cache (Anthropic's `cache_creation_input_tokens`),
+    /// part of the input.
+    pub cache_write: u64,
     /// Seconds of audio (transcriptions), rounded up; 0 when not reported.
     pub seconds: u64,
 }
@@ -50,6 +53,7 @@ impl Tokens {
             output,
             total: self.total.max(other.total).max(input + output),
             cached: self.cached.max(other.cached),
+            cache_write: self.cache_write.max(other.cache_write),
             seconds: self.seconds.max(other.seconds),
         }
     }
@@ -94,7 +98,14 @@ impl UsageObject {
         let (input, output) = (input.unwrap_or(0) + anthropic_cache, output.unwrap_or(0));
         let details = self.prompt_tokens_details.as_ref().or(self.input_tokens_details.as_ref()).and_then(|d| d.cached_tokens);
         let cached = details.or(self.cache_read_input_tokens).unwrap_or(0);
-        Some(Tokens { input, output, total: self.total_tokens.unwrap_or(input + output), cached, seconds: seconds.unwrap_or(0) })
+        Some(Tokens {
+            input,
+            output,
+            total: self.total_tokens.unwrap_or(input + output),
+            cached,
+            cache_write: self.cache_creation_input_tokens.unwrap_or(0),
+            seconds: seconds.unwrap_or(0),
+        })
     }
 }
 
@@ -484,13 +495,13 @@ mod tests {
     fn cached_tokens_are_read_apart_in_each_apis_own_way() {
         // OpenAI's chat: cached inside prompt_tokens.
         let chat = br#"{"usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 0}}}"#;
-        assert_eq!(last_usage(chat), Some(Tokens { input: 12, output: 3, total: 15, cached: 8, seconds: 0 }));
+        assert_eq!(last_usage(chat), Some(Tokens { input: 12, output: 3, total: 15, cached: 8, cache_write: 0, seconds: 0 }));
         // Responses: cached inside input_tokens.
         let responses = br#"{"usage":{"input_tokens":8,"input_tokens_details":{"cached_tokens":2},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":11}}"#;
-        assert_eq!(last_usage(responses), Some(Tokens { input: 8, output: 3, total: 11, cached: 2, seconds: 0 }));
+        assert_eq!(last_usage(responses), Some(Tokens { input: 8, output: 3, total: 11, cached: 2, cache_write: 0, seconds: 0 }));
         // Anthropic: cache reads and writes outside input_tokens, added to the input.
         let messages = br#"{"usage":{"input_tokens":9,"output_tokens":4,"cache_read_input_tokens":3,"cache_creation_input_tokens":5}}"#;
-        assert_eq!(last_usage(messages), Some(Tokens { input: 17, output: 4, total: 21, cached: 3, seconds: 0 }));
+        assert_eq!(last_usage(messages), Some(Tokens { input: 17, output: 4, total: 21, cached: 3, cache_write: 5, seconds: 0 }));
         // The same through serde (a count the hand reader leaves to it).
         let odd = br#"{"usage":{"input_tokens":9.0,"output_tokens":4,"cache_read_input_tokens":3}}"#;
         assert_eq!(last_usage(odd), None, "a fraction is no count");
@@ -506,16 +517,16 @@ mod tests {
         let mut sse = SseUsage::new(false);
         let out = sse.frame(Bytes::from_static(stream.as_bytes()));
         assert_eq!(&out[..], stream.as_bytes(), "passed on untouched");
-        assert_eq!(sse.tokens, Some(Tokens { input: 12, output: 4, total: 16, cached: 3, seconds: 0 }));
+        assert_eq!(sse.tokens, Some(Tokens { input: 12, output: 4, total: 16, cached: 3, cache_write: 0, seconds: 0 }));
     }
 
     #[test]
     fn the_answers_own_usage_object_not_a_quoted_one() {
-        assert_eq!(last_usage(CHAT.as_bytes()), Some(Tokens { input: 5, output: 2, total: 7, cached: 0, seconds: 0 }));
+        assert_eq!(last_usage(CHAT.as_bytes()), Some(Tokens { input: 5, output: 2, total: 7, cached: 0, cache_write: 0, seconds: 0 }));
         // Embeddings: prompt and total only.
         assert_eq!(
             last_usage(br#"{"data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}"#),
-            Some(Tokens { input: 3, output: 0, total: 3, cached: 0, seconds: 0 })
+            Some(Tokens { input: 3, output: 0, total: 3, cached: 0, cache_write: 0, seconds: 0 })
         );
         // Unknown, never 0.
         for none in [&br#"{"choices":[]}"#[..], br#"{"usage":null}"#, br#"{"usage":{}}"#, br#"{"usage":{"prompt_tokens":5,"#, b""] {
@@ -530,14 +541,14 @@ mod tests {
         for chunk in big.as_bytes().chunks(1000) {
             ends.feed(&Bytes::copy_from_slice(chunk));
         }
-        assert_eq!(ends.usage(), Some(Tokens { input: 11, output: 0, total: 11, cached: 0, seconds: 0 }));
+        assert_eq!(ends.usage(), Some(Tokens { input: 11, output: 0, total: 11, cached: 0, cache_write: 0, seconds: 0 }));
         // Usage first (some servers), in one frame or byte by byte.
         let first = format!(r#"{{"usage":{{"prompt_tokens":1,"completion_tokens":1}},"data":"{}"}}"#, "x".repeat(10_000));
         let mut ends = JsonEnds::default();
         for b in first.as_bytes().chunks(1) {
             ends.feed(&Bytes::copy_from_slice(b));
         }
-        assert_eq!(ends.usage(), Some(Tokens { input: 1, output: 1, total: 2, cached: 0, seconds: 0 }));
+        assert_eq!(ends.usage(), Some(Tokens { input: 1, output: 1, total: 2, cached: 0, cache_write: 0, seconds: 0 }));
     }
 
     fn stream(include_usage_event: bool) -> Vec<&'static str> {
@@ -571,11 +582,11 @@ mod tests {
             let frames: Vec<Vec<u8>> = upstream.as_bytes().chunks(split).map(<[u8]>::to_vec).collect();
             let mut sse = SseUsage::new(true);
             assert_eq!(run(&mut sse, frames.clone()), client_asked_for, "frames of {split}");
-            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0, seconds: 0 }));
+            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0, cache_write: 0, seconds: 0 }));
             // The client asked for it itself: passed on, byte for byte, and read.
             let mut sse = SseUsage::new(false);
             assert_eq!(run(&mut sse, frames), upstream, "frames of {split}");
-            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0, seconds: 0 }));
+            assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0, cache_write: 0, seconds: 0 }));
         }
     }
 
@@ -604,7 +615,7 @@ mod tests {
                 let frames: Vec<Vec<u8>> = upstream.as_bytes().chunks(split).map(<[u8]>::to_vec).collect();
                 let mut sse = SseUsage::new(true);
                 assert_eq!(run(&mut sse, frames), client, "spaced {spaced}, frames of {split}");
-                assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0, seconds: 0 }));
+                assert_eq!(sse.tokens, Some(Tokens { input: 5, output: 3, total: 8, cached: 0, cache_write: 0, seconds: 0 }));
             }
             // Asked for by the client itself: byte for byte.
             let mut sse = SseUsage::new(false);

@@ -25,6 +25,7 @@ fn version(p: &model_price::Model, currency: &str) -> PriceVersion {
         currency: currency.to_owned(),
         input_per_million: format_price(p.input_pico, MILLION),
         cached_input_per_million: format_price(p.cached_input_pico, MILLION),
+        cache_write_per_million: p.cache_write_pico.map(|v| format_price(v, MILLION)),
         output_per_million: format_price(p.output_pico, MILLION),
         per_unit: format_price(p.unit_pico, 1),
         per_call: format_price(p.call_pico, 1),
@@ -60,6 +61,8 @@ pub fn rates(input: &PriceInput) -> Result<Rates, FieldErrors> {
     let r = Rates {
         input: read("input_per_million", &input.input_per_million, MILLION),
         cached_input: read("cached_input_per_million", &input.cached_input_per_million, MILLION),
+        cache_write: (!input.cache_write_per_million.trim().is_empty())
+            .then(|| read("cache_write_per_million", &input.cache_write_per_million, MILLION)),
         output: read("output_per_million", &input.output_per_million, MILLION),
         unit: read("per_unit", &input.per_unit, 1),
         call: read("per_call", &input.per_call, 1),
@@ -109,6 +112,7 @@ pub async fn add<C: TransactionTrait + ConnectionTrait>(
         effective_from: Set(from),
         input_pico: Set(r.input),
         cached_input_pico: Set(r.cached_input),
+        cache_write_pico: Set(r.cache_write),
         output_pico: Set(r.output),
         unit_pico: Set(r.unit),
         call_pico: Set(r.call),

@@ -51,6 +51,7 @@ impl Tally {
             output_tokens: s.output,
             total_tokens: s.total,
             cached_tokens: s.cached,
+            cache_write_tokens: s.cache_write,
             units: s.units,
             unit: None,
             cost: format_nanos(s.cost),
@@ -189,7 +190,8 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         .take_while(|m| *m < scope.to_minute)
         .map(|m| (m, per_bucket.get(&m).map(Tally::figures).unwrap_or_default()))
         .collect();
-    let charts = charts::usage_charts(&points, f.range);
+    let currency = super::currency::currency(db).await?;
+    let charts = charts::usage_charts(&points, f.range, &currency);
     let mut all = Tally::default();
     for g in &series {
         all.add(g.text(0), &g.sums);
@@ -310,7 +312,7 @@ pub async fn report(db: &impl ConnectionTrait, f: &UsageFilter) -> SResult<Usage
         models_hidden,
         endpoints_hidden,
         fallbacks,
-        currency: super::currency::currency(db).await?,
+        currency,
         model_choices,
         workspace_choices,
         key_choices,
@@ -397,6 +399,7 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
                 output_tokens: s.output,
                 total_tokens: s.total,
                 cached_tokens: s.cached,
+                cache_write_tokens: s.cache_write,
                 units: s.units,
                 unit: names.unit(model_id),
                 requests_usage_unknown: s.requests - s.usage_known,
@@ -414,11 +417,11 @@ pub async fn daily(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<V
 
 /// The billing export: [`daily`] as CSV, the file a billing system takes.
 pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SResult<String> {
-    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model,cost,cost_unknown\n");
+    let mut out = String::from("day,workspace_id,workspace,api_key_id,api_key,model_id,model,requests,input_tokens,output_tokens,total_tokens,requests_usage_unknown,cached_tokens,units,unit,asked_model_id,asked_model,cost,cost_unknown,cache_write_tokens\n");
     let id = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     for d in daily(db, from, to).await? {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             d.day,
             id(d.workspace_id),
             csv_field(&d.workspace),
@@ -437,7 +440,8 @@ pub async fn export_csv(db: &impl ConnectionTrait, from: &str, to: &str) -> SRes
             id(d.asked_model_id),
             csv_field(&d.asked_model),
             d.cost,
-            d.cost_unknown
+            d.cost_unknown,
+            d.cache_write_tokens
         ));
     }
     Ok(out)

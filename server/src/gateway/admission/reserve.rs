@@ -67,7 +67,7 @@ impl Estimate {
                 false => Ok(0),
             };
         };
-        let used = Used { input: self.prompt, cached: 0, output: self.output, units: units.unwrap_or(0) };
+        let used = Used { input: self.prompt, output: self.output, units: units.unwrap_or(0), ..Default::default() };
         Ok(rates.cost_nanos(used).max(0) as u64)
     }
 }
