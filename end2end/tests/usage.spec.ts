@@ -84,8 +84,8 @@ test('usage: charts, top keys, CSV export for the operator; own keys only for a 
     await login(page, base, 'demo', demoPassword);
     await open(page, `${base}/keys`);
     const row = page.locator('#key-table tr[data-name="demo-key"]');
-    await expect(row.locator('[data-col="day"]')).toHaveText('15 requests · 86 tokens');
-    await expect(row.locator('[data-col="month"]')).toHaveText('15 requests · 86 tokens');
+    await expect(row.locator('[data-col="day"]')).toHaveText('15 requests · 86 tokens · 0.0000246 USD');
+    await expect(row.locator('[data-col="month"]')).toHaveText('15 requests · 86 tokens · 0.0000246 USD');
     await open(page, `${base}/usage`);
     await expect(page.locator('.error-box')).toHaveText('This page is for operators.');
     const res = await page.request.get(`${base}/usage/export.csv?from=2026-01-01&to=2026-01-02`);

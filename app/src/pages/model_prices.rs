@@ -41,7 +41,7 @@ pub fn render(versions: Vec<crate::types::PriceVersion>, now: i64) -> String {
         return view! { <p class="hint">"No price: calls to this model have an unknown cost, and money budgets refuse them unless told to let them through."</p> }.to_html();
     }
     view! {
-        <div class="table-scroll"><table id="price-versions">
+        <div class="table-scroll" tabindex="0" role="region" aria-label="Price versions"><table id="price-versions">
             <caption>{format!("Prices in {currency}")}</caption>
             <thead><tr><th>"From (UTC)"</th><th>"Input / M"</th><th>"Cached input / M"</th><th>"Cache writes / M"</th><th>"Output / M"</th><th>"Per unit"</th><th>"Per call"</th><th></th></tr></thead>
             <tbody>
