@@ -36,14 +36,17 @@ pub fn EditModelPage() -> impl IntoView {
     // No such id is no such model (ids start at 1).
     let model = load(id, |id| GetModel { id: id.unwrap_or(0) });
     let health = load(id, |id| models::ModelHealth { id: id.unwrap_or(0) });
-    let data = move || async move { Ok::<_, AppError>((opts.await?, model.await?, health.await.unwrap_or_default())) };
+    let prices = load(id, |id| models::ModelPrices { id: id.unwrap_or(0) });
+    let data = move || async move {
+        Ok::<_, AppError>((opts.await?, model.await?, health.await.unwrap_or_default(), prices.await.unwrap_or_default()))
+    };
     view! {
         <RequireRole operator=true>
             <h1>"Edit MaaS model"</h1>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data().await {
-                        Ok((o, m, health)) => {
+                        Ok((o, m, health, prices)) => {
                             // The same playground users have, through the gateway and this
                             // model's rules (an operator's call counts against a workspace too).
                             let name = o.marketplace.iter().find(|x| x.id == m.marketplace_model_id).map(|x| x.name.clone()).unwrap_or_default();
@@ -56,7 +59,7 @@ pub fn EditModelPage() -> impl IntoView {
                                 <h2>"Endpoint health"</h2>
                                 <div inner_html=health/>
                                 <h2>"Prices"</h2>
-                                <crate::pages::model_prices::Prices id=model_id/>
+                                <crate::pages::model_prices::Prices id=model_id html=prices/>
                                 <h2>"Playground"</h2>
                                 {if !enabled {
                                     view! { <p class="hint">"Enable the model to try it: a disabled model answers 404."</p> }.into_any()

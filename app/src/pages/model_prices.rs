@@ -3,20 +3,25 @@
 //! adds a version, from now or from a later moment.
 use crate::api::models::{AddModelPrice, ModelPrices};
 use crate::call::{Call, CallForm};
-use crate::components::{field_errors, ErrorBox, SubmitButton, TextField};
-use crate::load::load;
+use crate::components::{field_errors, on_success, ErrorBox, SubmitButton, TextField};
 use leptos::prelude::*;
 
+/// `html`: the versions' table as the page loaded it (with the page's other data, in its one
+/// `Suspense`: no nested one to hydrate); read again after each version added.
 #[component]
-pub fn Prices(id: i64) -> impl IntoView {
+pub fn Prices(id: i64, html: String) -> impl IntoView {
     let add = Call::<AddModelPrice>::new();
-    let table = load(move || add.saved().get(), move |_| ModelPrices { id });
+    let reload = Call::<ModelPrices>::new();
+    on_success(add.value(), move || reload.dispatch(ModelPrices { id }));
+    let reloaded = reload.value();
+    let table = move || match reloaded.get() {
+        Some(Ok(h)) => h,
+        _ => html.clone(),
+    };
     let value = add.value();
     let errors = field_errors(move || value.get());
     view! {
-        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || Suspend::new(async move { view! { <div id="prices" inner_html=table.await.unwrap_or_default()/> } })}
-        </Transition>
+        <div id="prices" inner_html=table/>
         <CallForm call=add attr:class="price-form">
             <input type="hidden" name="id" value=id.to_string()/>
             <TextField label="Input per million tokens" name="input_per_million" errors/>
