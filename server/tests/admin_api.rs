@@ -817,3 +817,34 @@ async fn prices_money_budgets_and_the_alert_webhook_through_the_api() {
     let last = audit.iter().rev().find(|e| e.entity == "setting").unwrap();
     assert!(!last.diff.contains("0123456789abcdef"), "{}", last.diff);
 }
+
+/// A workspace of 40,000 keys, past SQLite's 32,766 bound variables: the key list, one key and
+/// its revocation answer (each read alone, never with one variable per key), and a key's quota
+/// shows in the list.
+#[tokio::test]
+async fn keys_are_listed_read_and_revoked_in_a_workspace_past_the_databases_variable_bound() {
+    use sea_orm::ConnectionTrait;
+    let env = env().await;
+    let r = env.router();
+    let (op, rw, ro) = tokens(&env).await;
+    let f = fixture(&env, &op).await;
+    let db = env.db();
+    let sql = format!(
+        "INSERT INTO api_keys (workspace_id, public_id, name, secret_hash, created_at) \
+         SELECT {}, 'key_many' || i, 'many', 'hash' || i, 0 FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000) SELECT i FROM n) AS s",
+        f.ws
+    );
+    db.execute_unprepared(&sql).await.unwrap();
+    let (s, _, v) = call("GET", "/api-keys?per_page=1", &ro).send(&r).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["total"].as_u64().unwrap() > 40_000, "{}", v["total"]);
+    let id = v["items"][0]["id"].as_i64().unwrap();
+    let (s, _, v) = call("PUT", &format!("/api-keys/{id}/quota"), &rw).body(json!({"period": "day", "requests": 10})).send(&r).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _, v) = call("GET", "/api-keys?per_page=1", &ro).send(&r).await;
+    assert_eq!((s, v["items"][0]["quota"]["requests"].as_i64()), (StatusCode::OK, Some(10)), "{v}");
+    let (s, _, v) = call("GET", &format!("/api-keys/{id}"), &ro).send(&r).await;
+    assert_eq!((s, v["id"].as_i64()), (StatusCode::OK, Some(id)), "{v}");
+    let (s, _, v) = call("POST", &format!("/api-keys/{id}/revoke"), &rw).send(&r).await;
+    assert_eq!((s, v["revoked"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+}

@@ -42,11 +42,7 @@ pub struct KeyBody {
 }
 
 async fn find(api: &Api, c: &Caller, id: i64) -> ApiResult<ApiKeyInfo> {
-    keys::list(&api.app.db, &c.who)
-        .await?
-        .into_iter()
-        .find(|k| k.id == id)
-        .ok_or_else(|| app::error::AppError::NotFound("API key".into()).into())
+    Ok(keys::get(&api.app.db, &c.who, id).await?)
 }
 
 /// List API keys.

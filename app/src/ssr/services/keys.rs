@@ -41,6 +41,19 @@ pub async fn list(db: &impl ConnectionTrait, who: &CurrentUser) -> SResult<Vec<A
     Ok(keys.into_iter().map(|k| ApiKeyInfo { quota: quotas.remove(&k.id), ..view(k) }).collect())
 }
 
+/// One key as [`list`] shows it, if the caller may see it: read alone, not found in a list of
+/// every key (a workspace may hold a million).
+pub async fn get(db: &impl ConnectionTrait, who: &CurrentUser, id: i64) -> SResult<ApiKeyInfo> {
+    let Some(k) = api_key::Entity::find_by_id(id).one(db).await? else {
+        return Err(AppError::NotFound("API key".into()).into());
+    };
+    if !visibility::can_see(db, who, k.workspace_id).await? {
+        return Err(AppError::NotFound("API key".into()).into());
+    }
+    let mut quotas = super::quotas::views(db, RuleTarget::ApiKey, Some(&[id])).await?;
+    Ok(ApiKeyInfo { quota: quotas.remove(&id), ..view(k) })
+}
+
 pub async fn create<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     actor: &Actor,
