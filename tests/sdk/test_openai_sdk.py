@@ -73,25 +73,32 @@ class OpenAISdk(ServedCase):
         # rounded-up second (a private method, but the one its retry loop calls).
         self.assertEqual(self.client._parse_retry_after_header(last.response.headers), ms / 1000)
 
-    def test_zzz_spent_quota_is_rate_limit_error_with_insufficient_quota(self):
-        # A key of the demo workspace with a quota of one request a day, written as the console
-        # would (then the revision bump every gateway watches).
+    def _key_with_quota(self, name, column, budget):
+        # A new key of the demo workspace with a daily quota of `budget` in `column`, written as
+        # the console would (then the revision bump every gateway watches); a client with it,
+        # once the gateway serves the key (its heartbeat, bounded).
         import hashlib, sqlite3
-        secret = "sk-maas-quota-test-0123456789abcdef"
+        secret = f"sk-maas-{name}-test-0123456789abcdef"
         db = sqlite3.connect(os.path.join(self.tmp, "maas.db"))
         ws = db.execute("SELECT workspace_id FROM api_keys ORDER BY id LIMIT 1").fetchone()[0]
-        cur = db.execute("INSERT INTO api_keys (workspace_id, public_id, name, secret_hash, created_at) VALUES (?, 'key_quota', 'quota', ?, 0)", (ws, hashlib.sha256(secret.encode()).hexdigest()))
-        db.execute("INSERT INTO quotas (target, workspace_id, api_key_id, period, requests) VALUES ('api_key', ?, ?, 'day', 1)", (ws, cur.lastrowid))
+        cur = db.execute("INSERT INTO api_keys (workspace_id, public_id, name, secret_hash, created_at) VALUES (?, ?, ?, ?, 0)",
+                         (ws, f"key_{name}", name, hashlib.sha256(secret.encode()).hexdigest()))
+        db.execute(f"INSERT INTO quotas (target, workspace_id, api_key_id, period, {column}) VALUES ('api_key', ?, ?, 'day', ?)", (ws, cur.lastrowid, budget))
         db.execute("UPDATE config_revision SET revision = revision + 1")
         db.commit()
         db.close()
         client = OpenAI(base_url=self.base + "/v1", api_key=secret, max_retries=2, timeout=10)
-        for _ in range(100):  # until the gateway serves the new key (its heartbeat), bounded
+        for _ in range(100):
             try:
                 client.models.list()
                 break
             except openai.AuthenticationError:
                 time.sleep(0.1)
+        return client
+
+    def test_zzz_spent_quota_is_rate_limit_error_with_insufficient_quota(self):
+        # A key of the demo workspace with a quota of one request a day.
+        client = self._key_with_quota("quota", "requests", 1)
         client.embeddings.create(model="demo-embed", input="x")
         with self.assertRaises(openai.RateLimitError) as ctx:
             client.embeddings.create(model="demo-embed", input="x")
@@ -106,22 +113,7 @@ class OpenAISdk(ServedCase):
         # A key with a daily budget in money of 0.000001 (1,000 nano-units) on the demo model,
         # priced at 0.15 / 0.60 per million tokens: its first call (5 + 2 tokens, 1,950 nano)
         # spends it, the next is refused with the SDK's RateLimitError, not retried.
-        import hashlib, sqlite3
-        secret = "sk-maas-money-test-0123456789abcdef"
-        db = sqlite3.connect(os.path.join(self.tmp, "maas.db"))
-        ws = db.execute("SELECT workspace_id FROM api_keys ORDER BY id LIMIT 1").fetchone()[0]
-        cur = db.execute("INSERT INTO api_keys (workspace_id, public_id, name, secret_hash, created_at) VALUES (?, 'key_money', 'money', ?, 0)", (ws, hashlib.sha256(secret.encode()).hexdigest()))
-        db.execute("INSERT INTO quotas (target, workspace_id, api_key_id, period, spend_nanos, unpriced) VALUES ('api_key', ?, ?, 'day', 1000, 'refuse')", (ws, cur.lastrowid))
-        db.execute("UPDATE config_revision SET revision = revision + 1")
-        db.commit()
-        db.close()
-        client = OpenAI(base_url=self.base + "/v1", api_key=secret, max_retries=2, timeout=10)
-        for _ in range(100):  # until the gateway serves the new key (its heartbeat), bounded
-            try:
-                client.models.list()
-                break
-            except openai.AuthenticationError:
-                time.sleep(0.1)
+        client = self._key_with_quota("money", "spend_nanos", 1000)
         client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])
         with self.assertRaises(openai.RateLimitError) as ctx:
             client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])

@@ -23,8 +23,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn record_crossings(db: &DatabaseConnection, quotas: &[QuotaCheck], now_secs: i64) -> Result<(), sea_orm::DbErr> {
     for q in quotas {
         let Some(money) = &q.spend else { continue };
-        for percent in q.crossed(now_secs) {
-            let spent = q.spent(now_secs);
+        let crossed = q.crossed(now_secs);
+        if crossed.is_empty() {
+            continue;
+        }
+        let spent = q.spent(now_secs);
+        for percent in crossed {
             let c = Crossing {
                 target: q.key.target,
                 subject_id: q.key.subject_id,
@@ -71,16 +75,17 @@ pub async fn send_due(gw: &Gateway, db: &DatabaseConnection) -> Result<usize, ap
     let snap = gw.snapshot();
     let Some(hook) = snap.alert_webhook.clone() else { return Ok(0) };
     let now = gw.clock.unix_secs();
+    let due = alerts::due(db, now).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    // The installation's, not a quota's: the budget that raised an alert may be gone since.
+    let currency = app::ssr::services::currency::currency(db).await?;
     let mut sent = 0;
-    for alert in alerts::due(db, now).await? {
+    for alert in due {
         if !alerts::claim(db, &alert, now).await? {
             continue; // another gateway sends this attempt
         }
-        let currency = snap
-            .quotas
-            .values()
-            .find_map(|q| q.spend.as_ref().map(|m| m.currency.clone()))
-            .unwrap_or_else(|| app::ssr::services::currency::DEFAULT_CURRENCY.into());
         let body = alerts::payload(&alert, &currency).to_string();
         if deliver(gw, &hook, alert.id, now, body).await {
             alerts::delivered(db, alert.id).await?;

@@ -81,6 +81,9 @@ impl<const N: usize> Hist<N> {
 const DURATION_BUCKETS: usize = app::ssr::usage_rollups::BUCKETS;
 const TOKEN_BUCKETS: usize = TOKEN_BOUNDS.len() + 1;
 
+/// A counter of a call series: its name, its help, and what it counts.
+type SparseCounter = (&'static str, &'static str, fn(&CallSeries) -> u64);
+
 #[derive(Clone, Debug, Default)]
 struct CallSeries {
     requests: u64,
@@ -316,24 +319,6 @@ impl prometheus_client::collector::Collector for Scrape {
             m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.requests, None)?;
         }
         let mut m = enc.encode_descriptor(
-            "maas_gateway_cached_tokens",
-            "Input tokens the upstreams read from their prompt cache (OpenAI's cached_tokens, Anthropic's cache_read_input_tokens), part of the input tokens.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (k, v) in calls.iter().filter(|(_, v)| v.cached_tokens > 0) {
-            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.cached_tokens, None)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "maas_gateway_cache_write_tokens",
-            "Input tokens the upstreams wrote to their prompt cache (Anthropic's cache_creation_input_tokens), part of the input tokens.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (k, v) in calls.iter().filter(|(_, v)| v.cache_write_tokens > 0) {
-            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.cache_write_tokens, None)?;
-        }
-        let mut m = enc.encode_descriptor(
             "maas_gateway_units",
             "What operations besides chat are counted in, by unit: documents reranked, characters spoken, images made or edited, seconds of audio transcribed (as the upstream reports them).",
             None,
@@ -344,32 +329,39 @@ impl prometheus_client::collector::Collector for Scrape {
             labels.push(("unit", k.op.unit().map_or("", |u| u.as_str()).to_owned()));
             m.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&v.units, None)?;
         }
-        let mut m = enc.encode_descriptor(
-            "maas_spend",
-            "What the calls cost at their model's prices, in nano-units (10^-9) of the installation's currency (MAAS_CURRENCY), each call rounded once, half to even: divide by 1e9 for the currency.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (k, v) in calls.iter().filter(|(_, v)| v.spend_nanos > 0) {
-            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.spend_nanos, None)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "maas_gateway_cost_unknown",
-            "Answered calls whose cost is unknown (no price in force, or no usage reported): never counted as free.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (k, v) in calls.iter().filter(|(_, v)| v.cost_unknown > 0) {
-            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.cost_unknown, None)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "maas_gateway_usage_unknown",
-            "Answered calls whose upstream reported no token usage (tokens unknown, not 0).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (k, v) in calls.iter().filter(|(_, v)| v.usage_unknown > 0) {
-            m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&v.usage_unknown, None)?;
+        // Counters of a call series with its own labels, each written where it is not 0.
+        let sparse: [SparseCounter; 5] = [
+            (
+                "maas_gateway_cached_tokens",
+                "Input tokens the upstreams read from their prompt cache (OpenAI's cached_tokens, Anthropic's cache_read_input_tokens), part of the input tokens.",
+                |v| v.cached_tokens,
+            ),
+            (
+                "maas_gateway_cache_write_tokens",
+                "Input tokens the upstreams wrote to their prompt cache (Anthropic's cache_creation_input_tokens), part of the input tokens.",
+                |v| v.cache_write_tokens,
+            ),
+            (
+                "maas_spend",
+                "What the calls cost at their model's prices, in nano-units (10^-9) of the installation's currency (MAAS_CURRENCY), each call rounded once, half to even: divide by 1e9 for the currency.",
+                |v| v.spend_nanos,
+            ),
+            (
+                "maas_gateway_cost_unknown",
+                "Answered calls whose cost is unknown (no price in force, or no usage reported): never counted as free.",
+                |v| v.cost_unknown,
+            ),
+            (
+                "maas_gateway_usage_unknown",
+                "Answered calls whose upstream reported no token usage (tokens unknown, not 0).",
+                |v| v.usage_unknown,
+            ),
+        ];
+        for (name, help, value) in sparse {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (k, v) in calls.iter().filter(|(_, v)| value(v) > 0) {
+                m.encode_family(&own(k))?.encode_counter::<NoLabelSet, _, u64>(&value(v), None)?;
+            }
         }
         let mut failovers: std::collections::BTreeMap<&str, u64> = Default::default();
         for (k, v) in &calls {

@@ -22,14 +22,7 @@ pub fn prompt_tokens(body_len: usize) -> u64 {
     (body_len as u64).div_ceil(BYTES_PER_TOKEN)
 }
 
-/// The call's reservation: the request body's size in tokens (an upper bound of the prompt's,
-/// as the body holds the prompt and a little JSON) plus its output bound, or the model's
-/// `default_output` when it gives none.
-pub fn estimate(op: Op, body_len: usize, req: &RequestBody<'_>, default_output: u64) -> u64 {
-    Estimate::of(op, body_len, req, default_output).tokens()
-}
-
-/// A call's estimate in its two parts, tokens.
+/// A call's reservation in its two parts, tokens (see [`Estimate::tokens`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Estimate {
     /// The request body's size in tokens (an upper bound of the prompt's).
@@ -40,7 +33,9 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// See [`estimate`].
+    /// The request body's size in tokens (an upper bound of the prompt's, as the body holds
+    /// the prompt and a little JSON) and its output bound, or the model's `default_output` when
+    /// it gives none.
     pub fn of(op: Op, body_len: usize, req: &RequestBody<'_>, default_output: u64) -> Self {
         let output = match op {
             _ if !op.generates() => 0,
@@ -52,6 +47,7 @@ impl Estimate {
         Estimate { prompt: prompt_tokens(body_len), output }
     }
 
+    /// The call's reservation: both parts.
     pub fn tokens(&self) -> u64 {
         self.prompt.saturating_add(self.output)
     }
@@ -80,6 +76,10 @@ pub struct Unpricable;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn estimate(op: Op, body_len: usize, req: &RequestBody<'_>, default_output: u64) -> u64 {
+        Estimate::of(op, body_len, req, default_output).tokens()
+    }
 
     #[test]
     fn prompt_size_plus_the_output_bound_the_call_gives() {
